@@ -1,0 +1,146 @@
+// Package driver defines the interface that dlock backends implement.
+//
+// Applications do not use this package: they use package dlock and one
+// driver package (memdriver, redisdriver, redlock). It is for people who
+// write a backend, in the way database/sql/driver is for database drivers.
+//
+// A driver is deliberately small and dumb. Each method makes one round of
+// backend calls and returns: no retries, no sleeping, no renew loops and no
+// token generation. Package dlock owns all of those, once, for every driver.
+//
+// Optional capabilities are separate small interfaces ([Notifier],
+// [Inspector], [BatchRefresher], [FenceRaiser]). A driver implements the ones
+// its backend supports; dlock finds them by type assertion.
+package driver
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Driver errors. Drivers wrap them with %w and add context; callers test them
+// with errors.Is.
+var (
+	// ErrNotHeld reports that the key is not held by the given token: it
+	// expired, was released, or is held by someone else. Refresh, Release
+	// and FenceRaiser.RaiseFence return it; the lease it concerns is gone.
+	ErrNotHeld = errors.New("dlock: lock not held")
+
+	// ErrUnavailable reports that the backend could not be reached or
+	// refused service for now (connection refused, failover in progress,
+	// server loading), and that the operation was surely not applied. An
+	// operation whose outcome is unknown, such as one that timed out after
+	// it was sent, must not be reported as ErrUnavailable; drivers return
+	// such errors with a Timeout() bool method that reports true, as net
+	// and go-redis errors do.
+	ErrUnavailable = errors.New("dlock: backend unavailable")
+)
+
+// Request is one attempt to acquire a key.
+type Request struct {
+	// Key names the lock. It is never empty.
+	Key string
+	// Token is the caller's secret proof of ownership: 128 random bits,
+	// encoded as text. Refresh and Release succeed only with it.
+	Token string
+	// TTL is how long the backend keeps the lock without a refresh. It is
+	// at least one millisecond.
+	TTL time.Duration
+	// Owner is a human-readable description of the holder (host:pid by
+	// default), reported by [Inspector]. It is not a secret.
+	Owner string
+}
+
+// Result is the outcome of an acquire attempt that reached the backend.
+type Result struct {
+	// Acquired reports whether the key is now held by the request's token.
+	Acquired bool
+	// Fence is set when Acquired: a number strictly greater than every
+	// fence the backend granted for this key before. A repeated request
+	// with the same token while the key is held returns the same fence.
+	Fence uint64
+	// HolderTTL is set when not Acquired and the backend knows it: the
+	// remaining time before the current holder's lock expires. dlock uses
+	// it to wait exactly until then. Zero means unknown.
+	HolderTTL time.Duration
+}
+
+// Locker is the interface a backend implements. Implementations must be safe
+// for concurrent use.
+type Locker interface {
+	// Acquire makes one attempt to take req.Key for req.Token. If the key
+	// is free it is taken for req.TTL. If it is held by another token the
+	// result has Acquired false and err nil. If it is already held by
+	// req.Token the attempt succeeds again, resets the TTL and returns the
+	// same fence, so a retry after a lost reply is safe.
+	Acquire(ctx context.Context, req Request) (Result, error)
+
+	// Refresh resets the TTL of key to ttl if it is held by token, and
+	// returns an error wrapping ErrNotHeld otherwise.
+	Refresh(ctx context.Context, key, token string, ttl time.Duration) error
+
+	// Release frees key if it is held by token, and returns an error
+	// wrapping ErrNotHeld otherwise. A driver that implements [Notifier]
+	// wakes the key's subscribers.
+	Release(ctx context.Context, key, token string) error
+
+	// Close releases the driver's resources (connections, subscriptions).
+	// It does not release held keys: they expire on their own.
+	Close() error
+}
+
+// Notifier is implemented by drivers that can wake waiters when a key is
+// released, so they need not poll.
+type Notifier interface {
+	// Subscribe starts watching releases of key. It returns once the
+	// subscription is active, so a release that happens after Subscribe
+	// returns is never missed. The channel receives a value after each
+	// release of key; it is buffered and never closed, and a slow reader
+	// may see several releases as one. cancel ends the subscription and
+	// must be called exactly once.
+	Subscribe(ctx context.Context, key string) (released <-chan struct{}, cancel func(), err error)
+}
+
+// Holder describes the current holder of a key.
+type Holder struct {
+	// Owner is the Request.Owner of the holder.
+	Owner string
+	// Fence is the holder's fence.
+	Fence uint64
+	// TTL is the time left before the holder's lock expires.
+	TTL time.Duration
+}
+
+// Inspector is implemented by drivers that can report who holds a key.
+type Inspector interface {
+	// Inspect reports the holder of key; ok is false when the key is free.
+	Inspect(ctx context.Context, key string) (h Holder, ok bool, err error)
+}
+
+// RefreshRequest is one item of a batched refresh.
+type RefreshRequest struct {
+	Key   string
+	Token string
+	TTL   time.Duration
+}
+
+// BatchRefresher is implemented by drivers that can refresh many keys in one
+// round trip.
+type BatchRefresher interface {
+	// RefreshBatch refreshes every request as Locker.Refresh would and
+	// returns one error per request, in order (nil for success). If the
+	// whole round failed, every element carries that failure.
+	RefreshBatch(ctx context.Context, reqs []RefreshRequest) []error
+}
+
+// FenceRaiser is implemented by drivers whose fences can be raised from
+// outside. A quorum driver (redlock) uses it to write the fence it hands out
+// back to a majority of nodes, so that every later majority grants a higher
+// one.
+type FenceRaiser interface {
+	// RaiseFence makes sure every fence later granted for key is greater
+	// than fence, and records fence as the current holder's fence. It
+	// returns an error wrapping ErrNotHeld if key is not held by token.
+	RaiseFence(ctx context.Context, key, token string, fence uint64) error
+}

@@ -35,3 +35,6 @@ var (
 	// ErrInvalid reports a bad argument or option, detected before any I/O.
 	ErrInvalid = errors.New("dlock: invalid argument")
 )
+
+// ErrResigned is the cause of a leader's context after [Election.Resign].
+var ErrResigned = errors.New("dlock: leadership resigned")

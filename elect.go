@@ -1,0 +1,194 @@
+package dlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// ElectionOptions configure an [Election]. A nil *ElectionOptions means the
+// defaults.
+type ElectionOptions struct {
+	// Lease configures the leader's lease (TTL, renewal, owner).
+	// Default: the Locker's options.
+	Lease *Options
+
+	// LossDelay is how long a candidate that lost its lease involuntarily
+	// waits before campaigning again, like Consul's lock-delay: a leader
+	// that just lost contact should not win straight back. Default: 0.
+	LossDelay time.Duration
+
+	// ResignDelay is how long a candidate waits after [Election.Resign]
+	// before campaigning again, so that another one takes over.
+	// Default: the lease TTL.
+	ResignDelay time.Duration
+
+	// OnElected is called when this candidate becomes leader, before the
+	// lead function starts.
+	OnElected func(lease *Lease)
+
+	// OnDemoted is called when this candidate's leadership ended, after
+	// the lead function returned and the lease was released. cause wraps
+	// ErrLeaseLost after a loss, is ErrResigned after Resign, and is
+	// otherwise the lead function's error (possibly nil).
+	OnDemoted func(lease *Lease, cause error)
+
+	// OnLeader is called while campaigning when a new leader is observed
+	// (a holder with a fence not seen before). It needs a driver that can
+	// report holders; the holder is looked up at least once per lease TTL.
+	OnLeader func(h Holder)
+}
+
+// Election is a leader election on one key: every candidate runs
+// [Election.Run], and at most one of them leads at a time.
+//
+// An Election is safe for concurrent use; run it once at a time.
+type Election struct {
+	l    *Locker
+	key  string
+	opts ElectionOptions
+
+	mu     sync.Mutex
+	resign context.CancelCauseFunc // cancels the current lead, if any
+}
+
+// NewElection returns an election on key.
+func NewElection(l *Locker, key string, opts *ElectionOptions) *Election {
+	e := &Election{l: l, key: key}
+	if opts != nil {
+		e.opts = *opts
+	}
+	return e
+}
+
+// Run campaigns for leadership until ctx ends. Each time it wins, it calls
+// lead with a context that is cancelled when the lease is lost, when ctx
+// ends, or on Resign, then waits for lead to return and releases the lease
+// at once, so no renewal outlives the work. After a loss or a resignation it
+// campaigns again. If lead returns while still leading, Run returns lead's
+// error: the work is over. When ctx ends Run returns ctx's error.
+func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, lease *Lease) error) error {
+	if lead == nil {
+		return fmt.Errorf("%w: nil lead function", ErrInvalid)
+	}
+	if err := e.l.check(e.key); err != nil {
+		return err
+	}
+	cfg, err := e.opts.Lease.resolve(&e.l.cfg)
+	if err != nil {
+		return err
+	}
+	if e.opts.LossDelay < 0 || e.opts.ResignDelay < 0 {
+		return fmt.Errorf("%w: negative election delay", ErrInvalid)
+	}
+	resignDelay := e.opts.ResignDelay
+	if resignDelay == 0 {
+		resignDelay = cfg.ttl
+	}
+	var seen uint64 // highest fence observed
+	for {
+		lease, err := e.campaign(ctx, cfg.ttl, &seen)
+		if err != nil {
+			return err
+		}
+		seen = max(seen, lease.Fence())
+		if e.opts.OnElected != nil {
+			e.opts.OnElected(lease)
+		}
+		lctx, cancel := context.WithCancelCause(ctx)
+		stop := context.AfterFunc(lease.ctx, func() { cancel(context.Cause(lease.ctx)) })
+		e.mu.Lock()
+		e.resign = cancel
+		e.mu.Unlock()
+
+		lerr := lead(lctx, lease)
+
+		e.mu.Lock()
+		e.resign = nil
+		e.mu.Unlock()
+		stop()
+		lost := lease.Err()
+		resigned := errors.Is(context.Cause(lctx), ErrResigned)
+		cancel(nil)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
+		lease.Release(rctx) // a loss is already in lost; an unreachable backend lets it expire
+		rcancel()
+
+		var pause time.Duration
+		cause := lerr
+		switch {
+		case lost != nil:
+			cause, pause = lost, e.opts.LossDelay
+		case resigned:
+			cause, pause = ErrResigned, resignDelay
+		}
+		if e.opts.OnDemoted != nil {
+			e.opts.OnDemoted(lease, cause)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case lost == nil && !resigned:
+			return lerr
+		}
+		if err := sleep(ctx, pause); err != nil {
+			return err
+		}
+	}
+}
+
+// Resign ends the current leadership, if this candidate leads: the lead
+// function's context is cancelled with cause [ErrResigned], the lease is
+// released when it returns, and Run waits ResignDelay before campaigning
+// again.
+func (e *Election) Resign() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.resign != nil {
+		e.resign(ErrResigned)
+	}
+}
+
+// Leader reports the current leader; ok is false when there is none. It
+// needs a driver that can report holders.
+func (e *Election) Leader(ctx context.Context) (h Holder, ok bool, err error) {
+	return e.l.Holder(ctx, e.key)
+}
+
+// campaign waits until this candidate holds the key. When OnLeader is set it
+// looks at the holder before each wait, and waits at most one TTL at a time
+// so that leadership changes are seen.
+func (e *Election) campaign(ctx context.Context, ttl time.Duration, seen *uint64) (*Lease, error) {
+	for {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if e.opts.OnLeader != nil {
+			if h, ok, err := e.l.Holder(ctx, e.key); err == nil && ok && h.Fence > *seen {
+				*seen = h.Fence
+				e.opts.OnLeader(h)
+			}
+			actx, cancel = context.WithTimeout(ctx, ttl)
+		}
+		lease, err := e.l.Acquire(actx, e.key, e.opts.Lease)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return lease, err
+		}
+	}
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

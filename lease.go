@@ -31,10 +31,10 @@ type Lease struct {
 	// Guarded by l.renew.mu.
 	ttl, renewEvery, drift time.Duration
 	deadline               time.Time // local deadline, monotonic
-	nextRenew              time.Time // zero: no automatic renewal due
-	refreshing             bool      // a renewal round has it
+	nextRenew              time.Time
+	refreshing             bool // a renewal round has it
 	released               bool
-	index                  int // in the renewer's heap; -1 when not scheduled
+	deadlineAt, renewAt    int // positions in the renewer's heaps, or -1
 }
 
 // Key returns the key the lease holds.
@@ -101,7 +101,7 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	err := le.l.drv.Refresh(ctx, le.key, le.token, ttl)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if le.index < 0 {
+	if le.deadlineAt < 0 {
 		if lerr := le.Err(); lerr != nil {
 			return lerr
 		}

@@ -178,14 +178,13 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 		sent := time.Now()
 		res, err := l.drv.Acquire(ctx, req)
 		if err == nil && res.Acquired {
-			lease, err := l.renew.add(ctx, req, res.Fence, sent, cfg)
+			lease, err := l.renew.add(ctx, l, req, res.Fence, sent, cfg)
 			if err != nil { // closed meanwhile
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
 				l.drv.Release(rctx, key, req.Token)
 				cancel()
 				return nil, err
 			}
-			lease.l = l
 			return lease, nil
 		}
 		if err != nil && (ctx.Err() != nil || !retryable(err)) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,21 +14,25 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Renewal batching: one driver round trip refreshes up to batchSize leases;
-// drivers without batching get up to parallelRefresh calls at once.
+// Renewal limits: one driver round trip refreshes up to batchSize leases;
+// drivers without batching get up to parallelRefresh calls at once per
+// round; at most maxRounds rounds run at a time, and renewals that come due
+// meanwhile wait for the next round, which batches them together.
 const (
 	batchSize       = 1000
 	parallelRefresh = 16
+	maxRounds       = 4
 )
 
 var errDeadline = errors.New("renewal not confirmed before the local deadline")
 
 // renewer keeps a Locker's leases alive. One goroutine (the loop) watches
-// every lease's next event, renewal or deadline, in a heap; it never does
-// I/O itself, so a slow backend cannot delay a deadline. Renewals due
-// together go out as one round, in a goroutine of its own, batched when the
-// driver allows. The loop runs only while leases exist, so an idle Locker
-// holds no goroutine; rounds are tracked by wg, and close waits for both.
+// two heaps: every lease's deadline, and the next renewal of those not being
+// refreshed. It never does I/O itself, so a slow backend cannot delay a
+// deadline. Renewals due together go out as one round, in a goroutine of its
+// own, batched when the driver allows. The loop runs only while leases
+// exist, so an idle Locker holds no goroutine; rounds are tracked by wg, and
+// close waits for both.
 type renewer struct {
 	drv    driver.Locker
 	batch  driver.BatchRefresher // nil if the driver cannot batch
@@ -37,32 +42,35 @@ type renewer struct {
 	wake   chan struct{}
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	leases  leaseHeap
-	running bool // the loop goroutine is alive
+	mu        sync.Mutex
+	deadlines leaseHeap // every scheduled lease, by deadline
+	renewals  leaseHeap // leases waiting for their next renewal, by time
+	rounds    int       // renewal rounds in flight
+	running   bool      // the loop goroutine is alive
 }
 
 func newRenewer(d driver.Locker, batch driver.BatchRefresher) *renewer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &renewer{drv: d, batch: batch, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1)}
+	return &renewer{
+		drv: d, batch: batch, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
+		deadlines: leaseHeap{at: func(le *Lease) time.Time { return le.deadline }, pos: func(le *Lease) *int { return &le.deadlineAt }},
+		renewals:  leaseHeap{at: func(le *Lease) time.Time { return le.nextRenew }, pos: func(le *Lease) *int { return &le.renewAt }},
+	}
 }
 
 func (r *renewer) isClosed() bool { return r.closed.Load() }
 
 // add schedules a newly acquired lease. sent is when the acquire request
 // was sent: the lease's deadline counts from then.
-func (r *renewer) add(ctx context.Context, req driver.Request, fence uint64, sent time.Time, cfg settings) (*Lease, error) {
+func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings) (*Lease, error) {
 	le := &Lease{
-		key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
+		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
 		releaseTimeout: cfg.releaseTimeout,
 		ttl:            req.TTL, renewEvery: cfg.renew, drift: cfg.drift,
-		deadline: sent.Add(req.TTL - cfg.drift),
-		index:    -1,
+		deadline:   sent.Add(req.TTL - cfg.drift),
+		deadlineAt: -1, renewAt: -1,
 	}
 	le.ctx, le.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
-	if cfg.renew > 0 {
-		le.nextRenew = sent.Add(cfg.renew)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed.Load() {
@@ -70,16 +78,17 @@ func (r *renewer) add(ctx context.Context, req driver.Request, fence uint64, sen
 		le.cancel(fmt.Errorf("%w: %w", ErrLeaseLost, ErrClosed))
 		return le, ErrClosed
 	}
-	heap.Push(&r.leases, le)
+	heap.Push(&r.deadlines, le)
+	r.scheduleRenewal(le, sent.Add(le.renewEvery))
 	r.kick()
 	return le, nil
 }
 
-// kick makes the loop look at the heap again, starting it if needed.
+// kick makes the loop look at the heaps again, starting it if needed.
 // r.mu must be held.
 func (r *renewer) kick() {
 	if !r.running {
-		if len(r.leases) == 0 || r.closed.Load() {
+		if r.deadlines.Len() == 0 || r.closed.Load() {
 			return
 		}
 		r.running = true
@@ -99,31 +108,32 @@ func (r *renewer) loop() {
 	defer timer.Stop()
 	for {
 		r.mu.Lock()
-		if len(r.leases) == 0 || r.closed.Load() {
+		if r.deadlines.Len() == 0 || r.closed.Load() {
 			r.running = false
 			r.mu.Unlock()
 			return
 		}
 		now := time.Now()
-		var due []*Lease
-		for len(r.leases) > 0 {
-			le := r.leases[0]
-			if le.next().After(now) {
-				break
-			}
-			if !le.deadline.After(now) {
-				r.lose(le, errDeadline)
-				continue
-			}
-			le.refreshing = true
-			heap.Fix(&r.leases, 0)
-			due = append(due, le)
+		for r.deadlines.Len() > 0 && !r.deadlines.top().deadline.After(now) {
+			r.lose(r.deadlines.top(), errDeadline)
 		}
-		if len(due) > 0 {
-			r.startRound(due)
+		if r.rounds < maxRounds {
+			var due []*Lease
+			for r.renewals.Len() > 0 && !r.renewals.top().nextRenew.After(now) {
+				le := heap.Pop(&r.renewals).(*Lease)
+				le.refreshing = true
+				due = append(due, le)
+			}
+			if len(due) > 0 {
+				r.startRound(due)
+			}
 		}
-		if len(r.leases) > 0 {
-			timer.Reset(r.leases[0].next().Sub(now))
+		if r.deadlines.Len() > 0 {
+			next := r.deadlines.top().deadline
+			if r.rounds < maxRounds && r.renewals.Len() > 0 && r.renewals.top().nextRenew.Before(next) {
+				next = r.renewals.top().nextRenew
+			}
+			timer.Reset(next.Sub(now))
 		}
 		r.mu.Unlock()
 		select {
@@ -144,6 +154,7 @@ func (r *renewer) startRound(due []*Lease) {
 			latest = le.deadline
 		}
 	}
+	r.rounds++
 	r.wg.Go(func() {
 		sent := time.Now()
 		// No refresh outlives the last deadline it could save.
@@ -152,6 +163,7 @@ func (r *renewer) startRound(due []*Lease) {
 		cancel()
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		r.rounds--
 		for i, le := range due {
 			r.result(le, sent, reqs[i].TTL, errs[i])
 		}
@@ -182,10 +194,10 @@ func (r *renewer) refresh(ctx context.Context, reqs []driver.RefreshRequest) []e
 
 // result applies the outcome of one lease's renewal. r.mu must be held.
 func (r *renewer) result(le *Lease, sent time.Time, ttl time.Duration, err error) {
-	if le.index < 0 {
+	le.refreshing = false
+	if le.deadlineAt < 0 {
 		return // released or lost meanwhile
 	}
-	le.refreshing = false
 	switch {
 	case err == nil:
 		r.confirmed(le, sent, ttl)
@@ -193,8 +205,8 @@ func (r *renewer) result(le *Lease, sent time.Time, ttl time.Duration, err error
 		r.lose(le, err)
 	default:
 		// Transient: try again soon; the deadline still stands.
-		le.nextRenew = time.Now().Add(min(max(le.renewEvery/8, 5*time.Millisecond), time.Second))
-		heap.Fix(&r.leases, le.index)
+		retry := min(max(le.renewEvery/8, 5*time.Millisecond), time.Second)
+		r.scheduleRenewal(le, time.Now().Add(retry))
 	}
 }
 
@@ -203,12 +215,27 @@ func (r *renewer) result(le *Lease, sent time.Time, ttl time.Duration, err error
 func (r *renewer) confirmed(le *Lease, sent time.Time, ttl time.Duration) {
 	if d := sent.Add(ttl - le.drift); d.After(le.deadline) {
 		le.deadline = d
+		heap.Fix(&r.deadlines, le.deadlineAt)
 	}
-	if le.renewEvery > 0 {
-		le.nextRenew = sent.Add(le.renewEvery)
-	}
-	heap.Fix(&r.leases, le.index)
+	r.scheduleRenewal(le, sent.Add(le.renewEvery))
 	r.kick()
+}
+
+// scheduleRenewal plans le's next renewal at at, unless automatic renewal
+// is off. A lease in a round is rescheduled when the round ends. r.mu must
+// be held.
+func (r *renewer) scheduleRenewal(le *Lease, at time.Time) {
+	if le.renewEvery <= 0 {
+		return
+	}
+	le.nextRenew = at
+	switch {
+	case le.refreshing:
+	case le.renewAt >= 0:
+		heap.Fix(&r.renewals, le.renewAt)
+	default:
+		heap.Push(&r.renewals, le)
+	}
 }
 
 // lose ends a lease that is no longer held. r.mu must be held.
@@ -219,8 +246,11 @@ func (r *renewer) lose(le *Lease, cause error) {
 
 // remove unschedules a lease. r.mu must be held.
 func (r *renewer) remove(le *Lease) {
-	if le.index >= 0 {
-		heap.Remove(&r.leases, le.index)
+	if le.deadlineAt >= 0 {
+		heap.Remove(&r.deadlines, le.deadlineAt)
+	}
+	if le.renewAt >= 0 {
+		heap.Remove(&r.renewals, le.renewAt)
 	}
 }
 
@@ -229,48 +259,45 @@ func (r *renewer) remove(le *Lease) {
 func (r *renewer) close() []*Lease {
 	r.mu.Lock()
 	r.closed.Store(true)
-	leases := make([]*Lease, len(r.leases))
-	copy(leases, r.leases)
+	leases := slices.Clone(r.deadlines.items)
 	for _, le := range leases {
 		le.released = true
-		le.index = -1
+		le.deadlineAt, le.renewAt = -1, -1
 	}
-	r.leases = nil
+	r.deadlines.items, r.renewals.items = nil, nil
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
 	return leases
 }
 
-// next is when the lease needs the loop: its renewal, or its deadline if
-// that comes first or no renewal is due.
-func (le *Lease) next() time.Time {
-	if !le.nextRenew.IsZero() && !le.refreshing && le.nextRenew.Before(le.deadline) {
-		return le.nextRenew
-	}
-	return le.deadline
+// leaseHeap orders leases by the time at returns, keeping each lease's
+// position in the field pos points to (-1 when absent). It implements
+// heap.Interface.
+type leaseHeap struct {
+	items []*Lease
+	at    func(*Lease) time.Time
+	pos   func(*Lease) *int
 }
 
-// leaseHeap orders leases by next event; it implements heap.Interface.
-type leaseHeap []*Lease
-
-func (h leaseHeap) Len() int           { return len(h) }
-func (h leaseHeap) Less(i, j int) bool { return h[i].next().Before(h[j].next()) }
-func (h leaseHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
+func (h *leaseHeap) top() *Lease        { return h.items[0] }
+func (h *leaseHeap) Len() int           { return len(h.items) }
+func (h *leaseHeap) Less(i, j int) bool { return h.at(h.items[i]).Before(h.at(h.items[j])) }
+func (h *leaseHeap) Swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	*h.pos(h.items[i]) = i
+	*h.pos(h.items[j]) = j
 }
 func (h *leaseHeap) Push(x any) {
 	le := x.(*Lease)
-	le.index = len(*h)
-	*h = append(*h, le)
+	*h.pos(le) = len(h.items)
+	h.items = append(h.items, le)
 }
 func (h *leaseHeap) Pop() any {
-	old := *h
-	le := old[len(old)-1]
-	old[len(old)-1] = nil
-	le.index = -1
-	*h = old[:len(old)-1]
+	n := len(h.items) - 1
+	le := h.items[n]
+	h.items[n] = nil
+	*h.pos(le) = -1
+	h.items = h.items[:n]
 	return le
 }

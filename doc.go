@@ -1,0 +1,71 @@
+// Package dlock provides distributed locks and single-runner jobs: across
+// many machines, at most one holds a key at a time, and a holder that can no
+// longer be sure it holds the key learns so before anyone else can take it.
+//
+// A [Locker] wraps one backend driver (memdriver, redisdriver, redlock) and
+// does everything that is the same for all of them, once: waiting woken by
+// releases instead of polling, retries, automatic renewal by one scheduler
+// per Locker, loss detection on the local monotonic clock, fencing tokens,
+// [Locker.Do] and leader election ([Election]).
+//
+//	locker, err := dlock.Open(ctx, os.Getenv("DLOCK_URL")) // e.g. redis://localhost:6379
+//	...
+//	err = locker.Do(ctx, "nightly-report", nil, func(ctx context.Context, lease *dlock.Lease) error {
+//		return buildReport(ctx, lease.Fence()) // ctx ends if the lease is lost
+//	})
+//
+// # Leases and loss
+//
+// An acquired key is a [Lease] with a TTL on the backend. The Locker renews
+// it every RenewInterval (TTL/3 by default). The lease also keeps a local
+// deadline: the time the last confirmed acquire or refresh was sent, plus
+// TTL, minus a drift allowance. The backend's expiry is always later. If no
+// renewal is confirmed by the local deadline, or the backend says the key is
+// no longer held, the lease's context is cancelled with cause [ErrLeaseLost]
+// — before the backend frees the key. Work that needs exclusivity must run
+// under [Lease.Context] (or the context [Locker.Do] passes) and stop when it
+// ends.
+//
+// # Fencing
+//
+// A lease's context ending is a promise about this process; it cannot stop a
+// process that was paused (GC, swapped out, a stopped VM) and wakes up after
+// its lease expired, still believing it holds the lock. Fencing tokens stop
+// such a holder at the resource: every lease carries [Lease.Fence], strictly
+// greater than every earlier fence on the key. Send it with every write; the
+// resource remembers the highest fence it accepted and rejects lower ones.
+// See Martin Kleppmann, "How to do distributed locking" (2016).
+//
+// # URLs
+//
+// [Open] picks a driver by URL scheme; drivers register themselves when
+// their package is imported:
+//
+//	mem://NAME                      memdriver, in this process
+//	redis://[user:pass@]host:port/db, rediss://…  redisdriver, one server (TLS)
+//	redis+cluster://h1:p,h2:p       redisdriver, Redis Cluster
+//	redis+sentinel://h1:p,h2:p/NAME redisdriver, Sentinel-managed master
+//	redlock://h1:p,h2:p,h3:p        redlock, a quorum of independent servers
+//
+// The query parameters ttl, renew, drift (durations) and owner set the
+// Locker's [Options] for every scheme; each driver documents its own.
+// Unknown parameters are rejected; errors never show passwords.
+//
+// # Errors
+//
+// Errors wrap the sentinels [ErrNotAcquired], [ErrNotHeld], [ErrLeaseLost],
+// [ErrClosed], [ErrUnavailable], [ErrInvalid] and [ErrResigned]; test them
+// with errors.Is. When a context ends while waiting, the error wraps both
+// ErrNotAcquired and ctx.Err(). Bad arguments are reported before any I/O.
+//
+// # Safety
+//
+// Lockers, Leases and Elections are safe for concurrent use. Tokens are 128
+// random bits from crypto/rand: only the holder can refresh or release. The
+// guarantees hold while the backend's clock runs at a rate within the drift
+// allowance of this process's, and, for a single Redis server, while the
+// server does not lose acknowledged writes (failover to a replica that had
+// not received the lock can grant it twice; fences still reject the stale
+// holder's writes). Goroutines the package starts end with the leases or
+// Locker that own them.
+package dlock

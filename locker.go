@@ -165,6 +165,7 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 
 	var released <-chan struct{} // release notifications, once subscribed
 	var unsubscribe func()
+	subscribed := false
 	defer func() {
 		if unsubscribe != nil {
 			unsubscribe()
@@ -197,7 +198,8 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 		// uncontended acquire then costs one round trip. The attempt
 		// that follows a new subscription runs at once, so a release
 		// between the two is not missed.
-		if l.notifier != nil && unsubscribe == nil && err == nil {
+		if l.notifier != nil && !subscribed && err == nil {
+			subscribed = true
 			var serr error
 			released, unsubscribe, serr = l.notifier.Subscribe(ctx, key)
 			if serr == nil {
@@ -207,7 +209,7 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 			if ctx.Err() != nil {
 				return nil, notAcquired(key, ctx, serr)
 			}
-			released, unsubscribe = nil, nil // fall back to expiry hints and backoff
+			// Fall back to expiry hints and backoff.
 		}
 		backoff, ok := cfg.retry.Backoff(attempt)
 		if !ok {

@@ -209,7 +209,7 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 			if ctx.Err() != nil {
 				return nil, notAcquired(key, ctx, serr)
 			}
-			// Fall back to expiry hints and backoff.
+			released, unsubscribe = nil, nil // fall back to expiry hints and backoff
 		}
 		backoff, ok := cfg.retry.Backoff(attempt)
 		if !ok {

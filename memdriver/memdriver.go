@@ -1,0 +1,299 @@
+package memdriver
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+)
+
+// Scheme is the URL scheme of this driver: mem://NAME or mem://.
+const Scheme = "mem"
+
+func init() {
+	dlock.Register(Scheme, open)
+}
+
+// Store is an in-process lock backend: the state that several clients
+// ([Store.Driver]) share, as several machines share one Redis server.
+//
+// A Store is safe for concurrent use. Its zero value is not usable; call
+// [NewStore].
+type Store struct {
+	mu   sync.Mutex
+	keys map[string]*entry                 // every key ever locked; see entry
+	subs map[string]map[*subscription]bool // release subscribers by key
+}
+
+// entry is the state of one key. It stays in the map after the lock is
+// released or expires, so that the key's fences keep increasing: a store
+// keeps a few dozen bytes for every key it has ever locked, which is fine
+// for tests and for programs with a bounded set of keys.
+type entry struct {
+	last uint64 // highest fence granted or raised; the next grant exceeds it
+
+	// The holder; token is empty when the key is free. A holder whose
+	// expires has passed is treated as absent and cleared on the next
+	// access to the key.
+	token   string
+	owner   string
+	fence   uint64
+	expires time.Time
+}
+
+// held reports whether e has an unexpired holder at now, clearing an
+// expired one.
+func (e *entry) held(now time.Time) bool {
+	if e.token != "" && !now.Before(e.expires) {
+		e.token, e.owner, e.fence = "", "", 0
+	}
+	return e.token != ""
+}
+
+type subscription struct {
+	c  *client
+	ch chan struct{}
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	return &Store{
+		keys: make(map[string]*entry),
+		subs: make(map[string]map[*subscription]bool),
+	}
+}
+
+// Driver returns a new client of the store. Closing a client does not
+// affect the store or its other clients; a closed client's calls return an
+// error wrapping [dlock.ErrClosed].
+func (s *Store) Driver() driver.Locker { return &client{s: s} }
+
+// Locker returns a [dlock.Locker] over a new client of the store. opts may
+// be nil for the defaults.
+func (s *Store) Locker(opts *dlock.Options) *dlock.Locker {
+	return dlock.New(s.Driver(), opts)
+}
+
+// New returns a [dlock.Locker] over a store of its own. opts may be nil for
+// the defaults.
+func New(opts *dlock.Options) *dlock.Locker {
+	return NewStore().Locker(opts)
+}
+
+// Named stores of mem://NAME URLs. They live as long as the process.
+var named struct {
+	sync.Mutex
+	m map[string]*Store
+}
+
+func open(_ context.Context, u *url.URL) (driver.Locker, error) {
+	if err := dlock.UnknownParams(u); err != nil {
+		return nil, err
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.Opaque != "" {
+		return nil, fmt.Errorf("%w: %s: a mem URL is mem://NAME or mem://", dlock.ErrInvalid, u.Redacted())
+	}
+	if u.Host == "" {
+		return NewStore().Driver(), nil
+	}
+	named.Lock()
+	defer named.Unlock()
+	s := named.m[u.Host]
+	if s == nil {
+		s = NewStore()
+		if named.m == nil {
+			named.m = make(map[string]*Store)
+		}
+		named.m[u.Host] = s
+	}
+	return s.Driver(), nil
+}
+
+// client is one connection to a Store: what Store.Driver returns.
+type client struct {
+	s      *Store
+	closed bool // guarded by s.mu
+}
+
+var (
+	_ driver.Locker         = (*client)(nil)
+	_ driver.Notifier       = (*client)(nil)
+	_ driver.Inspector      = (*client)(nil)
+	_ driver.BatchRefresher = (*client)(nil)
+	_ driver.FenceRaiser    = (*client)(nil)
+)
+
+var errClosed = fmt.Errorf("memdriver: client closed: %w", dlock.ErrClosed)
+
+// lock locks the store for one call. It fails if ctx has ended, as a
+// network call would, or if the client is closed.
+func (c *client) lock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memdriver: %w", err)
+	}
+	c.s.mu.Lock()
+	if c.closed {
+		c.s.mu.Unlock()
+		return errClosed
+	}
+	return nil
+}
+
+func notHeld(key string) error {
+	return fmt.Errorf("memdriver: %q: %w", key, driver.ErrNotHeld)
+}
+
+func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	if err := c.lock(ctx); err != nil {
+		return driver.Result{}, err
+	}
+	defer c.s.mu.Unlock()
+	now := time.Now()
+	e := c.s.keys[req.Key]
+	if e == nil {
+		e = &entry{}
+		c.s.keys[req.Key] = e
+	}
+	if e.held(now) && e.token != req.Token {
+		return driver.Result{HolderTTL: e.expires.Sub(now)}, nil
+	}
+	if e.token == "" {
+		e.last++
+		e.token, e.owner, e.fence = req.Token, req.Owner, e.last
+	}
+	e.expires = now.Add(req.TTL)
+	return driver.Result{Acquired: true, Fence: e.fence}, nil
+}
+
+// refresh is Refresh with s.mu held.
+func (c *client) refresh(now time.Time, key, token string, ttl time.Duration) error {
+	e := c.s.keys[key]
+	if e == nil || !e.held(now) || e.token != token {
+		return notHeld(key)
+	}
+	e.expires = now.Add(ttl)
+	return nil
+}
+
+func (c *client) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	if err := c.lock(ctx); err != nil {
+		return err
+	}
+	defer c.s.mu.Unlock()
+	return c.refresh(time.Now(), key, token, ttl)
+}
+
+func (c *client) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
+	errs := make([]error, len(reqs))
+	if err := c.lock(ctx); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	defer c.s.mu.Unlock()
+	now := time.Now()
+	for i, r := range reqs {
+		errs[i] = c.refresh(now, r.Key, r.Token, r.TTL)
+	}
+	return errs
+}
+
+func (c *client) Release(ctx context.Context, key, token string) error {
+	if err := c.lock(ctx); err != nil {
+		return err
+	}
+	defer c.s.mu.Unlock()
+	e := c.s.keys[key]
+	if e == nil || !e.held(time.Now()) || e.token != token {
+		return notHeld(key)
+	}
+	e.token, e.owner, e.fence = "", "", 0
+	for sub := range c.s.subs[key] {
+		select {
+		case sub.ch <- struct{}{}:
+		default: // a wakeup is pending already
+		}
+	}
+	return nil
+}
+
+func (c *client) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	if err := c.lock(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer c.s.mu.Unlock()
+	sub := &subscription{c: c, ch: make(chan struct{}, 1)}
+	if c.s.subs[key] == nil {
+		c.s.subs[key] = make(map[*subscription]bool)
+	}
+	c.s.subs[key][sub] = true
+	var once sync.Once
+	cancel := func() {
+		once.Do(func() {
+			c.s.mu.Lock()
+			defer c.s.mu.Unlock()
+			c.s.unsubscribe(key, sub)
+		})
+	}
+	return sub.ch, cancel, nil
+}
+
+// unsubscribe removes sub. s.mu must be held.
+func (s *Store) unsubscribe(key string, sub *subscription) {
+	delete(s.subs[key], sub)
+	if len(s.subs[key]) == 0 {
+		delete(s.subs, key)
+	}
+}
+
+func (c *client) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
+	if err := c.lock(ctx); err != nil {
+		return driver.Holder{}, false, err
+	}
+	defer c.s.mu.Unlock()
+	now := time.Now()
+	e := c.s.keys[key]
+	if e == nil || !e.held(now) {
+		return driver.Holder{}, false, nil
+	}
+	return driver.Holder{Owner: e.owner, Fence: e.fence, TTL: e.expires.Sub(now)}, true, nil
+}
+
+func (c *client) RaiseFence(ctx context.Context, key, token string, fence uint64) error {
+	if err := c.lock(ctx); err != nil {
+		return err
+	}
+	defer c.s.mu.Unlock()
+	e := c.s.keys[key]
+	if e == nil || !e.held(time.Now()) || e.token != token {
+		return notHeld(key)
+	}
+	e.fence = fence
+	e.last = max(e.last, fence)
+	return nil
+}
+
+// Close ends the client's subscriptions; later calls fail. It does not
+// release the client's locks: they expire on their own, as with a network
+// backend. Closing twice is harmless.
+func (c *client) Close() error {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	for key, subs := range c.s.subs {
+		for sub := range subs {
+			if sub.c == c {
+				c.s.unsubscribe(key, sub)
+			}
+		}
+	}
+	return nil
+}

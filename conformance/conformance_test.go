@@ -1,0 +1,349 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/memdriver"
+)
+
+// recorder is a tb that records failures and skips instead of reporting
+// them, so that the suite's own tests can run it against broken drivers and
+// check that it fails. Like testing.T, Fatalf and Skipf end the calling
+// goroutine with runtime.Goexit, and cleanups run after the case, last
+// registered first.
+type recorder struct {
+	t      *testing.T // the real test; Harness functions get it
+	name   string
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	failed   bool
+	skipped  bool
+	msgs     []string
+	cleanups []func()
+}
+
+func (r *recorder) Helper()                  {}
+func (r *recorder) Name() string             { return r.name }
+func (r *recorder) Context() context.Context { return r.ctx }
+func (r *recorder) std() *testing.T          { return r.t }
+
+func (r *recorder) Cleanup(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cleanups = append(r.cleanups, f)
+}
+
+func (r *recorder) log(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, fmt.Sprintf(format, args...))
+}
+
+func (r *recorder) Logf(format string, args ...any) { r.log(format, args...) }
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.log(format, args...)
+	r.mu.Lock()
+	r.failed = true
+	r.mu.Unlock()
+}
+
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+func (r *recorder) Skipf(format string, args ...any) {
+	r.log(format, args...)
+	r.mu.Lock()
+	r.skipped = true
+	r.mu.Unlock()
+	runtime.Goexit()
+}
+
+func (r *recorder) Failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed
+}
+
+// outcome of one case: "pass", "fail" or "skip".
+func (r *recorder) outcome() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.failed:
+		return "fail"
+	case r.skipped:
+		return "skip"
+	}
+	return "pass"
+}
+
+// record runs one case on a recorder.
+func record(t *testing.T, c testCase, newHarness func(*testing.T) *Harness) *recorder {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &recorder{t: t, name: t.Name() + "/" + c.name, ctx: ctx, cancel: cancel}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			r.cancel()
+			for i := len(r.cleanups) - 1; i >= 0; i-- {
+				r.cleanups[i]()
+			}
+		}()
+		runCase(r, c, newHarness)
+	}()
+	<-done
+	return r
+}
+
+// memHarness returns harnesses over a fresh memdriver store, with every
+// client wrapped by wrap (nil for none). Clients of one harness share one
+// store and one shared value, which wrap may use to keep state across them.
+func memHarness(wrap func(d driver.Locker, shared *sync.Map) driver.Locker) func(*testing.T) *Harness {
+	return func(*testing.T) *Harness {
+		s := memdriver.NewStore()
+		shared := new(sync.Map)
+		newDriver := func(*testing.T) driver.Locker {
+			if wrap == nil {
+				return s.Driver()
+			}
+			return wrap(s.Driver(), shared)
+		}
+		return &Harness{
+			NewDriver: newDriver,
+			Partitioned: func(t *testing.T) (driver.Locker, func()) {
+				f := Faulty(newDriver(t))
+				return f, f.Partition
+			},
+		}
+	}
+}
+
+// ignoresTokens releases and refreshes a key whatever token it is given.
+type ignoresTokens struct {
+	driver.Locker
+	tokens *sync.Map // key → the token that last acquired it
+}
+
+func (d ignoresTokens) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := d.Locker.Acquire(ctx, req)
+	if err == nil && res.Acquired {
+		d.tokens.Store(req.Key, req.Token)
+	}
+	return res, err
+}
+
+func (d ignoresTokens) holder(key, token string) string {
+	if t, ok := d.tokens.Load(key); ok {
+		return t.(string)
+	}
+	return token
+}
+
+func (d ignoresTokens) Release(ctx context.Context, key, token string) error {
+	return d.Locker.Release(ctx, key, d.holder(key, token))
+}
+
+func (d ignoresTokens) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	return d.Locker.Refresh(ctx, key, d.holder(key, token), ttl)
+}
+
+// neverExpires keeps every lock for ever (well, a thousand hours).
+type neverExpires struct{ driver.Locker }
+
+const forever = 1000 * time.Hour
+
+func (d neverExpires) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	req.TTL = forever
+	return d.Locker.Acquire(ctx, req)
+}
+
+func (d neverExpires) Refresh(ctx context.Context, key, token string, _ time.Duration) error {
+	return d.Locker.Refresh(ctx, key, token, forever)
+}
+
+// halvesTTL keeps locks for half the TTL asked: the backend frees keys
+// before their holders expect.
+type halvesTTL struct{ driver.Locker }
+
+func (d halvesTTL) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	req.TTL /= 2
+	return d.Locker.Acquire(ctx, req)
+}
+
+func (d halvesTTL) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	return d.Locker.Refresh(ctx, key, token, ttl/2)
+}
+
+// constantFence grants every lock the same fence.
+type constantFence struct{ driver.Locker }
+
+func (d constantFence) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := d.Locker.Acquire(ctx, req)
+	if res.Acquired {
+		res.Fence = 7
+	}
+	return res, err
+}
+
+// neverWakes is a Notifier whose subscriptions never fire.
+type neverWakes struct{ driver.Locker }
+
+func (neverWakes) Subscribe(context.Context, string) (<-chan struct{}, func(), error) {
+	return make(chan struct{}), func() {}, nil
+}
+
+// capabilityCases are the cases that need an optional capability.
+var capabilityCases = []string{"Inspect", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter"}
+
+// TestSuite runs the suite on a recorder against correct and broken
+// drivers, and checks which cases pass, fail and skip.
+func TestSuite(t *testing.T) {
+	tests := []struct {
+		name       string
+		newHarness func(*testing.T) *Harness
+		fail       []string // cases that must fail; all others must not
+		mayFail    []string // cases that may fail too, as a consequence
+		skip       []string // cases that must be skipped
+	}{
+		{
+			name:       "Memdriver",
+			newHarness: memHarness(nil),
+		},
+		{
+			name: "FaultyHealthy",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return Faulty(d)
+			}),
+		},
+		{
+			// Without capabilities, their cases are skipped by type
+			// assertion, or by ErrUnsupported through FaultyDriver.
+			name: "NoCapabilities",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return struct{ driver.Locker }{d}
+			}),
+			skip: capabilityCases,
+		},
+		{
+			name: "FaultyNoCapabilities",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return Faulty(struct{ driver.Locker }{d})
+			}),
+			skip: []string{"Inspect", "RaiseFence", "ReleaseWakesWaiter"}, // RefreshBatch is emulated
+		},
+		{
+			name: "NoPartition",
+			newHarness: func(t *testing.T) *Harness {
+				h := memHarness(nil)(t)
+				h.Partitioned = nil
+				return h
+			},
+			skip: []string{"LeaseLostBeforeExpiry"},
+		},
+		{
+			name: "IgnoresTokens",
+			newHarness: memHarness(func(d driver.Locker, m *sync.Map) driver.Locker {
+				return ignoresTokens{d, m}
+			}),
+			fail:    []string{"ReleaseWrongToken", "RefreshWrongToken"},
+			mayFail: []string{"MutualExclusion"},
+			skip:    capabilityCases,
+		},
+		{
+			name: "NeverExpires",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return neverExpires{d}
+			}),
+			fail:    []string{"ExpiryFreesKey", "RefreshAfterExpiryFails", "FencesIncreaseAfterExpiry", "HolderTTLReported"},
+			mayFail: []string{"RefreshExtends"},
+			skip:    capabilityCases,
+		},
+		{
+			name: "FreesEarly",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return halvesTTL{d}
+			}),
+			fail:    []string{"ExpiryFreesKey", "LeaseLostBeforeExpiry"},
+			mayFail: []string{"RefreshExtends", "SameTokenIdempotent"},
+			skip:    capabilityCases,
+		},
+		{
+			name: "ConstantFence",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return constantFence{d}
+			}),
+			fail: []string{"FencesIncrease", "FencesIncreaseAfterExpiry", "ContendedNoOverlap"},
+			skip: capabilityCases,
+		},
+		{
+			name: "NeverWakes",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return neverWakes{d}
+			}),
+			fail: []string{"ReleaseWakesWaiter"},
+			skip: []string{"Inspect", "RefreshBatch", "RaiseFence"},
+		},
+		{
+			// A cut that does not cut: the lease is never lost.
+			name: "PartitionIgnored",
+			newHarness: func(t *testing.T) *Harness {
+				h := memHarness(nil)(t)
+				h.Partitioned = func(t *testing.T) (driver.Locker, func()) { return h.NewDriver(t), func() {} }
+				return h
+			},
+			fail: []string{"LeaseLostBeforeExpiry"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			for _, c := range cases {
+				r := record(t, c, tt.newHarness)
+				want := "pass"
+				switch {
+				case slices.Contains(tt.fail, c.name):
+					want = "fail"
+				case slices.Contains(tt.skip, c.name):
+					want = "skip"
+				}
+				got := r.outcome()
+				if got == want || got == "fail" && slices.Contains(tt.mayFail, c.name) {
+					continue
+				}
+				t.Errorf("%s: %s, want %s; it said:\n\t%s", c.name, got, want, strings.Join(r.msgs, "\n\t"))
+			}
+		})
+	}
+}
+
+// TestCases checks the table itself: unique PascalCase names, and an
+// explanation for each.
+func TestCases(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range cases {
+		if seen[c.name] {
+			t.Errorf("case %s appears twice", c.name)
+		}
+		seen[c.name] = true
+		if c.name == "" || c.name[0] < 'A' || c.name[0] > 'Z' || strings.ContainsAny(c.name, " _-/") {
+			t.Errorf("case name %q is not PascalCase", c.name)
+		}
+		if c.explanation == "" || c.run == nil {
+			t.Errorf("case %s lacks an explanation or a function", c.name)
+		}
+	}
+}

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dlock-go/dlock"
+)
+
+// Exit statuses of dlock itself. A command's own status is passed through,
+// so these are chosen away from the usual ones (0, 1, 2, 126, 127, 128+N),
+// following sysexits(3) where a meaning fits.
+const (
+	exitFree        = 1   // status: the key is free
+	exitUsage       = 64  // EX_USAGE: bad flags, arguments, URL or configuration
+	exitUnavailable = 69  // EX_UNAVAILABLE: the backend cannot be reached or refused
+	exitBusy        = 75  // EX_TEMPFAIL: the key is held by someone else; try later
+	exitLeaseLost   = 76  // the lease was lost while the command ran; it was terminated
+	exitCannotExec  = 126 // the command could not be executed
+	exitNotFound    = 127 // the command was not found
+)
+
+const exitCodesHelp = `Exit status:
+  N       the command's own exit status (128+N if it was killed by signal N)
+  1       status: the key is free
+  64      usage or configuration error (flags, arguments, URL)
+  69      backend unavailable, or it refused the request (e.g. wrong password)
+  75      the key is busy: held by someone else (--wait 0, or the wait ran out)
+  76      the lease was lost while the command ran, and the command was
+          terminated: another holder may have started
+  126     the command could not be executed
+  127     the command was not found
+  128+N   dlock was interrupted by signal N before the command started
+`
+
+const mainHelp = `dlock runs a command on exactly one machine at a time, using a
+distributed lock.
+
+Usage:
+  dlock run    --key K [flags] -- CMD [ARG...]   run CMD while holding K
+  dlock elect  --key K [flags] -- CMD [ARG...]   hot standby: exactly one
+                                                machine runs CMD at a time
+  dlock status [flags] K                         show who holds K
+  dlock demo   [--url URL] [--workers N]         watch a crash and a takeover
+  dlock help   [COMMAND]
+
+The backend is the URL given with --url, or else $DLOCK_URL:
+  mem://NAME                           in this process only (demo, tests)
+  redis://[user:pass@]host:6379/0      one Redis server; rediss:// for TLS
+  redis+cluster://h1:6379,h2:6379      Redis Cluster
+  redis+sentinel://h1:26379,h2:26379/MASTER
+  redlock://h1:6379,h2:6379,h3:6379    a quorum of independent Redis servers
+The query parameters ttl, renew, drift and owner apply to every backend.
+Passwords in URLs are never printed.
+
+Try it, with no setup:
+  dlock demo
+
+Run 'dlock COMMAND --help' for a command's flags and examples.
+
+` + exitCodesHelp
+
+// signalError is the cancellation cause when a signal interrupts dlock.
+type signalError struct{ sig syscall.Signal }
+
+func (e *signalError) Error() string { return "interrupted by " + signalName(e.sig) }
+
+// exitCode is the status a shell reports for death by the signal.
+func (e *signalError) exitCode() int { return 128 + int(e.sig) }
+
+// run is dlock's main: it runs the command line args (without the program
+// name) and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainHelp)
+		return exitUsage
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return cmdRun(rest, stdout, stderr)
+	case "elect":
+		return cmdElect(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
+	case "demo":
+		return cmdDemo(rest, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 && rest[0] != "help" {
+			return run([]string{rest[0], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, mainHelp)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "dlock: unknown command %q\nRun 'dlock help' for usage.\n", cmd)
+		return exitUsage
+	}
+}
+
+// command is one subcommand's flag set and help.
+type command struct {
+	name  string // "run"
+	usage string // synopsis and description, before the flags
+	tail  string // examples, after the flags
+	fs    *flag.FlagSet
+
+	stdout, stderr io.Writer
+}
+
+func newCommand(name, usage, tail string, stdout, stderr io.Writer) *command {
+	fs := flag.NewFlagSet("dlock "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // help goes to stdout, errors to stderr: see parse
+	return &command{name: name, usage: usage, tail: tail, fs: fs, stdout: stdout, stderr: stderr}
+}
+
+// parse parses args. If it returns false, dlock exits with code: help was
+// asked for (0) or the flags are wrong (exitUsage).
+func (c *command) parse(args []string) (ok bool, code int) {
+	err := c.fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		c.help()
+		return false, 0
+	}
+	if err != nil { // the flag package printed what is wrong
+		fmt.Fprintf(c.stderr, "Run 'dlock %s --help' for usage.\n", c.name)
+		return false, exitUsage
+	}
+	return true, 0
+}
+
+// parseInterspersed is parse for commands whose positional arguments may
+// come before flags ("dlock status KEY --url …"); it returns them.
+func (c *command) parseInterspersed(args []string) (pos []string, ok bool, code int) {
+	for {
+		if ok, code := c.parse(args); !ok {
+			return nil, false, code
+		}
+		rest := c.fs.Args()
+		if len(rest) == 0 {
+			return pos, true, 0
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), true, 0
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func (c *command) help() {
+	fmt.Fprint(c.stdout, c.usage)
+	fmt.Fprintln(c.stdout, "\nFlags:")
+	c.fs.SetOutput(c.stdout)
+	c.fs.PrintDefaults()
+	c.fs.SetOutput(c.stderr)
+	fmt.Fprint(c.stdout, c.tail)
+}
+
+// usageError reports a bad command line and returns exitUsage.
+func (c *command) usageError(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "dlock %s: %s\nRun 'dlock %s --help' for usage.\n", c.name, fmt.Sprintf(format, args...), c.name)
+	return exitUsage
+}
+
+// errorf prints an error of the command and returns code.
+func (c *command) errorf(code int, format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "dlock %s: %s\n", c.name, fmt.Sprintf(format, args...))
+	return code
+}
+
+// backendFlags are the flags every command that talks to a backend has.
+type backendFlags struct {
+	url   string
+	key   string
+	ttl   time.Duration
+	owner string
+}
+
+func (b *backendFlags) register(fs *flag.FlagSet, withKey, withTTL bool) {
+	fs.StringVar(&b.url, "url", "", "backend `URL`; default $DLOCK_URL")
+	if withKey {
+		fs.StringVar(&b.key, "key", "", "the lock's `name` (required)")
+	}
+	if withTTL {
+		fs.DurationVar(&b.ttl, "ttl", 0, "lease time to live: how long others wait if this machine dies\n(default 15s, or the URL's ttl parameter)")
+		fs.StringVar(&b.owner, "owner", "", "name recorded as the holder (default host:pid)")
+	}
+}
+
+// check validates the flags and returns the backend URL.
+func (b *backendFlags) check(c *command) (rawURL string, code int) {
+	if b.key == "" && c.fs.Lookup("key") != nil {
+		return "", c.usageError("missing --key")
+	}
+	if flagSet(c.fs, "ttl") && b.ttl < dlock.MinTTL {
+		return "", c.usageError("--ttl %v: must be at least %v", b.ttl, dlock.MinTTL)
+	}
+	rawURL = b.url
+	if rawURL == "" {
+		rawURL = os.Getenv("DLOCK_URL")
+	}
+	if rawURL == "" {
+		return "", c.usageError("no backend: pass --url or set DLOCK_URL (for example redis://127.0.0.1:6379)")
+	}
+	return rawURL, 0
+}
+
+// options are the lease options the flags ask for; nil fields keep the
+// URL's settings.
+func (b *backendFlags) options() *dlock.Options {
+	return &dlock.Options{TTL: b.ttl, Owner: b.owner}
+}
+
+// open opens the backend, printing why it failed.
+func open(ctx context.Context, c *command, rawURL string) (*dlock.Locker, int) {
+	l, err := dlock.Open(ctx, rawURL)
+	if err != nil {
+		return nil, c.errorf(errorCode(err), "%v", err)
+	}
+	return l, 0
+}
+
+// errorCode maps a dlock error to an exit status.
+func errorCode(err error) int {
+	var sig *signalError
+	switch {
+	case errors.As(err, &sig):
+		return sig.exitCode()
+	case errors.Is(err, dlock.ErrInvalid):
+		return exitUsage
+	case errors.Is(err, dlock.ErrLeaseLost):
+		return exitLeaseLost
+	case busy(err):
+		return exitBusy
+	}
+	return exitUnavailable
+}
+
+// busy reports whether err says only that the key was held: every cause in
+// it is ErrNotAcquired or a context error, none from the backend.
+func busy(err error) bool {
+	if !errors.Is(err, dlock.ErrNotAcquired) {
+		return false
+	}
+	var walk func(error) bool
+	walk = func(e error) bool {
+		switch e {
+		case dlock.ErrNotAcquired, context.Canceled, context.DeadlineExceeded:
+			return true
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			return walk(u.Unwrap())
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if !walk(e) {
+					return false
+				}
+			}
+			return true
+		}
+		return false
+	}
+	return walk(err)
+}
+
+// redact returns rawURL with its password hidden.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(malformed URL)"
+	}
+	return u.Redacted()
+}
+
+// urlSetting returns a common query parameter (ttl, owner) of rawURL.
+func urlSetting(rawURL, name string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get(name)
+}
+
+// effectiveTTL is the lease TTL the flags and the URL give, for messages.
+func effectiveTTL(b *backendFlags, rawURL string) time.Duration {
+	if b.ttl > 0 {
+		return b.ttl
+	}
+	if d, err := time.ParseDuration(urlSetting(rawURL, "ttl")); err == nil && d > 0 {
+		return d
+	}
+	return dlock.DefaultTTL
+}
+
+// effectiveOwner is the holder name the flags and the URL give, or the
+// library's default, host:pid.
+func effectiveOwner(b *backendFlags, rawURL string) string {
+	if b.owner != "" {
+		return b.owner
+	}
+	if o := urlSetting(rawURL, "owner"); o != "" {
+		return o
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	return host + ":" + strconv.Itoa(os.Getpid())
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// describeHolder says who holds key, as far as the backend can tell.
+func describeHolder(ctx context.Context, l *dlock.Locker, key string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	h, ok, err := l.Holder(ctx, key)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		return "held by someone else (this backend cannot say who)"
+	case err != nil:
+		return fmt.Sprintf("held by someone else (looking up the holder failed: %v)", err)
+	case !ok:
+		return "held by someone else, who has released it since"
+	}
+	return "held by " + holderString(h)
+}
+
+func holderString(h dlock.Holder) string {
+	return fmt.Sprintf("%s (fence %d, expires in %v unless renewed)", h.Owner, h.Fence, roundDur(h.TTL))
+}
+
+// roundDur rounds d for people: milliseconds.
+func roundDur(d time.Duration) time.Duration {
+	return d.Round(time.Millisecond)
+}
+
+// leaseEnv is the environment a command gets under a lease.
+func leaseEnv(le *dlock.Lease) []string {
+	return []string{
+		"DLOCK_KEY=" + le.Key(),
+		"DLOCK_FENCE=" + strconv.FormatUint(le.Fence(), 10),
+		"DLOCK_TOKEN=" + le.Token(),
+	}
+}
+
+// commandString shows argv for messages.
+func commandString(argv []string) string {
+	s := strings.Join(argv, " ")
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// releaseTimeout bounds the final release: the key expires on its own if
+// the backend does not answer.
+const releaseTimeout = 5 * time.Second

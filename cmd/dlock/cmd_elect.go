@@ -1,0 +1,159 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/dlock-go/dlock"
+)
+
+const electUsage = `Usage: dlock elect --key K [--url URL] [--ttl 15s] [--grace 10s] [--owner NAME]
+                   -- CMD [ARG...]
+
+Hot standby: run the same dlock elect on every machine; exactly one of them
+runs CMD at a time.
+
+Each dlock elect campaigns for the lock K. The winner starts CMD (with
+DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN in its environment) and renews the
+lease while CMD runs; the others wait. When the leader's machine or dlock
+process dies, its lease expires and a standby starts CMD within the TTL plus
+a moment. If the leader loses its lease (say, it cannot reach the backend),
+it sends SIGTERM to CMD's process group before the backend can give K to
+anyone else, SIGKILL --grace later, and campaigns again.
+
+If CMD exits on its own while leading, dlock elect releases K, so that a
+standby takes over at once, and exits with CMD's status: run dlock elect
+under a supervisor (systemd, a container runtime) that restarts it.
+
+Leadership changes are logged on stderr with timestamps. Signals reach CMD
+as with dlock run; a standby exits on SIGINT, SIGTERM or SIGHUP. On Linux, if
+dlock elect dies, even by SIGKILL, the kernel kills CMD.
+`
+
+const electTail = `
+Examples:
+  # on every machine, e.g. as a systemd service with Restart=always
+  dlock elect --url redis://lock.internal:6379 --key billing-worker -- ./billing-worker
+
+  # a short TTL: faster takeover, more renewal traffic
+  DLOCK_URL=redis://127.0.0.1:6379 dlock elect --key k --ttl 5s -- sleep 1000
+
+` + exitCodesHelp
+
+// childExitError is the lead function's result when the command exited on
+// its own: the election is over.
+type childExitError struct{ status int }
+
+func (e *childExitError) Error() string {
+	return fmt.Sprintf("command exited with status %d", e.status)
+}
+
+// startError reports that the command could not be started.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return "cannot start the command: " + e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
+func cmdElect(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("elect", electUsage, electTail, stdout, stderr)
+	var b backendFlags
+	b.register(c.fs, true, true)
+	grace := c.fs.Duration("grace", 10*time.Second, "after SIGTERM on lease loss, how long before SIGKILL")
+	if ok, code := c.parse(args); !ok {
+		return code
+	}
+	argv := c.fs.Args()
+	rawURL, code := b.check(c)
+	if code != 0 {
+		return code
+	}
+	if len(argv) == 0 {
+		return c.usageError("missing command: dlock elect --key K -- CMD [ARG...]")
+	}
+	if *grace < 0 {
+		return c.usageError("--grace %v: must not be negative", *grace)
+	}
+	var logMu sync.Mutex
+	logf := func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		fmt.Fprintf(stderr, "%s dlock elect: %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), fmt.Sprintf(format, args...))
+	}
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	router := newSignalRouter(cancel, logf)
+	defer router.stop()
+
+	l, code := open(ctx, c, rawURL)
+	if code != 0 {
+		return code
+	}
+	defer l.Close()
+
+	cmd := commandString(argv)
+	opts := b.options()
+	opts.Owner = effectiveOwner(&b, rawURL)
+	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
+		Lease: opts,
+		OnLeader: func(h dlock.Holder) {
+			logf("leader is %s", holderString(h))
+		},
+		OnElected: func(le *dlock.Lease) {
+			logf("elected: %s leads %q with fence %d; starting %s", le.Owner(), le.Key(), le.Fence(), cmd)
+		},
+		OnDemoted: func(le *dlock.Lease, cause error) {
+			var exit *childExitError
+			switch {
+			case errors.As(cause, &exit), errors.As(cause, new(*startError)):
+				logf("stepped down (fence %d): %v; %q released", le.Fence(), cause, le.Key())
+			case errors.Is(cause, dlock.ErrLeaseLost):
+				logf("demoted (fence %d): %v; campaigning again", le.Fence(), cause)
+			default:
+				logf("stepped down (fence %d): %v", le.Fence(), cause)
+			}
+		},
+	})
+	logf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), opts.Owner, effectiveTTL(&b, rawURL))
+	err := e.Run(ctx, func(lctx context.Context, lease *dlock.Lease) error {
+		ch, err := router.start(func() (*child, error) { return startChild(argv, leaseEnv(lease), stdout, stderr) })
+		if err != nil {
+			var sig *signalError
+			if errors.As(err, &sig) {
+				return err
+			}
+			return &startError{err}
+		}
+		logf("%s started (pid %d)", cmd, ch.pid)
+		stopped := ch.supervise(lctx.Done(), *grace, func() {
+			logf("lease lost: %v; sending SIGTERM to %s, SIGKILL in %v", context.Cause(lctx), cmd, *grace)
+		}, logf)
+		router.detach()
+		if stopped {
+			logf("%s ended with status %d", cmd, ch.exitCode())
+			return context.Cause(lctx)
+		}
+		return &childExitError{ch.exitCode()}
+	})
+	var exit *childExitError
+	var serr *startError
+	switch {
+	case errors.As(err, &exit):
+		return exit.status
+	case errors.As(err, &serr):
+		logf("%v", serr)
+		return startCode(serr.err)
+	}
+	if sig := router.interrupted(); sig != nil {
+		logf("%v; stopped campaigning", sig)
+		return sig.exitCode()
+	}
+	logf("%v", err)
+	return errorCode(err)
+}

@@ -1,0 +1,198 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/dlock-go/dlock"
+)
+
+const runUsage = `Usage: dlock run --key K [--url URL] [--ttl 15s] [--wait 0|DURATION|forever]
+                 [--grace 10s] [--owner NAME] -- CMD [ARG...]
+
+Run CMD only while holding the lock K.
+
+dlock acquires K, starts CMD with DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN
+added to its environment, renews the lease while CMD runs, and releases it
+when CMD exits. DLOCK_FENCE grows with every grant of K: pass it along with
+writes to a resource that can reject stale holders.
+
+If K is held by someone else, dlock waits as long as --wait says (0: not at
+all, the default; a duration such as 30s; or forever), then gives up with
+status 75 and says who holds K.
+
+If the lease is lost while CMD runs (the backend is unreachable until the
+lease's deadline, or says the key is no longer held), dlock sends SIGTERM to
+CMD's process group before the backend can give K to anyone else, SIGKILL
+--grace later, and exits with status 76. Keep --grace short: once the lease
+is gone another machine may start, and only the fence keeps the two apart.
+
+CMD runs in a process group of its own. SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+SIGUSR1 and SIGUSR2 sent to dlock are forwarded to that group, and CMD's
+exit status becomes dlock's. Processes CMD leaves behind in its group are
+terminated (SIGTERM, SIGKILL after --grace) before K is released. On Linux,
+if dlock itself dies, even by SIGKILL, the kernel kills CMD (but not
+processes CMD started): nothing runs on without the lock. Because CMD is not
+in the terminal's foreground process group, programs that read from the
+terminal are stopped by SIGTTIN; dlock is meant for jobs and services.
+`
+
+const runTail = `
+Examples:
+  # cron: every 5 minutes on every machine; one runs, the others skip (75)
+  */5 * * * * DLOCK_URL=redis://lock.internal:6379 dlock run --key reports -- /usr/local/bin/build-reports
+
+  # wait up to a minute for the previous run to finish
+  dlock run --url redis://127.0.0.1:6379 --key migrate --wait 1m -- ./migrate.sh
+
+  # the command sees its fence
+  dlock run --url redis://127.0.0.1:6379 --key k -- sh -c 'echo "fence $DLOCK_FENCE"'
+
+` + exitCodesHelp
+
+// waitFlag is --wait: 0, a duration, or forever.
+type waitFlag struct {
+	d       time.Duration
+	forever bool
+}
+
+func (w *waitFlag) String() string {
+	if w.forever {
+		return "forever"
+	}
+	return w.d.String()
+}
+
+func (w *waitFlag) Set(s string) error {
+	if strings.EqualFold(s, "forever") {
+		*w = waitFlag{forever: true}
+		return nil
+	}
+	if s == "0" {
+		*w = waitFlag{}
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return errors.New(`want 0, a duration such as 30s, or "forever"`)
+	}
+	*w = waitFlag{d: d}
+	return nil
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("run", runUsage, runTail, stdout, stderr)
+	var b backendFlags
+	b.register(c.fs, true, true)
+	var wait waitFlag
+	c.fs.Var(&wait, "wait", "how long to wait for a busy lock: 0, a `duration`, or forever")
+	grace := c.fs.Duration("grace", 10*time.Second, "after SIGTERM on lease loss, how long before SIGKILL")
+	if ok, code := c.parse(args); !ok {
+		return code
+	}
+	argv := c.fs.Args()
+	rawURL, code := b.check(c)
+	if code != 0 {
+		return code
+	}
+	if len(argv) == 0 {
+		return c.usageError("missing command: dlock run --key K -- CMD [ARG...]")
+	}
+	if *grace < 0 {
+		return c.usageError("--grace %v: must not be negative", *grace)
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(stderr, "dlock run: %s\n", fmt.Sprintf(format, args...))
+	}
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	router := newSignalRouter(cancel, logf)
+	defer router.stop()
+
+	l, code := open(ctx, c, rawURL)
+	if code != 0 {
+		return code
+	}
+	defer l.Close()
+
+	lease, err := acquire(ctx, l, b.key, b.options(), wait)
+	if err != nil {
+		if sig := router.interrupted(); sig != nil {
+			logf("%v while waiting for %q", sig, b.key)
+			return sig.exitCode()
+		}
+		code := errorCode(err)
+		switch {
+		case code == exitBusy && wait.forever:
+			code = exitUnavailable // only a failing backend ends an endless wait
+		case code == exitBusy:
+			msg := fmt.Sprintf("%q is busy: %s", b.key, describeHolder(ctx, l, b.key))
+			if wait.d > 0 {
+				msg += fmt.Sprintf("; gave up after waiting %v", wait.d)
+			}
+			logf("%s", msg)
+			return exitBusy
+		}
+		logf("%v", err)
+		return code
+	}
+
+	ch, err := router.start(func() (*child, error) { return startChild(argv, leaseEnv(lease), stdout, stderr) })
+	if err != nil {
+		releaseLease(lease, logf)
+		if sig := router.interrupted(); sig != nil {
+			return sig.exitCode()
+		}
+		logf("cannot start %s: %v", commandString(argv), err)
+		return startCode(err)
+	}
+	stopped := ch.supervise(lease.Done(), *grace, func() {
+		logf("lease on %q lost: %v; sending SIGTERM to %s, SIGKILL in %v",
+			b.key, lease.Err(), commandString(argv), *grace)
+	}, logf)
+	router.detach()
+	status := ch.exitCode()
+	lost := lease.Err() // checked before our release ends the lease
+	rerr := releaseLease(lease, logf)
+	switch {
+	case stopped:
+		logf("%s was terminated after the lease was lost (its status: %d)", commandString(argv), status)
+		return exitLeaseLost
+	case lost != nil || errors.Is(rerr, dlock.ErrLeaseLost):
+		logf("%s exited with status %d, but the lease was not held to the end", commandString(argv), status)
+		return exitLeaseLost
+	}
+	return status
+}
+
+// acquire takes key as --wait says.
+func acquire(ctx context.Context, l *dlock.Locker, key string, opts *dlock.Options, wait waitFlag) (*dlock.Lease, error) {
+	switch {
+	case wait.forever:
+		return l.Acquire(ctx, key, opts)
+	case wait.d == 0:
+		return l.TryAcquire(ctx, key, opts)
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait.d)
+	defer cancel()
+	return l.Acquire(wctx, key, opts)
+}
+
+// releaseLease releases le, reporting failures other than a loss, and
+// returns the release's error.
+func releaseLease(le *dlock.Lease, logf func(string, ...any)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	err := le.Release(ctx)
+	if err != nil && !errors.Is(err, dlock.ErrLeaseLost) {
+		logf("%v", err)
+	}
+	return err
+}

@@ -1,0 +1,6 @@
+package main
+
+// The backends dlock can open by URL.
+import (
+	_ "github.com/dlock-go/dlock/memdriver"
+)

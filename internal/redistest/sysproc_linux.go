@@ -1,0 +1,14 @@
+package redistest
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+var sigterm = syscall.SIGTERM
+
+// setSysProcAttr makes the kernel kill the server if the test binary dies
+// without cleaning up (a panic, a test timeout), so no server outlives it.
+func setSysProcAttr(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}

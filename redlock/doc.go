@@ -1,0 +1,108 @@
+// Package redlock is a dlock driver that holds a lock on a majority of N
+// independent nodes, as in the Redlock algorithm described on the Redis
+// documentation's page "Distributed Locks with Redis"
+// (https://redis.io/docs/latest/develop/use/patterns/distributed-locks/),
+// with the fencing tokens that Martin Kleppmann's critique "How to do
+// distributed locking" (2016,
+// https://martin.kleppmann.com/2016/02/08/how-to-do-distributed-locking.html)
+// found missing from it.
+//
+// [New] composes any driver.Locker values (usually redisdriver nodes, in
+// tests also memdriver ones); [NewRedis] builds the nodes from go-redis
+// clients; a redlock:// URL does both from configuration.
+//
+// # Algorithm
+//
+// An acquire sends the request to every node at once, each call bounded by
+// [Options.NodeTimeout]. The lock is granted only if a majority of nodes
+// (N/2+1) granted it and that happened within the validity window, TTL −
+// [Options.Drift], counted from sending; otherwise it is released on every
+// node that granted it or did not answer (the request may have landed)
+// before Acquire returns. Refreshes go to every node and need a majority
+// within the window too; releases go to every node. Every call waits for
+// every node (or its timeout): no goroutine outlives a call.
+//
+// A busy key reports, as the holder's remaining TTL, the time at which a
+// majority of nodes may be free, and a release seen on a majority of nodes
+// wakes waiters (on nodes that notify).
+//
+// # Fencing
+//
+// Each node grants its own fence, increasing per key. The lease gets the
+// largest fence of the nodes that granted it, and before it is handed out
+// that fence is written to a majority of nodes (driver.FenceRaiser), unless
+// a majority granted it already. Any later majority shares a node with that
+// one, which grants only larger fences from then on, so every later lease's
+// fence is larger — provided that node kept its state (see Safety). If the
+// write-back does not reach a majority within the validity window, the
+// attempt fails and is released. A resource that records the largest fence
+// it has seen and rejects smaller ones is then protected from a holder that
+// paused (a GC pause, a stopped VM, a slow network) past the end of its
+// lease: the failure that timing alone, which is all Redlock has, cannot
+// rule out. [Options.DisableFencing] skips the write-back, so an acquire is
+// one round; leases then carry fence 0.
+//
+// # Safety
+//
+// The guarantees hold under these assumptions, which Redlock needs and
+// which the deployment must provide:
+//
+//   - Independent masters. Nodes are separate Redis servers (or other
+//     backends) that fail independently: not replicas of one another, whose
+//     asynchronous replication loses a lock on failover, and not shards of
+//     one cluster. [NewRedis] refuses a Cluster client and a client with
+//     several addresses as a node, and duplicate addresses.
+//   - Bounded clock drift. The local deadline of a lease is computed on
+//     this process's clock, the expiry on each node's. The nodes' clocks
+//     may not run faster than this one's by more than Drift over a TTL, and
+//     a node's clock must never jump (a stepped wall clock makes Redis
+//     expire keys early).
+//   - Persistence or delayed restarts. A node that restarts empty forgets
+//     the locks it granted, and then a second client can get a majority
+//     while the first still believes it holds the lock. Either run the
+//     nodes with fsync'ed persistence (appendfsync always) or keep a
+//     restarted node out of service for at least the longest TTL. Redis
+//     fences stay increasing across an empty restart as long as the node's
+//     clock does not go back (they start from its microsecond time).
+//   - Bounded pauses. The lease's context is cancelled at its local
+//     deadline, before any node expires the lock, but a process that is
+//     paused can act after that moment without knowing. Only fencing, with
+//     a resource that checks fences, makes that harmless.
+//
+// Kleppmann's point stands: a lock service built on timing is a tool for
+// efficiency, and for correctness the protected resource must check fences.
+// With fencing, Redlock's majority guarantees that fences increase; a
+// single Redis node gives the same guarantee with less machinery, and
+// Redlock adds tolerance of the loss of a minority of nodes.
+//
+// # URLs
+//
+// The driver registers the schemes redlock and redlocks (TLS to every
+// node):
+//
+//	redlock://[user:password@]host1:port,host2:port,host3:port[/DB][?params]
+//
+// One go-redis client is opened per host and closed by Close. Query
+// parameters: node_timeout (a duration), drift (a duration), fencing
+// (false disables fencing), the redisdriver parameters (such as prefix),
+// which apply to every node, and dlock's common ones (ttl, renew, owner).
+// Unknown parameters are rejected. Errors show URLs with passwords
+// redacted.
+//
+// # Errors
+//
+// Construction errors (fewer than [MinNodes] nodes, duplicates, a node that
+// cannot raise fences, a Cluster client) wrap dlock.ErrInvalid. An attempt
+// that does not reach a majority fails with a [*QuorumError] that lists
+// each failed node's cause, wrapped, so errors.Is(err,
+// dlock.ErrUnavailable) holds when nodes were unavailable and dlock retries
+// it; a majority that answered "held" is not an error but a busy key.
+// Refresh wraps dlock.ErrNotHeld only when a majority can no longer hold
+// the lock, so the lease is lost exactly then; a refresh that misses a
+// majority for other reasons is retried by dlock until the lease's
+// deadline. Release succeeds when a majority of nodes is free of the lock,
+// even if a minority could not be reached (their locks expire with the
+// TTL); it wraps dlock.ErrNotHeld when a majority did not hold it.
+// A majority that confirms only after the validity window yields an error
+// wrapping context.DeadlineExceeded.
+package redlock

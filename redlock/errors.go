@@ -1,0 +1,85 @@
+package redlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// QuorumError reports that an operation did not reach a majority of nodes.
+// Errs holds one error per failed node, each naming the node by index (and
+// address, for Redis nodes) and wrapping its cause, so errors.Is and
+// errors.As see through to the causes: errors.Is(err, dlock.ErrUnavailable)
+// holds when a node was unavailable.
+//
+// A QuorumError returned by Refresh wraps dlock.ErrNotHeld only when too
+// many nodes reported the lock not held for a majority to hold it, i.e.
+// when the lease is lost; otherwise the nodes that reported it are listed
+// in text only, and the error is transient.
+type QuorumError struct {
+	// Got is how many nodes succeeded; Need is the majority required.
+	Got, Need int
+	// Errs are the failed nodes' errors.
+	Errs []error
+
+	op, key string // for the message; empty in a literal
+	nodes   int
+}
+
+func (e *QuorumError) Error() string {
+	var b strings.Builder
+	b.WriteString("redlock: ")
+	if e.op != "" {
+		fmt.Fprintf(&b, "%s %q: ", e.op, e.key)
+	}
+	fmt.Fprintf(&b, "quorum not reached: %d nodes succeeded", e.Got)
+	if e.nodes > 0 {
+		fmt.Fprintf(&b, " of %d", e.nodes)
+	}
+	fmt.Fprintf(&b, ", %d needed", e.Need)
+	for i, err := range e.Errs {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the failed nodes' errors.
+func (e *QuorumError) Unwrap() []error { return e.Errs }
+
+// Timeout reports whether a node's call timed out, so that its outcome is
+// unknown and the operation may succeed when repeated. dlock retries
+// acquires that fail with such an error.
+func (e *QuorumError) Timeout() bool {
+	for _, err := range e.Errs {
+		var t interface{ Timeout() bool }
+		if errors.As(err, &t) && t.Timeout() {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeErr names node n in err, keeping err in the chain.
+func (n *node) err(err error) error {
+	return fmt.Errorf("%s: %w", n.name, err)
+}
+
+// errText names node n in err, keeping only its text: for causes that must
+// not decide what the whole error means (see [QuorumError]).
+func (n *node) errText(err error) error {
+	return fmt.Errorf("%s: %v", n.name, err)
+}
+
+// validityError reports that a majority confirmed too late: the time left
+// of the TTL was used up by the round trips.
+func validityError(op, key string, took, window time.Duration) error {
+	return fmt.Errorf("redlock: %s %q: a majority confirmed only after %v, beyond the validity window %v: %w",
+		op, key, took, window, context.DeadlineExceeded)
+}

@@ -1,0 +1,229 @@
+package dlock_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/memdriver"
+)
+
+// refreshFault wraps a driver and makes Refresh fail on demand, with err.
+// It hides the inner driver's optional capabilities, so renewal goes
+// through Refresh one lease at a time.
+type refreshFault struct {
+	driver.Locker
+	err       atomic.Pointer[error]
+	refreshes atomic.Int64
+}
+
+func (f *refreshFault) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	f.refreshes.Add(1)
+	if err := f.err.Load(); err != nil {
+		return *err
+	}
+	return f.Locker.Refresh(ctx, key, token, ttl)
+}
+
+func (f *refreshFault) failWith(err error) { f.err.Store(&err) }
+
+// TestRenewalKeepsLease holds a lease for ten minutes of fake time with a
+// one-second TTL: renewal must keep it valid throughout.
+func TestRenewalKeepsLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := store.Locker(&dlock.Options{TTL: time.Second})
+		defer l.Close()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 600 {
+			time.Sleep(time.Second)
+			if err := lease.Err(); err != nil {
+				t.Fatalf("lease ended while renewal should keep it: %v", err)
+			}
+		}
+		other := store.Locker(nil)
+		defer other.Close()
+		if _, err := other.TryAcquire(t.Context(), "k", nil); !errors.Is(err, dlock.ErrNotAcquired) {
+			t.Fatalf("another locker's TryAcquire = %v; want ErrNotAcquired: the renewed lease must still hold the key", err)
+		}
+		if err := lease.Release(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestLossSignalledBeforeExpiry makes refreshes fail after the lease was
+// acquired: Done must close before the backend's expiry, while the key is
+// still held on the backend.
+func TestLossSignalledBeforeExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		fault := &refreshFault{Locker: store.Driver()}
+		l := dlock.New(fault, &dlock.Options{TTL: 3 * time.Second})
+		defer l.Close()
+		start := time.Now()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fault.failWith(driver.ErrUnavailable)
+		<-lease.Done()
+		lostAfter := time.Since(start)
+		if lostAfter >= 3*time.Second {
+			t.Fatalf("lease lost after %v; want before the 3s TTL expires on the backend", lostAfter)
+		}
+		if lostAfter < 2*time.Second {
+			t.Fatalf("lease lost after %v; transient errors must be retried until the local deadline", lostAfter)
+		}
+		if !errors.Is(lease.Err(), dlock.ErrLeaseLost) || !errors.Is(context.Cause(lease.Context()), dlock.ErrLeaseLost) {
+			t.Fatalf("Err = %v, Cause = %v; want ErrLeaseLost", lease.Err(), context.Cause(lease.Context()))
+		}
+		if fault.refreshes.Load() < 3 {
+			t.Errorf("only %d refresh attempts before the deadline; want retries", fault.refreshes.Load())
+		}
+		h, held, err := store.Locker(nil).Holder(t.Context(), "k")
+		if err != nil || !held {
+			t.Fatalf("Holder = %v, %v, %v; the backend must still hold the key when the loss is signalled", h, held, err)
+		}
+	})
+}
+
+// TestNotHeldEndsLeaseAtOnce: a refresh answered with ErrNotHeld ends the
+// lease at that refresh, not at the deadline.
+func TestNotHeldEndsLeaseAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		fault := &refreshFault{Locker: store.Driver()}
+		l := dlock.New(fault, &dlock.Options{TTL: 3 * time.Second})
+		defer l.Close()
+		start := time.Now()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fault.failWith(driver.ErrNotHeld)
+		<-lease.Done()
+		if d := time.Since(start); d != time.Second {
+			t.Fatalf("lease lost after %v; want at the first renewal (1s)", d)
+		}
+		if !errors.Is(lease.Err(), dlock.ErrLeaseLost) || !errors.Is(lease.Err(), dlock.ErrNotHeld) {
+			t.Fatalf("Err = %v; want ErrLeaseLost wrapping ErrNotHeld", lease.Err())
+		}
+		if err := lease.Release(t.Context()); !errors.Is(err, dlock.ErrLeaseLost) {
+			t.Fatalf("Release of a lost lease = %v; want ErrLeaseLost", err)
+		}
+	})
+}
+
+func TestReleaseTwice(t *testing.T) {
+	l := memdriver.New(nil)
+	defer l.Close()
+	lease, err := l.Acquire(t.Context(), "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lease.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := lease.Release(t.Context()); !errors.Is(err, dlock.ErrNotHeld) {
+		t.Fatalf("second Release = %v; want ErrNotHeld", err)
+	}
+	if !errors.Is(lease.Err(), dlock.ErrNotHeld) || errors.Is(lease.Err(), dlock.ErrLeaseLost) {
+		t.Fatalf("Err after Release = %v; want ErrNotHeld, not ErrLeaseLost", lease.Err())
+	}
+}
+
+// TestRenewalStopsAtRelease: nothing keeps renewing a released lease.
+func TestRenewalStopsAtRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fault := &refreshFault{Locker: memdriver.NewStore().Driver()}
+		l := dlock.New(fault, &dlock.Options{TTL: time.Second})
+		defer l.Close()
+		err := l.Do(t.Context(), "k", nil, func(ctx context.Context, _ *dlock.Lease) error {
+			time.Sleep(2 * time.Second)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := fault.refreshes.Load()
+		if n < 5 {
+			t.Fatalf("%d refreshes in 2s with TTL 1s; want about 6", n)
+		}
+		time.Sleep(10 * time.Second)
+		if m := fault.refreshes.Load(); m != n {
+			t.Fatalf("%d refreshes after Do returned; want none", m-n)
+		}
+	})
+}
+
+// TestDoCancelsOnLoss: fn's context ends with ErrLeaseLost when the lease is
+// lost, and Do reports the loss.
+func TestDoCancelsOnLoss(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fault := &refreshFault{Locker: memdriver.NewStore().Driver()}
+		l := dlock.New(fault, &dlock.Options{TTL: time.Second})
+		defer l.Close()
+		err := l.Do(t.Context(), "k", nil, func(ctx context.Context, _ *dlock.Lease) error {
+			fault.failWith(driver.ErrNotHeld)
+			<-ctx.Done()
+			if !errors.Is(context.Cause(ctx), dlock.ErrLeaseLost) {
+				t.Errorf("fn's context cause = %v; want ErrLeaseLost", context.Cause(ctx))
+			}
+			return ctx.Err()
+		})
+		if !errors.Is(err, dlock.ErrLeaseLost) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("Do = %v; want ErrLeaseLost and fn's context.Canceled", err)
+		}
+	})
+}
+
+// TestManyLeasesOneScheduler holds 10,000 leases with renewal: the number of
+// goroutines must not grow with the number of leases, and none is lost.
+func TestManyLeasesOneScheduler(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		drv  func() driver.Locker
+	}{
+		{"Batched", func() driver.Locker { return memdriver.NewStore().Driver() }},
+		{"OneByOne", func() driver.Locker { return &refreshFault{Locker: memdriver.NewStore().Driver()} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l := dlock.New(tc.drv(), &dlock.Options{TTL: 3 * time.Second})
+				defer l.Close()
+				before := runtime.NumGoroutine()
+				leases := make([]*dlock.Lease, 10_000)
+				for i := range leases {
+					var err error
+					if leases[i], err = l.TryAcquire(t.Context(), "k"+strconv.Itoa(i), nil); err != nil {
+						t.Fatal(err)
+					}
+				}
+				most := 0
+				for range 100 {
+					time.Sleep(100 * time.Millisecond)
+					most = max(most, runtime.NumGoroutine()-before)
+				}
+				if most > 20 {
+					t.Fatalf("%d goroutines above the start while holding 10,000 leases; want a bounded few", most)
+				}
+				for _, le := range leases {
+					if le.Err() != nil {
+						t.Fatalf("lease %s lost: %v", le.Key(), le.Err())
+					}
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,77 @@
+package dlock_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+	_ "github.com/dlock-go/dlock/memdriver"
+)
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name, url string
+		want      []string
+	}{
+		{"UnknownScheme", "nosuch://user:hunter2@host/", []string{`unknown URL scheme "nosuch"`, "mem", "(forgotten import?)"}},
+		{"Malformed", "redis://user:hunter2@host:port:x/%zz", []string{"malformed URL"}},
+		{"BadTTL", "mem://?ttl=soon", []string{`ttl="soon"`}},
+		{"ZeroTTL", "mem://?ttl=0s", []string{`ttl="0s"`}},
+		{"RenewNotBelowTTL", "mem://?ttl=1s&renew=2s", []string{"RenewInterval 2s"}},
+		{"UnknownParam", "mem://x?colour=blue", []string{"unknown URL parameter colour"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l, err := dlock.Open(ctx, c.url)
+			if err == nil {
+				l.Close()
+				t.Fatalf("Open(%q) succeeded; want an error", c.url)
+			}
+			if !errors.Is(err, dlock.ErrInvalid) {
+				t.Errorf("Open(%q) error %v does not wrap ErrInvalid", c.url, err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Open(%q) error %q does not contain %q", c.url, err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("Open error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestOpenCommonParams(t *testing.T) {
+	l, err := dlock.Open(context.Background(), "mem://params?ttl=2s&owner=worker-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	lease, err := l.TryAcquire(context.Background(), "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release(context.Background())
+	if lease.Owner() != "worker-7" {
+		t.Errorf("Owner = %q; want worker-7 from the URL", lease.Owner())
+	}
+	if left := time.Until(lease.ValidUntil()); left > 2*time.Second || left < time.Second {
+		t.Errorf("lease valid for %v; want about 2s from ttl=2s", left)
+	}
+}
+
+func TestRegisterTwicePanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("registering mem twice did not panic")
+		}
+	}()
+	dlock.Register("mem", func(context.Context, *url.URL) (driver.Locker, error) { return nil, nil })
+}

@@ -1,0 +1,84 @@
+package dlock_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/memdriver"
+)
+
+// TestBadInput checks that every bad argument is refused with ErrInvalid and
+// a message naming the value, before the driver is called.
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		l    *dlock.Locker
+		key  string
+		opts *dlock.Options
+		want string
+	}{
+		{"NilDriver", dlock.New(nil, nil), "k", nil, "nil driver"},
+		{"EmptyKey", memdriver.New(nil), "", nil, "empty key"},
+		{"LongKey", memdriver.New(nil), strings.Repeat("k", dlock.MaxKeyLen+1), nil, "1025 bytes"},
+		{"NegativeTTL", memdriver.New(nil), "k", &dlock.Options{TTL: -time.Second}, "TTL -1s"},
+		{"TinyTTL", memdriver.New(nil), "k", &dlock.Options{TTL: time.Microsecond}, "TTL 1µs"},
+		{"RenewNotBelowTTL", memdriver.New(nil), "k", &dlock.Options{TTL: time.Second, RenewInterval: time.Second}, "RenewInterval 1s"},
+		{"DriftNotBelowTTL", memdriver.New(nil), "k", &dlock.Options{TTL: time.Second, Drift: 2 * time.Second}, "Drift 2s"},
+		{"BadLockerOptions", memdriver.New(&dlock.Options{TTL: -1}), "k", nil, "TTL -1ns"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			defer c.l.Close()
+			_, err := c.l.Acquire(ctx, c.key, c.opts)
+			if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Acquire error = %v; want ErrInvalid naming %q", err, c.want)
+			}
+			_, err = c.l.TryAcquire(ctx, c.key, c.opts)
+			if !errors.Is(err, dlock.ErrInvalid) {
+				t.Fatalf("TryAcquire error = %v; want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestDoNilFunction(t *testing.T) {
+	l := memdriver.New(nil)
+	defer l.Close()
+	if err := l.Do(context.Background(), "k", nil, nil); !errors.Is(err, dlock.ErrInvalid) {
+		t.Fatalf("Do(nil fn) = %v; want ErrInvalid", err)
+	}
+}
+
+func TestRetryStrategies(t *testing.T) {
+	type step struct {
+		n    int
+		d    time.Duration
+		more bool
+	}
+	cases := []struct {
+		name  string
+		s     dlock.RetryStrategy
+		steps []step
+	}{
+		{"NoRetry", dlock.NoRetry(), []step{{1, 0, false}}},
+		{"Linear", dlock.LinearBackoff(5 * time.Millisecond), []step{{1, 5 * time.Millisecond, true}, {100, 5 * time.Millisecond, true}}},
+		{"Exponential", dlock.ExponentialBackoff(time.Millisecond, 10*time.Millisecond), []step{
+			{1, time.Millisecond, true}, {2, 2 * time.Millisecond, true}, {4, 8 * time.Millisecond, true}, {5, 10 * time.Millisecond, true}, {1000, 10 * time.Millisecond, true}}},
+		{"Limit", dlock.LimitRetry(dlock.LinearBackoff(time.Millisecond), 2), []step{{1, time.Millisecond, true}, {2, time.Millisecond, true}, {3, 0, false}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, s := range c.steps {
+				d, more := c.s.Backoff(s.n)
+				if d != s.d || more != s.more {
+					t.Errorf("Backoff(%d) = %v, %v; want %v, %v", s.n, d, more, s.d, s.more)
+				}
+			}
+		})
+	}
+}

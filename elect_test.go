@@ -1,0 +1,173 @@
+package dlock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/memdriver"
+)
+
+// term is one leader's time in office, by the backend's (fake) clock.
+type term struct {
+	who        int
+	fence      uint64
+	start, end time.Time
+}
+
+// TestElectionTakeover runs three candidates; each leader is cut off from
+// the backend after a while, so the next one takes over. Terms must never
+// overlap, fences must increase, and each candidate's callbacks must come in
+// order: elected, lead, demoted.
+func TestElectionTakeover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		ctx, cancel := context.WithCancel(t.Context())
+		var (
+			mu     sync.Mutex
+			terms  []term
+			events = make([][]string, 3)
+			wg     sync.WaitGroup
+		)
+		for i := range 3 {
+			fault := &refreshFault{Locker: store.Driver()}
+			l := dlock.New(fault, &dlock.Options{TTL: 3 * time.Second, Owner: fmt.Sprint("candidate-", i)})
+			defer l.Close()
+			note := func(s string) { mu.Lock(); events[i] = append(events[i], s); mu.Unlock() }
+			e := dlock.NewElection(l, "leader", &dlock.ElectionOptions{
+				LossDelay: 5 * time.Second, // lets another candidate win
+				OnElected: func(*dlock.Lease) { note("elected") },
+				OnDemoted: func(_ *dlock.Lease, cause error) {
+					if !errors.Is(cause, dlock.ErrLeaseLost) && ctx.Err() == nil {
+						t.Errorf("candidate %d demoted with %v; want ErrLeaseLost", i, cause)
+					}
+					note("demoted")
+				},
+			})
+			wg.Go(func() {
+				err := e.Run(ctx, func(ctx context.Context, lease *dlock.Lease) error {
+					note("lead")
+					tm := term{who: i, fence: lease.Fence(), start: time.Now()}
+					time.Sleep(10 * time.Second)
+					fault.failWith(driver.ErrUnavailable) // partitioned from now on
+					<-ctx.Done()
+					tm.end = time.Now()
+					fault.err.Store(nil) // the partition heals before it campaigns again
+					mu.Lock()
+					terms = append(terms, tm)
+					mu.Unlock()
+					return ctx.Err()
+				})
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("Run = %v; want context.Canceled after the test stops it", err)
+				}
+			})
+		}
+		time.Sleep(2 * time.Minute)
+		cancel()
+		wg.Wait()
+
+		if len(terms) < 5 {
+			t.Fatalf("%d terms in 2 minutes; want several takeovers", len(terms))
+		}
+		for i := 1; i < len(terms); i++ {
+			prev, cur := terms[i-1], terms[i]
+			if !cur.start.After(prev.end) {
+				t.Errorf("term %d (candidate %d) started at %v before term %d ended at %v: two leaders", i, cur.who, cur.start, i-1, prev.end)
+			}
+			if cur.fence <= prev.fence {
+				t.Errorf("term %d fence %d not above the previous %d", i, cur.fence, prev.fence)
+			}
+		}
+		for i, ev := range events {
+			for j, e := range ev {
+				if want := []string{"elected", "lead", "demoted"}[j%3]; e != want {
+					t.Fatalf("candidate %d events %v: event %d is %q, want %q", i, ev, j, e, want)
+				}
+			}
+		}
+	})
+}
+
+// TestElectionResign: a leader that resigns lets a waiting candidate lead,
+// and the lead function sees ErrResigned.
+func TestElectionResign(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		leaders := make(chan string, 10)
+		var elections []*dlock.Election
+		var wg sync.WaitGroup
+		for _, name := range []string{"a", "b"} {
+			l := store.Locker(&dlock.Options{TTL: time.Second, Owner: name})
+			defer l.Close()
+			e := dlock.NewElection(l, "leader", nil)
+			elections = append(elections, e)
+			wg.Go(func() {
+				e.Run(ctx, func(ctx context.Context, lease *dlock.Lease) error {
+					leaders <- name
+					<-ctx.Done()
+					if c := context.Cause(ctx); !errors.Is(c, dlock.ErrResigned) && !errors.Is(c, context.Canceled) {
+						t.Errorf("%s's lead context cause = %v; want ErrResigned", name, c)
+					}
+					return nil
+				})
+			})
+		}
+		first := <-leaders
+		synctest.Wait()
+		h, ok, err := elections[0].Leader(ctx)
+		if err != nil || !ok || h.Owner != first {
+			t.Fatalf("Leader = %v, %v, %v; want %s", h, ok, err, first)
+		}
+		for _, e := range elections {
+			e.Resign() // only the leader's has an effect
+		}
+		if second := <-leaders; second == first {
+			t.Fatalf("%s led again right after resigning; want the other candidate", second)
+		}
+		cancel()
+		wg.Wait()
+	})
+}
+
+// TestElectionObservesLeader: a waiting candidate reports each new leader.
+func TestElectionObservesLeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		leader := store.Locker(&dlock.Options{TTL: time.Second, Owner: "boss"})
+		defer leader.Close()
+		lease, err := leader.Acquire(ctx, "leader", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		var mu sync.Mutex
+		l := store.Locker(&dlock.Options{TTL: time.Second, Owner: "standby"})
+		defer l.Close()
+		done := make(chan error)
+		go func() {
+			done <- dlock.NewElection(l, "leader", &dlock.ElectionOptions{
+				OnLeader: func(h dlock.Holder) { mu.Lock(); seen = append(seen, h.Owner); mu.Unlock() },
+			}).Run(ctx, func(context.Context, *dlock.Lease) error { return errors.New("done") })
+		}()
+		time.Sleep(5 * time.Second)
+		lease.Release(ctx)
+		if err := <-done; err == nil || err.Error() != "done" {
+			t.Fatalf("Run = %v; want the lead function's error", err)
+		}
+		if !slices.Equal(seen, []string{"boss"}) {
+			t.Fatalf("observed leaders %v; want [boss] once", seen)
+		}
+	})
+}

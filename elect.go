@@ -94,6 +94,9 @@ func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, lease
 			return err
 		}
 		seen = max(seen, lease.Fence())
+		if cfg.obs.enabled() {
+			cfg.obs.emit(ctx, lease.event(EventElected, 0, nil), 0)
+		}
 		if e.opts.OnElected != nil {
 			e.opts.OnElected(lease)
 		}
@@ -123,6 +126,9 @@ func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, lease
 			cause, pause = lost, e.opts.LossDelay
 		case resigned:
 			cause, pause = ErrResigned, resignDelay
+		}
+		if cfg.obs.enabled() {
+			cfg.obs.emit(ctx, lease.event(EventDemoted, time.Since(lease.acquired), cause), 0)
 		}
 		if e.opts.OnDemoted != nil {
 			e.opts.OnDemoted(lease, cause)

@@ -24,6 +24,8 @@ type Lease struct {
 	owner          string
 	fence          uint64
 	releaseTimeout time.Duration
+	obs            observer
+	acquired       time.Time // when the acquire was sent
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -34,6 +36,7 @@ type Lease struct {
 	nextRenew              time.Time
 	refreshing             bool // a renewal round has it
 	released               bool
+	failures               int // consecutive failed renewals
 	deadlineAt, renewAt    int // positions in the renewer's heaps, or -1
 }
 
@@ -100,7 +103,7 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	sent := time.Now()
 	err := le.l.drv.Refresh(ctx, le.key, le.token, ttl)
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.unlock()
 	if le.deadlineAt < 0 {
 		if lerr := le.Err(); lerr != nil {
 			return lerr
@@ -122,6 +125,8 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 		r.lose(le, err)
 		return le.Err()
 	default:
+		le.failures++
+		r.note(le, EventRefreshFailed, time.Since(sent), err)
 		return fmt.Errorf("dlock: refresh %q: %w", le.key, err)
 	}
 }
@@ -147,14 +152,22 @@ func (le *Lease) Release(ctx context.Context) error {
 	err := le.l.drv.Release(ctx, le.key, le.token)
 	switch {
 	case lost != nil:
-		return lost
+		err = lost
 	case err == nil:
-		return nil
 	case errors.Is(err, ErrNotHeld):
 		// The backend freed the key before the local deadline said so:
 		// its clock ran fast, or someone deleted the key.
-		return fmt.Errorf("%w: %q was no longer held at release: %w", ErrLeaseLost, le.key, err)
+		err = fmt.Errorf("%w: %q was no longer held at release: %w", ErrLeaseLost, le.key, err)
 	default:
-		return fmt.Errorf("dlock: release %q: %w (it expires on its own)", le.key, err)
+		err = fmt.Errorf("dlock: release %q: %w (it expires on its own)", le.key, err)
 	}
+	if le.obs.enabled() {
+		le.obs.emit(le.ctx, le.event(EventReleased, time.Since(le.acquired), err), 0)
+	}
+	return err
+}
+
+// event describes le for an observer.
+func (le *Lease) event(kind EventKind, d time.Duration, err error) Event {
+	return Event{Kind: kind, Key: le.key, Owner: le.owner, Fence: le.fence, Duration: d, Err: err}
 }

@@ -161,6 +161,22 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 	if err != nil {
 		return nil, err
 	}
+	if !cfg.obs.enabled() {
+		return l.attempts(ctx, key, cfg, wait)
+	}
+	start := time.Now()
+	lease, err := l.attempts(ctx, key, cfg, wait)
+	e := Event{Kind: EventNotAcquired, Key: key, Owner: cfg.owner, Duration: time.Since(start), Err: err}
+	if err == nil {
+		e.Kind, e.Fence = EventGranted, lease.fence
+	}
+	cfg.obs.emit(ctx, e, 0)
+	return lease, err
+}
+
+// attempts tries to acquire key until it succeeds, or, if wait, until the
+// retry strategy gives up or ctx ends.
+func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bool) (*Lease, error) {
 	req := driver.Request{Key: key, Token: rand.Text(), TTL: cfg.ttl, Owner: cfg.owner}
 
 	var released <-chan struct{} // release notifications, once subscribed
@@ -190,6 +206,9 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 		}
 		if err != nil && (ctx.Err() != nil || !retryable(err)) {
 			return nil, notAcquired(key, ctx, err)
+		}
+		if err == nil && cfg.obs.enabled() {
+			cfg.obs.emit(ctx, Event{Kind: EventBusy, Key: key, Owner: cfg.owner}, 0)
 		}
 		if !wait {
 			return nil, notAcquired(key, ctx, err)

@@ -2,6 +2,7 @@ package dlock
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"time"
@@ -52,6 +53,15 @@ type Options struct {
 	// function returns, on a context detached from the caller's
 	// cancellation. Default: 5s.
 	ReleaseTimeout time.Duration
+
+	// Observer receives every event of the Locker's leases and calls, for
+	// metrics and tracing. Default: none, at no cost.
+	Observer Observer
+
+	// Logger receives warnings about lost leases and repeated refresh
+	// failures, with key, owner, fence and cause; nothing is logged per
+	// successful operation, and tokens never. Default: none.
+	Logger *slog.Logger
 }
 
 // settings are resolved options: every field set and checked.
@@ -62,6 +72,7 @@ type settings struct {
 	owner          string
 	retry          RetryStrategy
 	releaseTimeout time.Duration
+	obs            observer
 }
 
 var defaultOwner = func() string {
@@ -136,6 +147,12 @@ func (o *Options) resolve(base *settings) (settings, error) {
 	}
 	if s.retry == nil {
 		s.retry = defaultRetry
+	}
+	if in.Observer != nil {
+		s.obs.o = in.Observer
+	}
+	if in.Logger != nil {
+		s.obs.log = in.Logger
 	}
 	if in.ReleaseTimeout != 0 {
 		s.releaseTimeout = in.ReleaseTimeout

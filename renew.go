@@ -47,6 +47,25 @@ type renewer struct {
 	renewals  leaseHeap // leases waiting for their next renewal, by time
 	rounds    int       // renewal rounds in flight
 	running   bool      // the loop goroutine is alive
+	pending   []leaseEvent
+}
+
+// unlock releases r.mu, then reports the events noted while it was held, so
+// that no observer runs under the lock.
+func (r *renewer) unlock() {
+	events := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	for _, ev := range events {
+		ev.le.obs.emit(ev.le.ctx, ev.e, ev.failures)
+	}
+}
+
+// note queues an event of le for unlock to report. r.mu must be held.
+func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
+	if le.obs.enabled() {
+		r.pending = append(r.pending, leaseEvent{le, le.event(kind, d, err), le.failures})
+	}
 }
 
 func newRenewer(d driver.Locker, batch driver.BatchRefresher) *renewer {
@@ -65,8 +84,8 @@ func (r *renewer) isClosed() bool { return r.closed.Load() }
 func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings) (*Lease, error) {
 	le := &Lease{
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
-		releaseTimeout: cfg.releaseTimeout,
-		ttl:            req.TTL, renewEvery: cfg.renew, drift: cfg.drift,
+		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent,
+		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift,
 		deadline:   sent.Add(req.TTL - cfg.drift),
 		deadlineAt: -1, renewAt: -1,
 	}
@@ -110,7 +129,7 @@ func (r *renewer) loop() {
 		r.mu.Lock()
 		if r.deadlines.Len() == 0 || r.closed.Load() {
 			r.running = false
-			r.mu.Unlock()
+			r.unlock()
 			return
 		}
 		now := time.Now()
@@ -135,7 +154,7 @@ func (r *renewer) loop() {
 			}
 			timer.Reset(next.Sub(now))
 		}
-		r.mu.Unlock()
+		r.unlock()
 		select {
 		case <-timer.C:
 		case <-r.wake:
@@ -162,7 +181,7 @@ func (r *renewer) startRound(due []*Lease) {
 		errs := r.refresh(ctx, reqs)
 		cancel()
 		r.mu.Lock()
-		defer r.mu.Unlock()
+		defer r.unlock()
 		r.rounds--
 		for i, le := range due {
 			r.result(le, sent, reqs[i].TTL, errs[i])
@@ -205,6 +224,8 @@ func (r *renewer) result(le *Lease, sent time.Time, ttl time.Duration, err error
 		r.lose(le, err)
 	default:
 		// Transient: try again soon; the deadline still stands.
+		le.failures++
+		r.note(le, EventRefreshFailed, time.Since(sent), err)
 		retry := min(max(le.renewEvery/8, 5*time.Millisecond), time.Second)
 		r.scheduleRenewal(le, time.Now().Add(retry))
 	}
@@ -213,6 +234,8 @@ func (r *renewer) result(le *Lease, sent time.Time, ttl time.Duration, err error
 // confirmed moves a lease's deadline after a successful refresh that was
 // sent at sent. r.mu must be held.
 func (r *renewer) confirmed(le *Lease, sent time.Time, ttl time.Duration) {
+	le.failures = 0
+	r.note(le, EventRefreshed, time.Since(sent), nil)
 	if d := sent.Add(ttl - le.drift); d.After(le.deadline) {
 		le.deadline = d
 		heap.Fix(&r.deadlines, le.deadlineAt)
@@ -241,7 +264,9 @@ func (r *renewer) scheduleRenewal(le *Lease, at time.Time) {
 // lose ends a lease that is no longer held. r.mu must be held.
 func (r *renewer) lose(le *Lease, cause error) {
 	r.remove(le)
-	le.cancel(fmt.Errorf("%w: %q: %w", ErrLeaseLost, le.key, cause))
+	err := fmt.Errorf("%w: %q: %w", ErrLeaseLost, le.key, cause)
+	le.cancel(err)
+	r.note(le, EventLost, time.Since(le.acquired), err)
 }
 
 // remove unschedules a lease. r.mu must be held.

@@ -96,11 +96,8 @@ func (c *child) forward(sig syscall.Signal) {
 	syscall.Kill(-c.pid, sig) // ESRCH: the group is gone already
 }
 
-// groupAlive reports whether any process of the child's group is left.
-func (c *child) groupAlive() bool {
-	err := syscall.Kill(-c.pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
+// groupAlive reports whether any process of the child's group still runs.
+func (c *child) groupAlive() bool { return groupAlive(c.pid) }
 
 // supervise waits until the child exits. If stop closes first, it sends
 // SIGTERM to the child's process group, and SIGKILL grace later if the
@@ -162,7 +159,7 @@ func (c *child) sweep(grace time.Duration, logf func(string, ...any)) {
 			logf("processes left in the command's group after %v; sending SIGKILL", grace)
 			c.signal(syscall.SIGKILL)
 			killed = true
-			deadline = time.Now().Add(time.Second) // reaping by init is quick
+			deadline = time.Now().Add(time.Second) // SIGKILL is quick
 		} else if killed && !time.Now().Before(deadline) {
 			return
 		}

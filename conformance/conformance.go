@@ -44,7 +44,10 @@ import (
 )
 
 // Run runs the conformance suite: one subtest per case, in order, each with
-// a fresh Harness from newHarness.
+// a fresh Harness from newHarness. Cases that need an optional capability
+// the driver lacks (found by type assertion, or told by an error wrapping
+// errors.ErrUnsupported) or a nil [Harness.Partitioned] are skipped. A
+// failing case logs the contract it checks.
 func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 	t.Helper()
 	for _, c := range cases {

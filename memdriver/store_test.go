@@ -348,3 +348,42 @@ func TestOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestWaiterWakeup checks, on fake time, when a dlock waiter gets a key: at
+// once on release, and exactly at expiry when the holder vanishes, though
+// its retry strategy alone would wait an hour.
+func TestWaiterWakeup(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		release bool
+		want    time.Duration
+	}{
+		{"Release", true, time.Second},
+		{"Expiry", false, 10 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := memdriver.NewStore()
+				holder := newClient(t, s)
+				l := s.Locker(&dlock.Options{Retry: dlock.LinearBackoff(time.Hour)})
+				defer l.Close()
+				mustAcquire(t, holder, "k", "a", 10*time.Second)
+				start := time.Now()
+				if tt.release {
+					go func() {
+						time.Sleep(time.Second)
+						holder.Release(context.Background(), "k", "a")
+					}()
+				}
+				lease, err := l.Acquire(t.Context(), "k", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer lease.Release(t.Context())
+				if d := time.Since(start); d != tt.want {
+					t.Errorf("waiter got the key after %v; want %v", d, tt.want)
+				}
+			})
+		})
+	}
+}

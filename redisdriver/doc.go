@@ -1,0 +1,117 @@
+// Package redisdriver is the dlock driver for a single Redis deployment:
+// a standalone server, a master watched by Sentinel, or a Redis Cluster,
+// over github.com/redis/go-redis/v9.
+//
+// Pass the client you already have:
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
+//	locker := redisdriver.New(rdb, nil)
+//	defer locker.Close() // does not close rdb
+//
+// or open one by URL with [dlock.Open] after importing this package:
+//
+//	locker, err := dlock.Open(ctx, "redis://127.0.0.1:6379/0?ttl=30s")
+//
+// Every operation is one atomic Lua script, run with EVALSHA (EVAL when the
+// server does not have it cached): one round trip per acquire, refresh and
+// release.
+//
+// # URLs
+//
+// Schemes, registered in init:
+//
+//	redis://[USER[:PASSWORD]@]HOST[:PORT][/DB]
+//	rediss://[USER[:PASSWORD]@]HOST[:PORT][/DB]                   (TLS)
+//	redis+cluster://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]
+//	rediss+cluster://...                                           (TLS)
+//	redis+sentinel://[USER[:PASSWORD]@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]
+//	rediss+sentinel://...                                          (TLS)
+//
+// PORT defaults to 6379. In a Cluster URL the hosts are seed nodes; in a
+// Sentinel URL they are Sentinels, and USER and PASSWORD are those of the
+// master and replicas (add sentinel_auth=true to present them to the
+// Sentinels too). IPv6 literals are accepted in a single-host URL only.
+//
+// Query parameters of the driver ([Options]):
+//
+//	prefix=dlock:         key and channel prefix
+//	fence_expiry=168h     how long fence keys outlive the last acquire
+//	replica_acks=0        replicas that must acknowledge each acquire (WAIT)
+//	replica_timeout=1s    bound of that wait
+//
+// dlock.Open reads ttl, renew, drift and owner for every scheme. The
+// client parameters of go-redis's URL parsers pass through, such as
+// dial_timeout, read_timeout, write_timeout, pool_size, max_retries,
+// client_name, protocol, db, skip_verify (TLS), max_redirects and
+// read_only (Cluster), replica_only (Sentinel). Parameters that would put
+// a password in the query are not accepted, nor is any unknown parameter.
+//
+// Open checks the connection with one round trip, within its context, so
+// an unreachable address, a wrong password or a user without the needed
+// permissions fails at Open. Clients made by Open have
+// ContextTimeoutEnabled set, and are closed by Close.
+//
+// # Keys and Cluster hash tags
+//
+// A lock on KEY is a Redis hash at PREFIX{KEY} with the fields token,
+// owner and fence, and a PEXPIRE of the lease TTL. Its fence key is
+// PREFIX{KEY}:fence, and releases are published on PREFIX{KEY}:released.
+// The braces make KEY the Cluster hash tag of all three, so they are on one
+// node and one script uses them all. If KEY contains '%', '{' or '}', these
+// are written %25, %7B and %7D inside the braces, so the tag is always
+// exactly KEY (escaped), never empty, and two keys never share a lock.
+// Prefix must not contain braces.
+//
+// Release notifications use one pub/sub connection per driver, shared by
+// all waiting keys (on Cluster, one per master node, with sharded pub/sub:
+// SPUBLISH and SSUBSCRIBE, so a release wakes only its own node's
+// subscribers). They only speed up waiting: a waiter that misses one wakes
+// at the holder's reported expiry or its backoff.
+//
+// # Fences
+//
+// Each grant's fence is max(last + 1, now), where now is the server's TIME
+// in microseconds, computed in the acquire script, and last is kept in
+// the fence key for FenceExpiry after each acquire. Fences therefore
+// increase strictly for a key, also after the fence key expired, and
+// after Redis restarted without its data, as long as the server's clock
+// does not go back. A repeated acquire with the holder's token returns
+// the same fence. Fences stay below 2^53.
+//
+// # Errors
+//
+// Errors wrap the dlock sentinels: [dlock.ErrNotHeld] from Refresh and
+// Release when the token no longer holds the key; [dlock.ErrUnavailable]
+// only when the command surely did not run (no connection could be made,
+// the client is closed, or Redis refused it before running it: LOADING,
+// CLUSTERDOWN, TRYAGAIN, READONLY, MASTERDOWN, NOREPLICAS, too many
+// clients). A call whose outcome is unknown (a timeout, a connection lost
+// after sending) returns an error whose Timeout method reports true.
+// [ErrWrongType] reports someone else's data at a lock or fence key; the
+// driver never overwrites it. Authentication and ACL permission failures
+// say so. Errors quote URLs only redacted.
+//
+// # Safety
+//
+// The driver and the Locker from [New] are safe for concurrent use.
+// A lock is as safe as the Redis deployment under it:
+//
+//   - Standalone: a lock is lost only if the server loses its data; fences
+//     still increase after a restart (see Fences).
+//   - Sentinel: replication is asynchronous, so a failover may promote a
+//     replica that never saw a lock, and a second holder can then acquire
+//     it while the first still believes it holds it. Fences do not
+//     help across such a failover unless the clocks of master and replica
+//     agree (they are taken from the server's TIME). ReplicaAcks (WAIT)
+//     narrows the window: an acquire succeeds only once that many
+//     replicas have the lock. It does not close it: WAIT is not a
+//     consensus, an acknowledging replica may not be the one promoted,
+//     and refreshes are not waited for. Where a failover must never break
+//     mutual exclusion, use the redlock driver over independent masters,
+//     or a consensus store.
+//   - Cluster: the same holds per shard, for its master's replicas.
+//
+// The holder learns of a lost lease before the server frees the key, as
+// long as the server's clock does not run faster than the lease's drift
+// allowance; see package dlock.
+package redisdriver

@@ -1,0 +1,444 @@
+package redisdriver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrWrongType reports that a Redis key the driver needs (a lock key or its
+// fence key) holds data of another kind: someone else's data under the
+// prefix. The driver never overwrites it. Refresh and Release wrap it
+// together with [dlock.ErrNotHeld].
+var ErrWrongType = errors.New("dlock: Redis key holds data that is not a dlock lock")
+
+var (
+	_ driver.Locker         = (*locker)(nil)
+	_ driver.Notifier       = (*locker)(nil)
+	_ driver.Inspector      = (*locker)(nil)
+	_ driver.BatchRefresher = (*locker)(nil)
+	_ driver.FenceRaiser    = (*locker)(nil)
+)
+
+// locker is the driver. It is safe for concurrent use.
+type locker struct {
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient // client as a Cluster client, or nil
+	owned   bool                 // Close closes client: Open made it
+	cfg     settings
+	err     error  // bad configuration, returned by every call
+	publish string // PUBLISH, or SPUBLISH on Cluster
+	notify  *notifier
+	closed  atomic.Bool
+}
+
+// New returns a [dlock.Locker] over client, which may be a standalone,
+// Sentinel (failover) or Cluster client. opts may be nil for the defaults;
+// opts.Lock sets the Locker's lease defaults.
+//
+// New does no I/O and never fails: a nil client or invalid options make
+// every call of the Locker return an error wrapping [dlock.ErrInvalid].
+// Closing the Locker does not close client, which stays the caller's; it
+// closes only what the driver opened itself (its pub/sub connections).
+//
+// The client should have ContextTimeoutEnabled set, so that deadlines of
+// contexts bound its calls: the lease renewal relies on them to give up a
+// refresh before the lease's deadline.
+func New(client redis.UniversalClient, opts *Options) *dlock.Locker {
+	var lock *dlock.Options
+	if opts != nil {
+		lock = opts.Lock
+	}
+	return dlock.New(NewDriver(client, opts), lock)
+}
+
+// NewDriver returns the driver behind [New], for drivers that compose
+// others (the redlock driver runs one per node). opts.Lock is ignored.
+// The driver does not close client.
+func NewDriver(client redis.UniversalClient, opts *Options) driver.Locker {
+	return newLocker(client, opts, false)
+}
+
+func newLocker(client redis.UniversalClient, opts *Options, owned bool) *locker {
+	d := &locker{client: client, owned: owned, publish: "PUBLISH"}
+	d.cfg, d.err = opts.resolve()
+	if client == nil {
+		d.err = fmt.Errorf("%w: redisdriver: nil client", dlock.ErrInvalid)
+	}
+	if c, ok := client.(*redis.ClusterClient); ok {
+		d.cluster = c
+		d.publish = "SPUBLISH"
+	}
+	d.notify = newNotifier(d)
+	return d
+}
+
+// Key layout. A lock on KEY is the hash PREFIX{KEY}, its fence key is
+// PREFIX{KEY}:fence and its release channel PREFIX{KEY}:released. The
+// braces make KEY the Cluster hash tag of all three, so they live on one
+// node and one script can use them. Inside the braces, '%', '{' and '}'
+// of KEY are written %25, %7B and %7D: the tag then always ends at the
+// closing brace that the driver adds, is never empty, and distinct keys
+// never share a Redis key.
+func (d *locker) lockKey(key string) string {
+	if strings.ContainsAny(key, "%{}") {
+		key = keyEscaper.Replace(key)
+	}
+	return d.cfg.prefix + "{" + key + "}"
+}
+
+var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
+
+func fenceKey(lockKey string) string  { return lockKey + ":fence" }
+func channelOf(lockKey string) string { return lockKey + ":released" }
+func msArg(d time.Duration) int64     { return ceilMS(d) }
+
+// check returns the configuration error, or an error after Close.
+func (d *locker) check() error {
+	if d.err != nil {
+		return d.err
+	}
+	if d.closed.Load() {
+		return fmt.Errorf("redisdriver: %w", dlock.ErrClosed)
+	}
+	return nil
+}
+
+// Acquire implements driver.Locker.
+func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	if err := d.check(); err != nil {
+		return driver.Result{}, err
+	}
+	lk := d.lockKey(req.Key)
+	keys := []string{lk, fenceKey(lk)}
+	if d.cfg.replicaAcks > 0 {
+		return d.acquireReplicated(ctx, req, keys)
+	}
+	v, err := acquireScript.Run(ctx, d.client, keys, req.Token, msArg(req.TTL), req.Owner, d.cfg.fenceExpiryMS).Slice()
+	if err != nil {
+		return driver.Result{}, d.wrap("acquire", req.Key, err)
+	}
+	return d.acquireResult(req.Key, keys, v)
+}
+
+// acquireResult decodes acquireScript's reply.
+func (d *locker) acquireResult(key string, keys []string, v []any) (driver.Result, error) {
+	if len(v) != 2 {
+		return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: unexpected reply %v", key, v)
+	}
+	code, _ := v[0].(int64)
+	switch code {
+	case 1:
+		s, _ := v[1].(string)
+		fence, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: bad fence %q in %s", key, s, keys[0])
+		}
+		return driver.Result{Acquired: true, Fence: fence}, nil
+	case 0:
+		pttl, _ := v[1].(int64)
+		return driver.Result{HolderTTL: time.Duration(max(pttl, 0)) * time.Millisecond}, nil
+	case -1:
+		return driver.Result{}, wrongType(key, keys[0], v[1])
+	case -2:
+		return driver.Result{}, wrongType(key, keys[1], v[1])
+	}
+	return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: unexpected reply %v", key, v)
+}
+
+func wrongType(key, redisKey string, typ any) error {
+	return fmt.Errorf("%w: Redis key %q, used for the lock %q, is a %v", ErrWrongType, redisKey, key, typ)
+}
+
+// acquireReplicated runs the acquire script and WAIT in one pipeline on one
+// connection (WAIT counts the writes of its own connection), on the node
+// that owns the key.
+func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, keys []string) (driver.Result, error) {
+	var c redis.Cmdable = d.client
+	if d.cluster != nil {
+		node, err := d.cluster.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return driver.Result{}, d.wrap("acquire", req.Key, err)
+		}
+		c = node
+	}
+	args := []any{req.Token, msArg(req.TTL), req.Owner, d.cfg.fenceExpiryMS}
+	run := func(sha bool) (*redis.Cmd, *redis.Cmd, error) {
+		pipe := c.Pipeline()
+		var cmd *redis.Cmd
+		if sha {
+			cmd = acquireScript.EvalSha(ctx, pipe, keys, args...)
+		} else {
+			cmd = acquireScript.Eval(ctx, pipe, keys, args...)
+		}
+		wait := pipe.Do(ctx, "WAIT", d.cfg.replicaAcks, ceilMS(d.cfg.replicaTimeout))
+		_, err := pipe.Exec(ctx)
+		return cmd, wait, err
+	}
+	cmd, wait, err := run(true)
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		cmd, wait, err = run(false)
+	}
+	if cmd.Err() != nil {
+		return driver.Result{}, d.wrap("acquire", req.Key, cmd.Err())
+	}
+	v, _ := cmd.Slice()
+	res, rerr := d.acquireResult(req.Key, keys, v)
+	if rerr != nil || !res.Acquired {
+		return res, rerr
+	}
+	if err == nil {
+		err = wait.Err()
+	}
+	if err != nil {
+		// WAIT failed: the lock is held, the replication unknown.
+		// Release it, or the next attempt with this token takes it
+		// again; either way no lease is handed out.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.replicaTimeout)
+		d.Release(rctx, req.Key, req.Token)
+		cancel()
+		return driver.Result{}, d.wrap("acquire (WAIT)", req.Key, err)
+	}
+	if n, _ := wait.Int64(); n < int64(d.cfg.replicaAcks) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.replicaTimeout)
+		rerr := d.Release(rctx, req.Key, req.Token)
+		cancel()
+		err := fmt.Errorf("redisdriver: acquire %q: %d of %d replicas acknowledged within %v: %w",
+			req.Key, n, d.cfg.replicaAcks, d.cfg.replicaTimeout, driver.ErrUnavailable)
+		if rerr != nil {
+			err = fmt.Errorf("%w (and the lock could not be released: %v; it expires on its own)", err, rerr)
+		}
+		return driver.Result{}, err
+	}
+	return res, nil
+}
+
+// Refresh implements driver.Locker.
+func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	lk := d.lockKey(key)
+	n, err := refreshScript.Run(ctx, d.client, []string{lk}, token, msArg(ttl)).Int64()
+	return d.heldResult("refresh", key, lk, n, err)
+}
+
+// Release implements driver.Locker: it deletes the lock and wakes the
+// key's waiters.
+func (d *locker) Release(ctx context.Context, key, token string) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	lk := d.lockKey(key)
+	n, err := releaseScript.Run(ctx, d.client, []string{lk}, token, d.publish, channelOf(lk)).Int64()
+	return d.heldResult("release", key, lk, n, err)
+}
+
+// heldResult decodes the reply of the scripts that act only for the
+// holder: 1 done, 0 not held, -1 wrong type.
+func (d *locker) heldResult(op, key, lk string, n int64, err error) error {
+	switch {
+	case err != nil:
+		return d.wrap(op, key, err)
+	case n == 1:
+		return nil
+	case n == -1:
+		return fmt.Errorf("redisdriver: %s %q: %w: %w", op, key, driver.ErrNotHeld, wrongType(key, lk, "key of another type"))
+	case n == -2:
+		return fmt.Errorf("redisdriver: %s %q: %w", op, key, wrongType(key, fenceKey(lk), "key of another type"))
+	default:
+		return fmt.Errorf("redisdriver: %s %q: %w", op, key, driver.ErrNotHeld)
+	}
+}
+
+// Inspect implements driver.Inspector.
+func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
+	if err := d.check(); err != nil {
+		return driver.Holder{}, false, err
+	}
+	lk := d.lockKey(key)
+	v, err := inspectScript.Run(ctx, d.client, []string{lk}).Slice()
+	if err != nil {
+		return driver.Holder{}, false, d.wrap("inspect", key, err)
+	}
+	code, _ := v[0].(int64)
+	switch {
+	case code == 0:
+		return driver.Holder{}, false, nil
+	case code == -1 && len(v) == 2:
+		return driver.Holder{}, false, wrongType(key, lk, v[1])
+	case code == 1 && len(v) == 4:
+		owner, _ := v[1].(string)
+		fs, _ := v[2].(string)
+		fence, _ := strconv.ParseUint(fs, 10, 64)
+		pttl, _ := v[3].(int64)
+		return driver.Holder{Owner: owner, Fence: fence, TTL: time.Duration(max(pttl, 0)) * time.Millisecond}, true, nil
+	}
+	return driver.Holder{}, false, fmt.Errorf("redisdriver: inspect %q: unexpected reply %v", key, v)
+}
+
+// RefreshBatch implements driver.BatchRefresher: all refreshes go out in
+// one pipeline (on Cluster, one per node, in parallel).
+func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
+	errs := make([]error, len(reqs))
+	if err := d.check(); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	lks := make([]string, len(reqs))
+	for i, r := range reqs {
+		lks[i] = d.lockKey(r.Key)
+	}
+	cmds := make([]*redis.Cmd, len(reqs))
+	run := func(idx []int, sha bool) {
+		pipe := d.client.Pipeline()
+		for _, i := range idx {
+			keys := lks[i : i+1 : i+1]
+			if sha {
+				cmds[i] = refreshScript.EvalSha(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL))
+			} else {
+				cmds[i] = refreshScript.Eval(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL))
+			}
+		}
+		pipe.Exec(ctx) // errors are per command
+	}
+	all := make([]int, len(reqs))
+	for i := range all {
+		all[i] = i
+	}
+	run(all, true)
+	var again []int
+	for i, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		run(again, false)
+	}
+	for i, c := range cmds {
+		n, err := c.Int64()
+		errs[i] = d.heldResult("refresh", reqs[i].Key, lks[i], n, err)
+	}
+	return errs
+}
+
+// RaiseFence implements driver.FenceRaiser.
+func (d *locker) RaiseFence(ctx context.Context, key, token string, fence uint64) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	if fence >= 1<<53 {
+		return fmt.Errorf("%w: redisdriver: fence %d is above 2^53, which Redis scripts cannot compare exactly", dlock.ErrInvalid, fence)
+	}
+	lk := d.lockKey(key)
+	n, err := raiseFenceScript.Run(ctx, d.client, []string{lk, fenceKey(lk)}, token, strconv.FormatUint(fence, 10), d.cfg.fenceExpiryMS).Int64()
+	return d.heldResult("raise fence", key, lk, n, err)
+}
+
+// Close implements driver.Locker. It stops the driver's pub/sub
+// connections, and closes the client only if [dlock.Open] made it.
+func (d *locker) Close() error {
+	if d.closed.Swap(true) {
+		return nil
+	}
+	d.notify.close()
+	if d.owned && d.client != nil {
+		return d.client.Close()
+	}
+	return nil
+}
+
+// wrap gives a failed call's error its driver meaning: ErrUnavailable only
+// when the command surely did not run; an error with Timeout() true when
+// its outcome is unknown; the error as it is otherwise, with advice for
+// the errors that mean a configuration problem.
+func (d *locker) wrap(op, key string, err error) error {
+	prefix := fmt.Sprintf("redisdriver: %s %q", op, key)
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w", prefix, err)
+	case unavailable(err):
+		return fmt.Errorf("%s: %w: %w", prefix, driver.ErrUnavailable, err)
+	case redis.IsAuthError(err):
+		return fmt.Errorf("%s: authentication failed (wrong user name or password?): %w", prefix, err)
+	case redis.IsPermissionError(err):
+		return fmt.Errorf("%s: the Redis user lacks a permission the driver needs (EVAL, EVALSHA and key access under %q): %w", prefix, d.cfg.prefix, err)
+	case isTLSConfigError(err):
+		return fmt.Errorf("%s: TLS: %w", prefix, err)
+	case isRedisError(err):
+		return fmt.Errorf("%s: %w", prefix, err)
+	}
+	var t interface{ Timeout() bool }
+	if errors.As(err, &t) && t.Timeout() {
+		return fmt.Errorf("%s: %w", prefix, err)
+	}
+	// The connection failed after the command may have been sent (EOF,
+	// reset): the outcome is unknown, which the contract reports as a
+	// timeout.
+	return &unknownOutcomeError{op: prefix, err: err}
+}
+
+// unknownOutcomeError is a failure after which the command may or may not
+// have been applied. Its Timeout method reports true, as the driver
+// contract asks for such errors.
+type unknownOutcomeError struct {
+	op  string
+	err error
+}
+
+func (e *unknownOutcomeError) Error() string {
+	return e.op + ": connection failed, outcome unknown: " + e.err.Error()
+}
+func (e *unknownOutcomeError) Unwrap() error { return e.err }
+func (e *unknownOutcomeError) Timeout() bool { return true }
+
+// unavailable reports whether err means the command surely was not
+// applied: no connection could be made, the client is closed, or the
+// server refused the command before running it.
+func unavailable(err error) bool {
+	var op *net.OpError
+	switch {
+	case errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
+		return true
+	case errors.As(err, &op) && op.Op == "dial":
+		return true
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return true
+	case redis.IsLoadingError(err), redis.IsClusterDownError(err), redis.IsTryAgainError(err),
+		redis.IsReadOnlyError(err), redis.IsMasterDownError(err), redis.IsMaxClientsError(err),
+		redis.IsNoReplicasError(err):
+		return true
+	}
+	return false
+}
+
+func isRedisError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}
+
+func isTLSConfigError(err error) bool {
+	var (
+		cv  *tls.CertificateVerificationError
+		ua  x509.UnknownAuthorityError
+		hn  x509.HostnameError
+		rh  tls.RecordHeaderError
+		alt tls.AlertError
+	)
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &rh) || errors.As(err, &alt)
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -214,10 +215,42 @@ func (b *backendFlags) check(c *command) (rawURL string, code int) {
 	return rawURL, 0
 }
 
-// options are the lease options the flags ask for; nil fields keep the
-// URL's settings.
-func (b *backendFlags) options() *dlock.Options {
-	return &dlock.Options{TTL: b.ttl, Owner: b.owner}
+// options are the lease options the flags ask for; zero fields keep the
+// URL's settings. Failing renewals are reported with logf.
+func (b *backendFlags) options(logf func(string, ...any)) *dlock.Options {
+	return &dlock.Options{TTL: b.ttl, Owner: b.owner, Observer: &renewalLogger{logf: logf}}
+}
+
+// renewalLogger reports failing renewals: they come before a loss, and say
+// why it will happen. Like dlock's own logger, it reports the 1st, 2nd,
+// 4th, 8th… failure in a row, so that a backend that stays away does not
+// flood the log.
+type renewalLogger struct {
+	logf func(string, ...any)
+
+	mu       sync.Mutex
+	failures int
+}
+
+func (r *renewalLogger) Observe(_ context.Context, e dlock.Event) {
+	switch e.Kind {
+	case dlock.EventRefreshed, dlock.EventRefreshFailed:
+	default:
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Kind == dlock.EventRefreshed {
+		if r.failures > 0 {
+			r.logf("renewal of %q works again, after %d failures", e.Key, r.failures)
+		}
+		r.failures = 0
+		return
+	}
+	r.failures++
+	if n := r.failures; n&(n-1) == 0 {
+		r.logf("renewal of %q failed (%d in a row): %v", e.Key, n, e.Err)
+	}
 }
 
 // open opens the backend, printing why it failed.

@@ -98,7 +98,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	defer l.Close()
 
 	cmd := commandString(argv)
-	opts := b.options()
+	opts := b.options(logf)
 	opts.Owner = effectiveOwner(&b, rawURL)
 	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
 		Lease: opts,

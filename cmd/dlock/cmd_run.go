@@ -122,7 +122,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	defer l.Close()
 
-	lease, err := acquire(ctx, l, b.key, b.options(), wait)
+	lease, err := acquire(ctx, l, b.key, b.options(logf), wait)
 	if err != nil {
 		if sig := router.interrupted(); sig != nil {
 			logf("%v while waiting for %q", sig, b.key)
@@ -186,9 +186,14 @@ func acquire(ctx context.Context, l *dlock.Locker, key string, opts *dlock.Optio
 }
 
 // releaseLease releases le, reporting failures other than a loss, and
-// returns the release's error.
+// returns the release's error. A lost lease gets a short attempt only: the
+// backend was unreachable, most likely, and the key expires on its own.
 func releaseLease(le *dlock.Lease, logf func(string, ...any)) error {
-	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	timeout := releaseTimeout
+	if le.Err() != nil {
+		timeout = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err := le.Release(ctx)
 	if err != nil && !errors.Is(err, dlock.ErrLeaseLost) {

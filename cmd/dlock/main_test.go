@@ -110,6 +110,9 @@ func startDlock(t *testing.T, name string, env []string, args ...string) *proc {
 	p.cmd.Env = append(p.cmd.Env, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr
+	// The command's own children inherit the output pipes, and survive a
+	// dlock killed with SIGKILL: do not wait for them to close the pipes.
+	p.cmd.WaitDelay = time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

@@ -2,6 +2,7 @@ package redisdriver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -65,8 +66,9 @@ var (
 // address, password or permission fails here, within ctx), and returns a
 // driver that closes the client on Close.
 func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
-	red := u.Redacted()
-	opts, q, err := lockOptions(u)
+	safe := redacted(u) // for messages
+	red := safe.String()
+	opts, q, err := lockOptions(u, red)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +81,7 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	var client redis.UniversalClient
 	switch u.Scheme {
 	case Scheme, SchemeTLS:
-		if err := dlock.UnknownParams(u, append(standaloneParams, lockParams...)...); err != nil {
+		if err := dlock.UnknownParams(safe, append(standaloneParams, lockParams...)...); err != nil {
 			return nil, err
 		}
 		v := *u
@@ -91,7 +93,7 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		o.ContextTimeoutEnabled = true
 		client = redis.NewClient(o)
 	case SchemeCluster, SchemeClusterTLS:
-		if err := dlock.UnknownParams(u, append(clusterParams, lockParams...)...); err != nil {
+		if err := dlock.UnknownParams(safe, append(clusterParams, lockParams...)...); err != nil {
 			return nil, err
 		}
 		if u.Path != "" && u.Path != "/" {
@@ -116,7 +118,7 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		o.ContextTimeoutEnabled = true
 		client = redis.NewClusterClient(o)
 	case SchemeSentinel, SchemeSentinelTLS:
-		if err := dlock.UnknownParams(u, append(sentinelParams, lockParams...)...); err != nil {
+		if err := dlock.UnknownParams(safe, append(sentinelParams, lockParams...)...); err != nil {
 			return nil, err
 		}
 		hosts, err := splitHosts(u)
@@ -167,18 +169,23 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	lk := d.lockKey("open-check")
 	if err := checkScript.Run(ctx, client, []string{lk}).Err(); err != nil {
 		d.Close()
-		return nil, fmt.Errorf("redisdriver: open %s: %w", red, scrub(d.wrap("check", "open-check", err)))
+		err = d.wrap("open "+red, "", err)
+		var uo *unknownOutcomeError
+		if errors.As(err, &uo) {
+			err = fmt.Errorf("%w (if the server wants TLS, use rediss://)", err)
+		}
+		return nil, scrub(err)
 	}
 	return d, nil
 }
 
 // lockOptions reads the driver's own parameters from u's query and returns
 // them with the query that remains.
-func lockOptions(u *url.URL) (*Options, url.Values, error) {
+func lockOptions(u *url.URL, red string) (*Options, url.Values, error) {
 	q := u.Query()
 	var o Options
 	bad := func(name, v, want string) error {
-		return fmt.Errorf("%w: %s=%q in %s is not %s", dlock.ErrInvalid, name, v, u.Redacted(), want)
+		return fmt.Errorf("%w: %s=%q in %s is not %s", dlock.ErrInvalid, name, v, red, want)
 	}
 	if q.Has(paramPrefix) {
 		o.Prefix = q.Get(paramPrefix)
@@ -213,7 +220,7 @@ func lockOptions(u *url.URL) (*Options, url.Values, error) {
 func splitHosts(u *url.URL) ([]string, error) {
 	hosts := strings.Split(u.Host, ",")
 	if slices.Contains(hosts, "") {
-		return nil, fmt.Errorf("%w: %s: empty host in the list", dlock.ErrInvalid, u.Redacted())
+		return nil, fmt.Errorf("%w: %s: empty host in the list", dlock.ErrInvalid, redacted(u))
 	}
 	for i, h := range hosts {
 		if !strings.Contains(h, ":") {
@@ -221,6 +228,32 @@ func splitHosts(u *url.URL) ([]string, error) {
 		}
 	}
 	return hosts, nil
+}
+
+// redacted returns a copy of u fit for messages: the password of its user
+// information and the values of query parameters that look like secrets
+// (which go-redis's own parsers would read, and this driver rejects) are
+// replaced by "xxxxx".
+func redacted(u *url.URL) *url.URL {
+	v := *u
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			v.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	q := u.Query()
+	changed := false
+	for k := range q {
+		lk := strings.ToLower(k)
+		if strings.Contains(lk, "pass") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") {
+			q[k] = []string{"xxxxx"}
+			changed = true
+		}
+	}
+	if changed {
+		v.RawQuery = q.Encode()
+	}
+	return &v
 }
 
 // scrubbed returns err, or a copy of its text without secret if the text

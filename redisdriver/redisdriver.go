@@ -148,8 +148,14 @@ func (d *locker) acquireResult(key string, keys []string, v []any) (driver.Resul
 		}
 		return driver.Result{Acquired: true, Fence: fence}, nil
 	case 0:
-		pttl, _ := v[1].(int64)
-		return driver.Result{HolderTTL: time.Duration(max(pttl, 0)) * time.Millisecond}, nil
+		// PTTL counts whole milliseconds, rounded down, and says 0 for a
+		// key in its last millisecond: the holder's lock ends within
+		// pttl+1 ms. A negative PTTL (no expiry) means unknown.
+		var res driver.Result
+		if pttl, _ := v[1].(int64); pttl >= 0 {
+			res.HolderTTL = time.Duration(pttl+1) * time.Millisecond
+		}
+		return res, nil
 	case -1:
 		return driver.Result{}, wrongType(key, keys[0], v[1])
 	case -2:
@@ -159,7 +165,7 @@ func (d *locker) acquireResult(key string, keys []string, v []any) (driver.Resul
 }
 
 func wrongType(key, redisKey string, typ any) error {
-	return fmt.Errorf("%w: Redis key %q, used for the lock %q, is a %v", ErrWrongType, redisKey, key, typ)
+	return fmt.Errorf("%w: %q (of lock %q) is a %v", ErrWrongType, redisKey, key, typ)
 }
 
 // acquireReplicated runs the acquire script and WAIT in one pipeline on one
@@ -368,7 +374,10 @@ func (d *locker) Close() error {
 // its outcome is unknown; the error as it is otherwise, with advice for
 // the errors that mean a configuration problem.
 func (d *locker) wrap(op, key string, err error) error {
-	prefix := fmt.Sprintf("redisdriver: %s %q", op, key)
+	prefix := "redisdriver: " + op
+	if key != "" {
+		prefix = fmt.Sprintf("redisdriver: %s %q", op, key)
+	}
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", prefix, err)

@@ -7,9 +7,10 @@ import "github.com/redis/go-redis/v9"
 // Redis Cluster. A lock is a hash with the fields token, owner and fence,
 // with a PEXPIRE; the fence key is a string holding the last fence granted.
 //
-// A key of another type where a lock should be (someone else's data) is
-// reported as a normal reply, {-1, type} or -1, never by overwriting it:
-// redis.pcall turns the WRONGTYPE error into a value the script can test.
+// A key of another type where a lock should be (someone else's data), or a
+// hash without a token field, is reported as a normal reply, {-1, type} or
+// -1, never overwritten: redis.pcall turns the WRONGTYPE error into a value
+// the script can test.
 //
 // Fences are microseconds since the epoch, below 2^53 until the year 2255,
 // so Lua's doubles hold them exactly; string.format('%.0f') prints them
@@ -55,6 +56,7 @@ if t == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
+if not t and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 return 0
 `)
 
@@ -64,7 +66,10 @@ return 0
 var releaseScript = redis.NewScript(`
 local t = redis.pcall('HGET', KEYS[1], 'token')
 if type(t) == 'table' and t.err then return -1 end
-if t ~= ARGV[1] then return 0 end
+if t ~= ARGV[1] then
+  if not t and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  return 0
+end
 redis.call('DEL', KEYS[1])
 redis.call(ARGV[2], ARGV[3], '')
 return 1
@@ -75,7 +80,10 @@ return 1
 var inspectScript = redis.NewScript(`
 local h = redis.pcall('HMGET', KEYS[1], 'token', 'owner', 'fence')
 if h.err then return {-1, redis.call('TYPE', KEYS[1]).ok} end
-if not h[1] then return {0} end
+if not h[1] then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 'hash'} end
+  return {0}
+end
 return {1, h[2] or '', h[3] or '0', redis.call('PTTL', KEYS[1])}
 `)
 
@@ -85,7 +93,10 @@ return {1, h[2] or '', h[3] or '0', redis.call('PTTL', KEYS[1])}
 var raiseFenceScript = redis.NewScript(`
 local t = redis.pcall('HGET', KEYS[1], 'token')
 if type(t) == 'table' and t.err then return -1 end
-if t ~= ARGV[1] then return 0 end
+if t ~= ARGV[1] then
+  if not t and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  return 0
+end
 local last = redis.pcall('GET', KEYS[2])
 if type(last) == 'table' and last.err then return -2 end
 local f = tonumber(ARGV[2])

@@ -1,0 +1,196 @@
+package redisdriver_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/internal/redistest"
+	_ "github.com/dlock-go/dlock/redisdriver"
+)
+
+// secret is the password in test URLs; no error may show it.
+const secret = "hunter2-s3cret"
+
+func noSecret(t *testing.T, err error, secrets ...string) {
+	t.Helper()
+	for _, s := range append(secrets, secret) {
+		if s != "" && strings.Contains(err.Error(), s) {
+			t.Errorf("error shows the password %q: %v", s, err)
+		}
+	}
+}
+
+// roundTrip takes and releases a key through l.
+func roundTrip(t *testing.T, l *dlock.Locker) {
+	t.Helper()
+	ctx := testCtx(t)
+	lease, err := l.TryAcquire(ctx, "open/"+t.Name(), nil)
+	if err != nil {
+		t.Fatalf("TryAcquire: %v", err)
+	}
+	if err := lease.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+}
+
+func open(t *testing.T, rawURL string) *dlock.Locker {
+	t.Helper()
+	l, err := dlock.Open(testCtx(t), rawURL)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", rawURL, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func TestOpenStandalone(t *testing.T) {
+	s := redistest.Shared(t)
+	l := open(t, "redis://"+s.Addr()+"/0?prefix=opentest:&fence_expiry=1h&ttl=5s&dial_timeout=1s&pool_size=4")
+	roundTrip(t, l)
+	// The prefix reached the driver.
+	ctx := testCtx(t)
+	lease, err := l.TryAcquire(ctx, "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release(ctx)
+	if n := s.Client(t).Exists(ctx, "opentest:{k}").Val(); n != 1 {
+		t.Errorf("lock key opentest:{k} missing: prefix parameter not applied")
+	}
+}
+
+func TestOpenTLSWithACLUser(t *testing.T) {
+	s := redistest.SharedTLS(t)
+	u := fmt.Sprintf("rediss://%s:%s@%s?skip_verify=true", redistest.FullUser.Username, redistest.FullUser.Password, s.Addr())
+	roundTrip(t, open(t, u))
+}
+
+func TestOpenCluster(t *testing.T) {
+	c := redistest.SharedCluster(t)
+	roundTrip(t, open(t, "redis+cluster://"+strings.Join(c.Addrs(), ",")+"?read_timeout=2s"))
+}
+
+func TestOpenSentinel(t *testing.T) {
+	s := redistest.SharedSentinel(t)
+	roundTrip(t, open(t, "redis+sentinel://"+strings.Join(s.Addrs(), ",")+"/"+s.MasterName()+"?dial_timeout=2s"))
+}
+
+func TestOpenClosesItsClient(t *testing.T) {
+	s := redistest.Shared(t)
+	l, err := dlock.Open(testCtx(t), "redis://"+s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// goleak in TestMain fails the package if the client's goroutines
+	// were left running.
+}
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// TestOpenBadConfiguration: each mistake is reported at Open, clearly,
+// within the context's time, and without the password.
+func TestOpenBadConfiguration(t *testing.T) {
+	acl := redistest.SharedTLS(t)
+	plain := redistest.Shared(t)
+	tests := []struct {
+		name   string
+		url    string
+		is     error  // the error must wrap it
+		says   string // and say this
+		within time.Duration
+	}{
+		{"UnreachableAddress", "redis://user:" + secret + "@" + closedPort(t) + "?dial_timeout=200ms",
+			dlock.ErrUnavailable, "connection refused", 5 * time.Second},
+		{"WrongPassword", fmt.Sprintf("rediss://%s:%s@%s?skip_verify=true", redistest.FullUser.Username, secret, acl.Addr()),
+			nil, "authentication failed", 5 * time.Second},
+		{"MissingACLPermission", fmt.Sprintf("rediss://%s:%s@%s?skip_verify=true", redistest.RestrictedUser.Username, redistest.RestrictedUser.Password, acl.Addr()),
+			nil, "lacks a permission", 5 * time.Second},
+		{"NoTLSToTLSServer", "redis://" + acl.Addr() + "?dial_timeout=1s&read_timeout=1s",
+			nil, "", 5 * time.Second},
+		{"UnknownParameter", "redis://user:" + secret + "@" + plain.Addr() + "?pool_size=2&lock_timeout=3s",
+			dlock.ErrInvalid, "unknown URL parameter lock_timeout", time.Second},
+		{"PasswordInQuery", "redis+sentinel://127.0.0.1:1/m?password=" + secret,
+			dlock.ErrInvalid, "unknown URL parameter password", time.Second},
+		{"MalformedURL", "redis://user:" + secret + "@127.0.0.1:port/0",
+			dlock.ErrInvalid, "malformed URL", time.Second},
+		{"MalformedDB", "redis://user:" + secret + "@" + plain.Addr() + "/zero",
+			dlock.ErrInvalid, "invalid database number", time.Second},
+		{"MalformedPath", "redis://user:" + secret + "@" + plain.Addr() + "/0/1",
+			dlock.ErrInvalid, "invalid URL path", time.Second},
+		{"BadParameterValue", "redis://user:" + secret + "@" + plain.Addr() + "?dial_timeout=soon",
+			dlock.ErrInvalid, "dial_timeout", time.Second},
+		{"BadLockParameter", "redis://user:" + secret + "@" + plain.Addr() + "?fence_expiry=-1s",
+			dlock.ErrInvalid, "fence_expiry", time.Second},
+		{"BracesInPrefix", "redis://user:" + secret + "@" + plain.Addr() + "?prefix=" + url.QueryEscape("a{b}"),
+			dlock.ErrInvalid, "hash tag", time.Second},
+		{"SentinelWithoutMaster", "redis+sentinel://user:" + secret + "@127.0.0.1:1",
+			dlock.ErrInvalid, "MASTER_NAME", time.Second},
+		{"ClusterWithPath", "redis+cluster://user:" + secret + "@127.0.0.1:1,127.0.0.1:2/3",
+			dlock.ErrInvalid, "no path", time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), tt.within)
+			defer cancel()
+			start := time.Now()
+			l, err := dlock.Open(ctx, tt.url)
+			if err == nil {
+				l.Close()
+				t.Fatalf("Open(%s) succeeded", tt.url)
+			}
+			t.Logf("error: %v", err)
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error does not wrap %v", tt.is)
+			}
+			if !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("error does not say %q", tt.says)
+			}
+			if el := time.Since(start); el > tt.within {
+				t.Errorf("Open took %v, more than %v", el, tt.within)
+			}
+			noSecret(t, err)
+		})
+	}
+}
+
+func TestOpenHonoursContext(t *testing.T) {
+	// A server that accepts connections and never answers.
+	s := redistest.Shared(t)
+	px := redistest.NewProxy(t, s.Addr())
+	px.Partition()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	l, err := dlock.Open(ctx, "redis://user:"+secret+"@"+px.Addr()+"?read_timeout=30s")
+	if err == nil {
+		l.Close()
+		t.Fatal("Open through a partition succeeded")
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("Open took %v with a 300ms context", el)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error %v does not wrap context.DeadlineExceeded", err)
+	}
+	noSecret(t, err)
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// handoffScenario: handoffProcs contender processes loop on one key —
+// acquire (waiting), hold for -hold, release — for -handoff-dur. Each
+// measured gap runs from one holder's release call (and, separately, its
+// return) to the next holder's acquire returning, in another process.
+func (c *client) handoffScenario(ctx context.Context, specs []libSpec) error {
+	dir, err := os.MkdirTemp("", "dlock-handoff-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var errs []error
+	for _, s := range specs {
+		row := &HandoffRow{Lib: s.Name, Config: s.Config, Procs: c.cfg.handoffProcs, HoldUs: usDur(c.cfg.hold)}
+		for rep := range c.cfg.repeats {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.flush(ctx)
+			before := c.pingRTT(ctx)
+			hs, err := c.handoffBlock(ctx, s, filepath.Join(dir, "shm"), fmt.Sprintf("handoff%d", rep))
+			after := c.pingRTT(ctx)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.label(), err))
+				break
+			}
+			hs.RTTus = (before + after) / 2
+			if hs.RTTus > 0 {
+				hs.Ratio = hs.P50us / hs.RTTus
+			}
+			row.Repeats = append(row.Repeats, hs)
+		}
+		if len(row.Repeats) > 0 {
+			row.HandoffSample = medianHandoff(row.Repeats)
+			c.res.Handoff = append(c.res.Handoff, row)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type hold struct {
+	proc      int
+	a, rc, rr int64 // acquire returned, release called, release returned (CLOCK_MONOTONIC ns)
+}
+
+func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key string) (HandoffSample, error) {
+	var hs HandoffSample
+	sh, err := createShared(shmPath)
+	if err != nil {
+		return hs, err
+	}
+	defer sh.close()
+	var kids []*child
+	defer func() {
+		for _, k := range kids {
+			k.kill()
+		}
+	}()
+	for i := range c.cfg.handoffProcs {
+		k, err := c.spawn("contender", "-lib", s.label(), "-key", key, "-shm", shmPath,
+			"-id", strconv.Itoa(i), "-hold", c.cfg.hold.String())
+		if err != nil {
+			return hs, err
+		}
+		kids = append(kids, k)
+	}
+	for _, k := range kids {
+		if _, err := k.expect("ready", 20*time.Second); err != nil {
+			return hs, err
+		}
+	}
+	t0 := monoNow()
+	for _, k := range kids {
+		k.send("go")
+	}
+	select {
+	case <-time.After(c.cfg.handoffDur):
+	case <-ctx.Done():
+	}
+	sh.setStop()
+	t1 := monoNow()
+	for _, k := range kids {
+		k.stdin.Close() // ends waits in Lock
+	}
+	var holds []hold
+	for _, k := range kids {
+		for _, line := range k.finish(10 * time.Second) {
+			f := strings.Fields(line)
+			switch {
+			case len(f) == 5 && f[0] == "H":
+				var h hold
+				h.proc, _ = strconv.Atoi(f[1])
+				h.a, _ = strconv.ParseInt(f[2], 10, 64)
+				h.rc, _ = strconv.ParseInt(f[3], 10, 64)
+				h.rr, _ = strconv.ParseInt(f[4], 10, 64)
+				if h.a <= t1 {
+					holds = append(holds, h)
+				}
+			case len(f) > 0 && f[0] == "error":
+				hs.Errors++
+				if hs.Errors <= 3 {
+					fmt.Fprintf(os.Stderr, "%s contender: %s\n", s.label(), line)
+				}
+			}
+		}
+	}
+	kids = nil
+	slices.SortFunc(holds, func(x, y hold) int { return int(x.a - y.a) })
+	var gapsCall, gapsRet, rel []int64
+	for k := 0; k+1 < len(holds); k++ {
+		cur, nxt := holds[k], holds[k+1]
+		rel = append(rel, cur.rr-cur.rc)
+		if nxt.a < cur.rc {
+			hs.Violations++ // granted before the holder even let go
+		}
+		if nxt.proc == cur.proc {
+			hs.Self++
+			continue
+		}
+		gapsCall = append(gapsCall, nxt.a-cur.rc)
+		gapsRet = append(gapsRet, nxt.a-cur.rr)
+	}
+	hs.Handoffs = len(gapsCall)
+	hs.Seconds = float64(t1-t0) / 1e9
+	hs.PerSec = float64(len(holds)) / hs.Seconds
+	hs.P50us = us(quantile(gapsCall, 0.5))
+	hs.P99us = us(quantile(gapsCall, 0.99))
+	hs.RetP50us = us(quantile(gapsRet, 0.5))
+	hs.RetP99us = us(quantile(gapsRet, 0.99))
+	hs.ReleaseP50 = us(quantile(rel, 0.5))
+	if hs.Handoffs == 0 {
+		return hs, fmt.Errorf("no handoff in %v (%d errors)", c.cfg.handoffDur, hs.Errors)
+	}
+	return hs, nil
+}
+
+func medianHandoff(ss []HandoffSample) HandoffSample {
+	f := func(g func(HandoffSample) float64) float64 { return medianOf(ss, g) }
+	return HandoffSample{
+		Handoffs:   int(f(func(s HandoffSample) float64 { return float64(s.Handoffs) })),
+		Self:       int(f(func(s HandoffSample) float64 { return float64(s.Self) })),
+		Violations: int(f(func(s HandoffSample) float64 { return float64(s.Violations) })),
+		Errors:     int(f(func(s HandoffSample) float64 { return float64(s.Errors) })),
+		Seconds:    f(func(s HandoffSample) float64 { return s.Seconds }),
+		PerSec:     f(func(s HandoffSample) float64 { return s.PerSec }),
+		P50us:      f(func(s HandoffSample) float64 { return s.P50us }),
+		P99us:      f(func(s HandoffSample) float64 { return s.P99us }),
+		RetP50us:   f(func(s HandoffSample) float64 { return s.RetP50us }),
+		RetP99us:   f(func(s HandoffSample) float64 { return s.RetP99us }),
+		RTTus:      f(func(s HandoffSample) float64 { return s.RTTus }),
+		Ratio:      f(func(s HandoffSample) float64 { return s.Ratio }),
+		ReleaseP50: f(func(s HandoffSample) float64 { return s.ReleaseP50 }),
+	}
+}
+
+// runContender is a handoff contender process.
+func runContender(ctx context.Context, cfg *config) error {
+	l, _, err := childLib(cfg)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	sh, err := openShared(cfg.shm)
+	if err != nil {
+		return err
+	}
+	defer sh.close()
+	// Warm up: connections, scripts.
+	for i := range 3 {
+		h, err := l.TryLock(ctx, fmt.Sprintf("%s:warm:%d:%d", cfg.key, cfg.id, i))
+		if err != nil {
+			return err
+		}
+		h.Release(ctx)
+	}
+	ctx, start := childIO(ctx)
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	fmt.Fprintln(out, "ready")
+	out.Flush()
+	select {
+	case <-start:
+	case <-ctx.Done():
+		return nil
+	}
+	var holds []hold
+	var errs []string
+	for !sh.stopped() && ctx.Err() == nil {
+		h, err := l.Lock(ctx, cfg.key)
+		a := monoNow()
+		if err != nil {
+			if ctx.Err() == nil && !sh.stopped() {
+				errs = append(errs, err.Error())
+			}
+			continue
+		}
+		mine := sh.granted()
+		time.Sleep(cfg.hold)
+		rc := monoNow()
+		err = h.Release(context.WithoutCancel(ctx))
+		rr := monoNow()
+		if err != nil {
+			errs = append(errs, "release: "+err.Error())
+		}
+		holds = append(holds, hold{proc: cfg.id, a: a, rc: rc, rr: rr})
+		sh.waitOther(mine)
+	}
+	for _, h := range holds {
+		fmt.Fprintf(out, "H %d %d %d %d\n", h.proc, h.a, h.rc, h.rr)
+	}
+	for _, e := range errs {
+		fmt.Fprintf(out, "error %s\n", strings.ReplaceAll(e, "\n", " "))
+	}
+	return nil
+}

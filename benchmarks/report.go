@@ -1,0 +1,302 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// table is a titled grid, printed as text or Markdown.
+type table struct {
+	title string
+	head  []string
+	rows  [][]string
+	note  string
+}
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) text(w io.Writer) {
+	fmt.Fprintf(w, "\n%s\n", t.title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, strings.Join(t.head, "\t")+"\t")
+	for _, r := range t.rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+	}
+	tw.Flush()
+	if t.note != "" {
+		fmt.Fprintf(w, "%s\n", t.note)
+	}
+}
+
+func (t *table) markdown(w io.Writer) {
+	fmt.Fprintf(w, "\n**%s**\n\n", t.title)
+	fmt.Fprintf(w, "| %s |\n", strings.Join(t.head, " | "))
+	seps := make([]string, len(t.head))
+	for i := range seps {
+		seps[i] = "---:"
+		if i < 2 {
+			seps[i] = "---"
+		}
+	}
+	fmt.Fprintf(w, "| %s |\n", strings.Join(seps, " | "))
+	for _, r := range t.rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+	}
+	if t.note != "" {
+		fmt.Fprintf(w, "\n%s\n", t.note)
+	}
+}
+
+func f0(x float64) string { return fmt.Sprintf("%.0f", x) }
+func f1(x float64) string { return fmt.Sprintf("%.1f", x) }
+func f2(x float64) string { return fmt.Sprintf("%.2f", x) }
+
+func libName(name string, nodes int) string {
+	if nodes > 1 {
+		return fmt.Sprintf("%s ×%d", name, nodes)
+	}
+	return name
+}
+
+func layoutTitle(lr *LayoutResult) string {
+	return fmt.Sprintf("layout %s: redis-server on CPU %s, client on CPU %s (GOMAXPROCS=%d); go-redis PING RTT p50 %.1f µs",
+		lr.Layout, lr.ServerCPU, lr.ClientCPU, lr.GOMAXPROCS, lr.RTTus)
+}
+
+// tables renders one layout.
+func tables(lr *LayoutResult) []*table {
+	var out []*table
+	for _, sc := range []string{scPairNew, scPairSame, scPair32, scRedlock} {
+		var rows []*PairRow
+		for _, r := range lr.Pairs {
+			if r.Scenario == sc {
+				rows = append(rows, r)
+			}
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		ref, refName := refRow(rows, sc)
+		t := &table{title: fmt.Sprintf("%s [%s]", scenarioTitles[sc], lr.Layout),
+			head: []string{"library", "config", "pairs/s", "p50 µs", "p99 µs", "p50/RTT", "×" + refName, "allocs/pair"}}
+		for _, r := range rows {
+			rel := "-"
+			if ref != nil && ref.P50us > 0 {
+				rel = f2(r.P50us / ref.P50us)
+			}
+			t.add(libName(r.Lib, r.Nodes), r.Config, f0(r.PairsPerSec), f1(r.P50us), f1(r.P99us), f2(r.Ratio), rel, f1(r.AllocsPerPair))
+		}
+		out = append(out, t)
+	}
+	if len(lr.Handoff) > 0 {
+		t := &table{title: fmt.Sprintf("Handoff: %d processes on one key, hold %.0f µs [%s]", lr.Handoff[0].Procs, lr.Handoff[0].HoldUs, lr.Layout),
+			head: []string{"library", "config", "handoffs", "gap p50 µs", "gap p99 µs", "p50/RTT", "from return p50 µs", "grants/s", "overlaps"},
+			note: "gap: from the holder's release call to the next holder's (another process) acquire returning; \"from return\": from the release returning."}
+		for _, r := range lr.Handoff {
+			t.add(r.Lib, r.Config, fmt.Sprint(r.Handoffs), f1(r.P50us), f1(r.P99us), f2(r.Ratio), f1(r.RetP50us), f0(r.PerSec), fmt.Sprint(r.Violations))
+		}
+		out = append(out, t)
+	}
+	if len(lr.Killed) > 0 {
+		t := &table{title: fmt.Sprintf("Holder killed (SIGKILL), TTL %.0f ms [%s]", lr.Killed[0].TTLms, lr.Layout),
+			head: []string{"library", "config", "trials", "gap p50 ms", "gap max ms", "errors"},
+			note: "gap: from the server-side expiry (PEXPIRETIME + 1 ms) to the waiter's acquire returning."}
+		for _, r := range lr.Killed {
+			t.add(r.Lib, r.Config, fmt.Sprint(r.Trials), f1(r.P50ms), f1(r.MaxMs), fmt.Sprint(len(r.Errors)))
+		}
+		out = append(out, t)
+	}
+	if len(lr.Renewal) > 0 {
+		r0 := lr.Renewal[0]
+		t := &table{title: fmt.Sprintf("Renewal at scale: %d leases for %.0f s, TTL %.0f ms [%s]", r0.Leases, r0.Seconds, r0.TTLms, lr.Layout),
+			head: []string{"library", "config", "renew every ms", "goroutines idle", "max held", "after", "round trips/period/node", "per 1000 leases", "commands/period/node", "lost", "client CPU %"}}
+		for _, r := range lr.Renewal {
+			rt, per := "n/a", "n/a"
+			if r.RoundTripsCounted {
+				rt, per = f1(r.RoundTrips), f2(r.RoundTripsPer1k)
+			}
+			t.add(libName(r.Lib, r.Nodes), r.Config, f0(r.RenewEveryMs), fmt.Sprint(r.GoroutinesIdle), fmt.Sprint(r.GoroutinesMax), fmt.Sprint(r.GoroutinesAfter),
+				rt, per, f0(r.CommandsPerNode), fmt.Sprintf("%d/%d", r.Lost, r.Acquired), f1(100*r.CPUSeconds/r.Seconds))
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// refRow is the row ratios are taken to: the minimal lock, or in the
+// quorum scenario dlock on a single node.
+func refRow(rows []*PairRow, sc string) (*PairRow, string) {
+	for _, r := range rows {
+		if sc == scRedlock && r.Lib == libDlock && r.Nodes == 1 {
+			return r, "single"
+		}
+		if sc != scRedlock && r.Lib == libMinimal {
+			return r, "minimal"
+		}
+	}
+	return nil, "ref"
+}
+
+func printText(w io.Writer, res *Results) {
+	m := res.Machine
+	fmt.Fprintf(w, "\ndlock benchmarks — %s\nmachine: %s, %d CPUs, Linux %s, %s, redis-server %s, %s\n",
+		res.Command, m.CPU, m.CPUs, m.Kernel, m.OS, m.Redis, m.Go)
+	for _, lr := range res.Layouts {
+		fmt.Fprintf(w, "\n== %s\n", layoutTitle(lr))
+		for _, t := range tables(lr) {
+			t.text(w)
+		}
+		for _, e := range lr.Errors {
+			fmt.Fprintf(w, "error: %s\n", e)
+		}
+	}
+	fmt.Fprintf(w, "\nTargets\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, t := range res.Targets {
+		verdict := "FAIL"
+		if t.Pass {
+			verdict = "pass"
+		}
+		fmt.Fprintf(tw, "%s\t[%s]\t%s\t%s\n", verdict, t.Layout, t.Name, t.Figure)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\ntook %s\n", res.Took)
+}
+
+func printMarkdown(w io.Writer, res *Results) {
+	m := res.Machine
+	fmt.Fprintf(w, "# dlock benchmark results\n\nCommand: `cd benchmarks && %s`\n\n", res.Command)
+	fmt.Fprintf(w, "Machine: %s, %d CPUs; Linux %s; %s; redis-server %s; %s. Started %s, took %s.\n",
+		m.CPU, m.CPUs, m.Kernel, m.OS, m.Redis, m.Go, res.Started.Format("2006-01-02 15:04 UTC"), res.Took)
+	for _, lr := range res.Layouts {
+		fmt.Fprintf(w, "\n## %s\n", layoutTitle(lr))
+		for _, t := range tables(lr) {
+			t.markdown(w)
+		}
+		for _, e := range lr.Errors {
+			fmt.Fprintf(w, "\nerror: %s\n", e)
+		}
+	}
+	fmt.Fprintf(w, "\n## Targets\n\n| | layout | target | figure |\n| --- | --- | --- | --- |\n")
+	for _, t := range res.Targets {
+		v := "FAIL"
+		if t.Pass {
+			v = "pass"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", v, t.Layout, t.Name, t.Figure)
+	}
+}
+
+// ---- targets ----
+
+func findPair(lr *LayoutResult, sc, lib, cfg string, nodes int) *PairRow {
+	for _, r := range lr.Pairs {
+		if r.Scenario == sc && r.Lib == lib && (cfg == "" || r.Config == cfg) && r.Nodes == nodes {
+			return r
+		}
+	}
+	return nil
+}
+
+func checkTargets(res *Results) []Target {
+	var ts []Target
+	for _, lr := range res.Layouts {
+		add := func(name string, pass bool, format string, args ...any) {
+			ts = append(ts, Target{Layout: lr.Layout, Name: name, Pass: pass, Figure: fmt.Sprintf(format, args...)})
+		}
+		// Uncontended pair against the minimal lock, same client settings.
+		for _, sc := range []string{scPairNew, scPairSame} {
+			d, m := findPair(lr, sc, libDlock, cfgBest, 1), findPair(lr, sc, libMinimal, "", 1)
+			if d == nil || m == nil {
+				continue
+			}
+			r := d.P50us / m.P50us
+			add(fmt.Sprintf("%s: dlock pair p50 ≤ 1.05× minimal lock", sc), r <= 1.05,
+				"%.1f µs vs %.1f µs = %.3f× (%.2f× RTT vs %.2f×)", d.P50us, m.P50us, r, d.Ratio, m.Ratio)
+			add(fmt.Sprintf("%s: dlock allocs/pair ≤ minimal + 10", sc), d.AllocsPerPair <= m.AllocsPerPair+10,
+				"%.1f vs %.1f allocs (%.0f vs %.0f B)", d.AllocsPerPair, m.AllocsPerPair, d.BytesPerPair, m.BytesPerPair)
+		}
+		for _, sc := range []string{scPairNew, scPairSame, scPair32} {
+			var d *PairRow
+			for _, c := range []string{cfgBest, cfgDefaults} {
+				if r := findPair(lr, sc, libDlock, c, 1); r != nil && (d == nil || r.PairsPerSec > d.PairsPerSec) {
+					d = r
+				}
+			}
+			var best *PairRow
+			for _, r := range lr.Pairs {
+				if r.Scenario == sc && r.Nodes == 1 && r.Lib != libDlock && r.Lib != libMinimal && (best == nil || r.PairsPerSec > best.PairsPerSec) {
+					best = r
+				}
+			}
+			if d != nil && best != nil {
+				add(fmt.Sprintf("%s: dlock pairs/s ≥ every peer's", sc), d.PairsPerSec >= best.PairsPerSec,
+					"dlock %s %.0f/s vs best peer %s (%s) %.0f/s", d.Config, d.PairsPerSec, best.Lib, best.Config, best.PairsPerSec)
+			}
+		}
+		// Handoff.
+		var dh, ph *HandoffRow
+		for _, r := range lr.Handoff {
+			if r.Lib == libDlock {
+				if dh == nil || r.P50us < dh.P50us {
+					dh = r
+				}
+			} else if ph == nil || r.P50us < ph.P50us {
+				ph = r
+			}
+		}
+		if dh != nil {
+			add("handoff: dlock gap p50 ≤ 2.5× RTT", dh.Ratio <= 2.5, "%.1f µs = %.2f× RTT (%.1f µs)", dh.P50us, dh.Ratio, dh.RTTus)
+			if ph != nil {
+				r := dh.P50us / ph.P50us
+				add("handoff: dlock gap p50 ≤ 0.75× best peer", r <= 0.75, "%.1f µs vs %s (%s) %.1f µs = %.2f×", dh.P50us, ph.Lib, ph.Config, ph.P50us, r)
+			}
+		}
+		// Holder killed.
+		for _, r := range lr.Killed {
+			if r.Lib == libDlock && r.Trials > 0 {
+				add(fmt.Sprintf("holder killed: dlock (%s) next grant ≤ 5 ms after expiry", r.Config), r.MaxMs <= 5,
+					"p50 %.1f ms, max %.1f ms over %d trials", r.P50ms, r.MaxMs, r.Trials)
+			}
+		}
+		// Redlock.
+		single := findPair(lr, scRedlock, libDlock, cfgBest, 1)
+		for _, n := range []int{3, 5} {
+			on := findPair(lr, scRedlock, libRedlock, "fencing on", n)
+			off := findPair(lr, scRedlock, libRedlock, "fencing off", n)
+			if on != nil && single != nil && n == 5 {
+				r := on.P50us / single.P50us
+				add("redlock ×5 fencing on: pair p50 ≤ 1.6× single node", r <= 1.6, "%.1f µs vs %.1f µs = %.2f×", on.P50us, single.P50us, r)
+			}
+			var rs *PairRow
+			for _, r := range lr.Pairs {
+				if r.Scenario == scRedlock && r.Lib == libRedsync && r.Nodes == n && (rs == nil || r.P50us < rs.P50us) {
+					rs = r
+				}
+			}
+			if off != nil && rs != nil {
+				add(fmt.Sprintf("redlock ×%d fencing off: pair p50 ≤ redsync quorum", n), off.P50us <= rs.P50us,
+					"%.1f µs vs redsync (%s) %.1f µs = %.2f×", off.P50us, rs.Config, rs.P50us, off.P50us/rs.P50us)
+			}
+		}
+		// Renewal.
+		for _, r := range lr.Renewal {
+			if r.Lib != libDlock && r.Lib != libRedlock {
+				continue
+			}
+			name := libName(r.Lib, r.Nodes)
+			growth := r.GoroutinesMax - r.GoroutinesIdle
+			add(fmt.Sprintf("renewal %s: goroutines do not grow with leases", name), growth <= 8,
+				"%d idle, %d max while holding %d leases (+%d)", r.GoroutinesIdle, r.GoroutinesMax, r.Acquired, growth)
+			if r.RoundTripsCounted {
+				add(fmt.Sprintf("renewal %s: ≤ 1 round trip per 1000 leases per node per period", name), r.RoundTripsPer1k <= 1,
+					"%.2f (%.1f round trips per %.0f ms period per node, %d leases)", r.RoundTripsPer1k, r.RoundTrips, r.RenewEveryMs, r.Acquired)
+			}
+			add(fmt.Sprintf("renewal %s: no lease lost", name), r.Lost == 0 && r.Acquired == r.Leases,
+				"%d lost of %d (%d of %d acquired), %.0f s", r.Lost, r.Acquired, r.Acquired, r.Leases, r.Seconds)
+		}
+	}
+	return ts
+}

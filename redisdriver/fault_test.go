@@ -1,6 +1,7 @@
 package redisdriver_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -179,6 +180,9 @@ func TestFaultWrongType(t *testing.T) {
 	s := redistest.Shared(t)
 	admin := s.Client(t)
 	ctx := testCtx(t)
+	theirs := []string{"dlock:{fault/list}", "dlock:{fault/hash}", "dlock:{fault/fence}:fence"}
+	admin.Del(ctx, theirs...)
+	t.Cleanup(func() { admin.Del(context.Background(), theirs...) })
 	if err := admin.RPush(ctx, "dlock:{fault/list}", "their", "data").Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -38,8 +38,9 @@ type locker struct {
 	cluster *redis.ClusterClient // client as a Cluster client, or nil
 	owned   bool                 // Close closes client: Open made it
 	cfg     settings
-	err     error  // bad configuration, returned by every call
-	publish string // PUBLISH, or SPUBLISH on Cluster
+	err     error // bad configuration, returned by every call
+	publish any   // "PUBLISH", or "SPUBLISH" on Cluster; boxed once
+	fenceMS any   // cfg.fenceExpiryMS, boxed once
 	notify  *notifier
 	closed  atomic.Bool
 }
@@ -74,6 +75,7 @@ func NewDriver(client redis.UniversalClient, opts *Options) driver.Locker {
 func newLocker(client redis.UniversalClient, opts *Options, owned bool) *locker {
 	d := &locker{client: client, owned: owned, publish: "PUBLISH"}
 	d.cfg, d.err = opts.resolve()
+	d.fenceMS = d.cfg.fenceExpiryMS
 	if client == nil {
 		d.err = fmt.Errorf("%w: redisdriver: nil client", dlock.ErrInvalid)
 	}
@@ -126,7 +128,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if d.cfg.replicaAcks > 0 {
 		return d.acquireReplicated(ctx, req, keys)
 	}
-	v, err := acquireScript.Run(ctx, d.client, keys, req.Token, msArg(req.TTL), req.Owner, d.cfg.fenceExpiryMS).Slice()
+	v, err := acquireScript.Run(ctx, d.client, keys, req.Token, msArg(req.TTL), req.Owner, d.fenceMS).Slice()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
@@ -149,11 +151,11 @@ func (d *locker) acquireResult(key string, keys []string, v []any) (driver.Resul
 		return driver.Result{Acquired: true, Fence: fence}, nil
 	case 0:
 		// PTTL counts whole milliseconds, rounded down, and says 0 for a
-		// key in its last millisecond: the holder's lock ends within
-		// pttl+1 ms. A negative PTTL (no expiry) means unknown.
+		// key in its last millisecond, which must not read as "unknown":
+		// report at least 1ms. A negative PTTL (no expiry) is unknown.
 		var res driver.Result
 		if pttl, _ := v[1].(int64); pttl >= 0 {
-			res.HolderTTL = time.Duration(pttl+1) * time.Millisecond
+			res.HolderTTL = time.Duration(max(pttl, 1)) * time.Millisecond
 		}
 		return res, nil
 	case -1:
@@ -180,7 +182,7 @@ func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, keys
 		}
 		c = node
 	}
-	args := []any{req.Token, msArg(req.TTL), req.Owner, d.cfg.fenceExpiryMS}
+	args := []any{req.Token, msArg(req.TTL), req.Owner, d.fenceMS}
 	run := func(sha bool) (*redis.Cmd, *redis.Cmd, error) {
 		pipe := c.Pipeline()
 		var cmd *redis.Cmd
@@ -352,7 +354,7 @@ func (d *locker) RaiseFence(ctx context.Context, key, token string, fence uint64
 		return fmt.Errorf("%w: redisdriver: fence %d is above 2^53, which Redis scripts cannot compare exactly", dlock.ErrInvalid, fence)
 	}
 	lk := d.lockKey(key)
-	n, err := raiseFenceScript.Run(ctx, d.client, []string{lk, fenceKey(lk)}, token, strconv.FormatUint(fence, 10), d.cfg.fenceExpiryMS).Int64()
+	n, err := raiseFenceScript.Run(ctx, d.client, []string{lk, fenceKey(lk)}, token, strconv.FormatUint(fence, 10), d.fenceMS).Int64()
 	return d.heldResult("raise fence", key, lk, n, err)
 }
 

@@ -1,0 +1,309 @@
+package redisdriver_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/internal/redistest"
+	"github.com/dlock-go/dlock/redisdriver"
+	"github.com/redis/go-redis/v9"
+)
+
+func req(key, token string) driver.Request {
+	return driver.Request{Key: key, Token: token, TTL: 10 * time.Second, Owner: "test"}
+}
+
+// TestKeyLayout: the lock, fence and channel of KEY are PREFIX{KEY},
+// PREFIX{KEY}:fence and PREFIX{KEY}:released, with '%', '{' and '}' of KEY
+// escaped, so that the hash tag is always all of KEY.
+func TestKeyLayout(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	d := redisdriver.NewDriver(s.Client(t), &redisdriver.Options{Prefix: "lay:"})
+	defer d.Close()
+	ctx := testCtx(t)
+	for key, want := range map[string]string{
+		"plain":        "lay:{plain}",
+		"a{b}c":        "lay:{a%7Bb%7Dc}",
+		"}x":           "lay:{%7Dx}",
+		"{}":           "lay:{%7B%7D}",
+		"50%":          "lay:{50%25}",
+		"a%7Bb":        "lay:{a%257Bb}",
+		"spaces and ü": "lay:{spaces and ü}",
+	} {
+		if _, err := d.Acquire(ctx, req(key, "t")); err != nil {
+			t.Fatalf("Acquire %q: %v", key, err)
+		}
+		if n := admin.Exists(ctx, want, want+":fence").Val(); n != 2 {
+			t.Errorf("key %q: %s and %s:fence not both there (%d)", key, want, want, n)
+		}
+		if err := d.Release(ctx, key, "t"); err != nil {
+			t.Errorf("Release %q: %v", key, err)
+		}
+	}
+	// Keys that escaping could confuse stay distinct locks.
+	if _, err := d.Acquire(ctx, req("x{y", "t1")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Acquire(ctx, req("x%7By", "t2")); err != nil || !res.Acquired {
+		t.Errorf("x%%7By is blocked by x{y: %v %+v", err, res)
+	}
+}
+
+// TestClusterOddKeys: keys with braces work on Cluster, where the lock and
+// fence keys must hash to one slot.
+func TestClusterOddKeys(t *testing.T) {
+	cl := redistest.SharedCluster(t)
+	d := redisdriver.NewDriver(cl.Client(t), nil)
+	defer d.Close()
+	ctx := testCtx(t)
+	for _, key := range []string{"}", "{", "}{", "{a}b", "a}b{c", "%7D", "{}"} {
+		res, err := d.Acquire(ctx, req(key, "t"))
+		if err != nil || !res.Acquired {
+			t.Errorf("Acquire %q on Cluster: %v %+v", key, err, res)
+			continue
+		}
+		if err := d.Release(ctx, key, "t"); err != nil {
+			t.Errorf("Release %q on Cluster: %v", key, err)
+		}
+	}
+}
+
+// TestSharedSubscriptions: all waiters of a driver share one pub/sub
+// connection; waiters of one key share one subscription, which ends with
+// the last of them.
+func TestSharedSubscriptions(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	c := s.Client(t)
+	d := redisdriver.NewDriver(c, nil)
+	defer d.Close()
+	n := d.(driver.Notifier)
+	ctx := testCtx(t)
+
+	before := pubsubClients(t, admin)
+	var cancels []func()
+	chans := map[string][]<-chan struct{}{}
+	for _, key := range []string{"sub/a", "sub/a", "sub/b", "sub/c", "sub/a"} {
+		ch, cancel, err := n.Subscribe(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancels = append(cancels, cancel)
+		chans[key] = append(chans[key], ch)
+	}
+	if got := pubsubClients(t, admin) - before; got != 1 {
+		t.Errorf("%d pub/sub connections for 3 keys, want 1", got)
+	}
+	if m := admin.PubSubNumSub(ctx, "dlock:{sub/a}:released").Val(); m["dlock:{sub/a}:released"] != 1 {
+		t.Errorf("sub/a has %d subscriptions on the server, want 1 shared", m["dlock:{sub/a}:released"])
+	}
+
+	// A release of sub/a wakes its three waiters and no other.
+	if _, err := d.Acquire(ctx, req("sub/a", "t")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Release(ctx, "sub/a", "t"); err != nil {
+		t.Fatal(err)
+	}
+	for i, ch := range chans["sub/a"] {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Errorf("waiter %d of sub/a not woken by the release", i)
+		}
+	}
+	for _, k := range []string{"sub/b", "sub/c"} {
+		select {
+		case <-chans[k][0]:
+			t.Errorf("waiter of %s woken by a release of sub/a", k)
+		default:
+		}
+	}
+
+	for _, cancel := range cancels {
+		cancel()
+	}
+	// UNSUBSCRIBE is sent when the last waiter leaves; the server may
+	// process it a moment later.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m := admin.PubSubNumSub(ctx, "dlock:{sub/a}:released", "dlock:{sub/b}:released").Val()
+		if m["dlock:{sub/a}:released"] == 0 && m["dlock:{sub/b}:released"] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriptions left after every waiter cancelled: %v", m)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// pubsubClients counts the server's clients in pub/sub mode.
+func pubsubClients(t *testing.T, admin *redis.Client) int {
+	t.Helper()
+	list, err := admin.ClientList(testCtx(t)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, " sub=") && !strings.Contains(line, " sub=0 psub=0 ssub=0 ") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestClusterSubscriptions: on Cluster, sharded subscriptions wake waiters
+// of keys on every node.
+func TestClusterSubscriptions(t *testing.T) {
+	cl := redistest.SharedCluster(t)
+	d := redisdriver.NewDriver(cl.Client(t), nil)
+	defer d.Close()
+	n := d.(driver.Notifier)
+	ctx := testCtx(t)
+	keys := []string{"csub/a", "csub/b", "csub/c", "csub/d", "csub/e", "csub/f", "csub/g", "csub/h"}
+	chans := make([]<-chan struct{}, len(keys))
+	for i, k := range keys {
+		ch, cancel, err := n.Subscribe(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cancel()
+		chans[i] = ch
+	}
+	for i, k := range keys {
+		if _, err := d.Acquire(ctx, req(k, "t")); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Release(ctx, k, "t"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-chans[i]:
+		case <-time.After(5 * time.Second):
+			t.Errorf("waiter of %s not woken on Cluster", k)
+		}
+	}
+}
+
+// TestCloseLeavesUserClient: closing the driver stops its goroutines
+// (goleak checks) but leaves the caller's client open.
+func TestCloseLeavesUserClient(t *testing.T) {
+	s := redistest.Shared(t)
+	c := s.Client(t)
+	l := redisdriver.New(c, nil)
+	ctx := testCtx(t)
+	// Make the driver start its pub/sub reader.
+	holder, err := l.TryAcquire(ctx, "close/k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = l.Acquire(wctx, "close/k", nil)
+	cancel()
+	if !errors.Is(err, dlock.ErrNotAcquired) {
+		t.Fatalf("Acquire of a held key: %v", err)
+	}
+	holder.Release(ctx)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Errorf("the caller's client no longer works after Close: %v", err)
+	}
+	if _, err := l.TryAcquire(ctx, "close/k", nil); !errors.Is(err, dlock.ErrClosed) {
+		t.Errorf("TryAcquire after Close: %v, want ErrClosed", err)
+	}
+	d := redisdriver.NewDriver(c, nil)
+	d.Close()
+	if _, err := d.Acquire(ctx, req("close/k", "t")); !errors.Is(err, dlock.ErrClosed) {
+		t.Errorf("driver Acquire after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	s := redistest.Shared(t)
+	ctx := testCtx(t)
+	for name, o := range map[string]*redisdriver.Options{
+		"BracePrefix":           {Prefix: "a{"},
+		"NegativeFenceExpiry":   {FenceExpiry: -time.Second},
+		"NegativeReplicaAcks":   {ReplicaAcks: -1},
+		"NegativeReplicaWait":   {ReplicaTimeout: -time.Second},
+		"TinyFenceExpiry":       {FenceExpiry: time.Microsecond},
+		"InvalidLockOptionsTTL": {Lock: &dlock.Options{TTL: -1}},
+	} {
+		l := redisdriver.New(s.Client(t), o)
+		if _, err := l.TryAcquire(ctx, "opts/k", nil); !errors.Is(err, dlock.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+		l.Close()
+	}
+	l := redisdriver.New(nil, nil)
+	if _, err := l.TryAcquire(ctx, "opts/k", nil); !errors.Is(err, dlock.ErrInvalid) {
+		t.Errorf("nil client: %v, want ErrInvalid", err)
+	}
+	l.Close()
+}
+
+func TestFenceExpiry(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	d := redisdriver.NewDriver(s.Client(t), &redisdriver.Options{FenceExpiry: time.Hour})
+	defer d.Close()
+	ctx := testCtx(t)
+	if _, err := d.Acquire(ctx, req("fexp/k", "t")); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Release(ctx, "fexp/k", "t")
+	ttl := admin.PTTL(ctx, "dlock:{fexp/k}:fence").Val()
+	if ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Errorf("fence key TTL %v, want about 1h", ttl)
+	}
+}
+
+// TestReplicaAcks: with a replica in sync an acquire waits for it; asking
+// for more replicas than exist fails with ErrUnavailable and leaves the key
+// free.
+func TestReplicaAcks(t *testing.T) {
+	s := redistest.SharedSentinel(t)
+	ctx := testCtx(t)
+	d := redisdriver.NewDriver(s.Client(t), &redisdriver.Options{ReplicaAcks: 1, ReplicaTimeout: 2 * time.Second})
+	defer d.Close()
+	res, err := d.Acquire(ctx, req("acks/one", "t"))
+	if err != nil || !res.Acquired {
+		t.Fatalf("acquire with 1 replica ack: %v %+v", err, res)
+	}
+	replica := s.Replica().Client(t)
+	if v := replica.HGet(ctx, "dlock:{acks/one}", "token").Val(); v != "t" {
+		t.Errorf("replica has token %q right after the acquire, want t", v)
+	}
+	d.Release(ctx, "acks/one", "t")
+
+	d2 := redisdriver.NewDriver(s.Client(t), &redisdriver.Options{ReplicaAcks: 2, ReplicaTimeout: 50 * time.Millisecond})
+	defer d2.Close()
+	_, err = d2.Acquire(ctx, req("acks/two", "t"))
+	if !errors.Is(err, dlock.ErrUnavailable) {
+		t.Errorf("acquire with 2 acks and 1 replica: %v, want ErrUnavailable", err)
+	}
+	if h, ok, err := d2.(driver.Inspector).Inspect(ctx, "acks/two"); err != nil || ok {
+		t.Errorf("key held after the failed acquire: %+v %v %v", h, ok, err)
+	}
+}
+
+func TestReplicaAcksCluster(t *testing.T) {
+	cl := redistest.SharedCluster(t)
+	d := redisdriver.NewDriver(cl.Client(t), &redisdriver.Options{ReplicaAcks: 1, ReplicaTimeout: 20 * time.Millisecond})
+	defer d.Close()
+	// The test Cluster has no replicas: every acquire fails, cleanly.
+	_, err := d.Acquire(testCtx(t), req("acks/cluster", "t"))
+	if !errors.Is(err, dlock.ErrUnavailable) {
+		t.Errorf("acquire with 1 ack on a Cluster without replicas: %v, want ErrUnavailable", err)
+	}
+}

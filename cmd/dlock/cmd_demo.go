@@ -176,16 +176,16 @@ func (d *demo) run(ctx context.Context, lockers []*dlock.Locker, c *command) int
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := c.stdout
-	fmt.Fprintf(out, "\n%s held %q with fence %d and crashed at %dms.\n",
-		d.crashed1, d.key, d.crashFence, ms(d.crashAt.Sub(d.tl.start)))
-	fmt.Fprintf(out, "%s took over with fence %d at %dms: %dms after the crash, with a TTL of %v.\n",
-		d.takeoverWho, d.takeoverFence, ms(d.takeoverAt.Sub(d.tl.start)), ms(d.takeoverAt.Sub(d.crashAt)), d.ttl)
+	fmt.Fprintf(out, "\n%s crashed at %dms, holding fence %d.\n",
+		d.crashed1, ms(d.crashAt.Sub(d.tl.start)), d.crashFence)
+	fmt.Fprintf(out, "%s took over at %dms with fence %d: %dms after the crash (TTL %v).\n",
+		d.takeoverWho, ms(d.takeoverAt.Sub(d.tl.start)), d.takeoverFence, ms(d.takeoverAt.Sub(d.crashAt)), d.ttl)
 	if d.overlap || d.takeoverFence <= d.crashFence {
 		fmt.Fprintln(out, "FAILED: two runners at once, or a fence that did not grow.")
 		return 1
 	}
-	fmt.Fprintf(out, "Never two runners at once, and the fence grew (%d → %d): a resource that\n", d.crashFence, d.takeoverFence)
-	fmt.Fprintf(out, "has seen fence %d rejects late writes from the crashed runner's fence %d.\n", d.takeoverFence, d.crashFence)
+	fmt.Fprintln(out, "Never two runners at once. The fence grew, so a resource that checks fences")
+	fmt.Fprintln(out, "rejects late writes from the crashed runner, had it only been paused.")
 	return 0
 }
 

@@ -122,7 +122,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	defer l.Close()
 
-	lease, err := acquire(ctx, l, b.key, b.options(logf), wait)
+	lease, err := acquire(ctx, l, b.key, b.options(logf), wait, func() {
+		limit := "until it is free"
+		if !wait.forever {
+			limit = "up to " + wait.d.String()
+		}
+		logf("%q is busy: %s; waiting %s", b.key, describeHolder(ctx, l, b.key), limit)
+	})
 	if err != nil {
 		if sig := router.interrupted(); sig != nil {
 			logf("%v while waiting for %q", sig, b.key)
@@ -172,17 +178,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
-// acquire takes key as --wait says.
-func acquire(ctx context.Context, l *dlock.Locker, key string, opts *dlock.Options, wait waitFlag) (*dlock.Lease, error) {
-	switch {
-	case wait.forever:
-		return l.Acquire(ctx, key, opts)
-	case wait.d == 0:
-		return l.TryAcquire(ctx, key, opts)
+// acquire takes key as --wait says. If it has to wait for the key, it
+// calls waiting first.
+func acquire(ctx context.Context, l *dlock.Locker, key string, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
+	lease, err := l.TryAcquire(ctx, key, opts)
+	if err == nil || wait.d == 0 && !wait.forever || ctx.Err() != nil {
+		return lease, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, wait.d)
-	defer cancel()
-	return l.Acquire(wctx, key, opts)
+	if !wait.forever {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait.d)
+		defer cancel()
+	}
+	if busy(err) {
+		waiting()
+	}
+	return l.Acquire(ctx, key, opts)
 }
 
 // releaseLease releases le, reporting failures other than a loss, and

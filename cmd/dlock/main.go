@@ -1,7 +1,19 @@
 package main
 
-import "os"
+import (
+	"context"
+	"os"
+
+	"github.com/redis/go-redis/v9"
+)
 
 func main() {
+	// go-redis logs dial failures on its own; dlock reports every error
+	// that matters once, in its own words.
+	redis.SetLogger(quiet{})
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}

@@ -59,6 +59,25 @@ while [ ! -e "$D/go" ]; do sleep 0.02; done
 		t.Errorf("status does not name the holder %s:\n%s", holder, st.stdout.String())
 	}
 
+	// With --wait, dlock run gives up when the wait runs out.
+	w := startDlock(t, "C", env, "run", "--key", key, "--wait", "300ms", "--", "true")
+	if code := w.wait(t, 20*time.Second); code != exitBusy {
+		t.Errorf("--wait 300ms: exit status %d, want %d (busy)", code, exitBusy)
+	}
+	if want := "gave up after waiting 300ms"; !strings.Contains(w.stderr.String(), want) {
+		t.Errorf("--wait 300ms: stderr does not say %q:\n%s", want, w.stderr.String())
+	}
+
+	// --wait forever waits until a signal ends it, before any command.
+	f := startDlock(t, "D", env, "run", "--key", key, "--wait", "forever", "--", "sh", "-c", `echo D >> "$D/started"`)
+	waitFor(t, 20*time.Second, "dlock run --wait forever to wait", func() bool {
+		return strings.Contains(f.stderr.String(), "waiting until it is free")
+	})
+	f.cmd.Process.Signal(syscall.SIGINT)
+	if code := f.wait(t, 10*time.Second); code != 128+int(syscall.SIGINT) {
+		t.Errorf("--wait forever, then SIGINT: exit status %d, want %d; stderr:\n%s", code, 128+int(syscall.SIGINT), f.stderr.String())
+	}
+
 	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
 	if code := winner.wait(t, 20*time.Second); code != 0 {
 		t.Errorf("%s: exit status %d, want 0; stderr:\n%s", winner.name, code, winner.stderr.String())
@@ -364,5 +383,73 @@ while :; do sleep 30 & wait $!; done
 	}
 	if t.Failed() {
 		t.Logf("log:\n%s", readFile(t, logPath))
+	}
+}
+
+// TestRedisErrors: an unreachable server and refused credentials exit with
+// the unavailable status, a bad URL with the usage status, and no message
+// shows the password.
+func TestRedisErrors(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartACL(t)
+	const pw = "pw-s3cret"
+	for _, tc := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"WrongPassword", []string{"run", "--url", "redis://dlock:" + pw + "@" + srv.Addr(), "--key", "k", "--", "true"}, exitUnavailable},
+		{"WrongPasswordStatus", []string{"status", "--url", "redis://dlock:" + pw + "@" + srv.Addr(), "k"}, exitUnavailable},
+		{"NoScriptPermission", []string{"run", "--url", "redis://" + redistest.RestrictedUser.Username + ":" + redistest.RestrictedUser.Password + "@" + srv.Addr(), "--key", "k", "--", "true"}, exitUnavailable},
+		{"UnknownParameter", []string{"run", "--url", "redis://dlock:" + pw + "@" + srv.Addr() + "/?colour=blue", "--key", "k", "--", "true"}, exitUsage},
+		{"Unreachable", []string{"run", "--url", "redis://dlock:" + pw + "@127.0.0.1:1", "--key", "k", "--", "true"}, exitUnavailable},
+		{"UnreachableElect", []string{"elect", "--url", "redis://dlock:" + pw + "@127.0.0.1:1", "--key", "k", "--", "true"}, exitUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startDlock(t, "dlock", nil, tc.args...)
+			if code := p.wait(t, 20*time.Second); code != tc.want {
+				t.Errorf("exit status %d, want %d; stderr:\n%s", code, tc.want, p.stderr.String())
+			}
+			if p.stderr.String() == "" {
+				t.Errorf("no message on stderr")
+			}
+			if strings.Contains(p.stdout.String()+p.stderr.String(), pw) {
+				t.Errorf("the password was printed:\n%s", p.stderr.String())
+			}
+			t.Logf("stderr: %s", p.stderr.String())
+		})
+	}
+}
+
+// TestRedisElectCommandExits: a command that exits on its own ends its
+// dlock elect with its status, and releases the key at once, so that a
+// standby takes over well within the TTL.
+func TestRedisElectCommandExits(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := redisEnv(t, dir)
+	key := uniqueKey(t)
+	const ttl = 10 * time.Second
+	child := script(t, dir, "child.sh", `echo "$DLOCK_FENCE" >> "$D/fences"; sleep 0.2; exit 5`)
+	start := time.Now()
+	a := startDlock(t, "A", env, "elect", "--key", key, "--ttl", ttl.String(), "--", child)
+	b := startDlock(t, "B", env, "elect", "--key", key, "--ttl", ttl.String(), "--", child)
+	for _, p := range []*proc{a, b} {
+		if code := p.wait(t, 20*time.Second); code != 5 {
+			t.Errorf("%s: exit status %d, want the command's 5; stderr:\n%s", p.name, code, p.stderr.String())
+		}
+	}
+	if d := time.Since(start); d > ttl/2 {
+		t.Errorf("both commands took %v: the key was not released when the first exited", d)
+	}
+	fs := strings.Fields(readFile(t, filepath.Join(dir, "fences")))
+	if len(fs) != 2 {
+		t.Fatalf("commands ran %d times, want 2", len(fs))
+	}
+	f0, _ := strconv.ParseUint(fs[0], 10, 64)
+	f1, _ := strconv.ParseUint(fs[1], 10, 64)
+	if f1 <= f0 {
+		t.Errorf("the second leader's fence %d is not larger than the first's, %d", f1, f0)
 	}
 }

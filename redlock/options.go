@@ -5,11 +5,12 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/redisdriver"
 )
 
 // Bounds of the default per-node timeout; see [Options.NodeTimeout].
 const (
-	minDefaultNodeTimeout = 50 * time.Millisecond
+	minDefaultNodeTimeout = 100 * time.Millisecond
 	maxDefaultNodeTimeout = time.Second
 )
 
@@ -22,8 +23,10 @@ type Options struct {
 	// rounds, and the lease's validity is what is left of the TTL after
 	// them. It is never longer than the TTL minus Drift.
 	//
-	// Default: TTL/10, but at least 50ms (or TTL/4 if that is smaller)
-	// and at most 1s, computed from each call's TTL. Calls that carry no
+	// Default: TTL/10, but at least 100ms (or TTL/3 if that is smaller)
+	// and at most 1s, computed from each call's TTL: short enough that a
+	// dead node costs little of the TTL, long enough for a first call
+	// that must connect. Calls that carry no
 	// TTL (Release, Inspect, Subscribe) use the TTL of Lock, else
 	// dlock.DefaultTTL. URL parameter: node_timeout.
 	NodeTimeout time.Duration
@@ -44,6 +47,12 @@ type Options struct {
 	// implement driver.FenceRaiser. Default: false (fencing on).
 	// URL parameter: fencing=false.
 	DisableFencing bool
+
+	// Redis configures the redisdriver driver of each node that
+	// [NewRedis] and redlock:// URLs make. Default: nil, redisdriver's
+	// defaults. URL parameters: those of redisdriver (prefix,
+	// fence_expiry, replica_acks, replica_timeout).
+	Redis *redisdriver.Options
 
 	// Lock configures the dlock.Locker that [NewRedis] returns (TTL,
 	// renewal, retry). Its TTL also sets the node timeout of calls that
@@ -91,6 +100,6 @@ func (c *config) timeoutFor(ttl time.Duration) time.Duration {
 	if c.nodeTimeout > 0 {
 		return c.nodeTimeout
 	}
-	lo := min(minDefaultNodeTimeout, ttl/4)
+	lo := min(minDefaultNodeTimeout, ttl/3)
 	return max(min(ttl/10, maxDefaultNodeTimeout), lo, time.Millisecond)
 }

@@ -139,7 +139,7 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 }
 
 // same reports whether a and b are the same driver value.
-func same(a, b driver.Locker) (eq bool) {
+func same(a, b any) (eq bool) {
 	defer func() {
 		if recover() != nil { // a comparable type holding an uncomparable value
 			eq = false

@@ -307,3 +307,39 @@ func TestReplicaAcksCluster(t *testing.T) {
 		t.Errorf("acquire with 1 ack on a Cluster without replicas: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestSubscriptionSurvivesReconnect: when the pub/sub connection is cut,
+// go-redis reconnects and subscribes again; waiters are woken then (a
+// release may have been missed), and later releases still reach them.
+func TestSubscriptionSurvivesReconnect(t *testing.T) {
+	s := redistest.StartProcess(t, nil) // CLIENT KILL must not hit others' connections
+	admin := s.Client(t)
+	d := redisdriver.NewDriver(s.Client(t), nil)
+	defer d.Close()
+	ctx := testCtx(t)
+	ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "reconnect/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not woken after its subscription was re-established")
+	}
+	waitSubscribed(t, admin, "reconnect/k")
+	if _, err := d.Acquire(ctx, req("reconnect/k", "t")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Release(ctx, "reconnect/k", "t"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("release after the reconnect did not wake the waiter")
+	}
+}

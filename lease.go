@@ -158,6 +158,9 @@ func (le *Lease) Release(ctx context.Context) error {
 		// The backend freed the key before the local deadline said so:
 		// its clock ran fast, or someone deleted the key.
 		err = fmt.Errorf("%w: %q was no longer held at release: %w", ErrLeaseLost, le.key, err)
+		if le.obs.enabled() {
+			le.obs.emit(le.ctx, le.event(EventLost, time.Since(le.acquired), err), 0)
+		}
 	default:
 		err = fmt.Errorf("dlock: release %q: %w (it expires on its own)", le.key, err)
 	}

@@ -122,7 +122,11 @@ func (l *Locker) Close() error {
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, le := range leases {
-			le.cancel(fmt.Errorf("%w: %w", ErrLeaseLost, ErrClosed))
+			lost := fmt.Errorf("%w: %q: %w", ErrLeaseLost, le.key, ErrClosed)
+			le.cancel(lost)
+			if le.obs.enabled() {
+				le.obs.emit(le.ctx, le.event(EventLost, time.Since(le.acquired), lost), 0)
+			}
 			wg.Go(func() {
 				if err := l.drv.Release(ctx, le.key, le.token); err != nil && !errors.Is(err, ErrNotHeld) {
 					mu.Lock()

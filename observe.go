@@ -25,11 +25,14 @@ const (
 	// EventRefreshFailed: a renewal failed; Err is why. The lease lives on
 	// until its deadline unless Err wraps ErrNotHeld.
 	EventRefreshFailed
-	// EventLost: the lease was lost; Err wraps ErrLeaseLost and the cause.
-	// Duration is how long it was held.
+	// EventLost: the lease was lost; Err wraps ErrLeaseLost and the cause
+	// (ErrNotHeld, ErrClosed, or renewal not confirmed in time). Duration
+	// is how long it was held. It comes once per lease, before any
+	// EventReleased.
 	EventLost
 	// EventReleased: the lease was released. Duration is how long it was
-	// held; Err is the release's error, if any.
+	// held; Err is the release's error, if any: it wraps ErrLeaseLost
+	// exactly when an EventLost was reported for the lease.
 	EventReleased
 	// EventElected: an [Election] candidate became leader.
 	EventElected

@@ -62,6 +62,12 @@ func Schemes() []string {
 // disables automatic renewal) and owner. Other parameters belong to the
 // driver; unknown ones are rejected.
 func Open(ctx context.Context, rawURL string) (*Locker, error) {
+	return OpenOptions(ctx, rawURL, nil)
+}
+
+// OpenOptions is [Open] with options that a URL cannot carry, such as an
+// Observer or a Logger. Parameters in the URL take precedence over opts.
+func OpenOptions(ctx context.Context, rawURL string, opts *Options) (*Locker, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// url.Parse's error repeats the input, password included.
@@ -74,7 +80,7 @@ func Open(ctx context.Context, rawURL string) (*Locker, error) {
 		return nil, fmt.Errorf("%w: unknown URL scheme %q in %s; known schemes: %s (forgotten import?)",
 			ErrInvalid, u.Scheme, u.Redacted(), strings.Join(Schemes(), ", "))
 	}
-	opts, err := commonOptions(u)
+	opts, err = commonOptions(u, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -89,10 +95,13 @@ func Open(ctx context.Context, rawURL string) (*Locker, error) {
 }
 
 // commonOptions removes the common parameters from u's query and returns
-// them as Options.
-func commonOptions(u *url.URL) (*Options, error) {
+// them over a copy of base.
+func commonOptions(u *url.URL, base *Options) (*Options, error) {
 	q := u.Query()
 	var o Options
+	if base != nil {
+		o = *base
+	}
 	for name, dst := range map[string]*time.Duration{"ttl": &o.TTL, "renew": &o.RenewInterval, "drift": &o.Drift} {
 		v := q.Get(name)
 		if v == "" {
@@ -108,7 +117,9 @@ func commonOptions(u *url.URL) (*Options, error) {
 		*dst = d
 		q.Del(name)
 	}
-	o.Owner = q.Get("owner")
+	if v := q.Get("owner"); v != "" {
+		o.Owner = v
+	}
 	q.Del("owner")
 	u.RawQuery = q.Encode()
 	return &o, nil

@@ -75,3 +75,23 @@ func TestRegisterTwicePanics(t *testing.T) {
 	}()
 	dlock.Register("mem", func(context.Context, *url.URL) (driver.Locker, error) { return nil, nil })
 }
+
+func TestOpenOptions(t *testing.T) {
+	var rec recorder
+	l, err := dlock.OpenOptions(context.Background(), "mem://?owner=from-url", &dlock.Options{Owner: "from-opts", Observer: &rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	lease, err := l.TryAcquire(context.Background(), "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease.Release(context.Background())
+	if lease.Owner() != "from-url" {
+		t.Errorf("Owner = %q; the URL's owner must win over the options'", lease.Owner())
+	}
+	if got := rec.kinds(); len(got) != 2 || got[0] != "granted" || got[1] != "released" {
+		t.Errorf("observer saw %v; want [granted released]: OpenOptions must keep the Observer", got)
+	}
+}

@@ -80,14 +80,29 @@
 // The driver registers the schemes redlock and redlocks (TLS to every
 // node):
 //
-//	redlock://[user:password@]host1:port,host2:port,host3:port[/DB][?params]
+//	redlock://[USER[:PASSWORD]@]HOST:PORT,HOST:PORT,HOST:PORT[/DB][?PARAMS]
+//	redlocks://...                                                  (TLS)
 //
-// One go-redis client is opened per host and closed by Close. Query
-// parameters: node_timeout (a duration), drift (a duration), fencing
-// (false disables fencing), the redisdriver parameters (such as prefix),
-// which apply to every node, and dlock's common ones (ttl, renew, owner).
-// Unknown parameters are rejected. Errors show URLs with passwords
-// redacted.
+// PORT defaults to 6379 (give it for every host, or for none: Go's URL
+// parser rejects a list whose last host lacks one); IPv6 literals are not
+// supported in the list. User and password apply to every node, and DB is
+// the database on each. One go-redis client is opened per host, with
+// ContextTimeoutEnabled, and closed by Close; Open pings every node and
+// fails unless a majority answers.
+//
+// Query parameters:
+//
+//	node_timeout=100ms   Options.NodeTimeout
+//	fencing=false        Options.DisableFencing
+//	drift=…              Options.Drift (see its doc: dlock.Open keeps it)
+//	prefix, fence_expiry, replica_acks, replica_timeout
+//	                     redisdriver's, for every node (Options.Redis)
+//	dial_timeout, read_timeout, write_timeout, pool_size, max_retries,
+//	client_name, protocol, skip_verify (TLS), …
+//	                     go-redis client parameters, for every node
+//
+// dlock.Open reads ttl, renew, drift and owner for every scheme. Unknown
+// parameters are rejected, and errors show URLs with passwords redacted.
 //
 // # Errors
 //
@@ -95,8 +110,9 @@
 // cannot raise fences, a Cluster client) wrap dlock.ErrInvalid. An attempt
 // that does not reach a majority fails with a [*QuorumError] that lists
 // each failed node's cause, wrapped, so errors.Is(err,
-// dlock.ErrUnavailable) holds when nodes were unavailable and dlock retries
-// it; a majority that answered "held" is not an error but a busy key.
+// dlock.ErrUnavailable) holds when nodes were unavailable, and its Timeout
+// method reports true when a node timed out; dlock retries both. A
+// majority that answered "held" is not an error but a busy key.
 // Refresh wraps dlock.ErrNotHeld only when a majority can no longer hold
 // the lock, so the lease is lost exactly then; a refresh that misses a
 // majority for other reasons is retried by dlock until the lease's

@@ -35,7 +35,9 @@ type Options struct {
 	// process and the nodes: an acquire or refresh counts only if a
 	// majority confirmed it within TTL − Drift of sending it.
 	// Default: TTL/100 + 2ms of each call's TTL, as in dlock.Options.
-	// URL parameter: drift.
+	// URL parameter: drift; but dlock.Open takes drift as its common
+	// parameter (the Locker's Drift) and does not pass it on, so with
+	// dlock.Open this stays at its default.
 	Drift time.Duration
 
 	// DisableFencing skips the fence write-back. An acquire is then a

@@ -382,29 +382,38 @@ func (l *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 	}
 	start := time.Now()
 	errs := make([]error, len(l.nodes))
+	took := make([]time.Duration, len(l.nodes))
 	l.round(ctx, l.all, timeout, func(ctx context.Context, i int) {
 		errs[i] = l.nodes[i].d.Refresh(ctx, key, token, ttl)
+		took[i] = time.Since(start)
 	})
-	return l.refreshResult(key, errs, time.Since(start), window)
+	return l.refreshResult(key, errs, took, window)
 }
 
-// refreshResult judges one key's refresh from the nodes' answers.
-func (l *locker) refreshResult(key string, errs []error, took, window time.Duration) error {
+// refreshResult judges one key's refresh from the nodes' answers and the
+// time each took. The refresh holds if a majority confirmed within the
+// window: then that majority keeps the lock for at least the TTL from the
+// call, whatever the other nodes did.
+func (l *locker) refreshResult(key string, errs []error, took []time.Duration, window time.Duration) error {
 	ok, notHeld := 0, 0
-	for _, err := range errs {
+	var confirmed []time.Duration
+	for i, err := range errs {
 		switch {
 		case err == nil:
 			ok++
+			confirmed = append(confirmed, took[i])
 		case isNotHeld(err):
 			notHeld++
 		}
 	}
-	switch {
-	case ok >= l.quorum && took < window:
+	if ok >= l.quorum {
+		slices.Sort(confirmed)
+		if t := confirmed[l.quorum-1]; t >= window {
+			return validityError("refresh", key, t, window)
+		}
 		return nil
-	case ok >= l.quorum:
-		return validityError("refresh", key, took, window)
-	case notHeld > len(l.nodes)-l.quorum:
+	}
+	if notHeld > len(l.nodes)-l.quorum {
 		// No majority holds it any more: the lease is lost.
 		return l.quorumError("refresh", key, ok, errs, nil)
 	}
@@ -437,10 +446,11 @@ func (l *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 	}
 	start := time.Now()
 	per := make([][]error, len(l.nodes))
+	took := make([]time.Duration, len(l.nodes))
 	l.round(ctx, l.all, timeout, func(ctx context.Context, i int) {
 		per[i] = l.nodes[i].refreshBatch(ctx, reqs)
+		took[i] = time.Since(start)
 	})
-	took := time.Since(start)
 	col := make([]error, len(l.nodes))
 	for j, r := range reqs {
 		if out[j] != nil {

@@ -584,3 +584,101 @@ func TestLeaseThroughNodeLoss(t *testing.T) {
 		}
 	})
 }
+
+// TestRefreshCountsMajorityTime: a refresh holds when a majority confirmed
+// within the validity window, even if a dead node makes the round last
+// longer (here a node timeout as long as the window).
+func TestRefreshCountsMajorityTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		c := newMemCluster(3)
+		d, fs := c.driver(t, &redlock.Options{NodeTimeout: time.Hour})
+		const ttl = time.Second
+		tok := rand()
+		if res, err := d.Acquire(ctx, driver.Request{Key: "k", Token: tok, TTL: ttl}); err != nil || !res.Acquired {
+			t.Fatalf("Acquire = %+v, %v", res, err)
+		}
+		fs[0].Partition()
+		start := time.Now()
+		if err := d.Refresh(ctx, "k", tok, ttl); err != nil {
+			t.Errorf("Refresh confirmed at once by 2 of 3 nodes = %v", err)
+		}
+		if took := time.Since(start); took >= ttl {
+			t.Errorf("Refresh took %v; the node timeout must stop at the validity window", took)
+		}
+		errs := d.(driver.BatchRefresher).RefreshBatch(ctx, []driver.RefreshRequest{{Key: "k", Token: tok, TTL: ttl}})
+		if errs[0] != nil {
+			t.Errorf("RefreshBatch confirmed at once by 2 of 3 nodes = %v", errs[0])
+		}
+		// A majority that cannot confirm within the window fails the
+		// refresh, transiently.
+		fs[1].SetLatency(ttl)
+		start = time.Now()
+		if err := d.Refresh(ctx, "k", tok, ttl); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrNotHeld) {
+			t.Errorf("Refresh with a majority beyond the window = %v; want a transient error", err)
+		}
+		if took := time.Since(start); took >= ttl {
+			t.Errorf("Refresh took %v; the node timeout must stop at the validity window", took)
+		}
+	})
+}
+
+// late is a node that answers after a fixed delay, ignoring its context, as
+// a node whose reply is slow and whose client does not give up would.
+type late struct {
+	driver.Locker
+	delay time.Duration
+}
+
+func (n late) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	time.Sleep(n.delay)
+	return n.Locker.Acquire(context.WithoutCancel(ctx), req)
+}
+
+func (n late) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	time.Sleep(n.delay)
+	return n.Locker.Refresh(context.WithoutCancel(ctx), key, token, ttl)
+}
+
+// TestLateMajority: grants and refreshes that reach a majority only after
+// the validity window do not count, and a late grant is released.
+func TestLateMajority(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		c := newMemCluster(3)
+		const ttl = time.Second
+		nodes := []driver.Locker{late{c.raw(t, 0), 0}, late{c.raw(t, 1), 0}, late{c.raw(t, 2), 0}}
+		d, err := redlock.New(nodes, &redlock.Options{DisableFencing: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		tok := rand()
+		if res, err := d.Acquire(ctx, driver.Request{Key: "k", Token: tok, TTL: ttl}); err != nil || !res.Acquired {
+			t.Fatalf("Acquire = %+v, %v", res, err)
+		}
+		// Nodes 0 and 1 answer after the window (TTL − drift, 988ms) but
+		// before the lock expires.
+		const delay = ttl - 5*time.Millisecond
+		slow, err := redlock.New([]driver.Locker{late{c.raw(t, 0), delay}, late{c.raw(t, 1), delay}, c.raw(t, 2)}, &redlock.Options{DisableFencing: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer slow.Close()
+		if err := slow.Refresh(ctx, "k", tok, ttl); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrNotHeld) {
+			t.Errorf("Refresh confirmed by a majority after the TTL = %v; want a transient error wrapping context.DeadlineExceeded", err)
+		}
+		if err := d.Release(ctx, "k", tok); err != nil {
+			t.Fatal(err)
+		}
+		res, err := slow.Acquire(ctx, driver.Request{Key: "k", Token: rand(), TTL: ttl})
+		if res.Acquired || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Acquire granted by a majority after the TTL = %+v, %v; want an error wrapping context.DeadlineExceeded", res, err)
+		}
+		for i := range 3 {
+			if h, held := c.holder(t, i, "k"); held {
+				t.Errorf("node %d still held by %+v after a late grant", i, h)
+			}
+		}
+	})
+}

@@ -109,3 +109,36 @@ func BenchmarkHandoff(b *testing.B) {
 	b.StopTimer()
 	lease.Release(ctx)
 }
+
+// BenchmarkHandoffExpiry measures how late a waiter is granted a key whose
+// holder vanished (no release), after the holder's expiry; the metric is
+// µs-late/op. Each op lasts at least the holder's 20ms TTL.
+func BenchmarkHandoffExpiry(b *testing.B) {
+	s := redistest.Shared(b)
+	d := redisdriver.NewDriver(s.Client(b), nil)
+	defer d.Close()
+	c := redis.NewClient(s.Options())
+	defer c.Close()
+	waiter := redisdriver.New(c, nil)
+	defer waiter.Close()
+	ctx := context.Background()
+	key := "bench/expiry/" + rand.Text()
+	const ttl = 20 * time.Millisecond
+	opts := &dlock.Options{Retry: noPolling}
+	var late time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		sent := time.Now()
+		res, err := d.Acquire(ctx, driver.Request{Key: key, Token: rand.Text(), TTL: ttl, Owner: "vanished"})
+		if err != nil || !res.Acquired {
+			b.Fatal(err, res)
+		}
+		lease, err := waiter.Acquire(ctx, key, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		late += time.Since(sent.Add(ttl))
+		lease.Release(ctx)
+	}
+	b.ReportMetric(float64(late.Microseconds())/float64(b.N), "µs-late/op")
+}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/bsm/redislock"
 	"github.com/dlock-go/dlock"
-	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/dlock-go/dlock/redlock"
 	"github.com/go-redsync/redsync/v4"
@@ -185,7 +184,10 @@ func (d *dlockLib) Lock(ctx context.Context, key string) (releaser, error) {
 }
 
 func (d *dlockLib) Close() error {
-	err := d.l.Close()
+	var err error
+	if d.l != nil {
+		err = d.l.Close()
+	}
 	for _, c := range d.clients {
 		c.Close()
 	}
@@ -203,18 +205,18 @@ func openRedlock(e env, n int, fencing bool) (lib, error) {
 		return nil, fmt.Errorf("redlock over %d nodes: only %d servers", n, len(e.nodes))
 	}
 	d := &dlockLib{}
-	var nodes []driver.Locker
+	var clients []redis.UniversalClient
 	for _, a := range e.nodes[:n] {
 		c := goRedis(a, true, e.hookFor(a))
 		d.clients = append(d.clients, c)
-		nodes = append(nodes, redisdriver.NewDriver(c, nil))
+		clients = append(clients, c)
 	}
-	lock := &dlock.Options{TTL: e.ttlOr(defaultTTL)}
-	drv, err := redlock.New(nodes, &redlock.Options{DisableFencing: !fencing, Lock: lock})
+	l, err := redlock.NewRedis(clients, &redlock.Options{DisableFencing: !fencing, Lock: &dlock.Options{TTL: e.ttlOr(defaultTTL)}})
 	if err != nil {
+		d.Close()
 		return nil, err
 	}
-	d.l = dlock.New(drv, lock)
+	d.l = l
 	return d, nil
 }
 
@@ -458,7 +460,7 @@ func singleNode() []libSpec {
 func quorum(n int) []libSpec {
 	return []libSpec{
 		{Name: libRedlock, Config: "fencing on", Nodes: n,
-			Options: "redlock.New over redisdriver.NewDriver nodes (" + bestClientText + "), defaults: fence write-back to a majority",
+			Options: "redlock.NewRedis over one client per node (" + bestClientText + ", which NewRedis requires); defaults: fence write-back to a majority",
 			open:    func(e env) (lib, error) { return openRedlock(e, n, true) }},
 		{Name: libRedlock, Config: "fencing off", Nodes: n,
 			Options: "as fencing on, with DisableFencing: one parallel round per acquire",

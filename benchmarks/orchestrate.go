@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -47,6 +48,9 @@ func orchestrate(ctx context.Context, cfg *config) error {
 		},
 	}
 	res.Libs = append(singleNode(), append(quorum(3), quorum(5)...)...)
+	if l, _, _ := strings.Cut(res.Machine.LoadStart, " "); !cfg.smoke && parseFloat(l) > 0.5 {
+		fmt.Fprintf(os.Stderr, "warning: load average %s: other work on this machine will skew the figures\n", res.Machine.LoadStart)
+	}
 	res.Command = strings.TrimSpace(res.Command)
 
 	for _, layout := range strings.Split(cfg.layouts, ",") {
@@ -97,6 +101,7 @@ func orchestrate(ctx context.Context, cfg *config) error {
 		}
 	}
 	res.Took = time.Since(started).Round(time.Second).String()
+	res.Machine.LoadEnd = loadavg()
 	res.Targets = checkTargets(res)
 	printText(os.Stdout, res)
 	b, err := json.MarshalIndent(res, "", "  ")
@@ -116,4 +121,9 @@ func orchestrate(ctx context.Context, cfg *config) error {
 		}
 	}
 	return nil
+}
+
+func parseFloat(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
 }

@@ -97,25 +97,28 @@ type KilledRow struct {
 
 // RenewRow is one library in the renewal-at-scale scenario.
 type RenewRow struct {
-	Lib               string  `json:"lib"`
-	Config            string  `json:"config"`
-	Nodes             int     `json:"nodes"`
-	Leases            int     `json:"leases"`
-	Acquired          int     `json:"acquired"`
-	Seconds           float64 `json:"seconds"`
-	TTLms             float64 `json:"ttl_ms"`
-	RenewEveryMs      float64 `json:"renew_every_ms"`
-	Periods           float64 `json:"renew_periods"`
-	GoroutinesIdle    int     `json:"goroutines_idle"`
-	GoroutinesMax     int     `json:"goroutines_max_while_held"`
-	GoroutinesAfter   int     `json:"goroutines_after_release"`
-	CommandsPerNode   float64 `json:"commands_per_period_per_node"`
-	RoundTrips        float64 `json:"round_trips_per_period_per_node"`
-	RoundTripsPer1k   float64 `json:"round_trips_per_period_per_node_per_1000_leases"`
-	RoundTripsCounted bool    `json:"round_trips_counted"`
-	Lost              int     `json:"lost"`
-	AcquireSeconds    float64 `json:"acquire_seconds"`
-	CPUSeconds        float64 `json:"client_cpu_seconds"`
+	Lib             string  `json:"lib"`
+	Config          string  `json:"config"`
+	Nodes           int     `json:"nodes"`
+	Leases          int     `json:"leases"`
+	Acquired        int     `json:"acquired"`
+	Seconds         float64 `json:"seconds"`
+	TTLms           float64 `json:"ttl_ms"`
+	RenewEveryMs    float64 `json:"renew_every_ms"`
+	Periods         float64 `json:"renew_periods"`
+	GoroutinesIdle  int     `json:"goroutines_idle"`
+	GoroutinesMax   int     `json:"goroutines_max_while_held"`
+	GoroutinesAfter int     `json:"goroutines_after_release"`
+	// The same library holding a tenth of the leases, briefly.
+	SmallLeases        int     `json:"small_run_leases"`
+	GoroutinesMaxSmall int     `json:"small_run_goroutines_max"`
+	ScriptsPerNode     float64 `json:"script_calls_per_period_per_node"`
+	RoundTrips         float64 `json:"round_trips_per_period_per_node"`
+	RoundTripsPer1k    float64 `json:"round_trips_per_period_per_node_per_1000_leases"`
+	RoundTripsCounted  bool    `json:"round_trips_counted"`
+	Lost               int     `json:"lost"`
+	AcquireSeconds     float64 `json:"acquire_seconds"`
+	CPUSeconds         float64 `json:"client_cpu_seconds"`
 }
 
 // Target is one of the issue's targets, checked on the run.

@@ -149,18 +149,34 @@ func lastLines(s string, n int) string {
 
 // Machine describes where a run happened.
 type Machine struct {
-	CPU      string `json:"cpu"`
-	CPUs     int    `json:"cpus"`
-	Kernel   string `json:"kernel"`
-	OS       string `json:"os"`
-	Go       string `json:"go"`
-	Redis    string `json:"redis"`
-	Pinning  bool   `json:"pinning"`
-	Hostname string `json:"-"`
+	CPU     string `json:"cpu"`
+	CPUs    int    `json:"cpus"`
+	Kernel  string `json:"kernel"`
+	OS      string `json:"os"`
+	Go      string `json:"go"`
+	Redis   string `json:"redis"`
+	Pinning bool   `json:"pinning"`
+	// Load averages when the run started and ended: other work on the
+	// machine skews every figure.
+	LoadStart string `json:"loadavg_start"`
+	LoadEnd   string `json:"loadavg_end"`
+}
+
+// loadavg returns the 1, 5 and 15 minute load averages.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func describeMachine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), Pinning: pinning()}
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), Pinning: pinning(), LoadStart: loadavg()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/conformance"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/memdriver"
 )
@@ -226,4 +227,26 @@ func TestManyLeasesOneScheduler(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestLateGrantRefused: a grant whose reply arrives after the lease's
+// deadline is not handed out as a lease, and the key is given back.
+func TestLateGrantRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		slow := conformance.Faulty(store.Driver())
+		slow.SetLatency(2 * time.Second)
+		l := dlock.New(slow, &dlock.Options{TTL: time.Second})
+		defer l.Close()
+		lease, err := l.TryAcquire(t.Context(), "k", nil)
+		if err == nil {
+			t.Fatalf("TryAcquire over a backend slower than the TTL returned a lease valid until %v", lease.ValidUntil())
+		}
+		if !errors.Is(err, dlock.ErrNotAcquired) || !errors.Is(err, dlock.ErrUnavailable) {
+			t.Fatalf("TryAcquire = %v; want ErrNotAcquired and ErrUnavailable", err)
+		}
+		if _, held, _ := store.Locker(nil).Holder(t.Context(), "k"); held {
+			t.Fatal("the late grant was not released")
+		}
+	})
 }

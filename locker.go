@@ -199,14 +199,18 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		sent := time.Now()
 		res, err := l.drv.Acquire(ctx, req)
 		if err == nil && res.Acquired {
-			lease, err := l.renew.add(ctx, l, req, res.Fence, sent, cfg)
-			if err != nil { // closed meanwhile
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
-				l.drv.Release(rctx, key, req.Token)
-				cancel()
-				return nil, err
+			if time.Now().Before(sent.Add(req.TTL - cfg.drift)) {
+				lease, err := l.renew.add(ctx, l, req, res.Fence, sent, cfg)
+				if err != nil { // closed meanwhile
+					l.abandon(ctx, req, cfg)
+					return nil, err
+				}
+				return lease, nil
 			}
-			return lease, nil
+			// The grant arrived after its own deadline: the backend
+			// may free the key any moment, if it has not already.
+			l.abandon(ctx, req, cfg)
+			err = errLateGrant
 		}
 		if err != nil && (ctx.Err() != nil || !retryable(err)) {
 			return nil, notAcquired(key, ctx, err)
@@ -255,6 +259,16 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			return nil, notAcquired(key, ctx, err)
 		}
 	}
+}
+
+// errLateGrant reports a grant that arrived too late to be used.
+var errLateGrant = fmt.Errorf("%w: the grant arrived after the lease's deadline; the backend is too slow for the TTL", ErrUnavailable)
+
+// abandon releases a grant that will not become a lease.
+func (l *Locker) abandon(ctx context.Context, req driver.Request, cfg settings) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
+	defer cancel()
+	l.drv.Release(ctx, req.Key, req.Token)
 }
 
 // notAcquired builds Acquire's error: ErrNotAcquired, the last driver error

@@ -15,7 +15,7 @@ import (
 // OpenFunc opens a driver for a URL whose scheme it registered. The query
 // holds only the driver's own parameters: [Open] has removed the common ones
 // (ttl, renew, drift, owner) already. It must reject parameters it does not
-// know, and print URLs only with u.Redacted().
+// know, and print URLs only with [Redacted].
 type OpenFunc func(ctx context.Context, u *url.URL) (driver.Locker, error)
 
 var registry struct {
@@ -78,14 +78,14 @@ func OpenOptions(ctx context.Context, rawURL string, opts *Options) (*Locker, er
 	registry.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown URL scheme %q in %s; known schemes: %s (forgotten import?)",
-			ErrInvalid, u.Scheme, u.Redacted(), strings.Join(Schemes(), ", "))
+			ErrInvalid, u.Scheme, Redacted(u), strings.Join(Schemes(), ", "))
 	}
 	opts, err = commonOptions(u, opts)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := opts.resolve(nil); err != nil {
-		return nil, fmt.Errorf("%s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("%s: %w", Redacted(u), err)
 	}
 	d, err := open(ctx, u)
 	if err != nil {
@@ -112,7 +112,7 @@ func commonOptions(u *url.URL, base *Options) (*Options, error) {
 			d = -1
 		}
 		if err != nil || (d <= 0 && name != "renew") {
-			return nil, fmt.Errorf("%w: %s=%q in %s is not a positive duration", ErrInvalid, name, v, u.Redacted())
+			return nil, fmt.Errorf("%w: %s=%q in %s is not a positive duration", ErrInvalid, name, v, Redacted(u))
 		}
 		*dst = d
 		q.Del(name)
@@ -155,5 +155,33 @@ func UnknownParams(u *url.URL, known ...string) error {
 		return nil
 	}
 	slices.Sort(bad)
-	return fmt.Errorf("%w: unknown URL parameter %s in %s", ErrInvalid, strings.Join(bad, ", "), u.Redacted())
+	return fmt.Errorf("%w: unknown URL parameter %s in %s", ErrInvalid, strings.Join(bad, ", "), Redacted(u))
+}
+
+// Redacted returns u as text with every secret replaced by "xxxxx": the
+// password in the user information, as url.URL.Redacted does, and the value
+// of any query parameter whose name mentions a password, secret or token.
+// Drivers print URLs only through it.
+func Redacted(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	r := *u
+	if r.RawQuery != "" {
+		q := r.Query()
+		changed := false
+		for name, vals := range q {
+			n := strings.ToLower(name)
+			if strings.Contains(n, "pass") || strings.Contains(n, "secret") || strings.Contains(n, "token") {
+				for i := range vals {
+					vals[i] = "xxxxx"
+				}
+				changed = true
+			}
+		}
+		if changed {
+			r.RawQuery = q.Encode()
+		}
+	}
+	return r.Redacted()
 }

@@ -95,3 +95,20 @@ func TestOpenOptions(t *testing.T) {
 		t.Errorf("observer saw %v; want [granted released]: OpenOptions must keep the Observer", got)
 	}
 }
+
+func TestRedacted(t *testing.T) {
+	u, _ := url.Parse("redis://user:hunter2@host:6379/0?sentinel_password=hunter3&ttl=1s&auth_token=hunter4")
+	got := dlock.Redacted(u)
+	for _, secret := range []string{"hunter2", "hunter3", "hunter4"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("Redacted = %q shows %s", got, secret)
+		}
+	}
+	if !strings.Contains(got, "ttl=1s") || !strings.Contains(got, "user:xxxxx@host:6379") {
+		t.Errorf("Redacted = %q; want the rest kept", got)
+	}
+	_, err := dlock.Open(context.Background(), "mem://?password=hunter5&ttl=bad")
+	if err == nil || strings.Contains(err.Error(), "hunter5") {
+		t.Errorf("Open error %v shows a password given as a parameter", err)
+	}
+}

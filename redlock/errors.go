@@ -18,6 +18,9 @@ import (
 // many nodes reported the lock not held for a majority to hold it, i.e.
 // when the lease is lost; otherwise the nodes that reported it are listed
 // in text only, and the error is transient.
+//
+// The driver does not change a QuorumError after returning it, so it may be
+// read from any goroutine.
 type QuorumError struct {
 	// Got is how many nodes succeeded; Need is the majority required.
 	Got, Need int

@@ -15,6 +15,8 @@ const (
 )
 
 // Options configure a Redlock driver. A nil *Options means the defaults.
+// The constructors copy what they need: changing Options later has no
+// effect.
 type Options struct {
 	// NodeTimeout bounds every call to one node. A node that has not
 	// answered by then counts as failed for that round, so one slow or

@@ -409,6 +409,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 				defer l.Close()
 				ctx := context.Background()
 				key := "bench-" + name
+				b.ReportAllocs()
 				for b.Loop() {
 					lease, err := l.TryAcquire(ctx, key, nil)
 					if err != nil {

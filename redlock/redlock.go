@@ -87,8 +87,8 @@ func (l fullLocker) Inspect(ctx context.Context, key string) (driver.Holder, boo
 // least [MinNodes], and with fencing on every node must implement
 // driver.FenceRaiser. opts may be nil for the defaults.
 //
-// The driver owns the nodes: its Close closes them. Wrap it with
-// dlock.New to use it. It implements driver.BatchRefresher always, and
+// The driver is safe for concurrent use, and owns the nodes: its Close
+// closes them. Wrap it with dlock.New to use it. It implements driver.BatchRefresher always, and
 // driver.Notifier and driver.Inspector when a majority of the nodes do.
 // Errors wrap dlock.ErrInvalid.
 func New(nodes []driver.Locker, opts *Options) (driver.Locker, error) {

@@ -351,6 +351,7 @@ func TestOpenURLErrors(t *testing.T) {
 		is              error
 	}{
 		{"UnknownParam", "redlock://u:topsecret@" + hosts + "/0?bogus=1", "bogus", dlock.ErrInvalid},
+		{"PasswordParam", "redlock://" + hosts + "?password=topsecret", "password", dlock.ErrInvalid},
 		{"BadFencing", "redlock://u:topsecret@" + hosts + "?fencing=maybe", "fencing", dlock.ErrInvalid},
 		{"BadNodeTimeout", "redlock://" + hosts + "?node_timeout=-1s", "node_timeout", dlock.ErrInvalid},
 		{"BadClientParam", "redlock://u:topsecret@" + hosts + "?pool_size=many", "pool_size", dlock.ErrInvalid},

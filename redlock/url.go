@@ -51,7 +51,7 @@ var (
 // ctx: it fails unless a majority answers, so a wrong password or a
 // majority of unreachable nodes fails here. Close closes the clients.
 func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
-	red := u.Redacted()
+	red := dlock.Redacted(u)
 	known := slices.Concat(ownParams, redisParams, clientParams)
 	if err := dlock.UnknownParams(u, known...); err != nil {
 		return nil, err

@@ -593,7 +593,8 @@ func (l *locker) inspectKey(ctx context.Context, key string) (driver.Holder, boo
 // seen on a majority of nodes since the last value. A holder's release
 // reaches every node that held it, a majority; a waiter's own failed
 // attempts release at most a minority, which must not wake it again and
-// again. It fails unless a majority of nodes subscribed.
+// again. It fails unless a majority of nodes subscribed; a node that does
+// not answer delays it by the node timeout.
 //
 // The merging goroutine belongs to the subscription: cancel stops it.
 func (l *locker) subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {

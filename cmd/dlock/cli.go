@@ -306,13 +306,13 @@ func busy(err error) bool {
 	return walk(err)
 }
 
-// redact returns rawURL with its password hidden.
+// redact returns rawURL with its password and other secrets hidden.
 func redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "(malformed URL)"
 	}
-	return u.Redacted()
+	return dlock.Redacted(u)
 }
 
 // urlSetting returns a common query parameter (ttl, owner) of rawURL.

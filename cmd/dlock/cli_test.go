@@ -42,6 +42,7 @@ func TestUsageErrors(t *testing.T) {
 		{"RunMalformedURL", []string{"run", "--url", "redis://u:s3cret@[::1", "--key", "k", "--", "true"}, "malformed URL"},
 		{"RunBadURLParam", []string{"run", "--url", "mem://x?ttl=-5s", "--key", "k", "--", "true"}, "ttl=\"-5s\""},
 		{"RunUnknownURLParam", []string{"run", "--url", "mem://x?colour=blue", "--key", "k", "--", "true"}, "unknown URL parameter colour"},
+		{"RunSecretInQuery", []string{"run", "--url", "mem://x?sentinel_password=s3cret", "--key", "k", "--", "true"}, "unknown URL parameter sentinel_password"},
 		{"ElectMissingKey", []string{"elect", "--url", "mem://", "--", "true"}, "missing --key"},
 		{"ElectMissingCommand", []string{"elect", "--url", "mem://", "--key", "k"}, "missing command"},
 		{"ElectBadTTL", []string{"elect", "--url", "mem://", "--key", "k", "--ttl", "-1s", "--", "true"}, "--ttl -1s: must be at least"},

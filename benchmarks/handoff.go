@@ -83,6 +83,7 @@ func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key strin
 			return hs, err
 		}
 	}
+	c.all[0].ConfigResetStat(ctx)
 	t0 := monoNow()
 	for _, k := range kids {
 		k.send("go")
@@ -119,6 +120,16 @@ func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key strin
 		}
 	}
 	kids = nil
+	if st, err := commandStats(ctx, c.all[0]); err == nil && len(holds) > 0 {
+		g := float64(len(holds))
+		hs.ScriptsPerGrant = float64(scripts(st)) / g
+		hs.CommandsPerGrant = map[string]float64{}
+		for k, v := range st {
+			if k != "config|resetstat" && k != "info" {
+				hs.CommandsPerGrant[k] = float64(v) / g
+			}
+		}
+	}
 	slices.SortFunc(holds, func(x, y hold) int { return int(x.a - y.a) })
 	var gapsCall, gapsRet, rel []int64
 	for k := 0; k+1 < len(holds); k++ {
@@ -151,19 +162,20 @@ func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key strin
 func medianHandoff(ss []HandoffSample) HandoffSample {
 	f := func(g func(HandoffSample) float64) float64 { return medianOf(ss, g) }
 	return HandoffSample{
-		Handoffs:   int(f(func(s HandoffSample) float64 { return float64(s.Handoffs) })),
-		Self:       int(f(func(s HandoffSample) float64 { return float64(s.Self) })),
-		Violations: int(f(func(s HandoffSample) float64 { return float64(s.Violations) })),
-		Errors:     int(f(func(s HandoffSample) float64 { return float64(s.Errors) })),
-		Seconds:    f(func(s HandoffSample) float64 { return s.Seconds }),
-		PerSec:     f(func(s HandoffSample) float64 { return s.PerSec }),
-		P50us:      f(func(s HandoffSample) float64 { return s.P50us }),
-		P99us:      f(func(s HandoffSample) float64 { return s.P99us }),
-		RetP50us:   f(func(s HandoffSample) float64 { return s.RetP50us }),
-		RetP99us:   f(func(s HandoffSample) float64 { return s.RetP99us }),
-		RTTus:      f(func(s HandoffSample) float64 { return s.RTTus }),
-		Ratio:      f(func(s HandoffSample) float64 { return s.Ratio }),
-		ReleaseP50: f(func(s HandoffSample) float64 { return s.ReleaseP50 }),
+		Handoffs:        int(f(func(s HandoffSample) float64 { return float64(s.Handoffs) })),
+		Self:            int(f(func(s HandoffSample) float64 { return float64(s.Self) })),
+		Violations:      int(f(func(s HandoffSample) float64 { return float64(s.Violations) })),
+		Errors:          int(f(func(s HandoffSample) float64 { return float64(s.Errors) })),
+		Seconds:         f(func(s HandoffSample) float64 { return s.Seconds }),
+		PerSec:          f(func(s HandoffSample) float64 { return s.PerSec }),
+		P50us:           f(func(s HandoffSample) float64 { return s.P50us }),
+		P99us:           f(func(s HandoffSample) float64 { return s.P99us }),
+		RetP50us:        f(func(s HandoffSample) float64 { return s.RetP50us }),
+		RetP99us:        f(func(s HandoffSample) float64 { return s.RetP99us }),
+		RTTus:           f(func(s HandoffSample) float64 { return s.RTTus }),
+		Ratio:           f(func(s HandoffSample) float64 { return s.Ratio }),
+		ReleaseP50:      f(func(s HandoffSample) float64 { return s.ReleaseP50 }),
+		ScriptsPerGrant: f(func(s HandoffSample) float64 { return s.ScriptsPerGrant }),
 	}
 }
 
@@ -179,13 +191,8 @@ func runContender(ctx context.Context, cfg *config) error {
 		return err
 	}
 	defer sh.close()
-	// Warm up: connections, scripts.
-	for i := range 3 {
-		h, err := l.TryLock(ctx, fmt.Sprintf("%s:warm:%d:%d", cfg.key, cfg.id, i))
-		if err != nil {
-			return err
-		}
-		h.Release(ctx)
+	if err := warmUp(ctx, l, fmt.Sprintf("%s:warm:%d", cfg.key, cfg.id)); err != nil {
+		return err
 	}
 	ctx, start := childIO(ctx)
 	out := bufio.NewWriter(os.Stdout)
@@ -224,6 +231,28 @@ func runContender(ctx context.Context, cfg *config) error {
 	}
 	for _, e := range errs {
 		fmt.Fprintf(out, "error %s\n", strings.ReplaceAll(e, "\n", " "))
+	}
+	return nil
+}
+
+// warmUp opens connections and loads scripts with a few pairs on a key of
+// its own. Errors are retried for a while: a loaded machine can make the
+// first calls slow (rueidislock gives up on an acquire after 20ms).
+func warmUp(ctx context.Context, l lib, key string) error {
+	var err error
+	ok := 0
+	for i := 0; i < 50 && ok < 3; i++ {
+		var h releaser
+		h, err = l.TryLock(ctx, key+":"+strconv.Itoa(i))
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		h.Release(ctx)
+		ok++
+	}
+	if ok < 3 {
+		return fmt.Errorf("warm-up: %w", err)
 	}
 	return nil
 }

@@ -143,11 +143,9 @@ func runWaiter(ctx context.Context, cfg *config) error {
 		return err
 	}
 	defer l.Close()
-	h, err := l.TryLock(ctx, cfg.key+":warm")
-	if err != nil {
+	if err := warmUp(ctx, l, cfg.key+":warm"); err != nil {
 		return err
 	}
-	h.Release(ctx)
 	ctx, start := childIO(ctx)
 	out := bufio.NewWriter(os.Stdout)
 	fmt.Fprintln(out, "ready")
@@ -159,7 +157,7 @@ func runWaiter(ctx context.Context, cfg *config) error {
 	}
 	fmt.Fprintln(out, "waiting")
 	out.Flush()
-	h, err = l.Lock(ctx, cfg.key)
+	h, err := l.Lock(ctx, cfg.key)
 	t := time.Now().UnixNano()
 	if err != nil {
 		fmt.Fprintf(out, "error %v\n", err)

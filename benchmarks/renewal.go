@@ -42,26 +42,43 @@ func (h *rtCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 
 func (h *rtCounter) roundTrips() int64 { return h.single.Load() + h.pipelines.Load() }
 
-// scriptCalls sums the calls of the script commands (EVAL, EVALSHA, their
-// _RO forms, FCALL) in INFO commandstats. Every library here renews with a
-// script; commands that scripts run inside are counted apart by Redis and
-// left out.
-func scriptCalls(ctx context.Context, c *redis.Client) (int64, error) {
+// commandStats returns the calls per command of INFO commandstats.
+func commandStats(ctx context.Context, c *redis.Client) (map[string]int64, error) {
 	info, err := c.Info(ctx, "commandstats").Result()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var total int64
+	m := map[string]int64{}
 	for _, line := range strings.Split(info, "\n") {
 		name, v, ok := strings.Cut(line, ":calls=")
-		if !ok || !(strings.HasPrefix(name, "cmdstat_eval") || strings.HasPrefix(name, "cmdstat_fcall")) {
+		if !ok {
 			continue
 		}
 		v, _, _ = strings.Cut(v, ",")
 		n, _ := strconv.ParseInt(v, 10, 64)
-		total += n
+		m[strings.TrimPrefix(name, "cmdstat_")] = n
 	}
-	return total, nil
+	return m, nil
+}
+
+// scripts sums the calls of the script commands (EVAL, EVALSHA, their _RO
+// forms, FCALL). Every library here renews and (but redsync) acquires with
+// a script; commands run inside scripts are counted apart by Redis and
+// left out.
+func scripts(m map[string]int64) int64 {
+	var n int64
+	for k, v := range m {
+		if strings.HasPrefix(k, "eval") || strings.HasPrefix(k, "fcall") {
+			n += v
+		}
+	}
+	return n
+}
+
+// scriptCalls returns scripts(commandStats(c)).
+func scriptCalls(ctx context.Context, c *redis.Client) (int64, error) {
+	m, err := commandStats(ctx, c)
+	return scripts(m), err
 }
 
 func cpuTime() time.Duration {

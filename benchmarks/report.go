@@ -92,10 +92,10 @@ func tables(lr *LayoutResult) []*table {
 	}
 	if len(lr.Handoff) > 0 {
 		t := &table{title: fmt.Sprintf("Handoff: %d processes on one key, hold %.0f µs [%s]", lr.Handoff[0].Procs, lr.Handoff[0].HoldUs, lr.Layout),
-			head: []string{"library", "config", "handoffs", "gap p50 µs", "gap p99 µs", "p50/RTT", "from return p50 µs", "grants/s", "overlaps"},
+			head: []string{"library", "config", "handoffs", "gap p50 µs", "gap p99 µs", "p50/RTT", "from return p50 µs", "release µs", "grants/s", "scripts/grant", "overlaps"},
 			note: "gap: from the holder's release call to the next holder's (another process) acquire returning; \"from return\": from the release returning."}
 		for _, r := range lr.Handoff {
-			t.add(r.Lib, r.Config, fmt.Sprint(r.Handoffs), f1(r.P50us), f1(r.P99us), f2(r.Ratio), f1(r.RetP50us), f0(r.PerSec), fmt.Sprint(r.Violations))
+			t.add(r.Lib, r.Config, fmt.Sprint(r.Handoffs), f1(r.P50us), f1(r.P99us), f2(r.Ratio), f1(r.RetP50us), f1(r.ReleaseP50), f0(r.PerSec), f1(r.ScriptsPerGrant), fmt.Sprint(r.Violations))
 		}
 		out = append(out, t)
 	}

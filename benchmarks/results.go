@@ -34,6 +34,7 @@ type LayoutResult struct {
 type PairSample struct {
 	Pairs         int     `json:"pairs"`
 	Busy          int     `json:"busy"`
+	Errors        int     `json:"errors"`
 	Seconds       float64 `json:"seconds"`
 	PairsPerSec   float64 `json:"pairs_per_s"`
 	P50us         float64 `json:"p50_us"`
@@ -57,20 +58,24 @@ type PairRow struct {
 
 // HandoffSample is one handoff block.
 type HandoffSample struct {
-	Handoffs    int     `json:"handoffs"`
-	Self        int     `json:"self_reacquires"`
-	Violations  int     `json:"overlaps"`
-	Errors      int     `json:"errors"`
-	Seconds     float64 `json:"seconds"`
-	PerSec      float64 `json:"grants_per_s"`
-	P50us       float64 `json:"gap_from_release_call_p50_us"`
-	P99us       float64 `json:"gap_from_release_call_p99_us"`
-	RetP50us    float64 `json:"gap_from_release_return_p50_us"`
-	RetP99us    float64 `json:"gap_from_release_return_p99_us"`
-	RTTus       float64 `json:"rtt_us"`
-	Ratio       float64 `json:"p50_over_rtt"`
-	ReleaseP50  float64 `json:"release_call_p50_us"`
-	AcquireHits int     `json:"-"`
+	Handoffs   int     `json:"handoffs"`
+	Self       int     `json:"self_reacquires"`
+	Violations int     `json:"overlaps"`
+	Errors     int     `json:"errors"`
+	Seconds    float64 `json:"seconds"`
+	PerSec     float64 `json:"grants_per_s"`
+	P50us      float64 `json:"gap_from_release_call_p50_us"`
+	P99us      float64 `json:"gap_from_release_call_p99_us"`
+	RetP50us   float64 `json:"gap_from_release_return_p50_us"`
+	RetP99us   float64 `json:"gap_from_release_return_p99_us"`
+	RTTus      float64 `json:"rtt_us"`
+	Ratio      float64 `json:"p50_over_rtt"`
+	ReleaseP50 float64 `json:"release_call_p50_us"`
+	// Server work per grant: script calls (acquire attempts, releases,
+	// renewals) and every command Redis counted, scripts' inner ones
+	// included.
+	ScriptsPerGrant  float64            `json:"scripts_per_grant"`
+	CommandsPerGrant map[string]float64 `json:"commands_per_grant,omitempty"`
 }
 
 // HandoffRow is one library in the handoff scenario.

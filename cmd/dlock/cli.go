@@ -212,13 +212,37 @@ func (b *backendFlags) check(c *command) (rawURL string, code int) {
 	if rawURL == "" {
 		return "", c.usageError("no backend: pass --url or set DLOCK_URL (for example redis://127.0.0.1:6379)")
 	}
-	return rawURL, 0
+	return b.fold(rawURL), 0
 }
 
-// options are the lease options the flags ask for; zero fields keep the
-// URL's settings. Failing renewals are reported with logf.
+// fold returns rawURL with --ttl and --owner, if given, as its ttl and
+// owner parameters. They could be per-call [dlock.Options] instead, but a
+// per-call TTL makes dlock derive the renewal interval and drift from it
+// anew, dropping any renew= or drift= the URL sets; in the URL they are
+// all settings of the Locker, resolved together.
+func (b *backendFlags) fold(rawURL string) string {
+	if b.ttl == 0 && b.owner == "" {
+		return rawURL
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL // dlock.Open reports it, redacted
+	}
+	q := u.Query()
+	if b.ttl != 0 {
+		q.Set("ttl", b.ttl.String())
+	}
+	if b.owner != "" {
+		q.Set("owner", b.owner)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// options are the lease options of run and elect: failing renewals are
+// reported with logf.
 func (b *backendFlags) options(logf func(string, ...any)) *dlock.Options {
-	return &dlock.Options{TTL: b.ttl, Owner: b.owner, Observer: &renewalLogger{logf: logf}}
+	return &dlock.Options{Observer: &renewalLogger{logf: logf}}
 }
 
 // renewalLogger reports failing renewals: they come before a loss, and say
@@ -324,23 +348,18 @@ func urlSetting(rawURL, name string) string {
 	return u.Query().Get(name)
 }
 
-// effectiveTTL is the lease TTL the flags and the URL give, for messages.
-func effectiveTTL(b *backendFlags, rawURL string) time.Duration {
-	if b.ttl > 0 {
-		return b.ttl
-	}
+// effectiveTTL is the lease TTL that the URL, with the flags folded in,
+// gives; for messages.
+func effectiveTTL(rawURL string) time.Duration {
 	if d, err := time.ParseDuration(urlSetting(rawURL, "ttl")); err == nil && d > 0 {
 		return d
 	}
 	return dlock.DefaultTTL
 }
 
-// effectiveOwner is the holder name the flags and the URL give, or the
-// library's default, host:pid.
-func effectiveOwner(b *backendFlags, rawURL string) string {
-	if b.owner != "" {
-		return b.owner
-	}
+// effectiveOwner is the holder name that the URL, with the flags folded
+// in, gives, or the library's default, host:pid.
+func effectiveOwner(rawURL string) string {
 	if o := urlSetting(rawURL, "owner"); o != "" {
 		return o
 	}

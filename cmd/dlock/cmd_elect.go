@@ -99,7 +99,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 
 	cmd := commandString(argv)
 	opts := b.options(logf)
-	opts.Owner = effectiveOwner(&b, rawURL)
+	opts.Owner = effectiveOwner(rawURL)
 	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
 		Lease: opts,
 		OnLeader: func(h dlock.Holder) {
@@ -120,7 +120,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 			}
 		},
 	})
-	logf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), opts.Owner, effectiveTTL(&b, rawURL))
+	logf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), opts.Owner, effectiveTTL(rawURL))
 	err := e.Run(ctx, func(lctx context.Context, lease *dlock.Lease) error {
 		ch, err := router.start(func() (*child, error) { return startChild(argv, leaseEnv(lease), stdout, stderr) })
 		if err != nil {

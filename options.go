@@ -69,6 +69,8 @@ type settings struct {
 	ttl            time.Duration
 	renew          time.Duration // <= 0: no automatic renewal
 	drift          time.Duration
+	renewSet       bool // renew was set explicitly, not derived from ttl
+	driftSet       bool
 	owner          string
 	retry          RetryStrategy
 	releaseTimeout time.Duration
@@ -105,7 +107,6 @@ func (o *Options) resolve(base *settings) (settings, error) {
 	if in.Drift < 0 {
 		return s, fmt.Errorf("%w: Drift %v is negative", ErrInvalid, in.Drift)
 	}
-	ttlChanged := in.TTL != 0 && in.TTL != s.ttl
 	if in.TTL != 0 {
 		s.ttl = in.TTL
 	}
@@ -115,22 +116,19 @@ func (o *Options) resolve(base *settings) (settings, error) {
 	if s.ttl < MinTTL {
 		return s, fmt.Errorf("%w: TTL %v is below the minimum %v", ErrInvalid, s.ttl, MinTTL)
 	}
-	// Renew interval and drift derive from the TTL unless set explicitly.
-	switch {
-	case in.RenewInterval != 0:
-		s.renew = in.RenewInterval
-	case base == nil || ttlChanged:
-		if base == nil || base.renew > 0 {
-			s.renew = s.ttl / 3
-		}
+	// Renew interval and drift follow the TTL unless set explicitly, here
+	// or in the Locker's options.
+	if in.RenewInterval != 0 {
+		s.renew, s.renewSet = in.RenewInterval, true
+	} else if !s.renewSet {
+		s.renew = s.ttl / 3
 	}
 	if s.renew >= s.ttl {
 		return s, fmt.Errorf("%w: RenewInterval %v is not below TTL %v", ErrInvalid, s.renew, s.ttl)
 	}
-	switch {
-	case in.Drift != 0:
-		s.drift = in.Drift
-	case base == nil || ttlChanged:
+	if in.Drift != 0 {
+		s.drift, s.driftSet = in.Drift, true
+	} else if !s.driftSet {
 		s.drift = s.ttl/100 + 2*time.Millisecond
 	}
 	if s.drift >= s.ttl {

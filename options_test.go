@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dlock-go/dlock"
@@ -81,4 +82,26 @@ func TestRetryStrategies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCallTTLKeepsExplicitOptions: a per-call TTL rescales what derives from
+// the TTL (renewal, drift) but keeps what the Locker set explicitly.
+func TestCallTTLKeepsExplicitOptions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := memdriver.New(&dlock.Options{Drift: 400 * time.Millisecond})
+		defer l.Close()
+		start := time.Now()
+		lease, err := l.Acquire(t.Context(), "k", &dlock.Options{TTL: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Release(t.Context())
+		if got, want := lease.ValidUntil().Sub(start), 1600*time.Millisecond; got != want {
+			t.Errorf("lease valid for %v; want %v: TTL 2s from the call minus the Locker's explicit 400ms drift", got, want)
+		}
+		time.Sleep(700 * time.Millisecond) // renewal every 2s/3 moves the deadline
+		if got, want := lease.ValidUntil().Sub(start), 666*time.Millisecond+1600*time.Millisecond; got < want-time.Millisecond || got > want+time.Millisecond {
+			t.Errorf("after one renewal lease valid for %v from start; want about %v", got, want)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"strconv"
@@ -180,10 +181,12 @@ func (c *command) errorf(code int, format string, args ...any) int {
 
 // backendFlags are the flags every command that talks to a backend has.
 type backendFlags struct {
-	url   string
-	key   string
-	ttl   time.Duration
-	owner string
+	url       string
+	key       string
+	ttl       time.Duration
+	owner     string
+	logFormat string
+	verbose   bool
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet, withKey, withTTL bool) {
@@ -194,13 +197,53 @@ func (b *backendFlags) register(fs *flag.FlagSet, withKey, withTTL bool) {
 	if withTTL {
 		fs.DurationVar(&b.ttl, "ttl", 0, "lease time to live: how long others wait if this machine dies\n(default 15s, or the URL's ttl parameter)")
 		fs.StringVar(&b.owner, "owner", "", "name recorded as the holder (default host:pid)")
+		fs.StringVar(&b.logFormat, "log-format", "text", "how dlock's messages on stderr look: `text` or json")
+		fs.BoolVar(&b.verbose, "verbose", false, "also log every lock event: attempts, grants, renewals, releases")
 	}
+}
+
+// logger returns the function that prints dlock's messages on stderr, each
+// with a timestamp, and the same destination as a slog.Logger for the
+// library's own warnings.
+func (b *backendFlags) logger(name string, stderr io.Writer) (logf func(string, ...any), log *slog.Logger) {
+	level := slog.LevelInfo
+	if b.verbose {
+		level = slog.LevelDebug
+	}
+	var mu sync.Mutex
+	w := lockedWriter{&mu, stderr}
+	if b.logFormat == "json" {
+		log = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})).With("cmd", "dlock "+name)
+		return func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }, log
+	}
+	log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	return func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(stderr, "%s dlock %s: %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), name, fmt.Sprintf(format, args...))
+	}, log
+}
+
+// lockedWriter serializes writes, so log lines from several goroutines do
+// not interleave.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // check validates the flags and returns the backend URL.
 func (b *backendFlags) check(c *command) (rawURL string, code int) {
 	if b.key == "" && c.fs.Lookup("key") != nil {
 		return "", c.usageError("missing --key")
+	}
+	if b.logFormat != "text" && b.logFormat != "json" && c.fs.Lookup("log-format") != nil {
+		return "", c.usageError("--log-format %q: want text or json", b.logFormat)
 	}
 	if flagSet(c.fs, "ttl") && b.ttl < dlock.MinTTL {
 		return "", c.usageError("--ttl %v: must be at least %v", b.ttl, dlock.MinTTL)
@@ -216,10 +259,8 @@ func (b *backendFlags) check(c *command) (rawURL string, code int) {
 }
 
 // fold returns rawURL with --ttl and --owner, if given, as its ttl and
-// owner parameters. They could be per-call [dlock.Options] instead, but a
-// per-call TTL makes dlock derive the renewal interval and drift from it
-// anew, dropping any renew= or drift= the URL sets; in the URL they are
-// all settings of the Locker, resolved together.
+// owner parameters, so that they are settings of the Locker like the
+// URL's own and messages can read them back from one place.
 func (b *backendFlags) fold(rawURL string) string {
 	if b.ttl == 0 && b.owner == "" {
 		return rawURL
@@ -240,9 +281,10 @@ func (b *backendFlags) fold(rawURL string) string {
 }
 
 // options are the lease options of run and elect: failing renewals are
-// reported with logf.
-func (b *backendFlags) options(logf func(string, ...any)) *dlock.Options {
-	return &dlock.Options{Observer: &renewalLogger{logf: logf}}
+// reported with logf, the library warns on log, and with --verbose every
+// event is logged.
+func (b *backendFlags) options(logf func(string, ...any), log *slog.Logger) *dlock.Options {
+	return &dlock.Options{Observer: &renewalLogger{logf: logf, log: log}, Logger: log}
 }
 
 // renewalLogger reports failing renewals: they come before a loss, and say
@@ -251,12 +293,21 @@ func (b *backendFlags) options(logf func(string, ...any)) *dlock.Options {
 // flood the log.
 type renewalLogger struct {
 	logf func(string, ...any)
+	log  *slog.Logger // events at debug level, for --verbose
 
 	mu       sync.Mutex
 	failures int
 }
 
-func (r *renewalLogger) Observe(_ context.Context, e dlock.Event) {
+func (r *renewalLogger) Observe(ctx context.Context, e dlock.Event) {
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		attrs := []slog.Attr{slog.String("event", e.Kind.String()), slog.String("key", e.Key),
+			slog.String("owner", e.Owner), slog.Uint64("fence", e.Fence), slog.Duration("duration", e.Duration)}
+		if e.Err != nil {
+			attrs = append(attrs, slog.Any("err", e.Err))
+		}
+		r.log.LogAttrs(ctx, slog.LevelDebug, "dlock: lock event", attrs...)
+	}
 	switch e.Kind {
 	case dlock.EventRefreshed, dlock.EventRefreshFailed:
 	default:

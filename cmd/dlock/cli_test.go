@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -245,4 +246,37 @@ func TestRunKilledTakesCommandAlong(t *testing.T) {
 	p.cmd.Process.Kill()
 	p.wait(t, 10*time.Second)
 	waitFor(t, 5*time.Second, "the command to die with dlock", func() bool { return processGone(pid) })
+}
+
+// TestLogFormats: --log-format json writes one JSON object per line,
+// --verbose adds every lock event, and neither shows the lease's token.
+func TestLogFormats(t *testing.T) {
+	code, stdout, stderr := runInProcess("run", "--url", "mem://", "--key", "k", "--log-format", "json", "--verbose",
+		"--", "sh", "-c", `echo "$DLOCK_TOKEN"`)
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	token := strings.TrimSpace(stdout)
+	if token == "" {
+		t.Fatal("the command did not get DLOCK_TOKEN")
+	}
+	var events []string
+	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("stderr line %q is not JSON: %v", line, err)
+		}
+		if ev, ok := rec["event"].(string); ok {
+			events = append(events, ev)
+		}
+	}
+	if strings.Join(events, " ") != "granted released" {
+		t.Errorf("--verbose logged events %v; want [granted released]", events)
+	}
+	if strings.Contains(stderr, token) {
+		t.Errorf("the log shows the token:\n%s", stderr)
+	}
+	if code, _, stderr := runInProcess("run", "--url", "mem://", "--key", "k", "--", "true"); code != 0 || stderr != "" {
+		t.Errorf("without --verbose: exit %d, stderr %q; want 0 and nothing logged", code, stderr)
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/dlock-go/dlock"
@@ -79,12 +78,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	if *grace < 0 {
 		return c.usageError("--grace %v: must not be negative", *grace)
 	}
-	var logMu sync.Mutex
-	logf := func(format string, args ...any) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		fmt.Fprintf(stderr, "%s dlock elect: %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), fmt.Sprintf(format, args...))
-	}
+	logf, log := b.logger("elect", stderr)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -98,7 +92,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	defer l.Close()
 
 	cmd := commandString(argv)
-	opts := b.options(logf)
+	opts := b.options(logf, log)
 	opts.Owner = effectiveOwner(rawURL)
 	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
 		Lease: opts,

@@ -107,9 +107,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if *grace < 0 {
 		return c.usageError("--grace %v: must not be negative", *grace)
 	}
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(stderr, "dlock run: %s\n", fmt.Sprintf(format, args...))
-	}
+	logf, log := b.logger("run", stderr)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -122,7 +120,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	defer l.Close()
 
-	lease, err := acquire(ctx, l, b.key, b.options(logf), wait, func() {
+	lease, err := acquire(ctx, l, b.key, b.options(logf, log), wait, func() {
 		limit := "until it is free"
 		if !wait.forever {
 			limit = "up to " + wait.d.String()

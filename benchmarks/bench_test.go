@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 		addrs = append(addrs, s.addr)
 	}
 	benchEnv = env{main: addrs[0], nodes: addrs[1:]}
+	for _, s := range servers {
+		serverPIDs = append(serverPIDs, s.cmd.Process.Pid)
+	}
 	code := m.Run()
 	stopServers(servers)
 	os.RemoveAll(dir)
@@ -64,6 +67,7 @@ func benchPairs(b *testing.B, specs []libSpec) {
 				h.Release(ctx)
 			}
 			b.ReportAllocs()
+			srv0, cli0 := serverCPU(), cpuTime()
 			i := 0
 			for b.Loop() {
 				i++
@@ -75,6 +79,8 @@ func benchPairs(b *testing.B, specs []libSpec) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(serverCPU()-srv0)/float64(i), "server-cpu-ns/op")
+			b.ReportMetric(float64(cpuTime()-cli0)/float64(i), "client-cpu-ns/op")
 		})
 	}
 }

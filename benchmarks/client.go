@@ -69,6 +69,9 @@ func runClient(ctx context.Context, cfg *config) error {
 		defer rc.Close()
 		c.all = append(c.all, rc)
 	}
+	for _, rc := range c.all {
+		watchServer(ctx, rc)
+	}
 	c.res = &LayoutResult{Layout: cfg.layout, GOMAXPROCS: runtime.GOMAXPROCS(0), ClientCPU: affinity()}
 
 	for _, sc := range scenarioNames() {
@@ -79,7 +82,7 @@ func runClient(ctx context.Context, cfg *config) error {
 		var err error
 		switch sc {
 		case scPairNew, scPairSame, scPair32:
-			err = c.pairScenario(ctx, sc, filterLibs(singleNode(), cfg.libs, nil))
+			err = c.pairScenario(ctx, sc, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Config != "pub/sub" }))
 		case scRedlock:
 			specs := filterLibs(singleNode(), "", func(s libSpec) bool { return s.Name == libDlock && s.Config == cfgBest })
 			if len(c.e.nodes) >= 3 {
@@ -90,7 +93,7 @@ func runClient(ctx context.Context, cfg *config) error {
 			}
 			err = c.pairScenario(ctx, sc, specs)
 		case scHandoff:
-			err = c.handoffScenario(ctx, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Name != libMinimal }))
+			err = c.handoffScenario(ctx, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Name != libMinimal || s.Config == "pub/sub" }))
 		case scKilled:
 			err = c.killedScenario(ctx, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Name != libMinimal }))
 		case scRenewal:
@@ -187,6 +190,7 @@ func measurePairs(ctx context.Context, l lib, keys keyFunc, goroutines int, dur 
 	var ms0, ms1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
+	srv0, cli0 := serverCPU(), cpuTime()
 	t0 := time.Now()
 	stop := t0.Add(dur)
 	var wg sync.WaitGroup
@@ -227,6 +231,7 @@ func measurePairs(ctx context.Context, l lib, keys keyFunc, goroutines int, dur 
 	}
 	wg.Wait()
 	elapsed := time.Since(t0)
+	srv1, cli1 := serverCPU(), cpuTime()
 	runtime.ReadMemStats(&ms1)
 	var all []int64
 	var s PairSample
@@ -246,6 +251,8 @@ func measurePairs(ctx context.Context, l lib, keys keyFunc, goroutines int, dur 
 	s.P50us = us(quantile(all, 0.5))
 	s.P99us = us(quantile(all, 0.99))
 	if s.Pairs > 0 {
+		s.ServerCPUus = usDur(srv1-srv0) / float64(s.Pairs)
+		s.ClientCPUus = usDur(cli1-cli0) / float64(s.Pairs)
 		s.AllocsPerPair = float64(ms1.Mallocs-ms0.Mallocs) / float64(s.Pairs)
 		s.BytesPerPair = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(s.Pairs)
 	}
@@ -327,6 +334,8 @@ func medianPairs(ss []PairSample) PairSample {
 		P99us:         medianOf(ss, func(s PairSample) float64 { return s.P99us }),
 		AllocsPerPair: medianOf(ss, func(s PairSample) float64 { return s.AllocsPerPair }),
 		BytesPerPair:  medianOf(ss, func(s PairSample) float64 { return s.BytesPerPair }),
+		ServerCPUus:   medianOf(ss, func(s PairSample) float64 { return s.ServerCPUus }),
+		ClientCPUus:   medianOf(ss, func(s PairSample) float64 { return s.ClientCPUus }),
 		RTTus:         medianOf(ss, func(s PairSample) float64 { return s.RTTus }),
 		Ratio:         medianOf(ss, func(s PairSample) float64 { return s.Ratio }),
 	}
@@ -372,4 +381,45 @@ func (c *client) profileDlock(ctx context.Context) error {
 	}
 	defer m.Close()
 	return pprof.Lookup("allocs").WriteTo(m, 0)
+}
+
+// serverPIDs are the redis-server processes whose CPU time the pair
+// scenarios count.
+var serverPIDs []int
+
+// watchServer adds the server behind rc to serverPIDs (same host).
+func watchServer(ctx context.Context, rc *redis.Client) {
+	info, err := rc.Info(ctx, "server").Result()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			if pid, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				serverPIDs = append(serverPIDs, pid)
+			}
+		}
+	}
+}
+
+// serverCPU returns the CPU time the servers have used, from the
+// scheduler's accounting of every thread (/proc/PID/task/TID/schedstat,
+// in ns): unlike their own latency figures, it leaves out the time they
+// waited for a CPU.
+func serverCPU() time.Duration {
+	var total int64
+	for _, pid := range serverPIDs {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+			if err != nil {
+				continue
+			}
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				total += n
+			}
+		}
+	}
+	return time.Duration(total)
 }

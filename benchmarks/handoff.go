@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -216,7 +217,11 @@ func runContender(ctx context.Context, cfg *config) error {
 			continue
 		}
 		mine := sh.granted()
-		time.Sleep(cfg.hold)
+		// Hold for a time drawn uniformly from [hold/2, 3·hold/2]: with
+		// a fixed hold, a poller whose interval matches it (a 1 ms
+		// backoff against a 1 ms hold) falls into step with the holder
+		// and polls just as it releases, flattering polling.
+		time.Sleep(time.Duration((0.5 + rand.Float64()) * float64(cfg.hold)))
 		rc := monoNow()
 		err = h.Release(context.WithoutCancel(ctx))
 		rr := monoNow()

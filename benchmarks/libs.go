@@ -112,8 +112,10 @@ const defaultTTL = dlock.DefaultTTL
 var minimalRelease = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
 
 type minimalLib struct {
-	c   *redis.Client
-	ttl time.Duration
+	c      *redis.Client
+	ttl    time.Duration
+	notify bool          // Lock waits for a PUBLISH from Release
+	poll   time.Duration // Lock's retry interval (its cap with notify)
 }
 
 type minimalLock struct {
@@ -133,7 +135,19 @@ func (m *minimalLib) TryLock(ctx context.Context, key string) (releaser, error) 
 	return &minimalLock{m, key, token}, nil
 }
 
+// Lock waits for key: with notify, woken by a PUBLISH from the release
+// (subscribed before the first attempt, on a connection of its own);
+// without, polling every millisecond.
 func (m *minimalLib) Lock(ctx context.Context, key string) (releaser, error) {
+	var released <-chan *redis.Message
+	if m.notify {
+		ps := m.c.Subscribe(ctx, key+":released")
+		defer ps.Close()
+		if _, err := ps.Receive(ctx); err != nil { // the confirmation
+			return nil, err
+		}
+		released = ps.Channel()
+	}
 	for {
 		r, err := m.TryLock(ctx, key)
 		if !errors.Is(err, errBusy) {
@@ -142,7 +156,8 @@ func (m *minimalLib) Lock(ctx context.Context, key string) (releaser, error) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(time.Millisecond):
+		case <-released:
+		case <-time.After(m.poll):
 		}
 	}
 }
@@ -150,12 +165,20 @@ func (m *minimalLib) Lock(ctx context.Context, key string) (releaser, error) {
 func (m *minimalLib) Close() error { return m.c.Close() }
 
 func (l *minimalLock) Release(ctx context.Context) error {
-	n, err := minimalRelease.Run(ctx, l.l.c, []string{l.key}, l.token).Int64()
+	var n int64
+	var err error
+	if l.l.notify {
+		n, err = minimalReleaseNotify.Run(ctx, l.l.c, []string{l.key}, l.token).Int64()
+	} else {
+		n, err = minimalRelease.Run(ctx, l.l.c, []string{l.key}, l.token).Int64()
+	}
 	if err == nil && n != 1 {
 		err = errors.New("minimal: not held")
 	}
 	return err
 }
+
+var minimalReleaseNotify = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then redis.call("del", KEYS[1]) redis.call("publish", KEYS[1] .. ":released", "") return 1 else return 0 end`)
 
 // ---- dlock ----
 
@@ -419,7 +442,12 @@ func singleNode() []libSpec {
 		{Name: libMinimal, Config: "baseline", Nodes: 1, keys: plainKey,
 			Options: "SET key token NX PX ttl; release: EVALSHA of GET==token → DEL; 128-bit token from crypto/rand; " + bestClientText,
 			open: func(e env) (lib, error) {
-				return &minimalLib{c: goRedis(e.main, true, e.hookFor(e.main)), ttl: e.ttlOr(defaultTTL)}, nil
+				return &minimalLib{c: goRedis(e.main, true, e.hookFor(e.main)), ttl: e.ttlOr(defaultTTL), poll: time.Millisecond}, nil
+			}},
+		{Name: libMinimal, Config: "pub/sub", Nodes: 1, keys: plainKey,
+			Options: "the minimal lock whose release script also PUBLISHes, and whose waiters SUBSCRIBE (a connection each) and retry on the message: the notification floor for the handoff",
+			open: func(e env) (lib, error) {
+				return &minimalLib{c: goRedis(e.main, true, e.hookFor(e.main)), ttl: e.ttlOr(defaultTTL), notify: true, poll: time.Second}, nil
 			}},
 		{Name: libDlock, Config: cfgDefaults, Nodes: 1, keys: dlockKeys,
 			Options: "redisdriver.New(plain go-redis client, nil): TTL 15s, renewal every TTL/3, fences on, pub/sub wake-ups",

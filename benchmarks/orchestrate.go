@@ -120,6 +120,15 @@ func orchestrate(ctx context.Context, cfg *config) error {
 			return err
 		}
 	}
+	// Scenario errors fail the command (CI's smoke run relies on it);
+	// missed targets do not: they are results.
+	n := 0
+	for _, lr := range res.Layouts {
+		n += len(lr.Errors)
+	}
+	if n > 0 {
+		return fmt.Errorf("%d scenario errors (see above)", n)
+	}
 	return nil
 }
 

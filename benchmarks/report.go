@@ -80,13 +80,13 @@ func tables(lr *LayoutResult) []*table {
 		}
 		ref, refName := refRow(rows, sc)
 		t := &table{title: fmt.Sprintf("%s [%s]", scenarioTitles[sc], lr.Layout),
-			head: []string{"library", "config", "pairs/s", "p50 µs", "p99 µs", "p50/RTT", "×" + refName, "allocs/pair"}}
+			head: []string{"library", "config", "pairs/s", "p50 µs", "p99 µs", "p50/RTT", "×" + refName, "allocs/pair", "server CPU µs/pair", "client CPU µs/pair"}}
 		for _, r := range rows {
 			rel := "-"
 			if ref != nil && ref.P50us > 0 {
 				rel = f2(r.P50us / ref.P50us)
 			}
-			t.add(libName(r.Lib, r.Nodes), r.Config, f0(r.PairsPerSec), f1(r.P50us), f1(r.P99us), f2(r.Ratio), rel, f1(r.AllocsPerPair))
+			t.add(libName(r.Lib, r.Nodes), r.Config, f0(r.PairsPerSec), f1(r.P50us), f1(r.P99us), f2(r.Ratio), rel, f1(r.AllocsPerPair), f1(r.ServerCPUus), f1(r.ClientCPUus))
 		}
 		out = append(out, t)
 	}
@@ -238,13 +238,16 @@ func checkTargets(res *Results) []Target {
 			}
 		}
 		// Handoff.
-		var dh, ph *HandoffRow
+		var dh, ph, floor *HandoffRow
 		for _, r := range lr.Handoff {
-			if r.Lib == libDlock {
+			switch {
+			case r.Lib == libMinimal:
+				floor = r
+			case r.Lib == libDlock:
 				if dh == nil || r.P50us < dh.P50us {
 					dh = r
 				}
-			} else if ph == nil || r.P50us < ph.P50us {
+			case ph == nil || r.P50us < ph.P50us:
 				ph = r
 			}
 		}
@@ -253,6 +256,9 @@ func checkTargets(res *Results) []Target {
 			if ph != nil {
 				r := dh.P50us / ph.P50us
 				add("handoff: dlock gap p50 ≤ 0.75× best peer", r <= 0.75, "%.1f µs vs %s (%s) %.1f µs = %.2f×", dh.P50us, ph.Lib, ph.Config, ph.P50us, r)
+			}
+			if floor != nil {
+				add("handoff: (for reference) minimal pub/sub lock gap p50", true, "%.1f µs = %.2f× RTT; dlock %.2f× of it", floor.P50us, floor.Ratio, dh.P50us/floor.P50us)
 			}
 		}
 		// Holder killed.

@@ -41,8 +41,12 @@ type PairSample struct {
 	P99us         float64 `json:"p99_us"`
 	AllocsPerPair float64 `json:"allocs_per_pair"`
 	BytesPerPair  float64 `json:"bytes_per_pair"`
-	RTTus         float64 `json:"rtt_us"`
-	Ratio         float64 `json:"p50_over_rtt"`
+	// CPU time per pair: of every redis-server (scheduler accounting,
+	// network syscalls included) and of the client process.
+	ServerCPUus float64 `json:"server_cpu_us_per_pair"`
+	ClientCPUus float64 `json:"client_cpu_us_per_pair"`
+	RTTus       float64 `json:"rtt_us"`
+	Ratio       float64 `json:"p50_over_rtt"`
 }
 
 // PairRow is one library in one pair scenario: medians over the repeats.

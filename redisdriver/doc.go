@@ -53,8 +53,9 @@
 //
 // # Keys and Cluster hash tags
 //
-// A lock on KEY is a Redis hash at PREFIX{KEY} with the fields token,
-// owner and fence, and a PEXPIRE of the lease TTL. Its fence key is
+// A lock on KEY is a Redis string at PREFIX{KEY}, "TOKEN\nFENCE\nOWNER",
+// set with SET NX PX and the lease TTL, so that taking a free key costs
+// the server little more than a bare SET NX. Its fence key is
 // PREFIX{KEY}:fence, and releases are published on PREFIX{KEY}:released.
 // The braces make KEY the Cluster hash tag of all three, so they are on one
 // node and one script uses them all. If KEY contains '%', '{' or '}', these

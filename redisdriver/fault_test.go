@@ -180,13 +180,16 @@ func TestFaultWrongType(t *testing.T) {
 	s := redistest.Shared(t)
 	admin := s.Client(t)
 	ctx := testCtx(t)
-	theirs := []string{"dlock:{fault/list}", "dlock:{fault/hash}", "dlock:{fault/fence}:fence"}
+	theirs := []string{"dlock:{fault/list}", "dlock:{fault/hash}", "dlock:{fault/string}", "dlock:{fault/fence}:fence"}
 	admin.Del(ctx, theirs...)
 	t.Cleanup(func() { admin.Del(context.Background(), theirs...) })
 	if err := admin.RPush(ctx, "dlock:{fault/list}", "their", "data").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := admin.HSet(ctx, "dlock:{fault/hash}", "their", "data").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Set(ctx, "dlock:{fault/string}", "their data", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := admin.HSet(ctx, "dlock:{fault/fence}:fence", "their", "data").Err(); err != nil {
@@ -197,7 +200,7 @@ func TestFaultWrongType(t *testing.T) {
 	req := func(key string) driver.Request {
 		return driver.Request{Key: key, Token: "tok", TTL: time.Second, Owner: "test"}
 	}
-	for _, key := range []string{"fault/list", "fault/hash", "fault/fence"} {
+	for _, key := range []string{"fault/list", "fault/hash", "fault/string", "fault/fence"} {
 		_, err := d.Acquire(ctx, req(key))
 		t.Logf("Acquire %s: %v", key, err)
 		if !errors.Is(err, redisdriver.ErrWrongType) {
@@ -209,7 +212,7 @@ func TestFaultWrongType(t *testing.T) {
 			t.Errorf("error is a Lua error blob: %v", err)
 		}
 	}
-	for _, key := range []string{"fault/list", "fault/hash"} {
+	for _, key := range []string{"fault/list", "fault/hash", "fault/string"} {
 		for name, err := range map[string]error{
 			"Refresh": d.Refresh(ctx, key, "tok", time.Second),
 			"Release": d.Release(ctx, key, "tok"),
@@ -227,6 +230,9 @@ func TestFaultWrongType(t *testing.T) {
 	}
 	if v := admin.HGet(ctx, "dlock:{fault/hash}", "their").Val(); v != "data" {
 		t.Errorf("their hash changed: %q", v)
+	}
+	if v := admin.Get(ctx, "dlock:{fault/string}").Val(); v != "their data" {
+		t.Errorf("their string changed: %q", v)
 	}
 	// Through the Locker: a clear error at once, not a retry loop.
 	l := redisdriver.New(s.Client(t), nil)

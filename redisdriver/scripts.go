@@ -4,13 +4,19 @@ import "github.com/redis/go-redis/v9"
 
 // The Lua scripts. Each runs atomically on the node that owns the lock key;
 // every key a script touches shares the lock key's hash tag, so they work on
-// Redis Cluster. A lock is a hash with the fields token, owner and fence,
-// with a PEXPIRE; the fence key is a string holding the last fence granted.
+// Redis Cluster.
 //
-// A key of another type where a lock should be (someone else's data), or a
-// hash without a token field, is reported as a normal reply, {-1, type} or
-// -1, never overwritten: redis.pcall turns the WRONGTYPE error into a value
-// the script can test.
+// A lock is a string "TOKEN\nFENCE\nOWNER" with a PX expiry, set with SET NX
+// so that taking a free key is one command; the fence key is a string
+// holding the last fence granted. The common paths stay short because the
+// server's time per script, not the round trip, is what a lock costs beyond
+// a bare SET NX: acquiring a free key is TIME, GET, SET NX, SET; refreshing
+// is GET, PEXPIRE; releasing is GET, DEL, PUBLISH.
+//
+// A key of another type where a lock should be, or a string that is not in
+// the lock format (someone else's data), is reported as a normal reply,
+// {-1, type} or -1, never overwritten: redis.pcall turns the WRONGTYPE
+// error into a value the script can test.
 //
 // Fences are microseconds since the epoch, below 2^53 until the year 2255,
 // so Lua's doubles hold them exactly; string.format('%.0f') prints them
@@ -22,54 +28,60 @@ import "github.com/redis/go-redis/v9"
 // TTL reset); {0, pttl} held by another token; {-1, type} the lock key holds
 // other data; {-2, type} the fence key holds other data.
 var acquireScript = redis.NewScript(`
-local h = redis.pcall('HMGET', KEYS[1], 'token', 'fence')
-if h.err then return {-1, redis.call('TYPE', KEYS[1]).ok} end
-if h[1] then
-  if h[1] == ARGV[1] then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return {1, h[2]}
-  end
-  return {0, redis.call('PTTL', KEYS[1])}
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 'hash'} end
-local last = redis.pcall('GET', KEYS[2])
-if type(last) == 'table' and last.err then return {-2, redis.call('TYPE', KEYS[2]).ok} end
 local t = redis.call('TIME')
 local f = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if last then
-  local l = tonumber(last)
-  if l and l >= f then f = l + 1 end
-end
+local last = redis.pcall('GET', KEYS[2])
+if type(last) == 'table' then return {-2, redis.call('TYPE', KEYS[2]).ok} end
+last = tonumber(last)
+if last and last >= f then f = last + 1 end
 local fs = string.format('%.0f', f)
-redis.call('HSET', KEYS[1], 'token', ARGV[1], 'owner', ARGV[3], 'fence', fs)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[2], fs, 'PX', ARGV[4])
-return {1, fs}
+if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. fs .. '\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
+  redis.call('SET', KEYS[2], fs, 'PX', ARGV[4])
+  return {1, fs}
+end
+local v = redis.pcall('GET', KEYS[1])
+if type(v) == 'table' then return {-1, redis.call('TYPE', KEYS[1]).ok} end
+local i = string.find(v, '\n', 1, true)
+local j = i and string.find(v, '\n', i + 1, true)
+if not j then return {-1, 'string'} end
+if string.sub(v, 1, i - 1) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, string.sub(v, i + 1, j - 1)}
+end
+return {0, redis.call('PTTL', KEYS[1])}
 `)
+
+// holderOf, prepended to the scripts below, reads the lock KEYS[1]: it
+// returns the whole value and the end of its token, nil if the key is
+// free, or false if it holds other data.
+const holderOf = `
+local function holder()
+  local v = redis.pcall('GET', KEYS[1])
+  if type(v) == 'table' then return false end
+  if not v then return nil end
+  local i = string.find(v, '\n', 1, true)
+  if not i or not string.find(v, '\n', i + 1, true) then return false end
+  return v, i
+end
+`
 
 // refreshScript resets KEYS[1]'s TTL to ARGV[2] ms if ARGV[1] holds it.
 // Reply: 1 done; 0 not held by the token; -1 the key holds other data.
-var refreshScript = redis.NewScript(`
-local t = redis.pcall('HGET', KEYS[1], 'token')
-if type(t) == 'table' and t.err then return -1 end
-if t == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not t and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-return 0
+var refreshScript = redis.NewScript(holderOf + `
+local v, i = holder()
+if v == false then return -1 end
+if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 `)
 
 // releaseScript deletes KEYS[1] if ARGV[1] holds it and publishes an empty
 // message on channel ARGV[3] with command ARGV[2] (PUBLISH, or SPUBLISH on
 // Cluster). Reply as refreshScript's.
-var releaseScript = redis.NewScript(`
-local t = redis.pcall('HGET', KEYS[1], 'token')
-if type(t) == 'table' and t.err then return -1 end
-if t ~= ARGV[1] then
-  if not t and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-  return 0
-end
+var releaseScript = redis.NewScript(holderOf + `
+local v, i = holder()
+if v == false then return -1 end
+if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call(ARGV[2], ARGV[3], '')
 return 1
@@ -77,35 +89,31 @@ return 1
 
 // inspectScript reports KEYS[1]'s holder. Reply: {1, owner, fence, pttl};
 // {0} free; {-1, type} the key holds other data.
-var inspectScript = redis.NewScript(`
-local h = redis.pcall('HMGET', KEYS[1], 'token', 'owner', 'fence')
-if h.err then return {-1, redis.call('TYPE', KEYS[1]).ok} end
-if not h[1] then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 'hash'} end
-  return {0}
-end
-return {1, h[2] or '', h[3] or '0', redis.call('PTTL', KEYS[1])}
+var inspectScript = redis.NewScript(holderOf + `
+local v, i = holder()
+if v == false then return {-1, redis.call('TYPE', KEYS[1]).ok} end
+if not v then return {0} end
+local j = string.find(v, '\n', i + 1, true)
+return {1, string.sub(v, j + 1), string.sub(v, i + 1, j - 1), redis.call('PTTL', KEYS[1])}
 `)
 
 // raiseFenceScript, if ARGV[1] holds KEYS[1], records ARGV[2] as its fence
 // and raises the fence key KEYS[2] to at least ARGV[2], keeping it for
 // ARGV[3] ms. Reply: 1 done; 0 not held; -1 / -2 as acquireScript's.
-var raiseFenceScript = redis.NewScript(`
-local t = redis.pcall('HGET', KEYS[1], 'token')
-if type(t) == 'table' and t.err then return -1 end
-if t ~= ARGV[1] then
-  if not t and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-  return 0
-end
+var raiseFenceScript = redis.NewScript(holderOf + `
+local v, i = holder()
+if v == false then return -1 end
+if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
 local last = redis.pcall('GET', KEYS[2])
-if type(last) == 'table' and last.err then return -2 end
+if type(last) == 'table' then return -2 end
 local f = tonumber(ARGV[2])
-if not last or not tonumber(last) or tonumber(last) < f then
+if not tonumber(last) or tonumber(last) < f then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 else
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-redis.call('HSET', KEYS[1], 'fence', ARGV[2])
+local j = string.find(v, '\n', i + 1, true)
+redis.call('SET', KEYS[1], string.sub(v, 1, i) .. ARGV[2] .. string.sub(v, j), 'KEEPTTL')
 return 1
 `)
 

@@ -123,6 +123,10 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if err := d.check(); err != nil {
 		return driver.Result{}, err
 	}
+	if strings.Contains(req.Token, "\n") {
+		// The token ends at the first newline of the stored lock.
+		return driver.Result{}, fmt.Errorf("%w: a token with a newline", dlock.ErrInvalid)
+	}
 	lk := d.lockKey(req.Key)
 	keys := []string{lk, fenceKey(lk)}
 	if d.cfg.replicaAcks > 0 {

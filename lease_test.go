@@ -250,3 +250,36 @@ func TestLateGrantRefused(t *testing.T) {
 		}
 	})
 }
+
+// batchCounter counts renewal rounds of a batching driver.
+type batchCounter struct {
+	driver.Locker
+	rounds atomic.Int64
+}
+
+func (b *batchCounter) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
+	b.rounds.Add(1)
+	return b.Locker.(driver.BatchRefresher).RefreshBatch(ctx, reqs)
+}
+
+// TestRenewalsCoalesce: leases acquired at different times end up renewed
+// together, in one batch per renewal interval, not one round each.
+func TestRenewalsCoalesce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		drv := &batchCounter{Locker: memdriver.NewStore().Driver()}
+		l := dlock.New(drv, &dlock.Options{TTL: 3 * time.Second}) // renewed every 1s
+		defer l.Close()
+		for i := range 100 {
+			if _, err := l.TryAcquire(t.Context(), "k"+strconv.Itoa(i), nil); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond) // acquires spread over a whole interval
+		}
+		time.Sleep(5 * time.Second) // let them fall into step
+		before := drv.rounds.Load()
+		time.Sleep(10 * time.Second)
+		if n := drv.rounds.Load() - before; n > 11 {
+			t.Fatalf("%d renewal rounds in 10 intervals for 100 leases; want them batched, about one per interval", n)
+		}
+	})
+}

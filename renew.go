@@ -45,6 +45,7 @@ type renewer struct {
 	mu        sync.Mutex
 	deadlines leaseHeap // every scheduled lease, by deadline
 	renewals  leaseHeap // leases waiting for their next renewal, by time
+	epoch     time.Time // anchors the renewal grid; see onGrid
 	rounds    int       // renewal rounds in flight
 	running   bool      // the loop goroutine is alive
 	pending   []leaseEvent
@@ -71,7 +72,7 @@ func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
 func newRenewer(d driver.Locker, batch driver.BatchRefresher) *renewer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &renewer{
-		drv: d, batch: batch, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
+		drv: d, batch: batch, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), epoch: time.Now(),
 		deadlines: leaseHeap{at: func(le *Lease) time.Time { return le.deadline }, pos: func(le *Lease) *int { return &le.deadlineAt }},
 		renewals:  leaseHeap{at: func(le *Lease) time.Time { return le.nextRenew }, pos: func(le *Lease) *int { return &le.renewAt }},
 	}
@@ -98,7 +99,7 @@ func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence 
 		return le, ErrClosed
 	}
 	heap.Push(&r.deadlines, le)
-	r.scheduleRenewal(le, sent.Add(le.renewEvery))
+	r.scheduleRenewal(le, r.onGrid(le, sent.Add(le.renewEvery)))
 	r.kick()
 	return le, nil
 }
@@ -240,8 +241,28 @@ func (r *renewer) confirmed(le *Lease, sent time.Time, ttl time.Duration) {
 		le.deadline = d
 		heap.Fix(&r.deadlines, le.deadlineAt)
 	}
-	r.scheduleRenewal(le, sent.Add(le.renewEvery))
+	r.scheduleRenewal(le, r.onGrid(le, sent.Add(le.renewEvery)))
 	r.kick()
+}
+
+// onGrid moves a renewal due at at to a grid of the lease's renewal
+// interval, anchored at the renewer's start, so that leases with the same
+// interval are renewed in the same round, in one batch, however their
+// acquires were spread: after one interval they all sit on the grid. The
+// move is at most half an interval early, and late only by half the slack
+// the lease has left before its deadline.
+func (r *renewer) onGrid(le *Lease, at time.Time) time.Time {
+	every := le.renewEvery
+	if every <= 0 {
+		return at
+	}
+	late := min(every/2, (le.ttl-le.drift-every)/2)
+	d := at.Sub(r.epoch) - every/2
+	g := r.epoch.Add((d + every - 1) / every * every)
+	if g.After(at.Add(late)) {
+		return at
+	}
+	return g
 }
 
 // scheduleRenewal plans le's next renewal at at, unless automatic renewal

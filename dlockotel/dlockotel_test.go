@@ -179,10 +179,11 @@ func TestSequence(t *testing.T) {
 		if d := p["dlock.lease.duration"][released]; d.value != 1 || !near(d.sum, hold) {
 			t.Errorf("lease.duration released: %d leases, %.3fs; want w1's, held %v", d.value, d.sum, hold)
 		}
-		// Renewed at 1s and 2s after the grant; the deadline then is
-		// 2s + TTL - drift (32ms) = 4.968s after the grant.
-		if d := p["dlock.lease.duration"][lost]; d.value != 1 || !near(d.sum, 4968*time.Millisecond) {
-			t.Errorf("lease.duration lost: %d leases, %.3fs; want w2's, held 4.968s", d.value, d.sum)
+		// Renewed on the Locker's renewal grid (every 1s from its
+		// start, 0.9s before the grant): 1.1s and 2.1s after the grant;
+		// the deadline then is 2.1s + TTL - drift (32ms) = 5.068s after it.
+		if d := p["dlock.lease.duration"][lost]; d.value != 1 || !near(d.sum, 5068*time.Millisecond) {
+			t.Errorf("lease.duration lost: %d leases, %.3fs; want w2's, held 5.068s", d.value, d.sum)
 		}
 		if n := p["dlock.lease.losses"][base+",error.type=expired"].value; n != 1 {
 			t.Errorf("losses = %d; want 1", n)
@@ -211,7 +212,7 @@ func TestSequence(t *testing.T) {
 			{"dlock.acquire", 0, "not_acquired", "w2", 0, "busy", codes.Unset, seqKey},
 			{"dlock.lease", hold, "released", "w1", s.lease1.Fence(), "", codes.Unset, seqKey},
 			{"dlock.acquire", hold, "granted", "w2", s.lease2.Fence(), "", codes.Unset, seqKey},
-			{"dlock.lease", 4968 * time.Millisecond, "lost", "w2", s.lease2.Fence(), "expired", codes.Error, seqKey},
+			{"dlock.lease", 5068 * time.Millisecond, "lost", "w2", s.lease2.Fence(), "expired", codes.Error, seqKey},
 			{"dlock.acquire", 0, "not_acquired", "w2", 0, "unavailable", codes.Error, "other"},
 		}
 		var got []sdktrace.ReadOnlySpan

@@ -103,9 +103,12 @@ func (d *locker) lockKey(key string) string {
 
 var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
-func fenceKey(lockKey string) string  { return lockKey + ":fence" }
+func fenceKey(lockKey string) string { return lockKey + ":fence" }
+
+// channelOf is where releaseScript announces the release of lockKey.
 func channelOf(lockKey string) string { return lockKey + ":released" }
-func msArg(d time.Duration) int64     { return ceilMS(d) }
+
+func msArg(d time.Duration) int64 { return ceilMS(d) }
 
 // check returns the configuration error, or an error after Close.
 func (d *locker) check() error {
@@ -254,7 +257,7 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 		return err
 	}
 	lk := d.lockKey(key)
-	n, err := releaseScript.Run(ctx, d.client, []string{lk}, token, d.publish, channelOf(lk)).Int64()
+	n, err := releaseScript.Run(ctx, d.client, []string{lk}, token, d.publish).Int64()
 	return d.heldResult("release", key, lk, n, err)
 }
 

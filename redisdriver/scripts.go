@@ -76,14 +76,15 @@ return 1
 `)
 
 // releaseScript deletes KEYS[1] if ARGV[1] holds it and publishes an empty
-// message on channel ARGV[3] with command ARGV[2] (PUBLISH, or SPUBLISH on
-// Cluster). Reply as refreshScript's.
+// message on its channel, KEYS[1]..":released" (see channelOf), with
+// command ARGV[2] (PUBLISH, or SPUBLISH on Cluster). Reply as
+// refreshScript's.
 var releaseScript = redis.NewScript(holderOf + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call(ARGV[2], ARGV[3], '')
+redis.call(ARGV[2], KEYS[1] .. ':released', '')
 return 1
 `)
 

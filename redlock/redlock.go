@@ -174,14 +174,18 @@ func (l *locker) withCapabilities() driver.Locker {
 // bounded by timeout, and returns when every call has returned: no
 // goroutine outlives it. Nodes that ignore their context delay it.
 func (l *locker) round(ctx context.Context, idx []int, timeout time.Duration, fn func(ctx context.Context, i int)) {
-	var wg sync.WaitGroup
-	for _, i := range idx {
-		wg.Go(func() {
-			nctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			fn(nctx, i)
-		})
+	if len(idx) == 0 {
+		return
 	}
+	// The calls start together, so one deadline serves them all; the last
+	// runs in this goroutine.
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, i := range idx[:len(idx)-1] {
+		wg.Go(func() { fn(ctx, i) })
+	}
+	fn(ctx, idx[len(idx)-1])
 	wg.Wait()
 }
 

@@ -110,6 +110,9 @@ type Holder struct {
 	Fence uint64
 	// TTL is the time left before the holder's lock expires.
 	TTL time.Duration
+	// Since is when the holder acquired the key, by the backend's clock;
+	// zero if the backend does not know.
+	Since time.Time
 }
 
 // Inspector is implemented by drivers that can report who holds a key.

@@ -43,6 +43,7 @@ type entry struct {
 	owner   string
 	fence   uint64
 	expires time.Time
+	since   time.Time // when the holder acquired the key
 }
 
 // held reports whether e has an unexpired holder at now, clearing an
@@ -163,7 +164,7 @@ func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	}
 	if e.token == "" {
 		e.last++
-		e.token, e.owner, e.fence = req.Token, req.Owner, e.last
+		e.token, e.owner, e.fence, e.since = req.Token, req.Owner, e.last, now
 	}
 	e.expires = now.Add(req.TTL)
 	return driver.Result{Acquired: true, Fence: e.fence}, nil
@@ -261,7 +262,7 @@ func (c *client) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 	if e == nil || !e.held(now) {
 		return driver.Holder{}, false, nil
 	}
-	return driver.Holder{Owner: e.owner, Fence: e.fence, TTL: e.expires.Sub(now)}, true, nil
+	return driver.Holder{Owner: e.owner, Fence: e.fence, TTL: e.expires.Sub(now), Since: e.since}, true, nil
 }
 
 func (c *client) RaiseFence(ctx context.Context, key, token string, fence uint64) error {

@@ -53,7 +53,8 @@
 //
 // # Keys and Cluster hash tags
 //
-// A lock on KEY is a Redis string at PREFIX{KEY}, "TOKEN\nFENCE\nOWNER",
+// A lock on KEY is a Redis string at PREFIX{KEY},
+// "TOKEN\nFENCE\nSINCE\nOWNER" (SINCE is the server's TIME at the grant),
 // set with SET NX PX and the lease TTL, so that taking a free key costs
 // the server little more than a bare SET NX. Its fence key is
 // PREFIX{KEY}:fence, and releases are published on PREFIX{KEY}:released.

@@ -105,6 +105,18 @@ var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
 func fenceKey(lockKey string) string { return lockKey + ":fence" }
 
+// parseTime reads Redis TIME as stored in a lock, "SECONDS MICROSECONDS";
+// the zero time if it is not there.
+func parseTime(s string) time.Time {
+	sec, usec, ok := strings.Cut(s, " ")
+	secs, err1 := strconv.ParseInt(sec, 10, 64)
+	usecs, err2 := strconv.ParseInt(usec, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return time.Time{}
+	}
+	return time.Unix(secs, usecs*1000)
+}
+
 // channelOf is where releaseScript announces the release of lockKey.
 func channelOf(lockKey string) string { return lockKey + ":released" }
 
@@ -294,12 +306,13 @@ func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 		return driver.Holder{}, false, nil
 	case code == -1 && len(v) == 2:
 		return driver.Holder{}, false, wrongType(key, lk, v[1])
-	case code == 1 && len(v) == 4:
+	case code == 1 && len(v) == 5:
 		owner, _ := v[1].(string)
 		fs, _ := v[2].(string)
 		fence, _ := strconv.ParseUint(fs, 10, 64)
 		pttl, _ := v[3].(int64)
-		return driver.Holder{Owner: owner, Fence: fence, TTL: time.Duration(max(pttl, 0)) * time.Millisecond}, true, nil
+		since, _ := v[4].(string)
+		return driver.Holder{Owner: owner, Fence: fence, TTL: time.Duration(max(pttl, 0)) * time.Millisecond, Since: parseTime(since)}, true, nil
 	}
 	return driver.Holder{}, false, fmt.Errorf("redisdriver: inspect %q: unexpected reply %v", key, v)
 }

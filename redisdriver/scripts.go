@@ -6,7 +6,8 @@ import "github.com/redis/go-redis/v9"
 // every key a script touches shares the lock key's hash tag, so they work on
 // Redis Cluster.
 //
-// A lock is a string "TOKEN\nFENCE\nOWNER" with a PX expiry, set with SET NX
+// A lock is a string "TOKEN\nFENCE\nSINCE\nOWNER" with a PX expiry, where
+// SINCE is the server's TIME at the grant ("SECONDS MICROSECONDS"), set with SET NX
 // so that taking a free key is one command; the fence key is a string
 // holding the last fence granted. The common paths stay short because the
 // server's time per script, not the round trip, is what a lock costs beyond
@@ -35,7 +36,7 @@ if type(last) == 'table' then return {-2, redis.call('TYPE', KEYS[2]).ok} end
 last = tonumber(last)
 if last and last >= f then f = last + 1 end
 local fs = string.format('%.0f', f)
-if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. fs .. '\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
+if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. fs .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
   redis.call('SET', KEYS[2], fs, 'PX', ARGV[4])
   return {1, fs}
 end
@@ -88,14 +89,16 @@ redis.call(ARGV[2], KEYS[1] .. ':released', '')
 return 1
 `)
 
-// inspectScript reports KEYS[1]'s holder. Reply: {1, owner, fence, pttl};
-// {0} free; {-1, type} the key holds other data.
+// inspectScript reports KEYS[1]'s holder. Reply: {1, owner, fence, pttl,
+// since}; {0} free; {-1, type} the key holds other data.
 var inspectScript = redis.NewScript(holderOf + `
 local v, i = holder()
 if v == false then return {-1, redis.call('TYPE', KEYS[1]).ok} end
 if not v then return {0} end
 local j = string.find(v, '\n', i + 1, true)
-return {1, string.sub(v, j + 1), string.sub(v, i + 1, j - 1), redis.call('PTTL', KEYS[1])}
+local k = string.find(v, '\n', j + 1, true)
+if not k then k = j end
+return {1, string.sub(v, k + 1), string.sub(v, i + 1, j - 1), redis.call('PTTL', KEYS[1]), string.sub(v, j + 1, k - 1)}
 `)
 
 // raiseFenceScript, if ARGV[1] holds KEYS[1], records ARGV[2] as its fence

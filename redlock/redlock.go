@@ -583,6 +583,9 @@ func (l *locker) inspectKey(ctx context.Context, key string) (driver.Holder, boo
 		ttls := make([]time.Duration, 0, len(idx))
 		for _, i := range idx {
 			h.Fence = max(h.Fence, holders[i].Fence)
+			if h.Since.IsZero() || holders[i].Since.After(h.Since) {
+				h.Since = holders[i].Since // a majority held it from the latest
+			}
 			ttls = append(ttls, holders[i].TTL)
 		}
 		slices.Sort(ttls)

@@ -444,7 +444,11 @@ func describeHolder(ctx context.Context, l *dlock.Locker, key string) string {
 }
 
 func holderString(h dlock.Holder) string {
-	return fmt.Sprintf("%s (fence %d, expires in %v unless renewed)", h.Owner, h.Fence, roundDur(h.TTL))
+	since := ""
+	if !h.Since.IsZero() {
+		since = fmt.Sprintf("held since %s for %v, ", h.Since.Format("15:04:05.000"), roundDur(time.Since(h.Since)))
+	}
+	return fmt.Sprintf("%s (fence %d, %sexpires in %v unless renewed)", h.Owner, h.Fence, since, roundDur(h.TTL))
 }
 
 // roundDur rounds d for people: milliseconds.

@@ -49,6 +49,9 @@ while [ ! -e "$D/go" ]; do sleep 0.02; done
 	if want := "held by " + holder + " (fence "; !strings.Contains(loser.stderr.String(), want) {
 		t.Errorf("%s's message does not name the holder (%q):\n%s", loser.name, want, loser.stderr.String())
 	}
+	if !strings.Contains(loser.stderr.String(), ", held since ") {
+		t.Errorf("%s's message does not say since when the key is held:\n%s", loser.name, loser.stderr.String())
+	}
 	waitFor(t, 20*time.Second, "the command to start", func() bool { return readFile(t, filepath.Join(dir, "started")) != "" })
 
 	st := startDlock(t, "status", env, "status", key)

@@ -477,3 +477,55 @@ func commandString(argv []string) string {
 // releaseTimeout bounds the final release: the key expires on its own if
 // the backend does not answer.
 const releaseTimeout = 5 * time.Second
+
+// session is what run and elect share once their command line is checked:
+// the command to run, the logger, a context that signals cancel, the
+// router that forwards signals to the command, and the open Locker.
+type session struct {
+	argv   []string
+	rawURL string
+	logf   func(string, ...any)
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	router *signalRouter
+	l      *dlock.Locker
+}
+
+// startSession parses args into c's flags (b and grace among them), checks
+// them and opens the backend. A nil session means dlock exits with code.
+// The caller must close the session.
+func startSession(c *command, b *backendFlags, grace *time.Duration, args []string) (*session, int) {
+	if ok, code := c.parse(args); !ok {
+		return nil, code
+	}
+	s := &session{argv: c.fs.Args()}
+	var code int
+	if s.rawURL, code = b.check(c); code != 0 {
+		return nil, code
+	}
+	if len(s.argv) == 0 {
+		return nil, c.usageError("missing command: dlock %s --key K -- CMD [ARG...]", c.name)
+	}
+	if *grace < 0 {
+		return nil, c.usageError("--grace %v: must not be negative", *grace)
+	}
+	s.logf, s.log = b.logger(c.name, c.stderr)
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.router = newSignalRouter(s.cancel, s.logf)
+	if s.l, code = open(s.ctx, c, s.rawURL); code != 0 {
+		s.close()
+		return nil, code
+	}
+	return s, 0
+}
+
+// close closes the Locker (releasing what is still held), stops signal
+// routing and cancels the context, in that order.
+func (s *session) close() {
+	if s.l != nil {
+		s.l.Close()
+	}
+	s.router.stop()
+	s.cancel(nil)
+}

@@ -64,32 +64,12 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	var b backendFlags
 	b.register(c.fs, true, true)
 	grace := c.fs.Duration("grace", 10*time.Second, "after SIGTERM on lease loss, how long before SIGKILL")
-	if ok, code := c.parse(args); !ok {
+	s, code := startSession(c, &b, grace, args)
+	if s == nil {
 		return code
 	}
-	argv := c.fs.Args()
-	rawURL, code := b.check(c)
-	if code != 0 {
-		return code
-	}
-	if len(argv) == 0 {
-		return c.usageError("missing command: dlock elect --key K -- CMD [ARG...]")
-	}
-	if *grace < 0 {
-		return c.usageError("--grace %v: must not be negative", *grace)
-	}
-	logf, log := b.logger("elect", stderr)
-
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	router := newSignalRouter(cancel, logf)
-	defer router.stop()
-
-	l, code := open(ctx, c, rawURL)
-	if code != 0 {
-		return code
-	}
-	defer l.Close()
+	defer s.close()
+	argv, rawURL, logf, log, ctx, router, l := s.argv, s.rawURL, s.logf, s.log, s.ctx, s.router, s.l
 
 	cmd := commandString(argv)
 	opts := b.options(logf, log)

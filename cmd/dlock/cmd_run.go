@@ -93,32 +93,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var wait waitFlag
 	c.fs.Var(&wait, "wait", "how long to wait for a busy lock: 0, a `duration`, or forever")
 	grace := c.fs.Duration("grace", 10*time.Second, "after SIGTERM on lease loss, how long before SIGKILL")
-	if ok, code := c.parse(args); !ok {
+	s, code := startSession(c, &b, grace, args)
+	if s == nil {
 		return code
 	}
-	argv := c.fs.Args()
-	rawURL, code := b.check(c)
-	if code != 0 {
-		return code
-	}
-	if len(argv) == 0 {
-		return c.usageError("missing command: dlock run --key K -- CMD [ARG...]")
-	}
-	if *grace < 0 {
-		return c.usageError("--grace %v: must not be negative", *grace)
-	}
-	logf, log := b.logger("run", stderr)
-
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	router := newSignalRouter(cancel, logf)
-	defer router.stop()
-
-	l, code := open(ctx, c, rawURL)
-	if code != 0 {
-		return code
-	}
-	defer l.Close()
+	defer s.close()
+	argv, logf, log, ctx, router, l := s.argv, s.logf, s.log, s.ctx, s.router, s.l
 
 	lease, err := acquire(ctx, l, b.key, b.options(logf, log), wait, func() {
 		limit := "until it is free"

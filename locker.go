@@ -43,8 +43,7 @@ func New(d driver.Locker, opts *Options) *Locker {
 	}
 	l.notifier, _ = d.(driver.Notifier)
 	l.inspect, _ = d.(driver.Inspector)
-	batch, _ := d.(driver.BatchRefresher)
-	l.renew = newRenewer(d, batch)
+	l.renew = newRenewer(d)
 	return l
 }
 

@@ -11,17 +11,16 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
-	"golang.org/x/sync/errgroup"
 )
 
-// Renewal limits: one driver round trip refreshes up to batchSize leases;
-// drivers without batching get up to parallelRefresh calls at once per
-// round; at most maxRounds rounds run at a time, and renewals that come due
-// meanwhile wait for the next round, which batches them together.
+// Renewal limits: one driver round trip refreshes up to batchSize leases
+// (drivers without batching get a few Refresh calls at once, see
+// driver.RefreshBatch); at most maxRounds rounds run at a time, and
+// renewals that come due meanwhile wait for the next round, which batches
+// them together.
 const (
-	batchSize       = 1000
-	parallelRefresh = 16
-	maxRounds       = 4
+	batchSize = 1000
+	maxRounds = 4
 )
 
 var errDeadline = errors.New("renewal not confirmed before the local deadline")
@@ -35,8 +34,7 @@ var errDeadline = errors.New("renewal not confirmed before the local deadline")
 // close waits for both.
 type renewer struct {
 	drv    driver.Locker
-	batch  driver.BatchRefresher // nil if the driver cannot batch
-	ctx    context.Context       // parent of refresh calls; ends at close
+	ctx    context.Context // parent of refresh calls; ends at close
 	cancel context.CancelFunc
 	closed atomic.Bool
 	wake   chan struct{}
@@ -69,10 +67,10 @@ func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
 	}
 }
 
-func newRenewer(d driver.Locker, batch driver.BatchRefresher) *renewer {
+func newRenewer(d driver.Locker) *renewer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &renewer{
-		drv: d, batch: batch, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), epoch: time.Now(),
+		drv: d, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), epoch: time.Now(),
 		deadlines: leaseHeap{at: func(le *Lease) time.Time { return le.deadline }, pos: func(le *Lease) *int { return &le.deadlineAt }},
 		renewals:  leaseHeap{at: func(le *Lease) time.Time { return le.nextRenew }, pos: func(le *Lease) *int { return &le.renewAt }},
 	}
@@ -192,23 +190,10 @@ func (r *renewer) startRound(due []*Lease) {
 }
 
 func (r *renewer) refresh(ctx context.Context, reqs []driver.RefreshRequest) []error {
-	if r.batch != nil {
-		errs := make([]error, 0, len(reqs))
-		for i := 0; i < len(reqs); i += batchSize {
-			errs = append(errs, r.batch.RefreshBatch(ctx, reqs[i:min(i+batchSize, len(reqs))])...)
-		}
-		return errs
+	errs := make([]error, 0, len(reqs))
+	for i := 0; i < len(reqs); i += batchSize {
+		errs = append(errs, driver.RefreshBatch(ctx, r.drv, reqs[i:min(i+batchSize, len(reqs))])...)
 	}
-	errs := make([]error, len(reqs))
-	var g errgroup.Group
-	g.SetLimit(parallelRefresh)
-	for i, q := range reqs {
-		g.Go(func() error {
-			errs[i] = r.drv.Refresh(ctx, q.Key, q.Token, q.TTL)
-			return nil
-		})
-	}
-	g.Wait()
 	return errs
 }
 

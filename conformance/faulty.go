@@ -217,20 +217,14 @@ func (f *FaultyDriver) RaiseFence(ctx context.Context, key, token string, fence 
 // the whole batch, which goes to the wrapped driver's RefreshBatch, or to
 // its Refresh item by item if it cannot batch.
 func (f *FaultyDriver) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
-	errs := make([]error, len(reqs))
 	if err := f.enter(ctx, "refresh batch"); err != nil {
+		errs := make([]error, len(reqs))
 		for i := range errs {
 			errs[i] = err
 		}
 		return errs
 	}
-	if br, ok := f.inner.(driver.BatchRefresher); ok {
-		return br.RefreshBatch(ctx, reqs)
-	}
-	for i, r := range reqs {
-		errs[i] = f.inner.Refresh(ctx, r.Key, r.Token, r.TTL)
-	}
-	return errs
+	return driver.RefreshBatch(ctx, f.inner, reqs)
 }
 
 func unsupported(d driver.Locker, what string) error {

@@ -12,17 +12,12 @@ import (
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
-	"golang.org/x/sync/errgroup"
 )
 
 // MinNodes is the smallest number of nodes [New] accepts: with fewer, a
 // single failed node would stop every lock (with 2) or the quorum would be
 // one node (with 1).
 const MinNodes = 3
-
-// parallelRefresh bounds the refreshes one node runs at once in a batched
-// refresh, for nodes that cannot batch.
-const parallelRefresh = 16
 
 // node is one member of the quorum, with its optional capabilities.
 type node struct {
@@ -31,7 +26,6 @@ type node struct {
 	raiser  driver.FenceRaiser // nil if unsupported
 	notify  driver.Notifier
 	inspect driver.Inspector
-	batch   driver.BatchRefresher
 }
 
 // locker is the quorum driver. It is safe for concurrent use; it keeps no
@@ -127,7 +121,6 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 		n.raiser, _ = d.(driver.FenceRaiser)
 		n.notify, _ = d.(driver.Notifier)
 		n.inspect, _ = d.(driver.Inspector)
-		n.batch, _ = d.(driver.BatchRefresher)
 		if cfg.fencing && n.raiser == nil {
 			return nil, fmt.Errorf("%w: redlock: %s (%T) cannot raise fences (driver.FenceRaiser), which fencing needs; set Options.DisableFencing if nothing uses fences",
 				dlock.ErrInvalid, name, d)
@@ -452,7 +445,7 @@ func (l *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 	per := make([][]error, len(l.nodes))
 	took := make([]time.Duration, len(l.nodes))
 	l.round(ctx, l.all, timeout, func(ctx context.Context, i int) {
-		per[i] = l.nodes[i].refreshBatch(ctx, reqs)
+		per[i] = driver.RefreshBatch(ctx, l.nodes[i].d, reqs)
 		took[i] = time.Since(start)
 	})
 	col := make([]error, len(l.nodes))
@@ -466,33 +459,6 @@ func (l *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		out[j] = l.refreshResult(r.Key, col, took, windows[j])
 	}
 	return out
-}
-
-// refreshBatch refreshes reqs on n, in one call if n can batch.
-func (n *node) refreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
-	if n.batch != nil {
-		errs := n.batch.RefreshBatch(ctx, reqs)
-		if len(errs) == len(reqs) {
-			return errs
-		}
-		bad := fmt.Errorf("redlock: RefreshBatch of %T returned %d results for %d requests", n.d, len(errs), len(reqs))
-		errs = make([]error, len(reqs))
-		for j := range errs {
-			errs[j] = bad
-		}
-		return errs
-	}
-	errs := make([]error, len(reqs))
-	var g errgroup.Group
-	g.SetLimit(parallelRefresh)
-	for j, r := range reqs {
-		g.Go(func() error {
-			errs[j] = n.d.Refresh(ctx, r.Key, r.Token, r.TTL)
-			return nil
-		})
-	}
-	g.Wait()
-	return errs
 }
 
 // Release releases key on every node in parallel, also on nodes that may

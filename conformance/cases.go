@@ -48,6 +48,9 @@ var cases = []testCase{
 	{"FencesIncreaseAfterExpiry",
 		"A grant after the previous holder expired has a greater fence than that holder's.",
 		fencesIncreaseAfterExpiry},
+	{"FenceFloor",
+		"A grant with Request.FenceFloor has a fence of at least that floor, and later grants exceed it, with or without a floor.",
+		fenceFloor},
 	{"HolderTTLReported",
 		"A busy result reports the holder's remaining TTL, in (0, TTL], so that waiters can sleep exactly until it expires.",
 		holderTTLReported},
@@ -247,6 +250,35 @@ func fencesIncreaseAfterExpiry(s *suite) {
 	f2, _ := s.awaitFree(d2, key, token(), sent.Add(shortTTL+slack), "a lock must expire after its TTL")
 	if f2 <= f1 {
 		s.Errorf("fence %d granted after the holder with fence %d expired: fences must increase across expiry", f2, f1)
+	}
+}
+
+func fenceFloor(s *suite) {
+	d1, d2 := s.driver(), s.driver()
+	key := s.key("k")
+	tok := token()
+	f0 := s.mustAcquire(d1, key, tok, longTTL)
+	s.mustRelease(d1, key, tok)
+	floor := f0 + 1_000_000
+	var last uint64
+	for i, req := range []driver.Request{
+		{Key: key, Token: token(), TTL: longTTL, Owner: "conformance", FenceFloor: floor},
+		{Key: key, Token: token(), TTL: longTTL, Owner: "conformance", FenceFloor: floor},
+		{Key: key, Token: token(), TTL: longTTL, Owner: "conformance"},
+	} {
+		d := []driver.Locker{d1, d2}[i%2]
+		res, err := d.Acquire(s.ctx, req)
+		if err != nil || !res.Acquired {
+			s.Fatalf("Acquire of a free key with FenceFloor %d = %+v, %v; want it granted", req.FenceFloor, res, err)
+		}
+		switch {
+		case res.Fence < floor:
+			s.Errorf("grant %d has fence %d below the floor %d", i+1, res.Fence, floor)
+		case i > 0 && res.Fence <= last:
+			s.Errorf("grant %d has fence %d after fence %d: fences must increase, floor or not", i+1, res.Fence, last)
+		}
+		last = res.Fence
+		s.mustRelease(d, key, req.Token)
 	}
 }
 

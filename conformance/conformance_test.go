@@ -286,7 +286,7 @@ func TestSuite(t *testing.T) {
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return constantFence{d}
 			}),
-			fail: []string{"FencesIncrease", "FencesIncreaseAfterExpiry", "ContendedNoOverlap"},
+			fail: []string{"FencesIncrease", "FencesIncreaseAfterExpiry", "FenceFloor", "ContendedNoOverlap"},
 			skip: capabilityCases,
 		},
 		{

@@ -50,6 +50,17 @@ type Request struct {
 	// Owner is a human-readable description of the holder (host:pid by
 	// default), reported by [Inspector]. It is not a secret.
 	Owner string
+	// FenceFloor, if not zero, is the least fence a new grant may have
+	// (it still exceeds every earlier fence of Key). A driver that keeps
+	// one fence count per key grants exactly the larger of FenceFloor and
+	// one more than its last fence, without consulting its own clock: a
+	// quorum driver proposes one floor to every node, so that a majority
+	// grants the same fence and none needs raising.
+	FenceFloor uint64
+	// NoFence tells the driver that the caller ignores fences (a quorum
+	// driver with fencing switched off). The driver may skip the work of
+	// keeping them and return Fence 0.
+	NoFence bool
 }
 
 // Result is the outcome of an acquire attempt that reached the backend.

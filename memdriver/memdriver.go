@@ -163,7 +163,7 @@ func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{HolderTTL: e.expires.Sub(now)}, nil
 	}
 	if e.token == "" {
-		e.last++
+		e.last = max(e.last+1, req.FenceFloor)
 		e.token, e.owner, e.fence, e.since = req.Token, req.Owner, e.last, now
 	}
 	e.expires = now.Add(req.TTL)

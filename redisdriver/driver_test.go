@@ -343,3 +343,63 @@ func TestSubscriptionSurvivesReconnect(t *testing.T) {
 		t.Fatal("release after the reconnect did not wake the waiter")
 	}
 }
+
+// TestFences: by default a fence is the server's clock in microseconds,
+// or one more than the last fence if that is not below it; with a floor it
+// is the larger of the floor and one more than the last, whatever the
+// clock; with NoFence it is 0 and leaves the fence key alone.
+func TestFences(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	d := redisdriver.NewDriver(s.Client(t), nil)
+	defer d.Close()
+	ctx := testCtx(t)
+	const key = "fences/k"
+	grant := func(r driver.Request) uint64 {
+		t.Helper()
+		res, err := d.Acquire(ctx, r)
+		if err != nil || !res.Acquired {
+			t.Fatalf("Acquire %+v = %+v, %v", r, res, err)
+		}
+		if err := d.Release(ctx, key, r.Token); err != nil {
+			t.Fatal(err)
+		}
+		return res.Fence
+	}
+	before := uint64(time.Now().Add(-time.Minute).UnixMicro())
+	if f := grant(req(key, "a")); f < before || f > uint64(time.Now().Add(time.Minute).UnixMicro()) {
+		t.Errorf("fence %d is not the server's clock in µs (about %d)", f, before)
+	}
+	high := uint64(time.Now().Add(time.Hour).UnixMicro())
+	floored := req(key, "b")
+	floored.FenceFloor = high
+	if f := grant(floored); f != high {
+		t.Errorf("fence with floor %d = %d; want the floor", high, f)
+	}
+	if f := grant(floored); f != high+1 {
+		t.Errorf("fence with floor %d after fence %d = %d; want %d", high, high, f, high+1)
+	}
+	// The clock is an hour behind the last fence: one more than it.
+	if f := grant(req(key, "c")); f != high+2 {
+		t.Errorf("fence by clock after fence %d = %d; want %d", high+1, f, high+2)
+	}
+	// Fences are compared as digit strings: by length, then lexically.
+	fk := "dlock:{" + key + "}:fence"
+	admin.Set(ctx, fk, "8999999999999999", 0)
+	if f := grant(req(key, "d")); f != 9000000000000000 {
+		t.Errorf("fence after 8999999999999999 = %d; want 9000000000000000", f)
+	}
+	admin.Set(ctx, fk, "999", 0)
+	if f := grant(req(key, "d")); f < before || f > high {
+		t.Errorf("fence after 999 = %d; want the clock", f)
+	}
+	admin.Set(ctx, fk, "9000000000000000", 0)
+	bare := req(key, "e")
+	bare.NoFence = true
+	if f := grant(bare); f != 0 {
+		t.Errorf("fence with NoFence = %d; want 0", f)
+	}
+	if v := admin.Get(ctx, fk).Val(); v != "9000000000000000" {
+		t.Errorf("fence key after a NoFence grant = %q; want it untouched", v)
+	}
+}

@@ -147,11 +147,28 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if d.cfg.replicaAcks > 0 {
 		return d.acquireReplicated(ctx, req, keys)
 	}
-	v, err := acquireScript.Run(ctx, d.client, keys, req.Token, msArg(req.TTL), req.Owner, d.fenceMS).Slice()
+	v, err := acquireScriptFor(req).Run(ctx, d.client, keys, acquireArgs(req, d.fenceMS)...).Slice()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
 	return d.acquireResult(req.Key, keys, v)
+}
+
+// acquireScriptFor returns the script that serves req.
+func acquireScriptFor(req driver.Request) *redis.Script {
+	if req.NoFence {
+		return acquireBareScript
+	}
+	return acquireScript
+}
+
+// acquireArgs returns the ARGV of the acquire scripts.
+func acquireArgs(req driver.Request, fenceMS any) []any {
+	var floor any = ""
+	if req.FenceFloor != 0 {
+		floor = strconv.FormatUint(req.FenceFloor, 10)
+	}
+	return []any{req.Token, msArg(req.TTL), req.Owner, fenceMS, floor}
 }
 
 // acquireResult decodes acquireScript's reply.
@@ -201,14 +218,14 @@ func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, keys
 		}
 		c = node
 	}
-	args := []any{req.Token, msArg(req.TTL), req.Owner, d.fenceMS}
+	script, args := acquireScriptFor(req), acquireArgs(req, d.fenceMS)
 	run := func(sha bool) (*redis.Cmd, *redis.Cmd, error) {
 		pipe := c.Pipeline()
 		var cmd *redis.Cmd
 		if sha {
-			cmd = acquireScript.EvalSha(ctx, pipe, keys, args...)
+			cmd = script.EvalSha(ctx, pipe, keys, args...)
 		} else {
-			cmd = acquireScript.Eval(ctx, pipe, keys, args...)
+			cmd = script.Eval(ctx, pipe, keys, args...)
 		}
 		wait := pipe.Do(ctx, "WAIT", d.cfg.replicaAcks, ceilMS(d.cfg.replicaTimeout))
 		_, err := pipe.Exec(ctx)

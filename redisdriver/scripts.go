@@ -11,8 +11,9 @@ import "github.com/redis/go-redis/v9"
 // so that taking a free key is one command; the fence key is a string
 // holding the last fence granted. The common paths stay short because the
 // server's time per script, not the round trip, is what a lock costs beyond
-// a bare SET NX: acquiring a free key is TIME, GET, SET NX, SET; refreshing
-// is GET, PEXPIRE; releasing is GET, DEL, PUBLISH.
+// a bare SET NX: acquiring a free key is TIME, SET GET (fence), SET NX;
+// refreshing is GET, PEXPIRE; releasing is GET, DEL, PUBLISH. SET GET needs
+// Redis 6.2 or later.
 //
 // A key of another type where a lock should be, or a string that is not in
 // the lock format (someone else's data), is reported as a normal reply,
@@ -24,22 +25,47 @@ import "github.com/redis/go-redis/v9"
 // without an exponent.
 
 // acquireScript takes KEYS[1] (lock) for ARGV[1] (token) for ARGV[2] ms with
-// owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms.
+// owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms. The fence
+// is the larger of one more than the last fence and ARGV[5] (the request's
+// FenceFloor), or the server's TIME in microseconds if ARGV[5] is empty.
 // Reply: {1, fence} acquired (or already held by the token: same fence,
 // TTL reset); {0, pttl} held by another token; {-1, type} the lock key holds
 // other data; {-2, type} the fence key holds other data.
+//
+// The fence key is set to the candidate fence with SET GET, before the lock
+// is tried: on the common path (the clock is ahead of the last fence) that
+// is one command where GET and SET would be two, and raising the fence key
+// on an attempt that then finds the key busy is harmless, since fences only
+// need to increase. Fences are compared as strings of digits (by length,
+// then lexically), which spares Lua the number formatting of the common path.
 var acquireScript = redis.NewScript(`
 local t = redis.call('TIME')
-local f = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = redis.pcall('GET', KEYS[2])
+local f = ARGV[5]
+if f == '' then f = t[1] .. string.sub('00000' .. t[2], -6) end
+local last = redis.pcall('SET', KEYS[2], f, 'PX', ARGV[4], 'GET')
 if type(last) == 'table' then return {-2, redis.call('TYPE', KEYS[2]).ok} end
-last = tonumber(last)
-if last and last >= f then f = last + 1 end
-local fs = string.format('%.0f', f)
-if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. fs .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
-  redis.call('SET', KEYS[2], fs, 'PX', ARGV[4])
-  return {1, fs}
+if last and (#last > #f or #last == #f and last >= f) and tonumber(last) then
+  f = string.format('%.0f', tonumber(last) + 1)
+  redis.call('SET', KEYS[2], f, 'PX', ARGV[4])
 end
+if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
+  return {1, f}
+end
+` + acquireBusy)
+
+// acquireBareScript is acquireScript without fences, for requests with
+// NoFence: the lock is "TOKEN\n0\n\nOWNER" (fence 0, no SINCE), taken by one
+// SET NX. Same arguments (ARGV[4] and ARGV[5] unused) and reply.
+var acquireBareScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1] .. '\n0\n\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
+  return {1, '0'}
+end
+` + acquireBusy)
+
+// acquireBusy ends the acquire scripts when SET NX found KEYS[1] taken: by
+// ARGV[1] itself (a retried request: reset the TTL, same fence), by another
+// token, or by other data.
+const acquireBusy = `
 local v = redis.pcall('GET', KEYS[1])
 if type(v) == 'table' then return {-1, redis.call('TYPE', KEYS[1]).ok} end
 local i = string.find(v, '\n', 1, true)
@@ -50,7 +76,7 @@ if string.sub(v, 1, i - 1) == ARGV[1] then
   return {1, string.sub(v, i + 1, j - 1)}
 end
 return {0, redis.call('PTTL', KEYS[1])}
-`)
+`
 
 // holderOf, prepended to the scripts below, reads the lock KEYS[1]: it
 // returns the whole value and the end of its token, nil if the key is

@@ -424,3 +424,52 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		}
 	}
 }
+
+// TestRedisOneRound: on real nodes, whose clocks differ if only by the
+// microseconds between their calls, every node grants
+// the fence the client proposes, so an uncontended acquire is one round
+// (no RaiseFence); without fencing the nodes keep no fence at all.
+func TestRedisOneRound(t *testing.T) {
+	nodes := startRedis(t, 3)
+	ctx := t.Context()
+	var counted []driver.Locker
+	var counts []*countRaise
+	for _, c := range nodes.clients(t) {
+		n := &countRaise{Locker: redisdriver.NewDriver(c, nil)}
+		counted, counts = append(counted, n), append(counts, n)
+	}
+	d, err := redlock.New(counted, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var last uint64
+	for i := range 20 {
+		r := driver.Request{Key: "one-round", Token: rand(), TTL: time.Minute}
+		res, err := d.Acquire(ctx, r)
+		if err != nil || !res.Acquired || res.Fence <= last {
+			t.Fatalf("Acquire %d = %+v, %v; want a fence above %d", i, res, err, last)
+		}
+		last = res.Fence
+		if err := d.Release(ctx, r.Key, r.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range counts {
+		if n := c.n.Load(); n != 0 {
+			t.Errorf("node %d: %d RaiseFence calls; want none", i, n)
+		}
+	}
+
+	bare := nodes.driver(t, &redlock.Options{DisableFencing: true})
+	defer bare.Close()
+	r := driver.Request{Key: "bare", Token: rand(), TTL: time.Minute}
+	if res, err := bare.Acquire(ctx, r); err != nil || !res.Acquired || res.Fence != 0 {
+		t.Fatalf("Acquire without fencing = %+v, %v; want fence 0", res, err)
+	}
+	for i := range nodes {
+		if n := nodes[i].Client(t).Exists(ctx, "dlock:{bare}:fence").Val(); n != 0 {
+			t.Errorf("node %d keeps a fence key without fencing", i)
+		}
+	}
+}

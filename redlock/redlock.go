@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlock-go/dlock"
@@ -39,6 +40,8 @@ type locker struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	floor atomic.Uint64 // the last fence floor proposed, see propose
 }
 
 // The capabilities are declared by the types New returns: a Notifier or an
@@ -194,8 +197,10 @@ func (l *locker) window(ttl time.Duration) (window, timeout time.Duration, err e
 }
 
 // Acquire asks every node in parallel. The lock is granted when a majority
-// granted it within the validity window; then, with fencing, the largest of
-// their fences is written back to a majority before it is returned. When the
+// granted it within the validity window. With fencing, every node is asked
+// for the same fence (see propose); if fewer than a majority granted the
+// largest fence among them, it is written back to a majority before it is
+// returned. Without fencing, the nodes are told to skip fences. When the
 // attempt fails, every node that granted it, or whose answer is unknown, is
 // released before Acquire returns.
 func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
@@ -204,6 +209,11 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, err
 	}
 	start := time.Now()
+	if l.cfg.fencing {
+		req.FenceFloor = l.propose(req.FenceFloor, start)
+	} else {
+		req.NoFence = true
+	}
 	n := len(l.nodes)
 	res := make([]driver.Result, n)
 	errs := make([]error, n)
@@ -245,6 +255,25 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 }
 
 var errBusy = errors.New("held by another token")
+
+// propose returns the fence floor of an attempt started at now: the
+// caller's floor if it set one, else this client's clock in microseconds,
+// kept increasing across its attempts. Every node then grants the same
+// fence, unless one has already granted a larger one (another client's
+// clock runs ahead), so the write-back round of [locker.fence] is rarely
+// needed.
+func (l *locker) propose(floor uint64, now time.Time) uint64 {
+	if floor != 0 {
+		return floor
+	}
+	for {
+		last := l.floor.Load()
+		f := max(uint64(now.UnixMicro()), last+1)
+		if l.floor.CompareAndSwap(last, f) {
+			return f
+		}
+	}
+}
 
 // fence returns the fence of a lease granted by the nodes in got: the
 // largest of their fences, once a majority of nodes is known to grant only

@@ -220,11 +220,14 @@ func TestFenceWriteBack(t *testing.T) {
 	ctx := t.Context()
 	c := newMemCluster(3)
 	const key = "k"
-	// Node 2 has granted 5 fences the others have not seen.
+	// Node 2 has granted 5 fences the others have not seen, above what
+	// this client's clock proposes.
 	raw2 := c.raw(t, 2)
+	high := uint64(time.Now().UnixMicro()) + 1e12
+	want := high + 5
 	for range 5 {
 		tok := rand()
-		if _, err := raw2.Acquire(ctx, driver.Request{Key: key, Token: tok, TTL: time.Minute}); err != nil {
+		if _, err := raw2.Acquire(ctx, driver.Request{Key: key, Token: tok, TTL: time.Minute, FenceFloor: high}); err != nil {
 			t.Fatal(err)
 		}
 		raw2.Release(ctx, key, tok)
@@ -237,12 +240,12 @@ func TestFenceWriteBack(t *testing.T) {
 	defer d.Close()
 	req := driver.Request{Key: key, Token: rand(), TTL: time.Minute, Owner: "a"}
 	res, err := d.Acquire(ctx, req)
-	if err != nil || !res.Acquired || res.Fence != 6 {
-		t.Fatalf("Acquire = %+v, %v; want the largest node fence, 6", res, err)
+	if err != nil || !res.Acquired || res.Fence != want {
+		t.Fatalf("Acquire = %+v, %v; want the largest node fence, %d", res, err, want)
 	}
 	for i := range 3 {
-		if h, _ := c.holder(t, i, key); h.Fence != 6 {
-			t.Errorf("node %d holds fence %d; want every granting node raised to 6", i, h.Fence)
+		if h, _ := c.holder(t, i, key); h.Fence != want {
+			t.Errorf("node %d holds fence %d; want every granting node raised to %d", i, h.Fence, want)
 		}
 	}
 	if r := nodes[0].n.Load() + nodes[1].n.Load() + nodes[2].n.Load(); r != 2 {
@@ -251,14 +254,14 @@ func TestFenceWriteBack(t *testing.T) {
 	if err := d.Release(ctx, key, req.Token); err != nil {
 		t.Fatal(err)
 	}
-	// Nodes 0 and 1 alone now grant above 6.
+	// Nodes 0 and 1 alone now grant above it.
 	d2, fs := c.driver(t, nil)
 	fs[2].Refuse()
 	res2, err := d2.Acquire(ctx, driver.Request{Key: key, Token: rand(), TTL: time.Minute})
-	if err != nil || !res2.Acquired || res2.Fence <= 6 {
-		t.Fatalf("Acquire on nodes 0 and 1 = %+v, %v; want a fence above 6", res2, err)
+	if err != nil || !res2.Acquired || res2.Fence <= want {
+		t.Fatalf("Acquire on nodes 0 and 1 = %+v, %v; want a fence above %d", res2, err, want)
 	}
-	// When a majority granted the same fence, there is nothing to raise.
+	// Every node grants the proposed floor, so there is nothing to raise.
 	before := nodes[0].n.Load() + nodes[1].n.Load() + nodes[2].n.Load()
 	res3, err := d.Acquire(ctx, driver.Request{Key: "other", Token: rand(), TTL: time.Minute})
 	if err != nil || !res3.Acquired {

@@ -147,7 +147,32 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if d.cfg.replicaAcks > 0 {
 		return d.acquireReplicated(ctx, req, keys)
 	}
+	if req.NoFence {
+		return d.acquireBare(ctx, req, lk)
+	}
 	v, err := acquireScriptFor(req).Run(ctx, d.client, keys, acquireArgs(req, d.fenceMS)...).Slice()
+	if err != nil {
+		return driver.Result{}, d.wrap("acquire", req.Key, err)
+	}
+	return d.acquireResult(req.Key, keys, v)
+}
+
+// acquireBare serves a NoFence request without a script, whose start-up
+// costs the server more than the command it runs: SET NX GET takes a free
+// key, or returns who holds it. Only a busy key costs a second command:
+// acquireBareScript, which also handles the holder's own retried request
+// and Redis before 7.0, which refuses NX with GET.
+func (d *locker) acquireBare(ctx context.Context, req driver.Request, lk string) (driver.Result, error) {
+	val := req.Token + "\n0\n\n" + req.Owner
+	err := d.client.Do(ctx, "SET", lk, val, "NX", "PX", msArg(req.TTL), "GET").Err()
+	if err == redis.Nil {
+		return driver.Result{Acquired: true}, nil
+	}
+	if err != nil && !isRedisError(err) {
+		return driver.Result{}, d.wrap("acquire", req.Key, err)
+	}
+	keys := []string{lk, fenceKey(lk)}
+	v, err := acquireBareScript.Run(ctx, d.client, keys, acquireArgs(req, d.fenceMS)...).Slice()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
@@ -425,7 +450,7 @@ func (d *locker) wrap(op, key string, err error) error {
 	case redis.IsAuthError(err):
 		return fmt.Errorf("%s: authentication failed (wrong user name or password?): %w", prefix, err)
 	case redis.IsPermissionError(err):
-		return fmt.Errorf("%s: the Redis user lacks a permission the driver needs (EVAL, EVALSHA and key access under %q): %w", prefix, d.cfg.prefix, err)
+		return fmt.Errorf("%s: the Redis user lacks a permission the driver needs (EVAL, EVALSHA, SET, PUBLISH, SUBSCRIBE, and keys and channels under %q): %w", prefix, d.cfg.prefix, err)
 	case isTLSConfigError(err):
 		return fmt.Errorf("%s: TLS: %w", prefix, err)
 	case isRedisError(err):

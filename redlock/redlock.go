@@ -41,7 +41,8 @@ type locker struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	floor atomic.Uint64 // the last fence floor proposed, see propose
+	floor   atomic.Uint64 // the last fence floor proposed, see propose
+	workers *workers      // run the node calls of rounds
 }
 
 // The capabilities are declared by the types New returns: a Notifier or an
@@ -106,7 +107,7 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 	if len(ds) < MinNodes {
 		return nil, fmt.Errorf("%w: redlock: %d nodes; a quorum needs at least %d independent nodes", dlock.ErrInvalid, len(ds), MinNodes)
 	}
-	l := &locker{cfg: cfg, quorum: len(ds)/2 + 1}
+	l := &locker{cfg: cfg, quorum: len(ds)/2 + 1, workers: newWorkers()}
 	for i, d := range ds {
 		name := fmt.Sprintf("node %d", i)
 		if i < len(addrs) {
@@ -178,8 +179,12 @@ func (l *locker) round(ctx context.Context, idx []int, timeout time.Duration, fn
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var wg sync.WaitGroup
+	wg.Add(len(idx) - 1)
 	for _, i := range idx[:len(idx)-1] {
-		wg.Go(func() { fn(ctx, i) })
+		l.workers.do(func() {
+			defer wg.Done()
+			fn(ctx, i)
+		})
 	}
 	fn(ctx, idx[len(idx)-1])
 	wg.Wait()
@@ -339,7 +344,9 @@ func (l *locker) abandon(ctx context.Context, req driver.Request, got []int, err
 		default:
 			continue
 		}
-		wg.Go(func() {
+		wg.Add(1)
+		l.workers.do(func() {
+			defer wg.Done()
 			rctx, cancel := context.WithTimeout(ctx, t)
 			defer cancel()
 			n.d.Release(rctx, req.Key, req.Token)
@@ -522,6 +529,7 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 // Close closes every node, and then the clients a URL opened.
 func (l *locker) Close() error {
 	l.closeOnce.Do(func() {
+		l.workers.close()
 		var errs []error
 		for _, n := range l.nodes {
 			if err := n.d.Close(); err != nil {

@@ -195,6 +195,16 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		if err := ctx.Err(); err != nil {
 			return nil, notAcquired(key, ctx, nil)
 		}
+		// A waiter says how long it may sleep after this attempt, so
+		// that a driver that queues waiters keeps its place meanwhile.
+		backoff, more := time.Duration(0), false
+		if wait {
+			backoff, more = cfg.retry.Backoff(attempt)
+		}
+		req.Wait = 0
+		if more {
+			req.Wait = max(backoff, time.Millisecond)
+		}
 		sent := time.Now()
 		res, err := l.drv.Acquire(ctx, req)
 		if err == nil && res.Acquired {
@@ -227,7 +237,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		if l.notifier != nil && !subscribed && err == nil {
 			subscribed = true
 			var serr error
-			released, unsubscribe, serr = l.notifier.Subscribe(ctx, key)
+			released, unsubscribe, serr = l.notifier.Subscribe(ctx, key, req.Token)
 			if serr == nil {
 				attempt--
 				continue
@@ -237,8 +247,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			}
 			released, unsubscribe = nil, nil // fall back to expiry hints and backoff
 		}
-		backoff, ok := cfg.retry.Backoff(attempt)
-		if !ok {
+		if !more {
 			return nil, notAcquired(key, ctx, err)
 		}
 		d := jitter(backoff)

@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,9 @@ var cases = []testCase{
 	{"ReleaseWakesWaiter",
 		"A driver.Notifier wakes subscribers on release: a dlock waiter gets the key promptly after the release, not at the holder's TTL.",
 		releaseWakesWaiter},
+	{"WaitersServedInTurn",
+		"Each release wakes a waiter that still waits: waiters on several clients all get the key promptly in turn, even after an earlier waiter gave up.",
+		waitersServedInTurn},
 	{"ContendedNoOverlap",
 		"Many goroutines over several clients taking one key with dlock's Do never overlap, all eventually get it, and fences increase.",
 		contendedNoOverlap},
@@ -433,12 +437,12 @@ func (p *spy) Acquire(ctx context.Context, req driver.Request) (driver.Result, e
 	return res, err
 }
 
-func (p *spy) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+func (p *spy) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
 	n, ok := p.Locker.(driver.Notifier)
 	if !ok {
 		return nil, nil, unsupported(p.Locker, "notify releases")
 	}
-	ch, cancel, err := n.Subscribe(ctx, key)
+	ch, cancel, err := n.Subscribe(ctx, key, token)
 	p.mu.Lock()
 	p.subscribed = err == nil
 	if err != nil && p.subErr == nil {
@@ -526,6 +530,73 @@ func releaseWakesWaiter(s *suite) {
 		cancel()
 		if r := <-got; r.lease != nil {
 			r.lease.Release(s.ctx)
+		}
+	}
+}
+
+func waitersServedInTurn(s *suite) {
+	holder := s.driver()
+	if _, ok := holder.(driver.Notifier); !ok {
+		s.Skipf("%T is not a driver.Notifier", holder)
+	}
+	key, a := s.key("k"), token()
+	s.mustAcquire(holder, key, a, longTTL)
+	// Waiters that are not woken sleep until the holder's TTL: the retry
+	// strategy alone would wait an hour.
+	opts := &dlock.Options{TTL: longTTL, Retry: dlock.LinearBackoff(time.Hour)}
+	wait := func(ctx context.Context) <-chan acquired {
+		p := newSpy(s.rawDriver())
+		got := s.goAcquire(ctx, s.locker(p, opts), key)
+		select {
+		case <-p.waiting:
+		case <-time.After(slack):
+			s.Fatalf("a dlock waiter did not subscribe and retry within %v", slack)
+		}
+		p.mu.Lock()
+		subErr := p.subErr
+		p.mu.Unlock()
+		if errors.Is(subErr, errors.ErrUnsupported) {
+			s.Skipf("Subscribe: %v", subErr)
+		}
+		if subErr != nil {
+			s.Fatalf("Subscribe failed: %v", subErr)
+		}
+		return got
+	}
+	// The first waiter gives up; a driver that queues waiters must not
+	// hand it the turn of those still waiting.
+	ctx, cancel := context.WithCancel(s.ctx)
+	gone := wait(ctx)
+	var waiters []<-chan acquired
+	for range 3 {
+		waiters = append(waiters, wait(s.ctx))
+	}
+	cancel()
+	if r := <-gone; r.err == nil {
+		r.lease.Release(s.ctx)
+		s.Fatalf("Acquire returned a lease after its context was cancelled")
+	}
+
+	s.mustRelease(holder, key, a)
+	for n := range waiters {
+		released := time.Now()
+		cases := make([]reflect.SelectCase, 0, len(waiters)+1)
+		for _, w := range waiters {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
+		}
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(time.After(slack))})
+		i, v, _ := reflect.Select(cases)
+		if i == len(waiters) {
+			s.Fatalf("%d of %d waiters got the key, then none %v after a release (the holder's TTL was %v): a release must wake a waiter that still waits",
+				n, len(waiters), time.Since(released).Round(time.Millisecond), longTTL)
+		}
+		r := v.Interface().(acquired)
+		if r.err != nil {
+			s.Fatalf("waiter's Acquire = %v", r.err)
+		}
+		waiters[i] = nil // a nil channel is never ready
+		if err := r.lease.Release(s.ctx); err != nil {
+			s.Fatalf("Release = %v", err)
 		}
 	}
 }

@@ -202,12 +202,12 @@ func (d constantFence) Acquire(ctx context.Context, req driver.Request) (driver.
 // neverWakes is a Notifier whose subscriptions never fire.
 type neverWakes struct{ driver.Locker }
 
-func (neverWakes) Subscribe(context.Context, string) (<-chan struct{}, func(), error) {
+func (neverWakes) Subscribe(context.Context, string, string) (<-chan struct{}, func(), error) {
 	return make(chan struct{}), func() {}, nil
 }
 
 // capabilityCases are the cases that need an optional capability.
-var capabilityCases = []string{"Inspect", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter"}
+var capabilityCases = []string{"Inspect", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}
 
 // TestSuite runs the suite on a recorder against correct and broken
 // drivers, and checks which cases pass, fail and skip.
@@ -243,7 +243,7 @@ func TestSuite(t *testing.T) {
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return Faulty(struct{ driver.Locker }{d})
 			}),
-			skip: []string{"Inspect", "RaiseFence", "ReleaseWakesWaiter"}, // RefreshBatch is emulated
+			skip: []string{"Inspect", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, // RefreshBatch is emulated
 		},
 		{
 			name: "NoPartition",
@@ -294,7 +294,7 @@ func TestSuite(t *testing.T) {
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return neverWakes{d}
 			}),
-			fail: []string{"ReleaseWakesWaiter"},
+			fail: []string{"ReleaseWakesWaiter", "WaitersServedInTurn"},
 			skip: []string{"Inspect", "RefreshBatch", "RaiseFence"},
 		},
 		{

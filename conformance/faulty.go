@@ -176,7 +176,7 @@ func (f *FaultyDriver) Close() error {
 
 // Subscribe implements [driver.Notifier], or returns an error wrapping
 // [errors.ErrUnsupported] if the wrapped driver cannot notify.
-func (f *FaultyDriver) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+func (f *FaultyDriver) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
 	n, ok := f.inner.(driver.Notifier)
 	if !ok {
 		return nil, nil, unsupported(f.inner, "notify releases")
@@ -184,7 +184,7 @@ func (f *FaultyDriver) Subscribe(ctx context.Context, key string) (<-chan struct
 	if err := f.enter(ctx, "subscribe"); err != nil {
 		return nil, nil, err
 	}
-	return n.Subscribe(ctx, key)
+	return n.Subscribe(ctx, key, token)
 }
 
 // Inspect implements [driver.Inspector], or returns an error wrapping

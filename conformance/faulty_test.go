@@ -109,7 +109,7 @@ func TestFaultyUnsupported(t *testing.T) {
 	f := Faulty(struct{ driver.Locker }{memdriver.NewStore().Driver()})
 	defer f.Close()
 	ctx := t.Context()
-	if _, _, err := f.Subscribe(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
+	if _, _, err := f.Subscribe(ctx, "k", ""); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Subscribe = %v; want ErrUnsupported", err)
 	}
 	if _, _, err := f.Inspect(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {

@@ -61,6 +61,12 @@ type Request struct {
 	// driver with fencing switched off). The driver may skip the work of
 	// keeping them and return Fence 0.
 	NoFence bool
+	// Wait, if not zero, says that the caller waits for Key: if this
+	// attempt fails, it tries again within Wait, or sooner when its
+	// subscription wakes it (see [Notifier]). A driver may queue such
+	// callers and, at a release, wake only the first still waiting
+	// instead of every subscriber.
+	Wait time.Duration
 }
 
 // Result is the outcome of an acquire attempt that reached the backend.
@@ -110,7 +116,13 @@ type Notifier interface {
 	// release of key; it is buffered and never closed, and a slow reader
 	// may see several releases as one. cancel ends the subscription and
 	// must be called exactly once.
-	Subscribe(ctx context.Context, key string) (released <-chan struct{}, cancel func(), err error)
+	//
+	// token is the Request.Token of the waiter's attempts, or empty. A
+	// driver that queues waiters (see Request.Wait) may wake a
+	// subscription with a token only at its turn, so a waiter's own
+	// attempts must carry Wait while it is subscribed. A subscription
+	// without a token is woken at every release.
+	Subscribe(ctx context.Context, key, token string) (released <-chan struct{}, cancel func(), err error)
 }
 
 // Holder describes the current holder of a key.

@@ -223,7 +223,7 @@ func (c *client) Release(ctx context.Context, key, token string) error {
 	return nil
 }
 
-func (c *client) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+func (c *client) Subscribe(ctx context.Context, key, _ string) (<-chan struct{}, func(), error) {
 	if err := c.lock(ctx); err != nil {
 		return nil, nil, err
 	}

@@ -148,7 +148,7 @@ func TestSubscribe(t *testing.T) {
 		s := memdriver.NewStore()
 		d1, d2 := newClient(t, s), s.Driver()
 		ctx := t.Context()
-		ch, cancel, err := d2.(driver.Notifier).Subscribe(ctx, "k")
+		ch, cancel, err := d2.(driver.Notifier).Subscribe(ctx, "k", "")
 		if err != nil {
 			t.Fatal(err)
 		}

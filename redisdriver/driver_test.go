@@ -90,7 +90,7 @@ func TestSharedSubscriptions(t *testing.T) {
 	var cancels []func()
 	chans := map[string][]<-chan struct{}{}
 	for _, key := range []string{"sub/a", "sub/a", "sub/b", "sub/c", "sub/a"} {
-		ch, cancel, err := n.Subscribe(ctx, key)
+		ch, cancel, err := n.Subscribe(ctx, key, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,7 +171,7 @@ func TestClusterSubscriptions(t *testing.T) {
 	keys := []string{"csub/a", "csub/b", "csub/c", "csub/d", "csub/e", "csub/f", "csub/g", "csub/h"}
 	chans := make([]<-chan struct{}, len(keys))
 	for i, k := range keys {
-		ch, cancel, err := n.Subscribe(ctx, k)
+		ch, cancel, err := n.Subscribe(ctx, k, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -317,7 +317,7 @@ func TestSubscriptionSurvivesReconnect(t *testing.T) {
 	d := redisdriver.NewDriver(s.Client(t), nil)
 	defer d.Close()
 	ctx := testCtx(t)
-	ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "reconnect/k")
+	ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "reconnect/k", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package redisdriver_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,5 +113,85 @@ func TestHandoffOnExpiry(t *testing.T) {
 			t.Errorf("waiter granted %v after the holder's expiry", late)
 		}
 		a.lease.Release(ctx)
+	}
+}
+
+// countingDriver counts the acquire attempts of one waiter.
+type countingDriver struct {
+	driver.Locker
+	attempts atomic.Int32
+}
+
+func (c *countingDriver) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	c.attempts.Add(1)
+	return c.Locker.Acquire(ctx, req)
+}
+
+func (c *countingDriver) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+	return c.Locker.(driver.Notifier).Subscribe(ctx, key, token)
+}
+
+// TestHandoffOneAtATime: waiters queue in the order they came, and each
+// release wakes the first of them alone: the others make no attempt,
+// where waking every subscriber would make them all try at once.
+func TestHandoffOneAtATime(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	ctx := testCtx(t)
+	const key = "handoff/fifo"
+	holder := newLocker(t, s.Options(), nil)
+	lease, err := holder.TryAcquire(ctx, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	var waiters [n]*countingDriver
+	var got [n]<-chan acquired
+	for i := range n {
+		c := redis.NewClient(s.Options())
+		t.Cleanup(func() { c.Close() })
+		waiters[i] = &countingDriver{Locker: redisdriver.NewDriver(c, nil)}
+		l := dlock.New(waiters[i], &dlock.Options{Retry: noPolling})
+		t.Cleanup(func() { l.Close() })
+		got[i] = goAcquire(ctx, l, key, nil)
+		// Queued by its first attempt, then subscribed and tried again
+		// once; it now sleeps until it is woken.
+		for waiters[i].attempts.Load() < 2 || admin.ZCard(ctx, "dlock:{"+key+"}:queue").Val() != int64(i+1) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	release := lease.Release
+	for i := range n {
+		var before [n]int32
+		for j := range n {
+			before[j] = waiters[j].attempts.Load()
+		}
+		if err := release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var r acquired
+		select {
+		case r = <-got[i]:
+		case <-time.After(5 * time.Second): // it would sleep 15s if not woken
+			t.Fatalf("waiter %d, first in the queue, not granted 5s after a release (queue %v, channels %v, attempts %d %d %d)", i,
+				admin.ZRange(ctx, "dlock:{"+key+"}:queue", 0, -1).Val(), admin.PubSubChannels(ctx, "*").Val(),
+				waiters[0].attempts.Load(), waiters[1].attempts.Load(), waiters[2].attempts.Load())
+		}
+		if r.err != nil {
+			t.Fatalf("waiter %d: %v", i, r.err)
+		}
+		time.Sleep(20 * time.Millisecond) // room for attempts that should not happen
+		for j := i + 1; j < n; j++ {
+			if d := waiters[j].attempts.Load() - before[j]; d != 0 {
+				t.Errorf("release %d: waiter %d, not first in the queue, made %d attempts", i, j, d)
+			}
+		}
+		release = r.lease.Release
+	}
+	if err := release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := admin.Exists(ctx, "dlock:{"+key+"}:queue").Val(); n != 0 {
+		t.Errorf("the queue outlives its waiters")
 	}
 }

@@ -66,13 +66,19 @@ func newNotifier(d *locker) *notifier {
 }
 
 // Subscribe implements driver.Notifier. It returns once Redis has confirmed
-// the subscription, so a release published after it returns is seen.
-func (d *locker) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+// the subscription, so a release published after it returns is seen. With
+// a token, it also listens on the waiter's own channel, where
+// releaseScript wakes the first queued waiter alone.
+func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
 	if err := d.check(); err != nil {
 		return nil, nil, err
 	}
-	ch := channelOf(d.lockKey(key))
-	c, err := d.notify.conn(ctx, ch)
+	lk := d.lockKey(key)
+	chans := []string{channelOf(lk)}
+	if token != "" {
+		chans = append(chans, waiterChannel(lk, waiterTag(token)))
+	}
+	c, err := d.notify.conn(ctx, chans[0]) // every channel of lk has its slot
 	if err != nil {
 		return nil, nil, d.wrap("subscribe", key, err)
 	}
@@ -86,51 +92,69 @@ func (d *locker) Subscribe(ctx context.Context, key string) (<-chan struct{}, fu
 		c.sendMu.Unlock()
 		return nil, nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, dlock.ErrClosed)
 	}
-	s := c.subs[ch]
-	send := s == nil
-	if send {
-		s = &channelSubs{waiters: make(map[chan struct{}]struct{}), ready: make(chan struct{})}
-		c.subs[ch] = s
-		c.pending[ch]++
+	subs := make([]*channelSubs, len(chans))
+	var send []string // channels this waiter is the first of
+	for i, ch := range chans {
+		s := c.subs[ch]
+		if s == nil {
+			s = &channelSubs{waiters: make(map[chan struct{}]struct{}), ready: make(chan struct{})}
+			c.subs[ch] = s
+			c.pending[ch]++
+			send = append(send, ch)
+		}
+		s.waiters[w] = struct{}{}
+		subs[i] = s
 	}
-	s.waiters[w] = struct{}{}
 	n.mu.Unlock()
-	if send {
+	if len(send) > 0 {
 		var err error
 		if c.sharded {
-			err = c.ps.SSubscribe(ctx, ch)
+			err = c.ps.SSubscribe(ctx, send...)
 		} else {
-			err = c.ps.Subscribe(ctx, ch)
+			err = c.ps.Subscribe(ctx, send...)
 		}
 		if err != nil {
 			n.mu.Lock()
-			c.pending[ch]--
-			if c.subs[ch] == s {
+			for _, ch := range send {
+				s := c.subs[ch]
+				c.pending[ch]--
 				delete(c.subs, ch)
-			}
-			if !s.confirmed && s.err == nil {
-				s.err = err
-				close(s.ready)
+				if !s.confirmed && s.err == nil {
+					s.err = err
+					close(s.ready)
+				}
 			}
 			n.mu.Unlock()
-			c.unsubscribe(ch) // go-redis remembers the channel even on failure
+			c.unsubscribe(send...) // go-redis remembers the channels even on failure
 		}
 	}
 	c.sendMu.Unlock()
 
 	var once sync.Once
-	cancel := func() { once.Do(func() { n.leave(c, ch, s, w) }) }
-	select {
-	case <-s.ready:
-		if s.err != nil {
-			cancel()
-			return nil, nil, d.wrap("subscribe", key, s.err)
-		}
-		return w, cancel, nil
-	case <-ctx.Done():
-		cancel()
-		return nil, nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, ctx.Err())
+	cancel := func() {
+		once.Do(func() {
+			for i, ch := range chans {
+				n.leave(c, ch, subs[i], w)
+			}
+			if token != "" && len(w) > 0 {
+				// Woken, maybe for its turn, and gone without trying.
+				n.passOn(lk)
+			}
+		})
 	}
+	for _, s := range subs {
+		select {
+		case <-s.ready:
+			if s.err != nil {
+				cancel()
+				return nil, nil, d.wrap("subscribe", key, s.err)
+			}
+		case <-ctx.Done():
+			cancel()
+			return nil, nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, ctx.Err())
+		}
+	}
+	return w, cancel, nil
 }
 
 // conn returns the pub/sub connection for channel ch, made on first use.
@@ -183,13 +207,13 @@ func (n *notifier) leave(c *psConn, ch string, s *channelSubs, w chan struct{}) 
 	}
 }
 
-func (c *psConn) unsubscribe(ch string) {
+func (c *psConn) unsubscribe(chans ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if c.sharded {
-		c.ps.SUnsubscribe(ctx, ch)
+		c.ps.SUnsubscribe(ctx, chans...)
 	} else {
-		c.ps.Unsubscribe(ctx, ch)
+		c.ps.Unsubscribe(ctx, chans...)
 	}
 }
 
@@ -225,10 +249,15 @@ func (n *notifier) read(c *psConn) {
 		switch m := msg.(type) {
 		case *redis.Message:
 			n.mu.Lock()
-			if s := c.subs[m.Channel]; s != nil {
+			s := c.subs[m.Channel]
+			if s != nil {
 				s.wake()
 			}
 			n.mu.Unlock()
+			if lk, ok := lockKeyOfWaiter(m.Channel); ok && s == nil {
+				// The turn of a waiter that has just left.
+				n.passOn(lk)
+			}
 		case *redis.Subscription:
 			n.mu.Lock()
 			switch m.Kind {
@@ -258,6 +287,39 @@ func (n *notifier) read(c *psConn) {
 			n.mu.Unlock()
 		}
 	}
+}
+
+// passOn runs wakeScript for lk in the background, for a waiter woken
+// for its turn after it stopped waiting, so that the release that woke it
+// still wakes someone.
+func (n *notifier) passOn(lk string) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
+		defer cancel()
+		wakeScript.Run(ctx, n.d.client, []string{lk, queueKey(lk)}, "", n.d.publish)
+	}()
+}
+
+// passOnTimeout bounds passOn; if it fails, the waiters wake by their own
+// timers, as if the release had not been announced.
+const passOnTimeout = 5 * time.Second
+
+// lockKeyOfWaiter returns the lock key of a waiter's channel (see
+// waiterChannel), and false for other channels.
+func lockKeyOfWaiter(ch string) (string, bool) {
+	i := len(ch) - len(":w:") - 2*waiterTagBytes
+	if i < 1 || ch[i-1] != '}' || ch[i:i+len(":w:")] != ":w:" {
+		return "", false
+	}
+	return ch[:i], true
 }
 
 func (s *channelSubs) wake() {

@@ -2,8 +2,10 @@ package redisdriver
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -117,8 +119,25 @@ func parseTime(s string) time.Time {
 	return time.Unix(secs, usecs*1000)
 }
 
-// channelOf is where releaseScript announces the release of lockKey.
+// channelOf is where releaseScript announces the release of lockKey when
+// no queued waiter listens.
 func channelOf(lockKey string) string { return lockKey + ":released" }
+
+// queueKey is the queue of waiters of lockKey: a sorted set of waiter tags,
+// by the time each was queued.
+func queueKey(lockKey string) string { return lockKey + ":queue" }
+
+// waiterChannel is where releaseScript wakes the waiter with tag, alone.
+func waiterChannel(lockKey, tag string) string { return lockKey + ":w:" + tag }
+
+// waiterTag names a waiter in its key's queue and channel. Both are
+// public, so the tag is a hash of the token, which must stay secret.
+func waiterTag(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:waiterTagBytes])
+}
+
+const waiterTagBytes = 8
 
 func msArg(d time.Duration) int64 { return ceilMS(d) }
 
@@ -143,7 +162,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, fmt.Errorf("%w: a token with a newline", dlock.ErrInvalid)
 	}
 	lk := d.lockKey(req.Key)
-	keys := []string{lk, fenceKey(lk)}
+	keys := acquireKeys(req, lk)
 	if d.cfg.replicaAcks > 0 {
 		return d.acquireReplicated(ctx, req, keys)
 	}
@@ -187,11 +206,26 @@ func acquireScriptFor(req driver.Request) *redis.Script {
 	return acquireScript
 }
 
+// queued reports whether req queues its caller (see releaseScript).
+func queued(req driver.Request) bool { return req.Wait > 0 && !req.NoFence }
+
+// acquireKeys returns the KEYS of the acquire scripts.
+func acquireKeys(req driver.Request, lk string) []string {
+	if queued(req) {
+		return []string{lk, fenceKey(lk), queueKey(lk)}
+	}
+	return []string{lk, fenceKey(lk)}
+}
+
 // acquireArgs returns the ARGV of the acquire scripts.
 func acquireArgs(req driver.Request, fenceMS any) []any {
 	var floor any = ""
 	if req.FenceFloor != 0 {
 		floor = strconv.FormatUint(req.FenceFloor, 10)
+	}
+	if queued(req) {
+		// The queue outlives the waiter's next attempt, which refreshes it.
+		return []any{req.Token, msArg(req.TTL), req.Owner, fenceMS, floor, waiterTag(req.Token), msArg(2*req.Wait + time.Second)}
 	}
 	return []any{req.Token, msArg(req.TTL), req.Owner, fenceMS, floor}
 }
@@ -311,7 +345,7 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 		return err
 	}
 	lk := d.lockKey(key)
-	n, err := releaseScript.Run(ctx, d.client, []string{lk}, token, d.publish).Int64()
+	n, err := releaseScript.Run(ctx, d.client, []string{lk, queueKey(lk)}, token, d.publish).Int64()
 	return d.heldResult("release", key, lk, n, err)
 }
 

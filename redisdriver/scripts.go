@@ -28,6 +28,9 @@ import "github.com/redis/go-redis/v9"
 // owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms. The fence
 // is the larger of one more than the last fence and ARGV[5] (the request's
 // FenceFloor), or the server's TIME in microseconds if ARGV[5] is empty.
+// A waiting caller also passes KEYS[3], the key's queue of waiters, its
+// waiter tag ARGV[6] and the queue's expiry ARGV[7] ms: a busy attempt
+// queues the tag (keeping its place if queued already), a grant removes it.
 // Reply: {1, fence} acquired (or already held by the token: same fence,
 // TTL reset); {0, pttl} held by another token; {-1, type} the lock key holds
 // other data; {-2, type} the fence key holds other data.
@@ -49,7 +52,12 @@ if last and (#last > #f or #last == #f and last >= f) and tonumber(last) then
   redis.call('SET', KEYS[2], f, 'PX', ARGV[4])
 end
 if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
+  if KEYS[3] then redis.pcall('ZREM', KEYS[3], ARGV[6]) end
   return {1, f}
+end
+if KEYS[3] then
+  redis.pcall('ZADD', KEYS[3], 'NX', t[1] .. '.' .. string.sub('00000' .. t[2], -6), ARGV[6])
+  redis.pcall('PEXPIRE', KEYS[3], ARGV[7])
 end
 ` + acquireBusy)
 
@@ -102,18 +110,44 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `)
 
-// releaseScript deletes KEYS[1] if ARGV[1] holds it and publishes an empty
-// message on its channel, KEYS[1]..":released" (see channelOf), with
-// command ARGV[2] (PUBLISH, or SPUBLISH on Cluster). Reply as
-// refreshScript's.
-var releaseScript = redis.NewScript(holderOf + `
+// releaseScript deletes KEYS[1] if ARGV[1] holds it and wakes waiters as
+// wakeScript does. Reply as refreshScript's.
+var releaseScript = redis.NewScript(holderOf + wakeNext + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call(ARGV[2], KEYS[1] .. ':released', '')
+wake()
 return 1
 `)
+
+// wakeScript passes the turn on: if KEYS[1] is free, it wakes waiters as
+// a release does. A waiter that was woken after it stopped waiting runs
+// it, so that the release that woke it is not lost. ARGV[2] as
+// releaseScript's. Reply: 1 woken, 0 the key is held.
+var wakeScript = redis.NewScript(wakeNext + `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+wake()
+return 1
+`)
+
+// wakeNext, prepended to the scripts above, wakes the waiters of KEYS[1],
+// with command ARGV[2] (PUBLISH, or SPUBLISH on Cluster): the first waiter
+// of the queue KEYS[2] still listening on its own channel,
+// KEYS[1]..":w:"..TAG (see waiterChannel), or else every subscriber of
+// KEYS[1]..":released" (see channelOf). A queued waiter that gave up or
+// died no longer listens, so the publish reaches nobody and the next is
+// tried.
+const wakeNext = `
+local function wake()
+  while true do
+    local w = redis.pcall('ZPOPMIN', KEYS[2])
+    if type(w) ~= 'table' or not w[1] then break end
+    if redis.call(ARGV[2], KEYS[1] .. ':w:' .. w[1], '') > 0 then return end
+  end
+  redis.call(ARGV[2], KEYS[1] .. ':released', '')
+end
+`
 
 // inspectScript reports KEYS[1]'s holder. Reply: {1, owner, fence, pttl,
 // since}; {0} free; {-1, type} the key holds other data.

@@ -63,7 +63,7 @@ var (
 	_ driver.Inspector      = fullLocker{}
 )
 
-func (l notifyingLocker) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+func (l notifyingLocker) Subscribe(ctx context.Context, key, _ string) (<-chan struct{}, func(), error) {
 	return l.subscribe(ctx, key)
 }
 
@@ -71,7 +71,7 @@ func (l inspectingLocker) Inspect(ctx context.Context, key string) (driver.Holde
 	return l.inspectKey(ctx, key)
 }
 
-func (l fullLocker) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+func (l fullLocker) Subscribe(ctx context.Context, key, _ string) (<-chan struct{}, func(), error) {
 	return l.subscribe(ctx, key)
 }
 
@@ -214,6 +214,9 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, err
 	}
 	start := time.Now()
+	// Nodes do not queue waiters: their queues could pick different
+	// waiters, none of which would then be woken on a majority.
+	req.Wait = 0
 	if l.cfg.fencing {
 		req.FenceFloor = l.propose(req.FenceFloor, start)
 	} else {
@@ -628,7 +631,7 @@ func (l *locker) subscribe(ctx context.Context, key string) (<-chan struct{}, fu
 			// cancels it only while Subscribe has not returned.
 			sctx, cancel := context.WithCancel(ctx)
 			t := time.AfterFunc(timeout, cancel)
-			c, unsub, err := l.nodes[i].notify.Subscribe(sctx, key)
+			c, unsub, err := l.nodes[i].notify.Subscribe(sctx, key, "") // nodes do not queue: see Acquire
 			if !t.Stop() && err == nil {
 				unsub()
 				err = fmt.Errorf("subscribe: %w", context.DeadlineExceeded)

@@ -463,7 +463,7 @@ func TestNotifyMajority(t *testing.T) {
 		ctx := t.Context()
 		c := newMemCluster(3)
 		d, _ := c.driver(t, nil)
-		ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "k")
+		ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "k", "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -513,8 +513,8 @@ func (s *spyLocker) Acquire(ctx context.Context, req driver.Request) (driver.Res
 	return s.Locker.Acquire(ctx, req)
 }
 
-func (s *spyLocker) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
-	return s.Locker.(driver.Notifier).Subscribe(ctx, key)
+func (s *spyLocker) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+	return s.Locker.(driver.Notifier).Subscribe(ctx, key, token)
 }
 
 // TestWaiterDoesNotSpin: a holder has a majority; a waiter takes the free

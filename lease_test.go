@@ -283,3 +283,35 @@ func TestRenewalsCoalesce(t *testing.T) {
 		}
 	})
 }
+
+// TestIdleLockerKeepsNoGoroutine: the renewal goroutine outlives the last
+// lease only briefly, whether the lease was released or lost, so a Locker
+// nobody closes does not keep it: synctest fails a bubble whose goroutines
+// outlive it.
+func TestIdleLockerKeepsNoGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fault := &refreshFault{Locker: memdriver.NewStore().Driver()}
+		l := dlock.New(fault, &dlock.Options{TTL: 3 * time.Second})
+		for range 3 { // in a row: the goroutine is reused meanwhile
+			lease, err := l.TryAcquire(t.Context(), "released", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := lease.Release(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+
+		lease, err := l.Acquire(t.Context(), "lost", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fault.failWith(driver.ErrNotHeld)
+		<-lease.Done()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		// The bubble ends now: a goroutine left would fail the test.
+	})
+}

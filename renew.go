@@ -30,8 +30,8 @@ var errDeadline = errors.New("renewal not confirmed before the local deadline")
 // refreshed. It never does I/O itself, so a slow backend cannot delay a
 // deadline. Renewals due together go out as one round, in a goroutine of its
 // own, batched when the driver allows. The loop runs only while leases
-// exist, so an idle Locker holds no goroutine; rounds are tracked by wg, and
-// close waits for both.
+// exist and for idleLinger after, so an idle Locker holds no goroutine;
+// rounds are tracked by wg, and close waits for both.
 type renewer struct {
 	drv    driver.Locker
 	ctx    context.Context // parent of refresh calls; ends at close
@@ -41,11 +41,12 @@ type renewer struct {
 	wg     sync.WaitGroup
 
 	mu        sync.Mutex
-	deadlines leaseHeap // every scheduled lease, by deadline
-	renewals  leaseHeap // leases waiting for their next renewal, by time
-	epoch     time.Time // anchors the renewal grid; see onGrid
-	rounds    int       // renewal rounds in flight
-	running   bool      // the loop goroutine is alive
+	deadlines leaseHeap   // every scheduled lease, by deadline
+	renewals  leaseHeap   // leases waiting for their next renewal, by time
+	epoch     time.Time   // anchors the renewal grid; see onGrid
+	rounds    int         // renewal rounds in flight
+	running   bool        // the loop goroutine is alive
+	timer     *time.Timer // the loop's, kept across its restarts
 	pending   []leaseEvent
 }
 
@@ -120,18 +121,30 @@ func (r *renewer) kick() {
 	}
 }
 
+// idleLinger is how long the loop outlives the last lease: a Locker that
+// takes and releases leases in a row then keeps one goroutine and timer
+// instead of starting them for every lease.
+const idleLinger = 100 * time.Millisecond
+
 func (r *renewer) loop() {
 	defer r.wg.Done()
-	timer := time.NewTimer(time.Hour)
+	if r.timer == nil { // made here, so that it belongs to the loop's synctest bubble
+		r.timer = time.NewTimer(time.Hour)
+	}
+	timer := r.timer
 	defer timer.Stop()
+	var idleSince time.Time
 	for {
 		r.mu.Lock()
-		if r.deadlines.Len() == 0 || r.closed.Load() {
+		now := time.Now()
+		if r.deadlines.Len() > 0 {
+			idleSince = time.Time{}
+		}
+		if r.closed.Load() || !idleSince.IsZero() && now.Sub(idleSince) >= idleLinger {
 			r.running = false
 			r.unlock()
 			return
 		}
-		now := time.Now()
 		for r.deadlines.Len() > 0 && !r.deadlines.top().deadline.After(now) {
 			r.lose(r.deadlines.top(), errDeadline)
 		}
@@ -152,6 +165,11 @@ func (r *renewer) loop() {
 				next = r.renewals.top().nextRenew
 			}
 			timer.Reset(next.Sub(now))
+		} else {
+			if idleSince.IsZero() {
+				idleSince = now
+			}
+			timer.Reset(idleSince.Add(idleLinger).Sub(now))
 		}
 		r.unlock()
 		select {

@@ -40,9 +40,11 @@ type locker struct {
 	cluster *redis.ClusterClient // client as a Cluster client, or nil
 	owned   bool                 // Close closes client: Open made it
 	cfg     settings
-	err     error // bad configuration, returned by every call
-	publish any   // "PUBLISH", or "SPUBLISH" on Cluster; boxed once
-	fenceMS any   // cfg.fenceExpiryMS, boxed once
+	err     error            // bad configuration, returned by every call
+	publish any              // "PUBLISH", or "SPUBLISH" on Cluster; boxed once
+	fenceMS any              // cfg.fenceExpiryMS, boxed once
+	ms      boxCache[int64]  // the last TTL argument, boxed
+	owner   boxCache[string] // the last owner argument, boxed
 	notify  *notifier
 	closed  atomic.Bool
 }
@@ -97,15 +99,28 @@ func newLocker(client redis.UniversalClient, opts *Options, owned bool) *locker 
 // closing brace that the driver adds, is never empty, and distinct keys
 // never share a Redis key.
 func (d *locker) lockKey(key string) string {
+	lk, _ := d.keyPair(key, "")
+	return lk
+}
+
+// keyPair returns the lock key of key and the lock key followed by suffix,
+// built in one allocation.
+func (d *locker) keyPair(key, suffix string) (lk, suffixed string) {
 	if strings.ContainsAny(key, "%{}") {
 		key = keyEscaper.Replace(key)
 	}
-	return d.cfg.prefix + "{" + key + "}"
+	s := d.cfg.prefix + "{" + key + "}" + suffix
+	return s[:len(s)-len(suffix)], s
 }
 
 var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
-func fenceKey(lockKey string) string { return lockKey + ":fence" }
+const (
+	fenceSuffix = ":fence"
+	queueSuffix = ":queue"
+)
+
+func fenceKey(lockKey string) string { return lockKey + fenceSuffix }
 
 // parseTime reads Redis TIME as stored in a lock, "SECONDS MICROSECONDS";
 // the zero time if it is not there.
@@ -125,7 +140,7 @@ func channelOf(lockKey string) string { return lockKey + ":released" }
 
 // queueKey is the queue of waiters of lockKey: a sorted set of waiter tags,
 // by the time each was queued.
-func queueKey(lockKey string) string { return lockKey + ":queue" }
+func queueKey(lockKey string) string { return lockKey + queueSuffix }
 
 // waiterChannel is where releaseScript wakes the waiter with tag, alone.
 func waiterChannel(lockKey, tag string) string { return lockKey + ":w:" + tag }
@@ -161,19 +176,18 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		// The token ends at the first newline of the stored lock.
 		return driver.Result{}, fmt.Errorf("%w: a token with a newline", dlock.ErrInvalid)
 	}
-	lk := d.lockKey(req.Key)
-	keys := acquireKeys(req, lk)
+	args := d.acquireArgs(req)
 	if d.cfg.replicaAcks > 0 {
-		return d.acquireReplicated(ctx, req, keys)
+		return d.acquireReplicated(ctx, req, args)
 	}
 	if req.NoFence {
-		return d.acquireBare(ctx, req, lk)
+		return d.acquireBare(ctx, req, args)
 	}
-	v, err := acquireScriptFor(req).Run(ctx, d.client, keys, acquireArgs(req, d.fenceMS)...).Slice()
+	v, err := eval(ctx, d.client, acquireScript, args).Slice()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
-	return d.acquireResult(req.Key, keys, v)
+	return d.acquireResult(req.Key, args, v)
 }
 
 // acquireBare serves a NoFence request without a script, whose start-up
@@ -181,25 +195,24 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 // key, or returns who holds it. Only a busy key costs a second command:
 // acquireBareScript, which also handles the holder's own retried request
 // and Redis before 7.0, which refuses NX with GET.
-func (d *locker) acquireBare(ctx context.Context, req driver.Request, lk string) (driver.Result, error) {
+func (d *locker) acquireBare(ctx context.Context, req driver.Request, args []any) (driver.Result, error) {
 	val := req.Token + "\n0\n\n" + req.Owner
-	err := d.client.Do(ctx, "SET", lk, val, "NX", "PX", msArg(req.TTL), "GET").Err()
+	err := d.client.Do(ctx, "SET", args[3], val, "NX", "PX", args[6], "GET").Err()
 	if err == redis.Nil {
 		return driver.Result{Acquired: true}, nil
 	}
 	if err != nil && !isRedisError(err) {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
-	keys := []string{lk, fenceKey(lk)}
-	v, err := acquireBareScript.Run(ctx, d.client, keys, acquireArgs(req, d.fenceMS)...).Slice()
+	v, err := eval(ctx, d.client, acquireBareScript, args).Slice()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
-	return d.acquireResult(req.Key, keys, v)
+	return d.acquireResult(req.Key, args, v)
 }
 
 // acquireScriptFor returns the script that serves req.
-func acquireScriptFor(req driver.Request) *redis.Script {
+func acquireScriptFor(req driver.Request) luaScript {
 	if req.NoFence {
 		return acquireBareScript
 	}
@@ -209,29 +222,26 @@ func acquireScriptFor(req driver.Request) *redis.Script {
 // queued reports whether req queues its caller (see releaseScript).
 func queued(req driver.Request) bool { return req.Wait > 0 && !req.NoFence }
 
-// acquireKeys returns the KEYS of the acquire scripts.
-func acquireKeys(req driver.Request, lk string) []string {
-	if queued(req) {
-		return []string{lk, fenceKey(lk), queueKey(lk)}
-	}
-	return []string{lk, fenceKey(lk)}
-}
-
-// acquireArgs returns the ARGV of the acquire scripts.
-func acquireArgs(req driver.Request, fenceMS any) []any {
+// acquireArgs returns the call of an acquire script for req (see eval):
+// KEYS are the lock, its fence key and, for a waiting request, its queue.
+func (d *locker) acquireArgs(req driver.Request) []any {
+	lk, fk := d.keyPair(req.Key, fenceSuffix)
 	var floor any = ""
 	if req.FenceFloor != 0 {
 		floor = strconv.FormatUint(req.FenceFloor, 10)
 	}
+	ttl, owner := d.ms.box(msArg(req.TTL)), d.owner.box(req.Owner)
 	if queued(req) {
 		// The queue outlives the waiter's next attempt, which refreshes it.
-		return []any{req.Token, msArg(req.TTL), req.Owner, fenceMS, floor, waiterTag(req.Token), msArg(2*req.Wait + time.Second)}
+		return []any{nil, nil, 3, lk, fk, queueKey(lk), req.Token, ttl, owner, d.fenceMS, floor,
+			waiterTag(req.Token), msArg(2*req.Wait + time.Second)}
 	}
-	return []any{req.Token, msArg(req.TTL), req.Owner, fenceMS, floor}
+	return []any{nil, nil, 2, lk, fk, req.Token, ttl, owner, d.fenceMS, floor}
 }
 
-// acquireResult decodes acquireScript's reply.
-func (d *locker) acquireResult(key string, keys []string, v []any) (driver.Result, error) {
+// acquireResult decodes the reply of an acquire script called with args.
+func (d *locker) acquireResult(key string, args []any, v []any) (driver.Result, error) {
+	keys := [2]any{args[3], args[4]} // the lock and fence keys, for errors
 	if len(v) != 2 {
 		return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: unexpected reply %v", key, v)
 	}
@@ -241,7 +251,7 @@ func (d *locker) acquireResult(key string, keys []string, v []any) (driver.Resul
 		s, _ := v[1].(string)
 		fence, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: bad fence %q in %s", key, s, keys[0])
+			return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: bad fence %q in %v", key, s, keys[0])
 		}
 		return driver.Result{Acquired: true, Fence: fence}, nil
 	case 0:
@@ -261,31 +271,30 @@ func (d *locker) acquireResult(key string, keys []string, v []any) (driver.Resul
 	return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: unexpected reply %v", key, v)
 }
 
-func wrongType(key, redisKey string, typ any) error {
+func wrongType(key string, redisKey, typ any) error {
 	return fmt.Errorf("%w: %q (of lock %q) is a %v", ErrWrongType, redisKey, key, typ)
 }
 
 // acquireReplicated runs the acquire script and WAIT in one pipeline on one
 // connection (WAIT counts the writes of its own connection), on the node
 // that owns the key.
-func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, keys []string) (driver.Result, error) {
+func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args []any) (driver.Result, error) {
 	var c redis.Cmdable = d.client
 	if d.cluster != nil {
-		node, err := d.cluster.MasterForKey(ctx, keys[0])
+		node, err := d.cluster.MasterForKey(ctx, args[3].(string))
 		if err != nil {
 			return driver.Result{}, d.wrap("acquire", req.Key, err)
 		}
 		c = node
 	}
-	script, args := acquireScriptFor(req), acquireArgs(req, d.fenceMS)
+	script := acquireScriptFor(req)
 	run := func(sha bool) (*redis.Cmd, *redis.Cmd, error) {
 		pipe := c.Pipeline()
-		var cmd *redis.Cmd
-		if sha {
-			cmd = script.EvalSha(ctx, pipe, keys, args...)
-		} else {
-			cmd = script.Eval(ctx, pipe, keys, args...)
+		args[0], args[1] = "evalsha", script.sha
+		if !sha {
+			args[0], args[1] = "eval", script.src
 		}
+		cmd := pipe.Do(ctx, args...)
 		wait := pipe.Do(ctx, "WAIT", d.cfg.replicaAcks, ceilMS(d.cfg.replicaTimeout))
 		_, err := pipe.Exec(ctx)
 		return cmd, wait, err
@@ -298,7 +307,7 @@ func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, keys
 		return driver.Result{}, d.wrap("acquire", req.Key, cmd.Err())
 	}
 	v, _ := cmd.Slice()
-	res, rerr := d.acquireResult(req.Key, keys, v)
+	res, rerr := d.acquireResult(req.Key, args, v)
 	if rerr != nil || !res.Acquired {
 		return res, rerr
 	}
@@ -334,7 +343,7 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 		return err
 	}
 	lk := d.lockKey(key)
-	n, err := refreshScript.Run(ctx, d.client, []string{lk}, token, msArg(ttl)).Int64()
+	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 1, lk, token, d.ms.box(msArg(ttl))}).Int64()
 	return d.heldResult("refresh", key, lk, n, err)
 }
 
@@ -344,8 +353,8 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	lk := d.lockKey(key)
-	n, err := releaseScript.Run(ctx, d.client, []string{lk, queueKey(lk)}, token, d.publish).Int64()
+	lk, qk := d.keyPair(key, queueSuffix)
+	n, err := eval(ctx, d.client, releaseScript, []any{nil, nil, 2, lk, qk, token, d.publish}).Int64()
 	return d.heldResult("release", key, lk, n, err)
 }
 

@@ -1,6 +1,11 @@
 package redisdriver
 
-import "github.com/redis/go-redis/v9"
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // The Lua scripts. Each runs atomically on the node that owns the lock key;
 // every key a script touches shares the lock key's hash tag, so they work on
@@ -41,7 +46,7 @@ import "github.com/redis/go-redis/v9"
 // on an attempt that then finds the key busy is harmless, since fences only
 // need to increase. Fences are compared as strings of digits (by length,
 // then lexically), which spares Lua the number formatting of the common path.
-var acquireScript = redis.NewScript(`
+var acquireScript = newScript(`
 local t = redis.call('TIME')
 local f = ARGV[5]
 if f == '' then f = t[1] .. string.sub('00000' .. t[2], -6) end
@@ -64,7 +69,7 @@ end
 // acquireBareScript is acquireScript without fences, for requests with
 // NoFence: the lock is "TOKEN\n0\n\nOWNER" (fence 0, no SINCE), taken by one
 // SET NX. Same arguments (ARGV[4] and ARGV[5] unused) and reply.
-var acquireBareScript = redis.NewScript(`
+var acquireBareScript = newScript(`
 if redis.call('SET', KEYS[1], ARGV[1] .. '\n0\n\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
   return {1, '0'}
 end
@@ -102,7 +107,7 @@ end
 
 // refreshScript resets KEYS[1]'s TTL to ARGV[2] ms if ARGV[1] holds it.
 // Reply: 1 done; 0 not held by the token; -1 the key holds other data.
-var refreshScript = redis.NewScript(holderOf + `
+var refreshScript = newScript(holderOf + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
@@ -112,7 +117,7 @@ return 1
 
 // releaseScript deletes KEYS[1] if ARGV[1] holds it and wakes waiters as
 // wakeScript does. Reply as refreshScript's.
-var releaseScript = redis.NewScript(holderOf + wakeNext + `
+var releaseScript = newScript(holderOf + wakeNext + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
@@ -125,7 +130,7 @@ return 1
 // a release does. A waiter that was woken after it stopped waiting runs
 // it, so that the release that woke it is not lost. ARGV[2] as
 // releaseScript's. Reply: 1 woken, 0 the key is held.
-var wakeScript = redis.NewScript(wakeNext + `
+var wakeScript = newScript(wakeNext + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 wake()
 return 1
@@ -151,7 +156,7 @@ end
 
 // inspectScript reports KEYS[1]'s holder. Reply: {1, owner, fence, pttl,
 // since}; {0} free; {-1, type} the key holds other data.
-var inspectScript = redis.NewScript(holderOf + `
+var inspectScript = newScript(holderOf + `
 local v, i = holder()
 if v == false then return {-1, redis.call('TYPE', KEYS[1]).ok} end
 if not v then return {0} end
@@ -164,7 +169,7 @@ return {1, string.sub(v, k + 1), string.sub(v, i + 1, j - 1), redis.call('PTTL',
 // raiseFenceScript, if ARGV[1] holds KEYS[1], records ARGV[2] as its fence
 // and raises the fence key KEYS[2] to at least ARGV[2], keeping it for
 // ARGV[3] ms. Reply: 1 done; 0 not held; -1 / -2 as acquireScript's.
-var raiseFenceScript = redis.NewScript(holderOf + `
+var raiseFenceScript = newScript(holderOf + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
@@ -184,7 +189,56 @@ return 1
 // checkScript runs at Open: it reads a key under the prefix, so that a
 // wrong password or a user without permission to run scripts or to touch
 // the prefix fails at once, not at the first lock.
-var checkScript = redis.NewScript(`
+var checkScript = newScript(`
 local t = redis.call('TYPE', KEYS[1])
 return 1
 `)
+
+// luaScript is a script with its SHA and source boxed once, for eval.
+type luaScript struct {
+	*redis.Script
+	sha, src any
+}
+
+func newScript(src string) luaScript {
+	s := redis.NewScript(src)
+	return luaScript{s, s.Hash(), src}
+}
+
+// doer is a client or a pipeline.
+type doer interface {
+	Do(ctx context.Context, args ...any) *redis.Cmd
+}
+
+// eval runs s by EVALSHA, or by EVAL if the server has not cached it yet.
+// args is the whole command with two free slots in front, for the command
+// and the script, and then the number of keys, the keys and the
+// arguments: one slice per call, where go-redis's Script.Run needs three
+// and boxes every key again.
+func eval(ctx context.Context, c doer, s luaScript, args []any) *redis.Cmd {
+	args[0], args[1] = "evalsha", s.sha
+	cmd := c.Do(ctx, args...)
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		args[0], args[1] = "eval", s.src
+		cmd = c.Do(ctx, args...)
+	}
+	return cmd
+}
+
+// boxCache keeps the interface value of the last argument of one kind: a
+// driver mostly repeats the same TTL and owner, and boxing them allocates.
+type boxCache[T comparable] struct{ last atomic.Pointer[boxed[T]] }
+
+type boxed[T comparable] struct {
+	v   T
+	box any
+}
+
+func (c *boxCache[T]) box(v T) any {
+	if b := c.last.Load(); b != nil && b.v == v {
+		return b.box
+	}
+	b := &boxed[T]{v, v}
+	c.last.Store(b)
+	return b.box
+}

@@ -1,6 +1,8 @@
 package redlock_test
 
 import (
+	"time"
+
 	"context"
 	"testing"
 
@@ -74,5 +76,16 @@ type plain struct{ driver.Locker }
 func partitionMajority(fs []*conformance.FaultyDriver) {
 	for _, f := range fs[:len(fs)/2+1] {
 		f.Partition()
+	}
+}
+
+// awaitHeld waits until every node holds key: Acquire returns once a
+// majority granted it, and the other nodes' grants land a moment later.
+func (c *memCluster) awaitHeld(t testing.TB, key string) {
+	t.Helper()
+	for i := range c.stores {
+		for _, held := c.holder(t, i, key); !held; _, held = c.holder(t, i, key) {
+			time.Sleep(time.Millisecond)
+		}
 	}
 }

@@ -43,6 +43,7 @@ type locker struct {
 
 	floor   atomic.Uint64 // the last fence floor proposed, see propose
 	workers *workers      // run the node calls of rounds
+	pending sync.Map      // token → chan struct{}, closed when its late grants are in; see lateGrants
 }
 
 // The capabilities are declared by the types New returns: a Notifier or an
@@ -168,26 +169,66 @@ func (l *locker) withCapabilities() driver.Locker {
 }
 
 // round calls fn for the nodes in idx in parallel, each with a context
-// bounded by timeout, and returns when every call has returned: no
-// goroutine outlives it. Nodes that ignore their context delay it.
+// bounded by timeout, and returns when every call has returned. Nodes that
+// ignore their context delay it.
 func (l *locker) round(ctx context.Context, idx []int, timeout time.Duration, fn func(ctx context.Context, i int)) {
+	l.ask(ctx, idx, timeout, func(ctx context.Context, i int) (driver.Result, error) {
+		fn(ctx, i)
+		return driver.Result{}, nil
+	}, func(int, driver.Result, error) bool { return false })
+}
+
+// answer is one node's reply in a round.
+type answer struct {
+	i   int
+	res driver.Result
+	err error
+}
+
+// ask calls call for the nodes in idx in parallel, each with a context
+// bounded by timeout, and hands each answer to take, in the caller's
+// goroutine, as it arrives. It returns once every node answered, or as
+// soon as take returns true: the calls still running then finish on the
+// workers (which Close waits for), and their answers are dropped unless
+// the caller calls rest, which waits for them and hands them to take too.
+// Nodes that ignore their context delay it.
+func (l *locker) ask(ctx context.Context, idx []int, timeout time.Duration,
+	call func(ctx context.Context, i int) (driver.Result, error), take func(i int, res driver.Result, err error) bool) (rest func()) {
 	if len(idx) == 0 {
-		return
+		return func() {}
 	}
 	// The calls start together, so one deadline serves them all; the last
-	// runs in this goroutine.
+	// to return ends it.
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(len(idx) - 1)
-	for _, i := range idx[:len(idx)-1] {
+	var left atomic.Int32
+	left.Store(int32(len(idx)))
+	returned := func() {
+		if left.Add(-1) == 0 {
+			cancel()
+		}
+	}
+	answers := make(chan answer, len(idx)) // never blocks a late call
+	for _, i := range idx {
 		l.workers.do(func() {
-			defer wg.Done()
-			fn(ctx, i)
+			defer returned()
+			res, err := call(ctx, i)
+			answers <- answer{i, res, err}
 		})
 	}
-	fn(ctx, idx[len(idx)-1])
-	wg.Wait()
+	received := 0
+	for received < len(idx) {
+		a := <-answers
+		received++
+		if take(a.i, a.res, a.err) {
+			break
+		}
+	}
+	return func() {
+		for ; received < len(idx); received++ {
+			a := <-answers
+			take(a.i, a.res, a.err)
+		}
+	}
 }
 
 // window returns the validity window of a call with ttl (the time within
@@ -202,7 +243,8 @@ func (l *locker) window(ttl time.Duration) (window, timeout time.Duration, err e
 }
 
 // Acquire asks every node in parallel. The lock is granted when a majority
-// granted it within the validity window. With fencing, every node is asked
+// granted it within the validity window; it returns then, without waiting
+// for the other nodes. With fencing, every node is asked
 // for the same fence (see propose); if fewer than a majority granted the
 // largest fence among them, it is written back to a majority before it is
 // returned. Without fencing, the nodes are told to skip fences. When the
@@ -225,26 +267,33 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	n := len(l.nodes)
 	res := make([]driver.Result, n)
 	errs := make([]error, n)
-	l.round(ctx, l.all, timeout, func(ctx context.Context, i int) {
-		res[i], errs[i] = l.nodes[i].d.Acquire(ctx, req)
-	})
 	var got []int
 	busy := 0
-	for i := range n {
+	// A majority of grants decides the round: the other nodes' answers
+	// cannot change it, so they are not awaited (a late grant holds a
+	// minority node for this token, which Release frees). A failure waits
+	// for every answer, to release what the late ones granted.
+	rest := l.ask(ctx, l.all, timeout, func(ctx context.Context, i int) (driver.Result, error) {
+		return l.nodes[i].d.Acquire(ctx, req)
+	}, func(i int, r driver.Result, err error) bool {
+		res[i], errs[i] = r, err
 		switch {
-		case errs[i] != nil:
-		case res[i].Acquired:
+		case err != nil:
+		case r.Acquired:
 			got = append(got, i)
 		default:
 			busy++
 		}
-	}
+		return len(got) >= l.quorum && (!l.cfg.fencing || agreed(got, res, l.quorum) != 0)
+	})
 	if len(got) >= l.quorum {
 		var fence uint64
 		fence, err = l.fence(ctx, req, got, res, start, window, timeout)
 		if err == nil {
+			l.lateGrants(req.Token, rest)
 			return driver.Result{Acquired: true, Fence: fence}, nil
 		}
+		rest() // every answer, so that late grants are released too
 	}
 	l.abandon(ctx, req, got, errs, timeout)
 	switch {
@@ -263,6 +312,41 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 }
 
 var errBusy = errors.New("held by another token")
+
+// lateGrants awaits, on a worker, the answers still due to a granted
+// acquire of token, which Release waits for: a release that overtook a
+// late grant on its node would leave that node locked until the TTL.
+func (l *locker) lateGrants(token string, rest func()) {
+	done := make(chan struct{})
+	l.pending.Store(token, done)
+	l.workers.do(func() {
+		rest()
+		l.pending.CompareAndDelete(token, done)
+		close(done)
+	})
+}
+
+// agreed returns the largest fence granted by a majority of the nodes in
+// got, or 0 if there is none. Such a fence exceeds every fence granted
+// before (each of those is on a majority, which shares a node with this
+// one), so it needs no raising: the common case, where every node grants
+// the proposed floor, and a repeated request of a holder whose grants
+// were the same fence.
+func agreed(got []int, res []driver.Result, quorum int) uint64 {
+	var best uint64
+	for _, i := range got {
+		f, n := res[i].Fence, 0
+		for _, j := range got {
+			if res[j].Fence == f {
+				n++
+			}
+		}
+		if n >= quorum && f > best {
+			best = f
+		}
+	}
+	return best
+}
 
 // propose returns the fence floor of an attempt started at now: the
 // caller's floor if it set one, else this client's clock in microseconds,
@@ -293,6 +377,9 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 	}
 	if !l.cfg.fencing {
 		return 0, nil
+	}
+	if f := agreed(got, res, l.quorum); f != 0 {
+		return f, nil
 	}
 	var f uint64
 	for _, i := range got {
@@ -501,25 +588,36 @@ func (l *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 }
 
 // Release releases key on every node in parallel, also on nodes that may
-// not hold it, so no node stays held that could be freed. It succeeds when
-// a majority of nodes is known to be free of the token; the others' locks
-// expire with their TTL. It returns an error wrapping ErrNotHeld when too
+// not hold it, so no node stays held that could be freed: first it waits
+// for the late answers of the acquire (see Acquire). It succeeds, and
+// returns, once a majority of nodes is known to be free of the token; the
+// others' releases finish meanwhile, and their locks otherwise expire with
+// their TTL. It returns an error wrapping ErrNotHeld when too
 // many nodes did not hold the lock for a majority to have held it (in
 // particular when none did).
 func (l *locker) Release(ctx context.Context, key, token string) error {
+	if done, ok := l.pending.Load(token); ok {
+		select {
+		case <-done.(chan struct{}):
+		case <-ctx.Done():
+		}
+	}
 	errs := make([]error, len(l.nodes))
-	l.round(ctx, l.all, l.cfg.timeoutFor(l.cfg.lockTTL), func(ctx context.Context, i int) {
-		errs[i] = l.nodes[i].d.Release(ctx, key, token)
-	})
 	ok, notHeld := 0, 0
-	for _, err := range errs {
+	// Once a majority released, the result is known: the other nodes'
+	// releases finish on their own, even if ctx ends meanwhile.
+	l.ask(context.WithoutCancel(ctx), l.all, l.cfg.timeoutFor(l.cfg.lockTTL), func(ctx context.Context, i int) (driver.Result, error) {
+		return driver.Result{}, l.nodes[i].d.Release(ctx, key, token)
+	}, func(i int, _ driver.Result, err error) bool {
+		errs[i] = err
 		switch {
 		case err == nil:
 			ok++
 		case isNotHeld(err):
 			notHeld++
 		}
-	}
+		return ok >= l.quorum
+	})
 	switch {
 	case notHeld > len(l.nodes)-l.quorum:
 		return l.quorumError("release", key, ok, errs, nil)
@@ -548,9 +646,10 @@ func (l *locker) Close() error {
 }
 
 // inspectKey reports the holder that a majority of nodes agree on: the
-// same owner on a majority. Its fence is the largest those nodes report,
-// and its TTL the time until fewer than a majority hold it (the
-// majority-th longest). ok is false when no owner has a majority.
+// same owner on a majority. Its fence is the largest that a majority of
+// those nodes report, its TTL the time until fewer than a majority hold
+// it, and Since when a majority first held it. ok is false when no owner
+// has a majority.
 func (l *locker) inspectKey(ctx context.Context, key string) (driver.Holder, bool, error) {
 	n := len(l.nodes)
 	holders := make([]driver.Holder, n)
@@ -585,17 +684,27 @@ func (l *locker) inspectKey(ctx context.Context, key string) (driver.Holder, boo
 		if len(idx) < l.quorum {
 			continue
 		}
-		h := driver.Holder{Owner: owner}
-		ttls := make([]time.Duration, 0, len(idx))
+		// Each figure is the one a majority of the holder's nodes agree
+		// on: the quorum-th largest fence and TTL, and the quorum-th
+		// earliest grant. A node that granted late (after the majority
+		// decided, see Acquire) may hold a larger fence than the lease's.
+		var fences []uint64
+		var ttls []time.Duration
+		var since []time.Time
 		for _, i := range idx {
-			h.Fence = max(h.Fence, holders[i].Fence)
-			if h.Since.IsZero() || holders[i].Since.After(h.Since) {
-				h.Since = holders[i].Since // a majority held it from the latest
-			}
+			fences = append(fences, holders[i].Fence)
 			ttls = append(ttls, holders[i].TTL)
+			if !holders[i].Since.IsZero() {
+				since = append(since, holders[i].Since)
+			}
 		}
+		slices.Sort(fences)
 		slices.Sort(ttls)
-		h.TTL = ttls[len(ttls)-l.quorum]
+		slices.SortFunc(since, time.Time.Compare)
+		h := driver.Holder{Owner: owner, Fence: fences[len(fences)-l.quorum], TTL: ttls[len(ttls)-l.quorum]}
+		if len(since) >= l.quorum {
+			h.Since = since[l.quorum-1]
+		}
 		return h, true, nil
 	}
 	return driver.Holder{}, false, nil

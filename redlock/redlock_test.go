@@ -182,6 +182,7 @@ func failingSubset(t *testing.T, n, mask int) {
 	if err != nil {
 		t.Fatalf("TryAcquire of a free key with a majority alive = %v", err)
 	}
+	synctest.Wait() // the grants that came after the majority's land too
 	if _, err := l2.TryAcquire(ctx, key, nil); !errors.Is(err, dlock.ErrNotAcquired) || errors.As(err, new(*redlock.QuorumError)) {
 		t.Errorf("second TryAcquire of a held key = %v; want ErrNotAcquired for a busy key, not a QuorumError", err)
 	}
@@ -232,25 +233,29 @@ func TestFenceWriteBack(t *testing.T) {
 		}
 		raw2.Release(ctx, key, tok)
 	}
-	nodes := []*countRaise{{Locker: c.stores[0].Driver()}, {Locker: c.stores[1].Driver()}, {Locker: c.stores[2].Driver()}}
+	// Node 0 refuses, so the majority is nodes 1 and 2.
+	f0 := conformance.Faulty(c.stores[0].Driver())
+	nodes := []*countRaise{{Locker: f0}, {Locker: c.stores[1].Driver()}, {Locker: c.stores[2].Driver()}}
 	d, err := redlock.New([]driver.Locker{nodes[0], nodes[1], nodes[2]}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
+	f0.Refuse()
 	req := driver.Request{Key: key, Token: rand(), TTL: time.Minute, Owner: "a"}
 	res, err := d.Acquire(ctx, req)
 	if err != nil || !res.Acquired || res.Fence != want {
 		t.Fatalf("Acquire = %+v, %v; want the largest node fence, %d", res, err, want)
 	}
-	for i := range 3 {
+	for i := 1; i < 3; i++ {
 		if h, _ := c.holder(t, i, key); h.Fence != want {
 			t.Errorf("node %d holds fence %d; want every granting node raised to %d", i, h.Fence, want)
 		}
 	}
-	if r := nodes[0].n.Load() + nodes[1].n.Load() + nodes[2].n.Load(); r != 2 {
-		t.Errorf("%d RaiseFence calls; want 2, to the nodes that granted a smaller fence", r)
+	if r := nodes[0].n.Load() + nodes[1].n.Load() + nodes[2].n.Load(); r != 1 {
+		t.Errorf("%d RaiseFence calls; want 1, to the node that granted a smaller fence", r)
 	}
+	f0.Heal()
 	if err := d.Release(ctx, key, req.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -375,6 +380,7 @@ func TestRefreshQuorum(t *testing.T) {
 	if res, err := d.Acquire(ctx, driver.Request{Key: key, Token: tok, TTL: time.Minute}); err != nil || !res.Acquired {
 		t.Fatalf("Acquire = %+v, %v", res, err)
 	}
+	c.awaitHeld(t, key)
 	// Node 0 forgets the lock, as after a restart without persistence.
 	c.raw(t, 0).Release(ctx, key, tok)
 	if err := d.Refresh(ctx, key, tok, time.Minute); err != nil {
@@ -442,6 +448,8 @@ func TestRefreshBatchMajority(t *testing.T) {
 			t.Fatalf("Acquire = %+v, %v", res, err)
 		}
 	}
+	c.awaitHeld(t, "a") // a late grant must not undo the releases below
+	c.awaitHeld(t, "b")
 	c.raw(t, 0).Release(ctx, "a", a) // "a" still on 2 of 3
 	c.raw(t, 0).Release(ctx, "b", b)
 	c.raw(t, 1).Release(ctx, "b", b) // "b" on 1 of 3: lost
@@ -601,6 +609,7 @@ func TestRefreshCountsMajorityTime(t *testing.T) {
 		if res, err := d.Acquire(ctx, driver.Request{Key: "k", Token: tok, TTL: ttl}); err != nil || !res.Acquired {
 			t.Fatalf("Acquire = %+v, %v", res, err)
 		}
+		c.awaitHeld(t, "k")
 		fs[0].Partition()
 		start := time.Now()
 		if err := d.Refresh(ctx, "k", tok, ttl); err != nil {
@@ -682,6 +691,50 @@ func TestLateMajority(t *testing.T) {
 			if h, held := c.holder(t, i, "k"); held {
 				t.Errorf("node %d still held by %+v after a late grant", i, h)
 			}
+		}
+	})
+}
+
+// slowAcquire delays Acquire only, so that a release can overtake it.
+type slowAcquire struct {
+	driver.Locker
+	delay time.Duration
+}
+
+func (s slowAcquire) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	time.Sleep(s.delay)
+	return s.Locker.Acquire(ctx, req)
+}
+
+// TestReleaseAwaitsLateGrants: Acquire returns once a majority granted;
+// a Release right after must still free the slow node, whose grant lands
+// after Acquire returned, instead of overtaking it and leaving the node
+// locked until the TTL.
+func TestReleaseAwaitsLateGrants(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		c := newMemCluster(3)
+		d, err := redlock.New([]driver.Locker{c.raw(t, 0), c.raw(t, 1), slowAcquire{c.raw(t, 2), 50 * time.Millisecond}},
+			&redlock.Options{DisableFencing: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		req := driver.Request{Key: "k", Token: rand(), TTL: time.Minute}
+		start := time.Now()
+		if res, err := d.Acquire(ctx, req); err != nil || !res.Acquired {
+			t.Fatalf("Acquire = %+v, %v", res, err)
+		}
+		if took := time.Since(start); took != 0 {
+			t.Errorf("Acquire took %v; want it to return with the majority, before the slow node", took)
+		}
+		if err := d.Release(ctx, req.Key, req.Token); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if h, held := c.holder(t, 2, "k"); held {
+			t.Errorf("slow node still held by %+v after Release: the release overtook its late grant", h)
 		}
 	})
 }

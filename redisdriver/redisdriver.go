@@ -191,17 +191,18 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 }
 
 // acquireBare serves a NoFence request without a script, whose start-up
-// costs the server more than the command it runs: SET NX GET takes a free
-// key, or returns who holds it. Only a busy key costs a second command:
-// acquireBareScript, which also handles the holder's own retried request
-// and Redis before 7.0, which refuses NX with GET.
+// costs the server more than the command it runs: SET NX takes a free key
+// (and answers OK, where a nil reply would cost go-redis a dozen
+// allocations to classify). Only a busy key costs a second command:
+// acquireBareScript, which also recognizes the holder's own retried
+// request and reports the holder's TTL.
 func (d *locker) acquireBare(ctx context.Context, req driver.Request, args []any) (driver.Result, error) {
 	val := req.Token + "\n0\n\n" + req.Owner
-	err := d.client.Do(ctx, "SET", args[3], val, "NX", "PX", args[6], "GET").Err()
-	if err == redis.Nil {
+	err := d.client.Do(ctx, "SET", args[3], val, "NX", "PX", args[6]).Err()
+	if err == nil {
 		return driver.Result{Acquired: true}, nil
 	}
-	if err != nil && !isRedisError(err) {
+	if err != redis.Nil && !isRedisError(err) {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
 	v, err := eval(ctx, d.client, acquireBareScript, args).Slice()

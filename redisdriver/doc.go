@@ -57,9 +57,10 @@
 // "TOKEN\nFENCE\nSINCE\nOWNER" (SINCE is the server's TIME at the grant),
 // set with SET NX PX and the lease TTL, so that taking a free key costs
 // the server little more than a bare SET NX. Its fence key is
-// PREFIX{KEY}:fence, and releases are published on PREFIX{KEY}:released.
-// The braces make KEY the Cluster hash tag of all three, so they are on one
-// node and one script uses them all. If KEY contains '%', '{' or '}', these
+// PREFIX{KEY}:fence, its waiters' queue PREFIX{KEY}:queue, and releases
+// are published on PREFIX{KEY}:released or, to one waiter, on
+// PREFIX{KEY}:w:TAG. The braces make KEY the Cluster hash tag of them all,
+// so they are on one node and one script uses them all. If KEY contains '%', '{' or '}', these
 // are written %25, %7B and %7D inside the braces, so the tag is always
 // exactly KEY (escaped), never empty, and two keys never share a lock.
 // Prefix must not contain braces.
@@ -67,13 +68,21 @@
 // Release notifications use one pub/sub connection per driver, shared by
 // all waiting keys (on Cluster, one per master node, with sharded pub/sub:
 // SPUBLISH and SSUBSCRIBE, so a release wakes only its own node's
-// subscribers). They only speed up waiting: a waiter that misses one wakes
-// at the holder's reported expiry or its backoff.
+// subscribers). Waiters queue in the order they came (a sorted set of
+// waiter tags, each a hash of the waiter's token, never the token), and a
+// release wakes only the first that still listens on its own channel, so
+// N waiters do not all rush at every release; with no such waiter it wakes
+// every subscriber of the key. A waiter woken after it gave up passes its
+// turn on. Notifications only speed up waiting: a waiter that misses one
+// wakes at the holder's reported expiry or its backoff.
+//
+// The driver needs Redis 6.2 or later (SET with GET), or Valkey.
 //
 // # Fences
 //
 // Each grant's fence is max(last + 1, now), where now is the server's TIME
-// in microseconds, computed in the acquire script, and last is kept in
+// in microseconds (or the request's FenceFloor, when a quorum driver
+// proposes one), computed in the acquire script, and last is kept in
 // the fence key for FenceExpiry after each acquire. Fences therefore
 // increase strictly for a key, also after the fence key expired, and
 // after Redis restarted without its data, as long as the server's clock

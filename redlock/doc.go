@@ -19,8 +19,16 @@
 // [Options.Drift], counted from sending; otherwise it is released on every
 // node that granted it or did not answer (the request may have landed)
 // before Acquire returns. Refreshes go to every node and need a majority
-// within the window too; releases go to every node. Every call waits for
-// every node (or its timeout): no goroutine outlives a call.
+// within the window too; releases go to every node.
+//
+// A granted acquire returns as soon as a majority granted one fence, and a
+// release as soon as a majority released: the slower nodes' answers cannot
+// change the outcome. Their calls finish on the driver's worker
+// goroutines (which Close waits for, and which exit after 10s idle), and a
+// Release first waits for the late answers of its acquire, so that it
+// cannot overtake a late grant and leave that node locked until the TTL.
+// A failed acquire waits for every node (or its timeout), to release what
+// each granted.
 //
 // A busy key reports, as the holder's remaining TTL, the time at which a
 // majority of nodes may be free, and a release seen on a majority of nodes
@@ -28,19 +36,23 @@
 //
 // # Fencing
 //
-// Each node grants its own fence, increasing per key. The lease gets the
-// largest fence of the nodes that granted it, and before it is handed out
-// that fence is written to a majority of nodes (driver.FenceRaiser), unless
-// a majority granted it already. Any later majority shares a node with that
-// one, which grants only larger fences from then on, so every later lease's
-// fence is larger — provided that node kept its state (see Safety). If the
-// write-back does not reach a majority within the validity window, the
-// attempt fails and is released. A resource that records the largest fence
+// Each node grants its own fence, increasing per key. The client proposes
+// one fence to all nodes (driver.Request.FenceFloor: its clock in
+// microseconds, kept increasing), and a node grants the larger of that and
+// one more than its last fence, so nodes usually agree. The lease gets the
+// largest fence that a majority granted; if no majority agrees, it gets
+// the largest fence of the nodes that granted it, which is first written
+// to a majority of nodes (driver.FenceRaiser). Any later majority shares a
+// node with that one, which grants only larger fences from then on, so
+// every later lease's fence is larger — provided that node kept its state
+// (see Safety). If the write-back does not reach a majority within the
+// validity window, the attempt fails and is released. A resource that records the largest fence
 // it has seen and rejects smaller ones is then protected from a holder that
 // paused (a GC pause, a stopped VM, a slow network) past the end of its
 // lease: the failure that timing alone, which is all Redlock has, cannot
-// rule out. [Options.DisableFencing] skips the write-back, so an acquire is
-// one round; leases then carry fence 0.
+// rule out. [Options.DisableFencing] tells the nodes to skip fences
+// (driver.Request.NoFence; on Redis a free key is then taken by a plain
+// SET NX); leases then carry fence 0.
 //
 // # Safety
 //

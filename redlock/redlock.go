@@ -175,7 +175,7 @@ func (l *locker) round(ctx context.Context, idx []int, timeout time.Duration, fn
 	l.ask(ctx, idx, timeout, func(ctx context.Context, i int) (driver.Result, error) {
 		fn(ctx, i)
 		return driver.Result{}, nil
-	}, func(int, driver.Result, error) bool { return false })
+	}, func(int, driver.Result, error) bool { return false }, nil)
 }
 
 // answer is one node's reply in a round.
@@ -191,9 +191,11 @@ type answer struct {
 // soon as take returns true: the calls still running then finish on the
 // workers (which Close waits for), and their answers are dropped unless
 // the caller calls rest, which waits for them and hands them to take too.
-// Nodes that ignore their context delay it.
+// done, if not nil, runs once every call has returned. Nodes that ignore
+// their context delay it.
 func (l *locker) ask(ctx context.Context, idx []int, timeout time.Duration,
-	call func(ctx context.Context, i int) (driver.Result, error), take func(i int, res driver.Result, err error) bool) (rest func()) {
+	call func(ctx context.Context, i int) (driver.Result, error), take func(i int, res driver.Result, err error) bool,
+	done func()) (rest func()) {
 	if len(idx) == 0 {
 		return func() {}
 	}
@@ -205,6 +207,9 @@ func (l *locker) ask(ctx context.Context, idx []int, timeout time.Duration,
 	returned := func() {
 		if left.Add(-1) == 0 {
 			cancel()
+			if done != nil {
+				done()
+			}
 		}
 	}
 	answers := make(chan answer, len(idx)) // never blocks a late call
@@ -273,6 +278,7 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	// cannot change it, so they are not awaited (a late grant holds a
 	// minority node for this token, which Release frees). A failure waits
 	// for every answer, to release what the late ones granted.
+	all := make(chan struct{}) // closed once every node answered
 	rest := l.ask(ctx, l.all, timeout, func(ctx context.Context, i int) (driver.Result, error) {
 		return l.nodes[i].d.Acquire(ctx, req)
 	}, func(i int, r driver.Result, err error) bool {
@@ -285,12 +291,15 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 			busy++
 		}
 		return len(got) >= l.quorum && (!l.cfg.fencing || agreed(got, res, l.quorum) != 0)
+	}, func() {
+		close(all)
+		l.pending.CompareAndDelete(req.Token, all)
 	})
 	if len(got) >= l.quorum {
 		var fence uint64
 		fence, err = l.fence(ctx, req, got, res, start, window, timeout)
 		if err == nil {
-			l.lateGrants(req.Token, rest)
+			l.lateGrants(req.Token, all)
 			return driver.Result{Acquired: true, Fence: fence}, nil
 		}
 		rest() // every answer, so that late grants are released too
@@ -313,17 +322,17 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 
 var errBusy = errors.New("held by another token")
 
-// lateGrants awaits, on a worker, the answers still due to a granted
-// acquire of token, which Release waits for: a release that overtook a
-// late grant on its node would leave that node locked until the TTL.
-func (l *locker) lateGrants(token string, rest func()) {
-	done := make(chan struct{})
-	l.pending.Store(token, done)
-	l.workers.do(func() {
-		rest()
-		l.pending.CompareAndDelete(token, done)
-		close(done)
-	})
+// lateGrants records that the acquire of token returned before every node
+// answered; all closes when they have. Release waits for it: a release
+// that overtook a late grant on its node would leave that node locked
+// until the TTL.
+func (l *locker) lateGrants(token string, all chan struct{}) {
+	l.pending.Store(token, all)
+	select {
+	case <-all: // answered meanwhile, maybe before the Store: forget it
+		l.pending.CompareAndDelete(token, all)
+	default: // the last answer forgets it
+	}
 }
 
 // agreed returns the largest fence granted by a majority of the nodes in
@@ -617,7 +626,7 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 			notHeld++
 		}
 		return ok >= l.quorum
-	})
+	}, nil)
 	switch {
 	case notHeld > len(l.nodes)-l.quorum:
 		return l.quorumError("release", key, ok, errs, nil)

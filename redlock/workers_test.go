@@ -1,10 +1,15 @@
 package redlock
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/memdriver"
 )
 
 // TestWorkersConcurrent: calls never wait for one another: with every
@@ -50,4 +55,42 @@ func TestWorkersExit(t *testing.T) {
 	if !ran {
 		t.Error("do after close did not run the call before returning")
 	}
+}
+
+// slowNode delays Acquire only.
+type slowNode struct{ driver.Locker }
+
+func (s slowNode) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	time.Sleep(time.Second)
+	return s.Locker.Acquire(ctx, req)
+}
+
+// TestLateGrantsForgotten: the record of an acquire's late answers, which
+// Release waits for, is dropped once they are in, released or not (a lost
+// lease is never released), so that it cannot pile up.
+func TestLateGrantsForgotten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nodes := []driver.Locker{memdriver.NewStore().Driver(), memdriver.NewStore().Driver(), slowNode{memdriver.NewStore().Driver()}}
+		d, err := New(nodes, &Options{DisableFencing: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		l := d.(fullLocker).locker
+		for i := range 3 {
+			req := driver.Request{Key: "k", Token: fmt.Sprint("t", i), TTL: time.Minute}
+			if res, err := d.Acquire(t.Context(), req); err != nil || !res.Acquired {
+				t.Fatalf("Acquire = %+v, %v", res, err)
+			}
+			if _, ok := l.pending.Load(req.Token); !ok {
+				t.Fatal("no record of the slow node's answer, still due")
+			}
+			time.Sleep(2 * time.Second)
+			synctest.Wait()
+			if _, ok := l.pending.Load(req.Token); ok {
+				t.Error("record kept after every node answered")
+			}
+			d.Release(t.Context(), req.Key, req.Token)
+		}
+	})
 }

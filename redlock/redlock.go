@@ -108,7 +108,8 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 	if len(ds) < MinNodes {
 		return nil, fmt.Errorf("%w: redlock: %d nodes; a quorum needs at least %d independent nodes", dlock.ErrInvalid, len(ds), MinNodes)
 	}
-	l := &locker{cfg: cfg, quorum: len(ds)/2 + 1, workers: newWorkers()}
+	// Enough idle workers for a round and the late answers of the last.
+	l := &locker{cfg: cfg, quorum: len(ds)/2 + 1, workers: newWorkers(2 * len(ds))}
 	for i, d := range ds {
 		name := fmt.Sprintf("node %d", i)
 		if i < len(addrs) {

@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -11,19 +12,22 @@ const workerIdle = 10 * time.Second
 // workers runs the node calls of rounds on goroutines that outlive a round,
 // so that a goroutine's stack, once grown by the deep call chain of a Redis
 // client, serves many calls: with a new goroutine per call, growing stacks
-// took about a sixth of the client's CPU in a quorum acquire. A worker
-// exits after workerIdle without work; close stops them all and waits.
+// took about a sixth of the client's CPU in a quorum acquire. At most
+// maxIdle workers wait for work, each for workerIdle at most, so a burst
+// of calls leaves no crowd behind; close stops them all and waits.
 type workers struct {
-	jobs chan func() // unbuffered: a send succeeds only to an idle worker
-	quit chan struct{}
-	wg   sync.WaitGroup
+	jobs    chan func() // unbuffered: a send succeeds only to an idle worker
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	idle    atomic.Int32
+	maxIdle int32
 
 	mu     sync.Mutex
 	closed bool
 }
 
-func newWorkers() *workers {
-	return &workers{jobs: make(chan func()), quit: make(chan struct{})}
+func newWorkers(maxIdle int) *workers {
+	return &workers{jobs: make(chan func()), quit: make(chan struct{}), maxIdle: int32(maxIdle)}
 }
 
 // do runs job on an idle worker, or on a new one if none is idle. After
@@ -48,16 +52,27 @@ func (w *workers) do(job func()) {
 func (w *workers) work(job func()) {
 	defer w.wg.Done()
 	job()
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
+	var idle *time.Timer
 	for {
+		if w.idle.Add(1) > w.maxIdle {
+			w.idle.Add(-1)
+			return
+		}
+		if idle == nil {
+			idle = time.NewTimer(workerIdle)
+			defer idle.Stop()
+		} else {
+			idle.Reset(workerIdle)
+		}
 		select {
 		case job := <-w.jobs:
+			w.idle.Add(-1)
 			job()
-			idle.Reset(workerIdle)
 		case <-idle.C:
+			w.idle.Add(-1)
 			return
 		case <-w.quit:
+			w.idle.Add(-1)
 			return
 		}
 	}

@@ -15,7 +15,7 @@ import (
 // TestWorkersConcurrent: calls never wait for one another: with every
 // worker busy, another call gets a worker of its own.
 func TestWorkersConcurrent(t *testing.T) {
-	w := newWorkers()
+	w := newWorkers(2)
 	defer w.close()
 	const n = 5
 	var arrived sync.WaitGroup
@@ -37,7 +37,7 @@ func TestWorkersConcurrent(t *testing.T) {
 // goroutine in it has); after close, do runs the call itself.
 func TestWorkersExit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWorkers()
+		w := newWorkers(2)
 		for range 3 {
 			ran := make(chan struct{})
 			w.do(func() { close(ran) })
@@ -47,7 +47,7 @@ func TestWorkersExit(t *testing.T) {
 		time.Sleep(workerIdle + time.Second)
 		synctest.Wait()
 	})
-	w := newWorkers()
+	w := newWorkers(2)
 	w.do(func() {})
 	w.close()
 	ran := false
@@ -91,6 +91,23 @@ func TestLateGrantsForgotten(t *testing.T) {
 				t.Error("record kept after every node answered")
 			}
 			d.Release(t.Context(), req.Key, req.Token)
+		}
+	})
+}
+
+// TestWorkersIdleCap: after a burst of calls, at most maxIdle workers stay.
+func TestWorkersIdleCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorkers(2)
+		defer w.close()
+		release := make(chan struct{})
+		for range 5 {
+			w.do(func() { <-release })
+		}
+		close(release)
+		synctest.Wait()
+		if n := w.idle.Load(); n != 2 {
+			t.Errorf("%d idle workers after a burst of 5 calls; want maxIdle, 2", n)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package redisdriver_test
 
 import (
 	"context"
+	"strconv"
 	"errors"
 	"strings"
 	"testing"
@@ -354,7 +355,7 @@ func TestFences(t *testing.T) {
 	d := redisdriver.NewDriver(s.Client(t), nil)
 	defer d.Close()
 	ctx := testCtx(t)
-	const key = "fences/k"
+	key := "fences/" + strconv.FormatInt(time.Now().UnixNano(), 36) // fence keys outlive a run
 	grant := func(r driver.Request) uint64 {
 		t.Helper()
 		res, err := d.Acquire(ctx, r)

@@ -2,8 +2,8 @@ package redisdriver_test
 
 import (
 	"context"
-	"strconv"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"

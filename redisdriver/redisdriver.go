@@ -183,7 +183,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if req.NoFence {
 		return d.acquireBare(ctx, req, args)
 	}
-	v, err := eval(ctx, d.client, acquireScript, args).Slice()
+	v, err := eval(ctx, d.client, acquireScript, args).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
@@ -205,7 +205,7 @@ func (d *locker) acquireBare(ctx context.Context, req driver.Request, args []any
 	if err != redis.Nil && !isRedisError(err) {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
-	v, err := eval(ctx, d.client, acquireBareScript, args).Slice()
+	v, err := eval(ctx, d.client, acquireBareScript, args).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
@@ -240,34 +240,33 @@ func (d *locker) acquireArgs(req driver.Request) []any {
 	return []any{nil, nil, 2, lk, fk, req.Token, ttl, owner, d.fenceMS, floor}
 }
 
-// acquireResult decodes the reply of an acquire script called with args.
-func (d *locker) acquireResult(key string, args []any, v []any) (driver.Result, error) {
-	keys := [2]any{args[3], args[4]} // the lock and fence keys, for errors
-	if len(v) != 2 {
-		return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: unexpected reply %v", key, v)
-	}
-	code, _ := v[0].(int64)
-	switch code {
-	case 1:
-		s, _ := v[1].(string)
-		fence, err := strconv.ParseUint(s, 10, 64)
+// acquireResult decodes the reply of an acquire script called with args
+// (see acquireScript).
+func (d *locker) acquireResult(key string, args []any, v any) (driver.Result, error) {
+	switch v := v.(type) {
+	case string:
+		if other, ok := strings.CutPrefix(v, "!"); ok {
+			which, typ, _ := strings.Cut(other, " ")
+			redisKey := args[3] // the lock key
+			if which == "2" {
+				redisKey = args[4] // its fence key
+			}
+			return driver.Result{}, wrongType(key, redisKey, typ)
+		}
+		fence, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: bad fence %q in %v", key, s, keys[0])
+			return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: bad fence %q in %v", key, v, args[3])
 		}
 		return driver.Result{Acquired: true, Fence: fence}, nil
-	case 0:
+	case int64:
 		// PTTL counts whole milliseconds, rounded down, and says 0 for a
 		// key in its last millisecond, which must not read as "unknown":
 		// report at least 1ms. A negative PTTL (no expiry) is unknown.
 		var res driver.Result
-		if pttl, _ := v[1].(int64); pttl >= 0 {
-			res.HolderTTL = time.Duration(max(pttl, 1)) * time.Millisecond
+		if v >= 0 {
+			res.HolderTTL = time.Duration(max(v, 1)) * time.Millisecond
 		}
 		return res, nil
-	case -1:
-		return driver.Result{}, wrongType(key, keys[0], v[1])
-	case -2:
-		return driver.Result{}, wrongType(key, keys[1], v[1])
 	}
 	return driver.Result{}, fmt.Errorf("redisdriver: acquire %q: unexpected reply %v", key, v)
 }
@@ -307,8 +306,7 @@ func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args
 	if cmd.Err() != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, cmd.Err())
 	}
-	v, _ := cmd.Slice()
-	res, rerr := d.acquireResult(req.Key, args, v)
+	res, rerr := d.acquireResult(req.Key, args, cmd.Val())
 	if rerr != nil || !res.Acquired {
 		return res, rerr
 	}

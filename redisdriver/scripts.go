@@ -36,9 +36,11 @@ import (
 // A waiting caller also passes KEYS[3], the key's queue of waiters, its
 // waiter tag ARGV[6] and the queue's expiry ARGV[7] ms: a busy attempt
 // queues the tag (keeping its place if queued already), a grant removes it.
-// Reply: {1, fence} acquired (or already held by the token: same fence,
-// TTL reset); {0, pttl} held by another token; {-1, type} the lock key holds
-// other data; {-2, type} the fence key holds other data.
+// Reply: the fence, a string of digits, when acquired (or already held by
+// the token: same fence, TTL reset); the holder's PTTL, an integer, when
+// held by another token; "!1 TYPE" when the lock key holds other data, "!2
+// TYPE" when the fence key does. (Plain values, not a table, which would
+// cost the server more to build than the rest of a grant but a SET.)
 //
 // The fence key is set to the candidate fence with SET GET, before the lock
 // is tried: on the common path (the clock is ahead of the last fence) that
@@ -51,14 +53,14 @@ local t = redis.call('TIME')
 local f = ARGV[5]
 if f == '' then f = t[1] .. string.sub('00000' .. t[2], -6) end
 local last = redis.pcall('SET', KEYS[2], f, 'PX', ARGV[4], 'GET')
-if type(last) == 'table' then return {-2, redis.call('TYPE', KEYS[2]).ok} end
+if type(last) == 'table' then return '!2 ' .. redis.call('TYPE', KEYS[2]).ok end
 if last and (#last > #f or #last == #f and last >= f) and tonumber(last) then
   f = string.format('%.0f', tonumber(last) + 1)
   redis.call('SET', KEYS[2], f, 'PX', ARGV[4])
 end
 if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
   if KEYS[3] then redis.pcall('ZREM', KEYS[3], ARGV[6]) end
-  return {1, f}
+  return f
 end
 if KEYS[3] then
   redis.pcall('ZADD', KEYS[3], 'NX', t[1] .. '.' .. string.sub('00000' .. t[2], -6), ARGV[6])
@@ -71,7 +73,7 @@ end
 // SET NX. Same arguments (ARGV[4] and ARGV[5] unused) and reply.
 var acquireBareScript = newScript(`
 if redis.call('SET', KEYS[1], ARGV[1] .. '\n0\n\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
-  return {1, '0'}
+  return '0'
 end
 ` + acquireBusy)
 
@@ -80,15 +82,15 @@ end
 // token, or by other data.
 const acquireBusy = `
 local v = redis.pcall('GET', KEYS[1])
-if type(v) == 'table' then return {-1, redis.call('TYPE', KEYS[1]).ok} end
+if type(v) == 'table' then return '!1 ' .. redis.call('TYPE', KEYS[1]).ok end
 local i = string.find(v, '\n', 1, true)
 local j = i and string.find(v, '\n', i + 1, true)
-if not j then return {-1, 'string'} end
+if not j then return '!1 string' end
 if string.sub(v, 1, i - 1) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, string.sub(v, i + 1, j - 1)}
+  return string.sub(v, i + 1, j - 1)
 end
-return {0, redis.call('PTTL', KEYS[1])}
+return redis.call('PTTL', KEYS[1])
 `
 
 // holderOf, prepended to the scripts below, reads the lock KEYS[1]: it

@@ -47,6 +47,7 @@ type renewer struct {
 	rounds    int         // renewal rounds in flight
 	running   bool        // the loop goroutine is alive
 	timer     *time.Timer // the loop's, kept across its restarts
+	wakeAt    time.Time   // when the loop's timer fires; see kick
 	pending   []leaseEvent
 }
 
@@ -115,9 +116,14 @@ func (r *renewer) kick() {
 		go r.loop()
 		return
 	}
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	// The loop's timer covers everything due from wakeAt on: wake it only
+	// for something earlier, or to start idling, so that adding a lease
+	// (due a renewal interval later) costs no goroutine switch.
+	if r.deadlines.Len() == 0 || r.nextEvent().Before(r.wakeAt) {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -125,6 +131,17 @@ func (r *renewer) kick() {
 // takes and releases leases in a row then keeps one goroutine and timer
 // instead of starting them for every lease.
 const idleLinger = 100 * time.Millisecond
+
+// nextEvent returns when the loop must look at the heaps again: the first
+// deadline, or an earlier renewal if a round may start then. r.mu must be
+// held, and a lease scheduled.
+func (r *renewer) nextEvent() time.Time {
+	next := r.deadlines.top().deadline
+	if r.rounds < maxRounds && r.renewals.Len() > 0 && r.renewals.top().nextRenew.Before(next) {
+		next = r.renewals.top().nextRenew
+	}
+	return next
+}
 
 func (r *renewer) loop() {
 	defer r.wg.Done()
@@ -160,17 +177,14 @@ func (r *renewer) loop() {
 			}
 		}
 		if r.deadlines.Len() > 0 {
-			next := r.deadlines.top().deadline
-			if r.rounds < maxRounds && r.renewals.Len() > 0 && r.renewals.top().nextRenew.Before(next) {
-				next = r.renewals.top().nextRenew
-			}
-			timer.Reset(next.Sub(now))
+			r.wakeAt = r.nextEvent()
 		} else {
 			if idleSince.IsZero() {
 				idleSince = now
 			}
-			timer.Reset(idleSince.Add(idleLinger).Sub(now))
+			r.wakeAt = idleSince.Add(idleLinger)
 		}
+		timer.Reset(r.wakeAt.Sub(now))
 		r.unlock()
 		select {
 		case <-timer.C:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -313,5 +314,67 @@ func TestIdleLockerKeepsNoGoroutine(t *testing.T) {
 		time.Sleep(time.Second)
 		synctest.Wait()
 		// The bubble ends now: a goroutine left would fail the test.
+	})
+}
+
+// waitRecorder records the Wait of every acquire attempt and the token of
+// every subscription.
+type waitRecorder struct {
+	driver.Locker
+	mu     sync.Mutex
+	waits  []time.Duration
+	tokens []string
+}
+
+func (w *waitRecorder) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	w.mu.Lock()
+	w.waits = append(w.waits, req.Wait)
+	w.mu.Unlock()
+	return w.Locker.Acquire(ctx, req)
+}
+
+func (w *waitRecorder) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+	w.mu.Lock()
+	w.tokens = append(w.tokens, token)
+	w.mu.Unlock()
+	return w.Locker.(driver.Notifier).Subscribe(ctx, key, token)
+}
+
+// TestWaitingAttemptsCarryWait: every attempt of a waiting Acquire says how
+// long the waiter may sleep after it (driver.Request.Wait), so that a
+// driver that queues waiters keeps their places, and the subscription
+// names the waiter's token; TryAcquire does not wait.
+func TestWaitingAttemptsCarryWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		holder := store.Locker(nil)
+		defer holder.Close()
+		lease, err := holder.TryAcquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &waitRecorder{Locker: store.Driver()}
+		l := dlock.New(rec, &dlock.Options{Retry: dlock.LinearBackoff(50 * time.Millisecond)})
+		defer l.Close()
+		if _, err := l.TryAcquire(t.Context(), "k", nil); !errors.Is(err, dlock.ErrNotAcquired) {
+			t.Fatalf("TryAcquire of a held key = %v", err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		if _, err := l.Acquire(ctx, "k", nil); !errors.Is(err, dlock.ErrNotAcquired) {
+			t.Fatalf("Acquire of a held key until a timeout = %v", err)
+		}
+		lease.Release(t.Context())
+		if len(rec.waits) < 4 || rec.waits[0] != 0 {
+			t.Fatalf("attempts' Wait = %v; want 0 for the TryAcquire, then several attempts", rec.waits)
+		}
+		for i, w := range rec.waits[1:] {
+			if w != 50*time.Millisecond {
+				t.Errorf("waiting attempt %d has Wait %v; want the backoff, 50ms", i+1, w)
+			}
+		}
+		if len(rec.tokens) != 1 || rec.tokens[0] == "" {
+			t.Errorf("subscriptions' tokens = %q; want one, the waiter's", rec.tokens)
+		}
 	})
 }

@@ -453,6 +453,26 @@ func (p *spy) Subscribe(ctx context.Context, key, token string) (<-chan struct{}
 	return ch, cancel, err
 }
 
+// awaitWaiting returns once the dlock waiter behind p has subscribed and
+// found the key busy since; it skips the case if the driver cannot notify.
+func (s *suite) awaitWaiting(p *spy) {
+	s.Helper()
+	select {
+	case <-p.waiting:
+	case <-time.After(slack):
+		s.Fatalf("a dlock waiter did not subscribe and retry within %v", slack)
+	}
+	p.mu.Lock()
+	subErr := p.subErr
+	p.mu.Unlock()
+	if errors.Is(subErr, errors.ErrUnsupported) {
+		s.Skipf("Subscribe: %v", subErr)
+	}
+	if subErr != nil {
+		s.Fatalf("Subscribe failed: %v", subErr)
+	}
+}
+
 func closeOnce(c chan struct{}) {
 	select {
 	case <-c:
@@ -498,20 +518,7 @@ func releaseWakesWaiter(s *suite) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	got := s.goAcquire(ctx, l, key)
-	select {
-	case <-p.waiting:
-	case <-time.After(slack):
-		s.Fatalf("the dlock waiter did not subscribe and retry within %v", slack)
-	}
-	p.mu.Lock()
-	subErr := p.subErr
-	p.mu.Unlock()
-	if errors.Is(subErr, errors.ErrUnsupported) {
-		s.Skipf("Subscribe: %v", subErr)
-	}
-	if subErr != nil {
-		s.Fatalf("Subscribe failed: %v", subErr)
-	}
+	s.awaitWaiting(p)
 
 	released := time.Now()
 	s.mustRelease(holder, key, a)
@@ -547,20 +554,7 @@ func waitersServedInTurn(s *suite) {
 	wait := func(ctx context.Context) <-chan acquired {
 		p := newSpy(s.rawDriver())
 		got := s.goAcquire(ctx, s.locker(p, opts), key)
-		select {
-		case <-p.waiting:
-		case <-time.After(slack):
-			s.Fatalf("a dlock waiter did not subscribe and retry within %v", slack)
-		}
-		p.mu.Lock()
-		subErr := p.subErr
-		p.mu.Unlock()
-		if errors.Is(subErr, errors.ErrUnsupported) {
-			s.Skipf("Subscribe: %v", subErr)
-		}
-		if subErr != nil {
-			s.Fatalf("Subscribe failed: %v", subErr)
-		}
+		s.awaitWaiting(p)
 		return got
 	}
 	// The first waiter gives up; a driver that queues waiters must not

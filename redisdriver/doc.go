@@ -76,7 +76,8 @@
 // turn on. Notifications only speed up waiting: a waiter that misses one
 // wakes at the holder's reported expiry or its backoff.
 //
-// The driver needs Redis 6.2 or later (SET with GET), or Valkey.
+// The driver needs Redis 6.2 or later (for SET with GET; tested on 7.0),
+// or Valkey.
 //
 // # Fences
 //

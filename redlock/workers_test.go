@@ -3,7 +3,7 @@ package redlock
 import (
 	"context"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -18,18 +18,23 @@ func TestWorkersConcurrent(t *testing.T) {
 	w := newWorkers(2)
 	defer w.close()
 	const n = 5
-	var arrived sync.WaitGroup
-	arrived.Add(n)
-	var done sync.WaitGroup
-	done.Add(n)
+	var arrived atomic.Int32
+	all := make(chan struct{})     // closed once all n calls run at once
+	release := make(chan struct{}) // lets them return
 	for range n {
 		w.do(func() {
-			defer done.Done()
-			arrived.Done()
-			arrived.Wait() // returns only once all n run at the same time
+			if arrived.Add(1) == n {
+				close(all)
+			}
+			<-release
 		})
 	}
-	done.Wait()
+	select {
+	case <-all:
+	case <-time.After(10 * time.Second):
+		t.Errorf("%d of %d calls running at once: the workers serialize calls", arrived.Load(), n)
+	}
+	close(release)
 }
 
 // TestWorkersExit: an idle worker exits on its own after workerIdle, so a

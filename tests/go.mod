@@ -1,0 +1,5 @@
+module github.com/dlock-go/dlock/tests
+
+go 1.25.0
+
+replace github.com/dlock-go/dlock => ../

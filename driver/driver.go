@@ -30,12 +30,41 @@ var (
 	// ErrUnavailable reports that the backend could not be reached or
 	// refused service for now (connection refused, failover in progress,
 	// server loading), and that the operation was surely not applied. An
-	// operation whose outcome is unknown, such as one that timed out after
-	// it was sent, must not be reported as ErrUnavailable; drivers return
-	// such errors with a Timeout() bool method that reports true, as net
-	// and go-redis errors do.
+	// operation whose outcome is unknown must not be reported as
+	// ErrUnavailable: see [ErrOutcomeUnknown].
 	ErrUnavailable = errors.New("dlock: backend unavailable")
+
+	// ErrOutcomeUnknown reports an operation that may or may not have
+	// been applied: it was sent, and then the reply was lost (a timeout,
+	// the connection dropped, the context ended in flight). A driver
+	// reports such an outcome with an error that wraps ErrOutcomeUnknown,
+	// or, as net and go-redis errors do, with a Timeout() bool method that
+	// reports true; [OutcomeUnknown] recognises both. Package dlock
+	// undoes an Acquire whose outcome is unknown at once (a token-checked
+	// Release of the request's token, harmless if it was never granted),
+	// so that a grant nobody received does not keep the key from others
+	// for a whole TTL.
+	ErrOutcomeUnknown = errors.New("dlock: outcome unknown")
 )
+
+// OutcomeUnknown reports whether err says that an operation may have been
+// applied although it did not report success: err wraps
+// [ErrOutcomeUnknown], [context.Canceled] or [context.DeadlineExceeded]
+// (the call may have been sent before its context ended), or has a
+// Timeout() bool method that reports true. An error wrapping
+// [ErrUnavailable] is never unknown: the operation surely was not applied.
+// A driver that wraps others (a quorum driver) uses it to tell which inner
+// calls need undoing.
+func OutcomeUnknown(err error) bool {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return false
+	}
+	if errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
 
 // Request is one attempt to acquire a key.
 type Request struct {

@@ -27,6 +27,12 @@ type Locker struct {
 
 	renew *renewer
 
+	// Acquire calls in progress, so that Close lets their undo reach the
+	// driver before closing it.
+	callMu  sync.Mutex
+	calls   int
+	drained chan struct{} // closed when calls drops to 0 after Close began
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -55,13 +61,23 @@ func New(d driver.Locker, opts *Options) *Locker {
 // can notify, and otherwise at the holder's expiry, reported by the failed
 // attempt; opts.Retry caps each wait. Errors that may be transient (the
 // backend unavailable, a timeout) are retried the same way. When ctx ends,
-// the error wraps both [ErrNotAcquired] and ctx.Err().
+// the error wraps both [ErrNotAcquired] and ctx.Err(), and not the last
+// driver error's sentinels: a caller that gave up is told so, not that the
+// backend is unavailable.
+//
+// An attempt whose outcome is unknown (it timed out, the connection was
+// lost, ctx ended while it was in flight, or the Locker was closed while it
+// was granted) is undone at once: the attempt's token is released on a
+// context detached from ctx, bounded by the ReleaseTimeout. A grant that no
+// caller received therefore never keeps the key from others for a TTL.
+// Acquire returns only after that undo, so when it fails, it holds nothing.
 func (l *Locker) Acquire(ctx context.Context, key string, opts *Options) (*Lease, error) {
 	return l.acquire(ctx, key, opts, true)
 }
 
 // TryAcquire makes one attempt to take key and returns an error wrapping
-// [ErrNotAcquired] if it is held.
+// [ErrNotAcquired] if it is held. Like Acquire, it undoes an attempt whose
+// outcome is unknown before it returns.
 func (l *Locker) TryAcquire(ctx context.Context, key string, opts *Options) (*Lease, error) {
 	return l.acquire(ctx, key, opts, false)
 }
@@ -72,8 +88,9 @@ func (l *Locker) TryAcquire(ctx context.Context, key string, opts *Options) (*Le
 // must stop then, because someone else may hold the key soon.
 //
 // The release always happens, on a context detached from ctx's cancellation
-// and bounded by opts.ReleaseTimeout. Do returns fn's error joined with the
-// release's; if the lease was lost before the release, that error wraps
+// and bounded by opts.ReleaseTimeout: also when fn panics, before the panic
+// goes on. Do returns fn's error joined with the release's; if the lease was
+// lost before the release (also by [Locker.Close]), that error wraps
 // [ErrLeaseLost] even if fn succeeded, since exclusivity was not assured to
 // the end.
 func (l *Locker) Do(ctx context.Context, key string, opts *Options, fn func(ctx context.Context, lease *Lease) error) error {
@@ -86,12 +103,32 @@ func (l *Locker) Do(ctx context.Context, key string, opts *Options, fn func(ctx 
 	}
 	fctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(lease.ctx, func() { cancel(context.Cause(lease.ctx)) })
+	returned := false
+	defer func() {
+		if !returned { // fn panicked: free the key, and let the panic go on
+			stop()
+			cancel(nil)
+			finish(ctx, lease)
+		}
+	}()
 	ferr := fn(fctx, lease)
+	returned = true
 	stop()
 	cancel(nil)
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), lease.releaseTimeout)
-	defer rcancel()
-	return errors.Join(ferr, lease.Release(rctx))
+	return errors.Join(ferr, finish(ctx, lease))
+}
+
+// finish releases lease on a context detached from ctx's cancellation,
+// bounded by the lease's ReleaseTimeout. Its error wraps [ErrLeaseLost] if
+// the lease was lost before, whoever ended it.
+func finish(ctx context.Context, lease *Lease) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lease.releaseTimeout)
+	defer cancel()
+	err := lease.Release(rctx)
+	if lost := lease.Err(); errors.Is(lost, ErrLeaseLost) && !errors.Is(err, ErrLeaseLost) {
+		err = lost
+	}
+	return err
 }
 
 // Holder reports who holds key; ok is false when it is free. It returns an
@@ -103,12 +140,19 @@ func (l *Locker) Holder(ctx context.Context, key string) (h Holder, ok bool, err
 	if l.inspect == nil {
 		return h, false, fmt.Errorf("dlock: driver %T cannot report holders: %w", l.drv, errors.ErrUnsupported)
 	}
-	return l.inspect.Inspect(ctx, key)
+	h, ok, err = l.inspect.Inspect(ctx, key)
+	if err != nil && ctx.Err() != nil {
+		err = ended(ctx, fmt.Errorf("dlock: holder of %q", key), err)
+	}
+	return h, ok, err
 }
 
 // Close releases every lease still held (within the ReleaseTimeout), stops
 // renewal and closes the driver. Leases it ends are lost with a cause
-// wrapping [ErrClosed]. Later calls return [ErrClosed].
+// wrapping [ErrClosed]. Acquire calls still waiting return an error wrapping
+// [ErrNotAcquired] and [ErrClosed]; Close waits for those in flight (within
+// the ReleaseTimeout) so that a grant that races it is released before the
+// driver closes. Later calls return [ErrClosed].
 func (l *Locker) Close() error {
 	if l.drv == nil {
 		return l.err
@@ -135,10 +179,53 @@ func (l *Locker) Close() error {
 			})
 		}
 		wg.Wait()
+		l.drain(ctx)
 		errs = append(errs, l.drv.Close())
 		l.closeErr = errors.Join(errs...)
 	})
 	return l.closeErr
+}
+
+// enter counts an Acquire call in progress; it reports false once Close
+// has begun.
+func (l *Locker) enter() bool {
+	l.callMu.Lock()
+	defer l.callMu.Unlock()
+	if l.renew.isClosed() {
+		return false
+	}
+	l.calls++
+	return true
+}
+
+// leave ends what enter began.
+func (l *Locker) leave() {
+	l.callMu.Lock()
+	defer l.callMu.Unlock()
+	l.calls--
+	if l.calls == 0 && l.drained != nil {
+		close(l.drained)
+		l.drained = nil
+	}
+}
+
+// drain waits until no Acquire call is in progress, or ctx ends. Close
+// calls it after marking the renewer closed, so no call enters meanwhile.
+func (l *Locker) drain(ctx context.Context) {
+	l.callMu.Lock()
+	if l.calls == 0 {
+		l.callMu.Unlock()
+		return
+	}
+	if l.drained == nil {
+		l.drained = make(chan struct{})
+	}
+	drained := l.drained
+	l.callMu.Unlock()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+	}
 }
 
 // check reports configuration errors, a bad key and use after Close, all
@@ -178,8 +265,14 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 }
 
 // attempts tries to acquire key until it succeeds, or, if wait, until the
-// retry strategy gives up or ctx ends.
+// retry strategy gives up or ctx ends. It returns holding nothing unless it
+// returns a lease: an attempt that may have been granted unseen is undone
+// at once (see undo).
 func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bool) (*Lease, error) {
+	if !l.enter() {
+		return nil, ErrClosed
+	}
+	defer l.leave()
 	req := driver.Request{Key: key, Token: rand.Text(), TTL: cfg.ttl, Owner: cfg.owner}
 
 	var released <-chan struct{} // release notifications, once subscribed
@@ -191,10 +284,16 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		}
 	}()
 	var timer *time.Timer
+	var last error // the last attempt's error
+	woken := false // the last wait ended with a release notification
 	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return nil, notAcquired(key, ctx, nil)
+		if ctx.Err() != nil {
+			if woken {
+				l.passTurn(ctx, req, cfg)
+			}
+			return nil, notAcquired(key, ctx, last)
 		}
+		woken = false
 		// A waiter says how long it may sleep after this attempt, so
 		// that a driver that queues waiters keeps its place meanwhile.
 		backoff, more := time.Duration(0), false
@@ -212,7 +311,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 				lease, err := l.renew.add(ctx, l, req, res.Fence, sent, cfg)
 				if err != nil { // closed meanwhile
 					l.abandon(ctx, req, cfg)
-					return nil, err
+					return nil, notAcquired(key, ctx, err)
 				}
 				return lease, nil
 			}
@@ -220,7 +319,14 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			// may free the key any moment, if it has not already.
 			l.abandon(ctx, req, cfg)
 			err = errLateGrant
+		} else if mayHaveApplied(err) {
+			// Undone before anything else, so that the key is not
+			// kept from others by a grant nobody received: not while
+			// this call sleeps its backoff, and not after it returns.
+			// A later attempt with the same token may take it again.
+			l.abandon(ctx, req, cfg)
 		}
+		last = err
 		if err != nil && (ctx.Err() != nil || !retryable(err)) {
 			return nil, notAcquired(key, ctx, err)
 		}
@@ -262,9 +368,12 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		}
 		select {
 		case <-released:
+			woken = true
 		case <-timer.C:
 		case <-ctx.Done():
 			return nil, notAcquired(key, ctx, err)
+		case <-l.renew.ctx.Done():
+			return nil, notAcquired(key, ctx, ErrClosed)
 		}
 	}
 }
@@ -272,24 +381,72 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 // errLateGrant reports a grant that arrived too late to be used.
 var errLateGrant = fmt.Errorf("%w: the grant arrived after the lease's deadline; the backend is too slow for the TTL", ErrUnavailable)
 
-// abandon releases a grant that will not become a lease.
+// mayHaveApplied reports whether a failed Acquire may have been granted
+// all the same. Only [ErrUnavailable] promises that the backend did not
+// apply the attempt; any other error may hide a grant (a timeout, a lost
+// connection, a context that ended in flight: see [driver.OutcomeUnknown]),
+// and undoing costs one token-checked Release, harmless if nothing was
+// granted.
+func mayHaveApplied(err error) bool {
+	return err != nil && !errors.Is(err, ErrUnavailable)
+}
+
+// abandon releases the token of req, which will not become a lease: a
+// grant that came too late or may have been applied unseen. It runs on a
+// context detached from ctx's cancellation, bounded by the ReleaseTimeout.
+// Its error is of no use: ErrNotHeld means nothing was granted, and a
+// failure leaves the grant, if any, to expire.
 func (l *Locker) abandon(ctx context.Context, req driver.Request, cfg settings) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
 	defer cancel()
 	l.drv.Release(ctx, req.Key, req.Token)
 }
 
-// notAcquired builds Acquire's error: ErrNotAcquired, the last driver error
-// if any, and ctx.Err() if ctx ended.
+// passTurn is called by a waiter whose wait ended with a release
+// notification and whose ctx then ended: a driver that queues waiters may
+// have woken it alone, for its turn. It makes the attempt the turn was
+// for, on a detached context, and undoes it, so that the release that the
+// undo makes wakes the next waiter.
+func (l *Locker) passTurn(ctx context.Context, req driver.Request, cfg settings) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
+	defer cancel()
+	req.Wait = 0
+	if res, err := l.drv.Acquire(ctx, req); err == nil && res.Acquired || mayHaveApplied(err) {
+		l.drv.Release(ctx, req.Key, req.Token)
+	}
+}
+
+// notAcquired builds Acquire's error: ErrNotAcquired and the last driver
+// error if any; if ctx ended, ctx.Err() instead of the driver error's
+// sentinels (see ended).
 func notAcquired(key string, ctx context.Context, last error) error {
 	err := fmt.Errorf("%w: %q", ErrNotAcquired, key)
+	if ctx.Err() != nil {
+		return ended(ctx, err, last)
+	}
 	if last != nil {
 		err = fmt.Errorf("%w: %w", err, last)
 	}
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		err = errors.Join(err, cerr)
-	}
 	return err
+}
+
+// ended builds the error of a call whose ctx ended: what (which wraps
+// ErrNotAcquired or the like) and ctx.Err() are in the chain, and last, the
+// driver's error, only as text. The driver may blame the backend for what
+// the caller's deadline did (a dial cut short reads "backend unavailable:
+// dial tcp: i/o timeout"), so its sentinels must not reach errors.Is.
+func ended(ctx context.Context, what, last error) error {
+	cerr := ctx.Err()
+	switch {
+	case last == nil || errors.Is(last, ErrClosed):
+		if last != nil {
+			return fmt.Errorf("%w: %w: %w", what, cerr, last)
+		}
+		return fmt.Errorf("%w: %w", what, cerr)
+	case errors.Is(last, cerr) && !errors.Is(last, ErrUnavailable):
+		return fmt.Errorf("%w: %w", what, last)
+	}
+	return fmt.Errorf("%w: %w (last error: %v)", what, cerr, last)
 }
 
 // retryable reports whether a driver error may go away on its own: the

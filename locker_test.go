@@ -1,0 +1,354 @@
+package dlock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/memdriver"
+)
+
+// lostReply applies every Acquire and then reports err instead of the
+// result, as a backend whose reply was lost does; while hang is set, it
+// first waits for the caller's context to end.
+type lostReply struct {
+	driver.Locker
+	err  error
+	hang bool
+	n    atomic.Int32 // Acquire calls
+}
+
+func (d *lostReply) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	d.n.Add(1)
+	if _, err := d.Locker.Acquire(context.WithoutCancel(ctx), req); err != nil {
+		return driver.Result{}, err
+	}
+	if d.hang {
+		<-ctx.Done()
+		return driver.Result{}, fmt.Errorf("lostReply: %w", ctx.Err())
+	}
+	return driver.Result{}, d.err
+}
+
+// timeoutError is an error of unknown outcome by the Timeout convention.
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "read tcp: i/o timeout" }
+func (timeoutError) Timeout() bool { return true }
+
+// mustBeFree checks that another client of store can take key at once.
+func mustBeFree(t *testing.T, store *memdriver.Store, key, why string) {
+	t.Helper()
+	l := store.Locker(nil)
+	defer l.Close()
+	lease, err := l.TryAcquire(t.Context(), key, nil)
+	if err != nil {
+		t.Fatalf("another client's TryAcquire = %v: %s", err, why)
+	}
+	lease.Release(t.Context())
+}
+
+// TestUnknownOutcomeUndone: an attempt that was granted although the
+// caller saw a failure is released before the call returns, whatever the
+// failure: a timeout, an error naming the unknown outcome, a context that
+// ended in flight; for TryAcquire and for Acquire.
+func TestUnknownOutcomeUndone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		drv  func(driver.Locker) *lostReply
+		wait bool
+	}{
+		{"TryAcquireTimeout", func(d driver.Locker) *lostReply { return &lostReply{Locker: d, err: timeoutError{}} }, false},
+		{"TryAcquireOutcomeUnknown", func(d driver.Locker) *lostReply {
+			return &lostReply{Locker: d, err: fmt.Errorf("conn reset: %w", driver.ErrOutcomeUnknown)}
+		}, false},
+		{"TryAcquireContextEnded", func(d driver.Locker) *lostReply { return &lostReply{Locker: d, hang: true} }, false},
+		{"AcquireContextEnded", func(d driver.Locker) *lostReply { return &lostReply{Locker: d, hang: true} }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := memdriver.NewStore()
+				l := dlock.New(tc.drv(store.Driver()), &dlock.Options{TTL: time.Minute})
+				defer l.Close()
+				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+				defer cancel()
+				acquire := l.TryAcquire
+				if tc.wait {
+					acquire = l.Acquire
+				}
+				if lease, err := acquire(ctx, "k", nil); !errors.Is(err, dlock.ErrNotAcquired) {
+					t.Fatalf("acquire = %v, %v; want ErrNotAcquired", lease, err)
+				}
+				mustBeFree(t, store, "k", "the grant whose reply was lost must be undone before the call returns")
+			})
+		})
+	}
+}
+
+// TestWaiterUndoesBeforeSleeping: a waiting Acquire whose attempt timed
+// out does not sit on its own grant while it sleeps its backoff.
+func TestWaiterUndoesBeforeSleeping(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		drv := &lostReply{Locker: store.Driver(), err: timeoutError{}}
+		l := dlock.New(drv, &dlock.Options{TTL: time.Minute, Retry: dlock.LinearBackoff(time.Hour)})
+		defer l.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() {
+			_, err := l.Acquire(ctx, "k", nil)
+			done <- err
+		}()
+		synctest.Wait() // the waiter sleeps its backoff
+		if n := drv.n.Load(); n != 1 {
+			t.Fatalf("%d attempts before the backoff; want 1", n)
+		}
+		mustBeFree(t, store, "k", "a waiter whose attempt timed out must undo it before sleeping its backoff")
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Acquire = %v; want context.Canceled", err)
+		}
+	})
+}
+
+// gate applies every Acquire and then holds the reply until open is
+// closed.
+type gate struct {
+	driver.Locker
+	entered chan struct{}
+	open    chan struct{}
+}
+
+func (g *gate) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := g.Locker.Acquire(ctx, req)
+	close(g.entered)
+	<-g.open
+	return res, err
+}
+
+// TestCloseRacingGrant: a grant that arrives while Close runs is released
+// before the driver closes, so the key is free once Close returns.
+func TestCloseRacingGrant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		g := &gate{Locker: store.Driver(), entered: make(chan struct{}), open: make(chan struct{})}
+		l := dlock.New(g, nil)
+		got := make(chan error)
+		go func() {
+			_, err := l.TryAcquire(t.Context(), "k", nil)
+			got <- err
+		}()
+		<-g.entered
+		closed := make(chan error)
+		go func() { closed <- l.Close() }()
+		synctest.Wait() // Close waits for the call in flight
+		close(g.open)
+		if err := <-got; !errors.Is(err, dlock.ErrClosed) || !errors.Is(err, dlock.ErrNotAcquired) {
+			t.Fatalf("TryAcquire granted while closing = %v; want ErrNotAcquired and ErrClosed", err)
+		}
+		if err := <-closed; err != nil {
+			t.Fatalf("Close = %v", err)
+		}
+		mustBeFree(t, store, "k", "a grant that raced Close must be released before Close returns")
+	})
+}
+
+// TestCloseEndsWaiters: Close wakes a waiting Acquire, which reports
+// ErrClosed.
+func TestCloseEndsWaiters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		holder := store.Locker(&dlock.Options{TTL: time.Hour})
+		defer holder.Close()
+		if _, err := holder.TryAcquire(t.Context(), "k", nil); err != nil {
+			t.Fatal(err)
+		}
+		l := store.Locker(&dlock.Options{Retry: dlock.LinearBackoff(time.Hour)})
+		got := make(chan error)
+		go func() {
+			_, err := l.Acquire(t.Context(), "k", nil)
+			got <- err
+		}()
+		synctest.Wait()
+		start := time.Now()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-got; !errors.Is(err, dlock.ErrClosed) || !errors.Is(err, dlock.ErrNotAcquired) {
+			t.Fatalf("waiting Acquire after Close = %v; want ErrNotAcquired and ErrClosed", err)
+		}
+		if d := time.Since(start); d > 0 {
+			t.Fatalf("the waiter ended %v of fake time after Close began; Close must end it at once", d)
+		}
+	})
+}
+
+// blamesBackend fails every Acquire when its context ends, blaming the
+// backend, as a dial cut short by the caller's deadline does.
+type blamesBackend struct{ driver.Locker }
+
+func (blamesBackend) Acquire(ctx context.Context, _ driver.Request) (driver.Result, error) {
+	<-ctx.Done()
+	return driver.Result{}, fmt.Errorf("redisdriver: %w: dial tcp 127.0.0.1:6379: i/o timeout", driver.ErrUnavailable)
+}
+
+// TestEndedContextNotUnavailable: a call whose context ended reports
+// ctx.Err(), not ErrUnavailable, even when the driver blames the backend.
+func TestEndedContextNotUnavailable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := dlock.New(blamesBackend{memdriver.NewStore().Driver()}, nil)
+		defer l.Close()
+		for name, acquire := range map[string]func(context.Context, string, *dlock.Options) (*dlock.Lease, error){
+			"Acquire": l.Acquire, "TryAcquire": l.TryAcquire,
+		} {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			_, err := acquire(ctx, "k", nil)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, dlock.ErrNotAcquired) || errors.Is(err, dlock.ErrUnavailable) {
+				t.Errorf("%s with a deadline that expired in flight = %v; want ErrNotAcquired and DeadlineExceeded, not ErrUnavailable", name, err)
+			}
+		}
+	})
+}
+
+// TestDoPanicReleases: a panic in Do's function frees the key at once and
+// goes on to the caller.
+func TestDoPanicReleases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		var events []dlock.EventKind
+		var mu sync.Mutex
+		obs := observerFunc(func(e dlock.Event) {
+			mu.Lock()
+			events = append(events, e.Kind)
+			mu.Unlock()
+		})
+		l := store.Locker(&dlock.Options{TTL: time.Minute, Observer: obs})
+		defer l.Close()
+		func() {
+			defer func() {
+				if r := recover(); r != "boom" {
+					t.Fatalf("recovered %v; want Do to re-panic with fn's value", r)
+				}
+			}()
+			l.Do(t.Context(), "k", nil, func(context.Context, *dlock.Lease) error { panic("boom") })
+		}()
+		mustBeFree(t, store, "k", "Do's fn panicked: the lease must be released")
+		mu.Lock()
+		defer mu.Unlock()
+		if len(events) == 0 || events[len(events)-1] != dlock.EventReleased {
+			t.Errorf("events = %v; want the release reported", events)
+		}
+	})
+}
+
+// TestDoAfterCloseReportsLoss: a Do whose lease Close ended reports
+// ErrLeaseLost, not "already released".
+func TestDoAfterCloseReportsLoss(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := memdriver.New(nil)
+		err := l.Do(t.Context(), "k", nil, func(ctx context.Context, _ *dlock.Lease) error {
+			l.Close()
+			<-ctx.Done()
+			return nil
+		})
+		if !errors.Is(err, dlock.ErrLeaseLost) || !errors.Is(err, dlock.ErrClosed) {
+			t.Fatalf("Do whose lease Close ended = %v; want ErrLeaseLost and ErrClosed", err)
+		}
+	})
+}
+
+// turns is a Notifier that, like a driver that queues waiters, wakes only
+// the first subscriber still queued at each release: its turn.
+type turns struct {
+	driver.Locker
+	mu    sync.Mutex
+	queue []chan struct{}
+}
+
+func (d *turns) Subscribe(_ context.Context, _, _ string) (<-chan struct{}, func(), error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := make(chan struct{}, 1)
+	d.queue = append(d.queue, c)
+	return c, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for i, q := range d.queue {
+			if q == c {
+				d.queue = append(d.queue[:i], d.queue[i+1:]...)
+			}
+		}
+	}, nil
+}
+
+func (d *turns) Release(ctx context.Context, key, token string) error {
+	err := d.Locker.Release(ctx, key, token)
+	if err == nil {
+		d.mu.Lock()
+		if len(d.queue) > 0 {
+			d.queue[0] <- struct{}{}
+			d.queue = d.queue[1:]
+		}
+		d.mu.Unlock()
+	}
+	return err
+}
+
+// TestWokenWaiterPassesTurn: a waiter woken for its turn that finds its
+// context ended passes the turn on, so the next waiter does not sleep
+// until its backoff.
+func TestWokenWaiterPassesTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		drv := &turns{Locker: memdriver.NewStore().Driver()}
+		opts := &dlock.Options{TTL: time.Hour, Retry: dlock.LinearBackoff(time.Hour)}
+		holder, a, b := dlock.New(drv, opts), dlock.New(drv, opts), dlock.New(drv, opts)
+		defer holder.Close()
+		defer a.Close()
+		defer b.Close()
+		lease, err := holder.TryAcquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithCancel(t.Context())
+		aGot := make(chan error)
+		go func() {
+			_, err := a.Acquire(actx, "k", nil)
+			aGot <- err
+		}()
+		synctest.Wait() // a is queued first
+		bGot := make(chan *dlock.Lease)
+		go func() {
+			l, err := b.Acquire(t.Context(), "k", nil)
+			if err != nil {
+				t.Error(err)
+			}
+			bGot <- l
+		}()
+		synctest.Wait()
+		start := time.Now()
+		lease.Release(t.Context()) // wakes a alone ...
+		cancel()                   // ... which then sees its context ended
+		if err := <-aGot; !errors.Is(err, context.Canceled) {
+			t.Fatalf("a's Acquire = %v; want context.Canceled", err)
+		}
+		bl := <-bGot
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("b got the key %v after the release; a woken waiter that left must pass its turn on", d)
+		}
+		if bl != nil {
+			bl.Release(t.Context())
+		}
+	})
+}
+
+type observerFunc func(dlock.Event)
+
+func (f observerFunc) Observe(_ context.Context, e dlock.Event) { f(e) }

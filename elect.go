@@ -31,8 +31,10 @@ type ElectionOptions struct {
 
 	// OnDemoted is called when this candidate's leadership ended, after
 	// the lead function returned and the lease was released. cause wraps
-	// ErrLeaseLost after a loss, is ErrResigned after Resign, and is
-	// otherwise the lead function's error (possibly nil).
+	// ErrLeaseLost after a loss, is ErrResigned after Resign, names the
+	// panic if OnElected or the lead function panicked (OnDemoted runs
+	// before the panic goes on), and is otherwise the lead function's
+	// error (possibly nil).
 	OnDemoted func(lease *Lease, cause error)
 
 	// OnLeader is called while campaigning when a new leader is observed
@@ -68,7 +70,9 @@ func NewElection(l *Locker, key string, opts *ElectionOptions) *Election {
 // ends, or on Resign, then waits for lead to return and releases the lease
 // at once, so no renewal outlives the work. After a loss or a resignation it
 // campaigns again. If lead returns while still leading, Run returns lead's
-// error: the work is over. When ctx ends Run returns ctx's error.
+// error: the work is over. When ctx ends Run returns ctx's error. If lead
+// panics, the lease is released and OnDemoted called before the panic goes
+// on.
 func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, lease *Lease) error) error {
 	if lead == nil {
 		return fmt.Errorf("%w: nil lead function", ErrInvalid)
@@ -94,49 +98,16 @@ func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, lease
 			return err
 		}
 		seen = max(seen, lease.Fence())
-		if cfg.obs.enabled() {
-			cfg.obs.emit(ctx, lease.event(EventElected, 0, nil), 0)
-		}
-		if e.opts.OnElected != nil {
-			e.opts.OnElected(lease)
-		}
-		lctx, cancel := context.WithCancelCause(ctx)
-		stop := context.AfterFunc(lease.ctx, func() { cancel(context.Cause(lease.ctx)) })
-		e.mu.Lock()
-		e.resign = cancel
-		e.mu.Unlock()
-
-		lerr := lead(lctx, lease)
-
-		e.mu.Lock()
-		e.resign = nil
-		e.mu.Unlock()
-		stop()
-		lost := lease.Err()
-		resigned := errors.Is(context.Cause(lctx), ErrResigned)
-		cancel(nil)
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
-		lease.Release(rctx) // a loss is already in lost; an unreachable backend lets it expire
-		rcancel()
-
+		lerr, lost, resigned := e.term(ctx, lease, cfg, lead)
 		var pause time.Duration
-		cause := lerr
-		switch {
-		case lost != nil:
-			cause, pause = lost, e.opts.LossDelay
-		case resigned:
-			cause, pause = ErrResigned, resignDelay
-		}
-		if cfg.obs.enabled() {
-			cfg.obs.emit(ctx, lease.event(EventDemoted, time.Since(lease.acquired), cause), 0)
-		}
-		if e.opts.OnDemoted != nil {
-			e.opts.OnDemoted(lease, cause)
-		}
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case lost == nil && !resigned:
+		case lost != nil:
+			pause = e.opts.LossDelay
+		case resigned:
+			pause = resignDelay
+		default:
 			return lerr
 		}
 		if err := sleep(ctx, pause); err != nil {
@@ -145,10 +116,72 @@ func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, lease
 	}
 }
 
+// term runs one leadership: OnElected, lead, the release and OnDemoted. It
+// reports lead's error, the lease's loss if it was lost, and whether Resign
+// ended it. If OnElected or lead panics, the lease is released and the
+// demotion reported (with a cause that names the panic) before the panic
+// goes on, so that a supervisor that recovers it leaves no lease behind.
+func (e *Election) term(ctx context.Context, lease *Lease, cfg settings, lead func(context.Context, *Lease) error) (lerr, lost error, resigned bool) {
+	// Resign works from here on, also inside OnElected.
+	lctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(lease.ctx, func() { cancel(context.Cause(lease.ctx)) })
+	e.mu.Lock()
+	e.resign = cancel
+	e.mu.Unlock()
+
+	returned := false
+	defer func() {
+		// Resign has no effect once lead returned: leadership is over.
+		e.mu.Lock()
+		e.resign = nil
+		e.mu.Unlock()
+		stop()
+		lost = lease.Err()
+		resigned = errors.Is(context.Cause(lctx), ErrResigned)
+		cancel(nil)
+		// A loss is already in lost; an unreachable backend lets it expire.
+		finish(ctx, lease)
+
+		cause := lerr
+		var p any
+		if !returned {
+			p = recover()
+			cause = fmt.Errorf("dlock: lead function panicked: %v", p)
+		}
+		switch {
+		case lost != nil:
+			cause = lost
+		case resigned && returned:
+			cause = ErrResigned
+		}
+		if cfg.obs.enabled() {
+			cfg.obs.emit(ctx, lease.event(EventDemoted, time.Since(lease.acquired), cause), 0)
+		}
+		if e.opts.OnDemoted != nil {
+			e.opts.OnDemoted(lease, cause)
+		}
+		if !returned {
+			panic(p)
+		}
+	}()
+	if cfg.obs.enabled() {
+		cfg.obs.emit(ctx, lease.event(EventElected, 0, nil), 0)
+	}
+	if e.opts.OnElected != nil {
+		e.opts.OnElected(lease)
+	}
+	lerr = lead(lctx, lease)
+	returned = true
+	return lerr, nil, false
+}
+
 // Resign ends the current leadership, if this candidate leads: the lead
 // function's context is cancelled with cause [ErrResigned], the lease is
 // released when it returns, and Run waits ResignDelay before campaigning
-// again.
+// again. It works from the moment OnElected is called (the lead function
+// then starts with its context cancelled) until the lead function returns;
+// after that it has no effect, and Run returns the lead function's error as
+// it would without it.
 func (e *Election) Resign() {
 	e.mu.Lock()
 	defer e.mu.Unlock()

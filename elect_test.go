@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -168,6 +169,96 @@ func TestElectionObservesLeader(t *testing.T) {
 		}
 		if !slices.Equal(seen, []string{"boss"}) {
 			t.Fatalf("observed leaders %v; want [boss] once", seen)
+		}
+	})
+}
+
+// TestElectionPanicReleases: a lead function that panics gives up the
+// lease before the panic goes on, and OnDemoted reports it, so another
+// candidate is elected at once.
+func TestElectionPanicReleases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		a := store.Locker(&dlock.Options{TTL: time.Minute, Owner: "a"})
+		defer a.Close()
+		var demoted error
+		ea := dlock.NewElection(a, "leader", &dlock.ElectionOptions{
+			OnDemoted: func(_ *dlock.Lease, cause error) { demoted = cause },
+		})
+		recovered := make(chan any)
+		go func() {
+			defer func() { recovered <- recover() }()
+			ea.Run(ctx, func(context.Context, *dlock.Lease) error { panic("boom") })
+		}()
+		if r := <-recovered; r != "boom" {
+			t.Fatalf("recovered %v; want Run to re-panic with the lead function's value", r)
+		}
+		if demoted == nil || !strings.Contains(demoted.Error(), "boom") {
+			t.Errorf("OnDemoted cause = %v; want one that names the panic", demoted)
+		}
+		b := store.Locker(&dlock.Options{TTL: time.Minute, Owner: "b"})
+		defer b.Close()
+		start := time.Now()
+		bctx, bcancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer bcancel()
+		err := dlock.NewElection(b, "leader", nil).Run(bctx, func(context.Context, *dlock.Lease) error { return nil })
+		if err != nil {
+			t.Fatalf("b's Run = %v after %v (TTL 1m); the panicking leader's lease must be released", err, time.Since(start))
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("b elected %v after a's lead function panicked (TTL 1m); the lease must be released", d)
+		}
+	})
+}
+
+// TestElectionResignInOnElected: Resign called from OnElected is not lost:
+// the lead function starts with its context ended by ErrResigned, and the
+// candidate campaigns again after ResignDelay.
+func TestElectionResignInOnElected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := memdriver.New(&dlock.Options{TTL: time.Minute})
+		defer l.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var e *dlock.Election
+		terms := 0
+		e = dlock.NewElection(l, "leader", &dlock.ElectionOptions{
+			ResignDelay: time.Second,
+			OnElected:   func(*dlock.Lease) { e.Resign() },
+		})
+		err := e.Run(ctx, func(ctx context.Context, _ *dlock.Lease) error {
+			terms++
+			if c := context.Cause(ctx); !errors.Is(c, dlock.ErrResigned) {
+				t.Errorf("term %d: lead context cause = %v; want ErrResigned from OnElected", terms, c)
+			}
+			if terms == 2 {
+				cancel()
+			}
+			return nil
+		})
+		if !errors.Is(err, context.Canceled) || terms != 2 {
+			t.Fatalf("Run = %v after %d terms; want context.Canceled after 2 (a resignation campaigns again)", err, terms)
+		}
+	})
+}
+
+// TestElectionResignAfterLead: a Resign after the lead function returned
+// does not start another campaign: Run returns the lead function's error.
+func TestElectionResignAfterLead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := memdriver.New(&dlock.Options{TTL: time.Minute})
+		defer l.Close()
+		var e *dlock.Election
+		terms := 0
+		e = dlock.NewElection(l, "leader", &dlock.ElectionOptions{
+			OnDemoted: func(*dlock.Lease, error) { e.Resign() },
+		})
+		done := errors.New("done")
+		err := e.Run(t.Context(), func(context.Context, *dlock.Lease) error { terms++; return done })
+		if err != done || terms != 1 {
+			t.Fatalf("Run = %v after %d terms; want the lead function's error after 1", err, terms)
 		}
 	})
 }

@@ -1,0 +1,184 @@
+package linearize
+
+import (
+	"fmt"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// Kind is the kind of a recorded driver call or client event.
+type Kind int
+
+const (
+	// Attempt is one driver Acquire.
+	Attempt Kind = iota
+	// Release is one driver Release.
+	Release
+	// Refresh is one driver Refresh, or one item of a RefreshBatch.
+	Refresh
+	// GiveUp is recorded when a dlock Acquire or TryAcquire returned an
+	// error: from then on, no token of that call may hold the key.
+	GiveUp
+)
+
+func (k Kind) String() string {
+	return [...]string{"acquire", "release", "refresh", "give-up"}[k]
+}
+
+// Result is how a driver call ended.
+type Result int
+
+const (
+	// OK: granted, released, refreshed.
+	OK Result = iota
+	// Busy: an Acquire that found the key held by another token.
+	Busy
+	// NotHeld: a Release or Refresh by a token that did not hold the key.
+	NotHeld
+	// Unknown: the call failed and may or may not have been applied.
+	Unknown
+	// NotApplied: the call failed and surely was not applied
+	// (ErrUnavailable).
+	NotApplied
+)
+
+func (r Result) String() string {
+	return [...]string{"ok", "busy", "not held", "unknown", "not applied"}[r]
+}
+
+// Input is an operation's input.
+type Input struct {
+	Kind  Kind
+	Key   string
+	Token string
+	// Excused marks a busy Attempt that overlaps an attempt of another
+	// token that was not granted: a quorum driver may report busy for a
+	// split vote, with nobody holding the key.
+	Excused bool
+}
+
+// Output is an operation's output.
+type Output struct {
+	Result Result
+	Fence  uint64 // of a granted Attempt
+}
+
+// state is the model's state for one key. Fences of later grants exceed
+// last; a grant of unknown outcome keeps last as a lower bound.
+type state struct {
+	holder string // token, "" when free
+	fence  uint64 // the holder's fence, 0 if unknown
+	last   uint64
+}
+
+// Model is a lock per key, with fences. It partitions histories by key.
+var Model = porcupine.NondeterministicModel{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byKey := map[string][]porcupine.Operation{}
+		var keys []string
+		for _, op := range history {
+			k := op.Input.(Input).Key
+			if byKey[k] == nil {
+				keys = append(keys, k)
+			}
+			byKey[k] = append(byKey[k], op)
+		}
+		parts := make([][]porcupine.Operation, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, byKey[k])
+		}
+		return parts
+	},
+	Init: func() []any { return []any{state{}} },
+	Step: func(st, in, out any) []any {
+		return step(st.(state), in.(Input), out.(Output))
+	},
+	DescribeOperation: func(in, out any) string {
+		i, o := in.(Input), out.(Output)
+		s := fmt.Sprintf("%s(%s) → %s", i.Kind, short(i.Token), o.Result)
+		if i.Kind == Attempt && o.Result == OK {
+			s += fmt.Sprintf(" fence %d", o.Fence)
+		}
+		if i.Kind == GiveUp {
+			s = fmt.Sprintf("give-up(%s)", short(i.Token))
+		}
+		return s
+	},
+	DescribeState: func(st any) string {
+		s := st.(state)
+		if s.holder == "" {
+			return fmt.Sprintf("free (last fence %d)", s.last)
+		}
+		return fmt.Sprintf("held by %s, fence %d (last %d)", short(s.holder), s.fence, s.last)
+	},
+}
+
+func short(token string) string { return token[:min(6, len(token))] }
+
+func step(s state, in Input, out Output) []any {
+	held := s.holder != ""
+	mine := s.holder == in.Token
+	switch in.Kind {
+	case Attempt:
+		switch out.Result {
+		case OK:
+			switch {
+			case mine && (s.fence == 0 || out.Fence == s.fence):
+				s.fence = out.Fence
+				return []any{s}
+			case !held && out.Fence > s.last:
+				return []any{state{holder: in.Token, fence: out.Fence, last: out.Fence}}
+			}
+			return nil
+		case Busy:
+			if held && !mine || in.Excused {
+				return []any{s}
+			}
+			return nil
+		case Unknown:
+			next := []any{s}
+			if !held {
+				next = append(next, state{holder: in.Token, last: s.last})
+			}
+			return next
+		}
+		return []any{s}
+	case Release:
+		switch out.Result {
+		case OK:
+			if mine {
+				return []any{state{last: s.last}}
+			}
+			return nil
+		case NotHeld:
+			if mine {
+				return nil
+			}
+			return []any{s}
+		case Unknown:
+			if mine {
+				return []any{s, state{last: s.last}}
+			}
+		}
+		return []any{s}
+	case Refresh:
+		switch out.Result {
+		case OK:
+			if mine {
+				return []any{s}
+			}
+			return nil
+		case NotHeld:
+			if mine {
+				return nil
+			}
+		}
+		return []any{s}
+	case GiveUp:
+		if mine {
+			return nil // a phantom: held by a grant its caller gave up on
+		}
+		return []any{s}
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,9 @@ var cases = []testCase{
 	{"RefreshExtends",
 		"Refresh by the holder resets the TTL: the lock outlives its first TTL.",
 		refreshExtends},
+	{"RefreshShorterTTL",
+		"Refresh with a TTL shorter than the lock has left shortens it: the key is freed when the new TTL has passed, not at the old expiry.",
+		refreshShorterTTL},
 	{"RefreshAfterExpiryFails",
 		"Once a lock has expired, Refresh and Release with its token return ErrNotHeld: an expired holder cannot bring its lock back.",
 		refreshAfterExpiryFails},
@@ -52,12 +56,21 @@ var cases = []testCase{
 	{"FenceFloor",
 		"A grant with Request.FenceFloor has a fence of at least that floor, and later grants exceed it, with or without a floor.",
 		fenceFloor},
+	{"FenceFloorBelowLast",
+		"A grant with a Request.FenceFloor below the key's last fence still exceeds that fence: a floor never makes fences go down.",
+		fenceFloorBelowLast},
+	{"ReleaseWrongTokenExpired",
+		"Release with a token that never held the key returns ErrNotHeld also once the holder's lock has expired.",
+		releaseWrongTokenExpired},
 	{"HolderTTLReported",
 		"A busy result reports the holder's remaining TTL, in (0, TTL], so that waiters can sleep exactly until it expires.",
 		holderTTLReported},
 	{"Inspect",
 		"A driver.Inspector reports the holder's owner, fence and remaining TTL, and reports a free key as free.",
 		inspect},
+	{"InspectAfterExpiry",
+		"A driver.Inspector reports a key whose lock expired as free, not its stale holder.",
+		inspectAfterExpiry},
 	{"RefreshBatch",
 		"A driver.BatchRefresher refreshes each item as Refresh would, with one result per item in order: nil or ErrNotHeld.",
 		refreshBatch},
@@ -76,6 +89,9 @@ var cases = []testCase{
 	{"CancelWhileWaiting",
 		"Cancelling the context of a waiting dlock Acquire returns at once an error wrapping ErrNotAcquired and context.Canceled.",
 		cancelWhileWaiting},
+	{"UnknownOutcomeUndone",
+		"An Acquire whose context ended may be applied or not, but an error wrapping ErrUnavailable means it was not; one that was applied is undone by a Release of its token; and dlock undoes an attempt whose reply was lost before TryAcquire or Acquire returns, so the key is free at once.",
+		unknownOutcomeUndone},
 	{"LeaseLostBeforeExpiry",
 		"When a holder is cut off from the backend, its dlock lease is lost (Done closes) while the backend still holds the key, before anyone else can take it.",
 		leaseLostBeforeExpiry},
@@ -742,5 +758,131 @@ func closeStops(s *suite) {
 	err = l.Do(s.ctx, s.key("other"), nil, func(context.Context, *dlock.Lease) error { return nil })
 	if !errors.Is(err, dlock.ErrClosed) {
 		s.Errorf("Do after Close = %v; want ErrClosed", err)
+	}
+}
+
+func refreshShorterTTL(s *suite) {
+	d1, d2 := s.driver(), s.driver()
+	key, a := s.key("k"), token()
+	s.mustAcquire(d1, key, a, longTTL)
+	sent := time.Now()
+	if err := d1.Refresh(s.ctx, key, a, shortTTL); err != nil {
+		s.Fatalf("holder's Refresh to a shorter TTL = %v; want nil", err)
+	}
+	s.awaitFree(d2, key, token(), sent.Add(shortTTL+slack),
+		"a Refresh to "+shortTTL.String()+" must shorten a lock taken for "+longTTL.String())
+}
+
+func fenceFloorBelowLast(s *suite) {
+	d1, d2 := s.driver(), s.driver()
+	key := s.key("k")
+	tok := token()
+	f0 := s.mustAcquire(d1, key, tok, longTTL)
+	s.mustRelease(d1, key, tok)
+	floor := f0 + 1_000_000
+	tok = token()
+	res, err := d1.Acquire(s.ctx, driver.Request{Key: key, Token: tok, TTL: longTTL, Owner: "conformance", FenceFloor: floor})
+	if err != nil || !res.Acquired {
+		s.Fatalf("Acquire of a free key with FenceFloor %d = %+v, %v; want it granted", floor, res, err)
+	}
+	s.mustRelease(d1, key, tok)
+	if res.Fence < floor {
+		s.Skipf("the driver does not honour FenceFloor (fence %d for floor %d)", res.Fence, floor)
+	}
+	last := res.Fence
+	for i, low := range []uint64{1, f0, last - 1} {
+		tok := token()
+		res, err := d2.Acquire(s.ctx, driver.Request{Key: key, Token: tok, TTL: longTTL, Owner: "conformance", FenceFloor: low})
+		if err != nil || !res.Acquired {
+			s.Fatalf("Acquire of a free key with FenceFloor %d = %+v, %v; want it granted", low, res, err)
+		}
+		if res.Fence <= last {
+			s.Errorf("grant %d with FenceFloor %d has fence %d after fence %d: a floor below the last fence must not make fences go down", i+1, low, res.Fence, last)
+		}
+		last = max(last, res.Fence)
+		s.mustRelease(d2, key, tok)
+	}
+}
+
+func releaseWrongTokenExpired(s *suite) {
+	d1, d2 := s.driver(), s.driver()
+	key := s.key("k")
+	sent := time.Now()
+	s.mustAcquire(d1, key, token(), shortTTL)
+	sleepUntil(s.ctx, sent.Add(shortTTL+shortTTL/2))
+	if err := d2.Release(s.ctx, key, token()); !errors.Is(err, driver.ErrNotHeld) {
+		s.Errorf("Release with a wrong token after the holder expired = %v; want ErrNotHeld", err)
+	}
+}
+
+func inspectAfterExpiry(s *suite) {
+	d1, d2 := s.driver(), s.driver()
+	in, ok := d2.(driver.Inspector)
+	if !ok {
+		s.Skipf("%T is not a driver.Inspector", d2)
+	}
+	key := s.key("k")
+	sent := time.Now()
+	s.mustAcquire(d1, key, token(), shortTTL)
+	_, held, err := in.Inspect(s.ctx, key)
+	if errors.Is(err, errors.ErrUnsupported) {
+		s.Skipf("Inspect: %v", err)
+	}
+	if err != nil || !held {
+		s.Fatalf("Inspect of a held key = held %v, %v; want held", held, err)
+	}
+	sleepUntil(s.ctx, sent.Add(shortTTL+shortTTL/2))
+	if h, held, err := in.Inspect(s.ctx, key); err != nil || held {
+		s.Errorf("Inspect %v after a lock with TTL %v was taken = %+v, held %v, %v; want free: an expired holder must not be reported",
+			time.Since(sent).Round(time.Millisecond), shortTTL, h, held, err)
+	}
+}
+
+// lostReply applies an Acquire and then reports an unknown outcome, as a
+// driver whose reply was lost does.
+type lostReply struct{ driver.Locker }
+
+func (d lostReply) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := d.Locker.Acquire(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	return driver.Result{}, fmt.Errorf("conformance: reply lost (injected fault): %w", driver.ErrOutcomeUnknown)
+}
+
+func unknownOutcomeUndone(s *suite) {
+	d, other := s.driver(), s.driver()
+	key := s.key("k")
+
+	// The driver: an ended context.
+	ctx, cancel := context.WithCancel(s.ctx)
+	cancel()
+	tok := token()
+	res, err := d.Acquire(ctx, driver.Request{Key: key, Token: tok, TTL: longTTL, Owner: "conformance"})
+	switch {
+	case err == nil && res.Acquired:
+		s.mustRelease(d, key, tok)
+	case errors.Is(err, driver.ErrUnavailable):
+		// Not applied, it says: no Release. The check below tells.
+	case err != nil:
+		// Applied or not: a Release of its token undoes it.
+		d.Release(s.ctx, key, tok)
+	}
+	if res := s.attempt(other, key, tok+"-other", longTTL); !res.Acquired {
+		if errors.Is(err, driver.ErrUnavailable) {
+			s.Fatalf("key held after an Acquire with an ended context returned %v: ErrUnavailable must mean that the attempt was not applied", err)
+		}
+		s.Fatalf("key held after an Acquire with an ended context returned (%v) and its token was released: a Release must undo an attempt whose outcome was unknown", err)
+	}
+	s.mustRelease(other, key, tok+"-other")
+
+	// dlock: a grant whose reply was lost.
+	l := s.locker(lostReply{s.rawDriver()}, &dlock.Options{TTL: longTTL, Retry: dlock.LinearBackoff(time.Hour)})
+	if lease, err := l.TryAcquire(s.ctx, key, nil); err == nil {
+		lease.Release(s.ctx)
+		s.Fatalf("dlock TryAcquire returned a lease over a driver that lost every reply")
+	}
+	if res := s.attempt(other, key, token(), longTTL); !res.Acquired {
+		s.Fatalf("key held right after dlock TryAcquire failed with an unknown outcome: the attempt must be undone before TryAcquire returns")
 	}
 }

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -206,8 +207,115 @@ func (neverWakes) Subscribe(context.Context, string, string) (<-chan struct{}, f
 	return make(chan struct{}), func() {}, nil
 }
 
+// refreshNeverShortens ignores a Refresh to a TTL shorter than the one the
+// key was acquired with.
+type refreshNeverShortens struct {
+	driver.Locker
+	ttls *sync.Map // key → TTL of the last grant
+}
+
+func (d refreshNeverShortens) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := d.Locker.Acquire(ctx, req)
+	if err == nil && res.Acquired {
+		d.ttls.Store(req.Key, req.TTL)
+	}
+	return res, err
+}
+
+func (d refreshNeverShortens) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	if v, ok := d.ttls.Load(key); ok {
+		ttl = max(ttl, v.(time.Duration))
+	}
+	return d.Locker.Refresh(ctx, key, token, ttl)
+}
+
+// floorGoesDown grants exactly the FenceFloor when it is below the key's
+// last fence.
+type floorGoesDown struct{ driver.Locker }
+
+func (d floorGoesDown) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := d.Locker.Acquire(ctx, req)
+	if err == nil && res.Acquired && req.FenceFloor != 0 && req.FenceFloor+1 < res.Fence {
+		res.Fence = req.FenceFloor
+	}
+	return res, err
+}
+
+// grant is what the broken drivers below remember of a key's last grant.
+type grant struct {
+	token   string
+	holder  driver.Holder
+	expires time.Time
+}
+
+// remembers notes every grant in a shared map, and forgets it at the
+// holder's Release.
+type remembers struct {
+	driver.Locker
+	grants *sync.Map // key → grant
+}
+
+func (d remembers) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := d.Locker.Acquire(ctx, req)
+	if err == nil && res.Acquired {
+		now := time.Now()
+		d.grants.Store(req.Key, grant{req.Token, driver.Holder{Owner: req.Owner, Fence: res.Fence, TTL: req.TTL, Since: now}, now.Add(req.TTL)})
+	}
+	return res, err
+}
+
+func (d remembers) forget(key, token string, err error) {
+	if v, ok := d.grants.Load(key); ok && err == nil && v.(grant).token == token {
+		d.grants.Delete(key)
+	}
+}
+
+// releasesExpired lets any token release a key whose holder expired, as a
+// release script that deletes a key when it is missing or the token matches
+// would.
+type releasesExpired struct{ remembers }
+
+func (d releasesExpired) Release(ctx context.Context, key, token string) error {
+	err := d.Locker.Release(ctx, key, token)
+	if v, ok := d.grants.Load(key); ok && errors.Is(err, driver.ErrNotHeld) && v.(grant).token != token && !time.Now().Before(v.(grant).expires) {
+		return nil
+	}
+	d.forget(key, token, err)
+	return err
+}
+
+// staleInspect reports the last holder of a key until it is released,
+// also after it expired.
+type staleInspect struct{ remembers }
+
+func (d staleInspect) Release(ctx context.Context, key, token string) error {
+	err := d.Locker.Release(ctx, key, token)
+	d.forget(key, token, err)
+	return err
+}
+
+func (d staleInspect) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
+	h, held, err := d.Locker.(driver.Inspector).Inspect(ctx, key)
+	if v, ok := d.grants.Load(key); ok && err == nil && !held {
+		return v.(grant).holder, true, nil
+	}
+	return h, held, err
+}
+
+// unavailableAfterGrant applies an Acquire whose context has ended and
+// reports ErrUnavailable, which promises that it was not applied.
+type unavailableAfterGrant struct{ driver.Locker }
+
+func (d unavailableAfterGrant) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	if ctx.Err() == nil {
+		return d.Locker.Acquire(ctx, req)
+	}
+	d.Locker.Acquire(context.WithoutCancel(ctx), req)
+	return driver.Result{}, fmt.Errorf("broken: %w", driver.ErrUnavailable)
+}
+
 // capabilityCases are the cases that need an optional capability.
-var capabilityCases = []string{"Inspect", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}
+var capabilityCases = []string{"Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}
 
 // TestSuite runs the suite on a recorder against correct and broken
 // drivers, and checks which cases pass, fail and skip.
@@ -243,7 +351,7 @@ func TestSuite(t *testing.T) {
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return Faulty(struct{ driver.Locker }{d})
 			}),
-			skip: []string{"Inspect", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, // RefreshBatch is emulated
+			skip: []string{"Inspect", "InspectAfterExpiry", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, // RefreshBatch is emulated
 		},
 		{
 			name: "NoPartition",
@@ -268,7 +376,7 @@ func TestSuite(t *testing.T) {
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return neverExpires{d}
 			}),
-			fail:    []string{"ExpiryFreesKey", "RefreshAfterExpiryFails", "FencesIncreaseAfterExpiry", "HolderTTLReported"},
+			fail:    []string{"ExpiryFreesKey", "RefreshShorterTTL", "RefreshAfterExpiryFails", "FencesIncreaseAfterExpiry", "HolderTTLReported"},
 			mayFail: []string{"RefreshExtends"},
 			skip:    capabilityCases,
 		},
@@ -287,7 +395,7 @@ func TestSuite(t *testing.T) {
 				return constantFence{d}
 			}),
 			fail: []string{"FencesIncrease", "FencesIncreaseAfterExpiry", "FenceFloor", "ContendedNoOverlap"},
-			skip: capabilityCases,
+			skip: append([]string{"FenceFloorBelowLast"}, capabilityCases...), // fence 7 for any floor
 		},
 		{
 			name: "NeverWakes",
@@ -295,7 +403,47 @@ func TestSuite(t *testing.T) {
 				return neverWakes{d}
 			}),
 			fail: []string{"ReleaseWakesWaiter", "WaitersServedInTurn"},
-			skip: []string{"Inspect", "RefreshBatch", "RaiseFence"},
+			skip: []string{"Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence"},
+		},
+		{
+			name: "RefreshNeverShortens",
+			newHarness: memHarness(func(d driver.Locker, m *sync.Map) driver.Locker {
+				return refreshNeverShortens{d, m}
+			}),
+			fail: []string{"RefreshShorterTTL"},
+			skip: capabilityCases,
+		},
+		{
+			name: "FloorGoesDown",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return floorGoesDown{d}
+			}),
+			fail: []string{"FenceFloorBelowLast"},
+			skip: capabilityCases,
+		},
+		{
+			name: "ReleasesExpired",
+			newHarness: memHarness(func(d driver.Locker, m *sync.Map) driver.Locker {
+				return releasesExpired{remembers{d, m}}
+			}),
+			fail: []string{"ReleaseWrongTokenExpired"},
+			skip: capabilityCases,
+		},
+		{
+			name: "StaleInspect",
+			newHarness: memHarness(func(d driver.Locker, m *sync.Map) driver.Locker {
+				return staleInspect{remembers{d, m}}
+			}),
+			fail: []string{"InspectAfterExpiry"},
+			skip: []string{"RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"},
+		},
+		{
+			name: "UnavailableAfterGrant",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return unavailableAfterGrant{d}
+			}),
+			fail: []string{"UnknownOutcomeUndone"},
+			skip: capabilityCases,
 		},
 		{
 			// A cut that does not cut: the lease is never lost.

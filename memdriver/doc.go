@@ -33,6 +33,18 @@
 //		time.Sleep(time.Hour) // renewed all along, on fake time
 //	})
 //
+// A store belongs to where it was made: inside one bubble, or outside any.
+// Used across that border it would mix the fake clock with the real one
+// (a lock taken inside looks long expired outside) and a Locker made
+// outside would wait on timers the bubble never advances. So its calls
+// fail instead, with an error wrapping [dlock.ErrInvalid] that says so:
+// the driver tells the clocks apart (a bubble's starts in the year 2000).
+// A store made in another bubble whose clock is not behind cannot be told
+// apart; a Locker used there makes the Go runtime fail with "send on
+// synctest channel from outside bubble". A named mem://NAME store is made
+// by its first Open: inside bubbles, open a name of the bubble's own (the
+// test's name, say) or a private mem://.
+//
 // # URLs
 //
 // The scheme is "mem" ([Scheme]); import the package for its side effect to
@@ -41,7 +53,9 @@
 //	mem://NAME   a store shared by every Open of the same NAME in this process
 //	mem://       a private store of its own
 //
-// Named stores live as long as the process. The driver has no query
+// Named stores live as long as the process, on the side of a
+// testing/synctest bubble's border where they were first opened (see Fake
+// time). The driver has no query
 // parameters of its own and rejects unknown ones; the common ones (ttl,
 // renew, drift, owner) are handled by [dlock.Open].
 //
@@ -51,7 +65,9 @@
 // [driver.ErrNotHeld] (the same value as [dlock.ErrNotHeld]) when the key is
 // not held by the token. A call whose context has ended returns an error
 // wrapping ctx.Err() and does nothing. A closed client's calls return an
-// error wrapping [dlock.ErrClosed]. The driver never returns
+// error wrapping [dlock.ErrClosed]. An Acquire with an empty token, and a
+// call from across a synctest bubble's border (see Fake time), return an
+// error wrapping [dlock.ErrInvalid]. The driver never returns
 // [driver.ErrUnavailable].
 //
 // # Safety

@@ -24,6 +24,10 @@ func init() {
 // A Store is safe for concurrent use. Its zero value is not usable; call
 // [NewStore].
 type Store struct {
+	// born is the wall clock when the store was made, which tells
+	// whether it was made in a synctest bubble. See home.
+	born time.Time
+
 	mu   sync.Mutex
 	keys map[string]*entry                 // every key ever locked; see entry
 	subs map[string]map[*subscription]bool // release subscribers by key
@@ -63,6 +67,7 @@ type subscription struct {
 // NewStore returns an empty store.
 func NewStore() *Store {
 	return &Store{
+		born: time.Now().Round(0),
 		keys: make(map[string]*entry),
 		subs: make(map[string]map[*subscription]bool),
 	}
@@ -130,11 +135,49 @@ var (
 
 var errClosed = fmt.Errorf("memdriver: client closed: %w", dlock.ErrClosed)
 
+// errElsewhere reports a store used across a testing/synctest bubble's
+// border.
+var errElsewhere = fmt.Errorf("memdriver: %w: store used outside the testing/synctest bubble it was made in, "+
+	"or inside one though it was made outside any: its clock and channels belong to where it was made. "+
+	"Make the Store (or the Locker from New, or the first Open of a mem://NAME) inside synctest.Test, "+
+	"and close its Lockers before synctest.Test returns", dlock.ErrInvalid)
+
+// Every testing/synctest bubble's fake clock starts at midnight UTC,
+// January 1st 2000; a real clock is never in that year.
+var (
+	bubbleEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	bubbleEnd   = bubbleEpoch.AddDate(1, 0, 0)
+)
+
+func bubbleTime(t time.Time) bool { return !t.Before(bubbleEpoch) && t.Before(bubbleEnd) }
+
+// home returns errElsewhere if the caller is plainly not where s was made:
+// the clock says the store was made in a synctest bubble and is used
+// outside any, or the other way round, or used in a bubble whose clock is
+// behind the one it was made in. Without it, a Locker made outside a
+// bubble and used inside waits on the real clock's timers, which the
+// bubble does not advance, and hangs without a word. (Go gives no way to
+// tell two bubbles apart; a Locker used in a bubble other than its own
+// makes the runtime fail with "send on synctest channel from outside
+// bubble".)
+func (s *Store) home() error {
+	now := time.Now().Round(0)
+	inside := bubbleTime(s.born)
+	if inside != bubbleTime(now) || inside && now.Before(s.born) {
+		return errElsewhere
+	}
+	return nil
+}
+
 // lock locks the store for one call. It fails if ctx has ended, as a
-// network call would, or if the client is closed.
+// network call would, if the client is closed, or if the caller is not
+// where the store was made (see home).
 func (c *client) lock(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memdriver: %w", err)
+	}
+	if err := c.s.home(); err != nil {
+		return err
 	}
 	c.s.mu.Lock()
 	if c.closed {
@@ -148,7 +191,14 @@ func notHeld(key string) error {
 	return fmt.Errorf("memdriver: %q: %w", key, driver.ErrNotHeld)
 }
 
+// errNoToken refuses an Acquire without a token: the store marks a free
+// key with an empty one.
+var errNoToken = fmt.Errorf("memdriver: %w: empty token", dlock.ErrInvalid)
+
 func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	if req.Token == "" {
+		return driver.Result{}, errNoToken
+	}
 	if err := c.lock(ctx); err != nil {
 		return driver.Result{}, err
 	}

@@ -387,3 +387,55 @@ func TestWaiterWakeup(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyTokenRefused: a store marks a free key with an empty token, so
+// an Acquire without one must be refused, not granted unreleasably.
+func TestEmptyTokenRefused(t *testing.T) {
+	d := newClient(t, memdriver.NewStore())
+	res, err := d.Acquire(t.Context(), driver.Request{Key: "k", TTL: time.Minute})
+	if !errors.Is(err, dlock.ErrInvalid) || res.Acquired {
+		t.Fatalf("Acquire with an empty token = %+v, %v; want ErrInvalid", res, err)
+	}
+	mustAcquire(t, d, "k", "a", time.Minute) // and the key stayed free
+}
+
+// TestBubbleBorder: a store used across a testing/synctest bubble's border
+// fails with an error that says so, instead of hanging (a Locker made
+// outside waits on timers of the real clock) or mixing clocks.
+func TestBubbleBorder(t *testing.T) {
+	check := func(t *testing.T, l *dlock.Locker) {
+		t.Helper()
+		_, err := l.Acquire(t.Context(), "k", nil)
+		if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(err.Error(), "synctest") {
+			t.Errorf("Acquire across the bubble's border = %v; want ErrInvalid saying what to do", err)
+		}
+	}
+	t.Run("MadeOutsideUsedInside", func(t *testing.T) {
+		l := memdriver.New(&dlock.Options{TTL: time.Second})
+		defer l.Close()
+		synctest.Test(t, func(t *testing.T) { check(t, l) })
+		if _, err := l.TryAcquire(t.Context(), "k", nil); err != nil {
+			t.Errorf("TryAcquire outside, where the store was made = %v", err)
+		}
+	})
+	t.Run("MadeInsideUsedOutside", func(t *testing.T) {
+		var l *dlock.Locker
+		synctest.Test(t, func(t *testing.T) {
+			l = memdriver.New(nil)
+			if _, held, err := l.Holder(t.Context(), "k"); err != nil || held {
+				t.Fatalf("Holder inside the bubble = %v, %v; want free", held, err)
+			}
+		})
+		check(t, l)
+		l.Close()
+	})
+	t.Run("MadeInAnotherBubble", func(t *testing.T) {
+		var l *dlock.Locker
+		synctest.Test(t, func(t *testing.T) {
+			time.Sleep(time.Hour)
+			l = memdriver.New(nil)
+		})
+		synctest.Test(t, func(t *testing.T) { check(t, l) })
+		l.Close()
+	})
+}

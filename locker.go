@@ -159,6 +159,15 @@ func (l *Locker) Close() error {
 	}
 	l.closeOnce.Do(func() {
 		leases := l.renew.close()
+		// The renewer marks them released; Close releases them, but
+		// they were lost, not released by their holders, and a later
+		// Lease.Release must say so (ErrLeaseLost), not "already
+		// released": it makes one more token-checked Release then.
+		l.renew.mu.Lock()
+		for _, le := range leases {
+			le.released = false
+		}
+		l.renew.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.releaseTimeout)
 		defer cancel()
 		var errs []error

@@ -352,3 +352,22 @@ func TestWokenWaiterPassesTurn(t *testing.T) {
 type observerFunc func(dlock.Event)
 
 func (f observerFunc) Observe(_ context.Context, e dlock.Event) { f(e) }
+
+// TestReleaseAfterCloseReportsLoss: Lease.Release after Close ended the
+// lease reports ErrLeaseLost, as its doc says for a lost lease.
+func TestReleaseAfterCloseReportsLoss(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := memdriver.New(nil)
+		lease, err := l.TryAcquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		if err := lease.Release(t.Context()); !errors.Is(err, dlock.ErrLeaseLost) || !errors.Is(err, dlock.ErrClosed) {
+			t.Fatalf("Release after Close = %v; want ErrLeaseLost and ErrClosed", err)
+		}
+		if err := lease.Release(t.Context()); !errors.Is(err, dlock.ErrNotHeld) {
+			t.Fatalf("second Release after Close = %v; want ErrNotHeld (already released)", err)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -213,6 +214,9 @@ func TestEndedContextNotUnavailable(t *testing.T) {
 			cancel()
 			if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, dlock.ErrNotAcquired) || errors.Is(err, dlock.ErrUnavailable) {
 				t.Errorf("%s with a deadline that expired in flight = %v; want ErrNotAcquired and DeadlineExceeded, not ErrUnavailable", name, err)
+			}
+			if err != nil && strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s error %q spans lines; want one", name, err)
 			}
 		}
 	})

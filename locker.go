@@ -66,8 +66,8 @@ func New(d driver.Locker, opts *Options) *Locker {
 // backend is unavailable.
 //
 // An attempt whose outcome is unknown (it timed out, the connection was
-// lost, ctx ended while it was in flight, or the Locker was closed while it
-// was granted) is undone at once: the attempt's token is released on a
+// lost, ctx ended while it was in flight, as [driver.OutcomeUnknown] tells,
+// or the Locker was closed while it was granted) is undone at once: the attempt's token is released on a
 // context detached from ctx, bounded by the ReleaseTimeout. A grant that no
 // caller received therefore never keeps the key from others for a TTL.
 // Acquire returns only after that undo, so when it fails, it holds nothing.
@@ -391,14 +391,11 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 var errLateGrant = fmt.Errorf("%w: the grant arrived after the lease's deadline; the backend is too slow for the TTL", ErrUnavailable)
 
 // mayHaveApplied reports whether a failed Acquire may have been granted
-// all the same. Only [ErrUnavailable] promises that the backend did not
-// apply the attempt; any other error may hide a grant (a timeout, a lost
-// connection, a context that ended in flight: see [driver.OutcomeUnknown]),
-// and undoing costs one token-checked Release, harmless if nothing was
-// granted.
-func mayHaveApplied(err error) bool {
-	return err != nil && !errors.Is(err, ErrUnavailable)
-}
+// all the same: its outcome is unknown (a timeout, a lost connection, a
+// context that ended in flight), as drivers report it by the convention
+// [driver.OutcomeUnknown] recognises. Undoing costs one token-checked
+// Release, harmless if nothing was granted.
+func mayHaveApplied(err error) bool { return driver.OutcomeUnknown(err) }
 
 // abandon releases the token of req, which will not become a lease: a
 // grant that came too late or may have been applied unseen. It runs on a

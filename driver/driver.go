@@ -43,7 +43,11 @@ var (
 	// undoes an Acquire whose outcome is unknown at once (a token-checked
 	// Release of the request's token, harmless if it was never granted),
 	// so that a grant nobody received does not keep the key from others
-	// for a whole TTL.
+	// for a whole TTL. A driver that undoes a failed attempt itself before
+	// returning (a quorum driver that released every node that may have
+	// granted, after awaiting their answers) reports the failure as a
+	// known one, neither wrapping ErrOutcomeUnknown nor reporting
+	// Timeout(), so that it is not undone twice.
 	ErrOutcomeUnknown = errors.New("dlock: outcome unknown")
 )
 

@@ -25,13 +25,20 @@ const (
 
 var errDeadline = errors.New("renewal not confirmed before the local deadline")
 
-// renewer keeps a Locker's leases alive. One goroutine (the loop) watches
-// two heaps: every lease's deadline, and the next renewal of those not being
-// refreshed. It never does I/O itself, so a slow backend cannot delay a
-// deadline. Renewals due together go out as one round, in a goroutine of its
-// own, batched when the driver allows. The loop runs only while leases
-// exist and for idleLinger after, so an idle Locker holds no goroutine;
-// rounds are tracked by wg, and close waits for both.
+// renewer keeps a Locker's leases alive. It never does I/O on its loop, so
+// a slow backend cannot delay a deadline.
+//
+// Goroutines and timers: at most one loop goroutine runs at a time
+// (running, under mu). It watches two heaps, every lease's deadline and the
+// next renewal of those not being refreshed, and sleeps on r.timer, the
+// only timer; the timer outlives the loop so that restarts reuse it, and
+// only the goroutine that set running=true may touch it until it sets
+// running=false: the loop stops it under mu just before, so a loop started
+// by kick right after owns it alone. Renewals due together go out as one
+// round, in a goroutine of its own (at most maxRounds at once), batched
+// when the driver allows; a round touches no timer and ends with kick. The
+// loop exits once no lease is left for idleLinger, or at close; wg counts
+// the loop and the rounds, and close waits for both.
 type renewer struct {
 	drv    driver.Locker
 	ctx    context.Context // parent of refresh calls; ends at close
@@ -132,6 +139,10 @@ func (r *renewer) kick() {
 // instead of starting them for every lease.
 const idleLinger = 100 * time.Millisecond
 
+// testHookLoopExit, if set, runs when the loop has given up r.mu for the
+// last time and is about to return.
+var testHookLoopExit func()
+
 // nextEvent returns when the loop must look at the heaps again: the first
 // deadline, or an earlier renewal if a round may start then. r.mu must be
 // held, and a lease scheduled.
@@ -149,7 +160,6 @@ func (r *renewer) loop() {
 		r.timer = time.NewTimer(time.Hour)
 	}
 	timer := r.timer
-	defer timer.Stop()
 	var idleSince time.Time
 	for {
 		r.mu.Lock()
@@ -158,8 +168,14 @@ func (r *renewer) loop() {
 			idleSince = time.Time{}
 		}
 		if r.closed.Load() || !idleSince.IsZero() && now.Sub(idleSince) >= idleLinger {
+			// Stop the timer while still its owner: once running is
+			// false, a new loop may reset it.
+			timer.Stop()
 			r.running = false
 			r.unlock()
+			if testHookLoopExit != nil {
+				testHookLoopExit()
+			}
 			return
 		}
 		for r.deadlines.Len() > 0 && !r.deadlines.top().deadline.After(now) {

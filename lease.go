@@ -1,10 +1,13 @@
 package dlock
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
 // errReleased is a released lease's context cause.
@@ -32,9 +35,11 @@ type Lease struct {
 
 	// Guarded by l.renew.mu.
 	ttl, renewEvery, drift time.Duration
+	renewSet, driftSet     bool      // renewEvery, drift were set explicitly
 	deadline               time.Time // local deadline, monotonic
 	nextRenew              time.Time
-	refreshing             bool // a renewal round has it
+	refreshing             bool          // a renewal round or a Refresh has it
+	refreshDone            chan struct{} // closed when refreshing ends, if someone waits
 	released               bool
 	failures               int // consecutive failed renewals
 	deadlineAt, renewAt    int // positions in the renewer's heaps, or -1
@@ -84,26 +89,40 @@ func (le *Lease) Err() error {
 }
 
 // Refresh extends the lease to ttl from now, or by its current TTL if ttl is
-// zero. A new ttl also applies to later automatic renewals, with the renewal
-// interval and drift scaled to it. An error wrapping [ErrNotHeld] means the
-// lease is lost; other errors leave it as it was.
+// zero. A new ttl also applies to later automatic renewals: a renewal
+// interval and drift derived from the TTL follow it, an explicit Drift stays
+// as set and an explicit RenewInterval keeps its ratio to the TTL; settings
+// that would guarantee loss are refused with [ErrInvalid] before any I/O.
+//
+// A lease's refreshes, automatic or not, never overlap: Refresh waits for a
+// renewal in flight, so the local deadline always follows the TTL the
+// backend applied last. A refresh whose outcome is unknown (an error other
+// than [ErrNotHeld]) may have been applied: if its TTL is shorter, the local
+// deadline moves earlier to match. An error wrapping [ErrNotHeld] means the
+// lease is lost; other errors leave it held.
 func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
-	if ttl < 0 || (ttl > 0 && ttl < MinTTL) {
-		return fmt.Errorf("%w: TTL %v is below the minimum %v", ErrInvalid, ttl, MinTTL)
+	if ttl < 0 {
+		return fmt.Errorf("%w: TTL %v is negative", ErrInvalid, ttl)
 	}
 	if err := le.Err(); err != nil {
 		return err
 	}
 	r := le.l.renew
-	r.mu.Lock()
-	if ttl == 0 {
-		ttl = le.ttl
+	t, err := le.startRefresh(ctx, ttl)
+	if err != nil {
+		return err
 	}
+	// No refresh outlives the deadline it could save: past it, the lease
+	// is lost whatever the backend says.
+	r.mu.Lock()
+	rctx, cancel := context.WithDeadline(ctx, le.deadline)
 	r.mu.Unlock()
 	sent := time.Now()
-	err := le.l.drv.Refresh(ctx, le.key, le.token, ttl)
+	err = le.l.drv.Refresh(rctx, le.key, le.token, t.TTL)
+	cancel()
 	r.mu.Lock()
 	defer r.unlock()
+	r.endRefresh(le)
 	if le.deadlineAt < 0 {
 		if lerr := le.Err(); lerr != nil {
 			return lerr
@@ -112,23 +131,67 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	}
 	switch {
 	case err == nil:
-		if ttl != le.ttl {
-			if le.renewEvery > 0 {
-				le.renewEvery = time.Duration(float64(le.renewEvery) * float64(ttl) / float64(le.ttl))
-			}
-			le.drift = ttl/100 + 2*time.Millisecond
-			le.ttl = ttl
-		}
-		r.confirmed(le, sent, ttl)
+		le.setTiming(t)
+		r.confirmed(le, sent, t.TTL)
 		return nil
 	case errors.Is(err, ErrNotHeld):
 		r.lose(le, err)
 		return le.Err()
 	default:
-		le.failures++
-		r.note(le, EventRefreshFailed, time.Since(sent), err)
+		r.failed(le, sent, t, err)
 		return fmt.Errorf("dlock: refresh %q: %w", le.key, err)
 	}
+}
+
+// startRefresh waits until no refresh of le is in flight, then takes le
+// for a refresh with ttl (0: the current TTL) and returns the settings it
+// will have if the refresh succeeds.
+func (le *Lease) startRefresh(ctx context.Context, ttl time.Duration) (leasetime.Settings, error) {
+	r := le.l.renew
+	r.mu.Lock()
+	for le.refreshing && le.deadlineAt >= 0 {
+		if le.refreshDone == nil {
+			le.refreshDone = make(chan struct{})
+		}
+		done := le.refreshDone
+		r.mu.Unlock()
+		select {
+		case <-done:
+		case <-le.ctx.Done():
+		case <-ctx.Done():
+			return leasetime.Settings{}, fmt.Errorf("dlock: refresh %q: %w", le.key, ctx.Err())
+		}
+		r.mu.Lock()
+	}
+	defer r.mu.Unlock()
+	if le.deadlineAt < 0 {
+		if err := le.Err(); err != nil {
+			return leasetime.Settings{}, err
+		}
+		return leasetime.Settings{}, errReleased
+	}
+	t := le.timing()
+	if ttl != 0 && ttl != t.TTL {
+		t = t.WithTTL(ttl)
+		if err := t.Check(); err != nil {
+			return t, fmt.Errorf("%w: refresh %q: %w", ErrInvalid, le.key, err)
+		}
+	}
+	le.refreshing = true
+	if le.renewAt >= 0 {
+		heap.Remove(&r.renewals, le.renewAt)
+	}
+	return t, nil
+}
+
+// timing returns le's TTL-dependent settings. l.renew.mu must be held.
+func (le *Lease) timing() leasetime.Settings {
+	return leasetime.Settings{TTL: le.ttl, Renew: le.renewEvery, Drift: le.drift, RenewSet: le.renewSet, DriftSet: le.driftSet}
+}
+
+// setTiming sets le's TTL-dependent settings. l.renew.mu must be held.
+func (le *Lease) setTiming(t leasetime.Settings) {
+	le.ttl, le.renewEvery, le.drift, le.renewSet, le.driftSet = t.TTL, t.Renew, t.Drift, t.RenewSet, t.DriftSet
 }
 
 // Release ends the lease and frees the key on the backend. It cancels the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
 // Renewal limits: one driver round trip refreshes up to batchSize leases
@@ -93,7 +94,7 @@ func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence 
 	le := &Lease{
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
 		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent,
-		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift,
+		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift, renewSet: cfg.renewSet, driftSet: cfg.driftSet,
 		deadline:   sent.Add(req.TTL - cfg.drift),
 		deadlineAt: -1, renewAt: -1,
 	}
@@ -247,7 +248,7 @@ func (r *renewer) refresh(ctx context.Context, reqs []driver.RefreshRequest) []e
 
 // result applies the outcome of one lease's renewal. r.mu must be held.
 func (r *renewer) result(le *Lease, sent time.Time, ttl time.Duration, err error) {
-	le.refreshing = false
+	r.endRefresh(le)
 	if le.deadlineAt < 0 {
 		return // released or lost meanwhile
 	}
@@ -257,24 +258,49 @@ func (r *renewer) result(le *Lease, sent time.Time, ttl time.Duration, err error
 	case errors.Is(err, ErrNotHeld):
 		r.lose(le, err)
 	default:
-		// Transient: try again soon; the deadline still stands.
-		le.failures++
-		r.note(le, EventRefreshFailed, time.Since(sent), err)
-		retry := min(max(le.renewEvery/8, 5*time.Millisecond), time.Second)
-		r.scheduleRenewal(le, time.Now().Add(retry))
+		r.failed(le, sent, le.timing(), err)
+	}
+}
+
+// endRefresh marks the end of le's refresh in flight and wakes a
+// [Lease.Refresh] waiting for it. r.mu must be held.
+func (r *renewer) endRefresh(le *Lease) {
+	le.refreshing = false
+	if le.refreshDone != nil {
+		close(le.refreshDone)
+		le.refreshDone = nil
 	}
 }
 
 // confirmed moves a lease's deadline after a successful refresh that was
-// sent at sent. r.mu must be held.
+// sent at sent. A lease's refreshes never overlap, so this one is the last
+// the backend applied: the deadline follows its TTL, earlier or later.
+// r.mu must be held.
 func (r *renewer) confirmed(le *Lease, sent time.Time, ttl time.Duration) {
 	le.failures = 0
 	r.note(le, EventRefreshed, time.Since(sent), nil)
-	if d := sent.Add(ttl - le.drift); d.After(le.deadline) {
+	le.deadline = sent.Add(ttl - le.drift)
+	heap.Fix(&r.deadlines, le.deadlineAt)
+	r.scheduleRenewal(le, r.onGrid(le, sent.Add(le.renewEvery)))
+	r.kick()
+}
+
+// failed handles a refresh, sent at sent with settings t, that ended with a
+// transient error: the backend may have applied it or not. The deadline
+// stands unless t's TTL was shorter; then it moves earlier to match, as the
+// backend may now expire the key sooner. A renewal is tried again soon.
+// r.mu must be held.
+func (r *renewer) failed(le *Lease, sent time.Time, t leasetime.Settings, err error) {
+	le.failures++
+	r.note(le, EventRefreshFailed, time.Since(sent), err)
+	if d := sent.Add(t.TTL - t.Drift); d.Before(le.deadline) {
 		le.deadline = d
 		heap.Fix(&r.deadlines, le.deadlineAt)
 	}
-	r.scheduleRenewal(le, r.onGrid(le, sent.Add(le.renewEvery)))
+	retry := min(max(le.renewEvery/8, 5*time.Millisecond), time.Second)
+	if le.renewEvery > 0 {
+		r.scheduleRenewal(le, time.Now().Add(retry))
+	}
 	r.kick()
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlock-go/dlock/internal/leasetime"
@@ -30,8 +31,13 @@ type Lease struct {
 	obs            observer
 	acquired       time.Time // when the acquire was sent
 
-	ctx    context.Context
+	ctx    context.Context // ended by cancel, when the lease ends
 	cancel context.CancelCauseFunc
+	outer  *leaseContext // ctx, and loss at the first look: see Context
+
+	// deadlineNs is the local deadline as an offset from the renewer's
+	// epoch (monotonic), for readers that take no lock.
+	deadlineNs atomic.Int64
 
 	// Guarded by l.renew.mu.
 	ttl, renewEvery, drift time.Duration
@@ -62,30 +68,75 @@ func (le *Lease) Fence() uint64 { return le.fence }
 // Owner returns the owner name recorded with the lease.
 func (le *Lease) Owner() string { return le.owner }
 
-// ValidUntil returns the local deadline: the lease is lost at that moment
-// unless a renewal confirms it first.
+// ValidUntil returns the current local deadline, on the monotonic clock:
+// the lease is lost at that moment unless a renewal confirms it first. Each
+// confirmed renewal moves it; it does not change after the lease ends. It
+// takes no lock and is safe to call often.
 func (le *Lease) ValidUntil() time.Time {
-	r := le.l.renew
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return le.deadline
+	return le.l.renew.epoch.Add(time.Duration(le.deadlineNs.Load()))
+}
+
+// expired reports whether the local deadline has passed.
+func (le *Lease) expired() bool {
+	return time.Since(le.l.renew.epoch) >= time.Duration(le.deadlineNs.Load())
 }
 
 // Context returns a context that is cancelled when the lease ends. Its
 // cause ([context.Cause]) is the lease's [Lease.Err]. It carries the values
 // of the context passed to Acquire but not its cancellation.
-func (le *Lease) Context() context.Context { return le.ctx }
+//
+// Its Err and Done see a loss at the first look, like [Lease.Err]: once the
+// local deadline has passed they report it, even if the renewal goroutine
+// has not run yet (after a pause of the process, say). Contexts derived
+// from it see the loss when the renewal goroutine declares it, a moment
+// later.
+func (le *Lease) Context() context.Context { return le.outer }
 
-// Done returns a channel that is closed when the lease ends.
-func (le *Lease) Done() <-chan struct{} { return le.ctx.Done() }
+// Done returns a channel that is closed when the lease ends. It is closed
+// already when Done is called after the local deadline passed. It costs a
+// clock reading.
+func (le *Lease) Done() <-chan struct{} { return le.outer.Done() }
 
 // Err returns nil while the lease is held; after it ends, an error wrapping
-// [ErrLeaseLost] if it was lost, or [ErrNotHeld] if it was released.
+// [ErrLeaseLost] if it was lost, or [ErrNotHeld] if it was released. It
+// reports the loss as soon as the local deadline has passed, on the
+// monotonic clock, even if the renewal goroutine has not noticed yet: a
+// holder resuming from a pause learns it at its first look.
 func (le *Lease) Err() error {
 	if le.ctx.Err() == nil {
-		return nil
+		if !le.expired() {
+			return nil
+		}
+		le.l.renew.expire(le)
+		if le.ctx.Err() == nil {
+			return nil // renewed meanwhile
+		}
 	}
 	return context.Cause(le.ctx)
+}
+
+// leaseContext is a lease's context as users see it: the cancel context,
+// whose Err and Done first check the local deadline. Derived contexts
+// attach to the inner one (it is found through Value), at no extra cost.
+type leaseContext struct {
+	context.Context
+	le *Lease
+}
+
+func (c *leaseContext) Done() <-chan struct{} {
+	c.check()
+	return c.Context.Done()
+}
+
+func (c *leaseContext) Err() error {
+	c.check()
+	return c.Context.Err()
+}
+
+func (c *leaseContext) check() {
+	if c.Context.Err() == nil && c.le.expired() {
+		c.le.l.renew.expire(c.le)
+	}
 }
 
 // Refresh extends the lease to ttl from now, or by its current TTL if ttl is

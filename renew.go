@@ -95,10 +95,11 @@ func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence 
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
 		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent,
 		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift, renewSet: cfg.renewSet, driftSet: cfg.driftSet,
-		deadline:   sent.Add(req.TTL - cfg.drift),
 		deadlineAt: -1, renewAt: -1,
 	}
+	r.setDeadline(le, sent.Add(req.TTL-cfg.drift))
 	le.ctx, le.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	le.outer = &leaseContext{Context: le.ctx, le: le}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed.Load() {
@@ -279,8 +280,7 @@ func (r *renewer) endRefresh(le *Lease) {
 func (r *renewer) confirmed(le *Lease, sent time.Time, ttl time.Duration) {
 	le.failures = 0
 	r.note(le, EventRefreshed, time.Since(sent), nil)
-	le.deadline = sent.Add(ttl - le.drift)
-	heap.Fix(&r.deadlines, le.deadlineAt)
+	r.setDeadline(le, sent.Add(ttl-le.drift))
 	r.scheduleRenewal(le, r.onGrid(le, sent.Add(le.renewEvery)))
 	r.kick()
 }
@@ -294,14 +294,35 @@ func (r *renewer) failed(le *Lease, sent time.Time, t leasetime.Settings, err er
 	le.failures++
 	r.note(le, EventRefreshFailed, time.Since(sent), err)
 	if d := sent.Add(t.TTL - t.Drift); d.Before(le.deadline) {
-		le.deadline = d
-		heap.Fix(&r.deadlines, le.deadlineAt)
+		r.setDeadline(le, d)
 	}
 	retry := min(max(le.renewEvery/8, 5*time.Millisecond), time.Second)
 	if le.renewEvery > 0 {
 		r.scheduleRenewal(le, time.Now().Add(retry))
 	}
 	r.kick()
+}
+
+// setDeadline sets le's local deadline, for the loop (the heap) and for
+// readers that take no lock (deadlineNs). r.mu must be held.
+func (r *renewer) setDeadline(le *Lease, d time.Time) {
+	le.deadline = d
+	le.deadlineNs.Store(int64(d.Sub(r.epoch)))
+	if le.deadlineAt >= 0 {
+		heap.Fix(&r.deadlines, le.deadlineAt)
+	}
+}
+
+// expire ends le if its local deadline has passed and the loop has not
+// noticed yet: a holder looking at its lease after a pause learns of the
+// loss at once, whichever goroutine runs first.
+func (r *renewer) expire(le *Lease) {
+	r.mu.Lock()
+	defer r.unlock()
+	if le.deadlineAt >= 0 && !le.deadline.After(time.Now()) {
+		r.lose(le, errDeadline)
+		r.kick()
+	}
 }
 
 // onGrid moves a renewal due at at to a grid of the lease's renewal

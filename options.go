@@ -109,6 +109,8 @@ func (o *Options) resolve(base *settings) (settings, error) {
 	var s settings
 	if base != nil {
 		s = *base
+	} else {
+		s.obs.q = newEventQueue() // one per Locker: it orders its events
 	}
 	var in Options
 	if o != nil {

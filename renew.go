@@ -27,7 +27,9 @@ const (
 var errDeadline = errors.New("renewal not confirmed before the local deadline")
 
 // renewer keeps a Locker's leases alive. It never does I/O on its loop, so
-// a slow backend cannot delay a deadline.
+// a slow backend cannot delay a deadline, and neither the loop nor a round
+// calls user code: their events are queued for the Locker's event
+// goroutine (see Observer), so a slow Observer cannot either.
 //
 // Goroutines and timers: at most one loop goroutine runs at a time
 // (running, under mu). It watches two heaps, every lease's deadline and the
@@ -56,24 +58,17 @@ type renewer struct {
 	running   bool        // the loop goroutine is alive
 	timer     *time.Timer // the loop's, kept across its restarts
 	wakeAt    time.Time   // when the loop's timer fires; see kick
-	pending   []leaseEvent
 }
 
-// unlock releases r.mu, then reports the events noted while it was held, so
-// that no observer runs under the lock.
-func (r *renewer) unlock() {
-	events := r.pending
-	r.pending = nil
-	r.mu.Unlock()
-	for _, ev := range events {
-		ev.le.obs.emit(ev.le.ctx, ev.e, ev.failures)
-	}
-}
+// unlock releases r.mu. Events noted meanwhile are already queued, in
+// order, for the Locker's event goroutine: nothing user-supplied runs here.
+func (r *renewer) unlock() { r.mu.Unlock() }
 
-// note queues an event of le for unlock to report. r.mu must be held.
+// note queues an event of le for the Locker's event goroutine. r.mu must be
+// held, so that a lease's events are queued in the order they happen.
 func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
 	if le.obs.enabled() {
-		r.pending = append(r.pending, leaseEvent{le, le.event(kind, d, err), le.failures})
+		le.obs.post(le.ctx, le.event(kind, d, err), le.failures)
 	}
 }
 

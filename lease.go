@@ -44,8 +44,9 @@ type Lease struct {
 	renewSet, driftSet     bool      // renewEvery, drift were set explicitly
 	deadline               time.Time // local deadline, monotonic
 	nextRenew              time.Time
-	refreshing             bool          // a renewal round or a Refresh has it
-	refreshDone            chan struct{} // closed when refreshing ends, if someone waits
+	refreshing             bool                        // a renewal round or a Refresh has it
+	refreshDone            chan struct{}               // closed when refreshing ends, if someone waits
+	margins                map[*marginContext]struct{} // see WithMargin
 	released               bool
 	failures               int // consecutive failed renewals
 	deadlineAt, renewAt    int // positions in the renewer's heaps, or -1
@@ -113,6 +114,100 @@ func (le *Lease) Err() error {
 		}
 	}
 	return context.Cause(le.ctx)
+}
+
+// WithMargin returns a context derived from parent that is also cancelled
+// when the lease ends, and margin before the lease's local deadline unless
+// a renewal has moved the deadline further by then: work that needs time
+// to stop safely (flush, roll back, kill a process) starts stopping while
+// the lease is still valid, rather than at the loss. Every confirmed
+// renewal moves the cut-off with the deadline, earlier too (a shorter
+// TTL from [Lease.Refresh]); with margin 0 it is the lease's own
+// context, derived from parent.
+//
+// When the margin is reached, the cause ([context.Cause]) wraps
+// [ErrLeaseLost], so that work checking for loss stops, although the lease
+// itself may still be renewed in time ([Lease.Err] is nil until the
+// deadline). When the lease ends first, the cause is [Lease.Err]. A margin
+// not below the time left cancels at once. Like [Lease.Context], its Err
+// and Done report the cut-off at the first look after it, even if its
+// timer has not run yet.
+//
+// Call the returned cancel function when the work is done, to release the
+// timer. No goroutine is started. A negative margin counts as 0.
+func (le *Lease) WithMargin(parent context.Context, margin time.Duration) (context.Context, context.CancelFunc) {
+	margin = max(margin, 0)
+	inner, cancel := context.WithCancelCause(parent)
+	c := &marginContext{Context: inner, le: le, margin: margin, cancel: cancel}
+	stopLease := context.AfterFunc(le.ctx, func() { cancel(context.Cause(le.ctx)) })
+	r := le.l.renew
+	r.mu.Lock()
+	c.timer = time.AfterFunc(c.until(), c.fire)
+	if le.margins == nil {
+		le.margins = make(map[*marginContext]struct{})
+	}
+	le.margins[c] = struct{}{}
+	r.mu.Unlock()
+	context.AfterFunc(inner, func() {
+		stopLease()
+		r.mu.Lock()
+		c.timer.Stop()
+		delete(le.margins, c)
+		r.mu.Unlock()
+	})
+	c.check()
+	return c, func() { cancel(context.Canceled) }
+}
+
+// marginContext is a context of [Lease.WithMargin].
+type marginContext struct {
+	context.Context // cancelled by cancel
+	le              *Lease
+	margin          time.Duration
+	cancel          context.CancelCauseFunc
+	timer           *time.Timer // fires at the cut-off; guarded by le.l.renew.mu
+}
+
+func (c *marginContext) Done() <-chan struct{} {
+	c.check()
+	return c.Context.Done()
+}
+
+func (c *marginContext) Err() error {
+	c.check()
+	return c.Context.Err()
+}
+
+// until returns the time left before the cut-off.
+func (c *marginContext) until() time.Duration {
+	return time.Until(c.le.ValidUntil()) - c.margin
+}
+
+// check cancels c if the cut-off has passed.
+func (c *marginContext) check() {
+	if c.Context.Err() != nil || c.until() > 0 {
+		return
+	}
+	if err := c.le.Err(); err != nil {
+		c.cancel(err)
+		return
+	}
+	c.cancel(fmt.Errorf("%w: %q: renewal not confirmed %v before the local deadline", ErrLeaseLost, c.le.key, c.margin))
+}
+
+// fire runs at the cut-off planned when the timer was set; a renewal may
+// have moved it since, and the timer is set again.
+func (c *marginContext) fire() {
+	c.check()
+	if c.Context.Err() != nil {
+		return
+	}
+	r := c.le.l.renew
+	r.mu.Lock()
+	if _, ok := c.le.margins[c]; ok {
+		c.timer.Reset(c.until())
+	}
+	r.mu.Unlock()
 }
 
 // leaseContext is a lease's context as users see it: the cancel context,

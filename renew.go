@@ -306,6 +306,9 @@ func (r *renewer) setDeadline(le *Lease, d time.Time) {
 	if le.deadlineAt >= 0 {
 		heap.Fix(&r.deadlines, le.deadlineAt)
 	}
+	for c := range le.margins { // their cut-offs follow the deadline
+		c.timer.Reset(c.until())
+	}
 }
 
 // expire ends le if its local deadline has passed and the loop has not

@@ -185,7 +185,7 @@ func (c *marginContext) until() time.Duration {
 
 // check cancels c if the cut-off has passed.
 func (c *marginContext) check() {
-	if c.Context.Err() != nil || c.until() > 0 {
+	if c.until() > 0 || c.Context.Err() != nil {
 		return
 	}
 	if err := c.le.Err(); err != nil {
@@ -228,8 +228,10 @@ func (c *leaseContext) Err() error {
 	return c.Context.Err()
 }
 
+// check ends the lease if its local deadline has passed: the clock first,
+// which is all a look at a valid lease costs.
 func (c *leaseContext) check() {
-	if c.Context.Err() == nil && c.le.expired() {
+	if c.le.expired() && c.Context.Err() == nil {
 		c.le.l.renew.expire(c.le)
 	}
 }

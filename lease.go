@@ -134,7 +134,8 @@ func (le *Lease) Err() error {
 // timer has not run yet.
 //
 // Call the returned cancel function when the work is done, to release the
-// timer. No goroutine is started. A negative margin counts as 0.
+// timer. While waiting it costs one timer, no goroutine; the timer is reset
+// when a renewal moves the deadline. A negative margin counts as 0.
 func (le *Lease) WithMargin(parent context.Context, margin time.Duration) (context.Context, context.CancelFunc) {
 	margin = max(margin, 0)
 	inner, cancel := context.WithCancelCause(parent)

@@ -26,6 +26,18 @@
 // under [Lease.Context] (or the context [Locker.Do] passes) and stop when it
 // ends.
 //
+// Loss is seen at the first look: [Lease.Err], and the Err and Done of
+// [Lease.Context], compare the local deadline with the monotonic clock
+// themselves, so a process resuming from a pause learns of the loss at its
+// first check, even before the renewal goroutine runs again.
+//
+// Work that needs time to stop safely can start stopping before the loss:
+// [Lease.WithMargin] returns a context cancelled a chosen margin before the
+// local deadline unless a renewal has moved the deadline further by then;
+// [Lease.ValidUntil] reports the current local deadline for schedules of
+// one's own (the dlock command sends SIGTERM when the time left is within
+// its grace period and SIGKILL before the deadline).
+//
 // # Fencing
 //
 // A lease's context ending is a promise about this process; it cannot stop a
@@ -67,5 +79,8 @@
 // server does not lose acknowledged writes (failover to a replica that had
 // not received the lock can grant it twice; fences still reject the stale
 // holder's writes). Goroutines the package starts end with the leases or
-// Locker that own them.
+// Locker that own them, except the goroutine that reports events to an
+// Observer or Logger, which ends when no event is left to report. User code
+// (Observer, Logger) never runs on the renewal machinery, and its panics are
+// recovered.
 package dlock

@@ -1,10 +1,14 @@
 package dlock
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
+
+	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
 // errReleased is a released lease's context cause.
@@ -27,14 +31,22 @@ type Lease struct {
 	obs            observer
 	acquired       time.Time // when the acquire was sent
 
-	ctx    context.Context
+	ctx    context.Context // ended by cancel, when the lease ends
 	cancel context.CancelCauseFunc
+	outer  *leaseContext // ctx, and loss at the first look: see Context
+
+	// deadlineNs is the local deadline as an offset from the renewer's
+	// epoch (monotonic), for readers that take no lock.
+	deadlineNs atomic.Int64
 
 	// Guarded by l.renew.mu.
 	ttl, renewEvery, drift time.Duration
+	renewSet, driftSet     bool      // renewEvery, drift were set explicitly
 	deadline               time.Time // local deadline, monotonic
 	nextRenew              time.Time
-	refreshing             bool // a renewal round has it
+	refreshing             bool                        // a renewal round or a Refresh has it
+	refreshDone            chan struct{}               // closed when refreshing ends, if someone waits
+	margins                map[*marginContext]struct{} // see WithMargin
 	released               bool
 	failures               int // consecutive failed renewals
 	deadlineAt, renewAt    int // positions in the renewer's heaps, or -1
@@ -57,53 +69,209 @@ func (le *Lease) Fence() uint64 { return le.fence }
 // Owner returns the owner name recorded with the lease.
 func (le *Lease) Owner() string { return le.owner }
 
-// ValidUntil returns the local deadline: the lease is lost at that moment
-// unless a renewal confirms it first.
+// ValidUntil returns the current local deadline, on the monotonic clock:
+// the lease is lost at that moment unless a renewal confirms it first. Each
+// confirmed renewal moves it; it does not change after the lease ends. It
+// takes no lock and is safe to call often.
 func (le *Lease) ValidUntil() time.Time {
-	r := le.l.renew
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return le.deadline
+	return le.l.renew.epoch.Add(time.Duration(le.deadlineNs.Load()))
+}
+
+// expired reports whether the local deadline has passed.
+func (le *Lease) expired() bool {
+	return time.Since(le.l.renew.epoch) >= time.Duration(le.deadlineNs.Load())
 }
 
 // Context returns a context that is cancelled when the lease ends. Its
 // cause ([context.Cause]) is the lease's [Lease.Err]. It carries the values
 // of the context passed to Acquire but not its cancellation.
-func (le *Lease) Context() context.Context { return le.ctx }
+//
+// Its Err and Done see a loss at the first look, like [Lease.Err]: once the
+// local deadline has passed they report it, even if the renewal goroutine
+// has not run yet (after a pause of the process, say). Contexts derived
+// from it see the loss when the renewal goroutine declares it, a moment
+// later.
+func (le *Lease) Context() context.Context { return le.outer }
 
-// Done returns a channel that is closed when the lease ends.
-func (le *Lease) Done() <-chan struct{} { return le.ctx.Done() }
+// Done returns a channel that is closed when the lease ends. It is closed
+// already when Done is called after the local deadline passed. It costs a
+// clock reading.
+func (le *Lease) Done() <-chan struct{} { return le.outer.Done() }
 
 // Err returns nil while the lease is held; after it ends, an error wrapping
-// [ErrLeaseLost] if it was lost, or [ErrNotHeld] if it was released.
+// [ErrLeaseLost] if it was lost, or [ErrNotHeld] if it was released. It
+// reports the loss as soon as the local deadline has passed, on the
+// monotonic clock, even if the renewal goroutine has not noticed yet: a
+// holder resuming from a pause learns it at its first look.
 func (le *Lease) Err() error {
 	if le.ctx.Err() == nil {
-		return nil
+		if !le.expired() {
+			return nil
+		}
+		le.l.renew.expire(le)
+		if le.ctx.Err() == nil {
+			return nil // renewed meanwhile
+		}
 	}
 	return context.Cause(le.ctx)
 }
 
+// WithMargin returns a context derived from parent that is also cancelled
+// when the lease ends, and margin before the lease's local deadline unless
+// a renewal has moved the deadline further by then: work that needs time
+// to stop safely (flush, roll back, kill a process) starts stopping while
+// the lease is still valid, rather than at the loss. Every confirmed
+// renewal moves the cut-off with the deadline, earlier too (a shorter
+// TTL from [Lease.Refresh]); with margin 0 it is the lease's own
+// context, derived from parent.
+//
+// When the margin is reached, the cause ([context.Cause]) wraps
+// [ErrLeaseLost], so that work checking for loss stops, although the lease
+// itself may still be renewed in time ([Lease.Err] is nil until the
+// deadline). When the lease ends first, the cause is [Lease.Err]. A margin
+// not below the time left cancels at once. Like [Lease.Context], its Err
+// and Done report the cut-off at the first look after it, even if its
+// timer has not run yet.
+//
+// Call the returned cancel function when the work is done, to release the
+// timer. While waiting it costs one timer, no goroutine; the timer is reset
+// when a renewal moves the deadline. A negative margin counts as 0.
+func (le *Lease) WithMargin(parent context.Context, margin time.Duration) (context.Context, context.CancelFunc) {
+	margin = max(margin, 0)
+	inner, cancel := context.WithCancelCause(parent)
+	c := &marginContext{Context: inner, le: le, margin: margin, cancel: cancel}
+	stopLease := context.AfterFunc(le.ctx, func() { cancel(context.Cause(le.ctx)) })
+	r := le.l.renew
+	r.mu.Lock()
+	c.timer = time.AfterFunc(c.until(), c.fire)
+	if le.margins == nil {
+		le.margins = make(map[*marginContext]struct{})
+	}
+	le.margins[c] = struct{}{}
+	r.mu.Unlock()
+	context.AfterFunc(inner, func() {
+		stopLease()
+		r.mu.Lock()
+		c.timer.Stop()
+		delete(le.margins, c)
+		r.mu.Unlock()
+	})
+	c.check()
+	return c, func() { cancel(context.Canceled) }
+}
+
+// marginContext is a context of [Lease.WithMargin].
+type marginContext struct {
+	context.Context // cancelled by cancel
+	le              *Lease
+	margin          time.Duration
+	cancel          context.CancelCauseFunc
+	timer           *time.Timer // fires at the cut-off; guarded by le.l.renew.mu
+}
+
+func (c *marginContext) Done() <-chan struct{} {
+	c.check()
+	return c.Context.Done()
+}
+
+func (c *marginContext) Err() error {
+	c.check()
+	return c.Context.Err()
+}
+
+// until returns the time left before the cut-off.
+func (c *marginContext) until() time.Duration {
+	return time.Until(c.le.ValidUntil()) - c.margin
+}
+
+// check cancels c if the cut-off has passed.
+func (c *marginContext) check() {
+	if c.until() > 0 || c.Context.Err() != nil {
+		return
+	}
+	if err := c.le.Err(); err != nil {
+		c.cancel(err)
+		return
+	}
+	c.cancel(fmt.Errorf("%w: %q: renewal not confirmed %v before the local deadline", ErrLeaseLost, c.le.key, c.margin))
+}
+
+// fire runs at the cut-off planned when the timer was set; a renewal may
+// have moved it since, and the timer is set again.
+func (c *marginContext) fire() {
+	c.check()
+	if c.Context.Err() != nil {
+		return
+	}
+	r := c.le.l.renew
+	r.mu.Lock()
+	if _, ok := c.le.margins[c]; ok {
+		c.timer.Reset(c.until())
+	}
+	r.mu.Unlock()
+}
+
+// leaseContext is a lease's context as users see it: the cancel context,
+// whose Err and Done first check the local deadline. Derived contexts
+// attach to the inner one (it is found through Value), at no extra cost.
+type leaseContext struct {
+	context.Context
+	le *Lease
+}
+
+func (c *leaseContext) Done() <-chan struct{} {
+	c.check()
+	return c.Context.Done()
+}
+
+func (c *leaseContext) Err() error {
+	c.check()
+	return c.Context.Err()
+}
+
+// check ends the lease if its local deadline has passed: the clock first,
+// which is all a look at a valid lease costs.
+func (c *leaseContext) check() {
+	if c.le.expired() && c.Context.Err() == nil {
+		c.le.l.renew.expire(c.le)
+	}
+}
+
 // Refresh extends the lease to ttl from now, or by its current TTL if ttl is
-// zero. A new ttl also applies to later automatic renewals, with the renewal
-// interval and drift scaled to it. An error wrapping [ErrNotHeld] means the
-// lease is lost; other errors leave it as it was.
+// zero. A new ttl also applies to later automatic renewals: a renewal
+// interval and drift derived from the TTL follow it, an explicit Drift stays
+// as set and an explicit RenewInterval keeps its ratio to the TTL; settings
+// that would guarantee loss are refused with [ErrInvalid] before any I/O.
+//
+// A lease's refreshes, automatic or not, never overlap: Refresh waits for a
+// renewal in flight, so the local deadline always follows the TTL the
+// backend applied last. A refresh whose outcome is unknown (an error other
+// than [ErrNotHeld]) may have been applied: if its TTL is shorter, the local
+// deadline moves earlier to match. An error wrapping [ErrNotHeld] means the
+// lease is lost; other errors leave it held.
 func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
-	if ttl < 0 || (ttl > 0 && ttl < MinTTL) {
-		return fmt.Errorf("%w: TTL %v is below the minimum %v", ErrInvalid, ttl, MinTTL)
+	if ttl < 0 {
+		return fmt.Errorf("%w: TTL %v is negative", ErrInvalid, ttl)
 	}
 	if err := le.Err(); err != nil {
 		return err
 	}
 	r := le.l.renew
-	r.mu.Lock()
-	if ttl == 0 {
-		ttl = le.ttl
+	t, err := le.startRefresh(ctx, ttl)
+	if err != nil {
+		return err
 	}
+	// No refresh outlives the deadline it could save: past it, the lease
+	// is lost whatever the backend says.
+	r.mu.Lock()
+	rctx, cancel := context.WithDeadline(ctx, le.deadline)
 	r.mu.Unlock()
 	sent := time.Now()
-	err := le.l.drv.Refresh(ctx, le.key, le.token, ttl)
+	err = le.l.drv.Refresh(rctx, le.key, le.token, t.TTL)
+	cancel()
 	r.mu.Lock()
 	defer r.unlock()
+	r.endRefresh(le)
 	if le.deadlineAt < 0 {
 		if lerr := le.Err(); lerr != nil {
 			return lerr
@@ -112,23 +280,67 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	}
 	switch {
 	case err == nil:
-		if ttl != le.ttl {
-			if le.renewEvery > 0 {
-				le.renewEvery = time.Duration(float64(le.renewEvery) * float64(ttl) / float64(le.ttl))
-			}
-			le.drift = ttl/100 + 2*time.Millisecond
-			le.ttl = ttl
-		}
-		r.confirmed(le, sent, ttl)
+		le.setTiming(t)
+		r.confirmed(le, sent, t.TTL)
 		return nil
 	case errors.Is(err, ErrNotHeld):
 		r.lose(le, err)
 		return le.Err()
 	default:
-		le.failures++
-		r.note(le, EventRefreshFailed, time.Since(sent), err)
+		r.failed(le, sent, t, err)
 		return fmt.Errorf("dlock: refresh %q: %w", le.key, err)
 	}
+}
+
+// startRefresh waits until no refresh of le is in flight, then takes le
+// for a refresh with ttl (0: the current TTL) and returns the settings it
+// will have if the refresh succeeds.
+func (le *Lease) startRefresh(ctx context.Context, ttl time.Duration) (leasetime.Settings, error) {
+	r := le.l.renew
+	r.mu.Lock()
+	for le.refreshing && le.deadlineAt >= 0 {
+		if le.refreshDone == nil {
+			le.refreshDone = make(chan struct{})
+		}
+		done := le.refreshDone
+		r.mu.Unlock()
+		select {
+		case <-done:
+		case <-le.ctx.Done():
+		case <-ctx.Done():
+			return leasetime.Settings{}, fmt.Errorf("dlock: refresh %q: %w", le.key, ctx.Err())
+		}
+		r.mu.Lock()
+	}
+	defer r.mu.Unlock()
+	if le.deadlineAt < 0 {
+		if err := le.Err(); err != nil {
+			return leasetime.Settings{}, err
+		}
+		return leasetime.Settings{}, errReleased
+	}
+	t := le.timing()
+	if ttl != 0 && ttl != t.TTL {
+		t = t.WithTTL(ttl)
+		if err := t.Check(); err != nil {
+			return t, fmt.Errorf("%w: refresh %q: %w", ErrInvalid, le.key, err)
+		}
+	}
+	le.refreshing = true
+	if le.renewAt >= 0 {
+		heap.Remove(&r.renewals, le.renewAt)
+	}
+	return t, nil
+}
+
+// timing returns le's TTL-dependent settings. l.renew.mu must be held.
+func (le *Lease) timing() leasetime.Settings {
+	return leasetime.Settings{TTL: le.ttl, Renew: le.renewEvery, Drift: le.drift, RenewSet: le.renewSet, DriftSet: le.driftSet}
+}
+
+// setTiming sets le's TTL-dependent settings. l.renew.mu must be held.
+func (le *Lease) setTiming(t leasetime.Settings) {
+	le.ttl, le.renewEvery, le.drift, le.renewSet, le.driftSet = t.TTL, t.Renew, t.Drift, t.RenewSet, t.DriftSet
 }
 
 // Release ends the lease and frees the key on the backend. It cancels the

@@ -3,6 +3,9 @@ package dlock
 import (
 	"context"
 	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -63,49 +66,214 @@ type Event struct {
 }
 
 // Observer receives a Locker's events, for metrics and tracing (package
-// dlockotel turns them into OpenTelemetry instruments). Observe is called
-// synchronously, never with a dlock lock held, from many goroutines at once;
-// it must be fast and safe for concurrent use. ctx carries the values of the
-// context of the call that started the lease (a trace span, say).
+// dlockotel turns them into OpenTelemetry instruments). It must be safe for
+// concurrent use. ctx carries the values of the context of the call that
+// started the lease (a trace span, say).
+//
+// Observe never runs on the renewal machinery and never with a dlock lock
+// held, so a slow or blocking Observer (or Logger) cannot delay a renewal
+// or a deadline check. An event caused by a call (Acquire, Release, Close,
+// …) is reported on the caller's goroutine when nothing is waiting to be
+// reported; every other event, and every event while others wait, is
+// reported in order by a goroutine of the Locker's own, which exits when
+// none is left (Close does not wait for it). The events of one lease
+// arrive in the order they happened; a blocking Observer only delays the
+// events after it. If more than 65,536 events wait, further ones are
+// dropped until it catches up (and this is logged once). A panic in
+// Observe, or in the Logger's handler, is recovered and logged once per
+// Locker (to the Logger, or else to [slog.Default]); it never ends a lease
+// or the process.
 type Observer interface {
 	Observe(ctx context.Context, e Event)
 }
 
 // observer is what a lease or call reports to: the user's Observer and
-// logger, either possibly nil.
+// logger, either possibly nil, and the Locker's event queue.
 type observer struct {
 	o   Observer
 	log *slog.Logger
+	q   *eventQueue
 }
 
 func (ob observer) enabled() bool { return ob.o != nil || ob.log != nil }
 
-// emit reports e. Only losses and repeated refresh failures are logged:
-// nothing per successful operation.
+// emit reports e: on the caller's goroutine if nothing waits to be
+// reported, otherwise after what waits, on the queue's goroutine.
 func (ob observer) emit(ctx context.Context, e Event, failures int) {
+	if !ob.enabled() {
+		return
+	}
+	if ob.q == nil {
+		ob.deliver(ctx, e, failures)
+		return
+	}
+	if !ob.q.enter() {
+		ob.q.push(ob, ctx, e, failures)
+		return
+	}
+	defer ob.q.leave()
+	ob.deliver(ctx, e, failures)
+}
+
+// post queues e for the queue's goroutine: for events noted by the renewal
+// machinery, which never calls user code itself.
+func (ob observer) post(ctx context.Context, e Event, failures int) {
+	if ob.enabled() && ob.q != nil {
+		ob.q.push(ob, ctx, e, failures)
+	}
+}
+
+// deliver calls the Observer and the logger, recovering their panics. Only
+// losses and repeated refresh failures are logged: nothing per successful
+// operation.
+func (ob observer) deliver(ctx context.Context, e Event, failures int) {
 	if ob.o != nil {
-		ob.o.Observe(ctx, e)
+		ob.call(func() { ob.o.Observe(ctx, e) }, "Observer")
 	}
 	if ob.log == nil {
 		return
 	}
 	switch {
 	case e.Kind == EventLost:
-		ob.log.LogAttrs(ctx, slog.LevelWarn, "dlock: lease lost",
-			slog.String("key", e.Key), slog.String("owner", e.Owner), slog.Uint64("fence", e.Fence),
-			slog.Duration("held", e.Duration), slog.Any("cause", e.Err))
+		ob.call(func() {
+			ob.log.LogAttrs(ctx, slog.LevelWarn, "dlock: lease lost",
+				slog.String("key", e.Key), slog.String("owner", e.Owner), slog.Uint64("fence", e.Fence),
+				slog.Duration("held", e.Duration), slog.Any("cause", e.Err))
+		}, "Logger")
 	case e.Kind == EventRefreshFailed && failures > 1 && failures&(failures-1) == 0:
 		// 2, 4, 8…: a backend that stays away does not flood the log.
-		ob.log.LogAttrs(ctx, slog.LevelWarn, "dlock: lease refresh failing",
-			slog.String("key", e.Key), slog.String("owner", e.Owner), slog.Uint64("fence", e.Fence),
-			slog.Int("failures", failures), slog.Any("cause", e.Err))
+		ob.call(func() {
+			ob.log.LogAttrs(ctx, slog.LevelWarn, "dlock: lease refresh failing",
+				slog.String("key", e.Key), slog.String("owner", e.Owner), slog.Uint64("fence", e.Fence),
+				slog.Int("failures", failures), slog.Any("cause", e.Err))
+		}, "Logger")
 	}
 }
 
-// leaseEvent is an event waiting to be reported once the renewer's mutex is
-// released.
-type leaseEvent struct {
-	le       *Lease
+// call runs f, a call of user code, and recovers its panic: the first one
+// of the Locker is logged, to the Logger unless it is what panicked.
+func (ob observer) call(f func(), what string) {
+	defer func() {
+		if v := recover(); v != nil && ob.q != nil && ob.q.panicked.CompareAndSwap(false, true) {
+			ob.warn(what == "Logger", "dlock: "+what+" panicked; the panic was recovered, later ones are not logged",
+				slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	f()
+}
+
+// warn logs a problem of the Observer or Logger itself: to the Logger,
+// unless it is the problem, else to slog.Default.
+func (ob observer) warn(notLogger bool, msg string, attrs ...slog.Attr) {
+	log := ob.log
+	if log == nil || notLogger {
+		log = slog.Default()
+	}
+	defer func() { _ = recover() }() // a Logger that panics again stays silent
+	log.LogAttrs(context.Background(), slog.LevelError, msg, attrs...)
+}
+
+// maxQueued bounds the events waiting for a slow Observer.
+const maxQueued = 1 << 16
+
+// eventQueue orders a Locker's events and reports those that cannot be
+// reported at once, on a goroutine that runs while some wait.
+type eventQueue struct {
+	mu         sync.Mutex
+	idle       sync.Cond // signalled when active drops to 0
+	items      []queuedEvent
+	spare      []queuedEvent // the last batch's array, for reuse
+	running    bool          // the goroutine is alive
+	active     int           // events being reported on callers' goroutines
+	dropped    bool          // events were dropped since the last report
+	panicked   atomic.Bool   // a panic was logged
+	dropLogged atomic.Bool   // dropped events were logged
+}
+
+// kindDropped marks where events were dropped, in the queue.
+const kindDropped EventKind = -1
+
+type queuedEvent struct {
+	ob       observer
+	ctx      context.Context
 	e        Event
 	failures int
+}
+
+func newEventQueue() *eventQueue {
+	q := &eventQueue{}
+	q.idle.L = &q.mu
+	return q
+}
+
+// enter reports whether the caller may report an event itself: nothing
+// waits and the goroutine is not running. leave must follow.
+func (q *eventQueue) enter() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.running {
+		return false
+	}
+	q.active++
+	return true
+}
+
+func (q *eventQueue) leave() {
+	q.mu.Lock()
+	q.active--
+	if q.active == 0 {
+		q.idle.Broadcast()
+	}
+	q.mu.Unlock()
+}
+
+// push queues an event and starts the goroutine if needed. It never
+// blocks on user code.
+func (q *eventQueue) push(ob observer, ctx context.Context, e Event, failures int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) >= maxQueued {
+		if !q.dropped {
+			q.dropped = true
+			q.items = append(q.items, queuedEvent{ob: ob, ctx: ctx, e: Event{Kind: kindDropped}})
+		}
+		return
+	}
+	q.items = append(q.items, queuedEvent{ob, ctx, e, failures})
+	if !q.running {
+		q.running = true
+		go q.run()
+	}
+}
+
+// run reports queued events in order, after those being reported on
+// callers' goroutines, and exits when none is left.
+func (q *eventQueue) run() {
+	q.mu.Lock()
+	for {
+		for q.active > 0 {
+			q.idle.Wait()
+		}
+		if len(q.items) == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		batch := q.items
+		q.items, q.spare = q.spare[:0], nil
+		q.mu.Unlock()
+		for i, it := range batch {
+			if it.e.Kind == kindDropped {
+				if q.dropLogged.CompareAndSwap(false, true) {
+					it.ob.warn(false, "dlock: Observer or Logger falls behind: events were dropped (logged once)")
+				}
+			} else {
+				it.ob.deliver(it.ctx, it.e, it.failures)
+			}
+			batch[i] = queuedEvent{}
+		}
+		q.mu.Lock()
+		q.dropped = false
+		q.spare = batch[:0]
+	}
 }

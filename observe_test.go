@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -90,4 +91,184 @@ func TestObserverAndLog(t *testing.T) {
 			t.Errorf("log shows the token:\n%s", out)
 		}
 	})
+}
+
+// sickKey wraps a driver and makes every refresh of key fail with err, or
+// ErrNotHeld if err is nil (as if someone had deleted the key). It hides
+// the inner driver's optional capabilities.
+type sickKey struct {
+	driver.Locker
+	key string
+	err error
+}
+
+func (s *sickKey) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	if key == s.key && s.err != nil {
+		return s.err
+	}
+	if key == s.key {
+		return driver.ErrNotHeld
+	}
+	return s.Locker.Refresh(ctx, key, token, ttl)
+}
+
+// observerFunc adapts a function to dlock.Observer.
+type observerFunc func(context.Context, dlock.Event)
+
+func (f observerFunc) Observe(ctx context.Context, e dlock.Event) { f(ctx, e) }
+
+// TestBlockingObserverDoesNotStopRenewal: an Observer that blocks for 5s on
+// one lease's loss (declared by the renewal loop at its deadline, as its
+// refreshes fail) must not stop the renewal of another lease of the same
+// Locker (issue 17 item 7: the loop reported events itself, so another
+// Locker acquired the healthy key while its lease reported no loss).
+func TestBlockingObserverDoesNotStopRenewal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		obs := observerFunc(func(_ context.Context, e dlock.Event) {
+			if e.Kind == dlock.EventLost && e.Key == "sick" {
+				time.Sleep(5 * time.Second)
+			}
+		})
+		l := dlock.New(&sickKey{Locker: store.Driver(), key: "sick", err: driver.ErrUnavailable}, &dlock.Options{TTL: time.Second, Observer: obs})
+		defer l.Close()
+		healthy, err := l.Acquire(t.Context(), "healthy", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sick, err := l.Acquire(t.Context(), "sick", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-sick.Done()
+		time.Sleep(3 * time.Second)
+		other := store.Locker(nil)
+		defer other.Close()
+		if lease, err := other.TryAcquire(t.Context(), "healthy", nil); err == nil {
+			lease.Release(t.Context())
+			t.Fatalf("another Locker acquired %q (fence %d) while the holder's lease reports Err()=%v: a blocked Observer stopped renewal",
+				"healthy", lease.Fence(), healthy.Err())
+		}
+		if err := healthy.Err(); err != nil {
+			t.Fatalf("healthy lease lost while an Observer blocked on another lease's loss: %v", err)
+		}
+		healthy.Release(t.Context())
+		time.Sleep(5 * time.Second) // let the Observer return
+	})
+}
+
+// TestLeaseEventsInOrder: a lease lost by renewal and then released must
+// report lost before released, however the event goroutine and the
+// releasing one are scheduled (issue 17 item 7: released could come first).
+func TestLeaseEventsInOrder(t *testing.T) {
+	for i := range 50 {
+		synctest.Test(t, func(t *testing.T) {
+			var rec recorder
+			store := memdriver.NewStore()
+			key := fmt.Sprint("k", i)
+			l := dlock.New(&sickKey{Locker: store.Driver(), key: key}, &dlock.Options{TTL: time.Second, Observer: &rec})
+			defer l.Close()
+			lease, err := l.Acquire(t.Context(), key, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-lease.Done()
+			if err := lease.Release(t.Context()); !errors.Is(err, dlock.ErrLeaseLost) {
+				t.Fatalf("Release of a lost lease = %v; want ErrLeaseLost", err)
+			}
+			synctest.Wait()
+			if got, want := strings.Join(rec.kinds(), " "), "granted lost released"; got != want {
+				t.Fatalf("events %q; want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestObserverPanics: an Observer that panics on every event, EventGranted
+// included, neither takes the caller, the renewal nor the process with it;
+// the lease is renewed and released as usual, and the panic is logged once
+// (issue 17 item 7: a panic on EventGranted left a lease renewed forever,
+// and one on the renewal loop killed the process).
+func TestObserverPanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		store := memdriver.NewStore()
+		obs := observerFunc(func(context.Context, dlock.Event) { panic("observer bug") })
+		l := dlock.New(store.Driver(), &dlock.Options{TTL: time.Second, Observer: obs,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		defer l.Close()
+		var lease *dlock.Lease
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					t.Fatalf("Acquire panicked with the Observer's panic: %v", v)
+				}
+			}()
+			var err error
+			if lease, err = l.Acquire(t.Context(), "k", nil); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		time.Sleep(5 * time.Second) // renewals, each reported to the panicking Observer
+		if err := lease.Err(); err != nil {
+			t.Fatalf("lease lost while the Observer panicked: %v", err)
+		}
+		if err := lease.Release(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		other := store.Locker(nil)
+		defer other.Close()
+		second, err := other.TryAcquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatalf("key still held after Release: %v", err)
+		}
+		second.Release(t.Context())
+		synctest.Wait()
+		if n := strings.Count(logs.String(), "Observer panicked"); n != 1 {
+			t.Errorf("the panic was logged %d times; want once:\n%s", n, logs.String())
+		}
+	})
+}
+
+// TestObserverCallsClose: an Observer that closes its Locker when it sees
+// a renewal must not deadlock (issue 17 item 9: Close waited for the
+// renewal round that was reporting the event).
+func TestObserverCallsClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var l *dlock.Locker
+		var once sync.Once
+		obs := observerFunc(func(_ context.Context, e dlock.Event) {
+			if e.Kind == dlock.EventRefreshed {
+				once.Do(func() { l.Close() })
+			}
+		})
+		l = memdriver.New(&dlock.Options{TTL: time.Second, Observer: obs})
+		defer l.Close()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-lease.Done() // a deadlock fails the bubble here
+		if err := lease.Err(); !errors.Is(err, dlock.ErrClosed) {
+			t.Fatalf("lease ended with %v; want ErrClosed", err)
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

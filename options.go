@@ -6,14 +6,21 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
 // Defaults used when an [Options] field is zero.
 const (
 	DefaultTTL            = 15 * time.Second
 	DefaultReleaseTimeout = 5 * time.Second
-	// MinTTL is the shortest TTL accepted: backends count in milliseconds.
-	MinTTL = time.Millisecond
+	// MinTTL is the shortest TTL accepted. Renewal must fit a round trip
+	// to the backend and the ordinary pauses of a process (garbage
+	// collection, a loaded CPU, the backends' millisecond clocks) between
+	// the renewal and the local deadline; with the default settings that
+	// leaves about 30ms at 50ms, and shorter TTLs lose leases on healthy
+	// backends.
+	MinTTL = leasetime.MinTTL
 	// MaxKeyLen bounds key length, so a key can never be a memory hazard
 	// for a backend.
 	MaxKeyLen = 1024
@@ -24,18 +31,27 @@ const (
 // call, zero fields take the Locker's values.
 type Options struct {
 	// TTL is how long the backend keeps a lock without renewal: how long
-	// others wait when a holder vanishes. Default: 15s. At least 1ms.
+	// others wait when a holder vanishes. Default: 15s. At least [MinTTL]
+	// (50ms).
 	TTL time.Duration
 
 	// RenewInterval is how often a held lease is refreshed. Default: TTL/3.
-	// It must be below TTL. A negative value disables automatic renewal:
-	// the lease then ends at its first deadline unless refreshed by hand
-	// with [Lease.Refresh].
+	// It must leave room for a round trip before the local deadline: at
+	// most 3/4 of TTL − Drift (the last quarter is for the renewal's round
+	// trip and a retry); larger values, which would lose leases on a
+	// healthy backend, are refused with [ErrInvalid]. A negative value
+	// disables automatic renewal: the lease then ends at its first
+	// deadline unless refreshed by hand with [Lease.Refresh].
+	//
+	// When a call's options or [Lease.Refresh] change the TTL, a
+	// RenewInterval set on the Locker (or the lease's call) keeps its
+	// ratio to the TTL.
 	RenewInterval time.Duration
 
 	// Drift is subtracted from TTL to form the local deadline, covering
-	// clock-rate differences between this process and the backend.
-	// Default: TTL/100 + 2ms.
+	// clock-rate differences between this process and the backend. It
+	// must be below TTL. Default: TTL/100 + 2ms. An explicit Drift stays
+	// as set when a call's options or [Lease.Refresh] change the TTL.
 	Drift time.Duration
 
 	// Owner is a human-readable name of the holder, reported by
@@ -93,6 +109,8 @@ func (o *Options) resolve(base *settings) (settings, error) {
 	var s settings
 	if base != nil {
 		s = *base
+	} else {
+		s.obs.q = newEventQueue() // one per Locker: it orders its events
 	}
 	var in Options
 	if o != nil {
@@ -107,33 +125,26 @@ func (o *Options) resolve(base *settings) (settings, error) {
 	if in.Drift < 0 {
 		return s, fmt.Errorf("%w: Drift %v is negative", ErrInvalid, in.Drift)
 	}
-	if in.TTL != 0 {
-		s.ttl = in.TTL
+	t := s.timing()
+	switch {
+	case in.TTL != 0 && t.TTL != 0:
+		t = t.WithTTL(in.TTL)
+	case in.TTL != 0:
+		t.TTL = in.TTL
+	case t.TTL == 0:
+		t.TTL = DefaultTTL
 	}
-	if s.ttl == 0 {
-		s.ttl = DefaultTTL
-	}
-	if s.ttl < MinTTL {
-		return s, fmt.Errorf("%w: TTL %v is below the minimum %v", ErrInvalid, s.ttl, MinTTL)
-	}
-	// Renew interval and drift follow the TTL unless set explicitly, here
-	// or in the Locker's options.
 	if in.RenewInterval != 0 {
-		s.renew, s.renewSet = in.RenewInterval, true
-	} else if !s.renewSet {
-		s.renew = s.ttl / 3
-	}
-	if s.renew >= s.ttl {
-		return s, fmt.Errorf("%w: RenewInterval %v is not below TTL %v", ErrInvalid, s.renew, s.ttl)
+		t.Renew, t.RenewSet = in.RenewInterval, true
 	}
 	if in.Drift != 0 {
-		s.drift, s.driftSet = in.Drift, true
-	} else if !s.driftSet {
-		s.drift = s.ttl/100 + 2*time.Millisecond
+		t.Drift, t.DriftSet = in.Drift, true
 	}
-	if s.drift >= s.ttl {
-		return s, fmt.Errorf("%w: Drift %v is not below TTL %v", ErrInvalid, s.drift, s.ttl)
+	t = t.Derive()
+	if err := t.Check(); err != nil {
+		return s, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	s.setTiming(t)
 	if in.Owner != "" {
 		s.owner = in.Owner
 	}
@@ -159,6 +170,15 @@ func (o *Options) resolve(base *settings) (settings, error) {
 		s.releaseTimeout = DefaultReleaseTimeout
 	}
 	return s, nil
+}
+
+// timing returns the TTL-dependent settings.
+func (s *settings) timing() leasetime.Settings {
+	return leasetime.Settings{TTL: s.ttl, Renew: s.renew, Drift: s.drift, RenewSet: s.renewSet, DriftSet: s.driftSet}
+}
+
+func (s *settings) setTiming(t leasetime.Settings) {
+	s.ttl, s.renew, s.drift, s.renewSet, s.driftSet = t.TTL, t.Renew, t.Drift, t.RenewSet, t.DriftSet
 }
 
 func checkKey(key string) error {

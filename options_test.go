@@ -30,6 +30,11 @@ func TestBadInput(t *testing.T) {
 		{"TinyTTL", memdriver.New(nil), "k", &dlock.Options{TTL: time.Microsecond}, "TTL 1µs"},
 		{"RenewNotBelowTTL", memdriver.New(nil), "k", &dlock.Options{TTL: time.Second, RenewInterval: time.Second}, "RenewInterval 1s"},
 		{"DriftNotBelowTTL", memdriver.New(nil), "k", &dlock.Options{TTL: time.Second, Drift: 2 * time.Second}, "Drift 2s"},
+		{"TTLBelowFloor", memdriver.New(nil), "k", &dlock.Options{TTL: 2 * time.Millisecond}, "TTL 2ms is below the minimum 50ms"},
+		{"TTLJustBelowFloor", memdriver.New(nil), "k", &dlock.Options{TTL: 10 * time.Millisecond}, "TTL 10ms is below the minimum 50ms"},
+		{"RenewNoRoomForRoundTrip", memdriver.New(nil), "k", &dlock.Options{TTL: time.Second, RenewInterval: 995 * time.Millisecond}, "RenewInterval 995ms (set) leaves no room"},
+		{"DerivedRenewNoRoom", memdriver.New(nil), "k", &dlock.Options{TTL: time.Second, Drift: 700 * time.Millisecond}, "RenewInterval 333.333333ms (derived as TTL/3)"},
+		{"BadCallTTLOverLocker", memdriver.New(&dlock.Options{Drift: 500 * time.Millisecond}), "k", &dlock.Options{TTL: 400 * time.Millisecond}, "Drift 500ms is not below TTL 400ms"},
 		{"BadLockerOptions", memdriver.New(&dlock.Options{TTL: -1}), "k", nil, "TTL -1ns"},
 	}
 	for _, c := range cases {
@@ -45,6 +50,26 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTTLFloorHolds: the shortest TTL accepted is renewed on a healthy
+// backend, so the documented minimum is true.
+func TestTTLFloorHolds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := memdriver.New(&dlock.Options{TTL: dlock.MinTTL})
+		defer l.Close()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * dlock.MinTTL)
+		if err := lease.Err(); err != nil {
+			t.Fatalf("a lease with TTL %v ended under renewal: %v", dlock.MinTTL, err)
+		}
+		if err := lease.Release(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestDoNilFunction(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
 // Renewal limits: one driver round trip refreshes up to batchSize leases
@@ -25,13 +26,22 @@ const (
 
 var errDeadline = errors.New("renewal not confirmed before the local deadline")
 
-// renewer keeps a Locker's leases alive. One goroutine (the loop) watches
-// two heaps: every lease's deadline, and the next renewal of those not being
-// refreshed. It never does I/O itself, so a slow backend cannot delay a
-// deadline. Renewals due together go out as one round, in a goroutine of its
-// own, batched when the driver allows. The loop runs only while leases
-// exist and for idleLinger after, so an idle Locker holds no goroutine;
-// rounds are tracked by wg, and close waits for both.
+// renewer keeps a Locker's leases alive. It never does I/O on its loop, so
+// a slow backend cannot delay a deadline, and neither the loop nor a round
+// calls user code: their events are queued for the Locker's event
+// goroutine (see Observer), so a slow Observer cannot either.
+//
+// Goroutines and timers: at most one loop goroutine runs at a time
+// (running, under mu). It watches two heaps, every lease's deadline and the
+// next renewal of those not being refreshed, and sleeps on r.timer, the
+// only timer; the timer outlives the loop so that restarts reuse it, and
+// only the goroutine that set running=true may touch it until it sets
+// running=false: the loop stops it under mu just before, so a loop started
+// by kick right after owns it alone. Renewals due together go out as one
+// round, in a goroutine of its own (at most maxRounds at once), batched
+// when the driver allows; a round touches no timer and ends with kick. The
+// loop exits once no lease is left for idleLinger, or at close; wg counts
+// the loop and the rounds, and close waits for both.
 type renewer struct {
 	drv    driver.Locker
 	ctx    context.Context // parent of refresh calls; ends at close
@@ -48,24 +58,17 @@ type renewer struct {
 	running   bool        // the loop goroutine is alive
 	timer     *time.Timer // the loop's, kept across its restarts
 	wakeAt    time.Time   // when the loop's timer fires; see kick
-	pending   []leaseEvent
 }
 
-// unlock releases r.mu, then reports the events noted while it was held, so
-// that no observer runs under the lock.
-func (r *renewer) unlock() {
-	events := r.pending
-	r.pending = nil
-	r.mu.Unlock()
-	for _, ev := range events {
-		ev.le.obs.emit(ev.le.ctx, ev.e, ev.failures)
-	}
-}
+// unlock releases r.mu. Events noted meanwhile are already queued, in
+// order, for the Locker's event goroutine: nothing user-supplied runs here.
+func (r *renewer) unlock() { r.mu.Unlock() }
 
-// note queues an event of le for unlock to report. r.mu must be held.
+// note queues an event of le for the Locker's event goroutine. r.mu must be
+// held, so that a lease's events are queued in the order they happen.
 func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
 	if le.obs.enabled() {
-		r.pending = append(r.pending, leaseEvent{le, le.event(kind, d, err), le.failures})
+		le.obs.post(le.ctx, le.event(kind, d, err), le.failures)
 	}
 }
 
@@ -86,11 +89,12 @@ func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence 
 	le := &Lease{
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
 		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent,
-		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift,
-		deadline:   sent.Add(req.TTL - cfg.drift),
+		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift, renewSet: cfg.renewSet, driftSet: cfg.driftSet,
 		deadlineAt: -1, renewAt: -1,
 	}
+	r.setDeadline(le, sent.Add(req.TTL-cfg.drift))
 	le.ctx, le.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	le.outer = &leaseContext{Context: le.ctx, le: le}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed.Load() {
@@ -132,6 +136,10 @@ func (r *renewer) kick() {
 // instead of starting them for every lease.
 const idleLinger = 100 * time.Millisecond
 
+// testHookLoopExit, if set, runs when the loop has given up r.mu for the
+// last time and is about to return.
+var testHookLoopExit func()
+
 // nextEvent returns when the loop must look at the heaps again: the first
 // deadline, or an earlier renewal if a round may start then. r.mu must be
 // held, and a lease scheduled.
@@ -149,7 +157,6 @@ func (r *renewer) loop() {
 		r.timer = time.NewTimer(time.Hour)
 	}
 	timer := r.timer
-	defer timer.Stop()
 	var idleSince time.Time
 	for {
 		r.mu.Lock()
@@ -158,8 +165,14 @@ func (r *renewer) loop() {
 			idleSince = time.Time{}
 		}
 		if r.closed.Load() || !idleSince.IsZero() && now.Sub(idleSince) >= idleLinger {
+			// Stop the timer while still its owner: once running is
+			// false, a new loop may reset it.
+			timer.Stop()
 			r.running = false
 			r.unlock()
+			if testHookLoopExit != nil {
+				testHookLoopExit()
+			}
 			return
 		}
 		for r.deadlines.Len() > 0 && !r.deadlines.top().deadline.After(now) {
@@ -231,7 +244,7 @@ func (r *renewer) refresh(ctx context.Context, reqs []driver.RefreshRequest) []e
 
 // result applies the outcome of one lease's renewal. r.mu must be held.
 func (r *renewer) result(le *Lease, sent time.Time, ttl time.Duration, err error) {
-	le.refreshing = false
+	r.endRefresh(le)
 	if le.deadlineAt < 0 {
 		return // released or lost meanwhile
 	}
@@ -241,25 +254,73 @@ func (r *renewer) result(le *Lease, sent time.Time, ttl time.Duration, err error
 	case errors.Is(err, ErrNotHeld):
 		r.lose(le, err)
 	default:
-		// Transient: try again soon; the deadline still stands.
-		le.failures++
-		r.note(le, EventRefreshFailed, time.Since(sent), err)
-		retry := min(max(le.renewEvery/8, 5*time.Millisecond), time.Second)
-		r.scheduleRenewal(le, time.Now().Add(retry))
+		r.failed(le, sent, le.timing(), err)
+	}
+}
+
+// endRefresh marks the end of le's refresh in flight and wakes a
+// [Lease.Refresh] waiting for it. r.mu must be held.
+func (r *renewer) endRefresh(le *Lease) {
+	le.refreshing = false
+	if le.refreshDone != nil {
+		close(le.refreshDone)
+		le.refreshDone = nil
 	}
 }
 
 // confirmed moves a lease's deadline after a successful refresh that was
-// sent at sent. r.mu must be held.
+// sent at sent. A lease's refreshes never overlap, so this one is the last
+// the backend applied: the deadline follows its TTL, earlier or later.
+// r.mu must be held.
 func (r *renewer) confirmed(le *Lease, sent time.Time, ttl time.Duration) {
 	le.failures = 0
 	r.note(le, EventRefreshed, time.Since(sent), nil)
-	if d := sent.Add(ttl - le.drift); d.After(le.deadline) {
-		le.deadline = d
-		heap.Fix(&r.deadlines, le.deadlineAt)
-	}
+	r.setDeadline(le, sent.Add(ttl-le.drift))
 	r.scheduleRenewal(le, r.onGrid(le, sent.Add(le.renewEvery)))
 	r.kick()
+}
+
+// failed handles a refresh, sent at sent with settings t, that ended with a
+// transient error: the backend may have applied it or not. The deadline
+// stands unless t's TTL was shorter; then it moves earlier to match, as the
+// backend may now expire the key sooner. A renewal is tried again soon.
+// r.mu must be held.
+func (r *renewer) failed(le *Lease, sent time.Time, t leasetime.Settings, err error) {
+	le.failures++
+	r.note(le, EventRefreshFailed, time.Since(sent), err)
+	if d := sent.Add(t.TTL - t.Drift); d.Before(le.deadline) {
+		r.setDeadline(le, d)
+	}
+	retry := min(max(le.renewEvery/8, 5*time.Millisecond), time.Second)
+	if le.renewEvery > 0 {
+		r.scheduleRenewal(le, time.Now().Add(retry))
+	}
+	r.kick()
+}
+
+// setDeadline sets le's local deadline, for the loop (the heap) and for
+// readers that take no lock (deadlineNs). r.mu must be held.
+func (r *renewer) setDeadline(le *Lease, d time.Time) {
+	le.deadline = d
+	le.deadlineNs.Store(int64(d.Sub(r.epoch)))
+	if le.deadlineAt >= 0 {
+		heap.Fix(&r.deadlines, le.deadlineAt)
+	}
+	for c := range le.margins { // their cut-offs follow the deadline
+		c.timer.Reset(c.until())
+	}
+}
+
+// expire ends le if its local deadline has passed and the loop has not
+// noticed yet: a holder looking at its lease after a pause learns of the
+// loss at once, whichever goroutine runs first.
+func (r *renewer) expire(le *Lease) {
+	r.mu.Lock()
+	defer r.unlock()
+	if le.deadlineAt >= 0 && !le.deadline.After(time.Now()) {
+		r.lose(le, errDeadline)
+		r.kick()
+	}
 }
 
 // onGrid moves a renewal due at at to a grid of the lease's renewal

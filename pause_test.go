@@ -1,0 +1,125 @@
+package dlock_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/memdriver"
+)
+
+// pauseChildEnv makes the test binary run as the paused worker of
+// TestPausedWorkerSeesLossAtFirstLook.
+const pauseChildEnv = "DLOCK_TEST_PAUSED_WORKER"
+
+const pauseTTL = time.Second
+
+// TestPausedWorkerSeesLossAtFirstLook runs a worker process that holds
+// leases and spins, looking at the clock; the test stops it (SIGSTOP) for
+// 2.5×TTL and resumes it. The worker's first look after the resume, before
+// the renewal goroutine can run, must report the loss: through
+// Lease.Err, through the lease context's Err, and through Done (issue 11
+// item 3).
+func TestPausedWorkerSeesLossAtFirstLook(t *testing.T) {
+	if os.Getenv(pauseChildEnv) == "1" {
+		pausedWorker()
+		return
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPausedWorkerSeesLossAtFirstLook$", "-test.count=1")
+	cmd.Env = append(os.Environ(), pauseChildEnv+"=1")
+	cmd.Stderr = os.Stderr
+	// A worker that hangs shows its goroutines before it is killed.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(out)
+	next := func() string {
+		if !lines.Scan() {
+			t.Fatalf("worker ended early: %v", lines.Err())
+		}
+		return lines.Text()
+	}
+	if l := next(); l != "ready" {
+		t.Fatalf("worker said %q; want ready", l)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(pauseTTL * 5 / 2) // the fault: a pause of 2.5×TTL
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	for _, what := range []string{"lease.Err", "ctx.Err", "Done"} {
+		l := next()
+		if !strings.HasPrefix(l, what+" ") {
+			t.Fatalf("worker said %q; want a report of %s", l, what)
+		}
+		if !strings.Contains(l, "lease lost") {
+			t.Errorf("first look after a pause of 2.5×TTL: %s; want the loss reported", l)
+		}
+	}
+	if l := next(); l != "done" {
+		t.Fatalf("worker said %q; want done", l)
+	}
+}
+
+// pausedWorker holds three leases, says ready, and spins until it sees a
+// gap longer than the TTL in the clock: it was paused. It then looks at
+// each lease once, in a different way, and prints what it saw.
+func pausedWorker() {
+	runtime.GOMAXPROCS(1) // the renewal goroutine runs only when this one yields
+	l := memdriver.New(&dlock.Options{TTL: pauseTTL})
+	defer l.Close()
+	ctx := context.Background()
+	var leases [3]*dlock.Lease
+	for i := range leases {
+		lease, err := l.Acquire(ctx, fmt.Sprint("paused/", i), nil)
+		if err != nil {
+			fmt.Println("acquire:", err)
+			return
+		}
+		leases[i] = lease
+	}
+	lctx := leases[1].Context()
+	last := time.Now() // before ready: the pause may come at once
+	fmt.Println("ready")
+	for {
+		now := time.Now()
+		if now.Sub(last) > pauseTTL {
+			break
+		}
+		last = now
+	}
+	var errs [3]error
+	errs[0] = leases[0].Err()
+	if lctx.Err() != nil {
+		errs[1] = context.Cause(lctx)
+	}
+	select {
+	case <-leases[2].Done():
+		errs[2] = leases[2].Err()
+	default:
+	}
+	for i, what := range []string{"lease.Err", "ctx.Err", "Done"} {
+		fmt.Println(what, errs[i])
+	}
+	fmt.Println("done")
+}

@@ -229,7 +229,7 @@ func TestDoPanicReleases(t *testing.T) {
 		store := memdriver.NewStore()
 		var events []dlock.EventKind
 		var mu sync.Mutex
-		obs := observerFunc(func(e dlock.Event) {
+		obs := observerFunc(func(_ context.Context, e dlock.Event) {
 			mu.Lock()
 			events = append(events, e.Kind)
 			mu.Unlock()
@@ -353,9 +353,6 @@ func TestWokenWaiterPassesTurn(t *testing.T) {
 	})
 }
 
-type observerFunc func(dlock.Event)
-
-func (f observerFunc) Observe(_ context.Context, e dlock.Event) { f(e) }
 
 // TestReleaseAfterCloseReportsLoss: Lease.Release after Close ended the
 // lease reports ErrLeaseLost, as its doc says for a lost lease.

@@ -353,7 +353,6 @@ func TestWokenWaiterPassesTurn(t *testing.T) {
 	})
 }
 
-
 // TestReleaseAfterCloseReportsLoss: Lease.Release after Close ended the
 // lease reports ErrLeaseLost, as its doc says for a lost lease.
 func TestReleaseAfterCloseReportsLoss(t *testing.T) {

@@ -96,8 +96,10 @@
 // Release when the token no longer holds the key; [dlock.ErrUnavailable]
 // only when the command surely did not run (no connection could be made,
 // the client is closed, or Redis refused it before running it: LOADING,
-// CLUSTERDOWN, TRYAGAIN, READONLY, MASTERDOWN, NOREPLICAS, too many
-// clients). A call whose outcome is unknown (a timeout, a connection lost
+// CLUSTERDOWN, TRYAGAIN, READONLY, MASTERDOWN, NOREPLICAS, OOM, too many
+// clients, or a MOVED or ASK redirect that could not be followed), so
+// dlock retries it: an acquire on a demoted master or under
+// min-replicas-to-write succeeds once the master takes writes again. A call whose outcome is unknown (a timeout, a connection lost
 // after sending) returns an error whose Timeout method reports true.
 // [ErrWrongType] reports someone else's data at a lock or fence key; the
 // driver never overwrites it. Authentication and ACL permission failures

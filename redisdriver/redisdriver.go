@@ -536,7 +536,14 @@ func unavailable(err error) bool {
 		return true
 	case redis.IsLoadingError(err), redis.IsClusterDownError(err), redis.IsTryAgainError(err),
 		redis.IsReadOnlyError(err), redis.IsMasterDownError(err), redis.IsMaxClientsError(err),
-		redis.IsNoReplicasError(err):
+		redis.IsNoReplicasError(err), redis.IsOOMError(err):
+		return true
+	}
+	// A redirect means the node does not serve the key: it ran nothing.
+	if _, ok := redis.IsMovedError(err); ok {
+		return true
+	}
+	if _, ok := redis.IsAskError(err); ok {
 		return true
 	}
 	return false

@@ -23,7 +23,11 @@ import (
 // A key of another type where a lock should be, or a string that is not in
 // the lock format (someone else's data), is reported as a normal reply,
 // {-1, type} or -1, never overwritten: redis.pcall turns the WRONGTYPE
-// error into a value the script can test.
+// error into a value the script can test. Any other error of a write
+// (READONLY on a demoted master, NOREPLICAS under min-replicas-to-write,
+// OOM under maxmemory) is the server refusing the script's first write,
+// before anything changed: the scripts return it as the error reply it is,
+// so that the driver reports it as ErrUnavailable and the root retries.
 //
 // Fences are microseconds since the epoch, below 2^53 until the year 2255,
 // so Lua's doubles hold them exactly; string.format('%.0f') prints them
@@ -53,7 +57,10 @@ local t = redis.call('TIME')
 local f = ARGV[5]
 if f == '' then f = t[1] .. string.sub('00000' .. t[2], -6) end
 local last = redis.pcall('SET', KEYS[2], f, 'PX', ARGV[4], 'GET')
-if type(last) == 'table' then return '!2 ' .. redis.call('TYPE', KEYS[2]).ok end
+if type(last) == 'table' then
+  if string.sub(last.err, 1, 10) ~= 'WRONGTYPE ' then return last end
+  return '!2 ' .. redis.call('TYPE', KEYS[2]).ok
+end
 if last and (#last > #f or #last == #f and last >= f) and tonumber(last) then
   f = string.format('%.0f', tonumber(last) + 1)
   redis.call('SET', KEYS[2], f, 'PX', ARGV[4])

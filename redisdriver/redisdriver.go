@@ -279,29 +279,19 @@ func wrongType(key string, redisKey, typ any) error {
 // connection (WAIT counts the writes of its own connection), on the node
 // that owns the key.
 func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args []any) (driver.Result, error) {
-	var c redis.Cmdable = d.client
-	if d.cluster != nil {
-		node, err := d.cluster.MasterForKey(ctx, args[3].(string))
-		if err != nil {
-			return driver.Result{}, d.wrap("acquire", req.Key, err)
+	cmd, wait, err := d.runReplicated(ctx, req, args)
+	if _, moved := redis.IsMovedError(cmd.Err()); moved && d.cluster != nil {
+		// The slot moved since the client last loaded the slot map: the
+		// node client follows no redirect, so reload the map (ForEachMaster
+		// does, synchronously) and try the new owner once. The command
+		// did not run on the old one.
+		if rerr := d.cluster.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil }); rerr == nil {
+			cmd, wait, err = d.runReplicated(ctx, req, args)
 		}
-		c = node
 	}
-	script := acquireScriptFor(req)
-	run := func(sha bool) (*redis.Cmd, *redis.Cmd, error) {
-		pipe := c.Pipeline()
-		args[0], args[1] = "evalsha", script.sha
-		if !sha {
-			args[0], args[1] = "eval", script.src
-		}
-		cmd := pipe.Do(ctx, args...)
-		wait := pipe.Do(ctx, "WAIT", d.cfg.replicaAcks, ceilMS(d.cfg.replicaTimeout))
-		_, err := pipe.Exec(ctx)
-		return cmd, wait, err
-	}
-	cmd, wait, err := run(true)
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		cmd, wait, err = run(false)
+	if _, ask := redis.IsAskError(cmd.Err()); ask && d.cluster != nil {
+		// A migration in progress: the next attempt finds the slot moved.
+		d.cluster.ReloadState(ctx)
 	}
 	if cmd.Err() != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, cmd.Err())
@@ -334,6 +324,38 @@ func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args
 		return driver.Result{}, err
 	}
 	return res, nil
+}
+
+// runReplicated runs an acquire script and WAIT in one pipeline on the
+// master of the key (see acquireReplicated).
+func (d *locker) runReplicated(ctx context.Context, req driver.Request, args []any) (cmd, wait *redis.Cmd, err error) {
+	var c redis.Cmdable = d.client
+	if d.cluster != nil {
+		node, err := d.cluster.MasterForKey(ctx, args[3].(string))
+		if err != nil {
+			cmd := redis.NewCmd(ctx)
+			cmd.SetErr(err)
+			return cmd, redis.NewCmd(ctx), err
+		}
+		c = node
+	}
+	script := acquireScriptFor(req)
+	run := func(sha bool) (*redis.Cmd, *redis.Cmd, error) {
+		pipe := c.Pipeline()
+		args[0], args[1] = "evalsha", script.sha
+		if !sha {
+			args[0], args[1] = "eval", script.src
+		}
+		cmd := pipe.Do(ctx, args...)
+		wait := pipe.Do(ctx, "WAIT", d.cfg.replicaAcks, ceilMS(d.cfg.replicaTimeout))
+		_, err := pipe.Exec(ctx)
+		return cmd, wait, err
+	}
+	cmd, wait, err = run(true)
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		cmd, wait, err = run(false)
+	}
+	return cmd, wait, err
 }
 
 // Refresh implements driver.Locker.

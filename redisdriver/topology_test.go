@@ -1,0 +1,77 @@
+package redisdriver_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/internal/redistest"
+	"github.com/dlock-go/dlock/redisdriver"
+	"github.com/redis/go-redis/v9"
+)
+
+// TestReplicaAcksFollowsSlotMove: with ReplicaAcks on Cluster the acquire
+// runs on the key's master through a node client, which follows no
+// redirect. After the key's slot moved to another master (CLUSTER SETSLOT
+// … NODE), the acquire must reach the new owner, not fail with MOVED until
+// something else refreshes the slot map. (The test Cluster has no
+// replicas, so the acquire then fails for want of acknowledgements, after
+// running on the new owner: its fence key is there.)
+func TestReplicaAcksFollowsSlotMove(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	ctx := testCtx(t)
+	const key = "moved/k"
+	lk := "dlock:{" + key + "}"
+	d := redisdriver.NewDriver(cl.Client(t), &redisdriver.Options{ReplicaAcks: 1, ReplicaTimeout: 20 * time.Millisecond})
+	defer d.Close()
+	// Load the slot map: the attempt fails for want of replicas.
+	if _, err := d.Acquire(ctx, req(key, "t")); !errors.Is(err, dlock.ErrUnavailable) {
+		t.Fatalf("first acquire: %v, want ErrUnavailable (no replicas)", err)
+	}
+
+	nodes := make([]*redis.Client, 3)
+	ids := make([]string, 3)
+	src := -1
+	for i, n := range cl.Nodes() {
+		nodes[i] = n.Client(t)
+		id, err := nodes[i].Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+		if nodes[i].Exists(ctx, lk+":fence").Val() == 1 {
+			src = i
+		}
+	}
+	if src < 0 {
+		t.Fatal("no node has the fence key after the first acquire")
+	}
+	slot, err := nodes[src].ClusterKeySlot(ctx, lk).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Move the slot, emptied first, to the next master.
+	if err := nodes[src].Del(ctx, lk+":fence").Err(); err != nil {
+		t.Fatal(err)
+	}
+	dst := (src + 1) % 3
+	for _, i := range []int{dst, src, (src + 2) % 3} {
+		if err := nodes[i].Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst]).Err(); err != nil {
+			t.Fatalf("CLUSTER SETSLOT on node %d: %v", i, err)
+		}
+	}
+
+	_, err = d.Acquire(ctx, req(key, "t"))
+	t.Logf("acquire after the slot move: %v", err)
+	if err == nil || strings.Contains(err.Error(), "MOVED") || !errors.Is(err, dlock.ErrUnavailable) {
+		t.Errorf("acquire after the slot move: %v, want it run on the new owner (ErrUnavailable for want of replicas)", err)
+	}
+	if nodes[dst].Exists(ctx, lk+":fence").Val() != 1 {
+		t.Errorf("the acquire after the slot move did not run on the new owner (no fence key there): %v", err)
+	}
+	if n := nodes[dst].Exists(ctx, lk).Val(); n != 0 {
+		t.Errorf("lock left on the new owner after an acquire that failed")
+	}
+}

@@ -293,8 +293,14 @@ func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args
 		// A migration in progress: the next attempt finds the slot moved.
 		d.cluster.ReloadState(ctx)
 	}
-	if cmd.Err() != nil {
-		return driver.Result{}, d.wrap("acquire", req.Key, cmd.Err())
+	if err := cmd.Err(); err != nil {
+		if !isRedisError(err) && !unavailable(err) {
+			// The pipeline failed after it was sent (go-redis then puts
+			// the read error on every command): the script may have
+			// granted the lock, which nobody will get. Undo it.
+			d.undo(ctx, req)
+		}
+		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
 	res, rerr := d.acquireResult(req.Key, args, cmd.Val())
 	if rerr != nil || !res.Acquired {
@@ -307,15 +313,11 @@ func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args
 		// WAIT failed: the lock is held, the replication unknown.
 		// Release it, or the next attempt with this token takes it
 		// again; either way no lease is handed out.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.replicaTimeout)
-		d.Release(rctx, req.Key, req.Token)
-		cancel()
+		d.undo(ctx, req)
 		return driver.Result{}, d.wrap("acquire (WAIT)", req.Key, err)
 	}
 	if n, _ := wait.Int64(); n < int64(d.cfg.replicaAcks) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.replicaTimeout)
-		rerr := d.Release(rctx, req.Key, req.Token)
-		cancel()
+		rerr := d.undo(ctx, req)
 		err := fmt.Errorf("redisdriver: acquire %q: %d of %d replicas acknowledged within %v: %w",
 			req.Key, n, d.cfg.replicaAcks, d.cfg.replicaTimeout, driver.ErrUnavailable)
 		if rerr != nil {
@@ -324,6 +326,26 @@ func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args
 		return driver.Result{}, err
 	}
 	return res, nil
+}
+
+// undoTimeout bounds the release of a grant whose caller's context has
+// ended: one round trip to a master that answers.
+const undoTimeout = 250 * time.Millisecond
+
+// undo releases the grant of req that will not become a lease: within the
+// caller's context while it lasts (bounded by ReplicaTimeout), so the
+// caller's deadline holds, else detached from it for undoTimeout at most.
+// The release is token-checked: if the grant never happened it costs one
+// harmless round trip.
+func (d *locker) undo(ctx context.Context, req driver.Request) error {
+	var cancel context.CancelFunc
+	if ctx.Err() == nil {
+		ctx, cancel = context.WithTimeout(ctx, d.cfg.replicaTimeout)
+	} else {
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), min(d.cfg.replicaTimeout, undoTimeout))
+	}
+	defer cancel()
+	return d.Release(ctx, req.Key, req.Token)
 }
 
 // runReplicated runs an acquire script and WAIT in one pipeline on the

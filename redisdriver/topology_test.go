@@ -1,12 +1,16 @@
 package redisdriver_test
 
 import (
+	"context"
 	"errors"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/redis/go-redis/v9"
@@ -73,5 +77,58 @@ func TestReplicaAcksFollowsSlotMove(t *testing.T) {
 	}
 	if n := nodes[dst].Exists(ctx, lk).Val(); n != 0 {
 		t.Errorf("lock left on the new owner after an acquire that failed")
+	}
+}
+
+// serverPID returns the process id of the server c talks to.
+func serverPID(t *testing.T, c *redis.Client) int {
+	t.Helper()
+	info, err := c.Info(testCtx(t), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			pid, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pid
+		}
+	}
+	t.Fatal("no process_id in INFO server")
+	return 0
+}
+
+// TestReplicaAcksTimeoutLeavesNoLock: the replica is paused (SIGSTOP), so
+// WAIT blocks; the caller's context ends first and the pipeline's read
+// times out. The script had granted the lock, which nobody gets: the
+// driver must release it, promptly, not leave it held for the TTL.
+func TestReplicaAcksTimeoutLeavesNoLock(t *testing.T) {
+	s := redistest.StartSentinel(t)
+	replica := s.Replica().Client(t)
+	pid := serverPID(t, replica)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) }) // before the servers stop
+	master := s.Master().Client(t)
+	d := redisdriver.NewDriver(s.Master().Client(t), &redisdriver.Options{ReplicaAcks: 1, ReplicaTimeout: 10 * time.Second})
+	defer d.Close()
+
+	ctx, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	res, err := d.Acquire(ctx, driver.Request{Key: "paused/k", Token: "t", TTL: time.Minute, Owner: "test"})
+	took := time.Since(start)
+	t.Logf("acquire with a paused replica: %+v %v after %v", res, err, took)
+	if err == nil {
+		t.Fatalf("acquire succeeded without the replica's acknowledgement: %+v", res)
+	}
+	if took > 3*time.Second {
+		t.Errorf("acquire with a 200ms context returned after %v", took)
+	}
+	if v, err := master.Get(testCtx(t), "dlock:{paused/k}").Result(); err != redis.Nil {
+		t.Errorf("lock left held on the master after a failed acquire: %q %v", v, err)
 	}
 }

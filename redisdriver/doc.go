@@ -81,14 +81,23 @@
 //
 // # Fences
 //
-// Each grant's fence is max(last + 1, now), where now is the server's TIME
-// in microseconds (or the request's FenceFloor, when a quorum driver
-// proposes one), computed in the acquire script, and last is kept in
-// the fence key for FenceExpiry after each acquire. Fences therefore
-// increase strictly for a key, also after the fence key expired, and
-// after Redis restarted without its data, as long as the server's clock
-// does not go back. A repeated acquire with the holder's token returns
-// the same fence. Fences stay below 2^53.
+// Each grant's fence is max(now, last + 1, min(floor, now + TTL)), where
+// now is the server's TIME in microseconds, last is kept in the fence key
+// for FenceExpiry after each acquire and each refresh (so a lock held
+// longer than FenceExpiry keeps it), and floor is the request's
+// FenceFloor, when a quorum driver proposes one. The floor is never
+// trusted alone: a fence is never more than a TTL ahead of the clock of
+// the server that granted it, whatever the proposing client's clock.
+// Fences therefore increase strictly for a key, also after the fence key
+// expired, and after Redis restarted without its data and stayed out for
+// longer than the TTL, as long as the server's clock does not go back.
+// A repeated acquire with the holder's token returns the same fence.
+//
+// Fences stay below 2^53, which Lua's numbers hold exactly: a FenceFloor
+// from 2^53 on is refused with [dlock.ErrInvalid] before any I/O, and so
+// is a grant whose fence would reach it. A fence key that does not hold a
+// fence (at most 16 digits, below 2^53) is someone else's data:
+// [ErrWrongType], never overwritten.
 //
 // # Errors
 //

@@ -115,6 +115,10 @@ func (d *locker) keyPair(key, suffix string) (lk, suffixed string) {
 
 var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
+// maxFence bounds fences and floors: Lua numbers are doubles, exact
+// below 2^53.
+const maxFence = 1 << 53
+
 const (
 	fenceSuffix = ":fence"
 	queueSuffix = ":queue"
@@ -175,6 +179,9 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if strings.Contains(req.Token, "\n") {
 		// The token ends at the first newline of the stored lock.
 		return driver.Result{}, fmt.Errorf("%w: a token with a newline", dlock.ErrInvalid)
+	}
+	if req.FenceFloor >= maxFence {
+		return driver.Result{}, fmt.Errorf("%w: redisdriver: FenceFloor %d is not below 2^53, which Redis scripts cannot compare exactly", dlock.ErrInvalid, req.FenceFloor)
 	}
 	args := d.acquireArgs(req)
 	if d.cfg.replicaAcks > 0 {
@@ -247,6 +254,9 @@ func (d *locker) acquireResult(key string, args []any, v any) (driver.Result, er
 	case string:
 		if other, ok := strings.CutPrefix(v, "!"); ok {
 			which, typ, _ := strings.Cut(other, " ")
+			if which == "3" {
+				return driver.Result{}, fmt.Errorf("%w: redisdriver: acquire %q: the next fence would reach 2^53", dlock.ErrInvalid, key)
+			}
 			redisKey := args[3] // the lock key
 			if which == "2" {
 				redisKey = args[4] // its fence key
@@ -385,8 +395,8 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 	if err := d.check(); err != nil {
 		return err
 	}
-	lk := d.lockKey(key)
-	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 1, lk, token, d.ms.box(msArg(ttl))}).Int64()
+	lk, fk := d.keyPair(key, fenceSuffix)
+	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 2, lk, fk, token, d.ms.box(msArg(ttl)), d.fenceMS}).Int64()
 	return d.heldResult("refresh", key, lk, n, err)
 }
 
@@ -455,19 +465,19 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		}
 		return errs
 	}
-	lks := make([]string, len(reqs))
+	lks := make([]string, 2*len(reqs)) // lock and fence key of each
 	for i, r := range reqs {
-		lks[i] = d.lockKey(r.Key)
+		lks[2*i], lks[2*i+1] = d.keyPair(r.Key, fenceSuffix)
 	}
 	cmds := make([]*redis.Cmd, len(reqs))
 	run := func(idx []int, sha bool) {
 		pipe := d.client.Pipeline()
 		for _, i := range idx {
-			keys := lks[i : i+1 : i+1]
+			keys := lks[2*i : 2*i+2 : 2*i+2]
 			if sha {
-				cmds[i] = refreshScript.EvalSha(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL))
+				cmds[i] = refreshScript.EvalSha(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
 			} else {
-				cmds[i] = refreshScript.Eval(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL))
+				cmds[i] = refreshScript.Eval(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
 			}
 		}
 		pipe.Exec(ctx) // errors are per command
@@ -488,7 +498,7 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 	}
 	for i, c := range cmds {
 		n, err := c.Int64()
-		errs[i] = d.heldResult("refresh", reqs[i].Key, lks[i], n, err)
+		errs[i] = d.heldResult("refresh", reqs[i].Key, lks[2*i], n, err)
 	}
 	return errs
 }
@@ -498,7 +508,7 @@ func (d *locker) RaiseFence(ctx context.Context, key, token string, fence uint64
 	if err := d.check(); err != nil {
 		return err
 	}
-	if fence >= 1<<53 {
+	if fence >= maxFence {
 		return fmt.Errorf("%w: redisdriver: fence %d is above 2^53, which Redis scripts cannot compare exactly", dlock.ErrInvalid, fence)
 	}
 	lk := d.lockKey(key)

@@ -266,7 +266,7 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	// waiters, none of which would then be woken on a majority.
 	req.Wait = 0
 	if l.cfg.fencing {
-		req.FenceFloor = l.propose(req.FenceFloor, start)
+		req.FenceFloor = l.propose(req.FenceFloor, start, timeout)
 	} else {
 		req.NoFence = true
 	}
@@ -358,19 +358,23 @@ func agreed(got []int, res []driver.Result, quorum int) uint64 {
 	return best
 }
 
-// propose returns the fence floor of an attempt started at now: the
-// caller's floor if it set one, else this client's clock in microseconds,
-// kept increasing across its attempts. Every node then grants the same
-// fence, unless one has already granted a larger one (another client's
-// clock runs ahead), so the write-back round of [locker.fence] is rarely
-// needed.
-func (l *locker) propose(floor uint64, now time.Time) uint64 {
+// propose returns the fence floor of an attempt started at now with
+// per-node timeout lead: the caller's floor if it set one, else this
+// client's clock in microseconds plus lead, kept increasing across its
+// attempts. A node grants the largest of the floor, its own clock and one
+// more than its last fence (the floor capped at its clock plus the TTL;
+// see redisdriver's Fences): the request reaches every node within lead,
+// so a node whose clock agrees with this client's finds its clock below
+// the floor, and every node grants the same fence, unless one has already
+// granted a larger one (another client's clock runs ahead). The
+// write-back round of [locker.fence] is then rarely needed.
+func (l *locker) propose(floor uint64, now time.Time, lead time.Duration) uint64 {
 	if floor != 0 {
 		return floor
 	}
 	for {
 		last := l.floor.Load()
-		f := max(uint64(now.UnixMicro()), last+1)
+		f := max(uint64(now.Add(lead).UnixMicro()), last+1)
 		if l.floor.CompareAndSwap(last, f) {
 			return f
 		}

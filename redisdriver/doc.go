@@ -68,15 +68,19 @@
 // Release notifications use one pub/sub connection per driver, shared by
 // all waiting keys (on Cluster, one per master node, with sharded pub/sub:
 // SPUBLISH and SSUBSCRIBE, so a release wakes only its own node's
-// subscribers). Waiters queue in the order they came (a sorted set of
-// waiter tags, each a hash of the waiter's token, never the token), and a
+// subscribers). Waiters queue (a sorted set of waiter tags, each a hash of
+// the waiter's token, never the token), each scored by its deadline: the
+// time by which it attempts again, moved later by each attempt, so a
+// waiter that sleeps until it is woken keeps the place it came to. A
 // release wakes only the first that still listens on its own channel, so
-// N waiters do not all rush at every release; with no such waiter it wakes
-// every subscriber of the key. A waiter woken after it gave up passes its
+// N waiters do not all rush at every release; with no such waiter among
+// the first few it wakes every subscriber of the key. Entries of waiters
+// that gave up are pruned by deadline, a few per attempt, so the queue
+// stays bounded and no script's work grows with it. A waiter woken after it gave up passes its
 // turn on. Notifications only speed up waiting: a waiter that misses one
 // wakes at the holder's reported expiry or its backoff.
 //
-// The driver needs Redis 6.2 or later (for SET with GET; tested on 7.0),
+// The driver needs Redis 6.2 or later (for ZADD GT; tested on 7.0),
 // or Valkey.
 //
 // # Fences

@@ -143,7 +143,9 @@ func parseTime(s string) time.Time {
 func channelOf(lockKey string) string { return lockKey + ":released" }
 
 // queueKey is the queue of waiters of lockKey: a sorted set of waiter tags,
-// by the time each was queued.
+// each scored by its waiter's deadline (ms since the epoch): the time by
+// which the waiter attempts again, moved later at each attempt. Entries
+// past their deadline are pruned, a few per script (see acquireScript).
 func queueKey(lockKey string) string { return lockKey + queueSuffix }
 
 // waiterChannel is where releaseScript wakes the waiter with tag, alone.
@@ -240,7 +242,9 @@ func (d *locker) acquireArgs(req driver.Request) []any {
 	}
 	ttl, owner := d.ms.box(msArg(req.TTL)), d.owner.box(req.Owner)
 	if queued(req) {
-		// The queue outlives the waiter's next attempt, which refreshes it.
+		// The waiter's deadline: it attempts again within Wait, or is
+		// gone. Twice that and a second leave room for a slow round
+		// trip; the queue is kept as long.
 		return []any{nil, nil, 3, lk, fk, queueKey(lk), req.Token, ttl, owner, d.fenceMS, floor,
 			waiterTag(req.Token), msArg(2*req.Wait + time.Second)}
 	}

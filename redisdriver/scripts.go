@@ -16,9 +16,10 @@ import (
 // so that taking a free key is one command; the fence key is a string
 // holding the last fence granted. The common paths stay short because the
 // server's time per script, not the round trip, is what a lock costs beyond
-// a bare SET NX: acquiring a free key is TIME, SET GET (fence), SET NX;
-// refreshing is GET, PEXPIRE; releasing is GET, DEL, PUBLISH. SET GET needs
-// Redis 6.2 or later.
+// a bare SET NX: acquiring a free key is TIME, GET (fence), SET NX, SET
+// (fence); refreshing is GET, PEXPIRE, GET and PEXPIRE (fence); releasing
+// is GET, DEL, TIME, PUBLISH. ZADD GT (the queue) needs Redis 6.2 or
+// later.
 //
 // A key of another type where a lock should be, or a string that is not in
 // the lock format (someone else's data), is reported as a normal reply,
@@ -45,8 +46,14 @@ import (
 // server that restarted empty and stayed out longer than the TTL grants
 // above every fence it granted before (see the package docs, Fences).
 // A waiting caller also passes KEYS[3], the key's queue of waiters, its
-// waiter tag ARGV[6] and the queue's expiry ARGV[7] ms: a busy attempt
-// queues the tag (keeping its place if queued already), a grant removes it.
+// waiter tag ARGV[6] and ARGV[7] ms, the time within which it attempts
+// again: a busy attempt queues the tag with its deadline (now + ARGV[7], in
+// ms since the epoch) as score, or moves its deadline later if queued
+// already, and keeps the queue for ARGV[7]; a grant removes it. A waiter
+// that gave up stays queued only until its deadline: each busy attempt
+// first removes up to pruneLimit entries whose deadline passed, so dead
+// entries go at least as fast as they come, and no script loops over the
+// whole queue.
 // Reply: the fence, a string of digits, when acquired (or already held by
 // the token: same fence, TTL reset); the holder's PTTL, an integer, when
 // held by another token; "!1 TYPE" when the lock key holds other data, "!2
@@ -77,7 +84,10 @@ if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. f .. '\n' .. t[1] .. ' ' .. t[2
   return f
 end
 if KEYS[3] then
-  redis.pcall('ZADD', KEYS[3], 'NX', t[1] .. '.' .. string.sub('00000' .. t[2], -6), ARGV[6])
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local dead = redis.pcall('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ` + pruneLimit + `)
+  if type(dead) == 'table' and dead[1] then redis.call('ZREM', KEYS[3], unpack(dead)) end
+  redis.pcall('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])
   redis.pcall('PEXPIRE', KEYS[3], ARGV[7])
 end
 ` + acquireBusy)
@@ -180,16 +190,26 @@ return 1
 // KEYS[1]..":released" (see channelOf). A queued waiter that gave up or
 // died no longer listens, so the publish reaches nobody and the next is
 // tried.
+//
+// It tries at most pruneLimit queued waiters, earliest deadline first
+// (skipping, without a publish, those whose deadline passed), then falls
+// back to waking every subscriber: a release costs bounded work however
+// many waiters gave up.
 const wakeNext = `
 local function wake()
-  while true do
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for _ = 1, ` + pruneLimit + ` do
     local w = redis.pcall('ZPOPMIN', KEYS[2])
     if type(w) ~= 'table' or not w[1] then break end
-    if redis.call(ARGV[2], KEYS[1] .. ':w:' .. w[1], '') > 0 then return end
+    if tonumber(w[2]) >= now and redis.call(ARGV[2], KEYS[1] .. ':w:' .. w[1], '') > 0 then return end
   end
   redis.call(ARGV[2], KEYS[1] .. ':released', '')
 end
 `
+
+// pruneLimit bounds the queue entries one script removes or tries.
+const pruneLimit = "8"
 
 // inspectScript reports KEYS[1]'s holder. Reply: {1, owner, fence, pttl,
 // since}; {0} free; {-1, type} the key holds other data.

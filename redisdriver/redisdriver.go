@@ -162,6 +162,20 @@ const waiterTagBytes = 8
 
 func msArg(d time.Duration) int64 { return ceilMS(d) }
 
+// checkToken refuses, before any I/O, a token the driver cannot keep
+// secret and exact: an empty one (anyone could then refresh or release the
+// lock with "") or one with a newline (the token ends at the first newline
+// of the stored lock).
+func checkToken(token string) error {
+	switch {
+	case token == "":
+		return fmt.Errorf("%w: redisdriver: empty token", dlock.ErrInvalid)
+	case strings.Contains(token, "\n"):
+		return fmt.Errorf("%w: redisdriver: a token with a newline", dlock.ErrInvalid)
+	}
+	return nil
+}
+
 // check returns the configuration error, or an error after Close.
 func (d *locker) check() error {
 	if d.err != nil {
@@ -178,9 +192,8 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if err := d.check(); err != nil {
 		return driver.Result{}, err
 	}
-	if strings.Contains(req.Token, "\n") {
-		// The token ends at the first newline of the stored lock.
-		return driver.Result{}, fmt.Errorf("%w: a token with a newline", dlock.ErrInvalid)
+	if err := checkToken(req.Token); err != nil {
+		return driver.Result{}, err
 	}
 	if req.FenceFloor >= maxFence {
 		return driver.Result{}, fmt.Errorf("%w: redisdriver: FenceFloor %d is not below 2^53, which Redis scripts cannot compare exactly", dlock.ErrInvalid, req.FenceFloor)
@@ -399,6 +412,9 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 	if err := d.check(); err != nil {
 		return err
 	}
+	if err := checkToken(token); err != nil {
+		return err
+	}
 	lk, fk := d.keyPair(key, fenceSuffix)
 	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 2, lk, fk, token, d.ms.box(msArg(ttl)), d.fenceMS}).Int64()
 	return d.heldResult("refresh", key, lk, n, err)
@@ -408,6 +424,9 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 // key's waiters.
 func (d *locker) Release(ctx context.Context, key, token string) error {
 	if err := d.check(); err != nil {
+		return err
+	}
+	if err := checkToken(token); err != nil {
 		return err
 	}
 	lk, qk := d.keyPair(key, queueSuffix)
@@ -474,6 +493,15 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		lks[2*i], lks[2*i+1] = d.keyPair(r.Key, fenceSuffix)
 	}
 	cmds := make([]*redis.Cmd, len(reqs))
+	var send []int // the requests that go out: those with a valid token
+	for i, r := range reqs {
+		if errs[i] = checkToken(r.Token); errs[i] == nil {
+			send = append(send, i)
+		}
+	}
+	if len(send) == 0 {
+		return errs
+	}
 	run := func(idx []int, sha bool) {
 		pipe := d.client.Pipeline()
 		for _, i := range idx {
@@ -486,22 +514,18 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		}
 		pipe.Exec(ctx) // errors are per command
 	}
-	all := make([]int, len(reqs))
-	for i := range all {
-		all[i] = i
-	}
-	run(all, true)
+	run(send, true)
 	var again []int
-	for i, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+	for _, i := range send {
+		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
 			again = append(again, i)
 		}
 	}
 	if len(again) > 0 {
 		run(again, false)
 	}
-	for i, c := range cmds {
-		n, err := c.Int64()
+	for _, i := range send {
+		n, err := cmds[i].Int64()
 		errs[i] = d.heldResult("refresh", reqs[i].Key, lks[2*i], n, err)
 	}
 	return errs
@@ -510,6 +534,9 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 // RaiseFence implements driver.FenceRaiser.
 func (d *locker) RaiseFence(ctx context.Context, key, token string, fence uint64) error {
 	if err := d.check(); err != nil {
+		return err
+	}
+	if err := checkToken(token); err != nil {
 		return err
 	}
 	if fence >= maxFence {

@@ -79,6 +79,7 @@ func TestRefreshBatchSendsOnlyValid(t *testing.T) {
 		if res, err := d.Acquire(ctx, r); err != nil || !res.Acquired {
 			t.Fatalf("Acquire = %+v, %v", res, err)
 		}
+		c.awaitHeld(t, key) // the last node's grant may land after Acquire returned
 		reqs = append(reqs, driver.RefreshRequest{Key: key, Token: r.Token, TTL: time.Minute})
 	}
 	reqs[1].TTL = time.Millisecond // drift (TTL/100 + 2ms) leaves nothing

@@ -18,7 +18,7 @@ import (
 // server's time per script, not the round trip, is what a lock costs beyond
 // a bare SET NX: acquiring a free key is TIME, GET (fence), SET NX, SET
 // (fence); refreshing is GET, PEXPIRE, GET and PEXPIRE (fence); releasing
-// is GET, DEL, TIME, PUBLISH. ZADD GT (the queue) needs Redis 6.2 or
+// is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD GT (the queue) needs Redis 6.2 or
 // later.
 //
 // A key of another type where a lock should be, or a string that is not in
@@ -65,8 +65,11 @@ import (
 // grant, so that someone else's data there is never overwritten.
 var acquireScript = newScript(isFence + `
 local t = redis.call('TIME')
-local f = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if ARGV[5] ~= '' then f = math.max(f, math.min(tonumber(ARGV[5]), f + ARGV[2] * 1000)) end
+local f = t[1] .. string.sub('00000' .. t[2], -6)
+if ARGV[5] ~= '' then
+  local now = tonumber(f)
+  f = string.format('%.0f', math.max(now, math.min(tonumber(ARGV[5]), now + ARGV[2] * 1000)))
+end
 local last = redis.pcall('GET', KEYS[2])
 if type(last) == 'table' then
   if string.sub(last.err, 1, 10) ~= 'WRONGTYPE ' then return last end
@@ -74,10 +77,9 @@ if type(last) == 'table' then
 end
 if last then
   if not isFence(last) then return '!2 string that is not a fence' end
-  if tonumber(last) >= f then f = tonumber(last) + 1 end
+  if #last > #f or #last == #f and last >= f then f = string.format('%.0f', tonumber(last) + 1) end
 end
-if f >= 9007199254740992 then return '!3' end
-f = string.format('%.0f', f)
+if not isFence(f) then return '!3' end
 if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
   redis.call('SET', KEYS[2], f, 'PX', ARGV[4])
   if KEYS[3] then redis.pcall('ZREM', KEYS[3], ARGV[6]) end
@@ -158,7 +160,9 @@ return 1
 // isFence, prepended to scripts, tells a fence (see above) from other data.
 const isFence = `
 local function isFence(s)
-  return type(s) == 'string' and #s > 0 and #s <= 16 and not string.find(s, '%D') and tonumber(s) < 9007199254740992
+  if type(s) ~= 'string' then return false end
+  local n = #s
+  return n > 0 and (n < 16 or n == 16 and s < '9007199254740992') and not string.find(s, '%D') and (n == 1 or string.byte(s) ~= 48)
 end
 `
 
@@ -197,11 +201,14 @@ return 1
 // many waiters gave up.
 const wakeNext = `
 local function wake()
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now
   for _ = 1, ` + pruneLimit + ` do
     local w = redis.pcall('ZPOPMIN', KEYS[2])
     if type(w) ~= 'table' or not w[1] then break end
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
     if tonumber(w[2]) >= now and redis.call(ARGV[2], KEYS[1] .. ':w:' .. w[1], '') > 0 then return end
   end
   redis.call(ARGV[2], KEYS[1] .. ':released', '')

@@ -25,8 +25,9 @@
 // release as soon as a majority released: the slower nodes' answers cannot
 // change the outcome. Their calls finish on the driver's worker
 // goroutines (which Close waits for, and which exit after 10s idle), and a
-// Release first waits for the late answers of its acquire, so that it
-// cannot overtake a late grant and leave that node locked until the TTL.
+// Release first waits for the late answers of its acquire, even when its
+// context has ended (for the node timeout at most), so that it cannot
+// overtake a late grant and leave that node locked until the TTL.
 // A failed acquire waits for every node (or its timeout), to release what
 // each granted.
 //

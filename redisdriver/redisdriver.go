@@ -572,6 +572,10 @@ func (d *locker) wrap(op, key string, err error) error {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", prefix, err)
+	case d.cluster == nil && isRedirect(err):
+		// Not a slot moving: a Cluster node behind a client that is not
+		// a Cluster client, which no retry cures.
+		return fmt.Errorf("%s: the server is a Redis Cluster node; use a Cluster client (redis+cluster://): %w", prefix, err)
 	case unavailable(err):
 		return fmt.Errorf("%s: %w: %w", prefix, driver.ErrUnavailable, err)
 	case redis.IsAuthError(err):
@@ -625,13 +629,14 @@ func unavailable(err error) bool {
 		return true
 	}
 	// A redirect means the node does not serve the key: it ran nothing.
-	if _, ok := redis.IsMovedError(err); ok {
-		return true
-	}
-	if _, ok := redis.IsAskError(err); ok {
-		return true
-	}
-	return false
+	return isRedirect(err)
+}
+
+// isRedirect reports a MOVED or ASK reply.
+func isRedirect(err error) bool {
+	_, moved := redis.IsMovedError(err)
+	_, ask := redis.IsAskError(err)
+	return moved || ask
 }
 
 func isRedisError(err error) bool {

@@ -132,3 +132,33 @@ func TestReplicaAcksTimeoutLeavesNoLock(t *testing.T) {
 		t.Errorf("lock left held on the master after a failed acquire: %q %v", v, err)
 	}
 }
+
+// TestRedirectWithoutClusterClient: a plain client pointed at a Cluster
+// node gets MOVED for keys of other nodes. That is not a slot moving but a
+// configuration mistake: reported at once with advice, not retried as
+// unavailable until the caller's context ends.
+func TestRedirectWithoutClusterClient(t *testing.T) {
+	cl := redistest.SharedCluster(t)
+	ctx := testCtx(t)
+	var moved error
+	for _, n := range cl.Nodes() {
+		d := redisdriver.NewDriver(n.Client(t), nil)
+		defer d.Close()
+		for i := range 20 { // some key lives elsewhere
+			if _, err := d.Acquire(ctx, req("redirect/"+strconv.Itoa(i), "t")); err != nil {
+				moved = err
+				break
+			}
+			d.Release(ctx, "redirect/"+strconv.Itoa(i), "t")
+		}
+		if moved != nil {
+			break
+		}
+	}
+	if moved == nil {
+		t.Fatal("no MOVED from any node")
+	}
+	if errors.Is(moved, dlock.ErrUnavailable) || !strings.Contains(moved.Error(), "Cluster client") {
+		t.Errorf("MOVED to a plain client: %v; want a configuration error, not ErrUnavailable", moved)
+	}
+}

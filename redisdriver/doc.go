@@ -68,27 +68,40 @@
 // Release notifications use one pub/sub connection per driver, shared by
 // all waiting keys (on Cluster, one per master node, with sharded pub/sub:
 // SPUBLISH and SSUBSCRIBE, so a release wakes only its own node's
-// subscribers). Waiters queue in the order they came (a sorted set of
-// waiter tags, each a hash of the waiter's token, never the token), and a
+// subscribers). Waiters queue (a sorted set of waiter tags, each a hash of
+// the waiter's token, never the token), each scored by its deadline: the
+// time by which it attempts again, moved later by each attempt, so a
+// waiter that sleeps until it is woken keeps the place it came to. A
 // release wakes only the first that still listens on its own channel, so
-// N waiters do not all rush at every release; with no such waiter it wakes
-// every subscriber of the key. A waiter woken after it gave up passes its
+// N waiters do not all rush at every release; with no such waiter among
+// the first few it wakes every subscriber of the key. Entries of waiters
+// that gave up are pruned by deadline, a few per attempt, so the queue
+// stays bounded and no script's work grows with it. A waiter woken after it gave up passes its
 // turn on. Notifications only speed up waiting: a waiter that misses one
 // wakes at the holder's reported expiry or its backoff.
 //
-// The driver needs Redis 6.2 or later (for SET with GET; tested on 7.0),
+// The driver needs Redis 6.2 or later (for ZADD GT; tested on 7.0),
 // or Valkey.
 //
 // # Fences
 //
-// Each grant's fence is max(last + 1, now), where now is the server's TIME
-// in microseconds (or the request's FenceFloor, when a quorum driver
-// proposes one), computed in the acquire script, and last is kept in
-// the fence key for FenceExpiry after each acquire. Fences therefore
-// increase strictly for a key, also after the fence key expired, and
-// after Redis restarted without its data, as long as the server's clock
-// does not go back. A repeated acquire with the holder's token returns
-// the same fence. Fences stay below 2^53.
+// Each grant's fence is max(now, last + 1, min(floor, now + TTL)), where
+// now is the server's TIME in microseconds, last is kept in the fence key
+// for FenceExpiry after each acquire and each refresh (so a lock held
+// longer than FenceExpiry keeps it), and floor is the request's
+// FenceFloor, when a quorum driver proposes one. The floor is never
+// trusted alone: a fence is never more than a TTL ahead of the clock of
+// the server that granted it, whatever the proposing client's clock.
+// Fences therefore increase strictly for a key, also after the fence key
+// expired, and after Redis restarted without its data and stayed out for
+// longer than the TTL, as long as the server's clock does not go back.
+// A repeated acquire with the holder's token returns the same fence.
+//
+// Fences stay below 2^53, which Lua's numbers hold exactly: a FenceFloor
+// from 2^53 on is refused with [dlock.ErrInvalid] before any I/O, and so
+// is a grant whose fence would reach it. A fence key that does not hold a
+// fence (at most 16 digits, below 2^53) is someone else's data:
+// [ErrWrongType], never overwritten.
 //
 // # Errors
 //
@@ -96,8 +109,10 @@
 // Release when the token no longer holds the key; [dlock.ErrUnavailable]
 // only when the command surely did not run (no connection could be made,
 // the client is closed, or Redis refused it before running it: LOADING,
-// CLUSTERDOWN, TRYAGAIN, READONLY, MASTERDOWN, NOREPLICAS, too many
-// clients). A call whose outcome is unknown (a timeout, a connection lost
+// CLUSTERDOWN, TRYAGAIN, READONLY, MASTERDOWN, NOREPLICAS, OOM, too many
+// clients, or a MOVED or ASK redirect that could not be followed), so
+// dlock retries it: an acquire on a demoted master or under
+// min-replicas-to-write succeeds once the master takes writes again. A call whose outcome is unknown (a timeout, a connection lost
 // after sending) returns an error whose Timeout method reports true.
 // [ErrWrongType] reports someone else's data at a lock or fence key; the
 // driver never overwrites it. Authentication and ACL permission failures

@@ -371,7 +371,8 @@ func TestFences(t *testing.T) {
 	if f := grant(req(key, "a")); f < before || f > uint64(time.Now().Add(time.Minute).UnixMicro()) {
 		t.Errorf("fence %d is not the server's clock in µs (about %d)", f, before)
 	}
-	high := uint64(time.Now().Add(time.Hour).UnixMicro())
+	// A floor ahead of the clock by less than the TTL (10s) is granted.
+	high := uint64(time.Now().Add(5 * time.Second).UnixMicro())
 	floored := req(key, "b")
 	floored.FenceFloor = high
 	if f := grant(floored); f != high {
@@ -380,9 +381,15 @@ func TestFences(t *testing.T) {
 	if f := grant(floored); f != high+1 {
 		t.Errorf("fence with floor %d after fence %d = %d; want %d", high, high, f, high+1)
 	}
-	// The clock is an hour behind the last fence: one more than it.
+	// The clock is behind the last fence: one more than it.
 	if f := grant(req(key, "c")); f != high+2 {
 		t.Errorf("fence by clock after fence %d = %d; want %d", high+1, f, high+2)
+	}
+	// A floor an hour ahead is not trusted: at most the clock plus the TTL.
+	far := req(key, "b")
+	far.FenceFloor = uint64(time.Now().Add(time.Hour).UnixMicro())
+	if f, limit := grant(far), uint64(time.Now().Add(11*time.Second).UnixMicro()); f <= high+2 || f > limit {
+		t.Errorf("fence with a floor an hour ahead = %d; want above %d and at most the clock plus the TTL (%d)", f, high+2, limit)
 	}
 	// Fences are compared as digit strings: by length, then lexically.
 	fk := "dlock:{" + key + "}:fence"

@@ -24,16 +24,19 @@ type Options struct {
 	Prefix string
 
 	// FenceExpiry is how long the fence key of a lock (PREFIX{KEY}:fence)
-	// is kept after the last acquire, so that fence keys of keys no longer
-	// used do not pile up. Fences still increase after it expires, since
-	// they never fall below the server's clock in microseconds.
+	// is kept after the last acquire or refresh, so that fence keys of
+	// keys no longer used do not pile up. Fences still increase after it
+	// expires, since they never fall below the server's clock in
+	// microseconds, nor run more than a TTL ahead of it.
 	// Default: 168h (7 days). URL: fence_expiry.
 	FenceExpiry time.Duration
 
 	// ReplicaAcks, when above zero, makes every acquire wait (Redis WAIT)
 	// until that many replicas have the lock, at most ReplicaTimeout;
-	// with fewer acknowledgements the lock is released again and the
-	// acquire fails with an error wrapping [dlock.ErrUnavailable]. This
+	// with fewer acknowledgements, or when the reply does not come in
+	// time, the lock is released again (within the caller's context while
+	// it lasts) and the acquire fails: with an error wrapping
+	// [dlock.ErrUnavailable] for too few acknowledgements. This
 	// narrows, but does not close, the window in which a failover to a
 	// replica loses a lock: Redis replication stays asynchronous, WAIT
 	// does not make the write durable, and a replica that acknowledged

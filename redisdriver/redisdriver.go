@@ -115,6 +115,10 @@ func (d *locker) keyPair(key, suffix string) (lk, suffixed string) {
 
 var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
+// maxFence bounds fences and floors: Lua numbers are doubles, exact
+// below 2^53.
+const maxFence = 1 << 53
+
 const (
 	fenceSuffix = ":fence"
 	queueSuffix = ":queue"
@@ -139,7 +143,9 @@ func parseTime(s string) time.Time {
 func channelOf(lockKey string) string { return lockKey + ":released" }
 
 // queueKey is the queue of waiters of lockKey: a sorted set of waiter tags,
-// by the time each was queued.
+// each scored by its waiter's deadline (ms since the epoch): the time by
+// which the waiter attempts again, moved later at each attempt. Entries
+// past their deadline are pruned, a few per script (see acquireScript).
 func queueKey(lockKey string) string { return lockKey + queueSuffix }
 
 // waiterChannel is where releaseScript wakes the waiter with tag, alone.
@@ -155,6 +161,20 @@ func waiterTag(token string) string {
 const waiterTagBytes = 8
 
 func msArg(d time.Duration) int64 { return ceilMS(d) }
+
+// checkToken refuses, before any I/O, a token the driver cannot keep
+// secret and exact: an empty one (anyone could then refresh or release the
+// lock with "") or one with a newline (the token ends at the first newline
+// of the stored lock).
+func checkToken(token string) error {
+	switch {
+	case token == "":
+		return fmt.Errorf("%w: redisdriver: empty token", dlock.ErrInvalid)
+	case strings.Contains(token, "\n"):
+		return fmt.Errorf("%w: redisdriver: a token with a newline", dlock.ErrInvalid)
+	}
+	return nil
+}
 
 // check returns the configuration error, or an error after Close.
 func (d *locker) check() error {
@@ -172,9 +192,11 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if err := d.check(); err != nil {
 		return driver.Result{}, err
 	}
-	if strings.Contains(req.Token, "\n") {
-		// The token ends at the first newline of the stored lock.
-		return driver.Result{}, fmt.Errorf("%w: a token with a newline", dlock.ErrInvalid)
+	if err := checkToken(req.Token); err != nil {
+		return driver.Result{}, err
+	}
+	if req.FenceFloor >= maxFence {
+		return driver.Result{}, fmt.Errorf("%w: redisdriver: FenceFloor %d is not below 2^53, which Redis scripts cannot compare exactly", dlock.ErrInvalid, req.FenceFloor)
 	}
 	args := d.acquireArgs(req)
 	if d.cfg.replicaAcks > 0 {
@@ -233,7 +255,9 @@ func (d *locker) acquireArgs(req driver.Request) []any {
 	}
 	ttl, owner := d.ms.box(msArg(req.TTL)), d.owner.box(req.Owner)
 	if queued(req) {
-		// The queue outlives the waiter's next attempt, which refreshes it.
+		// The waiter's deadline: it attempts again within Wait, or is
+		// gone. Twice that and a second leave room for a slow round
+		// trip; the queue is kept as long.
 		return []any{nil, nil, 3, lk, fk, queueKey(lk), req.Token, ttl, owner, d.fenceMS, floor,
 			waiterTag(req.Token), msArg(2*req.Wait + time.Second)}
 	}
@@ -247,6 +271,9 @@ func (d *locker) acquireResult(key string, args []any, v any) (driver.Result, er
 	case string:
 		if other, ok := strings.CutPrefix(v, "!"); ok {
 			which, typ, _ := strings.Cut(other, " ")
+			if which == "3" {
+				return driver.Result{}, fmt.Errorf("%w: redisdriver: acquire %q: the next fence would reach 2^53", dlock.ErrInvalid, key)
+			}
 			redisKey := args[3] // the lock key
 			if which == "2" {
 				redisKey = args[4] // its fence key
@@ -279,11 +306,85 @@ func wrongType(key string, redisKey, typ any) error {
 // connection (WAIT counts the writes of its own connection), on the node
 // that owns the key.
 func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args []any) (driver.Result, error) {
+	cmd, wait, err := d.runReplicated(ctx, req, args)
+	if _, moved := redis.IsMovedError(cmd.Err()); moved && d.cluster != nil {
+		// The slot moved since the client last loaded the slot map: the
+		// node client follows no redirect, so reload the map (ForEachMaster
+		// does, synchronously) and try the new owner once. The command
+		// did not run on the old one.
+		if rerr := d.cluster.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil }); rerr == nil {
+			cmd, wait, err = d.runReplicated(ctx, req, args)
+		}
+	}
+	if _, ask := redis.IsAskError(cmd.Err()); ask && d.cluster != nil {
+		// A migration in progress: the next attempt finds the slot moved.
+		d.cluster.ReloadState(ctx)
+	}
+	if err := cmd.Err(); err != nil {
+		if !isRedisError(err) && !unavailable(err) {
+			// The pipeline failed after it was sent (go-redis then puts
+			// the read error on every command): the script may have
+			// granted the lock, which nobody will get. Undo it.
+			d.undo(ctx, req)
+		}
+		return driver.Result{}, d.wrap("acquire", req.Key, err)
+	}
+	res, rerr := d.acquireResult(req.Key, args, cmd.Val())
+	if rerr != nil || !res.Acquired {
+		return res, rerr
+	}
+	if err == nil {
+		err = wait.Err()
+	}
+	if err != nil {
+		// WAIT failed: the lock is held, the replication unknown.
+		// Release it, or the next attempt with this token takes it
+		// again; either way no lease is handed out.
+		d.undo(ctx, req)
+		return driver.Result{}, d.wrap("acquire (WAIT)", req.Key, err)
+	}
+	if n, _ := wait.Int64(); n < int64(d.cfg.replicaAcks) {
+		rerr := d.undo(ctx, req)
+		err := fmt.Errorf("redisdriver: acquire %q: %d of %d replicas acknowledged within %v: %w",
+			req.Key, n, d.cfg.replicaAcks, d.cfg.replicaTimeout, driver.ErrUnavailable)
+		if rerr != nil {
+			err = fmt.Errorf("%w (and the lock could not be released: %v; it expires on its own)", err, rerr)
+		}
+		return driver.Result{}, err
+	}
+	return res, nil
+}
+
+// undoTimeout bounds the release of a grant whose caller's context has
+// ended: one round trip to a master that answers.
+const undoTimeout = 250 * time.Millisecond
+
+// undo releases the grant of req that will not become a lease: within the
+// caller's context while it lasts (bounded by ReplicaTimeout), so the
+// caller's deadline holds, else detached from it for undoTimeout at most.
+// The release is token-checked: if the grant never happened it costs one
+// harmless round trip.
+func (d *locker) undo(ctx context.Context, req driver.Request) error {
+	var cancel context.CancelFunc
+	if ctx.Err() == nil {
+		ctx, cancel = context.WithTimeout(ctx, d.cfg.replicaTimeout)
+	} else {
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), min(d.cfg.replicaTimeout, undoTimeout))
+	}
+	defer cancel()
+	return d.Release(ctx, req.Key, req.Token)
+}
+
+// runReplicated runs an acquire script and WAIT in one pipeline on the
+// master of the key (see acquireReplicated).
+func (d *locker) runReplicated(ctx context.Context, req driver.Request, args []any) (cmd, wait *redis.Cmd, err error) {
 	var c redis.Cmdable = d.client
 	if d.cluster != nil {
 		node, err := d.cluster.MasterForKey(ctx, args[3].(string))
 		if err != nil {
-			return driver.Result{}, d.wrap("acquire", req.Key, err)
+			cmd := redis.NewCmd(ctx)
+			cmd.SetErr(err)
+			return cmd, redis.NewCmd(ctx), err
 		}
 		c = node
 	}
@@ -299,41 +400,11 @@ func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args
 		_, err := pipe.Exec(ctx)
 		return cmd, wait, err
 	}
-	cmd, wait, err := run(true)
+	cmd, wait, err = run(true)
 	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 		cmd, wait, err = run(false)
 	}
-	if cmd.Err() != nil {
-		return driver.Result{}, d.wrap("acquire", req.Key, cmd.Err())
-	}
-	res, rerr := d.acquireResult(req.Key, args, cmd.Val())
-	if rerr != nil || !res.Acquired {
-		return res, rerr
-	}
-	if err == nil {
-		err = wait.Err()
-	}
-	if err != nil {
-		// WAIT failed: the lock is held, the replication unknown.
-		// Release it, or the next attempt with this token takes it
-		// again; either way no lease is handed out.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.replicaTimeout)
-		d.Release(rctx, req.Key, req.Token)
-		cancel()
-		return driver.Result{}, d.wrap("acquire (WAIT)", req.Key, err)
-	}
-	if n, _ := wait.Int64(); n < int64(d.cfg.replicaAcks) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.replicaTimeout)
-		rerr := d.Release(rctx, req.Key, req.Token)
-		cancel()
-		err := fmt.Errorf("redisdriver: acquire %q: %d of %d replicas acknowledged within %v: %w",
-			req.Key, n, d.cfg.replicaAcks, d.cfg.replicaTimeout, driver.ErrUnavailable)
-		if rerr != nil {
-			err = fmt.Errorf("%w (and the lock could not be released: %v; it expires on its own)", err, rerr)
-		}
-		return driver.Result{}, err
-	}
-	return res, nil
+	return cmd, wait, err
 }
 
 // Refresh implements driver.Locker.
@@ -341,8 +412,11 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 	if err := d.check(); err != nil {
 		return err
 	}
-	lk := d.lockKey(key)
-	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 1, lk, token, d.ms.box(msArg(ttl))}).Int64()
+	if err := checkToken(token); err != nil {
+		return err
+	}
+	lk, fk := d.keyPair(key, fenceSuffix)
+	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 2, lk, fk, token, d.ms.box(msArg(ttl)), d.fenceMS}).Int64()
 	return d.heldResult("refresh", key, lk, n, err)
 }
 
@@ -350,6 +424,9 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 // key's waiters.
 func (d *locker) Release(ctx context.Context, key, token string) error {
 	if err := d.check(); err != nil {
+		return err
+	}
+	if err := checkToken(token); err != nil {
 		return err
 	}
 	lk, qk := d.keyPair(key, queueSuffix)
@@ -411,40 +488,45 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		}
 		return errs
 	}
-	lks := make([]string, len(reqs))
+	lks := make([]string, 2*len(reqs)) // lock and fence key of each
 	for i, r := range reqs {
-		lks[i] = d.lockKey(r.Key)
+		lks[2*i], lks[2*i+1] = d.keyPair(r.Key, fenceSuffix)
 	}
 	cmds := make([]*redis.Cmd, len(reqs))
+	var send []int // the requests that go out: those with a valid token
+	for i, r := range reqs {
+		if errs[i] = checkToken(r.Token); errs[i] == nil {
+			send = append(send, i)
+		}
+	}
+	if len(send) == 0 {
+		return errs
+	}
 	run := func(idx []int, sha bool) {
 		pipe := d.client.Pipeline()
 		for _, i := range idx {
-			keys := lks[i : i+1 : i+1]
+			keys := lks[2*i : 2*i+2 : 2*i+2]
 			if sha {
-				cmds[i] = refreshScript.EvalSha(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL))
+				cmds[i] = refreshScript.EvalSha(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
 			} else {
-				cmds[i] = refreshScript.Eval(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL))
+				cmds[i] = refreshScript.Eval(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
 			}
 		}
 		pipe.Exec(ctx) // errors are per command
 	}
-	all := make([]int, len(reqs))
-	for i := range all {
-		all[i] = i
-	}
-	run(all, true)
+	run(send, true)
 	var again []int
-	for i, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+	for _, i := range send {
+		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
 			again = append(again, i)
 		}
 	}
 	if len(again) > 0 {
 		run(again, false)
 	}
-	for i, c := range cmds {
-		n, err := c.Int64()
-		errs[i] = d.heldResult("refresh", reqs[i].Key, lks[i], n, err)
+	for _, i := range send {
+		n, err := cmds[i].Int64()
+		errs[i] = d.heldResult("refresh", reqs[i].Key, lks[2*i], n, err)
 	}
 	return errs
 }
@@ -454,7 +536,10 @@ func (d *locker) RaiseFence(ctx context.Context, key, token string, fence uint64
 	if err := d.check(); err != nil {
 		return err
 	}
-	if fence >= 1<<53 {
+	if err := checkToken(token); err != nil {
+		return err
+	}
+	if fence >= maxFence {
 		return fmt.Errorf("%w: redisdriver: fence %d is above 2^53, which Redis scripts cannot compare exactly", dlock.ErrInvalid, fence)
 	}
 	lk := d.lockKey(key)
@@ -487,6 +572,10 @@ func (d *locker) wrap(op, key string, err error) error {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", prefix, err)
+	case d.cluster == nil && isRedirect(err):
+		// Not a slot moving: a Cluster node behind a client that is not
+		// a Cluster client, which no retry cures.
+		return fmt.Errorf("%s: the server is a Redis Cluster node; use a Cluster client (redis+cluster://): %w", prefix, err)
 	case unavailable(err):
 		return fmt.Errorf("%s: %w: %w", prefix, driver.ErrUnavailable, err)
 	case redis.IsAuthError(err):
@@ -536,10 +625,18 @@ func unavailable(err error) bool {
 		return true
 	case redis.IsLoadingError(err), redis.IsClusterDownError(err), redis.IsTryAgainError(err),
 		redis.IsReadOnlyError(err), redis.IsMasterDownError(err), redis.IsMaxClientsError(err),
-		redis.IsNoReplicasError(err):
+		redis.IsNoReplicasError(err), redis.IsOOMError(err):
 		return true
 	}
-	return false
+	// A redirect means the node does not serve the key: it ran nothing.
+	return isRedirect(err)
+}
+
+// isRedirect reports a MOVED or ASK reply.
+func isRedirect(err error) bool {
+	_, moved := redis.IsMovedError(err)
+	_, ask := redis.IsAskError(err)
+	return moved || ask
 }
 
 func isRedisError(err error) bool {

@@ -16,54 +16,80 @@ import (
 // so that taking a free key is one command; the fence key is a string
 // holding the last fence granted. The common paths stay short because the
 // server's time per script, not the round trip, is what a lock costs beyond
-// a bare SET NX: acquiring a free key is TIME, SET GET (fence), SET NX;
-// refreshing is GET, PEXPIRE; releasing is GET, DEL, PUBLISH. SET GET needs
-// Redis 6.2 or later.
+// a bare SET NX: acquiring a free key is TIME, GET (fence), SET NX, SET
+// (fence); refreshing is GET, PEXPIRE, GET and PEXPIRE (fence); releasing
+// is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD GT (the queue) needs Redis 6.2 or
+// later.
 //
 // A key of another type where a lock should be, or a string that is not in
 // the lock format (someone else's data), is reported as a normal reply,
 // {-1, type} or -1, never overwritten: redis.pcall turns the WRONGTYPE
-// error into a value the script can test.
+// error into a value the script can test. Any other error of a write
+// (READONLY on a demoted master, NOREPLICAS under min-replicas-to-write,
+// OOM under maxmemory) is the server refusing the script's first write,
+// before anything changed: the scripts return it as the error reply it is,
+// so that the driver reports it as ErrUnavailable and the root retries.
 //
 // Fences are microseconds since the epoch, below 2^53 until the year 2255,
 // so Lua's doubles hold them exactly; string.format('%.0f') prints them
-// without an exponent.
+// without an exponent. A fence never reaches 2^53: the driver refuses
+// floors from 2^53 on before any I/O, and a script refuses to grant one.
+// A fence key holds a fence: at most 16 digits, below 2^53. Anything
+// else there is someone else's data, refused like a key of another type.
 
 // acquireScript takes KEYS[1] (lock) for ARGV[1] (token) for ARGV[2] ms with
 // owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms. The fence
-// is the larger of one more than the last fence and ARGV[5] (the request's
-// FenceFloor), or the server's TIME in microseconds if ARGV[5] is empty.
+// is the largest of the server's TIME in microseconds, one more than the
+// last fence, and ARGV[5] (the request's FenceFloor, if not empty) capped
+// at TIME plus the TTL: the floor is never trusted alone, so no fence runs
+// more than a TTL ahead of the clock of the server that granted it, and a
+// server that restarted empty and stayed out longer than the TTL grants
+// above every fence it granted before (see the package docs, Fences).
 // A waiting caller also passes KEYS[3], the key's queue of waiters, its
-// waiter tag ARGV[6] and the queue's expiry ARGV[7] ms: a busy attempt
-// queues the tag (keeping its place if queued already), a grant removes it.
+// waiter tag ARGV[6] and ARGV[7] ms, the time within which it attempts
+// again: a busy attempt queues the tag with its deadline (now + ARGV[7], in
+// ms since the epoch) as score, or moves its deadline later if queued
+// already, and keeps the queue for ARGV[7]; a grant removes it. A waiter
+// that gave up stays queued only until its deadline: each busy attempt
+// first removes up to pruneLimit entries whose deadline passed, so dead
+// entries go at least as fast as they come, and no script loops over the
+// whole queue.
 // Reply: the fence, a string of digits, when acquired (or already held by
 // the token: same fence, TTL reset); the holder's PTTL, an integer, when
 // held by another token; "!1 TYPE" when the lock key holds other data, "!2
-// TYPE" when the fence key does. (Plain values, not a table, which would
-// cost the server more to build than the rest of a grant but a SET.)
+// TYPE" when the fence key does; "!3" when the fence would reach 2^53.
+// (Plain values, not a table, which would cost the server more to build
+// than the rest of a grant but a SET.)
 //
-// The fence key is set to the candidate fence with SET GET, before the lock
-// is tried: on the common path (the clock is ahead of the last fence) that
-// is one command where GET and SET would be two, and raising the fence key
-// on an attempt that then finds the key busy is harmless, since fences only
-// need to increase. Fences are compared as strings of digits (by length,
-// then lexically), which spares Lua the number formatting of the common path.
-var acquireScript = newScript(`
+// The fence key is read before the lock is tried and written only with a
+// grant, so that someone else's data there is never overwritten.
+var acquireScript = newScript(isFence + `
 local t = redis.call('TIME')
-local f = ARGV[5]
-if f == '' then f = t[1] .. string.sub('00000' .. t[2], -6) end
-local last = redis.pcall('SET', KEYS[2], f, 'PX', ARGV[4], 'GET')
-if type(last) == 'table' then return '!2 ' .. redis.call('TYPE', KEYS[2]).ok end
-if last and (#last > #f or #last == #f and last >= f) and tonumber(last) then
-  f = string.format('%.0f', tonumber(last) + 1)
-  redis.call('SET', KEYS[2], f, 'PX', ARGV[4])
+local f = t[1] .. string.sub('00000' .. t[2], -6)
+if ARGV[5] ~= '' then
+  local now = tonumber(f)
+  f = string.format('%.0f', math.max(now, math.min(tonumber(ARGV[5]), now + ARGV[2] * 1000)))
 end
+local last = redis.pcall('GET', KEYS[2])
+if type(last) == 'table' then
+  if string.sub(last.err, 1, 10) ~= 'WRONGTYPE ' then return last end
+  return '!2 ' .. redis.call('TYPE', KEYS[2]).ok
+end
+if last then
+  if not isFence(last) then return '!2 string that is not a fence' end
+  if #last > #f or #last == #f and last >= f then f = string.format('%.0f', tonumber(last) + 1) end
+end
+if not isFence(f) then return '!3' end
 if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
+  redis.call('SET', KEYS[2], f, 'PX', ARGV[4])
   if KEYS[3] then redis.pcall('ZREM', KEYS[3], ARGV[6]) end
   return f
 end
 if KEYS[3] then
-  redis.pcall('ZADD', KEYS[3], 'NX', t[1] .. '.' .. string.sub('00000' .. t[2], -6), ARGV[6])
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local dead = redis.pcall('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ` + pruneLimit + `)
+  if type(dead) == 'table' and dead[1] then redis.call('ZREM', KEYS[3], unpack(dead)) end
+  redis.pcall('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])
   redis.pcall('PEXPIRE', KEYS[3], ARGV[7])
 end
 ` + acquireBusy)
@@ -107,15 +133,38 @@ local function holder()
 end
 `
 
-// refreshScript resets KEYS[1]'s TTL to ARGV[2] ms if ARGV[1] holds it.
-// Reply: 1 done; 0 not held by the token; -1 the key holds other data.
-var refreshScript = newScript(holderOf + `
+// refreshScript resets KEYS[1]'s TTL to ARGV[2] ms if ARGV[1] holds it,
+// and keeps its fence key KEYS[2] for ARGV[3] ms more, at least at the
+// lock's fence: a lock held longer than the fence expiry must not lose the
+// last fence, or the next grant could go below it (with a floor from a
+// client whose clock runs ahead). Someone else's data at KEYS[2] is left
+// alone. Reply: 1 done; 0 not held by the token; -1 the key holds other
+// data.
+var refreshScript = newScript(holderOf + isFence + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local f = string.sub(v, i + 1, string.find(v, '\n', i + 1, true) - 1)
+if f ~= '0' then
+  local last = redis.pcall('GET', KEYS[2])
+  if not last or isFence(last) and (#last < #f or #last == #f and last < f) then
+    redis.call('SET', KEYS[2], f, 'PX', ARGV[3])
+  elseif isFence(last) then
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  end
+end
 return 1
 `)
+
+// isFence, prepended to scripts, tells a fence (see above) from other data.
+const isFence = `
+local function isFence(s)
+  if type(s) ~= 'string' then return false end
+  local n = #s
+  return n > 0 and (n < 16 or n == 16 and s < '9007199254740992') and not string.find(s, '%D') and (n == 1 or string.byte(s) ~= 48)
+end
+`
 
 // releaseScript deletes KEYS[1] if ARGV[1] holds it and wakes waiters as
 // wakeScript does. Reply as refreshScript's.
@@ -145,16 +194,29 @@ return 1
 // KEYS[1]..":released" (see channelOf). A queued waiter that gave up or
 // died no longer listens, so the publish reaches nobody and the next is
 // tried.
+//
+// It tries at most pruneLimit queued waiters, earliest deadline first
+// (skipping, without a publish, those whose deadline passed), then falls
+// back to waking every subscriber: a release costs bounded work however
+// many waiters gave up.
 const wakeNext = `
 local function wake()
-  while true do
+  local now
+  for _ = 1, ` + pruneLimit + ` do
     local w = redis.pcall('ZPOPMIN', KEYS[2])
     if type(w) ~= 'table' or not w[1] then break end
-    if redis.call(ARGV[2], KEYS[1] .. ':w:' .. w[1], '') > 0 then return end
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    if tonumber(w[2]) >= now and redis.call(ARGV[2], KEYS[1] .. ':w:' .. w[1], '') > 0 then return end
   end
   redis.call(ARGV[2], KEYS[1] .. ':released', '')
 end
 `
+
+// pruneLimit bounds the queue entries one script removes or tries.
+const pruneLimit = "8"
 
 // inspectScript reports KEYS[1]'s holder. Reply: {1, owner, fence, pttl,
 // since}; {0} free; {-1, type} the key holds other data.
@@ -171,12 +233,12 @@ return {1, string.sub(v, k + 1), string.sub(v, i + 1, j - 1), redis.call('PTTL',
 // raiseFenceScript, if ARGV[1] holds KEYS[1], records ARGV[2] as its fence
 // and raises the fence key KEYS[2] to at least ARGV[2], keeping it for
 // ARGV[3] ms. Reply: 1 done; 0 not held; -1 / -2 as acquireScript's.
-var raiseFenceScript = newScript(holderOf + `
+var raiseFenceScript = newScript(holderOf + isFence + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
 local last = redis.pcall('GET', KEYS[2])
-if type(last) == 'table' then return -2 end
+if type(last) == 'table' or last and not isFence(last) then return -2 end
 local f = tonumber(ARGV[2])
 if not tonumber(last) or tonumber(last) < f then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])

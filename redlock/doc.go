@@ -25,8 +25,9 @@
 // release as soon as a majority released: the slower nodes' answers cannot
 // change the outcome. Their calls finish on the driver's worker
 // goroutines (which Close waits for, and which exit after 10s idle), and a
-// Release first waits for the late answers of its acquire, so that it
-// cannot overtake a late grant and leave that node locked until the TTL.
+// Release first waits for the late answers of its acquire, even when its
+// context has ended (for the node timeout at most), so that it cannot
+// overtake a late grant and leave that node locked until the TTL.
 // A failed acquire waits for every node (or its timeout), to release what
 // each granted.
 //
@@ -38,8 +39,11 @@
 //
 // Each node grants its own fence, increasing per key. The client proposes
 // one fence to all nodes (driver.Request.FenceFloor: its clock in
-// microseconds, kept increasing), and a node grants the larger of that and
-// one more than its last fence, so nodes usually agree. The lease gets the
+// microseconds plus the node timeout, kept increasing), and a Redis node
+// grants the largest of that floor (capped at its own clock plus the TTL:
+// the floor is never trusted alone), its own clock, and one more than its
+// last fence. The request reaches each node within the node timeout, so
+// nodes whose clocks agree with the client's all grant the floor. The lease gets the
 // largest fence that a majority granted; if no majority agrees, it gets
 // the largest fence of the nodes that granted it, which is first written
 // to a majority of nodes (driver.FenceRaiser). Any later majority shares a
@@ -74,8 +78,11 @@
 //     while the first still believes it holds the lock. Either run the
 //     nodes with fsync'ed persistence (appendfsync always) or keep a
 //     restarted node out of service for at least the longest TTL. Redis
-//     fences stay increasing across an empty restart as long as the node's
-//     clock does not go back (they start from its microsecond time).
+//     fences stay increasing across an empty restart of a majority kept
+//     out that long, whatever the clocks of the clients, as long as the
+//     nodes' clocks do not go back and agree within the time a node is kept
+//     out beyond the TTL: no Redis node grants a fence more than a TTL
+//     ahead of its own clock.
 //   - Bounded pauses. The lease's context is cancelled at its local
 //     deadline, before any node expires the lock, but a process that is
 //     paused can act after that moment without knowing. Only fencing, with

@@ -43,7 +43,7 @@ type locker struct {
 
 	floor   atomic.Uint64 // the last fence floor proposed, see propose
 	workers *workers      // run the node calls of rounds
-	pending sync.Map      // token → chan struct{}, closed when its late grants are in; see lateGrants
+	pending sync.Map      // token → *lateGrant, done when its late grants are in; see lateGrants
 }
 
 // The capabilities are declared by the types New returns: a Notifier or an
@@ -257,6 +257,9 @@ func (l *locker) window(ttl time.Duration) (window, timeout time.Duration, err e
 // attempt fails, every node that granted it, or whose answer is unknown, is
 // released before Acquire returns.
 func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	if err := checkToken(req.Token); err != nil {
+		return driver.Result{}, err
+	}
 	window, timeout, err := l.window(req.TTL)
 	if err != nil {
 		return driver.Result{}, err
@@ -266,7 +269,7 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	// waiters, none of which would then be woken on a majority.
 	req.Wait = 0
 	if l.cfg.fencing {
-		req.FenceFloor = l.propose(req.FenceFloor, start)
+		req.FenceFloor = l.propose(req.FenceFloor, start, timeout)
 	} else {
 		req.NoFence = true
 	}
@@ -279,7 +282,7 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	// cannot change it, so they are not awaited (a late grant holds a
 	// minority node for this token, which Release frees). A failure waits
 	// for every answer, to release what the late ones granted.
-	all := make(chan struct{}) // closed once every node answered
+	all := &lateGrant{done: make(chan struct{}), timeout: timeout} // done once every node answered
 	rest := l.ask(ctx, l.all, timeout, func(ctx context.Context, i int) (driver.Result, error) {
 		return l.nodes[i].d.Acquire(ctx, req)
 	}, func(i int, r driver.Result, err error) bool {
@@ -293,7 +296,7 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		}
 		return len(got) >= l.quorum && (!l.cfg.fencing || agreed(got, res, l.quorum) != 0)
 	}, func() {
-		close(all)
+		close(all.done)
 		l.pending.CompareAndDelete(req.Token, all)
 	})
 	if len(got) >= l.quorum {
@@ -323,14 +326,29 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 
 var errBusy = errors.New("held by another token")
 
+// checkToken refuses an empty token before any I/O: with it anyone could
+// refresh or release a lock taken with "".
+func checkToken(token string) error {
+	if token == "" {
+		return fmt.Errorf("%w: redlock: empty token", dlock.ErrInvalid)
+	}
+	return nil
+}
+
+// lateGrant is an acquire whose round went on after Acquire returned.
+type lateGrant struct {
+	done    chan struct{} // closed once every node answered
+	timeout time.Duration // the round's node timeout, which bounds its calls
+}
+
 // lateGrants records that the acquire of token returned before every node
-// answered; all closes when they have. Release waits for it: a release
-// that overtook a late grant on its node would leave that node locked
-// until the TTL.
-func (l *locker) lateGrants(token string, all chan struct{}) {
+// answered; all.done closes when they have. Release waits for it: a
+// release that overtook a late grant on its node would leave that node
+// locked until the TTL.
+func (l *locker) lateGrants(token string, all *lateGrant) {
 	l.pending.Store(token, all)
 	select {
-	case <-all: // answered meanwhile, maybe before the Store: forget it
+	case <-all.done: // answered meanwhile, maybe before the Store: forget it
 		l.pending.CompareAndDelete(token, all)
 	default: // the last answer forgets it
 	}
@@ -358,19 +376,23 @@ func agreed(got []int, res []driver.Result, quorum int) uint64 {
 	return best
 }
 
-// propose returns the fence floor of an attempt started at now: the
-// caller's floor if it set one, else this client's clock in microseconds,
-// kept increasing across its attempts. Every node then grants the same
-// fence, unless one has already granted a larger one (another client's
-// clock runs ahead), so the write-back round of [locker.fence] is rarely
-// needed.
-func (l *locker) propose(floor uint64, now time.Time) uint64 {
+// propose returns the fence floor of an attempt started at now with
+// per-node timeout lead: the caller's floor if it set one, else this
+// client's clock in microseconds plus lead, kept increasing across its
+// attempts. A node grants the largest of the floor, its own clock and one
+// more than its last fence (the floor capped at its clock plus the TTL;
+// see redisdriver's Fences): the request reaches every node within lead,
+// so a node whose clock agrees with this client's finds its clock below
+// the floor, and every node grants the same fence, unless one has already
+// granted a larger one (another client's clock runs ahead). The
+// write-back round of [locker.fence] is then rarely needed.
+func (l *locker) propose(floor uint64, now time.Time, lead time.Duration) uint64 {
 	if floor != 0 {
 		return floor
 	}
 	for {
 		last := l.floor.Load()
-		f := max(uint64(now.UnixMicro()), last+1)
+		f := max(uint64(now.Add(lead).UnixMicro()), last+1)
 		if l.floor.CompareAndSwap(last, f) {
 			return f
 		}
@@ -509,6 +531,9 @@ func isNotHeld(err error) bool { return errors.Is(err, driver.ErrNotHeld) }
 // an error wrapping ErrNotHeld when too many nodes no longer hold the lock
 // for a majority to hold it; other failures are transient.
 func (l *locker) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	if err := checkToken(token); err != nil {
+		return err
+	}
 	window, timeout, err := l.window(ttl)
 	if err != nil {
 		return err
@@ -561,56 +586,70 @@ func (l *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 	if len(reqs) == 0 {
 		return out
 	}
-	windows := make([]time.Duration, len(reqs))
+	// Only the valid requests go to the nodes: an invalid one is
+	// reported as such, and must not change the lock it names.
+	var valid []int // index in reqs of each request sent
+	var send []driver.RefreshRequest
+	var windows []time.Duration
 	var timeout time.Duration
 	for j, r := range reqs {
 		w, t, err := l.window(r.TTL)
+		if err == nil {
+			err = checkToken(r.Token)
+		}
 		if err != nil {
 			out[j] = err
 			continue
 		}
-		windows[j] = w
+		valid, send, windows = append(valid, j), append(send, r), append(windows, w)
 		if timeout == 0 || t < timeout {
 			timeout = t
 		}
 	}
-	if timeout == 0 {
+	if len(send) == 0 {
 		return out // every request was invalid
 	}
 	start := time.Now()
 	per := make([][]error, len(l.nodes))
 	took := make([]time.Duration, len(l.nodes))
 	l.round(ctx, l.all, timeout, func(ctx context.Context, i int) {
-		per[i] = driver.RefreshBatch(ctx, l.nodes[i].d, reqs)
+		per[i] = driver.RefreshBatch(ctx, l.nodes[i].d, send)
 		took[i] = time.Since(start)
 	})
 	col := make([]error, len(l.nodes))
-	for j, r := range reqs {
-		if out[j] != nil {
-			continue
-		}
+	for k, j := range valid {
 		for i := range l.nodes {
-			col[i] = per[i][j]
+			col[i] = per[i][k]
 		}
-		out[j] = l.refreshResult(r.Key, col, took, windows[j])
+		out[j] = l.refreshResult(reqs[j].Key, col, took, windows[k])
 	}
 	return out
 }
 
 // Release releases key on every node in parallel, also on nodes that may
 // not hold it, so no node stays held that could be freed: first it waits
-// for the late answers of the acquire (see Acquire). It succeeds, and
+// for the late answers of the acquire (see Acquire), even if ctx has
+// ended, for the acquire's node timeout at most: a late grant must never
+// leave a node locked after Release returned. It succeeds, and
 // returns, once a majority of nodes is known to be free of the token; the
 // others' releases finish meanwhile, and their locks otherwise expire with
 // their TTL. It returns an error wrapping ErrNotHeld when too
 // many nodes did not hold the lock for a majority to have held it (in
 // particular when none did).
 func (l *locker) Release(ctx context.Context, key, token string) error {
-	if done, ok := l.pending.Load(token); ok {
+	if err := checkToken(token); err != nil {
+		return err
+	}
+	if v, ok := l.pending.Load(token); ok {
+		// The acquire's calls end within their node timeout (unless a
+		// node ignores its context), so this wait is bounded by it.
+		g := v.(*lateGrant)
+		t := time.NewTimer(g.timeout)
 		select {
-		case <-done.(chan struct{}):
-		case <-ctx.Done():
+		case <-g.done:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 	errs := make([]error, len(l.nodes))
 	ok, notHeld := 0, 0

@@ -57,10 +57,21 @@ var (
 // (the call may have been sent before its context ended), or has a
 // Timeout() bool method that reports true. An error wrapping
 // [ErrUnavailable] is never unknown: the operation surely was not applied.
-// A driver that wraps others (a quorum driver) uses it to tell which inner
-// calls need undoing.
+// An error that aggregates the errors of several calls (a quorum's) decides
+// for itself with an OutcomeUnknown() bool method, found with errors.As
+// before any of the rules above: the quorum driver may have undone the
+// calls whose outcome was unknown, and its causes would otherwise say
+// "unknown". A driver that wraps others (a quorum driver) uses
+// OutcomeUnknown to tell which inner calls need undoing.
 func OutcomeUnknown(err error) bool {
-	if err == nil || errors.Is(err, ErrUnavailable) {
+	if err == nil {
+		return false
+	}
+	var d interface{ OutcomeUnknown() bool }
+	if errors.As(err, &d) {
+		return d.OutcomeUnknown()
+	}
+	if errors.Is(err, ErrUnavailable) {
 		return false
 	}
 	if errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

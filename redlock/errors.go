@@ -29,6 +29,7 @@ type QuorumError struct {
 
 	op, key string // for the message; empty in a literal
 	nodes   int
+	undone  bool // the driver released every node that may have granted
 }
 
 func (e *QuorumError) Error() string {
@@ -68,6 +69,13 @@ func (e *QuorumError) Timeout() bool {
 	}
 	return false
 }
+
+// OutcomeUnknown reports whether the operation may have been applied on a
+// majority although it failed (see [driver.OutcomeUnknown]): a node timed
+// out and the driver did not undo the attempt itself. A failed acquire is
+// undone on every node before Acquire returns, so it is a known failure
+// and dlock does not release it a second time.
+func (e *QuorumError) OutcomeUnknown() bool { return !e.undone && e.Timeout() }
 
 // nodeErr names node n in err, keeping err in the chain.
 func (n *node) err(err error) error {

@@ -321,7 +321,9 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 			errs[i] = errBusy
 		}
 	}
-	return driver.Result{}, l.quorumError("acquire", req.Key, len(got), errs, nil)
+	qe := l.quorumError("acquire", req.Key, len(got), errs, nil)
+	qe.undone = true // by abandon, above
+	return driver.Result{}, qe
 }
 
 var errBusy = errors.New("held by another token")

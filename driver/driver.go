@@ -95,11 +95,14 @@ type Request struct {
 	// default), reported by [Inspector]. It is not a secret.
 	Owner string
 	// FenceFloor, if not zero, is the least fence a new grant may have
-	// (it still exceeds every earlier fence of Key). A driver that keeps
-	// one fence count per key grants exactly the larger of FenceFloor and
-	// one more than its last fence, without consulting its own clock: a
-	// quorum driver proposes one floor to every node, so that a majority
-	// grants the same fence and none needs raising.
+	// (it still exceeds every earlier fence of Key). A quorum driver
+	// proposes one floor to every node, so that a majority grants the same
+	// fence and none needs raising. A driver grants the largest of
+	// FenceFloor, one more than its last fence, and whatever else its own
+	// rules require (Redis: the server's clock in µs, so that a fence never
+	// goes back after the data was lost); it must never trust the floor
+	// alone to keep fences increasing, since a floor comes from a client's
+	// clock.
 	FenceFloor uint64
 	// NoFence tells the driver that the caller ignores fences (a quorum
 	// driver with fencing switched off). The driver may skip the work of

@@ -307,7 +307,15 @@ func RedactURL(rawURL string) string {
 	}
 	if at := strings.LastIndex(s, "@"); at >= 0 {
 		b.WriteString(redactedText + "@")
+		ambiguous := strings.ContainsAny(s[:at], "?#")
 		s = s[at+1:]
+		if ambiguous {
+			// The '@' may have been in the query, and what follows it a
+			// value: show only what cannot be one.
+			if i := strings.IndexAny(s, "?#&;="); i >= 0 {
+				return b.String() + escapeControl(s[:i]) + "…"
+			}
+		}
 	} else if !hasPrefix {
 		if scheme, _, ok := cutScheme(s); ok {
 			return escapeControl(scheme) + ":" + redactedText

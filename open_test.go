@@ -10,7 +10,7 @@ import (
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
-	_ "github.com/dlock-go/dlock/memdriver"
+	"github.com/dlock-go/dlock/memdriver"
 )
 
 func TestOpenErrors(t *testing.T) {
@@ -129,5 +129,37 @@ func TestRedactURL(t *testing.T) {
 	_, err := dlock.Open(context.Background(), "mem://?password=hunter5&ttl=bad")
 	if err == nil || strings.Contains(err.Error(), "hunter5") {
 		t.Errorf("Open error %v shows a password given as a parameter", err)
+	}
+}
+
+// seen records the URL the "urlseen" test driver was opened with.
+var seen = make(chan *url.URL, 1)
+
+func init() {
+	dlock.Register("urlseen", func(_ context.Context, u *url.URL) (driver.Locker, error) {
+		seen <- u
+		return memdriver.NewStore().Driver(), nil
+	})
+}
+
+// TestOpenPassesEffectiveSettings: the driver sees the common parameters
+// with the values the Locker uses — the URL's, or explicit options that
+// override them — so a driver that needs drift (redlock) shares the
+// Locker's, and nothing is stripped (issue 14).
+func TestOpenPassesEffectiveSettings(t *testing.T) {
+	l, err := dlock.OpenOptions(context.Background(), "urlseen://x?drift=9ms&ttl=3s&renew=1s&owner=url", &dlock.Options{TTL: 4 * time.Second, Owner: "opts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	q := (<-seen).Query()
+	want := map[string]string{"drift": "9ms", "ttl": "4s", "renew": "1s", "owner": "opts"}
+	for k, v := range want {
+		if q.Get(k) != v {
+			t.Errorf("driver got %s=%q; want %q (query %v)", k, q.Get(k), v, q)
+		}
+	}
+	if err := driver.UnknownParams(&url.URL{RawQuery: q.Encode()}); err != nil {
+		t.Errorf("UnknownParams refuses the common parameters: %v", err)
 	}
 }

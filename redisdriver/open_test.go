@@ -2,17 +2,22 @@ package redisdriver_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
-	_ "github.com/dlock-go/dlock/redisdriver"
+	"github.com/dlock-go/dlock/internal/redisurl"
+	"github.com/dlock-go/dlock/redisdriver"
+	"github.com/redis/go-redis/v9"
 )
 
 // secret is the password in test URLs; no error may show it.
@@ -193,4 +198,134 @@ func TestOpenHonoursContext(t *testing.T) {
 		t.Errorf("error %v does not wrap context.DeadlineExceeded", err)
 	}
 	noSecret(t, err)
+}
+
+// schemeKinds are the schemes of this package and the kind of client each
+// opens, as the parameter table names them.
+var schemeKinds = []struct {
+	scheme string
+	kind   redisurl.Kind
+	tls    bool
+}{
+	{redisdriver.Scheme, redisurl.Standalone, false},
+	{redisdriver.SchemeTLS, redisurl.Standalone, true},
+	{redisdriver.SchemeCluster, redisurl.Cluster, false},
+	{redisdriver.SchemeClusterTLS, redisurl.Cluster, true},
+	{redisdriver.SchemeSentinel, redisurl.Sentinel, false},
+	{redisdriver.SchemeSentinelTLS, redisurl.Sentinel, true},
+}
+
+// TestDocumentedParams opens every documented parameter on every scheme
+// the table names it for (issue 19.7): against real servers where the
+// tests have them (standalone, TLS, Cluster, Sentinel), and without I/O
+// for TLS Cluster and Sentinel. It also checks that the package doc
+// lists every parameter of the table, and that a parameter is refused on
+// the kinds the table does not name.
+func TestDocumentedParams(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range redisurl.Params {
+		if !strings.Contains(string(doc), p.Name) {
+			t.Errorf("parameter %s is not in the package documentation", p.Name)
+		}
+	}
+	base := map[string]string{}
+	if !testing.Short() {
+		tlsSrv := redistest.SharedTLS(t)
+		base[redisdriver.Scheme] = "redis://" + redistest.Shared(t).Addr() + "/0?"
+		base[redisdriver.SchemeTLS] = fmt.Sprintf("rediss://%s:%s@%s/0?", redistest.FullUser.Username, redistest.FullUser.Password, tlsSrv.Addr())
+		base[redisdriver.SchemeCluster] = "redis+cluster://" + strings.Join(redistest.SharedCluster(t).Addrs(), ",") + "?"
+		s := redistest.SharedSentinel(t)
+		base[redisdriver.SchemeSentinel] = "redis+sentinel://" + strings.Join(s.Addrs(), ",") + "/" + s.MasterName() + "/0?"
+	}
+	offline := map[string]string{
+		redisdriver.SchemeClusterTLS:  "rediss+cluster://u:" + secret + "@127.0.0.1:1,127.0.0.1:2?",
+		redisdriver.SchemeSentinelTLS: "rediss+sentinel://u:" + secret + "@127.0.0.1:1/m/0?",
+	}
+	for _, sk := range schemeKinds {
+		for _, p := range redisurl.Params {
+			accepted := p.Kinds&sk.kind != 0 && (sk.tls || !p.TLSOnly)
+			param := p.Name + "=" + url.QueryEscape(p.Example)
+			if sk.tls && p.Name != redisurl.ParamSkipVerify {
+				param += "&skip_verify=true" // the test CA is not trusted
+			}
+			t.Run(sk.scheme+"/"+p.Name, func(t *testing.T) {
+				if b, ok := base[sk.scheme]; ok && accepted {
+					roundTrip(t, open(t, b+param))
+					return
+				}
+				b, ok := offline[sk.scheme]
+				if !ok {
+					b = offline[redisdriver.SchemeClusterTLS] // any URL: refused before I/O
+				}
+				raw := strings.Replace(b, redisdriver.SchemeClusterTLS+"://", sk.scheme+"://", 1) + param
+				u, _, err := driver.ParseURL(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := redisdriver.NewClientForTest(u)
+				if c != nil {
+					c.Close()
+				}
+				switch {
+				case accepted && err != nil:
+					t.Errorf("documented parameter %s refused on %s: %v", p.Name, sk.scheme, err)
+				case !accepted && err == nil:
+					t.Errorf("parameter %s accepted on %s, where the table does not name it", p.Name, sk.scheme)
+				case err != nil && !errors.Is(err, dlock.ErrInvalid):
+					t.Errorf("error %v does not wrap ErrInvalid", err)
+				}
+			})
+		}
+	}
+}
+
+// TestTLSServerNames: with TLS, a standalone server is verified under the
+// URL's host name, and the servers a Cluster or a Sentinel client finds
+// at run time each under its own address (an empty ServerName makes
+// crypto/tls take it from the address dialled), never under the first
+// seed's or Sentinel's name; tls_server_name sets one name for all, and
+// skip_verify turns verification off (issue 19.6).
+func TestTLSServerNames(t *testing.T) {
+	tests := []struct {
+		url        string
+		serverName string
+		skip       bool
+	}{
+		{"rediss://cache.example:6380/0", "cache.example", false},
+		{"rediss://[::1]:6380", "::1", false},
+		{"rediss+cluster://seed1.example:7000,seed2.example:7001", "", false},
+		{"rediss+sentinel://sentinel1.example:26379,sentinel2.example:26379/mymaster", "", false},
+		{"rediss+cluster://seed1.example:7000?tls_server_name=redis.internal", "redis.internal", false},
+		{"rediss+sentinel://sentinel1.example/m?tls_server_name=redis.internal&skip_verify=true", "redis.internal", true},
+		{"rediss://cache.example?skip_verify=1", "cache.example", true},
+	}
+	for _, tt := range tests {
+		u, _, err := driver.ParseURL(tt.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := redisdriver.NewClientForTest(u)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.url, err)
+		}
+		var conf *tls.Config
+		switch c := c.(type) {
+		case *redis.Client:
+			conf = c.Options().TLSConfig
+		case *redis.ClusterClient:
+			conf = c.Options().TLSConfig
+		}
+		c.Close()
+		if conf == nil {
+			t.Errorf("%s: no TLS configuration", tt.url)
+			continue
+		}
+		if conf.ServerName != tt.serverName || conf.InsecureSkipVerify != tt.skip || conf.MinVersion < tls.VersionTLS12 {
+			t.Errorf("%s: ServerName %q, InsecureSkipVerify %v, MinVersion %x; want %q, %v, TLS 1.2+",
+				tt.url, conf.ServerName, conf.InsecureSkipVerify, conf.MinVersion, tt.serverName, tt.skip)
+		}
+	}
 }

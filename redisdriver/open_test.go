@@ -329,3 +329,53 @@ func TestTLSServerNames(t *testing.T) {
 		}
 	}
 }
+
+// FuzzOpenRedisURL plants a secret in the user, the password or a query
+// value of an unescaped URL of each scheme, and checks that neither the
+// URL parser nor the driver's option building shows it in an error. It
+// makes clients (closed at once) but no round trip, and only for loopback
+// hosts.
+func FuzzOpenRedisURL(f *testing.F) {
+	for _, sk := range schemeKinds {
+		f.Add(sk.scheme, "/0", "password", "", uint8(0))
+		f.Add(sk.scheme, "/m/0", "sentinel_password", "/", uint8(1))
+		f.Add(sk.scheme, "", "pw", "?#", uint8(2))
+		f.Add(sk.scheme, "/zero", "dial_timeout", ";x=", uint8(1))
+	}
+	f.Fuzz(func(t *testing.T, scheme, path, param, middle string, where uint8) {
+		secret := "Zq9" + middle + "Zq9"
+		user, pass, value := "alice", "pass-word", "1s"
+		switch where % 3 {
+		case 0:
+			user = secret
+		case 1:
+			pass = secret
+		case 2:
+			if strings.HasSuffix(dlock.RedactURL("x://h?"+url.QueryEscape(param)+"=v"), "=v") {
+				return // a documented setting's value is shown by design
+			}
+			value = secret
+		}
+		raw := scheme + "://" + user + ":" + pass + "@127.0.0.1:1,127.0.0.1:2" + path + "?" + param + "=" + value
+		u, _, err := driver.ParseURL(raw)
+		if err != nil {
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("ParseURL(%q) error shows the secret: %v", raw, err)
+			}
+			return
+		}
+		hosts, _ := driver.HostList(u, "6379")
+		for _, h := range hosts {
+			if host, _, _ := net.SplitHostPort(h); net.ParseIP(host) == nil || !net.ParseIP(host).IsLoopback() {
+				return // never dial out of 127.0.0.0/8
+			}
+		}
+		c, err := redisdriver.NewClientForTest(u)
+		if c != nil {
+			c.Close()
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Fatalf("NewClient(%q) error shows the secret: %v", raw, err)
+		}
+	})
+}

@@ -3,12 +3,14 @@ package redlock_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/internal/redisurl"
 )
@@ -90,4 +92,51 @@ func TestDocumentedParamsRedlock(t *testing.T) {
 			})
 		}
 	}
+}
+
+// FuzzOpenRedlockURL plants a secret in the user, the password or a query
+// value of an unescaped redlock URL and checks that Open's error never
+// shows it. The context is cancelled, so nothing is sent, and only
+// loopback hosts are opened.
+func FuzzOpenRedlockURL(f *testing.F) {
+	for _, scheme := range []string{"redlock", "redlocks"} {
+		f.Add(scheme, "/0", "password", "", uint8(0))
+		f.Add(scheme, "/0", "pw", "/", uint8(1))
+		f.Add(scheme, "", "auth", "?#", uint8(2))
+		f.Add(scheme, "/x", "node_timeout", ";x=", uint8(1))
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.Fuzz(func(t *testing.T, scheme, path, param, middle string, where uint8) {
+		secret := "Zq9" + middle + "Zq9"
+		user, pass, value := "alice", "pass-word", "1s"
+		switch where % 3 {
+		case 0:
+			user = secret
+		case 1:
+			pass = secret
+		case 2:
+			if strings.HasSuffix(dlock.RedactURL("x://h?"+url.QueryEscape(param)+"=v"), "=v") {
+				return // a documented setting's value is shown by design
+			}
+			value = secret
+		}
+		raw := scheme + "://" + user + ":" + pass + "@127.0.0.1:1,127.0.0.1:2,127.0.0.1:3" + path + "?" + param + "=" + value
+		if u, _, err := driver.ParseURL(raw); err == nil {
+			hosts, _ := driver.HostList(u, "6379")
+			for _, h := range hosts {
+				if host, _, _ := net.SplitHostPort(h); net.ParseIP(host) == nil || !net.ParseIP(host).IsLoopback() {
+					return // never dial out of 127.0.0.0/8
+				}
+			}
+		}
+		l, err := dlock.Open(cancelled, raw)
+		if err == nil {
+			l.Close()
+			return
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Fatalf("Open(%q) error shows the secret: %v", raw, err)
+		}
+	})
 }

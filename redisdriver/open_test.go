@@ -379,3 +379,51 @@ func FuzzOpenRedisURL(f *testing.F) {
 		}
 	})
 }
+
+// minimalACL is the ACL rule of the README's security section: the
+// permissions the driver needs, and nothing else.
+const minimalACL = "on >locker-secret-pw ~dlock:* &dlock:* +evalsha +eval +ping +subscribe +ssubscribe +wait " +
+	"+get +set +del +exists +type +pttl +pexpire +time +zadd +zpopmin +zrem +publish +spublish"
+
+// TestOpenMinimalACL: a user with exactly the README's permissions can
+// open, take, wait for, inspect and release locks, with replica_acks.
+func TestOpenMinimalACL(t *testing.T) {
+	s := redistest.StartProcess(t, nil)
+	ctx := testCtx(t)
+	admin := s.Client(t)
+	if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", "locker"}, toAny(strings.Fields(minimalACL))...)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	l := open(t, "redis://locker:locker-secret-pw@"+s.Addr()+"/0?replica_acks=0")
+	lease, err := l.TryAcquire(ctx, "acl", nil)
+	if err != nil {
+		t.Fatalf("TryAcquire: %v", err)
+	}
+	if _, ok, err := l.Holder(ctx, "acl"); err != nil || !ok {
+		t.Errorf("Holder = %v, %v", ok, err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		w, err := l.Acquire(wctx, "acl", nil)
+		if err == nil {
+			err = w.Release(ctx)
+		}
+		got <- err
+	}()
+	if err := lease.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Errorf("waiter: %v", err)
+	}
+}
+
+func toAny(s []string) []any {
+	a := make([]any, len(s))
+	for i, v := range s {
+		a[i] = v
+	}
+	return a
+}

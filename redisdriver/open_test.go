@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -426,4 +427,61 @@ func toAny(s []string) []any {
 		a[i] = v
 	}
 	return a
+}
+
+// TestDocumentedParamGroups reads the go-redis parameter list of the
+// package doc, group by group (every scheme, standalone, Cluster,
+// Sentinel), and checks that each group names exactly the parameters the
+// table gives to those schemes and no others.
+func TestDocumentedParamGroups(t *testing.T) {
+	src, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(src)
+	start := strings.Index(text, "// go-redis client parameters")
+	end := strings.Index(text, "// dlock.Open reads ttl")
+	if start < 0 || end < start {
+		t.Fatal("doc.go has no go-redis parameter list")
+	}
+	block := strings.NewReplacer("//\t", " ", "//", " ", "\n", " ").Replace(text[start:end])
+	block = regexp.MustCompile(`\([^)]*\)`).ReplaceAllString(block, " ")
+	groups := map[string]redisurl.Kind{
+		"every scheme:":  redisurl.All,
+		"redis, rediss:": redisurl.Standalone,
+		"+cluster:":      redisurl.Cluster,
+		"+sentinel:":     redisurl.Sentinel,
+	}
+	re := regexp.MustCompile(`(every scheme:|redis, rediss:|\+cluster:|\+sentinel:)`)
+	idx := re.FindAllStringIndex(block, -1)
+	if len(idx) != len(groups) {
+		t.Fatalf("found %d groups in the doc's list; want %d", len(idx), len(groups))
+	}
+	for i, m := range idx {
+		label := block[m[0]:m[1]]
+		stop := len(block)
+		if i+1 < len(idx) {
+			stop = idx[i+1][0]
+		}
+		documented := map[string]bool{}
+		for _, f := range strings.FieldsFunc(block[m[1]:stop], func(r rune) bool { return r == ',' || r == ' ' }) {
+			documented[f] = true
+		}
+		kind := groups[label]
+		for _, p := range redisurl.Params {
+			if p.Name == redisurl.ParamSkipVerify || p.Name == redisurl.ParamTLSServerName ||
+				p.Name == redisurl.ParamPrefix || p.Name == redisurl.ParamFenceExpiry ||
+				p.Name == redisurl.ParamReplicaAcks || p.Name == redisurl.ParamReplicaTimeout {
+				continue // documented in lists of their own
+			}
+			want := p.Kinds&kind != 0 && (kind == redisurl.All) == (p.Kinds == redisurl.All)
+			if want != documented[p.Name] {
+				t.Errorf("doc group %q lists %s: %v; the table says %v", label, p.Name, documented[p.Name], want)
+			}
+			delete(documented, p.Name)
+		}
+		for name := range documented {
+			t.Errorf("doc group %q lists %s, which is not in the table", label, name)
+		}
+	}
 }

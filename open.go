@@ -112,6 +112,7 @@ func OpenOptions(ctx context.Context, rawURL string, opts *Options) (*Locker, er
 	return New(d, o), nil
 }
 
+// setParam sets a duration parameter of q to d, or removes it when d is 0.
 func setParam(q url.Values, name string, d time.Duration) {
 	q.Del(name)
 	if d != 0 {

@@ -51,6 +51,7 @@ func PublicParams(names ...string) {
 	}
 }
 
+// isPublic reports whether name was declared with [PublicParams].
 func isPublic(name string) bool {
 	publicParams.RLock()
 	defer publicParams.RUnlock()
@@ -350,8 +351,8 @@ func RedactURL(rawURL string) string {
 	return b.String()
 }
 
-// escapeControl %-escapes bytes below 0x20, 0x7f and '%'-free spaces so
-// that printed text stays one line.
+// escapeControl %-escapes control characters and spaces, so that printed
+// text stays one line and cannot forge a log line.
 func escapeControl(s string) string {
 	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == ' ' }) {
 		return s

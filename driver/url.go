@@ -134,7 +134,7 @@ func parseReason(err error) string {
 	case strings.Contains(msg, "invalid URL escape"):
 		return "a '%' that does not start a %XX escape"
 	case strings.Contains(msg, "invalid port"):
-		return "the port is not a number"
+		return "the port is not a number (in a list of hosts, give every host its port)"
 	case strings.Contains(msg, "invalid userinfo"):
 		return "a character in the user or password that must be %-escaped"
 	case strings.Contains(msg, "invalid control character"):

@@ -32,8 +32,9 @@ var (
 	// the same value as driver.ErrUnavailable.
 	ErrUnavailable = driver.ErrUnavailable
 
-	// ErrInvalid reports a bad argument or option, detected before any I/O.
-	ErrInvalid = errors.New("dlock: invalid argument")
+	// ErrInvalid reports a bad argument, option or URL, detected before
+	// any I/O. It is the same value as driver.ErrInvalid.
+	ErrInvalid = driver.ErrInvalid
 )
 
 // ErrResigned is the cause of a leader's context after [Election.Resign].

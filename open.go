@@ -12,10 +12,12 @@ import (
 	"github.com/dlock-go/dlock/driver"
 )
 
-// OpenFunc opens a driver for a URL whose scheme it registered. The query
-// holds only the driver's own parameters: [Open] has removed the common ones
-// (ttl, renew, drift, owner) already. It must reject parameters it does not
-// know, and print URLs only with [Redacted].
+// OpenFunc opens a driver for a URL whose scheme it registered. [Open] has
+// parsed the URL strictly ([driver.ParseURL]). Its query carries the
+// driver's own parameters and the common ones ([driver.CommonParams]: ttl,
+// renew, drift, owner) with the values the Locker uses, so a driver that
+// needs one reads the same setting. It must reject parameters it does not
+// know ([driver.UnknownParams]) and print URLs only with [driver.Redacted].
 type OpenFunc func(ctx context.Context, u *url.URL) (driver.Locker, error)
 
 var registry struct {
@@ -61,127 +63,133 @@ func Schemes() []string {
 // [Options]: ttl, renew and drift (Go durations such as "30s"; renew=-1
 // disables automatic renewal) and owner. Other parameters belong to the
 // driver; unknown ones are rejected.
+//
+// The URL is parsed strictly, so that it never silently means something
+// other than its text: it must start with SCHEME://, name its host where
+// the scheme has one, escape '@', '/', '?' and '#' in a password (as %40,
+// %2F, %3F, %23), and separate parameters with '&' only. Errors show the
+// URL as [RedactURL] does: without user name, password, or the value of
+// any parameter that is not a documented setting.
 func Open(ctx context.Context, rawURL string) (*Locker, error) {
 	return OpenOptions(ctx, rawURL, nil)
 }
 
-// OpenOptions is [Open] with options that a URL cannot carry, such as an
-// Observer or a Logger. Parameters in the URL take precedence over opts.
+// OpenOptions is [Open] with options, including those a URL cannot carry
+// such as an Observer or a Logger. A non-zero field of opts overrides the
+// URL's parameter; [Locker.Options] reports the settings in effect.
 func OpenOptions(ctx context.Context, rawURL string, opts *Options) (*Locker, error) {
-	u, err := url.Parse(rawURL)
+	u, q, err := driver.ParseURL(rawURL)
 	if err != nil {
-		// url.Parse's error repeats the input, password included.
-		return nil, fmt.Errorf("%w: malformed URL %q", ErrInvalid, redactRaw(rawURL))
+		return nil, err
 	}
 	registry.RLock()
 	open, ok := registry.m[u.Scheme]
 	registry.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown URL scheme %q in %s; known schemes: %s (forgotten import?)",
-			ErrInvalid, u.Scheme, Redacted(u), strings.Join(Schemes(), ", "))
+			ErrInvalid, u.Scheme, driver.Redacted(u), strings.Join(Schemes(), ", "))
 	}
-	opts, err = commonOptions(u, opts)
+	o, err := urlOptions(q, driver.Redacted(u))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := opts.resolve(nil); err != nil {
-		return nil, fmt.Errorf("%s: %w", Redacted(u), err)
+	o = o.overriddenBy(opts)
+	if _, err := o.resolve(nil); err != nil {
+		return nil, fmt.Errorf("%s: %w", driver.Redacted(u), err)
 	}
+	// The driver sees the settings the Locker uses, not the URL's.
+	setParam(q, "ttl", o.TTL)
+	setParam(q, "renew", o.RenewInterval)
+	setParam(q, "drift", o.Drift)
+	if q.Del("owner"); o.Owner != "" {
+		q.Set("owner", o.Owner)
+	}
+	u.RawQuery = q.Encode()
 	d, err := open(ctx, u)
 	if err != nil {
 		return nil, err
 	}
-	return New(d, opts), nil
+	return New(d, o), nil
 }
 
-// commonOptions removes the common parameters from u's query and returns
-// them over a copy of base.
-func commonOptions(u *url.URL, base *Options) (*Options, error) {
-	q := u.Query()
-	var o Options
-	if base != nil {
-		o = *base
+// setParam sets a duration parameter of q to d, or removes it when d is 0.
+func setParam(q url.Values, name string, d time.Duration) {
+	q.Del(name)
+	if d != 0 {
+		q.Set(name, d.String())
 	}
-	for name, dst := range map[string]*time.Duration{"ttl": &o.TTL, "renew": &o.RenewInterval, "drift": &o.Drift} {
-		v := q.Get(name)
+}
+
+// urlOptions reads the common parameters of a URL's query.
+func urlOptions(q url.Values, red string) (*Options, error) {
+	var o Options
+	for _, p := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"ttl", &o.TTL}, {"renew", &o.RenewInterval}, {"drift", &o.Drift}} {
+		v := q.Get(p.name)
 		if v == "" {
 			continue
 		}
 		d, err := time.ParseDuration(v)
-		if err == nil && name == "renew" && d < 0 {
+		if err == nil && p.name == "renew" && d < 0 {
 			d = -1
 		}
-		if err != nil || (d <= 0 && name != "renew") {
-			return nil, fmt.Errorf("%w: %s=%q in %s is not a positive duration", ErrInvalid, name, v, Redacted(u))
+		if err != nil || (d <= 0 && p.name != "renew") {
+			return nil, fmt.Errorf("%w: %s=%q in %s is not a positive duration", ErrInvalid, p.name, v, red)
 		}
-		*dst = d
-		q.Del(name)
+		*p.dst = d
 	}
-	if v := q.Get("owner"); v != "" {
-		o.Owner = v
-	}
-	q.Del("owner")
-	u.RawQuery = q.Encode()
+	o.Owner = q.Get("owner")
 	return &o, nil
 }
 
-// redactRaw hides what looks like a password in a URL that did not parse.
-func redactRaw(s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		return s
+// overriddenBy returns a copy of o with every non-zero field of x.
+func (o *Options) overriddenBy(x *Options) *Options {
+	r := *o
+	if x == nil {
+		return &r
 	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return s
+	y := *x
+	if y.TTL == 0 {
+		y.TTL = r.TTL
 	}
-	user, _, hasPass := strings.Cut(rest[:at], ":")
-	if !hasPass {
-		return s
+	if y.RenewInterval == 0 {
+		y.RenewInterval = r.RenewInterval
 	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
+	if y.Drift == 0 {
+		y.Drift = r.Drift
+	}
+	if y.Owner == "" {
+		y.Owner = r.Owner
+	}
+	return &y
 }
 
-// UnknownParams returns an error naming the query parameters of u that are
-// not in known, or nil. Drivers call it from their OpenFunc.
-func UnknownParams(u *url.URL, known ...string) error {
-	var bad []string
-	for k := range u.Query() {
-		if !slices.Contains(known, k) {
-			bad = append(bad, k)
-		}
+// Options returns the settings in effect for the Locker's leases: its
+// options with every default filled in (RenewInterval is negative when
+// automatic renewal is off). Callers that took them from a URL and
+// explicit options need not parse the URL again.
+func (l *Locker) Options() Options {
+	c := l.cfg
+	renew := c.renew
+	if renew <= 0 {
+		renew = -1
 	}
-	if len(bad) == 0 {
-		return nil
+	return Options{
+		TTL:            c.ttl,
+		RenewInterval:  renew,
+		Drift:          c.drift,
+		Owner:          c.owner,
+		Retry:          c.retry,
+		ReleaseTimeout: c.releaseTimeout,
+		Observer:       c.obs.o,
+		Logger:         c.obs.log,
 	}
-	slices.Sort(bad)
-	return fmt.Errorf("%w: unknown URL parameter %s in %s", ErrInvalid, strings.Join(bad, ", "), Redacted(u))
 }
 
-// Redacted returns u as text with every secret replaced by "xxxxx": the
-// password in the user information, as url.URL.Redacted does, and the value
-// of any query parameter whose name mentions a password, secret or token.
-// Drivers print URLs only through it.
-func Redacted(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	r := *u
-	if r.RawQuery != "" {
-		q := r.Query()
-		changed := false
-		for name, vals := range q {
-			n := strings.ToLower(name)
-			if strings.Contains(n, "pass") || strings.Contains(n, "secret") || strings.Contains(n, "token") {
-				for i := range vals {
-					vals[i] = "xxxxx"
-				}
-				changed = true
-			}
-		}
-		if changed {
-			r.RawQuery = q.Encode()
-		}
-	}
-	return r.Redacted()
-}
+// RedactURL returns rawURL fit for logs and messages, whether or not it
+// parses: without its user name and password, and with the value of every
+// query parameter that is not a documented setting replaced by "xxxxx".
+// Applications that print the URL they were configured with use it.
+func RedactURL(rawURL string) string { return driver.RedactURL(rawURL) }

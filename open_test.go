@@ -10,7 +10,7 @@ import (
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
-	_ "github.com/dlock-go/dlock/memdriver"
+	"github.com/dlock-go/dlock/memdriver"
 )
 
 func TestOpenErrors(t *testing.T) {
@@ -78,7 +78,7 @@ func TestRegisterTwicePanics(t *testing.T) {
 
 func TestOpenOptions(t *testing.T) {
 	var rec recorder
-	l, err := dlock.OpenOptions(context.Background(), "mem://?owner=from-url", &dlock.Options{Owner: "from-opts", Observer: &rec})
+	l, err := dlock.OpenOptions(context.Background(), "mem://?owner=from-url&ttl=3s&drift=7ms", &dlock.Options{Owner: "from-opts", TTL: 2 * time.Second, Observer: &rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,27 +88,78 @@ func TestOpenOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	lease.Release(context.Background())
-	if lease.Owner() != "from-url" {
-		t.Errorf("Owner = %q; the URL's owner must win over the options'", lease.Owner())
+	if lease.Owner() != "from-opts" {
+		t.Errorf("Owner = %q; an explicit option must win over the URL's", lease.Owner())
 	}
 	if got := rec.kinds(); len(got) != 2 || got[0] != "granted" || got[1] != "released" {
 		t.Errorf("observer saw %v; want [granted released]: OpenOptions must keep the Observer", got)
 	}
+	// The settings in effect are readable: explicit TTL and owner, the
+	// URL's drift, and the renew interval derived from the TTL.
+	o := l.Options()
+	if o.TTL != 2*time.Second || o.Owner != "from-opts" || o.Drift != 7*time.Millisecond || o.RenewInterval != 2*time.Second/3 {
+		t.Errorf("Options() = TTL %v, Owner %q, Drift %v, RenewInterval %v; want 2s, from-opts, 7ms (URL), 666ms", o.TTL, o.Owner, o.Drift, o.RenewInterval)
+	}
+	if o.Observer != &rec || o.ReleaseTimeout != dlock.DefaultReleaseTimeout || o.Retry == nil {
+		t.Errorf("Options() lost the Observer or a default: %+v", o)
+	}
 }
 
-func TestRedacted(t *testing.T) {
-	u, _ := url.Parse("redis://user:hunter2@host:6379/0?sentinel_password=hunter3&ttl=1s&auth_token=hunter4")
-	got := dlock.Redacted(u)
-	for _, secret := range []string{"hunter2", "hunter3", "hunter4"} {
+func TestOpenOptionsRenewOff(t *testing.T) {
+	l, err := dlock.Open(context.Background(), "mem://?renew=-1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if o := l.Options(); o.RenewInterval >= 0 || o.TTL != dlock.DefaultTTL {
+		t.Errorf("Options() = RenewInterval %v, TTL %v; want negative (off) and the default TTL", o.RenewInterval, o.TTL)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	got := dlock.RedactURL("redis://user:hunter2@host:6379/0?sentinel_password=hunter3&ttl=1s&auth_token=hunter4")
+	for _, secret := range []string{"hunter2", "hunter3", "hunter4", "user"} {
 		if strings.Contains(got, secret) {
-			t.Errorf("Redacted = %q shows %s", got, secret)
+			t.Errorf("RedactURL = %q shows %s", got, secret)
 		}
 	}
-	if !strings.Contains(got, "ttl=1s") || !strings.Contains(got, "user:xxxxx@host:6379") {
-		t.Errorf("Redacted = %q; want the rest kept", got)
+	if !strings.Contains(got, "ttl=1s") || !strings.Contains(got, "@host:6379/0") {
+		t.Errorf("RedactURL = %q; want the rest kept", got)
 	}
 	_, err := dlock.Open(context.Background(), "mem://?password=hunter5&ttl=bad")
 	if err == nil || strings.Contains(err.Error(), "hunter5") {
 		t.Errorf("Open error %v shows a password given as a parameter", err)
+	}
+}
+
+// seen records the URL the "urlseen" test driver was opened with.
+var seen = make(chan *url.URL, 1)
+
+func init() {
+	dlock.Register("urlseen", func(_ context.Context, u *url.URL) (driver.Locker, error) {
+		seen <- u
+		return memdriver.NewStore().Driver(), nil
+	})
+}
+
+// TestOpenPassesEffectiveSettings: the driver sees the common parameters
+// with the values the Locker uses — the URL's, or explicit options that
+// override them — so a driver that needs drift (redlock) shares the
+// Locker's, and nothing is stripped (issue 14).
+func TestOpenPassesEffectiveSettings(t *testing.T) {
+	l, err := dlock.OpenOptions(context.Background(), "urlseen://x?drift=9ms&ttl=3s&renew=1s&owner=url", &dlock.Options{TTL: 4 * time.Second, Owner: "opts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	q := (<-seen).Query()
+	want := map[string]string{"drift": "9ms", "ttl": "4s", "renew": "1s", "owner": "opts"}
+	for k, v := range want {
+		if q.Get(k) != v {
+			t.Errorf("driver got %s=%q; want %q (query %v)", k, q.Get(k), v, q)
+		}
+	}
+	if err := driver.UnknownParams(&url.URL{RawQuery: q.Encode()}); err != nil {
+		t.Errorf("UnknownParams refuses the common parameters: %v", err)
 	}
 }

@@ -98,11 +98,11 @@ var named struct {
 }
 
 func open(_ context.Context, u *url.URL) (driver.Locker, error) {
-	if err := dlock.UnknownParams(u); err != nil {
+	if err := driver.UnknownParams(u); err != nil {
 		return nil, err
 	}
 	if u.User != nil || (u.Path != "" && u.Path != "/") || u.Opaque != "" {
-		return nil, fmt.Errorf("%w: %s: a mem URL is mem://NAME or mem://", dlock.ErrInvalid, u.Redacted())
+		return nil, fmt.Errorf("%w: %s: a mem URL is mem://NAME or mem://", dlock.ErrInvalid, driver.Redacted(u))
 	}
 	if u.Host == "" {
 		return NewStore().Driver(), nil

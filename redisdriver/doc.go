@@ -30,21 +30,69 @@
 // PORT defaults to 6379. In a Cluster URL the hosts are seed nodes; in a
 // Sentinel URL they are Sentinels, and USER and PASSWORD are those of the
 // master and replicas (add sentinel_auth=true to present them to the
-// Sentinels too). IPv6 literals are accepted in a single-host URL only.
+// Sentinels too). Give every host its port in a list (Go's URL parser
+// reads the port after the last ':'). IPv6 literals go in brackets.
 //
-// Query parameters of the driver ([Options]):
+// URLs are parsed strictly (see dlock.Open): a URL must name its host
+// (there is no default 127.0.0.1), a password must escape '@', '/', '?'
+// and '#' (%40, %2F, %3F, %23), and parameters are separated by '&' only.
+// Passwords are not accepted as query parameters.
+//
+// Query parameters of the driver ([Options]), on every scheme:
 //
 //	prefix=dlock:         key and channel prefix
 //	fence_expiry=168h     how long fence keys outlive the last acquire
 //	replica_acks=0        replicas that must acknowledge each acquire (WAIT)
 //	replica_timeout=1s    bound of that wait
 //
-// dlock.Open reads ttl, renew, drift and owner for every scheme. The
-// client parameters of go-redis's URL parsers pass through, such as
-// dial_timeout, read_timeout, write_timeout, pool_size, max_retries,
-// client_name, protocol, db, skip_verify (TLS), max_redirects and
-// read_only (Cluster), replica_only (Sentinel). Parameters that would put
-// a password in the query are not accepted, nor is any unknown parameter.
+// TLS parameters, on rediss, rediss+cluster and rediss+sentinel only (a
+// scheme without TLS refuses them rather than ignore them):
+//
+//	tls_server_name=NAME  verify every server's certificate under NAME
+//	skip_verify=true      do not verify certificates at all
+//
+// skip_verify=true turns off the check that the server is who it claims
+// to be: anyone who can intercept the connection can then read the
+// password and every lock, and grant or deny locks at will. Use it only
+// for tests, never across a network you do not control.
+//
+// go-redis client parameters, passed to go-redis's URL parsers:
+//
+//	every scheme:        protocol, client_name, max_retries,
+//	                     min_retry_backoff, max_retry_backoff,
+//	                     dial_timeout, read_timeout, write_timeout,
+//	                     pool_fifo, pool_size, pool_timeout,
+//	                     min_idle_conns, max_idle_conns, max_active_conns,
+//	                     max_concurrent_dials, pipeline_pool_size,
+//	                     pipeline_read_buffer_size,
+//	                     pipeline_write_buffer_size, conn_max_idle_time,
+//	                     conn_max_lifetime, conn_max_lifetime_jitter
+//	redis, rediss:       db, idle_timeout, max_conn_age
+//	+cluster:            max_redirects, read_only, route_by_latency,
+//	                     route_by_latency_tolerance, route_randomly,
+//	                     failing_timeout_seconds, dialer_retries,
+//	                     dialer_retry_timeout
+//	+sentinel:           db, replica_only, use_disconnected_replicas,
+//	                     dialer_retries, dialer_retry_timeout,
+//	                     sentinel_auth (true: present USER and PASSWORD
+//	                     to the Sentinels too)
+//
+// dlock.Open reads ttl, renew, drift and owner for every scheme. Any
+// other parameter is refused. Errors show URLs without user name or
+// password, and with the values of parameters not listed here hidden.
+//
+// # TLS
+//
+// With rediss:// the server's certificate is verified against the
+// system's roots under the URL's host name (or tls_server_name). With
+// rediss+cluster:// and rediss+sentinel:// the servers are found at run
+// time: each Cluster node, each Sentinel, and the master and replicas a
+// Sentinel reports are verified under the host name or IP address they
+// are dialled at, as the Cluster or Sentinel announces it, so their
+// certificates must name those addresses (an IP address needs an IP SAN).
+// When all servers share one certificate, set tls_server_name to the name
+// it carries. TLS 1.2 is the least version accepted. To use other roots
+// or client certificates, build the client yourself and pass it to [New].
 //
 // Open checks the connection with one round trip, within its context, so
 // an unreachable address, a wrong password or a user without the needed

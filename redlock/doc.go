@@ -103,25 +103,41 @@
 //	redlocks://...                                                  (TLS)
 //
 // PORT defaults to 6379 (give it for every host, or for none: Go's URL
-// parser rejects a list whose last host lacks one); IPv6 literals are not
-// supported in the list. User and password apply to every node, and DB is
-// the database on each. One go-redis client is opened per host, with
+// parser rejects a list whose last host lacks one); IPv6 literals go in
+// brackets. User and password apply to every node, and DB is the
+// database on each. One go-redis client is opened per host, with
 // ContextTimeoutEnabled, and closed by Close; Open pings every node and
-// fails unless a majority answers.
+// fails unless a majority answers. URLs are parsed strictly, as by
+// dlock.Open: escape '@', '/', '?' and '#' in a password.
 //
 // Query parameters:
 //
 //	node_timeout=100ms   Options.NodeTimeout
 //	fencing=false        Options.DisableFencing
-//	drift=…              Options.Drift (see its doc: dlock.Open keeps it)
+//	drift=…              Options.Drift, and the Locker's Drift: one setting
+//	ttl=…                the Locker's TTL, which also sets the node
+//	                     timeout of calls that carry no TTL
 //	prefix, fence_expiry, replica_acks, replica_timeout
 //	                     redisdriver's, for every node (Options.Redis)
-//	dial_timeout, read_timeout, write_timeout, pool_size, max_retries,
-//	client_name, protocol, skip_verify (TLS), …
+//	tls_server_name, skip_verify
+//	                     redlocks:// only; as in redisdriver: each node is
+//	                     verified under its host name unless
+//	                     tls_server_name names one for all, and
+//	                     skip_verify=true turns verification off (for
+//	                     tests only: anyone on the path can then read the
+//	                     password and forge locks)
+//	protocol, client_name, max_retries, min_retry_backoff,
+//	max_retry_backoff, dial_timeout, read_timeout, write_timeout,
+//	pool_fifo, pool_size, pool_timeout, min_idle_conns, max_idle_conns,
+//	max_active_conns, max_concurrent_dials, pipeline_pool_size,
+//	pipeline_read_buffer_size, pipeline_write_buffer_size,
+//	conn_max_idle_time, conn_max_lifetime, conn_max_lifetime_jitter,
+//	idle_timeout, max_conn_age
 //	                     go-redis client parameters, for every node
 //
-// dlock.Open reads ttl, renew, drift and owner for every scheme. Unknown
-// parameters are rejected, and errors show URLs with passwords redacted.
+// dlock.Open reads ttl, renew, drift and owner for every scheme, and
+// passes the values the Locker uses on to this driver. Unknown parameters
+// are refused, and errors show URLs without user name or password.
 //
 // # Errors
 //

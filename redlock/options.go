@@ -37,9 +37,9 @@ type Options struct {
 	// process and the nodes: an acquire or refresh counts only if a
 	// majority confirmed it within TTL − Drift of sending it.
 	// Default: TTL/100 + 2ms of each call's TTL, as in dlock.Options.
-	// URL parameter: drift; but dlock.Open takes drift as its common
-	// parameter (the Locker's Drift) and does not pass it on, so with
-	// dlock.Open this stays at its default.
+	// URL parameter: drift, which with dlock.Open is also the Locker's
+	// Drift (dlock.Open passes on the value the Locker uses): one setting
+	// for both.
 	Drift time.Duration
 
 	// DisableFencing skips the fence write-back. An acquire is then a

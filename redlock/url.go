@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/internal/redisurl"
 	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/redis/go-redis/v9"
 )
@@ -29,88 +28,44 @@ func init() {
 	dlock.Register(SchemeTLS, Open)
 }
 
-// Query parameters of this package, of redisdriver, and of go-redis's
-// ParseURL (less db, which is the path, and those that would put a secret
-// in the query).
-var (
-	ownParams    = []string{"node_timeout", "drift", "fencing"}
-	redisParams  = []string{"prefix", "fence_expiry", "replica_acks", "replica_timeout"}
-	clientParams = []string{
-		"protocol", "client_name", "max_retries", "min_retry_backoff", "max_retry_backoff",
-		"dial_timeout", "read_timeout", "write_timeout", "pool_fifo", "pool_size", "pool_timeout",
-		"min_idle_conns", "max_idle_conns", "max_active_conns", "max_concurrent_dials",
-		"pipeline_pool_size", "pipeline_read_buffer_size", "pipeline_write_buffer_size",
-		"conn_max_idle_time", "conn_max_lifetime", "conn_max_lifetime_jitter", "skip_verify",
-	}
-)
+// ownParams are this package's own query parameters; drift is also
+// dlock's common parameter, and the Locker and the driver share it.
+var ownParams = []string{"node_timeout", "drift", "fencing"}
+
+func init() { driver.PublicParams(ownParams...) }
 
 // Open opens a Redlock driver for a redlock:// or redlocks:// URL (see the
-// package documentation); [dlock.Open] calls it after removing its common
-// parameters. It makes one go-redis client per host, with
+// package documentation); [dlock.Open] calls it with the URL parsed
+// strictly. It makes one go-redis client per host, with
 // ContextTimeoutEnabled, and checks them with one round trip each within
 // ctx: it fails unless a majority answers, so a wrong password or a
 // majority of unreachable nodes fails here. Close closes the clients.
 func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
-	red := dlock.Redacted(u)
-	known := slices.Concat(ownParams, redisParams, clientParams)
-	if err := dlock.UnknownParams(u, known...); err != nil {
-		return nil, err
-	}
+	red := driver.Redacted(u)
 	if u.Scheme != Scheme && u.Scheme != SchemeTLS {
 		return nil, fmt.Errorf("%w: redlock: scheme %q in %s is not %s or %s", dlock.ErrInvalid, u.Scheme, red, Scheme, SchemeTLS)
 	}
-	q := u.Query()
-	bad := func(name, want string) error {
-		return fmt.Errorf("%w: %s=%q in %s is not %s", dlock.ErrInvalid, name, q.Get(name), red, want)
+	useTLS := u.Scheme == SchemeTLS
+	q, err := driver.Query(u)
+	if err != nil {
+		return nil, err
 	}
-	o := Options{Redis: &redisdriver.Options{}}
-	durations := map[string]*time.Duration{
-		"node_timeout": &o.NodeTimeout, "drift": &o.Drift,
-		"fence_expiry": &o.Redis.FenceExpiry, "replica_timeout": &o.Redis.ReplicaTimeout,
+	if err := redisurl.Check(u, q, redisurl.Redlock, useTLS, ownParams...); err != nil {
+		return nil, err
 	}
-	for name, dst := range durations {
-		if v := q.Get(name); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				return nil, bad(name, "a positive duration such as 100ms")
-			}
-			*dst = d
-		}
+	o, err := urlOptions(q, red)
+	if err != nil {
+		return nil, err
 	}
-	if v := q.Get("fencing"); v != "" {
-		on, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, bad("fencing", "true or false")
-		}
-		o.DisableFencing = !on
+	conn, err := redisurl.NewConn(u, q, useTLS)
+	if err != nil {
+		return nil, err
 	}
-	if q.Has("prefix") {
-		if o.Redis.Prefix = q.Get("prefix"); o.Redis.Prefix == "" {
-			return nil, bad("prefix", "a non-empty prefix")
-		}
+	hosts, err := driver.HostList(u, "6379")
+	if err != nil {
+		return nil, fmt.Errorf("%w; want %s://HOST:PORT,HOST:PORT,HOST:PORT[/DB]", err, u.Scheme)
 	}
-	if v := q.Get("replica_acks"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return nil, bad("replica_acks", "a whole number ≥ 0")
-		}
-		o.Redis.ReplicaAcks = n
-	}
-	for _, p := range slices.Concat(ownParams, redisParams) {
-		q.Del(p)
-	}
-	hosts := strings.Split(u.Host, ",")
-	if slices.Contains(hosts, "") {
-		return nil, fmt.Errorf("%w: redlock: empty host in %s; want %s://HOST:PORT,HOST:PORT,HOST:PORT[/DB]", dlock.ErrInvalid, red, u.Scheme)
-	}
-	var secret string
-	if u.User != nil {
-		secret, _ = u.User.Password()
-	}
-	scheme := "redis"
-	if u.Scheme == SchemeTLS {
-		scheme = "rediss"
-	}
+	secret := driver.Password(u)
 	var clients []redis.UniversalClient
 	closeAll := func() {
 		for _, c := range clients {
@@ -118,19 +73,14 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		}
 	}
 	for _, h := range hosts {
-		if !strings.Contains(h, ":") {
-			h += ":6379"
-		}
-		nu := url.URL{Scheme: scheme, User: u.User, Host: h, Path: u.Path, RawQuery: q.Encode()}
-		ro, err := redis.ParseURL(nu.String())
+		ro, err := conn.Client(redisurl.Redlock, h, u.Path)
 		if err != nil {
 			closeAll()
-			return nil, fmt.Errorf("%w: redlock: %s: node %s: %w", dlock.ErrInvalid, red, h, scrubbed(err, secret))
+			return nil, fmt.Errorf("redlock: node %s: %w", h, err)
 		}
-		ro.ContextTimeoutEnabled = true
 		clients = append(clients, redis.NewClient(ro))
 	}
-	l, err := newRedis(clients, &o)
+	l, err := newRedis(clients, o)
 	if err != nil {
 		closeAll()
 		return nil, fmt.Errorf("%s: %w", red, err)
@@ -144,7 +94,7 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 			if refused(err) {
 				err = fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
 			}
-			errs[i] = scrubbed(err, secret)
+			errs[i] = driver.Scrub(err, secret)
 		}
 	})
 	ok := 0
@@ -160,26 +110,50 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	return l.withCapabilities(), nil
 }
 
-// scrubbed returns err, or err with secret replaced in its text if it
-// contains it (go-redis errors may quote what they were given).
-func scrubbed(err error, secret string) error {
-	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
-		return err
-	}
-	return &scrubbedError{msg: strings.ReplaceAll(err.Error(), secret, "xxxxx"), err: err}
-}
-
-// scrubbedError hides a secret in its text and keeps the chain.
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
-
 // refused reports whether err means that no connection could be made.
 func refused(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// urlOptions reads the driver's parameters from a URL's query: its own,
+// redisdriver's for every node, and dlock's ttl, which sets the node
+// timeout of calls that carry no TTL.
+func urlOptions(q url.Values, red string) (*Options, error) {
+	bad := func(name, want string) error {
+		return fmt.Errorf("%w: %s=%q in %s is not %s", dlock.ErrInvalid, name, q.Get(name), red, want)
+	}
+	lock, err := redisurl.ParseLock(q, red)
+	if err != nil {
+		return nil, err
+	}
+	o := &Options{Redis: &redisdriver.Options{Prefix: lock.Prefix, FenceExpiry: lock.FenceExpiry,
+		ReplicaAcks: lock.ReplicaAcks, ReplicaTimeout: lock.ReplicaTimeout}}
+	for _, p := range []struct {
+		name string
+		dst  *time.Duration
+	}{{"node_timeout", &o.NodeTimeout}, {"drift", &o.Drift}} {
+		if v := q.Get(p.name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, bad(p.name, "a positive duration such as 100ms")
+			}
+			*p.dst = d
+		}
+	}
+	if v := q.Get("ttl"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, bad("ttl", "a positive duration such as 15s")
+		}
+		o.Lock = &dlock.Options{TTL: d}
+	}
+	if v := q.Get("fencing"); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, bad("fencing", "true or false")
+		}
+		o.DisableFencing = !on
+	}
+	return o, nil
 }

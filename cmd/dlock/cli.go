@@ -383,11 +383,7 @@ func busy(err error) bool {
 
 // redact returns rawURL with its password and other secrets hidden.
 func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(malformed URL)"
-	}
-	return dlock.Redacted(u)
+	return dlock.RedactURL(rawURL)
 }
 
 // urlSetting returns a common query parameter (ttl, owner) of rawURL.

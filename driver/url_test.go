@@ -1,0 +1,136 @@
+package driver_test
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/dlock-go/dlock/driver"
+)
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"redis://alice:pw@host:6379/0?ttl=1s&password=pw2&pw=pw3", "redis://xxxxx@host:6379/0?ttl=1s&password=xxxxx&pw=xxxxx"},
+		{"redis://alice@host", "redis://xxxxx@host"},
+		{"default:pw@127.0.0.1:7450", "xxxxx@127.0.0.1:7450"},
+		{"redis:default:pw@127.0.0.1:7450", "xxxxx@127.0.0.1:7450"},
+		{"redis:/default:pw@127.0.0.1:7450", "redis:/xxxxx@127.0.0.1:7450"},
+		{"redis:://default:pw@127.0.0.1:7450", "xxxxx@127.0.0.1:7450"},
+		{"default:pw", "default:xxxxx"},
+		{"redis://default:/pw@127.0.0.1:7450", "redis://xxxxx@127.0.0.1:7450"},
+		{"redis://h/%zz?sentinel_password=pw", "redis://h/%zz?sentinel_password=xxxxx"},
+		{"redis://h?ttl=1s;auth=pw", "redis://h?ttl=1s&auth=xxxxx"},
+		{"redis://h?owner=me@box&pw=pw", "redis://xxxxx@box…"},
+		{"redis://h?pw=1&x@y=pw", "redis://xxxxx@y…"},
+		{"redis://h/0#pw", "redis://h/0"},
+		{"redis://h?p%w=x", "redis://h?xxxxx"},
+		{"redis://h/\n?ttl=1s", "redis://h/%0A?ttl=1s"},
+	}
+	for _, tt := range tests {
+		if got := driver.RedactURL(tt.in); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseQuery(t *testing.T) {
+	bad := []string{"a=1;b=2", "a=%zz", "=1", "a=1&a=2", "%zz=1"}
+	for _, q := range bad {
+		if _, err := driver.ParseQuery(q); !errors.Is(err, driver.ErrInvalid) {
+			t.Errorf("ParseQuery(%q) = %v; want ErrInvalid", q, err)
+		}
+	}
+	q, err := driver.ParseQuery("a=1&&b=x%20y&c")
+	if err != nil || q.Get("a") != "1" || q.Get("b") != "x y" || !q.Has("c") || len(q) != 3 {
+		t.Errorf("ParseQuery = %v, %v", q, err)
+	}
+}
+
+func TestHostList(t *testing.T) {
+	good := map[string]string{
+		"h":                  "h:6379",
+		"h:1,h2:2":           "h:1,h2:2",
+		"[::1]":              "[::1]:6379",
+		"[::1]:7,10.0.0.1:8": "[::1]:7,10.0.0.1:8",
+	}
+	for in, want := range good {
+		got, err := driver.HostList(&url.URL{Scheme: "x", Host: in}, "6379")
+		if err != nil || strings.Join(got, ",") != want {
+			t.Errorf("HostList(%q) = %v, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "h:", ",h", "h,,i", "h:0", "h:70000", "[::1", "[zz]", ":1"} {
+		if _, err := driver.HostList(&url.URL{Scheme: "x", Host: in}, "6379"); !errors.Is(err, driver.ErrInvalid) {
+			t.Errorf("HostList(%q) = %v; want ErrInvalid", in, err)
+		}
+	}
+}
+
+func TestUnknownParams(t *testing.T) {
+	u := &url.URL{Scheme: "x", Host: "h", RawQuery: "ttl=1s&drift=1ms&ok=1&pw=S3CRET&S3CRET%40h="}
+	err := driver.UnknownParams(u, "ok")
+	if !errors.Is(err, driver.ErrInvalid) || !strings.Contains(err.Error(), "pw") || strings.Contains(err.Error(), "S3CRET") {
+		t.Errorf("UnknownParams = %v; want ErrInvalid naming pw, never S3CRET", err)
+	}
+	if names, _, _ := strings.Cut(err.Error(), " in "); strings.Contains(names, "ttl") || strings.Contains(names, "drift") {
+		t.Errorf("UnknownParams = %v; the common parameters are known", err)
+	}
+}
+
+func TestScrub(t *testing.T) {
+	base := fmt.Errorf("%w: auth failed for pw S3CRET", driver.ErrUnavailable)
+	err := driver.Scrub(base, "", "S3CRET")
+	if strings.Contains(err.Error(), "S3CRET") || !errors.Is(err, driver.ErrUnavailable) {
+		t.Errorf("Scrub = %v; want the secret hidden and the chain kept", err)
+	}
+	if driver.Scrub(base, "absent") != base || driver.Scrub(nil, "x") != nil {
+		t.Error("Scrub changed an error without the secret, or a nil error")
+	}
+}
+
+// FuzzParseURL plants a secret in the user, password or a query value of
+// an unescaped URL: neither ParseURL's error nor RedactURL may show it.
+func FuzzParseURL(f *testing.F) {
+	f.Add("redis", "/0", "pw", "", uint8(0))
+	f.Add("redis", "", "password", "/", uint8(1))
+	f.Add("x", "/%zz", "auth", "?#", uint8(2))
+	f.Add("redis", "", "a", ";b=", uint8(2))
+	f.Add("redis", "", "a", "@", uint8(3))
+	f.Fuzz(func(t *testing.T, scheme, path, param, middle string, where uint8) {
+		secret := "Zq9" + middle + "Zq9"
+		user, pass, value := "alice", "pass-word", "1"
+		switch where % 4 {
+		case 0:
+			user = secret
+		case 1:
+			pass = secret
+		case 2:
+			if strings.HasSuffix(driver.RedactURL("x://h?"+url.QueryEscape(param)+"=v"), "=v") {
+				return // a public setting's value is shown by design
+			}
+			value = secret
+		}
+		raw := scheme + "://" + user + ":" + pass + "@h:1" + path + "?" + param + "=" + value
+		if where%4 == 3 {
+			raw = scheme + ":" + secret + "@h:1" + path
+		}
+		if r := driver.RedactURL(raw); strings.Contains(r, secret) {
+			t.Fatalf("RedactURL(%q) = %q shows the secret", raw, r)
+		}
+		u, _, err := driver.ParseURL(raw)
+		if err != nil {
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("ParseURL(%q) error shows the secret: %v", raw, err)
+			}
+			return
+		}
+		if err := driver.UnknownParams(u); err != nil && strings.Contains(err.Error(), secret) {
+			t.Fatalf("UnknownParams(%q) error shows the secret: %v", raw, err)
+		}
+		if _, err := driver.HostList(u, "6379"); err != nil && strings.Contains(err.Error(), secret) {
+			t.Fatalf("HostList(%q) error shows the secret: %v", raw, err)
+		}
+	})
+}

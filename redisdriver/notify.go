@@ -237,7 +237,7 @@ func (n *notifier) place(ctx context.Context, ss []*channelSubs) {
 			n.fail(ss, err)
 			return
 		}
-		if !n.sendSubscribe(ctx, c, ss) {
+		if !n.sendSubscribe(ctx, c, ss, false) {
 			return
 		}
 		// c was dropped meanwhile: take the owner's new connection.
@@ -245,8 +245,10 @@ func (n *notifier) place(ctx context.Context, ss []*channelSubs) {
 }
 
 // sendSubscribe subscribes those of ss that still want it on c. It
-// reports false if c was dropped before.
-func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSubs) (retry bool) {
+// reports true if c was dropped before. If the connection fails, the
+// reader replaces it and subscribes them again; only when that fails
+// too (final) do they fail.
+func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSubs, final bool) (retry bool) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	n.mu.Lock()
@@ -279,23 +281,29 @@ func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSu
 	c.sent = append(c.sent, cmd)
 	ps := c.ps
 	n.mu.Unlock()
-	if err := c.subscribe(ctx, ps, chans); err != nil {
-		// Whether the server got it is unknown: this connection is done
-		// for (its reader replaces it). New subscriptions fail now rather
-		// than wait for a server that may be gone; those that were live
-		// stay, to be subscribed again when the reader has a connection,
-		// but whoever waits for them now gets the error.
-		ps.Close()
-		n.mu.Lock()
-		for _, s := range sent {
-			if !s.wasLive {
-				n.failLocked(s, err)
-			} else if !s.gone && !s.live {
-				s.ready.settle(err)
-				s.ready = newReadiness()
-			}
+	err := c.subscribe(ctx, ps, chans)
+	if err == nil {
+		return false
+	}
+	// Whether the server got it is unknown: this connection is done for,
+	// and its reader replaces it.
+	ps.Close()
+	if !final {
+		return false
+	}
+	// The new connection failed too. New subscriptions fail now rather
+	// than wait for a server that may be gone; those that were live stay,
+	// to be subscribed again at the reader's next attempt, but whoever
+	// waits for them now gets the error.
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, s := range sent {
+		if !s.wasLive {
+			n.failLocked(s, err)
+		} else if !s.gone && !s.live {
+			s.ready.settle(err)
+			s.ready = newReadiness()
 		}
-		n.mu.Unlock()
 	}
 	return false
 }
@@ -455,6 +463,12 @@ func (n *notifier) read(c *psConn) {
 		case isTimeout(err) && n.ping(c, ps):
 			continue
 		}
+		n.mu.Lock()
+		dead := c.dead
+		n.mu.Unlock()
+		if dead {
+			return
+		}
 		// Broken, closed after a failed send, or silent after a ping:
 		// start again, pausing if it keeps failing.
 		if backoff > 0 {
@@ -539,6 +553,7 @@ func (n *notifier) handle(c *psConn, msg any) {
 				n.detach(s)
 				n.moveLocked([]*channelSubs{s}, c.addr, "")
 			}
+			n.dropIfUnusedLocked(c)
 		}
 	}
 }
@@ -597,7 +612,22 @@ func (n *notifier) refused(c *psConn, err error) {
 			addr = a
 		}
 		n.moveLocked(move, c.addr, addr)
+		n.dropIfUnusedLocked(c)
 	}
+}
+
+// dropIfUnusedLocked drops c once every channel moved away from it (its
+// node lost its slots, or is no longer a master): its reader ends, and a
+// later subscription there makes a new connection. n.mu must be held.
+func (n *notifier) dropIfUnusedLocked(c *psConn) {
+	if len(c.chans) > 0 || len(c.sent) > 0 || c.dead {
+		return
+	}
+	c.dead = true
+	if n.conns[c.addr] == c {
+		delete(n.conns, c.addr)
+	}
+	c.ps.Close()
 }
 
 // moveLocked subscribes ss, taken off the connection to from, again on
@@ -690,7 +720,7 @@ func (n *notifier) reset(c *psConn, ps *redis.PubSub) bool {
 	c.sendMu.Unlock()
 	ctx, cancel := context.WithTimeout(n.ctx, placeTimeout)
 	defer cancel()
-	n.sendSubscribe(ctx, c, again)
+	n.sendSubscribe(ctx, c, again, true)
 	return true
 }
 

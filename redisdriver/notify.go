@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -141,6 +142,53 @@ func (e *ChannelPermissionError) Unwrap() error { return e.Err }
 // channelPattern is the ACL channel pattern that covers every channel of
 // the driver.
 func (d *locker) channelPattern() string { return d.cfg.prefix + "*" }
+
+// openChecked runs at the end of Open: a Redis user who may not publish
+// or subscribe to the driver's channels fails there, with a
+// [ChannelPermissionError], rather than at its first wait (where waiters
+// would silently fall back to polling). On failure it closes d.
+func (d *locker) openChecked(ctx context.Context, red string) (driver.Locker, error) {
+	if err := d.checkChannels(ctx); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("redisdriver: open %s: %w", red, err)
+	}
+	return d, nil
+}
+
+// checkChannels publishes to and subscribes to a channel of the driver, on
+// a pub/sub connection of its own that it closes.
+func (d *locker) checkChannels(ctx context.Context) error {
+	ch := channelOf(d.lockKey("open-check"))
+	refused := func(err error) error {
+		if redis.IsPermissionError(err) {
+			return &ChannelPermissionError{Channel: ch, Pattern: d.channelPattern(), Err: err}
+		}
+		return d.wrap("check channels", "", err)
+	}
+	if err := d.client.Do(ctx, d.publish, ch, "").Err(); err != nil {
+		return refused(err)
+	}
+	var ps *redis.PubSub
+	if d.cluster != nil {
+		node, err := d.cluster.MasterForKey(ctx, ch)
+		if err != nil {
+			return d.wrap("check channels", "", err)
+		}
+		ps = node.Subscribe(ctx)
+	} else {
+		ps = d.client.Subscribe(ctx)
+	}
+	defer ps.Close()
+	c := psConn{sharded: d.cluster != nil}
+	err := c.subscribe(ctx, ps, []string{ch})
+	if err == nil {
+		_, err = ps.Receive(ctx) // the confirmation, or the refusal
+	}
+	if err != nil {
+		return refused(err)
+	}
+	return nil
+}
 
 // Subscribe implements driver.Notifier. It returns once Redis has confirmed
 // the subscription, so a release published after it returns is seen. With

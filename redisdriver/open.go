@@ -176,7 +176,7 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		}
 		return nil, scrub(err)
 	}
-	return d, nil
+	return d.openChecked(ctx, red)
 }
 
 // lockOptions reads the driver's own parameters from u's query and returns

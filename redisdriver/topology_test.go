@@ -3,10 +3,12 @@ package redisdriver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
@@ -346,4 +348,83 @@ func TestTopologyReconnectBeforeConfirmation(t *testing.T) {
 func verifyNoLeaks(t *testing.T) {
 	opt := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
+}
+
+// TestOpenChecksChannelPermission: Open refuses an ACL user without
+// permission for the driver's channels, as it refuses one that may not run
+// scripts, with an error naming the channel pattern to grant and without
+// the password.
+func TestOpenChecksChannelPermission(t *testing.T) {
+	verifyNoLeaks(t)
+	s := startNoChannelACL(t)
+	ctx := testCtx(t)
+	for _, prefix := range []string{"", "app:"} {
+		u := fmt.Sprintf("redis://%s:%s@%s", noChannelUser.Username, noChannelUser.Password, s.Addr())
+		want := "dlock:*"
+		if prefix != "" {
+			u += "?prefix=" + prefix
+			want = prefix + "*"
+		}
+		l, err := dlock.Open(ctx, u)
+		if err == nil {
+			l.Close()
+			t.Fatalf("Open as a user without channel permission (prefix %q) succeeded", prefix)
+		}
+		var pe *redisdriver.ChannelPermissionError
+		if !errors.As(err, &pe) || pe.Pattern != want || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open (prefix %q): %v, want a *ChannelPermissionError naming %q", prefix, err, want)
+		}
+		if strings.Contains(err.Error(), noChannelUser.Password) {
+			t.Errorf("Open error shows the password: %v", err)
+		}
+	}
+	// With the permission granted, Open succeeds.
+	err := s.Client(t).Do(ctx, "ACL", "SETUSER", noChannelUser.Username, "&dlock:*").Err()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := dlock.Open(ctx, fmt.Sprintf("redis://%s:%s@%s", noChannelUser.Username, noChannelUser.Password, s.Addr()))
+	if err != nil {
+		t.Fatalf("Open after granting &dlock:*: %v", err)
+	}
+	l.Close()
+}
+
+// TestREADMEACLUser: the ACL rule the README gives is enough for the
+// driver: Open, a contended acquire woken by the release, and release.
+func TestREADMEACLUser(t *testing.T) {
+	verifyNoLeaks(t)
+	s := redistest.StartACL(t)
+	ctx := testCtx(t)
+	rule := strings.Fields("on >app-secret-pw ~dlock:* &dlock:* +@scripting +@read +@write +@pubsub +time +ping")
+	args := []any{"ACL", "SETUSER", "app"}
+	for _, r := range rule {
+		args = append(args, r)
+	}
+	if err := s.Client(t).Do(ctx, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	u := "redis://app:app-secret-pw@" + s.Addr()
+	holder := open(t, u)
+	waiter := open(t, u)
+	lease, err := holder.TryAcquire(ctx, "acl/readme", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := goAcquire(ctx, waiter, "acl/readme", &dlock.Options{Retry: noPolling})
+	waitSubscribed(t, s.Client(t), "acl/readme")
+	if err := lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-got:
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		if err := a.lease.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wakeBound):
+		t.Fatal("waiter not woken by the release")
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -48,6 +49,10 @@ type notifier struct {
 	ctx    context.Context // ends at close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// scope ends the names of the key-wide release channels (see
+	// releasedChannel).
+	scope string
 
 	mu     sync.Mutex
 	subs   map[string]*channelSubs // by channel
@@ -117,8 +122,26 @@ func (r *readiness) settle(err error) {
 
 func newNotifier(d *locker) *notifier {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &notifier{d: d, ctx: ctx, cancel: cancel,
+	return &notifier{d: d, ctx: ctx, cancel: cancel, scope: channelScope(d.client),
 		subs: make(map[string]*channelSubs), conns: make(map[string]*psConn)}
+}
+
+// channelScope returns what ends the release channels of a client's
+// database: Redis pub/sub ignores the database number, so without it a
+// release in one database would wake the waiters of the same key in every
+// other. Database 0 (and Cluster, which has no other) keeps the plain
+// names.
+func channelScope(client redis.UniversalClient) string {
+	if c, ok := client.(*redis.Client); ok && c.Options().DB != 0 {
+		return ":db" + strconv.Itoa(c.Options().DB)
+	}
+	return ""
+}
+
+// releasedChannel is where releaseScript announces the release of lockKey
+// when no queued waiter listens: channelOf, scoped by database.
+func (n *notifier) releasedChannel(lockKey string) string {
+	return channelOf(lockKey) + n.scope
 }
 
 // ChannelPermissionError reports that the Redis user may not use the
@@ -158,7 +181,7 @@ func (d *locker) openChecked(ctx context.Context, red string) (driver.Locker, er
 // checkChannels publishes to and subscribes to a channel of the driver, on
 // a pub/sub connection of its own that it closes.
 func (d *locker) checkChannels(ctx context.Context) error {
-	ch := channelOf(d.lockKey("open-check"))
+	ch := d.notify.releasedChannel(d.lockKey("open-check"))
 	refused := func(err error) error {
 		if redis.IsPermissionError(err) {
 			return &ChannelPermissionError{Channel: ch, Pattern: d.channelPattern(), Err: err}
@@ -199,7 +222,7 @@ func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struc
 		return nil, nil, err
 	}
 	lk := d.lockKey(key)
-	chans := []string{channelOf(lk)}
+	chans := []string{d.notify.releasedChannel(lk)}
 	if token != "" {
 		chans = append(chans, waiterChannel(lk, waiterTag(token)))
 	}
@@ -813,7 +836,7 @@ func (n *notifier) passOn(lk string) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
 		defer cancel()
-		wakeScript.Run(ctx, n.d.client, []string{lk, queueKey(lk)}, "", n.d.publish)
+		wakeScript.Run(ctx, n.d.client, []string{lk, queueKey(lk)}, "", n.d.publish, n.scope)
 	}()
 }
 

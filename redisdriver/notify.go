@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -86,8 +87,15 @@ type psConn struct {
 // due: Redis answers commands in order, a (un)subscription with one reply
 // per channel, a refusal with one error.
 type command struct {
-	kind string          // "subscribe", "unsubscribe" or "ping"
-	left map[string]bool // channels still to be answered
+	kind string   // "subscribe", "unsubscribe" or "ping"
+	left []string // channels still to be answered (few: one or two)
+	buf  [2]string
+}
+
+func newCommand(kind string, chans ...string) *command {
+	c := &command{kind: kind}
+	c.left = append(c.buf[:0], chans...)
+	return c
 }
 
 // channelSubs are the waiters of one channel. Guarded by notifier.mu.
@@ -228,7 +236,11 @@ func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struc
 	}
 	n := d.notify
 	w := make(chan struct{}, 1)
-	subs, readies, fresh, err := n.join(chans, w)
+	var readyBuf [2]*readiness
+	var freshBuf [2]*channelSubs
+	subs := make([]*channelSubs, len(chans))
+	readies, fresh := readyBuf[:len(chans)], freshBuf[:0]
+	fresh, err := n.join(chans, w, subs, readies, fresh)
 	if err != nil {
 		return nil, nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, err)
 	}
@@ -276,16 +288,15 @@ func (n *notifier) subscribeError(key, ch string, err error) error {
 }
 
 // join adds waiter w to the subscriptions of chans, making those that do
-// not exist; it returns them, the ready channel to wait on for each, and
-// the new ones, which the caller must place.
-func (n *notifier) join(chans []string, w chan struct{}) (subs []*channelSubs, readies []*readiness, fresh []*channelSubs, err error) {
+// not exist; it sets subs and readies (as long as chans) to them and to
+// what to wait for on each, and appends the new ones, which the caller
+// must place, to fresh.
+func (n *notifier) join(chans []string, w chan struct{}, subs []*channelSubs, readies []*readiness, fresh []*channelSubs) ([]*channelSubs, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return nil, nil, nil, dlock.ErrClosed
+		return nil, dlock.ErrClosed
 	}
-	subs = make([]*channelSubs, len(chans))
-	readies = make([]*readiness, len(chans))
 	for i, ch := range chans {
 		s := n.subs[ch]
 		if s == nil {
@@ -296,7 +307,7 @@ func (n *notifier) join(chans []string, w chan struct{}) (subs []*channelSubs, r
 		s.waiters[w] = struct{}{}
 		subs[i], readies[i] = s, s.ready
 	}
-	return subs, readies, fresh, nil
+	return fresh, nil
 }
 
 // place subscribes ss, channels of one slot that are on no connection, on
@@ -332,27 +343,23 @@ func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSu
 		n.fail(ss, dlock.ErrClosed)
 		return false
 	}
-	cmd := &command{kind: "subscribe", left: make(map[string]bool, len(ss))}
-	var chans []string
-	var sent []*channelSubs
+	cmd := newCommand("subscribe")
 	for _, s := range ss {
 		if s.gone || s.conn != nil {
 			continue // left meanwhile, or placed by another
 		}
 		s.conn, s.cmd = c, cmd
 		c.chans[s.ch] = s
-		cmd.left[s.ch] = true
-		chans = append(chans, s.ch)
-		sent = append(sent, s)
+		cmd.left = append(cmd.left, s.ch)
 	}
-	if len(chans) == 0 {
+	if len(cmd.left) == 0 {
 		n.mu.Unlock()
 		return false
 	}
 	c.sent = append(c.sent, cmd)
 	ps := c.ps
 	n.mu.Unlock()
-	err := c.subscribe(ctx, ps, chans)
+	err := c.subscribe(ctx, ps, slices.Clone(cmd.left))
 	if err == nil {
 		return false
 	}
@@ -368,7 +375,10 @@ func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSu
 	// waits for them now gets the error.
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, s := range sent {
+	for _, s := range ss {
+		if s.cmd != cmd {
+			continue // not sent here, or answered or moved since
+		}
 		if !s.wasLive {
 			n.failLocked(s, err)
 		} else if !s.gone && !s.live {
@@ -487,7 +497,7 @@ func (n *notifier) leave(s *channelSubs, w chan struct{}) {
 		var ps *redis.PubSub
 		if c != nil && !c.dead && !n.closed {
 			ps = c.ps
-			c.sent = append(c.sent, &command{kind: "unsubscribe", left: map[string]bool{s.ch: true}})
+			c.sent = append(c.sent, newCommand("unsubscribe", s.ch))
 		}
 		n.mu.Unlock()
 		if ps != nil {
@@ -573,7 +583,7 @@ func (n *notifier) ping(c *psConn, ps *redis.PubSub) bool {
 			return false
 		}
 	}
-	c.sent = append(c.sent, &command{kind: "ping"})
+	c.sent = append(c.sent, newCommand("ping"))
 	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()
@@ -634,10 +644,13 @@ func (n *notifier) handle(c *psConn, msg any) {
 // held.
 func (c *psConn) answered(kind, ch string) *command {
 	for i, cmd := range c.sent {
-		if cmd.kind != kind || (ch != "" && !cmd.left[ch]) {
+		j := slices.Index(cmd.left, ch)
+		if cmd.kind != kind || (ch != "" && j < 0) {
 			continue
 		}
-		delete(cmd.left, ch)
+		if j >= 0 {
+			cmd.left = slices.Delete(cmd.left, j, j+1)
+		}
 		if len(cmd.left) == 0 {
 			c.sent = append(c.sent[:i:i], c.sent[i+1:]...)
 		}
@@ -659,7 +672,7 @@ func (n *notifier) refused(c *psConn, err error) {
 		return
 	}
 	var move []*channelSubs
-	for ch := range cmd.left {
+	for _, ch := range cmd.left {
 		s := c.chans[ch]
 		if s == nil || s.cmd != cmd {
 			continue

@@ -428,3 +428,64 @@ func TestREADMEACLUser(t *testing.T) {
 		t.Fatal("waiter not woken by the release")
 	}
 }
+
+// TestTopologySlotMoveAcquire: through the Locker, a waiter whose client
+// has a stale slot map (the key's slot moved since it loaded it) is woken
+// by the holder's release and gets the key, instead of hanging in
+// Subscribe for its whole context.
+func TestTopologySlotMoveAcquire(t *testing.T) {
+	verifyNoLeaks(t)
+	cl := redistest.StartCluster(t)
+	const key = "move/acquire"
+	stale := redis.NewClusterClient(cl.Options())
+	waiter := redisdriver.New(stale, &redisdriver.Options{Lock: &dlock.Options{TTL: time.Minute, Retry: noPolling}})
+	ctx := testCtx(t)
+	warm, err := waiter.TryAcquire(ctx, "move/warm", nil) // loads the slot map
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm.Release(ctx)
+	admin := cl.Client(t)
+	to := moveSlot(t, cl, keySlot(t, admin, key))
+
+	fresh := redis.NewClusterClient(cl.Options())
+	holder := redisdriver.New(fresh, &redisdriver.Options{Lock: &dlock.Options{TTL: time.Minute}})
+	lease, err := holder.TryAcquire(ctx, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, wakeBound)
+	defer cancel()
+	got := goAcquire(wctx, waiter, key, nil)
+	// Release once the waiter listens on the slot's new owner.
+	var owner *redistest.Server
+	for _, n := range cl.Nodes() {
+		if n.Addr() == to {
+			owner = n
+		}
+	}
+	oc := owner.Client(t)
+	ch := "dlock:{" + key + "}:released"
+	poll(t, "the waiter to subscribe on the new owner", func() error {
+		m, err := oc.Do(ctx, "PUBSUB", "SHARDNUMSUB", ch).Slice()
+		if err == nil && (len(m) != 2 || m[1] != int64(1)) {
+			err = errNotYet
+		}
+		return err
+	})
+	released := time.Now()
+	if err := lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil {
+		t.Fatalf("waiter did not get the key released %v earlier: %v", time.Since(released), a.err)
+	}
+	t.Logf("waiter got the key %v after the release", a.at.Sub(released))
+	a.lease.Release(ctx)
+	waiter.Close()
+	holder.Close()
+	stale.Close()
+	fresh.Close()
+	awaitNoPubsub(t, cl.Nodes())
+}

@@ -56,12 +56,18 @@ func drain(ws []waiter) {
 // awaitWoken fails t unless every waiter is woken within wakeBound.
 func awaitWoken(t *testing.T, ws []waiter, why string) {
 	t.Helper()
-	deadline := time.After(wakeBound)
+	awaitWokenWithin(t, ws, wakeBound, why)
+}
+
+// awaitWokenWithin fails t unless every waiter is woken within bound.
+func awaitWokenWithin(t *testing.T, ws []waiter, bound time.Duration, why string) {
+	t.Helper()
+	deadline := time.After(bound)
 	for i, w := range ws {
 		select {
 		case <-w.ch:
 		case <-deadline:
-			t.Fatalf("waiter %d of %d not woken within %v %s", i, len(ws), wakeBound, why)
+			t.Fatalf("waiter %d of %d not woken within %v %s", i, len(ws), bound, why)
 		}
 	}
 }

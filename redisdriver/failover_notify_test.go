@@ -163,3 +163,41 @@ func TestTopologyClusterFailover(t *testing.T) {
 	fresh.Close()
 	awaitNoPubsub(t, servers)
 }
+
+// TestTopologySentinelFailover: the master dies and Sentinel promotes the
+// replica. Live waiters are subscribed again on the new master and woken,
+// a release there wakes them, and goroutines and pub/sub connections
+// return to their baseline.
+func TestTopologySentinelFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a Sentinel failover takes seconds")
+	}
+	verifyNoLeaks(t)
+	s := redistest.StartSentinel(t)
+	const key = "failover/sentinel"
+	client := redis.NewFailoverClient(s.FailoverOptions())
+	d := redisdriver.NewDriver(client, nil)
+	ws := subscribeN(t, d, key, 3)
+	s.Master().Kill(t)
+	start := time.Now()
+	awaitWokenWithin(t, ws, time.Minute, "after their master failed over")
+	t.Logf("waiters woken %v after the master was killed", time.Since(start))
+
+	direct := redisdriver.NewDriver(s.Replica().Client(t), nil)
+	defer direct.Close()
+	poll(t, "the new master to take locks", func() error {
+		_, err := direct.Acquire(testCtx(t), req(key, "releaser"))
+		return err
+	})
+	drain(ws)
+	if err := direct.Release(testCtx(t), key, "releaser"); err != nil {
+		t.Fatal(err)
+	}
+	awaitWoken(t, ws, "by a release on the new master")
+	for _, w := range ws {
+		w.cancel()
+	}
+	d.Close()
+	client.Close()
+	awaitNoPubsub(t, []*redistest.Server{s.Replica()})
+}

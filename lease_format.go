@@ -10,13 +10,13 @@ import (
 
 // The methods in this file print a Lease without its token, which is the
 // proof of ownership: whoever reads it in a log could release the key.
-// They have value receivers so that printing a Lease value, not only a
-// *Lease, never falls back to fmt's field-by-field output.
+// A Lease is only handed out by pointer and holds atomics (go vet refuses
+// a copy), so pointer receivers cover every way it can be printed.
 
 // String describes the lease: key, fence, owner, local deadline and state
 // (held, lost or released). It never shows the token.
-func (le Lease) String() string {
-	if le.l == nil || le.ctx == nil {
+func (le *Lease) String() string {
+	if le == nil || le.l == nil || le.ctx == nil {
 		return "Lease{}" // the zero value
 	}
 	return "Lease{key:" + strconv.Quote(le.key) +
@@ -28,7 +28,7 @@ func (le Lease) String() string {
 
 // Format makes every fmt verb (%v, %+v, %#v, %s, %q, %x…) print
 // [Lease.String], so that no verb reaches the token.
-func (le Lease) Format(f fmt.State, verb rune) {
+func (le *Lease) Format(f fmt.State, verb rune) {
 	s := le.String()
 	switch verb {
 	case 'q':
@@ -41,8 +41,8 @@ func (le Lease) Format(f fmt.State, verb rune) {
 
 // LogValue gives log/slog the lease's key, fence, owner, local deadline
 // and state as a group; never the token.
-func (le Lease) LogValue() slog.Value {
-	if le.l == nil || le.ctx == nil {
+func (le *Lease) LogValue() slog.Value {
+	if le == nil || le.l == nil || le.ctx == nil {
 		return slog.GroupValue()
 	}
 	return slog.GroupValue(
@@ -66,7 +66,7 @@ func (le *Lease) state() string {
 }
 
 var (
-	_ fmt.Stringer   = Lease{}
-	_ fmt.Formatter  = Lease{}
-	_ slog.LogValuer = Lease{}
+	_ fmt.Stringer   = (*Lease)(nil)
+	_ fmt.Formatter  = (*Lease)(nil)
+	_ slog.LogValuer = (*Lease)(nil)
 )

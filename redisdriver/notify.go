@@ -4,65 +4,221 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/redis/go-redis/v9"
 )
 
 // healthInterval is how long the pub/sub reader waits for a message before
-// it pings the server, so that a dead connection is found and replaced.
+// it pings the server; a ping still unanswered after another interval
+// means a dead connection, which is then replaced.
 const healthInterval = 15 * time.Second
 
+// maxRedirects bounds how often one subscription follows MOVED or ASK in
+// a row before it fails: a slot map that keeps disagreeing with the
+// servers must not keep a subscriber waiting.
+const maxRedirects = 8
+
+// placeTimeout bounds the subscribing of channels that move (after MOVED,
+// a slot move or a failover), which no caller's context bounds.
+const placeTimeout = 10 * time.Second
+
 // notifier multiplexes the release subscriptions of all waiters of one
-// driver over one pub/sub connection: one in all for a standalone or
+// driver over shared pub/sub connections: one in all for a standalone or
 // Sentinel client, one per master node on Cluster, where releases are
 // published with SPUBLISH on the node owning the key and a connection can
 // only subscribe to shard channels of its own node. Subscriptions are
 // reference-counted per channel: the first waiter of a key subscribes,
 // the last one unsubscribes.
 //
-// Each connection has one reader goroutine, stopped by close.
+// A subscription always ends in one of two states, soon: live (the
+// server confirmed it) or failed with the server's error. It follows the
+// data: when its connection breaks, its slot moves or its master fails
+// over, it is subscribed again on the key's current owner, and its
+// waiters are woken once it is live again, as a release may have been
+// missed meanwhile.
+//
+// Each connection has one reader goroutine, which alone replaces a broken
+// connection; every goroutine ends at close.
 type notifier struct {
 	d      *locker
 	ctx    context.Context // ends at close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// scope ends the names of the key-wide release channels (see
+	// releasedChannel).
+	scope string
+
 	mu     sync.Mutex
-	conns  map[string]*psConn // by node address; "" without Cluster
+	subs   map[string]*channelSubs // by channel
+	conns  map[string]*psConn      // by node address; "" without Cluster
 	closed bool
 }
 
-// psConn is one pub/sub connection and its subscriptions.
+// psConn is one pub/sub connection and its subscriptions. Its
+// *redis.PubSub is replaced as a whole when the connection breaks, so
+// that the replies on each connection can be matched with the commands
+// sent on it: go-redis's own reconnection would resubscribe behind the
+// notifier's back.
 type psConn struct {
 	addr    string
-	ps      *redis.PubSub
 	sharded bool
+	newPS   func() *redis.PubSub
 
-	// sendMu orders SUBSCRIBE and UNSUBSCRIBE on the wire as the state
-	// below changes, so a quick unsubscribe-resubscribe of a key cannot
-	// leave it unsubscribed.
+	// sendMu orders commands on the wire as the state below changes,
+	// so that a quick unsubscribe-resubscribe of a channel cannot leave
+	// it unsubscribed. Taken before notifier.mu.
 	sendMu sync.Mutex
 
 	// Guarded by notifier.mu.
-	subs    map[string]*channelSubs
-	pending map[string]int // SUBSCRIBEs sent and not yet confirmed
-	dead    bool
+	ps    *redis.PubSub
+	sent  []*command              // commands on ps whose replies are due, in order
+	chans map[string]*channelSubs // subscribed or being subscribed on ps
+	dead  bool                    // dropped: its reader ended
 }
 
-// channelSubs are the waiters of one channel.
+// command is a command sent on a pub/sub connection whose replies are
+// due: Redis answers commands in order, a (un)subscription with one reply
+// per channel, a refusal with one error.
+type command struct {
+	kind string   // "subscribe", "unsubscribe" or "ping"
+	left []string // channels still to be answered (few: one or two)
+	buf  [2]string
+}
+
+func newCommand(kind string, chans ...string) *command {
+	c := &command{kind: kind}
+	c.left = append(c.buf[:0], chans...)
+	return c
+}
+
+// channelSubs are the waiters of one channel. Guarded by notifier.mu.
 type channelSubs struct {
+	ch        string
 	waiters   map[chan struct{}]struct{}
-	ready     chan struct{} // closed once confirmed, or failed (err set)
-	confirmed bool
-	err       error
+	conn      *psConn  // where it is subscribed or being subscribed; nil while it moves
+	cmd       *command // its SUBSCRIBE not yet answered, or nil
+	ready     *readiness
+	live      bool
+	wasLive   bool // confirmed at least once: waiters may be waiting
+	gone      bool // removed: the last waiter left, or it failed
+	redirects int
+}
+
+// readiness is what a subscriber waits for: done is closed when the
+// subscription is live, or failed with err. A subscription that stops
+// being live gets a new readiness, so that a waiter joining then waits
+// until it is live again.
+type readiness struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func newReadiness() *readiness { return &readiness{done: make(chan struct{})} }
+
+// settle ends the wait for r with err (nil: live).
+func (r *readiness) settle(err error) {
+	r.err = err
+	close(r.done)
 }
 
 func newNotifier(d *locker) *notifier {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &notifier{d: d, ctx: ctx, cancel: cancel, conns: make(map[string]*psConn)}
+	return &notifier{d: d, ctx: ctx, cancel: cancel, scope: channelScope(d.client),
+		subs: make(map[string]*channelSubs), conns: make(map[string]*psConn)}
+}
+
+// channelScope returns what ends the release channels of a client's
+// database: Redis pub/sub ignores the database number, so without it a
+// release in one database would wake the waiters of the same key in every
+// other. Database 0 (and Cluster, which has no other) keeps the plain
+// names.
+func channelScope(client redis.UniversalClient) string {
+	if c, ok := client.(*redis.Client); ok && c.Options().DB != 0 {
+		return ":db" + strconv.Itoa(c.Options().DB)
+	}
+	return ""
+}
+
+// releasedChannel is where releaseScript announces the release of lockKey
+// when no queued waiter listens: channelOf, scoped by database.
+func (n *notifier) releasedChannel(lockKey string) string {
+	return channelOf(lockKey) + n.scope
+}
+
+// ChannelPermissionError reports that the Redis user may not use the
+// pub/sub channels that release notifications need (SUBSCRIBE, or PUBLISH
+// from the release script); Redis 7 gives new ACL users no channel
+// permission. Pattern is the channel pattern to grant, as in
+// "ACL SETUSER name &" + Pattern.
+type ChannelPermissionError struct {
+	Channel string // the channel that was refused
+	Pattern string // the channel pattern the user needs
+	Err     error  // the server's error (NOPERM)
+}
+
+func (e *ChannelPermissionError) Error() string {
+	return fmt.Sprintf("redisdriver: the Redis user may not use channel %q: grant it the channel pattern %q (ACL SETUSER <user> &%s): %v",
+		e.Channel, e.Pattern, e.Pattern, e.Err)
+}
+
+func (e *ChannelPermissionError) Unwrap() error { return e.Err }
+
+// channelPattern is the ACL channel pattern that covers every channel of
+// the driver.
+func (d *locker) channelPattern() string { return d.cfg.prefix + "*" }
+
+// openChecked runs at the end of Open: a Redis user who may not publish
+// or subscribe to the driver's channels fails there, with a
+// [ChannelPermissionError], rather than at its first wait (where waiters
+// would silently fall back to polling). On failure it closes d.
+func (d *locker) openChecked(ctx context.Context, red string) (driver.Locker, error) {
+	if err := d.checkChannels(ctx); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("redisdriver: open %s: %w", red, err)
+	}
+	return d, nil
+}
+
+// checkChannels publishes to and subscribes to a channel of the driver, on
+// a pub/sub connection of its own that it closes.
+func (d *locker) checkChannels(ctx context.Context) error {
+	ch := d.notify.releasedChannel(d.lockKey("open-check"))
+	refused := func(err error) error {
+		if redis.IsPermissionError(err) {
+			return &ChannelPermissionError{Channel: ch, Pattern: d.channelPattern(), Err: err}
+		}
+		return d.wrap("check channels", "", err)
+	}
+	if err := d.client.Do(ctx, d.publish, ch, "").Err(); err != nil {
+		return refused(err)
+	}
+	var ps *redis.PubSub
+	if d.cluster != nil {
+		node, err := d.cluster.MasterForKey(ctx, ch)
+		if err != nil {
+			return d.wrap("check channels", "", err)
+		}
+		ps = node.Subscribe(ctx)
+	} else {
+		ps = d.client.Subscribe(ctx)
+	}
+	defer ps.Close()
+	c := psConn{sharded: d.cluster != nil}
+	err := c.subscribe(ctx, ps, []string{ch})
+	if err == nil {
+		_, err = ps.Receive(ctx) // the confirmation, or the refusal
+	}
+	if err != nil {
+		return refused(err)
+	}
+	return nil
 }
 
 // Subscribe implements driver.Notifier. It returns once Redis has confirmed
@@ -74,67 +230,25 @@ func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struc
 		return nil, nil, err
 	}
 	lk := d.lockKey(key)
-	chans := []string{channelOf(lk)}
+	chans := []string{d.notify.releasedChannel(lk)}
 	if token != "" {
 		chans = append(chans, waiterChannel(lk, waiterTag(token)))
 	}
-	c, err := d.notify.conn(ctx, chans[0]) // every channel of lk has its slot
-	if err != nil {
-		return nil, nil, d.wrap("subscribe", key, err)
-	}
 	n := d.notify
 	w := make(chan struct{}, 1)
-
-	c.sendMu.Lock()
-	n.mu.Lock()
-	if c.dead || n.closed {
-		n.mu.Unlock()
-		c.sendMu.Unlock()
-		return nil, nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, dlock.ErrClosed)
-	}
+	var readyBuf [2]*readiness
+	var freshBuf [2]*channelSubs
 	subs := make([]*channelSubs, len(chans))
-	var send []string // channels this waiter is the first of
-	for i, ch := range chans {
-		s := c.subs[ch]
-		if s == nil {
-			s = &channelSubs{waiters: make(map[chan struct{}]struct{}), ready: make(chan struct{})}
-			c.subs[ch] = s
-			c.pending[ch]++
-			send = append(send, ch)
-		}
-		s.waiters[w] = struct{}{}
-		subs[i] = s
+	readies, fresh := readyBuf[:len(chans)], freshBuf[:0]
+	fresh, err := n.join(chans, w, subs, readies, fresh)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, err)
 	}
-	n.mu.Unlock()
-	if len(send) > 0 {
-		var err error
-		if c.sharded {
-			err = c.ps.SSubscribe(ctx, send...)
-		} else {
-			err = c.ps.Subscribe(ctx, send...)
-		}
-		if err != nil {
-			n.mu.Lock()
-			for _, ch := range send {
-				s := c.subs[ch]
-				c.pending[ch]--
-				delete(c.subs, ch)
-				if !s.confirmed && s.err == nil {
-					s.err = err
-					close(s.ready)
-				}
-			}
-			n.mu.Unlock()
-			c.unsubscribe(send...) // go-redis remembers the channels even on failure
-		}
-	}
-	c.sendMu.Unlock()
-
 	var once sync.Once
 	cancel := func() {
 		once.Do(func() {
-			for i, ch := range chans {
-				n.leave(c, ch, subs[i], w)
+			for _, s := range subs {
+				n.leave(s, w)
 			}
 			if token != "" && len(w) > 0 {
 				// Woken, maybe for its turn, and gone without trying.
@@ -142,12 +256,15 @@ func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struc
 			}
 		})
 	}
-	for _, s := range subs {
+	if len(fresh) > 0 {
+		n.place(ctx, fresh) // every channel of lk has its slot
+	}
+	for i, r := range readies {
 		select {
-		case <-s.ready:
-			if s.err != nil {
+		case <-r.done:
+			if r.err != nil {
 				cancel()
-				return nil, nil, d.wrap("subscribe", key, s.err)
+				return nil, nil, n.subscribeError(key, subs[i].ch, r.err)
 			}
 		case <-ctx.Done():
 			cancel()
@@ -155,6 +272,164 @@ func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struc
 		}
 	}
 	return w, cancel, nil
+}
+
+// subscribeError gives a failed subscription of ch its meaning.
+func (n *notifier) subscribeError(key, ch string, err error) error {
+	var pe *ChannelPermissionError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("redisdriver: subscribe %q: %w", key, err)
+	}
+	if redis.IsPermissionError(err) {
+		return fmt.Errorf("redisdriver: subscribe %q: %w", key,
+			&ChannelPermissionError{Channel: ch, Pattern: n.d.channelPattern(), Err: err})
+	}
+	return n.d.wrap("subscribe", key, err)
+}
+
+// join adds waiter w to the subscriptions of chans, making those that do
+// not exist; it sets subs and readies (as long as chans) to them and to
+// what to wait for on each, and appends the new ones, which the caller
+// must place, to fresh.
+func (n *notifier) join(chans []string, w chan struct{}, subs []*channelSubs, readies []*readiness, fresh []*channelSubs) ([]*channelSubs, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, dlock.ErrClosed
+	}
+	for i, ch := range chans {
+		s := n.subs[ch]
+		if s == nil {
+			s = &channelSubs{ch: ch, waiters: make(map[chan struct{}]struct{}), ready: newReadiness()}
+			n.subs[ch] = s
+			fresh = append(fresh, s)
+		}
+		s.waiters[w] = struct{}{}
+		subs[i], readies[i] = s, s.ready
+	}
+	return fresh, nil
+}
+
+// place subscribes ss, channels of one slot that are on no connection, on
+// the connection of their owner. Failures fail them.
+func (n *notifier) place(ctx context.Context, ss []*channelSubs) {
+	for {
+		c, err := n.conn(ctx, ss[0].ch)
+		if err != nil {
+			n.fail(ss, err)
+			return
+		}
+		if !n.sendSubscribe(ctx, c, ss, false) {
+			return
+		}
+		// c was dropped meanwhile: take the owner's new connection.
+	}
+}
+
+// sendSubscribe subscribes those of ss that still want it on c. It
+// reports true if c was dropped before. If the connection fails, the
+// reader replaces it and subscribes them again; only when that fails
+// too (final) do they fail.
+func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSubs, final bool) (retry bool) {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	n.mu.Lock()
+	if c.dead && !n.closed {
+		n.mu.Unlock()
+		return true
+	}
+	if n.closed {
+		n.mu.Unlock()
+		n.fail(ss, dlock.ErrClosed)
+		return false
+	}
+	cmd := newCommand("subscribe")
+	for _, s := range ss {
+		if s.gone || s.conn != nil {
+			continue // left meanwhile, or placed by another
+		}
+		s.conn, s.cmd = c, cmd
+		c.chans[s.ch] = s
+		cmd.left = append(cmd.left, s.ch)
+	}
+	if len(cmd.left) == 0 {
+		n.mu.Unlock()
+		return false
+	}
+	c.sent = append(c.sent, cmd)
+	ps := c.ps
+	n.mu.Unlock()
+	err := c.subscribe(ctx, ps, slices.Clone(cmd.left))
+	if err == nil {
+		return false
+	}
+	// Whether the server got it is unknown: this connection is done for,
+	// and its reader replaces it.
+	ps.Close()
+	if !final {
+		return false
+	}
+	// The new connection failed too. New subscriptions fail now rather
+	// than wait for a server that may be gone; those that were live stay,
+	// to be subscribed again at the reader's next attempt, but whoever
+	// waits for them now gets the error.
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, s := range ss {
+		if s.cmd != cmd {
+			continue // not sent here, or answered or moved since
+		}
+		if !s.wasLive {
+			n.failLocked(s, err)
+		} else if !s.gone && !s.live {
+			s.ready.settle(err)
+			s.ready = newReadiness()
+		}
+	}
+	return false
+}
+
+func (c *psConn) subscribe(ctx context.Context, ps *redis.PubSub, chans []string) error {
+	if c.sharded {
+		return ps.SSubscribe(ctx, chans...)
+	}
+	return ps.Subscribe(ctx, chans...)
+}
+
+// fail ends ss with err: waiting subscribers get err, waiters of a live
+// subscription are woken (they rely on expiry hints and backoff from
+// then on), and the next Subscribe of the channel starts anew.
+func (n *notifier) fail(ss []*channelSubs, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, s := range ss {
+		n.failLocked(s, err)
+	}
+}
+
+func (n *notifier) failLocked(s *channelSubs, err error) {
+	if s.gone {
+		return
+	}
+	s.gone = true
+	if n.subs[s.ch] == s {
+		delete(n.subs, s.ch)
+	}
+	n.detach(s)
+	s.ready.settle(err)
+	s.wake()
+}
+
+// detach takes s off its connection. n.mu must be held.
+func (n *notifier) detach(s *channelSubs) {
+	if c := s.conn; c != nil && c.chans[s.ch] == s {
+		delete(c.chans, s.ch)
+	}
+	s.conn, s.cmd = nil, nil
+	if s.live {
+		s.live = false
+		s.ready = newReadiness()
+	}
 }
 
 // conn returns the pub/sub connection for channel ch, made on first use.
@@ -180,8 +455,8 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 		return c, nil
 	}
 	c := &psConn{
-		addr: addr, ps: newPS(), sharded: n.d.cluster != nil,
-		subs: make(map[string]*channelSubs), pending: make(map[string]int),
+		addr: addr, sharded: n.d.cluster != nil, newPS: newPS, ps: newPS(),
+		chans: make(map[string]*channelSubs),
 	}
 	n.conns[addr] = c
 	n.wg.Add(1)
@@ -189,104 +464,374 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 	return c, nil
 }
 
-// leave removes waiter w of channel ch, and unsubscribes when it was the
-// last.
-func (n *notifier) leave(c *psConn, ch string, s *channelSubs, w chan struct{}) {
+// leave removes waiter w of s, and unsubscribes when it was the last.
+func (n *notifier) leave(s *channelSubs, w chan struct{}) {
+	for {
+		n.mu.Lock()
+		c := s.conn
+		n.mu.Unlock()
+		if c != nil {
+			c.sendMu.Lock()
+		}
+		n.mu.Lock()
+		if s.conn != c { // moved meanwhile
+			n.mu.Unlock()
+			if c != nil {
+				c.sendMu.Unlock()
+			}
+			continue
+		}
+		delete(s.waiters, w)
+		if len(s.waiters) > 0 || s.gone {
+			n.mu.Unlock()
+			if c != nil {
+				c.sendMu.Unlock()
+			}
+			return
+		}
+		s.gone = true
+		if n.subs[s.ch] == s {
+			delete(n.subs, s.ch)
+		}
+		n.detach(s)
+		var ps *redis.PubSub
+		if c != nil && !c.dead && !n.closed {
+			ps = c.ps
+			c.sent = append(c.sent, newCommand("unsubscribe", s.ch))
+		}
+		n.mu.Unlock()
+		if ps != nil {
+			ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+			var err error
+			if c.sharded {
+				err = ps.SUnsubscribe(ctx, s.ch)
+			} else {
+				err = ps.Unsubscribe(ctx, s.ch)
+			}
+			cancel()
+			if err != nil {
+				ps.Close() // its reader replaces it
+			}
+		}
+		if c != nil {
+			c.sendMu.Unlock()
+		}
+		return
+	}
+}
+
+// read is the reader goroutine of one connection. It replaces the
+// connection when it breaks, and ends when it is dropped or at close.
+func (n *notifier) read(c *psConn) {
+	defer n.wg.Done()
+	var backoff time.Duration
+	for {
+		n.mu.Lock()
+		ps := c.ps
+		n.mu.Unlock()
+		msg, err := ps.ReceiveTimeout(n.ctx, healthInterval)
+		if n.ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
+			backoff = 0
+			n.handle(c, msg)
+			continue
+		case isRedisError(err):
+			n.refused(c, err)
+			continue
+		case isTimeout(err) && n.ping(c, ps):
+			continue
+		}
+		n.mu.Lock()
+		dead := c.dead
+		n.mu.Unlock()
+		if dead {
+			return
+		}
+		// Broken, closed after a failed send, or silent after a ping:
+		// start again, pausing if it keeps failing.
+		if backoff > 0 {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+		backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+		if !n.reset(c, ps) {
+			return
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// ping checks an idle connection: it sends PING, and reports false if the
+// last PING is still unanswered (the connection is dead).
+func (n *notifier) ping(c *psConn, ps *redis.PubSub) bool {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	n.mu.Lock()
-	delete(s.waiters, w)
-	last := len(s.waiters) == 0 && c.subs[ch] == s
-	if last {
-		delete(c.subs, ch)
+	for _, cmd := range c.sent {
+		if cmd.kind == "ping" {
+			n.mu.Unlock()
+			return false
+		}
 	}
-	stop := n.closed || c.dead
+	c.sent = append(c.sent, newCommand("ping"))
 	n.mu.Unlock()
-	if last && !stop {
-		c.unsubscribe(ch)
-	}
-}
-
-func (c *psConn) unsubscribe(chans ...string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()
-	if c.sharded {
-		c.ps.SUnsubscribe(ctx, chans...)
-	} else {
-		c.ps.Unsubscribe(ctx, chans...)
-	}
+	return ps.Ping(ctx) == nil
 }
 
-// read is the reader goroutine of one connection. go-redis reconnects a
-// broken connection by itself and subscribes again to every channel; the
-// new confirmations then wake the channels' waiters, since a release may
-// have been missed meanwhile.
-func (n *notifier) read(c *psConn) {
-	defer n.wg.Done()
-	backoff := 10 * time.Millisecond
-	for {
-		msg, err := c.ps.ReceiveTimeout(n.ctx, healthInterval)
-		if err != nil {
-			if errors.Is(err, redis.ErrClosed) || n.ctx.Err() != nil {
-				n.drop(c)
+// handle processes one message of c.
+func (n *notifier) handle(c *psConn, msg any) {
+	switch m := msg.(type) {
+	case *redis.Message:
+		n.mu.Lock()
+		s := c.chans[m.Channel]
+		if s != nil {
+			s.wake()
+		}
+		n.mu.Unlock()
+		if lk, ok := lockKeyOfWaiter(m.Channel); ok && s == nil {
+			// The turn of a waiter that has just left.
+			n.passOn(lk)
+		}
+	case *redis.Pong:
+		n.mu.Lock()
+		c.answered("ping", "")
+		n.mu.Unlock()
+	case *redis.Subscription:
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		switch m.Kind {
+		case "subscribe", "ssubscribe":
+			cmd := c.answered("subscribe", m.Channel)
+			s := c.chans[m.Channel]
+			if cmd == nil || s == nil || s.cmd != cmd {
+				return // an answer for a subscription since left
+			}
+			s.cmd, s.live, s.redirects = nil, true, 0
+			s.ready.settle(nil)
+			if s.wasLive {
+				s.wake() // live again after a reconnect or a move
+			}
+			s.wasLive = true
+		case "unsubscribe", "sunsubscribe":
+			if c.answered("unsubscribe", m.Channel) != nil {
 				return
 			}
-			var t interface{ Timeout() bool }
-			if errors.As(err, &t) && t.Timeout() {
-				ctx, cancel := context.WithTimeout(n.ctx, time.Second)
-				c.ps.Ping(ctx)
-				cancel()
-				continue
+			// Not asked for: the server dropped the channel, as its
+			// slot moved to another node. Subscribe it there.
+			if s := c.chans[m.Channel]; s != nil {
+				n.detach(s)
+				n.moveLocked([]*channelSubs{s}, c.addr, "")
 			}
-			select {
-			case <-n.ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, time.Second)
-			continue
-		}
-		backoff = 10 * time.Millisecond
-		switch m := msg.(type) {
-		case *redis.Message:
-			n.mu.Lock()
-			s := c.subs[m.Channel]
-			if s != nil {
-				s.wake()
-			}
-			n.mu.Unlock()
-			if lk, ok := lockKeyOfWaiter(m.Channel); ok && s == nil {
-				// The turn of a waiter that has just left.
-				n.passOn(lk)
-			}
-		case *redis.Subscription:
-			n.mu.Lock()
-			switch m.Kind {
-			case "subscribe", "ssubscribe":
-				if c.pending[m.Channel] > 0 {
-					c.pending[m.Channel]--
-				}
-				if s := c.subs[m.Channel]; s != nil {
-					switch {
-					case s.confirmed:
-						s.wake() // subscribed again after a reconnect
-					case c.pending[m.Channel] == 0:
-						s.confirmed = true
-						close(s.ready)
-					}
-				}
-			case "sunsubscribe":
-				// The server dropped the channel (its slot moved):
-				// let the waiters try again at once.
-				if s := c.subs[m.Channel]; s != nil {
-					s.wake()
-				}
-			}
-			if c.pending[m.Channel] == 0 {
-				delete(c.pending, m.Channel)
-			}
-			n.mu.Unlock()
+			n.dropIfUnusedLocked(c)
 		}
 	}
+}
+
+// answered records the reply of kind for channel ch (none for a ping) and
+// returns the command it answers, or nil if none was due. n.mu must be
+// held.
+func (c *psConn) answered(kind, ch string) *command {
+	for i, cmd := range c.sent {
+		j := slices.Index(cmd.left, ch)
+		if cmd.kind != kind || (ch != "" && j < 0) {
+			continue
+		}
+		if j >= 0 {
+			cmd.left = slices.Delete(cmd.left, j, j+1)
+		}
+		if len(cmd.left) == 0 {
+			c.sent = append(c.sent[:i:i], c.sent[i+1:]...)
+		}
+		return cmd
+	}
+	return nil
+}
+
+// refused handles an error reply, which answers the oldest command due.
+func (n *notifier) refused(c *psConn, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(c.sent) == 0 {
+		return
+	}
+	cmd := c.sent[0]
+	c.sent = c.sent[1:]
+	if cmd.kind != "subscribe" {
+		return
+	}
+	var move []*channelSubs
+	for _, ch := range cmd.left {
+		s := c.chans[ch]
+		if s == nil || s.cmd != cmd {
+			continue
+		}
+		_, moved := redis.IsMovedError(err)
+		_, ask := redis.IsAskError(err)
+		switch {
+		case (moved || ask) && n.d.cluster != nil && s.redirects < maxRedirects:
+			s.redirects++
+			n.detach(s)
+			move = append(move, s)
+		case redis.IsPermissionError(err):
+			n.failLocked(s, &ChannelPermissionError{Channel: ch, Pattern: n.d.channelPattern(), Err: err})
+		default:
+			n.failLocked(s, err)
+		}
+	}
+	if len(move) > 0 {
+		addr, _ := redis.IsMovedError(err)
+		if a, ok := redis.IsAskError(err); ok {
+			addr = a
+		}
+		n.moveLocked(move, c.addr, addr)
+		n.dropIfUnusedLocked(c)
+	}
+}
+
+// dropIfUnusedLocked drops c once every channel moved away from it (its
+// node lost its slots, or is no longer a master): its reader ends, and a
+// later subscription there makes a new connection. n.mu must be held.
+func (n *notifier) dropIfUnusedLocked(c *psConn) {
+	if len(c.chans) > 0 || len(c.sent) > 0 || c.dead {
+		return
+	}
+	c.dead = true
+	if n.conns[c.addr] == c {
+		delete(n.conns, c.addr)
+	}
+	c.ps.Close()
+}
+
+// moveLocked subscribes ss, taken off the connection to from, again on
+// their owner, once the slot map says the owner is to (if known) or no
+// longer from. It runs in the background, as it waits for the slot map.
+// n.mu must be held.
+func (n *notifier) moveLocked(ss []*channelSubs, from, to string) {
+	if n.closed {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, placeTimeout)
+		defer cancel()
+		n.awaitSlotMap(ctx, ss[0].ch, from, to)
+		for _, s := range ss {
+			n.place(ctx, []*channelSubs{s})
+		}
+	}()
+}
+
+// awaitSlotMap asks go-redis to reload the Cluster slot map, and waits a
+// little for it to name a new owner of ch: to, or any but from. go-redis
+// reloads in the background, with no event to wait for; if the map stays
+// stale, the subscription is refused with MOVED again, up to
+// maxRedirects times.
+func (n *notifier) awaitSlotMap(ctx context.Context, ch, from, to string) {
+	cl := n.d.cluster
+	if cl == nil {
+		return
+	}
+	cl.ReloadState(ctx)
+	for range 50 {
+		node, err := cl.MasterForKey(ctx, ch)
+		if err == nil {
+			addr := node.Options().Addr
+			if (to != "" && addr == to) || (to == "" && addr != from) {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// reset replaces the broken connection ps of c: it subscribes its
+// channels again on a new one, or, on Cluster, on their new owner's. It
+// reports false, dropping c, when c has nothing left to carry.
+func (n *notifier) reset(c *psConn, ps *redis.PubSub) bool {
+	ps.Close()
+	owners := n.owners(c)
+	c.sendMu.Lock()
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		c.sendMu.Unlock()
+		return false
+	}
+	c.sent = nil
+	var move, again []*channelSubs
+	for ch, s := range c.chans {
+		n.detach(s)
+		if owner, ok := owners[ch]; ok && owner != c.addr {
+			move = append(move, s)
+		} else {
+			again = append(again, s)
+		}
+	}
+	if len(again) == 0 {
+		c.dead = true
+		if n.conns[c.addr] == c {
+			delete(n.conns, c.addr)
+		}
+		for _, s := range move {
+			n.moveLocked([]*channelSubs{s}, c.addr, "")
+		}
+		n.mu.Unlock()
+		c.sendMu.Unlock()
+		return false
+	}
+	c.ps = c.newPS()
+	for _, s := range move {
+		n.moveLocked([]*channelSubs{s}, c.addr, "")
+	}
+	n.mu.Unlock()
+	c.sendMu.Unlock()
+	ctx, cancel := context.WithTimeout(n.ctx, placeTimeout)
+	defer cancel()
+	n.sendSubscribe(ctx, c, again, true)
+	return true
+}
+
+// owners returns the current owner of each channel of c on Cluster, after
+// asking for a fresh slot map (the connection may have broken because its
+// node failed over); nil otherwise.
+func (n *notifier) owners(c *psConn) map[string]string {
+	cl := n.d.cluster
+	if cl == nil {
+		return nil
+	}
+	n.mu.Lock()
+	chans := make([]string, 0, len(c.chans))
+	for ch := range c.chans {
+		chans = append(chans, ch)
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+	defer cancel()
+	cl.ReloadState(ctx)
+	owners := make(map[string]string, len(chans))
+	for _, ch := range chans {
+		if node, err := cl.MasterForKey(ctx, ch); err == nil {
+			owners[ch] = node.Options().Addr
+		}
+	}
+	return owners
 }
 
 // passOn runs wakeScript for lk in the background, for a waiter woken
@@ -304,7 +849,7 @@ func (n *notifier) passOn(lk string) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
 		defer cancel()
-		wakeScript.Run(ctx, n.d.client, []string{lk, queueKey(lk)}, "", n.d.publish)
+		wakeScript.Run(ctx, n.d.client, []string{lk, queueKey(lk)}, "", n.d.publish, n.scope)
 	}()
 }
 
@@ -331,26 +876,7 @@ func (s *channelSubs) wake() {
 	}
 }
 
-// drop forgets a connection whose reader ended, failing the subscriptions
-// still waiting for confirmation and waking the others, which then rely on
-// expiry hints and backoff.
-func (n *notifier) drop(c *psConn) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	c.dead = true
-	if n.conns[c.addr] == c {
-		delete(n.conns, c.addr)
-	}
-	for _, s := range c.subs {
-		if !s.confirmed && s.err == nil {
-			s.err = fmt.Errorf("redisdriver: pub/sub connection closed: %w", dlock.ErrClosed)
-			close(s.ready)
-		}
-		s.wake()
-	}
-}
-
-// close ends every connection and waits for the readers.
+// close ends every connection and waits for the goroutines.
 func (n *notifier) close() {
 	n.mu.Lock()
 	n.closed = true
@@ -358,10 +884,16 @@ func (n *notifier) close() {
 	for _, c := range n.conns {
 		conns = append(conns, c)
 	}
+	for _, s := range n.subs {
+		n.failLocked(s, fmt.Errorf("redisdriver: %w", dlock.ErrClosed))
+	}
 	n.mu.Unlock()
 	n.cancel()
 	for _, c := range conns {
-		c.ps.Close()
+		n.mu.Lock()
+		ps := c.ps
+		n.mu.Unlock()
+		ps.Close()
 	}
 	n.wg.Wait()
 }

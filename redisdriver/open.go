@@ -71,7 +71,7 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		}
 		return nil, scrub(err)
 	}
-	return d, nil
+	return d.openChecked(ctx, red)
 }
 
 // newClient makes the client and driver options of u, without I/O.

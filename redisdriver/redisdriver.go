@@ -430,7 +430,7 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 		return err
 	}
 	lk, qk := d.keyPair(key, queueSuffix)
-	n, err := eval(ctx, d.client, releaseScript, []any{nil, nil, 2, lk, qk, token, d.publish}).Int64()
+	n, err := eval(ctx, d.client, releaseScript, []any{nil, nil, 2, lk, qk, token, d.publish, d.notify.scope}).Int64()
 	return d.heldResult("release", key, lk, n, err)
 }
 

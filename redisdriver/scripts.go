@@ -191,7 +191,7 @@ return 1
 // with command ARGV[2] (PUBLISH, or SPUBLISH on Cluster): the first waiter
 // of the queue KEYS[2] still listening on its own channel,
 // KEYS[1]..":w:"..TAG (see waiterChannel), or else every subscriber of
-// KEYS[1]..":released" (see channelOf). A queued waiter that gave up or
+// KEYS[1]..":released"..ARGV[3] (see releasedChannel). A queued waiter that gave up or
 // died no longer listens, so the publish reaches nobody and the next is
 // tried.
 //
@@ -211,7 +211,7 @@ local function wake()
     end
     if tonumber(w[2]) >= now and redis.call(ARGV[2], KEYS[1] .. ':w:' .. w[1], '') > 0 then return end
   end
-  redis.call(ARGV[2], KEYS[1] .. ':released', '')
+  redis.call(ARGV[2], KEYS[1] .. ':released' .. (ARGV[3] or ''), '')
 end
 `
 

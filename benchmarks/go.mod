@@ -1,6 +1,6 @@
 module github.com/dlock-go/dlock/benchmarks
 
-go 1.26.8
+go 1.26.0
 
 replace github.com/dlock-go/dlock => ../
 

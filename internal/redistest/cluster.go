@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,7 +63,7 @@ func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
 }
 
 func startCluster(c cleaner, dir string) (*Cluster, error) {
-	cli, err := lookBinary("redis-cli")
+	cli, err := cliBinary()
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +96,7 @@ func startCluster(c cleaner, dir string) (*Cluster, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("redistest: redis-cli --cluster create: %w\n%s", err, out)
+		return nil, fmt.Errorf("redistest: %s --cluster create: %w\n%s", filepath.Base(cli), err, out)
 	}
 	if err := cl.waitOK(ctx); err != nil {
 		return nil, err

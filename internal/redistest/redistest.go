@@ -1,21 +1,31 @@
 // Package redistest gives tests real Redis servers: standalone, TLS, with
 // ACL users, a three-master Cluster, and a master with a replica watched by
-// a Sentinel, plus an in-process TCP proxy for fault injection ([Proxy]).
+// a Sentinel, plus a TCP proxy for fault injection ([Proxy]).
 //
-// Where a standalone server comes from, in order:
+// Servers are processes of the server binary on free loopback ports, each
+// with its own temporary directory and no persistence, stopped when the
+// test ends. [Start] and [Shared] use the server at DLOCK_REDIS_ADDR
+// instead when it is set (host:port of a server you run). Servers that a
+// test kills or restarts, or that need special configuration (TLS, ACL,
+// Cluster, Sentinel), are always processes ([StartProcess]). Containers
+// are not started here: the tests module (tests/containers) runs the
+// conformance suite against Redis and Valkey containers, so that this
+// module does not require testcontainers-go.
 //
-//  1. DLOCK_REDIS_ADDR (host:port of a server you run; standalone only, and
-//     used only by [Start] and [Shared]);
-//  2. a container (image DLOCK_REDIS_IMAGE, default redis:7) started through
-//     testcontainers-go, tried only when a Docker socket is configured
-//     (DOCKER_HOST, or /var/run/docker.sock exists);
-//  3. a redis-server process on a free loopback port, with its own
-//     temporary directory, no persistence, stopped when the test ends.
+// When no server can be had, tests are skipped; with DLOCK_REQUIRE_REDIS=1
+// (as CI sets) they fail instead.
 //
-// Servers that need special configuration (TLS, ACL, Cluster, Sentinel) or
-// that a test kills and restarts are always processes ([StartProcess]).
-// When no Redis can be had, tests are skipped; with DLOCK_REQUIRE_REDIS=1 (as
-// CI sets) they fail instead.
+// # Environment
+//
+//   - DLOCK_REDIS_SERVER: the server binary, by name on PATH or by path:
+//     redis-server (the default) or valkey-server; the Cluster is made
+//     with the matching client (redis-cli or valkey-cli).
+//   - DLOCK_REDIS_ADDR: an external standalone server for [Start] and
+//     [Shared].
+//   - DLOCK_REQUIRE_REDIS=1: fail instead of skip without a server.
+//   - DLOCK_TOXIPROXY_SERVER: the toxiproxy server binary for [Proxy];
+//     by default it is built (once, then cached) from the module in
+//     toxiproxyserver/ that pins toxiproxy v2.12.0.
 //
 // Servers started with a testing.TB stop in its Cleanup. The Shared…
 // functions start a server once per test binary; wrap the test main with
@@ -23,7 +33,8 @@
 //
 //	func TestMain(m *testing.M) { goleak.VerifyTestMain(redistest.Main(m)) }
 //
-// Every server binds to 127.0.0.1 only.
+// Every process started here binds to 127.0.0.1 only and is killed by the
+// kernel if the test binary dies before its cleanup.
 package redistest
 
 import (
@@ -46,9 +57,10 @@ import (
 
 // Environment variables read by this package.
 const (
-	EnvAddr    = "DLOCK_REDIS_ADDR"
-	EnvImage   = "DLOCK_REDIS_IMAGE"
-	EnvRequire = "DLOCK_REQUIRE_REDIS"
+	EnvAddr      = "DLOCK_REDIS_ADDR"
+	EnvServer    = "DLOCK_REDIS_SERVER"
+	EnvRequire   = "DLOCK_REQUIRE_REDIS"
+	EnvToxiproxy = "DLOCK_TOXIPROXY_SERVER"
 )
 
 // startTimeout bounds the wait for one server to answer.
@@ -74,8 +86,46 @@ func fail(t testing.TB, err error) {
 	t.Fatal(err)
 }
 
-// lookBinary finds a Redis binary on PATH or in /usr/bin.
+// serverBinary finds the server binary that DLOCK_REDIS_SERVER names
+// (default redis-server).
+func serverBinary() (string, error) {
+	name := os.Getenv(EnvServer)
+	if name == "" {
+		name = "redis-server"
+	}
+	return lookBinary(name)
+}
+
+// cliBinary finds the command-line client that comes with the server:
+// valkey-cli for valkey-server, else redis-cli.
+func cliBinary() (string, error) {
+	server, err := serverBinary()
+	if err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(filepath.Base(server), "valkey") {
+		return lookBinary(filepath.Join(filepath.Dir(server), "valkey-cli"))
+	}
+	return lookBinary("redis-cli")
+}
+
+// ServerName returns the base name of the server binary the processes
+// run: redis-server or valkey-server, after DLOCK_REDIS_SERVER.
+func ServerName() string {
+	if name := os.Getenv(EnvServer); name != "" {
+		return filepath.Base(name)
+	}
+	return "redis-server"
+}
+
+// lookBinary finds a binary by path, on PATH or in /usr/bin.
 func lookBinary(name string) (string, error) {
+	if filepath.IsAbs(name) {
+		if _, err := os.Stat(name); err != nil {
+			return "", fmt.Errorf("%w: %s: %v", errNoRedis, name, err)
+		}
+		return name, nil
+	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
@@ -222,8 +272,8 @@ func (s *Server) shutdown() {
 }
 
 // Start returns a standalone server: the one at DLOCK_REDIS_ADDR, else a
-// container when Docker is configured, else a redis-server process. It
-// stops when t ends. Use [StartProcess] to kill or restart it.
+// server process. It stops when t ends. Use [StartProcess] to kill or
+// restart it.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s, err := start(t, t.TempDir)
@@ -237,18 +287,10 @@ func start(c cleaner, tempDir func() string) (*Server, error) {
 	if addr := os.Getenv(EnvAddr); addr != "" {
 		return &Server{addr: addr, external: true}, nil
 	}
-	if dockerConfigured() {
-		s, err := startContainer(c)
-		if err == nil {
-			return s, nil
-		}
-		// Fall through to a process: a configured but broken Docker
-		// should not fail tests that a local redis-server can serve.
-	}
 	return startProcess(c, tempDir(), nil)
 }
 
-// StartProcess starts a redis-server process configured by o (nil for a
+// StartProcess starts a server process configured by o (nil for a
 // plain server) on a free loopback port, and stops it when t ends.
 func StartProcess(t testing.TB, o *Options) *Server {
 	t.Helper()
@@ -286,7 +328,7 @@ func startProcess(c cleaner, dir string, o *Options) (*Server, error) {
 	if o == nil {
 		o = &Options{}
 	}
-	bin, err := lookBinary("redis-server")
+	bin, err := serverBinary()
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +361,7 @@ func startProcess(c cleaner, dir string, o *Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		spec := procSpec{bin: bin, dir: dir, port: port, tls: clientTLS, name: "redis-server"}
+		spec := procSpec{bin: bin, dir: dir, port: port, tls: clientTLS, name: ServerName()}
 		spec.args = baseArgs(port, dir, o.TLS)
 		spec.args = append(spec.args, tlsArgs...)
 		spec.args = append(spec.args, extra...)
@@ -373,6 +415,21 @@ type process struct {
 
 // startProcessOnce starts spec's process and waits until it answers.
 func startProcessOnce(spec procSpec) (*process, error) {
+	p, err := spawn(spec, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(p, spec.tls); err != nil {
+		p.kill()
+		return nil, fmt.Errorf("redistest: %s on port %d: %w\n%s", spec.name, spec.port, err, tail(p.log))
+	}
+	return p, nil
+}
+
+// spawn starts spec's process with its output in a log file in spec.dir,
+// and env added to the environment. The process dies with the test binary
+// (see setSysProcAttr); a goroutine reaps it and closes done.
+func spawn(spec procSpec, env []string) (*process, error) {
 	logPath := filepath.Join(spec.dir, fmt.Sprintf("%s-%d.log", spec.name, spec.port))
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -383,6 +440,9 @@ func startProcessOnce(spec procSpec) (*process, error) {
 	cmd.Dir = spec.dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	setSysProcAttr(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("redistest: start %s: %w", spec.bin, err)
@@ -395,10 +455,6 @@ func startProcessOnce(spec procSpec) (*process, error) {
 		cmd.Wait()
 		close(p.done)
 	}()
-	if err := waitReady(p, spec.tls); err != nil {
-		p.kill()
-		return nil, fmt.Errorf("redistest: %s on port %d: %w\n%s", spec.name, spec.port, err, tail(logPath))
-	}
 	return p, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +137,22 @@ func TestProxy(t *testing.T) {
 	px.Heal()
 	if err := c.Ping(ctx(t)).Err(); err != nil {
 		t.Fatalf("PING after heal: %v", err)
+	}
+}
+
+// TestServerBinary checks that the processes run the server that
+// DLOCK_REDIS_SERVER names, so that a CI run on Valkey really is one.
+func TestServerBinary(t *testing.T) {
+	s := redistest.StartProcess(t, nil)
+	info, err := s.Client(t).Info(ctx(t), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	isValkey := strings.Contains(info, "valkey_version:")
+	switch name := redistest.ServerName(); {
+	case strings.HasPrefix(name, "valkey") && !isValkey:
+		t.Errorf("%s=%s but the server is not Valkey: %s", redistest.EnvServer, name, info)
+	case !strings.HasPrefix(name, "valkey") && isValkey:
+		t.Errorf("server is %s but Valkey answered", name)
 	}
 }

@@ -82,7 +82,7 @@ func startSentinel(c cleaner, dir string) (*Sentinel, error) {
 	if err != nil {
 		return nil, err
 	}
-	bin, err := lookBinary("redis-server")
+	bin, err := serverBinary()
 	if err != nil {
 		return nil, err
 	}

@@ -10,3 +10,7 @@ import (
 var sigterm os.Signal = os.Interrupt
 
 func setSysProcAttr(cmd *exec.Cmd) {}
+
+// lockFile does not lock elsewhere: concurrent builds of the toxiproxy
+// server only cost time, as each renames its own file into place.
+func lockFile(path string) (func(), error) { return func() {}, nil }

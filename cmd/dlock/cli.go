@@ -95,6 +95,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
+	case guardianCmd:
+		return guardianMain(rest)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && rest[0] != "help" {
 			return run([]string{rest[0], "--help"}, stdout, stderr)
@@ -283,8 +285,8 @@ func (b *backendFlags) fold(rawURL string) string {
 // options are the lease options of run and elect: failing renewals are
 // reported with logf, the library warns on log, and with --verbose every
 // event is logged.
-func (b *backendFlags) options(logf func(string, ...any), log *slog.Logger) *dlock.Options {
-	return &dlock.Options{Observer: &renewalLogger{logf: logf, log: log}, Logger: log}
+func (b *backendFlags) options(logf func(string, ...any), log *slog.Logger, renewed chan struct{}) *dlock.Options {
+	return &dlock.Options{Observer: &renewalLogger{logf: logf, log: log, renewed: renewed}, Logger: log}
 }
 
 // renewalLogger reports failing renewals: they come before a loss, and say
@@ -294,6 +296,9 @@ func (b *backendFlags) options(logf func(string, ...any), log *slog.Logger) *dlo
 type renewalLogger struct {
 	logf func(string, ...any)
 	log  *slog.Logger // events at debug level, for --verbose
+	// renewed gets a value, if it has room, after each confirmed renewal:
+	// the lease's deadline moved, and the guardian must know.
+	renewed chan struct{}
 
 	mu       sync.Mutex
 	failures int
@@ -312,6 +317,12 @@ func (r *renewalLogger) Observe(ctx context.Context, e dlock.Event) {
 	case dlock.EventRefreshed, dlock.EventRefreshFailed:
 	default:
 		return
+	}
+	if e.Kind == dlock.EventRefreshed {
+		select {
+		case r.renewed <- struct{}{}:
+		default:
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -397,6 +408,12 @@ func urlSetting(rawURL, name string) string {
 		return ""
 	}
 	return u.Query().Get(name)
+}
+
+// urlDuration is a duration parameter (renew, drift) of rawURL; 0 if not set.
+func urlDuration(rawURL, name string) time.Duration {
+	d, _ := time.ParseDuration(urlSetting(rawURL, name))
+	return d
 }
 
 // effectiveTTL is the lease TTL that the URL, with the flags folded in,
@@ -490,6 +507,9 @@ type session struct {
 	cancel context.CancelCauseFunc
 	router *signalRouter
 	l      *dlock.Locker
+	kill   killTiming
+	// renewed signals each confirmed renewal of the session's lease.
+	renewed chan struct{}
 }
 
 // startSession parses args into c's flags (b and grace among them), checks
@@ -511,6 +531,14 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 		return nil, c.usageError("--grace %v: must not be negative", *grace)
 	}
 	s.logf, s.log = b.logger(c.name, c.stderr)
+	ttl := effectiveTTL(s.rawURL)
+	var cut bool
+	s.kill, cut = schedule(ttl, urlDuration(s.rawURL, "renew"), urlDuration(s.rawURL, "drift"), *grace)
+	if cut && flagSet(c.fs, "grace") {
+		s.logf("--grace %v is more than a TTL of %v allows: if renewal fails, SIGTERM goes out %v before the lease's deadline, SIGKILL %v before it",
+			*grace, ttl, s.kill.deadlineGrace, s.kill.killLead)
+	}
+	s.renewed = make(chan struct{}, 1)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.router = newSignalRouter(s.cancel, s.logf)
 	if s.l, code = open(s.ctx, c, s.rawURL); code != 0 {

@@ -22,17 +22,23 @@ Each dlock elect campaigns for the lock K. The winner starts CMD (with
 DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN in its environment) and renews the
 lease while CMD runs; the others wait. When the leader's machine or dlock
 process dies, its lease expires and a standby starts CMD within the TTL plus
-a moment. If the leader loses its lease (say, it cannot reach the backend),
-it sends SIGTERM to CMD's process group before the backend can give K to
-anyone else, SIGKILL --grace later, and campaigns again.
+a moment. If the leader's renewal fails, its CMD is stopped by the lease's
+deadline, as with dlock run: SIGTERM once the time left is no more than
+--grace (cut to fit the TTL), SIGKILL to every process CMD started just
+before the deadline. Then it campaigns again.
 
-If CMD exits on its own while leading, dlock elect releases K, so that a
-standby takes over at once, and exits with CMD's status: run dlock elect
-under a supervisor (systemd, a container runtime) that restarts it.
+If CMD exits on its own while leading, dlock elect clears what CMD left,
+releases K, so that a standby takes over at once, and exits with CMD's
+status (76 if the lease was lost before CMD's leftovers were cleared): it
+never restarts CMD. Run dlock elect under a supervisor (systemd, a
+container runtime) that restarts it.
 
 Leadership changes are logged on stderr with timestamps. Signals reach CMD
-as with dlock run; a standby exits on SIGINT, SIGTERM or SIGHUP. On Linux, if
-dlock elect dies, even by SIGKILL, the kernel kills CMD.
+as with dlock run, and CMD is contained the same way: on Linux, nothing CMD
+starts outlives dlock elect, even killed with SIGKILL. SIGINT, SIGTERM or
+SIGHUP always end dlock elect: while CMD runs they are forwarded and dlock
+elect exits with CMD's status once CMD exits; in any other phase (standby,
+or stopping CMD after a loss) it exits with 128+N once CMD is gone.
 `
 
 const electTail = `
@@ -63,7 +69,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	c := newCommand("elect", electUsage, electTail, stdout, stderr)
 	var b backendFlags
 	b.register(c.fs, true, true)
-	grace := c.fs.Duration("grace", 10*time.Second, "after SIGTERM on lease loss, how long before SIGKILL")
+	grace := c.fs.Duration("grace", 10*time.Second, "SIGTERM this long before the lease's deadline when renewal fails (cut to fit the TTL),\nand from SIGTERM to SIGKILL when dlock stops the command")
 	s, code := startSession(c, &b, grace, args)
 	if s == nil {
 		return code
@@ -72,7 +78,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	argv, rawURL, logf, log, ctx, router, l := s.argv, s.rawURL, s.logf, s.log, s.ctx, s.router, s.l
 
 	cmd := commandString(argv)
-	opts := b.options(logf, log)
+	opts := b.options(logf, log, s.renewed)
 	opts.Owner = effectiveOwner(rawURL)
 	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
 		Lease: opts,
@@ -95,34 +101,70 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 		},
 	})
 	logf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), opts.Owner, effectiveTTL(rawURL))
-	err := e.Run(ctx, func(lctx context.Context, lease *dlock.Lease) error {
-		ch, err := router.start(func() (*child, error) { return startChild(argv, leaseEnv(lease), stdout, stderr) })
+	// The election campaigns again after every loss. A command that
+	// exited on its own, or a stop signal that came while the command was
+	// being stopped, ends it instead: final says why, and cancelling
+	// runCtx makes Run return.
+	runCtx, endRun := context.WithCancel(ctx)
+	defer endRun()
+	var final error
+	err := e.Run(runCtx, func(lctx context.Context, lease *dlock.Lease) error {
+		ch, err := router.start(func() (*child, error) {
+			return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, logf)
+		})
 		if err != nil {
 			var sig *signalError
-			if errors.As(err, &sig) {
-				return err
+			if !errors.As(err, &sig) {
+				err = &startError{err}
 			}
-			return &startError{err}
+			final = err
+			endRun()
+			return err
 		}
 		logf("%s started (pid %d)", cmd, ch.pid)
-		stopped := ch.supervise(lctx.Done(), *grace, func() {
-			logf("lease lost: %v; sending SIGTERM to %s, SIGKILL in %v", context.Cause(lctx), cmd, *grace)
-		}, logf)
+		stopped := ch.supervise(lctx.Done(), s.renewed, lease.ValidUntil, func() {
+			logf("lease lost: %v; stopping %s (SIGTERM, then SIGKILL within %v)", context.Cause(lctx), cmd, s.kill.grace)
+		})
 		router.detach()
-		if stopped {
-			logf("%s ended with status %d", cmd, ch.exitCode())
-			return context.Cause(lctx)
+		if ch.deadlineHit {
+			if awaitLoss(lctx.Done(), lease.ValidUntil, lease.Err) == nil && lctx.Err() == nil {
+				// A late renewal was confirmed: step down all the same,
+				// the command is gone.
+				e.Resign()
+			}
 		}
-		return &childExitError{ch.exitCode()}
+		if !stopped {
+			final = &childExitError{ch.exitCode()}
+			if lease.Err() != nil || ch.deadlineHit {
+				final = &childExitError{exitLeaseLost}
+				logf("%s exited with status %d, but the lease was lost before its processes were cleared", cmd, ch.exitCode())
+			}
+			endRun()
+			return final
+		}
+		logf("%s ended with status %d", cmd, ch.exitCode())
+		if sig := router.stopRequested(); sig != nil {
+			final = sig
+			endRun()
+			return sig
+		}
+		return context.Cause(lctx)
 	})
+	if final != nil {
+		err = final
+	}
 	var exit *childExitError
 	var serr *startError
+	var sig *signalError
 	switch {
 	case errors.As(err, &exit):
 		return exit.status
 	case errors.As(err, &serr):
 		logf("%v", serr)
 		return startCode(serr.err)
+	case errors.As(err, &sig):
+		logf("%v; stopped campaigning", sig)
+		return sig.exitCode()
 	}
 	if sig := router.interrupted(); sig != nil {
 		logf("%v; stopped campaigning", sig)

@@ -27,20 +27,41 @@ If K is held by someone else, dlock waits as long as --wait says (0: not at
 all, the default; a duration such as 30s; or forever), then gives up with
 status 75 and says who holds K.
 
-If the lease is lost while CMD runs (the backend is unreachable until the
-lease's deadline, or says the key is no longer held), dlock sends SIGTERM to
-CMD's process group before the backend can give K to anyone else, SIGKILL
---grace later, and exits with status 76. Keep --grace short: once the lease
-is gone another machine may start, and only the fence keeps the two apart.
+The job never outlives the lease. dlock hands the lease's local deadline
+(which comes before the backend's expiry, and which each confirmed renewal
+moves later) to a guardian process that runs CMD. While renewal is not
+confirmed, CMD's process group gets SIGTERM once the time left before the
+deadline is no more than --grace, and every process CMD started gets
+SIGKILL shortly before the deadline itself (TTL/20, at most 100ms), even if
+dlock is stopped or dead by then. A --grace longer than the TTL allows is
+cut down, to half of what is left of the TTL after one renewal interval
+and the drift allowance (about TTL/3 with the defaults), so that a slow
+renewal does not stop CMD. If the backend says the key is held by someone
+else, CMD gets SIGTERM at once and SIGKILL --grace later, or at the
+deadline if that comes first. In either case dlock exits with status 76.
 
 CMD runs in a process group of its own. SIGINT, SIGTERM, SIGHUP, SIGQUIT,
-SIGUSR1 and SIGUSR2 sent to dlock are forwarded to that group, and CMD's
-exit status becomes dlock's. Processes CMD leaves behind in its group are
-terminated (SIGTERM, SIGKILL after --grace) before K is released. On Linux,
-if dlock itself dies, even by SIGKILL, the kernel kills CMD (but not
-processes CMD started): nothing runs on without the lock. Because CMD is not
-in the terminal's foreground process group, programs that read from the
-terminal are stopped by SIGTTIN; dlock is meant for jobs and services.
+SIGUSR1, SIGUSR2 and SIGCONT sent to dlock are forwarded to that group, and
+CMD's exit status becomes dlock's. Processes CMD leaves behind are
+terminated (SIGTERM, SIGKILL after --grace, never after the deadline)
+before K is released.
+
+Containment: on Linux the guardian is a child subreaper, so every process
+CMD starts stays within reach, including daemons that double-fork or call
+setsid. If dlock dies, however (kill -9, the OOM killer), the guardian
+kills every such process at once, before the lease expires. What escapes:
+work handed to another service (systemd-run, at, a container runtime, ssh),
+processes that change user so that dlock may not signal them, and, if the
+guardian itself is killed with SIGKILL, what CMD started (CMD itself dies
+with its guardian). On other systems only CMD's process group is
+contained, and only while the guardian lives.
+
+Job control: SIGTSTP, SIGTTIN and SIGTTOU (Ctrl-Z) do not stop dlock: it
+keeps running and renewing while CMD runs, since a stopped dlock cannot
+renew. SIGPIPE is ignored: a closed stderr never keeps dlock from clearing
+CMD's tree and releasing K. Because CMD is not in the terminal's
+foreground process group, programs that read from the terminal are
+stopped by SIGTTIN; dlock is meant for jobs and services.
 `
 
 const runTail = `
@@ -92,7 +113,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	b.register(c.fs, true, true)
 	var wait waitFlag
 	c.fs.Var(&wait, "wait", "how long to wait for a busy lock: 0, a `duration`, or forever")
-	grace := c.fs.Duration("grace", 10*time.Second, "after SIGTERM on lease loss, how long before SIGKILL")
+	grace := c.fs.Duration("grace", 10*time.Second, "SIGTERM this long before the lease's deadline when renewal fails (cut to fit the TTL),\nand from SIGTERM to SIGKILL when dlock stops the command")
 	s, code := startSession(c, &b, grace, args)
 	if s == nil {
 		return code
@@ -100,7 +121,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer s.close()
 	argv, logf, log, ctx, router, l := s.argv, s.logf, s.log, s.ctx, s.router, s.l
 
-	lease, err := acquire(ctx, l, b.key, b.options(logf, log), wait, func() {
+	lease, err := acquire(ctx, l, b.key, b.options(logf, log, s.renewed), wait, func() {
 		limit := "until it is free"
 		if !wait.forever {
 			limit = "up to " + wait.d.String()
@@ -128,28 +149,36 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 
-	ch, err := router.start(func() (*child, error) { return startChild(argv, leaseEnv(lease), stdout, stderr) })
+	ch, err := router.start(func() (*child, error) {
+		return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, logf)
+	})
 	if err != nil {
-		releaseLease(lease, logf)
+		releaseLease(lease, false, logf)
 		if sig := router.interrupted(); sig != nil {
 			return sig.exitCode()
 		}
 		logf("cannot start %s: %v", commandString(argv), err)
 		return startCode(err)
 	}
-	stopped := ch.supervise(lease.Done(), *grace, func() {
-		logf("lease on %q lost: %v; sending SIGTERM to %s, SIGKILL in %v",
-			b.key, lease.Err(), commandString(argv), *grace)
-	}, logf)
+	stopped := ch.supervise(lease.Done(), s.renewed, lease.ValidUntil, func() {
+		logf("lease on %q lost: %v; stopping %s (SIGTERM, then SIGKILL within %v)",
+			b.key, lease.Err(), commandString(argv), s.kill.grace)
+	})
 	router.detach()
 	status := ch.exitCode()
+	if ch.deadlineHit {
+		awaitLoss(lease.Done(), lease.ValidUntil, lease.Err)
+	}
 	lost := lease.Err() // checked before our release ends the lease
-	rerr := releaseLease(lease, logf)
+	if lost != nil && ch.deadlineHit {
+		logf("lease on %q lost: %v", b.key, lost)
+	}
+	rerr := releaseLease(lease, ch.deadlineHit, logf)
 	switch {
 	case stopped:
-		logf("%s was terminated after the lease was lost (its status: %d)", commandString(argv), status)
+		logf("%s was terminated because the lease was lost or about to be (its status: %d)", commandString(argv), status)
 		return exitLeaseLost
-	case lost != nil || errors.Is(rerr, dlock.ErrLeaseLost):
+	case lost != nil || ch.deadlineHit || errors.Is(rerr, dlock.ErrLeaseLost):
 		logf("%s exited with status %d, but the lease was not held to the end", commandString(argv), status)
 		return exitLeaseLost
 	}
@@ -177,9 +206,9 @@ func acquire(ctx context.Context, l *dlock.Locker, key string, opts *dlock.Optio
 // releaseLease releases le, reporting failures other than a loss, and
 // returns the release's error. A lost lease gets a short attempt only: the
 // backend was unreachable, most likely, and the key expires on its own.
-func releaseLease(le *dlock.Lease, logf func(string, ...any)) error {
+func releaseLease(le *dlock.Lease, failing bool, logf func(string, ...any)) error {
 	timeout := releaseTimeout
-	if le.Err() != nil {
+	if failing || le.Err() != nil {
 		timeout = time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -158,5 +159,77 @@ while :; do sleep 1; done
 		if !strings.Contains(first.stderr.String(), want) {
 			t.Errorf("first's stderr does not say %q:\n%s", want, first.stderr.String())
 		}
+	}
+}
+
+// TestRedisElectKill9ContainsTree: kill -9 of the leading dlock elect
+// leaves no process of its job's tree alive 200ms later, be it a shell
+// with background children or a daemon that double-forked and called
+// setsid; a standby takes over within TTL+1s with a larger fence.
+func TestRedisElectKill9ContainsTree(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		job  string
+		want int // processes under dlock: the guardian and the job's
+	}{
+		{"BackgroundChildren", `sleep 600 & sleep 600; wait`, 4},
+		{"DoubleForkedDaemon", `(setsid sh -c 'echo $$ > "$D/daemon"; exec sleep 600' &); sleep 600`, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			env := redisEnv(t, dir)
+			key := uniqueKey(t)
+			const ttl = time.Second
+			elect := func(name string) *proc {
+				return startDlock(t, name, env, "elect", "--key", key, "--ttl", ttl.String(), "--owner", name, "--", "sh", "-c", tc.job)
+			}
+			a := elect("A")
+			waitFor(t, 20*time.Second, "A to start its job", func() bool { return strings.Contains(a.stderr.String(), "started (pid") })
+			b := elect("B")
+			waitFor(t, 20*time.Second, "B to see leader A", func() bool { return strings.Contains(b.stderr.String(), "leader is A") })
+			var tree []procInfo
+			waitFor(t, 20*time.Second, "the job's processes to start", func() bool {
+				tree = descendants(a.cmd.Process.Pid)
+				daemon, _ := strconv.Atoi(strings.TrimSpace(readFile(t, filepath.Join(dir, "daemon"))))
+				if strings.Contains(tc.job, "daemon") && !slices.ContainsFunc(tree, func(p procInfo) bool { return p.pid == daemon }) {
+					return false
+				}
+				return len(tree) >= tc.want
+			})
+			var pids []int
+			for _, p := range tree {
+				pids = append(pids, p.pid)
+				killAtEnd(t, p.pid)
+			}
+
+			killed := time.Now()
+			a.cmd.Process.Kill()
+			for !allGone(pids) && time.Since(killed) < 200*time.Millisecond {
+				time.Sleep(2 * time.Millisecond) // other processes' deaths have no event
+			}
+			if !allGone(pids) {
+				var alive []int
+				for _, pid := range pids {
+					if !processGone(pid) {
+						alive = append(alive, pid)
+					}
+				}
+				t.Errorf("processes %v of the job's tree %v still run 200ms after kill -9 of dlock elect", alive, pids)
+			}
+			waitFor(t, ttl+time.Second, "B to take over within TTL+1s", func() bool {
+				return strings.Contains(b.stderr.String(), "started (pid")
+			})
+			fs := fences(t, a.stderr.String()+b.stderr.String())
+			if len(fs) < 2 {
+				t.Fatalf("fences %v: want A's and B's", fs)
+			}
+			if last := fs[len(fs)-1]; last <= fs[0] {
+				t.Errorf("B's fence %d is not larger than A's %d", last, fs[0])
+			}
+			b.cmd.Process.Signal(syscall.SIGTERM)
+			b.wait(t, 20*time.Second)
+		})
 	}
 }

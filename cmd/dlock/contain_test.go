@@ -3,6 +3,8 @@
 package main
 
 import (
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -231,5 +233,175 @@ func TestRedisElectKill9ContainsTree(t *testing.T) {
 			b.cmd.Process.Signal(syscall.SIGTERM)
 			b.wait(t, 20*time.Second)
 		})
+	}
+}
+
+// processState returns the state letter of pid from /proc (R, S, T...).
+func processState(t *testing.T, pid int) string {
+	t.Helper()
+	stat := readFile(t, "/proc/"+strconv.Itoa(pid)+"/stat")
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 || len(stat) < i+3 {
+		return ""
+	}
+	return stat[i+2 : i+3]
+}
+
+// TestRedisRunCtrlZ: SIGTSTP (Ctrl-Z) does not stop dlock run, which keeps
+// renewing while its job runs: a second dlock run waiting more than twice
+// the TTL finds the key busy all along, and never runs its job beside the
+// first.
+func TestRedisRunCtrlZ(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := redisEnv(t, dir)
+	key := uniqueKey(t)
+	job := script(t, dir, "job.sh", `
+echo $$ > "$D/first"
+trap 'exit 0' TERM
+while :; do sleep 0.05; done
+`)
+	first := startDlock(t, "first", env, "run", "--key", key, "--ttl", "1s", "--", job)
+	waitFor(t, 20*time.Second, "the first job to start", func() bool { return readFile(t, filepath.Join(dir, "first")) != "" })
+	readPIDs(t, dir, "first")
+	first.cmd.Process.Signal(syscall.SIGTSTP)
+	waitFor(t, 10*time.Second, "dlock run to stop or report the SIGTSTP", func() bool {
+		return strings.Contains(first.stderr.String(), "ignoring SIGTSTP") || processState(t, first.cmd.Process.Pid) == "T"
+	})
+	if st := processState(t, first.cmd.Process.Pid); st == "T" {
+		t.Fatalf("dlock run is stopped (state %s) after SIGTSTP", st)
+	}
+	second := startDlock(t, "second", env, "run", "--key", key, "--wait", "2500ms", "--",
+		"sh", "-c", `echo second >> "$D/second"`)
+	if code := second.wait(t, 20*time.Second); code != exitBusy {
+		t.Errorf("second: exit status %d, want %d (busy): the first dlock run stopped renewing", code, exitBusy)
+	}
+	if got := readFile(t, filepath.Join(dir, "second")); got != "" {
+		t.Errorf("the second job ran while the first held the key")
+	}
+	first.cmd.Process.Signal(syscall.SIGTERM)
+	if code := first.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("first: exit status %d after SIGTERM, want the job's 0", code)
+	}
+}
+
+// TestRedisRunBrokenStderr: dlock run's stderr is a pipe nobody reads
+// ({ dlock run ... 2>&1; } | true). The first log line must not kill dlock
+// with SIGPIPE: it still clears what the job left, releases the key at
+// once, and exits with the job's status.
+func TestRedisRunBrokenStderr(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Shared(t)
+	rdb := srv.Client(t)
+	dir := t.TempDir()
+	key := uniqueKey(t)
+	job := script(t, dir, "job.sh", `
+sh -c 'echo $$ > "$D/left"; exec sleep 600' &
+while [ ! -s "$D/left" ]; do sleep 0.01; done
+exit 3
+`)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close() // nobody reads: the first write gets EPIPE, or SIGPIPE
+	cmd := exec.Command(dlockBin, "run", "--url", "redis://"+srv.Addr(), "--key", key, "--ttl", "10s", "--", job)
+	cmd.Env = append(os.Environ(), "D="+dir, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
+	cmd.Stderr = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("dlock run still runs after 20s")
+	}
+	pids := readPIDs(t, dir, "left")
+	if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() || ws.ExitStatus() != 3 {
+		t.Errorf("dlock run ended with %v, want exit status 3 (the job's)", cmd.ProcessState)
+	}
+	if !allGone(pids) {
+		t.Errorf("the process the job left (pid %d) still runs after dlock run exited", pids[0])
+	}
+	if n, err := rdb.Exists(t.Context(), "dlock:{"+key+"}").Result(); err != nil || n != 0 {
+		t.Errorf("the lock key exists after dlock run exited (%d, %v): it was not released", n, err)
+	}
+}
+
+// TestRedisElectStopSignalDuringLossStop: a SIGTERM that reaches dlock
+// elect while it is stopping its job after renewal failed ends it (128+15)
+// once the job is gone; it does not campaign again and restart the job,
+// even though the backend is back.
+func TestRedisElectStopSignalDuringLossStop(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Shared(t)
+	px := redistest.NewProxy(t, srv.Addr())
+	dir := t.TempDir()
+	key := uniqueKey(t)
+	job := script(t, dir, "job.sh", `
+echo $$ >> "$D/starts"
+trap 'echo term >> "$D/term"' TERM
+while :; do sleep 0.05; done
+`)
+	e := startDlock(t, "elect", []string{"D=" + dir}, "elect", "--url", "redis://"+px.Addr(), "--key", key, "--ttl", "2s", "--", job)
+	waitFor(t, 20*time.Second, "the job to start", func() bool { return readFile(t, filepath.Join(dir, "starts")) != "" })
+	readPIDs(t, dir, "starts")
+	px.Partition()
+	waitFor(t, 20*time.Second, "the job to get SIGTERM after renewal failed", func() bool {
+		return readFile(t, filepath.Join(dir, "term")) != ""
+	})
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	px.Heal()
+	if code := e.wait(t, 20*time.Second); code != 128+int(syscall.SIGTERM) {
+		t.Errorf("exit status %d, want %d", code, 128+int(syscall.SIGTERM))
+	}
+	if starts := strings.Fields(readFile(t, filepath.Join(dir, "starts"))); len(starts) != 1 {
+		t.Errorf("the job started %d times, want once: dlock elect campaigned again after SIGTERM", len(starts))
+	}
+}
+
+// TestRedisElectJobExitsThenLoss: the job exits on its own and leaves a
+// process that ignores SIGTERM; while dlock elect clears it, renewal fails.
+// The leftover is killed before the lease's deadline, and dlock elect exits
+// (76: the lease was lost before the leftovers were cleared) without
+// restarting the job.
+func TestRedisElectJobExitsThenLoss(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Shared(t)
+	px := redistest.NewProxy(t, srv.Addr())
+	dir := t.TempDir()
+	key := uniqueKey(t)
+	job := script(t, dir, "job.sh", `
+echo $$ >> "$D/starts"
+sh -c 'trap "" TERM; echo $$ > "$D/left"; exec sleep 600' &
+while [ ! -s "$D/left" ]; do sleep 0.01; done
+exit 0
+`)
+	e := startDlock(t, "elect", []string{"D=" + dir}, "elect", "--url", "redis://"+px.Addr(), "--key", key,
+		"--ttl", "2s", "--grace", "30s", "--", job)
+	waitFor(t, 20*time.Second, "dlock elect to clear the job's leftovers", func() bool {
+		return strings.Contains(e.stderr.String(), "left processes")
+	})
+	pids := readPIDs(t, dir, "left")
+	px.Partition()
+	cut := time.Now()
+	if code := e.wait(t, 20*time.Second); code != exitLeaseLost {
+		t.Errorf("exit status %d, want %d (lease lost while clearing)", code, exitLeaseLost)
+	}
+	px.Heal()
+	if !allGone(pids) {
+		t.Errorf("the leftover (pid %d) still runs", pids[0])
+	}
+	if d := time.Since(cut); d > 10*time.Second {
+		t.Errorf("dlock elect took %v after the partition; the leftover should die by the deadline, not after --grace 30s", d)
+	}
+	if starts := strings.Fields(readFile(t, filepath.Join(dir, "starts"))); len(starts) != 1 {
+		t.Errorf("the job started %d times, want once", len(starts))
 	}
 }

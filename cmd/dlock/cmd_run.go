@@ -14,7 +14,7 @@ import (
 )
 
 const runUsage = `Usage: dlock run --key K [--url URL] [--ttl 15s] [--wait 0|DURATION|forever]
-                 [--grace 10s] [--owner NAME] -- CMD [ARG...]
+                 [--grace 10s] [--owner NAME] [-q] [--busy-exit N] -- CMD [ARG...]
 
 Run CMD only while holding the lock K.
 
@@ -25,7 +25,7 @@ writes to a resource that can reject stale holders.
 
 If K is held by someone else, dlock waits as long as --wait says (0: not at
 all, the default; a duration such as 30s; or forever), then gives up with
-status 75 and says who holds K.
+status 75 (or --busy-exit N) and says who holds K, unless --quiet.
 
 The job never outlives the lease. dlock hands the lease's local deadline
 (which comes before the backend's expiry, and which each confirmed renewal
@@ -66,8 +66,9 @@ stopped by SIGTTIN; dlock is meant for jobs and services.
 
 const runTail = `
 Examples:
-  # cron: every 5 minutes on every machine; one runs, the others skip (75)
-  */5 * * * * DLOCK_URL=redis://lock.internal:6379 dlock run --key reports -- /usr/local/bin/build-reports
+  # cron: every 5 minutes on every machine; one runs, the others skip
+  # quietly (no mail from cron) with status 0
+  */5 * * * * DLOCK_URL=redis://lock.internal:6379 dlock run -q --busy-exit 0 --key reports -- /usr/local/bin/build-reports
 
   # wait up to a minute for the previous run to finish
   dlock run --url redis://127.0.0.1:6379 --key migrate --wait 1m -- ./migrate.sh
@@ -113,6 +114,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	b.register(c.fs, true, true)
 	var wait waitFlag
 	c.fs.Var(&wait, "wait", "how long to wait for a busy lock: 0, a `duration`, or forever")
+	var quiet bool
+	c.fs.BoolVar(&quiet, "quiet", false, "print nothing when the key is busy (for cron); errors are still printed")
+	c.fs.BoolVar(&quiet, "q", false, "short for --quiet")
+	busyExit := c.fs.Int("busy-exit", exitBusy, "exit `status` when the key is busy, as flock -E (0 to 255)")
 	grace := c.fs.Duration("grace", 10*time.Second, "SIGTERM this long before the lease's deadline when renewal fails (cut to fit the TTL),\nand from SIGTERM to SIGKILL when dlock stops the command")
 	s, code := startSession(c, &b, grace, args)
 	if s == nil {
@@ -120,13 +125,20 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	defer s.close()
 	argv, logf, log, ctx, router, l := s.argv, s.logf, s.log, s.ctx, s.router, s.l
+	if *busyExit < 0 || *busyExit > 255 {
+		return c.usageError("--busy-exit %d: want 0 to 255", *busyExit)
+	}
+	busyf := logf
+	if quiet {
+		busyf = func(string, ...any) {}
+	}
 
 	lease, err := acquire(ctx, l, b.key, b.options(logf, log, s.renewed), wait, func() {
 		limit := "until it is free"
 		if !wait.forever {
 			limit = "up to " + wait.d.String()
 		}
-		logf("%q is busy: %s; waiting %s", b.key, describeHolder(ctx, l, b.key), limit)
+		busyf("%q is busy: %s; waiting %s", b.key, describeHolder(ctx, l, b.key), limit)
 	})
 	if err != nil {
 		if sig := router.interrupted(); sig != nil {
@@ -138,12 +150,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		case code == exitBusy && wait.forever:
 			code = exitUnavailable // only a failing backend ends an endless wait
 		case code == exitBusy:
+			if quiet {
+				return *busyExit
+			}
 			msg := fmt.Sprintf("%q is busy: %s", b.key, describeHolder(ctx, l, b.key))
 			if wait.d > 0 {
 				msg += fmt.Sprintf("; gave up after waiting %v", wait.d)
 			}
-			logf("%s", msg)
-			return exitBusy
+			busyf("%s", msg)
+			return *busyExit
 		}
 		logf("%v", err)
 		return code

@@ -1,0 +1,58 @@
+//go:build unix
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRedisRunQuietBusy: --quiet keeps a busy run silent for cron, and
+// --busy-exit chooses its status; errors are still printed.
+func TestRedisRunQuietBusy(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := redisEnv(t, dir)
+	key := uniqueKey(t)
+	holder := startDlock(t, "holder", env, "run", "--key", key, "--", "sh", "-c",
+		`touch "$D/held"; while [ ! -e "$D/go" ]; do sleep 0.02; done`)
+	waitFor(t, 20*time.Second, "the holder's job to start", func() bool { return fileExists(filepath.Join(dir, "held")) })
+
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		silent bool
+	}{
+		{"Quiet", []string{"-q"}, exitBusy, true},
+		{"QuietLong", []string{"--quiet", "--busy-exit", "0"}, 0, true},
+		{"BusyExit", []string{"--busy-exit", "3"}, 3, false},
+		{"QuietWait", []string{"-q", "--wait", "200ms"}, exitBusy, true},
+	} {
+		p := startDlock(t, tc.name, env, append(append([]string{"run", "--key", key}, tc.args...), "--", "true")...)
+		if code := p.wait(t, 20*time.Second); code != tc.code {
+			t.Errorf("%s: exit status %d, want %d; stderr:\n%s", tc.name, code, tc.code, p.stderr.String())
+		}
+		if got := p.stderr.String(); tc.silent != (got == "") {
+			t.Errorf("%s: stderr %q; want it silent: %v", tc.name, got, tc.silent)
+		}
+		if !tc.silent && !strings.Contains(p.stderr.String(), "is busy") {
+			t.Errorf("%s: stderr does not say the key is busy:\n%s", tc.name, p.stderr.String())
+		}
+	}
+	// Errors are not busy: --quiet does not hide them.
+	p := startDlock(t, "unreachable", nil, "run", "-q", "--busy-exit", "0", "--url", "redis://127.0.0.1:1", "--key", key, "--", "true")
+	if code := p.wait(t, 20*time.Second); code != exitUnavailable || p.stderr.String() == "" {
+		t.Errorf("-q with an unreachable backend: exit %d, stderr %q; want %d and a message", code, p.stderr.String(), exitUnavailable)
+	}
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+	holder.wait(t, 20*time.Second)
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

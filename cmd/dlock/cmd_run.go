@@ -42,7 +42,8 @@ deadline if that comes first. In either case dlock exits with status 76.
 
 CMD runs in a process group of its own. SIGINT, SIGTERM, SIGHUP, SIGQUIT,
 SIGUSR1, SIGUSR2 and SIGCONT sent to dlock are forwarded to that group, and
-CMD's exit status becomes dlock's. Processes CMD leaves behind are
+CMD's exit status becomes dlock's. A signal that was ignored when dlock
+started (nohup) stays ignored, by dlock and CMD, and is not forwarded. Processes CMD leaves behind are
 terminated (SIGTERM, SIGKILL after --grace, never after the deadline)
 before K is released.
 

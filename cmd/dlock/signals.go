@@ -62,9 +62,16 @@ func newSignalRouter(cancel context.CancelCauseFunc, logf func(string, ...any)) 
 		cancel: cancel,
 		logf:   logf,
 	}
-	signal.Notify(r.ch, forwardedSignals...)
-	signal.Notify(r.ch, jobControlSignals...)
-	signal.Notify(r.ch, otherSignals...)
+	// A signal ignored when dlock started (nohup, a background job of a
+	// non-interactive shell) stays ignored, by dlock and by the command:
+	// catching it would reset it to its default action in the command.
+	for _, set := range [][]os.Signal{forwardedSignals, jobControlSignals, otherSignals} {
+		for _, sig := range set {
+			if !signal.Ignored(sig) {
+				signal.Notify(r.ch, sig)
+			}
+		}
+	}
 	go r.loop()
 	return r
 }

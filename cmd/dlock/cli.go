@@ -541,11 +541,47 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 	s.renewed = make(chan struct{}, 1)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.router = newSignalRouter(s.cancel, s.logf)
-	if s.l, code = open(s.ctx, c, s.rawURL); code != 0 {
+	if s.l, code = openInterruptible(s.ctx, c, s.rawURL, s.router); code != 0 {
 		s.close()
 		return nil, code
 	}
 	return s, 0
+}
+
+// openInterruptible is open, except that a signal ends it at once with
+// 128+N: a backend that accepts connections and never answers would
+// otherwise hold dlock for the open's own timeouts. The abandoned open
+// finishes in the background, and its Locker, if any, is closed.
+func openInterruptible(ctx context.Context, c *command, rawURL string, router *signalRouter) (*dlock.Locker, int) {
+	type result struct {
+		l   *dlock.Locker
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		l, err := dlock.Open(ctx, rawURL)
+		ch <- result{l, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			if sig := router.interrupted(); sig != nil {
+				return nil, sig.exitCode()
+			}
+			return nil, c.errorf(errorCode(r.err), "%v", r.err)
+		}
+		return r.l, 0
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.l != nil {
+				r.l.Close()
+			}
+		}()
+		if sig := router.interrupted(); sig != nil {
+			return nil, sig.exitCode()
+		}
+		return nil, c.errorf(exitUnavailable, "%v", context.Cause(ctx))
+	}
 }
 
 // close closes the Locker (releasing what is still held), stops signal

@@ -3,9 +3,11 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -55,4 +57,49 @@ func TestRedisRunQuietBusy(t *testing.T) {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// TestRunSignalDuringOpen: a signal while the backend is being opened (a
+// server that accepts connections and never answers) ends dlock at once
+// with 128+N, not after the open's own timeout.
+func TestRunSignalDuringOpen(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for c := range accepted {
+			c.Close()
+		}
+	})
+	p := startDlock(t, "dlock run", nil, "run", "--url", "redis://"+ln.Addr().String(), "--key", "k", "--", "true")
+	var first net.Conn
+	select {
+	case first = <-accepted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("dlock never connected")
+	}
+	t.Cleanup(func() { first.Close() })
+	sent := time.Now()
+	p.cmd.Process.Signal(syscall.SIGINT)
+	code := p.wait(t, 20*time.Second)
+	if want := 128 + int(syscall.SIGINT); code != want {
+		t.Errorf("exit status %d, want %d; stderr:\n%s", code, want, p.stderr.String())
+	}
+	if d := time.Since(sent); d > time.Second {
+		t.Errorf("dlock run took %v to end after SIGINT, want at once (under 1s)", d)
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +55,7 @@ Usage:
                                                 machine runs CMD at a time
   dlock status [flags] K                         show who holds K
   dlock demo   [--url URL] [--workers N]         watch a crash and a takeover
+  dlock version                                  show dlock's version and build
   dlock help   [COMMAND]
 
 The backend is the URL given with --url, or else $DLOCK_URL:
@@ -70,6 +73,35 @@ Try it, with no setup:
 Run 'dlock COMMAND --help' for a command's flags and examples.
 
 ` + exitCodesHelp
+
+// versionText describes this build of dlock from its build information:
+// the module version (a tag with go install …@version, "(devel)" from a
+// checkout), the VCS revision and time when go build stamped them, and the
+// Go version.
+func versionText() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return fmt.Sprintf("dlock (no build information) %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "dlock %s (module %s)\n", bi.Main.Version, bi.Main.Path)
+	if rev := settings["vcs.revision"]; rev != "" {
+		fmt.Fprintf(&b, "revision %s", rev)
+		if at := settings["vcs.time"]; at != "" {
+			fmt.Fprintf(&b, " of %s", at)
+		}
+		if settings["vcs.modified"] == "true" {
+			b.WriteString(", with uncommitted changes")
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "built with %s for %s/%s\n", bi.GoVersion, runtime.GOOS, runtime.GOARCH)
+	return b.String()
+}
 
 // signalError is the cancellation cause when a signal interrupts dlock.
 type signalError struct{ sig syscall.Signal }
@@ -97,6 +129,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(rest, stdout, stderr)
 	case guardianCmd:
 		return guardianMain(rest)
+	case "version", "--version", "-version":
+		fmt.Fprint(stdout, versionText())
+		return 0
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && rest[0] != "help" {
 			return run([]string{rest[0], "--help"}, stdout, stderr)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,5 +102,23 @@ func TestRunSignalDuringOpen(t *testing.T) {
 	}
 	if d := time.Since(sent); d > time.Second {
 		t.Errorf("dlock run took %v to end after SIGINT, want at once (under 1s)", d)
+	}
+}
+
+// TestVersion: dlock version and --version describe the build: module,
+// version and Go version, from the binary's build information.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"version", "--version"} {
+		p := startDlock(t, "dlock "+arg, nil, arg)
+		if code := p.wait(t, 20*time.Second); code != 0 {
+			t.Errorf("dlock %s: exit status %d; stderr:\n%s", arg, code, p.stderr.String())
+		}
+		out := p.stdout.String()
+		for _, want := range []string{"dlock ", "github.com/dlock-go/dlock", runtime.Version()} {
+			if !strings.Contains(out, want) {
+				t.Errorf("dlock %s does not say %q:\n%s", arg, want, out)
+			}
+		}
 	}
 }

@@ -122,3 +122,47 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestMessages: what the built binary prints on bad input says which
+// command speaks, once ("dlock run: ", never "dlock run: dlock: "), uses
+// --name for flags as the usage does, keeps programmer hints away, and
+// holds each error on one line.
+func TestMessages(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"UnknownFlag", []string{"run", "--url", "mem://", "--key", "k", "--lease", "1s", "--", "true"}, "dlock run: unknown flag --lease\n"},
+		{"BadFlagValue", []string{"elect", "--url", "mem://", "--key", "k", "--ttl", "soon", "--", "true"}, `dlock elect: invalid value "soon" for flag --ttl`},
+		{"EmptyKey", []string{"run", "--url", "mem://", "--key", "", "--", "true"}, "dlock run: --key must not be empty\n"},
+		{"UnknownScheme", []string{"run", "--url", "zk://h/", "--key", "k", "--", "true"}, `dlock run: invalid argument: unknown URL scheme "zk"`},
+		{"BusyExitRange", []string{"run", "--url", "mem://", "--key", "k", "--busy-exit", "300", "--", "true"}, "dlock run: --busy-exit 300: want 0 to 255\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startDlock(t, "dlock", nil, tc.args...)
+			if code := p.wait(t, 20*time.Second); code != exitUsage {
+				t.Errorf("exit status %d, want %d", code, exitUsage)
+			}
+			got := p.stderr.String()
+			if !strings.HasPrefix(got, tc.want) {
+				t.Errorf("stderr starts %q, want %q", got, tc.want)
+			}
+			for _, bad := range []string{": dlock: ", "forgotten import", " -lease", " -ttl"} {
+				if strings.Contains(got, bad) {
+					t.Errorf("stderr contains %q:\n%s", bad, got)
+				}
+			}
+			if lines := strings.Count(got, "\n"); lines > 2 {
+				t.Errorf("the error spans %d lines:\n%s", lines, got)
+			}
+		})
+	}
+	p := startDlock(t, "help", nil, "run", "--help")
+	p.wait(t, 20*time.Second)
+	if out := p.stdout.String(); !strings.Contains(out, "\n  --grace duration") || strings.Contains(out, "\n  -grace") {
+		t.Errorf("run --help does not show --grace as the usage writes it:\n%s", out)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -164,14 +165,15 @@ func newCommand(name, usage, tail string, stdout, stderr io.Writer) *command {
 // parse parses args. If it returns false, dlock exits with code: help was
 // asked for (0) or the flags are wrong (exitUsage).
 func (c *command) parse(args []string) (ok bool, code int) {
+	c.fs.SetOutput(io.Discard) // errors are printed below, with dlock's prefix
 	err := c.fs.Parse(args)
+	c.fs.SetOutput(c.stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		c.help()
 		return false, 0
 	}
-	if err != nil { // the flag package printed what is wrong
-		fmt.Fprintf(c.stderr, "Run 'dlock %s --help' for usage.\n", c.name)
-		return false, exitUsage
+	if err != nil {
+		return false, c.usageError("%s", flagError(err))
 	}
 	return true, 0
 }
@@ -198,21 +200,46 @@ func (c *command) parseInterspersed(args []string) (pos []string, ok bool, code 
 func (c *command) help() {
 	fmt.Fprint(c.stdout, c.usage)
 	fmt.Fprintln(c.stdout, "\nFlags:")
-	c.fs.SetOutput(c.stdout)
+	var defaults strings.Builder
+	c.fs.SetOutput(&defaults)
 	c.fs.PrintDefaults()
 	c.fs.SetOutput(c.stderr)
+	// The flag package shows -name; the usage and the examples say --name.
+	fmt.Fprint(c.stdout, longFlagRE.ReplaceAllString(defaults.String(), "  --$1"))
 	fmt.Fprint(c.stdout, c.tail)
+}
+
+// longFlagRE finds the flag names of multi-letter flags in PrintDefaults.
+var longFlagRE = regexp.MustCompile(`(?m)^  -(\w\w)`)
+
+// flagError rewords the flag package's error for dlock's --name style.
+func flagError(err error) string {
+	msg := err.Error()
+	msg = strings.Replace(msg, "flag provided but not defined: -", "unknown flag --", 1)
+	msg = strings.Replace(msg, " for flag -", " for flag --", 1)
+	msg = strings.Replace(msg, "flag needs an argument: -", "flag needs an argument: --", 1)
+	return msg
+}
+
+// cliText makes a message read well on dlock's stderr: errors of the
+// library start with "dlock: ", which the command's prefix already says;
+// the "(forgotten import?)" hint is for programmers, and dlock imports
+// every backend; and a message stays on one line.
+func cliText(msg string) string {
+	msg = strings.TrimPrefix(msg, "dlock: ")
+	msg = strings.ReplaceAll(msg, " (forgotten import?)", "")
+	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
 }
 
 // usageError reports a bad command line and returns exitUsage.
 func (c *command) usageError(format string, args ...any) int {
-	fmt.Fprintf(c.stderr, "dlock %s: %s\nRun 'dlock %s --help' for usage.\n", c.name, fmt.Sprintf(format, args...), c.name)
+	fmt.Fprintf(c.stderr, "dlock %s: %s\nRun 'dlock %s --help' for usage.\n", c.name, cliText(fmt.Sprintf(format, args...)), c.name)
 	return exitUsage
 }
 
 // errorf prints an error of the command and returns code.
 func (c *command) errorf(code int, format string, args ...any) int {
-	fmt.Fprintf(c.stderr, "dlock %s: %s\n", c.name, fmt.Sprintf(format, args...))
+	fmt.Fprintf(c.stderr, "dlock %s: %s\n", c.name, cliText(fmt.Sprintf(format, args...)))
 	return code
 }
 
@@ -251,13 +278,13 @@ func (b *backendFlags) logger(name string, stderr io.Writer) (logf func(string, 
 	w := lockedWriter{&mu, stderr}
 	if b.logFormat == "json" {
 		log = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})).With("cmd", "dlock "+name)
-		return func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }, log
+		return func(format string, args ...any) { log.Info(cliText(fmt.Sprintf(format, args...))) }, log
 	}
 	log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 	return func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
-		fmt.Fprintf(stderr, "%s dlock %s: %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), name, fmt.Sprintf(format, args...))
+		fmt.Fprintf(stderr, "%s dlock %s: %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), name, cliText(fmt.Sprintf(format, args...)))
 	}, log
 }
 
@@ -277,6 +304,9 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // check validates the flags and returns the backend URL.
 func (b *backendFlags) check(c *command) (rawURL string, code int) {
 	if b.key == "" && c.fs.Lookup("key") != nil {
+		if flagSet(c.fs, "key") {
+			return "", c.usageError("--key must not be empty")
+		}
 		return "", c.usageError("missing --key")
 	}
 	if b.logFormat != "text" && b.logFormat != "json" && c.fs.Lookup("log-format") != nil {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/dlock-go/dlock"
 )
@@ -528,9 +529,29 @@ func describeHolder(ctx context.Context, l *dlock.Locker, key string) string {
 func holderString(h dlock.Holder) string {
 	since := ""
 	if !h.Since.IsZero() {
-		since = fmt.Sprintf("held since %s for %v, ", h.Since.Format("15:04:05.000"), roundDur(time.Since(h.Since)))
+		since = fmt.Sprintf("held since %s for %v, ", h.Since.Format(clockFormat), roundDur(time.Since(h.Since)))
 	}
-	return fmt.Sprintf("%s (fence %d, %sexpires in %v unless renewed)", h.Owner, h.Fence, since, roundDur(h.TTL))
+	return fmt.Sprintf("%s (fence %d, %sexpires in %v unless renewed)", safeText(h.Owner), h.Fence, since, roundDur(h.TTL))
+}
+
+// clockFormat shows a time of day with its zone, like the log's
+// timestamps ("Z" for UTC).
+const clockFormat = "15:04:05.000Z07:00"
+
+// safeText returns s as it is if it is plain (printable, no spaces,
+// quotes or backslashes), and quoted with Go escapes otherwise: owner
+// names come from other clients, and must not be able to forge log lines
+// or send terminal escapes.
+func safeText(s string) string {
+	if s == "" {
+		return `""`
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) || r == '"' || r == '\\' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 // roundDur rounds d for people: milliseconds.

@@ -86,7 +86,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 			logf("leader is %s", holderString(h))
 		},
 		OnElected: func(le *dlock.Lease) {
-			logf("elected: %s leads %q with fence %d; starting %s", le.Owner(), le.Key(), le.Fence(), cmd)
+			logf("elected: %s leads %q with fence %d; starting %s", safeText(le.Owner()), le.Key(), le.Fence(), cmd)
 		},
 		OnDemoted: func(le *dlock.Lease, cause error) {
 			var exit *childExitError
@@ -100,7 +100,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 			}
 		},
 	})
-	logf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), opts.Owner, effectiveTTL(rawURL))
+	logf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), safeText(opts.Owner), effectiveTTL(rawURL))
 	// The election campaigns again after every loss. A command that
 	// exited on its own, or a stop signal that came while the command was
 	// being stopped, ends it instead: final says why, and cancelling

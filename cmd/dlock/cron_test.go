@@ -166,3 +166,35 @@ func TestMessages(t *testing.T) {
 		t.Errorf("run --help does not show --grace as the usage writes it:\n%s", out)
 	}
 }
+
+// TestRedisOwnerEscaped: an owner name with a newline and a terminal
+// escape, set by another client, is printed quoted and escaped by status
+// and in busy lines, so it can neither forge a log line nor colour a
+// terminal.
+func TestRedisOwnerEscaped(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := redisEnv(t, dir)
+	key := uniqueKey(t)
+	const evil = "evil\nowner\x1b[31mRED"
+	holder := startDlock(t, "holder", env, "run", "--key", key, "--owner", evil, "--", "sh", "-c",
+		`touch "$D/held"; while [ ! -e "$D/go" ]; do sleep 0.02; done`)
+	waitFor(t, 20*time.Second, "the holder's job to start", func() bool { return fileExists(filepath.Join(dir, "held")) })
+	defer func() {
+		os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+		holder.wait(t, 20*time.Second)
+	}()
+	want := `held by "evil\nowner\x1b[31mRED" (fence `
+	st := startDlock(t, "status", env, "status", key)
+	st.wait(t, 20*time.Second)
+	busy := startDlock(t, "busy", env, "run", "--key", key, "--", "true")
+	busy.wait(t, 20*time.Second)
+	for _, out := range []string{st.stdout.String(), busy.stderr.String()} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not show the owner escaped (%s):\n%s", want, out)
+		}
+		if strings.Contains(out, "\x1b") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+			t.Errorf("output carries the raw escape or a forged line: %q", out)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -54,8 +55,9 @@ type child struct {
 	pid      int
 	guardian *exec.Cmd
 	ctl      *os.File // commands to the guardian
-	logf     func(string, ...any)
+	lg       *cliLog
 	cmd      string // the job, for messages
+	cmdAttr  slog.Attr
 
 	mu   sync.Mutex    // serializes commands
 	done chan struct{} // closed when the job has exited
@@ -77,7 +79,7 @@ func (e *startFailure) Error() string { return e.msg }
 
 // startChild starts argv under a guardian, with env added to dlock's
 // environment, the lease's current deadline and the kill timing.
-func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time, kt killTiming, logf func(string, ...any)) (*child, error) {
+func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time, kt killTiming, lg *cliLog) (*child, error) {
 	self, err := os.Executable()
 	if _, serr := os.Stat("/proc/self/exe"); serr == nil {
 		self, err = "/proc/self/exe", nil // still dlock, even if the file was replaced
@@ -115,7 +117,7 @@ func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time
 		repR.Close()
 		return nil, err
 	}
-	c := &child{guardian: g, ctl: ctlW, logf: logf, cmd: commandString(argv),
+	c := &child{guardian: g, ctl: ctlW, lg: lg, cmd: commandString(argv), cmdAttr: slog.String("command", strings.Join(argv, " ")),
 		done: make(chan struct{}), gone: make(chan struct{})}
 	reports := bufio.NewScanner(repR)
 	if !reports.Scan() {
@@ -150,19 +152,20 @@ func (c *child) read(reports *bufio.Scanner, r *os.File) {
 			c.status, _ = strconv.Atoi(arg)
 			close(c.done)
 		case guardLeftovers:
-			c.logf("%s exited and left processes behind; sending them SIGTERM", c.cmd)
+			c.lg.log(slog.LevelInfo, fmt.Sprintf("%s exited and left processes behind; sending them SIGTERM", c.cmd), c.cmdAttr)
 		case guardTermed:
 			c.noteDeadline()
 			ns, _ := strconv.ParseInt(arg, 10, 64)
-			c.logf("renewal not confirmed with %v left before the lease's deadline; sending SIGTERM to %s",
-				roundDur(time.Duration(ns)), c.cmd)
+			c.lg.log(slog.LevelWarn, fmt.Sprintf("renewal not confirmed with %v left before the lease's deadline; sending SIGTERM to %s",
+				roundDur(time.Duration(ns)), c.cmd), c.cmdAttr, slog.Duration("left", time.Duration(ns)), slog.String("signal", "SIGTERM"))
 		case guardKilled:
 			left, why, _ := strings.Cut(arg, " ")
 			ns, _ := strconv.ParseInt(left, 10, 64)
 			if why == "deadline" {
 				c.noteDeadline()
 			}
-			c.logf("sending SIGKILL to every process of %s, %v before the lease's deadline", c.cmd, roundDur(time.Duration(ns)))
+			c.lg.log(slog.LevelWarn, fmt.Sprintf("sending SIGKILL to every process of %s, %v before the lease's deadline", c.cmd, roundDur(time.Duration(ns))),
+				c.cmdAttr, slog.Duration("left", time.Duration(ns)), slog.String("signal", "SIGKILL"))
 		}
 	}
 	c.finish(r)
@@ -190,7 +193,7 @@ func (c *child) finish(r *os.File) {
 	default:
 		if c.pid > 0 {
 			syscall.Kill(-c.pid, syscall.SIGKILL)
-			c.logf("the guardian of %s died; its process group got SIGKILL", c.cmd)
+			c.lg.log(slog.LevelError, fmt.Sprintf("the guardian of %s died; its process group got SIGKILL", c.cmd), c.cmdAttr)
 		}
 		c.status = 128 + int(syscall.SIGKILL)
 		close(c.done)

@@ -262,44 +262,14 @@ func (b *backendFlags) register(fs *flag.FlagSet, withKey, withTTL bool) {
 	if withTTL {
 		fs.DurationVar(&b.ttl, "ttl", 0, "lease time to live: how long others wait if this machine dies\n(default 15s, or the URL's ttl parameter)")
 		fs.StringVar(&b.owner, "owner", "", "name recorded as the holder (default host:pid)")
-		fs.StringVar(&b.logFormat, "log-format", "text", "how dlock's messages on stderr look: `text` or json")
+		fs.StringVar(&b.logFormat, "log-format", "text", "how dlock's messages on stderr look: `text` (timestamped lines) or json (one object per line:\ntime, level, msg, cmd and fields such as key, owner, fence, command, status, error;\ndurations in milliseconds, in fields named *_ms)")
 		fs.BoolVar(&b.verbose, "verbose", false, "also log every lock event: attempts, grants, renewals, releases")
 	}
 }
 
-// logger returns the function that prints dlock's messages on stderr, each
-// with a timestamp, and the same destination as a slog.Logger for the
-// library's own warnings.
-func (b *backendFlags) logger(name string, stderr io.Writer) (logf func(string, ...any), log *slog.Logger) {
-	level := slog.LevelInfo
-	if b.verbose {
-		level = slog.LevelDebug
-	}
-	var mu sync.Mutex
-	w := lockedWriter{&mu, stderr}
-	if b.logFormat == "json" {
-		log = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})).With("cmd", "dlock "+name)
-		return func(format string, args ...any) { log.Info(cliText(fmt.Sprintf(format, args...))) }, log
-	}
-	log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-	return func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(stderr, "%s dlock %s: %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), name, cliText(fmt.Sprintf(format, args...)))
-	}, log
-}
-
-// lockedWriter serializes writes, so log lines from several goroutines do
-// not interleave.
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+// logger returns the log of command name, as the flags say.
+func (b *backendFlags) logger(name string, stderr io.Writer) *cliLog {
+	return newCLILog(name, b.logFormat, b.verbose, stderr)
 }
 
 // check validates the flags and returns the backend URL.
@@ -348,20 +318,18 @@ func (b *backendFlags) fold(rawURL string) string {
 	return u.String()
 }
 
-// options are the lease options of run and elect: failing renewals are
-// reported with logf, the library warns on log, and with --verbose every
-// event is logged.
-func (b *backendFlags) options(logf func(string, ...any), log *slog.Logger, renewed chan struct{}) *dlock.Options {
-	return &dlock.Options{Observer: &renewalLogger{logf: logf, log: log, renewed: renewed}, Logger: log}
+// options are the lease options of run and elect: renewals are reported
+// on lg (failures, recoveries, and with --verbose every event), and each
+// confirmed one is signalled on renewed.
+func (b *backendFlags) options(lg *cliLog, renewed chan struct{}) *dlock.Options {
+	return &dlock.Options{Observer: &renewalLogger{lg: lg, renewed: renewed}}
 }
 
 // renewalLogger reports failing renewals: they come before a loss, and say
-// why it will happen. Like dlock's own logger, it reports the 1st, 2nd,
-// 4th, 8th… failure in a row, so that a backend that stays away does not
-// flood the log.
+// why it will happen. It reports the 1st, 2nd, 4th, 8th… failure in a row,
+// so that a backend that stays away does not flood the log.
 type renewalLogger struct {
-	logf func(string, ...any)
-	log  *slog.Logger // events at debug level, for --verbose
+	lg *cliLog
 	// renewed gets a value, if it has room, after each confirmed renewal:
 	// the lease's deadline moved, and the guardian must know.
 	renewed chan struct{}
@@ -371,13 +339,14 @@ type renewalLogger struct {
 }
 
 func (r *renewalLogger) Observe(ctx context.Context, e dlock.Event) {
-	if r.log.Enabled(ctx, slog.LevelDebug) {
-		attrs := []slog.Attr{slog.String("event", e.Kind.String()), slog.String("key", e.Key),
-			slog.String("owner", e.Owner), slog.Uint64("fence", e.Fence), slog.Duration("duration", e.Duration)}
+	attrs := []slog.Attr{slog.String("key", e.Key), slog.String("owner", e.Owner), slog.Uint64("fence", e.Fence)}
+	if r.lg.debug {
+		ev := append([]slog.Attr{slog.String("event", e.Kind.String())}, attrs...)
+		ev = append(ev, slog.Duration("duration", e.Duration))
 		if e.Err != nil {
-			attrs = append(attrs, slog.Any("err", e.Err))
+			ev = append(ev, errAttr(e.Err))
 		}
-		r.log.LogAttrs(ctx, slog.LevelDebug, "dlock: lock event", attrs...)
+		r.lg.log(slog.LevelDebug, "lock event", ev...)
 	}
 	switch e.Kind {
 	case dlock.EventRefreshed, dlock.EventRefreshFailed:
@@ -394,14 +363,16 @@ func (r *renewalLogger) Observe(ctx context.Context, e dlock.Event) {
 	defer r.mu.Unlock()
 	if e.Kind == dlock.EventRefreshed {
 		if r.failures > 0 {
-			r.logf("renewal of %q works again, after %d failures", e.Key, r.failures)
+			r.lg.log(slog.LevelInfo, fmt.Sprintf("renewal of %q works again, after %d failures", e.Key, r.failures),
+				append(attrs, slog.Int("failures", r.failures))...)
 		}
 		r.failures = 0
 		return
 	}
 	r.failures++
 	if n := r.failures; n&(n-1) == 0 {
-		r.logf("renewal of %q failed (%d in a row): %v", e.Key, n, e.Err)
+		r.lg.log(slog.LevelWarn, fmt.Sprintf("renewal of %q failed (%d in a row): %v", e.Key, n, e.Err),
+			append(attrs, slog.Int("failures", n), errAttr(e.Err))...)
 	}
 }
 
@@ -510,20 +481,30 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-// describeHolder says who holds key, as far as the backend can tell.
-func describeHolder(ctx context.Context, l *dlock.Locker, key string) string {
+// describeHolder says who holds key, as far as the backend can tell, in
+// words and as log fields.
+func describeHolder(ctx context.Context, l *dlock.Locker, key string) (string, []slog.Attr) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	h, ok, err := l.Holder(ctx, key)
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
-		return "held by someone else (this backend cannot say who)"
+		return "held by someone else (this backend cannot say who)", nil
 	case err != nil:
-		return fmt.Sprintf("held by someone else (looking up the holder failed: %v)", err)
+		return fmt.Sprintf("held by someone else (looking up the holder failed: %v)", cliText(err.Error())), []slog.Attr{errAttr(err)}
 	case !ok:
-		return "held by someone else, who has released it since"
+		return "held by someone else, who has released it since", nil
 	}
-	return "held by " + holderString(h)
+	return "held by " + holderString(h), holderAttrs(h)
+}
+
+// holderAttrs are the log fields of a holder.
+func holderAttrs(h dlock.Holder) []slog.Attr {
+	attrs := []slog.Attr{slog.String("owner", h.Owner), slog.Uint64("fence", h.Fence), slog.Duration("expires_in", h.TTL)}
+	if !h.Since.IsZero() {
+		attrs = append(attrs, slog.Time("held_since", h.Since))
+	}
+	return attrs
 }
 
 func holderString(h dlock.Holder) string {
@@ -587,8 +568,8 @@ const releaseTimeout = 5 * time.Second
 type session struct {
 	argv   []string
 	rawURL string
-	logf   func(string, ...any)
-	log    *slog.Logger
+	lg     *cliLog
+	logf   func(string, ...any) // lg's infof
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	router *signalRouter
@@ -616,18 +597,20 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 	if *grace < 0 {
 		return nil, c.usageError("--grace %v: must not be negative", *grace)
 	}
-	s.logf, s.log = b.logger(c.name, c.stderr)
+	s.lg = b.logger(c.name, c.stderr)
+	s.logf = s.lg.infof
 	ttl := effectiveTTL(s.rawURL)
 	var cut bool
 	s.kill, cut = schedule(ttl, urlDuration(s.rawURL, "renew"), urlDuration(s.rawURL, "drift"), *grace)
 	if cut && flagSet(c.fs, "grace") {
-		s.logf("--grace %v is more than a TTL of %v allows: if renewal fails, SIGTERM goes out %v before the lease's deadline, SIGKILL %v before it",
-			*grace, ttl, s.kill.deadlineGrace, s.kill.killLead)
+		s.lg.log(slog.LevelWarn, fmt.Sprintf("--grace %v is more than a TTL of %v allows: if renewal fails, SIGTERM goes out %v before the lease's deadline, SIGKILL %v before it",
+			*grace, ttl, s.kill.deadlineGrace, s.kill.killLead),
+			slog.Duration("grace", *grace), slog.Duration("ttl", ttl), slog.Duration("deadline_grace", s.kill.deadlineGrace))
 	}
 	s.renewed = make(chan struct{}, 1)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.router = newSignalRouter(s.cancel, s.logf)
-	if s.l, code = openInterruptible(s.ctx, c, s.rawURL, s.router); code != 0 {
+	if s.l, code = openInterruptible(s.ctx, s.lg, s.rawURL, s.router); code != 0 {
 		s.close()
 		return nil, code
 	}
@@ -638,7 +621,7 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 // 128+N: a backend that accepts connections and never answers would
 // otherwise hold dlock for the open's own timeouts. The abandoned open
 // finishes in the background, and its Locker, if any, is closed.
-func openInterruptible(ctx context.Context, c *command, rawURL string, router *signalRouter) (*dlock.Locker, int) {
+func openInterruptible(ctx context.Context, lg *cliLog, rawURL string, router *signalRouter) (*dlock.Locker, int) {
 	type result struct {
 		l   *dlock.Locker
 		err error
@@ -654,7 +637,8 @@ func openInterruptible(ctx context.Context, c *command, rawURL string, router *s
 			if sig := router.interrupted(); sig != nil {
 				return nil, sig.exitCode()
 			}
-			return nil, c.errorf(errorCode(r.err), "%v", r.err)
+			lg.log(slog.LevelError, r.err.Error(), slog.String("url", redact(rawURL)))
+			return nil, errorCode(r.err)
 		}
 		return r.l, 0
 	case <-ctx.Done():
@@ -666,7 +650,8 @@ func openInterruptible(ctx context.Context, c *command, rawURL string, router *s
 		if sig := router.interrupted(); sig != nil {
 			return nil, sig.exitCode()
 		}
-		return nil, c.errorf(exitUnavailable, "%v", context.Cause(ctx))
+		lg.log(slog.LevelError, context.Cause(ctx).Error())
+		return nil, exitUnavailable
 	}
 }
 

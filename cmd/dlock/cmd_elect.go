@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/dlock-go/dlock"
@@ -75,32 +77,40 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer s.close()
-	argv, rawURL, logf, log, ctx, router, l := s.argv, s.rawURL, s.logf, s.log, s.ctx, s.router, s.l
+	argv, rawURL, lg, logf, ctx, router, l := s.argv, s.rawURL, s.lg, s.logf, s.ctx, s.router, s.l
 
 	cmd := commandString(argv)
-	opts := b.options(logf, log, s.renewed)
+	keyAttr := slog.String("key", b.key)
+	cmdAttr := slog.String("command", strings.Join(argv, " "))
+	leaseAttrs := func(le *dlock.Lease) []slog.Attr {
+		return []slog.Attr{keyAttr, slog.String("owner", le.Owner()), slog.Uint64("fence", le.Fence())}
+	}
+	opts := b.options(lg, s.renewed)
 	opts.Owner = effectiveOwner(rawURL)
 	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
 		Lease: opts,
 		OnLeader: func(h dlock.Holder) {
-			logf("leader is %s", holderString(h))
+			lg.log(slog.LevelInfo, "leader is "+holderString(h), append([]slog.Attr{keyAttr}, holderAttrs(h)...)...)
 		},
 		OnElected: func(le *dlock.Lease) {
-			logf("elected: %s leads %q with fence %d; starting %s", safeText(le.Owner()), le.Key(), le.Fence(), cmd)
+			lg.log(slog.LevelInfo, fmt.Sprintf("elected: %s leads %q with fence %d; starting %s", safeText(le.Owner()), le.Key(), le.Fence(), cmd),
+				append(leaseAttrs(le), cmdAttr)...)
 		},
 		OnDemoted: func(le *dlock.Lease, cause error) {
 			var exit *childExitError
 			switch {
 			case errors.As(cause, &exit), errors.As(cause, new(*startError)):
-				logf("stepped down (fence %d): %v; %q released", le.Fence(), cause, le.Key())
+				lg.log(slog.LevelInfo, fmt.Sprintf("stepped down (fence %d): %v; %q released", le.Fence(), cause, le.Key()), leaseAttrs(le)...)
 			case errors.Is(cause, dlock.ErrLeaseLost):
-				logf("demoted (fence %d): %v; campaigning again", le.Fence(), cause)
+				lg.log(slog.LevelWarn, fmt.Sprintf("demoted (fence %d) after the lease was lost; campaigning again", le.Fence()),
+					append(leaseAttrs(le), errAttr(cause))...)
 			default:
-				logf("stepped down (fence %d): %v", le.Fence(), cause)
+				lg.log(slog.LevelInfo, fmt.Sprintf("stepped down (fence %d): %s", le.Fence(), lossCause(cause)), leaseAttrs(le)...)
 			}
 		},
 	})
-	logf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), safeText(opts.Owner), effectiveTTL(rawURL))
+	lg.log(slog.LevelInfo, fmt.Sprintf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), safeText(opts.Owner), effectiveTTL(rawURL)),
+		keyAttr, slog.String("owner", opts.Owner), slog.String("url", redact(rawURL)), slog.Duration("ttl", effectiveTTL(rawURL)))
 	// The election campaigns again after every loss. A command that
 	// exited on its own, or a stop signal that came while the command was
 	// being stopped, ends it instead: final says why, and cancelling
@@ -110,7 +120,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	var final error
 	err := e.Run(runCtx, func(lctx context.Context, lease *dlock.Lease) error {
 		ch, err := router.start(func() (*child, error) {
-			return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, logf)
+			return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, lg)
 		})
 		if err != nil {
 			var sig *signalError
@@ -121,13 +131,16 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 			endRun()
 			return err
 		}
-		logf("%s started (pid %d)", cmd, ch.pid)
+		lg.log(slog.LevelInfo, fmt.Sprintf("%s started (pid %d)", cmd, ch.pid), append(leaseAttrs(lease), cmdAttr, slog.Int("pid", ch.pid))...)
 		stopped := ch.supervise(lctx.Done(), s.renewed, lease.ValidUntil, func() {
-			logf("lease lost: %v; stopping %s (SIGTERM, then SIGKILL within %v)", context.Cause(lctx), cmd, s.kill.grace)
+			lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s; stopping %s (SIGTERM, then SIGKILL within %v)", b.key, lossCause(context.Cause(lctx)), cmd, s.kill.grace),
+				append(leaseAttrs(lease), cmdAttr, errAttr(context.Cause(lctx)))...)
 		})
 		router.detach()
 		if ch.deadlineHit {
-			if awaitLoss(lctx.Done(), lease.ValidUntil, lease.Err) == nil && lctx.Err() == nil {
+			if lost := awaitLoss(lctx.Done(), lease.ValidUntil, lease.Err); lost != nil {
+				lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s", b.key, lossCause(lost)), append(leaseAttrs(lease), errAttr(lost))...)
+			} else if lctx.Err() == nil {
 				// A late renewal was confirmed: step down all the same,
 				// the command is gone.
 				e.Resign()
@@ -137,12 +150,13 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 			final = &childExitError{ch.exitCode()}
 			if lease.Err() != nil || ch.deadlineHit {
 				final = &childExitError{exitLeaseLost}
-				logf("%s exited with status %d, but the lease was lost before its processes were cleared", cmd, ch.exitCode())
+				lg.log(slog.LevelError, fmt.Sprintf("%s exited with status %d, but the lease was lost before its processes were cleared", cmd, ch.exitCode()),
+					append(leaseAttrs(lease), cmdAttr, slog.Int("command_status", ch.exitCode()), slog.Int("status", exitLeaseLost))...)
 			}
 			endRun()
 			return final
 		}
-		logf("%s ended with status %d", cmd, ch.exitCode())
+		lg.log(slog.LevelWarn, fmt.Sprintf("%s ended with status %d", cmd, ch.exitCode()), append(leaseAttrs(lease), cmdAttr, slog.Int("command_status", ch.exitCode()))...)
 		if sig := router.stopRequested(); sig != nil {
 			final = sig
 			endRun()
@@ -160,7 +174,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &exit):
 		return exit.status
 	case errors.As(err, &serr):
-		logf("%v", serr)
+		lg.log(slog.LevelError, serr.Error(), keyAttr, cmdAttr, errAttr(serr.err))
 		return startCode(serr.err)
 	case errors.As(err, &sig):
 		logf("%v; stopped campaigning", sig)
@@ -170,6 +184,6 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 		logf("%v; stopped campaigning", sig)
 		return sig.exitCode()
 	}
-	logf("%v", err)
+	lg.log(slog.LevelError, err.Error(), keyAttr, slog.Int("status", errorCode(err)))
 	return errorCode(err)
 }

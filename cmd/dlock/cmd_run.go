@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -125,25 +126,30 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer s.close()
-	argv, logf, log, ctx, router, l := s.argv, s.logf, s.log, s.ctx, s.router, s.l
+	argv, lg, ctx, router, l := s.argv, s.lg, s.ctx, s.router, s.l
 	if *busyExit < 0 || *busyExit > 255 {
 		return c.usageError("--busy-exit %d: want 0 to 255", *busyExit)
 	}
-	busyf := logf
-	if quiet {
-		busyf = func(string, ...any) {}
+	keyAttr := slog.String("key", b.key)
+	cmdAttr := slog.String("command", strings.Join(argv, " "))
+	busy := func(msg string, extra ...slog.Attr) {
+		if quiet {
+			return
+		}
+		who, attrs := describeHolder(ctx, l, b.key)
+		lg.log(slog.LevelInfo, fmt.Sprintf("%q is busy: %s%s", b.key, who, msg), append(append([]slog.Attr{keyAttr}, attrs...), extra...)...)
 	}
 
-	lease, err := acquire(ctx, l, b.key, b.options(logf, log, s.renewed), wait, func() {
+	lease, err := acquire(ctx, l, b.key, b.options(lg, s.renewed), wait, func() {
 		limit := "until it is free"
 		if !wait.forever {
 			limit = "up to " + wait.d.String()
 		}
-		busyf("%q is busy: %s; waiting %s", b.key, describeHolder(ctx, l, b.key), limit)
+		busy("; waiting "+limit, slog.String("wait", wait.String()))
 	})
 	if err != nil {
 		if sig := router.interrupted(); sig != nil {
-			logf("%v while waiting for %q", sig, b.key)
+			lg.log(slog.LevelInfo, fmt.Sprintf("%v while waiting for %q", sig, b.key), keyAttr, slog.String("signal", signalName(sig.sig)))
 			return sig.exitCode()
 		}
 		code := errorCode(err)
@@ -151,34 +157,32 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		case code == exitBusy && wait.forever:
 			code = exitUnavailable // only a failing backend ends an endless wait
 		case code == exitBusy:
-			if quiet {
-				return *busyExit
-			}
-			msg := fmt.Sprintf("%q is busy: %s", b.key, describeHolder(ctx, l, b.key))
+			msg := ""
 			if wait.d > 0 {
-				msg += fmt.Sprintf("; gave up after waiting %v", wait.d)
+				msg = fmt.Sprintf("; gave up after waiting %v", wait.d)
 			}
-			busyf("%s", msg)
+			busy(msg, slog.Duration("waited", wait.d))
 			return *busyExit
 		}
-		logf("%v", err)
+		lg.log(slog.LevelError, err.Error(), keyAttr, slog.Int("status", code))
 		return code
 	}
 
 	ch, err := router.start(func() (*child, error) {
-		return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, logf)
+		return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, lg)
 	})
 	if err != nil {
-		releaseLease(lease, false, logf)
+		releaseLease(lease, false, lg)
 		if sig := router.interrupted(); sig != nil {
 			return sig.exitCode()
 		}
-		logf("cannot start %s: %v", commandString(argv), err)
+		lg.log(slog.LevelError, fmt.Sprintf("cannot start %s: %v", commandString(argv), err), keyAttr, cmdAttr, errAttr(err))
 		return startCode(err)
 	}
+	leaseAttrs := []slog.Attr{keyAttr, slog.String("owner", lease.Owner()), slog.Uint64("fence", lease.Fence()), cmdAttr}
 	stopped := ch.supervise(lease.Done(), s.renewed, lease.ValidUntil, func() {
-		logf("lease on %q lost: %v; stopping %s (SIGTERM, then SIGKILL within %v)",
-			b.key, lease.Err(), commandString(argv), s.kill.grace)
+		lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s; stopping %s (SIGTERM, then SIGKILL within %v)",
+			b.key, lossCause(lease.Err()), commandString(argv), s.kill.grace), append(leaseAttrs, errAttr(lease.Err()))...)
 	})
 	router.detach()
 	status := ch.exitCode()
@@ -187,18 +191,33 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	lost := lease.Err() // checked before our release ends the lease
 	if lost != nil && ch.deadlineHit {
-		logf("lease on %q lost: %v", b.key, lost)
+		lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s", b.key, lossCause(lost)), append(leaseAttrs, errAttr(lost))...)
 	}
-	rerr := releaseLease(lease, ch.deadlineHit, logf)
+	rerr := releaseLease(lease, ch.deadlineHit, lg)
 	switch {
 	case stopped:
-		logf("%s was terminated because the lease was lost or about to be (its status: %d)", commandString(argv), status)
+		lg.log(slog.LevelError, fmt.Sprintf("%s was terminated because the lease was lost or about to be (its status: %d)", commandString(argv), status),
+			append(leaseAttrs, slog.Int("command_status", status), slog.Int("status", exitLeaseLost))...)
 		return exitLeaseLost
 	case lost != nil || ch.deadlineHit || errors.Is(rerr, dlock.ErrLeaseLost):
-		logf("%s exited with status %d, but the lease was not held to the end", commandString(argv), status)
+		lg.log(slog.LevelError, fmt.Sprintf("%s exited with status %d, but the lease was not held to the end", commandString(argv), status),
+			append(leaseAttrs, slog.Int("command_status", status), slog.Int("status", exitLeaseLost))...)
 		return exitLeaseLost
 	}
 	return status
+}
+
+// lossCause is why a lease was lost, without the "dlock: lease lost: KEY:"
+// that the message around it already says.
+func lossCause(err error) string {
+	if err == nil {
+		return "released"
+	}
+	msg := cliText(err.Error())
+	if i := strings.Index(msg, `": `); i >= 0 && strings.HasPrefix(msg, "lease lost: ") {
+		return msg[i+3:]
+	}
+	return strings.TrimPrefix(msg, "lease lost: ")
 }
 
 // acquire takes key as --wait says. If it has to wait for the key, it
@@ -222,7 +241,7 @@ func acquire(ctx context.Context, l *dlock.Locker, key string, opts *dlock.Optio
 // releaseLease releases le, reporting failures other than a loss, and
 // returns the release's error. A lost lease gets a short attempt only: the
 // backend was unreachable, most likely, and the key expires on its own.
-func releaseLease(le *dlock.Lease, failing bool, logf func(string, ...any)) error {
+func releaseLease(le *dlock.Lease, failing bool, lg *cliLog) error {
 	timeout := releaseTimeout
 	if failing || le.Err() != nil {
 		timeout = time.Second
@@ -231,7 +250,7 @@ func releaseLease(le *dlock.Lease, failing bool, logf func(string, ...any)) erro
 	defer cancel()
 	err := le.Release(ctx)
 	if err != nil && !errors.Is(err, dlock.ErrLeaseLost) {
-		logf("%v", err)
+		lg.log(slog.LevelWarn, err.Error(), slog.String("key", le.Key()), errAttr(err))
 	}
 	return err
 }

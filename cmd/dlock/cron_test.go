@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dlock-go/dlock/internal/redistest"
 )
 
 // TestRedisRunQuietBusy: --quiet keeps a busy run silent for cron, and
@@ -147,8 +150,8 @@ func TestMessages(t *testing.T) {
 				t.Errorf("exit status %d, want %d", code, exitUsage)
 			}
 			got := p.stderr.String()
-			if !strings.HasPrefix(got, tc.want) {
-				t.Errorf("stderr starts %q, want %q", got, tc.want)
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("stderr %q does not say %q", got, tc.want)
 			}
 			for _, bad := range []string{": dlock: ", "forgotten import", " -lease", " -ttl"} {
 				if strings.Contains(got, bad) {
@@ -196,5 +199,94 @@ func TestRedisOwnerEscaped(t *testing.T) {
 		if strings.Contains(out, "\x1b") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
 			t.Errorf("output carries the raw escape or a forged line: %q", out)
 		}
+	}
+}
+
+// jsonRecords parses every line of out as a JSON object.
+func jsonRecords(t *testing.T, name, out string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("%s: stderr line %q is not JSON: %v", name, line, err)
+			continue
+		}
+		for _, k := range []string{"time", "level", "msg", "cmd"} {
+			if _, ok := rec[k]; !ok {
+				t.Errorf("%s: record without %q: %s", name, k, line)
+			}
+		}
+		for k, v := range rec {
+			if _, isNum := v.(float64); isNum && (k == "held" || k == "duration" || k == "ttl") {
+				t.Errorf("%s: duration field %q without its unit (_ms): %s", name, k, line)
+			}
+		}
+		recs = append(recs, rec)
+	}
+	return recs
+}
+
+// findRecord returns the first record whose msg contains msg.
+func findRecord(recs []map[string]any, msg string) map[string]any {
+	for _, r := range recs {
+		if s, _ := r["msg"].(string); strings.Contains(s, msg) {
+			return r
+		}
+	}
+	return nil
+}
+
+// TestRedisLogFormatJSON: with --log-format json, every line dlock writes
+// on stderr is one JSON record, at a level that fits (busy INFO, lease
+// lost WARN, termination, a dead backend and a command that cannot start
+// ERROR), with key, owner and fence as fields and durations in _ms.
+func TestRedisLogFormatJSON(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Shared(t)
+	px := redistest.NewProxy(t, srv.Addr())
+	dir := t.TempDir()
+	key := uniqueKey(t)
+	j := []string{"--log-format", "json"}
+
+	holder := startDlock(t, "holder", []string{"D=" + dir}, append([]string{"run", "--url", "redis://" + px.Addr(), "--key", key,
+		"--owner", "the holder", "--ttl", "1s"}, append(j, "--", "sh", "-c", `touch "$D/held"; trap "" TERM; while :; do sleep 0.05; done`)...)...)
+	waitFor(t, 20*time.Second, "the holder's job to start", func() bool { return fileExists(filepath.Join(dir, "held")) })
+
+	busy := startDlock(t, "busy", nil, append([]string{"run", "--url", "redis://" + srv.Addr(), "--key", key}, append(j, "--", "true")...)...)
+	busy.wait(t, 20*time.Second)
+	if r := findRecord(jsonRecords(t, "busy", busy.stderr.String()), "is busy"); r == nil {
+		t.Errorf("busy: no busy record:\n%s", busy.stderr.String())
+	} else if r["level"] != "INFO" || r["key"] != key || r["owner"] != "the holder" || r["fence"] == nil || r["expires_in_ms"] == nil {
+		t.Errorf("busy: record %v lacks level INFO, key, owner, fence or expires_in_ms", r)
+	}
+
+	dead := startDlock(t, "dead", nil, append([]string{"run", "--url", "redis://127.0.0.1:1", "--key", key}, append(j, "--", "true")...)...)
+	if code := dead.wait(t, 20*time.Second); code != exitUnavailable {
+		t.Errorf("dead backend: exit status %d, want %d", code, exitUnavailable)
+	}
+	if recs := jsonRecords(t, "dead", dead.stderr.String()); len(recs) == 0 || recs[len(recs)-1]["level"] != "ERROR" {
+		t.Errorf("dead backend: want an ERROR record:\n%s", dead.stderr.String())
+	}
+
+	nox := startDlock(t, "noexec", nil, append([]string{"run", "--url", "mem://", "--key", key}, append(j, "--", "dlock-no-such-command")...)...)
+	nox.wait(t, 20*time.Second)
+	if r := findRecord(jsonRecords(t, "noexec", nox.stderr.String()), "cannot start"); r == nil || r["level"] != "ERROR" || r["command"] != "dlock-no-such-command" {
+		t.Errorf("cannot start: want an ERROR record with the command:\n%s", nox.stderr.String())
+	}
+
+	px.Partition()
+	if code := holder.wait(t, 20*time.Second); code != exitLeaseLost {
+		t.Errorf("holder: exit status %d, want %d", code, exitLeaseLost)
+	}
+	recs := jsonRecords(t, "holder", holder.stderr.String())
+	if r := findRecord(recs, "lost"); r == nil || r["level"] != "WARN" || r["key"] != key || r["fence"] == nil {
+		t.Errorf("holder: want a WARN record of the loss with key and fence:\n%s", holder.stderr.String())
+	}
+	if r := findRecord(recs, "terminated"); r == nil || r["level"] != "ERROR" || r["status"] != float64(exitLeaseLost) {
+		t.Errorf("holder: want an ERROR record of the termination with status 76:\n%s", holder.stderr.String())
+	}
+	if r := findRecord(recs, "SIGTERM"); r == nil || r["left_ms"] == nil {
+		t.Errorf("holder: want the deadline's SIGTERM with left_ms:\n%s", holder.stderr.String())
 	}
 }

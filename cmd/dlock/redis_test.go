@@ -321,7 +321,7 @@ while :; do sleep 30 & wait $!; done
 	if d := s[1].at.Sub(cut); d > ttl+time.Second {
 		t.Errorf("takeover after the partition took %v, want at most TTL+1s", d)
 	}
-	if !strings.Contains(e1.stderr.String(), "lease lost") {
+	if !strings.Contains(e1.stderr.String(), `lease on "`+key+`" lost: `) {
 		t.Errorf("e1 does not report its lease lost:\n%s", e1.stderr.String())
 	}
 	px.Heal()

@@ -100,6 +100,7 @@ func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time
 	args := append([]string{guardianCmd, kt.grace.String(), kt.deadlineGrace.String(), kt.killLead.String(),
 		strconv.FormatInt(toMono(deadline), 10), "--"}, argv...)
 	g := exec.Command(self, args...)
+	g.Args[0] = os.Args[0] // "dlock __guardian …" in ps, not "/proc/self/exe …"
 	g.Stdin = os.Stdin
 	g.Stdout = stdout
 	g.Stderr = stderr

@@ -46,7 +46,6 @@ const (
 	guardDeadline = 'D' // D <mono ns>: the lease's local deadline moved
 	guardStop     = 'T' // T: stop the job: SIGTERM now, SIGKILL after the grace period
 	guardSignal   = 'S' // S <signo>: forward a signal to the job's group
-	guardKill     = 'K' // K: SIGKILL the whole tree now
 )
 
 // Reports, from the guardian to dlock.
@@ -230,8 +229,6 @@ func (g *guardian) command(line string) {
 		if n, err := strconv.Atoi(arg); err == nil {
 			syscall.Kill(-g.job, syscall.Signal(n))
 		}
-	case guardKill:
-		g.killing = true
 	}
 }
 

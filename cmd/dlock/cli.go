@@ -40,7 +40,8 @@ const exitCodesHelp = `Exit status:
   1       status: the key is free
   64      usage or configuration error (flags, arguments, URL)
   69      backend unavailable, or it refused the request (e.g. wrong password)
-  75      the key is busy: held by someone else (--wait 0, or the wait ran out)
+  75      the key is busy: held by someone else (--wait 0, or the wait ran out);
+          dlock run --busy-exit N chooses another status
   76      the lease was lost while the command ran, and the command was
           terminated: another holder may have started
   126     the command could not be executed

@@ -5,6 +5,7 @@
 //	dlock elect  --key K [flags] -- CMD [ARG...]   hot standby: one machine runs CMD
 //	dlock status [flags] K                         show who holds K
 //	dlock demo   [--url URL] [--workers N]         watch a crash and a takeover
+//	dlock version                                  show the version and build
 //
 // Start with the demo: it needs no setup, runs in about three seconds on an
 // in-memory backend, and shows workers electing a runner, the runner
@@ -18,7 +19,8 @@
 //	*/5 * * * * DLOCK_URL=redis://lock.internal:6379 dlock run --key reports -- /usr/local/bin/build-reports
 //
 // One machine runs it; the others exit with status 75 and say who holds the
-// lock. The command gets DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN in its
+// lock (with -q they say nothing, and --busy-exit 0 makes skipping a
+// success). The command gets DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN in its
 // environment; DLOCK_FENCE grows with every grant of the key, for resources
 // that reject writes from stale holders.
 //
@@ -74,7 +76,8 @@
 //	69      the backend is unreachable or refused the request, e.g. a wrong
 //	        password (EX_UNAVAILABLE)
 //	75      the key is busy: held by someone else, with --wait 0 or after the
-//	        wait ran out (EX_TEMPFAIL: try again later)
+//	        wait ran out (EX_TEMPFAIL: try again later); --busy-exit N of
+//	        dlock run chooses another status
 //	76      the lease was lost while the command ran, and the command was
 //	        terminated
 //	126     the command could not be executed

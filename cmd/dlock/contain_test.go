@@ -405,3 +405,50 @@ exit 0
 		t.Errorf("the job started %d times, want once", len(starts))
 	}
 }
+
+// TestRedisStoppedDlockKillsTreeBeforeExpiry: dlock run itself is stopped
+// (SIGSTOP: it cannot renew, nor act). Its guardian still kills the job's
+// whole tree before the key's server-side expiry; resumed, dlock run
+// reports the loss with status 76.
+func TestRedisStoppedDlockKillsTreeBeforeExpiry(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Shared(t)
+	rdb := srv.Client(t)
+	dir := t.TempDir()
+	key := uniqueKey(t)
+	job := script(t, dir, "job.sh", `
+trap "" TERM
+sh -c 'echo $$ > "$D/bg"; exec sleep 600' &
+echo $$ > "$D/main"
+while :; do sleep 1; done
+`)
+	p := startDlock(t, "dlock run", []string{"D=" + dir}, "run", "--url", "redis://"+srv.Addr()+"/?drift=200ms",
+		"--key", key, "--ttl", "2s", "--", job)
+	waitFor(t, 20*time.Second, "the job and its background process to start", func() bool {
+		return readFile(t, filepath.Join(dir, "main")) != "" && readFile(t, filepath.Join(dir, "bg")) != ""
+	})
+	pids := readPIDs(t, dir, "main", "bg")
+	sent := time.Now()
+	pttl, err := rdb.PTTL(t.Context(), "dlock:{"+key+"}").Result()
+	if err != nil || pttl <= 0 {
+		t.Fatalf("PTTL of the lock key: %v, %v", pttl, err)
+	}
+	expiry := sent.Add(pttl)
+	p.cmd.Process.Signal(syscall.SIGSTOP)
+	t.Cleanup(func() { p.cmd.Process.Signal(syscall.SIGCONT) })
+	deadline := time.Now().Add(10 * time.Second)
+	for !allGone(pids) && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond) // other processes' deaths have no event
+	}
+	gone := time.Now()
+	if !allGone(pids) {
+		t.Fatalf("the job's processes %v still run 10s after dlock run was stopped", pids)
+	}
+	if !gone.Before(expiry) {
+		t.Errorf("the job's tree was gone %v after the key's server-side expiry", gone.Sub(expiry))
+	}
+	p.cmd.Process.Signal(syscall.SIGCONT)
+	if code := p.wait(t, 20*time.Second); code != exitLeaseLost {
+		t.Errorf("exit status %d, want %d (lease lost)", code, exitLeaseLost)
+	}
+}

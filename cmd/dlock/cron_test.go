@@ -168,6 +168,13 @@ func TestMessages(t *testing.T) {
 	if out := p.stdout.String(); !strings.Contains(out, "\n  --grace duration") || strings.Contains(out, "\n  -grace") {
 		t.Errorf("run --help does not show --grace as the usage writes it:\n%s", out)
 	}
+	for _, cmd := range []string{"run", "elect"} {
+		p := startDlock(t, "help", nil, cmd, "--help")
+		p.wait(t, 20*time.Second)
+		if out := p.stdout.String(); !strings.Contains(out, "cut") || !strings.Contains(out, "SIGKILL") {
+			t.Errorf("%s --help does not say that --grace is cut to fit the TTL:\n%s", cmd, out)
+		}
+	}
 }
 
 // TestRedisOwnerEscaped: an owner name with a newline and a terminal
@@ -288,5 +295,29 @@ func TestRedisLogFormatJSON(t *testing.T) {
 	}
 	if r := findRecord(recs, "SIGTERM"); r == nil || r["left_ms"] == nil {
 		t.Errorf("holder: want the deadline's SIGTERM with left_ms:\n%s", holder.stderr.String())
+	}
+}
+
+// TestSchedule: --grace is cut so that a merely slow renewal never stops
+// the command: SIGTERM comes at most half of what is left of the TTL after
+// one renewal interval and the drift; SIGKILL lands TTL/20 (at most
+// 100ms) before the deadline.
+func TestSchedule(t *testing.T) {
+	for _, tc := range []struct {
+		ttl, renew, drift, grace time.Duration
+		wantGrace, wantLead      time.Duration
+		cut                      bool
+	}{
+		{2 * time.Second, 0, 0, 10 * time.Second, (2*time.Second - 22*time.Millisecond - 2*time.Second/3) / 2, 100 * time.Millisecond, true},
+		{2 * time.Second, 0, 0, 300 * time.Millisecond, 300 * time.Millisecond, 100 * time.Millisecond, false},
+		{15 * time.Second, 0, 0, 10 * time.Second, (15*time.Second - 152*time.Millisecond - 5*time.Second) / 2, 100 * time.Millisecond, true},
+		{time.Second, 500 * time.Millisecond, 300 * time.Millisecond, time.Second, 100 * time.Millisecond, 50 * time.Millisecond, true},
+		{time.Second, -1, 0, 0, 0, 50 * time.Millisecond, false},
+	} {
+		kt, cut := schedule(tc.ttl, tc.renew, tc.drift, tc.grace)
+		if kt.deadlineGrace != tc.wantGrace || kt.killLead != tc.wantLead || cut != tc.cut || kt.grace != tc.grace {
+			t.Errorf("schedule(ttl %v, renew %v, drift %v, grace %v) = %+v, cut %v; want deadline grace %v, kill lead %v, cut %v",
+				tc.ttl, tc.renew, tc.drift, tc.grace, kt, cut, tc.wantGrace, tc.wantLead, tc.cut)
+		}
 	}
 }

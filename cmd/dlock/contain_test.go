@@ -173,7 +173,7 @@ func TestRedisElectKill9ContainsTree(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		job  string
-		want int // processes under dlock: the guardian and the job's
+		want int // processes under dlock: the guardian and the job's (a shell and two sleeps)
 	}{
 		{"BackgroundChildren", `sleep 600 & sleep 600; wait`, 4},
 		{"DoubleForkedDaemon", `(setsid sh -c 'echo $$ > "$D/daemon"; exec sleep 600' &); sleep 600`, 4},
@@ -200,10 +200,15 @@ func TestRedisElectKill9ContainsTree(t *testing.T) {
 				}
 				return len(tree) >= tc.want
 			})
-			var pids []int
+			// The guardian is dlock's own process; the job's tree is below it.
+			var pids, guardians []int
 			for _, p := range tree {
-				pids = append(pids, p.pid)
 				killAtEnd(t, p.pid)
+				if p.ppid == a.cmd.Process.Pid {
+					guardians = append(guardians, p.pid)
+				} else {
+					pids = append(pids, p.pid)
+				}
 			}
 
 			killed := time.Now()
@@ -220,6 +225,8 @@ func TestRedisElectKill9ContainsTree(t *testing.T) {
 				}
 				t.Errorf("processes %v of the job's tree %v still run 200ms after kill -9 of dlock elect", alive, pids)
 			}
+			// The guardian leaves once it has reaped them all.
+			waitFor(t, 5*time.Second, "the guardian to exit", func() bool { return allGone(guardians) })
 			waitFor(t, ttl+time.Second, "B to take over within TTL+1s", func() bool {
 				return strings.Contains(b.stderr.String(), "started (pid")
 			})

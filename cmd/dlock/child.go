@@ -3,166 +3,275 @@
 package main
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
-	"runtime"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
-// A child is the supervised command. It runs in a process group of its own,
-// whose id is its pid, so that dlock can signal everything it started.
-type child struct {
-	pid   int
-	done  chan struct{} // closed when the child has exited and was reaped
-	state *os.ProcessState
-
-	termSent time.Time // when the group got SIGTERM from dlock; zero if not
+// killTiming is when the job is stopped relative to the lease's deadline;
+// see schedule.
+type killTiming struct {
+	grace         time.Duration // SIGTERM to SIGKILL when dlock stops the job, or it left processes
+	deadlineGrace time.Duration // SIGTERM this long before the lease's local deadline
+	killLead      time.Duration // SIGKILL this long before it
 }
 
-// startChild starts argv with env added to dlock's environment.
-//
-// The child is started from a goroutine locked to its OS thread, which
-// stays alive until the child is reaped: on Linux the child's parent-death
-// signal is tied to the thread that forked it, not to the process.
-func startChild(argv, env []string, stdout, stderr io.Writer) (*child, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin = os.Stdin
-	cmd.Stdout = stdout
-	cmd.Stderr = stderr
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = sysProcAttr()
-	// When stdout is not a file, Wait copies the child's output; a
-	// grandchild that keeps the pipe open must not hold dlock forever.
-	cmd.WaitDelay = time.Second
+// schedule returns the kill timing for a lease of ttl, renewed every
+// renew (0: TTL/3; negative: not at all) with drift allowance drift (0: the
+// library's default), and the --grace flag. While renewals succeed, the
+// deadline is at least TTL-drift-renew ahead; the SIGTERM must come later
+// than a renewal that is merely slow, so --grace is cut to half of that.
+// cut reports whether it was.
+func schedule(ttl, renew, drift, grace time.Duration) (t killTiming, cut bool) {
+	if renew == 0 {
+		renew = ttl / 3
+	}
+	renew = max(renew, 0)
+	if drift == 0 {
+		drift = ttl/100 + 2*time.Millisecond
+	}
+	// Signalling the tree and reaping it takes milliseconds; a loaded
+	// machine may wake the guardian late by some more.
+	t.killLead = min(max(ttl/20, time.Millisecond), 100*time.Millisecond)
+	limit := max((ttl-drift-renew)/2, t.killLead)
+	t.grace = grace
+	t.deadlineGrace = min(grace, limit)
+	return t, grace > limit
+}
 
-	c := &child{done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		c.pid = cmd.Process.Pid
-		started <- nil
-		cmd.Wait() // the exit status is in ProcessState; I/O errors do not matter here
-		c.state = cmd.ProcessState
-		close(c.done)
-	}()
-	if err := <-started; err != nil {
+// A child is the supervised job, run by a guardian process (see
+// guardianCmd). Its process group's id is its pid.
+type child struct {
+	pid      int
+	guardian *exec.Cmd
+	ctl      *os.File // commands to the guardian
+	lg       *cliLog
+	cmd      string // the job, for messages
+	cmdAttr  slog.Attr
+
+	mu   sync.Mutex    // serializes commands
+	done chan struct{} // closed when the job has exited
+	gone chan struct{} // closed when the job's whole tree is gone and the guardian exited
+
+	// Valid once gone is closed:
+	status      int  // the job's exit status (once done is closed)
+	deadlineHit bool // the guardian signalled the tree because renewal was not confirmed in time
+	jobStopped  bool // ... and did so while the job itself still ran
+}
+
+// startFailure is the guardian's report that the job could not start.
+type startFailure struct {
+	code int
+	msg  string
+}
+
+func (e *startFailure) Error() string { return e.msg }
+
+// startChild starts argv under a guardian, with env added to dlock's
+// environment, the lease's current deadline and the kill timing.
+func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time, kt killTiming, lg *cliLog) (*child, error) {
+	self, err := os.Executable()
+	if _, serr := os.Stat("/proc/self/exe"); serr == nil {
+		self, err = "/proc/self/exe", nil // still dlock, even if the file was replaced
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot find dlock's own executable for the guardian: %w", err)
+	}
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
 		return nil, err
 	}
+	repR, repW, err := os.Pipe()
+	if err != nil {
+		ctlR.Close()
+		ctlW.Close()
+		return nil, err
+	}
+	args := append([]string{guardianCmd, kt.grace.String(), kt.deadlineGrace.String(), kt.killLead.String(),
+		strconv.FormatInt(toMono(deadline), 10), "--"}, argv...)
+	g := exec.Command(self, args...)
+	g.Args[0] = os.Args[0] // "dlock __guardian …" in ps, not "/proc/self/exe …"
+	g.Stdin = os.Stdin
+	g.Stdout = stdout
+	g.Stderr = stderr
+	g.Env = append(os.Environ(), env...)
+	g.ExtraFiles = []*os.File{ctlR, repW}
+	g.SysProcAttr = guardianSysProcAttr()
+	// When stdout is not a file, Wait copies the job's output; a process
+	// that escaped with the pipe must not hold dlock forever.
+	g.WaitDelay = time.Second
+	err = g.Start()
+	ctlR.Close()
+	repW.Close()
+	if err != nil {
+		ctlW.Close()
+		repR.Close()
+		return nil, err
+	}
+	c := &child{guardian: g, ctl: ctlW, lg: lg, cmd: commandString(argv), cmdAttr: slog.String("command", strings.Join(argv, " ")),
+		done: make(chan struct{}), gone: make(chan struct{})}
+	reports := bufio.NewScanner(repR)
+	if !reports.Scan() {
+		c.finish(repR)
+		return nil, errors.New("the guardian process ended before starting the command")
+	}
+	kind, arg := splitReport(reports.Text())
+	if kind == guardFailed {
+		code, msg, _ := strings.Cut(arg, " ")
+		n, _ := strconv.Atoi(code)
+		c.finish(repR)
+		return nil, &startFailure{n, msg}
+	}
+	c.pid, _ = strconv.Atoi(arg)
+	go c.read(reports, repR)
 	return c, nil
 }
+
+func splitReport(line string) (byte, string) {
+	if line == "" {
+		return 0, ""
+	}
+	return line[0], strings.TrimSpace(line[1:])
+}
+
+// read handles the guardian's reports until it exits.
+func (c *child) read(reports *bufio.Scanner, r *os.File) {
+	for reports.Scan() {
+		kind, arg := splitReport(reports.Text())
+		switch kind {
+		case guardExited:
+			c.status, _ = strconv.Atoi(arg)
+			close(c.done)
+		case guardLeftovers:
+			c.lg.log(slog.LevelInfo, fmt.Sprintf("%s exited and left processes behind; sending them SIGTERM", c.cmd), c.cmdAttr)
+		case guardTermed:
+			c.noteDeadline()
+			ns, _ := strconv.ParseInt(arg, 10, 64)
+			c.lg.log(slog.LevelWarn, fmt.Sprintf("renewal not confirmed with %v left before the lease's deadline; sending SIGTERM to %s",
+				roundDur(time.Duration(ns)), c.cmd), c.cmdAttr, slog.Duration("left", time.Duration(ns)), slog.String("signal", "SIGTERM"))
+		case guardKilled:
+			left, why, _ := strings.Cut(arg, " ")
+			ns, _ := strconv.ParseInt(left, 10, 64)
+			if why == "deadline" {
+				c.noteDeadline()
+			}
+			c.lg.log(slog.LevelWarn, fmt.Sprintf("sending SIGKILL to every process of %s, %v before the lease's deadline", c.cmd, roundDur(time.Duration(ns))),
+				c.cmdAttr, slog.Duration("left", time.Duration(ns)), slog.String("signal", "SIGKILL"))
+		}
+	}
+	c.finish(r)
+}
+
+// noteDeadline records that the guardian acted on the lease's deadline.
+func (c *child) noteDeadline() {
+	c.deadlineHit = true
+	select {
+	case <-c.done:
+	default:
+		c.jobStopped = true
+	}
+}
+
+// finish waits for the guardian to exit. If it ended without reporting
+// the job's exit (it was killed), the job's group gets SIGKILL here: the
+// job's parent-death signal has killed the job itself.
+func (c *child) finish(r *os.File) {
+	r.Close()
+	c.ctl.Close()
+	c.guardian.Wait()
+	select {
+	case <-c.done:
+	default:
+		if c.pid > 0 {
+			syscall.Kill(-c.pid, syscall.SIGKILL)
+			c.lg.log(slog.LevelError, fmt.Sprintf("the guardian of %s died; its process group got SIGKILL", c.cmd), c.cmdAttr)
+		}
+		c.status = 128 + int(syscall.SIGKILL)
+		close(c.done)
+	}
+	close(c.gone)
+}
+
+// send sends a command to the guardian. It is safe to call from any
+// goroutine. A failed write means the guardian is gone.
+func (c *child) send(kind byte, arg string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintf(c.ctl, "%c %s\n", kind, arg)
+}
+
+// forward sends sig to the job's process group.
+func (c *child) forward(sig syscall.Signal) { c.send(guardSignal, strconv.Itoa(int(sig))) }
+
+// setDeadline tells the guardian the lease's local deadline.
+func (c *child) setDeadline(t time.Time) { c.send(guardDeadline, strconv.FormatInt(toMono(t), 10)) }
 
 // startCode is the exit status for a command that could not be started,
 // as shells use them: 127 if it was not found, 126 otherwise.
 func startCode(err error) int {
-	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+	var sf *startFailure
+	switch {
+	case errors.As(err, &sf):
+		return sf.code
+	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist):
 		return exitNotFound
 	}
 	return exitCannotExec
 }
 
-// exitCode is the child's exit status, or 128+N if signal N killed it, as
+// awaitLoss waits, after the guardian stopped the job at the lease's
+// deadline, until the lease is lost as it then is about to be, and returns
+// its error: nil if a late renewal was confirmed after all.
+func awaitLoss(done <-chan struct{}, validUntil func() time.Time, err func() error) error {
+	t := time.NewTimer(time.Until(validUntil()) + 50*time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	return err()
+}
+
+// exitCode is the job's exit status, or 128+N if signal N killed it, as
 // shells report it. Valid once done is closed.
-func (c *child) exitCode() int {
-	if c.state == nil {
-		return exitCannotExec
-	}
-	if ws, ok := c.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return c.state.ExitCode()
-}
+func (c *child) exitCode() int { return c.status }
 
-// signal sends sig to the child's process group, as dlock's own decision.
-// Only the goroutine that supervises the child calls it.
-func (c *child) signal(sig syscall.Signal) {
-	if sig == syscall.SIGTERM && c.termSent.IsZero() {
-		c.termSent = time.Now()
-	}
-	c.forward(sig)
-}
-
-// forward sends sig to the child's process group. It is safe to call from
-// any goroutine.
-func (c *child) forward(sig syscall.Signal) {
-	syscall.Kill(-c.pid, sig) // ESRCH: the group is gone already
-}
-
-// groupAlive reports whether any process of the child's group still runs.
-func (c *child) groupAlive() bool { return groupAlive(c.pid) }
-
-// supervise waits until the child exits. If stop closes first, it sends
-// SIGTERM to the child's process group, and SIGKILL grace later if the
-// child is still there; onStop is called before the SIGTERM. After the
-// child exits, processes it left in its group get the same treatment, so
-// that nothing it started outlives the lock. supervise reports whether stop
-// closed while the child ran.
+// supervise waits until the job and everything it started are gone,
+// handing each new lease deadline (read with validUntil when renewed
+// fires) to the guardian. If stop closes first, the job is stopped:
+// onStop is called, then the guardian sends SIGTERM and, after the grace
+// period or at the lease's deadline at the latest, SIGKILL. supervise
+// reports whether stop closed while the job itself still ran.
 //
 // Signals that dlock receives reach the group through the signal router,
-// not here, and do not start the grace period: the child decides what they
+// not here, and do not start the grace period: the job decides what they
 // mean.
-func (c *child) supervise(stop <-chan struct{}, grace time.Duration, onStop func(), logf func(string, ...any)) (stopped bool) {
-	var kill *time.Timer
-	var killC <-chan time.Time
-	defer func() {
-		if kill != nil {
-			kill.Stop()
-		}
-	}()
-wait:
+func (c *child) supervise(stop, renewed <-chan struct{}, validUntil func() time.Time, onStop func()) (stopped bool) {
 	for {
 		select {
-		case <-c.done:
-			break wait
+		case <-c.gone:
+			return stopped || c.jobStopped
+		case <-renewed:
+			c.setDeadline(validUntil())
 		case <-stop:
-			stop, stopped = nil, true
-			onStop()
-			c.signal(syscall.SIGTERM)
-			kill = time.NewTimer(grace)
-			killC = kill.C
-		case <-killC:
-			killC = nil
-			logf("still running %v after SIGTERM; sending SIGKILL", grace)
-			c.signal(syscall.SIGKILL)
+			stop = nil
+			select {
+			case <-c.done:
+			default:
+				stopped = true
+				onStop()
+			}
+			c.send(guardStop, "")
 		}
-	}
-	c.sweep(grace, logf)
-	return stopped
-}
-
-// sweep ends what is left of the child's process group after the child
-// exited: SIGTERM, then SIGKILL when the grace period (counted from the
-// first SIGTERM) is over. There is no event for the death of processes
-// that are not our children, so it polls, briefly.
-func (c *child) sweep(grace time.Duration, logf func(string, ...any)) {
-	if !c.groupAlive() {
-		return
-	}
-	if c.termSent.IsZero() {
-		logf("the command left processes in its group; sending them SIGTERM")
-		c.signal(syscall.SIGTERM)
-	}
-	deadline := c.termSent.Add(grace)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	killed := false
-	for c.groupAlive() {
-		if !killed && !time.Now().Before(deadline) {
-			logf("processes left in the command's group after %v; sending SIGKILL", grace)
-			c.signal(syscall.SIGKILL)
-			killed = true
-			deadline = time.Now().Add(time.Second) // SIGKILL is quick
-		} else if killed && !time.Now().Before(deadline) {
-			return
-		}
-		<-tick.C
 	}
 }

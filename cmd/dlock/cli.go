@@ -9,11 +9,15 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"regexp"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/dlock-go/dlock"
 )
@@ -36,7 +40,8 @@ const exitCodesHelp = `Exit status:
   1       status: the key is free
   64      usage or configuration error (flags, arguments, URL)
   69      backend unavailable, or it refused the request (e.g. wrong password)
-  75      the key is busy: held by someone else (--wait 0, or the wait ran out)
+  75      the key is busy: held by someone else (--wait 0, or the wait ran out);
+          dlock run --busy-exit N chooses another status
   76      the lease was lost while the command ran, and the command was
           terminated: another holder may have started
   126     the command could not be executed
@@ -53,6 +58,7 @@ Usage:
                                                 machine runs CMD at a time
   dlock status [flags] K                         show who holds K
   dlock demo   [--url URL] [--workers N]         watch a crash and a takeover
+  dlock version                                  show dlock's version and build
   dlock help   [COMMAND]
 
 The backend is the URL given with --url, or else $DLOCK_URL:
@@ -70,6 +76,35 @@ Try it, with no setup:
 Run 'dlock COMMAND --help' for a command's flags and examples.
 
 ` + exitCodesHelp
+
+// versionText describes this build of dlock from its build information:
+// the module version (a tag with go install …@version, "(devel)" from a
+// checkout), the VCS revision and time when go build stamped them, and the
+// Go version.
+func versionText() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return fmt.Sprintf("dlock (no build information) %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "dlock %s (module %s)\n", bi.Main.Version, bi.Main.Path)
+	if rev := settings["vcs.revision"]; rev != "" {
+		fmt.Fprintf(&b, "revision %s", rev)
+		if at := settings["vcs.time"]; at != "" {
+			fmt.Fprintf(&b, " of %s", at)
+		}
+		if settings["vcs.modified"] == "true" {
+			b.WriteString(", with uncommitted changes")
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "built with %s for %s/%s\n", bi.GoVersion, runtime.GOOS, runtime.GOARCH)
+	return b.String()
+}
 
 // signalError is the cancellation cause when a signal interrupts dlock.
 type signalError struct{ sig syscall.Signal }
@@ -95,6 +130,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(rest, stdout, stderr)
+	case guardianCmd:
+		return guardianMain(rest)
+	case "version", "--version", "-version":
+		fmt.Fprint(stdout, versionText())
+		return 0
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && rest[0] != "help" {
 			return run([]string{rest[0], "--help"}, stdout, stderr)
@@ -127,14 +167,15 @@ func newCommand(name, usage, tail string, stdout, stderr io.Writer) *command {
 // parse parses args. If it returns false, dlock exits with code: help was
 // asked for (0) or the flags are wrong (exitUsage).
 func (c *command) parse(args []string) (ok bool, code int) {
+	c.fs.SetOutput(io.Discard) // errors are printed below, with dlock's prefix
 	err := c.fs.Parse(args)
+	c.fs.SetOutput(c.stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		c.help()
 		return false, 0
 	}
-	if err != nil { // the flag package printed what is wrong
-		fmt.Fprintf(c.stderr, "Run 'dlock %s --help' for usage.\n", c.name)
-		return false, exitUsage
+	if err != nil {
+		return false, c.usageError("%s", flagError(err))
 	}
 	return true, 0
 }
@@ -161,21 +202,46 @@ func (c *command) parseInterspersed(args []string) (pos []string, ok bool, code 
 func (c *command) help() {
 	fmt.Fprint(c.stdout, c.usage)
 	fmt.Fprintln(c.stdout, "\nFlags:")
-	c.fs.SetOutput(c.stdout)
+	var defaults strings.Builder
+	c.fs.SetOutput(&defaults)
 	c.fs.PrintDefaults()
 	c.fs.SetOutput(c.stderr)
+	// The flag package shows -name; the usage and the examples say --name.
+	fmt.Fprint(c.stdout, longFlagRE.ReplaceAllString(defaults.String(), "  --$1"))
 	fmt.Fprint(c.stdout, c.tail)
+}
+
+// longFlagRE finds the flag names of multi-letter flags in PrintDefaults.
+var longFlagRE = regexp.MustCompile(`(?m)^  -(\w\w)`)
+
+// flagError rewords the flag package's error for dlock's --name style.
+func flagError(err error) string {
+	msg := err.Error()
+	msg = strings.Replace(msg, "flag provided but not defined: -", "unknown flag --", 1)
+	msg = strings.Replace(msg, " for flag -", " for flag --", 1)
+	msg = strings.Replace(msg, "flag needs an argument: -", "flag needs an argument: --", 1)
+	return msg
+}
+
+// cliText makes a message read well on dlock's stderr: errors of the
+// library start with "dlock: ", which the command's prefix already says;
+// the "(forgotten import?)" hint is for programmers, and dlock imports
+// every backend; and a message stays on one line.
+func cliText(msg string) string {
+	msg = strings.TrimPrefix(msg, "dlock: ")
+	msg = strings.ReplaceAll(msg, " (forgotten import?)", "")
+	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
 }
 
 // usageError reports a bad command line and returns exitUsage.
 func (c *command) usageError(format string, args ...any) int {
-	fmt.Fprintf(c.stderr, "dlock %s: %s\nRun 'dlock %s --help' for usage.\n", c.name, fmt.Sprintf(format, args...), c.name)
+	fmt.Fprintf(c.stderr, "dlock %s: %s\nRun 'dlock %s --help' for usage.\n", c.name, cliText(fmt.Sprintf(format, args...)), c.name)
 	return exitUsage
 }
 
 // errorf prints an error of the command and returns code.
 func (c *command) errorf(code int, format string, args ...any) int {
-	fmt.Fprintf(c.stderr, "dlock %s: %s\n", c.name, fmt.Sprintf(format, args...))
+	fmt.Fprintf(c.stderr, "dlock %s: %s\n", c.name, cliText(fmt.Sprintf(format, args...)))
 	return code
 }
 
@@ -197,49 +263,22 @@ func (b *backendFlags) register(fs *flag.FlagSet, withKey, withTTL bool) {
 	if withTTL {
 		fs.DurationVar(&b.ttl, "ttl", 0, "lease time to live: how long others wait if this machine dies\n(default 15s, or the URL's ttl parameter)")
 		fs.StringVar(&b.owner, "owner", "", "name recorded as the holder (default host:pid)")
-		fs.StringVar(&b.logFormat, "log-format", "text", "how dlock's messages on stderr look: `text` or json")
+		fs.StringVar(&b.logFormat, "log-format", "text", "how dlock's messages on stderr look: `text` (timestamped lines) or json (one object per line:\ntime, level, msg, cmd and fields such as key, owner, fence, command, status, error;\ndurations in milliseconds, in fields named *_ms)")
 		fs.BoolVar(&b.verbose, "verbose", false, "also log every lock event: attempts, grants, renewals, releases")
 	}
 }
 
-// logger returns the function that prints dlock's messages on stderr, each
-// with a timestamp, and the same destination as a slog.Logger for the
-// library's own warnings.
-func (b *backendFlags) logger(name string, stderr io.Writer) (logf func(string, ...any), log *slog.Logger) {
-	level := slog.LevelInfo
-	if b.verbose {
-		level = slog.LevelDebug
-	}
-	var mu sync.Mutex
-	w := lockedWriter{&mu, stderr}
-	if b.logFormat == "json" {
-		log = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})).With("cmd", "dlock "+name)
-		return func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }, log
-	}
-	log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-	return func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(stderr, "%s dlock %s: %s\n", time.Now().Format("2006-01-02T15:04:05.000Z07:00"), name, fmt.Sprintf(format, args...))
-	}, log
-}
-
-// lockedWriter serializes writes, so log lines from several goroutines do
-// not interleave.
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+// logger returns the log of command name, as the flags say.
+func (b *backendFlags) logger(name string, stderr io.Writer) *cliLog {
+	return newCLILog(name, b.logFormat, b.verbose, stderr)
 }
 
 // check validates the flags and returns the backend URL.
 func (b *backendFlags) check(c *command) (rawURL string, code int) {
 	if b.key == "" && c.fs.Lookup("key") != nil {
+		if flagSet(c.fs, "key") {
+			return "", c.usageError("--key must not be empty")
+		}
 		return "", c.usageError("missing --key")
 	}
 	if b.logFormat != "text" && b.logFormat != "json" && c.fs.Lookup("log-format") != nil {
@@ -280,51 +319,61 @@ func (b *backendFlags) fold(rawURL string) string {
 	return u.String()
 }
 
-// options are the lease options of run and elect: failing renewals are
-// reported with logf, the library warns on log, and with --verbose every
-// event is logged.
-func (b *backendFlags) options(logf func(string, ...any), log *slog.Logger) *dlock.Options {
-	return &dlock.Options{Observer: &renewalLogger{logf: logf, log: log}, Logger: log}
+// options are the lease options of run and elect: renewals are reported
+// on lg (failures, recoveries, and with --verbose every event), and each
+// confirmed one is signalled on renewed.
+func (b *backendFlags) options(lg *cliLog, renewed chan struct{}) *dlock.Options {
+	return &dlock.Options{Observer: &renewalLogger{lg: lg, renewed: renewed}}
 }
 
 // renewalLogger reports failing renewals: they come before a loss, and say
-// why it will happen. Like dlock's own logger, it reports the 1st, 2nd,
-// 4th, 8th… failure in a row, so that a backend that stays away does not
-// flood the log.
+// why it will happen. It reports the 1st, 2nd, 4th, 8th… failure in a row,
+// so that a backend that stays away does not flood the log.
 type renewalLogger struct {
-	logf func(string, ...any)
-	log  *slog.Logger // events at debug level, for --verbose
+	lg *cliLog
+	// renewed gets a value, if it has room, after each confirmed renewal:
+	// the lease's deadline moved, and the guardian must know.
+	renewed chan struct{}
 
 	mu       sync.Mutex
 	failures int
 }
 
 func (r *renewalLogger) Observe(ctx context.Context, e dlock.Event) {
-	if r.log.Enabled(ctx, slog.LevelDebug) {
-		attrs := []slog.Attr{slog.String("event", e.Kind.String()), slog.String("key", e.Key),
-			slog.String("owner", e.Owner), slog.Uint64("fence", e.Fence), slog.Duration("duration", e.Duration)}
+	attrs := []slog.Attr{slog.String("key", e.Key), slog.String("owner", e.Owner), slog.Uint64("fence", e.Fence)}
+	if r.lg.debug {
+		ev := append([]slog.Attr{slog.String("event", e.Kind.String())}, attrs...)
+		ev = append(ev, slog.Duration("duration", e.Duration))
 		if e.Err != nil {
-			attrs = append(attrs, slog.Any("err", e.Err))
+			ev = append(ev, errAttr(e.Err))
 		}
-		r.log.LogAttrs(ctx, slog.LevelDebug, "dlock: lock event", attrs...)
+		r.lg.log(slog.LevelDebug, "lock event", ev...)
 	}
 	switch e.Kind {
 	case dlock.EventRefreshed, dlock.EventRefreshFailed:
 	default:
 		return
 	}
+	if e.Kind == dlock.EventRefreshed {
+		select {
+		case r.renewed <- struct{}{}:
+		default:
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e.Kind == dlock.EventRefreshed {
 		if r.failures > 0 {
-			r.logf("renewal of %q works again, after %d failures", e.Key, r.failures)
+			r.lg.log(slog.LevelInfo, fmt.Sprintf("renewal of %q works again, after %d failures", e.Key, r.failures),
+				append(attrs, slog.Int("failures", r.failures))...)
 		}
 		r.failures = 0
 		return
 	}
 	r.failures++
 	if n := r.failures; n&(n-1) == 0 {
-		r.logf("renewal of %q failed (%d in a row): %v", e.Key, n, e.Err)
+		r.lg.log(slog.LevelWarn, fmt.Sprintf("renewal of %q failed (%d in a row): %v", e.Key, n, e.Err),
+			append(attrs, slog.Int("failures", n), errAttr(e.Err))...)
 	}
 }
 
@@ -395,6 +444,12 @@ func urlSetting(rawURL, name string) string {
 	return u.Query().Get(name)
 }
 
+// urlDuration is a duration parameter (renew, drift) of rawURL; 0 if not set.
+func urlDuration(rawURL, name string) time.Duration {
+	d, _ := time.ParseDuration(urlSetting(rawURL, name))
+	return d
+}
+
 // effectiveTTL is the lease TTL that the URL, with the flags folded in,
 // gives; for messages.
 func effectiveTTL(rawURL string) time.Duration {
@@ -423,28 +478,58 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	return set
 }
 
-// describeHolder says who holds key, as far as the backend can tell.
-func describeHolder(ctx context.Context, l *dlock.Locker, key string) string {
+// describeHolder says who holds key, as far as the backend can tell, in
+// words and as log fields.
+func describeHolder(ctx context.Context, l *dlock.Locker, key string) (string, []slog.Attr) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	h, ok, err := l.Holder(ctx, key)
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
-		return "held by someone else (this backend cannot say who)"
+		return "held by someone else (this backend cannot say who)", nil
 	case err != nil:
-		return fmt.Sprintf("held by someone else (looking up the holder failed: %v)", err)
+		return fmt.Sprintf("held by someone else (looking up the holder failed: %v)", cliText(err.Error())), []slog.Attr{errAttr(err)}
 	case !ok:
-		return "held by someone else, who has released it since"
+		return "held by someone else, who has released it since", nil
 	}
-	return "held by " + holderString(h)
+	return "held by " + holderString(h), holderAttrs(h)
+}
+
+// holderAttrs are the log fields of a holder.
+func holderAttrs(h dlock.Holder) []slog.Attr {
+	attrs := []slog.Attr{slog.String("owner", h.Owner), slog.Uint64("fence", h.Fence), slog.Duration("expires_in", h.TTL)}
+	if !h.Since.IsZero() {
+		attrs = append(attrs, slog.Time("held_since", h.Since))
+	}
+	return attrs
 }
 
 func holderString(h dlock.Holder) string {
 	since := ""
 	if !h.Since.IsZero() {
-		since = fmt.Sprintf("held since %s for %v, ", h.Since.Format("15:04:05.000"), roundDur(time.Since(h.Since)))
+		since = fmt.Sprintf("held since %s for %v, ", h.Since.Format(clockFormat), roundDur(time.Since(h.Since)))
 	}
-	return fmt.Sprintf("%s (fence %d, %sexpires in %v unless renewed)", h.Owner, h.Fence, since, roundDur(h.TTL))
+	return fmt.Sprintf("%s (fence %d, %sexpires in %v unless renewed)", safeText(h.Owner), h.Fence, since, roundDur(h.TTL))
+}
+
+// clockFormat shows a time of day with its zone, like the log's
+// timestamps ("Z" for UTC).
+const clockFormat = "15:04:05.000Z07:00"
+
+// safeText returns s as it is if it is plain (printable, no spaces,
+// quotes or backslashes), and quoted with Go escapes otherwise: owner
+// names come from other clients, and must not be able to forge log lines
+// or send terminal escapes.
+func safeText(s string) string {
+	if s == "" {
+		return `""`
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) || r == '"' || r == '\\' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 // roundDur rounds d for people: milliseconds.
@@ -473,55 +558,3 @@ func commandString(argv []string) string {
 // releaseTimeout bounds the final release: the key expires on its own if
 // the backend does not answer.
 const releaseTimeout = 5 * time.Second
-
-// session is what run and elect share once their command line is checked:
-// the command to run, the logger, a context that signals cancel, the
-// router that forwards signals to the command, and the open Locker.
-type session struct {
-	argv   []string
-	rawURL string
-	logf   func(string, ...any)
-	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	router *signalRouter
-	l      *dlock.Locker
-}
-
-// startSession parses args into c's flags (b and grace among them), checks
-// them and opens the backend. A nil session means dlock exits with code.
-// The caller must close the session.
-func startSession(c *command, b *backendFlags, grace *time.Duration, args []string) (*session, int) {
-	if ok, code := c.parse(args); !ok {
-		return nil, code
-	}
-	s := &session{argv: c.fs.Args()}
-	var code int
-	if s.rawURL, code = b.check(c); code != 0 {
-		return nil, code
-	}
-	if len(s.argv) == 0 {
-		return nil, c.usageError("missing command: dlock %s --key K -- CMD [ARG...]", c.name)
-	}
-	if *grace < 0 {
-		return nil, c.usageError("--grace %v: must not be negative", *grace)
-	}
-	s.logf, s.log = b.logger(c.name, c.stderr)
-	s.ctx, s.cancel = context.WithCancelCause(context.Background())
-	s.router = newSignalRouter(s.cancel, s.logf)
-	if s.l, code = open(s.ctx, c, s.rawURL); code != 0 {
-		s.close()
-		return nil, code
-	}
-	return s, 0
-}
-
-// close closes the Locker (releasing what is still held), stops signal
-// routing and cancels the context, in that order.
-func (s *session) close() {
-	if s.l != nil {
-		s.l.Close()
-	}
-	s.router.stop()
-	s.cancel(nil)
-}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/dlock-go/dlock"
@@ -22,17 +24,23 @@ Each dlock elect campaigns for the lock K. The winner starts CMD (with
 DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN in its environment) and renews the
 lease while CMD runs; the others wait. When the leader's machine or dlock
 process dies, its lease expires and a standby starts CMD within the TTL plus
-a moment. If the leader loses its lease (say, it cannot reach the backend),
-it sends SIGTERM to CMD's process group before the backend can give K to
-anyone else, SIGKILL --grace later, and campaigns again.
+a moment. If the leader's renewal fails, its CMD is stopped by the lease's
+deadline, as with dlock run: SIGTERM once the time left is no more than
+--grace (cut to fit the TTL), SIGKILL to every process CMD started just
+before the deadline. Then it campaigns again.
 
-If CMD exits on its own while leading, dlock elect releases K, so that a
-standby takes over at once, and exits with CMD's status: run dlock elect
-under a supervisor (systemd, a container runtime) that restarts it.
+If CMD exits on its own while leading, dlock elect clears what CMD left,
+releases K, so that a standby takes over at once, and exits with CMD's
+status (76 if the lease was lost before CMD's leftovers were cleared): it
+never restarts CMD. Run dlock elect under a supervisor (systemd, a
+container runtime) that restarts it.
 
 Leadership changes are logged on stderr with timestamps. Signals reach CMD
-as with dlock run; a standby exits on SIGINT, SIGTERM or SIGHUP. On Linux, if
-dlock elect dies, even by SIGKILL, the kernel kills CMD.
+as with dlock run, and CMD is contained the same way: on Linux, nothing CMD
+starts outlives dlock elect, even killed with SIGKILL. SIGINT, SIGTERM or
+SIGHUP always end dlock elect: while CMD runs they are forwarded and dlock
+elect exits with CMD's status once CMD exits; in any other phase (standby,
+or stopping CMD after a loss) it exits with 128+N once CMD is gone.
 `
 
 const electTail = `
@@ -63,71 +71,119 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	c := newCommand("elect", electUsage, electTail, stdout, stderr)
 	var b backendFlags
 	b.register(c.fs, true, true)
-	grace := c.fs.Duration("grace", 10*time.Second, "after SIGTERM on lease loss, how long before SIGKILL")
+	grace := c.fs.Duration("grace", 10*time.Second, "SIGTERM this long before the lease's deadline when renewal fails (cut to fit the TTL),\nand from SIGTERM to SIGKILL when dlock stops the command")
 	s, code := startSession(c, &b, grace, args)
 	if s == nil {
 		return code
 	}
 	defer s.close()
-	argv, rawURL, logf, log, ctx, router, l := s.argv, s.rawURL, s.logf, s.log, s.ctx, s.router, s.l
+	argv, rawURL, lg, logf, ctx, router, l := s.argv, s.rawURL, s.lg, s.logf, s.ctx, s.router, s.l
 
 	cmd := commandString(argv)
-	opts := b.options(logf, log)
+	keyAttr := slog.String("key", b.key)
+	cmdAttr := slog.String("command", strings.Join(argv, " "))
+	leaseAttrs := func(le *dlock.Lease) []slog.Attr {
+		return []slog.Attr{keyAttr, slog.String("owner", le.Owner()), slog.Uint64("fence", le.Fence())}
+	}
+	opts := b.options(lg, s.renewed)
 	opts.Owner = effectiveOwner(rawURL)
 	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
 		Lease: opts,
 		OnLeader: func(h dlock.Holder) {
-			logf("leader is %s", holderString(h))
+			lg.log(slog.LevelInfo, "leader is "+holderString(h), append([]slog.Attr{keyAttr}, holderAttrs(h)...)...)
 		},
 		OnElected: func(le *dlock.Lease) {
-			logf("elected: %s leads %q with fence %d; starting %s", le.Owner(), le.Key(), le.Fence(), cmd)
+			lg.log(slog.LevelInfo, fmt.Sprintf("elected: %s leads %q with fence %d; starting %s", safeText(le.Owner()), le.Key(), le.Fence(), cmd),
+				append(leaseAttrs(le), cmdAttr)...)
 		},
 		OnDemoted: func(le *dlock.Lease, cause error) {
 			var exit *childExitError
 			switch {
 			case errors.As(cause, &exit), errors.As(cause, new(*startError)):
-				logf("stepped down (fence %d): %v; %q released", le.Fence(), cause, le.Key())
+				lg.log(slog.LevelInfo, fmt.Sprintf("stepped down (fence %d): %v; %q released", le.Fence(), cause, le.Key()), leaseAttrs(le)...)
 			case errors.Is(cause, dlock.ErrLeaseLost):
-				logf("demoted (fence %d): %v; campaigning again", le.Fence(), cause)
+				lg.log(slog.LevelWarn, fmt.Sprintf("demoted (fence %d) after the lease was lost; campaigning again", le.Fence()),
+					append(leaseAttrs(le), errAttr(cause))...)
 			default:
-				logf("stepped down (fence %d): %v", le.Fence(), cause)
+				lg.log(slog.LevelInfo, fmt.Sprintf("stepped down (fence %d): %s", le.Fence(), lossCause(cause)), leaseAttrs(le)...)
 			}
 		},
 	})
-	logf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), opts.Owner, effectiveTTL(rawURL))
-	err := e.Run(ctx, func(lctx context.Context, lease *dlock.Lease) error {
-		ch, err := router.start(func() (*child, error) { return startChild(argv, leaseEnv(lease), stdout, stderr) })
+	lg.log(slog.LevelInfo, fmt.Sprintf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), safeText(opts.Owner), effectiveTTL(rawURL)),
+		keyAttr, slog.String("owner", opts.Owner), slog.String("url", redact(rawURL)), slog.Duration("ttl", effectiveTTL(rawURL)))
+	// The election campaigns again after every loss. A command that
+	// exited on its own, or a stop signal that came while the command was
+	// being stopped, ends it instead: final says why, and cancelling
+	// runCtx makes Run return.
+	runCtx, endRun := context.WithCancel(ctx)
+	defer endRun()
+	var final error
+	err := e.Run(runCtx, func(lctx context.Context, lease *dlock.Lease) error {
+		ch, err := router.start(func() (*child, error) {
+			return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, lg)
+		})
 		if err != nil {
 			var sig *signalError
-			if errors.As(err, &sig) {
-				return err
+			if !errors.As(err, &sig) {
+				err = &startError{err}
 			}
-			return &startError{err}
+			final = err
+			endRun()
+			return err
 		}
-		logf("%s started (pid %d)", cmd, ch.pid)
-		stopped := ch.supervise(lctx.Done(), *grace, func() {
-			logf("lease lost: %v; sending SIGTERM to %s, SIGKILL in %v", context.Cause(lctx), cmd, *grace)
-		}, logf)
+		lg.log(slog.LevelInfo, fmt.Sprintf("%s started (pid %d)", cmd, ch.pid), append(leaseAttrs(lease), cmdAttr, slog.Int("pid", ch.pid))...)
+		stopped := ch.supervise(lctx.Done(), s.renewed, lease.ValidUntil, func() {
+			lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s; stopping %s (SIGTERM, then SIGKILL within %v)", b.key, lossCause(context.Cause(lctx)), cmd, s.kill.grace),
+				append(leaseAttrs(lease), cmdAttr, errAttr(context.Cause(lctx)))...)
+		})
 		router.detach()
-		if stopped {
-			logf("%s ended with status %d", cmd, ch.exitCode())
-			return context.Cause(lctx)
+		if ch.deadlineHit {
+			if lost := awaitLoss(lctx.Done(), lease.ValidUntil, lease.Err); lost != nil {
+				lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s", b.key, lossCause(lost)), append(leaseAttrs(lease), errAttr(lost))...)
+			} else if lctx.Err() == nil {
+				// A late renewal was confirmed: step down all the same,
+				// the command is gone.
+				e.Resign()
+			}
 		}
-		return &childExitError{ch.exitCode()}
+		if !stopped {
+			final = &childExitError{ch.exitCode()}
+			if lease.Err() != nil || ch.deadlineHit {
+				final = &childExitError{exitLeaseLost}
+				lg.log(slog.LevelError, fmt.Sprintf("%s exited with status %d, but the lease was lost before its processes were cleared", cmd, ch.exitCode()),
+					append(leaseAttrs(lease), cmdAttr, slog.Int("command_status", ch.exitCode()), slog.Int("status", exitLeaseLost))...)
+			}
+			endRun()
+			return final
+		}
+		lg.log(slog.LevelWarn, fmt.Sprintf("%s ended with status %d", cmd, ch.exitCode()), append(leaseAttrs(lease), cmdAttr, slog.Int("command_status", ch.exitCode()))...)
+		if sig := router.stopRequested(); sig != nil {
+			final = sig
+			endRun()
+			return sig
+		}
+		return context.Cause(lctx)
 	})
+	if final != nil {
+		err = final
+	}
 	var exit *childExitError
 	var serr *startError
+	var sig *signalError
 	switch {
 	case errors.As(err, &exit):
 		return exit.status
 	case errors.As(err, &serr):
-		logf("%v", serr)
+		lg.log(slog.LevelError, serr.Error(), keyAttr, cmdAttr, errAttr(serr.err))
 		return startCode(serr.err)
+	case errors.As(err, &sig):
+		logf("%v; stopped campaigning", sig)
+		return sig.exitCode()
 	}
 	if sig := router.interrupted(); sig != nil {
 		logf("%v; stopped campaigning", sig)
 		return sig.exitCode()
 	}
-	logf("%v", err)
+	lg.log(slog.LevelError, err.Error(), keyAttr, slog.Int("status", errorCode(err)))
 	return errorCode(err)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 )
 
 const runUsage = `Usage: dlock run --key K [--url URL] [--ttl 15s] [--wait 0|DURATION|forever]
-                 [--grace 10s] [--owner NAME] -- CMD [ARG...]
+                 [--grace 10s] [--owner NAME] [-q] [--busy-exit N] -- CMD [ARG...]
 
 Run CMD only while holding the lock K.
 
@@ -25,28 +26,51 @@ writes to a resource that can reject stale holders.
 
 If K is held by someone else, dlock waits as long as --wait says (0: not at
 all, the default; a duration such as 30s; or forever), then gives up with
-status 75 and says who holds K.
+status 75 (or --busy-exit N) and says who holds K, unless --quiet.
 
-If the lease is lost while CMD runs (the backend is unreachable until the
-lease's deadline, or says the key is no longer held), dlock sends SIGTERM to
-CMD's process group before the backend can give K to anyone else, SIGKILL
---grace later, and exits with status 76. Keep --grace short: once the lease
-is gone another machine may start, and only the fence keeps the two apart.
+The job never outlives the lease. dlock hands the lease's local deadline
+(which comes before the backend's expiry, and which each confirmed renewal
+moves later) to a guardian process that runs CMD. While renewal is not
+confirmed, CMD's process group gets SIGTERM once the time left before the
+deadline is no more than --grace, and every process CMD started gets
+SIGKILL shortly before the deadline itself (TTL/20, at most 100ms), even if
+dlock is stopped or dead by then. A --grace longer than the TTL allows is
+cut down, to half of what is left of the TTL after one renewal interval
+and the drift allowance (about TTL/3 with the defaults), so that a slow
+renewal does not stop CMD. If the backend says the key is held by someone
+else, CMD gets SIGTERM at once and SIGKILL --grace later, or at the
+deadline if that comes first. In either case dlock exits with status 76.
 
 CMD runs in a process group of its own. SIGINT, SIGTERM, SIGHUP, SIGQUIT,
-SIGUSR1 and SIGUSR2 sent to dlock are forwarded to that group, and CMD's
-exit status becomes dlock's. Processes CMD leaves behind in its group are
-terminated (SIGTERM, SIGKILL after --grace) before K is released. On Linux,
-if dlock itself dies, even by SIGKILL, the kernel kills CMD (but not
-processes CMD started): nothing runs on without the lock. Because CMD is not
-in the terminal's foreground process group, programs that read from the
-terminal are stopped by SIGTTIN; dlock is meant for jobs and services.
+SIGUSR1, SIGUSR2 and SIGCONT sent to dlock are forwarded to that group, and
+CMD's exit status becomes dlock's. A signal that was ignored when dlock
+started (nohup) stays ignored, by dlock and CMD, and is not forwarded. Processes CMD leaves behind are
+terminated (SIGTERM, SIGKILL after --grace, never after the deadline)
+before K is released.
+
+Containment: on Linux the guardian is a child subreaper, so every process
+CMD starts stays within reach, including daemons that double-fork or call
+setsid. If dlock dies, however (kill -9, the OOM killer), the guardian
+kills every such process at once, before the lease expires. What escapes:
+work handed to another service (systemd-run, at, a container runtime, ssh),
+processes that change user so that dlock may not signal them, and, if the
+guardian itself is killed with SIGKILL, what CMD started (CMD itself dies
+with its guardian). On other systems only CMD's process group is
+contained, and only while the guardian lives.
+
+Job control: SIGTSTP, SIGTTIN and SIGTTOU (Ctrl-Z) do not stop dlock: it
+keeps running and renewing while CMD runs, since a stopped dlock cannot
+renew. SIGPIPE is ignored: a closed stderr never keeps dlock from clearing
+CMD's tree and releasing K. Because CMD is not in the terminal's
+foreground process group, programs that read from the terminal are
+stopped by SIGTTIN; dlock is meant for jobs and services.
 `
 
 const runTail = `
 Examples:
-  # cron: every 5 minutes on every machine; one runs, the others skip (75)
-  */5 * * * * DLOCK_URL=redis://lock.internal:6379 dlock run --key reports -- /usr/local/bin/build-reports
+  # cron: every 5 minutes on every machine; one runs, the others skip
+  # quietly (no mail from cron) with status 0
+  */5 * * * * DLOCK_URL=redis://lock.internal:6379 dlock run -q --busy-exit 0 --key reports -- /usr/local/bin/build-reports
 
   # wait up to a minute for the previous run to finish
   dlock run --url redis://127.0.0.1:6379 --key migrate --wait 1m -- ./migrate.sh
@@ -92,24 +116,40 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	b.register(c.fs, true, true)
 	var wait waitFlag
 	c.fs.Var(&wait, "wait", "how long to wait for a busy lock: 0, a `duration`, or forever")
-	grace := c.fs.Duration("grace", 10*time.Second, "after SIGTERM on lease loss, how long before SIGKILL")
+	var quiet bool
+	c.fs.BoolVar(&quiet, "quiet", false, "print nothing when the key is busy (for cron); errors are still printed")
+	c.fs.BoolVar(&quiet, "q", false, "short for --quiet")
+	busyExit := c.fs.Int("busy-exit", exitBusy, "exit `status` when the key is busy, as flock -E (0 to 255)")
+	grace := c.fs.Duration("grace", 10*time.Second, "SIGTERM this long before the lease's deadline when renewal fails (cut to fit the TTL),\nand from SIGTERM to SIGKILL when dlock stops the command")
 	s, code := startSession(c, &b, grace, args)
 	if s == nil {
 		return code
 	}
 	defer s.close()
-	argv, logf, log, ctx, router, l := s.argv, s.logf, s.log, s.ctx, s.router, s.l
+	argv, lg, ctx, router, l := s.argv, s.lg, s.ctx, s.router, s.l
+	if *busyExit < 0 || *busyExit > 255 {
+		return c.usageError("--busy-exit %d: want 0 to 255", *busyExit)
+	}
+	keyAttr := slog.String("key", b.key)
+	cmdAttr := slog.String("command", strings.Join(argv, " "))
+	busy := func(msg string, extra ...slog.Attr) {
+		if quiet {
+			return
+		}
+		who, attrs := describeHolder(ctx, l, b.key)
+		lg.log(slog.LevelInfo, fmt.Sprintf("%q is busy: %s%s", b.key, who, msg), append(append([]slog.Attr{keyAttr}, attrs...), extra...)...)
+	}
 
-	lease, err := acquire(ctx, l, b.key, b.options(logf, log), wait, func() {
+	lease, err := acquire(ctx, l, b.key, b.options(lg, s.renewed), wait, func() {
 		limit := "until it is free"
 		if !wait.forever {
 			limit = "up to " + wait.d.String()
 		}
-		logf("%q is busy: %s; waiting %s", b.key, describeHolder(ctx, l, b.key), limit)
+		busy("; waiting "+limit, slog.String("wait", wait.String()))
 	})
 	if err != nil {
 		if sig := router.interrupted(); sig != nil {
-			logf("%v while waiting for %q", sig, b.key)
+			lg.log(slog.LevelInfo, fmt.Sprintf("%v while waiting for %q", sig, b.key), keyAttr, slog.String("signal", signalName(sig.sig)))
 			return sig.exitCode()
 		}
 		code := errorCode(err)
@@ -117,43 +157,67 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		case code == exitBusy && wait.forever:
 			code = exitUnavailable // only a failing backend ends an endless wait
 		case code == exitBusy:
-			msg := fmt.Sprintf("%q is busy: %s", b.key, describeHolder(ctx, l, b.key))
+			msg := ""
 			if wait.d > 0 {
-				msg += fmt.Sprintf("; gave up after waiting %v", wait.d)
+				msg = fmt.Sprintf("; gave up after waiting %v", wait.d)
 			}
-			logf("%s", msg)
-			return exitBusy
+			busy(msg, slog.Duration("waited", wait.d))
+			return *busyExit
 		}
-		logf("%v", err)
+		lg.log(slog.LevelError, err.Error(), keyAttr, slog.Int("status", code))
 		return code
 	}
 
-	ch, err := router.start(func() (*child, error) { return startChild(argv, leaseEnv(lease), stdout, stderr) })
+	ch, err := router.start(func() (*child, error) {
+		return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, lg)
+	})
 	if err != nil {
-		releaseLease(lease, logf)
+		releaseLease(lease, false, lg)
 		if sig := router.interrupted(); sig != nil {
 			return sig.exitCode()
 		}
-		logf("cannot start %s: %v", commandString(argv), err)
+		lg.log(slog.LevelError, fmt.Sprintf("cannot start %s: %v", commandString(argv), err), keyAttr, cmdAttr, errAttr(err))
 		return startCode(err)
 	}
-	stopped := ch.supervise(lease.Done(), *grace, func() {
-		logf("lease on %q lost: %v; sending SIGTERM to %s, SIGKILL in %v",
-			b.key, lease.Err(), commandString(argv), *grace)
-	}, logf)
+	leaseAttrs := []slog.Attr{keyAttr, slog.String("owner", lease.Owner()), slog.Uint64("fence", lease.Fence()), cmdAttr}
+	stopped := ch.supervise(lease.Done(), s.renewed, lease.ValidUntil, func() {
+		lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s; stopping %s (SIGTERM, then SIGKILL within %v)",
+			b.key, lossCause(lease.Err()), commandString(argv), s.kill.grace), append(leaseAttrs, errAttr(lease.Err()))...)
+	})
 	router.detach()
 	status := ch.exitCode()
+	if ch.deadlineHit {
+		awaitLoss(lease.Done(), lease.ValidUntil, lease.Err)
+	}
 	lost := lease.Err() // checked before our release ends the lease
-	rerr := releaseLease(lease, logf)
+	if lost != nil && ch.deadlineHit {
+		lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s", b.key, lossCause(lost)), append(leaseAttrs, errAttr(lost))...)
+	}
+	rerr := releaseLease(lease, ch.deadlineHit, lg)
 	switch {
 	case stopped:
-		logf("%s was terminated after the lease was lost (its status: %d)", commandString(argv), status)
+		lg.log(slog.LevelError, fmt.Sprintf("%s was terminated because the lease was lost or about to be (its status: %d)", commandString(argv), status),
+			append(leaseAttrs, slog.Int("command_status", status), slog.Int("status", exitLeaseLost))...)
 		return exitLeaseLost
-	case lost != nil || errors.Is(rerr, dlock.ErrLeaseLost):
-		logf("%s exited with status %d, but the lease was not held to the end", commandString(argv), status)
+	case lost != nil || ch.deadlineHit || errors.Is(rerr, dlock.ErrLeaseLost):
+		lg.log(slog.LevelError, fmt.Sprintf("%s exited with status %d, but the lease was not held to the end", commandString(argv), status),
+			append(leaseAttrs, slog.Int("command_status", status), slog.Int("status", exitLeaseLost))...)
 		return exitLeaseLost
 	}
 	return status
+}
+
+// lossCause is why a lease was lost, without the "dlock: lease lost: KEY:"
+// that the message around it already says.
+func lossCause(err error) string {
+	if err == nil {
+		return "released"
+	}
+	msg := cliText(err.Error())
+	if i := strings.Index(msg, `": `); i >= 0 && strings.HasPrefix(msg, "lease lost: ") {
+		return msg[i+3:]
+	}
+	return strings.TrimPrefix(msg, "lease lost: ")
 }
 
 // acquire takes key as --wait says. If it has to wait for the key, it
@@ -177,16 +241,16 @@ func acquire(ctx context.Context, l *dlock.Locker, key string, opts *dlock.Optio
 // releaseLease releases le, reporting failures other than a loss, and
 // returns the release's error. A lost lease gets a short attempt only: the
 // backend was unreachable, most likely, and the key expires on its own.
-func releaseLease(le *dlock.Lease, logf func(string, ...any)) error {
+func releaseLease(le *dlock.Lease, failing bool, lg *cliLog) error {
 	timeout := releaseTimeout
-	if le.Err() != nil {
+	if failing || le.Err() != nil {
 		timeout = time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err := le.Release(ctx)
 	if err != nil && !errors.Is(err, dlock.ErrLeaseLost) {
-		logf("%v", err)
+		lg.log(slog.LevelWarn, err.Error(), slog.String("key", le.Key()), errAttr(err))
 	}
 	return err
 }

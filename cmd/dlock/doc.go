@@ -5,6 +5,7 @@
 //	dlock elect  --key K [flags] -- CMD [ARG...]   hot standby: one machine runs CMD
 //	dlock status [flags] K                         show who holds K
 //	dlock demo   [--url URL] [--workers N]         watch a crash and a takeover
+//	dlock version                                  show the version and build
 //
 // Start with the demo: it needs no setup, runs in about three seconds on an
 // in-memory backend, and shows workers electing a runner, the runner
@@ -18,7 +19,8 @@
 //	*/5 * * * * DLOCK_URL=redis://lock.internal:6379 dlock run --key reports -- /usr/local/bin/build-reports
 //
 // One machine runs it; the others exit with status 75 and say who holds the
-// lock. The command gets DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN in its
+// lock (with -q they say nothing, and --busy-exit 0 makes skipping a
+// success). The command gets DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN in its
 // environment; DLOCK_FENCE grows with every grant of the key, for resources
 // that reject writes from stale holders.
 //
@@ -31,27 +33,36 @@
 //
 // # Processes and signals
 //
-// dlock run and dlock elect start the command in a process group of its
-// own. When the lease is lost — renewal could not be confirmed before the
-// lease's local deadline, which comes before the backend's expiry, or the
-// backend says the key is held by someone else — dlock sends SIGTERM to the
-// group, and SIGKILL --grace later (default 10s). Once the lease is gone,
-// another machine may start the command, so keep the grace short; only
-// fences keep the two apart. After the command exits, processes it left in
-// its group are terminated the same way before the lock is released.
+// dlock run and dlock elect start the command, through a guardian process
+// (dlock itself, re-executed), in a process group of its own. The job never
+// outlives the lease: the guardian keeps the lease's local deadline, which
+// comes before the backend's expiry and which each confirmed renewal moves
+// later. While renewal is not confirmed, the group gets SIGTERM once the
+// time left is no more than --grace, and every process the command started
+// gets SIGKILL shortly before the deadline itself, even if dlock is stopped
+// or dead by then. A --grace longer than the TTL allows is cut down (to
+// about TTL/3 with the default renewal interval). If the backend says the
+// key is held by someone else, the group gets SIGTERM at once and SIGKILL
+// --grace later, or at the deadline if that comes first. After the command
+// exits, processes it left are terminated the same way before the lock is
+// released.
 //
-// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 received by dlock
-// are forwarded to the command's group; the command decides what they mean,
-// and its exit status becomes dlock's. Before the command starts, the first
-// of them ends dlock with status 128+N.
+// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGCONT received
+// by dlock are forwarded to the command's group; the command decides what
+// they mean, and its exit status becomes dlock's. Before the command
+// starts, the first of them ends dlock with status 128+N. SIGTSTP, SIGTTIN
+// and SIGTTOU do not stop dlock, which must keep renewing; SIGPIPE is
+// ignored, so that a closed stderr never skips the clean-up and release.
 //
-// On Linux the command is started with a parent-death signal
-// (SysProcAttr.Pdeathsig = SIGKILL): if dlock dies, even by SIGKILL or the
-// OOM killer, the kernel kills the command, so that it does not run on
-// unsupervised while the lock expires and another machine starts it.
-// Processes the command started are not covered: in a wrapper script, start
-// the real program with exec. Other Unix systems have no such signal, and
-// Windows is not supported by run and elect.
+// On Linux the guardian is a child subreaper: a process the command starts
+// stays its descendant even after a double fork or setsid, and when dlock
+// dies, however (SIGKILL, the OOM killer), the guardian kills every one of
+// them at once. What escapes: work handed to another service (systemd-run,
+// at, a container runtime), processes that change user so that they may
+// not be signalled, and, if the guardian itself is killed with SIGKILL, the
+// command's descendants (the command dies with the guardian). Other Unix
+// systems contain only the command's process group, while the guardian
+// lives; Windows is not supported by run and elect.
 //
 // Because the command is not in the terminal's foreground process group,
 // a program that reads from the terminal is stopped (SIGTTIN): dlock is for
@@ -65,7 +76,8 @@
 //	69      the backend is unreachable or refused the request, e.g. a wrong
 //	        password (EX_UNAVAILABLE)
 //	75      the key is busy: held by someone else, with --wait 0 or after the
-//	        wait ran out (EX_TEMPFAIL: try again later)
+//	        wait ran out (EX_TEMPFAIL: try again later); --busy-exit N of
+//	        dlock run chooses another status
 //	76      the lease was lost while the command ran, and the command was
 //	        terminated
 //	126     the command could not be executed

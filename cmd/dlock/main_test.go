@@ -29,6 +29,10 @@ import (
 var dlockBin string
 
 func TestMain(m *testing.M) {
+	// In-process runs of dlock start this test binary as their guardian.
+	if len(os.Args) > 1 && os.Args[1] == guardianCmd {
+		os.Exit(guardianMain(os.Args[2:]))
+	}
 	dir, err := os.MkdirTemp("", "dlock-cmd-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

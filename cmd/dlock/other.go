@@ -15,6 +15,10 @@ import (
 func cmdRun(args []string, stdout, stderr io.Writer) int   { return unsupported("run", stderr) }
 func cmdElect(args []string, stdout, stderr io.Writer) int { return unsupported("elect", stderr) }
 
+const guardianCmd = "__guardian"
+
+func guardianMain([]string) int { return exitUsage }
+
 func unsupported(cmd string, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "dlock %s: not supported on %s\n", cmd, runtime.GOOS)
 	return exitUsage

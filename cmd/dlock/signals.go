@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 )
@@ -14,11 +15,26 @@ import (
 // forwardedSignals are the signals dlock passes on to the command's process
 // group while it runs. Without a command, the first of them ends dlock.
 // SIGQUIT, SIGUSR1 and SIGUSR2 are included because their default action
-// would kill dlock and, through the parent-death signal, the command.
+// would kill dlock and, through the guardian, the command.
 var forwardedSignals = []os.Signal{
 	syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP,
 	syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2,
 }
+
+// stopSignals are the forwarded signals that also ask dlock elect to end.
+var stopSignals = []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
+
+// jobControlSignals would stop dlock, and with it the renewals, while the
+// command, in a process group of its own, ran on: dlock catches them and
+// keeps running (and renewing). SIGCONT is forwarded to the command's
+// group, in case someone stopped it.
+var jobControlSignals = []os.Signal{syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU}
+
+// otherSignals are caught so that their default action cannot end dlock
+// halfway: SIGPIPE (a closed stderr makes writes fail with EPIPE instead,
+// and dlock goes on to clear the command's tree and release the lock),
+// and SIGCONT (forwarded).
+var otherSignals = []os.Signal{syscall.SIGPIPE, syscall.SIGCONT}
 
 // A signalRouter receives dlock's signals: it forwards them to the running
 // child, if there is one, and otherwise cancels the command's context with
@@ -31,9 +47,11 @@ type signalRouter struct {
 	cancel context.CancelCauseFunc
 	logf   func(string, ...any)
 
-	mu    sync.Mutex
-	child *child
-	sig   *signalError // the signal that cancelled, if any
+	mu      sync.Mutex
+	child   *child
+	sig     *signalError // the signal that cancelled, if any
+	stopSig *signalError // the first stop signal forwarded to a child, if any
+	jobCtrl bool         // a job-control signal was reported
 }
 
 func newSignalRouter(cancel context.CancelCauseFunc, logf func(string, ...any)) *signalRouter {
@@ -44,7 +62,16 @@ func newSignalRouter(cancel context.CancelCauseFunc, logf func(string, ...any)) 
 		cancel: cancel,
 		logf:   logf,
 	}
-	signal.Notify(r.ch, forwardedSignals...)
+	// A signal ignored when dlock started (nohup, a background job of a
+	// non-interactive shell) stays ignored, by dlock and by the command:
+	// catching it would reset it to its default action in the command.
+	for _, set := range [][]os.Signal{forwardedSignals, jobControlSignals, otherSignals} {
+		for _, sig := range set {
+			if !signal.Ignored(sig) {
+				signal.Notify(r.ch, sig)
+			}
+		}
+	}
 	go r.loop()
 	return r
 }
@@ -56,19 +83,47 @@ func (r *signalRouter) loop() {
 		case <-r.quit:
 			return
 		case s := <-r.ch:
-			sig := s.(syscall.Signal)
-			r.mu.Lock()
-			switch {
-			case r.child != nil:
-				r.child.forward(sig)
-				r.logf("forwarded %v to the command", signalName(sig))
-			case r.sig == nil:
-				r.sig = &signalError{sig}
-				r.cancel(r.sig)
-			}
-			r.mu.Unlock()
+			r.handle(s.(syscall.Signal))
 		}
 	}
+}
+
+func (r *signalRouter) handle(sig syscall.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch sig {
+	case syscall.SIGPIPE:
+		return
+	case syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU:
+		if !r.jobCtrl {
+			r.jobCtrl = true
+			r.logf("ignoring %v: dlock keeps running and renewing the lease while the command runs; end it with SIGINT or SIGTERM", signalName(sig))
+		}
+		return
+	case syscall.SIGCONT:
+		if r.child != nil {
+			r.child.forward(sig)
+		}
+		return
+	}
+	switch {
+	case r.child != nil:
+		r.child.forward(sig)
+		if r.stopSig == nil && slices.Contains(stopSignals, sig) {
+			r.stopSig = &signalError{sig}
+		}
+		r.logf("forwarded %v to the command", signalName(sig))
+	case r.sig == nil:
+		r.sig = &signalError{sig}
+		r.cancel(r.sig)
+	}
+}
+
+// stopRequested returns the first stop signal forwarded to a child, or nil.
+func (r *signalRouter) stopRequested() *signalError {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopSig
 }
 
 // stop restores the default signal handling and ends the router.
@@ -122,6 +177,16 @@ func signalName(sig syscall.Signal) string {
 		return "SIGUSR2"
 	case syscall.SIGKILL:
 		return "SIGKILL"
+	case syscall.SIGTSTP:
+		return "SIGTSTP"
+	case syscall.SIGTTIN:
+		return "SIGTTIN"
+	case syscall.SIGTTOU:
+		return "SIGTTOU"
+	case syscall.SIGCONT:
+		return "SIGCONT"
+	case syscall.SIGPIPE:
+		return "SIGPIPE"
 	}
 	return fmt.Sprintf("signal %d", int(sig))
 }

@@ -6,28 +6,61 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"unsafe"
 )
 
-// sysProcAttr puts the child in a process group of its own, and has the
-// kernel SIGKILL it if dlock dies (even by SIGKILL), so that a crash of
-// dlock never leaves the command running without the lock.
-func sysProcAttr() *syscall.SysProcAttr {
+// subreaper is true where the guardian can adopt every orphaned
+// descendant of the job (PR_SET_CHILD_SUBREAPER, Linux 3.4).
+const subreaper = true
+
+// setSubreaper makes the calling process a child subreaper: a descendant
+// whose parent exits is reparented to it rather than to init, so that it
+// can still be found and killed.
+func setSubreaper() {
+	const prSetChildSubreaper = 36
+	syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
+}
+
+// guardianSysProcAttr puts the guardian in a process group of its own, so
+// that the terminal's job-control and interrupt signals, meant for dlock,
+// do not reach it. It needs no parent-death signal: its control pipe
+// reads end-of-file when dlock dies.
+func guardianSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
+
+// jobSysProcAttr puts the job in a process group of its own, and has the
+// kernel SIGKILL it if the guardian dies (the guardian kills the rest of
+// the tree in every other case).
+func jobSysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// groupAlive reports whether a process of group pgid still runs. Zombies
-// do not count: kill(2) finds them, but in a container whose init does not
-// reap orphans they stay forever, and they run nothing.
-func groupAlive(pgid int) bool {
-	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-		return false
-	}
+// monoNow reads CLOCK_MONOTONIC, which every process of the machine
+// shares, so that dlock can hand the lease's deadline to the guardian.
+func monoNow() int64 {
+	const clockMonotonic = 1
+	var ts syscall.Timespec
+	syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, clockMonotonic, uintptr(unsafe.Pointer(&ts)), 0)
+	return ts.Nano()
+}
+
+// procInfo is a process as /proc/PID/stat describes it.
+type procInfo struct {
+	pid, ppid, pgid int
+	zombie          bool
+}
+
+// processes lists the processes of the machine, from /proc.
+func processes() []procInfo {
 	dir, err := os.ReadDir("/proc")
 	if err != nil {
-		return true
+		return nil
 	}
+	ps := make([]procInfo, 0, len(dir))
 	for _, e := range dir {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
 		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -41,10 +74,46 @@ func groupAlive(pgid int) bool {
 			continue
 		}
 		f := bytes.Fields(stat[i+1:])
-		if len(f) < 3 || f[0][0] == 'Z' || f[0][0] == 'X' {
+		if len(f) < 3 {
 			continue
 		}
-		if g, _ := strconv.Atoi(string(f[2])); g == pgid {
+		ppid, _ := strconv.Atoi(string(f[1]))
+		pgid, _ := strconv.Atoi(string(f[2]))
+		ps = append(ps, procInfo{pid: pid, ppid: ppid, pgid: pgid, zombie: f[0][0] == 'Z' || f[0][0] == 'X'})
+	}
+	return ps
+}
+
+// descendants returns the living descendants of pid.
+func descendants(pid int) []procInfo {
+	ps := processes()
+	children := make(map[int][]procInfo)
+	for _, p := range ps {
+		children[p.ppid] = append(children[p.ppid], p)
+	}
+	var out []procInfo
+	queue := []int{pid}
+	for len(queue) > 0 {
+		for _, c := range children[queue[0]] {
+			queue = append(queue, c.pid)
+			if !c.zombie {
+				out = append(out, c)
+			}
+		}
+		queue = queue[1:]
+	}
+	return out
+}
+
+// groupAlive reports whether a process of group pgid still runs. Zombies
+// do not count: kill(2) finds them, but in a container whose init does not
+// reap orphans they stay forever, and they run nothing.
+func groupAlive(pgid int) bool {
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	for _, p := range processes() {
+		if p.pgid == pgid && !p.zombie {
 			return true
 		}
 	}

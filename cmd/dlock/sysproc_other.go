@@ -5,14 +5,35 @@ package main
 import (
 	"errors"
 	"syscall"
+	"time"
 )
 
-// sysProcAttr puts the child in a process group of its own. Outside Linux
-// there is no parent-death signal: if dlock is killed with SIGKILL, the
-// child keeps running.
-func sysProcAttr() *syscall.SysProcAttr {
+// subreaper is false: outside Linux the guardian cannot adopt orphans, and
+// contains only the job's process group.
+const subreaper = false
+
+func setSubreaper() {}
+
+// guardianSysProcAttr puts the guardian in a process group of its own.
+func guardianSysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
+
+// jobSysProcAttr puts the job in a process group of its own. There is no
+// parent-death signal outside Linux.
+func jobSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
+
+// monoNow is the wall clock outside Linux: it is what the processes of the
+// machine share without golang.org/x/sys. A clock step while a job runs
+// moves the guardian's copy of the deadline.
+func monoNow() int64 { return time.Now().UnixNano() }
+
+type procInfo struct{ pid, pgid int }
+
+// descendants cannot be listed portably: only the job's group is known.
+func descendants(int) []procInfo { return nil }
 
 // groupAlive reports whether a process of group pgid is left.
 func groupAlive(pgid int) bool {

@@ -1,0 +1,310 @@
+//go:build unix
+
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// guardianCmd is the hidden subcommand with which dlock re-executes itself
+// as the guardian of a job:
+//
+//	dlock __guardian GRACE DEADLINE_GRACE KILL_LEAD DEADLINE -- CMD [ARG...]
+//
+// The guardian stands between dlock and the job so that the job's whole
+// process tree is contained, however dlock ends. It
+//
+//   - is a child subreaper on Linux, so every process the job starts, even
+//     one that double-forks or calls setsid, stays its descendant;
+//   - starts the job in a process group of its own, with a parent-death
+//     signal (SIGKILL) tied to the guardian;
+//   - keeps the lease's deadline itself, sent by dlock each time a renewal
+//     moves it, and sends the job's group SIGTERM once the time left is no
+//     more than DEADLINE_GRACE and every descendant SIGKILL KILL_LEAD before
+//     the deadline, even when dlock is stopped (SIGSTOP) or busy;
+//   - kills every descendant at once when dlock dies: its control pipe
+//     reads end-of-file, whatever killed dlock (kill -9, the OOM killer);
+//   - after the job exits, ends what it left (SIGTERM, SIGKILL GRACE later,
+//     and never later than the deadline), then reports that nothing is left.
+//
+// DEADLINE is on the clock of [monoNow], shared by both processes. The
+// guardian reads commands from fd 3 and writes reports to fd 4, one line
+// each (see the guard* constants).
+const guardianCmd = "__guardian"
+
+// Commands, from dlock to the guardian.
+const (
+	guardDeadline = 'D' // D <mono ns>: the lease's local deadline moved
+	guardStop     = 'T' // T: stop the job: SIGTERM now, SIGKILL after the grace period
+	guardSignal   = 'S' // S <signo>: forward a signal to the job's group
+)
+
+// Reports, from the guardian to dlock.
+const (
+	guardStarted   = 'P' // P <pid>: the job started
+	guardFailed    = 'E' // E <exit status> <message>: the job could not start
+	guardExited    = 'X' // X <status>: the job exited, with that status (128+N for signal N)
+	guardLeftovers = 'L' // L: the job exited and left processes; they got SIGTERM
+	guardTermed    = 't' // t <ns left>: SIGTERM sent because the deadline is near
+	guardKilled    = 'k' // k <ns left> deadline|grace: SIGKILL sent to the whole tree, and why
+	guardClean     = 'C' // C: the job and every descendant are gone
+)
+
+// guardian is the state of the guardian process.
+type guardian struct {
+	grace    time.Duration // SIGTERM to SIGKILL, when dlock stops the job or it left processes
+	dlGrace  time.Duration // SIGTERM this long before the deadline
+	killLead time.Duration // SIGKILL this long before the deadline
+	deadline time.Time     // the lease's local deadline
+
+	out      *os.File // reports to dlock
+	job      int      // the job's pid and process group
+	jobDone  bool
+	empty    bool // no child is left (wait4 said ECHILD)
+	swept    bool // leftovers after the job's exit got SIGTERM
+	orphaned bool // dlock is gone: kill everything and leave
+	termSent time.Time
+	killing  bool
+}
+
+// guardianMain is the guardian's main; args follow guardianCmd.
+func guardianMain(args []string) int {
+	// The job's parent-death signal is tied to the thread that forked it:
+	// keep this goroutine on its thread for the guardian's whole life.
+	runtime.LockOSThread()
+	if len(args) < 6 || args[4] != "--" {
+		fmt.Fprintln(os.Stderr, "dlock: the guardian is started by dlock run and dlock elect only")
+		return exitUsage
+	}
+	var g guardian
+	var err error
+	for i, d := range []*time.Duration{&g.grace, &g.dlGrace, &g.killLead} {
+		if *d, err = time.ParseDuration(args[i]); err != nil {
+			return exitUsage
+		}
+	}
+	dl, err := strconv.ParseInt(args[3], 10, 64)
+	if err != nil {
+		return exitUsage
+	}
+	g.deadline = fromMono(dl)
+	argv := args[5:]
+
+	syscall.CloseOnExec(3)
+	syscall.CloseOnExec(4)
+	in := os.NewFile(3, "dlock-control")
+	g.out = os.NewFile(4, "dlock-reports")
+	setSubreaper()
+
+	// Signals sent to the guardian are not its business: it obeys dlock
+	// only, and ends when dlock does. It catches them instead of ignoring
+	// them so that the job starts with their default actions; signals
+	// ignored when dlock started stay ignored (nohup).
+	ignored := make(chan os.Signal, 4)
+	for _, s := range []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE} {
+		if !signal.Ignored(s) {
+			signal.Notify(ignored, s)
+		}
+	}
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
+
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = jobSysProcAttr()
+	if err := cmd.Start(); err != nil {
+		g.report(guardFailed, "%d %s", startCode(err), oneLine(err.Error()))
+		return 0
+	}
+	g.job = cmd.Process.Pid // reaped by wait4 below, not by cmd.Wait
+	g.report(guardStarted, "%d", g.job)
+
+	cmds := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			cmds <- sc.Text()
+		}
+		close(cmds)
+	}()
+	return g.loop(cmds, chld, ignored)
+}
+
+// loop runs the guardian until the job's tree is gone.
+func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		g.reap()
+		if g.jobDone && g.treeGone() {
+			if !g.orphaned {
+				g.report(guardClean, "")
+			}
+			return 0
+		}
+		now := time.Now()
+		if g.jobDone && !g.swept && g.termSent.IsZero() {
+			g.swept = true
+			g.report(guardLeftovers, "")
+			g.term(now)
+		}
+		if g.termSent.IsZero() && !now.Before(g.deadline.Add(-g.dlGrace)) {
+			g.report(guardTermed, "%d", int64(g.deadline.Sub(now)))
+			g.term(now)
+		}
+		if !g.killing && !now.Before(g.killAt()) {
+			g.killing = true
+			why := "grace"
+			if !g.deadline.Add(-g.killLead).After(now) {
+				why = "deadline"
+			}
+			g.report(guardKilled, "%d %s", int64(g.deadline.Sub(now)), why)
+		}
+		if g.killing {
+			g.signalTree(syscall.SIGKILL)
+		}
+
+		wake := g.killAt()
+		if g.termSent.IsZero() {
+			wake = g.deadline.Add(-g.dlGrace)
+		}
+		d := time.Until(wake)
+		if g.killing || g.jobDone {
+			// Processes that are not our children have no event for
+			// their death: look again soon.
+			d = min(d, 10*time.Millisecond)
+		}
+		timer.Reset(max(d, 0))
+		select {
+		case line, ok := <-cmds:
+			if !ok {
+				g.orphaned, g.killing = true, true
+				cmds = nil
+				continue
+			}
+			g.command(line)
+		case <-chld:
+		case <-ignored:
+		case <-timer.C:
+		}
+	}
+}
+
+// killAt is when the whole tree gets SIGKILL: the lease's deadline less
+// what the kill needs to land, or the end of the grace period after a
+// SIGTERM, whichever comes first.
+func (g *guardian) killAt() time.Time {
+	at := g.deadline.Add(-g.killLead)
+	if !g.termSent.IsZero() && g.termSent.Add(g.grace).Before(at) {
+		at = g.termSent.Add(g.grace)
+	}
+	return at
+}
+
+func (g *guardian) command(line string) {
+	if line == "" {
+		return
+	}
+	arg := strings.TrimSpace(line[1:])
+	switch line[0] {
+	case guardDeadline:
+		if ns, err := strconv.ParseInt(arg, 10, 64); err == nil {
+			g.deadline = fromMono(ns)
+		}
+	case guardStop:
+		if g.termSent.IsZero() {
+			g.term(time.Now())
+		}
+	case guardSignal:
+		if n, err := strconv.Atoi(arg); err == nil {
+			syscall.Kill(-g.job, syscall.Signal(n))
+		}
+	}
+}
+
+// term sends SIGTERM to the job's group and to every descendant outside
+// it, and starts the grace period.
+func (g *guardian) term(now time.Time) {
+	g.termSent = now
+	g.signalTree(syscall.SIGTERM)
+}
+
+// signalTree sends sig to the job's process group and to every other
+// descendant of the guardian.
+func (g *guardian) signalTree(sig syscall.Signal) {
+	syscall.Kill(-g.job, sig)
+	for _, p := range descendants(os.Getpid()) {
+		if p.pgid != g.job || sig == syscall.SIGKILL {
+			syscall.Kill(p.pid, sig)
+		}
+	}
+}
+
+// reap collects exited children: the job, and the orphans the guardian
+// adopted as a subreaper.
+func (g *guardian) reap() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != nil: // ECHILD: no child left
+			g.empty = true
+			return
+		case pid <= 0:
+			g.empty = false
+			return
+		}
+		if pid == g.job && !g.jobDone {
+			g.jobDone = true
+			code := ws.ExitStatus()
+			if ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			}
+			g.report(guardExited, "%d", code)
+		}
+	}
+}
+
+// treeGone reports whether nothing of the job is left. With a subreaper
+// (Linux), every descendant is a child of the guardian once its parent
+// exits, so no child left means no descendant left; elsewhere orphans go
+// to init, and only the job's group can be checked.
+func (g *guardian) treeGone() bool {
+	if !g.empty {
+		return false
+	}
+	return subreaper || !groupAlive(g.job)
+}
+
+func (g *guardian) report(kind byte, format string, args ...any) {
+	if g.orphaned {
+		return
+	}
+	// A failed write means dlock is gone; the control pipe says so too.
+	fmt.Fprintf(g.out, "%c %s\n", kind, fmt.Sprintf(format, args...))
+}
+
+// oneLine keeps a message on one line of the report pipe.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// fromMono converts a reading of monoNow to a time of this process.
+func fromMono(ns int64) time.Time {
+	return time.Now().Add(time.Duration(ns - monoNow()))
+}
+
+// toMono converts t to a reading of monoNow, for another process.
+func toMono(t time.Time) int64 {
+	return monoNow() + int64(time.Until(t))
+}

@@ -1,0 +1,115 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dlock-go/dlock"
+)
+
+// session is what run and elect share once their command line is checked:
+// the command to run, the logger, a context that signals cancel, the
+// router that forwards signals to the command, and the open Locker.
+type session struct {
+	argv   []string
+	rawURL string
+	lg     *cliLog
+	logf   func(string, ...any) // lg's infof
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	router *signalRouter
+	l      *dlock.Locker
+	kill   killTiming
+	// renewed signals each confirmed renewal of the session's lease.
+	renewed chan struct{}
+}
+
+// startSession parses args into c's flags (b and grace among them), checks
+// them and opens the backend. A nil session means dlock exits with code.
+// The caller must close the session.
+func startSession(c *command, b *backendFlags, grace *time.Duration, args []string) (*session, int) {
+	if ok, code := c.parse(args); !ok {
+		return nil, code
+	}
+	s := &session{argv: c.fs.Args()}
+	var code int
+	if s.rawURL, code = b.check(c); code != 0 {
+		return nil, code
+	}
+	if len(s.argv) == 0 {
+		return nil, c.usageError("missing command: dlock %s --key K -- CMD [ARG...]", c.name)
+	}
+	if *grace < 0 {
+		return nil, c.usageError("--grace %v: must not be negative", *grace)
+	}
+	s.lg = b.logger(c.name, c.stderr)
+	s.logf = s.lg.infof
+	ttl := effectiveTTL(s.rawURL)
+	var cut bool
+	s.kill, cut = schedule(ttl, urlDuration(s.rawURL, "renew"), urlDuration(s.rawURL, "drift"), *grace)
+	if cut && flagSet(c.fs, "grace") {
+		s.lg.log(slog.LevelWarn, fmt.Sprintf("--grace %v is more than a TTL of %v allows: if renewal fails, SIGTERM goes out %v before the lease's deadline, SIGKILL %v before it",
+			*grace, ttl, s.kill.deadlineGrace, s.kill.killLead),
+			slog.Duration("grace", *grace), slog.Duration("ttl", ttl), slog.Duration("deadline_grace", s.kill.deadlineGrace))
+	}
+	s.renewed = make(chan struct{}, 1)
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.router = newSignalRouter(s.cancel, s.logf)
+	if s.l, code = openInterruptible(s.ctx, s.lg, s.rawURL, s.router); code != 0 {
+		s.close()
+		return nil, code
+	}
+	return s, 0
+}
+
+// openInterruptible is open, except that a signal ends it at once with
+// 128+N: a backend that accepts connections and never answers would
+// otherwise hold dlock for the open's own timeouts. The abandoned open
+// finishes in the background, and its Locker, if any, is closed.
+func openInterruptible(ctx context.Context, lg *cliLog, rawURL string, router *signalRouter) (*dlock.Locker, int) {
+	type result struct {
+		l   *dlock.Locker
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		l, err := dlock.Open(ctx, rawURL)
+		ch <- result{l, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			if sig := router.interrupted(); sig != nil {
+				return nil, sig.exitCode()
+			}
+			lg.log(slog.LevelError, r.err.Error(), slog.String("url", redact(rawURL)))
+			return nil, errorCode(r.err)
+		}
+		return r.l, 0
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.l != nil {
+				r.l.Close()
+			}
+		}()
+		if sig := router.interrupted(); sig != nil {
+			return nil, sig.exitCode()
+		}
+		lg.log(slog.LevelError, context.Cause(ctx).Error())
+		return nil, exitUnavailable
+	}
+}
+
+// close closes the Locker (releasing what is still held), stops signal
+// routing and cancels the context, in that order.
+func (s *session) close() {
+	if s.l != nil {
+		s.l.Close()
+	}
+	s.router.stop()
+	s.cancel(nil)
+}

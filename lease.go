@@ -193,6 +193,9 @@ func (c *marginContext) check() {
 		c.cancel(err)
 		return
 	}
+	if c.until() > 0 {
+		return // a renewal moved the cut-off meanwhile
+	}
 	c.cancel(fmt.Errorf("%w: %q: renewal not confirmed %v before the local deadline", ErrLeaseLost, c.le.key, c.margin))
 }
 

@@ -85,7 +85,9 @@ func (l *Locker) TryAcquire(ctx context.Context, key string, opts *Options) (*Le
 // Do acquires key (waiting as [Locker.Acquire] does), runs fn while holding
 // it, and releases it. The context passed to fn is cancelled when ctx is or
 // when the lease is lost, with context.Cause reporting [ErrLeaseLost]: fn
-// must stop then, because someone else may hold the key soon.
+// must stop then, because someone else may hold the key soon. Like
+// [Lease.Context], its Err and Done report the loss at the first look after
+// the lease's local deadline, even before the renewal goroutine runs.
 //
 // The release always happens, on a context detached from ctx's cancellation
 // and bounded by opts.ReleaseTimeout: also when fn panics, before the panic
@@ -101,20 +103,19 @@ func (l *Locker) Do(ctx context.Context, key string, opts *Options, fn func(ctx 
 	if err != nil {
 		return err
 	}
-	fctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(lease.ctx, func() { cancel(context.Cause(lease.ctx)) })
+	// The lease's deadline is fctx's, so that fn sees a loss at its first
+	// look after the deadline, as with Lease.Err (after a pause, say).
+	fctx, cancel := lease.WithMargin(ctx, 0)
 	returned := false
 	defer func() {
 		if !returned { // fn panicked: free the key, and let the panic go on
-			stop()
-			cancel(nil)
+			cancel()
 			finish(ctx, lease)
 		}
 	}()
 	ferr := fn(fctx, lease)
 	returned = true
-	stop()
-	cancel(nil)
+	cancel()
 	return errors.Join(ferr, finish(ctx, lease))
 }
 

@@ -359,6 +359,11 @@ func (le *Lease) Release(ctx context.Context) error {
 		return fmt.Errorf("%w: lease on %q already released", ErrNotHeld, le.key)
 	}
 	le.released = true
+	if le.deadlineAt >= 0 && !le.deadline.After(time.Now()) {
+		// The deadline passed before the release, whether or not the
+		// loop noticed (after a pause, say): the lease was lost.
+		r.lose(le, errDeadline)
+	}
 	r.remove(le)
 	r.mu.Unlock()
 	lost := le.Err()

@@ -27,7 +27,10 @@ const pauseTTL = time.Second
 // 2.5×TTL and resumes it. The worker's first look after the resume, before
 // the renewal goroutine can run, must report the loss: through
 // Lease.Err, through the lease context's Err, through Done, and through
-// the contexts that Do and Election hand out (issue 11 item 3).
+// the contexts that Do and Election hand out (issue 11 item 3). A Release
+// as the first call after the pause must report the loss too, although the
+// backend still holds the key (a large Drift keeps the server's expiry far
+// behind the local deadline): the lease's deadline passed before it.
 func TestPausedWorkerSeesLossAtFirstLook(t *testing.T) {
 	if os.Getenv(pauseChildEnv) == "1" {
 		pausedWorker()
@@ -82,7 +85,7 @@ func TestPausedWorkerSeesLossAtFirstLook(t *testing.T) {
 }
 
 // pauseLooks are the ways pausedWorker looks at its leases, in order.
-var pauseLooks = []string{"lease.Err", "ctx.Err", "Done", "Do ctx.Err", "Election ctx.Err"}
+var pauseLooks = []string{"lease.Err", "ctx.Err", "Done", "Do ctx.Err", "Election ctx.Err", "Release"}
 
 // pausedWorker holds three leases, runs Do and an Election whose functions
 // hand their contexts over and wait, says ready, and spins until it sees a
@@ -122,6 +125,12 @@ func pausedWorker() {
 		}
 		leases[i] = lease
 	}
+	// Local deadline at most 2s after each renewal, the backend's 10s.
+	drifted, err := l.Acquire(ctx, "paused/release", &dlock.Options{TTL: 10 * time.Second, Drift: 8 * time.Second, RenewInterval: 200 * time.Millisecond})
+	if err != nil {
+		fmt.Println("acquire:", err)
+		return
+	}
 	lctx := leases[1].Context()
 	last := time.Now() // before ready: the pause may come at once
 	fmt.Println("ready")
@@ -148,6 +157,7 @@ func pausedWorker() {
 	if electCtx.Err() != nil {
 		errs[4] = context.Cause(electCtx)
 	}
+	errs[5] = drifted.Release(ctx)
 	for i, what := range pauseLooks {
 		fmt.Println(what, errs[i])
 	}

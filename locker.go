@@ -159,27 +159,16 @@ func (l *Locker) Close() error {
 		return l.err
 	}
 	l.closeOnce.Do(func() {
+		// Lost, not released by their holders: a later Lease.Release
+		// says so (ErrLeaseLost) and makes one more token-checked
+		// Release, harmless.
 		leases := l.renew.close()
-		// The renewer marks them released; Close releases them, but
-		// they were lost, not released by their holders, and a later
-		// Lease.Release must say so (ErrLeaseLost), not "already
-		// released": it makes one more token-checked Release then.
-		l.renew.mu.Lock()
-		for _, le := range leases {
-			le.released = false
-		}
-		l.renew.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.releaseTimeout)
 		defer cancel()
 		var errs []error
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, le := range leases {
-			lost := fmt.Errorf("%w: %q: %w", ErrLeaseLost, le.key, ErrClosed)
-			le.cancel(lost)
-			if le.obs.enabled() {
-				le.obs.emit(le.ctx, le.event(EventLost, time.Since(le.acquired), lost), 0)
-			}
 			wg.Go(func() {
 				if err := l.drv.Release(ctx, le.key, le.token); err != nil && !errors.Is(err, ErrNotHeld) {
 					mu.Lock()

@@ -371,3 +371,34 @@ func TestReleaseAfterCloseReportsLoss(t *testing.T) {
 		}
 	})
 }
+
+// TestReleaseDuringClose: a Lease.Release while Close waits for a renewal
+// round in flight reports the loss (ErrLeaseLost, ErrClosed), not "already
+// released", and the lease reports the loss from the moment Close began:
+// Close stops renewing it then.
+func TestReleaseDuringClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &gatedRefresh{Locker: memdriver.NewStore().Driver(), ttl: time.Second, held: make(chan struct{}), open: make(chan struct{})}
+		l := dlock.New(g, &dlock.Options{TTL: time.Second})
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-g.held // a renewal round is in flight
+		closed := make(chan error)
+		go func() { closed <- l.Close() }()
+		synctest.Wait() // Close waits for the round
+		lerr := lease.Err()
+		rerr := lease.Release(t.Context())
+		close(g.open)
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(lerr, dlock.ErrLeaseLost) || !errors.Is(lerr, dlock.ErrClosed) {
+			t.Errorf("Lease.Err while Close waits = %v; want ErrLeaseLost and ErrClosed", lerr)
+		}
+		if !errors.Is(rerr, dlock.ErrLeaseLost) || !errors.Is(rerr, dlock.ErrClosed) {
+			t.Errorf("Release while Close waits = %v; want ErrLeaseLost and ErrClosed", rerr)
+		}
+	})
+}

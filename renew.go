@@ -378,17 +378,18 @@ func (r *renewer) remove(le *Lease) {
 	}
 }
 
-// close stops renewal and returns the leases that were still held, marked
-// released; the caller ends them.
+// close stops renewal and returns the leases that were still held, lost
+// with a cause wrapping ErrClosed before it waits for rounds in flight, so
+// that they report it from the moment Close began. Their holders have not
+// released them: a later Lease.Release reports the loss. The caller frees
+// their keys on the backend.
 func (r *renewer) close() []*Lease {
 	r.mu.Lock()
 	r.closed.Store(true)
 	leases := slices.Clone(r.deadlines.items)
 	for _, le := range leases {
-		le.released = true
-		le.deadlineAt, le.renewAt = -1, -1
+		r.lose(le, ErrClosed)
 	}
-	r.deadlines.items, r.renewals.items = nil, nil
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()

@@ -71,6 +71,9 @@ func New(d driver.Locker, opts *Options) *Locker {
 // context detached from ctx, bounded by the ReleaseTimeout. A grant that no
 // caller received therefore never keeps the key from others for a TTL.
 // Acquire returns only after that undo, so when it fails, it holds nothing.
+// If the undo's own outcome is unknown, later attempts use a new token, so
+// that the undo, should it reach the backend late, cannot free the key
+// under a lease they were granted.
 func (l *Locker) Acquire(ctx context.Context, key string, opts *Options) (*Lease, error) {
 	return l.acquire(ctx, key, opts, true)
 }
@@ -277,6 +280,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 	var released <-chan struct{} // release notifications, once subscribed
 	var unsubscribe func()
 	subscribed := false
+	var tokenSubscribed string // the token the subscription carries
 	defer func() {
 		if unsubscribe != nil {
 			unsubscribe()
@@ -316,14 +320,28 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			}
 			// The grant arrived after its own deadline: the backend
 			// may free the key any moment, if it has not already.
-			l.abandon(ctx, req, cfg)
+			if !l.abandon(ctx, req, cfg) {
+				req.Token = rand.Text() // see below
+			}
 			err = errLateGrant
 		} else if mayHaveApplied(err) {
 			// Undone before anything else, so that the key is not
 			// kept from others by a grant nobody received: not while
 			// this call sleeps its backoff, and not after it returns.
-			// A later attempt with the same token may take it again.
-			l.abandon(ctx, req, cfg)
+			// A later attempt with the same token may take it again,
+			// unless the undo's own outcome is unknown: that release
+			// may still reach the backend after a later attempt's
+			// grant and free the key under the lease it returned.
+			// Later attempts then use a new token, which it cannot
+			// touch (at worst they wait for the old grant's expiry).
+			if !l.abandon(ctx, req, cfg) {
+				req.Token = rand.Text()
+			}
+		}
+		if req.Token != tokenSubscribed && unsubscribe != nil {
+			// A driver that queues waiters knows them by token.
+			unsubscribe()
+			released, unsubscribe, subscribed = nil, nil, false
 		}
 		last = err
 		if err != nil && (ctx.Err() != nil || !retryable(err)) {
@@ -340,7 +358,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		// that follows a new subscription runs at once, so a release
 		// between the two is not missed.
 		if l.notifier != nil && !subscribed && err == nil {
-			subscribed = true
+			subscribed, tokenSubscribed = true, req.Token
 			var serr error
 			released, unsubscribe, serr = l.notifier.Subscribe(ctx, key, req.Token)
 			if serr == nil {
@@ -390,12 +408,13 @@ func mayHaveApplied(err error) bool { return driver.OutcomeUnknown(err) }
 // abandon releases the token of req, which will not become a lease: a
 // grant that came too late or may have been applied unseen. It runs on a
 // context detached from ctx's cancellation, bounded by the ReleaseTimeout.
-// Its error is of no use: ErrNotHeld means nothing was granted, and a
-// failure leaves the grant, if any, to expire.
-func (l *Locker) abandon(ctx context.Context, req driver.Request, cfg settings) {
+// ErrNotHeld means nothing was granted, and a failure leaves the grant, if
+// any, to expire. It reports whether the release's outcome is known: if
+// not, the release may still reach the backend later.
+func (l *Locker) abandon(ctx context.Context, req driver.Request, cfg settings) (known bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
 	defer cancel()
-	l.drv.Release(ctx, req.Key, req.Token)
+	return !driver.OutcomeUnknown(l.drv.Release(ctx, req.Key, req.Token))
 }
 
 // passTurn is called by a waiter whose wait ended with a release

@@ -402,3 +402,72 @@ func TestReleaseDuringClose(t *testing.T) {
 		}
 	})
 }
+
+// lateUndo grants the first Acquire and reports a timeout instead, and
+// times out on the first Release too without applying it: that release
+// stays in the network and reaches the backend just after the second
+// Acquire, as a packet delayed behind later ones does.
+type lateUndo struct {
+	driver.Locker
+	acquires, releases atomic.Int32
+	mu                 sync.Mutex
+	key, token         string // the delayed release
+}
+
+func (d *lateUndo) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := d.Locker.Acquire(ctx, req)
+	switch d.acquires.Add(1) {
+	case 1:
+		if err == nil {
+			return driver.Result{}, timeoutError{}
+		}
+	case 2:
+		d.deliver(ctx)
+	}
+	return res, err
+}
+
+func (d *lateUndo) Release(ctx context.Context, key, token string) error {
+	if d.releases.Add(1) == 1 {
+		d.mu.Lock()
+		d.key, d.token = key, token
+		d.mu.Unlock()
+		return timeoutError{}
+	}
+	return d.Locker.Release(ctx, key, token)
+}
+
+// deliver applies the delayed release.
+func (d *lateUndo) deliver(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.token != "" {
+		d.Locker.Release(ctx, d.key, d.token)
+	}
+}
+
+// TestLateUndoCannotFreeLaterGrant: an attempt whose outcome is unknown is
+// undone, and the undo's own outcome is unknown too; when that release
+// reaches the backend late, after a later attempt was granted, it must not
+// free the key under the lease that attempt returned. (With the same token
+// for every attempt, it did: another client took the key while the lease
+// reported itself valid.)
+func TestLateUndoCannotFreeLaterGrant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		drv := &lateUndo{Locker: store.Driver()}
+		l := dlock.New(drv, &dlock.Options{TTL: time.Minute, Retry: dlock.LinearBackoff(10 * time.Millisecond)})
+		defer l.Close()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Release(t.Context())
+		other := store.Locker(nil)
+		defer other.Close()
+		if second, err := other.TryAcquire(t.Context(), "k", nil); err == nil {
+			t.Fatalf("two holders: another client took %q (fence %d) while the first lease (fence %d) reports Err() = %v",
+				"k", second.Fence(), lease.Fence(), lease.Err())
+		}
+	})
+}

@@ -48,8 +48,10 @@ type Lease struct {
 	refreshDone            chan struct{}               // closed when refreshing ends, if someone waits
 	margins                map[*marginContext]struct{} // see WithMargin
 	released               bool
-	failures               int // consecutive failed renewals
-	deadlineAt, renewAt    int // positions in the renewer's heaps, or -1
+	failures               int         // consecutive failed renewals
+	grantPending           bool        // EventGranted not reported yet; see renewer.note
+	held                   []heldEvent // events noted meanwhile
+	deadlineAt, renewAt    int         // positions in the renewer's heaps, or -1
 }
 
 // Key returns the key the lease holds.

@@ -263,6 +263,9 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 		e.Kind, e.Fence = EventGranted, lease.fence
 	}
 	cfg.obs.emit(ctx, e, 0)
+	if lease != nil {
+		l.renew.granted(lease)
+	}
 	return lease, err
 }
 

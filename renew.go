@@ -66,10 +66,36 @@ func (r *renewer) unlock() { r.mu.Unlock() }
 
 // note queues an event of le for the Locker's event goroutine. r.mu must be
 // held, so that a lease's events are queued in the order they happen.
+//
+// Until the lease's EventGranted is reported (see granted), its events wait
+// in the lease: the Acquire call may be slow to return after the grant (an
+// unsubscribe round trip), and a renewal may happen meanwhile.
 func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
-	if le.obs.enabled() {
+	switch {
+	case !le.obs.enabled():
+	case le.grantPending:
+		le.held = append(le.held, heldEvent{le.event(kind, d, err), le.failures})
+	default:
 		le.obs.post(le.ctx, le.event(kind, d, err), le.failures)
 	}
+}
+
+// heldEvent is an event noted before its lease's EventGranted was reported.
+type heldEvent struct {
+	e        Event
+	failures int
+}
+
+// granted queues the events that le noted before its EventGranted was
+// reported, and lets later ones go out at once.
+func (r *renewer) granted(le *Lease) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	le.grantPending = false
+	for _, h := range le.held {
+		le.obs.post(le.ctx, h.e, h.failures)
+	}
+	le.held = nil
 }
 
 func newRenewer(d driver.Locker) *renewer {
@@ -90,7 +116,7 @@ func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence 
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
 		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent,
 		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift, renewSet: cfg.renewSet, driftSet: cfg.driftSet,
-		deadlineAt: -1, renewAt: -1,
+		deadlineAt: -1, renewAt: -1, grantPending: cfg.obs.enabled(),
 	}
 	r.setDeadline(le, sent.Add(req.TTL-cfg.drift))
 	le.ctx, le.cancel = context.WithCancelCause(context.WithoutCancel(ctx))

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
@@ -48,10 +49,11 @@ type Lease struct {
 	refreshDone            chan struct{}               // closed when refreshing ends, if someone waits
 	margins                map[*marginContext]struct{} // see WithMargin
 	released               bool
-	failures               int         // consecutive failed renewals
-	grantPending           bool        // EventGranted not reported yet; see renewer.note
-	held                   []heldEvent // events noted meanwhile
-	deadlineAt, renewAt    int         // positions in the renewer's heaps, or -1
+	failures               int           // consecutive failed renewals
+	ttlCap                 time.Duration // if not 0, the longest TTL a refresh may ask for; see Refresh
+	grantPending           bool          // EventGranted not reported yet; see renewer.note
+	held                   []heldEvent   // events noted meanwhile
+	deadlineAt, renewAt    int           // positions in the renewer's heaps, or -1
 }
 
 // Key returns the key the lease holds.
@@ -252,8 +254,12 @@ func (c *leaseContext) check() {
 // renewal in flight, so the local deadline always follows the TTL the
 // backend applied last. A refresh whose outcome is unknown (an error other
 // than [ErrNotHeld]) may have been applied: if its TTL is shorter, the local
-// deadline moves earlier to match. An error wrapping [ErrNotHeld] means the
-// lease is lost; other errors leave it held.
+// deadline moves earlier to match. If the outcome is unknown as
+// [driver.OutcomeUnknown] tells (a timeout, say), the request may even
+// reach the backend later, after other refreshes, and cut the key's expiry
+// short then: the lease keeps that shorter TTL from then on, for its
+// renewals and as the most later Refresh calls apply. An error wrapping
+// [ErrNotHeld] means the lease is lost; other errors leave it held.
 func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	if ttl < 0 {
 		return fmt.Errorf("%w: TTL %v is negative", ErrInvalid, ttl)
@@ -292,6 +298,13 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 		r.lose(le, err)
 		return le.Err()
 	default:
+		if t.TTL < le.ttl && driver.OutcomeUnknown(err) {
+			// It may still reach the backend, after later
+			// refreshes too: from now on the lease renews with
+			// its TTL, and never asks for a longer one.
+			le.setTiming(t)
+			le.ttlCap = t.TTL
+		}
 		r.failed(le, sent, t, err)
 		return fmt.Errorf("dlock: refresh %q: %w", le.key, err)
 	}
@@ -325,6 +338,9 @@ func (le *Lease) startRefresh(ctx context.Context, ttl time.Duration) (leasetime
 		return leasetime.Settings{}, errReleased
 	}
 	t := le.timing()
+	if le.ttlCap > 0 {
+		ttl = min(ttl, le.ttlCap) // see Refresh
+	}
 	if ttl != 0 && ttl != t.TTL {
 		t = t.WithTTL(ttl)
 		if err := t.Check(); err != nil {

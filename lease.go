@@ -258,7 +258,9 @@ func (c *leaseContext) check() {
 // [driver.OutcomeUnknown] tells (a timeout, say), the request may even
 // reach the backend later, after other refreshes, and cut the key's expiry
 // short then: the lease keeps that shorter TTL from then on, for its
-// renewals and as the most later Refresh calls apply. An error wrapping
+// renewals and as the most later Refresh calls apply. Likewise, a lease
+// whose Acquire made an attempt of unknown outcome with its token never
+// asks for a TTL longer than the acquire's. An error wrapping
 // [ErrNotHeld] means the lease is lost; other errors leave it held.
 func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	if ttl < 0 {

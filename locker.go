@@ -291,6 +291,10 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 	}()
 	var timer *time.Timer
 	var last error // the last attempt's error
+	// unsure: an attempt with req.Token had an unknown outcome; it may
+	// land later, even on the lease a later attempt returns, and set the
+	// key's expiry back to req.TTL then.
+	unsure := false
 	woken := false // the last wait ended with a release notification
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
@@ -314,7 +318,11 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		res, err := l.drv.Acquire(ctx, req)
 		if err == nil && res.Acquired {
 			if time.Now().Before(sent.Add(req.TTL - cfg.drift)) {
-				lease, err := l.renew.add(ctx, l, req, res.Fence, sent, cfg)
+				ttlCap := time.Duration(0)
+				if unsure {
+					ttlCap = req.TTL
+				}
+				lease, err := l.renew.add(ctx, l, req, res.Fence, sent, cfg, ttlCap)
 				if err != nil { // closed meanwhile
 					l.abandon(ctx, req, cfg)
 					return nil, notAcquired(key, ctx, err)
@@ -324,7 +332,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			// The grant arrived after its own deadline: the backend
 			// may free the key any moment, if it has not already.
 			if !l.abandon(ctx, req, cfg) {
-				req.Token = rand.Text() // see below
+				req.Token, unsure = rand.Text(), false // see below
 			}
 			err = errLateGrant
 		} else if mayHaveApplied(err) {
@@ -337,8 +345,9 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			// grant and free the key under the lease it returned.
 			// Later attempts then use a new token, which it cannot
 			// touch (at worst they wait for the old grant's expiry).
+			unsure = true
 			if !l.abandon(ctx, req, cfg) {
-				req.Token = rand.Text()
+				req.Token, unsure = rand.Text(), false
 			}
 		}
 		if req.Token != tokenSubscribed && unsubscribe != nil {

@@ -110,13 +110,15 @@ func newRenewer(d driver.Locker) *renewer {
 func (r *renewer) isClosed() bool { return r.closed.Load() }
 
 // add schedules a newly acquired lease. sent is when the acquire request
-// was sent: the lease's deadline counts from then.
-func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings) (*Lease, error) {
+// was sent: the lease's deadline counts from then. ttlCap, if not 0, is the
+// longest TTL the lease may ask for later (see Lease.Refresh): an attempt
+// with its token may still land.
+func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings, ttlCap time.Duration) (*Lease, error) {
 	le := &Lease{
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
 		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent,
 		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift, renewSet: cfg.renewSet, driftSet: cfg.driftSet,
-		deadlineAt: -1, renewAt: -1, grantPending: cfg.obs.enabled(),
+		deadlineAt: -1, renewAt: -1, grantPending: cfg.obs.enabled(), ttlCap: ttlCap,
 	}
 	r.setDeadline(le, sent.Add(req.TTL-cfg.drift))
 	le.ctx, le.cancel = context.WithCancelCause(context.WithoutCancel(ctx))

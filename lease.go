@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
@@ -256,11 +255,12 @@ func (c *leaseContext) check() {
 // than [ErrNotHeld]) may have been applied: if its TTL is shorter, the local
 // deadline moves earlier to match. If the outcome is unknown as
 // [driver.OutcomeUnknown] tells (a timeout, say), the request may even
-// reach the backend later, after other refreshes, and cut the key's expiry
-// short then: the lease keeps that shorter TTL from then on, for its
-// renewals and as the most later Refresh calls apply. Likewise, a lease
-// whose Acquire made an attempt of unknown outcome with its token never
-// asks for a TTL longer than the acquire's. An error wrapping
+// reach the backend later, after other refreshes, and set the key's expiry
+// back to its TTL then: from then on the lease never asks for a longer TTL
+// than that one (a longer ttl is cut down to it), and renews with it if it
+// is shorter. The same holds after an automatic renewal of unknown outcome,
+// and for a lease whose Acquire made an attempt of unknown outcome with its
+// token. An error wrapping
 // [ErrNotHeld] means the lease is lost; other errors leave it held.
 func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	if ttl < 0 {
@@ -300,13 +300,6 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 		r.lose(le, err)
 		return le.Err()
 	default:
-		if t.TTL < le.ttl && driver.OutcomeUnknown(err) {
-			// It may still reach the backend, after later
-			// refreshes too: from now on the lease renews with
-			// its TTL, and never asks for a longer one.
-			le.setTiming(t)
-			le.ttlCap = t.TTL
-		}
 		r.failed(le, sent, t, err)
 		return fmt.Errorf("dlock: refresh %q: %w", le.key, err)
 	}

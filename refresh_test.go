@@ -295,3 +295,34 @@ func TestLateAcquireAfterLongerRefresh(t *testing.T) {
 		}
 	})
 }
+
+// TestLateRenewalAfterLongerRefresh: an automatic renewal whose outcome is
+// unknown may reach the backend after a later Refresh to a longer TTL and
+// set the key's expiry back to the old TTL; the lease must not report
+// itself valid past that.
+func TestLateRenewalAfterLongerRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := dlock.New(&lateRefresh{Locker: store.Driver(), ttl: time.Second}, &dlock.Options{TTL: time.Second})
+		defer l.Close()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Release(t.Context())
+		time.Sleep(340 * time.Millisecond) // the first renewal (at 1/3 TTL) timed out; its retry is not due yet
+		if err := lease.Refresh(t.Context(), 10*time.Second); err != nil {
+			t.Fatal(err) // the delayed renewal (TTL 1s) lands just after it
+		}
+		time.Sleep(1500 * time.Millisecond)
+		other := store.Locker(nil)
+		defer other.Close()
+		if second, err := other.TryAcquire(t.Context(), "k", nil); err == nil {
+			defer second.Release(t.Context())
+			if lease.Err() == nil {
+				t.Fatalf("two holders: another client got fence %d while the first lease reports itself valid until %v from now",
+					second.Fence(), time.Until(lease.ValidUntil()))
+			}
+		}
+	})
+}

@@ -311,10 +311,21 @@ func (r *renewer) confirmed(le *Lease, sent time.Time, ttl time.Duration) {
 // failed handles a refresh, sent at sent with settings t, that ended with a
 // transient error: the backend may have applied it or not. The deadline
 // stands unless t's TTL was shorter; then it moves earlier to match, as the
-// backend may now expire the key sooner. A renewal is tried again soon.
-// r.mu must be held.
+// backend may now expire the key sooner. If the outcome is unknown, the
+// request may also land later, after other refreshes, and set the expiry
+// back to t's TTL then: the lease never asks for a longer TTL again, and
+// renews with t's if it is shorter. A renewal is tried again soon. r.mu
+// must be held.
 func (r *renewer) failed(le *Lease, sent time.Time, t leasetime.Settings, err error) {
 	le.failures++
+	if driver.OutcomeUnknown(err) {
+		if t.TTL < le.ttl {
+			le.setTiming(t)
+		}
+		if le.ttlCap == 0 || t.TTL < le.ttlCap {
+			le.ttlCap = t.TTL
+		}
+	}
 	r.note(le, EventRefreshFailed, time.Since(sent), err)
 	if d := sent.Add(t.TTL - t.Drift); d.Before(le.deadline) {
 		r.setDeadline(le, d)

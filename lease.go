@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
@@ -361,6 +362,9 @@ func (le *Lease) setTiming(t leasetime.Settings) {
 
 // Release ends the lease and frees the key on the backend. It cancels the
 // lease's context first, so dependent work stops before others can start.
+// If ctx has ended, before the call or during it, the key is freed all the
+// same, on a context detached from ctx's cancellation and bounded by the
+// ReleaseTimeout: a caller that gave up never keeps the key from others.
 // Releasing twice returns an error wrapping [ErrNotHeld]. If the lease was
 // lost before, the error wraps [ErrLeaseLost]: exclusivity was not assured to
 // the end.
@@ -383,6 +387,17 @@ func (le *Lease) Release(ctx context.Context) error {
 	le.cancel(errReleased)
 
 	err := le.l.drv.Release(ctx, le.key, le.token)
+	if ctx.Err() != nil && driver.OutcomeUnknown(err) {
+		// The caller gave up, before the call or during it: free the
+		// key all the same (token-checked, so harmless if the first
+		// call did), rather than leave it held for a TTL.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), le.releaseTimeout)
+		err = le.l.drv.Release(dctx, le.key, le.token)
+		cancel()
+		if errors.Is(err, ErrNotHeld) {
+			err = nil // the first call freed it
+		}
+	}
 	switch {
 	case lost != nil:
 		err = lost

@@ -471,3 +471,24 @@ func TestLateUndoCannotFreeLaterGrant(t *testing.T) {
 		}
 	})
 }
+
+// TestReleaseWithEndedContext: a caller that gave up (its context ended)
+// and releases with that context still frees the key: it must not stay
+// held for a TTL by a lease nobody renews or uses.
+func TestReleaseWithEndedContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := store.Locker(&dlock.Options{TTL: time.Minute})
+		defer l.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		lease, err := l.TryAcquire(ctx, "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if err := lease.Release(ctx); err != nil {
+			t.Errorf("Release with an ended context = %v; want nil, the key freed", err)
+		}
+		mustBeFree(t, store, "k", "Release with an ended context must free the key")
+	})
+}

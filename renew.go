@@ -74,11 +74,17 @@ func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
 	switch {
 	case !le.obs.enabled():
 	case le.grantPending:
-		le.held = append(le.held, heldEvent{le.event(kind, d, err), le.failures})
+		if len(le.held) < maxHeld { // an Observer blocking on EventGranted must not grow it forever
+			le.held = append(le.held, heldEvent{le.event(kind, d, err), le.failures})
+		}
 	default:
 		le.obs.post(le.ctx, le.event(kind, d, err), le.failures)
 	}
 }
+
+// maxHeld bounds the events a lease keeps until its EventGranted is
+// reported; later ones are dropped.
+const maxHeld = 64
 
 // heldEvent is an event noted before its lease's EventGranted was reported.
 type heldEvent struct {

@@ -74,7 +74,9 @@ func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
 	switch {
 	case !le.obs.enabled():
 	case le.grantPending:
-		if len(le.held) < maxHeld { // an Observer blocking on EventGranted must not grow it forever
+		// An Observer blocking on EventGranted must not grow it forever;
+		// EventLost, once per lease, is always kept.
+		if len(le.held) < maxHeld || kind == EventLost {
 			le.held = append(le.held, heldEvent{le.event(kind, d, err), le.failures})
 		}
 	default:
@@ -83,7 +85,7 @@ func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
 }
 
 // maxHeld bounds the events a lease keeps until its EventGranted is
-// reported; later ones are dropped.
+// reported; later ones but EventLost are dropped.
 const maxHeld = 64
 
 // heldEvent is an event noted before its lease's EventGranted was reported.

@@ -17,11 +17,12 @@ import (
 // changing TTLs, Err, WithMargin and Release at random while renewal runs
 // and Close ends it all (run with -race). Every lease must end reporting
 // an error; while it reports none, another client cannot take its key;
-// after Close every key is free.
+// after Close every key is free; each lease's events come in order.
 func TestLeaseCallsRace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := store.Locker(&dlock.Options{TTL: time.Second})
+		var rec recorder
+		l := store.Locker(&dlock.Options{TTL: time.Second, Observer: &rec})
 		other := store.Locker(nil)
 		defer other.Close()
 		const leases = 8
@@ -71,6 +72,35 @@ func TestLeaseCallsRace(t *testing.T) {
 			t.Error(err)
 		}
 		wg.Wait()
+		synctest.Wait() // the events are reported
+		// Each lease's events: granted, renewals, at most one lost, and
+		// at most one released, last.
+		rec.mu.Lock()
+		state := map[string]string{}
+		for _, e := range rec.events {
+			k := fmt.Sprint(e.Key, "/", e.Fence)
+			prev := state[k]
+			ok := false
+			switch e.Kind {
+			case dlock.EventGranted:
+				ok = prev == ""
+			case dlock.EventRefreshed, dlock.EventRefreshFailed:
+				ok = prev == "granted"
+			case dlock.EventLost:
+				ok = prev == "granted"
+			case dlock.EventReleased:
+				ok = prev == "granted" || prev == "lost"
+			default:
+				continue
+			}
+			if !ok {
+				t.Errorf("lease %s: %v after %q", k, e.Kind, prev)
+			}
+			if e.Kind != dlock.EventRefreshed && e.Kind != dlock.EventRefreshFailed {
+				state[k] = e.Kind.String()
+			}
+		}
+		rec.mu.Unlock()
 		for _, lease := range all {
 			if err := lease.Err(); err == nil || !errors.Is(err, dlock.ErrNotHeld) && !errors.Is(err, dlock.ErrLeaseLost) {
 				t.Errorf("lease %s after Close: Err = %v; want released or lost", lease.Key(), err)

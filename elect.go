@@ -66,13 +66,15 @@ func NewElection(l *Locker, key string, opts *ElectionOptions) *Election {
 }
 
 // Run campaigns for leadership until ctx ends. Each time it wins, it calls
-// lead with a context that is cancelled when the lease is lost, when ctx
-// ends, or on Resign, then waits for lead to return and releases the lease
-// at once, so no renewal outlives the work. After a loss or a resignation it
-// campaigns again. If lead returns while still leading, Run returns lead's
-// error: the work is over. When ctx ends Run returns ctx's error. If lead
-// panics, the lease is released and OnDemoted called before the panic goes
-// on.
+// lead with a context that is cancelled when the lease is lost (its Err and
+// Done report the loss at the first look after the lease's local deadline,
+// like [Lease.Context]), when ctx ends, or on Resign, then waits for lead
+// to return and releases the lease at once, so no renewal outlives the
+// work. After a loss or a resignation it campaigns again. If lead returns
+// while still leading, Run returns lead's error: the work is over. When ctx
+// ends Run returns ctx's error. If lead panics or calls [runtime.Goexit],
+// the lease is released and OnDemoted called before the panic or Goexit
+// goes on.
 func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, lease *Lease) error) error {
 	if lead == nil {
 		return fmt.Errorf("%w: nil lead function", ErrInvalid)
@@ -118,15 +120,17 @@ func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, lease
 
 // term runs one leadership: OnElected, lead, the release and OnDemoted. It
 // reports lead's error, the lease's loss if it was lost, and whether Resign
-// ended it. If OnElected or lead panics, the lease is released and the
-// demotion reported (with a cause that names the panic) before the panic
-// goes on, so that a supervisor that recovers it leaves no lease behind.
+// ended it. If OnElected or lead panics (or calls runtime.Goexit), the
+// lease is released and the demotion reported (with a cause that names the
+// panic) before the panic goes on, so that a supervisor that recovers it
+// leaves no lease behind; a Goexit stays a Goexit.
 func (e *Election) term(ctx context.Context, lease *Lease, cfg settings, lead func(context.Context, *Lease) error) (lerr, lost error, resigned bool) {
-	// Resign works from here on, also inside OnElected.
-	lctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(lease.ctx, func() { cancel(context.Cause(lease.ctx)) })
+	// Resign works from here on, also inside OnElected. lctx ends at the
+	// lease's deadline at the first look, as the lease does (see Do).
+	rctx, resign := context.WithCancelCause(ctx)
+	lctx, cancel := lease.WithMargin(rctx, 0)
 	e.mu.Lock()
-	e.resign = cancel
+	e.resign = resign
 	e.mu.Unlock()
 
 	returned := false
@@ -135,18 +139,24 @@ func (e *Election) term(ctx context.Context, lease *Lease, cfg settings, lead fu
 		e.mu.Lock()
 		e.resign = nil
 		e.mu.Unlock()
-		stop()
 		lost = lease.Err()
-		resigned = errors.Is(context.Cause(lctx), ErrResigned)
-		cancel(nil)
+		resigned = errors.Is(context.Cause(rctx), ErrResigned)
+		cancel()
+		resign(nil)
 		// A loss is already in lost; an unreachable backend lets it expire.
 		finish(ctx, lease)
 
 		cause := lerr
 		var p any
 		if !returned {
-			p = recover()
-			cause = fmt.Errorf("dlock: lead function panicked: %v", p)
+			// recover returns nil only for runtime.Goexit (since Go
+			// 1.21, panic(nil) panics with a *runtime.PanicNilError),
+			// which goes on by itself once this returns.
+			if p = recover(); p != nil {
+				cause = fmt.Errorf("dlock: lead function panicked: %v", p)
+			} else {
+				cause = errors.New("dlock: lead function ended its goroutine (runtime.Goexit)")
+			}
 		}
 		switch {
 		case lost != nil:
@@ -160,7 +170,7 @@ func (e *Election) term(ctx context.Context, lease *Lease, cfg settings, lead fu
 		if e.opts.OnDemoted != nil {
 			e.opts.OnDemoted(lease, cause)
 		}
-		if !returned {
+		if p != nil {
 			panic(p)
 		}
 	}()

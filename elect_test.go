@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -260,5 +261,36 @@ func TestElectionResignAfterLead(t *testing.T) {
 		if err != done || terms != 1 {
 			t.Fatalf("Run = %v after %d terms; want the lead function's error after 1", err, terms)
 		}
+	})
+}
+
+// TestElectionGoexitInLead: a lead function that ends its goroutine with
+// runtime.Goexit (t.FailNow in a test, say) releases the lease and reports
+// the demotion, and the Goexit goes on as a Goexit: Run must not turn it
+// into a panic.
+func TestElectionGoexitInLead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		a := store.Locker(&dlock.Options{TTL: time.Minute})
+		defer a.Close()
+		var demoted error
+		e := dlock.NewElection(a, "leader", &dlock.ElectionOptions{
+			OnDemoted: func(_ *dlock.Lease, cause error) { demoted = cause },
+		})
+		recovered := make(chan any)
+		go func() {
+			defer func() { recovered <- recover() }()
+			e.Run(t.Context(), func(context.Context, *dlock.Lease) error {
+				runtime.Goexit()
+				return nil
+			})
+		}()
+		if r := <-recovered; r != nil {
+			t.Fatalf("Run turned the lead function's Goexit into a panic: %v", r)
+		}
+		if demoted == nil || !strings.Contains(demoted.Error(), "Goexit") {
+			t.Errorf("OnDemoted cause = %v; want one that names the Goexit", demoted)
+		}
+		mustBeFree(t, store, "leader", "a lead function that called Goexit must leave the lease released")
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
@@ -48,8 +49,11 @@ type Lease struct {
 	refreshDone            chan struct{}               // closed when refreshing ends, if someone waits
 	margins                map[*marginContext]struct{} // see WithMargin
 	released               bool
-	failures               int // consecutive failed renewals
-	deadlineAt, renewAt    int // positions in the renewer's heaps, or -1
+	failures               int           // consecutive failed renewals
+	ttlCap                 time.Duration // if not 0, the longest TTL a refresh may ask for; see Refresh
+	grantPending           bool          // EventGranted not reported yet; see renewer.note
+	held                   []heldEvent   // events noted meanwhile
+	deadlineAt, renewAt    int           // positions in the renewer's heaps, or -1
 }
 
 // Key returns the key the lease holds.
@@ -193,6 +197,9 @@ func (c *marginContext) check() {
 		c.cancel(err)
 		return
 	}
+	if c.until() > 0 {
+		return // a renewal moved the cut-off meanwhile
+	}
 	c.cancel(fmt.Errorf("%w: %q: renewal not confirmed %v before the local deadline", ErrLeaseLost, c.le.key, c.margin))
 }
 
@@ -247,8 +254,15 @@ func (c *leaseContext) check() {
 // renewal in flight, so the local deadline always follows the TTL the
 // backend applied last. A refresh whose outcome is unknown (an error other
 // than [ErrNotHeld]) may have been applied: if its TTL is shorter, the local
-// deadline moves earlier to match. An error wrapping [ErrNotHeld] means the
-// lease is lost; other errors leave it held.
+// deadline moves earlier to match. If the outcome is unknown as
+// [driver.OutcomeUnknown] tells (a timeout, say), the request may even
+// reach the backend later, after other refreshes, and set the key's expiry
+// back to its TTL then: from then on the lease never asks for a longer TTL
+// than that one (a longer ttl is cut down to it), and renews with it if it
+// is shorter. The same holds after an automatic renewal of unknown outcome,
+// and for a lease whose Acquire made an attempt of unknown outcome with its
+// token. An error wrapping
+// [ErrNotHeld] means the lease is lost; other errors leave it held.
 func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	if ttl < 0 {
 		return fmt.Errorf("%w: TTL %v is negative", ErrInvalid, ttl)
@@ -320,6 +334,9 @@ func (le *Lease) startRefresh(ctx context.Context, ttl time.Duration) (leasetime
 		return leasetime.Settings{}, errReleased
 	}
 	t := le.timing()
+	if le.ttlCap > 0 {
+		ttl = min(ttl, le.ttlCap) // see Refresh
+	}
 	if ttl != 0 && ttl != t.TTL {
 		t = t.WithTTL(ttl)
 		if err := t.Check(); err != nil {
@@ -345,6 +362,9 @@ func (le *Lease) setTiming(t leasetime.Settings) {
 
 // Release ends the lease and frees the key on the backend. It cancels the
 // lease's context first, so dependent work stops before others can start.
+// If ctx has ended, before the call or during it, the key is freed all the
+// same, on a context detached from ctx's cancellation and bounded by the
+// ReleaseTimeout: a caller that gave up never keeps the key from others.
 // Releasing twice returns an error wrapping [ErrNotHeld]. If the lease was
 // lost before, the error wraps [ErrLeaseLost]: exclusivity was not assured to
 // the end.
@@ -356,12 +376,28 @@ func (le *Lease) Release(ctx context.Context) error {
 		return fmt.Errorf("%w: lease on %q already released", ErrNotHeld, le.key)
 	}
 	le.released = true
+	if le.deadlineAt >= 0 && !le.deadline.After(time.Now()) {
+		// The deadline passed before the release, whether or not the
+		// loop noticed (after a pause, say): the lease was lost.
+		r.lose(le, errDeadline)
+	}
 	r.remove(le)
 	r.mu.Unlock()
 	lost := le.Err()
 	le.cancel(errReleased)
 
 	err := le.l.drv.Release(ctx, le.key, le.token)
+	if ctx.Err() != nil && driver.OutcomeUnknown(err) {
+		// The caller gave up, before the call or during it: free the
+		// key all the same (token-checked, so harmless if the first
+		// call did), rather than leave it held for a TTL.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), le.releaseTimeout)
+		err = le.l.drv.Release(dctx, le.key, le.token)
+		cancel()
+		if errors.Is(err, ErrNotHeld) {
+			err = nil // the first call freed it
+		}
+	}
 	switch {
 	case lost != nil:
 		err = lost

@@ -71,6 +71,9 @@ func New(d driver.Locker, opts *Options) *Locker {
 // context detached from ctx, bounded by the ReleaseTimeout. A grant that no
 // caller received therefore never keeps the key from others for a TTL.
 // Acquire returns only after that undo, so when it fails, it holds nothing.
+// If the undo's own outcome is unknown, later attempts use a new token, so
+// that the undo, should it reach the backend late, cannot free the key
+// under a lease they were granted.
 func (l *Locker) Acquire(ctx context.Context, key string, opts *Options) (*Lease, error) {
 	return l.acquire(ctx, key, opts, true)
 }
@@ -85,7 +88,9 @@ func (l *Locker) TryAcquire(ctx context.Context, key string, opts *Options) (*Le
 // Do acquires key (waiting as [Locker.Acquire] does), runs fn while holding
 // it, and releases it. The context passed to fn is cancelled when ctx is or
 // when the lease is lost, with context.Cause reporting [ErrLeaseLost]: fn
-// must stop then, because someone else may hold the key soon.
+// must stop then, because someone else may hold the key soon. Like
+// [Lease.Context], its Err and Done report the loss at the first look after
+// the lease's local deadline, even before the renewal goroutine runs.
 //
 // The release always happens, on a context detached from ctx's cancellation
 // and bounded by opts.ReleaseTimeout: also when fn panics, before the panic
@@ -101,20 +106,19 @@ func (l *Locker) Do(ctx context.Context, key string, opts *Options, fn func(ctx 
 	if err != nil {
 		return err
 	}
-	fctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(lease.ctx, func() { cancel(context.Cause(lease.ctx)) })
+	// The lease's deadline is fctx's, so that fn sees a loss at its first
+	// look after the deadline, as with Lease.Err (after a pause, say).
+	fctx, cancel := lease.WithMargin(ctx, 0)
 	returned := false
 	defer func() {
 		if !returned { // fn panicked: free the key, and let the panic go on
-			stop()
-			cancel(nil)
+			cancel()
 			finish(ctx, lease)
 		}
 	}()
 	ferr := fn(fctx, lease)
 	returned = true
-	stop()
-	cancel(nil)
+	cancel()
 	return errors.Join(ferr, finish(ctx, lease))
 }
 
@@ -158,27 +162,16 @@ func (l *Locker) Close() error {
 		return l.err
 	}
 	l.closeOnce.Do(func() {
+		// Lost, not released by their holders: a later Lease.Release
+		// says so (ErrLeaseLost) and makes one more token-checked
+		// Release, harmless.
 		leases := l.renew.close()
-		// The renewer marks them released; Close releases them, but
-		// they were lost, not released by their holders, and a later
-		// Lease.Release must say so (ErrLeaseLost), not "already
-		// released": it makes one more token-checked Release then.
-		l.renew.mu.Lock()
-		for _, le := range leases {
-			le.released = false
-		}
-		l.renew.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.releaseTimeout)
 		defer cancel()
 		var errs []error
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, le := range leases {
-			lost := fmt.Errorf("%w: %q: %w", ErrLeaseLost, le.key, ErrClosed)
-			le.cancel(lost)
-			if le.obs.enabled() {
-				le.obs.emit(le.ctx, le.event(EventLost, time.Since(le.acquired), lost), 0)
-			}
 			wg.Go(func() {
 				if err := l.drv.Release(ctx, le.key, le.token); err != nil && !errors.Is(err, ErrNotHeld) {
 					mu.Lock()
@@ -270,6 +263,9 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 		e.Kind, e.Fence = EventGranted, lease.fence
 	}
 	cfg.obs.emit(ctx, e, 0)
+	if lease != nil {
+		l.renew.granted(lease)
+	}
 	return lease, err
 }
 
@@ -287,6 +283,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 	var released <-chan struct{} // release notifications, once subscribed
 	var unsubscribe func()
 	subscribed := false
+	var tokenSubscribed string // the token the subscription carries
 	defer func() {
 		if unsubscribe != nil {
 			unsubscribe()
@@ -294,6 +291,10 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 	}()
 	var timer *time.Timer
 	var last error // the last attempt's error
+	// unsure: an attempt with req.Token had an unknown outcome; it may
+	// land later, even on the lease a later attempt returns, and set the
+	// key's expiry back to req.TTL then.
+	unsure := false
 	woken := false // the last wait ended with a release notification
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
@@ -317,7 +318,11 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		res, err := l.drv.Acquire(ctx, req)
 		if err == nil && res.Acquired {
 			if time.Now().Before(sent.Add(req.TTL - cfg.drift)) {
-				lease, err := l.renew.add(ctx, l, req, res.Fence, sent, cfg)
+				ttlCap := time.Duration(0)
+				if unsure {
+					ttlCap = req.TTL
+				}
+				lease, err := l.renew.add(ctx, l, req, res.Fence, sent, cfg, ttlCap)
 				if err != nil { // closed meanwhile
 					l.abandon(ctx, req, cfg)
 					return nil, notAcquired(key, ctx, err)
@@ -326,14 +331,29 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			}
 			// The grant arrived after its own deadline: the backend
 			// may free the key any moment, if it has not already.
-			l.abandon(ctx, req, cfg)
+			if !l.abandon(ctx, req, cfg) {
+				req.Token, unsure = rand.Text(), false // see below
+			}
 			err = errLateGrant
 		} else if mayHaveApplied(err) {
 			// Undone before anything else, so that the key is not
 			// kept from others by a grant nobody received: not while
 			// this call sleeps its backoff, and not after it returns.
-			// A later attempt with the same token may take it again.
-			l.abandon(ctx, req, cfg)
+			// A later attempt with the same token may take it again,
+			// unless the undo's own outcome is unknown: that release
+			// may still reach the backend after a later attempt's
+			// grant and free the key under the lease it returned.
+			// Later attempts then use a new token, which it cannot
+			// touch (at worst they wait for the old grant's expiry).
+			unsure = true
+			if !l.abandon(ctx, req, cfg) {
+				req.Token, unsure = rand.Text(), false
+			}
+		}
+		if req.Token != tokenSubscribed && unsubscribe != nil {
+			// A driver that queues waiters knows them by token.
+			unsubscribe()
+			released, unsubscribe, subscribed = nil, nil, false
 		}
 		last = err
 		if err != nil && (ctx.Err() != nil || !retryable(err)) {
@@ -350,7 +370,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		// that follows a new subscription runs at once, so a release
 		// between the two is not missed.
 		if l.notifier != nil && !subscribed && err == nil {
-			subscribed = true
+			subscribed, tokenSubscribed = true, req.Token
 			var serr error
 			released, unsubscribe, serr = l.notifier.Subscribe(ctx, key, req.Token)
 			if serr == nil {
@@ -400,12 +420,13 @@ func mayHaveApplied(err error) bool { return driver.OutcomeUnknown(err) }
 // abandon releases the token of req, which will not become a lease: a
 // grant that came too late or may have been applied unseen. It runs on a
 // context detached from ctx's cancellation, bounded by the ReleaseTimeout.
-// Its error is of no use: ErrNotHeld means nothing was granted, and a
-// failure leaves the grant, if any, to expire.
-func (l *Locker) abandon(ctx context.Context, req driver.Request, cfg settings) {
+// ErrNotHeld means nothing was granted, and a failure leaves the grant, if
+// any, to expire. It reports whether the release's outcome is known: if
+// not, the release may still reach the backend later.
+func (l *Locker) abandon(ctx context.Context, req driver.Request, cfg settings) (known bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
 	defer cancel()
-	l.drv.Release(ctx, req.Key, req.Token)
+	return !driver.OutcomeUnknown(l.drv.Release(ctx, req.Key, req.Token))
 }
 
 // passTurn is called by a waiter whose wait ended with a release

@@ -371,3 +371,124 @@ func TestReleaseAfterCloseReportsLoss(t *testing.T) {
 		}
 	})
 }
+
+// TestReleaseDuringClose: a Lease.Release while Close waits for a renewal
+// round in flight reports the loss (ErrLeaseLost, ErrClosed), not "already
+// released", and the lease reports the loss from the moment Close began:
+// Close stops renewing it then.
+func TestReleaseDuringClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &gatedRefresh{Locker: memdriver.NewStore().Driver(), ttl: time.Second, held: make(chan struct{}), open: make(chan struct{})}
+		l := dlock.New(g, &dlock.Options{TTL: time.Second})
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-g.held // a renewal round is in flight
+		closed := make(chan error)
+		go func() { closed <- l.Close() }()
+		synctest.Wait() // Close waits for the round
+		lerr := lease.Err()
+		rerr := lease.Release(t.Context())
+		close(g.open)
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(lerr, dlock.ErrLeaseLost) || !errors.Is(lerr, dlock.ErrClosed) {
+			t.Errorf("Lease.Err while Close waits = %v; want ErrLeaseLost and ErrClosed", lerr)
+		}
+		if !errors.Is(rerr, dlock.ErrLeaseLost) || !errors.Is(rerr, dlock.ErrClosed) {
+			t.Errorf("Release while Close waits = %v; want ErrLeaseLost and ErrClosed", rerr)
+		}
+	})
+}
+
+// lateUndo grants the first Acquire and reports a timeout instead, and
+// times out on the first Release too without applying it: that release
+// stays in the network and reaches the backend just after the second
+// Acquire, as a packet delayed behind later ones does.
+type lateUndo struct {
+	driver.Locker
+	acquires, releases atomic.Int32
+	mu                 sync.Mutex
+	key, token         string // the delayed release
+}
+
+func (d *lateUndo) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := d.Locker.Acquire(ctx, req)
+	switch d.acquires.Add(1) {
+	case 1:
+		if err == nil {
+			return driver.Result{}, timeoutError{}
+		}
+	case 2:
+		d.deliver(ctx)
+	}
+	return res, err
+}
+
+func (d *lateUndo) Release(ctx context.Context, key, token string) error {
+	if d.releases.Add(1) == 1 {
+		d.mu.Lock()
+		d.key, d.token = key, token
+		d.mu.Unlock()
+		return timeoutError{}
+	}
+	return d.Locker.Release(ctx, key, token)
+}
+
+// deliver applies the delayed release.
+func (d *lateUndo) deliver(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.token != "" {
+		d.Locker.Release(ctx, d.key, d.token)
+	}
+}
+
+// TestLateUndoCannotFreeLaterGrant: an attempt whose outcome is unknown is
+// undone, and the undo's own outcome is unknown too; when that release
+// reaches the backend late, after a later attempt was granted, it must not
+// free the key under the lease that attempt returned. (With the same token
+// for every attempt, it did: another client took the key while the lease
+// reported itself valid.)
+func TestLateUndoCannotFreeLaterGrant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		drv := &lateUndo{Locker: store.Driver()}
+		l := dlock.New(drv, &dlock.Options{TTL: time.Minute, Retry: dlock.LinearBackoff(10 * time.Millisecond)})
+		defer l.Close()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Release(t.Context())
+		other := store.Locker(nil)
+		defer other.Close()
+		if second, err := other.TryAcquire(t.Context(), "k", nil); err == nil {
+			t.Fatalf("two holders: another client took %q (fence %d) while the first lease (fence %d) reports Err() = %v",
+				"k", second.Fence(), lease.Fence(), lease.Err())
+		}
+	})
+}
+
+// TestReleaseWithEndedContext: a caller that gave up (its context ended)
+// and releases with that context still frees the key: it must not stay
+// held for a TTL by a lease nobody renews or uses.
+func TestReleaseWithEndedContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := store.Locker(&dlock.Options{TTL: time.Minute})
+		defer l.Close()
+		ctx, cancel := context.WithCancel(t.Context())
+		lease, err := l.TryAcquire(ctx, "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if err := lease.Release(ctx); err != nil {
+			t.Errorf("Release with an ended context = %v; want nil, the key freed", err)
+		}
+		mustBeFree(t, store, "k", "Release with an ended context must free the key")
+	})
+}

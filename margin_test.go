@@ -29,7 +29,10 @@ func TestWithMarginFollowsRenewal(t *testing.T) {
 		const margin = 500 * time.Millisecond
 		ctx, cancel := lease.WithMargin(t.Context(), margin)
 		defer cancel()
-		time.Sleep(10 * time.Second)
+		// Off the renewal grid (every 1s): a renewal at the very instant
+		// of the wake-up would race failWith and move the deadline after
+		// it was read below.
+		time.Sleep(10*time.Second + 500*time.Millisecond)
 		if err := ctx.Err(); err != nil {
 			t.Fatalf("margin context ended under healthy renewal: %v", context.Cause(ctx))
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -271,4 +272,52 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// slowUnsubscribe is a driver whose subscriptions take half a second to
+// end, as redisdriver's do when the UNSUBSCRIBE round trip is slow.
+type slowUnsubscribe struct{ driver.Locker }
+
+func (d slowUnsubscribe) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+	ch, cancel, err := d.Locker.(driver.Notifier).Subscribe(ctx, key, token)
+	return ch, func() { time.Sleep(500 * time.Millisecond); cancel() }, err
+}
+
+// TestGrantedBeforeLeaseEvents: a lease's EventGranted comes before its
+// renewals' events, also when the Acquire call is slow to return after the
+// grant (here its unsubscribe takes longer than a renewal interval): the
+// events of a lease arrive in the order they happened.
+func TestGrantedBeforeLeaseEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		holder := store.Locker(nil)
+		defer holder.Close()
+		first, err := holder.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec recorder
+		l := dlock.New(slowUnsubscribe{store.Driver()}, &dlock.Options{TTL: time.Second, Observer: &rec})
+		defer l.Close()
+		got := make(chan *dlock.Lease)
+		go func() {
+			lease, err := l.Acquire(t.Context(), "k", nil)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- lease
+		}()
+		synctest.Wait() // waiting, subscribed
+		first.Release(t.Context())
+		lease := <-got
+		if lease == nil {
+			return
+		}
+		lease.Release(t.Context())
+		synctest.Wait()
+		kinds := rec.kinds()
+		if i := slices.Index(kinds, "granted"); i < 0 || slices.Contains(kinds[:i], "refreshed") {
+			t.Fatalf("events %q; want granted before the lease's refreshed", kinds)
+		}
+	})
 }

@@ -26,8 +26,11 @@ const pauseTTL = time.Second
 // leases and spins, looking at the clock; the test stops it (SIGSTOP) for
 // 2.5×TTL and resumes it. The worker's first look after the resume, before
 // the renewal goroutine can run, must report the loss: through
-// Lease.Err, through the lease context's Err, and through Done (issue 11
-// item 3).
+// Lease.Err, through the lease context's Err, through Done, and through
+// the contexts that Do and Election hand out (issue 11 item 3). A Release
+// as the first call after the pause must report the loss too, although the
+// backend still holds the key (a large Drift keeps the server's expiry far
+// behind the local deadline): the lease's deadline passed before it.
 func TestPausedWorkerSeesLossAtFirstLook(t *testing.T) {
 	if os.Getenv(pauseChildEnv) == "1" {
 		pausedWorker()
@@ -67,7 +70,7 @@ func TestPausedWorkerSeesLossAtFirstLook(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	for _, what := range []string{"lease.Err", "ctx.Err", "Done"} {
+	for _, what := range pauseLooks {
 		l := next()
 		if !strings.HasPrefix(l, what+" ") {
 			t.Fatalf("worker said %q; want a report of %s", l, what)
@@ -81,14 +84,38 @@ func TestPausedWorkerSeesLossAtFirstLook(t *testing.T) {
 	}
 }
 
-// pausedWorker holds three leases, says ready, and spins until it sees a
+// pauseLooks are the ways pausedWorker looks at its leases, in order.
+var pauseLooks = []string{"lease.Err", "ctx.Err", "Done", "Do ctx.Err", "Election ctx.Err", "Release"}
+
+// pausedWorker holds three leases, runs Do and an Election whose functions
+// hand their contexts over and wait, says ready, and spins until it sees a
 // gap longer than the TTL in the clock: it was paused. It then looks at
-// each lease once, in a different way, and prints what it saw.
+// each lease or context once, in a different way, and prints what it saw.
 func pausedWorker() {
 	runtime.GOMAXPROCS(1) // the renewal goroutine runs only when this one yields
 	l := memdriver.New(&dlock.Options{TTL: pauseTTL})
 	defer l.Close()
 	ctx := context.Background()
+
+	works := make(chan context.Context)
+	finish := make(chan struct{})
+	work := func(ctx context.Context, _ *dlock.Lease) error {
+		works <- ctx
+		<-finish
+		return nil
+	}
+	ectx, stopElection := context.WithCancel(ctx)
+	ended := make(chan error, 2)
+	go func() { ended <- l.Do(ctx, "paused/do", nil, work) }()
+	doCtx := <-works
+	go func() { ended <- dlock.NewElection(l, "paused/elect", nil).Run(ectx, work) }()
+	electCtx := <-works
+	defer func() {
+		stopElection()
+		close(finish)
+		<-ended
+		<-ended
+	}()
 	var leases [3]*dlock.Lease
 	for i := range leases {
 		lease, err := l.Acquire(ctx, fmt.Sprint("paused/", i), nil)
@@ -97,6 +124,12 @@ func pausedWorker() {
 			return
 		}
 		leases[i] = lease
+	}
+	// Local deadline at most 2s after each renewal, the backend's 10s.
+	drifted, err := l.Acquire(ctx, "paused/release", &dlock.Options{TTL: 10 * time.Second, Drift: 8 * time.Second, RenewInterval: 200 * time.Millisecond})
+	if err != nil {
+		fmt.Println("acquire:", err)
+		return
 	}
 	lctx := leases[1].Context()
 	last := time.Now() // before ready: the pause may come at once
@@ -108,7 +141,7 @@ func pausedWorker() {
 		}
 		last = now
 	}
-	var errs [3]error
+	errs := make([]error, len(pauseLooks))
 	errs[0] = leases[0].Err()
 	if lctx.Err() != nil {
 		errs[1] = context.Cause(lctx)
@@ -118,7 +151,14 @@ func pausedWorker() {
 		errs[2] = leases[2].Err()
 	default:
 	}
-	for i, what := range []string{"lease.Err", "ctx.Err", "Done"} {
+	if doCtx.Err() != nil {
+		errs[3] = context.Cause(doCtx)
+	}
+	if electCtx.Err() != nil {
+		errs[4] = context.Cause(electCtx)
+	}
+	errs[5] = drifted.Release(ctx)
+	for i, what := range pauseLooks {
 		fmt.Println(what, errs[i])
 	}
 	fmt.Println("done")

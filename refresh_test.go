@@ -173,3 +173,156 @@ func TestRefreshInvalidTTL(t *testing.T) {
 		}
 	})
 }
+
+// lateRefresh times out on the first Refresh with TTL ttl without applying
+// it, and applies it just after the next Refresh, as a request delayed in
+// the network behind a later one is. It hides batched refresh.
+type lateRefresh struct {
+	driver.Locker
+	ttl          time.Duration
+	mu           sync.Mutex
+	key, token   string // the delayed refresh
+	held, landed bool
+}
+
+func (d *lateRefresh) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ttl == d.ttl && !d.held {
+		d.key, d.token, d.held = key, token, true
+		return timeoutError{}
+	}
+	err := d.Locker.Refresh(ctx, key, token, ttl)
+	if d.held && !d.landed {
+		d.landed = true
+		d.Locker.Refresh(ctx, d.key, d.token, d.ttl)
+	}
+	return err
+}
+
+// TestLateShorterRefresh: a Refresh to a shorter TTL whose outcome is
+// unknown may still reach the backend after later refreshes; a later
+// Refresh to a longer TTL must not leave the local deadline beyond the
+// expiry the delayed one sets. (It did: another client took the key 1s
+// later while the lease reported itself valid for 9s more.)
+func TestLateShorterRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := dlock.New(&lateRefresh{Locker: store.Driver(), ttl: time.Second}, &dlock.Options{TTL: 10 * time.Second})
+		defer l.Close()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Release(t.Context())
+		if err := lease.Refresh(t.Context(), time.Second); err == nil {
+			t.Fatal("Refresh(1s) succeeded; want the driver's timeout")
+		}
+		if err := lease.Refresh(t.Context(), 10*time.Second); err != nil {
+			t.Fatal(err) // the delayed Refresh(1s) lands just after it
+		}
+		time.Sleep(1500 * time.Millisecond)
+		other := store.Locker(nil)
+		defer other.Close()
+		if second, err := other.TryAcquire(t.Context(), "k", nil); err == nil {
+			defer second.Release(t.Context())
+			if lease.Err() == nil {
+				t.Fatalf("two holders: another client got fence %d while the first lease reports itself valid until %v from now",
+					second.Fence(), time.Until(lease.ValidUntil()))
+			}
+		}
+	})
+}
+
+// lateAcquire times out on the first Acquire without applying it, and
+// applies it just after the first Refresh, as a request delayed in the
+// network behind later ones is. It hides optional capabilities.
+type lateAcquire struct {
+	driver.Locker
+	mu     sync.Mutex
+	req    *driver.Request // the delayed acquire
+	landed bool
+}
+
+func (d *lateAcquire) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.req == nil {
+		d.req = &req
+		return driver.Result{}, timeoutError{}
+	}
+	return d.Locker.Acquire(ctx, req)
+}
+
+func (d *lateAcquire) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.Locker.Refresh(ctx, key, token, ttl)
+	if !d.landed {
+		d.landed = true
+		d.Locker.Acquire(ctx, *d.req)
+	}
+	return err
+}
+
+// TestLateAcquireAfterLongerRefresh: an acquire attempt whose outcome is
+// unknown may reach the backend after the lease a later attempt (same
+// token) returned was refreshed to a longer TTL, and cut the key's expiry
+// back to the acquire's TTL; the lease must not report itself valid past
+// that.
+func TestLateAcquireAfterLongerRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := dlock.New(&lateAcquire{Locker: store.Driver()}, &dlock.Options{TTL: time.Second, Retry: dlock.LinearBackoff(10 * time.Millisecond)})
+		defer l.Close()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Release(t.Context())
+		if err := lease.Refresh(t.Context(), 10*time.Second); err != nil {
+			t.Fatal(err) // the delayed acquire (TTL 1s) lands just after it
+		}
+		time.Sleep(1500 * time.Millisecond)
+		other := store.Locker(nil)
+		defer other.Close()
+		if second, err := other.TryAcquire(t.Context(), "k", nil); err == nil {
+			defer second.Release(t.Context())
+			if lease.Err() == nil {
+				t.Fatalf("two holders: another client got fence %d while the first lease reports itself valid until %v from now",
+					second.Fence(), time.Until(lease.ValidUntil()))
+			}
+		}
+	})
+}
+
+// TestLateRenewalAfterLongerRefresh: an automatic renewal whose outcome is
+// unknown may reach the backend after a later Refresh to a longer TTL and
+// set the key's expiry back to the old TTL; the lease must not report
+// itself valid past that.
+func TestLateRenewalAfterLongerRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := dlock.New(&lateRefresh{Locker: store.Driver(), ttl: time.Second}, &dlock.Options{TTL: time.Second})
+		defer l.Close()
+		lease, err := l.Acquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Release(t.Context())
+		time.Sleep(340 * time.Millisecond) // the first renewal (at 1/3 TTL) timed out; its retry is not due yet
+		if err := lease.Refresh(t.Context(), 10*time.Second); err != nil {
+			t.Fatal(err) // the delayed renewal (TTL 1s) lands just after it
+		}
+		time.Sleep(1500 * time.Millisecond)
+		other := store.Locker(nil)
+		defer other.Close()
+		if second, err := other.TryAcquire(t.Context(), "k", nil); err == nil {
+			defer second.Release(t.Context())
+			if lease.Err() == nil {
+				t.Fatalf("two holders: another client got fence %d while the first lease reports itself valid until %v from now",
+					second.Fence(), time.Until(lease.ValidUntil()))
+			}
+		}
+	})
+}

@@ -66,10 +66,44 @@ func (r *renewer) unlock() { r.mu.Unlock() }
 
 // note queues an event of le for the Locker's event goroutine. r.mu must be
 // held, so that a lease's events are queued in the order they happen.
+//
+// Until the lease's EventGranted is reported (see granted), its events wait
+// in the lease: the Acquire call may be slow to return after the grant (an
+// unsubscribe round trip), and a renewal may happen meanwhile.
 func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
-	if le.obs.enabled() {
+	switch {
+	case !le.obs.enabled():
+	case le.grantPending:
+		// An Observer blocking on EventGranted must not grow it forever;
+		// EventLost, once per lease, is always kept.
+		if len(le.held) < maxHeld || kind == EventLost {
+			le.held = append(le.held, heldEvent{le.event(kind, d, err), le.failures})
+		}
+	default:
 		le.obs.post(le.ctx, le.event(kind, d, err), le.failures)
 	}
+}
+
+// maxHeld bounds the events a lease keeps until its EventGranted is
+// reported; later ones but EventLost are dropped.
+const maxHeld = 64
+
+// heldEvent is an event noted before its lease's EventGranted was reported.
+type heldEvent struct {
+	e        Event
+	failures int
+}
+
+// granted queues the events that le noted before its EventGranted was
+// reported, and lets later ones go out at once.
+func (r *renewer) granted(le *Lease) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	le.grantPending = false
+	for _, h := range le.held {
+		le.obs.post(le.ctx, h.e, h.failures)
+	}
+	le.held = nil
 }
 
 func newRenewer(d driver.Locker) *renewer {
@@ -84,13 +118,15 @@ func newRenewer(d driver.Locker) *renewer {
 func (r *renewer) isClosed() bool { return r.closed.Load() }
 
 // add schedules a newly acquired lease. sent is when the acquire request
-// was sent: the lease's deadline counts from then.
-func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings) (*Lease, error) {
+// was sent: the lease's deadline counts from then. ttlCap, if not 0, is the
+// longest TTL the lease may ask for later (see Lease.Refresh): an attempt
+// with its token may still land.
+func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings, ttlCap time.Duration) (*Lease, error) {
 	le := &Lease{
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
 		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent,
 		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift, renewSet: cfg.renewSet, driftSet: cfg.driftSet,
-		deadlineAt: -1, renewAt: -1,
+		deadlineAt: -1, renewAt: -1, grantPending: cfg.obs.enabled(), ttlCap: ttlCap,
 	}
 	r.setDeadline(le, sent.Add(req.TTL-cfg.drift))
 	le.ctx, le.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
@@ -283,10 +319,21 @@ func (r *renewer) confirmed(le *Lease, sent time.Time, ttl time.Duration) {
 // failed handles a refresh, sent at sent with settings t, that ended with a
 // transient error: the backend may have applied it or not. The deadline
 // stands unless t's TTL was shorter; then it moves earlier to match, as the
-// backend may now expire the key sooner. A renewal is tried again soon.
-// r.mu must be held.
+// backend may now expire the key sooner. If the outcome is unknown, the
+// request may also land later, after other refreshes, and set the expiry
+// back to t's TTL then: the lease never asks for a longer TTL again, and
+// renews with t's if it is shorter. A renewal is tried again soon. r.mu
+// must be held.
 func (r *renewer) failed(le *Lease, sent time.Time, t leasetime.Settings, err error) {
 	le.failures++
+	if driver.OutcomeUnknown(err) {
+		if t.TTL < le.ttl {
+			le.setTiming(t)
+		}
+		if le.ttlCap == 0 || t.TTL < le.ttlCap {
+			le.ttlCap = t.TTL
+		}
+	}
 	r.note(le, EventRefreshFailed, time.Since(sent), err)
 	if d := sent.Add(t.TTL - t.Drift); d.Before(le.deadline) {
 		r.setDeadline(le, d)
@@ -378,17 +425,18 @@ func (r *renewer) remove(le *Lease) {
 	}
 }
 
-// close stops renewal and returns the leases that were still held, marked
-// released; the caller ends them.
+// close stops renewal and returns the leases that were still held, lost
+// with a cause wrapping ErrClosed before it waits for rounds in flight, so
+// that they report it from the moment Close began. Their holders have not
+// released them: a later Lease.Release reports the loss. The caller frees
+// their keys on the backend.
 func (r *renewer) close() []*Lease {
 	r.mu.Lock()
 	r.closed.Store(true)
 	leases := slices.Clone(r.deadlines.items)
 	for _, le := range leases {
-		le.released = true
-		le.deadlineAt, le.renewAt = -1, -1
+		r.lose(le, ErrClosed)
 	}
-	r.deadlines.items, r.renewals.items = nil, nil
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()

@@ -3,6 +3,7 @@ package memdriver
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/url"
 	"sync"
 	"testing"
@@ -202,6 +203,11 @@ func notHeld(key string) error {
 	return fmt.Errorf("memdriver: %q: %w", key, driver.ErrNotHeld)
 }
 
+// errExhausted refuses a grant once a key's fence reached the largest
+// uint64 (only a floor or a raise from outside gets there): a larger fence
+// does not exist, and one that wrapped around would go backwards.
+var errExhausted = fmt.Errorf("memdriver: %w: the key's fences are exhausted (the last one is 2^64-1)", dlock.ErrInvalid)
+
 // errNoToken refuses an Acquire without a token: the store marks a free
 // key with an empty one.
 var errNoToken = fmt.Errorf("memdriver: %w: empty token", dlock.ErrInvalid)
@@ -224,6 +230,9 @@ func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{HolderTTL: e.expires.Sub(now)}, nil
 	}
 	if e.token == "" {
+		if e.last == math.MaxUint64 {
+			return driver.Result{}, errExhausted
+		}
 		e.last = max(e.last+1, req.FenceFloor)
 		e.token, e.owner, e.fence, e.since = req.Token, req.Owner, e.last, now
 	}

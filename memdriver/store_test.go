@@ -3,6 +3,7 @@ package memdriver_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -438,4 +439,39 @@ func TestBubbleBorder(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) { check(t, l) })
 		l.Close()
 	})
+}
+
+// TestFencesExhausted: once a key's fence reached the largest uint64 (by a
+// floor or a raise), no later grant may wrap around to a smaller fence: it
+// is refused.
+func TestFencesExhausted(t *testing.T) {
+	for _, how := range []string{"floor", "raise"} {
+		t.Run(how, func(t *testing.T) {
+			d := newClient(t, memdriver.NewStore())
+			ctx := t.Context()
+			req := driver.Request{Key: "k", Token: "a", TTL: time.Minute}
+			if how == "floor" {
+				req.FenceFloor = math.MaxUint64
+			}
+			res, err := d.Acquire(ctx, req)
+			if err != nil || !res.Acquired {
+				t.Fatalf("Acquire = %+v, %v", res, err)
+			}
+			if how == "raise" {
+				if err := d.(driver.FenceRaiser).RaiseFence(ctx, "k", "a", math.MaxUint64); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := d.Release(ctx, "k", "a"); err != nil {
+				t.Fatal(err)
+			}
+			res, err = d.Acquire(ctx, driver.Request{Key: "k", Token: "b", TTL: time.Minute})
+			if err == nil && res.Acquired {
+				t.Fatalf("grant after fence %d: fence %d; want the grant refused, fences cannot grow", uint64(math.MaxUint64), res.Fence)
+			}
+			if err != nil && !errors.Is(err, dlock.ErrInvalid) {
+				t.Fatalf("Acquire after the last fence = %v; want ErrInvalid", err)
+			}
+		})
+	}
 }

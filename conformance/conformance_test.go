@@ -189,8 +189,9 @@ func (d halvesTTL) Refresh(ctx context.Context, key, token string, ttl time.Dura
 	return d.Locker.Refresh(ctx, key, token, ttl/2)
 }
 
-// constantFence grants every lock the same fence.
-type constantFence struct{ driver.Locker }
+// constantFence grants every lock the same fence, and declares fence
+// floors.
+type constantFence struct{ declaresFloors }
 
 func (d constantFence) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	res, err := d.Locker.Acquire(ctx, req)
@@ -231,7 +232,21 @@ func (d refreshNeverShortens) Refresh(ctx context.Context, key, token string, tt
 
 // floorGoesDown grants exactly the FenceFloor when it is below the key's
 // last fence.
-type floorGoesDown struct{ driver.Locker }
+type floorGoesDown struct{ declaresFloors }
+
+// declaresFloors declares that it honours fence floors, and hides every
+// other capability.
+type declaresFloors struct{ driver.Locker }
+
+func (declaresFloors) CheckFenceFloors() error { return nil }
+
+// ignoresFloor declares fence floors and drops them.
+type ignoresFloor struct{ declaresFloors }
+
+func (d ignoresFloor) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	req.FenceFloor = 0
+	return d.Locker.Acquire(ctx, req)
+}
 
 func (d floorGoesDown) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	res, err := d.Locker.Acquire(ctx, req)
@@ -315,7 +330,7 @@ func (d unavailableAfterGrant) Acquire(ctx context.Context, req driver.Request) 
 }
 
 // capabilityCases are the cases that need an optional capability.
-var capabilityCases = []string{"Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}
+var capabilityCases = []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}
 
 // TestSuite runs the suite on a recorder against correct and broken
 // drivers, and checks which cases pass, fail and skip.
@@ -351,7 +366,7 @@ func TestSuite(t *testing.T) {
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return Faulty(struct{ driver.Locker }{d})
 			}),
-			skip: []string{"Inspect", "InspectAfterExpiry", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, // RefreshBatch is emulated
+			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, // RefreshBatch is emulated
 		},
 		{
 			name: "NoPartition",
@@ -392,10 +407,10 @@ func TestSuite(t *testing.T) {
 		{
 			name: "ConstantFence",
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
-				return constantFence{d}
+				return constantFence{declaresFloors{d}}
 			}),
-			fail: []string{"FencesIncrease", "FencesIncreaseAfterExpiry", "FenceFloor", "ContendedNoOverlap"},
-			skip: append([]string{"FenceFloorBelowLast"}, capabilityCases...), // fence 7 for any floor
+			fail: []string{"FencesIncrease", "FencesIncreaseAfterExpiry", "FenceFloor", "FenceFloorBelowLast", "ContendedNoOverlap"},
+			skip: capabilityCases[2:], // it declares fence floors (fence 7 for any floor)
 		},
 		{
 			name: "NeverWakes",
@@ -403,7 +418,7 @@ func TestSuite(t *testing.T) {
 				return neverWakes{d}
 			}),
 			fail: []string{"ReleaseWakesWaiter", "WaitersServedInTurn"},
-			skip: []string{"Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence"},
+			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence"},
 		},
 		{
 			name: "RefreshNeverShortens",
@@ -416,10 +431,19 @@ func TestSuite(t *testing.T) {
 		{
 			name: "FloorGoesDown",
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
-				return floorGoesDown{d}
+				return floorGoesDown{declaresFloors{d}}
 			}),
 			fail: []string{"FenceFloorBelowLast"},
-			skip: capabilityCases,
+			skip: capabilityCases[2:], // it declares fence floors
+		},
+		{
+			// It declares fence floors and ignores them.
+			name: "IgnoresFloor",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return ignoresFloor{declaresFloors{d}}
+			}),
+			fail: []string{"FenceFloor", "FenceFloorBelowLast"},
+			skip: capabilityCases[2:],
 		},
 		{
 			name: "ReleasesExpired",
@@ -435,7 +459,7 @@ func TestSuite(t *testing.T) {
 				return staleInspect{remembers{d, m}}
 			}),
 			fail: []string{"InspectAfterExpiry"},
-			skip: []string{"RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"},
+			skip: []string{"FenceFloor", "FenceFloorBelowLast", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"},
 		},
 		{
 			name: "UnavailableAfterGrant",

@@ -3,6 +3,7 @@ package redlock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -111,6 +112,19 @@ func agreed(got []int, res []driver.Result, quorum int) uint64 {
 		}
 	}
 	return best
+}
+
+var _ driver.FenceFloorer = (*locker)(nil)
+
+// CheckFenceFloors implements [driver.FenceFloorer]: with fencing, the
+// caller's floor is proposed to every node, each of which honours it, and
+// the lease's fence is one of theirs. Without fencing leases carry fence
+// 0, and it returns an error wrapping errors.ErrUnsupported.
+func (l *locker) CheckFenceFloors() error {
+	if !l.cfg.fencing {
+		return fmt.Errorf("redlock: fencing is disabled: %w", errors.ErrUnsupported)
+	}
+	return nil
 }
 
 // propose returns the fence floor of an attempt started at now with

@@ -48,7 +48,8 @@ type Options struct {
 	// later lease could get a smaller one, and a fence that may go
 	// backwards is worse than none. Set it only if nothing uses
 	// [dlock.Lease.Fence]. With fencing on (the default) every node must
-	// implement driver.FenceRaiser. Default: false (fencing on).
+	// implement driver.FenceRaiser and honour proposed fence floors
+	// (driver.FenceFloorer). Default: false (fencing on).
 	// URL parameter: fencing=false.
 	DisableFencing bool
 

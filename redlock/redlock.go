@@ -81,7 +81,8 @@ func (l fullLocker) Inspect(ctx context.Context, key string) (driver.Holder, boo
 // The nodes must be independent masters, not replicas of one another nor
 // shards of one cluster (see the package documentation); there must be at
 // least [MinNodes], and with fencing on every node must implement
-// driver.FenceRaiser. opts may be nil for the defaults.
+// driver.FenceRaiser and honour proposed fence floors
+// (driver.FenceFloorer). opts may be nil for the defaults.
 //
 // The driver is safe for concurrent use, and owns the nodes: its Close
 // closes them. Wrap it with dlock.New to use it. It implements driver.BatchRefresher always, and
@@ -127,6 +128,10 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 		if cfg.fencing && n.raiser == nil {
 			return nil, fmt.Errorf("%w: redlock: %s (%T) cannot raise fences (driver.FenceRaiser), which fencing needs; set Options.DisableFencing if nothing uses fences",
 				dlock.ErrInvalid, name, d)
+		}
+		if err := driver.CheckFenceFloors(d); cfg.fencing && err != nil {
+			return nil, fmt.Errorf("%w: redlock: %s: %v, which fencing needs to grant one fence on a majority in one round; set Options.DisableFencing if nothing uses fences",
+				dlock.ErrInvalid, name, err)
 		}
 		l.nodes = append(l.nodes, n)
 		l.all = append(l.all, i)

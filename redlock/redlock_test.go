@@ -59,6 +59,7 @@ func TestNewRejects(t *testing.T) {
 		{"NilNode", []driver.Locker{a, nil, b}, nil, "node 1 is nil"},
 		{"Duplicate", []driver.Locker{a, b, a}, nil, "nodes 0 and 2 are the same"},
 		{"NoFenceRaiser", []driver.Locker{a, b, plain{x}}, nil, "cannot raise fences"},
+		{"NoFenceFloors", []driver.Locker{a, b, raiseOnly{x}}, nil, "node 2: redlock_test.raiseOnly does not honour Request.FenceFloor"},
 		{"NegativeNodeTimeout", []driver.Locker{a, b, x}, &redlock.Options{NodeTimeout: -1}, "NodeTimeout"},
 		{"NegativeDrift", []driver.Locker{a, b, x}, &redlock.Options{Drift: -1}, "Drift"},
 	} {
@@ -96,6 +97,13 @@ func TestCapabilities(t *testing.T) {
 	}
 	if is[driver.FenceRaiser](d) {
 		t.Errorf("a Redlock driver claims driver.FenceRaiser, which it does not implement")
+	}
+	if err := driver.CheckFenceFloors(d); err != nil {
+		t.Errorf("CheckFenceFloors of a Redlock with fencing = %v; want nil: it honours the floor it proposes to its nodes", err)
+	}
+	bare, _ := c.driver(t, &redlock.Options{DisableFencing: true})
+	if err := driver.CheckFenceFloors(bare); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("CheckFenceFloors of a Redlock without fencing = %v; want ErrUnsupported: its leases carry fence 0", err)
 	}
 }
 
@@ -215,6 +223,16 @@ type countRaise struct {
 func (c *countRaise) RaiseFence(ctx context.Context, key, token string, fence uint64) error {
 	c.n.Add(1)
 	return c.Locker.(driver.FenceRaiser).RaiseFence(ctx, key, token, fence)
+}
+
+func (c *countRaise) CheckFenceFloors() error { return driver.CheckFenceFloors(c.Locker) }
+
+// raiseOnly raises fences but hides every other capability, fence floors
+// included.
+type raiseOnly struct{ driver.Locker }
+
+func (r raiseOnly) RaiseFence(ctx context.Context, key, token string, fence uint64) error {
+	return r.Locker.(driver.FenceRaiser).RaiseFence(ctx, key, token, fence)
 }
 
 func TestFenceWriteBack(t *testing.T) {

@@ -98,6 +98,9 @@ var cases = []testCase{
 	{"CloseStops",
 		"Closing a dlock Locker ends its leases (Done closed, ErrClosed), frees their keys, and makes later calls return ErrClosed.",
 		closeStops},
+	{"UnsupportedMeansAbsent",
+		"A capability method that answers errors.ErrUnsupported (a wrapping driver that cannot offer it) answers so every time, and dlock then works as over a driver without the capability: Holder reports ErrUnsupported, waiters get the key, renewal keeps leases.",
+		unsupportedMeansAbsent},
 }
 
 func acquireRelease(s *suite) {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,6 +257,32 @@ func (d floorGoesDown) Acquire(ctx context.Context, req driver.Request) (driver.
 	return res, err
 }
 
+// cannotBatch implements BatchRefresher and answers ErrUnsupported for
+// every request, as a wrapper over a driver that cannot batch may.
+type cannotBatch struct{ driver.Locker }
+
+func (cannotBatch) RefreshBatch(_ context.Context, reqs []driver.RefreshRequest) []error {
+	errs := make([]error, len(reqs))
+	for i := range errs {
+		errs[i] = fmt.Errorf("cannot batch: %w", errors.ErrUnsupported)
+	}
+	return errs
+}
+
+// flakyInspect answers ErrUnsupported from its first Inspect, and then
+// inspects.
+type flakyInspect struct {
+	driver.Locker
+	calls atomic.Int32
+}
+
+func (d *flakyInspect) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
+	if d.calls.Add(1) == 1 {
+		return driver.Holder{}, false, fmt.Errorf("not now: %w", errors.ErrUnsupported)
+	}
+	return d.Locker.(driver.Inspector).Inspect(ctx, key)
+}
+
 // grant is what the broken drivers below remember of a key's last grant.
 type grant struct {
 	token   string
@@ -330,7 +357,7 @@ func (d unavailableAfterGrant) Acquire(ctx context.Context, req driver.Request) 
 }
 
 // capabilityCases are the cases that need an optional capability.
-var capabilityCases = []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}
+var capabilityCases = []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn", "UnsupportedMeansAbsent"}
 
 // TestSuite runs the suite on a recorder against correct and broken
 // drivers, and checks which cases pass, fail and skip.
@@ -345,12 +372,14 @@ func TestSuite(t *testing.T) {
 		{
 			name:       "Memdriver",
 			newHarness: memHarness(nil),
+			skip:       []string{"UnsupportedMeansAbsent"}, // no capability is unsupported
 		},
 		{
 			name: "FaultyHealthy",
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return Faulty(d)
 			}),
+			skip: []string{"UnsupportedMeansAbsent"},
 		},
 		{
 			// Without capabilities, their cases are skipped by type
@@ -375,7 +404,7 @@ func TestSuite(t *testing.T) {
 				h.Partitioned = nil
 				return h
 			},
-			skip: []string{"LeaseLostBeforeExpiry"},
+			skip: []string{"LeaseLostBeforeExpiry", "UnsupportedMeansAbsent"},
 		},
 		{
 			name: "IgnoresTokens",
@@ -418,7 +447,7 @@ func TestSuite(t *testing.T) {
 				return neverWakes{d}
 			}),
 			fail: []string{"ReleaseWakesWaiter", "WaitersServedInTurn"},
-			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence"},
+			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "UnsupportedMeansAbsent"},
 		},
 		{
 			name: "RefreshNeverShortens",
@@ -459,7 +488,7 @@ func TestSuite(t *testing.T) {
 				return staleInspect{remembers{d, m}}
 			}),
 			fail: []string{"InspectAfterExpiry"},
-			skip: []string{"FenceFloor", "FenceFloorBelowLast", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"},
+			skip: []string{"FenceFloor", "FenceFloorBelowLast", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn", "UnsupportedMeansAbsent"},
 		},
 		{
 			name: "UnavailableAfterGrant",
@@ -478,6 +507,26 @@ func TestSuite(t *testing.T) {
 				return h
 			},
 			fail: []string{"LeaseLostBeforeExpiry"},
+			skip: []string{"UnsupportedMeansAbsent"},
+		},
+		{
+			// A wrapper that cannot batch, and says so by the rule for
+			// wrapping drivers: dlock refreshes key by key.
+			name: "BatchUnsupported",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return cannotBatch{d}
+			}),
+			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"},
+		},
+		{
+			// A wrapper whose Inspect answers ErrUnsupported once, and
+			// then works: a capability is either offered or not.
+			name: "FlakyUnsupported",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return &flakyInspect{Locker: d}
+			}),
+			fail: []string{"UnsupportedMeansAbsent"},
+			skip: capabilityCases[:len(capabilityCases)-1],
 		},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,16 @@ import (
 	"github.com/dlock-go/dlock/driver"
 )
 
+// Inspect implements [driver.Inspector] when a majority of nodes can
+// inspect (see inspectKey), and otherwise returns at once an error
+// wrapping errors.ErrUnsupported.
+func (l *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
+	if err := l.lacks("inspect", l.inspectors); err != nil {
+		return driver.Holder{}, false, err
+	}
+	return l.inspectKey(ctx, key)
+}
+
 // inspectKey reports the holder that a majority of nodes agree on: the
 // same owner on a majority. Its fence is the largest that a majority of
 // those nodes report, its TTL the time until fewer than a majority hold

@@ -9,6 +9,17 @@ import (
 	"time"
 )
 
+// Subscribe implements [driver.Notifier] when a majority of nodes can
+// notify (see subscribe), and otherwise returns at once an error wrapping
+// errors.ErrUnsupported. Nodes do not queue waiters (see Acquire), so the
+// token is not passed on.
+func (l *locker) Subscribe(ctx context.Context, key, _ string) (<-chan struct{}, func(), error) {
+	if err := l.lacks("notify releases", l.notifiers); err != nil {
+		return nil, nil, err
+	}
+	return l.subscribe(ctx, key)
+}
+
 // subscribe subscribes on every node that can notify, and merges their
 // notifications: the returned channel receives a value once releases were
 // seen on a majority of nodes since the last value. A holder's release

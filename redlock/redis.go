@@ -35,7 +35,7 @@ func NewRedis(clients []redis.UniversalClient, opts *Options) (*dlock.Locker, er
 	if opts != nil {
 		lock = opts.Lock
 	}
-	return dlock.New(l.withCapabilities(), lock), nil
+	return dlock.New(l, lock), nil
 }
 
 func newRedis(clients []redis.UniversalClient, opts *Options) (*locker, error) {

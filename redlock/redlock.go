@@ -1,7 +1,6 @@
 package redlock
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -22,18 +21,20 @@ type node struct {
 	d       driver.Locker
 	name    string             // "node 2" or "node 2 (10.0.0.3:6379)", for errors
 	raiser  driver.FenceRaiser // nil if unsupported
-	notify  driver.Notifier
-	inspect driver.Inspector
+	notify  driver.Notifier    // nil if unsupported
+	inspect driver.Inspector   // nil if unsupported
 }
 
 // locker is the quorum driver. It is safe for concurrent use; it keeps no
 // per-key state, so every call stands alone, as the driver contract asks.
 type locker struct {
-	nodes   []node
-	all     []int // 0..len(nodes)-1
-	quorum  int
-	cfg     config
-	closers []func() error // run after the nodes are closed: clients a URL opened
+	nodes  []node
+	all    []int // 0..len(nodes)-1
+	quorum int
+	cfg    config
+
+	notifiers, inspectors int            // nodes that can notify, inspect
+	closers               []func() error // run after the nodes are closed: clients a URL opened
 
 	closeOnce sync.Once
 	closeErr  error
@@ -43,38 +44,25 @@ type locker struct {
 	pending sync.Map      // token → *lateGrant, done when its late grants are in; see lateGrants
 }
 
-// The capabilities are declared by the types New returns: a Notifier or an
-// Inspector only if a majority of nodes has the capability, since fewer
+// The capabilities. Go cannot implement an interface conditionally, so
+// the driver implements Notifier and Inspector always, and answers
+// errors.ErrUnsupported, by the driver package's rule for wrapping
+// drivers, when fewer than a majority of nodes have the capability: fewer
 // could never give a majority answer.
-type (
-	notifyingLocker  struct{ *locker }
-	inspectingLocker struct{ *locker }
-	fullLocker       struct{ *locker }
-)
-
 var (
 	_ driver.Locker         = (*locker)(nil)
 	_ driver.BatchRefresher = (*locker)(nil)
-	_ driver.Notifier       = notifyingLocker{}
-	_ driver.Inspector      = inspectingLocker{}
-	_ driver.Notifier       = fullLocker{}
-	_ driver.Inspector      = fullLocker{}
+	_ driver.Notifier       = (*locker)(nil)
+	_ driver.Inspector      = (*locker)(nil)
 )
 
-func (l notifyingLocker) Subscribe(ctx context.Context, key, _ string) (<-chan struct{}, func(), error) {
-	return l.subscribe(ctx, key)
-}
-
-func (l inspectingLocker) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
-	return l.inspectKey(ctx, key)
-}
-
-func (l fullLocker) Subscribe(ctx context.Context, key, _ string) (<-chan struct{}, func(), error) {
-	return l.subscribe(ctx, key)
-}
-
-func (l fullLocker) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
-	return l.inspectKey(ctx, key)
+// lacks returns an error wrapping errors.ErrUnsupported if only have
+// nodes can do what, fewer than a majority, or nil.
+func (l *locker) lacks(what string, have int) error {
+	if have >= l.quorum {
+		return nil
+	}
+	return fmt.Errorf("redlock: only %d of %d nodes can %s, and a majority is %d: %w", have, len(l.nodes), what, l.quorum, errors.ErrUnsupported)
 }
 
 // New returns a driver that holds a lock when a majority of nodes grant it.
@@ -85,15 +73,18 @@ func (l fullLocker) Inspect(ctx context.Context, key string) (driver.Holder, boo
 // (driver.FenceFloorer). opts may be nil for the defaults.
 //
 // The driver is safe for concurrent use, and owns the nodes: its Close
-// closes them. Wrap it with dlock.New to use it. It implements driver.BatchRefresher always, and
-// driver.Notifier and driver.Inspector when a majority of the nodes do.
-// Errors wrap dlock.ErrInvalid.
+// closes them. Wrap it with dlock.New to use it. It implements
+// driver.BatchRefresher, driver.FenceFloorer, driver.Notifier and
+// driver.Inspector; by the driver package's rule for wrapping drivers, the
+// last two answer an error wrapping errors.ErrUnsupported unless a
+// majority of the nodes have them, and CheckFenceFloors does unless
+// fencing is on. Errors wrap dlock.ErrInvalid.
 func New(nodes []driver.Locker, opts *Options) (driver.Locker, error) {
 	l, err := newLocker(nodes, nil, opts)
 	if err != nil {
 		return nil, err
 	}
-	return l.withCapabilities(), nil
+	return l, nil
 }
 
 // newLocker checks nodes and options. addrs, if not nil, names the nodes
@@ -133,6 +124,12 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 			return nil, fmt.Errorf("%w: redlock: %s: %v, which fencing needs to grant one fence on a majority in one round; set Options.DisableFencing if nothing uses fences",
 				dlock.ErrInvalid, name, err)
 		}
+		if n.notify != nil {
+			l.notifiers++
+		}
+		if n.inspect != nil {
+			l.inspectors++
+		}
 		l.nodes = append(l.nodes, n)
 		l.all = append(l.all, i)
 	}
@@ -148,27 +145,6 @@ func same(a, b any) (eq bool) {
 	}()
 	t := reflect.TypeOf(a)
 	return t == reflect.TypeOf(b) && t.Comparable() && a == b
-}
-
-func (l *locker) withCapabilities() driver.Locker {
-	notify, inspect := 0, 0
-	for _, n := range l.nodes {
-		if n.notify != nil {
-			notify++
-		}
-		if n.inspect != nil {
-			inspect++
-		}
-	}
-	switch {
-	case notify >= l.quorum && inspect >= l.quorum:
-		return fullLocker{l}
-	case notify >= l.quorum:
-		return notifyingLocker{l}
-	case inspect >= l.quorum:
-		return inspectingLocker{l}
-	}
-	return l
 }
 
 // Close closes every node, and then the clients a URL opened.

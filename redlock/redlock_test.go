@@ -75,11 +75,20 @@ func TestNewRejects(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New without fencing over nodes that cannot raise fences = %v", err)
 	}
-	if _, ok := d.(driver.Notifier); ok {
-		t.Errorf("%T is a Notifier although no node is", d)
+	l := dlock.New(d, nil)
+	defer l.Close()
+	// It cannot notify or inspect: it says so by the rule for wrapping
+	// drivers, at once, and dlock treats it as it treats a driver without
+	// the capabilities.
+	ctx := t.Context()
+	if _, _, err := d.(driver.Notifier).Subscribe(ctx, "k", ""); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Subscribe with no node a Notifier = %v; want an error wrapping ErrUnsupported", err)
 	}
-	if _, ok := d.(driver.Inspector); ok {
-		t.Errorf("%T is an Inspector although no node is", d)
+	if _, _, err := d.(driver.Inspector).Inspect(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Inspect with no node an Inspector = %v; want an error wrapping ErrUnsupported", err)
+	}
+	if _, _, err := l.Holder(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("dlock Holder over it = %v; want an error wrapping ErrUnsupported", err)
 	}
 }
 

@@ -107,7 +107,7 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		l.Close()
 		return nil, l.quorumError("open", red, ok, errs, nil)
 	}
-	return l.withCapabilities(), nil
+	return l, nil
 }
 
 // refused reports whether err means that no connection could be made.

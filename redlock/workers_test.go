@@ -81,7 +81,7 @@ func TestLateGrantsForgotten(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer d.Close()
-		l := d.(fullLocker).locker
+		l := d.(*locker)
 		for i := range 3 {
 			req := driver.Request{Key: "k", Token: fmt.Sprint("t", i), TTL: time.Minute}
 			if res, err := d.Acquire(t.Context(), req); err != nil || !res.Acquired {

@@ -69,6 +69,10 @@ var (
 	// known one, neither wrapping ErrOutcomeUnknown nor reporting
 	// Timeout(), so that it is not undone twice.
 	ErrOutcomeUnknown = errors.New("dlock: outcome unknown")
+
+	// ErrClosed reports use of a driver (or a dlock.Locker) after Close.
+	// It is the same value as dlock.ErrClosed.
+	ErrClosed = errors.New("dlock: locker closed")
 )
 
 // OutcomeUnknown reports whether err says that an operation may have been

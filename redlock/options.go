@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/redisdriver"
 )
 
@@ -81,10 +82,10 @@ func (o *Options) resolve() (config, error) {
 	}
 	c := config{nodeTimeout: in.NodeTimeout, drift: in.Drift, fencing: !in.DisableFencing, lockTTL: dlock.DefaultTTL}
 	if in.NodeTimeout < 0 {
-		return c, fmt.Errorf("%w: redlock: NodeTimeout %v is negative", dlock.ErrInvalid, in.NodeTimeout)
+		return c, fmt.Errorf("%w: redlock: NodeTimeout %v is negative", driver.ErrInvalid, in.NodeTimeout)
 	}
 	if in.Drift < 0 {
-		return c, fmt.Errorf("%w: redlock: Drift %v is negative", dlock.ErrInvalid, in.Drift)
+		return c, fmt.Errorf("%w: redlock: Drift %v is negative", driver.ErrInvalid, in.Drift)
 	}
 	if in.Lock != nil && in.Lock.TTL > 0 {
 		c.lockTTL = in.Lock.TTL

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 )
 
@@ -95,7 +94,7 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 		return nil, err
 	}
 	if len(ds) < MinNodes {
-		return nil, fmt.Errorf("%w: redlock: %d nodes; a quorum needs at least %d independent nodes", dlock.ErrInvalid, len(ds), MinNodes)
+		return nil, fmt.Errorf("%w: redlock: %d nodes; a quorum needs at least %d independent nodes", driver.ErrInvalid, len(ds), MinNodes)
 	}
 	// Enough idle workers for a round and the late answers of the last.
 	l := &locker{cfg: cfg, quorum: len(ds)/2 + 1, workers: newWorkers(2 * len(ds))}
@@ -105,11 +104,11 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 			name = fmt.Sprintf("node %d (%s)", i, addrs[i])
 		}
 		if d == nil {
-			return nil, fmt.Errorf("%w: redlock: %s is nil", dlock.ErrInvalid, name)
+			return nil, fmt.Errorf("%w: redlock: %s is nil", driver.ErrInvalid, name)
 		}
 		for j := range i {
 			if same(ds[j], d) {
-				return nil, fmt.Errorf("%w: redlock: nodes %d and %d are the same driver; a quorum needs independent nodes", dlock.ErrInvalid, j, i)
+				return nil, fmt.Errorf("%w: redlock: nodes %d and %d are the same driver; a quorum needs independent nodes", driver.ErrInvalid, j, i)
 			}
 		}
 		n := node{d: d, name: name}
@@ -118,11 +117,11 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 		n.inspect, _ = d.(driver.Inspector)
 		if cfg.fencing && n.raiser == nil {
 			return nil, fmt.Errorf("%w: redlock: %s (%T) cannot raise fences (driver.FenceRaiser), which fencing needs; set Options.DisableFencing if nothing uses fences",
-				dlock.ErrInvalid, name, d)
+				driver.ErrInvalid, name, d)
 		}
 		if err := driver.CheckFenceFloors(d); cfg.fencing && err != nil {
 			return nil, fmt.Errorf("%w: redlock: %s: %v, which fencing needs to grant one fence on a majority in one round; set Options.DisableFencing if nothing uses fences",
-				dlock.ErrInvalid, name, err)
+				driver.ErrInvalid, name, err)
 		}
 		if n.notify != nil {
 			l.notifiers++

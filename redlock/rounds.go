@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 )
 
@@ -84,7 +83,7 @@ func (l *locker) window(ttl time.Duration) (window, timeout time.Duration, err e
 	drift := l.cfg.driftFor(ttl)
 	window = ttl - drift
 	if window <= 0 {
-		return 0, 0, fmt.Errorf("%w: redlock: drift %v leaves nothing of TTL %v", dlock.ErrInvalid, drift, ttl)
+		return 0, 0, fmt.Errorf("%w: redlock: drift %v leaves nothing of TTL %v", driver.ErrInvalid, drift, ttl)
 	}
 	return window, min(l.cfg.timeoutFor(ttl), window), nil
 }
@@ -93,7 +92,7 @@ func (l *locker) window(ttl time.Duration) (window, timeout time.Duration, err e
 // refresh or release a lock taken with "".
 func checkToken(token string) error {
 	if token == "" {
-		return fmt.Errorf("%w: redlock: empty token", dlock.ErrInvalid)
+		return fmt.Errorf("%w: redlock: empty token", driver.ErrInvalid)
 	}
 	return nil
 }

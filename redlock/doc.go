@@ -8,8 +8,9 @@
 // found missing from it.
 //
 // [New] composes any driver.Locker values (usually redisdriver nodes, in
-// tests also memdriver ones); [NewRedis] builds the nodes from go-redis
-// clients; a redlock:// URL does both from configuration.
+// tests also memdriver ones) into a dlock.Locker, and [NewDriver] into the
+// bare driver; [NewRedis] builds the nodes from go-redis clients; a
+// redlock:// URL does both from configuration.
 //
 // # Algorithm
 //

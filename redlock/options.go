@@ -60,9 +60,9 @@ type Options struct {
 	// fence_expiry, replica_acks, replica_timeout).
 	Redis *redisdriver.Options
 
-	// Lock configures the dlock.Locker that [NewRedis] returns (TTL,
-	// renewal, retry). Its TTL also sets the node timeout of calls that
-	// carry none. Default: nil, dlock's defaults. URLs set it with dlock's
+	// Lock configures the dlock.Locker that [New] and [NewRedis] return
+	// (TTL, renewal, retry). Its TTL also sets the node timeout of calls
+	// that carry none. Default: nil, dlock's defaults. URLs set it with dlock's
 	// common parameters (ttl, renew, drift, owner).
 	Lock *dlock.Options
 }

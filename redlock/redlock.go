@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 )
 
@@ -64,7 +65,24 @@ func (l *locker) lacks(what string, have int) error {
 	return fmt.Errorf("redlock: only %d of %d nodes can %s, and a majority is %d: %w", have, len(l.nodes), what, l.quorum, errors.ErrUnsupported)
 }
 
-// New returns a driver that holds a lock when a majority of nodes grant it.
+// New returns a [dlock.Locker] that holds a lock when a majority of nodes
+// grant it: [NewDriver]'s driver, with opts.Lock for the Locker's lease
+// defaults. opts may be nil for the defaults. Closing the Locker closes
+// the nodes. Its errors are NewDriver's, and wrap dlock.ErrInvalid.
+func New(nodes []driver.Locker, opts *Options) (*dlock.Locker, error) {
+	d, err := NewDriver(nodes, opts)
+	if err != nil {
+		return nil, err
+	}
+	var lock *dlock.Options
+	if opts != nil {
+		lock = opts.Lock
+	}
+	return dlock.New(d, lock), nil
+}
+
+// NewDriver returns the driver that [New] wraps: it holds a lock when a
+// majority of nodes grant it.
 // The nodes must be independent masters, not replicas of one another nor
 // shards of one cluster (see the package documentation); there must be at
 // least [MinNodes], and with fencing on every node must implement
@@ -72,13 +90,14 @@ func (l *locker) lacks(what string, have int) error {
 // (driver.FenceFloorer). opts may be nil for the defaults.
 //
 // The driver is safe for concurrent use, and owns the nodes: its Close
-// closes them. Wrap it with dlock.New to use it. It implements
+// closes them. Applications use [New]; NewDriver is for wrapping the
+// driver (a fault injector, a test spy) before dlock.New. It implements
 // driver.BatchRefresher, driver.FenceFloorer, driver.Notifier and
 // driver.Inspector; by the driver package's rule for wrapping drivers, the
 // last two answer an error wrapping errors.ErrUnsupported unless a
 // majority of the nodes have them, and CheckFenceFloors does unless
 // fencing is on. Errors wrap dlock.ErrInvalid.
-func New(nodes []driver.Locker, opts *Options) (driver.Locker, error) {
+func NewDriver(nodes []driver.Locker, opts *Options) (driver.Locker, error) {
 	l, err := newLocker(nodes, nil, opts)
 	if err != nil {
 		return nil, err

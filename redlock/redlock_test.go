@@ -64,14 +64,14 @@ func TestNewRejects(t *testing.T) {
 		{"NegativeDrift", []driver.Locker{a, b, x}, &redlock.Options{Drift: -1}, "Drift"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := redlock.New(tc.nodes, tc.opts)
+			d, err := redlock.NewDriver(tc.nodes, tc.opts)
 			if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(fmt.Sprint(err), tc.want) {
 				t.Errorf("New = %v, %v; want an error wrapping ErrInvalid that says %q", d, err, tc.want)
 			}
 		})
 	}
 	// Without fencing, nodes need no FenceRaiser.
-	d, err := redlock.New([]driver.Locker{plain{a}, plain{b}, plain{x}}, &redlock.Options{DisableFencing: true})
+	d, err := redlock.NewDriver([]driver.Locker{plain{a}, plain{b}, plain{x}}, &redlock.Options{DisableFencing: true})
 	if err != nil {
 		t.Fatalf("New without fencing over nodes that cannot raise fences = %v", err)
 	}
@@ -263,7 +263,7 @@ func TestFenceWriteBack(t *testing.T) {
 	// Node 0 refuses, so the majority is nodes 1 and 2.
 	f0 := conformance.Faulty(c.stores[0].Driver())
 	nodes := []*countRaise{{Locker: f0}, {Locker: c.stores[1].Driver()}, {Locker: c.stores[2].Driver()}}
-	d, err := redlock.New([]driver.Locker{nodes[0], nodes[1], nodes[2]}, nil)
+	d, err := redlock.NewDriver([]driver.Locker{nodes[0], nodes[1], nodes[2]}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestDisableFencing(t *testing.T) {
 	ctx := t.Context()
 	c := newMemCluster(3)
 	nodes := []driver.Locker{plain{c.raw(t, 0)}, plain{c.raw(t, 1)}, plain{c.raw(t, 2)}}
-	d, err := redlock.New(nodes, &redlock.Options{DisableFencing: true})
+	d, err := redlock.NewDriver(nodes, &redlock.Options{DisableFencing: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,7 +463,7 @@ func TestRefreshBatchMajority(t *testing.T) {
 	c := newMemCluster(3)
 	// Node 2 cannot batch: it gets one Refresh per request.
 	nodes := []driver.Locker{c.raw(t, 0), c.raw(t, 1), &countRaise{Locker: c.stores[2].Driver()}}
-	d, err := redlock.New(nodes, nil)
+	d, err := redlock.NewDriver(nodes, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -687,7 +687,7 @@ func TestLateMajority(t *testing.T) {
 		c := newMemCluster(3)
 		const ttl = time.Second
 		nodes := []driver.Locker{late{c.raw(t, 0), 0}, late{c.raw(t, 1), 0}, late{c.raw(t, 2), 0}}
-		d, err := redlock.New(nodes, &redlock.Options{DisableFencing: true})
+		d, err := redlock.NewDriver(nodes, &redlock.Options{DisableFencing: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -699,7 +699,7 @@ func TestLateMajority(t *testing.T) {
 		// Nodes 0 and 1 answer after the window (TTL − drift, 988ms) but
 		// before the lock expires.
 		const delay = ttl - 5*time.Millisecond
-		slow, err := redlock.New([]driver.Locker{late{c.raw(t, 0), delay}, late{c.raw(t, 1), delay}, c.raw(t, 2)}, &redlock.Options{DisableFencing: true})
+		slow, err := redlock.NewDriver([]driver.Locker{late{c.raw(t, 0), delay}, late{c.raw(t, 1), delay}, c.raw(t, 2)}, &redlock.Options{DisableFencing: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -741,7 +741,7 @@ func TestReleaseAwaitsLateGrants(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		c := newMemCluster(3)
-		d, err := redlock.New([]driver.Locker{c.raw(t, 0), c.raw(t, 1), slowAcquire{c.raw(t, 2), 50 * time.Millisecond}},
+		d, err := redlock.NewDriver([]driver.Locker{c.raw(t, 0), c.raw(t, 1), slowAcquire{c.raw(t, 2), 50 * time.Millisecond}},
 			&redlock.Options{DisableFencing: true})
 		if err != nil {
 			t.Fatal(err)
@@ -764,4 +764,28 @@ func TestReleaseAwaitsLateGrants(t *testing.T) {
 			t.Errorf("slow node still held by %+v after Release: the release overtook its late grant", h)
 		}
 	})
+}
+
+// TestNewLocker: New returns the portable type, configured by opts.Lock,
+// and refuses what NewDriver refuses.
+func TestNewLocker(t *testing.T) {
+	c := newMemCluster(3)
+	l, err := redlock.New([]driver.Locker{c.raw(t, 0), c.raw(t, 1), c.raw(t, 2)}, &redlock.Options{Lock: &dlock.Options{TTL: 7 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if ttl := l.Options().TTL; ttl != 7*time.Second {
+		t.Errorf("Locker TTL = %v; want Options.Lock's 7s", ttl)
+	}
+	lease, err := l.TryAcquire(t.Context(), "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lease.Release(t.Context()); err != nil {
+		t.Error(err)
+	}
+	if _, err := redlock.New([]driver.Locker{c.raw(t, 0)}, nil); !errors.Is(err, dlock.ErrInvalid) {
+		t.Errorf("New over one node = %v; want ErrInvalid", err)
+	}
 }

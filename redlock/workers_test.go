@@ -76,7 +76,7 @@ func (s slowNode) Acquire(ctx context.Context, req driver.Request) (driver.Resul
 func TestLateGrantsForgotten(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		nodes := []driver.Locker{memdriver.NewStore().Driver(), memdriver.NewStore().Driver(), slowNode{memdriver.NewStore().Driver()}}
-		d, err := New(nodes, &Options{DisableFencing: true})
+		d, err := NewDriver(nodes, &Options{DisableFencing: true})
 		if err != nil {
 			t.Fatal(err)
 		}

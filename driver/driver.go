@@ -1,35 +1,3 @@
-// Package driver defines the interface that dlock backends implement.
-//
-// Applications do not use this package: they use package dlock and one
-// driver package (memdriver, redisdriver, redlock). It is for people who
-// write a backend, in the way database/sql/driver is for database drivers.
-//
-// A driver is deliberately small and dumb. Each method makes one round of
-// backend calls and returns: no retries, no sleeping, no renew loops and no
-// token generation. Package dlock owns all of those, once, for every driver.
-//
-// Optional capabilities are separate small interfaces ([Notifier],
-// [Inspector], [BatchRefresher], [FenceRaiser], [FenceFloorer]). A driver
-// implements the ones its backend supports; dlock finds them by type
-// assertion.
-//
-// # Wrapping drivers
-//
-// A driver that wraps others (a fault injector, a quorum over nodes)
-// cannot tell when it is compiled which capabilities it can offer: that
-// depends on the drivers it wraps, and Go cannot implement an interface
-// conditionally. The rule is one for every capability: such a driver may
-// implement a capability's interface, and where it cannot offer the
-// capability, each of the interface's methods returns an error wrapping
-// errors.ErrUnsupported, at once, without I/O, and every time. An error
-// wrapping errors.ErrUnsupported from a capability's method means that the
-// capability is absent, as a failed type assertion does: dlock then polls
-// instead of subscribing and reports the error from Locker.Holder,
-// [RefreshBatch] refreshes request by request, and conformance.Run skips
-// the capability's cases. A wrapper never pretends instead (a subscription
-// that never fires, a holder it made up). [RefreshBatch] and
-// [CheckFenceFloors] are the helpers a wrapper answers with; redlock and
-// conformance.FaultyDriver follow the rule.
 package driver
 
 import (

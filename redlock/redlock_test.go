@@ -789,3 +789,41 @@ func TestNewLocker(t *testing.T) {
 		t.Errorf("New over one node = %v; want ErrInvalid", err)
 	}
 }
+
+// fencesOnly keeps a node's fence capabilities, which fencing needs, and
+// hides the others.
+type fencesOnly struct{ raiseOnly }
+
+func (f fencesOnly) CheckFenceFloors() error { return driver.CheckFenceFloors(f.Locker) }
+
+// TestConformanceMemNoCapabilities runs the suite against a Redlock whose
+// nodes can neither notify nor inspect: it implements Notifier and
+// Inspector and answers ErrUnsupported from them, by the driver package's
+// rule for wrapping drivers, and passes with those cases skipped.
+func TestConformanceMemNoCapabilities(t *testing.T) {
+	t.Parallel()
+	opts := suiteOptions
+	conformance.Run(t, func(t *testing.T) *conformance.Harness {
+		c := newMemCluster(3)
+		newDriver := func(t *testing.T) (driver.Locker, []*conformance.FaultyDriver) {
+			var nodes []driver.Locker
+			var fs []*conformance.FaultyDriver
+			for _, s := range c.stores {
+				f := conformance.Faulty(s.Driver())
+				nodes, fs = append(nodes, fencesOnly{raiseOnly{f}}), append(fs, f)
+			}
+			d, err := redlock.NewDriver(nodes, opts)
+			if err != nil {
+				t.Fatalf("redlock.NewDriver: %v", err)
+			}
+			return d, fs
+		}
+		return &conformance.Harness{
+			NewDriver: func(t *testing.T) driver.Locker { d, _ := newDriver(t); return d },
+			Partitioned: func(t *testing.T) (driver.Locker, func()) {
+				d, fs := newDriver(t)
+				return d, func() { partitionMajority(fs) }
+			},
+		}
+	})
+}

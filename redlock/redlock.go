@@ -33,8 +33,9 @@ type locker struct {
 	quorum int
 	cfg    config
 
-	notifiers, inspectors int            // nodes that can notify, inspect
-	closers               []func() error // run after the nodes are closed: clients a URL opened
+	closers []func() error // run after the nodes are closed: clients a URL opened
+
+	notifiers, inspectors int // nodes that can notify, inspect
 
 	closeOnce sync.Once
 	closeErr  error

@@ -25,8 +25,9 @@ var (
 	// depends on exclusivity must stop when it sees it.
 	ErrLeaseLost = errors.New("dlock: lease lost")
 
-	// ErrClosed reports use of a Locker after Close.
-	ErrClosed = errors.New("dlock: locker closed")
+	// ErrClosed reports use of a Locker after Close. It is the same value
+	// as driver.ErrClosed.
+	ErrClosed = driver.ErrClosed
 
 	// ErrUnavailable reports that the backend could not be reached. It is
 	// the same value as driver.ErrUnavailable.

@@ -4,56 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
 )
 
-// OpenFunc opens a driver for a URL whose scheme it registered. [Open] has
-// parsed the URL strictly ([driver.ParseURL]). Its query carries the
-// driver's own parameters and the common ones ([driver.CommonParams]: ttl,
-// renew, drift, owner) with the values the Locker uses, so a driver that
-// needs one reads the same setting. It must reject parameters it does not
-// know ([driver.UnknownParams]) and print URLs only with [driver.Redacted].
-type OpenFunc func(ctx context.Context, u *url.URL) (driver.Locker, error)
-
-var registry struct {
-	sync.RWMutex
-	m map[string]OpenFunc
-}
-
-// Register makes a driver available to [Open] under scheme. Driver packages
-// call it from init. It panics if scheme is registered twice or open is nil,
-// as both are programming errors found at start-up.
-func Register(scheme string, open OpenFunc) {
-	registry.Lock()
-	defer registry.Unlock()
-	if open == nil {
-		panic("dlock: Register " + scheme + " with a nil OpenFunc")
-	}
-	if _, dup := registry.m[scheme]; dup {
-		panic("dlock: Register called twice for scheme " + scheme)
-	}
-	if registry.m == nil {
-		registry.m = make(map[string]OpenFunc)
-	}
-	registry.m[scheme] = open
-}
-
-// Schemes returns the registered URL schemes, sorted.
-func Schemes() []string {
-	registry.RLock()
-	defer registry.RUnlock()
-	s := make([]string, 0, len(registry.m))
-	for k := range registry.m {
-		s = append(s, k)
-	}
-	slices.Sort(s)
-	return s
-}
+// Schemes returns the URL schemes of the drivers linked in, sorted.
+// Drivers register them with [driver.Register].
+func Schemes() []string { return driver.Schemes() }
 
 // Open returns a Locker for a URL such as "mem://", "redis://host:6379/0"
 // or "redlock://h1:6379,h2:6379,h3:6379". The driver for the scheme must be
@@ -82,9 +41,7 @@ func OpenOptions(ctx context.Context, rawURL string, opts *Options) (*Locker, er
 	if err != nil {
 		return nil, err
 	}
-	registry.RLock()
-	open, ok := registry.m[u.Scheme]
-	registry.RUnlock()
+	open, ok := driver.Lookup(u.Scheme)
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown URL scheme %q in %s; known schemes: %s (forgotten import?)",
 			ErrInvalid, u.Scheme, driver.Redacted(u), strings.Join(Schemes(), ", "))

@@ -73,7 +73,7 @@ func TestRegisterTwicePanics(t *testing.T) {
 			t.Fatal("registering mem twice did not panic")
 		}
 	}()
-	dlock.Register("mem", func(context.Context, *url.URL) (driver.Locker, error) { return nil, nil })
+	driver.Register("mem", func(context.Context, *url.URL) (driver.Locker, error) { return nil, nil })
 }
 
 func TestOpenOptions(t *testing.T) {
@@ -136,7 +136,7 @@ func TestRedactURL(t *testing.T) {
 var seen = make(chan *url.URL, 1)
 
 func init() {
-	dlock.Register("urlseen", func(_ context.Context, u *url.URL) (driver.Locker, error) {
+	driver.Register("urlseen", func(_ context.Context, u *url.URL) (driver.Locker, error) {
 		seen <- u
 		return memdriver.NewStore().Driver(), nil
 	})

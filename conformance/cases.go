@@ -54,10 +54,10 @@ var cases = []testCase{
 		"A grant after the previous holder expired has a greater fence than that holder's.",
 		fencesIncreaseAfterExpiry},
 	{"FenceFloor",
-		"A grant with Request.FenceFloor has a fence of at least that floor, and later grants exceed it, with or without a floor.",
+		"A driver.FenceFloorer's grant with Request.FenceFloor has a fence of at least that floor, and later grants exceed it, with or without a floor.",
 		fenceFloor},
 	{"FenceFloorBelowLast",
-		"A grant with a Request.FenceFloor below the key's last fence still exceeds that fence: a floor never makes fences go down.",
+		"A driver.FenceFloorer's grant with a Request.FenceFloor below the key's last fence still exceeds that fence: a floor never makes fences go down.",
 		fenceFloorBelowLast},
 	{"ReleaseWrongTokenExpired",
 		"Release with a token that never held the key returns ErrNotHeld also once the holder's lock has expired.",
@@ -98,6 +98,9 @@ var cases = []testCase{
 	{"CloseStops",
 		"Closing a dlock Locker ends its leases (Done closed, ErrClosed), frees their keys, and makes later calls return ErrClosed.",
 		closeStops},
+	{"UnsupportedMeansAbsent",
+		"A capability method that answers errors.ErrUnsupported (a wrapping driver that cannot offer it) answers so every time, and dlock then works as over a driver without the capability: Holder reports ErrUnsupported, waiters get the key, renewal keeps leases.",
+		unsupportedMeansAbsent},
 }
 
 func acquireRelease(s *suite) {
@@ -275,6 +278,7 @@ func fencesIncreaseAfterExpiry(s *suite) {
 
 func fenceFloor(s *suite) {
 	d1, d2 := s.driver(), s.driver()
+	s.needFenceFloors(d1)
 	key := s.key("k")
 	tok := token()
 	f0 := s.mustAcquire(d1, key, tok, longTTL)
@@ -775,6 +779,7 @@ func refreshShorterTTL(s *suite) {
 
 func fenceFloorBelowLast(s *suite) {
 	d1, d2 := s.driver(), s.driver()
+	s.needFenceFloors(d1)
 	key := s.key("k")
 	tok := token()
 	f0 := s.mustAcquire(d1, key, tok, longTTL)
@@ -787,7 +792,7 @@ func fenceFloorBelowLast(s *suite) {
 	}
 	s.mustRelease(d1, key, tok)
 	if res.Fence < floor {
-		s.Skipf("the driver does not honour FenceFloor (fence %d for floor %d)", res.Fence, floor)
+		s.Fatalf("fence %d for FenceFloor %d from a driver.FenceFloorer: a driver that declares fence floors must honour them", res.Fence, floor)
 	}
 	last := res.Fence
 	for i, low := range []uint64{1, f0, last - 1} {

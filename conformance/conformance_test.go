@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,8 +190,9 @@ func (d halvesTTL) Refresh(ctx context.Context, key, token string, ttl time.Dura
 	return d.Locker.Refresh(ctx, key, token, ttl/2)
 }
 
-// constantFence grants every lock the same fence.
-type constantFence struct{ driver.Locker }
+// constantFence grants every lock the same fence, and declares fence
+// floors.
+type constantFence struct{ declaresFloors }
 
 func (d constantFence) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	res, err := d.Locker.Acquire(ctx, req)
@@ -231,7 +233,21 @@ func (d refreshNeverShortens) Refresh(ctx context.Context, key, token string, tt
 
 // floorGoesDown grants exactly the FenceFloor when it is below the key's
 // last fence.
-type floorGoesDown struct{ driver.Locker }
+type floorGoesDown struct{ declaresFloors }
+
+// declaresFloors declares that it honours fence floors, and hides every
+// other capability.
+type declaresFloors struct{ driver.Locker }
+
+func (declaresFloors) CheckFenceFloors() error { return nil }
+
+// ignoresFloor declares fence floors and drops them.
+type ignoresFloor struct{ declaresFloors }
+
+func (d ignoresFloor) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	req.FenceFloor = 0
+	return d.Locker.Acquire(ctx, req)
+}
 
 func (d floorGoesDown) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	res, err := d.Locker.Acquire(ctx, req)
@@ -239,6 +255,32 @@ func (d floorGoesDown) Acquire(ctx context.Context, req driver.Request) (driver.
 		res.Fence = req.FenceFloor
 	}
 	return res, err
+}
+
+// cannotBatch implements BatchRefresher and answers ErrUnsupported for
+// every request, as a wrapper over a driver that cannot batch may.
+type cannotBatch struct{ driver.Locker }
+
+func (cannotBatch) RefreshBatch(_ context.Context, reqs []driver.RefreshRequest) []error {
+	errs := make([]error, len(reqs))
+	for i := range errs {
+		errs[i] = fmt.Errorf("cannot batch: %w", errors.ErrUnsupported)
+	}
+	return errs
+}
+
+// flakyInspect answers ErrUnsupported from its first Inspect, and then
+// inspects.
+type flakyInspect struct {
+	driver.Locker
+	calls atomic.Int32
+}
+
+func (d *flakyInspect) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
+	if d.calls.Add(1) == 1 {
+		return driver.Holder{}, false, fmt.Errorf("not now: %w", errors.ErrUnsupported)
+	}
+	return d.Locker.(driver.Inspector).Inspect(ctx, key)
 }
 
 // grant is what the broken drivers below remember of a key's last grant.
@@ -315,7 +357,7 @@ func (d unavailableAfterGrant) Acquire(ctx context.Context, req driver.Request) 
 }
 
 // capabilityCases are the cases that need an optional capability.
-var capabilityCases = []string{"Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}
+var capabilityCases = []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn", "UnsupportedMeansAbsent"}
 
 // TestSuite runs the suite on a recorder against correct and broken
 // drivers, and checks which cases pass, fail and skip.
@@ -330,12 +372,14 @@ func TestSuite(t *testing.T) {
 		{
 			name:       "Memdriver",
 			newHarness: memHarness(nil),
+			skip:       []string{"UnsupportedMeansAbsent"}, // no capability is unsupported
 		},
 		{
 			name: "FaultyHealthy",
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return Faulty(d)
 			}),
+			skip: []string{"UnsupportedMeansAbsent"},
 		},
 		{
 			// Without capabilities, their cases are skipped by type
@@ -351,7 +395,7 @@ func TestSuite(t *testing.T) {
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return Faulty(struct{ driver.Locker }{d})
 			}),
-			skip: []string{"Inspect", "InspectAfterExpiry", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, // RefreshBatch is emulated
+			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, // RefreshBatch is emulated
 		},
 		{
 			name: "NoPartition",
@@ -360,7 +404,7 @@ func TestSuite(t *testing.T) {
 				h.Partitioned = nil
 				return h
 			},
-			skip: []string{"LeaseLostBeforeExpiry"},
+			skip: []string{"LeaseLostBeforeExpiry", "UnsupportedMeansAbsent"},
 		},
 		{
 			name: "IgnoresTokens",
@@ -392,10 +436,10 @@ func TestSuite(t *testing.T) {
 		{
 			name: "ConstantFence",
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
-				return constantFence{d}
+				return constantFence{declaresFloors{d}}
 			}),
-			fail: []string{"FencesIncrease", "FencesIncreaseAfterExpiry", "FenceFloor", "ContendedNoOverlap"},
-			skip: append([]string{"FenceFloorBelowLast"}, capabilityCases...), // fence 7 for any floor
+			fail: []string{"FencesIncrease", "FencesIncreaseAfterExpiry", "FenceFloor", "FenceFloorBelowLast", "ContendedNoOverlap"},
+			skip: capabilityCases[2:], // it declares fence floors (fence 7 for any floor)
 		},
 		{
 			name: "NeverWakes",
@@ -403,7 +447,7 @@ func TestSuite(t *testing.T) {
 				return neverWakes{d}
 			}),
 			fail: []string{"ReleaseWakesWaiter", "WaitersServedInTurn"},
-			skip: []string{"Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence"},
+			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "UnsupportedMeansAbsent"},
 		},
 		{
 			name: "RefreshNeverShortens",
@@ -416,10 +460,19 @@ func TestSuite(t *testing.T) {
 		{
 			name: "FloorGoesDown",
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
-				return floorGoesDown{d}
+				return floorGoesDown{declaresFloors{d}}
 			}),
 			fail: []string{"FenceFloorBelowLast"},
-			skip: capabilityCases,
+			skip: capabilityCases[2:], // it declares fence floors
+		},
+		{
+			// It declares fence floors and ignores them.
+			name: "IgnoresFloor",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return ignoresFloor{declaresFloors{d}}
+			}),
+			fail: []string{"FenceFloor", "FenceFloorBelowLast"},
+			skip: capabilityCases[2:],
 		},
 		{
 			name: "ReleasesExpired",
@@ -435,7 +488,7 @@ func TestSuite(t *testing.T) {
 				return staleInspect{remembers{d, m}}
 			}),
 			fail: []string{"InspectAfterExpiry"},
-			skip: []string{"RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"},
+			skip: []string{"FenceFloor", "FenceFloorBelowLast", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn", "UnsupportedMeansAbsent"},
 		},
 		{
 			name: "UnavailableAfterGrant",
@@ -454,6 +507,26 @@ func TestSuite(t *testing.T) {
 				return h
 			},
 			fail: []string{"LeaseLostBeforeExpiry"},
+			skip: []string{"UnsupportedMeansAbsent"},
+		},
+		{
+			// A wrapper that cannot batch, and says so by the rule for
+			// wrapping drivers: dlock refreshes key by key.
+			name: "BatchUnsupported",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return cannotBatch{d}
+			}),
+			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"},
+		},
+		{
+			// A wrapper whose Inspect answers ErrUnsupported once, and
+			// then works: a capability is either offered or not.
+			name: "FlakyUnsupported",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return &flakyInspect{Locker: d}
+			}),
+			fail: []string{"UnsupportedMeansAbsent"},
+			skip: capabilityCases[:len(capabilityCases)-1],
 		},
 	}
 	for _, tt := range tests {

@@ -17,8 +17,10 @@ import (
 //
 // It implements [driver.Locker] and every optional capability, so that a
 // wrapped driver keeps its capabilities. Go cannot implement an interface
-// conditionally, so when the wrapped driver lacks one: Subscribe, Inspect
-// and RaiseFence return an error wrapping [errors.ErrUnsupported] (dlock
+// conditionally, so, by the driver package's rule for wrapping drivers,
+// when the wrapped driver lacks one: Subscribe, Inspect,
+// RaiseFence and CheckFenceFloors return an error wrapping
+// [errors.ErrUnsupported] (dlock
 // then polls, and reports the error, as it would without the capability),
 // and RefreshBatch is emulated with one Refresh per request, so renewal
 // keeps working.

@@ -118,6 +118,12 @@ func TestFaultyUnsupported(t *testing.T) {
 	if err := f.RaiseFence(ctx, "k", "a", 9); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("RaiseFence = %v; want ErrUnsupported", err)
 	}
+	if err := f.CheckFenceFloors(); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("CheckFenceFloors = %v; want ErrUnsupported", err)
+	}
+	if err := Faulty(memdriver.NewStore().Driver()).CheckFenceFloors(); err != nil {
+		t.Errorf("CheckFenceFloors over memdriver = %v; want nil, as memdriver answers", err)
+	}
 	// RefreshBatch is emulated.
 	if _, err := f.Acquire(ctx, req("k", "a")); err != nil {
 		t.Fatal(err)

@@ -1,21 +1,9 @@
-// Package driver defines the interface that dlock backends implement.
-//
-// Applications do not use this package: they use package dlock and one
-// driver package (memdriver, redisdriver, redlock). It is for people who
-// write a backend, in the way database/sql/driver is for database drivers.
-//
-// A driver is deliberately small and dumb. Each method makes one round of
-// backend calls and returns: no retries, no sleeping, no renew loops and no
-// token generation. Package dlock owns all of those, once, for every driver.
-//
-// Optional capabilities are separate small interfaces ([Notifier],
-// [Inspector], [BatchRefresher], [FenceRaiser]). A driver implements the ones
-// its backend supports; dlock finds them by type assertion.
 package driver
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -49,6 +37,10 @@ var (
 	// known one, neither wrapping ErrOutcomeUnknown nor reporting
 	// Timeout(), so that it is not undone twice.
 	ErrOutcomeUnknown = errors.New("dlock: outcome unknown")
+
+	// ErrClosed reports use of a driver (or a dlock.Locker) after Close.
+	// It is the same value as dlock.ErrClosed.
+	ErrClosed = errors.New("dlock: locker closed")
 )
 
 // OutcomeUnknown reports whether err says that an operation may have been
@@ -97,12 +89,13 @@ type Request struct {
 	// FenceFloor, if not zero, is the least fence a new grant may have
 	// (it still exceeds every earlier fence of Key). A quorum driver
 	// proposes one floor to every node, so that a majority grants the same
-	// fence and none needs raising. A driver grants the largest of
-	// FenceFloor, one more than its last fence, and whatever else its own
-	// rules require (Redis: the server's clock in µs, so that a fence never
-	// goes back after the data was lost); it must never trust the floor
-	// alone to keep fences increasing, since a floor comes from a client's
-	// clock.
+	// fence and none needs raising. Only a driver that declares
+	// [FenceFloorer] honours it; any other driver ignores it. A driver
+	// that honours it grants the largest of FenceFloor, one more than its
+	// last fence, and whatever else its own rules require (Redis: the
+	// server's clock in µs, so that a fence never goes back after the data
+	// was lost); it must never trust the floor alone to keep fences
+	// increasing, since a floor comes from a client's clock.
 	FenceFloor uint64
 	// NoFence tells the driver that the caller ignores fences (a quorum
 	// driver with fencing switched off). The driver may skip the work of
@@ -216,4 +209,33 @@ type FenceRaiser interface {
 	// than fence, and records fence as the current holder's fence. It
 	// returns an error wrapping ErrNotHeld if key is not held by token.
 	RaiseFence(ctx context.Context, key, token string, fence uint64) error
+}
+
+// FenceFloorer is implemented by drivers that honour [Request.FenceFloor]
+// (proposed fence floors). A quorum driver (redlock) requires it of its
+// nodes when fencing is on: it proposes one floor to every node, so that a
+// majority grants the same fence in one round, with no write-back. A
+// backend whose natural fence is a number of its own (a revision, a
+// sequence) need not implement it, and then ignores FenceFloor; the
+// conformance suite skips the cases of floors for it.
+type FenceFloorer interface {
+	// CheckFenceFloors returns nil if Acquire honours Request.FenceFloor,
+	// and an error wrapping errors.ErrUnsupported if it does not: a
+	// driver that wraps another, and forwards FenceFloor to it, answers
+	// what the inner driver answers (see the package documentation on
+	// wrapping drivers). It does no I/O.
+	CheckFenceFloors() error
+}
+
+// CheckFenceFloors returns nil if d honours [Request.FenceFloor]: it
+// implements [FenceFloorer] and its CheckFenceFloors returns nil. It
+// returns an error wrapping errors.ErrUnsupported otherwise. A quorum
+// driver checks its nodes with it, and a wrapping driver answers its own
+// CheckFenceFloors with it, for its inner driver.
+func CheckFenceFloors(d Locker) error {
+	ff, ok := d.(FenceFloorer)
+	if !ok {
+		return fmt.Errorf("%T does not honour Request.FenceFloor (driver.FenceFloorer): %w", d, errors.ErrUnsupported)
+	}
+	return ff.CheckFenceFloors()
 }

@@ -63,3 +63,26 @@ func TestRefreshBatch(t *testing.T) {
 		}
 	}
 }
+
+// cannotBatch is a wrapper that implements BatchRefresher but cannot
+// batch: it answers every request with ErrUnsupported.
+type cannotBatch struct{ oneByOne }
+
+func (*cannotBatch) RefreshBatch(_ context.Context, reqs []driver.RefreshRequest) []error {
+	errs := make([]error, len(reqs))
+	for i := range errs {
+		errs[i] = errors.ErrUnsupported
+	}
+	return errs
+}
+
+// TestRefreshBatchUnsupported: a BatchRefresher that answers
+// ErrUnsupported for every request lacks the capability, by the rule for
+// wrapping drivers, and is refreshed request by request.
+func TestRefreshBatchUnsupported(t *testing.T) {
+	reqs := []driver.RefreshRequest{{Key: "ok"}, {Key: "gone"}}
+	errs := driver.RefreshBatch(t.Context(), &cannotBatch{}, reqs)
+	if len(errs) != 2 || errs[0] != nil || !errors.Is(errs[1], driver.ErrNotHeld) {
+		t.Errorf("RefreshBatch over a wrapper that cannot batch = %v; want [nil, ErrNotHeld] from its Refresh", errs)
+	}
+}

@@ -17,7 +17,7 @@ import (
 const Scheme = "mem"
 
 func init() {
-	dlock.Register(Scheme, open)
+	driver.Register(Scheme, open)
 }
 
 // Store is an in-process lock backend: the state that several clients
@@ -103,7 +103,7 @@ func open(_ context.Context, u *url.URL) (driver.Locker, error) {
 		return nil, err
 	}
 	if u.User != nil || (u.Path != "" && u.Path != "/") || u.Opaque != "" {
-		return nil, fmt.Errorf("%w: %s: a mem URL is mem://NAME or mem://", dlock.ErrInvalid, driver.Redacted(u))
+		return nil, fmt.Errorf("%w: %s: a mem URL is mem://NAME or mem://", driver.ErrInvalid, driver.Redacted(u))
 	}
 	if u.Host == "" {
 		return NewStore().Driver(), nil
@@ -135,14 +135,14 @@ var (
 	_ driver.FenceRaiser    = (*client)(nil)
 )
 
-var errClosed = fmt.Errorf("memdriver: client closed: %w", dlock.ErrClosed)
+var errClosed = fmt.Errorf("memdriver: client closed: %w", driver.ErrClosed)
 
 // errElsewhere reports a store used across a testing/synctest bubble's
 // border.
 var errElsewhere = fmt.Errorf("memdriver: %w: store used outside the testing/synctest bubble it was made in, "+
 	"or inside one though it was made outside any: its clock and channels belong to where it was made. "+
 	"Make the Store (or the Locker from New, or the first Open of a mem://NAME) inside synctest.Test, "+
-	"and close its Lockers before synctest.Test returns", dlock.ErrInvalid)
+	"and close its Lockers before synctest.Test returns", driver.ErrInvalid)
 
 // Every testing/synctest bubble's fake clock starts at midnight UTC,
 // January 1st 2000; a real clock is never in that year.
@@ -210,7 +210,7 @@ var errExhausted = fmt.Errorf("memdriver: %w: the key's fences are exhausted (th
 
 // errNoToken refuses an Acquire without a token: the store marks a free
 // key with an empty one.
-var errNoToken = fmt.Errorf("memdriver: %w: empty token", dlock.ErrInvalid)
+var errNoToken = fmt.Errorf("memdriver: %w: empty token", driver.ErrInvalid)
 
 func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	if req.Token == "" {

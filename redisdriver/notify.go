@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/redis/go-redis/v9"
 )
@@ -295,7 +294,7 @@ func (n *notifier) join(chans []string, w chan struct{}, subs []*channelSubs, re
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return nil, dlock.ErrClosed
+		return nil, driver.ErrClosed
 	}
 	for i, ch := range chans {
 		s := n.subs[ch]
@@ -340,7 +339,7 @@ func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSu
 	}
 	if n.closed {
 		n.mu.Unlock()
-		n.fail(ss, dlock.ErrClosed)
+		n.fail(ss, driver.ErrClosed)
 		return false
 	}
 	cmd := newCommand("subscribe")
@@ -449,7 +448,7 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return nil, fmt.Errorf("redisdriver: %w", dlock.ErrClosed)
+		return nil, fmt.Errorf("redisdriver: %w", driver.ErrClosed)
 	}
 	if c := n.conns[addr]; c != nil {
 		return c, nil
@@ -885,7 +884,7 @@ func (n *notifier) close() {
 		conns = append(conns, c)
 	}
 	for _, s := range n.subs {
-		n.failLocked(s, fmt.Errorf("redisdriver: %w", dlock.ErrClosed))
+		n.failLocked(s, fmt.Errorf("redisdriver: %w", driver.ErrClosed))
 	}
 	n.mu.Unlock()
 	n.cancel()

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redisurl"
 	"github.com/redis/go-redis/v9"
@@ -38,7 +37,7 @@ var schemes = map[string]struct {
 
 func init() {
 	for _, s := range []string{Scheme, SchemeTLS, SchemeCluster, SchemeClusterTLS, SchemeSentinel, SchemeSentinelTLS} {
-		dlock.Register(s, Open)
+		driver.Register(s, Open)
 	}
 }
 
@@ -79,7 +78,7 @@ func newClient(u *url.URL) (redis.UniversalClient, *Options, error) {
 	red := driver.Redacted(u)
 	s, ok := schemes[u.Scheme]
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: redisdriver: scheme %q in %s is not one of redis, rediss, redis+cluster, rediss+cluster, redis+sentinel, rediss+sentinel", dlock.ErrInvalid, u.Scheme, red)
+		return nil, nil, fmt.Errorf("%w: redisdriver: scheme %q in %s is not one of redis, rediss, redis+cluster, rediss+cluster, redis+sentinel, rediss+sentinel", driver.ErrInvalid, u.Scheme, red)
 	}
 	q, err := driver.Query(u)
 	if err != nil {
@@ -105,7 +104,7 @@ func newClient(u *url.URL) (redis.UniversalClient, *Options, error) {
 	case redisurl.Standalone:
 		if len(hosts) > 1 {
 			return nil, nil, fmt.Errorf("%w: %s: several hosts; use %s+cluster:// for a Cluster, %s+sentinel:// for Sentinels, or redlock:// for a quorum of independent servers",
-				dlock.ErrInvalid, red, u.Scheme, u.Scheme)
+				driver.ErrInvalid, red, u.Scheme, u.Scheme)
 		}
 		o, err := conn.Client(redisurl.Standalone, hosts[0], u.Path)
 		if err != nil {
@@ -114,7 +113,7 @@ func newClient(u *url.URL) (redis.UniversalClient, *Options, error) {
 		return redis.NewClient(o), opts, nil
 	case redisurl.Cluster:
 		if u.Path != "" && u.Path != "/" {
-			return nil, nil, fmt.Errorf("%w: %s: a Cluster URL has no path (Cluster has only database 0)", dlock.ErrInvalid, red)
+			return nil, nil, fmt.Errorf("%w: %s: a Cluster URL has no path (Cluster has only database 0)", driver.ErrInvalid, red)
 		}
 		o, err := conn.ClusterClient(hosts)
 		if err != nil {
@@ -124,7 +123,7 @@ func newClient(u *url.URL) (redis.UniversalClient, *Options, error) {
 	default:
 		parts := strings.Split(strings.Trim(u.Path, "/"), "/")
 		if parts[0] == "" || len(parts) > 2 {
-			return nil, nil, fmt.Errorf("%w: %s: want %s://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]", dlock.ErrInvalid, red, u.Scheme)
+			return nil, nil, fmt.Errorf("%w: %s: want %s://HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]", driver.ErrInvalid, red, u.Scheme)
 		}
 		auth, err := redisurl.Bool(q, redisurl.ParamSentinelAuth, red)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 )
 
 // Defaults used when an [Options] field is zero.
@@ -77,23 +78,23 @@ func (o *Options) resolve() (settings, error) {
 		s.prefix = DefaultPrefix
 	}
 	if strings.ContainsAny(s.prefix, "{}") {
-		return s, fmt.Errorf("%w: redisdriver: Prefix %q contains '{' or '}', which would break the Cluster hash tag of lock keys", dlock.ErrInvalid, s.prefix)
+		return s, fmt.Errorf("%w: redisdriver: Prefix %q contains '{' or '}', which would break the Cluster hash tag of lock keys", driver.ErrInvalid, s.prefix)
 	}
 	switch {
 	case in.FenceExpiry < 0:
-		return s, fmt.Errorf("%w: redisdriver: FenceExpiry %v is negative", dlock.ErrInvalid, in.FenceExpiry)
+		return s, fmt.Errorf("%w: redisdriver: FenceExpiry %v is negative", driver.ErrInvalid, in.FenceExpiry)
 	case in.FenceExpiry == 0:
 		in.FenceExpiry = DefaultFenceExpiry
 	case in.FenceExpiry < time.Millisecond:
-		return s, fmt.Errorf("%w: redisdriver: FenceExpiry %v is below 1ms", dlock.ErrInvalid, in.FenceExpiry)
+		return s, fmt.Errorf("%w: redisdriver: FenceExpiry %v is below 1ms", driver.ErrInvalid, in.FenceExpiry)
 	}
 	s.fenceExpiryMS = ceilMS(in.FenceExpiry)
 	if s.replicaAcks < 0 {
-		return s, fmt.Errorf("%w: redisdriver: ReplicaAcks %d is negative", dlock.ErrInvalid, s.replicaAcks)
+		return s, fmt.Errorf("%w: redisdriver: ReplicaAcks %d is negative", driver.ErrInvalid, s.replicaAcks)
 	}
 	switch {
 	case s.replicaTimeout < 0:
-		return s, fmt.Errorf("%w: redisdriver: ReplicaTimeout %v is negative", dlock.ErrInvalid, s.replicaTimeout)
+		return s, fmt.Errorf("%w: redisdriver: ReplicaTimeout %v is negative", driver.ErrInvalid, s.replicaTimeout)
 	case s.replicaTimeout == 0:
 		s.replicaTimeout = DefaultReplicaTimeout
 	}

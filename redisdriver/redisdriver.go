@@ -81,7 +81,7 @@ func newLocker(client redis.UniversalClient, opts *Options, owned bool) *locker 
 	d.cfg, d.err = opts.resolve()
 	d.fenceMS = d.cfg.fenceExpiryMS
 	if client == nil {
-		d.err = fmt.Errorf("%w: redisdriver: nil client", dlock.ErrInvalid)
+		d.err = fmt.Errorf("%w: redisdriver: nil client", driver.ErrInvalid)
 	}
 	if c, ok := client.(*redis.ClusterClient); ok {
 		d.cluster = c
@@ -169,9 +169,9 @@ func msArg(d time.Duration) int64 { return ceilMS(d) }
 func checkToken(token string) error {
 	switch {
 	case token == "":
-		return fmt.Errorf("%w: redisdriver: empty token", dlock.ErrInvalid)
+		return fmt.Errorf("%w: redisdriver: empty token", driver.ErrInvalid)
 	case strings.Contains(token, "\n"):
-		return fmt.Errorf("%w: redisdriver: a token with a newline", dlock.ErrInvalid)
+		return fmt.Errorf("%w: redisdriver: a token with a newline", driver.ErrInvalid)
 	}
 	return nil
 }
@@ -182,7 +182,7 @@ func (d *locker) check() error {
 		return d.err
 	}
 	if d.closed.Load() {
-		return fmt.Errorf("redisdriver: %w", dlock.ErrClosed)
+		return fmt.Errorf("redisdriver: %w", driver.ErrClosed)
 	}
 	return nil
 }
@@ -196,7 +196,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, err
 	}
 	if req.FenceFloor >= maxFence {
-		return driver.Result{}, fmt.Errorf("%w: redisdriver: FenceFloor %d is not below 2^53, which Redis scripts cannot compare exactly", dlock.ErrInvalid, req.FenceFloor)
+		return driver.Result{}, fmt.Errorf("%w: redisdriver: FenceFloor %d is not below 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, req.FenceFloor)
 	}
 	args := d.acquireArgs(req)
 	if d.cfg.replicaAcks > 0 {
@@ -272,7 +272,7 @@ func (d *locker) acquireResult(key string, args []any, v any) (driver.Result, er
 		if other, ok := strings.CutPrefix(v, "!"); ok {
 			which, typ, _ := strings.Cut(other, " ")
 			if which == "3" {
-				return driver.Result{}, fmt.Errorf("%w: redisdriver: acquire %q: the next fence would reach 2^53", dlock.ErrInvalid, key)
+				return driver.Result{}, fmt.Errorf("%w: redisdriver: acquire %q: the next fence would reach 2^53", driver.ErrInvalid, key)
 			}
 			redisKey := args[3] // the lock key
 			if which == "2" {
@@ -540,7 +540,7 @@ func (d *locker) RaiseFence(ctx context.Context, key, token string, fence uint64
 		return err
 	}
 	if fence >= maxFence {
-		return fmt.Errorf("%w: redisdriver: fence %d is above 2^53, which Redis scripts cannot compare exactly", dlock.ErrInvalid, fence)
+		return fmt.Errorf("%w: redisdriver: fence %d is above 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, fence)
 	}
 	lk := d.lockKey(key)
 	n, err := raiseFenceScript.Run(ctx, d.client, []string{lk, fenceKey(lk)}, token, strconv.FormatUint(fence, 10), d.fenceMS).Int64()

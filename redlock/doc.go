@@ -8,8 +8,9 @@
 // found missing from it.
 //
 // [New] composes any driver.Locker values (usually redisdriver nodes, in
-// tests also memdriver ones); [NewRedis] builds the nodes from go-redis
-// clients; a redlock:// URL does both from configuration.
+// tests also memdriver ones) into a dlock.Locker, and [NewDriver] into the
+// bare driver; [NewRedis] builds the nodes from go-redis clients; a
+// redlock:// URL does both from configuration.
 //
 // # Algorithm
 //
@@ -39,7 +40,8 @@
 //
 // Each node grants its own fence, increasing per key. The client proposes
 // one fence to all nodes (driver.Request.FenceFloor: its clock in
-// microseconds plus the node timeout, kept increasing), and a Redis node
+// microseconds plus the node timeout, kept increasing), which is why every
+// node must honour fence floors (driver.FenceFloorer), and a Redis node
 // grants the largest of that floor (capped at its own clock plus the TTL:
 // the floor is never trusted alone), its own clock, and one more than its
 // last fence. The request reaches each node within the node timeout, so
@@ -142,7 +144,8 @@
 // # Errors
 //
 // Construction errors (fewer than [MinNodes] nodes, duplicates, a node that
-// cannot raise fences, a Cluster client) wrap dlock.ErrInvalid. An attempt
+// cannot raise fences or does not honour fence floors, a Cluster client)
+// wrap dlock.ErrInvalid. An attempt
 // that does not reach a majority fails with a [*QuorumError] that lists
 // each failed node's cause, wrapped, so errors.Is(err,
 // dlock.ErrUnavailable) holds when nodes were unavailable, and its Timeout

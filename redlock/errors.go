@@ -94,3 +94,20 @@ func validityError(op, key string, took, window time.Duration) error {
 	return fmt.Errorf("redlock: %s %q: a majority confirmed only after %v, beyond the validity window %v: %w",
 		op, key, took, window, context.DeadlineExceeded)
 }
+
+// quorumError builds the error of an operation that got only got nodes.
+// errs has one element per node, nil for those that succeeded. Errors for
+// which text is true are kept as text only.
+func (l *locker) quorumError(op, key string, got int, errs []error, text func(error) bool) *QuorumError {
+	e := &QuorumError{Got: got, Need: l.quorum, op: op, key: key, nodes: len(l.nodes)}
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case text != nil && text(err):
+			e.Errs = append(e.Errs, l.nodes[i].errText(err))
+		default:
+			e.Errs = append(e.Errs, l.nodes[i].err(err))
+		}
+	}
+	return e
+}

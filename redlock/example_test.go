@@ -26,12 +26,11 @@ func ExampleNew() {
 		nodes = append(nodes, f)
 		faults = append(faults, f)
 	}
-	d, err := redlock.New(nodes, &redlock.Options{NodeTimeout: 50 * time.Millisecond})
+	l, err := redlock.New(nodes, &redlock.Options{NodeTimeout: 50 * time.Millisecond})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	l := dlock.New(d, nil)
 	defer l.Close()
 
 	lease, err := l.TryAcquire(ctx, "report", nil)

@@ -35,9 +35,9 @@ func (c *memCluster) newDriver(t testing.TB, opts *redlock.Options) (driver.Lock
 		faults[i] = conformance.Faulty(s.Driver())
 		nodes[i] = faults[i]
 	}
-	d, err := redlock.New(nodes, opts)
+	d, err := redlock.NewDriver(nodes, opts)
 	if err != nil {
-		t.Fatalf("redlock.New: %v", err)
+		t.Fatalf("redlock.NewDriver: %v", err)
 	}
 	return d, faults
 }

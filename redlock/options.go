@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/redisdriver"
 )
 
@@ -48,7 +49,8 @@ type Options struct {
 	// later lease could get a smaller one, and a fence that may go
 	// backwards is worse than none. Set it only if nothing uses
 	// [dlock.Lease.Fence]. With fencing on (the default) every node must
-	// implement driver.FenceRaiser. Default: false (fencing on).
+	// implement driver.FenceRaiser and honour proposed fence floors
+	// (driver.FenceFloorer). Default: false (fencing on).
 	// URL parameter: fencing=false.
 	DisableFencing bool
 
@@ -58,9 +60,9 @@ type Options struct {
 	// fence_expiry, replica_acks, replica_timeout).
 	Redis *redisdriver.Options
 
-	// Lock configures the dlock.Locker that [NewRedis] returns (TTL,
-	// renewal, retry). Its TTL also sets the node timeout of calls that
-	// carry none. Default: nil, dlock's defaults. URLs set it with dlock's
+	// Lock configures the dlock.Locker that [New] and [NewRedis] return
+	// (TTL, renewal, retry). Its TTL also sets the node timeout of calls
+	// that carry none. Default: nil, dlock's defaults. URLs set it with dlock's
 	// common parameters (ttl, renew, drift, owner).
 	Lock *dlock.Options
 }
@@ -80,10 +82,10 @@ func (o *Options) resolve() (config, error) {
 	}
 	c := config{nodeTimeout: in.NodeTimeout, drift: in.Drift, fencing: !in.DisableFencing, lockTTL: dlock.DefaultTTL}
 	if in.NodeTimeout < 0 {
-		return c, fmt.Errorf("%w: redlock: NodeTimeout %v is negative", dlock.ErrInvalid, in.NodeTimeout)
+		return c, fmt.Errorf("%w: redlock: NodeTimeout %v is negative", driver.ErrInvalid, in.NodeTimeout)
 	}
 	if in.Drift < 0 {
-		return c, fmt.Errorf("%w: redlock: Drift %v is negative", dlock.ErrInvalid, in.Drift)
+		return c, fmt.Errorf("%w: redlock: Drift %v is negative", driver.ErrInvalid, in.Drift)
 	}
 	if in.Lock != nil && in.Lock.TTL > 0 {
 		c.lockTTL = in.Lock.TTL

@@ -35,7 +35,7 @@ func NewRedis(clients []redis.UniversalClient, opts *Options) (*dlock.Locker, er
 	if opts != nil {
 		lock = opts.Lock
 	}
-	return dlock.New(l.withCapabilities(), lock), nil
+	return dlock.New(l, lock), nil
 }
 
 func newRedis(clients []redis.UniversalClient, opts *Options) (*locker, error) {
@@ -58,12 +58,12 @@ func newRedis(clients []redis.UniversalClient, opts *Options) (*locker, error) {
 		for j := range i {
 			if same(clients[j], c) || canon[i] != "" && canon[i] == canon[j] {
 				return nil, fmt.Errorf("%w: redlock: nodes %d (%s) and %d (%s) are the same Redis server; a quorum needs independent nodes",
-					dlock.ErrInvalid, j, addrs[j], i, addr)
+					driver.ErrInvalid, j, addrs[j], i, addr)
 			}
 		}
 	}
 	if len(clients) < MinNodes {
-		return nil, fmt.Errorf("%w: redlock: %d Redis clients; a quorum needs at least %d independent servers", dlock.ErrInvalid, len(clients), MinNodes)
+		return nil, fmt.Errorf("%w: redlock: %d Redis clients; a quorum needs at least %d independent servers", driver.ErrInvalid, len(clients), MinNodes)
 	}
 	for i, c := range clients {
 		nodes[i] = redisdriver.NewDriver(c, ro)
@@ -83,18 +83,18 @@ func newRedis(clients []redis.UniversalClient, opts *Options) (*locker, error) {
 func clientAddr(i int, c redis.UniversalClient) (string, error) {
 	switch c := c.(type) {
 	case nil:
-		return "", fmt.Errorf("%w: redlock: node %d is a nil client", dlock.ErrInvalid, i)
+		return "", fmt.Errorf("%w: redlock: node %d is a nil client", driver.ErrInvalid, i)
 	case *redis.ClusterClient:
 		return "", fmt.Errorf("%w: redlock: node %d is a Cluster client (%s): a Cluster is one lock service, not independent nodes; give one client per independent master",
-			dlock.ErrInvalid, i, strings.Join(c.Options().Addrs, ","))
+			driver.ErrInvalid, i, strings.Join(c.Options().Addrs, ","))
 	case *redis.Ring:
 		return "", fmt.Errorf("%w: redlock: node %d is a Ring client, which spreads keys over several servers; give one client per independent master",
-			dlock.ErrInvalid, i)
+			driver.ErrInvalid, i)
 	case *redis.Client:
 		o := c.Options()
 		if !o.ContextTimeoutEnabled {
 			return "", fmt.Errorf("%w: redlock: node %d (%s) has ContextTimeoutEnabled off, so its calls would ignore the per-node timeout; set it in its redis.Options",
-				dlock.ErrInvalid, i, o.Addr)
+				driver.ErrInvalid, i, o.Addr)
 		}
 		if o.Addr == "FailoverClient" { // go-redis's placeholder for Sentinel clients
 			return "", nil

@@ -60,9 +60,9 @@ func (s redisNodes) driverOver(t testing.TB, clients []redis.UniversalClient, op
 	for i, c := range clients {
 		nodes[i] = redisdriver.NewDriver(c, nil)
 	}
-	d, err := redlock.New(nodes, opts)
+	d, err := redlock.NewDriver(nodes, opts)
 	if err != nil {
-		t.Fatalf("redlock.New: %v", err)
+		t.Fatalf("redlock.NewDriver: %v", err)
 	}
 	return d
 }
@@ -444,7 +444,7 @@ func TestRedisOneRound(t *testing.T) {
 		n := &countRaise{Locker: redisdriver.NewDriver(c, nil)}
 		counted, counts = append(counted, n), append(counts, n)
 	}
-	d, err := redlock.New(counted, nil)
+	d, err := redlock.NewDriver(counted, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,26 +59,36 @@ func TestNewRejects(t *testing.T) {
 		{"NilNode", []driver.Locker{a, nil, b}, nil, "node 1 is nil"},
 		{"Duplicate", []driver.Locker{a, b, a}, nil, "nodes 0 and 2 are the same"},
 		{"NoFenceRaiser", []driver.Locker{a, b, plain{x}}, nil, "cannot raise fences"},
+		{"NoFenceFloors", []driver.Locker{a, b, raiseOnly{x}}, nil, "node 2: redlock_test.raiseOnly does not honour Request.FenceFloor"},
 		{"NegativeNodeTimeout", []driver.Locker{a, b, x}, &redlock.Options{NodeTimeout: -1}, "NodeTimeout"},
 		{"NegativeDrift", []driver.Locker{a, b, x}, &redlock.Options{Drift: -1}, "Drift"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := redlock.New(tc.nodes, tc.opts)
+			d, err := redlock.NewDriver(tc.nodes, tc.opts)
 			if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(fmt.Sprint(err), tc.want) {
 				t.Errorf("New = %v, %v; want an error wrapping ErrInvalid that says %q", d, err, tc.want)
 			}
 		})
 	}
 	// Without fencing, nodes need no FenceRaiser.
-	d, err := redlock.New([]driver.Locker{plain{a}, plain{b}, plain{x}}, &redlock.Options{DisableFencing: true})
+	d, err := redlock.NewDriver([]driver.Locker{plain{a}, plain{b}, plain{x}}, &redlock.Options{DisableFencing: true})
 	if err != nil {
 		t.Fatalf("New without fencing over nodes that cannot raise fences = %v", err)
 	}
-	if _, ok := d.(driver.Notifier); ok {
-		t.Errorf("%T is a Notifier although no node is", d)
+	l := dlock.New(d, nil)
+	defer l.Close()
+	// It cannot notify or inspect: it says so by the rule for wrapping
+	// drivers, at once, and dlock treats it as it treats a driver without
+	// the capabilities.
+	ctx := t.Context()
+	if _, _, err := d.(driver.Notifier).Subscribe(ctx, "k", ""); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Subscribe with no node a Notifier = %v; want an error wrapping ErrUnsupported", err)
 	}
-	if _, ok := d.(driver.Inspector); ok {
-		t.Errorf("%T is an Inspector although no node is", d)
+	if _, _, err := d.(driver.Inspector).Inspect(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Inspect with no node an Inspector = %v; want an error wrapping ErrUnsupported", err)
+	}
+	if _, _, err := l.Holder(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("dlock Holder over it = %v; want an error wrapping ErrUnsupported", err)
 	}
 }
 
@@ -96,6 +106,13 @@ func TestCapabilities(t *testing.T) {
 	}
 	if is[driver.FenceRaiser](d) {
 		t.Errorf("a Redlock driver claims driver.FenceRaiser, which it does not implement")
+	}
+	if err := driver.CheckFenceFloors(d); err != nil {
+		t.Errorf("CheckFenceFloors of a Redlock with fencing = %v; want nil: it honours the floor it proposes to its nodes", err)
+	}
+	bare, _ := c.driver(t, &redlock.Options{DisableFencing: true})
+	if err := driver.CheckFenceFloors(bare); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("CheckFenceFloors of a Redlock without fencing = %v; want ErrUnsupported: its leases carry fence 0", err)
 	}
 }
 
@@ -217,6 +234,16 @@ func (c *countRaise) RaiseFence(ctx context.Context, key, token string, fence ui
 	return c.Locker.(driver.FenceRaiser).RaiseFence(ctx, key, token, fence)
 }
 
+func (c *countRaise) CheckFenceFloors() error { return driver.CheckFenceFloors(c.Locker) }
+
+// raiseOnly raises fences but hides every other capability, fence floors
+// included.
+type raiseOnly struct{ driver.Locker }
+
+func (r raiseOnly) RaiseFence(ctx context.Context, key, token string, fence uint64) error {
+	return r.Locker.(driver.FenceRaiser).RaiseFence(ctx, key, token, fence)
+}
+
 func TestFenceWriteBack(t *testing.T) {
 	ctx := t.Context()
 	c := newMemCluster(3)
@@ -236,7 +263,7 @@ func TestFenceWriteBack(t *testing.T) {
 	// Node 0 refuses, so the majority is nodes 1 and 2.
 	f0 := conformance.Faulty(c.stores[0].Driver())
 	nodes := []*countRaise{{Locker: f0}, {Locker: c.stores[1].Driver()}, {Locker: c.stores[2].Driver()}}
-	d, err := redlock.New([]driver.Locker{nodes[0], nodes[1], nodes[2]}, nil)
+	d, err := redlock.NewDriver([]driver.Locker{nodes[0], nodes[1], nodes[2]}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +324,7 @@ func TestDisableFencing(t *testing.T) {
 	ctx := t.Context()
 	c := newMemCluster(3)
 	nodes := []driver.Locker{plain{c.raw(t, 0)}, plain{c.raw(t, 1)}, plain{c.raw(t, 2)}}
-	d, err := redlock.New(nodes, &redlock.Options{DisableFencing: true})
+	d, err := redlock.NewDriver(nodes, &redlock.Options{DisableFencing: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +463,7 @@ func TestRefreshBatchMajority(t *testing.T) {
 	c := newMemCluster(3)
 	// Node 2 cannot batch: it gets one Refresh per request.
 	nodes := []driver.Locker{c.raw(t, 0), c.raw(t, 1), &countRaise{Locker: c.stores[2].Driver()}}
-	d, err := redlock.New(nodes, nil)
+	d, err := redlock.NewDriver(nodes, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,7 +687,7 @@ func TestLateMajority(t *testing.T) {
 		c := newMemCluster(3)
 		const ttl = time.Second
 		nodes := []driver.Locker{late{c.raw(t, 0), 0}, late{c.raw(t, 1), 0}, late{c.raw(t, 2), 0}}
-		d, err := redlock.New(nodes, &redlock.Options{DisableFencing: true})
+		d, err := redlock.NewDriver(nodes, &redlock.Options{DisableFencing: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -672,7 +699,7 @@ func TestLateMajority(t *testing.T) {
 		// Nodes 0 and 1 answer after the window (TTL − drift, 988ms) but
 		// before the lock expires.
 		const delay = ttl - 5*time.Millisecond
-		slow, err := redlock.New([]driver.Locker{late{c.raw(t, 0), delay}, late{c.raw(t, 1), delay}, c.raw(t, 2)}, &redlock.Options{DisableFencing: true})
+		slow, err := redlock.NewDriver([]driver.Locker{late{c.raw(t, 0), delay}, late{c.raw(t, 1), delay}, c.raw(t, 2)}, &redlock.Options{DisableFencing: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -714,7 +741,7 @@ func TestReleaseAwaitsLateGrants(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		c := newMemCluster(3)
-		d, err := redlock.New([]driver.Locker{c.raw(t, 0), c.raw(t, 1), slowAcquire{c.raw(t, 2), 50 * time.Millisecond}},
+		d, err := redlock.NewDriver([]driver.Locker{c.raw(t, 0), c.raw(t, 1), slowAcquire{c.raw(t, 2), 50 * time.Millisecond}},
 			&redlock.Options{DisableFencing: true})
 		if err != nil {
 			t.Fatal(err)
@@ -735,6 +762,68 @@ func TestReleaseAwaitsLateGrants(t *testing.T) {
 		synctest.Wait()
 		if h, held := c.holder(t, 2, "k"); held {
 			t.Errorf("slow node still held by %+v after Release: the release overtook its late grant", h)
+		}
+	})
+}
+
+// TestNewLocker: New returns the portable type, configured by opts.Lock,
+// and refuses what NewDriver refuses.
+func TestNewLocker(t *testing.T) {
+	c := newMemCluster(3)
+	l, err := redlock.New([]driver.Locker{c.raw(t, 0), c.raw(t, 1), c.raw(t, 2)}, &redlock.Options{Lock: &dlock.Options{TTL: 7 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if ttl := l.Options().TTL; ttl != 7*time.Second {
+		t.Errorf("Locker TTL = %v; want Options.Lock's 7s", ttl)
+	}
+	lease, err := l.TryAcquire(t.Context(), "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lease.Release(t.Context()); err != nil {
+		t.Error(err)
+	}
+	if _, err := redlock.New([]driver.Locker{c.raw(t, 0)}, nil); !errors.Is(err, dlock.ErrInvalid) {
+		t.Errorf("New over one node = %v; want ErrInvalid", err)
+	}
+}
+
+// fencesOnly keeps a node's fence capabilities, which fencing needs, and
+// hides the others.
+type fencesOnly struct{ raiseOnly }
+
+func (f fencesOnly) CheckFenceFloors() error { return driver.CheckFenceFloors(f.Locker) }
+
+// TestConformanceMemNoCapabilities runs the suite against a Redlock whose
+// nodes can neither notify nor inspect: it implements Notifier and
+// Inspector and answers ErrUnsupported from them, by the driver package's
+// rule for wrapping drivers, and passes with those cases skipped.
+func TestConformanceMemNoCapabilities(t *testing.T) {
+	t.Parallel()
+	opts := suiteOptions
+	conformance.Run(t, func(t *testing.T) *conformance.Harness {
+		c := newMemCluster(3)
+		newDriver := func(t *testing.T) (driver.Locker, []*conformance.FaultyDriver) {
+			var nodes []driver.Locker
+			var fs []*conformance.FaultyDriver
+			for _, s := range c.stores {
+				f := conformance.Faulty(s.Driver())
+				nodes, fs = append(nodes, fencesOnly{raiseOnly{f}}), append(fs, f)
+			}
+			d, err := redlock.NewDriver(nodes, opts)
+			if err != nil {
+				t.Fatalf("redlock.NewDriver: %v", err)
+			}
+			return d, fs
+		}
+		return &conformance.Harness{
+			NewDriver: func(t *testing.T) driver.Locker { d, _ := newDriver(t); return d },
+			Partitioned: func(t *testing.T) (driver.Locker, func()) {
+				d, fs := newDriver(t)
+				return d, func() { partitionMajority(fs) }
+			},
 		}
 	})
 }

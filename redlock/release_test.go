@@ -21,7 +21,7 @@ import (
 func TestReleaseWithEndedContextAwaitsLateGrants(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newMemCluster(3)
-		d, err := redlock.New([]driver.Locker{c.raw(t, 0), c.raw(t, 1), slowAcquire{c.raw(t, 2), 50 * time.Millisecond}},
+		d, err := redlock.NewDriver([]driver.Locker{c.raw(t, 0), c.raw(t, 1), slowAcquire{c.raw(t, 2), 50 * time.Millisecond}},
 			&redlock.Options{DisableFencing: true, NodeTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
@@ -68,7 +68,7 @@ func TestRefreshBatchSendsOnlyValid(t *testing.T) {
 	ctx := t.Context()
 	c := newMemCluster(3)
 	nodes := []*countRefresh{{Locker: c.raw(t, 0)}, {Locker: c.raw(t, 1)}, {Locker: c.raw(t, 2)}}
-	d, err := redlock.New([]driver.Locker{nodes[0], nodes[1], nodes[2]}, &redlock.Options{DisableFencing: true})
+	d, err := redlock.NewDriver([]driver.Locker{nodes[0], nodes[1], nodes[2]}, &redlock.Options{DisableFencing: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestEmptyTokenRefused(t *testing.T) {
 	ctx := t.Context()
 	c := newMemCluster(3)
 	nodes := []*countRefresh{{Locker: c.raw(t, 0)}, {Locker: c.raw(t, 1)}, {Locker: c.raw(t, 2)}}
-	d, err := redlock.New([]driver.Locker{nodes[0], nodes[1], nodes[2]}, &redlock.Options{DisableFencing: true})
+	d, err := redlock.NewDriver([]driver.Locker{nodes[0], nodes[1], nodes[2]}, &redlock.Options{DisableFencing: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,8 @@ const (
 )
 
 func init() {
-	dlock.Register(Scheme, Open)
-	dlock.Register(SchemeTLS, Open)
+	driver.Register(Scheme, Open)
+	driver.Register(SchemeTLS, Open)
 }
 
 // ownParams are this package's own query parameters; drift is also
@@ -43,7 +43,7 @@ func init() { driver.PublicParams(ownParams...) }
 func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	red := driver.Redacted(u)
 	if u.Scheme != Scheme && u.Scheme != SchemeTLS {
-		return nil, fmt.Errorf("%w: redlock: scheme %q in %s is not %s or %s", dlock.ErrInvalid, u.Scheme, red, Scheme, SchemeTLS)
+		return nil, fmt.Errorf("%w: redlock: scheme %q in %s is not %s or %s", driver.ErrInvalid, u.Scheme, red, Scheme, SchemeTLS)
 	}
 	useTLS := u.Scheme == SchemeTLS
 	q, err := driver.Query(u)
@@ -107,7 +107,7 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		l.Close()
 		return nil, l.quorumError("open", red, ok, errs, nil)
 	}
-	return l.withCapabilities(), nil
+	return l, nil
 }
 
 // refused reports whether err means that no connection could be made.
@@ -121,7 +121,7 @@ func refused(err error) bool {
 // timeout of calls that carry no TTL.
 func urlOptions(q url.Values, red string) (*Options, error) {
 	bad := func(name, want string) error {
-		return fmt.Errorf("%w: %s=%q in %s is not %s", dlock.ErrInvalid, name, q.Get(name), red, want)
+		return fmt.Errorf("%w: %s=%q in %s is not %s", driver.ErrInvalid, name, q.Get(name), red, want)
 	}
 	lock, err := redisurl.ParseLock(q, red)
 	if err != nil {

@@ -76,12 +76,12 @@ func (s slowNode) Acquire(ctx context.Context, req driver.Request) (driver.Resul
 func TestLateGrantsForgotten(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		nodes := []driver.Locker{memdriver.NewStore().Driver(), memdriver.NewStore().Driver(), slowNode{memdriver.NewStore().Driver()}}
-		d, err := New(nodes, &Options{DisableFencing: true})
+		d, err := NewDriver(nodes, &Options{DisableFencing: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer d.Close()
-		l := d.(fullLocker).locker
+		l := d.(*locker)
 		for i := range 3 {
 			req := driver.Request{Key: "k", Token: fmt.Sprint("t", i), TTL: time.Minute}
 			if res, err := d.Acquire(t.Context(), req); err != nil || !res.Acquired {

@@ -120,7 +120,7 @@ func quorum(t *testing.T, srvs []*redistest.Server, addrs []string) driver.Locke
 	for i, s := range srvs {
 		nodes[i] = redisdriver.NewDriver(client(t, s, addrs[i]), nil)
 	}
-	d, err := redlock.New(nodes, nil)
+	d, err := redlock.NewDriver(nodes, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

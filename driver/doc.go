@@ -1,0 +1,136 @@
+// Package driver defines the interface that dlock backends implement.
+//
+// Applications do not use this package: they use package dlock and one
+// driver package (memdriver, redisdriver, redlock). It is for people who
+// write a backend, in the way database/sql/driver is for database drivers.
+//
+// A driver is deliberately small and dumb. Each method makes one round of
+// backend calls and returns: no retries, no sleeping, no renew loops and no
+// token generation. Package dlock owns all of those, once, for every driver.
+//
+// Optional capabilities are separate small interfaces ([Notifier],
+// [Inspector], [BatchRefresher], [FenceRaiser], [FenceFloorer]). A driver
+// implements the ones its backend supports; dlock finds them by type
+// assertion.
+//
+// # Writing a driver
+//
+// Package memdriver is the reference implementation: it is short, it
+// follows every rule below, and a new driver is best started from a copy
+// of it. A driver package:
+//
+//   - implements [Locker] on an unexported type that is safe for
+//     concurrent use, and asserts each capability it has, so that the
+//     compiler checks it (below);
+//   - exports New, which returns the portable *dlock.Locker that
+//     applications use, and a clearly named function that returns the
+//     bare [Locker] for wrappers and tests (redisdriver.New and NewDriver,
+//     redlock.New and NewDriver, memdriver's New and Store.Driver); it
+//     imports package dlock for that and for dlock.Options, nothing else:
+//     the errors, URL helpers and registration a driver needs are here;
+//   - declares its URL scheme as a constant and registers it from init.
+//     [Register] panics when a scheme is registered twice: two drivers
+//     claiming one scheme is a programming error, found at start-up.
+//
+// For example:
+//
+//	const Scheme = "mydb"
+//
+//	func init() { driver.Register(Scheme, Open) }
+//
+//	var (
+//		_ driver.Locker    = (*locker)(nil)
+//		_ driver.Inspector = (*locker)(nil)
+//	)
+//
+// # URLs
+//
+// dlock.Open parses a URL strictly with [ParseURL] and hands it to the
+// scheme's [OpenFunc], with the common parameters ([CommonParams]: ttl,
+// renew, drift, owner) set to the values the Locker uses. The OpenFunc
+// refuses parameters it does not know with [UnknownParams], declares its
+// documented ones with [PublicParams] (from init) so that [Redacted] shows
+// their values, reads hosts with [HostList], and shows a URL only through
+// [Redacted] or [RedactURL]. Errors from a client that may quote a
+// password pass through [Scrub] with [Password]: a password never appears
+// in an error or a log.
+//
+// # Errors
+//
+// A driver wraps these sentinels with %w and adds context; callers test
+// them with errors.Is, never ==:
+//
+//   - [ErrNotHeld] from Refresh, Release and RaiseFence when the token does
+//     not hold the key. A held key is not an error for Acquire: it reports
+//     Acquired false, with the holder's TTL when it knows it.
+//   - [ErrUnavailable] only when the operation surely was not applied
+//     (connection refused, server loading, failover in progress).
+//   - An outcome that is unknown (sent, then a timeout, a dropped
+//     connection, or a context that ended in flight) wraps
+//     [ErrOutcomeUnknown], or has a Timeout() bool method as net errors
+//     do. [OutcomeUnknown] is the one test of it, shared by the drivers and
+//     dlock, which undoes such an Acquire at once.
+//   - [ErrInvalid] for a bad argument, option or URL, found before any
+//     I/O.
+//   - [ErrClosed] for calls after Close.
+//
+// # Request fields a driver may ignore
+//
+// Key, Token and TTL are the contract. A driver may ignore
+// [Request.FenceFloor] unless it implements [FenceFloorer];
+// [Request.NoFence], which only allows it to skip the work of fences and
+// return 0; and [Request.Wait], which only allows it to queue waiters.
+// Owner it keeps if it implements [Inspector], which reports it.
+//
+// # Capabilities
+//
+// Everything beyond [Locker] is optional, and dlock works without it:
+//
+//   - [Notifier] wakes waiters at a release; without it, they wake at the
+//     holder's expiry (Result.HolderTTL) or their backoff.
+//   - [Inspector] reports a key's holder, for dlock.Locker.Holder and the
+//     dlock status command; without it they report errors.ErrUnsupported.
+//   - [BatchRefresher] renews many leases in one round trip; without it,
+//     dlock renews them one by one ([RefreshBatch]).
+//   - [FenceRaiser] and [FenceFloorer] are what a quorum driver (redlock)
+//     needs of its nodes for fencing, and nothing else uses.
+//
+// # Testing a driver
+//
+// A driver's tests call conformance.Run with a harness that makes clients
+// of one backend; cases of capabilities the driver lacks are skipped, and
+// a failing case names the rule it checks:
+//
+//	func TestConformance(t *testing.T) {
+//		conformance.Run(t, func(t *testing.T) *conformance.Harness {
+//			backend := startBackend(t) // fresh or shared: keys are unique per case
+//			return &conformance.Harness{
+//				NewDriver: func(t *testing.T) driver.Locker { return mydriver.NewDriver(backend.Client(t)) },
+//			}
+//		})
+//	}
+//
+// Harness.Partitioned, when set, lets the suite cut a client off and
+// check that a lease is lost before the backend frees the key;
+// conformance.Faulty gives it to any driver. The conformance package's own
+// tests run the suite against a driver that implements only [Locker]: a map
+// under a mutex, in about a hundred lines.
+//
+// # Wrapping drivers
+//
+// A driver that wraps others (a fault injector, a quorum over nodes)
+// cannot tell when it is compiled which capabilities it can offer: that
+// depends on the drivers it wraps, and Go cannot implement an interface
+// conditionally. The rule is one for every capability: such a driver may
+// implement a capability's interface, and where it cannot offer the
+// capability, each of the interface's methods returns an error wrapping
+// errors.ErrUnsupported, at once, without I/O, and every time. An error
+// wrapping errors.ErrUnsupported from a capability's method means that the
+// capability is absent, as a failed type assertion does: dlock then polls
+// instead of subscribing and reports the error from Locker.Holder,
+// [RefreshBatch] refreshes request by request, and conformance.Run skips
+// the capability's cases. A wrapper never pretends instead (a subscription
+// that never fires, a holder it made up). [RefreshBatch] and
+// [CheckFenceFloors] are the helpers a wrapper answers with; redlock and
+// conformance.FaultyDriver follow the rule.
+package driver

@@ -1,0 +1,98 @@
+package redlock
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/dlock-go/dlock/driver"
+)
+
+// round calls fn for the nodes in idx in parallel, each with a context
+// bounded by timeout, and returns when every call has returned. Nodes that
+// ignore their context delay it.
+func (l *locker) round(ctx context.Context, idx []int, timeout time.Duration, fn func(ctx context.Context, i int)) {
+	l.ask(ctx, idx, timeout, func(ctx context.Context, i int) (driver.Result, error) {
+		fn(ctx, i)
+		return driver.Result{}, nil
+	}, func(int, driver.Result, error) bool { return false }, nil)
+}
+
+// answer is one node's reply in a round.
+type answer struct {
+	i   int
+	res driver.Result
+	err error
+}
+
+// ask calls call for the nodes in idx in parallel, each with a context
+// bounded by timeout, and hands each answer to take, in the caller's
+// goroutine, as it arrives. It returns once every node answered, or as
+// soon as take returns true: the calls still running then finish on the
+// workers (which Close waits for), and their answers are dropped unless
+// the caller calls rest, which waits for them and hands them to take too.
+// done, if not nil, runs once every call has returned. Nodes that ignore
+// their context delay it.
+func (l *locker) ask(ctx context.Context, idx []int, timeout time.Duration,
+	call func(ctx context.Context, i int) (driver.Result, error), take func(i int, res driver.Result, err error) bool,
+	done func()) (rest func()) {
+	if len(idx) == 0 {
+		return func() {}
+	}
+	// The calls start together, so one deadline serves them all; the last
+	// to return ends it.
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	var left atomic.Int32
+	left.Store(int32(len(idx)))
+	returned := func() {
+		if left.Add(-1) == 0 {
+			cancel()
+			if done != nil {
+				done()
+			}
+		}
+	}
+	answers := make(chan answer, len(idx)) // never blocks a late call
+	for _, i := range idx {
+		l.workers.do(func() {
+			defer returned()
+			res, err := call(ctx, i)
+			answers <- answer{i, res, err}
+		})
+	}
+	received := 0
+	for received < len(idx) {
+		a := <-answers
+		received++
+		if take(a.i, a.res, a.err) {
+			break
+		}
+	}
+	return func() {
+		for ; received < len(idx); received++ {
+			a := <-answers
+			take(a.i, a.res, a.err)
+		}
+	}
+}
+
+// window returns the validity window of a call with ttl (the time within
+// which a majority must confirm) and its per-node timeout.
+func (l *locker) window(ttl time.Duration) (window, timeout time.Duration, err error) {
+	drift := l.cfg.driftFor(ttl)
+	window = ttl - drift
+	if window <= 0 {
+		return 0, 0, fmt.Errorf("%w: redlock: drift %v leaves nothing of TTL %v", driver.ErrInvalid, drift, ttl)
+	}
+	return window, min(l.cfg.timeoutFor(ttl), window), nil
+}
+
+// checkToken refuses an empty token before any I/O: with it anyone could
+// refresh or release a lock taken with "".
+func checkToken(token string) error {
+	if token == "" {
+		return fmt.Errorf("%w: redlock: empty token", driver.ErrInvalid)
+	}
+	return nil
+}

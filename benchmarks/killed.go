@@ -101,19 +101,28 @@ func (c *client) killedTrial(ctx context.Context, s libSpec, key string) (gap, k
 	// A random acquire phase.
 	time.Sleep(time.Duration(rand.Float64() * float64(ttl)))
 	holder.send("go")
-	if _, err := holder.expect("held", 20*time.Second); err != nil {
+	line, err := holder.expect("held", 20*time.Second)
+	if err != nil {
 		return 0, 0, fmt.Errorf("holder: %w", err)
 	}
-	held := time.Now()
+	// The holder stamps its acquire (CLOCK_MONOTONIC, shared by the
+	// processes of the host): when it called and when it returned. On a
+	// loaded machine this process may read the line late, so the kill is
+	// timed from the stamps, not from reading it.
+	var called, held int64
+	if _, err := fmt.Sscanf(line, "held %d %d", &called, &held); err != nil {
+		return 0, 0, fmt.Errorf("holder: %q: %w", line, err)
+	}
 	waiter.send("go")
 	if _, err := waiter.expect("waiting", 5*time.Second); err != nil {
 		return 0, 0, fmt.Errorf("waiter: %w", err)
 	}
-	// Kill after the first renewal, at a random moment.
-	kill := held.Add(time.Duration((0.55 + 0.35*rand.Float64()) * float64(ttl)))
-	time.Sleep(time.Until(kill))
-	killAt = float64(time.Since(held)) / 1e6
+	// Kill after the first renewal, at a random moment; for the libraries
+	// that do not renew, before the TTL counted from the call.
+	kill := min(held+int64((0.55+0.35*rand.Float64())*float64(ttl)), called+int64(0.9*float64(ttl)))
+	time.Sleep(time.Duration(kill - monoNow()))
 	holder.kill()
+	killAt = float64(monoNow()-held) / 1e6
 
 	keys, need := s.keys(key)
 	var exp []float64
@@ -136,7 +145,7 @@ func (c *client) killedTrial(ctx context.Context, s libSpec, key string) (gap, k
 	if math.IsInf(when, -1) {
 		return 0, 0, fmt.Errorf("the lock was free right after the kill (%.0f ms after the acquire)", killAt)
 	}
-	line, err := waiter.expect("granted", 5*ttl+10*time.Second)
+	line, err = waiter.expect("granted", 5*ttl+10*time.Second)
 	if err != nil {
 		return 0, 0, fmt.Errorf("waiter: %w", err)
 	}
@@ -163,11 +172,13 @@ func runHolder(ctx context.Context, cfg *config) error {
 	case <-ctx.Done():
 		return nil
 	}
+	called := monoNow()
 	h, err := l.Lock(ctx, cfg.key)
+	held := monoNow()
 	if err != nil {
 		return err
 	}
-	fmt.Println("held")
+	fmt.Println("held", called, held)
 	<-ctx.Done() // killed before this, normally
 	return h.Release(context.Background())
 }

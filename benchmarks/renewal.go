@@ -43,9 +43,10 @@ func (h *rtCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 func (h *rtCounter) roundTrips() int64 { return h.single.Load() + h.pipelines.Load() }
 
 // serverReads returns the read events the server has processed (INFO
-// stats total_reads_processed): one per read of a client's socket, so one
-// per round trip it served, however many commands it carried. It counts
-// round trips on the server, for every client library alike.
+// stats total_reads_processed): one per read of a client socket, of up to
+// 16 KiB. It counts round trips on the server for every client library
+// alike (rueidislock too), as long as requests are small: a large pipeline
+// takes several reads.
 func serverReads(ctx context.Context, c *redis.Client) (int64, error) {
 	info, err := c.Info(ctx, "stats").Result()
 	if err != nil {

@@ -95,7 +95,7 @@ func tables(lr *LayoutResult) []*table {
 			head: []string{"library", "config", "handoffs", "gap p50 µs", "gap p99 µs", "p50/RTT", "×minimal", "from return p50 µs", "release µs", "grants/s", "scripts/grant", "server reads/grant", "overlaps", "errors"},
 			note: "gap: from the holder's release call to the next holder's (another process) acquire returning; \"from return\": from the release returning. " +
 				"Repeats interleaved, each library's block between two PING blocks of its own; ×minimal: the gap p50 over the minimal queued lock's in the same repeat, median over repeats. " +
-				"server reads: INFO stats total_reads_processed, the round trips the server served. errors: errors the contenders reported, over all repeats (+ blocks that failed to run)."}
+				"server reads: INFO stats total_reads_processed (reads of client sockets, up to 16 KiB each: about one per round trip here). errors: errors the contenders reported, over all repeats (+ blocks that failed to run)."}
 		for _, r := range lr.Handoff {
 			errs := 0
 			for _, x := range r.Repeats {
@@ -126,7 +126,7 @@ func tables(lr *LayoutResult) []*table {
 		r0 := lr.Renewal[0]
 		t := &table{title: fmt.Sprintf("Renewal at scale: %d leases for %.0f s, TTL %.0f ms [%s]", r0.Leases, r0.Seconds, r0.TTLms, lr.Layout),
 			head: []string{"library", "config", "renew every ms", "goroutines idle", "max held", fmt.Sprintf("max, %d leases", r0.SmallLeases), "round trips/period/node", "per 1000 leases", "server reads/period/node", "per 1000 leases", "scripts/period/node", "lost", "client CPU %"},
-			note: "round trips: counted by a go-redis hook (a pipeline is one; rueidislock is not on go-redis: n/a); server reads: INFO stats total_reads_processed on the busiest node, every library alike (a batch read at once is one); scripts: EVAL/EVALSHA calls in INFO commandstats."}
+			note: "round trips: counted by a go-redis hook (a pipeline is one; rueidislock is not on go-redis: n/a); server reads: INFO stats total_reads_processed on the busiest node, every library alike: reads of client sockets, up to 16 KiB each, so a small pipeline is one and a 1,000-command one several; scripts: EVAL/EVALSHA calls in INFO commandstats."}
 		for _, r := range lr.Renewal {
 			rt, per := "n/a", "n/a"
 			if r.RoundTripsCounted {

@@ -80,8 +80,8 @@ type HandoffSample struct {
 	// included.
 	ScriptsPerGrant float64 `json:"scripts_per_grant"`
 	// ReadsPerGrant is the server's read events (INFO stats
-	// total_reads_processed) per grant: the round trips it served, a
-	// pipeline read at once counting as one.
+	// total_reads_processed) per grant: about the round trips it served
+	// (requests here are small; a read takes up to 16 KiB).
 	ReadsPerGrant float64 `json:"server_reads_per_grant"`
 	// XMinimal is the gap p50 over the minimal lock's in the same repeat
 	// (the row's figure is the median of the per-repeat ratios).
@@ -139,9 +139,10 @@ type RenewRow struct {
 	RoundTrips         float64 `json:"round_trips_per_period_per_node"`
 	RoundTripsPer1k    float64 `json:"round_trips_per_period_per_node_per_1000_leases"`
 	RoundTripsCounted  bool    `json:"round_trips_counted"`
-	// Round trips counted on the server (INFO stats
-	// total_reads_processed), for every library, go-redis or not: the
-	// busiest node's reads per period.
+	// Reads counted on the server (INFO stats total_reads_processed), for
+	// every library, go-redis or not: the busiest node's reads per period.
+	// A read takes up to 16 KiB, so a pipeline of 1,000 renewals is
+	// several.
 	ServerReads      float64 `json:"server_reads_per_period_per_node"`
 	ServerReadsPer1k float64 `json:"server_reads_per_period_per_node_per_1000_leases"`
 	Lost             int     `json:"lost"`

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -80,13 +82,14 @@ func tables(lr *LayoutResult) []*table {
 		}
 		ref, refName := refRow(rows, sc)
 		t := &table{title: fmt.Sprintf("%s [%s]", scenarioTitles[sc], lr.Layout),
-			head: []string{"library", "config", "pairs/s", "p50 µs", "p99 µs", "p50/RTT", "×" + refName, "allocs/pair", "server CPU µs/pair", "client CPU µs/pair"}}
+			head: []string{"library", "config", "pairs/s", "p50 µs", "p99 µs", "p50/RTT", "×" + refName, "allocs/pair", "server CPU µs/pair", "client CPU µs/pair", "errors"},
+			note: "errors: failed attempts over all repeats (a busy key is not one), left out of the figures."}
 		for _, r := range rows {
 			rel := "-"
 			if ref != nil && ref.P50us > 0 {
 				rel = f2(r.P50us / ref.P50us)
 			}
-			t.add(libName(r.Lib, r.Nodes), r.Config, f0(r.PairsPerSec), f1(r.P50us), f1(r.P99us), f2(r.Ratio), rel, f1(r.AllocsPerPair), f1(r.ServerCPUus), f1(r.ClientCPUus))
+			t.add(libName(r.Lib, r.Nodes), r.Config, f0(r.PairsPerSec), f1(r.P50us), f1(r.P99us), f2(r.Ratio), rel, f1(r.AllocsPerPair), f1(r.ServerCPUus), f1(r.ClientCPUus), fmt.Sprint(pairErrors(r)))
 		}
 		out = append(out, t)
 	}
@@ -140,6 +143,14 @@ func tables(lr *LayoutResult) []*table {
 	return out
 }
 
+func pairErrors(r *PairRow) int {
+	n := 0
+	for _, x := range r.Repeats {
+		n += x.Errors
+	}
+	return n
+}
+
 // refRow is the row ratios are taken to: the minimal lock, or in the
 // quorum scenario dlock on a single node.
 func refRow(rows []*PairRow, sc string) (*PairRow, string) {
@@ -185,6 +196,12 @@ func printMarkdown(w io.Writer, res *Results) {
 	fmt.Fprintf(w, "# dlock benchmark results\n\nCommand: `cd benchmarks && %s`\n\n", res.Command)
 	fmt.Fprintf(w, "Machine: %s, %d CPUs; Linux %s; %s; redis-server %s; %s. Started %s, took %s; load average %s at start, %s at end.\n",
 		m.CPU, m.CPUs, m.Kernel, m.OS, m.Redis, m.Go, res.Started.Format("2006-01-02 15:04 UTC"), res.Took, m.LoadStart, m.LoadEnd)
+	keys := slices.Sorted(maps.Keys(res.Settings))
+	var set []string
+	for _, k := range keys {
+		set = append(set, fmt.Sprintf("%s %v", k, res.Settings[k]))
+	}
+	fmt.Fprintf(w, "\nSettings: %s.\n", strings.Join(set, ", "))
 	for _, lr := range res.Layouts {
 		fmt.Fprintf(w, "\n## %s\n", layoutTitle(lr))
 		for _, t := range tables(lr) {

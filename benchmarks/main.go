@@ -109,12 +109,12 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if c.smoke {
 		c.repeats = 1
-		c.dur = 100 * time.Millisecond
+		c.dur = 50 * time.Millisecond
 		c.pingN = 200
 		c.handoffDur = 300 * time.Millisecond
 		c.killedTrials = 1
 		c.killedTTL = 200 * time.Millisecond
-		c.renewDur = 2 * time.Second
+		c.renewDur = time.Second
 		c.renewLeases = 1000
 		c.renewTTL = 900 * time.Millisecond
 	}

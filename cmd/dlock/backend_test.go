@@ -3,6 +3,8 @@
 package main
 
 import (
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +73,84 @@ func TestFlagsOverURLInMessages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// deadAddr returns a loopback address where nothing listens.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestRedisSentinelDownFailsFast: with every Sentinel down, dlock fails
+// with the unavailable status within about a dial, not after go-redis's
+// nested retries (36s), and names the Sentinels and the cause; a Sentinel
+// that does not know the master name says so, as fast.
+func TestRedisSentinelDownFailsFast(t *testing.T) {
+	t.Parallel()
+	dead1, dead2 := deadAddr(t), deadAddr(t)
+	live := redistest.SharedSentinel(t)
+	for _, tc := range []struct {
+		name string
+		url  string
+		code int
+		want []string
+	}{
+		{"OneDead", "redis+sentinel://" + dead1 + "/mymaster", exitUnavailable, []string{"no Sentinel answered", dead1, "connection refused"}},
+		{"AllDead", "redis+sentinel://" + dead1 + "," + dead2 + "/mymaster", exitUnavailable, []string{"no Sentinel answered", dead1, dead2}},
+		{"UnknownMaster", "redis+sentinel://" + live.Addrs()[0] + "/no-such-master", exitUnavailable, []string{`does not know a master named "no-such-master"`}},
+	} {
+		for _, cmd := range [][]string{{"run", "--key", "k", "--", "true"}, {"status", "k"}} {
+			t.Run(tc.name+"/"+cmd[0], func(t *testing.T) {
+				t.Parallel()
+				start := time.Now()
+				p := startDlock(t, "dlock", nil, append([]string{cmd[0], "--url", tc.url}, cmd[1:]...)...)
+				code := p.wait(t, 60*time.Second)
+				took := time.Since(start)
+				if code != tc.code {
+					t.Errorf("exit status %d, want %d; stderr:\n%s", code, tc.code, p.stderr.String())
+				}
+				if took > 5*time.Second {
+					t.Errorf("dlock %s took %v to fail, want under 5s", cmd[0], took)
+				}
+				for _, want := range tc.want {
+					if !strings.Contains(p.stderr.String(), want) {
+						t.Errorf("stderr does not say %q:\n%s", want, p.stderr.String())
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestRedisClusterNodeBehindPlainURL: redis:// pointed at a node of a
+// Redis Cluster is refused at open, whichever node and whatever key, with
+// the usage status and a message that names the right scheme, before the
+// command runs.
+func TestRedisClusterNodeBehindPlainURL(t *testing.T) {
+	t.Parallel()
+	cl := redistest.SharedCluster(t)
+	for i, addr := range cl.Addrs() {
+		for _, cmd := range [][]string{{"run", "--key", "a", "--", "echo", "ran"}, {"status", "a"}} {
+			t.Run(strconv.Itoa(i)+"/"+cmd[0], func(t *testing.T) {
+				t.Parallel()
+				p := startDlock(t, "dlock", nil, append([]string{cmd[0], "--url", "redis://" + addr}, cmd[1:]...)...)
+				if code := p.wait(t, 20*time.Second); code != exitUsage {
+					t.Errorf("exit status %d, want %d; stderr:\n%s", code, exitUsage, p.stderr.String())
+				}
+				if want := "this is a Redis Cluster node: use redis+cluster://"; !strings.Contains(p.stderr.String(), want) {
+					t.Errorf("stderr does not say %q:\n%s", want, p.stderr.String())
+				}
+				if strings.Contains(p.stdout.String(), "ran") {
+					t.Errorf("the command ran")
+				}
+			})
+		}
 	}
 }

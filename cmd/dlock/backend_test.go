@@ -3,6 +3,8 @@
 package main
 
 import (
+	"errors"
+	"github.com/dlock-go/dlock"
 	"net"
 	"strconv"
 	"strings"
@@ -152,5 +154,46 @@ func TestRedisClusterNodeBehindPlainURL(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRedisOneNodeMessages: counts of one read "1 node", not "1 nodes",
+// and a library error inside a message does not repeat "dlock: ".
+func TestRedisOneNodeMessages(t *testing.T) {
+	t.Parallel()
+	live := redistest.Shared(t).Addr()
+	for _, tc := range []struct {
+		name, url string
+		want      string
+	}{
+		{"OneNode", "redlock://" + deadAddr(t), "a quorum needs at least 3 independent servers, got 1"},
+		{"OneOfThree", "redlock://" + live + "," + deadAddr(t) + "," + deadAddr(t), "quorum not reached: succeeded on 1 of 3, 2 needed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startDlock(t, "dlock", nil, "status", "--url", tc.url, "k")
+			p.wait(t, 20*time.Second)
+			got := p.stderr.String()
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("stderr does not say %q:\n%s", tc.want, got)
+			}
+			for _, bad := range []string{" 1 nodes", " 1 Redis clients", ": dlock: "} {
+				if strings.Contains(got, bad) {
+					t.Errorf("stderr says %q:\n%s", bad, got)
+				}
+			}
+		})
+	}
+}
+
+// TestRenewalRecoveredMessage: one failed renewal is "1 failure".
+func TestRenewalRecoveredMessage(t *testing.T) {
+	var buf syncBuffer
+	r := &renewalLogger{lg: newCLILog("run", "text", false, &buf), renewed: make(chan struct{}, 1)}
+	ctx := t.Context()
+	r.Observe(ctx, dlock.Event{Kind: dlock.EventRefreshFailed, Key: "k", Err: errors.New("boom")})
+	r.Observe(ctx, dlock.Event{Kind: dlock.EventRefreshed, Key: "k"})
+	if got := buf.String(); !strings.Contains(got, "after 1 failure\n") {
+		t.Errorf("log does not say %q:\n%s", "after 1 failure", got)
 	}
 }

@@ -223,11 +223,13 @@ func flagError(err error) string {
 }
 
 // cliText makes a message read well on dlock's stderr: errors of the
-// library start with "dlock: ", which the command's prefix already says;
+// library start with "dlock: ", which the command's prefix already says
+// (and drivers put a URL before one);
 // the "(forgotten import?)" hint is for programmers, and dlock imports
 // every backend; and a message stays on one line.
 func cliText(msg string) string {
 	msg = strings.TrimPrefix(msg, "dlock: ")
+	msg = strings.ReplaceAll(msg, ": dlock: ", ": ")
 	msg = strings.ReplaceAll(msg, " (forgotten import?)", "")
 	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
 }
@@ -349,7 +351,7 @@ func (r *renewalLogger) Observe(ctx context.Context, e dlock.Event) {
 	defer r.mu.Unlock()
 	if e.Kind == dlock.EventRefreshed {
 		if r.failures > 0 {
-			r.lg.log(slog.LevelInfo, fmt.Sprintf("renewal of %q works again, after %d failures", e.Key, r.failures),
+			r.lg.log(slog.LevelInfo, fmt.Sprintf("renewal of %q works again, after %s", e.Key, count(r.failures, "failure")),
 				append(attrs, slog.Int("failures", r.failures))...)
 		}
 		r.failures = 0
@@ -507,3 +509,11 @@ func commandString(argv []string) string {
 // releaseTimeout bounds the final release: the key expires on its own if
 // the backend does not answer.
 const releaseTimeout = 5 * time.Second
+
+// count is n and noun, in the plural unless n is 1: "1 failure", "2 failures".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}

@@ -197,3 +197,35 @@ func TestRenewalRecoveredMessage(t *testing.T) {
 		t.Errorf("log does not say %q:\n%s", "after 1 failure", got)
 	}
 }
+
+// TestMalformedURLSaysWhat: a URL that does not parse is refused with the
+// usage status and a message that says what is wrong with it, never a
+// bare "malformed URL" or "cannot be parsed", and never the password.
+func TestMalformedURLSaysWhat(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ url, want string }{
+		{"redis://u:pw-s3cret@[zz]:6379", "IPv6"},
+		{"redis://u:pw-s3cret@[::1:6379", "IPv6"},
+		{"redis://u:pw-s3cret@h:port", "port"},
+		{"redis://u:pw-s3cret@h%zz:1", "%XX"},
+		{"redis://u:pw-s3cret@h:1/%zz", "%XX"},
+		{"redis://u:pw-s3cret@a b:1", "host name"},
+		{"redis:u:pw-s3cret@h:1", "want SCHEME://"},
+		{"redis://u:pw-s3cret@h:1#x", "fragment"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			t.Parallel()
+			p := startDlock(t, "dlock", nil, "status", "--url", tc.url, "k")
+			if code := p.wait(t, 20*time.Second); code != exitUsage {
+				t.Errorf("exit status %d, want %d", code, exitUsage)
+			}
+			got := p.stderr.String()
+			if !strings.Contains(got, tc.want) || strings.Contains(got, "cannot be parsed") || strings.HasSuffix(strings.TrimSpace(got), "malformed URL") {
+				t.Errorf("stderr does not say what is malformed (%q):\n%s", tc.want, got)
+			}
+			if strings.Contains(got, "pw-s3cret") {
+				t.Errorf("the password was printed:\n%s", got)
+			}
+		})
+	}
+}

@@ -51,7 +51,11 @@ func init() {
 //
 // Open makes the client, checks it with one round trip (so a wrong
 // address, password or permission fails here, within ctx), and returns a
-// driver that closes the client on Close.
+// driver that closes the client on Close. With a Sentinel URL it first
+// asks each Sentinel once for the master, so that Open fails within about
+// one dial when none answers; with redis:// or rediss:// it refuses a
+// server that is a Cluster node (its HELLO reply, or a MOVED reply, says
+// so), whose other keys would get MOVED replies later.
 func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	client, opts, fo, err := newClientOptions(u)
 	if err != nil {

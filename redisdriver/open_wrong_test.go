@@ -61,14 +61,16 @@ func TestOpenSentinelOneDown(t *testing.T) {
 // the node that owns Open's check key as on the others.
 func TestOpenClusterNodeAsStandalone(t *testing.T) {
 	for _, addr := range redistest.SharedCluster(t).Addrs() {
-		l, err := dlock.Open(testCtx(t), "redis://"+addr)
-		if err == nil {
-			l.Close()
-			t.Errorf("Open(redis://%s) of a Cluster node succeeded", addr)
-			continue
-		}
-		if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(err.Error(), "this is a Redis Cluster node: use redis+cluster://") {
-			t.Errorf("Open(redis://%s) = %v; want ErrInvalid saying to use redis+cluster://", addr, err)
+		for _, rawURL := range []string{"redis://" + addr, "redis://" + addr + "?protocol=2"} {
+			l, err := dlock.Open(testCtx(t), rawURL)
+			if err == nil {
+				l.Close()
+				t.Errorf("Open(%s) of a Cluster node succeeded", rawURL)
+				continue
+			}
+			if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(err.Error(), "this is a Redis Cluster node: use redis+cluster://") {
+				t.Errorf("Open(%s) = %v; want ErrInvalid saying to use redis+cluster://", rawURL, err)
+			}
 		}
 	}
 }

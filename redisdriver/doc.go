@@ -157,7 +157,9 @@
 // Release when the token no longer holds the key; [dlock.ErrUnavailable]
 // only when the command surely did not run (no connection could be made,
 // the client is closed, or Redis refused it before running it: LOADING,
-// CLUSTERDOWN, TRYAGAIN, READONLY, MASTERDOWN, NOREPLICAS, OOM, too many
+// CLUSTERDOWN, TRYAGAIN, READONLY, MASTERDOWN, NOREPLICAS, OOM, BUSY (a
+// script running past busy-reply-threshold), MISCONF (writes stopped
+// after a failed save), too many
 // clients, or a MOVED or ASK redirect that could not be followed), so
 // dlock retries it: an acquire on a demoted master or under
 // min-replicas-to-write succeeds once the master takes writes again. A call whose outcome is unknown (a timeout, a connection lost

@@ -627,6 +627,11 @@ func unavailable(err error) bool {
 		redis.IsReadOnlyError(err), redis.IsMasterDownError(err), redis.IsMaxClientsError(err),
 		redis.IsNoReplicasError(err), redis.IsOOMError(err):
 		return true
+	case redis.HasErrorPrefix(err, "BUSY "), redis.HasErrorPrefix(err, "MISCONF "):
+		// A script runs past busy-reply-threshold (BUSY), or the
+		// server stopped taking writes after a failed save (MISCONF):
+		// refused before running, and go-redis has no typed test.
+		return true
 	}
 	// A redirect means the node does not serve the key: it ran nothing.
 	return isRedirect(err)

@@ -62,7 +62,16 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		return nil, fmt.Errorf("%s: %w", red, d.err)
 	}
 	lk := d.lockKey("open-check")
-	if err := checkScript.Run(ctx, client, []string{lk}).Err(); err != nil {
+	acks := "0"
+	if d.cfg.replicaAcks > 0 {
+		acks = "1"
+	}
+	v, err := checkScript.Run(ctx, client, []string{lk}, acks).Result()
+	if refused, ok := v.(string); ok && err == nil {
+		d.Close()
+		return nil, fmt.Errorf("redisdriver: open %s: the Redis user may not run %s on keys under %q, which the driver needs (see Permissions in the package docs)", red, refused, d.cfg.prefix)
+	}
+	if err != nil {
 		d.Close()
 		err = d.wrap("open "+red, "", err)
 		var uo *unknownOutcomeError

@@ -580,8 +580,8 @@ func (d *locker) wrap(op, key string, err error) error {
 		return fmt.Errorf("%s: %w: %w", prefix, driver.ErrUnavailable, err)
 	case redis.IsAuthError(err):
 		return fmt.Errorf("%s: authentication failed (wrong user name or password?): %w", prefix, err)
-	case redis.IsPermissionError(err):
-		return fmt.Errorf("%s: the Redis user lacks a permission the driver needs (EVAL, EVALSHA, SET, PUBLISH, SUBSCRIBE, and keys and channels under %q): %w", prefix, d.cfg.prefix, err)
+	case redis.IsPermissionError(err), isScriptPermissionError(err):
+		return fmt.Errorf("%s: the Redis user lacks a permission the driver needs (EVAL, EVALSHA, the commands its scripts run, SUBSCRIBE, and keys and channels under %q; see Permissions in the package docs): %w", prefix, d.cfg.prefix, err)
 	case isTLSConfigError(err):
 		return fmt.Errorf("%s: TLS: %w", prefix, err)
 	case isRedisError(err):
@@ -642,6 +642,12 @@ func isRedirect(err error) bool {
 	_, moved := redis.IsMovedError(err)
 	_, ask := redis.IsAskError(err)
 	return moved || ask
+}
+
+// isScriptPermissionError reports a command refused by the ACL inside a
+// script: Redis 7.0 answers it with ERR, not NOPERM.
+func isScriptPermissionError(err error) bool {
+	return redis.HasErrorPrefix(err, "The user executing the script can't")
 }
 
 func isRedisError(err error) bool {

@@ -53,7 +53,10 @@ import (
 // that gave up stays queued only until its deadline: each busy attempt
 // first removes up to pruneLimit entries whose deadline passed, so dead
 // entries go at least as fast as they come, and no script loops over the
-// whole queue.
+// whole queue. Someone else's data at KEYS[3] is left alone (the
+// waiter is then not queued); any other error there (NOPERM for a user
+// without ZRANGEBYSCORE) is the reply, as no lock was granted, rather
+// than a queue that is silently never pruned.
 // Reply: the fence, a string of digits, when acquired (or already held by
 // the token: same fence, TTL reset); the holder's PTTL, an integer, when
 // held by another token; "!1 TYPE" when the lock key holds other data, "!2
@@ -88,9 +91,13 @@ end
 if KEYS[3] then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local dead = redis.pcall('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ` + pruneLimit + `)
-  if type(dead) == 'table' and dead[1] then redis.call('ZREM', KEYS[3], unpack(dead)) end
-  redis.pcall('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])
-  redis.pcall('PEXPIRE', KEYS[3], ARGV[7])
+  if not dead.err then
+    if dead[1] then redis.call('ZREM', KEYS[3], unpack(dead)) end
+    redis.call('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])
+    redis.call('PEXPIRE', KEYS[3], ARGV[7])
+  elseif string.sub(dead.err, 1, 10) ~= 'WRONGTYPE ' then
+    return dead
+  end
 end
 ` + acquireBusy)
 
@@ -252,9 +259,25 @@ return 1
 
 // checkScript runs at Open: it reads a key under the prefix, so that a
 // wrong password or a user without permission to run scripts or to touch
-// the prefix fails at once, not at the first lock.
+// the prefix fails at once, not at the first lock. On Redis 7 and later
+// it also asks the ACL (redis.acl_check_cmd) whether the user may run
+// each command the scripts run on the key KEYS[1], and WAIT if ARGV[1] is
+// "1": a script's commands are checked only when they run, so without
+// this a user lacking TIME would pass Open and fail every acquire, and
+// one lacking ZRANGEBYSCORE would never prune the waiter queue.
+// Reply: 1, or the name of the first command refused.
 var checkScript = newScript(`
 local t = redis.call('TYPE', KEYS[1])
+if redis.acl_check_cmd then
+  local k = KEYS[1]
+  local cmds = {{'TIME'}, {'GET', k}, {'SET', k, 'v'}, {'DEL', k}, {'EXISTS', k}, {'PTTL', k},
+    {'PEXPIRE', k, '1'}, {'ZADD', k, '1', 'm'}, {'ZPOPMIN', k}, {'ZREM', k, 'm'},
+    {'ZRANGEBYSCORE', k, '0', '1'}}
+  if ARGV[1] == '1' then cmds[#cmds + 1] = {'WAIT', '0', '0'} end
+  for _, c in ipairs(cmds) do
+    if not redis.acl_check_cmd(unpack(c)) then return c[1] end
+  end
+end
 return 1
 `)
 

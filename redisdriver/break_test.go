@@ -3,13 +3,16 @@ package redisdriver_test
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestForeignQueueKeyKept: someone else's data at a lock's queue key
@@ -155,4 +158,72 @@ func TestScriptPermissionErrorSaysSo(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "lacks a permission") {
 		t.Errorf("Acquire without +time = %v; want an error saying the user lacks a permission", err)
 	}
+}
+
+// TestSilentPubsubConnection: the pub/sub connection goes silent (a
+// half-open TCP connection: a NAT or firewall dropped it without a reset)
+// while the connections for commands still work. A waiter's Subscribe on
+// it must not hang until the 15s idle ping finds the connection dead
+// twice: the unanswered SUBSCRIBE says so within a read timeout, the
+// connection is replaced, and the waiter gets the key soon after the
+// holder's release.
+func TestSilentPubsubConnection(t *testing.T) {
+	verifyNoLeaks(t)
+	s := redistest.StartProcess(t, nil)
+	px := redistest.NewProxy(t, s.Addr())
+	var viaProxy atomic.Bool
+	o := s.Options()
+	o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if viaProxy.Load() {
+			addr = px.Addr()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	client := redis.NewClient(o)
+	defer client.Close()
+	dw := redisdriver.NewDriver(client, nil)
+	waiter := dlock.New(dw, &dlock.Options{TTL: 30 * time.Second, RenewInterval: -1, Retry: noPolling})
+	defer waiter.Close()
+	holder := newLocker(t, s.Options(), &dlock.Options{TTL: 30 * time.Second})
+	ctx := testCtx(t)
+	const key = "silent/k"
+
+	// Only the pub/sub connection goes through the proxy.
+	viaProxy.Store(true)
+	for _, w := range subscribeN(t, dw, "silent/warm", 1) {
+		w.cancel()
+	}
+	viaProxy.Store(false)
+	px.Partition()
+
+	lease, err := holder.TryAcquire(ctx, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 12*time.Second)
+	defer cancel()
+	got := goAcquire(wctx, waiter, key, nil)
+	// The waiter's first attempt is busy (it queues itself); it then
+	// subscribes.
+	for client.ZCard(ctx, "dlock:{"+key+"}:queue").Val() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the waiter never attempted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	released := time.Now()
+	a := <-got
+	if a.err != nil {
+		t.Fatalf("waiter on a silent pub/sub connection: %v (%v after the release)", a.err, time.Since(released).Round(time.Millisecond))
+	}
+	if d := a.at.Sub(released); d > 8*time.Second {
+		t.Errorf("waiter got the key %v after the release", d)
+	}
+	a.lease.Release(ctx)
+	waiter.Close()
+	px.Heal()
 }

@@ -55,6 +55,11 @@ type notifier struct {
 	// releasedChannel).
 	scope string
 
+	// confirmTimeout is how long a command on a pub/sub connection may
+	// stay unanswered before the connection counts as dead (see
+	// watchLocked): the client's read timeout.
+	confirmTimeout time.Duration
+
 	mu     sync.Mutex
 	subs   map[string]*channelSubs // by channel
 	conns  map[string]*psConn      // by node address; "" without Cluster
@@ -87,9 +92,17 @@ type psConn struct {
 // due: Redis answers commands in order, a (un)subscription with one reply
 // per channel, a refusal with one error.
 type command struct {
-	kind string   // "subscribe", "unsubscribe" or "ping"
-	left []string // channels still to be answered (few: one or two)
-	buf  [2]string
+	kind  string   // "subscribe", "unsubscribe" or "ping"
+	left  []string // channels still to be answered (few: one or two)
+	buf   [2]string
+	timer *time.Timer // see watchLocked; guarded by notifier.mu
+}
+
+// stop stops cmd's watch, as it is answered or no longer due.
+func (cmd *command) stop() {
+	if cmd.timer != nil {
+		cmd.timer.Stop()
+	}
 }
 
 func newCommand(kind string, chans ...string) *command {
@@ -131,7 +144,44 @@ func (r *readiness) settle(err error) {
 func newNotifier(d *locker) *notifier {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &notifier{d: d, ctx: ctx, cancel: cancel, scope: channelScope(d.client),
-		subs: make(map[string]*channelSubs), conns: make(map[string]*psConn)}
+		confirmTimeout: readTimeout(d.client),
+		subs:           make(map[string]*channelSubs), conns: make(map[string]*psConn)}
+}
+
+// readTimeout returns the read timeout of client's connections, or
+// go-redis's default when it has none.
+func readTimeout(client redis.UniversalClient) time.Duration {
+	var t time.Duration
+	switch c := client.(type) {
+	case *redis.Client:
+		t = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		t = c.Options().ReadTimeout
+	}
+	if t <= 0 {
+		t = 5 * time.Second
+	}
+	return t
+}
+
+// watchLocked closes ps, so that its reader replaces the connection, if
+// cmd, sent on it, is still unanswered after confirmTimeout. A server
+// answers SUBSCRIBE and PING at once; a connection that stays silent is
+// dead (half-open: a NAT or firewall dropped it without a reset, a
+// partition), and waiting on it would keep a subscriber until the idle
+// ping found it dead after two health intervals. n.mu must be held.
+func (n *notifier) watchLocked(c *psConn, ps *redis.PubSub, cmd *command) {
+	if n.closed || !slices.Contains(c.sent, cmd) {
+		return
+	}
+	cmd.timer = time.AfterFunc(n.confirmTimeout, func() {
+		n.mu.Lock()
+		silent := !n.closed && c.ps == ps && slices.Contains(c.sent, cmd)
+		n.mu.Unlock()
+		if silent {
+			ps.Close()
+		}
+	})
 }
 
 // channelScope returns what ends the release channels of a client's
@@ -361,6 +411,9 @@ func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSu
 	n.mu.Unlock()
 	err := c.subscribe(ctx, ps, slices.Clone(cmd.left))
 	if err == nil {
+		n.mu.Lock()
+		n.watchLocked(c, ps, cmd)
+		n.mu.Unlock()
 		return false
 	}
 	// Whether the server got it is unknown: this connection is done for,
@@ -583,11 +636,18 @@ func (n *notifier) ping(c *psConn, ps *redis.PubSub) bool {
 			return false
 		}
 	}
-	c.sent = append(c.sent, newCommand("ping"))
+	cmd := newCommand("ping")
+	c.sent = append(c.sent, cmd)
 	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()
-	return ps.Ping(ctx) == nil
+	if ps.Ping(ctx) != nil {
+		return false
+	}
+	n.mu.Lock()
+	n.watchLocked(c, ps, cmd)
+	n.mu.Unlock()
+	return true
 }
 
 // handle processes one message of c.
@@ -653,6 +713,7 @@ func (c *psConn) answered(kind, ch string) *command {
 		}
 		if len(cmd.left) == 0 {
 			c.sent = append(c.sent[:i:i], c.sent[i+1:]...)
+			cmd.stop()
 		}
 		return cmd
 	}
@@ -668,6 +729,7 @@ func (n *notifier) refused(c *psConn, err error) {
 	}
 	cmd := c.sent[0]
 	c.sent = c.sent[1:]
+	cmd.stop()
 	if cmd.kind != "subscribe" {
 		return
 	}
@@ -773,6 +835,9 @@ func (n *notifier) reset(c *psConn, ps *redis.PubSub) bool {
 		n.mu.Unlock()
 		c.sendMu.Unlock()
 		return false
+	}
+	for _, cmd := range c.sent {
+		cmd.stop()
 	}
 	c.sent = nil
 	var move, again []*channelSubs
@@ -883,6 +948,9 @@ func (n *notifier) close() {
 	conns := make([]*psConn, 0, len(n.conns))
 	for _, c := range n.conns {
 		conns = append(conns, c)
+		for _, cmd := range c.sent {
+			cmd.stop()
+		}
 	}
 	for _, s := range n.subs {
 		n.failLocked(s, fmt.Errorf("redisdriver: %w", dlock.ErrClosed))

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/redis/go-redis/v9"
@@ -226,4 +229,156 @@ func TestSilentPubsubConnection(t *testing.T) {
 	a.lease.Release(ctx)
 	waiter.Close()
 	px.Heal()
+}
+
+// TestReconnectStorm: one driver, many keys on its one pub/sub
+// connection, waiters that come and go with short contexts, while the
+// connection is killed again and again and the server restarts. No Subscribe outlives its context by more than a moment;
+// afterwards every long-lived waiter is woken by its key's release, the
+// server keeps no subscription of a waiter that left, and Close leaves no
+// goroutine or connection behind.
+func TestReconnectStorm(t *testing.T) {
+	verifyNoLeaks(t)
+	s := redistest.StartProcess(t, nil)
+	admin := s.Client(t)
+	o := s.Options()
+	o.DialTimeout = 200 * time.Millisecond
+	client := redis.NewClient(o)
+	defer client.Close()
+	d := redisdriver.NewDriver(client, nil)
+	defer d.Close()
+	direct := redisdriver.NewDriver(s.Client(t), nil)
+	defer direct.Close()
+	ctx := testCtx(t)
+
+	const nLive = 40
+	live := make([][]waiter, nLive)
+	for i := range live {
+		live[i] = subscribeN(t, d, "storm/live"+strconv.Itoa(i), 1)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var overran atomic.Int64
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := "storm/churn" + strconv.Itoa((g*7+i)%12)
+				bound := time.Duration(1+i%40) * time.Millisecond
+				sctx, cancel := context.WithTimeout(context.Background(), bound)
+				start := time.Now()
+				_, unsub, err := d.(driver.Notifier).Subscribe(sctx, key, "tok"+strconv.Itoa(g))
+				if took := time.Since(start); took > bound+2*time.Second {
+					overran.Add(1)
+					t.Errorf("Subscribe with a %v context returned after %v (err %v)", bound, took, err)
+				}
+				cancel()
+				if err == nil {
+					unsub()
+				}
+			}
+		}()
+	}
+	for i := range 12 {
+		if i == 6 {
+			s.Restart(t) // unreachable a moment, then empty
+		} else {
+			admin.ClientKillByFilter(ctx, "TYPE", "pubsub")
+		}
+		time.Sleep(80 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+
+	for i := range live {
+		drain(live[i])
+	}
+	for i := range live {
+		releaseOnce(t, direct, "storm/live"+strconv.Itoa(i))
+	}
+	for i := range live {
+		awaitWoken(t, live[i], "by a release after the storm")
+	}
+	for i := range live {
+		live[i][0].cancel()
+	}
+	// Nothing of the churn is left subscribed on the server.
+	deadline := time.Now().Add(wakeBound)
+	for {
+		chans, err := admin.PubSubChannels(ctx, "dlock:{storm/*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chans) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("channels still subscribed after every waiter left: %v", chans)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.Close()
+	client.Close()
+	awaitNoPubsub(t, []*redistest.Server{s})
+}
+
+// TestCloseDuringResubscribe: Close while the reader resubscribes many
+// channels after a killed connection, and while subscribers wait with no
+// deadline: every Subscribe returns (with ErrClosed or live), Close
+// returns, and no goroutine or connection is left.
+func TestCloseDuringResubscribe(t *testing.T) {
+	verifyNoLeaks(t)
+	for round := range 5 {
+		s := redistest.StartProcess(t, nil)
+		admin := s.Client(t)
+		client := redis.NewClient(s.Options())
+		d := redisdriver.NewDriver(client, nil)
+		for i := range 30 {
+			subscribeN(t, d, "closing/"+strconv.Itoa(i), 1)
+		}
+		done := make(chan error, 20)
+		for i := range 20 {
+			go func() {
+				ch, unsub, err := d.(driver.Notifier).Subscribe(context.Background(), "closing/new"+strconv.Itoa(i), "tok")
+				if err == nil {
+					<-ch // woken at Close
+					unsub()
+				}
+				done <- err
+			}()
+		}
+		admin.ClientKillByFilter(testCtx(t), "TYPE", "pubsub")
+		if round%2 == 1 {
+			time.Sleep(time.Duration(round) * time.Millisecond)
+		}
+		closed := make(chan struct{})
+		go func() {
+			d.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(wakeBound):
+			t.Fatal("Close hangs while the driver resubscribes")
+		}
+		for range 20 {
+			select {
+			case err := <-done:
+				if err != nil && !errors.Is(err, dlock.ErrClosed) {
+					t.Errorf("Subscribe ended by Close: %v; want ErrClosed", err)
+				}
+			case <-time.After(wakeBound):
+				t.Fatal("a Subscribe with no deadline hangs after Close")
+			}
+		}
+		client.Close()
+		awaitNoPubsub(t, []*redistest.Server{s})
+	}
 }

@@ -382,3 +382,138 @@ func TestCloseDuringResubscribe(t *testing.T) {
 		awaitNoPubsub(t, []*redistest.Server{s})
 	}
 }
+
+// TestScriptFlush: after SCRIPT FLUSH (a restart, a failover to a replica
+// that never ran the scripts, an operator) every operation still works:
+// each path that runs a script by its SHA falls back to sending it
+// (NOSCRIPT), pipelines included, on standalone, Sentinel with
+// replica_acks, and Cluster.
+func TestScriptFlush(t *testing.T) {
+	type target struct {
+		name   string
+		client func(t *testing.T) redis.UniversalClient
+		opts   *redisdriver.Options
+		flush  func(ctx context.Context, t *testing.T)
+	}
+	flushAll := func(servers ...*redistest.Server) func(ctx context.Context, t *testing.T) {
+		return func(ctx context.Context, t *testing.T) {
+			for _, s := range servers {
+				c := redis.NewClient(s.Options())
+				err := c.ScriptFlush(ctx).Err()
+				c.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	sa := redistest.Shared(t)
+	se := redistest.SharedSentinel(t)
+	cl := redistest.SharedCluster(t)
+	targets := []target{
+		{"Standalone", func(t *testing.T) redis.UniversalClient { return sa.Client(t) }, nil, flushAll(sa)},
+		{"SentinelReplicaAcks", func(t *testing.T) redis.UniversalClient { return se.Client(t) },
+			&redisdriver.Options{ReplicaAcks: 1, ReplicaTimeout: 2 * time.Second}, flushAll(se.Master(), se.Replica())},
+		{"Cluster", func(t *testing.T) redis.UniversalClient { return cl.Client(t) }, nil, flushAll(cl.Nodes()...)},
+	}
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			d := redisdriver.NewDriver(tg.client(t), tg.opts)
+			defer d.Close()
+			key := uniqueKey("flush/")
+			step := func(what string, err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatalf("%s after SCRIPT FLUSH: %v", what, err)
+				}
+			}
+			tg.flush(ctx, t)
+			res, err := d.Acquire(ctx, req(key, "a"))
+			step("Acquire", err)
+			if !res.Acquired {
+				t.Fatal("Acquire of a free key: not acquired")
+			}
+			tg.flush(ctx, t)
+			w := req(key, "b")
+			w.Wait = time.Second
+			res, err = d.Acquire(ctx, w)
+			step("busy Acquire", err)
+			if res.Acquired {
+				t.Fatal("busy key acquired")
+			}
+			tg.flush(ctx, t)
+			nf := req(key, "c")
+			nf.NoFence = true
+			_, err = d.Acquire(ctx, nf)
+			step("busy NoFence Acquire", err)
+			tg.flush(ctx, t)
+			step("Refresh", d.Refresh(ctx, key, "a", 10*time.Second))
+			tg.flush(ctx, t)
+			errs := d.(driver.BatchRefresher).RefreshBatch(ctx, []driver.RefreshRequest{{Key: key, Token: "a", TTL: 10 * time.Second}})
+			step("RefreshBatch", errs[0])
+			tg.flush(ctx, t)
+			_, _, err = d.(driver.Inspector).Inspect(ctx, key)
+			step("Inspect", err)
+			tg.flush(ctx, t)
+			step("RaiseFence", d.(driver.FenceRaiser).RaiseFence(ctx, key, "a", res.Fence+1))
+			tg.flush(ctx, t)
+			step("Release", d.Release(ctx, key, "a"))
+		})
+	}
+}
+
+// TestExpiredSubscriberKeepsConnection: a Subscribe whose context's
+// deadline has passed (an Acquire with a few ms left) must fail alone. It
+// used to send SUBSCRIBE under that deadline; the write failed, and the
+// shared pub/sub connection was dropped, so every channel of every waiter
+// was subscribed again and every live waiter woken for nothing.
+func TestExpiredSubscriberKeepsConnection(t *testing.T) {
+	verifyNoLeaks(t)
+	s := redistest.StartProcess(t, nil)
+	admin := s.Client(t)
+	client := redis.NewClient(s.Options())
+	defer client.Close()
+	d := redisdriver.NewDriver(client, nil)
+	defer d.Close()
+	ctx := testCtx(t)
+	live := subscribeN(t, d, "expired/live", 1)
+	before, err := admin.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		ectx, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Millisecond))
+		_, _, err := d.(driver.Notifier).Subscribe(ectx, "expired/k"+strconv.Itoa(i), "tok")
+		cancel()
+		if err == nil {
+			t.Fatal("Subscribe with an expired context succeeded")
+		}
+	}
+	// A subscription on the same connection afterwards is confirmed there.
+	subscribeN(t, d, "expired/after", 1)
+	select {
+	case <-live[0].ch:
+		t.Error("a live waiter was woken by other waiters' expired contexts: its connection was replaced")
+	default:
+	}
+	after, err := admin.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := pubsubIDs(before), pubsubIDs(after); a != b {
+		t.Errorf("pub/sub connection replaced: ids %q before, %q after", a, b)
+	}
+}
+
+// pubsubIDs returns the ids of the pub/sub clients in a CLIENT LIST.
+func pubsubIDs(list string) string {
+	var ids []string
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, " sub=") && !strings.Contains(line, " sub=0 psub=0 ssub=0 ") {
+			id, _, _ := strings.Cut(line, " ")
+			ids = append(ids, id)
+		}
+	}
+	return strings.Join(ids, ",")
+}

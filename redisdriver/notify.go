@@ -369,7 +369,7 @@ func (n *notifier) place(ctx context.Context, ss []*channelSubs) {
 			n.fail(ss, err)
 			return
 		}
-		if !n.sendSubscribe(ctx, c, ss, false) {
+		if !n.sendSubscribe(c, ss, false) {
 			return
 		}
 		// c was dropped meanwhile: take the owner's new connection.
@@ -380,7 +380,7 @@ func (n *notifier) place(ctx context.Context, ss []*channelSubs) {
 // reports true if c was dropped before. If the connection fails, the
 // reader replaces it and subscribes them again; only when that fails
 // too (final) do they fail.
-func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSubs, final bool) (retry bool) {
+func (n *notifier) sendSubscribe(c *psConn, ss []*channelSubs, final bool) (retry bool) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	n.mu.Lock()
@@ -409,7 +409,13 @@ func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSu
 	c.sent = append(c.sent, cmd)
 	ps := c.ps
 	n.mu.Unlock()
-	err := c.subscribe(ctx, ps, slices.Clone(cmd.left))
+	// Sent under the notifier's context, not the caller's: a write cut
+	// short by one caller's deadline would leave the connection's replies
+	// unknown and cost every waiter on it a reconnect. The caller's
+	// context bounds only its own wait for readiness.
+	wctx, cancel := context.WithTimeout(n.ctx, n.confirmTimeout)
+	err := c.subscribe(wctx, ps, slices.Clone(cmd.left))
+	cancel()
 	if err == nil {
 		n.mu.Lock()
 		n.watchLocked(c, ps, cmd)
@@ -867,9 +873,7 @@ func (n *notifier) reset(c *psConn, ps *redis.PubSub) bool {
 	}
 	n.mu.Unlock()
 	c.sendMu.Unlock()
-	ctx, cancel := context.WithTimeout(n.ctx, placeTimeout)
-	defer cancel()
-	n.sendSubscribe(ctx, c, again, true)
+	n.sendSubscribe(c, again, true)
 	return true
 }
 

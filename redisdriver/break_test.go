@@ -517,3 +517,37 @@ func pubsubIDs(list string) string {
 	}
 	return strings.Join(ids, ",")
 }
+
+// TestFenceKeyOutlivesFloor: a fence granted from a floor ahead of the
+// server's clock (a client whose clock runs ahead; at most a TTL ahead)
+// must stay on record until the server's clock has passed it, even when
+// FenceExpiry is shorter than the TTL and the lock was released at once:
+// otherwise the next grant, from the clock alone, goes below it.
+func TestFenceKeyOutlivesFloor(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	d := redisdriver.NewDriver(s.Client(t), &redisdriver.Options{FenceExpiry: 100 * time.Millisecond})
+	defer d.Close()
+	ctx := testCtx(t)
+	key := uniqueKey("fence/floor/")
+	fast := req(key, "fast")
+	fast.TTL = 5 * time.Second
+	fast.FenceFloor = uint64(time.Now().Add(3 * time.Second).UnixMicro()) // a client 3s ahead
+	res, err := d.Acquire(ctx, fast)
+	if err != nil || !res.Acquired {
+		t.Fatalf("Acquire = %+v, %v", res, err)
+	}
+	if err := d.Release(ctx, key, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // three fence expiries
+	next, err := d.Acquire(ctx, req(key, "ontime"))
+	if err != nil || !next.Acquired {
+		t.Fatalf("Acquire = %+v, %v", next, err)
+	}
+	defer d.Release(ctx, key, "ontime")
+	if next.Fence <= res.Fence {
+		t.Errorf("fence went backwards: %d after %d (fence key PTTL %v)", next.Fence, res.Fence,
+			admin.PTTL(ctx, "dlock:{"+key+"}:fence").Val())
+	}
+}

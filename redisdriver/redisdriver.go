@@ -253,15 +253,29 @@ func (d *locker) acquireArgs(req driver.Request) []any {
 	if req.FenceFloor != 0 {
 		floor = strconv.FormatUint(req.FenceFloor, 10)
 	}
-	ttl, owner := d.ms.box(msArg(req.TTL)), d.owner.box(req.Owner)
+	ttlMS := msArg(req.TTL)
+	ttl, owner := d.ms.box(ttlMS), d.owner.box(req.Owner)
+	keep := d.fenceKeep(ttl, ttlMS)
 	if queued(req) {
 		// The waiter's deadline: it attempts again within Wait, or is
 		// gone. Twice that and a second leave room for a slow round
 		// trip; the queue is kept as long.
-		return []any{nil, nil, 3, lk, fk, queueKey(lk), req.Token, ttl, owner, d.fenceMS, floor,
+		return []any{nil, nil, 3, lk, fk, queueKey(lk), req.Token, ttl, owner, keep, floor,
 			waiterTag(req.Token), msArg(2*req.Wait + time.Second)}
 	}
-	return []any{nil, nil, 2, lk, fk, req.Token, ttl, owner, d.fenceMS, floor}
+	return []any{nil, nil, 2, lk, fk, req.Token, ttl, owner, keep, floor}
+}
+
+// fenceKeep returns how long a grant or refresh with a TTL of ttlMS
+// (boxed: ttl) keeps the fence key: FenceExpiry, and at least the TTL. A
+// fence may be up to a TTL ahead of the server's clock (a floor from a
+// client whose clock runs ahead), and must stay on record until the clock
+// has passed it, or the next grant, from the clock alone, would be lower.
+func (d *locker) fenceKeep(ttl any, ttlMS int64) any {
+	if ttlMS > d.cfg.fenceExpiryMS {
+		return ttl
+	}
+	return d.fenceMS
 }
 
 // acquireResult decodes the reply of an acquire script called with args
@@ -416,7 +430,9 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 		return err
 	}
 	lk, fk := d.keyPair(key, fenceSuffix)
-	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 2, lk, fk, token, d.ms.box(msArg(ttl)), d.fenceMS}).Int64()
+	ttlMS := msArg(ttl)
+	ttlArg := d.ms.box(ttlMS)
+	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 2, lk, fk, token, ttlArg, d.fenceKeep(ttlArg, ttlMS)}).Int64()
 	return d.heldResult("refresh", key, lk, n, err)
 }
 
@@ -506,10 +522,12 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		pipe := d.client.Pipeline()
 		for _, i := range idx {
 			keys := lks[2*i : 2*i+2 : 2*i+2]
+			ttlMS := msArg(reqs[i].TTL)
+			keep := d.fenceKeep(ttlMS, ttlMS)
 			if sha {
-				cmds[i] = refreshScript.EvalSha(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
+				cmds[i] = refreshScript.EvalSha(ctx, pipe, keys, reqs[i].Token, ttlMS, keep)
 			} else {
-				cmds[i] = refreshScript.Eval(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
+				cmds[i] = refreshScript.Eval(ctx, pipe, keys, reqs[i].Token, ttlMS, keep)
 			}
 		}
 		pipe.Exec(ctx) // errors are per command

@@ -17,7 +17,7 @@ import (
 // holding the last fence granted. The common paths stay short because the
 // server's time per script, not the round trip, is what a lock costs beyond
 // a bare SET NX: acquiring a free key is TIME, GET (fence), SET NX, SET
-// (fence); refreshing is GET, PEXPIRE, GET and PEXPIRE (fence); releasing
+// (fence); refreshing is GET, PEXPIRE, GET, PTTL and PEXPIRE (fence); releasing
 // is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD GT (the queue) needs Redis 6.2 or
 // later.
 //
@@ -38,7 +38,8 @@ import (
 // else there is someone else's data, refused like a key of another type.
 
 // acquireScript takes KEYS[1] (lock) for ARGV[1] (token) for ARGV[2] ms with
-// owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms. The fence
+// owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms (at least
+// ARGV[2]: see fenceKeep). The fence
 // is the largest of the server's TIME in microseconds, one more than the
 // last fence, and ARGV[5] (the request's FenceFloor, if not empty) capped
 // at TIME plus the TTL: the floor is never trusted alone, so no fence runs
@@ -141,11 +142,12 @@ end
 `
 
 // refreshScript resets KEYS[1]'s TTL to ARGV[2] ms if ARGV[1] holds it,
-// and keeps its fence key KEYS[2] for ARGV[3] ms more, at least at the
-// lock's fence: a lock held longer than the fence expiry must not lose the
-// last fence, or the next grant could go below it (with a floor from a
-// client whose clock runs ahead). Someone else's data at KEYS[2] is left
-// alone. Reply: 1 done; 0 not held by the token; -1 the key holds other
+// and keeps its fence key KEYS[2] for ARGV[3] ms more (never less than
+// it had: a refresh to a shorter TTL must not drop a fence that a grant
+// kept for its TTL), at least at the lock's fence: a lock held longer
+// than the fence expiry must not lose the last fence, or the next grant
+// could go below it (with a floor from a client whose clock runs ahead).
+// Someone else's data at KEYS[2] is left alone. Reply: 1 done; 0 not held by the token; -1 the key holds other
 // data.
 var refreshScript = newScript(holderOf + isFence + `
 local v, i = holder()
@@ -157,7 +159,7 @@ if f ~= '0' then
   local last = redis.pcall('GET', KEYS[2])
   if not last or isFence(last) and (#last < #f or #last == #f and last < f) then
     redis.call('SET', KEYS[2], f, 'PX', ARGV[3])
-  elseif isFence(last) then
+  elseif isFence(last) and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then
     redis.call('PEXPIRE', KEYS[2], ARGV[3])
   end
 end

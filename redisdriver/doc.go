@@ -94,10 +94,41 @@
 // it carries. TLS 1.2 is the least version accepted. To use other roots
 // or client certificates, build the client yourself and pass it to [New].
 //
-// Open checks the connection with one round trip, within its context, so
-// an unreachable address, a wrong password or a user without the needed
-// permissions fails at Open. Clients made by Open have
+// Open checks the connection within its context, so an unreachable
+// address, a wrong password or a user without the needed permissions
+// (see Permissions) fails at Open. Clients made by Open have
 // ContextTimeoutEnabled set, and are closed by Close.
+//
+// # Permissions
+//
+// With Redis ACL users, the user needs the keys ~PREFIX* and the channels
+// &PREFIX*, EVALSHA and EVAL, and every command the scripts run, since
+// Redis checks a script's commands one by one as they run: GET, SET, DEL,
+// EXISTS, TYPE, PTTL, PEXPIRE, TIME (every fence is taken from the
+// server's clock), ZADD, ZPOPMIN, ZREM and ZRANGEBYSCORE (the waiter
+// queue), and PUBLISH (SPUBLISH on Cluster); then SUBSCRIBE (SSUBSCRIBE on
+// Cluster) and PING for release notifications, and WAIT with
+// replica_acks. The least rule is
+//
+//	ACL SETUSER locker on >PASSWORD ~dlock:* &dlock:* +evalsha +eval +ping
+//	    +subscribe +ssubscribe +wait +get +set +del +exists +type +pttl
+//	    +pexpire +time +zadd +zpopmin +zrem +zrangebyscore +publish +spublish
+//
+// or, by category, ~dlock:* &dlock:* +@scripting +@read +@write +@pubsub
+// +time +ping (TIME is in none of those categories: a rule without +time
+// can take no lock).
+//
+// Open checks these permissions: it runs a script that asks the ACL
+// (redis.acl_check_cmd, Redis 7 and later) about each command on a key
+// under the prefix, and fails naming the first command refused; then it
+// publishes to and subscribes to one of the driver's channels. Redis 7
+// gives new users no channel permission (acl-pubsub-default
+// resetchannels), so the channel pattern is the permission most often
+// missed: Open then fails with a [*ChannelPermissionError], whose Pattern
+// is the pattern to grant (ACL SETUSER user &PATTERN). A Subscribe refused
+// later (the ACL changed) fails with the same error, and the waiter falls
+// back to the holder's expiry and its backoff. A command refused inside a
+// script, at any call, is reported as a missing permission.
 //
 // # Keys and Cluster hash tags
 //
@@ -107,7 +138,11 @@
 // the server little more than a bare SET NX. Its fence key is
 // PREFIX{KEY}:fence, its waiters' queue PREFIX{KEY}:queue, and releases
 // are published on PREFIX{KEY}:released or, to one waiter, on
-// PREFIX{KEY}:w:TAG. The braces make KEY the Cluster hash tag of them all,
+// PREFIX{KEY}:w:TAG. Redis pub/sub ignores database numbers, so on a
+// database other than 0 the key-wide channel is PREFIX{KEY}:released:dbN
+// (N the database number): a release in one database never wakes the
+// waiters of the same key in another. (Cluster has database 0 only; a
+// waiter's own channel needs no suffix, as its tag is its own.) The braces make KEY the Cluster hash tag of them all,
 // so they are on one node and one script uses them all. If KEY contains '%', '{' or '}', these
 // are written %25, %7B and %7D inside the braces, so the tag is always
 // exactly KEY (escaped), never empty, and two keys never share a lock.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
-	"github.com/dlock-go/dlock/driver"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -223,18 +222,6 @@ func (e *ChannelPermissionError) Unwrap() error { return e.Err }
 // channelPattern is the ACL channel pattern that covers every channel of
 // the driver.
 func (d *locker) channelPattern() string { return d.cfg.prefix + "*" }
-
-// openChecked runs at the end of Open: a Redis user who may not publish
-// or subscribe to the driver's channels fails there, with a
-// [ChannelPermissionError], rather than at its first wait (where waiters
-// would silently fall back to polling). On failure it closes d.
-func (d *locker) openChecked(ctx context.Context, red string) (driver.Locker, error) {
-	if err := d.checkChannels(ctx); err != nil {
-		d.Close()
-		return nil, fmt.Errorf("redisdriver: open %s: %w", red, err)
-	}
-	return d, nil
-}
 
 // checkChannels publishes to and subscribes to a channel of the driver, on
 // a pub/sub connection of its own that it closes.

@@ -61,26 +61,51 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		client.Close()
 		return nil, fmt.Errorf("%s: %w", red, d.err)
 	}
-	lk := d.lockKey("open-check")
-	acks := "0"
-	if d.cfg.replicaAcks > 0 {
-		acks = "1"
-	}
-	v, err := checkScript.Run(ctx, client, []string{lk}, acks).Result()
-	if refused, ok := v.(string); ok && err == nil {
+	if err := d.checkAccess(ctx); err != nil {
 		d.Close()
-		return nil, fmt.Errorf("redisdriver: open %s: the Redis user may not run %s on keys under %q, which the driver needs (see Permissions in the package docs)", red, refused, d.cfg.prefix)
-	}
-	if err != nil {
-		d.Close()
-		err = d.wrap("open "+red, "", err)
 		var uo *unknownOutcomeError
 		if errors.As(err, &uo) && !schemes[u.Scheme].tls {
 			err = fmt.Errorf("%w (if the server wants TLS, use rediss://)", err)
 		}
-		return nil, scrub(err)
+		return nil, scrub(fmt.Errorf("redisdriver: open %s: %w", red, err))
 	}
-	return d.openChecked(ctx, red)
+	return d, nil
+}
+
+// CheckAccess checks, within ctx, that the server behind d, a driver made
+// by [NewDriver], answers and that its user has every permission the
+// driver needs (see Permissions in the package docs): that it may run the
+// scripts and each command they run, on keys under the prefix, and use
+// the driver's channels (a [*ChannelPermissionError] if not). [Open] does
+// it; a driver that composes others over clients it was given (redlock's
+// Open) does it for each. A driver not made by this package is refused
+// with [dlock.ErrInvalid].
+func CheckAccess(ctx context.Context, d driver.Locker) error {
+	l, ok := d.(*locker)
+	if !ok {
+		return fmt.Errorf("%w: redisdriver: CheckAccess of a %T, not a driver of this package", dlock.ErrInvalid, d)
+	}
+	if err := l.check(); err != nil {
+		return err
+	}
+	return l.checkAccess(ctx)
+}
+
+// checkAccess runs checkScript, then checkChannels.
+func (d *locker) checkAccess(ctx context.Context) error {
+	acks := "0"
+	if d.cfg.replicaAcks > 0 {
+		acks = "1"
+	}
+	v, err := checkScript.Run(ctx, d.client, []string{d.lockKey("open-check")}, acks).Result()
+	if err != nil {
+		return d.wrap("check permissions", "", err)
+	}
+	if refused, ok := v.(string); ok {
+		return fmt.Errorf("redisdriver: the Redis user may not run %s on keys under %q, which the driver needs (see Permissions in the package docs)",
+			refused, d.cfg.prefix)
+	}
+	return d.checkChannels(ctx)
 }
 
 // newClient makes the client and driver options of u, without I/O.

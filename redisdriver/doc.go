@@ -200,7 +200,9 @@
 // dlock retries it: an acquire on a demoted master or under
 // min-replicas-to-write succeeds once the master takes writes again. A call whose outcome is unknown (a timeout, a connection lost
 // after sending) returns an error whose Timeout method reports true.
-// [ErrWrongType] reports someone else's data at a lock or fence key; the
+// A call through a go-redis client that its owner closed fails with
+// [dlock.ErrClosed], not retried. [ErrWrongType] reports someone else's
+// data at a lock or fence key; the
 // driver never overwrites it. Authentication and ACL permission failures
 // say so. Errors quote URLs only redacted.
 //

@@ -590,6 +590,10 @@ func (d *locker) wrap(op, key string, err error) error {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", prefix, err)
+	case errors.Is(err, redis.ErrClosed):
+		// The client was closed under the driver: it never works again,
+		// so no retry can help.
+		return fmt.Errorf("%s: the Redis client is closed: %w: %w", prefix, dlock.ErrClosed, err)
 	case d.cluster == nil && isRedirect(err):
 		// Not a slot moving: a Cluster node behind a client that is not
 		// a Cluster client, which no retry cures.

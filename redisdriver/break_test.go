@@ -15,6 +15,7 @@ import (
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
+	_ "github.com/dlock-go/dlock/redlock" // redlock:// for TestOpenErrorsHideSecret
 	"github.com/redis/go-redis/v9"
 )
 
@@ -571,5 +572,38 @@ func TestClosedClientIsPermanent(t *testing.T) {
 	}
 	if !errors.Is(err, dlock.ErrClosed) {
 		t.Errorf("Acquire through a closed client: %v; want ErrClosed", err)
+	}
+}
+
+// TestOpenErrorsHideSecret: errors of Sentinel, Cluster, TLS and redlock
+// URLs that fail at the network or at the server never show the
+// password.
+func TestOpenErrorsHideSecret(t *testing.T) {
+	plain := redistest.Shared(t)
+	se := redistest.SharedSentinel(t)
+	closed := closedPort(t)
+	for _, u := range []string{
+		"redis+sentinel://user:" + secret + "@" + closed + "/mymaster?dial_timeout=300ms",
+		"redis+sentinel://user:" + secret + "@" + se.Addrs()[0] + "/" + se.MasterName() + "?sentinel_auth=true",
+		"redis+sentinel://user:" + secret + "@" + se.Addrs()[0] + "/nosuchmaster",
+		"redis+sentinel://user:" + secret + "@" + se.Addrs()[0] + "/" + se.MasterName(),
+		"rediss://user:" + secret + "@" + plain.Addr() + "?dial_timeout=1s&read_timeout=1s",
+		"rediss+cluster://user:" + secret + "@" + plain.Addr() + "?dial_timeout=1s&read_timeout=1s",
+		"redis+cluster://user:" + secret + "@" + closed + "?dial_timeout=300ms",
+		"redis+cluster://user:" + secret + "@" + plain.Addr(),
+		"redlock://user:" + secret + "@" + closed + "," + plain.Addr() + "," + se.Master().Addr() + "?dial_timeout=300ms",
+		"redlocks://user:" + secret + "@" + closed + "," + plain.Addr() + "," + se.Master().Addr() + "?dial_timeout=300ms",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		start := time.Now()
+		l, err := dlock.Open(ctx, u)
+		cancel()
+		t.Logf("%v: %s: %v", time.Since(start).Round(time.Millisecond), driver.RedactURL(u), err)
+		if err == nil {
+			l.Close()
+			t.Errorf("Open(%s) succeeded with a wrong password", driver.RedactURL(u))
+			continue
+		}
+		noSecret(t, err)
 	}
 }

@@ -61,13 +61,13 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		client.Close()
 		return nil, fmt.Errorf("%s: %w", red, d.err)
 	}
-	if err := d.checkAccess(ctx); err != nil {
+	if err := d.checkAccess(ctx, "open "+red); err != nil {
 		d.Close()
 		var uo *unknownOutcomeError
 		if errors.As(err, &uo) && !schemes[u.Scheme].tls {
 			err = fmt.Errorf("%w (if the server wants TLS, use rediss://)", err)
 		}
-		return nil, scrub(fmt.Errorf("redisdriver: open %s: %w", red, err))
+		return nil, scrub(err)
 	}
 	return d, nil
 }
@@ -88,24 +88,28 @@ func CheckAccess(ctx context.Context, d driver.Locker) error {
 	if err := l.check(); err != nil {
 		return err
 	}
-	return l.checkAccess(ctx)
+	return l.checkAccess(ctx, "check access")
 }
 
-// checkAccess runs checkScript, then checkChannels.
-func (d *locker) checkAccess(ctx context.Context) error {
+// checkAccess runs checkScript, then checkChannels; op starts its
+// errors.
+func (d *locker) checkAccess(ctx context.Context, op string) error {
 	acks := "0"
 	if d.cfg.replicaAcks > 0 {
 		acks = "1"
 	}
 	v, err := checkScript.Run(ctx, d.client, []string{d.lockKey("open-check")}, acks).Result()
 	if err != nil {
-		return d.wrap("check permissions", "", err)
+		return d.wrap(op, "", err)
 	}
 	if refused, ok := v.(string); ok {
-		return fmt.Errorf("redisdriver: the Redis user may not run %s on keys under %q, which the driver needs (see Permissions in the package docs)",
-			refused, d.cfg.prefix)
+		return fmt.Errorf("redisdriver: %s: the Redis user may not run %s on keys under %q, which the driver needs (see Permissions in the package docs)",
+			op, refused, d.cfg.prefix)
 	}
-	return d.checkChannels(ctx)
+	if err := d.checkChannels(ctx); err != nil {
+		return fmt.Errorf("redisdriver: %s: %w", op, err)
+	}
+	return nil
 }
 
 // newClient makes the client and driver options of u, without I/O.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlock-go/dlock"
@@ -79,6 +80,9 @@ type psConn struct {
 	// so that a quick unsubscribe-resubscribe of a channel cannot leave
 	// it unsubscribed. Taken before notifier.mu.
 	sendMu sync.Mutex
+
+	// replies counts what the reader received (see watchLocked).
+	replies atomic.Uint64
 
 	// Guarded by notifier.mu.
 	ps    *redis.PubSub
@@ -169,18 +173,30 @@ func readTimeout(client redis.UniversalClient) time.Duration {
 // dead (half-open: a NAT or firewall dropped it without a reset, a
 // partition), and waiting on it would keep a subscriber until the idle
 // ping found it dead after two health intervals. n.mu must be held.
+//
+// A connection that answers is not silent, however long cmd's own replies
+// take (a SUBSCRIBE of every channel after a reconnect is answered one
+// channel at a time): the watch then starts again.
 func (n *notifier) watchLocked(c *psConn, ps *redis.PubSub, cmd *command) {
 	if n.closed || !slices.Contains(c.sent, cmd) {
 		return
 	}
-	cmd.timer = time.AfterFunc(n.confirmTimeout, func() {
+	seen := c.replies.Load()
+	var check func()
+	check = func() {
 		n.mu.Lock()
-		silent := !n.closed && c.ps == ps && slices.Contains(c.sent, cmd)
+		due := !n.closed && c.ps == ps && slices.Contains(c.sent, cmd)
+		silent := due && c.replies.Load() == seen
+		if due && !silent {
+			seen = c.replies.Load()
+			cmd.timer = time.AfterFunc(n.confirmTimeout, check)
+		}
 		n.mu.Unlock()
 		if silent {
 			ps.Close()
 		}
-	})
+	}
+	cmd.timer = time.AfterFunc(n.confirmTimeout, check)
 }
 
 // channelScope returns what ends the release channels of a client's
@@ -579,6 +595,9 @@ func (n *notifier) read(c *psConn) {
 		if n.ctx.Err() != nil {
 			return
 		}
+		if err == nil || isRedisError(err) {
+			c.replies.Add(1)
+		}
 		switch {
 		case err == nil:
 			backoff = 0
@@ -697,11 +716,24 @@ func (n *notifier) handle(c *psConn, msg any) {
 // held.
 func (c *psConn) answered(kind, ch string) *command {
 	for i, cmd := range c.sent {
-		j := slices.Index(cmd.left, ch)
-		if cmd.kind != kind || (ch != "" && j < 0) {
+		if cmd.kind != kind {
 			continue
 		}
-		if j >= 0 {
+		j := -1
+		if ch != "" {
+			// Redis answers a command's channels in order, so the
+			// first due is the common case, found without a scan (a
+			// resubscription carries every channel of the connection:
+			// a scan per reply would cost their number squared).
+			if len(cmd.left) > 0 && cmd.left[0] == ch {
+				j = 0
+			} else if j = slices.Index(cmd.left, ch); j < 0 {
+				continue
+			}
+		}
+		if j == 0 {
+			cmd.left = cmd.left[1:]
+		} else if j > 0 {
 			cmd.left = slices.Delete(cmd.left, j, j+1)
 		}
 		if len(cmd.left) == 0 {

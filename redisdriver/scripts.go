@@ -55,9 +55,11 @@ import (
 // first removes up to pruneLimit entries whose deadline passed, so dead
 // entries go at least as fast as they come, and no script loops over the
 // whole queue. Someone else's data at KEYS[3] is left alone (the
-// waiter is then not queued); any other error there (NOPERM for a user
-// without ZRANGEBYSCORE) is the reply, as no lock was granted, rather
-// than a queue that is silently never pruned.
+// waiter is then not queued); any other error reading it (NOPERM for a
+// user without ZRANGEBYSCORE) is the reply, as no lock was granted,
+// rather than a queue that is silently never pruned. A refused ZADD
+// leaves the waiter unqueued (it is then woken with every subscriber):
+// the reply stays "busy", with the holder's TTL.
 // Reply: the fence, a string of digits, when acquired (or already held by
 // the token: same fence, TTL reset); the holder's PTTL, an integer, when
 // held by another token; "!1 TYPE" when the lock key holds other data, "!2
@@ -94,8 +96,9 @@ if KEYS[3] then
   local dead = redis.pcall('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ` + pruneLimit + `)
   if not dead.err then
     if dead[1] then redis.call('ZREM', KEYS[3], unpack(dead)) end
-    redis.call('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])
-    redis.call('PEXPIRE', KEYS[3], ARGV[7])
+    if type(redis.pcall('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])) == 'number' then
+      redis.call('PEXPIRE', KEYS[3], ARGV[7])
+    end
   elseif string.sub(dead.err, 1, 10) ~= 'WRONGTYPE ' then
     return dead
   end

@@ -647,3 +647,27 @@ func TestManyKeysResubscribe(t *testing.T) {
 		t.Errorf("%d subscriptions took %v to be live again after a reconnect", n, took)
 	}
 }
+
+// TestSentinelReplicaOnlyRefused: replica_only=true connects a Sentinel
+// client to replicas only, where every lock write is refused (READONLY),
+// which is retried as unavailable: every Acquire would wait for its whole
+// context, forever without a deadline. Open refuses it.
+func TestSentinelReplicaOnlyRefused(t *testing.T) {
+	se := redistest.SharedSentinel(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	l, err := dlock.Open(ctx, "redis+sentinel://"+se.Addrs()[0]+"/"+se.MasterName()+"?replica_only=true")
+	if err == nil {
+		_, aerr := l.TryAcquire(ctx, "replicaonly/k", nil)
+		l.Close()
+		t.Fatalf("Open with replica_only=true succeeded (TryAcquire then: %v)", aerr)
+	}
+	if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(err.Error(), "replica_only") {
+		t.Errorf("Open with replica_only=true: %v; want ErrInvalid naming replica_only", err)
+	}
+	l, err = dlock.Open(ctx, "redis+sentinel://"+se.Addrs()[0]+"/"+se.MasterName()+"?replica_only=false")
+	if err != nil {
+		t.Fatalf("Open with replica_only=false: %v", err)
+	}
+	l.Close()
+}

@@ -72,8 +72,10 @@
 //	                     route_by_latency_tolerance, route_randomly,
 //	                     failing_timeout_seconds, dialer_retries,
 //	                     dialer_retry_timeout
-//	+sentinel:           db, replica_only, use_disconnected_replicas,
+//	+sentinel:           db, use_disconnected_replicas,
 //	                     dialer_retries, dialer_retry_timeout,
+//	                     replica_only (false only: locks are taken
+//	                     on the master),
 //	                     sentinel_auth (true: present USER and PASSWORD
 //	                     to the Sentinels too)
 //

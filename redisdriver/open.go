@@ -168,6 +168,15 @@ func newClient(u *url.URL) (redis.UniversalClient, *Options, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		// Locks are written on the master: on a replica they are refused
+		// (READONLY, retried until the caller gives up) or, on a writable
+		// replica, kept where no other client sees them.
+		if replicas, err := redisurl.Bool(q, "replica_only", red); err != nil || replicas {
+			if err == nil {
+				err = fmt.Errorf("%w: %s: replica_only=true would take locks on replicas; locks need the master", dlock.ErrInvalid, red)
+			}
+			return nil, nil, err
+		}
 		path := ""
 		if len(parts) == 2 {
 			path = "/" + parts[1]

@@ -269,7 +269,9 @@ return 1
 // each command the scripts run on the key KEYS[1], and WAIT if ARGV[1] is
 // "1": a script's commands are checked only when they run, so without
 // this a user lacking TIME would pass Open and fail every acquire, and
-// one lacking ZRANGEBYSCORE would never prune the waiter queue.
+// one lacking ZRANGEBYSCORE would never prune the waiter queue. EVAL and
+// EVALSHA are asked too: while the server has the scripts cached, EVALSHA
+// alone works, until a restart or SCRIPT FLUSH makes EVAL necessary.
 // Reply: 1, or the name of the first command refused.
 var checkScript = newScript(`
 local t = redis.call('TYPE', KEYS[1])
@@ -277,7 +279,7 @@ if redis.acl_check_cmd then
   local k = KEYS[1]
   local cmds = {{'TIME'}, {'GET', k}, {'SET', k, 'v'}, {'DEL', k}, {'EXISTS', k}, {'PTTL', k},
     {'PEXPIRE', k, '1'}, {'ZADD', k, '1', 'm'}, {'ZPOPMIN', k}, {'ZREM', k, 'm'},
-    {'ZRANGEBYSCORE', k, '0', '1'}}
+    {'ZRANGEBYSCORE', k, '0', '1'}, {'EVAL', 'return 1', '1', k}, {'EVALSHA', string.rep('0', 40), '1', k}}
   if ARGV[1] == '1' then cmds[#cmds + 1] = {'WAIT', '0', '0'} end
   for _, c in ipairs(cmds) do
     if not redis.acl_check_cmd(unpack(c)) then return c[1] end

@@ -679,3 +679,29 @@ func TestSentinelReplicaOnlyRefused(t *testing.T) {
 	}
 	l.Close()
 }
+
+// TestOpenReplicaRefused: a redis:// URL that names a read-only replica
+// (a common slip: the replica's address instead of the master's) fails at
+// Open, saying so, instead of opening a Locker whose every acquire is
+// refused (READONLY) and retried until its context ends.
+func TestOpenReplicaRefused(t *testing.T) {
+	master := redistest.StartProcess(t, nil)
+	replica := redistest.StartProcess(t, nil)
+	ctx := testCtx(t)
+	host, port, _ := net.SplitHostPort(master.Addr())
+	if err := replica.Client(t).SlaveOf(ctx, host, port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	octx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	l, err := dlock.Open(octx, "redis://"+replica.Addr())
+	if err == nil {
+		_, aerr := l.TryAcquire(octx, "replica/k", nil)
+		l.Close()
+		t.Fatalf("Open of a read-only replica succeeded (TryAcquire then: %v)", aerr)
+	}
+	if !strings.Contains(err.Error(), "replica") {
+		t.Errorf("Open of a replica: %v; want an error saying the server is a replica", err)
+	}
+	open(t, "redis://"+master.Addr()) // the master opens
+}

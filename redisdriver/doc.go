@@ -97,8 +97,9 @@
 // or client certificates, build the client yourself and pass it to [New].
 //
 // Open checks the connection within its context, so an unreachable
-// address, a wrong password or a user without the needed permissions
-// (see Permissions) fails at Open. Clients made by Open have
+// address, a wrong password, a user without the needed permissions (see
+// Permissions) or a read-only replica where the master was meant fails
+// at Open. Clients made by Open have
 // ContextTimeoutEnabled set, and are closed by Close.
 //
 // # Permissions

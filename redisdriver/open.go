@@ -102,6 +102,10 @@ func (d *locker) checkAccess(ctx context.Context, op string) error {
 	if err != nil {
 		return d.wrap(op, "", err)
 	}
+	if v == "!READONLY" {
+		return fmt.Errorf("redisdriver: %s: the server is a read-only replica, which refuses every lock; give the master's address (or redis+sentinel:// to follow failovers): %w",
+			op, driver.ErrUnavailable)
+	}
 	if refused, ok := v.(string); ok {
 		return fmt.Errorf("redisdriver: %s: the Redis user may not run %s on keys under %q, which the driver needs (see Permissions in the package docs)",
 			op, refused, d.cfg.prefix)

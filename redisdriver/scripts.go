@@ -272,7 +272,10 @@ return 1
 // one lacking ZRANGEBYSCORE would never prune the waiter queue. EVAL and
 // EVALSHA are asked too: while the server has the scripts cached, EVALSHA
 // alone works, until a restart or SCRIPT FLUSH makes EVAL necessary.
-// Reply: 1, or the name of the first command refused.
+// Last, it tries a write that changes nothing (ZREM of a member no one
+// adds; on a lock, a string, it is refused as WRONGTYPE), so that a
+// read-only replica, where every lock write is refused, is found at Open.
+// Reply: 1, the name of the first command refused, or "!READONLY".
 var checkScript = newScript(`
 local t = redis.call('TYPE', KEYS[1])
 if redis.acl_check_cmd then
@@ -285,6 +288,8 @@ if redis.acl_check_cmd then
     if not redis.acl_check_cmd(unpack(c)) then return c[1] end
   end
 end
+local w = redis.pcall('ZREM', KEYS[1], 'dlock open check')
+if type(w) == 'table' and w.err and string.sub(w.err, 1, 9) == 'READONLY ' then return '!READONLY' end
 return 1
 `)
 

@@ -72,8 +72,10 @@
 //	                     route_by_latency_tolerance, route_randomly,
 //	                     failing_timeout_seconds, dialer_retries,
 //	                     dialer_retry_timeout
-//	+sentinel:           db, replica_only, use_disconnected_replicas,
+//	+sentinel:           db, use_disconnected_replicas,
 //	                     dialer_retries, dialer_retry_timeout,
+//	                     replica_only (false only: locks are taken
+//	                     on the master),
 //	                     sentinel_auth (true: present USER and PASSWORD
 //	                     to the Sentinels too)
 //
@@ -94,10 +96,42 @@
 // it carries. TLS 1.2 is the least version accepted. To use other roots
 // or client certificates, build the client yourself and pass it to [New].
 //
-// Open checks the connection with one round trip, within its context, so
-// an unreachable address, a wrong password or a user without the needed
-// permissions fails at Open. Clients made by Open have
+// Open checks the connection within its context, so an unreachable
+// address, a wrong password, a user without the needed permissions (see
+// Permissions) or a read-only replica where the master was meant fails
+// at Open. Clients made by Open have
 // ContextTimeoutEnabled set, and are closed by Close.
+//
+// # Permissions
+//
+// With Redis ACL users, the user needs the keys ~PREFIX* and the channels
+// &PREFIX*, EVALSHA and EVAL, and every command the scripts run, since
+// Redis checks a script's commands one by one as they run: GET, SET, DEL,
+// EXISTS, TYPE, PTTL, PEXPIRE, TIME (every fence is taken from the
+// server's clock), ZADD, ZPOPMIN, ZREM and ZRANGEBYSCORE (the waiter
+// queue), and PUBLISH (SPUBLISH on Cluster); then SUBSCRIBE (SSUBSCRIBE on
+// Cluster) and PING for release notifications, and WAIT with
+// replica_acks. The least rule is
+//
+//	ACL SETUSER locker on >PASSWORD ~dlock:* &dlock:* +evalsha +eval +ping
+//	    +subscribe +ssubscribe +wait +get +set +del +exists +type +pttl
+//	    +pexpire +time +zadd +zpopmin +zrem +zrangebyscore +publish +spublish
+//
+// or, by category, ~dlock:* &dlock:* +@scripting +@read +@write +@pubsub
+// +time +ping (TIME is in none of those categories: a rule without +time
+// can take no lock).
+//
+// Open checks these permissions: it runs a script that asks the ACL
+// (redis.acl_check_cmd, Redis 7 and later) about each command on a key
+// under the prefix, and fails naming the first command refused; then it
+// publishes to and subscribes to one of the driver's channels. Redis 7
+// gives new users no channel permission (acl-pubsub-default
+// resetchannels), so the channel pattern is the permission most often
+// missed: Open then fails with a [*ChannelPermissionError], whose Pattern
+// is the pattern to grant (ACL SETUSER user &PATTERN). A Subscribe refused
+// later (the ACL changed) fails with the same error, and the waiter falls
+// back to the holder's expiry and its backoff. A command refused inside a
+// script, at any call, is reported as a missing permission.
 //
 // # Keys and Cluster hash tags
 //
@@ -107,7 +141,11 @@
 // the server little more than a bare SET NX. Its fence key is
 // PREFIX{KEY}:fence, its waiters' queue PREFIX{KEY}:queue, and releases
 // are published on PREFIX{KEY}:released or, to one waiter, on
-// PREFIX{KEY}:w:TAG. The braces make KEY the Cluster hash tag of them all,
+// PREFIX{KEY}:w:TAG. Redis pub/sub ignores database numbers, so on a
+// database other than 0 the key-wide channel is PREFIX{KEY}:released:dbN
+// (N the database number): a release in one database never wakes the
+// waiters of the same key in another. (Cluster has database 0 only; a
+// waiter's own channel needs no suffix, as its tag is its own.) The braces make KEY the Cluster hash tag of them all,
 // so they are on one node and one script uses them all. If KEY contains '%', '{' or '}', these
 // are written %25, %7B and %7D inside the braces, so the tag is always
 // exactly KEY (escaped), never empty, and two keys never share a lock.
@@ -135,8 +173,9 @@
 //
 // Each grant's fence is max(now, last + 1, min(floor, now + TTL)), where
 // now is the server's TIME in microseconds, last is kept in the fence key
-// for FenceExpiry after each acquire and each refresh (so a lock held
-// longer than FenceExpiry keeps it), and floor is the request's
+// for FenceExpiry, and at least the TTL, after each acquire and each
+// refresh (so a lock held longer than FenceExpiry keeps it, and a fence
+// ahead of the clock stays on record until the clock has passed it), and floor is the request's
 // FenceFloor, when a quorum driver proposes one. The floor is never
 // trusted alone: a fence is never more than a TTL ahead of the clock of
 // the server that granted it, whatever the proposing client's clock.
@@ -157,12 +196,16 @@
 // Release when the token no longer holds the key; [dlock.ErrUnavailable]
 // only when the command surely did not run (no connection could be made,
 // the client is closed, or Redis refused it before running it: LOADING,
-// CLUSTERDOWN, TRYAGAIN, READONLY, MASTERDOWN, NOREPLICAS, OOM, too many
+// CLUSTERDOWN, TRYAGAIN, READONLY, MASTERDOWN, NOREPLICAS, OOM, BUSY (a
+// script running past busy-reply-threshold), MISCONF (writes stopped
+// after a failed save), too many
 // clients, or a MOVED or ASK redirect that could not be followed), so
 // dlock retries it: an acquire on a demoted master or under
 // min-replicas-to-write succeeds once the master takes writes again. A call whose outcome is unknown (a timeout, a connection lost
 // after sending) returns an error whose Timeout method reports true.
-// [ErrWrongType] reports someone else's data at a lock or fence key; the
+// A call through a go-redis client that its owner closed fails with
+// [dlock.ErrClosed], not retried. [ErrWrongType] reports someone else's
+// data at a lock or fence key; the
 // driver never overwrites it. Authentication and ACL permission failures
 // say so. Errors quote URLs only redacted.
 //

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
@@ -54,6 +55,11 @@ type notifier struct {
 	// releasedChannel).
 	scope string
 
+	// confirmTimeout is how long a command on a pub/sub connection may
+	// stay unanswered before the connection counts as dead (see
+	// watchLocked): the client's read timeout.
+	confirmTimeout time.Duration
+
 	mu     sync.Mutex
 	subs   map[string]*channelSubs // by channel
 	conns  map[string]*psConn      // by node address; "" without Cluster
@@ -75,6 +81,9 @@ type psConn struct {
 	// it unsubscribed. Taken before notifier.mu.
 	sendMu sync.Mutex
 
+	// replies counts what the reader received (see watchLocked).
+	replies atomic.Uint64
+
 	// Guarded by notifier.mu.
 	ps    *redis.PubSub
 	sent  []*command              // commands on ps whose replies are due, in order
@@ -86,9 +95,17 @@ type psConn struct {
 // due: Redis answers commands in order, a (un)subscription with one reply
 // per channel, a refusal with one error.
 type command struct {
-	kind string   // "subscribe", "unsubscribe" or "ping"
-	left []string // channels still to be answered (few: one or two)
-	buf  [2]string
+	kind  string   // "subscribe", "unsubscribe" or "ping"
+	left  []string // channels still to be answered (few: one or two)
+	buf   [2]string
+	timer *time.Timer // see watchLocked; guarded by notifier.mu
+}
+
+// stop stops cmd's watch, as it is answered or no longer due.
+func (cmd *command) stop() {
+	if cmd.timer != nil {
+		cmd.timer.Stop()
+	}
 }
 
 func newCommand(kind string, chans ...string) *command {
@@ -130,7 +147,56 @@ func (r *readiness) settle(err error) {
 func newNotifier(d *locker) *notifier {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &notifier{d: d, ctx: ctx, cancel: cancel, scope: channelScope(d.client),
-		subs: make(map[string]*channelSubs), conns: make(map[string]*psConn)}
+		confirmTimeout: readTimeout(d.client),
+		subs:           make(map[string]*channelSubs), conns: make(map[string]*psConn)}
+}
+
+// readTimeout returns the read timeout of client's connections, or
+// go-redis's default when it has none.
+func readTimeout(client redis.UniversalClient) time.Duration {
+	var t time.Duration
+	switch c := client.(type) {
+	case *redis.Client:
+		t = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		t = c.Options().ReadTimeout
+	}
+	if t <= 0 {
+		t = 5 * time.Second
+	}
+	return t
+}
+
+// watchLocked closes ps, so that its reader replaces the connection, if
+// cmd, sent on it, is still unanswered after confirmTimeout. A server
+// answers SUBSCRIBE and PING at once; a connection that stays silent is
+// dead (half-open: a NAT or firewall dropped it without a reset, a
+// partition), and waiting on it would keep a subscriber until the idle
+// ping found it dead after two health intervals. n.mu must be held.
+//
+// A connection that answers is not silent, however long cmd's own replies
+// take (a SUBSCRIBE of every channel after a reconnect is answered one
+// channel at a time): the watch then starts again.
+func (n *notifier) watchLocked(c *psConn, ps *redis.PubSub, cmd *command) {
+	if n.closed || !slices.Contains(c.sent, cmd) {
+		return
+	}
+	seen := c.replies.Load()
+	var check func()
+	check = func() {
+		n.mu.Lock()
+		due := !n.closed && c.ps == ps && slices.Contains(c.sent, cmd)
+		silent := due && c.replies.Load() == seen
+		if due && !silent {
+			seen = c.replies.Load()
+			cmd.timer = time.AfterFunc(n.confirmTimeout, check)
+		}
+		n.mu.Unlock()
+		if silent {
+			ps.Close()
+		}
+	}
+	cmd.timer = time.AfterFunc(n.confirmTimeout, check)
 }
 
 // channelScope returns what ends the release channels of a client's
@@ -172,18 +238,6 @@ func (e *ChannelPermissionError) Unwrap() error { return e.Err }
 // channelPattern is the ACL channel pattern that covers every channel of
 // the driver.
 func (d *locker) channelPattern() string { return d.cfg.prefix + "*" }
-
-// openChecked runs at the end of Open: a Redis user who may not publish
-// or subscribe to the driver's channels fails there, with a
-// [ChannelPermissionError], rather than at its first wait (where waiters
-// would silently fall back to polling). On failure it closes d.
-func (d *locker) openChecked(ctx context.Context, red string) (driver.Locker, error) {
-	if err := d.checkChannels(ctx); err != nil {
-		d.Close()
-		return nil, fmt.Errorf("redisdriver: open %s: %w", red, err)
-	}
-	return d, nil
-}
 
 // checkChannels publishes to and subscribes to a channel of the driver, on
 // a pub/sub connection of its own that it closes.
@@ -318,7 +372,7 @@ func (n *notifier) place(ctx context.Context, ss []*channelSubs) {
 			n.fail(ss, err)
 			return
 		}
-		if !n.sendSubscribe(ctx, c, ss, false) {
+		if !n.sendSubscribe(c, ss, false) {
 			return
 		}
 		// c was dropped meanwhile: take the owner's new connection.
@@ -329,7 +383,7 @@ func (n *notifier) place(ctx context.Context, ss []*channelSubs) {
 // reports true if c was dropped before. If the connection fails, the
 // reader replaces it and subscribes them again; only when that fails
 // too (final) do they fail.
-func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSubs, final bool) (retry bool) {
+func (n *notifier) sendSubscribe(c *psConn, ss []*channelSubs, final bool) (retry bool) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	n.mu.Lock()
@@ -358,8 +412,17 @@ func (n *notifier) sendSubscribe(ctx context.Context, c *psConn, ss []*channelSu
 	c.sent = append(c.sent, cmd)
 	ps := c.ps
 	n.mu.Unlock()
-	err := c.subscribe(ctx, ps, slices.Clone(cmd.left))
+	// Sent under the notifier's context, not the caller's: a write cut
+	// short by one caller's deadline would leave the connection's replies
+	// unknown and cost every waiter on it a reconnect. The caller's
+	// context bounds only its own wait for readiness.
+	wctx, cancel := context.WithTimeout(n.ctx, n.confirmTimeout)
+	err := c.subscribe(wctx, ps, slices.Clone(cmd.left))
+	cancel()
 	if err == nil {
+		n.mu.Lock()
+		n.watchLocked(c, ps, cmd)
+		n.mu.Unlock()
 		return false
 	}
 	// Whether the server got it is unknown: this connection is done for,
@@ -532,6 +595,9 @@ func (n *notifier) read(c *psConn) {
 		if n.ctx.Err() != nil {
 			return
 		}
+		if err == nil || isRedisError(err) {
+			c.replies.Add(1)
+		}
 		switch {
 		case err == nil:
 			backoff = 0
@@ -582,11 +648,18 @@ func (n *notifier) ping(c *psConn, ps *redis.PubSub) bool {
 			return false
 		}
 	}
-	c.sent = append(c.sent, newCommand("ping"))
+	cmd := newCommand("ping")
+	c.sent = append(c.sent, cmd)
 	n.mu.Unlock()
 	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 	defer cancel()
-	return ps.Ping(ctx) == nil
+	if ps.Ping(ctx) != nil {
+		return false
+	}
+	n.mu.Lock()
+	n.watchLocked(c, ps, cmd)
+	n.mu.Unlock()
+	return true
 }
 
 // handle processes one message of c.
@@ -643,15 +716,29 @@ func (n *notifier) handle(c *psConn, msg any) {
 // held.
 func (c *psConn) answered(kind, ch string) *command {
 	for i, cmd := range c.sent {
-		j := slices.Index(cmd.left, ch)
-		if cmd.kind != kind || (ch != "" && j < 0) {
+		if cmd.kind != kind {
 			continue
 		}
-		if j >= 0 {
+		j := -1
+		if ch != "" {
+			// Redis answers a command's channels in order, so the
+			// first due is the common case, found without a scan (a
+			// resubscription carries every channel of the connection:
+			// a scan per reply would cost their number squared).
+			if len(cmd.left) > 0 && cmd.left[0] == ch {
+				j = 0
+			} else if j = slices.Index(cmd.left, ch); j < 0 {
+				continue
+			}
+		}
+		if j == 0 {
+			cmd.left = cmd.left[1:]
+		} else if j > 0 {
 			cmd.left = slices.Delete(cmd.left, j, j+1)
 		}
 		if len(cmd.left) == 0 {
 			c.sent = append(c.sent[:i:i], c.sent[i+1:]...)
+			cmd.stop()
 		}
 		return cmd
 	}
@@ -667,6 +754,7 @@ func (n *notifier) refused(c *psConn, err error) {
 	}
 	cmd := c.sent[0]
 	c.sent = c.sent[1:]
+	cmd.stop()
 	if cmd.kind != "subscribe" {
 		return
 	}
@@ -773,6 +861,9 @@ func (n *notifier) reset(c *psConn, ps *redis.PubSub) bool {
 		c.sendMu.Unlock()
 		return false
 	}
+	for _, cmd := range c.sent {
+		cmd.stop()
+	}
 	c.sent = nil
 	var move, again []*channelSubs
 	for ch, s := range c.chans {
@@ -801,9 +892,7 @@ func (n *notifier) reset(c *psConn, ps *redis.PubSub) bool {
 	}
 	n.mu.Unlock()
 	c.sendMu.Unlock()
-	ctx, cancel := context.WithTimeout(n.ctx, placeTimeout)
-	defer cancel()
-	n.sendSubscribe(ctx, c, again, true)
+	n.sendSubscribe(c, again, true)
 	return true
 }
 
@@ -882,6 +971,9 @@ func (n *notifier) close() {
 	conns := make([]*psConn, 0, len(n.conns))
 	for _, c := range n.conns {
 		conns = append(conns, c)
+		for _, cmd := range c.sent {
+			cmd.stop()
+		}
 	}
 	for _, s := range n.subs {
 		n.failLocked(s, fmt.Errorf("redisdriver: %w", driver.ErrClosed))

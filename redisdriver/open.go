@@ -74,13 +74,11 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		return nil, fmt.Errorf("%s: %w", red, d.err)
 	}
 	standalone := schemes[u.Scheme].kind == redisurl.Standalone
-	lk := d.lockKey("open-check")
-	if err := checkScript.Run(ctx, client, []string{lk}).Err(); err != nil {
+	if err := d.checkAccess(ctx, "open "+red); err != nil {
 		d.Close()
 		if standalone && (isRedirect(err) || redis.IsClusterDownError(err)) {
 			return nil, clusterNodeError(u)
 		}
-		err = d.wrap("open "+red, "", err)
 		var uo *unknownOutcomeError
 		if errors.As(err, &uo) && !schemes[u.Scheme].tls {
 			err = fmt.Errorf("%w (if the server wants TLS, use rediss://)", err)
@@ -93,7 +91,51 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		d.Close()
 		return nil, clusterNodeError(u)
 	}
-	return d.openChecked(ctx, red)
+	return d, nil
+}
+
+// CheckAccess checks, within ctx, that the server behind d, a driver made
+// by [NewDriver], answers and that its user has every permission the
+// driver needs (see Permissions in the package docs): that it may run the
+// scripts and each command they run, on keys under the prefix, and use
+// the driver's channels (a [*ChannelPermissionError] if not). [Open] does
+// it; a driver that composes others over clients it was given (redlock's
+// Open) does it for each. A driver not made by this package is refused
+// with [driver.ErrInvalid].
+func CheckAccess(ctx context.Context, d driver.Locker) error {
+	l, ok := d.(*locker)
+	if !ok {
+		return fmt.Errorf("%w: redisdriver: CheckAccess of a %T, not a driver of this package", driver.ErrInvalid, d)
+	}
+	if err := l.check(); err != nil {
+		return err
+	}
+	return l.checkAccess(ctx, "check access")
+}
+
+// checkAccess runs checkScript, then checkChannels; op starts its
+// errors.
+func (d *locker) checkAccess(ctx context.Context, op string) error {
+	acks := "0"
+	if d.cfg.replicaAcks > 0 {
+		acks = "1"
+	}
+	v, err := checkScript.Run(ctx, d.client, []string{d.lockKey("open-check")}, acks).Result()
+	if err != nil {
+		return d.wrap(op, "", err)
+	}
+	if v == "!READONLY" {
+		return fmt.Errorf("redisdriver: %s: the server is a read-only replica, which refuses every lock; give the master's address (or redis+sentinel:// to follow failovers): %w",
+			op, driver.ErrUnavailable)
+	}
+	if refused, ok := v.(string); ok {
+		return fmt.Errorf("redisdriver: %s: the Redis user may not run %s on keys under %q, which the driver needs (see Permissions in the package docs)",
+			op, refused, d.cfg.prefix)
+	}
+	if err := d.checkChannels(ctx); err != nil {
+		return fmt.Errorf("redisdriver: %s: %w", op, err)
+	}
+	return nil
 }
 
 // clusterNodeError says that a URL for one server names a Cluster node:
@@ -248,6 +290,15 @@ func newClientOptions(u *url.URL) (redis.UniversalClient, *Options, *redis.Failo
 		}
 		auth, err := redisurl.Bool(q, redisurl.ParamSentinelAuth, red)
 		if err != nil {
+			return nil, nil, nil, err
+		}
+		// Locks are written on the master: on a replica they are refused
+		// (READONLY, retried until the caller gives up) or, on a writable
+		// replica, kept where no other client sees them.
+		if replicas, err := redisurl.Bool(q, "replica_only", red); err != nil || replicas {
+			if err == nil {
+				err = fmt.Errorf("%w: %s: replica_only=true would take locks on replicas; locks need the master", driver.ErrInvalid, red)
+			}
 			return nil, nil, nil, err
 		}
 		path := ""

@@ -28,7 +28,8 @@ type Options struct {
 	// is kept after the last acquire or refresh, so that fence keys of
 	// keys no longer used do not pile up. Fences still increase after it
 	// expires, since they never fall below the server's clock in
-	// microseconds, nor run more than a TTL ahead of it.
+	// microseconds, nor run more than a TTL ahead of it, and the fence
+	// key is kept at least the TTL of the grant or refresh.
 	// Default: 168h (7 days). URL: fence_expiry.
 	FenceExpiry time.Duration
 

@@ -253,15 +253,29 @@ func (d *locker) acquireArgs(req driver.Request) []any {
 	if req.FenceFloor != 0 {
 		floor = strconv.FormatUint(req.FenceFloor, 10)
 	}
-	ttl, owner := d.ms.box(msArg(req.TTL)), d.owner.box(req.Owner)
+	ttlMS := msArg(req.TTL)
+	ttl, owner := d.ms.box(ttlMS), d.owner.box(req.Owner)
+	keep := d.fenceKeep(ttl, ttlMS)
 	if queued(req) {
 		// The waiter's deadline: it attempts again within Wait, or is
 		// gone. Twice that and a second leave room for a slow round
 		// trip; the queue is kept as long.
-		return []any{nil, nil, 3, lk, fk, queueKey(lk), req.Token, ttl, owner, d.fenceMS, floor,
+		return []any{nil, nil, 3, lk, fk, queueKey(lk), req.Token, ttl, owner, keep, floor,
 			waiterTag(req.Token), msArg(2*req.Wait + time.Second)}
 	}
-	return []any{nil, nil, 2, lk, fk, req.Token, ttl, owner, d.fenceMS, floor}
+	return []any{nil, nil, 2, lk, fk, req.Token, ttl, owner, keep, floor}
+}
+
+// fenceKeep returns how long a grant or refresh with a TTL of ttlMS
+// (boxed: ttl) keeps the fence key: FenceExpiry, and at least the TTL. A
+// fence may be up to a TTL ahead of the server's clock (a floor from a
+// client whose clock runs ahead), and must stay on record until the clock
+// has passed it, or the next grant, from the clock alone, would be lower.
+func (d *locker) fenceKeep(ttl any, ttlMS int64) any {
+	if ttlMS > d.cfg.fenceExpiryMS {
+		return ttl
+	}
+	return d.fenceMS
 }
 
 // acquireResult decodes the reply of an acquire script called with args
@@ -416,7 +430,9 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 		return err
 	}
 	lk, fk := d.keyPair(key, fenceSuffix)
-	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 2, lk, fk, token, d.ms.box(msArg(ttl)), d.fenceMS}).Int64()
+	ttlMS := msArg(ttl)
+	ttlArg := d.ms.box(ttlMS)
+	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 2, lk, fk, token, ttlArg, d.fenceKeep(ttlArg, ttlMS)}).Int64()
 	return d.heldResult("refresh", key, lk, n, err)
 }
 
@@ -506,10 +522,12 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		pipe := d.client.Pipeline()
 		for _, i := range idx {
 			keys := lks[2*i : 2*i+2 : 2*i+2]
+			ttlMS := msArg(reqs[i].TTL)
+			keep := d.fenceKeep(ttlMS, ttlMS)
 			if sha {
-				cmds[i] = refreshScript.EvalSha(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
+				cmds[i] = refreshScript.EvalSha(ctx, pipe, keys, reqs[i].Token, ttlMS, keep)
 			} else {
-				cmds[i] = refreshScript.Eval(ctx, pipe, keys, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
+				cmds[i] = refreshScript.Eval(ctx, pipe, keys, reqs[i].Token, ttlMS, keep)
 			}
 		}
 		pipe.Exec(ctx) // errors are per command
@@ -572,6 +590,10 @@ func (d *locker) wrap(op, key string, err error) error {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", prefix, err)
+	case errors.Is(err, redis.ErrClosed):
+		// The client was closed under the driver: it never works again,
+		// so no retry can help.
+		return fmt.Errorf("%s: the Redis client is closed: %w: %w", prefix, driver.ErrClosed, err)
 	case d.cluster == nil && isRedirect(err):
 		// Not a slot moving: a Cluster node behind a client that is not
 		// a Cluster client, which no retry cures.
@@ -580,8 +602,8 @@ func (d *locker) wrap(op, key string, err error) error {
 		return fmt.Errorf("%s: %w: %w", prefix, driver.ErrUnavailable, err)
 	case redis.IsAuthError(err):
 		return fmt.Errorf("%s: authentication failed (wrong user name or password?): %w", prefix, err)
-	case redis.IsPermissionError(err):
-		return fmt.Errorf("%s: the Redis user lacks a permission the driver needs (EVAL, EVALSHA, SET, PUBLISH, SUBSCRIBE, and keys and channels under %q): %w", prefix, d.cfg.prefix, err)
+	case redis.IsPermissionError(err), isScriptPermissionError(err):
+		return fmt.Errorf("%s: the Redis user lacks a permission the driver needs (EVAL, EVALSHA, the commands its scripts run, SUBSCRIBE, and keys and channels under %q; see Permissions in the package docs): %w", prefix, d.cfg.prefix, err)
 	case isTLSConfigError(err):
 		return fmt.Errorf("%s: TLS: %w", prefix, err)
 	case isRedisError(err):
@@ -627,6 +649,11 @@ func unavailable(err error) bool {
 		redis.IsReadOnlyError(err), redis.IsMasterDownError(err), redis.IsMaxClientsError(err),
 		redis.IsNoReplicasError(err), redis.IsOOMError(err):
 		return true
+	case redis.HasErrorPrefix(err, "BUSY "), redis.HasErrorPrefix(err, "MISCONF "):
+		// A script runs past busy-reply-threshold (BUSY), or the
+		// server stopped taking writes after a failed save (MISCONF):
+		// refused before running, and go-redis has no typed test.
+		return true
 	}
 	// A redirect means the node does not serve the key: it ran nothing.
 	return isRedirect(err)
@@ -637,6 +664,12 @@ func isRedirect(err error) bool {
 	_, moved := redis.IsMovedError(err)
 	_, ask := redis.IsAskError(err)
 	return moved || ask
+}
+
+// isScriptPermissionError reports a command refused by the ACL inside a
+// script: Redis 7.0 answers it with ERR, not NOPERM.
+func isScriptPermissionError(err error) bool {
+	return redis.HasErrorPrefix(err, "The user executing the script can't")
 }
 
 func isRedisError(err error) bool {

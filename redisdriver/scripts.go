@@ -17,7 +17,7 @@ import (
 // holding the last fence granted. The common paths stay short because the
 // server's time per script, not the round trip, is what a lock costs beyond
 // a bare SET NX: acquiring a free key is TIME, GET (fence), SET NX, SET
-// (fence); refreshing is GET, PEXPIRE, GET and PEXPIRE (fence); releasing
+// (fence); refreshing is GET, PEXPIRE, GET, PTTL and PEXPIRE (fence); releasing
 // is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD GT (the queue) needs Redis 6.2 or
 // later.
 //
@@ -38,7 +38,8 @@ import (
 // else there is someone else's data, refused like a key of another type.
 
 // acquireScript takes KEYS[1] (lock) for ARGV[1] (token) for ARGV[2] ms with
-// owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms. The fence
+// owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms (at least
+// ARGV[2]: see fenceKeep). The fence
 // is the largest of the server's TIME in microseconds, one more than the
 // last fence, and ARGV[5] (the request's FenceFloor, if not empty) capped
 // at TIME plus the TTL: the floor is never trusted alone, so no fence runs
@@ -53,7 +54,12 @@ import (
 // that gave up stays queued only until its deadline: each busy attempt
 // first removes up to pruneLimit entries whose deadline passed, so dead
 // entries go at least as fast as they come, and no script loops over the
-// whole queue.
+// whole queue. Someone else's data at KEYS[3] is left alone (the
+// waiter is then not queued); any other error reading it (NOPERM for a
+// user without ZRANGEBYSCORE) is the reply, as no lock was granted,
+// rather than a queue that is silently never pruned. A refused ZADD
+// leaves the waiter unqueued (it is then woken with every subscriber):
+// the reply stays "busy", with the holder's TTL.
 // Reply: the fence, a string of digits, when acquired (or already held by
 // the token: same fence, TTL reset); the holder's PTTL, an integer, when
 // held by another token; "!1 TYPE" when the lock key holds other data, "!2
@@ -88,9 +94,14 @@ end
 if KEYS[3] then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local dead = redis.pcall('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ` + pruneLimit + `)
-  if type(dead) == 'table' and dead[1] then redis.call('ZREM', KEYS[3], unpack(dead)) end
-  redis.pcall('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])
-  redis.pcall('PEXPIRE', KEYS[3], ARGV[7])
+  if not dead.err then
+    if dead[1] then redis.call('ZREM', KEYS[3], unpack(dead)) end
+    if type(redis.pcall('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])) == 'number' then
+      redis.call('PEXPIRE', KEYS[3], ARGV[7])
+    end
+  elseif string.sub(dead.err, 1, 10) ~= 'WRONGTYPE ' then
+    return dead
+  end
 end
 ` + acquireBusy)
 
@@ -134,11 +145,12 @@ end
 `
 
 // refreshScript resets KEYS[1]'s TTL to ARGV[2] ms if ARGV[1] holds it,
-// and keeps its fence key KEYS[2] for ARGV[3] ms more, at least at the
-// lock's fence: a lock held longer than the fence expiry must not lose the
-// last fence, or the next grant could go below it (with a floor from a
-// client whose clock runs ahead). Someone else's data at KEYS[2] is left
-// alone. Reply: 1 done; 0 not held by the token; -1 the key holds other
+// and keeps its fence key KEYS[2] for ARGV[3] ms more (never less than
+// it had: a refresh to a shorter TTL must not drop a fence that a grant
+// kept for its TTL), at least at the lock's fence: a lock held longer
+// than the fence expiry must not lose the last fence, or the next grant
+// could go below it (with a floor from a client whose clock runs ahead).
+// Someone else's data at KEYS[2] is left alone. Reply: 1 done; 0 not held by the token; -1 the key holds other
 // data.
 var refreshScript = newScript(holderOf + isFence + `
 local v, i = holder()
@@ -150,7 +162,7 @@ if f ~= '0' then
   local last = redis.pcall('GET', KEYS[2])
   if not last or isFence(last) and (#last < #f or #last == #f and last < f) then
     redis.call('SET', KEYS[2], f, 'PX', ARGV[3])
-  elseif isFence(last) then
+  elseif isFence(last) and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then
     redis.call('PEXPIRE', KEYS[2], ARGV[3])
   end
 end
@@ -252,9 +264,32 @@ return 1
 
 // checkScript runs at Open: it reads a key under the prefix, so that a
 // wrong password or a user without permission to run scripts or to touch
-// the prefix fails at once, not at the first lock.
+// the prefix fails at once, not at the first lock. On Redis 7 and later
+// it also asks the ACL (redis.acl_check_cmd) whether the user may run
+// each command the scripts run on the key KEYS[1], and WAIT if ARGV[1] is
+// "1": a script's commands are checked only when they run, so without
+// this a user lacking TIME would pass Open and fail every acquire, and
+// one lacking ZRANGEBYSCORE would never prune the waiter queue. EVAL and
+// EVALSHA are asked too: while the server has the scripts cached, EVALSHA
+// alone works, until a restart or SCRIPT FLUSH makes EVAL necessary.
+// Last, it tries a write that changes nothing (ZREM of a member no one
+// adds; on a lock, a string, it is refused as WRONGTYPE), so that a
+// read-only replica, where every lock write is refused, is found at Open.
+// Reply: 1, the name of the first command refused, or "!READONLY".
 var checkScript = newScript(`
 local t = redis.call('TYPE', KEYS[1])
+if redis.acl_check_cmd then
+  local k = KEYS[1]
+  local cmds = {{'TIME'}, {'GET', k}, {'SET', k, 'v'}, {'DEL', k}, {'EXISTS', k}, {'PTTL', k},
+    {'PEXPIRE', k, '1'}, {'ZADD', k, '1', 'm'}, {'ZPOPMIN', k}, {'ZREM', k, 'm'},
+    {'ZRANGEBYSCORE', k, '0', '1'}, {'EVAL', 'return 1', '1', k}, {'EVALSHA', string.rep('0', 40), '1', k}}
+  if ARGV[1] == '1' then cmds[#cmds + 1] = {'WAIT', '0', '0'} end
+  for _, c in ipairs(cmds) do
+    if not redis.acl_check_cmd(unpack(c)) then return c[1] end
+  end
+end
+local w = redis.pcall('ZREM', KEYS[1], 'dlock open check')
+if type(w) == 'table' and w.err and string.sub(w.err, 1, 9) == 'READONLY ' then return '!READONLY' end
 return 1
 `)
 

@@ -108,8 +108,10 @@
 // parser rejects a list whose last host lacks one); IPv6 literals go in
 // brackets. User and password apply to every node, and DB is the
 // database on each. One go-redis client is opened per host, with
-// ContextTimeoutEnabled, and closed by Close; Open pings every node and
-// fails unless a majority answers. URLs are parsed strictly, as by
+// ContextTimeoutEnabled, and closed by Close; Open checks every node as
+// redisdriver's Open checks its server (it answers, and its user has the
+// permissions the driver needs: see redisdriver's Permissions) and fails
+// unless a majority passes. URLs are parsed strictly, as by
 // dlock.Open: escape '@', '/', '?' and '#' in a password.
 //
 // Query parameters:

@@ -89,9 +89,14 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		l.closers = append(l.closers, c.Close)
 	}
 	errs := make([]error, len(clients))
-	l.round(ctx, l.all, l.cfg.timeoutFor(l.cfg.lockTTL), func(ctx context.Context, i int) {
-		if err := clients[i].Ping(ctx).Err(); err != nil {
-			if refused(err) {
+	// Each node is checked as redis:// checks its server: reachable, and
+	// its user allowed every command and channel the driver needs. That
+	// takes a few round trips (and a pub/sub connection), so each gets
+	// four node timeouts, at least a second.
+	check := max(4*l.cfg.timeoutFor(l.cfg.lockTTL), time.Second)
+	l.round(ctx, l.all, check, func(ctx context.Context, i int) {
+		if err := redisdriver.CheckAccess(ctx, l.nodes[i].d); err != nil {
+			if refused(err) && !errors.Is(err, driver.ErrUnavailable) {
 				err = fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
 			}
 			errs[i] = driver.Scrub(err, secret)

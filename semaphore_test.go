@@ -1,0 +1,234 @@
+package dlock_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/memdriver"
+)
+
+// semClient is a memdriver client seen as a driver.Semaphore too.
+type semClient interface {
+	driver.Locker
+	driver.Semaphore
+}
+
+// TestSemaphoreLimitFencesAndWake fills a semaphore of two slots, checks
+// that a third TryAcquire is refused with ErrNotAcquired, and that a
+// waiter is woken by a release (long before the holders' expiry) with a
+// fence above every earlier one.
+func TestSemaphoreLimitFencesAndWake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := store.Locker(&dlock.Options{TTL: time.Minute})
+		defer l.Close()
+		sem := l.Semaphore("backups", 2)
+		a, err := sem.Acquire(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := sem.TryAcquire(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Fence() <= a.Fence() {
+			t.Errorf("fences %d then %d: a later slot's fence must be greater", a.Fence(), b.Fence())
+		}
+		other := store.Locker(&dlock.Options{TTL: time.Minute})
+		defer other.Close()
+		osem := other.Semaphore("backups", 2)
+		if _, err := osem.TryAcquire(t.Context(), nil); !errors.Is(err, dlock.ErrNotAcquired) {
+			t.Fatalf("third TryAcquire = %v; want ErrNotAcquired", err)
+		}
+		got := make(chan *dlock.Lease, 1)
+		go func() {
+			c, err := osem.Acquire(t.Context(), nil)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- c
+		}()
+		synctest.Wait()
+		select {
+		case <-got:
+			t.Fatal("a third holder got a slot while two held them")
+		default:
+		}
+		start := time.Now()
+		if err := a.Release(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		c := <-got
+		if waited := time.Since(start); waited > time.Second {
+			t.Errorf("the waiter got the slot %v after the release; want it woken by the release", waited)
+		}
+		if c == nil || c.Fence() <= b.Fence() {
+			t.Fatalf("the waiter's lease %v: its fence must exceed %d", c, b.Fence())
+		}
+		hs, limit, err := osem.Holders(t.Context())
+		if err != nil || len(hs) != 2 || limit != 2 {
+			t.Errorf("Holders = %v, %d, %v; want 2 holders, limit 2", hs, limit, err)
+		}
+		c.Release(t.Context())
+		b.Release(t.Context())
+	})
+}
+
+// TestSemaphoreRenewal keeps a lock and two slots for ten minutes of fake
+// time with a one-second TTL, renewed in the same rounds: none is lost,
+// and the slots stay taken.
+func TestSemaphoreRenewal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := store.Locker(&dlock.Options{TTL: time.Second})
+		defer l.Close()
+		sem := l.Semaphore("pool", 2)
+		var leases []*dlock.Lease
+		for range 2 {
+			le, err := sem.Acquire(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leases = append(leases, le)
+		}
+		lock, err := l.Acquire(t.Context(), "lock", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, lock)
+		for range 600 {
+			time.Sleep(time.Second)
+			for i, le := range leases {
+				if err := le.Err(); err != nil {
+					t.Fatalf("lease %d ended while renewal should keep it: %v", i, err)
+				}
+			}
+		}
+		other := store.Locker(nil)
+		defer other.Close()
+		if _, err := other.Semaphore("pool", 2).TryAcquire(t.Context(), nil); !errors.Is(err, dlock.ErrNotAcquired) {
+			t.Fatalf("TryAcquire of a renewed full semaphore = %v; want ErrNotAcquired", err)
+		}
+		if err := leases[0].Refresh(t.Context(), 2*time.Second); err != nil {
+			t.Fatalf("Refresh of a slot's lease = %v", err)
+		}
+	})
+}
+
+// slotFault makes RefreshSlot answer ErrNotHeld on demand: the backend
+// dropped the slot.
+type slotFault struct {
+	semClient
+	dropped atomic.Bool
+}
+
+func (f *slotFault) RefreshSlot(ctx context.Context, key, token string, ttl time.Duration) error {
+	if f.dropped.Load() {
+		return driver.ErrNotHeld
+	}
+	return f.semClient.RefreshSlot(ctx, key, token, ttl)
+}
+
+func (f *slotFault) RefreshSlots(ctx context.Context, reqs []driver.RefreshRequest) []error {
+	return driver.RefreshSlotsOneByOne(ctx, f, reqs)
+}
+
+// TestSemaphoreLossDetected: a slot the backend no longer has (its refresh
+// is refused) ends the lease with ErrLeaseLost, and Do's fn sees it.
+func TestSemaphoreLossDetected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &slotFault{semClient: memdriver.NewStore().Driver().(semClient)}
+		l := dlock.New(f, &dlock.Options{TTL: time.Second})
+		defer l.Close()
+		err := l.Semaphore("k", 3).Do(t.Context(), nil, func(ctx context.Context, le *dlock.Lease) error {
+			f.dropped.Store(true)
+			<-ctx.Done()
+			return context.Cause(ctx)
+		})
+		if !errors.Is(err, dlock.ErrLeaseLost) {
+			t.Fatalf("Do = %v; want ErrLeaseLost once the slot's refresh is refused", err)
+		}
+	})
+}
+
+// TestSemaphoreRefusals: a different limit on a held key is refused with
+// ErrLimitMismatch at once (not waited on), a lock on a semaphore's key
+// is refused, a bad limit is ErrInvalid before any I/O, and a driver
+// without semaphores answers errors.ErrUnsupported.
+func TestSemaphoreRefusals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := store.Locker(nil)
+		defer l.Close()
+		if _, err := l.Semaphore("k", 2).Acquire(t.Context(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Semaphore("k", 3).Acquire(t.Context(), nil); !errors.Is(err, dlock.ErrLimitMismatch) || !errors.Is(err, dlock.ErrNotAcquired) {
+			t.Errorf("Acquire with another limit = %v; want ErrNotAcquired and ErrLimitMismatch", err)
+		}
+		if _, err := l.TryAcquire(t.Context(), "k", nil); !errors.Is(err, driver.ErrWrongKind) {
+			t.Errorf("a lock on a semaphore's key = %v; want ErrWrongKind", err)
+		}
+		for _, n := range []int{0, -1, driver.MaxLimit + 1} {
+			if _, err := l.Semaphore("k", n).TryAcquire(t.Context(), nil); !errors.Is(err, dlock.ErrInvalid) {
+				t.Errorf("limit %d: %v; want ErrInvalid", n, err)
+			}
+		}
+		bare := dlock.New(struct{ driver.Locker }{store.Driver()}, nil)
+		defer bare.Close()
+		if _, err := bare.Semaphore("k2", 2).TryAcquire(t.Context(), nil); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("a semaphore over a driver without the capability = %v; want errors.ErrUnsupported", err)
+		}
+	})
+}
+
+// eventLog records events.
+type eventLog struct {
+	mu sync.Mutex
+	ev []dlock.Event
+}
+
+func (o *eventLog) Observe(_ context.Context, e dlock.Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.ev = append(o.ev, e)
+}
+
+// TestSemaphoreEventsCarryLimit: a slot's events carry the limit; a
+// lock's carry 0.
+func TestSemaphoreEventsCarryLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		obs := &eventLog{}
+		l := memdriver.New(&dlock.Options{Observer: obs})
+		defer l.Close()
+		le, err := l.Semaphore("k", 4).Acquire(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		le.Release(t.Context())
+		lock, err := l.Acquire(t.Context(), "lock", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lock.Release(t.Context())
+		synctest.Wait()
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		want := map[string]int{"k": 4, "lock": 0}
+		if len(obs.ev) < 4 {
+			t.Fatalf("events %v; want grants and releases of both", obs.ev)
+		}
+		for _, e := range obs.ev {
+			if e.Limit != want[e.Key] {
+				t.Errorf("event %v of %q has Limit %d; want %d", e.Kind, e.Key, e.Limit, want[e.Key])
+			}
+		}
+	})
+}

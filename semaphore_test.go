@@ -232,3 +232,52 @@ func TestSemaphoreEventsCarryLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestElectionLimit: with Limit 2, two of three candidates lead at once,
+// and the third takes over when one steps down.
+func TestElectionLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		var leading, most atomic.Int64
+		stop := make([]chan struct{}, 3)
+		elected := make(chan int, 3)
+		var wg sync.WaitGroup
+		for i := range 3 {
+			stop[i] = make(chan struct{})
+			l := store.Locker(&dlock.Options{TTL: time.Second})
+			defer l.Close()
+			e := dlock.NewElection(l, "workers", &dlock.ElectionOptions{Limit: 2})
+			wg.Go(func() {
+				e.Run(t.Context(), func(ctx context.Context, _ *dlock.Lease) error {
+					n := leading.Add(1)
+					if n > most.Load() {
+						most.Store(n)
+					}
+					elected <- i
+					select {
+					case <-stop[i]:
+					case <-ctx.Done():
+					}
+					leading.Add(-1)
+					return nil
+				})
+			})
+		}
+		first, second := <-elected, <-elected
+		time.Sleep(10 * time.Second) // renewals: the third must stay a standby
+		if got := leading.Load(); got != 2 {
+			t.Fatalf("%d leaders; want 2", got)
+		}
+		close(stop[first])
+		third := <-elected
+		if third == first || third == second {
+			t.Errorf("candidate %d elected again; want the standby", third)
+		}
+		close(stop[second])
+		close(stop[third])
+		wg.Wait()
+		if m := most.Load(); m > 2 {
+			t.Errorf("%d leaders at once with Limit 2", m)
+		}
+	})
+}

@@ -281,3 +281,27 @@ func TestElectionLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestSemaphoreCloseFreesSlots: Locker.Close releases its semaphore
+// leases' slots (not as locks), so others get them at once.
+func TestSemaphoreCloseFreesSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := store.Locker(&dlock.Options{TTL: time.Hour})
+		le, err := l.Semaphore("k", 1).Acquire(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatalf("Close = %v", err)
+		}
+		if !errors.Is(le.Err(), dlock.ErrLeaseLost) {
+			t.Errorf("lease after Close: %v; want ErrLeaseLost", le.Err())
+		}
+		other := store.Locker(nil)
+		defer other.Close()
+		if _, err := other.Semaphore("k", 1).TryAcquire(t.Context(), nil); err != nil {
+			t.Errorf("TryAcquire after the holder's Locker closed = %v; want the slot", err)
+		}
+	})
+}

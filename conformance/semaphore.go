@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 )
 
@@ -46,6 +47,9 @@ var semaphoreCases = []testCase{
 	{"SemaphoreReleaseWakesWaiter",
 		"A driver.Notifier subscription without a token is woken by ReleaseSlot, so that slot waiters need not poll.",
 		semaphoreWakes},
+	{"SemaphoreLeaseRenewed",
+		"Through dlock, a semaphore's leases are renewed past their TTL and keep their slots; Release frees a slot for a waiter, which a driver.Notifier wakes at once.",
+		semaphoreLease},
 }
 
 func init() { cases = append(cases, semaphoreCases...) }
@@ -391,4 +395,62 @@ func semaphoreWakes(s *suite) {
 	case <-time.After(slack):
 		s.Fatalf("no release notification within %v of a ReleaseSlot: slot waiters would sleep until a holder's expiry", slack)
 	}
+}
+
+func semaphoreLease(s *suite) {
+	probe := s.semaphore() // skips the case without the capability
+	const ttl = 600 * time.Millisecond
+	// A waiter that is not woken sleeps until a slot's expiry (a TTL
+	// renewed for ever): the retry strategy alone would wait an hour.
+	l := s.locker(s.rawDriver(), &dlock.Options{TTL: ttl, Retry: dlock.LinearBackoff(time.Hour)})
+	key := s.key("lease")
+	sem := l.Semaphore(key, 2)
+	a, err := sem.Acquire(s.ctx, nil)
+	if err != nil {
+		s.Fatalf("Semaphore.Acquire of a free semaphore = %v", err)
+	}
+	b, err := sem.Acquire(s.ctx, nil)
+	if err != nil {
+		s.Fatalf("Semaphore.Acquire of the second slot = %v", err)
+	}
+	sleep(s.ctx, 3*ttl)
+	for _, le := range []*dlock.Lease{a, b} {
+		if err := le.Err(); err != nil {
+			s.Fatalf("a semaphore's lease ended after 3 TTLs: %v; renewal must keep it", err)
+		}
+	}
+	s.mustBeFull(probe, key, 2, "renewed leases keep their slots")
+	_, notifies := probe.(driver.Notifier)
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	got := make(chan *dlock.Lease, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		le, _ := l.Semaphore(key, 2).Acquire(ctx, nil)
+		got <- le
+	})
+	defer wg.Wait()
+	sleep(s.ctx, 50*time.Millisecond) // let the waiter find the slots taken
+	released := time.Now()
+	if err := a.Release(s.ctx); err != nil {
+		s.Fatalf("Release of a semaphore's lease = %v", err)
+	}
+	bound := slack
+	if !notifies {
+		bound = ttl + slack // no wake-up: at the first slot's expiry at the latest
+	}
+	select {
+	case le := <-got:
+		if le == nil {
+			s.Fatalf("the waiter got no slot")
+		}
+		if le.Fence() <= b.Fence() {
+			s.Errorf("the waiter's fence %d is not above the earlier grants' (%d)", le.Fence(), b.Fence())
+		}
+		le.Release(s.ctx)
+	case <-time.After(time.Until(released.Add(bound))):
+		cancel()
+		s.Fatalf("the waiter had no slot %v after a release (driver.Notifier: %v)", bound, notifies)
+	}
+	b.Release(s.ctx)
 }

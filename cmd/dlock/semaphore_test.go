@@ -94,3 +94,49 @@ func TestLimitFlagChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisElectLimit: three dlock elect --limit 2 on one key of a real
+// redis-server: two run CMD, the third stands by and takes over when a
+// runner's CMD exits; never more than two ran at once.
+func TestRedisElectLimit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := redisEnv(t, dir)
+	key := uniqueKey(t)
+	child := script(t, dir, "child.sh", `
+touch "$D/run.$$"
+ls "$D" | grep -c '^run\.' >> "$D/counts"
+while [ ! -e "$D/go" ]; do sleep 0.02; done
+sleep 0.2
+rm "$D/run.$$"
+`)
+	var procs []*proc
+	for i := range 3 {
+		procs = append(procs, startDlock(t, fmt.Sprint("cand", i), env,
+			"elect", "--limit", "2", "--ttl", "2s", "--key", key, "--owner", fmt.Sprint("cand-", i), "--", child))
+	}
+	lines := func(name string) []string { return strings.Fields(readFile(t, filepath.Join(dir, name))) }
+	waitFor(t, 30*time.Second, "two leaders to start", func() bool { return len(lines("counts")) >= 2 })
+	st := startDlock(t, "status", env, "status", key)
+	if code := st.wait(t, 20*time.Second); code != 0 || !strings.Contains(st.stdout.String(), "limit 2, held by 2") {
+		t.Errorf("status: exit status %d, stdout:\n%s", code, st.stdout.String())
+	}
+	if n := len(lines("counts")); n != 2 {
+		t.Errorf("%d commands started with limit 2 and none finished; want 2", n)
+	}
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o644)
+	for _, p := range procs {
+		if code := p.wait(t, 60*time.Second); code != 0 {
+			t.Errorf("%s: exit status %d, want 0 (its command's); stderr:\n%s", p.name, code, p.stderr.String())
+		}
+	}
+	counts := lines("counts")
+	if len(counts) != 3 {
+		t.Fatalf("%d commands ran; want 3 (the standby took over)", len(counts))
+	}
+	for _, c := range counts {
+		if n, _ := strconv.Atoi(c); n > 2 {
+			t.Errorf("a command saw %d running; want never more than 2 (counts %v)", n, counts)
+		}
+	}
+}

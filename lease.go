@@ -368,7 +368,9 @@ func (le *Lease) setTiming(t leasetime.Settings) {
 // ReleaseTimeout: a caller that gave up never keeps the key from others.
 // Releasing twice returns an error wrapping [ErrNotHeld]. If the lease was
 // lost before, the error wraps [ErrLeaseLost]: exclusivity was not assured to
-// the end.
+// the end; the key is then still released (a renewal that succeeded after
+// the deadline may hold it), but for at most a quarter of the TTL, since the
+// backend that caused the loss may not answer.
 func (le *Lease) Release(ctx context.Context) error {
 	r := le.l.renew
 	r.mu.Lock()
@@ -387,12 +389,25 @@ func (le *Lease) Release(ctx context.Context) error {
 	lost := le.Err()
 	le.cancel(errReleased)
 
-	err := le.releaseCall(ctx)
-	if ctx.Err() != nil && driver.OutcomeUnknown(err) {
-		// The caller gave up, before the call or during it: free the
-		// key all the same (token-checked, so harmless if the first
-		// call did), rather than leave it held for a TTL.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), le.releaseTimeout)
+	bound := le.releaseTimeout
+	if lost != nil {
+		// The key may still be held, by a renewal that succeeded
+		// after the deadline, so it is released all the same; but
+		// the backend most likely caused the loss, and the caller
+		// must learn of it without waiting out a long timeout.
+		bound = min(bound, le.ttl/4)
+	}
+	callCtx, cancelCall := context.WithTimeout(ctx, bound)
+	start := time.Now()
+	err := le.releaseCall(callCtx)
+	cancelCall()
+	if dl, ok := ctx.Deadline(); ctx.Err() != nil && driver.OutcomeUnknown(err) && (!ok || dl.Sub(start) < bound) {
+		// The caller gave up (before the call or during it) sooner
+		// than the bound: free the key all the same (token-checked,
+		// so harmless if the first call did), rather than leave it
+		// held for a TTL. A caller that allowed the whole bound
+		// already had the one attempt it gets.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
 		err = le.releaseCall(dctx)
 		cancel()
 		if errors.Is(err, ErrNotHeld) {

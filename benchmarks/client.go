@@ -21,7 +21,9 @@ import (
 const (
 	scPairNew  = "pair-new"
 	scPairSame = "pair-same"
+	scPair8    = "pair-8"
 	scPair32   = "pair-32"
+	scPair128  = "pair-128"
 	scRedlock  = "redlock"
 	scHandoff  = "handoff"
 	scKilled   = "killed"
@@ -29,14 +31,33 @@ const (
 )
 
 func scenarioNames() []string {
-	return []string{scPairNew, scPairSame, scPair32, scRedlock, scHandoff, scKilled, scRenewal}
+	return []string{scPairNew, scPairSame, scPair8, scPair32, scPair128, scRedlock, scHandoff, scKilled, scRenewal}
 }
 
 var scenarioTitles = map[string]string{
 	scPairNew:  "Uncontended try-acquire+release, 1 goroutine, new key each time",
 	scPairSame: "Uncontended try-acquire+release, 1 goroutine, same key",
-	scPair32:   "Uncontended try-acquire+release, 32 goroutines, each on its own key",
+	scPair8:    "Throughput: try-acquire+release, 8 goroutines, each on its own key",
+	scPair32:   "Throughput: try-acquire+release, 32 goroutines, each on its own key",
+	scPair128:  "Throughput: try-acquire+release, 128 goroutines, each on its own key",
 	scRedlock:  "Quorum try-acquire+release (new key each time), 1 goroutine",
+}
+
+// throughputScenarios are the pair scenarios with many goroutines, each on
+// its own key: they measure pairs/s, which the one Redis thread bounds.
+var throughputScenarios = []string{scPair8, scPair32, scPair128}
+
+// scenarioGoroutines is how many goroutines run pairs in scenario sc.
+func scenarioGoroutines(sc string) int {
+	switch sc {
+	case scPair8:
+		return 8
+	case scPair32:
+		return 32
+	case scPair128:
+		return 128
+	}
+	return 1
 }
 
 func (c *config) wants(sc string) bool {
@@ -81,8 +102,8 @@ func runClient(ctx context.Context, cfg *config) error {
 		fmt.Fprintf(os.Stderr, "[%s] %s\n", cfg.layout, sc)
 		var err error
 		switch sc {
-		case scPairNew, scPairSame, scPair32:
-			err = c.pairScenario(ctx, sc, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Config != "pub/sub" }))
+		case scPairNew, scPairSame, scPair8, scPair32, scPair128:
+			err = c.pairScenario(ctx, sc, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Config != cfgQueued }))
 		case scRedlock:
 			specs := filterLibs(singleNode(), "", func(s libSpec) bool { return s.Name == libDlock && s.Config == cfgBest })
 			if len(c.e.nodes) >= 3 {
@@ -93,7 +114,7 @@ func runClient(ctx context.Context, cfg *config) error {
 			}
 			err = c.pairScenario(ctx, sc, specs)
 		case scHandoff:
-			err = c.handoffScenario(ctx, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Name != libMinimal || s.Config == "pub/sub" }))
+			err = c.handoffScenario(ctx, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Name != libMinimal || s.Config == cfgQueued }))
 		case scKilled:
 			err = c.killedScenario(ctx, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Name != libMinimal }))
 		case scRenewal:
@@ -165,8 +186,8 @@ func keysFor(sc, prefix string) keyFunc {
 	case scPairSame:
 		k := prefix + ":same"
 		return func(int, int) string { return k }
-	case scPair32:
-		ks := make([]string, 64)
+	case scPair8, scPair32, scPair128:
+		ks := make([]string, scenarioGoroutines(sc))
 		for g := range ks {
 			ks[g] = prefix + ":g" + strconv.Itoa(g)
 		}
@@ -263,10 +284,7 @@ func measurePairs(ctx context.Context, l lib, keys keyFunc, goroutines int, dur 
 // each library (in an order rotated per repeat), another PING block; each
 // library's ratio is to the mean of the two PING medians.
 func (c *client) pairScenario(ctx context.Context, sc string, specs []libSpec) error {
-	goroutines := 1
-	if sc == scPair32 {
-		goroutines = 32
-	}
+	goroutines := scenarioGoroutines(sc)
 	c.flush(ctx)
 	libs := make([]lib, len(specs))
 	for i, s := range specs {

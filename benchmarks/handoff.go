@@ -18,36 +18,61 @@ import (
 // acquire (waiting), hold for -hold, release — for -handoff-dur. Each
 // measured gap runs from one holder's release call (and, separately, its
 // return) to the next holder's acquire returning, in another process.
+//
+// The libraries' repeats are interleaved, as in the pair scenarios: every
+// repeat runs each library once, in an order rotated per repeat, and each
+// library's block is bracketed by a PING block of its own. A library's
+// figure relative to the minimal lock is taken within each repeat, then
+// the median of those ratios is reported.
 func (c *client) handoffScenario(ctx context.Context, specs []libSpec) error {
 	dir, err := os.MkdirTemp("", "dlock-handoff-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	rows := make([]*HandoffRow, len(specs))
+	for i, s := range specs {
+		rows[i] = &HandoffRow{Lib: s.Name, Config: s.Config, Procs: c.cfg.handoffProcs, HoldUs: usDur(c.cfg.hold)}
+	}
+	ref := slices.IndexFunc(specs, func(s libSpec) bool { return s.Name == libMinimal })
 	var errs []error
-	for _, s := range specs {
-		row := &HandoffRow{Lib: s.Name, Config: s.Config, Procs: c.cfg.handoffProcs, HoldUs: usDur(c.cfg.hold)}
-		for rep := range c.cfg.repeats {
+	for rep := range c.cfg.repeats {
+		samples := make([]*HandoffSample, len(specs))
+		for j := range specs {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			i := (j + rep) % len(specs)
+			s := specs[i]
 			c.flush(ctx)
 			before := c.pingRTT(ctx)
 			hs, err := c.handoffBlock(ctx, s, filepath.Join(dir, "shm"), fmt.Sprintf("handoff%d", rep))
 			after := c.pingRTT(ctx)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", s.label(), err))
-				break
+				rows[i].FailedBlocks++
+				errs = append(errs, fmt.Errorf("%s (repeat %d): %w", s.label(), rep, err))
+				continue
 			}
 			hs.RTTus = (before + after) / 2
 			if hs.RTTus > 0 {
 				hs.Ratio = hs.P50us / hs.RTTus
 			}
-			row.Repeats = append(row.Repeats, hs)
+			samples[i] = &hs
 		}
-		if len(row.Repeats) > 0 {
-			row.HandoffSample = medianHandoff(row.Repeats)
-			c.res.Handoff = append(c.res.Handoff, row)
+		for i, hs := range samples {
+			if hs == nil {
+				continue
+			}
+			if ref >= 0 && samples[ref] != nil && samples[ref].P50us > 0 {
+				hs.XMinimal = hs.P50us / samples[ref].P50us
+			}
+			rows[i].Repeats = append(rows[i].Repeats, *hs)
+		}
+	}
+	for _, r := range rows {
+		if len(r.Repeats) > 0 {
+			r.HandoffSample = medianHandoff(r.Repeats)
+			c.res.Handoff = append(c.res.Handoff, r)
 		}
 	}
 	return errors.Join(errs...)
@@ -85,6 +110,7 @@ func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key strin
 		}
 	}
 	c.all[0].ConfigResetStat(ctx)
+	reads0, _ := serverReads(ctx, c.all[0])
 	t0 := monoNow()
 	for _, k := range kids {
 		k.send("go")
@@ -123,6 +149,9 @@ func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key strin
 	kids = nil
 	if st, err := commandStats(ctx, c.all[0]); err == nil && len(holds) > 0 {
 		g := float64(len(holds))
+		if reads1, err := serverReads(ctx, c.all[0]); err == nil {
+			hs.ReadsPerGrant = float64(reads1-reads0) / g
+		}
 		hs.ScriptsPerGrant = float64(scripts(st)) / g
 		hs.CommandsPerGrant = map[string]float64{}
 		for k, v := range st {
@@ -177,6 +206,8 @@ func medianHandoff(ss []HandoffSample) HandoffSample {
 		Ratio:           f(func(s HandoffSample) float64 { return s.Ratio }),
 		ReleaseP50:      f(func(s HandoffSample) float64 { return s.ReleaseP50 }),
 		ScriptsPerGrant: f(func(s HandoffSample) float64 { return s.ScriptsPerGrant }),
+		ReadsPerGrant:   f(func(s HandoffSample) float64 { return s.ReadsPerGrant }),
+		XMinimal:        f(func(s HandoffSample) float64 { return s.XMinimal }),
 	}
 }
 

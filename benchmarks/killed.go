@@ -27,76 +27,115 @@ import (
 // time.Now (CLOCK_REALTIME), the clock Redis reads too, on the same host.
 // For locks spread over several keys (rueidislock's KeyMajority), the
 // expiry is that of the key whose expiry frees a majority.
+//
+// The trials of the libraries are interleaved (trial k runs every library
+// once, in an order rotated per trial). The holder acquires at a random
+// moment (up to one TTL after it is ready), so that the expiry falls at a
+// random phase of the server's expiry cycle and of the waiter's polling;
+// the kill lands 0.55–0.9 × TTL after the acquire returned: after the
+// first renewal of every library that renews (dlock at TTL/3, rueidislock
+// at TTL/2) and before the expiry of those that do not (bsm/redislock,
+// redsync).
 func (c *client) killedScenario(ctx context.Context, specs []libSpec) error {
-	var errs []error
-	for _, s := range specs {
-		row := &KilledRow{Lib: s.Name, Config: s.Config, TTLms: float64(c.cfg.killedTTL) / 1e6}
-		for trial := range c.cfg.killedTrials {
+	rows := make([]*KilledRow, len(specs))
+	for i, s := range specs {
+		rows[i] = &KilledRow{Lib: s.Name, Config: s.Config, TTLms: float64(c.cfg.killedTTL) / 1e6}
+	}
+	for trial := range c.cfg.killedTrials {
+		for j := range specs {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			gap, err := c.killedTrial(ctx, s, fmt.Sprintf("killed%d", trial))
+			i := (j + trial) % len(specs)
+			s, row := specs[i], rows[i]
+			gap, killAt, err := c.killedTrial(ctx, s, fmt.Sprintf("killed%d", trial))
 			if err != nil {
 				row.Errors = append(row.Errors, err.Error())
 				fmt.Fprintf(os.Stderr, "%s: holder-killed trial: %v\n", s.label(), err)
 				continue
 			}
 			row.GapsMs = append(row.GapsMs, gap)
+			row.KillAfterMs = append(row.KillAfterMs, killAt)
 		}
+	}
+	var errs []error
+	for _, row := range rows {
 		row.Trials = len(row.GapsMs)
 		if row.Trials > 0 {
 			row.P50ms = median(row.GapsMs)
 			row.MaxMs = slices.Max(row.GapsMs)
+			for _, g := range row.GapsMs {
+				row.MeanMs += g / float64(row.Trials)
+			}
 		} else {
-			errs = append(errs, fmt.Errorf("%s: no successful trial", s.label()))
+			errs = append(errs, fmt.Errorf("%s %s: no successful trial", row.Lib, row.Config))
 		}
 		c.res.Killed = append(c.res.Killed, row)
 	}
 	return errors.Join(errs...)
 }
 
-func (c *client) killedTrial(ctx context.Context, s libSpec, key string) (float64, error) {
+// killedTrial runs one kill and returns the gap after the expiry and the
+// moment of the kill after the acquire, in ms.
+func (c *client) killedTrial(ctx context.Context, s libSpec, key string) (gap, killAt float64, err error) {
 	c.flush(ctx)
 	ttl := c.cfg.killedTTL
 	// The waiter starts first, so that the holder (which in bsm/redislock
 	// and redsync does not renew) is killed well within its TTL.
 	waiter, err := c.spawn("waiter", "-lib", s.label(), "-key", key, "-ttl", ttl.String())
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer waiter.kill()
 	if _, err := waiter.expect("ready", 20*time.Second); err != nil {
-		return 0, fmt.Errorf("waiter: %w", err)
+		return 0, 0, fmt.Errorf("waiter: %w", err)
 	}
 	holder, err := c.spawn("holder", "-lib", s.label(), "-key", key, "-ttl", ttl.String())
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer holder.kill()
-	if _, err := holder.expect("held", 20*time.Second); err != nil {
-		return 0, fmt.Errorf("holder: %w", err)
+	if _, err := holder.expect("ready", 20*time.Second); err != nil {
+		return 0, 0, fmt.Errorf("holder: %w", err)
+	}
+	// A random acquire phase.
+	time.Sleep(time.Duration(rand.Float64() * float64(ttl)))
+	holder.send("go")
+	line, err := holder.expect("held", 20*time.Second)
+	if err != nil {
+		return 0, 0, fmt.Errorf("holder: %w", err)
+	}
+	// The holder stamps its acquire (CLOCK_MONOTONIC, shared by the
+	// processes of the host): when it called and when it returned. On a
+	// loaded machine this process may read the line late, so the kill is
+	// timed from the stamps, not from reading it.
+	var called, held int64
+	if _, err := fmt.Sscanf(line, "held %d %d", &called, &held); err != nil {
+		return 0, 0, fmt.Errorf("holder: %q: %w", line, err)
 	}
 	waiter.send("go")
 	if _, err := waiter.expect("waiting", 5*time.Second); err != nil {
-		return 0, fmt.Errorf("waiter: %w", err)
+		return 0, 0, fmt.Errorf("waiter: %w", err)
 	}
-	// Kill at a random moment: the waiter is waiting by then, and the
-	// holder's renewal is at a random phase.
-	time.Sleep(time.Duration((0.1 + 0.4*rand.Float64()) * float64(ttl)))
+	// Kill after the first renewal, at a random moment; for the libraries
+	// that do not renew, before the TTL counted from the call.
+	kill := min(held+int64((0.55+0.35*rand.Float64())*float64(ttl)), called+int64(0.9*float64(ttl)))
+	time.Sleep(time.Duration(kill - monoNow()))
 	holder.kill()
+	killAt = float64(monoNow()-held) / 1e6
 
 	keys, need := s.keys(key)
 	var exp []float64
 	for _, k := range keys {
 		ms, err := c.all[0].Do(ctx, "PEXPIRETIME", k).Int64()
 		if err != nil {
-			return 0, fmt.Errorf("PEXPIRETIME %s: %w", k, err)
+			return 0, 0, fmt.Errorf("PEXPIRETIME %s: %w", k, err)
 		}
 		switch {
 		case ms == -2: // no key: free already
 			exp = append(exp, math.Inf(-1))
 		case ms < 0:
-			return 0, fmt.Errorf("%s has no expiry", k)
+			return 0, 0, fmt.Errorf("%s has no expiry", k)
 		default:
 			exp = append(exp, float64(ms))
 		}
@@ -104,19 +143,19 @@ func (c *client) killedTrial(ctx context.Context, s libSpec, key string) (float6
 	slices.Sort(exp)
 	when := exp[need-1]
 	if math.IsInf(when, -1) {
-		return 0, fmt.Errorf("the lock was free right after the kill")
+		return 0, 0, fmt.Errorf("the lock was free right after the kill (%.0f ms after the acquire)", killAt)
 	}
-	line, err := waiter.expect("granted", 5*ttl+10*time.Second)
+	line, err = waiter.expect("granted", 5*ttl+10*time.Second)
 	if err != nil {
-		return 0, fmt.Errorf("waiter: %w", err)
+		return 0, 0, fmt.Errorf("waiter: %w", err)
 	}
 	granted, err := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(line, "granted")), 10, 64)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	free := (when + 1) * 1e6 // ns since the epoch
 	waiter.finish(5 * time.Second)
-	return (float64(granted) - free) / 1e6, nil
+	return (float64(granted) - free) / 1e6, killAt, nil
 }
 
 // runHolder takes the key and holds it until killed.
@@ -126,12 +165,20 @@ func runHolder(ctx context.Context, cfg *config) error {
 		return err
 	}
 	defer l.Close()
-	ctx, _ = childIO(ctx)
+	ctx, start := childIO(ctx)
+	fmt.Println("ready")
+	select {
+	case <-start:
+	case <-ctx.Done():
+		return nil
+	}
+	called := monoNow()
 	h, err := l.Lock(ctx, cfg.key)
+	held := monoNow()
 	if err != nil {
 		return err
 	}
-	fmt.Println("held")
+	fmt.Println("held", called, held)
 	<-ctx.Done() // killed before this, normally
 	return h.Release(context.Background())
 }

@@ -114,8 +114,16 @@ var minimalRelease = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] t
 type minimalLib struct {
 	c      *redis.Client
 	ttl    time.Duration
-	notify bool          // Lock waits for a PUBLISH from Release
+	notify bool          // Lock queues and waits for a PUBLISH from Release
 	poll   time.Duration // Lock's retry interval (its cap with notify)
+
+	// notify: the process's waiter id, its subscription, and the
+	// channel its messages arrive on (the goroutine forwarding them ends
+	// with done).
+	waiter string
+	ps     *redis.PubSub
+	woken  <-chan struct{}
+	done   chan struct{}
 }
 
 type minimalLock struct {
@@ -135,40 +143,106 @@ func (m *minimalLib) TryLock(ctx context.Context, key string) (releaser, error) 
 	return &minimalLock{m, key, token}, nil
 }
 
-// Lock waits for key: with notify, woken by a PUBLISH from the release
-// (subscribed before the first attempt, on a connection of its own);
-// without, polling every millisecond.
+// Lock waits for key. Without notify it polls every m.poll. With notify
+// it is the minimal queued lock: a busy attempt appends this process's
+// waiter id to the key's queue (once), and a release pops the queue's head
+// and PUBLISHes to that waiter's channel alone, on which this process has
+// one long-lived subscription; the woken waiter tries again. m.poll is
+// then only a safety net. One Lock at a time per minimalLib (as the
+// handoff contenders use it).
 func (m *minimalLib) Lock(ctx context.Context, key string) (releaser, error) {
-	var released <-chan *redis.Message
-	if m.notify {
-		ps := m.c.Subscribe(ctx, key+":released")
-		defer ps.Close()
-		if _, err := ps.Receive(ctx); err != nil { // the confirmation
-			return nil, err
+	if !m.notify {
+		for {
+			r, err := m.TryLock(ctx, key)
+			if !errors.Is(err, errBusy) {
+				return r, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(m.poll):
+			}
 		}
-		released = ps.Channel()
 	}
 	for {
-		r, err := m.TryLock(ctx, key)
-		if !errors.Is(err, errBusy) {
-			return r, err
+		token := rand.Text()
+		ok, err := minimalAcquireQueued.Run(ctx, m.c, []string{key, key + ":q"}, token, m.ttl.Milliseconds(), m.waiter).Int64()
+		if err != nil {
+			return nil, err
+		}
+		if ok == 1 {
+			return &minimalLock{m, key, token}, nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-released:
+		case <-m.woken:
 		case <-time.After(m.poll):
 		}
 	}
 }
 
-func (m *minimalLib) Close() error { return m.c.Close() }
+// minimalAcquireQueued sets the key, or queues the waiter (once). On
+// success it takes the waiter out of the queue, should it have queued
+// before, so that no release wakes a holder.
+var minimalAcquireQueued = redis.NewScript(`
+if redis.call("set", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then
+  redis.call("lrem", KEYS[2], 0, ARGV[3])
+  return 1
+end
+if not redis.call("lpos", KEYS[2], ARGV[3]) then redis.call("rpush", KEYS[2], ARGV[3]) end
+return 0`)
+
+// minimalReleaseNotify deletes the key if the token matches and wakes the
+// first queued waiter still subscribed (PUBLISH returns the receivers).
+var minimalReleaseNotify = redis.NewScript(`
+if redis.call("get", KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call("del", KEYS[1])
+while true do
+  local w = redis.call("lpop", KEYS[2])
+  if not w then break end
+  if redis.call("publish", "minimal:w:" .. w, "") > 0 then break end
+end
+return 1`)
+
+// subscribe opens the process's one subscription, on its waiter channel,
+// for the notify variant.
+func (m *minimalLib) subscribe() error {
+	m.waiter = rand.Text()
+	m.ps = m.c.Subscribe(context.Background(), "minimal:w:"+m.waiter)
+	if _, err := m.ps.Receive(context.Background()); err != nil { // the confirmation
+		m.ps.Close()
+		return err
+	}
+	ch := m.ps.Channel()
+	woken := make(chan struct{}, 1)
+	m.woken = woken
+	m.done = make(chan struct{})
+	go func() {
+		defer close(m.done)
+		for range ch { // closed by m.ps.Close
+			select {
+			case woken <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return nil
+}
+
+func (m *minimalLib) Close() error {
+	if m.ps != nil {
+		m.ps.Close()
+		<-m.done
+	}
+	return m.c.Close()
+}
 
 func (l *minimalLock) Release(ctx context.Context) error {
 	var n int64
 	var err error
 	if l.l.notify {
-		n, err = minimalReleaseNotify.Run(ctx, l.l.c, []string{l.key}, l.token).Int64()
+		n, err = minimalReleaseNotify.Run(ctx, l.l.c, []string{l.key, l.key + ":q"}, l.token).Int64()
 	} else {
 		n, err = minimalRelease.Run(ctx, l.l.c, []string{l.key}, l.token).Int64()
 	}
@@ -177,8 +251,6 @@ func (l *minimalLock) Release(ctx context.Context) error {
 	}
 	return err
 }
-
-var minimalReleaseNotify = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then redis.call("del", KEYS[1]) redis.call("publish", KEYS[1] .. ":released", "") return 1 else return 0 end`)
 
 // ---- dlock ----
 
@@ -433,6 +505,7 @@ const (
 	libRedlock  = "dlock redlock"
 	cfgDefaults = "defaults"
 	cfgBest     = "best"
+	cfgQueued   = "queue+pub/sub"
 )
 
 // singleNode lists the libraries on one Redis server. The minimal lock is
@@ -444,10 +517,15 @@ func singleNode() []libSpec {
 			open: func(e env) (lib, error) {
 				return &minimalLib{c: goRedis(e.main, true, e.hookFor(e.main)), ttl: e.ttlOr(defaultTTL), poll: time.Millisecond}, nil
 			}},
-		{Name: libMinimal, Config: "pub/sub", Nodes: 1, keys: plainKey,
-			Options: "the minimal lock whose release script also PUBLISHes, and whose waiters SUBSCRIBE (a connection each) and retry on the message: the notification floor for the handoff",
+		{Name: libMinimal, Config: cfgQueued, Nodes: 1, keys: plainKey,
+			Options: "the minimal queued lock: a busy attempt queues the waiter (RPUSH, once); the release script pops the queue's head and PUBLISHes to that waiter's channel alone; each process has one long-lived subscription and tries again when woken. The reference for the handoff: a release and then the woken waiter's acquire, two round trips",
 			open: func(e env) (lib, error) {
-				return &minimalLib{c: goRedis(e.main, true, e.hookFor(e.main)), ttl: e.ttlOr(defaultTTL), notify: true, poll: time.Second}, nil
+				m := &minimalLib{c: goRedis(e.main, true, e.hookFor(e.main)), ttl: e.ttlOr(defaultTTL), notify: true, poll: time.Second}
+				if err := m.subscribe(); err != nil {
+					m.c.Close()
+					return nil, err
+				}
+				return m, nil
 			}},
 		{Name: libDlock, Config: cfgDefaults, Nodes: 1, keys: dlockKeys,
 			Options: "redisdriver.New(plain go-redis client, nil): TTL 15s, renewal every TTL/3, fences on, pub/sub wake-ups",

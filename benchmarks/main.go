@@ -56,7 +56,8 @@ type config struct {
 	renewLeases int
 	renewTTL    time.Duration
 
-	profile string
+	profile  string
+	rerender string
 
 	// client role
 	addrs      string // comma-separated: main server, then the quorum nodes
@@ -94,6 +95,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.renewLeases, "renew-leases", 10000, "leases held in the renewal scenario")
 	fs.DurationVar(&c.renewTTL, "renew-ttl", 3*time.Second, "lease TTL in the renewal scenario (renewed every TTL/3)")
 	fs.StringVar(&c.profile, "profile", "", "write CPU and allocation profiles of dlock's uncontended pair to PREFIX.cpu and PREFIX.alloc (client role, pinned layout)")
+	fs.StringVar(&c.rerender, "rerender", "", "write the tables and targets again from this results JSON (with -out, -md), without measuring")
 	fs.StringVar(&c.addrs, "addrs", "", "internal: server addresses")
 	fs.StringVar(&c.layout, "layout", "", "internal: the layout the client runs in")
 	fs.StringVar(&c.resultFile, "result-file", "", "internal: where the client writes its results")
@@ -107,12 +109,12 @@ func parseFlags(args []string) (*config, error) {
 	}
 	if c.smoke {
 		c.repeats = 1
-		c.dur = 100 * time.Millisecond
+		c.dur = 50 * time.Millisecond
 		c.pingN = 200
 		c.handoffDur = 300 * time.Millisecond
 		c.killedTrials = 1
 		c.killedTTL = 200 * time.Millisecond
-		c.renewDur = 2 * time.Second
+		c.renewDur = time.Second
 		c.renewLeases = 1000
 		c.renewTTL = 900 * time.Millisecond
 	}
@@ -131,7 +133,11 @@ func main() {
 	defer stop()
 	switch cfg.role {
 	case "":
-		err = orchestrate(ctx, cfg)
+		if cfg.rerender != "" {
+			err = rerender(cfg)
+		} else {
+			err = orchestrate(ctx, cfg)
+		}
 	case "client":
 		err = runClient(ctx, cfg)
 	case "contender":

@@ -102,6 +102,26 @@ func orchestrate(ctx context.Context, cfg *config) error {
 	}
 	res.Took = time.Since(started).Round(time.Second).String()
 	res.Machine.LoadEnd = loadavg()
+	return report(cfg, res)
+}
+
+// rerender reads the results of an earlier run from cfg.rerender and
+// writes its tables and targets again (-out, -md), without measuring: for
+// a change of the report's layout.
+func rerender(cfg *config) error {
+	b, err := os.ReadFile(cfg.rerender)
+	if err != nil {
+		return err
+	}
+	res := &Results{}
+	if err := json.Unmarshal(b, res); err != nil {
+		return err
+	}
+	return report(cfg, res)
+}
+
+// report checks the targets, prints the tables and writes the files.
+func report(cfg *config, res *Results) error {
 	res.Targets = checkTargets(res)
 	printText(os.Stdout, res)
 	b, err := json.MarshalIndent(res, "", "  ")

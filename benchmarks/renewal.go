@@ -42,6 +42,24 @@ func (h *rtCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 
 func (h *rtCounter) roundTrips() int64 { return h.single.Load() + h.pipelines.Load() }
 
+// serverReads returns the read events the server has processed (INFO
+// stats total_reads_processed): one per read of a client socket, of up to
+// 16 KiB. It counts round trips on the server for every client library
+// alike (rueidislock too), as long as requests are small: a large pipeline
+// takes several reads.
+func serverReads(ctx context.Context, c *redis.Client) (int64, error) {
+	info, err := c.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(line, "total_reads_processed:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no total_reads_processed in INFO stats")
+}
+
 // commandStats returns the calls per command of INFO commandstats.
 func commandStats(ctx context.Context, c *redis.Client) (map[string]int64, error) {
 	info, err := c.Info(ctx, "commandstats").Result()
@@ -207,8 +225,10 @@ func (c *client) renewalRun(ctx context.Context, s libSpec, servers []int, every
 
 	// Hold: sample goroutines; count round trips and commands.
 	calls0 := make([]int64, len(servers))
+	reads0 := make([]int64, len(servers))
 	for i, si := range servers {
 		calls0[i], _ = scriptCalls(ctx, c.all[si])
+		reads0[i], _ = serverReads(ctx, c.all[si])
 	}
 	rt0 := map[string]int64{}
 	for a, h := range counters {
@@ -229,10 +249,17 @@ func (c *client) renewalRun(ctx context.Context, s libSpec, servers []int, every
 	row.CPUSeconds = (cpuTime() - cpu0).Seconds()
 	row.Seconds = elapsed.Seconds()
 	row.Periods = elapsed.Seconds() / every.Seconds()
-	var cmds int64
+	var cmds, worstReads int64
 	for i, si := range servers {
 		calls, _ := scriptCalls(ctx, c.all[si])
 		cmds += calls - calls0[i]
+		reads, _ := serverReads(ctx, c.all[si])
+		// Less the admin INFO calls of this window (one each side).
+		worstReads = max(worstReads, reads-reads0[i]-2)
+	}
+	row.ServerReads = float64(worstReads) / row.Periods
+	if row.Acquired > 0 {
+		row.ServerReadsPer1k = row.ServerReads / (float64(row.Acquired) / 1000)
 	}
 	row.ScriptsPerNode = float64(cmds) / float64(len(servers)) / row.Periods
 	if len(counters) > 0 {

@@ -78,7 +78,14 @@ type HandoffSample struct {
 	// Server work per grant: script calls (acquire attempts, releases,
 	// renewals) and every command Redis counted, scripts' inner ones
 	// included.
-	ScriptsPerGrant  float64            `json:"scripts_per_grant"`
+	ScriptsPerGrant float64 `json:"scripts_per_grant"`
+	// ReadsPerGrant is the server's read events (INFO stats
+	// total_reads_processed) per grant: about the round trips it served
+	// (requests here are small; a read takes up to 16 KiB).
+	ReadsPerGrant float64 `json:"server_reads_per_grant"`
+	// XMinimal is the gap p50 over the minimal lock's in the same repeat
+	// (the row's figure is the median of the per-repeat ratios).
+	XMinimal         float64            `json:"gap_p50_over_minimal"`
 	CommandsPerGrant map[string]float64 `json:"commands_per_grant,omitempty"`
 }
 
@@ -88,6 +95,9 @@ type HandoffRow struct {
 	Config string  `json:"config"`
 	Procs  int     `json:"processes"`
 	HoldUs float64 `json:"hold_us"`
+	// FailedBlocks counts repeats whose block failed to run (errors of
+	// blocks that ran are in Errors, per repeat).
+	FailedBlocks int `json:"failed_blocks"`
 	HandoffSample
 	Repeats []HandoffSample `json:"repeats"`
 }
@@ -101,7 +111,11 @@ type KilledRow struct {
 	GapsMs []float64 `json:"gaps_ms"`
 	P50ms  float64   `json:"gap_p50_ms"`
 	MaxMs  float64   `json:"gap_max_ms"`
+	MeanMs float64   `json:"gap_mean_ms"`
 	Errors []string  `json:"errors,omitempty"`
+	// KillAfterMs are the kill moments, from the holder's acquire
+	// returning (each after its library's first renewal).
+	KillAfterMs []float64 `json:"kill_after_acquire_ms"`
 }
 
 // RenewRow is one library in the renewal-at-scale scenario.
@@ -125,9 +139,15 @@ type RenewRow struct {
 	RoundTrips         float64 `json:"round_trips_per_period_per_node"`
 	RoundTripsPer1k    float64 `json:"round_trips_per_period_per_node_per_1000_leases"`
 	RoundTripsCounted  bool    `json:"round_trips_counted"`
-	Lost               int     `json:"lost"`
-	AcquireSeconds     float64 `json:"acquire_seconds"`
-	CPUSeconds         float64 `json:"client_cpu_seconds"`
+	// Reads counted on the server (INFO stats total_reads_processed), for
+	// every library, go-redis or not: the busiest node's reads per period.
+	// A read takes up to 16 KiB, so a pipeline of 1,000 renewals is
+	// several.
+	ServerReads      float64 `json:"server_reads_per_period_per_node"`
+	ServerReadsPer1k float64 `json:"server_reads_per_period_per_node_per_1000_leases"`
+	Lost             int     `json:"lost"`
+	AcquireSeconds   float64 `json:"acquire_seconds"`
+	CPUSeconds       float64 `json:"client_cpu_seconds"`
 }
 
 // Target is one of the issue's targets, checked on the run.

@@ -141,7 +141,7 @@ func parseReason(err error) string {
 		return "a control character"
 	case strings.Contains(msg, "invalid character") && strings.Contains(msg, "host"):
 		return "a character that is not allowed in a host name"
-	case strings.Contains(msg, "missing ']'"), strings.Contains(msg, "IPv6"):
+	case strings.Contains(msg, "missing ']'"), strings.Contains(msg, "IPv6"), strings.Contains(msg, "invalid host"):
 		return "a malformed IPv6 address"
 	}
 	return "cannot be parsed"

@@ -213,7 +213,7 @@ func notHeld(key string) error {
 // errExhausted refuses a grant once a key's fence reached the largest
 // uint64 (only a floor or a raise from outside gets there): a larger fence
 // does not exist, and one that wrapped around would go backwards.
-var errExhausted = fmt.Errorf("memdriver: %w: the key's fences are exhausted (the last one is 2^64-1)", dlock.ErrInvalid)
+var errExhausted = fmt.Errorf("memdriver: %w: the key's fences are exhausted (the last one is 2^64-1)", driver.ErrInvalid)
 
 // errNoToken refuses an Acquire without a token: the store marks a free
 // key with an empty one.

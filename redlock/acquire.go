@@ -70,7 +70,7 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 			l.lateGrants(req.Token, all)
 			return driver.Result{Acquired: true, Fence: fence}, nil
 		}
-		rest() // every answer, so that late grants are released too
+		rest(0) // every answer, so that late grants are released too
 	}
 	l.abandon(ctx, req, got, errs, timeout)
 	switch {

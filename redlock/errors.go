@@ -38,7 +38,7 @@ func (e *QuorumError) Error() string {
 	if e.op != "" {
 		fmt.Fprintf(&b, "%s %q: ", e.op, e.key)
 	}
-	fmt.Fprintf(&b, "quorum not reached: %d nodes succeeded", e.Got)
+	fmt.Fprintf(&b, "quorum not reached: succeeded on %d", e.Got)
 	if e.nodes > 0 {
 		fmt.Fprintf(&b, " of %d", e.nodes)
 	}

@@ -63,7 +63,7 @@ func newRedis(clients []redis.UniversalClient, opts *Options) (*locker, error) {
 		}
 	}
 	if len(clients) < MinNodes {
-		return nil, fmt.Errorf("%w: redlock: %d Redis clients; a quorum needs at least %d independent servers", driver.ErrInvalid, len(clients), MinNodes)
+		return nil, fmt.Errorf("%w: redlock: a quorum needs at least %d independent servers, got %d", driver.ErrInvalid, MinNodes, len(clients))
 	}
 	for i, c := range clients {
 		nodes[i] = redisdriver.NewDriver(c, ro)

@@ -114,7 +114,7 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 		return nil, err
 	}
 	if len(ds) < MinNodes {
-		return nil, fmt.Errorf("%w: redlock: %d nodes; a quorum needs at least %d independent nodes", driver.ErrInvalid, len(ds), MinNodes)
+		return nil, fmt.Errorf("%w: redlock: a quorum needs at least %d independent nodes, got %d", driver.ErrInvalid, MinNodes, len(ds))
 	}
 	// Enough idle workers for a round and the late answers of the last.
 	l := &locker{cfg: cfg, quorum: len(ds)/2 + 1, workers: newWorkers(2 * len(ds))}

@@ -30,10 +30,13 @@ func (l *locker) lateGrants(token string, all *lateGrant) {
 // not hold it, so no node stays held that could be freed: first it waits
 // for the late answers of the acquire (see Acquire), even if ctx has
 // ended, for the acquire's node timeout at most: a late grant must never
-// leave a node locked after Release returned. It succeeds, and
-// returns, once a majority of nodes is known to be free of the token; the
-// others' releases finish meanwhile, and their locks otherwise expire with
-// their TTL. It returns an error wrapping ErrNotHeld when too
+// leave a node locked after Release returned. It succeeds once a majority
+// of nodes is known to be free of the token, and returns when the other
+// nodes answered too, or after as long again as the majority took (at
+// least a millisecond): an acquire right after Release then finds every
+// answering node free, while a node that does not answer delays Release
+// little. Releases still running then finish on their own, and their locks
+// otherwise expire with their TTL. It returns an error wrapping ErrNotHeld when too
 // many nodes did not hold the lock for a majority to have held it (in
 // particular when none did).
 func (l *locker) Release(ctx context.Context, key, token string) error {
@@ -53,9 +56,10 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 	}
 	errs := make([]error, len(l.nodes))
 	ok, notHeld := 0, 0
+	start := time.Now()
 	// Once a majority released, the result is known: the other nodes'
 	// releases finish on their own, even if ctx ends meanwhile.
-	l.ask(context.WithoutCancel(ctx), l.all, l.cfg.timeoutFor(l.cfg.lockTTL), func(ctx context.Context, i int) (driver.Result, error) {
+	rest := l.ask(context.WithoutCancel(ctx), l.all, l.cfg.timeoutFor(l.cfg.lockTTL), func(ctx context.Context, i int) (driver.Result, error) {
 		return driver.Result{}, l.nodes[i].d.Release(ctx, key, token)
 	}, func(i int, _ driver.Result, err error) bool {
 		errs[i] = err
@@ -67,6 +71,7 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 		}
 		return ok >= l.quorum
 	}, nil)
+	rest(max(time.Since(start), time.Millisecond))
 	switch {
 	case notHeld > len(l.nodes)-l.quorum:
 		return l.quorumError("release", key, ok, errs, nil)

@@ -31,14 +31,14 @@ type answer struct {
 // goroutine, as it arrives. It returns once every node answered, or as
 // soon as take returns true: the calls still running then finish on the
 // workers (which Close waits for), and their answers are dropped unless
-// the caller calls rest, which waits for them and hands them to take too.
-// done, if not nil, runs once every call has returned. Nodes that ignore
-// their context delay it.
+// the caller calls rest, which waits for them (for at most within, if not
+// zero) and hands them to take too. done, if not nil, runs once every call
+// has returned. Nodes that ignore their context delay it.
 func (l *locker) ask(ctx context.Context, idx []int, timeout time.Duration,
 	call func(ctx context.Context, i int) (driver.Result, error), take func(i int, res driver.Result, err error) bool,
-	done func()) (rest func()) {
+	done func()) (rest func(within time.Duration)) {
 	if len(idx) == 0 {
-		return func() {}
+		return func(time.Duration) {}
 	}
 	// The calls start together, so one deadline serves them all; the last
 	// to return ends it.
@@ -69,10 +69,20 @@ func (l *locker) ask(ctx context.Context, idx []int, timeout time.Duration,
 			break
 		}
 	}
-	return func() {
+	return func(within time.Duration) {
+		var expired <-chan time.Time
+		if within > 0 {
+			t := time.NewTimer(within)
+			defer t.Stop()
+			expired = t.C
+		}
 		for ; received < len(idx); received++ {
-			a := <-answers
-			take(a.i, a.res, a.err)
+			select {
+			case a := <-answers:
+				take(a.i, a.res, a.err)
+			case <-expired:
+				return
+			}
 		}
 	}
 }

@@ -96,6 +96,9 @@ func TestLateGrantsForgotten(t *testing.T) {
 				t.Error("record kept after every node answered")
 			}
 			d.Release(t.Context(), req.Key, req.Token)
+			// Release returns once a majority released; the last
+			// node's release finishes on a worker.
+			synctest.Wait()
 		}
 	})
 }

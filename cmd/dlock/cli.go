@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"regexp"
 	"runtime"
@@ -224,11 +223,13 @@ func flagError(err error) string {
 }
 
 // cliText makes a message read well on dlock's stderr: errors of the
-// library start with "dlock: ", which the command's prefix already says;
+// library start with "dlock: ", which the command's prefix already says
+// (and drivers put a URL before one);
 // the "(forgotten import?)" hint is for programmers, and dlock imports
 // every backend; and a message stays on one line.
 func cliText(msg string) string {
 	msg = strings.TrimPrefix(msg, "dlock: ")
+	msg = strings.ReplaceAll(msg, ": dlock: ", ": ")
 	msg = strings.ReplaceAll(msg, " (forgotten import?)", "")
 	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
 }
@@ -294,29 +295,15 @@ func (b *backendFlags) check(c *command) (rawURL string, code int) {
 	if rawURL == "" {
 		return "", c.usageError("no backend: pass --url or set DLOCK_URL (for example redis://127.0.0.1:6379)")
 	}
-	return b.fold(rawURL), 0
+	return rawURL, 0
 }
 
-// fold returns rawURL with --ttl and --owner, if given, as its ttl and
-// owner parameters, so that they are settings of the Locker like the
-// URL's own and messages can read them back from one place.
-func (b *backendFlags) fold(rawURL string) string {
-	if b.ttl == 0 && b.owner == "" {
-		return rawURL
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return rawURL // dlock.Open reports it, redacted
-	}
-	q := u.Query()
-	if b.ttl != 0 {
-		q.Set("ttl", b.ttl.String())
-	}
-	if b.owner != "" {
-		q.Set("owner", b.owner)
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
+// lockerOptions are the Locker's settings from the flags: --ttl and
+// --owner, when given, override the URL's parameters. They are passed to
+// dlock.OpenOptions, never folded into the URL, which the library alone
+// parses (strictly): re-encoding it would drop what it must refuse.
+func (b *backendFlags) lockerOptions() *dlock.Options {
+	return &dlock.Options{TTL: b.ttl, Owner: b.owner}
 }
 
 // options are the lease options of run and elect: renewals are reported
@@ -364,7 +351,7 @@ func (r *renewalLogger) Observe(ctx context.Context, e dlock.Event) {
 	defer r.mu.Unlock()
 	if e.Kind == dlock.EventRefreshed {
 		if r.failures > 0 {
-			r.lg.log(slog.LevelInfo, fmt.Sprintf("renewal of %q works again, after %d failures", e.Key, r.failures),
+			r.lg.log(slog.LevelInfo, fmt.Sprintf("renewal of %q works again, after %s", e.Key, count(r.failures, "failure")),
 				append(attrs, slog.Int("failures", r.failures))...)
 		}
 		r.failures = 0
@@ -377,9 +364,10 @@ func (r *renewalLogger) Observe(ctx context.Context, e dlock.Event) {
 	}
 }
 
-// open opens the backend, printing why it failed.
-func open(ctx context.Context, c *command, rawURL string) (*dlock.Locker, int) {
-	l, err := dlock.Open(ctx, rawURL)
+// open opens the backend with opts (nil: the URL's settings), printing
+// why it failed.
+func open(ctx context.Context, c *command, rawURL string, opts *dlock.Options) (*dlock.Locker, int) {
+	l, err := dlock.OpenOptions(ctx, rawURL, opts)
 	if err != nil {
 		return nil, c.errorf(errorCode(err), "%v", err)
 	}
@@ -433,43 +421,6 @@ func busy(err error) bool {
 // redact returns rawURL with its password and other secrets hidden.
 func redact(rawURL string) string {
 	return dlock.RedactURL(rawURL)
-}
-
-// urlSetting returns a common query parameter (ttl, owner) of rawURL.
-func urlSetting(rawURL, name string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return ""
-	}
-	return u.Query().Get(name)
-}
-
-// urlDuration is a duration parameter (renew, drift) of rawURL; 0 if not set.
-func urlDuration(rawURL, name string) time.Duration {
-	d, _ := time.ParseDuration(urlSetting(rawURL, name))
-	return d
-}
-
-// effectiveTTL is the lease TTL that the URL, with the flags folded in,
-// gives; for messages.
-func effectiveTTL(rawURL string) time.Duration {
-	if d, err := time.ParseDuration(urlSetting(rawURL, "ttl")); err == nil && d > 0 {
-		return d
-	}
-	return dlock.DefaultTTL
-}
-
-// effectiveOwner is the holder name that the URL, with the flags folded
-// in, gives, or the library's default, host:pid.
-func effectiveOwner(rawURL string) string {
-	if o := urlSetting(rawURL, "owner"); o != "" {
-		return o
-	}
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "unknown"
-	}
-	return host + ":" + strconv.Itoa(os.Getpid())
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {
@@ -558,3 +509,11 @@ func commandString(argv []string) string {
 // releaseTimeout bounds the final release: the key expires on its own if
 // the backend does not answer.
 const releaseTimeout = 5 * time.Second
+
+// count is n and noun, in the plural unless n is 1: "1 failure", "2 failures".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}

@@ -85,7 +85,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	for i := range lockers {
-		l, code := open(ctx, c, rawURL)
+		l, code := open(ctx, c, rawURL, nil)
 		if code != 0 {
 			return code
 		}

@@ -91,7 +91,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 		return []slog.Attr{keyAttr, slog.String("owner", le.Owner()), slog.Uint64("fence", le.Fence())}
 	}
 	opts := b.options(lg, s.renewed)
-	opts.Owner = effectiveOwner(rawURL)
+	eff := l.Options() // the settings in effect, for messages
 	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
 		Lease: opts,
 		Limit: *limit,
@@ -115,8 +115,8 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 			}
 		},
 	})
-	lg.log(slog.LevelInfo, fmt.Sprintf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), safeText(opts.Owner), effectiveTTL(rawURL)),
-		keyAttr, slog.String("owner", opts.Owner), slog.String("url", redact(rawURL)), slog.Duration("ttl", effectiveTTL(rawURL)))
+	lg.log(slog.LevelInfo, fmt.Sprintf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), safeText(eff.Owner), eff.TTL),
+		keyAttr, slog.String("owner", eff.Owner), slog.String("url", redact(rawURL)), slog.Duration("ttl", eff.TTL))
 	// The election campaigns again after every loss. A command that
 	// exited on its own, or a stop signal that came while the command was
 	// being stopped, ends it instead: final says why, and cancelling

@@ -48,7 +48,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	l, code := open(ctx, c, rawURL)
+	l, code := open(ctx, c, rawURL, nil)
 	if code != 0 {
 		return code
 	}

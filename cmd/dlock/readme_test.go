@@ -3,10 +3,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +120,67 @@ func TestREADMECronExample(t *testing.T) {
 		c.Wait() // the README's background job ends on its own
 	}
 	background = nil
+}
+
+// maskDemoID hides the demo's random key and store name.
+var maskDemoID = regexp.MustCompile(`dlock-demo-[a-z0-9]+`)
+
+// TestREADMEDemo runs the README's quick-start demo with the built dlock
+// and compares its output with the README's, masked (numbers, times,
+// durations, the random key), so that the README shows what dlock demo
+// prints today.
+func TestREADMEDemo(t *testing.T) {
+	t.Parallel()
+	steps := readmeConsole(t, "## Quick start")
+	if len(steps) != 1 || steps[0].cmd != "go run ./cmd/dlock demo" {
+		t.Fatalf("the quick start's console block is not one 'go run ./cmd/dlock demo': %+v", steps)
+	}
+	want := steps[0].want
+	// Times are padded to a width: spaces do not count either.
+	masked := func(s string) string {
+		return strings.Join(strings.Fields(mask(maskDemoID.ReplaceAllString(s, "dlock-demo-ID"))), " ")
+	}
+	// The demo's timeline depends on the scheduler: events of one moment
+	// (an election and another worker seeing it) come in either order,
+	// so lines are compared as a sorted list; and a renewal that a loaded
+	// machine delays past "demo over" drops a line, so one more run tells
+	// a slow machine from a README that drifted.
+	sorted := func(lines []string) []string {
+		m := make([]string, len(lines))
+		for i, l := range lines {
+			m[i] = masked(l)
+		}
+		slices.Sort(m)
+		return m
+	}
+	var diffs []string
+	for attempt := 1; attempt <= 2; attempt++ {
+		p := startDlock(t, "dlock demo", []string{"DLOCK_URL="}, "demo")
+		if code := p.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("dlock demo: exit status %d; stderr:\n%s", code, p.stderr.String())
+		}
+		got := strings.Split(strings.TrimRight(p.stdout.String(), "\n"), "\n")
+		diffs = nil
+		if g, w := sorted(got), sorted(want); !slices.Equal(g, w) {
+			for _, l := range g {
+				if !slices.Contains(w, l) {
+					diffs = append(diffs, "printed, not in the README: "+l)
+				}
+			}
+			for _, l := range w {
+				if !slices.Contains(g, l) {
+					diffs = append(diffs, "in the README, not printed: "+l)
+				}
+			}
+			if len(g) != len(w) {
+				diffs = append(diffs, fmt.Sprintf("dlock demo printed %d lines, the README shows %d", len(g), len(w)))
+			}
+			diffs = append(diffs, "dlock demo printed:\n"+p.stdout.String())
+		}
+		if len(diffs) == 0 {
+			return
+		}
+		t.Logf("attempt %d:\n%s", attempt, strings.Join(diffs, "\n"))
+	}
+	t.Errorf("the README's demo output differs from dlock demo's:\n%s", strings.Join(diffs, "\n"))
 }

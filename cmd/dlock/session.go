@@ -48,20 +48,21 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 	}
 	s.lg = b.logger(c.name, c.stderr)
 	s.logf = s.lg.infof
-	ttl := effectiveTTL(s.rawURL)
-	var cut bool
-	s.kill, cut = schedule(ttl, urlDuration(s.rawURL, "renew"), urlDuration(s.rawURL, "drift"), *grace)
-	if cut && flagSet(c.fs, "grace") {
-		s.lg.log(slog.LevelWarn, fmt.Sprintf("--grace %v is more than a TTL of %v allows: if renewal fails, SIGTERM goes out %v before the lease's deadline, SIGKILL %v before it",
-			*grace, ttl, s.kill.deadlineGrace, s.kill.killLead),
-			slog.Duration("grace", *grace), slog.Duration("ttl", ttl), slog.Duration("deadline_grace", s.kill.deadlineGrace))
-	}
 	s.renewed = make(chan struct{}, 1)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.router = newSignalRouter(s.cancel, s.logf)
-	if s.l, code = openInterruptible(s.ctx, s.lg, s.rawURL, s.router); code != 0 {
+	if s.l, code = openInterruptible(s.ctx, s.lg, s.rawURL, b.lockerOptions(), s.router); code != 0 {
 		s.close()
 		return nil, code
+	}
+	// The settings in effect: the flags over the URL over the defaults.
+	o := s.l.Options()
+	var cut bool
+	s.kill, cut = schedule(o.TTL, o.RenewInterval, o.Drift, *grace)
+	if cut && flagSet(c.fs, "grace") {
+		s.lg.log(slog.LevelWarn, fmt.Sprintf("--grace %v is more than a TTL of %v allows: if renewal fails, SIGTERM goes out %v before the lease's deadline, SIGKILL %v before it",
+			*grace, o.TTL, s.kill.deadlineGrace, s.kill.killLead),
+			slog.Duration("grace", *grace), slog.Duration("ttl", o.TTL), slog.Duration("deadline_grace", s.kill.deadlineGrace))
 	}
 	return s, 0
 }
@@ -69,15 +70,16 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 // openInterruptible is open, except that a signal ends it at once with
 // 128+N: a backend that accepts connections and never answers would
 // otherwise hold dlock for the open's own timeouts. The abandoned open
-// finishes in the background, and its Locker, if any, is closed.
-func openInterruptible(ctx context.Context, lg *cliLog, rawURL string, router *signalRouter) (*dlock.Locker, int) {
+// finishes in the background, and its Locker, if any, is closed. opts
+// override the URL's settings, as in dlock.OpenOptions.
+func openInterruptible(ctx context.Context, lg *cliLog, rawURL string, opts *dlock.Options, router *signalRouter) (*dlock.Locker, int) {
 	type result struct {
 		l   *dlock.Locker
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		l, err := dlock.Open(ctx, rawURL)
+		l, err := dlock.OpenOptions(ctx, rawURL, opts)
 		ch <- result{l, err}
 	}()
 	select {

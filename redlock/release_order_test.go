@@ -1,0 +1,49 @@
+package redlock_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock/conformance"
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/memdriver"
+	"github.com/dlock-go/dlock/redlock"
+)
+
+// TestAcquireRightAfterRelease: when one node of three is partitioned
+// right after a Release, the two others must both grant, so the next
+// acquire must not find a node still held by the released token. Release returned as soon
+// as a majority had released, and the next acquire was refused as busy now
+// and then (ExampleNew printed "lock not acquired").
+func TestAcquireRightAfterRelease(t *testing.T) {
+	var nodes []driver.Locker
+	var faults []*conformance.FaultyDriver
+	for range 3 {
+		f := conformance.Faulty(memdriver.NewStore().Driver())
+		nodes = append(nodes, f)
+		faults = append(faults, f)
+	}
+	l, err := redlock.New(nodes, &redlock.Options{NodeTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for i := range 60 {
+		lease, err := l.TryAcquire(ctx, "k", nil)
+		if err != nil {
+			t.Fatalf("attempt %d with every node up: %v", i, err)
+		}
+		if err := lease.Release(ctx); err != nil {
+			t.Fatalf("release %d: %v", i, err)
+		}
+		faults[i%3].Partition() // a majority remains, if all its nodes are free
+		lease, err = l.TryAcquire(ctx, "k", nil)
+		if err != nil {
+			t.Fatalf("attempt %d right after a release, node %d partitioned: %v", i, i%3, err)
+		}
+		lease.Release(ctx)
+		faults[i%3].Heal()
+	}
+}

@@ -114,7 +114,7 @@ func semaphoreLimit(s *suite) {
 		}
 		s.fill(sem, key, longTTL, limit)
 		res := s.mustBeFull(other, key, limit, "the limit bounds the holders")
-		if res.HolderTTL < 0 || res.HolderTTL > longTTL {
+		if res.HolderTTL <= 0 || res.HolderTTL > longTTL {
 			s.Errorf("HolderTTL of a full semaphore = %v; want the first slot's expiry, in (0, %v]", res.HolderTTL, longTTL)
 		}
 	}

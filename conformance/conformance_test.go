@@ -404,7 +404,7 @@ func TestSuite(t *testing.T) {
 				h.Partitioned = nil
 				return h
 			},
-			skip: []string{"LeaseLostBeforeExpiry", "UnsupportedMeansAbsent"},
+			skip: []string{"LeaseLostBeforeExpiry", "SemaphoreLeaseLostBeforeExpiry", "UnsupportedMeansAbsent"},
 		},
 		{
 			name: "IgnoresTokens",
@@ -506,7 +506,7 @@ func TestSuite(t *testing.T) {
 				h.Partitioned = func(t *testing.T) (driver.Locker, func()) { return h.NewDriver(t), func() {} }
 				return h
 			},
-			fail: []string{"LeaseLostBeforeExpiry"},
+			fail: []string{"LeaseLostBeforeExpiry", "SemaphoreLeaseLostBeforeExpiry"},
 			skip: []string{"UnsupportedMeansAbsent"},
 		},
 		{

@@ -47,6 +47,9 @@ var semaphoreCases = []testCase{
 	{"SemaphoreReleaseWakesWaiter",
 		"A driver.Notifier subscription without a token is woken by ReleaseSlot, so that slot waiters need not poll.",
 		semaphoreWakes},
+	{"SemaphoreLeaseLostBeforeExpiry",
+		"Through dlock, a semaphore lease whose client is cut off is lost (Done closed, ErrLeaseLost) before the backend frees its slot for another client.",
+		semaphoreLeaseLost},
 	{"SemaphoreLeaseRenewed",
 		"Through dlock, a semaphore's leases are renewed past their TTL and keep their slots; Release frees a slot for a waiter, which a driver.Notifier wakes at once.",
 		semaphoreLease},
@@ -453,4 +456,44 @@ func semaphoreLease(s *suite) {
 		s.Fatalf("the waiter had no slot %v after a release (driver.Notifier: %v)", bound, notifies)
 	}
 	b.Release(s.ctx)
+}
+
+func semaphoreLeaseLost(s *suite) {
+	s.semaphore() // skips the case without the capability
+	if s.h.Partitioned == nil {
+		s.Skipf("Harness.Partitioned is nil")
+	}
+	pd, cut := s.h.Partitioned(s.std())
+	if pd == nil || cut == nil {
+		s.Fatalf("Harness.Partitioned returned a nil driver or cut function")
+	}
+	if _, ok := pd.(driver.Semaphore); !ok {
+		pd.Close()
+		s.Skipf("Harness.Partitioned's driver %T is not a driver.Semaphore", pd)
+	}
+	// As in LeaseLostBeforeExpiry: a large drift makes the gap between
+	// the local deadline and the backend's expiry observable.
+	const ttl, drift = time.Second, 400 * time.Millisecond
+	l := s.locker(pd, &dlock.Options{TTL: ttl, Drift: drift, ReleaseTimeout: 200 * time.Millisecond})
+	other := s.semaphore()
+	key := s.key("lost")
+	lease, err := l.Semaphore(key, 1).Acquire(s.ctx, nil)
+	if err != nil {
+		s.Fatalf("Semaphore.Acquire of a free semaphore = %v", err)
+	}
+	acquired := time.Now()
+	cut()
+	select {
+	case <-lease.Done():
+	case <-time.After(ttl + slack):
+		s.Fatalf("semaphore lease not lost %v after its client was cut off (TTL %v)", time.Since(acquired).Round(time.Millisecond), ttl)
+	}
+	lost := time.Now()
+	if res := s.slot(other, key, token(), longTTL, 1); res.Acquired {
+		s.Errorf("another client took the slot when the lease's Done closed (%v after Acquire, TTL %v): loss must be signalled before the backend frees the slot",
+			lost.Sub(acquired).Round(time.Millisecond), ttl)
+	}
+	if err := lease.Err(); !errors.Is(err, dlock.ErrLeaseLost) {
+		s.Errorf("lease.Err() after loss = %v; want ErrLeaseLost", err)
+	}
 }

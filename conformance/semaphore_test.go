@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -182,6 +183,10 @@ func isSemaphoreCase(name string) bool {
 func hasSemaphore(t *testing.T, newHarness func(*testing.T) *Harness) bool {
 	d := newHarness(t).NewDriver(t)
 	defer d.Close()
-	_, ok := d.(driver.Semaphore)
-	return ok
+	sem, ok := d.(driver.Semaphore)
+	if !ok {
+		return false
+	}
+	_, _, err := sem.InspectSlots(context.Background(), "probe")
+	return !errors.Is(err, errors.ErrUnsupported)
 }

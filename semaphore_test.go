@@ -305,3 +305,34 @@ func TestSemaphoreCloseFreesSlots(t *testing.T) {
 		}
 	})
 }
+
+// TestSemaphoreLeaseLogValue: a semaphore lease logs its limit; a lock's
+// lease logs none.
+func TestSemaphoreLeaseLogValue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := memdriver.New(nil)
+		defer l.Close()
+		le, err := l.Semaphore("k", 5).Acquire(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lock, err := l.Acquire(t.Context(), "lock", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limitOf := func(le *dlock.Lease) (int64, bool) {
+			for _, a := range le.LogValue().Group() {
+				if a.Key == "limit" {
+					return a.Value.Int64(), true
+				}
+			}
+			return 0, false
+		}
+		if n, ok := limitOf(le); !ok || n != 5 {
+			t.Errorf("semaphore lease logs limit %d (%v); want 5", n, ok)
+		}
+		if _, ok := limitOf(lock); ok {
+			t.Errorf("a lock's lease logs a limit")
+		}
+	})
+}

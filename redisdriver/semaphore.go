@@ -34,9 +34,6 @@ var _ driver.Semaphore = (*locker)(nil)
 // leaves nothing behind but its fence key, which expires as a lock's does.
 const slotsSuffix = ":slots"
 
-// limitField is the hash field of the limit; tokens have no newline.
-const limitField = "\nlimit"
-
 // slotClock, prepended to the slot scripts, reads TIME into nowus (µs) and
 // f (the same, as digits), checks that KEYS[1] and KEYS[3] are a sorted set
 // and a hash or absent, and defines keep(), which makes both expire with

@@ -3,6 +3,7 @@ package dlock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -334,5 +335,35 @@ func TestSemaphoreLeaseLogValue(t *testing.T) {
 		if _, ok := limitOf(lock); ok {
 			t.Errorf("a lock's lease logs a limit")
 		}
+	})
+}
+
+// lostSlotReply applies AcquireSlot and then reports a timeout, as a reply
+// lost on the network would.
+type lostSlotReply struct{ semClient }
+
+func (d lostSlotReply) AcquireSlot(ctx context.Context, req driver.Request, limit int) (driver.Result, error) {
+	d.semClient.AcquireSlot(ctx, req, limit)
+	return driver.Result{}, fmt.Errorf("lost reply: %w", driver.ErrOutcomeUnknown)
+}
+
+// TestSemaphoreUnknownOutcomeUndone: a slot grant whose reply was lost is
+// undone at once with ReleaseSlot, so it does not keep a slot from others
+// for a TTL.
+func TestSemaphoreUnknownOutcomeUndone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := dlock.New(lostSlotReply{store.Driver().(semClient)}, &dlock.Options{TTL: time.Hour})
+		defer l.Close()
+		if _, err := l.Semaphore("k", 1).TryAcquire(t.Context(), nil); err == nil {
+			t.Fatal("TryAcquire with a lost reply succeeded")
+		}
+		other := store.Locker(nil)
+		defer other.Close()
+		le, err := other.Semaphore("k", 1).TryAcquire(t.Context(), nil)
+		if err != nil {
+			t.Fatalf("TryAcquire after an undone grant = %v; want the slot", err)
+		}
+		le.Release(t.Context())
 	})
 }

@@ -48,6 +48,19 @@
 // resource remembers the highest fence it accepted and rejects lower ones.
 // See Martin Kleppmann, "How to do distributed locking" (2016).
 //
+// # Semaphores
+//
+// [Locker.Semaphore] makes a key that up to N leases hold at once: N
+// concurrent backups, N workers on a rate-limited API. Its Acquire,
+// TryAcquire and Do return the same [Lease] as a lock, with the same
+// renewal, loss detection, wake-ups and fences (strictly greater than every
+// earlier grant on the key, in any slot); a lock is the case N = 1, and
+// [ElectionOptions].Limit gives an election N leaders. Every client of a
+// key must give the same N ([ErrLimitMismatch] otherwise). memdriver and
+// redisdriver offer semaphores; redlock refuses them, with
+// errors.ErrUnsupported, because a majority of per-node semaphores does
+// not bound the holders.
+//
 // # URLs
 //
 // [Open] picks a driver by URL scheme; drivers register themselves when
@@ -66,7 +79,8 @@
 // # Errors
 //
 // Errors wrap the sentinels [ErrNotAcquired], [ErrNotHeld], [ErrLeaseLost],
-// [ErrClosed], [ErrUnavailable], [ErrInvalid] and [ErrResigned]; test them
+// [ErrClosed], [ErrUnavailable], [ErrInvalid], [ErrResigned] and
+// [ErrLimitMismatch]; test them
 // with errors.Is. When a context ends while waiting, the error wraps both
 // ErrNotAcquired and ctx.Err(). Bad arguments are reported before any I/O.
 //

@@ -41,6 +41,13 @@ type ElectionOptions struct {
 	// (a holder with a fence not seen before). It needs a driver that can
 	// report holders; the holder is looked up at least once per lease TTL.
 	OnLeader func(h Holder)
+
+	// Limit is how many candidates lead at once: up to Limit leases of
+	// a [Semaphore] on the key, for N runners with hot standbys. Every
+	// candidate of the key must use the same Limit (see
+	// [ErrLimitMismatch]). With a Limit above 1, OnLeader is called for
+	// each new holder. Default: 1, a single leader holding a lock.
+	Limit int
 }
 
 // Election is a leader election on one key: every candidate runs
@@ -88,6 +95,9 @@ func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, lease
 	}
 	if e.opts.LossDelay < 0 || e.opts.ResignDelay < 0 {
 		return fmt.Errorf("%w: negative election delay", ErrInvalid)
+	}
+	if e.opts.Limit < 0 {
+		return fmt.Errorf("%w: negative election limit", ErrInvalid)
 	}
 	resignDelay := e.opts.ResignDelay
 	if resignDelay == 0 {
@@ -213,13 +223,10 @@ func (e *Election) campaign(ctx context.Context, ttl time.Duration, seen *uint64
 	for {
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if e.opts.OnLeader != nil {
-			if h, ok, err := e.l.Holder(ctx, e.key); err == nil && ok && h.Fence > *seen {
-				*seen = h.Fence
-				e.opts.OnLeader(h)
-			}
+			e.observe(ctx, seen)
 			actx, cancel = context.WithTimeout(ctx, ttl)
 		}
-		lease, err := e.l.Acquire(actx, e.key, e.opts.Lease)
+		lease, err := e.acquire(actx)
 		cancel()
 		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			return lease, err

@@ -30,7 +30,8 @@ type Lease struct {
 	fence          uint64
 	releaseTimeout time.Duration
 	obs            observer
-	acquired       time.Time // when the acquire was sent
+	acquired       time.Time  // when the acquire was sent
+	sem            *Semaphore // the semaphore whose slot the lease holds; nil for a lock
 
 	ctx    context.Context // ended by cancel, when the lease ends
 	cancel context.CancelCauseFunc
@@ -281,7 +282,7 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	rctx, cancel := context.WithDeadline(ctx, le.deadline)
 	r.mu.Unlock()
 	sent := time.Now()
-	err = le.l.drv.Refresh(rctx, le.key, le.token, t.TTL)
+	err = le.refreshCall(rctx, t.TTL)
 	cancel()
 	r.mu.Lock()
 	defer r.unlock()
@@ -398,7 +399,7 @@ func (le *Lease) Release(ctx context.Context) error {
 	}
 	callCtx, cancelCall := context.WithTimeout(ctx, bound)
 	start := time.Now()
-	err := le.l.drv.Release(callCtx, le.key, le.token)
+	err := le.releaseCall(callCtx)
 	cancelCall()
 	if dl, ok := ctx.Deadline(); ctx.Err() != nil && driver.OutcomeUnknown(err) && (!ok || dl.Sub(start) < bound) {
 		// The caller gave up (before the call or during it) sooner
@@ -407,7 +408,7 @@ func (le *Lease) Release(ctx context.Context) error {
 		// held for a TTL. A caller that allowed the whole bound
 		// already had the one attempt it gets.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
-		err = le.l.drv.Release(dctx, le.key, le.token)
+		err = le.releaseCall(dctx)
 		cancel()
 		if errors.Is(err, ErrNotHeld) {
 			err = nil // the first call freed it
@@ -435,5 +436,5 @@ func (le *Lease) Release(ctx context.Context) error {
 
 // event describes le for an observer.
 func (le *Lease) event(kind EventKind, d time.Duration, err error) Event {
-	return Event{Kind: kind, Key: le.key, Owner: le.owner, Fence: le.fence, Duration: d, Err: err}
+	return Event{Kind: kind, Key: le.key, Owner: le.owner, Fence: le.fence, Limit: le.sem.limitOf(), Duration: d, Err: err}
 }

@@ -40,18 +40,22 @@ func (le *Lease) Format(f fmt.State, verb rune) {
 }
 
 // LogValue gives log/slog the lease's key, fence, owner, local deadline
-// and state as a group; never the token.
+// and state as a group, and a semaphore's limit; never the token.
 func (le *Lease) LogValue() slog.Value {
 	if le == nil || le.l == nil || le.ctx == nil {
 		return slog.GroupValue()
 	}
-	return slog.GroupValue(
+	attrs := []slog.Attr{
 		slog.String("key", le.key),
 		slog.Uint64("fence", le.fence),
 		slog.String("owner", le.owner),
 		slog.Time("valid_until", le.ValidUntil()),
 		slog.String("state", le.state()),
-	)
+	}
+	if le.sem != nil {
+		attrs = append(attrs, slog.Int("limit", le.sem.limit)) // a semaphore's slot
+	}
+	return slog.GroupValue(attrs...)
 }
 
 func (le *Lease) state() string {

@@ -106,6 +106,11 @@ func (l *Locker) Do(ctx context.Context, key string, opts *Options, fn func(ctx 
 	if err != nil {
 		return err
 	}
+	return runHeld(ctx, lease, fn)
+}
+
+// runHeld is the rest of Do once lease is held: it runs fn and releases.
+func runHeld(ctx context.Context, lease *Lease, fn func(ctx context.Context, lease *Lease) error) error {
 	// The lease's deadline is fctx's, so that fn sees a loss at its first
 	// look after the deadline, as with Lease.Err (after a pause, say).
 	fctx, cancel := lease.WithMargin(ctx, 0)
@@ -173,7 +178,7 @@ func (l *Locker) Close() error {
 		var wg sync.WaitGroup
 		for _, le := range leases {
 			wg.Go(func() {
-				if err := l.drv.Release(ctx, le.key, le.token); err != nil && !errors.Is(err, ErrNotHeld) {
+				if err := le.releaseCall(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
 					mu.Lock()
 					errs = append(errs, fmt.Errorf("dlock: release %q: %w", le.key, err))
 					mu.Unlock()
@@ -246,6 +251,11 @@ func (l *Locker) check(key string) error {
 }
 
 func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bool) (*Lease, error) {
+	return l.acquireKind(ctx, key, opts, wait, nil)
+}
+
+// acquireKind is acquire of a lock (sem nil) or of a slot of sem.
+func (l *Locker) acquireKind(ctx context.Context, key string, opts *Options, wait bool, sem *Semaphore) (*Lease, error) {
 	if err := l.check(key); err != nil {
 		return nil, err
 	}
@@ -253,12 +263,13 @@ func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bo
 	if err != nil {
 		return nil, err
 	}
+	cfg.sem = sem
 	if !cfg.obs.enabled() {
 		return l.attempts(ctx, key, cfg, wait)
 	}
 	start := time.Now()
 	lease, err := l.attempts(ctx, key, cfg, wait)
-	e := Event{Kind: EventNotAcquired, Key: key, Owner: cfg.owner, Duration: time.Since(start), Err: err}
+	e := Event{Kind: EventNotAcquired, Key: key, Owner: cfg.owner, Limit: sem.limitOf(), Duration: time.Since(start), Err: err}
 	if err == nil {
 		e.Kind, e.Fence = EventGranted, lease.fence
 	}
@@ -315,7 +326,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			req.Wait = max(backoff, time.Millisecond)
 		}
 		sent := time.Now()
-		res, err := l.drv.Acquire(ctx, req)
+		res, err := cfg.sem.acquireCall(ctx, l.drv, req)
 		if err == nil && res.Acquired {
 			if time.Now().Before(sent.Add(req.TTL - cfg.drift)) {
 				ttlCap := time.Duration(0)
@@ -360,7 +371,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			return nil, notAcquired(key, ctx, err)
 		}
 		if err == nil && cfg.obs.enabled() {
-			cfg.obs.emit(ctx, Event{Kind: EventBusy, Key: key, Owner: cfg.owner}, 0)
+			cfg.obs.emit(ctx, Event{Kind: EventBusy, Key: key, Owner: cfg.owner, Limit: cfg.sem.limitOf()}, 0)
 		}
 		if !wait {
 			return nil, notAcquired(key, ctx, err)
@@ -372,7 +383,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		if l.notifier != nil && !subscribed && err == nil {
 			subscribed, tokenSubscribed = true, req.Token
 			var serr error
-			released, unsubscribe, serr = l.notifier.Subscribe(ctx, key, req.Token)
+			released, unsubscribe, serr = l.notifier.Subscribe(ctx, key, cfg.sem.waiterToken(req.Token))
 			if serr == nil {
 				attempt--
 				continue
@@ -426,7 +437,7 @@ func mayHaveApplied(err error) bool { return driver.OutcomeUnknown(err) }
 func (l *Locker) abandon(ctx context.Context, req driver.Request, cfg settings) (known bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
 	defer cancel()
-	return !driver.OutcomeUnknown(l.drv.Release(ctx, req.Key, req.Token))
+	return !driver.OutcomeUnknown(cfg.sem.releaseCall(ctx, l.drv, req.Key, req.Token))
 }
 
 // passTurn is called by a waiter whose wait ended with a release
@@ -435,6 +446,9 @@ func (l *Locker) abandon(ctx context.Context, req driver.Request, cfg settings) 
 // for, on a detached context, and undoes it, so that the release that the
 // undo makes wakes the next waiter.
 func (l *Locker) passTurn(ctx context.Context, req driver.Request, cfg settings) {
+	if cfg.sem != nil {
+		return // slot waiters are woken all at once, never in turn
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
 	defer cancel()
 	req.Wait = 0

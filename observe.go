@@ -61,6 +61,7 @@ type Event struct {
 	Key      string
 	Owner    string
 	Fence    uint64 // 0 before a grant
+	Limit    int    // a semaphore's limit; 0 for a lock
 	Duration time.Duration
 	Err      error
 }

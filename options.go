@@ -91,6 +91,7 @@ type settings struct {
 	retry          RetryStrategy
 	releaseTimeout time.Duration
 	obs            observer
+	sem            *Semaphore // the semaphore acquired, nil for a lock
 }
 
 var defaultOwner = func() string {

@@ -124,7 +124,7 @@ func (r *renewer) isClosed() bool { return r.closed.Load() }
 func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings, ttlCap time.Duration) (*Lease, error) {
 	le := &Lease{
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
-		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent,
+		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent, sem: cfg.sem,
 		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift, renewSet: cfg.renewSet, driftSet: cfg.driftSet,
 		deadlineAt: -1, renewAt: -1, grantPending: cfg.obs.enabled(), ttlCap: ttlCap,
 	}
@@ -258,7 +258,7 @@ func (r *renewer) startRound(due []*Lease) {
 		sent := time.Now()
 		// No refresh outlives the last deadline it could save.
 		ctx, cancel := context.WithDeadline(r.ctx, latest)
-		errs := r.refresh(ctx, reqs)
+		errs := r.refreshDue(ctx, due, reqs)
 		cancel()
 		r.mu.Lock()
 		defer r.unlock()

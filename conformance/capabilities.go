@@ -60,6 +60,11 @@ func capabilityCalls(d driver.Locker) []capabilityCall {
 			return errs[0]
 		}})
 	}
+	if sem, ok := d.(driver.Semaphore); ok {
+		calls = append(calls, capabilityCall{"ReleaseSlot", func(ctx context.Context, key string) error {
+			return sem.ReleaseSlot(ctx, key, token())
+		}})
+	}
 	if fr, ok := d.(driver.FenceRaiser); ok {
 		calls = append(calls, capabilityCall{"RaiseFence", func(ctx context.Context, key string) error {
 			return fr.RaiseFence(ctx, key, token(), 1)

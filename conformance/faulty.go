@@ -19,7 +19,8 @@ import (
 // wrapped driver keeps its capabilities. Go cannot implement an interface
 // conditionally, so, by the driver package's rule for wrapping drivers,
 // when the wrapped driver lacks one: Subscribe, Inspect,
-// RaiseFence and CheckFenceFloors return an error wrapping
+// RaiseFence, CheckFenceFloors and the [driver.Semaphore] methods return
+// an error wrapping
 // [errors.ErrUnsupported] (dlock
 // then polls, and reports the error, as it would without the capability),
 // and RefreshBatch is emulated with one Refresh per request, so renewal

@@ -23,12 +23,13 @@ const ScopeName = "github.com/dlock-go/dlock/dlockotel"
 // Attribute keys. Metrics never carry owner or fence: each would add a time
 // series per process or per lease.
 const (
-	AttrDriver    = attribute.Key("dlock.driver")      // Options.Driver
-	AttrKey       = attribute.Key("dlock.key")         // the key, as Options.SpanKey and MetricKey say
-	AttrOutcome   = attribute.Key("dlock.outcome")     // granted, not_acquired, refreshed, failed, released, lost
-	AttrErrorType = attribute.Key("error.type")        // see the package doc
-	AttrOwner     = attribute.Key("dlock.owner")       // spans only
-	AttrFence     = attribute.Key("dlock.lease.fence") // spans only
+	AttrDriver    = attribute.Key("dlock.driver")          // Options.Driver
+	AttrKey       = attribute.Key("dlock.key")             // the key, as Options.SpanKey and MetricKey say
+	AttrOutcome   = attribute.Key("dlock.outcome")         // granted, not_acquired, refreshed, failed, released, lost
+	AttrErrorType = attribute.Key("error.type")            // see the package doc
+	AttrOwner     = attribute.Key("dlock.owner")           // spans only
+	AttrFence     = attribute.Key("dlock.lease.fence")     // spans only
+	AttrLimit     = attribute.Key("dlock.semaphore.limit") // spans of a semaphore's leases only
 )
 
 // KeyMode says how a lock's key appears in telemetry.
@@ -289,7 +290,7 @@ func (o *Observer) keyed(key string, oc outcome, et errType) attribute.Set {
 func (o *Observer) span(ctx context.Context, name string, e dlock.Event, oc outcome, et errType) {
 	_, span := o.tracer.Start(ctx, name, trace.WithTimestamp(time.Now().Add(-e.Duration)))
 	if span.IsRecording() {
-		var buf [7]attribute.KeyValue
+		var buf [8]attribute.KeyValue
 		kvs := append(buf[:0], AttrOutcome.String(outcomeNames[oc]), AttrOwner.String(e.Owner))
 		if o.driver != "" {
 			kvs = append(kvs, AttrDriver.String(o.driver))
@@ -299,6 +300,9 @@ func (o *Observer) span(ctx context.Context, name string, e dlock.Event, oc outc
 		}
 		if e.Fence != 0 {
 			kvs = append(kvs, AttrFence.Int64(int64(e.Fence)))
+		}
+		if e.Limit != 0 {
+			kvs = append(kvs, AttrLimit.Int(e.Limit))
 		}
 		if et != noErr {
 			kvs = append(kvs, AttrErrorType.String(errTypeNames[et]))

@@ -62,8 +62,9 @@
 //	               release or loss; a child of the acquire's parent
 //
 // Their attributes are dlock.outcome, dlock.owner, dlock.driver, dlock.key
-// (hashed by default, see [Options].SpanKey), dlock.lease.fence and, on
-// failure, error.type. A failure sets the span's status to Error, except
+// (hashed by default, see [Options].SpanKey), dlock.lease.fence,
+// dlock.semaphore.limit for the leases of a semaphore, and, on failure,
+// error.type. A failure sets the span's status to Error, except
 // busy: an answer, not a failure. Error texts are recorded only when
 // [Options].ErrorMessages is set.
 //

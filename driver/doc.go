@@ -9,7 +9,8 @@
 // token generation. Package dlock owns all of those, once, for every driver.
 //
 // Optional capabilities are separate small interfaces ([Notifier],
-// [Inspector], [BatchRefresher], [FenceRaiser], [FenceFloorer]). A driver
+// [Inspector], [BatchRefresher], [Semaphore], [FenceRaiser],
+// [FenceFloorer]). A driver
 // implements the ones its backend supports; dlock finds them by type
 // assertion.
 //
@@ -92,6 +93,10 @@
 //     dlock status command; without it they report errors.ErrUnsupported.
 //   - [BatchRefresher] renews many leases in one round trip; without it,
 //     dlock renews them one by one ([RefreshBatch]).
+//   - [Semaphore] holds a key for up to N tokens at once (dlock's
+//     Locker.Semaphore); without it, semaphores report
+//     errors.ErrUnsupported. A quorum driver refuses it: a majority of
+//     per-node semaphores does not bound the holders.
 //   - [FenceRaiser] and [FenceFloorer] are what a quorum driver (redlock)
 //     needs of its nodes for fencing, and nothing else uses.
 //

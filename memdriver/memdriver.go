@@ -50,6 +50,12 @@ type entry struct {
 	fence   uint64
 	expires time.Time
 	since   time.Time // when the holder acquired the key
+
+	// The semaphore's holders by token, and the limit they hold their
+	// slots under; see semaphore.go. A key has a lock holder or slot
+	// holders, never both.
+	slots map[string]*slot
+	limit int
 }
 
 // held reports whether e has an unexpired holder at now, clearing an
@@ -133,6 +139,7 @@ var (
 	_ driver.Inspector      = (*client)(nil)
 	_ driver.BatchRefresher = (*client)(nil)
 	_ driver.FenceRaiser    = (*client)(nil)
+	_ driver.Semaphore      = (*client)(nil)
 )
 
 var errClosed = fmt.Errorf("memdriver: client closed: %w", driver.ErrClosed)
@@ -228,6 +235,9 @@ func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	}
 	if e.held(now) && e.token != req.Token {
 		return driver.Result{HolderTTL: e.expires.Sub(now)}, nil
+	}
+	if e.slotsHeld(now) {
+		return driver.Result{}, wrongKind(req.Key, "a semaphore")
 	}
 	if e.token == "" {
 		if e.last == math.MaxUint64 {

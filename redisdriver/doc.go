@@ -166,6 +166,23 @@
 // turn on. Notifications only speed up waiting: a waiter that misses one
 // wakes at the holder's reported expiry or its backoff.
 //
+// # Semaphores
+//
+// The driver implements driver.Semaphore (dlock's Locker.Semaphore). The
+// slots of KEY live at PREFIX{KEY} itself, as a sorted set of the holders'
+// tokens scored by their expiry (the server's TIME, µs), with the hash
+// PREFIX{KEY}:slots holding each holder's fence, grant time and owner and
+// the limit. Each operation is one script: an acquire first drops the
+// holders whose expiry passed (at most the limit's worth of work, never a
+// keyspace scan), refuses a limit other than the holders' with
+// dlock.ErrLimitMismatch, and grants a fence from the lock's fence key,
+// so fences increase across a key's locks and slots. A release publishes
+// on the lock's release channel to every subscriber. Both keys expire
+// with the last holder and are deleted with the last release. A key is a
+// lock or a semaphore, not both: each kind's scripts find the other's
+// type at PREFIX{KEY} and refuse with [ErrWrongType]. Semaphores are not
+// offered with ReplicaAcks (errors.ErrUnsupported).
+//
 // The driver needs Redis 6.2 or later (for ZADD GT; tested on 7.0),
 // or Valkey.
 //

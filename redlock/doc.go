@@ -96,6 +96,19 @@
 // single Redis node gives the same guarantee with less machinery, and
 // Redlock adds tolerance of the loss of a minority of nodes.
 //
+// # Semaphores
+//
+// The driver does not offer semaphores (dlock's Locker.Semaphore): its
+// driver.Semaphore methods return an error wrapping errors.ErrUnsupported.
+// A majority of per-node semaphores does not bound the holders: with a
+// limit of 2 and three nodes, holders A, B and C can take slots on nodes
+// {1,2}, {1,3} and {2,3}; every node then has two holders, within its
+// limit, and each holder has a majority, so three hold a semaphore of
+// two. Majorities guarantee that two holders of a lock meet on a node that
+// refuses one of them; N+1 holders of a semaphore need a node that counts
+// all of them, which majorities do not give. Use one Redis (redisdriver,
+// with Sentinel or Cluster for availability) for semaphores.
+//
 // # URLs
 //
 // The driver registers the schemes redlock and redlocks (TLS to every

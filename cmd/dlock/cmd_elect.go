@@ -15,10 +15,11 @@ import (
 )
 
 const electUsage = `Usage: dlock elect --key K [--url URL] [--ttl 15s] [--grace 10s] [--owner NAME]
-                   -- CMD [ARG...]
+                   [--limit N] -- CMD [ARG...]
 
 Hot standby: run the same dlock elect on every machine; exactly one of them
-runs CMD at a time.
+runs CMD at a time (with --limit N, up to N of them, on a semaphore K; the
+others stand by, and one takes over when a runner goes).
 
 Each dlock elect campaigns for the lock K. The winner starts CMD (with
 DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN in its environment) and renews the
@@ -72,11 +73,15 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	var b backendFlags
 	b.register(c.fs, true, true)
 	grace := c.fs.Duration("grace", 10*time.Second, "SIGTERM this long before the lease's deadline when renewal fails (cut to fit the TTL),\nand from SIGTERM to SIGKILL when dlock stops the command")
+	limit := limitFlag(c.fs, "leaders")
 	s, code := startSession(c, &b, grace, args)
 	if s == nil {
 		return code
 	}
 	defer s.close()
+	if code := checkLimit(c, *limit); code != 0 {
+		return code
+	}
 	argv, rawURL, lg, logf, ctx, router, l := s.argv, s.rawURL, s.lg, s.logf, s.ctx, s.router, s.l
 
 	cmd := commandString(argv)
@@ -89,6 +94,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	eff := l.Options() // the settings in effect, for messages
 	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
 		Lease: opts,
+		Limit: *limit,
 		OnLeader: func(h dlock.Holder) {
 			lg.log(slog.LevelInfo, "leader is "+holderString(h), append([]slog.Attr{keyAttr}, holderAttrs(h)...)...)
 		},

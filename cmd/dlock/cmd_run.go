@@ -15,9 +15,14 @@ import (
 )
 
 const runUsage = `Usage: dlock run --key K [--url URL] [--ttl 15s] [--wait 0|DURATION|forever]
-                 [--grace 10s] [--owner NAME] [-q] [--busy-exit N] -- CMD [ARG...]
+                 [--grace 10s] [--owner NAME] [-q] [--busy-exit N] [--limit N] -- CMD [ARG...]
 
 Run CMD only while holding the lock K.
+
+With --limit N, K is a semaphore: up to N dlock run on K run their CMD at
+once, each with a lease of its own (its own DLOCK_FENCE, greater than every
+earlier one on K) and every guarantee below. All of them must give the
+same N: a different one is refused while K is held.
 
 dlock acquires K, starts CMD with DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN
 added to its environment, renews the lease while CMD runs, and releases it
@@ -121,11 +126,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	c.fs.BoolVar(&quiet, "q", false, "short for --quiet")
 	busyExit := c.fs.Int("busy-exit", exitBusy, "exit `status` when the key is busy, as flock -E (0 to 255)")
 	grace := c.fs.Duration("grace", 10*time.Second, "SIGTERM this long before the lease's deadline when renewal fails (cut to fit the TTL),\nand from SIGTERM to SIGKILL when dlock stops the command")
+	limit := limitFlag(c.fs, "runs")
 	s, code := startSession(c, &b, grace, args)
 	if s == nil {
 		return code
 	}
 	defer s.close()
+	if code := checkLimit(c, *limit); code != 0 {
+		return code
+	}
 	argv, lg, ctx, router, l := s.argv, s.lg, s.ctx, s.router, s.l
 	if *busyExit < 0 || *busyExit > 255 {
 		return c.usageError("--busy-exit %d: want 0 to 255", *busyExit)
@@ -136,11 +145,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		if quiet {
 			return
 		}
-		who, attrs := describeHolder(ctx, l, b.key)
+		who, attrs := describeBusy(ctx, l, b.key, *limit)
 		lg.log(slog.LevelInfo, fmt.Sprintf("%q is busy: %s%s", b.key, who, msg), append(append([]slog.Attr{keyAttr}, attrs...), extra...)...)
 	}
 
-	lease, err := acquire(ctx, l, b.key, b.options(lg, s.renewed), wait, func() {
+	lease, err := acquireN(ctx, l, b.key, *limit, b.options(lg, s.renewed), wait, func() {
 		limit := "until it is free"
 		if !wait.forever {
 			limit = "up to " + wait.d.String()

@@ -11,7 +11,8 @@ import (
 const statusUsage = `Usage: dlock status [--url URL] K
 
 Show who holds the lock K: the holder's owner name, its fence, and how long
-before its lease expires unless renewed. The exit status is 0 if K is held
+before its lease expires unless renewed. If K is a semaphore (dlock run
+--limit N), every holder is listed, one a line, with the limit. The exit status is 0 if K is held
 and 1 if it is free, so scripts can test it.
 `
 
@@ -52,6 +53,10 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer l.Close()
+	if hs, limit, ok := slotHolders(ctx, l, b.key); ok {
+		printSlots(stdout, b.key, hs, limit)
+		return 0
+	}
 	h, held, err := l.Holder(ctx, b.key)
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+)
+
+// limitFlag registers --limit: how many may hold the key at once.
+func limitFlag(fs *flag.FlagSet, what string) *int {
+	return fs.Int("limit", 1, "let up to `N` "+what+" hold K at once (a semaphore; every one on K must give\nthe same N). 1, the default, is a lock")
+}
+
+// checkLimit validates --limit.
+func checkLimit(c *command, limit int) int {
+	if limit < 1 || limit > driver.MaxLimit {
+		return c.usageError("--limit %d: want 1 to %d", limit, driver.MaxLimit)
+	}
+	return 0
+}
+
+// acquireN takes key as --wait says: its lock, or with limit above 1 a
+// slot of its semaphore.
+func acquireN(ctx context.Context, l *dlock.Locker, key string, limit int, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
+	if limit <= 1 {
+		return acquire(ctx, l, key, opts, wait, waiting)
+	}
+	lease, err := acquireSlot(ctx, l.Semaphore(key, limit), opts, wait, waiting)
+	if errors.Is(err, dlock.ErrLimitMismatch) || errors.Is(err, errors.ErrUnsupported) {
+		// Not busy, nor the backend failing: a configuration error.
+		err = fmt.Errorf("%w: %w", dlock.ErrInvalid, err)
+	}
+	return lease, err
+}
+
+// acquireSlot takes a slot of sem as --wait says.
+func acquireSlot(ctx context.Context, sem *dlock.Semaphore, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
+	lease, err := sem.TryAcquire(ctx, opts)
+	if err == nil || wait.d == 0 && !wait.forever || ctx.Err() != nil {
+		return lease, err
+	}
+	if !wait.forever {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait.d)
+		defer cancel()
+	}
+	if busy(err) {
+		waiting()
+	}
+	return sem.Acquire(ctx, opts)
+}
+
+// describeBusy says who holds key: its lock's holder, or with limit
+// above 1 every holder of its slots.
+func describeBusy(ctx context.Context, l *dlock.Locker, key string, limit int) (string, []slog.Attr) {
+	if limit <= 1 {
+		return describeHolder(ctx, l, key)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	hs, _, err := l.Semaphore(key, limit).Holders(ctx)
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		return fmt.Sprintf("all %d slots held (this backend cannot say by whom)", limit), nil
+	case err != nil:
+		return fmt.Sprintf("all %d slots held (looking up the holders failed: %v)", limit, cliText(err.Error())), []slog.Attr{errAttr(err)}
+	case len(hs) == 0:
+		return fmt.Sprintf("all %d slots held, and released since", limit), nil
+	}
+	owners := make([]string, len(hs))
+	for i, h := range hs {
+		owners[i] = safeText(h.Owner)
+	}
+	return fmt.Sprintf("all %d slots held, by %s", limit, strings.Join(owners, ", ")),
+		[]slog.Attr{slog.Int("limit", limit), slog.Int("holders", len(hs))}
+}
+
+// printSlots prints every holder of a semaphore's slots, one a line, for
+// dlock status.
+func printSlots(w io.Writer, key string, hs []dlock.Holder, limit int) {
+	fmt.Fprintf(w, "%q is a semaphore with limit %d, held by %d:\n", key, limit, len(hs))
+	for _, h := range hs {
+		fmt.Fprintf(w, "  %s\n", holderString(h))
+	}
+}
+
+// slotHolders reports the holders of key's slots, if key is a semaphore
+// with holders: the limit passed to Semaphore does not matter to Holders.
+func slotHolders(ctx context.Context, l *dlock.Locker, key string) ([]dlock.Holder, int, bool) {
+	hs, limit, err := l.Semaphore(key, 1).Holders(ctx)
+	return hs, limit, err == nil && len(hs) > 0
+}

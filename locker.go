@@ -284,7 +284,7 @@ func (l *Locker) acquireKind(ctx context.Context, key string, opts *Options, wai
 // retry strategy gives up or ctx ends. It returns holding nothing unless it
 // returns a lease: an attempt that may have been granted unseen is undone
 // at once (see undo).
-func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bool) (*Lease, error) {
+func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bool) (lease *Lease, err error) {
 	if !l.enter() {
 		return nil, ErrClosed
 	}
@@ -298,6 +298,16 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 	defer func() {
 		if unsubscribe != nil {
 			unsubscribe()
+			// A turn that came as this waiter gave up, unused: pass
+			// it on, or the next waiter sleeps until its backoff.
+			// None comes after unsubscribe.
+			if lease == nil && ctx.Err() != nil {
+				select {
+				case <-released:
+					l.passTurn(ctx, req, cfg)
+				default:
+				}
+			}
 		}
 	}()
 	var timer *time.Timer

@@ -273,8 +273,9 @@ func TestDoAfterCloseReportsLoss(t *testing.T) {
 // the first subscriber still queued at each release: its turn.
 type turns struct {
 	driver.Locker
-	mu    sync.Mutex
-	queue []chan struct{}
+	mu         sync.Mutex
+	queue      []chan struct{}
+	beforeWake func() // if set, runs before a release wakes the first waiter
 }
 
 func (d *turns) Subscribe(_ context.Context, _, _ string) (<-chan struct{}, func(), error) {
@@ -298,6 +299,9 @@ func (d *turns) Release(ctx context.Context, key, token string) error {
 	if err == nil {
 		d.mu.Lock()
 		if len(d.queue) > 0 {
+			if d.beforeWake != nil {
+				d.beforeWake()
+			}
 			d.queue[0] <- struct{}{}
 			d.queue = d.queue[1:]
 		}
@@ -338,8 +342,10 @@ func TestWokenWaiterPassesTurn(t *testing.T) {
 		}()
 		synctest.Wait()
 		start := time.Now()
-		lease.Release(t.Context()) // wakes a alone ...
-		cancel()                   // ... which then sees its context ended
+		// a's context ends just as the release wakes it alone: whichever
+		// it sees first, it must pass its turn on.
+		drv.beforeWake = cancel
+		lease.Release(t.Context())
 		if err := <-aGot; !errors.Is(err, context.Canceled) {
 			t.Fatalf("a's Acquire = %v; want context.Canceled", err)
 		}

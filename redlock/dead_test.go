@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
@@ -152,4 +153,26 @@ func TestDeadNodeNamedRefused(t *testing.T) {
 		_, err := d.Acquire(ctx, driver.Request{Key: "named-2", Token: "tok2", TTL: 15 * time.Second})
 		return err
 	}))
+}
+
+// TestCloseEndsLateCalls: Close returns at once although a node still
+// hangs in the acquire that returned with the majority: it ends the
+// minority's late calls instead of waiting for their node timeout.
+func TestCloseEndsLateCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newMemCluster(3)
+		d, fs := c.newDriver(t, &redlock.Options{NodeTimeout: 5 * time.Second, DisableFencing: true})
+		fs[2].Partition()
+		req := driver.Request{Key: "k", Token: rand(), TTL: time.Minute}
+		if res, err := d.Acquire(t.Context(), req); err != nil || !res.Acquired {
+			t.Fatalf("Acquire = %+v, %v", res, err)
+		}
+		start := time.Now()
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if took := time.Since(start); took != 0 {
+			t.Errorf("Close took %v while a node hung in a late acquire; want it to end the call at once", took)
+		}
+	})
 }

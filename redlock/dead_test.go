@@ -176,3 +176,28 @@ func TestCloseEndsLateCalls(t *testing.T) {
 		}
 	})
 }
+
+// TestInspectAtMajoritySpeed: with a node hung, Inspect returns once the
+// others decide, held or free, not after the hung node's timeout.
+func TestInspectAtMajoritySpeed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newMemCluster(3)
+		d, fs := c.driver(t, &redlock.Options{NodeTimeout: 5 * time.Second, DisableFencing: true})
+		req := driver.Request{Key: "k", Token: rand(), TTL: time.Minute, Owner: "me"}
+		if res, err := d.Acquire(t.Context(), req); err != nil || !res.Acquired {
+			t.Fatalf("Acquire = %+v, %v", res, err)
+		}
+		synctest.Wait() // every node's grant is in
+		fs[1].Partition()
+		for _, key := range []string{"k", "free"} {
+			start := time.Now()
+			h, held, err := d.(driver.Inspector).Inspect(t.Context(), key)
+			if err != nil || held != (key == "k") || held && h.Owner != "me" {
+				t.Errorf("Inspect(%q) = %+v, %v, %v", key, h, held, err)
+			}
+			if took := time.Since(start); took > time.Millisecond {
+				t.Errorf("Inspect(%q) took %v with one node hung; want the majority's answer at once", key, took)
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package redlock_test
 
 import (
 	"errors"
+	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -200,4 +201,21 @@ func TestInspectAtMajoritySpeed(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOpenAtMajoritySpeed: with one node that accepts connections but
+// never answers, Open returns once the two others passed their check,
+// not after the hung node's check timeout (four node timeouts), and
+// Close ends the hung check at once.
+func TestOpenAtMajoritySpeed(t *testing.T) {
+	t.Parallel()
+	hung, err := net.Listen("tcp", "127.0.0.1:0") // the kernel accepts; nothing answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	d := openURL(t, append(startRedis(t, 2).addrs(), hung.Addr().String()))
+	if err := timed(t, "Close", d.Close); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 }

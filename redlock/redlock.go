@@ -173,15 +173,18 @@ func same(a, b any) (eq bool) {
 	return t == reflect.TypeOf(b) && t.Comparable() && a == b
 }
 
-// Close closes every node, and then the clients a URL opened. It first
-// ends the node calls still running (a minority's late answers, and
-// releases waiting for them): a dead node must not hold Close for its
-// node timeout. A release it ends leaves that node's lock to expire with
-// its TTL.
+// Close closes every node, and then the clients a URL opened. It ends
+// the node calls still running (a minority's late answers, and releases
+// waiting for them) and waits for them: a dead or hung node must not hold
+// Close for its node timeout. It cancels their contexts, and closes the
+// nodes and clients before it waits, because a go-redis call blocked in a
+// read sees only its context's deadline, not its cancellation, and ends
+// at once when its connection closes. A release it ends leaves that
+// node's lock to expire with its TTL.
 func (l *locker) Close() error {
 	l.closeOnce.Do(func() {
 		l.stopNow()
-		l.workers.close()
+		defer l.workers.close()
 		var errs []error
 		for _, n := range l.nodes {
 			if err := n.d.Close(); err != nil {

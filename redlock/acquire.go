@@ -220,7 +220,7 @@ func (l *locker) abandon(ctx context.Context, req driver.Request, got []int, err
 		wg.Add(1)
 		l.workers.do(func() {
 			defer wg.Done()
-			rctx, cancel := context.WithTimeout(ctx, t)
+			rctx, cancel := l.bound(ctx, t)
 			defer cancel()
 			n.d.Release(rctx, req.Key, req.Token)
 		})

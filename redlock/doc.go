@@ -22,13 +22,18 @@
 // before Acquire returns. Refreshes go to every node and need a majority
 // within the window too; releases go to every node.
 //
-// A granted acquire returns as soon as a majority granted one fence, and a
-// release as soon as a majority released: the slower nodes' answers cannot
-// change the outcome. Their calls finish on the driver's worker
-// goroutines (which Close waits for, and which exit after 10s idle), and a
-// Release first waits for the late answers of its acquire, even when its
-// context has ended (for the node timeout at most), so that it cannot
-// overtake a late grant and leave that node locked until the TTL.
+// A granted acquire returns as soon as a majority granted one fence, a
+// release as soon as a majority released, an inspection once the answers
+// decide it, and Open once a majority passed its check: the slower nodes'
+// answers cannot change the outcome. Their calls finish on the driver's
+// worker goroutines (which exit after 10s idle; Close ends the calls still
+// running and waits for them), and a Release first waits for the late
+// answers of its acquire, even when its context has ended (for the node
+// timeout at most), so that it cannot overtake a late grant and leave that
+// node locked until the TTL. The nodes of a redlock:// URL dial once and
+// do not retry commands, so a refused node fails its calls at once, with
+// its cause ("connection refused"), instead of holding each round for its
+// node timeout.
 // A failed acquire waits for every node (or its timeout), to release what
 // each granted.
 //

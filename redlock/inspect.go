@@ -24,11 +24,18 @@ func (l *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 // same owner on a majority. Its fence is the largest that a majority of
 // those nodes report, its TTL the time until fewer than a majority hold
 // it, and Since when a majority first held it. ok is false when no owner
-// has a majority.
+// has a majority. It returns once the answers decide it (an owner on a
+// majority, or a majority answered and no owner can reach one), after
+// waiting as long again as that took (at least a millisecond) for the
+// other nodes: a dead or slow node does not hold it for its node timeout.
 func (l *locker) inspectKey(ctx context.Context, key string) (driver.Holder, bool, error) {
 	n := len(l.nodes)
+	type inspected struct {
+		h    driver.Holder
+		held bool
+	}
+	out := make([]inspected, n) // each written by its node's call, read once it answered
 	holders := make([]driver.Holder, n)
-	held := make([]bool, n)
 	errs := make([]error, n)
 	var idx []int
 	for i, nd := range l.nodes {
@@ -38,20 +45,30 @@ func (l *locker) inspectKey(ctx context.Context, key string) (driver.Holder, boo
 		}
 		idx = append(idx, i)
 	}
-	l.round(ctx, idx, l.cfg.timeoutFor(l.cfg.lockTTL), func(ctx context.Context, i int) {
-		holders[i], held[i], errs[i] = l.nodes[i].inspect.Inspect(ctx, key)
-	})
-	answered := 0
+	answered, waiting := 0, len(idx)
 	byOwner := make(map[string][]int)
-	for i := range n {
-		if errs[i] != nil {
-			continue
+	start := time.Now()
+	rest := l.ask(ctx, idx, l.cfg.timeoutFor(l.cfg.lockTTL), func(ctx context.Context, i int) (driver.Result, error) {
+		var err error
+		out[i].h, out[i].held, err = l.nodes[i].inspect.Inspect(ctx, key)
+		return driver.Result{}, err
+	}, func(i int, _ driver.Result, err error) bool {
+		waiting--
+		if errs[i] = err; err != nil {
+			return false
 		}
 		answered++
-		if held[i] {
+		if out[i].held {
+			holders[i] = out[i].h
 			byOwner[holders[i].Owner] = append(byOwner[holders[i].Owner], i)
 		}
-	}
+		most := 0
+		for _, nodes := range byOwner {
+			most = max(most, len(nodes))
+		}
+		return answered >= l.quorum && (most >= l.quorum || most+waiting < l.quorum)
+	}, nil)
+	rest(max(time.Since(start), time.Millisecond))
 	if answered < l.quorum {
 		return driver.Holder{}, false, l.quorumError("inspect", key, answered, errs, nil)
 	}

@@ -1,6 +1,7 @@
 package redlock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -39,6 +40,11 @@ type locker struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// stop ends, at Close, the node calls still running: late answers
+	// and background releases on a slow or dead node, which Close would
+	// otherwise wait for.
+	stop    context.Context
+	stopNow context.CancelFunc
 
 	floor   atomic.Uint64 // the last fence floor proposed, see propose
 	workers *workers      // run the node calls of rounds
@@ -118,6 +124,7 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 	}
 	// Enough idle workers for a round and the late answers of the last.
 	l := &locker{cfg: cfg, quorum: len(ds)/2 + 1, workers: newWorkers(2 * len(ds))}
+	l.stop, l.stopNow = context.WithCancel(context.Background())
 	for i, d := range ds {
 		name := fmt.Sprintf("node %d", i)
 		if i < len(addrs) {
@@ -166,10 +173,18 @@ func same(a, b any) (eq bool) {
 	return t == reflect.TypeOf(b) && t.Comparable() && a == b
 }
 
-// Close closes every node, and then the clients a URL opened.
+// Close closes every node, and then the clients a URL opened. It ends
+// the node calls still running (a minority's late answers, and releases
+// waiting for them) and waits for them: a dead or hung node must not hold
+// Close for its node timeout. It cancels their contexts, and closes the
+// nodes and clients before it waits, because a go-redis call blocked in a
+// read sees only its context's deadline, not its cancellation, and ends
+// at once when its connection closes. A release it ends leaves that
+// node's lock to expire with its TTL.
 func (l *locker) Close() error {
 	l.closeOnce.Do(func() {
-		l.workers.close()
+		l.stopNow()
+		defer l.workers.close()
 		var errs []error
 		for _, n := range l.nodes {
 			if err := n.d.Close(); err != nil {

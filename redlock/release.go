@@ -51,6 +51,7 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 		select {
 		case <-g.done:
 		case <-t.C:
+		case <-l.stop.Done():
 		}
 		t.Stop()
 	}

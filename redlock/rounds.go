@@ -33,7 +33,8 @@ type answer struct {
 // workers (which Close waits for), and their answers are dropped unless
 // the caller calls rest, which waits for them (for at most within, if not
 // zero) and hands them to take too. done, if not nil, runs once every call
-// has returned. Nodes that ignore their context delay it.
+// has returned. Close ends the calls still running. Nodes that ignore
+// their context delay it.
 func (l *locker) ask(ctx context.Context, idx []int, timeout time.Duration,
 	call func(ctx context.Context, i int) (driver.Result, error), take func(i int, res driver.Result, err error) bool,
 	done func()) (rest func(within time.Duration)) {
@@ -42,7 +43,7 @@ func (l *locker) ask(ctx context.Context, idx []int, timeout time.Duration,
 	}
 	// The calls start together, so one deadline serves them all; the last
 	// to return ends it.
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := l.bound(ctx, timeout)
 	var left atomic.Int32
 	left.Store(int32(len(idx)))
 	returned := func() {
@@ -84,6 +85,16 @@ func (l *locker) ask(ctx context.Context, idx []int, timeout time.Duration,
 				return
 			}
 		}
+	}
+}
+
+// bound returns ctx limited to timeout, and ended by Close too.
+func (l *locker) bound(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	unhook := context.AfterFunc(l.stop, cancel)
+	return ctx, func() {
+		unhook()
+		cancel()
 	}
 }
 

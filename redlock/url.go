@@ -37,9 +37,12 @@ func init() { driver.PublicParams(ownParams...) }
 // Open opens a Redlock driver for a redlock:// or redlocks:// URL (see the
 // package documentation); [dlock.Open] calls it with the URL parsed
 // strictly. It makes one go-redis client per host, with
-// ContextTimeoutEnabled, and checks them with one round trip each within
-// ctx: it fails unless a majority answers, so a wrong password or a
-// majority of unreachable nodes fails here. Close closes the clients.
+// ContextTimeoutEnabled, one dial per connection attempt and no command
+// retries (a failed node counts as failed for its round: see
+// internal/redisurl), and checks them within ctx: it fails unless a
+// majority passes, so a wrong password or a majority of unreachable nodes
+// fails here, and returns as soon as a majority passed. Close closes the
+// clients.
 func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	red := driver.Redacted(u)
 	if u.Scheme != Scheme && u.Scheme != SchemeTLS {
@@ -89,25 +92,30 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		l.closers = append(l.closers, c.Close)
 	}
 	errs := make([]error, len(clients))
+	ok := 0
 	// Each node is checked as redis:// checks its server: reachable, and
 	// its user allowed every command and channel the driver needs. That
 	// takes a few round trips (and a pub/sub connection), so each gets
-	// four node timeouts, at least a second.
+	// four node timeouts, at least a second. Once a majority passed, Open
+	// succeeds whatever the others answer; it waits as long again for
+	// them, and leaves the rest running until Close or the end of ctx: a
+	// dead or slow node does not hold Open for its timeout.
 	check := max(4*l.cfg.timeoutFor(l.cfg.lockTTL), time.Second)
-	l.round(ctx, l.all, check, func(ctx context.Context, i int) {
-		if err := redisdriver.CheckAccess(ctx, l.nodes[i].d); err != nil {
-			if refused(err) && !errors.Is(err, driver.ErrUnavailable) {
-				err = fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
-			}
-			errs[i] = driver.Scrub(err, secret)
-		}
-	})
-	ok := 0
-	for _, err := range errs {
+	start := time.Now()
+	rest := l.ask(ctx, l.all, check, func(ctx context.Context, i int) (driver.Result, error) {
+		return driver.Result{}, redisdriver.CheckAccess(ctx, l.nodes[i].d)
+	}, func(i int, _ driver.Result, err error) bool {
 		if err == nil {
 			ok++
+			return ok >= l.quorum
 		}
-	}
+		if refused(err) && !errors.Is(err, driver.ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
+		}
+		errs[i] = driver.Scrub(err, secret)
+		return false
+	}, nil)
+	rest(max(time.Since(start), time.Millisecond))
 	if ok < l.quorum {
 		l.Close()
 		return nil, l.quorumError("open", red, ok, errs, nil)

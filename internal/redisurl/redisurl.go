@@ -266,7 +266,25 @@ func (c *Conn) Client(kind Kind, host, path string) (*redis.Options, error) {
 	o.Username, o.Password = c.userPass()
 	o.TLSConfig = c.tlsConfig(hostname(host))
 	o.ContextTimeoutEnabled = true
+	if kind == Redlock {
+		c.quorumNode(o)
+	}
 	return o, nil
+}
+
+// quorumNode makes o fail fast, as a node of a quorum should: a node that
+// fails counts as failed for its round, and the majority decides without
+// it, so retrying within the round only spends the node timeout. With
+// go-redis's defaults a refused connection was dialled five times 100ms
+// apart, and each command retried three times: a dead node held every
+// round until its node timeout ended it, with "context deadline exceeded"
+// in place of "connection refused". So a node dials once, and retries a
+// command only if the URL sets max_retries.
+func (c *Conn) quorumNode(o *redis.Options) {
+	o.DialerRetries = 1
+	if !c.Query.Has("max_retries") {
+		o.MaxRetries = -1
+	}
 }
 
 // ClusterClient returns the options of a Cluster client with seed nodes

@@ -169,7 +169,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 
 	ch, err := router.start(func() (*child, error) {
-		return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, lg)
+		return startChild(argv, leaseEnv(lease), stdout, s.lg.q.shared(), lease.ValidUntil(), s.kill, lg)
 	})
 	if err != nil {
 		releaseLease(lease, false, lg)

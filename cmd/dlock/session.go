@@ -107,11 +107,13 @@ func openInterruptible(ctx context.Context, lg *cliLog, rawURL string, opts *dlo
 }
 
 // close closes the Locker (releasing what is still held), stops signal
-// routing and cancels the context, in that order.
+// routing, cancels the context and writes the log's last lines, in that
+// order.
 func (s *session) close() {
 	if s.l != nil {
 		s.l.Close()
 	}
 	s.router.stop()
 	s.cancel(nil)
+	s.lg.close()
 }

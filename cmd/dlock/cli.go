@@ -153,6 +153,9 @@ type command struct {
 	usage string // synopsis and description, before the flags
 	tail  string // examples, after the flags
 	fs    *flag.FlagSet
+	// check, if set, checks the command's own flags once they are parsed,
+	// before any backend is opened, and returns exitUsage or 0.
+	check func() int
 
 	stdout, stderr io.Writer
 }

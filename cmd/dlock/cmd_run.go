@@ -121,15 +121,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	c.fs.BoolVar(&quiet, "q", false, "short for --quiet")
 	busyExit := c.fs.Int("busy-exit", exitBusy, "exit `status` when the key is busy, as flock -E (0 to 255)")
 	grace := c.fs.Duration("grace", 10*time.Second, "SIGTERM this long before the lease's deadline when renewal fails (cut to fit the TTL),\nand from SIGTERM to SIGKILL when dlock stops the command")
+	c.check = func() int {
+		if *busyExit < 0 || *busyExit > 255 {
+			return c.usageError("--busy-exit %d: want 0 to 255", *busyExit)
+		}
+		return 0
+	}
 	s, code := startSession(c, &b, grace, args)
 	if s == nil {
 		return code
 	}
 	defer s.close()
 	argv, lg, ctx, router, l := s.argv, s.lg, s.ctx, s.router, s.l
-	if *busyExit < 0 || *busyExit > 255 {
-		return c.usageError("--busy-exit %d: want 0 to 255", *busyExit)
-	}
 	keyAttr := slog.String("key", b.key)
 	cmdAttr := slog.String("command", strings.Join(argv, " "))
 	busy := func(msg string, extra ...slog.Attr) {

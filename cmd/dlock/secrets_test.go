@@ -38,3 +38,19 @@ func TestPasswordWithSemicolonNotShown(t *testing.T) {
 		}
 	}
 }
+
+// TestRunBadBusyExitBeforeOpen: --busy-exit out of range is a usage error
+// (64) found before the backend is opened: with an unreachable backend it
+// was reported as unavailable (69), after the dial.
+func TestRunBadBusyExitBeforeOpen(t *testing.T) {
+	t.Parallel()
+	for _, n := range []string{"300", "-1"} {
+		p := startDlock(t, "run", nil, "run", "--busy-exit", n, "--url", "redis://127.0.0.1:1", "--key", "k", "--", "true")
+		if code := p.wait(t, 30*time.Second); code != exitUsage {
+			t.Errorf("--busy-exit %s with an unreachable backend: exit %d, want %d; stderr:\n%s", n, code, exitUsage, p.stderr.String())
+		}
+		if want := "dlock run: --busy-exit " + n + ": want 0 to 255\n"; !strings.HasPrefix(p.stderr.String(), want) {
+			t.Errorf("stderr %q; want it to start with %q", p.stderr.String(), want)
+		}
+	}
+}

@@ -46,6 +46,11 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 	if *grace < 0 {
 		return nil, c.usageError("--grace %v: must not be negative", *grace)
 	}
+	if c.check != nil {
+		if code := c.check(); code != 0 {
+			return nil, code
+		}
+	}
 	s.lg = b.logger(c.name, c.stderr)
 	s.logf = s.lg.infof
 	s.renewed = make(chan struct{}, 1)

@@ -156,6 +156,9 @@ type command struct {
 	// check, if set, checks the command's own flags once they are parsed,
 	// before any backend is opened, and returns exitUsage or 0.
 	check func() int
+	// json, if set, reports whether --log-format json was given: usage
+	// errors are then one JSON object too.
+	json func() bool
 
 	stdout, stderr io.Writer
 }
@@ -266,6 +269,12 @@ func escapeControls(s string) string {
 
 // usageError reports a bad command line and returns exitUsage.
 func (c *command) usageError(format string, args ...any) int {
+	if c.json != nil && c.json() {
+		slog.New(slog.NewJSONHandler(c.stderr, nil)).LogAttrs(context.Background(), slog.LevelError,
+			cliText(fmt.Sprintf(format, args...)), slog.String("cmd", "dlock "+c.name), slog.Int("status", exitUsage),
+			slog.String("help", "dlock "+c.name+" --help"))
+		return exitUsage
+	}
 	fmt.Fprintf(c.stderr, "dlock %s: %s\nRun 'dlock %s --help' for usage.\n", c.name, cliText(fmt.Sprintf(format, args...)), c.name)
 	return exitUsage
 }

@@ -112,3 +112,32 @@ func TestBackendErrorBytesEscaped(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageErrorsJSON: with --log-format json, usage errors found once
+// the flags are parsed are one JSON object (level ERROR, status 64) like
+// every other message, not two lines of text.
+func TestUsageErrorsJSON(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"run", "--log-format", "json", "--url", "mem://", "--key", "k"},
+		{"run", "--log-format", "json", "--key", "k", "--", "true"},
+		{"run", "--log-format", "json", "--url", "mem://", "--key", "k", "--busy-exit", "300", "--", "true"},
+		{"elect", "--log-format", "json", "--url", "mem://", "--ttl", "1ms", "--key", "k", "--", "true"},
+		{"elect", "--log-format", "json", "--url", "mem://", "--grace", "-1s", "--key", "k", "--", "true"},
+		{"run", "--log-format", "json", "--url", "mem://", "--bogus"},
+	} {
+		p := startDlock(t, args[0], []string{"DLOCK_URL="}, args...)
+		if code := p.wait(t, 30*time.Second); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		}
+		out := strings.TrimSuffix(p.stderr.String(), "\n")
+		var rec map[string]any
+		if strings.Contains(out, "\n") || json.Unmarshal([]byte(out), &rec) != nil {
+			t.Errorf("%v: stderr is not one JSON object:\n%s", args, out)
+			continue
+		}
+		if rec["level"] != "ERROR" || rec["status"] != float64(exitUsage) || rec["cmd"] != "dlock "+args[0] {
+			t.Errorf("%v: record %v; want level ERROR, status 64, cmd dlock %s", args, rec, args[0])
+		}
+	}
+}

@@ -32,6 +32,7 @@ type session struct {
 // them and opens the backend. A nil session means dlock exits with code.
 // The caller must close the session.
 func startSession(c *command, b *backendFlags, grace *time.Duration, args []string) (*session, int) {
+	c.json = func() bool { return b.logFormat == "json" }
 	if ok, code := c.parse(args); !ok {
 		return nil, code
 	}

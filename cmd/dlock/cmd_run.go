@@ -53,10 +53,12 @@ CMD starts stays within reach, including daemons that double-fork or call
 setsid. If dlock dies, however (kill -9, the OOM killer), the guardian
 kills every such process at once, before the lease expires. What escapes:
 work handed to another service (systemd-run, at, a container runtime, ssh),
-processes that change user so that dlock may not signal them, and, if the
-guardian itself is killed with SIGKILL, what CMD started (CMD itself dies
-with its guardian). On other systems only CMD's process group is
-contained, and only while the guardian lives.
+processes that change user so that dlock may not signal them, and, if
+the guardian and dlock are both killed with SIGKILL, what CMD started
+(CMD itself dies with its guardian; if the guardian alone is killed, dlock,
+a subreaper too, kills what CMD started before it releases K). On other
+systems only CMD's process group is contained, and only while the
+guardian lives.
 
 Job control: SIGTSTP, SIGTTIN and SIGTTOU (Ctrl-Z) do not stop dlock: it
 keeps running and renewing while CMD runs, since a stopped dlock cannot

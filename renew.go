@@ -310,8 +310,10 @@ func (r *renewer) endRefresh(le *Lease) {
 // r.mu must be held.
 func (r *renewer) confirmed(le *Lease, sent time.Time, ttl time.Duration) {
 	le.failures = 0
-	r.note(le, EventRefreshed, time.Since(sent), nil)
+	// The deadline first: an Observer may read ValidUntil on the event
+	// (dlock's CLI hands it to the process that kills the job).
 	r.setDeadline(le, sent.Add(ttl-le.drift))
+	r.note(le, EventRefreshed, time.Since(sent), nil)
 	r.scheduleRenewal(le, r.onGrid(le, sent.Add(le.renewEvery)))
 	r.kick()
 }

@@ -328,10 +328,27 @@ func RedactURL(rawURL string) string {
 	b.WriteString(escapeControl(s))
 	if hasQuery {
 		b.WriteByte('?')
-		for i, part := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
+		afterSemicolon, i := false, 0
+		for len(query) > 0 {
+			part := query
+			end := strings.IndexAny(query, "&;")
+			if end >= 0 {
+				part = query[:end]
+			}
+			wasSemicolon := afterSemicolon
+			afterSemicolon = end >= 0 && query[end] == ';'
+			if end < 0 {
+				query = ""
+			} else {
+				query = query[end+1:]
+			}
+			if part == "" {
+				continue
+			}
 			if i > 0 {
 				b.WriteByte('&')
 			}
+			i++
 			rawName, _, hasValue := strings.Cut(part, "=")
 			name, err := url.QueryUnescape(rawName)
 			if err != nil || paramName(name) != name {
@@ -339,6 +356,10 @@ func RedactURL(rawURL string) string {
 				continue
 			}
 			switch {
+			case !hasValue && wasSemicolon:
+				// After a ';', a bare word may be the rest of a value
+				// (password=ab;cd): a ';' separates nothing.
+				b.WriteString(redactedText)
 			case !hasValue:
 				b.WriteString(rawName)
 			case isPublic(name):

@@ -33,7 +33,7 @@ func (l *locker) lateGrants(token string, all *lateGrant) {
 // leave a node locked after Release returned. It succeeds once a majority
 // of nodes is known to be free of the token, and returns when the other
 // nodes answered too, or after as long again as the majority took (at
-// least a millisecond): an acquire right after Release then finds every
+// least 10ms): an acquire right after Release then finds every
 // answering node free, while a node that does not answer delays Release
 // little. Releases still running then finish on their own, and their locks
 // otherwise expire with their TTL. It returns an error wrapping ErrNotHeld when too
@@ -72,7 +72,7 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 		}
 		return ok >= l.quorum
 	}, nil)
-	rest(max(time.Since(start), time.Millisecond))
+	rest(releaseWait(start))
 	switch {
 	case notHeld > len(l.nodes)-l.quorum:
 		return l.quorumError("release", key, ok, errs, nil)

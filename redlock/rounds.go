@@ -98,6 +98,15 @@ func (l *locker) bound(ctx context.Context, timeout time.Duration) (context.Cont
 	}
 }
 
+// releaseWait is how long a Release started at start waits for the other
+// nodes once a majority released: as long again as the majority took, and
+// at least minReleaseWait, so that a healthy node's answer delayed by a
+// busy machine is still awaited (an acquire right after the Release then
+// finds it free), while a node that does not answer delays it little.
+func releaseWait(start time.Time) time.Duration { return max(time.Since(start), minReleaseWait) }
+
+const minReleaseWait = 10 * time.Millisecond
+
 // window returns the validity window of a call with ttl (the time within
 // which a majority must confirm) and its per-node timeout.
 func (l *locker) window(ttl time.Duration) (window, timeout time.Duration, err error) {

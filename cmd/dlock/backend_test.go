@@ -193,6 +193,7 @@ func TestRenewalRecoveredMessage(t *testing.T) {
 	ctx := t.Context()
 	r.Observe(ctx, dlock.Event{Kind: dlock.EventRefreshFailed, Key: "k", Err: errors.New("boom")})
 	r.Observe(ctx, dlock.Event{Kind: dlock.EventRefreshed, Key: "k"})
+	r.lg.close() // writes what is queued
 	if got := buf.String(); !strings.Contains(got, "after 1 failure\n") {
 		t.Errorf("log does not say %q:\n%s", "after 1 failure", got)
 	}

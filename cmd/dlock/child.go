@@ -183,8 +183,9 @@ func (c *child) noteDeadline() {
 }
 
 // finish waits for the guardian to exit. If it ended without reporting
-// the job's exit (it was killed), the job's group gets SIGKILL here: the
-// job's parent-death signal has killed the job itself.
+// the job's exit (it was killed), the job's group gets SIGKILL here (the
+// job's parent-death signal has killed the job itself), and so does every
+// other process of the job, which dlock, a subreaper too, has adopted.
 func (c *child) finish(r *os.File) {
 	r.Close()
 	c.ctl.Close()
@@ -194,7 +195,8 @@ func (c *child) finish(r *os.File) {
 	default:
 		if c.pid > 0 {
 			syscall.Kill(-c.pid, syscall.SIGKILL)
-			c.lg.log(slog.LevelError, fmt.Sprintf("the guardian of %s died; its process group got SIGKILL", c.cmd), c.cmdAttr)
+			killOrphans()
+			c.lg.log(slog.LevelError, fmt.Sprintf("the guardian of %s died; every process of it that was left got SIGKILL", c.cmd), c.cmdAttr)
 		}
 		c.status = 128 + int(syscall.SIGKILL)
 		close(c.done)
@@ -272,6 +274,46 @@ func (c *child) supervise(stop, renewed <-chan struct{}, validUntil func() time.
 				onStop()
 			}
 			c.send(guardStop, "")
+		}
+	}
+}
+
+// adopting is set when dlock is a child subreaper (see adoptOrphans).
+var adopting bool
+
+// adoptOrphans makes dlock a child subreaper (Linux), for run and elect in
+// dlock's own process: if the guardian is killed, the job's processes that
+// it had adopted (daemons that called setsid) become dlock's, and
+// killOrphans can end them before the key is released.
+func adoptOrphans() {
+	if subreaper {
+		setSubreaper()
+		adopting = true
+	}
+}
+
+// killOrphans sends SIGKILL to every descendant of dlock, after its
+// guardian died, and reaps them, for up to 5s. dlock has no other child
+// then. It does nothing unless dlock adopts orphans.
+func killOrphans() {
+	if !adopting {
+		return
+	}
+	tick := time.NewTicker(10 * time.Millisecond) // deaths of non-children have no event
+	defer tick.Stop()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); <-tick.C {
+		for {
+			var ws syscall.WaitStatus
+			if pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 && err != syscall.EINTR {
+				break
+			}
+		}
+		ds := descendants(os.Getpid())
+		if len(ds) == 0 {
+			return
+		}
+		for _, p := range ds {
+			syscall.Kill(p.pid, syscall.SIGKILL)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/dlock-go/dlock"
 )
@@ -152,6 +153,12 @@ type command struct {
 	usage string // synopsis and description, before the flags
 	tail  string // examples, after the flags
 	fs    *flag.FlagSet
+	// check, if set, checks the command's own flags once they are parsed,
+	// before any backend is opened, and returns exitUsage or 0.
+	check func() int
+	// json, if set, reports whether --log-format json was given: usage
+	// errors are then one JSON object too.
+	json func() bool
 
 	stdout, stderr io.Writer
 }
@@ -226,16 +233,48 @@ func flagError(err error) string {
 // library start with "dlock: ", which the command's prefix already says
 // (and drivers put a URL before one);
 // the "(forgotten import?)" hint is for programmers, and dlock imports
-// every backend; and a message stays on one line.
+// every backend; a message stays on one line; and control characters
+// and bytes that are not UTF-8, which a backend's error may carry, are
+// escaped: they must not reach a terminal (escape sequences) or a log
+// reader.
 func cliText(msg string) string {
 	msg = strings.TrimPrefix(msg, "dlock: ")
 	msg = strings.ReplaceAll(msg, ": dlock: ", ": ")
 	msg = strings.ReplaceAll(msg, " (forgotten import?)", "")
-	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+	return escapeControls(strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " "))
+}
+
+// escapeControls writes control characters (C0, DEL, C1) as Go escapes
+// (\x1b, \u009b) and bytes that are not UTF-8 as \xNN.
+func escapeControls(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsControl(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // usageError reports a bad command line and returns exitUsage.
 func (c *command) usageError(format string, args ...any) int {
+	if c.json != nil && c.json() {
+		slog.New(slog.NewJSONHandler(c.stderr, nil)).LogAttrs(context.Background(), slog.LevelError,
+			cliText(fmt.Sprintf(format, args...)), slog.String("cmd", "dlock "+c.name), slog.Int("status", exitUsage),
+			slog.String("help", "dlock "+c.name+" --help"))
+		return exitUsage
+	}
 	fmt.Fprintf(c.stderr, "dlock %s: %s\nRun 'dlock %s --help' for usage.\n", c.name, cliText(fmt.Sprintf(format, args...)), c.name)
 	return exitUsage
 }

@@ -126,7 +126,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	var final error
 	err := e.Run(runCtx, func(lctx context.Context, lease *dlock.Lease) error {
 		ch, err := router.start(func() (*child, error) {
-			return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, lg)
+			return startChild(argv, leaseEnv(lease), stdout, s.lg.q.shared(), lease.ValidUntil(), s.kill, lg)
 		})
 		if err != nil {
 			var sig *signalError

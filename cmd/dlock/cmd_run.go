@@ -58,10 +58,12 @@ CMD starts stays within reach, including daemons that double-fork or call
 setsid. If dlock dies, however (kill -9, the OOM killer), the guardian
 kills every such process at once, before the lease expires. What escapes:
 work handed to another service (systemd-run, at, a container runtime, ssh),
-processes that change user so that dlock may not signal them, and, if the
-guardian itself is killed with SIGKILL, what CMD started (CMD itself dies
-with its guardian). On other systems only CMD's process group is
-contained, and only while the guardian lives.
+processes that change user so that dlock may not signal them, and, if
+the guardian and dlock are both killed with SIGKILL, what CMD started
+(CMD itself dies with its guardian; if the guardian alone is killed, dlock,
+a subreaper too, kills what CMD started before it releases K). On other
+systems only CMD's process group is contained, and only while the
+guardian lives.
 
 Job control: SIGTSTP, SIGTTIN and SIGTTOU (Ctrl-Z) do not stop dlock: it
 keeps running and renewing while CMD runs, since a stopped dlock cannot
@@ -127,18 +129,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	busyExit := c.fs.Int("busy-exit", exitBusy, "exit `status` when the key is busy, as flock -E (0 to 255)")
 	grace := c.fs.Duration("grace", 10*time.Second, "SIGTERM this long before the lease's deadline when renewal fails (cut to fit the TTL),\nand from SIGTERM to SIGKILL when dlock stops the command")
 	limit := limitFlag(c.fs, "runs")
+	c.check = func() int {
+		if *busyExit < 0 || *busyExit > 255 {
+			return c.usageError("--busy-exit %d: want 0 to 255", *busyExit)
+		}
+		return checkLimit(c, *limit)
+	}
 	s, code := startSession(c, &b, grace, args)
 	if s == nil {
 		return code
 	}
 	defer s.close()
-	if code := checkLimit(c, *limit); code != 0 {
-		return code
-	}
 	argv, lg, ctx, router, l := s.argv, s.lg, s.ctx, s.router, s.l
-	if *busyExit < 0 || *busyExit > 255 {
-		return c.usageError("--busy-exit %d: want 0 to 255", *busyExit)
-	}
 	keyAttr := slog.String("key", b.key)
 	cmdAttr := slog.String("command", strings.Join(argv, " "))
 	busy := func(msg string, extra ...slog.Attr) {
@@ -178,7 +180,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 
 	ch, err := router.start(func() (*child, error) {
-		return startChild(argv, leaseEnv(lease), stdout, stderr, lease.ValidUntil(), s.kill, lg)
+		return startChild(argv, leaseEnv(lease), stdout, s.lg.q.shared(), lease.ValidUntil(), s.kill, lg)
 	})
 	if err != nil {
 		releaseLease(lease, false, lg)

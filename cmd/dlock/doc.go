@@ -59,8 +59,10 @@
 // dies, however (SIGKILL, the OOM killer), the guardian kills every one of
 // them at once. What escapes: work handed to another service (systemd-run,
 // at, a container runtime), processes that change user so that they may
-// not be signalled, and, if the guardian itself is killed with SIGKILL, the
-// command's descendants (the command dies with the guardian). Other Unix
+// not be signalled, and, if the guardian and dlock are both killed with
+// SIGKILL, the command's descendants (the command dies with the guardian;
+// if the guardian alone is killed, dlock, a subreaper too, kills its
+// descendants before it releases the key). Other Unix
 // systems contain only the command's process group, while the guardian
 // lives; Windows is not supported by run and elect.
 //

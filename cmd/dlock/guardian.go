@@ -227,7 +227,24 @@ func (g *guardian) command(line string) {
 		}
 	case guardSignal:
 		if n, err := strconv.Atoi(arg); err == nil {
-			syscall.Kill(-g.job, syscall.Signal(n))
+			g.signalGroup(syscall.Signal(n))
+		}
+	}
+}
+
+// signalGroup sends sig to the job's process group. Once the job is
+// reaped, its pid, the group's id, may be taken by an unrelated process
+// when the group is empty: then the members the guardian can still find
+// among its descendants get sig one by one. (Without a subreaper they
+// cannot all be found; the group is signalled as before.)
+func (g *guardian) signalGroup(sig syscall.Signal) {
+	if !g.jobDone || !subreaper {
+		syscall.Kill(-g.job, sig)
+		return
+	}
+	for _, p := range descendants(os.Getpid()) {
+		if p.pgid == g.job {
+			syscall.Kill(p.pid, sig)
 		}
 	}
 }
@@ -242,9 +259,12 @@ func (g *guardian) term(now time.Time) {
 // signalTree sends sig to the job's process group and to every other
 // descendant of the guardian.
 func (g *guardian) signalTree(sig syscall.Signal) {
-	syscall.Kill(-g.job, sig)
+	byGroup := !g.jobDone || !subreaper // see signalGroup
+	if byGroup {
+		syscall.Kill(-g.job, sig)
+	}
 	for _, p := range descendants(os.Getpid()) {
-		if p.pgid != g.job || sig == syscall.SIGKILL {
+		if !byGroup || p.pgid != g.job || sig == syscall.SIGKILL {
 			syscall.Kill(p.pid, sig)
 		}
 	}

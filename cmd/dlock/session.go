@@ -32,6 +32,7 @@ type session struct {
 // them and opens the backend. A nil session means dlock exits with code.
 // The caller must close the session.
 func startSession(c *command, b *backendFlags, grace *time.Duration, args []string) (*session, int) {
+	c.json = func() bool { return b.logFormat == "json" }
 	if ok, code := c.parse(args); !ok {
 		return nil, code
 	}
@@ -45,6 +46,11 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 	}
 	if *grace < 0 {
 		return nil, c.usageError("--grace %v: must not be negative", *grace)
+	}
+	if c.check != nil {
+		if code := c.check(); code != 0 {
+			return nil, code
+		}
 	}
 	s.lg = b.logger(c.name, c.stderr)
 	s.logf = s.lg.infof
@@ -107,11 +113,13 @@ func openInterruptible(ctx context.Context, lg *cliLog, rawURL string, opts *dlo
 }
 
 // close closes the Locker (releasing what is still held), stops signal
-// routing and cancels the context, in that order.
+// routing, cancels the context and writes the log's last lines, in that
+// order.
 func (s *session) close() {
 	if s.l != nil {
 		s.l.Close()
 	}
 	s.router.stop()
 	s.cancel(nil)
+	s.lg.close()
 }

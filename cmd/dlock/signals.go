@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"reflect"
 	"slices"
 	"sync"
 	"syscall"
@@ -41,7 +42,12 @@ var otherSignals = []os.Signal{syscall.SIGPIPE, syscall.SIGCONT}
 // a *signalError. Starting a child and receiving a signal are serialized,
 // so a signal is never lost between the two.
 type signalRouter struct {
-	ch     chan os.Signal
+	// chs has a channel of its own for each signal caught: os/signal
+	// drops a signal whose channel is full, and while dlock is stuck
+	// passing one signal on, a storm of others must not crowd out a
+	// SIGTERM. A signal that comes again before it was handled is
+	// merged, as the kernel merges it.
+	chs    []chan os.Signal
 	quit   chan struct{}
 	done   chan struct{}
 	cancel context.CancelCauseFunc
@@ -56,7 +62,6 @@ type signalRouter struct {
 
 func newSignalRouter(cancel context.CancelCauseFunc, logf func(string, ...any)) *signalRouter {
 	r := &signalRouter{
-		ch:     make(chan os.Signal, 8),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 		cancel: cancel,
@@ -68,7 +73,9 @@ func newSignalRouter(cancel context.CancelCauseFunc, logf func(string, ...any)) 
 	for _, set := range [][]os.Signal{forwardedSignals, jobControlSignals, otherSignals} {
 		for _, sig := range set {
 			if !signal.Ignored(sig) {
-				signal.Notify(r.ch, sig)
+				ch := make(chan os.Signal, 1)
+				signal.Notify(ch, sig)
+				r.chs = append(r.chs, ch)
 			}
 		}
 	}
@@ -78,13 +85,16 @@ func newSignalRouter(cancel context.CancelCauseFunc, logf func(string, ...any)) 
 
 func (r *signalRouter) loop() {
 	defer close(r.done)
+	cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r.quit)}}
+	for _, ch := range r.chs {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+	}
 	for {
-		select {
-		case <-r.quit:
+		i, v, _ := reflect.Select(cases)
+		if i == 0 {
 			return
-		case s := <-r.ch:
-			r.handle(s.(syscall.Signal))
 		}
+		r.handle(v.Interface().(syscall.Signal))
 	}
 }
 
@@ -128,7 +138,9 @@ func (r *signalRouter) stopRequested() *signalError {
 
 // stop restores the default signal handling and ends the router.
 func (r *signalRouter) stop() {
-	signal.Stop(r.ch)
+	for _, ch := range r.chs {
+		signal.Stop(ch)
+	}
 	close(r.quit)
 	<-r.done
 }

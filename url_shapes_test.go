@@ -66,6 +66,16 @@ func TestOpenURLShapes(t *testing.T) {
 		{"SeveralHostsStandalone", "redis://u:" + s + "@127.0.0.1:7450,127.0.0.1:7451", "several hosts"},
 		{"UnknownScheme", "nosuch://u:" + s + "@127.0.0.1:7450", "unknown URL scheme"},
 		{"SecretInUser", "redis://" + s + ":pw@127.0.0.1:7450/zero", "database"},
+		// Forms that go-redis would accept and silently read otherwise:
+		// a user name without a password sends no AUTH at all (the
+		// connection is the default user's, with its rights), and a
+		// database in the path and in db= takes db=.
+		{"UserWithoutPassword", "redis://" + s + "@127.0.0.1:7450/0", "a user name without a password"},
+		{"UserEmptyPassword", "redis://" + s + ":@127.0.0.1:7450/0", "a user name without a password"},
+		{"RedlockUserWithoutPassword", "redlock://" + s + "@127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", "a user name without a password"},
+		{"SentinelUserWithoutPassword", "redis+sentinel://" + s + "@127.0.0.1:7450/m", "a user name without a password"},
+		{"DBInPathAndParam", "redis://u:" + s + "@127.0.0.1:7450/1?db=2", "database twice"},
+		{"SentinelDBInPathAndParam", "redis+sentinel://u:" + s + "@127.0.0.1:7450/m/1?db=2", "database twice"},
 		// Queries that url.Query would cut short (19.3).
 		{"SemicolonReplicaAcks", "redis://127.0.0.1:7450?replica_acks=2;x", "';'"},
 		{"SemicolonTTL", "mem://x?ttl=1h;x", "';'"},

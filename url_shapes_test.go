@@ -49,7 +49,8 @@ func TestOpenURLShapes(t *testing.T) {
 		{"PwParam", "redis://127.0.0.1:7450?pw=" + s, "unknown URL parameter pw"},
 		{"AuthParam", "redis://127.0.0.1:7450?auth=" + s, "unknown URL parameter auth"},
 		{"PasswordParam", "redis://u:" + s + "@127.0.0.1:7450/0?password=" + s, "unknown URL parameter password"},
-		{"SecretAsParamName", "redis://127.0.0.1:7450?" + s + "%21", "unknown URL parameter (a name not shown)"},
+		{"SecretAsParamName", "redis://127.0.0.1:7450?" + s + "%21=1", "unknown URL parameter (a name not shown)"},
+		{"SecretAsBareParam", "redis://127.0.0.1:7450?" + s + "%21", "without '='"},
 		{"RedlockPwParam", "redlock://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3?pw=" + s, "unknown URL parameter pw"},
 		{"MemPwParam", "mem://x?pw=" + s, "unknown URL parameter pw"},
 		{"EmptyHost", "redis:///0", "no host"},
@@ -80,6 +81,8 @@ func TestOpenURLShapes(t *testing.T) {
 		{"SemicolonReplicaAcks", "redis://127.0.0.1:7450?replica_acks=2;x", "';'"},
 		{"SemicolonTTL", "mem://x?ttl=1h;x", "';'"},
 		{"SemicolonSecret", "redis://127.0.0.1:7450?ttl=1h;pw=" + s, "';'"},
+		{"AmpersandInSecretValue", "redis://127.0.0.1:7450?pw=abc&" + s, "%26"},
+		{"AmpersandInSecretValueMem", "mem://x?password=abc&" + s, "%26"},
 		{"RepeatedParam", "redis://127.0.0.1:7450?ttl=1h&ttl=2h", "given twice"},
 		{"EmptyParamName", "redis://127.0.0.1:7450?=" + s, "without a name"},
 		// skip_verify where there is no TLS (19.6).

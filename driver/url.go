@@ -149,8 +149,9 @@ func parseReason(err error) string {
 
 // ParseQuery parses a URL query strictly: unlike url.ParseQuery it never
 // drops a part it cannot read. A ';' (which Go no longer takes as a
-// separator), a bad %-escape, an empty name or a name given twice is an
-// error wrapping [ErrInvalid]. The errors name no value.
+// separator), a part without '=' (the tail of a value with an unescaped
+// '&'), a bad %-escape, an empty name or a name given twice is an error
+// wrapping [ErrInvalid]. The errors name no value.
 func ParseQuery(rawQuery string) (url.Values, error) {
 	q := url.Values{}
 	if rawQuery == "" {
@@ -163,7 +164,13 @@ func ParseQuery(rawQuery string) (url.Values, error) {
 		if part == "" {
 			continue
 		}
-		rawName, rawValue, _ := strings.Cut(part, "=")
+		rawName, rawValue, hasValue := strings.Cut(part, "=")
+		if !hasValue {
+			// Every parameter has a value: a part without '=' is most
+			// likely the tail of a value (a password) with an unescaped
+			// '&', which must not be named as a parameter.
+			return nil, fmt.Errorf("%w: a URL parameter without '=': write NAME=VALUE, and escape '&' in a value as %%26", ErrInvalid)
+		}
 		name, err1 := url.QueryUnescape(rawName)
 		value, err2 := url.QueryUnescape(rawValue)
 		if err1 != nil || err2 != nil {
@@ -334,13 +341,13 @@ func RedactURL(rawURL string) string {
 			}
 			rawName, _, hasValue := strings.Cut(part, "=")
 			name, err := url.QueryUnescape(rawName)
-			if err != nil || paramName(name) != name {
+			// A part without '=' may be the tail of a value after an
+			// unescaped '&'.
+			if err != nil || paramName(name) != name || !hasValue {
 				b.WriteString(redactedText)
 				continue
 			}
 			switch {
-			case !hasValue:
-				b.WriteString(rawName)
 			case isPublic(name):
 				b.WriteString(escapeControl(part))
 			default:

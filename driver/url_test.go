@@ -27,6 +27,7 @@ func TestRedactURL(t *testing.T) {
 		{"redis://h/0#pw", "redis://h/0"},
 		{"redis://h?p%w=x", "redis://h?xxxxx"},
 		{"redis://h/\n?ttl=1s", "redis://h/%0A?ttl=1s"},
+		{"redis://h?pw=abc&tail&ttl=1s", "redis://h?pw=xxxxx&xxxxx&ttl=1s"},
 	}
 	for _, tt := range tests {
 		if got := driver.RedactURL(tt.in); got != tt.want {
@@ -36,13 +37,13 @@ func TestRedactURL(t *testing.T) {
 }
 
 func TestParseQuery(t *testing.T) {
-	bad := []string{"a=1;b=2", "a=%zz", "=1", "a=1&a=2", "%zz=1"}
+	bad := []string{"a=1;b=2", "a=%zz", "=1", "a=1&a=2", "%zz=1", "pw=abc&tail", "c"}
 	for _, q := range bad {
 		if _, err := driver.ParseQuery(q); !errors.Is(err, driver.ErrInvalid) {
 			t.Errorf("ParseQuery(%q) = %v; want ErrInvalid", q, err)
 		}
 	}
-	q, err := driver.ParseQuery("a=1&&b=x%20y&c")
+	q, err := driver.ParseQuery("a=1&&b=x%20y&c=")
 	if err != nil || q.Get("a") != "1" || q.Get("b") != "x y" || !q.Has("c") || len(q) != 3 {
 		t.Errorf("ParseQuery = %v, %v", q, err)
 	}

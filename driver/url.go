@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrInvalid reports a bad argument, option or URL, detected before any
@@ -302,7 +304,8 @@ func Redacted(u *url.URL) string {
 //   - any #fragment; and when the text does not start with "SCHEME:/",
 //     everything before the last '@' or, without one, after the first ':'.
 //
-// Control characters are %-escaped, so the result is one line.
+// Spaces, control characters, line separators, bidi controls and invalid
+// UTF-8 are %-escaped, so the result is one line of plain text.
 func RedactURL(rawURL string) string {
 	var b strings.Builder
 	s := rawURL
@@ -358,21 +361,32 @@ func RedactURL(rawURL string) string {
 	return b.String()
 }
 
-// escapeControl %-escapes control characters and spaces, so that printed
-// text stays one line and cannot forge a log line.
+// escapeControl %-escapes what could break the one line or forge text on
+// a terminal or in a log viewer: spaces, control characters (C0 and C1),
+// line and paragraph separators, bidi controls and invalid UTF-8.
 func escapeControl(s string) string {
-	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == ' ' }) {
+	if !strings.ContainsFunc(s, unsafeRune) {
 		return s
 	}
 	var b strings.Builder
-	for _, c := range []byte(s) {
-		if c < 0x20 || c == 0x7f || c == ' ' {
-			fmt.Fprintf(&b, "%%%02X", c)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if unsafeRune(r) {
+			for _, c := range []byte(s[i : i+n]) {
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
 		} else {
-			b.WriteByte(c)
+			b.WriteString(s[i : i+n])
 		}
+		i += n
 	}
 	return b.String()
+}
+
+// unsafeRune reports whether escapeControl escapes r.
+func unsafeRune(r rune) bool {
+	return r == ' ' || r == utf8.RuneError || unicode.IsControl(r) ||
+		r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)
 }
 
 // Scrub returns err, or an error with the same chain whose text has every

@@ -28,6 +28,14 @@ func TestRedactURL(t *testing.T) {
 		{"redis://h?p%w=x", "redis://h?xxxxx"},
 		{"redis://h/\n?ttl=1s", "redis://h/%0A?ttl=1s"},
 		{"redis://h?pw=abc&tail&ttl=1s", "redis://h?pw=xxxxx&xxxxx&ttl=1s"},
+		// What would break the one line or forge text on a terminal or
+		// in a log viewer: a C1 control (NEL), line and paragraph
+		// separators, a bidi override, invalid UTF-8.
+		{"redis://h/%zz\u0085forged", "redis://h/%zz%C2%85forged"},
+		{"redis://h/%zz\u2028forged\u2029", "redis://h/%zz%E2%80%A8forged%E2%80%A9"},
+		{"redis://h/%zz\u202egnp.exe", "redis://h/%zz%E2%80%AEgnp.exe"},
+		{"redis://h/%zz\x9b31m\xff", "redis://h/%zz%9B31m%FF"},
+		{"redis://h/%zzé→", "redis://h/%zzé→"},
 	}
 	for _, tt := range tests {
 		if got := driver.RedactURL(tt.in); got != tt.want {

@@ -83,6 +83,9 @@ func TestOpenURLShapes(t *testing.T) {
 		{"SemicolonSecret", "redis://127.0.0.1:7450?ttl=1h;pw=" + s, "';'"},
 		{"AmpersandInSecretValue", "redis://127.0.0.1:7450?pw=abc&" + s, "%26"},
 		{"AmpersandInSecretValueMem", "mem://x?password=abc&" + s, "%26"},
+		{"EmptyTTL", "mem://x?ttl=", "ttl has no value"},
+		{"EmptyOwner", "mem://x?owner=&ttl=1s", "owner has no value"},
+		{"EmptyDB", "redis://127.0.0.1:7450?db=", "db has no value"},
 		{"RepeatedParam", "redis://127.0.0.1:7450?ttl=1h&ttl=2h", "given twice"},
 		{"EmptyParamName", "redis://127.0.0.1:7450?=" + s, "without a name"},
 		// skip_verify where there is no TLS (19.6).

@@ -152,8 +152,8 @@ func parseReason(err error) string {
 // ParseQuery parses a URL query strictly: unlike url.ParseQuery it never
 // drops a part it cannot read. A ';' (which Go no longer takes as a
 // separator), a part without '=' (the tail of a value with an unescaped
-// '&'), a bad %-escape, an empty name or a name given twice is an error
-// wrapping [ErrInvalid]. The errors name no value.
+// '&'), a bad %-escape, an empty name or value, or a name given twice is
+// an error wrapping [ErrInvalid]. The errors name no value.
 func ParseQuery(rawQuery string) (url.Values, error) {
 	q := url.Values{}
 	if rawQuery == "" {
@@ -183,6 +183,11 @@ func ParseQuery(rawQuery string) (url.Values, error) {
 		}
 		if q.Has(name) {
 			return nil, fmt.Errorf("%w: URL parameter %s given twice", ErrInvalid, paramName(name))
+		}
+		if value == "" {
+			// An empty value would silently mean the default (ttl= is
+			// the default TTL): a template's unset variable, most likely.
+			return nil, fmt.Errorf("%w: URL parameter %s has no value: leave it out for the default", ErrInvalid, paramName(name))
 		}
 		q.Set(name, value)
 	}

@@ -45,14 +45,14 @@ func TestRedactURL(t *testing.T) {
 }
 
 func TestParseQuery(t *testing.T) {
-	bad := []string{"a=1;b=2", "a=%zz", "=1", "a=1&a=2", "%zz=1", "pw=abc&tail", "c"}
+	bad := []string{"a=1;b=2", "a=%zz", "=1", "a=1&a=2", "%zz=1", "pw=abc&tail", "c", "ttl=", "a=1&b="}
 	for _, q := range bad {
 		if _, err := driver.ParseQuery(q); !errors.Is(err, driver.ErrInvalid) {
 			t.Errorf("ParseQuery(%q) = %v; want ErrInvalid", q, err)
 		}
 	}
-	q, err := driver.ParseQuery("a=1&&b=x%20y&c=")
-	if err != nil || q.Get("a") != "1" || q.Get("b") != "x y" || !q.Has("c") || len(q) != 3 {
+	q, err := driver.ParseQuery("a=1&&b=x%20y&c=%20")
+	if err != nil || q.Get("a") != "1" || q.Get("b") != "x y" || q.Get("c") != " " || len(q) != 3 {
 		t.Errorf("ParseQuery = %v, %v", q, err)
 	}
 }

@@ -3,7 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -242,7 +242,8 @@ func HostList(u *url.URL, defaultPort string) ([]string, error) {
 			port = ":" + defaultPort
 		}
 		if strings.HasPrefix(host, "[") {
-			if ip := net.ParseIP(host[1 : len(host)-1]); ip == nil {
+			// netip, unlike net.ParseIP, takes a zone (fe80::1%eth0).
+			if _, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil {
 				return nil, bad("a malformed IPv6 address")
 			}
 		}

@@ -57,12 +57,25 @@ func TestParseQuery(t *testing.T) {
 	}
 }
 
+// TestParseURLIPv6Zone: a link-local IPv6 address with its zone, %25
+// in a URL, is a valid host.
+func TestParseURLIPv6Zone(t *testing.T) {
+	u, _, err := driver.ParseURL("redis://[fe80::1%25eth0]:6379/0")
+	if err != nil {
+		t.Fatalf("ParseURL = %v", err)
+	}
+	if hosts, err := driver.HostList(u, "6379"); err != nil || len(hosts) != 1 || hosts[0] != "[fe80::1%eth0]:6379" {
+		t.Errorf("HostList = %v, %v; want [fe80::1%%eth0]:6379", hosts, err)
+	}
+}
+
 func TestHostList(t *testing.T) {
 	good := map[string]string{
 		"h":                  "h:6379",
 		"h:1,h2:2":           "h:1,h2:2",
 		"[::1]":              "[::1]:6379",
 		"[::1]:7,10.0.0.1:8": "[::1]:7,10.0.0.1:8",
+		"[fe80::1%eth0]:1":   "[fe80::1%eth0]:1", // a link-local address needs its zone
 	}
 	for in, want := range good {
 		got, err := driver.HostList(&url.URL{Scheme: "x", Host: in}, "6379")

@@ -395,23 +395,24 @@ func unsafeRune(r rune) bool {
 		r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)
 }
 
-// Scrub returns err, or an error with the same chain whose text has every
-// non-empty secret replaced by "xxxxx", if the text contains one: errors
-// from clients and servers may quote what they were given.
+// Scrub returns err, or, if its text contains a non-empty secret, an
+// error with the same chain (for errors.Is and errors.As) whose text says
+// only that it is not shown: errors from clients and servers may quote
+// what they were given. The whole text is hidden, not the secret's
+// occurrences: a short or common password occurs in ordinary text by
+// chance, and replacing it there showed it (password "x" printed
+// "contexxxxxt deadline exxxxxceeded").
 func Scrub(err error, secrets ...string) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
 	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, redactedText)
+		if s != "" && strings.Contains(msg, s) {
+			return &scrubbedError{msg: "error text not shown: it contains the password", err: err}
 		}
 	}
-	if msg == err.Error() {
-		return err
-	}
-	return &scrubbedError{msg: msg, err: err}
+	return err
 }
 
 // scrubbedError hides secrets in its text and keeps the chain for

@@ -49,7 +49,8 @@ func TestOpenURLShapes(t *testing.T) {
 		{"PwParam", "redis://127.0.0.1:7450?pw=" + s, "unknown URL parameter pw"},
 		{"AuthParam", "redis://127.0.0.1:7450?auth=" + s, "unknown URL parameter auth"},
 		{"PasswordParam", "redis://u:" + s + "@127.0.0.1:7450/0?password=" + s, "unknown URL parameter password"},
-		{"SecretAsParamName", "redis://127.0.0.1:7450?" + s + "%21", "unknown URL parameter (a name not shown)"},
+		{"SecretAsParamName", "redis://127.0.0.1:7450?" + s + "%21=1", "unknown URL parameter (a name not shown)"},
+		{"SecretAsBareParam", "redis://127.0.0.1:7450?" + s + "%21", "without '='"},
 		{"RedlockPwParam", "redlock://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3?pw=" + s, "unknown URL parameter pw"},
 		{"MemPwParam", "mem://x?pw=" + s, "unknown URL parameter pw"},
 		{"EmptyHost", "redis:///0", "no host"},
@@ -66,10 +67,25 @@ func TestOpenURLShapes(t *testing.T) {
 		{"SeveralHostsStandalone", "redis://u:" + s + "@127.0.0.1:7450,127.0.0.1:7451", "several hosts"},
 		{"UnknownScheme", "nosuch://u:" + s + "@127.0.0.1:7450", "unknown URL scheme"},
 		{"SecretInUser", "redis://" + s + ":pw@127.0.0.1:7450/zero", "database"},
+		// Forms that go-redis would accept and silently read otherwise:
+		// a user name without a password sends no AUTH at all (the
+		// connection is the default user's, with its rights), and a
+		// database in the path and in db= takes db=.
+		{"UserWithoutPassword", "redis://" + s + "@127.0.0.1:7450/0", "a user name without a password"},
+		{"UserEmptyPassword", "redis://" + s + ":@127.0.0.1:7450/0", "a user name without a password"},
+		{"RedlockUserWithoutPassword", "redlock://" + s + "@127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", "a user name without a password"},
+		{"SentinelUserWithoutPassword", "redis+sentinel://" + s + "@127.0.0.1:7450/m", "a user name without a password"},
+		{"DBInPathAndParam", "redis://u:" + s + "@127.0.0.1:7450/1?db=2", "database twice"},
+		{"SentinelDBInPathAndParam", "redis+sentinel://u:" + s + "@127.0.0.1:7450/m/1?db=2", "database twice"},
 		// Queries that url.Query would cut short (19.3).
 		{"SemicolonReplicaAcks", "redis://127.0.0.1:7450?replica_acks=2;x", "';'"},
 		{"SemicolonTTL", "mem://x?ttl=1h;x", "';'"},
 		{"SemicolonSecret", "redis://127.0.0.1:7450?ttl=1h;pw=" + s, "';'"},
+		{"AmpersandInSecretValue", "redis://127.0.0.1:7450?pw=abc&" + s, "%26"},
+		{"AmpersandInSecretValueMem", "mem://x?password=abc&" + s, "%26"},
+		{"EmptyTTL", "mem://x?ttl=", "ttl has no value"},
+		{"EmptyOwner", "mem://x?owner=&ttl=1s", "owner has no value"},
+		{"EmptyDB", "redis://127.0.0.1:7450?db=", "db has no value"},
 		{"RepeatedParam", "redis://127.0.0.1:7450?ttl=1h&ttl=2h", "given twice"},
 		{"EmptyParamName", "redis://127.0.0.1:7450?=" + s, "without a name"},
 		// skip_verify where there is no TLS (19.6).
@@ -127,8 +143,10 @@ func FuzzOpenURL(f *testing.F) {
 		case 1:
 			pass = secret
 		case 2:
-			if public(param) {
-				return // a documented setting's value is shown by design
+			if public(param) || strings.ContainsAny(param, "&;") {
+				// A documented setting's value is shown by design; with
+				// '&' the value may be that of another, public setting.
+				return
 			}
 			value = secret
 		case 3:
@@ -147,8 +165,23 @@ func FuzzOpenURL(f *testing.F) {
 }
 
 // checkNoSecret opens raw, if it cannot dial beyond loopback, with a
-// cancelled context and checks that the error does not show secret.
+// cancelled context and checks that the error does not show secret, as
+// written or %-decoded.
 func checkNoSecret(t *testing.T, raw, secret string) {
+	forms := []string{secret}
+	for _, unescape := range []func(string) (string, error){url.PathUnescape, url.QueryUnescape} {
+		if d, err := unescape(secret); err == nil && d != secret {
+			forms = append(forms, d)
+		}
+	}
+	for _, f := range forms[1:] {
+		t.Run("decoded", func(t *testing.T) { checkNoSecretText(t, raw, f) })
+	}
+	checkNoSecretText(t, raw, secret)
+}
+
+// checkNoSecretText is checkNoSecret for one form of the secret.
+func checkNoSecretText(t *testing.T, raw, secret string) {
 	if r := dlock.RedactURL(raw); strings.Contains(r, secret) {
 		t.Fatalf("RedactURL(%q) = %q shows the secret", raw, r)
 	}

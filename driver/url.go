@@ -3,12 +3,14 @@ package driver
 import (
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrInvalid reports a bad argument, option or URL, detected before any
@@ -149,8 +151,9 @@ func parseReason(err error) string {
 
 // ParseQuery parses a URL query strictly: unlike url.ParseQuery it never
 // drops a part it cannot read. A ';' (which Go no longer takes as a
-// separator), a bad %-escape, an empty name or a name given twice is an
-// error wrapping [ErrInvalid]. The errors name no value.
+// separator), a part without '=' (the tail of a value with an unescaped
+// '&'), a bad %-escape, an empty name or value, or a name given twice is
+// an error wrapping [ErrInvalid]. The errors name no value.
 func ParseQuery(rawQuery string) (url.Values, error) {
 	q := url.Values{}
 	if rawQuery == "" {
@@ -163,7 +166,13 @@ func ParseQuery(rawQuery string) (url.Values, error) {
 		if part == "" {
 			continue
 		}
-		rawName, rawValue, _ := strings.Cut(part, "=")
+		rawName, rawValue, hasValue := strings.Cut(part, "=")
+		if !hasValue {
+			// Every parameter has a value: a part without '=' is most
+			// likely the tail of a value (a password) with an unescaped
+			// '&', which must not be named as a parameter.
+			return nil, fmt.Errorf("%w: a URL parameter without '=': write NAME=VALUE, and escape '&' in a value as %%26", ErrInvalid)
+		}
 		name, err1 := url.QueryUnescape(rawName)
 		value, err2 := url.QueryUnescape(rawValue)
 		if err1 != nil || err2 != nil {
@@ -174,6 +183,11 @@ func ParseQuery(rawQuery string) (url.Values, error) {
 		}
 		if q.Has(name) {
 			return nil, fmt.Errorf("%w: URL parameter %s given twice", ErrInvalid, paramName(name))
+		}
+		if value == "" {
+			// An empty value would silently mean the default (ttl= is
+			// the default TTL): a template's unset variable, most likely.
+			return nil, fmt.Errorf("%w: URL parameter %s has no value: leave it out for the default", ErrInvalid, paramName(name))
 		}
 		q.Set(name, value)
 	}
@@ -228,7 +242,8 @@ func HostList(u *url.URL, defaultPort string) ([]string, error) {
 			port = ":" + defaultPort
 		}
 		if strings.HasPrefix(host, "[") {
-			if ip := net.ParseIP(host[1 : len(host)-1]); ip == nil {
+			// netip, unlike net.ParseIP, takes a zone (fe80::1%eth0).
+			if _, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil {
 				return nil, bad("a malformed IPv6 address")
 			}
 		}
@@ -295,7 +310,8 @@ func Redacted(u *url.URL) string {
 //   - any #fragment; and when the text does not start with "SCHEME:/",
 //     everything before the last '@' or, without one, after the first ':'.
 //
-// Control characters are %-escaped, so the result is one line.
+// Spaces, control characters, line separators, bidi controls and invalid
+// UTF-8 are %-escaped, so the result is one line of plain text.
 func RedactURL(rawURL string) string {
 	var b strings.Builder
 	s := rawURL
@@ -328,15 +344,13 @@ func RedactURL(rawURL string) string {
 	b.WriteString(escapeControl(s))
 	if hasQuery {
 		b.WriteByte('?')
-		afterSemicolon, i := false, 0
+		i := 0
 		for len(query) > 0 {
 			part := query
 			end := strings.IndexAny(query, "&;")
 			if end >= 0 {
 				part = query[:end]
 			}
-			wasSemicolon := afterSemicolon
-			afterSemicolon = end >= 0 && query[end] == ';'
 			if end < 0 {
 				query = ""
 			} else {
@@ -351,17 +365,13 @@ func RedactURL(rawURL string) string {
 			i++
 			rawName, _, hasValue := strings.Cut(part, "=")
 			name, err := url.QueryUnescape(rawName)
-			if err != nil || paramName(name) != name {
+			// A part without '=' may be the tail of a value after an
+			// unescaped '&'.
+			if err != nil || paramName(name) != name || !hasValue {
 				b.WriteString(redactedText)
 				continue
 			}
 			switch {
-			case !hasValue && wasSemicolon:
-				// After a ';', a bare word may be the rest of a value
-				// (password=ab;cd): a ';' separates nothing.
-				b.WriteString(redactedText)
-			case !hasValue:
-				b.WriteString(rawName)
 			case isPublic(name):
 				b.WriteString(escapeControl(part))
 			default:
@@ -372,40 +382,52 @@ func RedactURL(rawURL string) string {
 	return b.String()
 }
 
-// escapeControl %-escapes control characters and spaces, so that printed
-// text stays one line and cannot forge a log line.
+// escapeControl %-escapes what could break the one line or forge text on
+// a terminal or in a log viewer: spaces, control characters (C0 and C1),
+// line and paragraph separators, bidi controls and invalid UTF-8.
 func escapeControl(s string) string {
-	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == ' ' }) {
+	if !strings.ContainsFunc(s, unsafeRune) {
 		return s
 	}
 	var b strings.Builder
-	for _, c := range []byte(s) {
-		if c < 0x20 || c == 0x7f || c == ' ' {
-			fmt.Fprintf(&b, "%%%02X", c)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if unsafeRune(r) {
+			for _, c := range []byte(s[i : i+n]) {
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
 		} else {
-			b.WriteByte(c)
+			b.WriteString(s[i : i+n])
 		}
+		i += n
 	}
 	return b.String()
 }
 
-// Scrub returns err, or an error with the same chain whose text has every
-// non-empty secret replaced by "xxxxx", if the text contains one: errors
-// from clients and servers may quote what they were given.
+// unsafeRune reports whether escapeControl escapes r.
+func unsafeRune(r rune) bool {
+	return r == ' ' || r == utf8.RuneError || unicode.IsControl(r) ||
+		r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r)
+}
+
+// Scrub returns err, or, if its text contains a non-empty secret, an
+// error with the same chain (for errors.Is and errors.As) whose text says
+// only that it is not shown: errors from clients and servers may quote
+// what they were given. The whole text is hidden, not the secret's
+// occurrences: a short or common password occurs in ordinary text by
+// chance, and replacing it there showed it (password "x" printed
+// "contexxxxxt deadline exxxxxceeded").
 func Scrub(err error, secrets ...string) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
 	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, redactedText)
+		if s != "" && strings.Contains(msg, s) {
+			return &scrubbedError{msg: "error text not shown: it contains the password", err: err}
 		}
 	}
-	if msg == err.Error() {
-		return err
-	}
-	return &scrubbedError{msg: msg, err: err}
+	return err
 }
 
 // scrubbedError hides secrets in its text and keeps the chain for

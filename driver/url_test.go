@@ -1,6 +1,7 @@
 package driver_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -27,6 +28,15 @@ func TestRedactURL(t *testing.T) {
 		{"redis://h/0#pw", "redis://h/0"},
 		{"redis://h?p%w=x", "redis://h?xxxxx"},
 		{"redis://h/\n?ttl=1s", "redis://h/%0A?ttl=1s"},
+		{"redis://h?pw=abc&tail&ttl=1s", "redis://h?pw=xxxxx&xxxxx&ttl=1s"},
+		// What would break the one line or forge text on a terminal or
+		// in a log viewer: a C1 control (NEL), line and paragraph
+		// separators, a bidi override, invalid UTF-8.
+		{"redis://h/%zz\u0085forged", "redis://h/%zz%C2%85forged"},
+		{"redis://h/%zz\u2028forged\u2029", "redis://h/%zz%E2%80%A8forged%E2%80%A9"},
+		{"redis://h/%zz\u202egnp.exe", "redis://h/%zz%E2%80%AEgnp.exe"},
+		{"redis://h/%zz\x9b31m\xff", "redis://h/%zz%9B31m%FF"},
+		{"redis://h/%zzé→", "redis://h/%zzé→"},
 	}
 	for _, tt := range tests {
 		if got := driver.RedactURL(tt.in); got != tt.want {
@@ -36,15 +46,27 @@ func TestRedactURL(t *testing.T) {
 }
 
 func TestParseQuery(t *testing.T) {
-	bad := []string{"a=1;b=2", "a=%zz", "=1", "a=1&a=2", "%zz=1"}
+	bad := []string{"a=1;b=2", "a=%zz", "=1", "a=1&a=2", "%zz=1", "pw=abc&tail", "c", "ttl=", "a=1&b="}
 	for _, q := range bad {
 		if _, err := driver.ParseQuery(q); !errors.Is(err, driver.ErrInvalid) {
 			t.Errorf("ParseQuery(%q) = %v; want ErrInvalid", q, err)
 		}
 	}
-	q, err := driver.ParseQuery("a=1&&b=x%20y&c")
-	if err != nil || q.Get("a") != "1" || q.Get("b") != "x y" || !q.Has("c") || len(q) != 3 {
+	q, err := driver.ParseQuery("a=1&&b=x%20y&c=%20")
+	if err != nil || q.Get("a") != "1" || q.Get("b") != "x y" || q.Get("c") != " " || len(q) != 3 {
 		t.Errorf("ParseQuery = %v, %v", q, err)
+	}
+}
+
+// TestParseURLIPv6Zone: a link-local IPv6 address with its zone, %25
+// in a URL, is a valid host.
+func TestParseURLIPv6Zone(t *testing.T) {
+	u, _, err := driver.ParseURL("redis://[fe80::1%25eth0]:6379/0")
+	if err != nil {
+		t.Fatalf("ParseURL = %v", err)
+	}
+	if hosts, err := driver.HostList(u, "6379"); err != nil || len(hosts) != 1 || hosts[0] != "[fe80::1%eth0]:6379" {
+		t.Errorf("HostList = %v, %v; want [fe80::1%%eth0]:6379", hosts, err)
 	}
 }
 
@@ -54,6 +76,7 @@ func TestHostList(t *testing.T) {
 		"h:1,h2:2":           "h:1,h2:2",
 		"[::1]":              "[::1]:6379",
 		"[::1]:7,10.0.0.1:8": "[::1]:7,10.0.0.1:8",
+		"[fe80::1%eth0]:1":   "[fe80::1%eth0]:1", // a link-local address needs its zone
 	}
 	for in, want := range good {
 		got, err := driver.HostList(&url.URL{Scheme: "x", Host: in}, "6379")
@@ -87,6 +110,25 @@ func TestScrub(t *testing.T) {
 	}
 	if driver.Scrub(base, "absent") != base || driver.Scrub(nil, "x") != nil {
 		t.Error("Scrub changed an error without the secret, or a nil error")
+	}
+}
+
+// TestScrubShortSecret: a short password occurs in ordinary text by
+// chance, and replacing it there showed it: with password "x", dlock
+// printed "redis://xxxxxxxxxxxxxxxxxxxxxxxxx@host: contexxxxxt deadline
+// exxxxxceeded". What Scrub prints must not depend on which secret it hid.
+func TestScrubShortSecret(t *testing.T) {
+	base := fmt.Errorf("open rediss://xxxxx@127.0.0.1:6379/0: %w", context.DeadlineExceeded)
+	var prev string
+	for _, secret := range []string{"x", "e", "6379", "deadline", "rediss"} {
+		err := driver.Scrub(base, secret)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Scrub(%q) = %v; want the chain kept", secret, err)
+		}
+		if prev != "" && err.Error() != prev {
+			t.Errorf("Scrub(%q) = %q, and %q for another secret: the text tells which", secret, err, prev)
+		}
+		prev = err.Error()
 	}
 }
 

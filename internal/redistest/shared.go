@@ -2,15 +2,19 @@ package redistest
 
 import (
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
 
 // lifetime collects cleanups of servers shared by a whole test binary.
 type lifetime struct {
-	mu  sync.Mutex
-	fns []func()
-	dir string
+	mu    sync.Mutex
+	fns   []func()
+	dir   string
+	swept sync.Once
 }
 
 func (l *lifetime) Cleanup(f func()) {
@@ -19,14 +23,41 @@ func (l *lifetime) Cleanup(f func()) {
 	l.fns = append(l.fns, f)
 }
 
+// tempDirPrefix starts the names of the directories of shared servers,
+// followed by the test binary's PID and '-'.
+const tempDirPrefix = "redistest-"
+
 // tempDir returns a new directory removed at the end of the binary's run.
+// Its name carries the PID, so that the first call of a later run can
+// remove the directories of runs that died without their cleanups (a
+// SIGKILL, the panic of a test timeout); the processes they started died
+// with them (see setSysProcAttr).
 func (l *lifetime) tempDir() string {
-	dir, err := os.MkdirTemp("", "redistest-")
+	l.swept.Do(sweepDeadRuns)
+	dir, err := os.MkdirTemp("", tempDirPrefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		panic("redistest: " + err.Error())
 	}
 	l.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// sweepDeadRuns removes the directories of shared servers whose test
+// binary is no longer running.
+func sweepDeadRuns() {
+	entries, _ := os.ReadDir(os.TempDir())
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), tempDirPrefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pidText, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+	}
 }
 
 func (l *lifetime) run() {
@@ -104,8 +135,10 @@ type M struct{ m *testing.M }
 //	func TestMain(m *testing.M) { goleak.VerifyTestMain(redistest.Main(m)) }
 func Main(m *testing.M) *M { return &M{m} }
 
-// Run runs the tests and then stops the shared servers.
+// Run removes what dead runs left behind (see lifetime.tempDir), runs
+// the tests and then stops the shared servers.
 func (x *M) Run() int {
+	shared.swept.Do(sweepDeadRuns)
 	code := x.m.Run()
 	shared.run()
 	return code

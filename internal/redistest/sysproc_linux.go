@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"syscall"
@@ -26,4 +27,11 @@ func lockFile(path string) (func(), error) {
 		return nil, err
 	}
 	return func() { f.Close() }, nil
+}
+
+// processAlive reports whether a process with this PID runs (EPERM: it
+// does, under another user).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

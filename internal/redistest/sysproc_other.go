@@ -14,3 +14,6 @@ func setSysProcAttr(cmd *exec.Cmd) {}
 // lockFile does not lock elsewhere: concurrent builds of the toxiproxy
 // server only cost time, as each renames its own file into place.
 func lockFile(path string) (func(), error) { return func() {}, nil }
+
+// processAlive says yes: elsewhere no directory is swept.
+func processAlive(pid int) bool { return true }

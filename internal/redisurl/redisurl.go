@@ -198,6 +198,12 @@ type Conn struct {
 // NewConn reads the connection parameters of u, whose query is q.
 func NewConn(u *url.URL, q url.Values, useTLS bool) (*Conn, error) {
 	c := &Conn{User: u.User, Query: q, TLS: useTLS, Redacted: driver.Redacted(u)}
+	if user, pass := c.userPass(); user != "" && pass == "" {
+		// go-redis sends no AUTH without a password: the connection
+		// would silently be the default user's, with its rights.
+		return nil, fmt.Errorf("%w: %s: a user name without a password, which the client would ignore (no AUTH is sent, so the connection would be the default user's); write USER:PASSWORD@, or :PASSWORD@ for the default user",
+			driver.ErrInvalid, c.Redacted)
+	}
 	var err error
 	if c.skipVerify, err = Bool(q, ParamSkipVerify, c.Redacted); err != nil {
 		return nil, err
@@ -256,9 +262,23 @@ func (c *Conn) wrap(err error) error {
 	return fmt.Errorf("%w: %s: %w", driver.ErrInvalid, c.Redacted, err)
 }
 
+// checkDB refuses a database given in the path (dbPath, "" or "/" for
+// none) and as db= with another value: go-redis would silently take db=.
+func (c *Conn) checkDB(dbPath string) error {
+	inPath := strings.Trim(dbPath, "/")
+	if inPath != "" && c.Query.Has("db") && c.Query.Get("db") != inPath {
+		return fmt.Errorf("%w: %s: the database twice, %s in the path and db=%s; give it once, in the path",
+			driver.ErrInvalid, c.Redacted, inPath, c.Query.Get("db"))
+	}
+	return nil
+}
+
 // Client returns the options of a client of one server at host
 // (HOST:PORT) and path (/DB), for kind Standalone or Redlock.
 func (c *Conn) Client(kind Kind, host, path string) (*redis.Options, error) {
+	if err := c.checkDB(path); err != nil {
+		return nil, err
+	}
 	o, err := redis.ParseURL(c.goRedisURL(kind, host, path, nil))
 	if err != nil {
 		return nil, c.wrap(err)
@@ -304,6 +324,9 @@ func (c *Conn) ClusterClient(hosts []string) (*redis.ClusterOptions, error) {
 // Sentinels at hosts, on database path (/DB or ""). The user information
 // is the master's; sentinelAuth presents it to the Sentinels too.
 func (c *Conn) FailoverClient(hosts []string, master, path string, sentinelAuth bool) (*redis.FailoverOptions, error) {
+	if err := c.checkDB(path); err != nil {
+		return nil, err
+	}
 	extra := url.Values{"master_name": {master}, "addr": hosts[1:]}
 	o, err := redis.ParseFailoverURL(c.goRedisURL(Sentinel, hosts[0], path, extra))
 	if err != nil {

@@ -667,9 +667,11 @@ func isRedirect(err error) bool {
 }
 
 // isScriptPermissionError reports a command refused by the ACL inside a
-// script: Redis 7.0 answers it with ERR, not NOPERM.
+// script: Redis 7.0 and Valkey answer it with ERR, not NOPERM, each in
+// its own words.
 func isScriptPermissionError(err error) bool {
-	return redis.HasErrorPrefix(err, "The user executing the script can't")
+	return redis.HasErrorPrefix(err, "The user executing the script can't") ||
+		redis.HasErrorPrefix(err, "ACL failure in script")
 }
 
 func isRedisError(err error) bool {

@@ -59,7 +59,8 @@ local function fenceOf(v) return string.sub(v, 1, string.find(v, '\n', 1, true) 
 
 // acquireSlotScript takes a slot of KEYS[1] for ARGV[1] (token) for ARGV[2]
 // ms with owner ARGV[3], under limit ARGV[5]; KEYS[2] is the fence key,
-// kept for ARGV[4] ms, KEYS[3] the holders' hash. It first drops the
+// kept for ARGV[4] ms (FenceExpiry, and at least the TTL, as for a lock:
+// see fenceKeep), KEYS[3] the holders' hash. It first drops the
 // holders whose expiry passed. Reply: the fence, a string of digits, when
 // granted (or held by the token already: same fence, TTL reset); the time
 // in ms until the first holder expires, an integer, when the slots are
@@ -132,7 +133,8 @@ end
 return 1
 `)
 
-// releaseSlotScript frees ARGV[1]'s slot of KEYS[1] and wakes every
+// releaseSlotScript frees ARGV[1]'s slot of KEYS[1] (the keys then expire
+// with the holders left, not with the one released) and wakes every
 // subscriber of the key with command ARGV[2] (PUBLISH or SPUBLISH) on the
 // lock's release channel, scoped by ARGV[3]. KEYS[2] is unused (the fence
 // key, for the same key layout as the others). Reply as
@@ -140,7 +142,7 @@ return 1
 var releaseSlotScript = newScript(slotClock + slotHeld + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('DEL', KEYS[3]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('DEL', KEYS[3]) else keep() end
 redis.call(ARGV[2], KEYS[1] .. ':released' .. ARGV[3], '')
 return 1
 `)
@@ -184,8 +186,10 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 		return driver.Result{}, fmt.Errorf("redisdriver: %w", err)
 	}
 	lk, fk, hk := d.slotKeys(req.Key)
+	ttlMS := msArg(req.TTL)
+	ttl := d.ms.box(ttlMS)
 	v, err := eval(ctx, d.client, acquireSlotScript, []any{nil, nil, 3, lk, fk, hk,
-		req.Token, d.ms.box(msArg(req.TTL)), d.owner.box(req.Owner), d.fenceMS, limit}).Result()
+		req.Token, ttl, d.owner.box(req.Owner), d.fenceKeep(ttl, ttlMS), limit}).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire slot", req.Key, err)
 	}
@@ -259,7 +263,8 @@ func (d *locker) RefreshSlot(ctx context.Context, key, token string, ttl time.Du
 		return err
 	}
 	lk, fk, hk := d.slotKeys(key)
-	v, err := eval(ctx, d.client, refreshSlotScript, []any{nil, nil, 3, lk, fk, hk, token, msArg(ttl), d.fenceMS}).Result()
+	ttlMS := msArg(ttl)
+	v, err := eval(ctx, d.client, refreshSlotScript, []any{nil, nil, 3, lk, fk, hk, token, ttlMS, d.fenceKeep(ttlMS, ttlMS)}).Result()
 	return d.slotResult("refresh slot", key, lk, fk, hk, v, err)
 }
 
@@ -283,10 +288,12 @@ func (d *locker) RefreshSlots(ctx context.Context, reqs []driver.RefreshRequest)
 		pipe := d.client.Pipeline()
 		for _, i := range idx {
 			k := keys[i][:]
+			ttlMS := msArg(reqs[i].TTL)
+			keep := d.fenceKeep(ttlMS, ttlMS)
 			if sha {
-				cmds[i] = refreshSlotScript.EvalSha(ctx, pipe, k, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
+				cmds[i] = refreshSlotScript.EvalSha(ctx, pipe, k, reqs[i].Token, ttlMS, keep)
 			} else {
-				cmds[i] = refreshSlotScript.Eval(ctx, pipe, k, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
+				cmds[i] = refreshSlotScript.Eval(ctx, pipe, k, reqs[i].Token, ttlMS, keep)
 			}
 		}
 		pipe.Exec(ctx) // errors are per command

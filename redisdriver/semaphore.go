@@ -214,7 +214,7 @@ func slotRefusal(key string, limit int, lk, fk, hk, reply string) error {
 	which, detail, _ := strings.Cut(reply, " ")
 	switch which {
 	case "1":
-		return wrongType(key, lk, detail)
+		return lockKeyType(key, lk, detail)
 	case "2":
 		return wrongType(key, fk, detail)
 	case "3":
@@ -225,6 +225,20 @@ func slotRefusal(key string, limit int, lk, fk, hk, reply string) error {
 		return fmt.Errorf("redisdriver: acquire slot %q: %w: its holders have limit %s, this acquire %d", key, driver.ErrLimitMismatch, detail, limit)
 	}
 	return fmt.Errorf("redisdriver: semaphore %q: unexpected reply %q", key, reply)
+}
+
+// lockKeyType is wrongType for the lock key lk of key, found holding typ.
+// A sorted set there is a semaphore's, a string a lock's: the other kind
+// of dlock key for the call that found it (a lock's call finds no string
+// refused, a slot's no sorted set), reported with [driver.ErrWrongKind]
+// too, so that callers can tell clients that disagree on the kind (a
+// limit of 1 against one above) from someone else's data.
+func lockKeyType(key string, lk, typ any) error {
+	err := wrongType(key, lk, typ)
+	if t, _ := typ.(string); t == "zset" || t == "string" {
+		return fmt.Errorf("%w (%w)", err, driver.ErrWrongKind)
+	}
+	return err
 }
 
 // checkSlots refuses, before any I/O, what the slot scripts cannot serve.

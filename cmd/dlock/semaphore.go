@@ -31,14 +31,30 @@ func checkLimit(c *command, limit int) int {
 // slot of its semaphore.
 func acquireN(ctx context.Context, l *dlock.Locker, key string, limit int, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
 	if limit <= 1 {
-		return acquire(ctx, l, key, opts, wait, waiting)
+		lease, err := acquire(ctx, l, key, opts, wait, waiting)
+		return lease, kindMismatch(err, limit)
 	}
 	lease, err := acquireSlot(ctx, l.Semaphore(key, limit), opts, wait, waiting)
 	if errors.Is(err, dlock.ErrLimitMismatch) || errors.Is(err, errors.ErrUnsupported) {
 		// Not busy, nor the backend failing: a configuration error.
 		err = fmt.Errorf("%w: %w", dlock.ErrInvalid, err)
 	}
-	return lease, err
+	return lease, kindMismatch(err, limit)
+}
+
+// kindMismatch makes a refusal of key as the other kind (a lock for
+// --limit 1, a semaphore above) a configuration error, as a limit that
+// differs is: the clients of a key disagree on --limit.
+func kindMismatch(err error, limit int) error {
+	if !errors.Is(err, driver.ErrWrongKind) || errors.Is(err, dlock.ErrInvalid) {
+		return err
+	}
+	kind := "a semaphore (--limit above 1)"
+	if limit > 1 {
+		kind = "a lock (--limit 1)"
+	}
+	return fmt.Errorf("%w: %w: the key is held as %s, this dlock gave --limit %d: every dlock on a key must give the same --limit",
+		dlock.ErrInvalid, err, kind, limit)
 }
 
 // acquireSlot takes a slot of sem as --wait says.

@@ -19,7 +19,9 @@ var _ driver.Semaphore = (*locker)(nil)
 // expiry (the server's TIME in µs since the epoch), next to the hash
 // PREFIX{KEY}:slots, which maps each token to "FENCE\nSINCE\nOWNER" and the
 // field "\nlimit" (no token has a newline) to the limit the holders were
-// granted under. The fence key PREFIX{KEY}:fence and the release channel
+// granted under, and "\nfence" to the last fence granted to a holder (a
+// fence key lost while slots are held, evicted, is put back from it). The
+// fence key PREFIX{KEY}:fence and the release channel
 // are the lock's: fences of a key increase across its locks and slots, and
 // waiters of either are woken the same way. Sharing the lock key makes a
 // key one kind or the other: a lock's scripts find a sorted set there and
@@ -55,6 +57,11 @@ local function keep()
   end
 end
 local function fenceOf(v) return string.sub(v, 1, string.find(v, '\n', 1, true) - 1) end
+local function fenceMax(a, b)
+  if not b or not string.find(b, '^%d+$') then return a end
+  if not a or #b > #a or #b == #a and b > a then return b end
+  return a
+end
 `
 
 // acquireSlotScript takes a slot of KEYS[1] for ARGV[1] (token) for ARGV[2]
@@ -95,13 +102,12 @@ if type(last) == 'table' then
   if string.sub(last.err, 1, 10) ~= 'WRONGTYPE ' then return last end
   return '!2 ' .. redis.call('TYPE', KEYS[2]).ok
 end
-if last then
-  if not isFence(last) then return '!2 string that is not a fence' end
-  if #last > #f or #last == #f and last >= f then f = string.format('%.0f', tonumber(last) + 1) end
-end
+if last and not isFence(last) then return '!2 string that is not a fence' end
+last = fenceMax(last, redis.call('HGET', KEYS[3], '\nfence'))
+if last and (#last > #f or #last == #f and last >= f) then f = string.format('%.0f', tonumber(last) + 1) end
 if not isFence(f) then return '!3' end
 redis.call('ZADD', KEYS[1], exp, ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], '` + "\\nlimit" + `', ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[1], f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], '` + "\\nlimit" + `', ARGV[5], '\nfence', f)
 redis.call('SET', KEYS[2], f, 'PX', ARGV[4])
 keep()
 return f
@@ -118,12 +124,13 @@ if not mine then return 0 end
 
 // refreshSlotScript resets ARGV[1]'s slot of KEYS[1] to expire ARGV[2] ms
 // from now, and keeps the fence key KEYS[2] for ARGV[3] ms more, at least
-// at the slot's fence, as refreshScript does for a lock. Reply: 1 done; 0
+// at the last fence granted to the semaphore's holders (not the slot's
+// own: a later slot's may be larger), as refreshScript does for a lock. Reply: 1 done; 0
 // not held; "!1 TYPE" / "!4 TYPE" other data.
 var refreshSlotScript = newScript(isFence + slotClock + slotHeld + `
 redis.call('ZADD', KEYS[1], 'XX', nowus + tonumber(ARGV[2]) * 1000, ARGV[1])
 keep()
-local fs = fenceOf(mine)
+local fs = fenceMax(fenceOf(mine), redis.call('HGET', KEYS[3], '\nfence'))
 local last = redis.pcall('GET', KEYS[2])
 if not last or isFence(last) and (#last < #fs or #last == #fs and last < fs) then
   redis.call('SET', KEYS[2], fs, 'PX', ARGV[3])

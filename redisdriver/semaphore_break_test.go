@@ -85,3 +85,44 @@ func TestSemaphoreFenceKeyOutlivesSlots(t *testing.T) {
 		t.Errorf("slot b's fence %d is not above slot a's %d, granted earlier", b.Fence, a.Fence)
 	}
 }
+
+// TestSemaphoreFenceRestoredByRefresh: when the fence key is gone while
+// slots are held (evicted: it has a TTL, so volatile-* maxmemory policies
+// may drop it), a slot's refresh puts back the largest fence granted to the
+// semaphore's holders, not its own: with its own, the next grant repeated
+// a later slot's fence when fences ran ahead of the server's clock.
+func TestSemaphoreFenceRestoredByRefresh(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	d := semDriver(t, s)
+	ctx := testCtx(t)
+	key := uniqueKey("sem/fence-restore/")
+	fk := redisdriver.DefaultPrefix + "{" + key + "}:fence"
+	ahead := req(key, "lock")
+	ahead.FenceFloor = uint64(time.Now().Add(5 * time.Second).UnixMicro())
+	if lock, err := d.Acquire(ctx, ahead); err != nil || !lock.Acquired {
+		t.Fatalf("Acquire = %+v, %v", lock, err)
+	}
+	if err := d.Release(ctx, key, "lock"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := d.AcquireSlot(ctx, req(key, "a"), 3)
+	if err != nil || !a.Acquired {
+		t.Fatalf("AcquireSlot a = %+v, %v", a, err)
+	}
+	b, err := d.AcquireSlot(ctx, req(key, "b"), 3)
+	if err != nil || !b.Acquired || b.Fence <= a.Fence {
+		t.Fatalf("AcquireSlot b = %+v, %v; want a fence above %d", b, err, a.Fence)
+	}
+	admin.Del(ctx, fk) // evicted
+	if err := d.RefreshSlot(ctx, key, "a", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.AcquireSlot(ctx, req(key, "c"), 3)
+	if err != nil || !c.Acquired {
+		t.Fatalf("AcquireSlot c = %+v, %v", c, err)
+	}
+	if c.Fence <= b.Fence {
+		t.Errorf("slot c's fence %d is not above slot b's %d, granted earlier and still held", c.Fence, b.Fence)
+	}
+}

@@ -221,7 +221,7 @@ func slotRefusal(key string, limit int, lk, fk, hk, reply string) error {
 	which, detail, _ := strings.Cut(reply, " ")
 	switch which {
 	case "1":
-		return lockKeyType(key, lk, detail)
+		return lockKeyType(key, lk, detail, "zset")
 	case "2":
 		return wrongType(key, fk, detail)
 	case "3":
@@ -234,15 +234,15 @@ func slotRefusal(key string, limit int, lk, fk, hk, reply string) error {
 	return fmt.Errorf("redisdriver: semaphore %q: unexpected reply %q", key, reply)
 }
 
-// lockKeyType is wrongType for the lock key lk of key, found holding typ.
-// A sorted set there is a semaphore's, a string a lock's: the other kind
-// of dlock key for the call that found it (a lock's call finds no string
-// refused, a slot's no sorted set), reported with [driver.ErrWrongKind]
-// too, so that callers can tell clients that disagree on the kind (a
-// limit of 1 against one above) from someone else's data.
-func lockKeyType(key string, lk, typ any) error {
+// lockKeyType is wrongType for the lock key lk of key, found holding typ
+// by a call of the kind that stores mine there ("string" for a lock,
+// "zset" for a semaphore). The other of the two is the other kind of dlock
+// key, reported with [driver.ErrWrongKind] too, so that callers can tell
+// clients that disagree on the kind (a limit of 1 against one above) from
+// someone else's data.
+func lockKeyType(key string, lk, typ any, mine string) error {
 	err := wrongType(key, lk, typ)
-	if t, _ := typ.(string); t == "zset" || t == "string" {
+	if t, _ := typ.(string); t != mine && (t == "zset" || t == "string") {
 		return fmt.Errorf("%w (%w)", err, driver.ErrWrongKind)
 	}
 	return err

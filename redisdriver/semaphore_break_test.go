@@ -1,6 +1,7 @@
 package redisdriver_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -124,5 +125,29 @@ func TestSemaphoreFenceRestoredByRefresh(t *testing.T) {
 	}
 	if c.Fence <= b.Fence {
 		t.Errorf("slot c's fence %d is not above slot b's %d, granted earlier and still held", c.Fence, b.Fence)
+	}
+}
+
+// TestForeignStringIsNotOtherKind: someone else's string at a lock key is
+// ErrWrongType for a lock's Acquire, not ErrWrongKind (which says the key
+// is a semaphore's); a semaphore's sorted set there is both.
+func TestForeignStringIsNotOtherKind(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	d := semDriver(t, s)
+	ctx := testCtx(t)
+	key := uniqueKey("sem/foreign-string/")
+	admin.Set(ctx, redisdriver.DefaultPrefix+"{"+key+"}", "theirs", time.Minute)
+	_, err := d.Acquire(ctx, req(key, "a"))
+	if !errors.Is(err, redisdriver.ErrWrongType) || errors.Is(err, driver.ErrWrongKind) {
+		t.Errorf("Acquire over a foreign string = %v; want ErrWrongType and not ErrWrongKind", err)
+	}
+	sem := uniqueKey("sem/other-kind/")
+	if res, err := d.AcquireSlot(ctx, req(sem, "s"), 2); err != nil || !res.Acquired {
+		t.Fatalf("AcquireSlot = %+v, %v", res, err)
+	}
+	_, err = d.Acquire(ctx, req(sem, "a"))
+	if !errors.Is(err, redisdriver.ErrWrongType) || !errors.Is(err, driver.ErrWrongKind) {
+		t.Errorf("Acquire of a semaphore's key = %v; want ErrWrongType and ErrWrongKind", err)
 	}
 }

@@ -28,22 +28,24 @@ var _ driver.Semaphore = (*locker)(nil)
 // refuse (ErrWrongType), and the slot scripts refuse a string. All keys
 // share the hash tag, so the scripts work on Redis Cluster.
 //
-// Every script reads the server's TIME: holders whose expiry has passed are
-// dropped by the next acquire, in the same script, and never counted by
-// any script before that. Dropping them costs at most the limit's worth of
-// work (there are never more holders), and nothing ever scans the
-// keyspace. Both keys expire with the last holder, so an idle semaphore
+// Every script reads the server's TIME: holders whose expiry has passed
+// are never counted, and are dropped by the following acquires, at most
+// slotPrune each (all at once, by UNLINK, when none is alive), so that no
+// script does more than a bounded amount of work, whatever the limit;
+// nothing ever scans the keyspace. Both keys expire with the last holder, so an idle semaphore
 // leaves nothing behind but its fence key, which expires as a lock's does.
 const slotsSuffix = ":slots"
 
 // slotClock, prepended to the slot scripts, reads TIME into nowus (µs) and
-// f (the same, as digits), checks that KEYS[1] and KEYS[3] are a sorted set
+// f (the same, as digits), live (the score range of live holders: not
+// '(' .. nowus, which Lua writes with 14 digits, dozens of µs off), checks that KEYS[1] and KEYS[3] are a sorted set
 // and a hash or absent, and defines keep(), which makes both expire with
 // the last holder.
 const slotClock = `
 local t = redis.call('TIME')
 local nowus = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local f = t[1] .. string.sub('00000' .. t[2], -6)
+local live = '(' .. f
 local ty = redis.call('TYPE', KEYS[1]).ok
 if ty ~= 'zset' and ty ~= 'none' then return '!1 ' .. ty end
 local hty = redis.call('TYPE', KEYS[3]).ok
@@ -64,11 +66,19 @@ local function fenceMax(a, b)
 end
 `
 
+// slotPrune bounds the expired holders one acquire drops one by one: with
+// a large limit, thousands may expire together, and dropping them all in
+// one script blocked the server for 83ms at MaxLimit (see
+// TestSemaphorePruneBounded).
+const slotPrune = "100"
+
 // acquireSlotScript takes a slot of KEYS[1] for ARGV[1] (token) for ARGV[2]
 // ms with owner ARGV[3], under limit ARGV[5]; KEYS[2] is the fence key,
 // kept for ARGV[4] ms (FenceExpiry, and at least the TTL, as for a lock:
 // see fenceKeep), KEYS[3] the holders' hash. It first drops the
-// holders whose expiry passed. Reply: the fence, a string of digits, when
+// holders whose expiry passed, up to slotPrune of them (the others on
+// later calls; they count for nothing meanwhile), or all at once with
+// UNLINK when none is alive. Reply: the fence, a string of digits, when
 // granted (or held by the token already: same fence, TTL reset); the time
 // in ms until the first holder expires, an integer, when the slots are
 // full; "!5 LIMIT" when the holders have another limit; "!1 TYPE", "!2
@@ -76,25 +86,28 @@ end
 // data; "!3" when the fence would reach 2^53. The fence is the lock's:
 // the largest of TIME in µs and one more than the last fence of the key.
 var acquireSlotScript = newScript(isFence + slotClock + `
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowus)
-for _, tok in ipairs(dead) do redis.call('HDEL', KEYS[3], tok) end
-if dead[1] then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', nowus) end
-local n = redis.call('ZCARD', KEYS[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowus, 'LIMIT', 0, ` + slotPrune + `)
+if dead[1] then
+  redis.call('ZREM', KEYS[1], unpack(dead))
+  redis.call('HDEL', KEYS[3], unpack(dead))
+end
+local n = redis.call('ZCOUNT', KEYS[1], live, '+inf')
 if n == 0 then
-  redis.call('DEL', KEYS[3])
+  redis.call('UNLINK', KEYS[1], KEYS[3])
 else
   local lim = redis.call('HGET', KEYS[3], '` + "\\nlimit" + `')
   if lim and lim ~= ARGV[5] then return '!5 ' .. lim end
 end
 local exp = nowus + tonumber(ARGV[2]) * 1000
 local mine = redis.call('HGET', KEYS[3], ARGV[1])
-if mine and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+local sc = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if mine and sc and tonumber(sc) > nowus then
   redis.call('ZADD', KEYS[1], exp, ARGV[1])
   keep()
   return fenceOf(mine)
 end
 if n >= tonumber(ARGV[5]) then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGEBYSCORE', KEYS[1], live, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   return math.max(1, math.ceil((tonumber(first[2]) - nowus) / 1000))
 end
 local last = redis.pcall('GET', KEYS[2])
@@ -159,7 +172,7 @@ return 1
 // PTTL, …} with LIMIT 0 when none holds a slot; "!1 TYPE" / "!4 TYPE"
 // other data.
 var inspectSlotsScript = newScript(slotClock + `
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. nowus, '+inf', 'WITHSCORES')
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], live, '+inf', 'WITHSCORES')
 if not live[1] then return {0} end
 local out = {tonumber(redis.call('HGET', KEYS[3], '` + "\\nlimit" + `') or 0)}
 for i = 1, #live, 2 do

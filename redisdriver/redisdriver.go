@@ -292,6 +292,9 @@ func (d *locker) acquireResult(key string, args []any, v any) (driver.Result, er
 			if which == "2" {
 				redisKey = args[4] // its fence key
 			}
+			if which == "1" {
+				return driver.Result{}, lockKeyType(key, redisKey, typ, "string")
+			}
 			return driver.Result{}, wrongType(key, redisKey, typ)
 		}
 		fence, err := strconv.ParseUint(v, 10, 64)
@@ -482,7 +485,7 @@ func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 	case code == 0:
 		return driver.Holder{}, false, nil
 	case code == -1 && len(v) == 2:
-		return driver.Holder{}, false, wrongType(key, lk, v[1])
+		return driver.Holder{}, false, lockKeyType(key, lk, v[1], "string")
 	case code == 1 && len(v) == 5:
 		owner, _ := v[1].(string)
 		fs, _ := v[2].(string)

@@ -19,29 +19,33 @@ var _ driver.Semaphore = (*locker)(nil)
 // expiry (the server's TIME in µs since the epoch), next to the hash
 // PREFIX{KEY}:slots, which maps each token to "FENCE\nSINCE\nOWNER" and the
 // field "\nlimit" (no token has a newline) to the limit the holders were
-// granted under. The fence key PREFIX{KEY}:fence and the release channel
+// granted under, and "\nfence" to the last fence granted to a holder (a
+// fence key lost while slots are held, evicted, is put back from it). The
+// fence key PREFIX{KEY}:fence and the release channel
 // are the lock's: fences of a key increase across its locks and slots, and
 // waiters of either are woken the same way. Sharing the lock key makes a
 // key one kind or the other: a lock's scripts find a sorted set there and
 // refuse (ErrWrongType), and the slot scripts refuse a string. All keys
 // share the hash tag, so the scripts work on Redis Cluster.
 //
-// Every script reads the server's TIME: holders whose expiry has passed are
-// dropped by the next acquire, in the same script, and never counted by
-// any script before that. Dropping them costs at most the limit's worth of
-// work (there are never more holders), and nothing ever scans the
-// keyspace. Both keys expire with the last holder, so an idle semaphore
+// Every script reads the server's TIME: holders whose expiry has passed
+// are never counted, and are dropped by the following acquires, at most
+// slotPrune each (all at once, by UNLINK, when none is alive), so that no
+// script does more than a bounded amount of work, whatever the limit;
+// nothing ever scans the keyspace. Both keys expire with the last holder, so an idle semaphore
 // leaves nothing behind but its fence key, which expires as a lock's does.
 const slotsSuffix = ":slots"
 
 // slotClock, prepended to the slot scripts, reads TIME into nowus (µs) and
-// f (the same, as digits), checks that KEYS[1] and KEYS[3] are a sorted set
+// f (the same, as digits), live (the score range of live holders: not
+// '(' .. nowus, which Lua writes with 14 digits, dozens of µs off), checks that KEYS[1] and KEYS[3] are a sorted set
 // and a hash or absent, and defines keep(), which makes both expire with
 // the last holder.
 const slotClock = `
 local t = redis.call('TIME')
 local nowus = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local f = t[1] .. string.sub('00000' .. t[2], -6)
+local live = '(' .. f
 local ty = redis.call('TYPE', KEYS[1]).ok
 if ty ~= 'zset' and ty ~= 'none' then return '!1 ' .. ty end
 local hty = redis.call('TYPE', KEYS[3]).ok
@@ -55,12 +59,26 @@ local function keep()
   end
 end
 local function fenceOf(v) return string.sub(v, 1, string.find(v, '\n', 1, true) - 1) end
+local function fenceMax(a, b)
+  if not b or not string.find(b, '^%d+$') then return a end
+  if not a or #b > #a or #b == #a and b > a then return b end
+  return a
+end
 `
+
+// slotPrune bounds the expired holders one acquire drops one by one: with
+// a large limit, thousands may expire together, and dropping them all in
+// one script blocked the server for 83ms at MaxLimit (see
+// TestSemaphorePruneBounded).
+const slotPrune = "100"
 
 // acquireSlotScript takes a slot of KEYS[1] for ARGV[1] (token) for ARGV[2]
 // ms with owner ARGV[3], under limit ARGV[5]; KEYS[2] is the fence key,
-// kept for ARGV[4] ms, KEYS[3] the holders' hash. It first drops the
-// holders whose expiry passed. Reply: the fence, a string of digits, when
+// kept for ARGV[4] ms (FenceExpiry, and at least the TTL, as for a lock:
+// see fenceKeep), KEYS[3] the holders' hash. It first drops the
+// holders whose expiry passed, up to slotPrune of them (the others on
+// later calls; they count for nothing meanwhile), or all at once with
+// UNLINK when none is alive. Reply: the fence, a string of digits, when
 // granted (or held by the token already: same fence, TTL reset); the time
 // in ms until the first holder expires, an integer, when the slots are
 // full; "!5 LIMIT" when the holders have another limit; "!1 TYPE", "!2
@@ -68,25 +86,28 @@ local function fenceOf(v) return string.sub(v, 1, string.find(v, '\n', 1, true) 
 // data; "!3" when the fence would reach 2^53. The fence is the lock's:
 // the largest of TIME in µs and one more than the last fence of the key.
 var acquireSlotScript = newScript(isFence + slotClock + `
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowus)
-for _, tok in ipairs(dead) do redis.call('HDEL', KEYS[3], tok) end
-if dead[1] then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', nowus) end
-local n = redis.call('ZCARD', KEYS[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowus, 'LIMIT', 0, ` + slotPrune + `)
+if dead[1] then
+  redis.call('ZREM', KEYS[1], unpack(dead))
+  redis.call('HDEL', KEYS[3], unpack(dead))
+end
+local n = redis.call('ZCOUNT', KEYS[1], live, '+inf')
 if n == 0 then
-  redis.call('DEL', KEYS[3])
+  redis.call('UNLINK', KEYS[1], KEYS[3])
 else
   local lim = redis.call('HGET', KEYS[3], '` + "\\nlimit" + `')
   if lim and lim ~= ARGV[5] then return '!5 ' .. lim end
 end
 local exp = nowus + tonumber(ARGV[2]) * 1000
 local mine = redis.call('HGET', KEYS[3], ARGV[1])
-if mine and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+local sc = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if mine and sc and tonumber(sc) > nowus then
   redis.call('ZADD', KEYS[1], exp, ARGV[1])
   keep()
   return fenceOf(mine)
 end
 if n >= tonumber(ARGV[5]) then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGEBYSCORE', KEYS[1], live, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   return math.max(1, math.ceil((tonumber(first[2]) - nowus) / 1000))
 end
 local last = redis.pcall('GET', KEYS[2])
@@ -94,13 +115,12 @@ if type(last) == 'table' then
   if string.sub(last.err, 1, 10) ~= 'WRONGTYPE ' then return last end
   return '!2 ' .. redis.call('TYPE', KEYS[2]).ok
 end
-if last then
-  if not isFence(last) then return '!2 string that is not a fence' end
-  if #last > #f or #last == #f and last >= f then f = string.format('%.0f', tonumber(last) + 1) end
-end
+if last and not isFence(last) then return '!2 string that is not a fence' end
+last = fenceMax(last, redis.call('HGET', KEYS[3], '\nfence'))
+if last and (#last > #f or #last == #f and last >= f) then f = string.format('%.0f', tonumber(last) + 1) end
 if not isFence(f) then return '!3' end
 redis.call('ZADD', KEYS[1], exp, ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], '` + "\\nlimit" + `', ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[1], f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], '` + "\\nlimit" + `', ARGV[5], '\nfence', f)
 redis.call('SET', KEYS[2], f, 'PX', ARGV[4])
 keep()
 return f
@@ -117,12 +137,13 @@ if not mine then return 0 end
 
 // refreshSlotScript resets ARGV[1]'s slot of KEYS[1] to expire ARGV[2] ms
 // from now, and keeps the fence key KEYS[2] for ARGV[3] ms more, at least
-// at the slot's fence, as refreshScript does for a lock. Reply: 1 done; 0
+// at the last fence granted to the semaphore's holders (not the slot's
+// own: a later slot's may be larger), as refreshScript does for a lock. Reply: 1 done; 0
 // not held; "!1 TYPE" / "!4 TYPE" other data.
 var refreshSlotScript = newScript(isFence + slotClock + slotHeld + `
 redis.call('ZADD', KEYS[1], 'XX', nowus + tonumber(ARGV[2]) * 1000, ARGV[1])
 keep()
-local fs = fenceOf(mine)
+local fs = fenceMax(fenceOf(mine), redis.call('HGET', KEYS[3], '\nfence'))
 local last = redis.pcall('GET', KEYS[2])
 if not last or isFence(last) and (#last < #fs or #last == #fs and last < fs) then
   redis.call('SET', KEYS[2], fs, 'PX', ARGV[3])
@@ -132,7 +153,8 @@ end
 return 1
 `)
 
-// releaseSlotScript frees ARGV[1]'s slot of KEYS[1] and wakes every
+// releaseSlotScript frees ARGV[1]'s slot of KEYS[1] (the keys then expire
+// with the holders left, not with the one released) and wakes every
 // subscriber of the key with command ARGV[2] (PUBLISH or SPUBLISH) on the
 // lock's release channel, scoped by ARGV[3]. KEYS[2] is unused (the fence
 // key, for the same key layout as the others). Reply as
@@ -140,7 +162,7 @@ return 1
 var releaseSlotScript = newScript(slotClock + slotHeld + `
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('DEL', KEYS[3]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('DEL', KEYS[3]) else keep() end
 redis.call(ARGV[2], KEYS[1] .. ':released' .. ARGV[3], '')
 return 1
 `)
@@ -150,7 +172,7 @@ return 1
 // PTTL, …} with LIMIT 0 when none holds a slot; "!1 TYPE" / "!4 TYPE"
 // other data.
 var inspectSlotsScript = newScript(slotClock + `
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. nowus, '+inf', 'WITHSCORES')
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], live, '+inf', 'WITHSCORES')
 if not live[1] then return {0} end
 local out = {tonumber(redis.call('HGET', KEYS[3], '` + "\\nlimit" + `') or 0)}
 for i = 1, #live, 2 do
@@ -184,8 +206,10 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 		return driver.Result{}, fmt.Errorf("redisdriver: %w", err)
 	}
 	lk, fk, hk := d.slotKeys(req.Key)
+	ttlMS := msArg(req.TTL)
+	ttl := d.ms.box(ttlMS)
 	v, err := eval(ctx, d.client, acquireSlotScript, []any{nil, nil, 3, lk, fk, hk,
-		req.Token, d.ms.box(msArg(req.TTL)), d.owner.box(req.Owner), d.fenceMS, limit}).Result()
+		req.Token, ttl, d.owner.box(req.Owner), d.fenceKeep(ttl, ttlMS), limit}).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire slot", req.Key, err)
 	}
@@ -210,7 +234,7 @@ func slotRefusal(key string, limit int, lk, fk, hk, reply string) error {
 	which, detail, _ := strings.Cut(reply, " ")
 	switch which {
 	case "1":
-		return wrongType(key, lk, detail)
+		return lockKeyType(key, lk, detail, "zset")
 	case "2":
 		return wrongType(key, fk, detail)
 	case "3":
@@ -221,6 +245,20 @@ func slotRefusal(key string, limit int, lk, fk, hk, reply string) error {
 		return fmt.Errorf("redisdriver: acquire slot %q: %w: its holders have limit %s, this acquire %d", key, driver.ErrLimitMismatch, detail, limit)
 	}
 	return fmt.Errorf("redisdriver: semaphore %q: unexpected reply %q", key, reply)
+}
+
+// lockKeyType is wrongType for the lock key lk of key, found holding typ
+// by a call of the kind that stores mine there ("string" for a lock,
+// "zset" for a semaphore). The other of the two is the other kind of dlock
+// key, reported with [driver.ErrWrongKind] too, so that callers can tell
+// clients that disagree on the kind (a limit of 1 against one above) from
+// someone else's data.
+func lockKeyType(key string, lk, typ any, mine string) error {
+	err := wrongType(key, lk, typ)
+	if t, _ := typ.(string); t != mine && (t == "zset" || t == "string") {
+		return fmt.Errorf("%w (%w)", err, driver.ErrWrongKind)
+	}
+	return err
 }
 
 // checkSlots refuses, before any I/O, what the slot scripts cannot serve.
@@ -259,7 +297,8 @@ func (d *locker) RefreshSlot(ctx context.Context, key, token string, ttl time.Du
 		return err
 	}
 	lk, fk, hk := d.slotKeys(key)
-	v, err := eval(ctx, d.client, refreshSlotScript, []any{nil, nil, 3, lk, fk, hk, token, msArg(ttl), d.fenceMS}).Result()
+	ttlMS := msArg(ttl)
+	v, err := eval(ctx, d.client, refreshSlotScript, []any{nil, nil, 3, lk, fk, hk, token, ttlMS, d.fenceKeep(ttlMS, ttlMS)}).Result()
 	return d.slotResult("refresh slot", key, lk, fk, hk, v, err)
 }
 
@@ -283,10 +322,12 @@ func (d *locker) RefreshSlots(ctx context.Context, reqs []driver.RefreshRequest)
 		pipe := d.client.Pipeline()
 		for _, i := range idx {
 			k := keys[i][:]
+			ttlMS := msArg(reqs[i].TTL)
+			keep := d.fenceKeep(ttlMS, ttlMS)
 			if sha {
-				cmds[i] = refreshSlotScript.EvalSha(ctx, pipe, k, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
+				cmds[i] = refreshSlotScript.EvalSha(ctx, pipe, k, reqs[i].Token, ttlMS, keep)
 			} else {
-				cmds[i] = refreshSlotScript.Eval(ctx, pipe, k, reqs[i].Token, msArg(reqs[i].TTL), d.fenceMS)
+				cmds[i] = refreshSlotScript.Eval(ctx, pipe, k, reqs[i].Token, ttlMS, keep)
 			}
 		}
 		pipe.Exec(ctx) // errors are per command

@@ -190,6 +190,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 		logf("%v; stopped campaigning", sig)
 		return sig.exitCode()
 	}
+	err = limitError(err, *limit)
 	lg.log(slog.LevelError, err.Error(), keyAttr, slog.Int("status", errorCode(err)))
 	return errorCode(err)
 }

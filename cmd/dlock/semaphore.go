@@ -31,14 +31,36 @@ func checkLimit(c *command, limit int) int {
 // slot of its semaphore.
 func acquireN(ctx context.Context, l *dlock.Locker, key string, limit int, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
 	if limit <= 1 {
-		return acquire(ctx, l, key, opts, wait, waiting)
+		lease, err := acquire(ctx, l, key, opts, wait, waiting)
+		return lease, limitError(err, limit)
 	}
 	lease, err := acquireSlot(ctx, l.Semaphore(key, limit), opts, wait, waiting)
-	if errors.Is(err, dlock.ErrLimitMismatch) || errors.Is(err, errors.ErrUnsupported) {
-		// Not busy, nor the backend failing: a configuration error.
-		err = fmt.Errorf("%w: %w", dlock.ErrInvalid, err)
+	return lease, limitError(err, limit)
+}
+
+// limitError makes a refusal that says the clients of a key disagree on
+// --limit a configuration error (exitUsage), not busy nor the backend
+// failing: another limit than the holders' (ErrLimitMismatch), the key
+// held as the other kind (a lock for --limit 1, a semaphore above), or a
+// backend without semaphores for a limit above 1.
+func limitError(err error, limit int) error {
+	const same = "every dlock on a key must give the same --limit"
+	switch {
+	case err == nil || errors.Is(err, dlock.ErrInvalid):
+		return err
+	case errors.Is(err, dlock.ErrLimitMismatch):
+		return fmt.Errorf("%w: %w (%s)", dlock.ErrInvalid, err, same)
+	case limit > 1 && errors.Is(err, errors.ErrUnsupported):
+		return fmt.Errorf("%w: %w (--limit %d needs a backend with semaphores)", dlock.ErrInvalid, err, limit)
+	case !errors.Is(err, driver.ErrWrongKind):
+		return err
 	}
-	return lease, err
+	kind := "a semaphore (--limit above 1)"
+	if limit > 1 {
+		kind = "a lock (--limit 1)"
+	}
+	return fmt.Errorf("%w: %w: the key is held as %s, this dlock gave --limit %d: %s",
+		dlock.ErrInvalid, err, kind, limit, same)
 }
 
 // acquireSlot takes a slot of sem as --wait says.

@@ -269,6 +269,12 @@ func (c *client) Refresh(ctx context.Context, key, token string, ttl time.Durati
 }
 
 func (c *client) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
+	return c.batch(ctx, reqs, c.refresh)
+}
+
+// batch applies refresh, which needs s.mu held, to every request under one
+// lock of the store, at one instant.
+func (c *client) batch(ctx context.Context, reqs []driver.RefreshRequest, refresh func(now time.Time, key, token string, ttl time.Duration) error) []error {
 	errs := make([]error, len(reqs))
 	if err := c.lock(ctx); err != nil {
 		for i := range errs {
@@ -279,7 +285,7 @@ func (c *client) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 	defer c.s.mu.Unlock()
 	now := time.Now()
 	for i, r := range reqs {
-		errs[i] = c.refresh(now, r.Key, r.Token, r.TTL)
+		errs[i] = refresh(now, r.Key, r.Token, r.TTL)
 	}
 	return errs
 }

@@ -117,19 +117,7 @@ func (c *client) RefreshSlot(ctx context.Context, key, token string, ttl time.Du
 
 // RefreshSlots implements [driver.Semaphore], under one lock of the store.
 func (c *client) RefreshSlots(ctx context.Context, reqs []driver.RefreshRequest) []error {
-	errs := make([]error, len(reqs))
-	if err := c.lock(ctx); err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
-	}
-	defer c.s.mu.Unlock()
-	now := time.Now()
-	for i, r := range reqs {
-		errs[i] = c.refreshSlot(now, r.Key, r.Token, r.TTL)
-	}
-	return errs
+	return c.batch(ctx, reqs, c.refreshSlot)
 }
 
 // ReleaseSlot implements [driver.Semaphore]; it wakes every subscriber of

@@ -511,7 +511,6 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 	for i, r := range reqs {
 		lks[2*i], lks[2*i+1] = d.keyPair(r.Key, fenceSuffix)
 	}
-	cmds := make([]*redis.Cmd, len(reqs))
 	var send []int // the requests that go out: those with a valid token
 	for i, r := range reqs {
 		if errs[i] = checkToken(r.Token); errs[i] == nil {
@@ -521,16 +520,30 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 	if len(send) == 0 {
 		return errs
 	}
+	cmds := d.refreshPipeline(ctx, refreshScript, reqs, send, func(i int) []string { return lks[2*i : 2*i+2 : 2*i+2] })
+	for _, i := range send {
+		n, err := cmds[i].Int64()
+		errs[i] = d.heldResult("refresh", reqs[i].Key, lks[2*i], n, err)
+	}
+	return errs
+}
+
+// refreshPipeline runs script, a refresh of one lock or slot, for the
+// requests of reqs at the indexes in send, in one pipeline: each with
+// keysOf(i) and its token, TTL and fence keep. Those the server answers
+// NOSCRIPT (it lost its scripts) go again with EVAL. It returns the
+// commands, indexed like reqs; errors are per command.
+func (d *locker) refreshPipeline(ctx context.Context, script luaScript, reqs []driver.RefreshRequest, send []int, keysOf func(i int) []string) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, len(reqs))
 	run := func(idx []int, sha bool) {
 		pipe := d.client.Pipeline()
 		for _, i := range idx {
-			keys := lks[2*i : 2*i+2 : 2*i+2]
 			ttlMS := msArg(reqs[i].TTL)
 			keep := d.fenceKeep(ttlMS, ttlMS)
 			if sha {
-				cmds[i] = refreshScript.EvalSha(ctx, pipe, keys, reqs[i].Token, ttlMS, keep)
+				cmds[i] = script.EvalSha(ctx, pipe, keysOf(i), reqs[i].Token, ttlMS, keep)
 			} else {
-				cmds[i] = refreshScript.Eval(ctx, pipe, keys, reqs[i].Token, ttlMS, keep)
+				cmds[i] = script.Eval(ctx, pipe, keysOf(i), reqs[i].Token, ttlMS, keep)
 			}
 		}
 		pipe.Exec(ctx) // errors are per command
@@ -545,11 +558,7 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 	if len(again) > 0 {
 		run(again, false)
 	}
-	for _, i := range send {
-		n, err := cmds[i].Int64()
-		errs[i] = d.heldResult("refresh", reqs[i].Key, lks[2*i], n, err)
-	}
-	return errs
+	return cmds
 }
 
 // RaiseFence implements driver.FenceRaiser.

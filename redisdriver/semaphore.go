@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
-	"github.com/redis/go-redis/v9"
 )
 
 var _ driver.Semaphore = (*locker)(nil)
@@ -306,7 +305,6 @@ func (d *locker) RefreshSlot(ctx context.Context, key, token string, ttl time.Du
 // pipeline (on Cluster, one per node, in parallel).
 func (d *locker) RefreshSlots(ctx context.Context, reqs []driver.RefreshRequest) []error {
 	errs := make([]error, len(reqs))
-	cmds := make([]*redis.Cmd, len(reqs))
 	keys := make([][3]string, len(reqs))
 	var send []int
 	for i, r := range reqs {
@@ -318,30 +316,7 @@ func (d *locker) RefreshSlots(ctx context.Context, reqs []driver.RefreshRequest)
 	if len(send) == 0 {
 		return errs
 	}
-	run := func(idx []int, sha bool) {
-		pipe := d.client.Pipeline()
-		for _, i := range idx {
-			k := keys[i][:]
-			ttlMS := msArg(reqs[i].TTL)
-			keep := d.fenceKeep(ttlMS, ttlMS)
-			if sha {
-				cmds[i] = refreshSlotScript.EvalSha(ctx, pipe, k, reqs[i].Token, ttlMS, keep)
-			} else {
-				cmds[i] = refreshSlotScript.Eval(ctx, pipe, k, reqs[i].Token, ttlMS, keep)
-			}
-		}
-		pipe.Exec(ctx) // errors are per command
-	}
-	run(send, true)
-	var again []int
-	for _, i := range send {
-		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
-			again = append(again, i)
-		}
-	}
-	if len(again) > 0 {
-		run(again, false)
-	}
+	cmds := d.refreshPipeline(ctx, refreshSlotScript, reqs, send, func(i int) []string { return keys[i][:] })
 	for _, i := range send {
 		v, err := cmds[i].Result()
 		errs[i] = d.slotResult("refresh slot", reqs[i].Key, keys[i][0], keys[i][1], keys[i][2], v, err)

@@ -121,6 +121,17 @@ func (le *Lease) Err() error {
 	return context.Cause(le.ctx)
 }
 
+// endedLocked is the error of a lease no longer scheduled, for a caller
+// holding l.renew.mu: its loss, or errReleased while a Release that
+// unscheduled it has yet to cancel its context. It must not call Err,
+// which may take the renewer's lock to declare a loss.
+func (le *Lease) endedLocked() error {
+	if err := context.Cause(le.ctx); err != nil {
+		return err
+	}
+	return errReleased
+}
+
 // WithMargin returns a context derived from parent that is also cancelled
 // when the lease ends, and margin before the lease's local deadline unless
 // a renewal has moved the deadline further by then: work that needs time
@@ -288,10 +299,7 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	defer r.unlock()
 	r.endRefresh(le)
 	if le.deadlineAt < 0 {
-		if lerr := le.Err(); lerr != nil {
-			return lerr
-		}
-		return errReleased
+		return le.endedLocked()
 	}
 	switch {
 	case err == nil:
@@ -329,10 +337,7 @@ func (le *Lease) startRefresh(ctx context.Context, ttl time.Duration) (leasetime
 	}
 	defer r.mu.Unlock()
 	if le.deadlineAt < 0 {
-		if err := le.Err(); err != nil {
-			return leasetime.Settings{}, err
-		}
-		return leasetime.Settings{}, errReleased
+		return leasetime.Settings{}, le.endedLocked()
 	}
 	t := le.timing()
 	if le.ttlCap > 0 {

@@ -109,13 +109,15 @@
 // Redis checks a script's commands one by one as they run: GET, SET, DEL,
 // EXISTS, TYPE, PTTL, PEXPIRE, TIME (every fence is taken from the
 // server's clock), ZADD, ZPOPMIN, ZREM and ZRANGEBYSCORE (the waiter
-// queue), and PUBLISH (SPUBLISH on Cluster); then SUBSCRIBE (SSUBSCRIBE on
+// queue), ZRANGE, ZCOUNT, ZSCORE, HGET, HSET, HDEL and UNLINK
+// (semaphores), and PUBLISH (SPUBLISH on Cluster); then SUBSCRIBE (SSUBSCRIBE on
 // Cluster) and PING for release notifications, and WAIT with
 // replica_acks. The least rule is
 //
 //	ACL SETUSER locker on >PASSWORD ~dlock:* &dlock:* +evalsha +eval +ping
 //	    +subscribe +ssubscribe +wait +get +set +del +exists +type +pttl
-//	    +pexpire +time +zadd +zpopmin +zrem +zrangebyscore +publish +spublish
+//	    +pexpire +time +zadd +zpopmin +zrem +zrangebyscore +zrange +zcount
+//	    +zscore +hget +hset +hdel +unlink +publish +spublish
 //
 // or, by category, ~dlock:* &dlock:* +@scripting +@read +@write +@pubsub
 // +time +ping (TIME is in none of those categories: a rule without +time

@@ -282,7 +282,9 @@ if redis.acl_check_cmd then
   local k = KEYS[1]
   local cmds = {{'TIME'}, {'GET', k}, {'SET', k, 'v'}, {'DEL', k}, {'EXISTS', k}, {'PTTL', k},
     {'PEXPIRE', k, '1'}, {'ZADD', k, '1', 'm'}, {'ZPOPMIN', k}, {'ZREM', k, 'm'},
-    {'ZRANGEBYSCORE', k, '0', '1'}, {'EVAL', 'return 1', '1', k}, {'EVALSHA', string.rep('0', 40), '1', k}}
+    {'ZRANGEBYSCORE', k, '0', '1'}, {'EVAL', 'return 1', '1', k}, {'EVALSHA', string.rep('0', 40), '1', k},
+    {'TYPE', k}, {'ZRANGE', k, '0', '0'}, {'ZCOUNT', k, '0', '1'}, {'ZSCORE', k, 'm'},
+    {'HGET', k, 'f'}, {'HSET', k, 'f', 'v'}, {'HDEL', k, 'f'}, {'UNLINK', k}}
   if ARGV[1] == '1' then cmds[#cmds + 1] = {'WAIT', '0', '0'} end
   for _, c in ipairs(cmds) do
     if not redis.acl_check_cmd(unpack(c)) then return c[1] end

@@ -146,7 +146,7 @@ local fs = fenceMax(fenceOf(mine), redis.call('HGET', KEYS[3], '\nfence'))
 local last = redis.pcall('GET', KEYS[2])
 if not last or isFence(last) and (#last < #fs or #last == #fs and last < fs) then
   redis.call('SET', KEYS[2], fs, 'PX', ARGV[3])
-elseif isFence(last) then
+elseif isFence(last) and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 return 1

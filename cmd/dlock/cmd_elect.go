@@ -74,14 +74,12 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	b.register(c.fs, true, true)
 	grace := c.fs.Duration("grace", 10*time.Second, "SIGTERM this long before the lease's deadline when renewal fails (cut to fit the TTL),\nand from SIGTERM to SIGKILL when dlock stops the command")
 	limit := limitFlag(c.fs, "leaders")
+	c.check = func() int { return checkLimit(c, *limit) } // before the backend is opened
 	s, code := startSession(c, &b, grace, args)
 	if s == nil {
 		return code
 	}
 	defer s.close()
-	if code := checkLimit(c, *limit); code != 0 {
-		return code
-	}
 	argv, rawURL, lg, logf, ctx, router, l := s.argv, s.rawURL, s.lg, s.logf, s.ctx, s.router, s.l
 
 	cmd := commandString(argv)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,11 +86,33 @@ rm "$D/run.$$"
 // TestLimitFlagChecked: a --limit out of range is a usage error, before
 // any acquire.
 func TestLimitFlagChecked(t *testing.T) {
-	for _, cmd := range []string{"run", "elect"} {
-		for _, n := range []string{"0", "-2", "100000000"} {
-			p := startDlock(t, cmd+n, []string{"DLOCK_URL=mem://"}, cmd, "--limit", n, "--key", "k", "--", "true")
-			if code := p.wait(t, 20*time.Second); code != exitUsage || !strings.Contains(p.stderr.String(), "--limit") {
-				t.Errorf("dlock %s --limit %s: exit status %d, want %d naming --limit; stderr:\n%s", cmd, n, code, exitUsage, p.stderr.String())
+	// A server that accepts and never answers: a limit checked only after
+	// the backend is opened would wait for the open to time out.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	for _, url := range []string{"mem://", "redis://" + silent.Addr().String()} {
+		for _, cmd := range []string{"run", "elect"} {
+			for _, n := range []string{"0", "-2", "100000000"} {
+				start := time.Now()
+				p := startDlock(t, cmd+n, []string{"DLOCK_URL=" + url}, cmd, "--limit", n, "--key", "k", "--", "true")
+				if code := p.wait(t, 20*time.Second); code != exitUsage || !strings.Contains(p.stderr.String(), "--limit") {
+					t.Errorf("dlock %s --limit %s on %s: exit status %d, want %d naming --limit; stderr:\n%s", cmd, n, url, code, exitUsage, p.stderr.String())
+				}
+				if d := time.Since(start); d > 2*time.Second {
+					t.Errorf("dlock %s --limit %s on %s took %v: the flag must be refused before the backend is opened", cmd, n, url, d)
+				}
 			}
 		}
 	}

@@ -296,7 +296,7 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	err = le.refreshCall(rctx, t.TTL)
 	cancel()
 	r.mu.Lock()
-	defer r.unlock()
+	defer r.mu.Unlock()
 	r.endRefresh(le)
 	if le.deadlineAt < 0 {
 		return le.endedLocked()

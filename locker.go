@@ -356,7 +356,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 				req.Token, unsure = rand.Text(), false // see below
 			}
 			err = errLateGrant
-		} else if mayHaveApplied(err) {
+		} else if driver.OutcomeUnknown(err) {
 			// Undone before anything else, so that the key is not
 			// kept from others by a grant nobody received: not while
 			// this call sleeps its backoff, and not after it returns.
@@ -431,13 +431,6 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 // errLateGrant reports a grant that arrived too late to be used.
 var errLateGrant = fmt.Errorf("%w: the grant arrived after the lease's deadline; the backend is too slow for the TTL", ErrUnavailable)
 
-// mayHaveApplied reports whether a failed Acquire may have been granted
-// all the same: its outcome is unknown (a timeout, a lost connection, a
-// context that ended in flight), as drivers report it by the convention
-// [driver.OutcomeUnknown] recognises. Undoing costs one token-checked
-// Release, harmless if nothing was granted.
-func mayHaveApplied(err error) bool { return driver.OutcomeUnknown(err) }
-
 // abandon releases the token of req, which will not become a lease: a
 // grant that came too late or may have been applied unseen. It runs on a
 // context detached from ctx's cancellation, bounded by the ReleaseTimeout.
@@ -462,7 +455,7 @@ func (l *Locker) passTurn(ctx context.Context, req driver.Request, cfg settings)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
 	defer cancel()
 	req.Wait = 0
-	if res, err := l.drv.Acquire(ctx, req); err == nil && res.Acquired || mayHaveApplied(err) {
+	if res, err := l.drv.Acquire(ctx, req); err == nil && res.Acquired || driver.OutcomeUnknown(err) {
 		l.drv.Release(ctx, req.Key, req.Token)
 	}
 }

@@ -60,10 +60,6 @@ type renewer struct {
 	wakeAt    time.Time   // when the loop's timer fires; see kick
 }
 
-// unlock releases r.mu. Events noted meanwhile are already queued, in
-// order, for the Locker's event goroutine: nothing user-supplied runs here.
-func (r *renewer) unlock() { r.mu.Unlock() }
-
 // note queues an event of le for the Locker's event goroutine. r.mu must be
 // held, so that a lease's events are queued in the order they happen.
 //
@@ -205,7 +201,7 @@ func (r *renewer) loop() {
 			// false, a new loop may reset it.
 			timer.Stop()
 			r.running = false
-			r.unlock()
+			r.mu.Unlock()
 			if testHookLoopExit != nil {
 				testHookLoopExit()
 			}
@@ -234,7 +230,7 @@ func (r *renewer) loop() {
 			r.wakeAt = idleSince.Add(idleLinger)
 		}
 		timer.Reset(r.wakeAt.Sub(now))
-		r.unlock()
+		r.mu.Unlock()
 		select {
 		case <-timer.C:
 		case <-r.wake:
@@ -261,7 +257,7 @@ func (r *renewer) startRound(due []*Lease) {
 		errs := r.refreshDue(ctx, due, reqs)
 		cancel()
 		r.mu.Lock()
-		defer r.unlock()
+		defer r.mu.Unlock()
 		r.rounds--
 		for i, le := range due {
 			r.result(le, sent, reqs[i].TTL, errs[i])
@@ -365,7 +361,7 @@ func (r *renewer) setDeadline(le *Lease, d time.Time) {
 // loss at once, whichever goroutine runs first.
 func (r *renewer) expire(le *Lease) {
 	r.mu.Lock()
-	defer r.unlock()
+	defer r.mu.Unlock()
 	if le.deadlineAt >= 0 && !le.deadline.After(time.Now()) {
 		r.lose(le, errDeadline)
 		r.kick()

@@ -57,13 +57,7 @@ func (s Settings) WithTTL(ttl time.Duration) Settings {
 		s.Renew = max(time.Duration(float64(s.Renew)*float64(ttl)/float64(s.TTL)), 1)
 	}
 	s.TTL = ttl
-	if !s.RenewSet {
-		s.Renew = DefaultRenew(ttl)
-	}
-	if !s.DriftSet {
-		s.Drift = DefaultDrift(ttl)
-	}
-	return s
+	return s.Derive()
 }
 
 // MaxRenew returns the longest renewal interval that leaves a round trip's

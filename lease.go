@@ -157,6 +157,14 @@ func (le *Lease) WithMargin(parent context.Context, margin time.Duration) (conte
 	inner, cancel := context.WithCancelCause(parent)
 	c := &marginContext{Context: inner, le: le, margin: margin, cancel: cancel}
 	stopLease := context.AfterFunc(le.ctx, func() { cancel(context.Cause(le.ctx)) })
+	if margin == 0 {
+		// The renewal loop ends the lease at its deadline, and check
+		// sees it at the first look before that: no timer of its own
+		// (Do and Election hand out such a context for every lease).
+		context.AfterFunc(inner, func() { stopLease() })
+		c.check()
+		return c, func() { cancel(context.Canceled) }
+	}
 	r := le.l.renew
 	r.mu.Lock()
 	c.timer = time.AfterFunc(c.until(), c.fire)

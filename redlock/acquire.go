@@ -168,6 +168,7 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 	for _, i := range got {
 		f = max(f, res[i].Fence)
 	}
+	// Fewer than a quorum granted f (agreed found none): raise the others.
 	have := 0
 	var raise []int
 	for _, i := range got {
@@ -176,9 +177,6 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 		} else {
 			raise = append(raise, i)
 		}
-	}
-	if have >= l.quorum {
-		return f, nil
 	}
 	errs := make([]error, len(l.nodes))
 	l.round(ctx, raise, min(timeout, window-time.Since(start)), func(ctx context.Context, i int) {

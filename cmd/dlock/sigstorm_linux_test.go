@@ -26,6 +26,24 @@ func pipeQueued(t *testing.T, pid, fd int) int {
 	return int(n)
 }
 
+// shrinkPipe sets the capacity of the pipe that pid has open as fd to
+// size bytes (F_SETPIPE_SZ on a second opening of it through /proc) and
+// returns the capacity the kernel chose.
+func shrinkPipe(t *testing.T, pid, fd, size int) int {
+	t.Helper()
+	f, err := os.OpenFile("/proc/"+strconv.Itoa(pid)+"/fd/"+strconv.Itoa(fd), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const fSetPipeSz = 1031 // F_SETPIPE_SZ
+	n, _, e := syscall.Syscall(syscall.SYS_FCNTL, f.Fd(), fSetPipeSz, uintptr(size))
+	if e != 0 {
+		t.Fatalf("F_SETPIPE_SZ: %v", e)
+	}
+	return int(n)
+}
+
 // TestRunSignalNotLostInStorm: while dlock cannot pass signals on (its
 // guardian is stopped, and the command pipe to it is full), a storm of
 // SIGUSR1/SIGUSR2 comes, then one SIGTERM. Once the guardian runs again,
@@ -49,13 +67,16 @@ while :; do sleep 0.05; done
 	}
 	t.Cleanup(func() { syscall.Kill(guardian, syscall.SIGCONT) })
 	dlockPID := p.cmd.Process.Pid
-	// Fill the command pipe: each forwarded signal is one short line.
+	// Fill the command pipe: each forwarded signal is one short line. The
+	// pipe is shrunk to one page first, so that it fills in seconds even
+	// on a loaded machine (64 KiB took up to a minute).
+	size := shrinkPipe(t, guardian, 3, 4096)
 	waitFor(t, 60*time.Second, "the guardian's command pipe to fill", func() bool {
 		for range 50 {
 			syscall.Kill(dlockPID, syscall.SIGUSR1)
 			syscall.Kill(dlockPID, syscall.SIGUSR2)
 		}
-		return pipeQueued(t, guardian, 3) > 65536-64
+		return pipeQueued(t, guardian, 3) > size-64
 	})
 	// dlock is stuck passing one on; more of them queue up behind it.
 	for range 100 {

@@ -22,8 +22,6 @@ import (
 func TestHoldersNeverOverlapRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	const workers = 4
-	ctx, stop := context.WithTimeout(t.Context(), 4*time.Second)
-	defer stop()
 	var (
 		mu     sync.Mutex
 		active = map[*dlock.Lease]int{}
@@ -31,6 +29,10 @@ func TestHoldersNeverOverlapRedis(t *testing.T) {
 	)
 	var wg sync.WaitGroup
 	proxies := make([]*redistest.Proxy, workers)
+	lockers := make([]*dlock.Locker, workers)
+	// Proxies and Lockers first: the first proxy may have to build the
+	// toxiproxy server (seconds on a cold cache), which must not eat the
+	// run's time.
 	for i := range workers {
 		px := redistest.NewProxy(t, srv.Addr())
 		proxies[i] = px
@@ -41,6 +43,11 @@ func TestHoldersNeverOverlapRedis(t *testing.T) {
 		t.Cleanup(func() { client.Close() })
 		l := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{TTL: 300 * time.Millisecond, ReleaseTimeout: 300 * time.Millisecond}})
 		t.Cleanup(func() { l.Close() })
+		lockers[i] = l
+	}
+	ctx, stop := context.WithTimeout(t.Context(), 4*time.Second)
+	defer stop()
+	for i, l := range lockers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				actx, cancel := context.WithTimeout(ctx, time.Duration(rand.N(300)+1)*time.Millisecond)

@@ -107,6 +107,13 @@ type Request struct {
 	// callers and, at a release, wake only the first still waiting
 	// instead of every subscriber.
 	Wait time.Duration
+	// Attempt numbers the attempts of a waiter subscribed with
+	// [Handoff.SubscribeHandoff] under Token: 1, 2, … in the order they
+	// are sent. It is zero for every other request. A driver that hands
+	// off keeps it with the queued attempt and echoes it in the [Turn] of
+	// a grant made on that attempt; a request with Attempt zero, or with
+	// a FenceFloor, is never handed a grant.
+	Attempt uint64
 }
 
 // Result is the outcome of an acquire attempt that reached the backend.

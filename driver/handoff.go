@@ -1,0 +1,52 @@
+package driver
+
+import "context"
+
+// Handoff is implemented by Notifiers that queue waiters (see
+// Request.Wait) and hand a released key straight to the first one still
+// waiting, within the release itself: the waiter then holds the key
+// without the round trip of another attempt.
+//
+// A waiter that accepts grants subscribes with SubscribeHandoff under its
+// token and numbers its attempts ([Request.Attempt]). A busy attempt with
+// Wait and Attempt set is queued with its Token, TTL, Owner and Attempt
+// (a later one replaces it). A release, or a waiter passing its turn on,
+// takes the first queued waiter whose Wait has not run out and whose
+// subscription is still active (the release's notification reached it),
+// grants it the key for the queued attempt's TTL with a fresh fence, as
+// an Acquire of that attempt would, and sends it a [Turn] with Granted,
+// the fence and the attempt's number. A waiter whose subscription is gone
+// is skipped: its turn passes to the next.
+//
+// Safety: the waiter counts its lease from the moment it sent the attempt
+// named in the Turn, as if that attempt's reply had granted it. The
+// backend counts the grant's TTL from the release, which it handles after
+// it received that attempt, so its expiry is never earlier than the
+// waiter's deadline. The worst case is that of any holder: a waiter frozen
+// when the grant is made keeps the key for one TTL.
+type Handoff interface {
+	Notifier
+	// SubscribeHandoff is Notifier.Subscribe for a waiter with token
+	// (never empty) that accepts grants. The channel is buffered and
+	// never closed; it receives a Turn after each release that woke this
+	// waiter, and a Turn with Granted set is never dropped or merged with
+	// another. After cancel returns no Turn is delivered: a grant that
+	// reaches the driver later is released by the driver itself (with the
+	// token, waking the next waiter). A grant delivered before cancel
+	// returned stays in the channel: the caller reads the channel after
+	// cancel and releases a grant it finds there. cancel must be called
+	// exactly once.
+	SubscribeHandoff(ctx context.Context, key, token string) (turns <-chan Turn, cancel func(), err error)
+}
+
+// Turn is a waiter's wake-up from a driver that hands off ([Handoff]).
+type Turn struct {
+	// Granted reports that the key is now held by the subscription's
+	// token; otherwise the waiter is only woken to try again.
+	Granted bool
+	// Attempt is the [Request.Attempt] of the queued attempt the grant
+	// was made on, when Granted.
+	Attempt uint64
+	// Fence is the grant's fence, when Granted: as [Result.Fence].
+	Fence uint64
+}

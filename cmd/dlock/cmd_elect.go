@@ -123,9 +123,7 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	defer endRun()
 	var final error
 	err := e.Run(runCtx, func(lctx context.Context, lease *dlock.Lease) error {
-		ch, err := router.start(func() (*child, error) {
-			return startChild(argv, leaseEnv(lease), stdout, s.lg.q.shared(), lease.ValidUntil(), s.kill, lg)
-		})
+		ch, err := s.startJob(lease, stdout)
 		if err != nil {
 			var sig *signalError
 			if !errors.As(err, &sig) {
@@ -136,23 +134,15 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		lg.log(slog.LevelInfo, fmt.Sprintf("%s started (pid %d)", cmd, ch.pid), append(leaseAttrs(lease), cmdAttr, slog.Int("pid", ch.pid))...)
-		stopped := ch.supervise(lctx.Done(), s.renewed, lease.ValidUntil, func() {
-			lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s; stopping %s (SIGTERM, then SIGKILL within %v)", b.key, lossCause(context.Cause(lctx)), cmd, s.kill.grace),
-				append(leaseAttrs(lease), cmdAttr, errAttr(context.Cause(lctx)))...)
-		})
-		router.detach()
-		if ch.deadlineHit {
-			if lost := awaitLoss(lctx.Done(), lease.ValidUntil, lease.Err); lost != nil {
-				lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s", b.key, lossCause(lost)), append(leaseAttrs(lease), errAttr(lost))...)
-			} else if lctx.Err() == nil {
-				// A late renewal was confirmed: step down all the same,
-				// the command is gone.
-				e.Resign()
-			}
+		stopped, lost := s.superviseJob(ch, lease, lctx, append(leaseAttrs(lease), cmdAttr))
+		if ch.deadlineHit && lost == nil && lctx.Err() == nil {
+			// A late renewal was confirmed: step down all the same, the
+			// command is gone.
+			e.Resign()
 		}
 		if !stopped {
 			final = &childExitError{ch.exitCode()}
-			if lease.Err() != nil || ch.deadlineHit {
+			if lost != nil || ch.deadlineHit {
 				final = &childExitError{exitLeaseLost}
 				lg.log(slog.LevelError, fmt.Sprintf("%s exited with status %d, but the lease was lost before its processes were cleared", cmd, ch.exitCode()),
 					append(leaseAttrs(lease), cmdAttr, slog.Int("command_status", ch.exitCode()), slog.Int("status", exitLeaseLost))...)

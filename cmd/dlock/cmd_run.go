@@ -179,9 +179,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 
-	ch, err := router.start(func() (*child, error) {
-		return startChild(argv, leaseEnv(lease), stdout, s.lg.q.shared(), lease.ValidUntil(), s.kill, lg)
-	})
+	ch, err := s.startJob(lease, stdout)
 	if err != nil {
 		releaseLease(lease, false, lg)
 		if sig := router.interrupted(); sig != nil {
@@ -191,19 +189,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return startCode(err)
 	}
 	leaseAttrs := []slog.Attr{keyAttr, slog.String("owner", lease.Owner()), slog.Uint64("fence", lease.Fence()), cmdAttr}
-	stopped := ch.supervise(lease.Done(), s.renewed, lease.ValidUntil, func() {
-		lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s; stopping %s (SIGTERM, then SIGKILL within %v)",
-			b.key, lossCause(lease.Err()), commandString(argv), s.kill.grace), append(leaseAttrs, errAttr(lease.Err()))...)
-	})
-	router.detach()
+	stopped, lost := s.superviseJob(ch, lease, lease.Context(), leaseAttrs) // lost before our release ends the lease
 	status := ch.exitCode()
-	if ch.deadlineHit {
-		awaitLoss(lease.Done(), lease.ValidUntil, lease.Err)
-	}
-	lost := lease.Err() // checked before our release ends the lease
-	if lost != nil && ch.deadlineHit {
-		lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s", b.key, lossCause(lost)), append(leaseAttrs, errAttr(lost))...)
-	}
 	rerr := releaseLease(lease, ch.deadlineHit, lg)
 	switch {
 	case stopped:
@@ -231,10 +218,31 @@ func lossCause(err error) string {
 	return strings.TrimPrefix(msg, "lease lost: ")
 }
 
-// acquire takes key as --wait says. If it has to wait for the key, it
+// acquirer takes a key once (TryAcquire) or waiting (Acquire): a
+// [dlock.Semaphore], or a lock through [lockKey].
+type acquirer interface {
+	TryAcquire(ctx context.Context, opts *dlock.Options) (*dlock.Lease, error)
+	Acquire(ctx context.Context, opts *dlock.Options) (*dlock.Lease, error)
+}
+
+// lockKey is the lock of key as an acquirer.
+type lockKey struct {
+	l   *dlock.Locker
+	key string
+}
+
+func (k lockKey) TryAcquire(ctx context.Context, opts *dlock.Options) (*dlock.Lease, error) {
+	return k.l.TryAcquire(ctx, k.key, opts)
+}
+
+func (k lockKey) Acquire(ctx context.Context, opts *dlock.Options) (*dlock.Lease, error) {
+	return k.l.Acquire(ctx, k.key, opts)
+}
+
+// acquire takes a's key as --wait says. If it has to wait for the key, it
 // calls waiting first.
-func acquire(ctx context.Context, l *dlock.Locker, key string, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
-	lease, err := l.TryAcquire(ctx, key, opts)
+func acquire(ctx context.Context, a acquirer, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
+	lease, err := a.TryAcquire(ctx, opts)
 	if err == nil || wait.d == 0 && !wait.forever || ctx.Err() != nil {
 		return lease, err
 	}
@@ -246,7 +254,7 @@ func acquire(ctx context.Context, l *dlock.Locker, key string, opts *dlock.Optio
 	if busy(err) {
 		waiting()
 	}
-	return l.Acquire(ctx, key, opts)
+	return a.Acquire(ctx, opts)
 }
 
 // releaseLease releases le, reporting failures other than a loss, and

@@ -30,11 +30,11 @@ func checkLimit(c *command, limit int) int {
 // acquireN takes key as --wait says: its lock, or with limit above 1 a
 // slot of its semaphore.
 func acquireN(ctx context.Context, l *dlock.Locker, key string, limit int, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
-	if limit <= 1 {
-		lease, err := acquire(ctx, l, key, opts, wait, waiting)
-		return lease, limitError(err, limit)
+	var a acquirer = lockKey{l, key}
+	if limit > 1 {
+		a = l.Semaphore(key, limit)
 	}
-	lease, err := acquireSlot(ctx, l.Semaphore(key, limit), opts, wait, waiting)
+	lease, err := acquire(ctx, a, opts, wait, waiting)
 	return lease, limitError(err, limit)
 }
 
@@ -61,23 +61,6 @@ func limitError(err error, limit int) error {
 	}
 	return fmt.Errorf("%w: %w: the key is held as %s, this dlock gave --limit %d: %s",
 		dlock.ErrInvalid, err, kind, limit, same)
-}
-
-// acquireSlot takes a slot of sem as --wait says.
-func acquireSlot(ctx context.Context, sem *dlock.Semaphore, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
-	lease, err := sem.TryAcquire(ctx, opts)
-	if err == nil || wait.d == 0 && !wait.forever || ctx.Err() != nil {
-		return lease, err
-	}
-	if !wait.forever {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait.d)
-		defer cancel()
-	}
-	if busy(err) {
-		waiting()
-	}
-	return sem.Acquire(ctx, opts)
 }
 
 // describeBusy says who holds key: its lock's holder, or with limit

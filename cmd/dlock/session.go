@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -122,4 +123,33 @@ func (s *session) close() {
 	s.router.stop()
 	s.cancel(nil)
 	s.lg.close()
+}
+
+// startJob starts the command under lease, with the lease's variables in
+// its environment, unless a signal stopped dlock first.
+func (s *session) startJob(lease *dlock.Lease, stdout io.Writer) (*child, error) {
+	return s.router.start(func() (*child, error) {
+		return startChild(s.argv, leaseEnv(lease), stdout, s.lg.q.shared(), lease.ValidUntil(), s.kill, s.lg)
+	})
+}
+
+// superviseJob waits until the job ch and everything it started are gone,
+// stopping them when stop ends (its cause says why), then stops forwarding
+// signals to them. If the guardian stopped the job at the lease's
+// deadline, it waits for the loss and logs it. It reports whether the job
+// was stopped, and the lease's error once the job is gone. attrs describe
+// the lease in log records.
+func (s *session) superviseJob(ch *child, lease *dlock.Lease, stop context.Context, attrs []slog.Attr) (stopped bool, lost error) {
+	stopped = ch.supervise(stop.Done(), s.renewed, lease.ValidUntil, func() {
+		cause := context.Cause(stop)
+		s.lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s; stopping %s (SIGTERM, then SIGKILL within %v)",
+			lease.Key(), lossCause(cause), commandString(s.argv), s.kill.grace), append(attrs, errAttr(cause))...)
+	})
+	s.router.detach()
+	if ch.deadlineHit {
+		if err := awaitLoss(stop.Done(), lease.ValidUntil, lease.Err); err != nil {
+			s.lg.log(slog.LevelWarn, fmt.Sprintf("lease on %q lost: %s", lease.Key(), lossCause(err)), append(attrs, errAttr(err))...)
+		}
+	}
+	return stopped, lease.Err()
 }

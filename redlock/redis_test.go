@@ -359,6 +359,9 @@ func TestOpenURLErrors(t *testing.T) {
 		{"UnknownParam", "redlock://u:topsecret@" + hosts + "/0?bogus=1", "bogus", dlock.ErrInvalid},
 		{"PasswordParam", "redlock://" + hosts + "?password=topsecret", "password", dlock.ErrInvalid},
 		{"BadFencing", "redlock://u:topsecret@" + hosts + "?fencing=maybe", "fencing", dlock.ErrInvalid},
+		// fencing takes what every boolean parameter of the Redis URLs
+		// takes (true, false, 1, 0), not strconv.ParseBool's spellings.
+		{"FencingCapitalized", "redlock://" + hosts + "?fencing=False", `fencing="False" in`, dlock.ErrInvalid},
 		{"BadNodeTimeout", "redlock://" + hosts + "?node_timeout=-1s", "node_timeout", dlock.ErrInvalid},
 		{"BadClientParam", "redlock://u:topsecret@" + hosts + "?pool_size=many", "pool_size", dlock.ErrInvalid},
 		{"TwoHosts", "redlock://u:topsecret@" + strings.Join(closed[:2], ","), "at least 3", dlock.ErrInvalid},

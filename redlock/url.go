@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -133,38 +132,29 @@ func refused(err error) bool {
 // redisdriver's for every node, and dlock's ttl, which sets the node
 // timeout of calls that carry no TTL.
 func urlOptions(q url.Values, red string) (*Options, error) {
-	bad := func(name, want string) error {
-		return fmt.Errorf("%w: %s=%q in %s is not %s", driver.ErrInvalid, name, q.Get(name), red, want)
-	}
 	lock, err := redisurl.ParseLock(q, red)
 	if err != nil {
 		return nil, err
 	}
 	o := &Options{Redis: &redisdriver.Options{Prefix: lock.Prefix, FenceExpiry: lock.FenceExpiry,
 		ReplicaAcks: lock.ReplicaAcks, ReplicaTimeout: lock.ReplicaTimeout}}
-	for _, p := range []struct {
-		name string
-		dst  *time.Duration
-	}{{"node_timeout", &o.NodeTimeout}, {"drift", &o.Drift}} {
-		if v := q.Get(p.name); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				return nil, bad(p.name, "a positive duration such as 100ms")
-			}
-			*p.dst = d
-		}
+	if o.NodeTimeout, err = redisurl.Duration(q, "node_timeout", red, "100ms"); err != nil {
+		return nil, err
 	}
-	if v := q.Get("ttl"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return nil, bad("ttl", "a positive duration such as 15s")
-		}
-		o.Lock = &dlock.Options{TTL: d}
+	if o.Drift, err = redisurl.Duration(q, "drift", red, "100ms"); err != nil {
+		return nil, err
 	}
-	if v := q.Get("fencing"); v != "" {
-		on, err := strconv.ParseBool(v)
+	ttl, err := redisurl.Duration(q, "ttl", red, "15s")
+	if err != nil {
+		return nil, err
+	}
+	if ttl > 0 {
+		o.Lock = &dlock.Options{TTL: ttl}
+	}
+	if q.Has("fencing") {
+		on, err := redisurl.Bool(q, "fencing", red)
 		if err != nil {
-			return nil, bad("fencing", "true or false")
+			return nil, err
 		}
 		o.DisableFencing = !on
 	}

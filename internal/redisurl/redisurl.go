@@ -150,17 +150,12 @@ func ParseLock(q url.Values, red string) (Lock, error) {
 			return o, bad(ParamPrefix, "a non-empty prefix")
 		}
 	}
-	for _, p := range []struct {
-		name string
-		dst  *time.Duration
-	}{{ParamFenceExpiry, &o.FenceExpiry}, {ParamReplicaTimeout, &o.ReplicaTimeout}} {
-		if q.Has(p.name) {
-			d, err := time.ParseDuration(q.Get(p.name))
-			if err != nil || d <= 0 {
-				return o, bad(p.name, "a positive duration such as 1s")
-			}
-			*p.dst = d
-		}
+	var err error
+	if o.FenceExpiry, err = Duration(q, ParamFenceExpiry, red, "1s"); err != nil {
+		return o, err
+	}
+	if o.ReplicaTimeout, err = Duration(q, ParamReplicaTimeout, red, "1s"); err != nil {
+		return o, err
 	}
 	if q.Has(ParamReplicaAcks) {
 		n, err := strconv.Atoi(q.Get(ParamReplicaAcks))
@@ -170,6 +165,20 @@ func ParseLock(q url.Values, red string) (Lock, error) {
 		o.ReplicaAcks = n
 	}
 	return o, nil
+}
+
+// Duration reads a parameter that must be a positive duration; absent is
+// 0. Its error gives example as a value that would do.
+func Duration(q url.Values, name, red, example string) (time.Duration, error) {
+	if !q.Has(name) {
+		return 0, nil
+	}
+	v := q.Get(name)
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w: %s=%q in %s is not a positive duration such as %s", driver.ErrInvalid, name, v, red, example)
+	}
+	return d, nil
 }
 
 // Bool reads a boolean parameter: true, false, 1 or 0; absent is false.

@@ -37,18 +37,24 @@ const slotsSuffix = ":slots"
 
 // slotClock, prepended to the slot scripts, reads TIME into nowus (µs) and
 // f (the same, as digits), live (the score range of live holders: not
-// '(' .. nowus, which Lua writes with 14 digits, dozens of µs off), checks that KEYS[1] and KEYS[3] are a sorted set
-// and a hash or absent, and defines keep(), which makes both expire with
-// the last holder.
+// '(' .. nowus, which Lua writes with 14 digits, dozens of µs off), and
+// defines keep(), which makes both keys expire with the last holder, and
+// wrongType(), which returns the refusal when KEYS[1] and KEYS[3] are not a
+// sorted set and a hash or absent. The scripts call wrongType only when a
+// reply left the types in doubt (an error from a read, or nothing found),
+// and read both keys before writing either: the common path of a call
+// runs no TYPE at all.
 const slotClock = `
 local t = redis.call('TIME')
 local nowus = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local f = t[1] .. string.sub('00000' .. t[2], -6)
 local live = '(' .. f
-local ty = redis.call('TYPE', KEYS[1]).ok
-if ty ~= 'zset' and ty ~= 'none' then return '!1 ' .. ty end
-local hty = redis.call('TYPE', KEYS[3]).ok
-if hty ~= 'hash' and hty ~= 'none' then return '!4 ' .. hty end
+local function wrongType()
+  local ty = redis.call('TYPE', KEYS[1]).ok
+  if ty ~= 'zset' and ty ~= 'none' then return '!1 ' .. ty end
+  ty = redis.call('TYPE', KEYS[3]).ok
+  if ty ~= 'hash' and ty ~= 'none' then return '!4 ' .. ty end
+end
 local function keep()
   local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
   if last[2] then
@@ -85,7 +91,10 @@ const slotPrune = "100"
 // data; "!3" when the fence would reach 2^53. The fence is the lock's:
 // the largest of TIME in µs and one more than the last fence of the key.
 var acquireSlotScript = newScript(isFence + slotClock + `
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', nowus, 'LIMIT', 0, ` + slotPrune + `)
+local dead = redis.pcall('ZRANGEBYSCORE', KEYS[1], '-inf', nowus, 'LIMIT', 0, ` + slotPrune + `)
+if dead.err then return wrongType() or dead end
+local lim = redis.pcall('HGET', KEYS[3], '` + "\\nlimit" + `')
+if type(lim) == 'table' then return wrongType() or lim end
 if dead[1] then
   redis.call('ZREM', KEYS[1], unpack(dead))
   redis.call('HDEL', KEYS[3], unpack(dead))
@@ -93,9 +102,8 @@ end
 local n = redis.call('ZCOUNT', KEYS[1], live, '+inf')
 if n == 0 then
   redis.call('UNLINK', KEYS[1], KEYS[3])
-else
-  local lim = redis.call('HGET', KEYS[3], '` + "\\nlimit" + `')
-  if lim and lim ~= ARGV[5] then return '!5 ' .. lim end
+elseif lim and lim ~= ARGV[5] then
+  return '!5 ' .. lim
 end
 local exp = nowus + tonumber(ARGV[2]) * 1000
 local mine = redis.call('HGET', KEYS[3], ARGV[1])
@@ -126,12 +134,14 @@ return f
 `)
 
 // slotHeld, appended to slotClock, returns 0 unless ARGV[1] holds a live
-// slot of KEYS[1], and sets mine to its hash entry.
+// slot of KEYS[1], and sets mine to its hash entry. Its two reads show
+// both keys' types when the slot is held; otherwise it asks wrongType.
 const slotHeld = `
-local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not s or tonumber(s) <= nowus then return 0 end
-local mine = redis.call('HGET', KEYS[3], ARGV[1])
-if not mine then return 0 end
+local s = redis.pcall('ZSCORE', KEYS[1], ARGV[1])
+if type(s) == 'table' then return wrongType() or s end
+local mine = s and tonumber(s) > nowus and redis.pcall('HGET', KEYS[3], ARGV[1])
+if type(mine) == 'table' then return wrongType() or mine end
+if not mine then return wrongType() or 0 end
 `
 
 // refreshSlotScript resets ARGV[1]'s slot of KEYS[1] to expire ARGV[2] ms
@@ -171,9 +181,12 @@ return 1
 // PTTL, …} with LIMIT 0 when none holds a slot; "!1 TYPE" / "!4 TYPE"
 // other data.
 var inspectSlotsScript = newScript(slotClock + `
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], live, '+inf', 'WITHSCORES')
-if not live[1] then return {0} end
-local out = {tonumber(redis.call('HGET', KEYS[3], '` + "\\nlimit" + `') or 0)}
+local live = redis.pcall('ZRANGEBYSCORE', KEYS[1], live, '+inf', 'WITHSCORES')
+if live.err then return wrongType() or live end
+if not live[1] then return wrongType() or {0} end
+local lim = redis.pcall('HGET', KEYS[3], '` + "\\nlimit" + `')
+if type(lim) == 'table' then return wrongType() or lim end
+local out = {tonumber(lim or 0)}
 for i = 1, #live, 2 do
   local v = redis.call('HGET', KEYS[3], live[i])
   if v then

@@ -192,9 +192,11 @@
 //
 // Each grant's fence is max(now, last + 1, min(floor, now + TTL)), where
 // now is the server's TIME in microseconds, last is kept in the fence key
-// for FenceExpiry, and at least the TTL, after each acquire and each
-// refresh (so a lock held longer than FenceExpiry keeps it, and a fence
-// ahead of the clock stays on record until the clock has passed it), and floor is the request's
+// for FenceExpiry, and at least the TTL, after each acquire, and at least
+// as long as the lock by each refresh, which re-arms the key for
+// FenceExpiry when less than the TTL is left on it (so a lock held longer
+// than FenceExpiry keeps it, and a fence ahead of the clock stays on
+// record until the clock has passed it), and floor is the request's
 // FenceFloor, when a quorum driver proposes one. The floor is never
 // trusted alone: a fence is never more than a TTL ahead of the clock of
 // the server that granted it, whatever the proposing client's clock.

@@ -25,11 +25,13 @@ type Options struct {
 	Prefix string
 
 	// FenceExpiry is how long the fence key of a lock (PREFIX{KEY}:fence)
-	// is kept after the last acquire or refresh, so that fence keys of
-	// keys no longer used do not pile up. Fences still increase after it
-	// expires, since they never fall below the server's clock in
-	// microseconds, nor run more than a TTL ahead of it, and the fence
-	// key is kept at least the TTL of the grant or refresh.
+	// is kept after an acquire, or after a refresh that finds less than
+	// its TTL left on it (other refreshes leave the key's expiry alone: a
+	// renewal writes nothing it need not), so that fence keys of keys no
+	// longer used do not pile up. Fences still increase after it expires,
+	// since they never fall below the server's clock in microseconds, nor
+	// run more than a TTL ahead of it, and the fence key is kept at least
+	// the TTL of the grant, and as long as the lock or slot.
 	// Default: 168h (7 days). URL: fence_expiry.
 	FenceExpiry time.Duration
 

@@ -145,11 +145,13 @@ end
 `
 
 // refreshScript resets KEYS[1]'s TTL to ARGV[2] ms if ARGV[1] holds it,
-// and keeps its fence key KEYS[2] for ARGV[3] ms more (never less than
-// it had: a refresh to a shorter TTL must not drop a fence that a grant
-// kept for its TTL), at least at the lock's fence: a lock held longer
-// than the fence expiry must not lose the last fence, or the next grant
-// could go below it (with a floor from a client whose clock runs ahead).
+// and keeps its fence key KEYS[2], at least at the lock's fence, for at
+// least as long as the lock: a lock held longer than the fence expiry must
+// not lose the last fence, or the next grant could go below it (with a
+// floor from a client whose clock runs ahead). The fence key is re-armed,
+// for ARGV[3] ms, only when less than ARGV[2] ms is left on it: a renewal
+// otherwise writes nothing to it. It is never shortened (a refresh to a
+// shorter TTL must not drop a fence that a grant kept for its TTL).
 // Someone else's data at KEYS[2] is left alone. Reply: 1 done; 0 not held by the token; -1 the key holds other
 // data.
 var refreshScript = newScript(holderOf + isFence + `
@@ -162,7 +164,7 @@ if f ~= '0' then
   local last = redis.pcall('GET', KEYS[2])
   if not last or isFence(last) and (#last < #f or #last == #f and last < f) then
     redis.call('SET', KEYS[2], f, 'PX', ARGV[3])
-  elseif isFence(last) and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then
+  elseif isFence(last) and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
     redis.call('PEXPIRE', KEYS[2], ARGV[3])
   end
 end

@@ -145,10 +145,11 @@ if not mine then return wrongType() or 0 end
 `
 
 // refreshSlotScript resets ARGV[1]'s slot of KEYS[1] to expire ARGV[2] ms
-// from now, and keeps the fence key KEYS[2] for ARGV[3] ms more, at least
-// at the last fence granted to the semaphore's holders (not the slot's
-// own: a later slot's may be larger), as refreshScript does for a lock. Reply: 1 done; 0
-// not held; "!1 TYPE" / "!4 TYPE" other data.
+// from now, and keeps the fence key KEYS[2] at least as long, at least at
+// the last fence granted to the semaphore's holders (not the slot's own: a
+// later slot's may be larger), re-arming it for ARGV[3] ms only when less
+// than ARGV[2] ms is left on it, as refreshScript does for a lock. Reply:
+// 1 done; 0 not held; "!1 TYPE" / "!4 TYPE" other data.
 var refreshSlotScript = newScript(isFence + slotClock + slotHeld + `
 redis.call('ZADD', KEYS[1], 'XX', nowus + tonumber(ARGV[2]) * 1000, ARGV[1])
 keep()
@@ -156,7 +157,7 @@ local fs = fenceMax(fenceOf(mine), redis.call('HGET', KEYS[3], '\nfence'))
 local last = redis.pcall('GET', KEYS[2])
 if not last or isFence(last) and (#last < #fs or #last == #fs and last < fs) then
   redis.call('SET', KEYS[2], fs, 'PX', ARGV[3])
-elseif isFence(last) and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then
+elseif isFence(last) and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 return 1

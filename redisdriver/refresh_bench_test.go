@@ -31,15 +31,7 @@ func BenchmarkRefresh(b *testing.B) {
 			b.Fatal(err, res)
 		}
 	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		r := reqs[i%len(reqs)]
-		i++
-		if err := d.Refresh(ctx, r.Key, r.Token, r.TTL); err != nil {
-			b.Fatal(err)
-		}
-	}
+	refreshInTurn(b, reqs, func(r driver.Request) error { return d.Refresh(ctx, r.Key, r.Token, r.TTL) })
 }
 
 // BenchmarkSemaphoreRefresh is BenchmarkRefresh for slots of semaphores
@@ -65,13 +57,17 @@ func BenchmarkSemaphoreRefresh(b *testing.B) {
 			b.Fatal(err, res)
 		}
 	}
+	refreshInTurn(b, reqs, func(r driver.Request) error { return d.RefreshSlot(ctx, r.Key, r.Token, r.TTL) })
+}
+
+// refreshInTurn is the benchmark loop: refresh each of reqs in turn.
+func refreshInTurn(b *testing.B, reqs []driver.Request, refresh func(driver.Request) error) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		r := reqs[i%len(reqs)]
-		i++
-		if err := d.RefreshSlot(ctx, r.Key, r.Token, r.TTL); err != nil {
+		if err := refresh(reqs[i%len(reqs)]); err != nil {
 			b.Fatal(err)
 		}
+		i++
 	}
 }

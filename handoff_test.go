@@ -168,8 +168,10 @@ func TestHandoffGrantReleasedOnExit(t *testing.T) {
 		release := hold(t, s.Driver(), "k")
 		// a's second queued attempt hangs until its context ends, and
 		// then fails without reaching the store.
+		hanging := make(chan struct{})
 		a := dlock.New(&hooked{Locker: s.Driver(), hook: func(ctx context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
 			if req.Attempt == 2 {
+				close(hanging)
 				<-ctx.Done()
 				return driver.Result{}, fmt.Errorf("test: not sent: %w", driver.ErrUnavailable)
 			}
@@ -183,8 +185,9 @@ func TestHandoffGrantReleasedOnExit(t *testing.T) {
 		synctest.Wait()
 		bGot := goAcquire(t.Context(), b, "k")
 		synctest.Wait()
-		time.Sleep(2 * time.Second) // a's next attempt hangs
-		synctest.Wait()
+		// Within its Wait, which keeps it queued, a's next attempt
+		// hangs.
+		<-hanging
 		release() // hands the key to a, on its first queued attempt
 		start := time.Now()
 		cancel()
@@ -212,9 +215,10 @@ func TestHandoffOwnReplyKeepsLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := memdriver.NewStore()
 		release := hold(t, s.Driver(), "k")
-		gate := make(chan struct{})
+		gate, hanging := make(chan struct{}), make(chan struct{})
 		l := dlock.New(&hooked{Locker: s.Driver(), hook: func(_ context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
 			if req.Attempt == 2 {
+				close(hanging)
 				<-gate
 			}
 			return acquire()
@@ -222,8 +226,7 @@ func TestHandoffOwnReplyKeepsLease(t *testing.T) {
 		defer l.Close()
 		got := goAcquire(t.Context(), l, "k")
 		synctest.Wait()
-		time.Sleep(2 * time.Second) // the second queued attempt waits at the gate
-		synctest.Wait()
+		<-hanging // within the first attempt's Wait, the second waits at the gate
 		release() // hands the key to it, on its first queued attempt
 		close(gate)
 		r := <-got

@@ -63,8 +63,9 @@ func New(d driver.Locker, opts *Options) *Locker {
 // can notify, and otherwise at the holder's expiry, reported by the failed
 // attempt; opts.Retry caps each wait. A backend that hands off
 // ([driver.Handoff]) grants the key to the first waiter within the release
-// itself (see the package documentation, Waiting and handoff). Errors that may be transient (the
-// backend unavailable, a timeout) are retried the same way. When ctx ends,
+// itself (see the package documentation, Waiting and handoff). Errors that
+// may be transient (the backend unavailable, a timeout) are retried the
+// same way. When ctx ends,
 // the error wraps both [ErrNotAcquired] and ctx.Err(), and not the last
 // driver error's sentinels: a caller that gave up is told so, not that the
 // backend is unavailable.

@@ -284,3 +284,46 @@ func TestHandoffUndoRotatesToken(t *testing.T) {
 		}
 	})
 }
+
+// noHandoff is a wrapper that cannot hand off, and says so by the rule for
+// wrapping drivers.
+type noHandoff struct{ hooked }
+
+func (noHandoff) SubscribeHandoff(context.Context, string, string) (<-chan driver.Turn, func(), error) {
+	return nil, nil, fmt.Errorf("test: %w", errors.ErrUnsupported)
+}
+
+// TestHandoffUnsupportedSubscribesPlainly: over a driver whose
+// SubscribeHandoff answers errors.ErrUnsupported, a waiter subscribes
+// plainly, and the release still wakes it at once.
+func TestHandoffUnsupportedSubscribesPlainly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := memdriver.NewStore()
+		release := hold(t, s.Driver(), "k")
+		var attempts []uint64
+		d := &noHandoff{hooked{Locker: s.Driver(), hook: func(_ context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
+			attempts = append(attempts, req.Attempt)
+			return acquire()
+		}}}
+		l := dlock.New(d, &dlock.Options{TTL: time.Hour, Retry: dlock.LinearBackoff(time.Hour)})
+		defer l.Close()
+		got := goAcquire(t.Context(), l, "k")
+		synctest.Wait()
+		start := time.Now()
+		release()
+		r := <-got
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		defer r.lease.Release(t.Context())
+		if d := r.at.Sub(start); d != 0 {
+			t.Errorf("the waiter got the key %v after the release; want at once: it must subscribe plainly", d)
+		}
+		for _, n := range attempts {
+			if n != 0 {
+				t.Errorf("attempts numbered %v without a handoff subscription; want all 0", attempts)
+				break
+			}
+		}
+	})
+}

@@ -68,7 +68,8 @@ func (le *Lease) Token() string { return le.token }
 // of every earlier lease on the key from the same backend. Pass it with
 // every write to a resource the lock protects; the resource remembers the
 // highest fence it has seen and rejects writes with a lower one, which stops
-// a holder that was paused past its lease from doing harm.
+// a holder that was paused past its lease from doing harm. It is 0 for a
+// lock taken with fencing disabled ([Options].DisableFencing).
 func (le *Lease) Fence() uint64 { return le.fence }
 
 // Owner returns the owner name recorded with the lease.

@@ -289,7 +289,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		return nil, ErrClosed
 	}
 	defer l.leave()
-	req := driver.Request{Key: key, Token: rand.Text(), TTL: cfg.ttl, Owner: cfg.owner}
+	req := driver.Request{Key: key, Token: rand.Text(), TTL: cfg.ttl, Owner: cfg.owner, NoFence: cfg.noFence && cfg.sem == nil}
 
 	var released <-chan struct{} // release notifications, once subscribed
 	var unsubscribe func()

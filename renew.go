@@ -118,6 +118,9 @@ func (r *renewer) isClosed() bool { return r.closed.Load() }
 // longest TTL the lease may ask for later (see Lease.Refresh): an attempt
 // with its token may still land.
 func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings, ttlCap time.Duration) (*Lease, error) {
+	if req.NoFence {
+		fence = 0 // whatever the driver made of it: see Options.DisableFencing
+	}
 	le := &Lease{
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
 		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent, sem: cfg.sem,

@@ -35,7 +35,7 @@ type Lease struct {
 
 	ctx    context.Context // ended by cancel, when the lease ends
 	cancel context.CancelCauseFunc
-	outer  *leaseContext // ctx, and loss at the first look: see Context
+	outer  leaseContext // ctx, and loss at the first look: see Context
 
 	// deadlineNs is the local deadline as an offset from the renewer's
 	// epoch (monotonic), for readers that take no lock.
@@ -97,7 +97,7 @@ func (le *Lease) expired() bool {
 // has not run yet (after a pause of the process, say). Contexts derived
 // from it see the loss when the renewal goroutine declares it, a moment
 // later.
-func (le *Lease) Context() context.Context { return le.outer }
+func (le *Lease) Context() context.Context { return &le.outer }
 
 // Done returns a channel that is closed when the lease ends. It is closed
 // already when Done is called after the local deadline passed. It costs a
@@ -411,8 +411,13 @@ func (le *Lease) Release(ctx context.Context) error {
 		// must learn of it without waiting out a long timeout.
 		bound = min(bound, le.ttl/4)
 	}
-	callCtx, cancelCall := context.WithTimeout(ctx, bound)
 	start := time.Now()
+	callCtx, cancelCall := ctx, context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); !ok || dl.Sub(start) > bound {
+		// Not when ctx ends within the bound already (as in Do), where
+		// a timer of its own would cost allocations and change nothing.
+		callCtx, cancelCall = context.WithTimeout(ctx, bound)
+	}
 	err := le.releaseCall(callCtx)
 	cancelCall()
 	if dl, ok := ctx.Deadline(); ctx.Err() != nil && driver.OutcomeUnknown(err) && (!ok || dl.Sub(start) < bound) {

@@ -131,7 +131,7 @@ func runHeld(ctx context.Context, lease *Lease, fn func(ctx context.Context, lea
 // bounded by the lease's ReleaseTimeout. Its error wraps [ErrLeaseLost] if
 // the lease was lost before, whoever ended it.
 func finish(ctx context.Context, lease *Lease) error {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lease.releaseTimeout)
+	rctx, cancel := context.WithTimeout(detached(ctx), lease.releaseTimeout)
 	defer cancel()
 	err := lease.Release(rctx)
 	if lost := lease.Err(); errors.Is(lost, ErrLeaseLost) && !errors.Is(err, ErrLeaseLost) {

@@ -120,9 +120,20 @@ func TestOpenFencingParam(t *testing.T) {
 		t.Error("Options().DisableFencing = true after fencing=true")
 	}
 
-	_, err = dlock.Open(ctx, "mem://fencing-param?fencing=maybe")
-	if !errors.Is(err, dlock.ErrInvalid) || err == nil || !strings.Contains(err.Error(), `fencing="maybe"`) {
-		t.Errorf("Open with fencing=maybe: %v; want ErrInvalid naming the parameter", err)
+	// The spellings of the drivers' boolean parameters, not strconv's.
+	for _, v := range []string{"maybe", "False", "t"} {
+		_, err = dlock.Open(ctx, "mem://fencing-param?fencing="+v)
+		if !errors.Is(err, dlock.ErrInvalid) || err == nil || !strings.Contains(err.Error(), `fencing="`+v+`"`) {
+			t.Errorf("Open with fencing=%s: %v; want ErrInvalid naming the parameter", v, err)
+		}
+	}
+	zero, err := dlock.Open(ctx, "mem://fencing-param?fencing=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zero.Close()
+	if !zero.Options().DisableFencing {
+		t.Error("Options().DisableFencing = false after fencing=0")
 	}
 
 	for _, c := range []struct {

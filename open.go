@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -103,12 +102,13 @@ func urlOptions(q url.Values, red string) (*Options, error) {
 		*p.dst = d
 	}
 	o.Owner = q.Get("owner")
-	if v := q.Get("fencing"); v != "" {
-		on, err := strconv.ParseBool(v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: fencing=%q in %s is not true or false", ErrInvalid, v, red)
-		}
-		o.DisableFencing = !on
+	// The spellings of every boolean parameter of the drivers' URLs.
+	switch v := q.Get("fencing"); v {
+	case "", "true", "1":
+	case "false", "0":
+		o.DisableFencing = true
+	default:
+		return nil, fmt.Errorf("%w: fencing=%q in %s is not true or false", ErrInvalid, v, red)
 	}
 	return &o, nil
 }

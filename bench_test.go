@@ -14,7 +14,7 @@ func (nopObserver) Observe(context.Context, dlock.Event) {}
 
 // BenchmarkPair measures the library's own cost of a try-acquire + release
 // pair on the in-memory backend, with and without an observer, so the cost
-// of the hook shows.
+// of the hook shows, and of Do (acquire, run, release).
 func BenchmarkPair(b *testing.B) {
 	for _, bc := range []struct {
 		name string
@@ -39,4 +39,16 @@ func BenchmarkPair(b *testing.B) {
 			}
 		})
 	}
+	b.Run("Do", func(b *testing.B) {
+		l := memdriver.New(nil)
+		defer l.Close()
+		ctx := context.Background()
+		noop := func(context.Context, *dlock.Lease) error { return nil }
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := l.Do(ctx, "bench", nil, noop); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -67,7 +67,10 @@
 // such a holder at the resource: every lease carries [Lease.Fence], strictly
 // greater than every earlier fence on the key. Send it with every write; the
 // resource remembers the highest fence it accepted and rejects lower ones.
-// See Martin Kleppmann, "How to do distributed locking" (2016).
+// See Martin Kleppmann, "How to do distributed locking" (2016). Users who
+// pass fences to nothing can switch them off ([Options].DisableFencing,
+// fencing=false in a URL): lock leases then carry fence 0, and the backend
+// skips the fence work (on Redis, a bare SET NX takes a free key).
 //
 // # Semaphores
 //
@@ -93,8 +96,9 @@
 //	redis+sentinel://h1:p,h2:p/NAME redisdriver, Sentinel-managed master
 //	redlock://h1:p,h2:p,h3:p        redlock, a quorum of independent servers
 //
-// The query parameters ttl, renew, drift (durations) and owner set the
-// Locker's [Options] for every scheme; each driver documents its own.
+// The query parameters ttl, renew, drift (durations), owner and fencing
+// (fencing=false: [Options].DisableFencing) set the Locker's [Options] for
+// every scheme; each driver documents its own.
 // Unknown parameters are rejected; errors never show passwords.
 //
 // # Errors

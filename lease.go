@@ -35,7 +35,7 @@ type Lease struct {
 
 	ctx    context.Context // ended by cancel, when the lease ends
 	cancel context.CancelCauseFunc
-	outer  *leaseContext // ctx, and loss at the first look: see Context
+	outer  leaseContext // ctx, and loss at the first look: see Context
 
 	// deadlineNs is the local deadline as an offset from the renewer's
 	// epoch (monotonic), for readers that take no lock.
@@ -68,7 +68,8 @@ func (le *Lease) Token() string { return le.token }
 // of every earlier lease on the key from the same backend. Pass it with
 // every write to a resource the lock protects; the resource remembers the
 // highest fence it has seen and rejects writes with a lower one, which stops
-// a holder that was paused past its lease from doing harm.
+// a holder that was paused past its lease from doing harm. It is 0 for a
+// lock taken with fencing disabled ([Options].DisableFencing).
 func (le *Lease) Fence() uint64 { return le.fence }
 
 // Owner returns the owner name recorded with the lease.
@@ -96,7 +97,7 @@ func (le *Lease) expired() bool {
 // has not run yet (after a pause of the process, say). Contexts derived
 // from it see the loss when the renewal goroutine declares it, a moment
 // later.
-func (le *Lease) Context() context.Context { return le.outer }
+func (le *Lease) Context() context.Context { return &le.outer }
 
 // Done returns a channel that is closed when the lease ends. It is closed
 // already when Done is called after the local deadline passed. It costs a
@@ -410,8 +411,13 @@ func (le *Lease) Release(ctx context.Context) error {
 		// must learn of it without waiting out a long timeout.
 		bound = min(bound, le.ttl/4)
 	}
-	callCtx, cancelCall := context.WithTimeout(ctx, bound)
 	start := time.Now()
+	callCtx, cancelCall := ctx, context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); !ok || dl.Sub(start) > bound {
+		// Not when ctx ends within the bound already (as in Do), where
+		// a timer of its own would cost allocations and change nothing.
+		callCtx, cancelCall = context.WithTimeout(ctx, bound)
+	}
 	err := le.releaseCall(callCtx)
 	cancelCall()
 	if dl, ok := ctx.Deadline(); ctx.Err() != nil && driver.OutcomeUnknown(err) && (!ok || dl.Sub(start) < bound) {

@@ -135,7 +135,7 @@ func runHeld(ctx context.Context, lease *Lease, fn func(ctx context.Context, lea
 // bounded by the lease's ReleaseTimeout. Its error wraps [ErrLeaseLost] if
 // the lease was lost before, whoever ended it.
 func finish(ctx context.Context, lease *Lease) error {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lease.releaseTimeout)
+	rctx, cancel := context.WithTimeout(detached(ctx), lease.releaseTimeout)
 	defer cancel()
 	err := lease.Release(rctx)
 	if lost := lease.Err(); errors.Is(lost, ErrLeaseLost) && !errors.Is(err, ErrLeaseLost) {
@@ -293,7 +293,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		return nil, ErrClosed
 	}
 	defer l.leave()
-	req := driver.Request{Key: key, Token: rand.Text(), TTL: cfg.ttl, Owner: cfg.owner}
+	req := driver.Request{Key: key, Token: rand.Text(), TTL: cfg.ttl, Owner: cfg.owner, NoFence: cfg.noFence && cfg.sem == nil}
 
 	var sub waitSub     // release notifications, once subscribed
 	subscribed := false // a subscription was tried for req.Token

@@ -20,8 +20,9 @@ func Schemes() []string { return driver.Schemes() }
 //
 // These query parameters apply to every scheme and set the Locker's
 // [Options]: ttl, renew and drift (Go durations such as "30s"; renew=-1
-// disables automatic renewal) and owner. Other parameters belong to the
-// driver; unknown ones are rejected.
+// disables automatic renewal), owner, and fencing (fencing=false sets
+// DisableFencing). Other parameters belong to the driver; unknown ones
+// are rejected.
 //
 // The URL is parsed strictly, so that it never silently means something
 // other than its text: it must start with SCHEME://, name its host where
@@ -61,6 +62,9 @@ func OpenOptions(ctx context.Context, rawURL string, opts *Options) (*Locker, er
 	if q.Del("owner"); o.Owner != "" {
 		q.Set("owner", o.Owner)
 	}
+	if q.Del("fencing"); o.DisableFencing {
+		q.Set("fencing", "false")
+	}
 	u.RawQuery = q.Encode()
 	d, err := open(ctx, u)
 	if err != nil {
@@ -98,6 +102,14 @@ func urlOptions(q url.Values, red string) (*Options, error) {
 		*p.dst = d
 	}
 	o.Owner = q.Get("owner")
+	// The spellings of every boolean parameter of the drivers' URLs.
+	switch v := q.Get("fencing"); v {
+	case "", "true", "1":
+	case "false", "0":
+		o.DisableFencing = true
+	default:
+		return nil, fmt.Errorf("%w: fencing=%q in %s is not true or false", ErrInvalid, v, red)
+	}
 	return &o, nil
 }
 
@@ -120,6 +132,7 @@ func (o *Options) overriddenBy(x *Options) *Options {
 	if y.Owner == "" {
 		y.Owner = r.Owner
 	}
+	y.DisableFencing = y.DisableFencing || r.DisableFencing
 	return &y
 }
 
@@ -142,6 +155,7 @@ func (l *Locker) Options() Options {
 		ReleaseTimeout: c.releaseTimeout,
 		Observer:       c.obs.o,
 		Logger:         c.obs.log,
+		DisableFencing: c.noFence,
 	}
 }
 

@@ -78,6 +78,22 @@ type Options struct {
 	// failures, with key, owner, fence and cause; nothing is logged per
 	// successful operation, and tokens never. Default: none.
 	Logger *slog.Logger
+
+	// DisableFencing switches fencing tokens off for locks, for users who
+	// do not pass [Lease.Fence] to the resource they protect: every lock
+	// lease's Fence is then 0, and the backend may skip the work of
+	// keeping fences (on Redis a free key is taken by a bare SET NX
+	// instead of the fence script: less server time per acquire; with
+	// redlock the fence write-back is skipped). Mutual exclusion, renewal
+	// and loss detection are unchanged: only the protection against a
+	// paused holder that fences give is gone (see the package doc,
+	// Fencing). Clients of one key may mix: leases of clients that keep
+	// fences still get increasing ones. Semaphore slots keep their fences
+	// whatever it says, as their backends keep one per key anyway. In a
+	// call's options, true switches fences off for that lease; false
+	// keeps the Locker's setting. Default: false (fences on).
+	// URL parameter: fencing=false.
+	DisableFencing bool
 }
 
 // settings are resolved options: every field set and checked.
@@ -91,6 +107,7 @@ type settings struct {
 	retry          RetryStrategy
 	releaseTimeout time.Duration
 	obs            observer
+	noFence        bool       // DisableFencing
 	sem            *Semaphore // the semaphore acquired, nil for a lock
 }
 
@@ -167,6 +184,7 @@ func (o *Options) resolve(base *settings) (settings, error) {
 	if in.ReleaseTimeout != 0 {
 		s.releaseTimeout = in.ReleaseTimeout
 	}
+	s.noFence = s.noFence || in.DisableFencing
 	if s.releaseTimeout == 0 {
 		s.releaseTimeout = DefaultReleaseTimeout
 	}

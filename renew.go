@@ -118,6 +118,9 @@ func (r *renewer) isClosed() bool { return r.closed.Load() }
 // longest TTL the lease may ask for later (see Lease.Refresh): an attempt
 // with its token may still land.
 func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings, ttlCap time.Duration) (*Lease, error) {
+	if req.NoFence {
+		fence = 0 // whatever the driver made of it: see Options.DisableFencing
+	}
 	le := &Lease{
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
 		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent, sem: cfg.sem,
@@ -125,8 +128,8 @@ func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence 
 		deadlineAt: -1, renewAt: -1, grantPending: cfg.obs.enabled(), ttlCap: ttlCap,
 	}
 	r.setDeadline(le, sent.Add(req.TTL-cfg.drift))
-	le.ctx, le.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
-	le.outer = &leaseContext{Context: le.ctx, le: le}
+	le.ctx, le.cancel = context.WithCancelCause(detached(ctx))
+	le.outer = leaseContext{Context: le.ctx, le: le}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed.Load() {
@@ -138,6 +141,16 @@ func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence 
 	r.scheduleRenewal(le, r.onGrid(le, sent.Add(le.renewEvery)))
 	r.kick()
 	return le, nil
+}
+
+// detached returns ctx without its cancellation and deadline, as
+// context.WithoutCancel does, and ctx itself when it has neither (as
+// context.Background and its values have), which costs no allocation.
+func detached(ctx context.Context) context.Context {
+	if _, ok := ctx.Deadline(); ok || ctx.Done() != nil {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 // kick makes the loop look at the heaps again, starting it if needed.

@@ -289,9 +289,9 @@ func (d *dlockLib) Close() error {
 	return err
 }
 
-func openDlock(e env, best bool) (lib, error) {
+func openDlock(e env, best, noFence bool) (lib, error) {
 	c := goRedis(e.main, best, e.hookFor(e.main))
-	lock := &dlock.Options{TTL: e.ttlOr(defaultTTL)}
+	lock := &dlock.Options{TTL: e.ttlOr(defaultTTL), DisableFencing: noFence}
 	return &dlockLib{l: redisdriver.New(c, &redisdriver.Options{Lock: lock}), clients: []*redis.Client{c}}, nil
 }
 
@@ -497,15 +497,16 @@ func plainKey(key string) ([]string, int) { return []string{key}, 1 }
 // ---- the catalogue ----
 
 const (
-	libMinimal  = "minimal lock"
-	libDlock    = "dlock"
-	libBsm      = "bsm/redislock"
-	libRedsync  = "redsync"
-	libRueidis  = "rueidislock"
-	libRedlock  = "dlock redlock"
-	cfgDefaults = "defaults"
-	cfgBest     = "best"
-	cfgQueued   = "queue+pub/sub"
+	libMinimal   = "minimal lock"
+	libDlock     = "dlock"
+	libBsm       = "bsm/redislock"
+	libRedsync   = "redsync"
+	libRueidis   = "rueidislock"
+	libRedlock   = "dlock redlock"
+	cfgDefaults  = "defaults"
+	cfgBest      = "best"
+	cfgFencesOff = "fences off"
+	cfgQueued    = "queue+pub/sub"
 )
 
 // singleNode lists the libraries on one Redis server. The minimal lock is
@@ -529,10 +530,13 @@ func singleNode() []libSpec {
 			}},
 		{Name: libDlock, Config: cfgDefaults, Nodes: 1, keys: dlockKeys,
 			Options: "redisdriver.New(plain go-redis client, nil): TTL 15s, renewal every TTL/3, fences on, pub/sub wake-ups",
-			open:    func(e env) (lib, error) { return openDlock(e, false) }},
+			open:    func(e env) (lib, error) { return openDlock(e, false, false) }},
 		{Name: libDlock, Config: cfgBest, Nodes: 1, keys: dlockKeys,
 			Options: "as defaults, with " + bestClientText,
-			open:    func(e env) (lib, error) { return openDlock(e, true) }},
+			open:    func(e env) (lib, error) { return openDlock(e, true, false) }},
+		{Name: libDlock, Config: cfgFencesOff, Nodes: 1, keys: dlockKeys,
+			Options: "as best, with Options.DisableFencing (fencing=false): leases carry fence 0, a free key is taken by a bare SET NX PX (no script); renewal and pub/sub wake-ups as before",
+			open:    func(e env) (lib, error) { return openDlock(e, true, true) }},
 		{Name: libBsm, Config: cfgDefaults, Nodes: 1, keys: plainKey,
 			Options: "plain go-redis client; TTL 15s (it has no default); waiting: LinearBackoff(100ms) (its README's example; the default is NoRetry)",
 			open: func(e env) (lib, error) {

@@ -48,7 +48,7 @@
 //
 // dlock.Open parses a URL strictly with [ParseURL] and hands it to the
 // scheme's [OpenFunc], with the common parameters ([CommonParams]: ttl,
-// renew, drift, owner) set to the values the Locker uses. The OpenFunc
+// renew, drift, owner, fencing) set to the values the Locker uses. The OpenFunc
 // refuses parameters it does not know with [UnknownParams], declares its
 // documented ones with [PublicParams] (from init) so that [Redacted] shows
 // their values, reads hosts with [HostList], and shows a URL only through

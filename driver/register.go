@@ -10,7 +10,7 @@ import (
 // OpenFunc opens a driver for a URL whose scheme it registered.
 // dlock.Open has parsed the URL strictly ([ParseURL]). Its query carries
 // the driver's own parameters and the common ones ([CommonParams]: ttl,
-// renew, drift, owner) with the values the Locker uses, so a driver that
+// renew, drift, owner, fencing) with the values the Locker uses, so a driver that
 // needs one reads the same setting. It must reject parameters it does not
 // know ([UnknownParams]) and print URLs only with [Redacted].
 type OpenFunc func(ctx context.Context, u *url.URL) (Locker, error)

@@ -19,11 +19,12 @@ import (
 var ErrInvalid = errors.New("dlock: invalid argument")
 
 // CommonParams are the URL query parameters that dlock.Open reads for every
-// scheme: ttl, renew, drift and owner. The URL a driver's open function
-// receives still carries them, with the values the Locker uses, so that a
-// driver that needs one (a quorum driver's drift) reads the same setting;
-// [UnknownParams] accepts them.
-var CommonParams = []string{"ttl", "renew", "drift", "owner"}
+// scheme: ttl, renew, drift, owner and fencing. The URL a driver's open
+// function receives still carries them, with the values the Locker uses
+// (fencing only as fencing=false, when the Locker disables fences), so
+// that a driver that needs one (a quorum driver's drift, or its fencing)
+// reads the same setting; [UnknownParams] accepts them.
+var CommonParams = []string{"ttl", "renew", "drift", "owner", "fencing"}
 
 // redactedText replaces secrets in printed URLs.
 const redactedText = "xxxxx"

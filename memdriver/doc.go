@@ -61,7 +61,7 @@
 // testing/synctest bubble's border where they were first opened (see Fake
 // time). The driver has no query
 // parameters of its own and rejects unknown ones; the common ones (ttl,
-// renew, drift, owner) are handled by [dlock.Open].
+// renew, drift, owner, fencing) are handled by [dlock.Open].
 //
 // # Errors
 //

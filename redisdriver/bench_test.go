@@ -46,22 +46,29 @@ func BenchmarkAcquireRelease(b *testing.B) {
 }
 
 // BenchmarkLockerAcquireRelease is the same pair through dlock.Locker, with
-// its lease bookkeeping.
+// its lease bookkeeping, with fences and without (DisableFencing).
 func BenchmarkLockerAcquireRelease(b *testing.B) {
-	c := redistest.Shared(b).Client(b)
-	l := redisdriver.New(c, nil)
-	defer l.Close()
-	ctx := context.Background()
-	key := "bench/" + rand.Text()
-	b.ReportAllocs()
-	for b.Loop() {
-		lease, err := l.TryAcquire(ctx, key, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := lease.Release(ctx); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct {
+		name string
+		opts *dlock.Options
+	}{{"Fenced", nil}, {"NoFence", &dlock.Options{DisableFencing: true}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := redistest.Shared(b).Client(b)
+			l := redisdriver.New(c, &redisdriver.Options{Lock: bc.opts})
+			defer l.Close()
+			ctx := context.Background()
+			key := "bench/" + rand.Text()
+			b.ReportAllocs()
+			for b.Loop() {
+				lease, err := l.TryAcquire(ctx, key, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := lease.Release(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -79,7 +79,8 @@
 //	                     sentinel_auth (true: present USER and PASSWORD
 //	                     to the Sentinels too)
 //
-// dlock.Open reads ttl, renew, drift and owner for every scheme. Any
+// dlock.Open reads ttl, renew, drift, owner and fencing for every scheme
+// (fencing=false: dlock.Options.DisableFencing; see Fences). Any
 // other parameter is refused. Errors show URLs without user name or
 // password, and with the values of parameters not listed here hidden.
 //
@@ -210,6 +211,15 @@
 // is a grant whose fence would reach it. A fence key that does not hold a
 // fence (at most 16 digits, below 2^53) is someone else's data:
 // [ErrWrongType], never overwritten.
+//
+// A lock taken with fencing disabled (dlock.Options.DisableFencing, which
+// sets driver.Request.NoFence) has fence 0 and costs no fence work: a
+// free key is taken by a bare SET NX, without a script, and the fence key
+// is neither read nor written, by the grant or by its refreshes. Such a
+// waiter is not queued: it is woken by a release that finds no queued
+// waiter listening (with every other subscriber), otherwise by the
+// holder's expiry or its backoff.
+// Leases of other clients of the key still get increasing fences.
 //
 // # Errors
 //

@@ -54,8 +54,8 @@ type Options struct {
 
 	// Lock holds the lease defaults of the [dlock.Locker] that [New]
 	// returns (TTL, renewal, owner…); nil means dlock's defaults.
-	// [NewDriver] ignores it. URL: ttl, renew, drift and owner, read by
-	// [dlock.Open] itself.
+	// [NewDriver] ignores it. URL: ttl, renew, drift, owner and fencing,
+	// read by [dlock.Open] itself.
 	Lock *dlock.Options
 }
 

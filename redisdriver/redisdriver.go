@@ -198,12 +198,12 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if req.FenceFloor >= maxFence {
 		return driver.Result{}, fmt.Errorf("%w: redisdriver: FenceFloor %d is not below 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, req.FenceFloor)
 	}
+	if req.NoFence && d.cfg.replicaAcks == 0 {
+		return d.acquireBare(ctx, req)
+	}
 	args := d.acquireArgs(req)
 	if d.cfg.replicaAcks > 0 {
 		return d.acquireReplicated(ctx, req, args)
-	}
-	if req.NoFence {
-		return d.acquireBare(ctx, req, args)
 	}
 	v, err := eval(ctx, d.client, acquireScript, args).Result()
 	if err != nil {
@@ -217,16 +217,18 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 // (and answers OK, where a nil reply would cost go-redis a dozen
 // allocations to classify). Only a busy key costs a second command:
 // acquireBareScript, which also recognizes the holder's own retried
-// request and reports the holder's TTL.
-func (d *locker) acquireBare(ctx context.Context, req driver.Request, args []any) (driver.Result, error) {
+// request and reports the holder's TTL. The script's arguments are built
+// only then: a free key costs the SET command's arguments alone.
+func (d *locker) acquireBare(ctx context.Context, req driver.Request) (driver.Result, error) {
 	val := req.Token + "\n0\n\n" + req.Owner
-	err := d.client.Do(ctx, "SET", args[3], val, "NX", "PX", args[6]).Err()
+	err := d.client.Do(ctx, "SET", d.lockKey(req.Key), val, "NX", "PX", d.ms.box(msArg(req.TTL))).Err()
 	if err == nil {
 		return driver.Result{Acquired: true}, nil
 	}
 	if err != redis.Nil && !isRedisError(err) {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
+	args := d.acquireArgs(req)
 	v, err := eval(ctx, d.client, acquireBareScript, args).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)

@@ -17,7 +17,8 @@ import (
 // for the other nodes. With fencing, every node is asked
 // for the same fence (see propose); if fewer than a majority granted the
 // largest fence among them, it is written back to a majority before it is
-// returned. Without fencing, the nodes are told to skip fences. When the
+// returned. Without fencing (or when req.NoFence says the caller ignores
+// fences), the nodes are told to skip fences. When the
 // attempt fails, every node that granted it, or whose answer is unknown, is
 // released before Acquire returns.
 func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
@@ -32,7 +33,10 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	// Nodes do not queue waiters: their queues could pick different
 	// waiters, none of which would then be woken on a majority.
 	req.Wait = 0
-	if l.cfg.fencing {
+	// A caller that ignores fences (dlock.Options.DisableFencing) gets
+	// none, as if fencing were off: one round, no write-back.
+	fencing := l.cfg.fencing && !req.NoFence
+	if fencing {
 		req.FenceFloor = l.propose(req.FenceFloor, start, timeout)
 	} else {
 		req.NoFence = true
@@ -58,7 +62,7 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		default:
 			busy++
 		}
-		return len(got) >= l.quorum && (!l.cfg.fencing || agreed(got, res, l.quorum) != 0)
+		return len(got) >= l.quorum && (!fencing || agreed(got, res, l.quorum) != 0)
 	}, func() {
 		close(all.done)
 		l.pending.CompareAndDelete(req.Token, all)
@@ -158,7 +162,7 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 	if took := time.Since(start); took >= window {
 		return 0, validityError("acquire", req.Key, took, window)
 	}
-	if !l.cfg.fencing {
+	if req.NoFence {
 		return 0, nil
 	}
 	if f := agreed(got, res, l.quorum); f != 0 {

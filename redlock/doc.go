@@ -63,7 +63,9 @@
 // lease: the failure that timing alone, which is all Redlock has, cannot
 // rule out. [Options.DisableFencing] tells the nodes to skip fences
 // (driver.Request.NoFence; on Redis a free key is then taken by a plain
-// SET NX); leases then carry fence 0.
+// SET NX); leases then carry fence 0. A Locker with
+// dlock.Options.DisableFencing gets the same single round for its
+// requests even when fencing is on.
 //
 // # Safety
 //
@@ -135,7 +137,8 @@
 // Query parameters:
 //
 //	node_timeout=100ms   Options.NodeTimeout
-//	fencing=false        Options.DisableFencing
+//	fencing=false        Options.DisableFencing, and the Locker's
+//	                     DisableFencing: one setting
 //	drift=…              Options.Drift, and the Locker's Drift: one setting
 //	ttl=…                the Locker's TTL, which also sets the node
 //	                     timeout of calls that carry no TTL
@@ -157,7 +160,7 @@
 //	idle_timeout, max_conn_age
 //	                     go-redis client parameters, for every node
 //
-// dlock.Open reads ttl, renew, drift and owner for every scheme, and
+// dlock.Open reads ttl, renew, drift, owner and fencing for every scheme, and
 // passes the values the Locker uses on to this driver. Unknown parameters
 // are refused, and errors show URLs without user name or password.
 //

@@ -63,7 +63,7 @@ type Options struct {
 	// Lock configures the dlock.Locker that [New] and [NewRedis] return
 	// (TTL, renewal, retry). Its TTL also sets the node timeout of calls
 	// that carry none. Default: nil, dlock's defaults. URLs set it with dlock's
-	// common parameters (ttl, renew, drift, owner).
+	// common parameters (ttl, renew, drift, owner, fencing).
 	Lock *dlock.Options
 }
 

@@ -827,3 +827,46 @@ func TestConformanceMemNoCapabilities(t *testing.T) {
 		}
 	})
 }
+
+// TestNoFenceRequest: with fencing on, a request whose caller ignores
+// fences (Request.NoFence, from dlock.Options.DisableFencing) is served as
+// with fencing off: fence 0, no floor proposed to the nodes, no write-back.
+func TestNoFenceRequest(t *testing.T) {
+	ctx := t.Context()
+	c := newMemCluster(3)
+	var nodes []driver.Locker
+	var counts []*countRaise
+	for i := range 3 {
+		n := &countRaise{Locker: c.raw(t, i)}
+		nodes, counts = append(nodes, n), append(counts, n)
+	}
+	d, err := redlock.NewDriver(nodes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	r := driver.Request{Key: "k", Token: rand(), TTL: time.Minute, NoFence: true}
+	res, err := d.Acquire(ctx, r)
+	if err != nil || !res.Acquired || res.Fence != 0 {
+		t.Fatalf("Acquire with NoFence = %+v, %v; want granted with fence 0", res, err)
+	}
+	held := 0
+	for i := range 3 { // a majority at least: the last node's answer is not awaited
+		h, ok := c.holder(t, i, "k")
+		if ok {
+			held++
+		}
+		if h.Fence > 1 {
+			t.Errorf("node %d: fence %d; want no floor proposed (fence at most 1)", i, h.Fence)
+		}
+		if n := counts[i].n.Load(); n != 0 {
+			t.Errorf("node %d: %d RaiseFence calls; want none", i, n)
+		}
+	}
+	if held < 2 {
+		t.Errorf("%d nodes hold the key; want a majority", held)
+	}
+	if err := d.Release(ctx, r.Key, r.Token); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -52,7 +52,7 @@ const (
 )
 
 // Params are the documented parameters of the Redis schemes, less the
-// common ones (ttl, renew, drift, owner) and redlock's own.
+// common ones (ttl, renew, drift, owner, fencing) and redlock's own.
 var Params = []Param{
 	{Name: ParamPrefix, Kinds: All, Example: "dlock-url:"},
 	{Name: ParamFenceExpiry, Kinds: All, Example: "1h"},

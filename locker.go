@@ -21,6 +21,7 @@ type Holder = driver.Holder
 type Locker struct {
 	drv      driver.Locker
 	notifier driver.Notifier  // nil if the driver cannot notify
+	handoff  driver.Handoff   // nil if the driver cannot hand off
 	inspect  driver.Inspector // nil if the driver cannot inspect
 	cfg      settings
 	err      error // bad configuration, returned by every call
@@ -48,6 +49,7 @@ func New(d driver.Locker, opts *Options) *Locker {
 		l.err = fmt.Errorf("%w: nil driver", ErrInvalid)
 	}
 	l.notifier, _ = d.(driver.Notifier)
+	l.handoff, _ = d.(driver.Handoff)
 	l.inspect, _ = d.(driver.Inspector)
 	l.renew = newRenewer(d)
 	return l
@@ -291,23 +293,14 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 	defer l.leave()
 	req := driver.Request{Key: key, Token: rand.Text(), TTL: cfg.ttl, Owner: cfg.owner}
 
-	var released <-chan struct{} // release notifications, once subscribed
-	var unsubscribe func()
-	subscribed := false
-	var tokenSubscribed string // the token the subscription carries
+	var sub waitSub     // release notifications, once subscribed
+	subscribed := false // a subscription was tried for req.Token
 	defer func() {
-		if unsubscribe != nil {
-			unsubscribe()
-			// A turn that came as this waiter gave up, unused: pass
-			// it on, or the next waiter sleeps until its backoff.
-			// None comes after unsubscribe.
-			if lease == nil && ctx.Err() != nil {
-				select {
-				case <-released:
-					l.passTurn(ctx, req, cfg)
-				default:
-				}
-			}
+		// A turn that came as this waiter gave up, unused: pass it on,
+		// or the next waiter sleeps until its backoff. A grant is
+		// released, unless it is the lease returned.
+		if l.unsubscribe(ctx, &sub, key, cfg, lease) && lease == nil && ctx.Err() != nil {
+			l.passTurn(ctx, req, cfg)
 		}
 	}()
 	var timer *time.Timer
@@ -316,6 +309,12 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 	// land later, even on the lease a later attempt returns, and set the
 	// key's expiry back to req.TTL then.
 	unsure := false
+	ttlCap := func() time.Duration {
+		if unsure {
+			return req.TTL
+		}
+		return 0
+	}
 	woken := false // the last wait ended with a release notification
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
@@ -336,45 +335,43 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			req.Wait = max(backoff, time.Millisecond)
 		}
 		sent := time.Now()
+		sub.number(&req, sent)
 		res, err := cfg.sem.acquireCall(ctx, l.drv, req)
+		// abandoned: the token was released, as it will not become a
+		// lease; known: that release's outcome is known.
+		abandoned, known := false, true
 		if err == nil && res.Acquired {
-			if time.Now().Before(sent.Add(req.TTL - cfg.drift)) {
-				ttlCap := time.Duration(0)
-				if unsure {
-					ttlCap = req.TTL
-				}
-				lease, err := l.renew.add(ctx, l, req, res.Fence, sent, cfg, ttlCap)
-				if err != nil { // closed meanwhile
-					l.abandon(ctx, req, cfg)
-					return nil, notAcquired(key, ctx, err)
-				}
+			lease, known, err = l.leaseOf(ctx, req, res.Fence, sent, cfg, ttlCap())
+			if err == nil {
 				return lease, nil
 			}
-			// The grant arrived after its own deadline: the backend
-			// may free the key any moment, if it has not already.
-			if !l.abandon(ctx, req, cfg) {
-				req.Token, unsure = rand.Text(), false // see below
+			if !errors.Is(err, errLateGrant) {
+				return nil, notAcquired(key, ctx, err)
 			}
-			err = errLateGrant
+			abandoned = true
 		} else if driver.OutcomeUnknown(err) {
 			// Undone before anything else, so that the key is not
 			// kept from others by a grant nobody received: not while
 			// this call sleeps its backoff, and not after it returns.
-			// A later attempt with the same token may take it again,
-			// unless the undo's own outcome is unknown: that release
-			// may still reach the backend after a later attempt's
-			// grant and free the key under the lease it returned.
-			// Later attempts then use a new token, which it cannot
-			// touch (at worst they wait for the old grant's expiry).
-			unsure = true
-			if !l.abandon(ctx, req, cfg) {
-				req.Token, unsure = rand.Text(), false
-			}
+			unsure, abandoned = true, true
+			known = l.abandon(ctx, req, cfg)
 		}
-		if req.Token != tokenSubscribed && unsubscribe != nil {
+		// A later attempt with the same token may take the key again,
+		// unless the undo's own outcome is unknown: that release may
+		// still reach the backend after a later attempt's grant and
+		// free the key under the lease it returned. Later attempts then
+		// use a new token, which it cannot touch (at worst they wait
+		// for the old grant's expiry). A handoff waiter takes a new
+		// token after any undo: a grant made on one of its queued
+		// attempts may sit in its channel, and the undo may have freed
+		// it.
+		if abandoned && (!known || sub.turns != nil) {
+			req.Token, unsure = rand.Text(), false
+		}
+		if req.Token != sub.token && sub.cancel != nil {
 			// A driver that queues waiters knows them by token.
-			unsubscribe()
-			released, unsubscribe, subscribed = nil, nil, false
+			l.unsubscribe(ctx, &sub, key, cfg, nil)
+			subscribed = false
 		}
 		last = err
 		if err != nil && (ctx.Err() != nil || !retryable(err)) {
@@ -391,9 +388,9 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		// that follows a new subscription runs at once, so a release
 		// between the two is not missed.
 		if l.notifier != nil && !subscribed && err == nil {
-			subscribed, tokenSubscribed = true, req.Token
+			subscribed = true
 			var serr error
-			released, unsubscribe, serr = l.notifier.Subscribe(ctx, key, cfg.sem.waiterToken(req.Token))
+			sub, serr = l.subscribe(ctx, key, req.Token, cfg)
 			if serr == nil {
 				attempt--
 				continue
@@ -401,7 +398,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			if ctx.Err() != nil {
 				return nil, notAcquired(key, ctx, serr)
 			}
-			released, unsubscribe = nil, nil // fall back to expiry hints and backoff
+			// fall back to expiry hints and backoff
 		}
 		if !more {
 			return nil, notAcquired(key, ctx, err)
@@ -417,8 +414,28 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			timer.Reset(d)
 		}
 		select {
-		case <-released:
+		case <-sub.released:
 			woken = true
+		case t := <-sub.turns:
+			if !t.Granted {
+				woken = true
+				break
+			}
+			// Handed the key on a queued attempt: the lease counts
+			// from that attempt's send time (see waitSub). A grant on
+			// an attempt forgotten is abandoned as a late one.
+			lease, _, err = l.leaseOf(ctx, req, t.Fence, sub.sent[t.Attempt], cfg, ttlCap())
+			if err == nil {
+				return lease, nil
+			}
+			if !errors.Is(err, errLateGrant) {
+				return nil, notAcquired(key, ctx, err)
+			}
+			// The token was released: go on with a new one.
+			last = err
+			req.Token, unsure = rand.Text(), false
+			l.unsubscribe(ctx, &sub, key, cfg, nil)
+			subscribed = false
 		case <-timer.C:
 		case <-ctx.Done():
 			return nil, notAcquired(key, ctx, err)
@@ -454,7 +471,7 @@ func (l *Locker) passTurn(ctx context.Context, req driver.Request, cfg settings)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
 	defer cancel()
-	req.Wait = 0
+	req.Wait, req.Attempt = 0, 0
 	if res, err := l.drv.Acquire(ctx, req); err == nil && res.Acquired || driver.OutcomeUnknown(err) {
 		l.drv.Release(ctx, req.Key, req.Token)
 	}

@@ -45,6 +45,15 @@ func capabilityCalls(d driver.Locker) []capabilityCall {
 			return err
 		}})
 	}
+	if h, ok := d.(driver.Handoff); ok {
+		calls = append(calls, capabilityCall{"SubscribeHandoff", func(ctx context.Context, key string) error {
+			_, cancel, err := h.SubscribeHandoff(ctx, key, token())
+			if err == nil {
+				cancel()
+			}
+			return err
+		}})
+	}
 	if in, ok := d.(driver.Inspector); ok {
 		calls = append(calls, capabilityCall{"Inspect", func(ctx context.Context, key string) error {
 			_, _, err := in.Inspect(ctx, key)

@@ -357,7 +357,16 @@ func (d unavailableAfterGrant) Acquire(ctx context.Context, req driver.Request) 
 }
 
 // capabilityCases are the cases that need an optional capability.
-var capabilityCases = []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn", "UnsupportedMeansAbsent"}
+var capabilityCases = slices.Concat([]string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, handoffCases, []string{"UnsupportedMeansAbsent"})
+
+// emuSkips are the cases an emuHandoff skips: it hides the capabilities
+// the handoff cases do not need.
+var emuSkips = []string{"FenceFloor", "FenceFloorBelowLast", "RefreshBatch", "RaiseFence", "UnsupportedMeansAbsent"}
+
+// emuHarness returns harnesses whose clients are emuHandoffs with flaw.
+func emuHarness(flaw handoffFlaw) func(*testing.T) *Harness {
+	return memHarness(func(d driver.Locker, m *sync.Map) driver.Locker { return newEmuHandoff(d, m, flaw) })
+}
 
 // TestSuite runs the suite on a recorder against correct and broken
 // drivers, and checks which cases pass, fail and skip.
@@ -395,7 +404,7 @@ func TestSuite(t *testing.T) {
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return Faulty(struct{ driver.Locker }{d})
 			}),
-			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, // RefreshBatch is emulated
+			skip: slices.Concat([]string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, handoffCases), // RefreshBatch is emulated
 		},
 		{
 			name: "NoPartition",
@@ -447,7 +456,7 @@ func TestSuite(t *testing.T) {
 				return neverWakes{d}
 			}),
 			fail: []string{"ReleaseWakesWaiter", "WaitersServedInTurn"},
-			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "UnsupportedMeansAbsent"},
+			skip: slices.Concat([]string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "UnsupportedMeansAbsent"}, handoffCases),
 		},
 		{
 			name: "RefreshNeverShortens",
@@ -488,7 +497,7 @@ func TestSuite(t *testing.T) {
 				return staleInspect{remembers{d, m}}
 			}),
 			fail: []string{"InspectAfterExpiry"},
-			skip: []string{"FenceFloor", "FenceFloorBelowLast", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn", "UnsupportedMeansAbsent"},
+			skip: slices.Concat([]string{"FenceFloor", "FenceFloorBelowLast", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn", "UnsupportedMeansAbsent"}, handoffCases),
 		},
 		{
 			name: "UnavailableAfterGrant",
@@ -516,7 +525,7 @@ func TestSuite(t *testing.T) {
 			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
 				return cannotBatch{d}
 			}),
-			skip: []string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"},
+			skip: slices.Concat([]string{"FenceFloor", "FenceFloorBelowLast", "Inspect", "InspectAfterExpiry", "RefreshBatch", "RaiseFence", "ReleaseWakesWaiter", "WaitersServedInTurn"}, handoffCases),
 		},
 		{
 			// A wrapper whose Inspect answers ErrUnsupported once, and
@@ -527,6 +536,42 @@ func TestSuite(t *testing.T) {
 			}),
 			fail: []string{"UnsupportedMeansAbsent"},
 			skip: capabilityCases[:len(capabilityCases)-1],
+		},
+		{
+			// The emulated handoff of the broken ones below, unbroken.
+			name:       "EmulatedHandoff",
+			newHarness: emuHarness(flawless),
+			skip:       emuSkips,
+		},
+		{
+			name:       "HandoffLIFO",
+			newHarness: emuHarness(lifo),
+			fail:       []string{"HandoffInOrder"},
+			skip:       emuSkips,
+		},
+		{
+			name:       "HandoffToCancelled",
+			newHarness: emuHarness(grantsCancelled),
+			fail:       []string{"HandoffSkipsCancelled"},
+			skip:       emuSkips,
+		},
+		{
+			name:       "HandoffHalvesTTL",
+			newHarness: emuHarness(halvesGrantTTL),
+			fail:       []string{"HandoffLeaseFromAttempt"},
+			skip:       emuSkips,
+		},
+		{
+			name:       "HandoffDropsLateGrant",
+			newHarness: emuHarness(dropsLateGrant),
+			fail:       []string{"HandoffUnreadGrantReleased"},
+			skip:       emuSkips,
+		},
+		{
+			name:       "HandoffToAttemptZero",
+			newHarness: emuHarness(grantsAttemptZero),
+			fail:       []string{"HandoffNotToAttemptZero"},
+			skip:       emuSkips,
 		},
 	}
 	for _, tt := range tests {

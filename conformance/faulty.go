@@ -18,7 +18,7 @@ import (
 // It implements [driver.Locker] and every optional capability, so that a
 // wrapped driver keeps its capabilities. Go cannot implement an interface
 // conditionally, so, by the driver package's rule for wrapping drivers,
-// when the wrapped driver lacks one: Subscribe, Inspect,
+// when the wrapped driver lacks one: Subscribe, SubscribeHandoff, Inspect,
 // RaiseFence, CheckFenceFloors and the [driver.Semaphore] methods return
 // an error wrapping
 // [errors.ErrUnsupported] (dlock
@@ -188,6 +188,22 @@ func (f *FaultyDriver) Subscribe(ctx context.Context, key, token string) (<-chan
 		return nil, nil, err
 	}
 	return n.Subscribe(ctx, key, token)
+}
+
+var _ driver.Handoff = (*FaultyDriver)(nil)
+
+// SubscribeHandoff implements [driver.Handoff], or returns an error
+// wrapping [errors.ErrUnsupported] if the wrapped driver does not hand
+// off. Turns, like release notifications, bypass the faults.
+func (f *FaultyDriver) SubscribeHandoff(ctx context.Context, key, token string) (<-chan driver.Turn, func(), error) {
+	h, ok := f.inner.(driver.Handoff)
+	if !ok {
+		return nil, nil, unsupported(f.inner, "hand off")
+	}
+	if err := f.enter(ctx, "subscribe"); err != nil {
+		return nil, nil, err
+	}
+	return h.SubscribeHandoff(ctx, key, token)
 }
 
 // Inspect implements [driver.Inspector], or returns an error wrapping

@@ -14,6 +14,10 @@
 //		return report(ctx, lease.Fence())
 //	})
 //
+// A release hands the key straight to the first queued waiter that still
+// waits ([driver.Handoff]), as the Redis driver does, so that waiting is
+// tested as it runs in production.
+//
 // To model several machines, make one [Store] and give each its own Locker
 // with [Store.Locker]; they see the same locks.
 //

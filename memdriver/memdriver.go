@@ -56,6 +56,8 @@ type entry struct {
 	// holders, never both.
 	slots map[string]*slot
 	limit int
+
+	queue []queued // waiters that accept grants, first come first; see handoff.go
 }
 
 // held reports whether e has an unexpired holder at now, clearing an
@@ -67,9 +69,12 @@ func (e *entry) held(now time.Time) bool {
 	return e.token != ""
 }
 
+// subscription is a Subscribe (ch) or a SubscribeHandoff (turns, token).
 type subscription struct {
-	c  *client
-	ch chan struct{}
+	c     *client
+	ch    chan struct{}
+	turns chan driver.Turn
+	token string
 }
 
 // NewStore returns an empty store.
@@ -234,6 +239,9 @@ func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		c.s.keys[req.Key] = e
 	}
 	if e.held(now) && e.token != req.Token {
+		if queues(req) {
+			e.enqueue(now, req)
+		}
 		return driver.Result{HolderTTL: e.expires.Sub(now)}, nil
 	}
 	if e.slotsHeld(now) {
@@ -295,16 +303,14 @@ func (c *client) Release(ctx context.Context, key, token string) error {
 		return err
 	}
 	defer c.s.mu.Unlock()
+	now := time.Now()
 	e := c.s.keys[key]
-	if e == nil || !e.held(time.Now()) || e.token != token {
+	if e == nil || !e.held(now) || e.token != token {
 		return notHeld(key)
 	}
 	e.token, e.owner, e.fence = "", "", 0
-	for sub := range c.s.subs[key] {
-		select {
-		case sub.ch <- struct{}{}:
-		default: // a wakeup is pending already
-		}
+	if !c.s.handOff(key, e, now) {
+		c.s.wakeAll(key)
 	}
 	return nil
 }
@@ -315,19 +321,7 @@ func (c *client) Subscribe(ctx context.Context, key, _ string) (<-chan struct{},
 	}
 	defer c.s.mu.Unlock()
 	sub := &subscription{c: c, ch: make(chan struct{}, 1)}
-	if c.s.subs[key] == nil {
-		c.s.subs[key] = make(map[*subscription]bool)
-	}
-	c.s.subs[key][sub] = true
-	var once sync.Once
-	cancel := func() {
-		once.Do(func() {
-			c.s.mu.Lock()
-			defer c.s.mu.Unlock()
-			c.s.unsubscribe(key, sub)
-		})
-	}
-	return sub.ch, cancel, nil
+	return sub.ch, c.s.subscribe(key, sub), nil
 }
 
 // unsubscribe removes sub. s.mu must be held.

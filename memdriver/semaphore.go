@@ -134,12 +134,7 @@ func (c *client) ReleaseSlot(ctx context.Context, key, token string) error {
 	e := c.s.keys[key]
 	delete(e.slots, token)
 	e.slotsHeld(now) // forgets the limit if that was the last slot
-	for sub := range c.s.subs[key] {
-		select {
-		case sub.ch <- struct{}{}:
-		default: // a wakeup is pending already
-		}
-	}
+	c.s.wakeAll(key)
 	return nil
 }
 

@@ -1,0 +1,114 @@
+package dlock
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/dlock-go/dlock/driver"
+)
+
+// waitSub is a waiter's subscription to the releases of its key: a plain
+// one (released), or, over a [driver.Handoff], one whose turns may also
+// hand it the key. The zero value is no subscription.
+//
+// Safety of a handed-off grant: the waiter counts its lease from the send
+// time of the attempt the Turn names, as if that attempt's reply had
+// granted it. The backend queued that attempt when it arrived, after it
+// was sent, and counts the grant's TTL from the release, later still, so
+// the backend's expiry is never before the waiter's deadline. A waiter
+// frozen when the grant is made holds the key one TTL, as a frozen holder
+// does.
+type waitSub struct {
+	released <-chan struct{}
+	turns    <-chan driver.Turn
+	cancel   func()
+	token    string               // the token it was made with
+	attempt  uint64               // handoff: the last attempt's number
+	sent     map[uint64]time.Time // handoff: when recent attempts were sent
+}
+
+// keptAttempts is how many of its last attempts a handoff waiter keeps the
+// send times of. A grant names the attempt the backend queued last; as a
+// waiter's attempts are sequential, that is its last one, or an earlier
+// one when those after it failed on the way. A grant on an attempt
+// forgotten is abandoned, as a late one.
+const keptAttempts = 4
+
+// subscribe subscribes to key's releases for the waiter with token: with
+// handoff if the driver offers it, for locks only (a semaphore's waiters
+// are woken all at once), and plainly otherwise, also when a wrapping
+// driver answers errors.ErrUnsupported for handoff.
+func (l *Locker) subscribe(ctx context.Context, key, token string, cfg settings) (waitSub, error) {
+	if l.handoff != nil && cfg.sem == nil {
+		turns, cancel, err := l.handoff.SubscribeHandoff(ctx, key, token)
+		if err == nil {
+			return waitSub{turns: turns, cancel: cancel, token: token, sent: make(map[uint64]time.Time)}, nil
+		}
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return waitSub{}, err
+		}
+	}
+	released, cancel, err := l.notifier.Subscribe(ctx, key, cfg.sem.waiterToken(token))
+	if err != nil {
+		return waitSub{}, err
+	}
+	return waitSub{released: released, cancel: cancel, token: token}, nil
+}
+
+// number gives req, about to be sent at now, the subscription's next
+// attempt number if it hands off, and zero otherwise.
+func (s *waitSub) number(req *driver.Request, now time.Time) {
+	req.Attempt = 0
+	if s.turns == nil {
+		return
+	}
+	s.attempt++
+	req.Attempt = s.attempt
+	s.sent[s.attempt] = now
+	delete(s.sent, s.attempt-keptAttempts)
+}
+
+// unsubscribe ends s, if any, and looks at what its channel still holds.
+// A grant there is released (on a detached context, bounded by the
+// ReleaseTimeout), unless kept holds the same token: a waiter whose own
+// attempt returned its lease finds there the grant of that same hold. It
+// reports whether the channel held a plain wake-up, which may have been
+// this waiter's turn.
+func (l *Locker) unsubscribe(ctx context.Context, s *waitSub, key string, cfg settings, kept *Lease) (woken bool) {
+	if s.cancel == nil {
+		return false
+	}
+	s.cancel() // no turn comes after it
+	defer func() { *s = waitSub{} }()
+	select {
+	case <-s.released:
+		return true
+	case t := <-s.turns:
+		if !t.Granted {
+			return true
+		}
+		if kept == nil || kept.token != s.token {
+			l.abandon(ctx, driver.Request{Key: key, Token: s.token}, cfg)
+		}
+	default:
+	}
+	return false
+}
+
+// leaseOf makes a lease of the grant of req.Token with fence, counted
+// from sent, the send time of the attempt granted. A grant that came after
+// its own deadline (the backend may free the key any moment) is abandoned
+// and reported as errLateGrant; one that came as the Locker closed is
+// abandoned too. known reports whether the outcome of such an abandon is
+// known; ttlCap is as renewer.add's.
+func (l *Locker) leaseOf(ctx context.Context, req driver.Request, fence uint64, sent time.Time, cfg settings, ttlCap time.Duration) (lease *Lease, known bool, err error) {
+	if !time.Now().Before(sent.Add(req.TTL - cfg.drift)) {
+		return nil, l.abandon(ctx, req, cfg), errLateGrant
+	}
+	lease, err = l.renew.add(ctx, l, req, fence, sent, cfg, ttlCap)
+	if err != nil { // closed meanwhile
+		return nil, l.abandon(ctx, req, cfg), err
+	}
+	return lease, true, nil
+}

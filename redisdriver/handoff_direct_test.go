@@ -482,3 +482,37 @@ func TestHandoffCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoffNotWithReplicaAcks: with ReplicaAcks an acquire is granted
+// only once replicas have it, which a release's grant cannot wait for: the
+// driver refuses handoff (dlock then subscribes plainly) and stores no
+// attempt to grant on.
+func TestHandoffNotWithReplicaAcks(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	c := s.Client(t)
+	d := redisdriver.NewDriver(c, &redisdriver.Options{ReplicaAcks: 1})
+	t.Cleanup(func() { d.Close() })
+	ctx := testCtx(t)
+	if _, _, err := d.(driver.Handoff).SubscribeHandoff(ctx, "k", "t"); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("SubscribeHandoff with ReplicaAcks = %v, want errors.ErrUnsupported", err)
+	}
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	key := uniqueKey("handoff/acks/")
+	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
+		t.Fatalf("holder: %+v %v", res, err)
+	}
+	queue(t, ctx, d, key, "waiter", 1, 10*time.Second)
+	if n := admin.ZCard(ctx, "dlock:{"+key+"}:queue").Val(); n != 1 {
+		t.Fatalf("queue has %d waiters, want 1", n)
+	}
+	if n := admin.HLen(ctx, "dlock:{"+key+"}:attempts").Val(); n != 0 {
+		t.Errorf("%d attempts stored with ReplicaAcks: a release would grant without WAIT", n)
+	}
+	if err := holder.Release(ctx, key, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	if n := admin.Exists(ctx, "dlock:{"+key+"}").Val(); n != 0 {
+		t.Error("a release granted the key to a waiter with ReplicaAcks")
+	}
+}

@@ -361,6 +361,9 @@ func (d *locker) SubscribeHandoff(ctx context.Context, key, token string) (<-cha
 	if err := checkToken(token); err != nil {
 		return nil, nil, err
 	}
+	if d.cfg.replicaAcks > 0 {
+		return nil, nil, errHandoffReplicated
+	}
 	w := &waiter{turns: make(chan driver.Turn, 1), token: token}
 	cancel, err := d.subscribe(ctx, key, w)
 	if err != nil {
@@ -368,6 +371,13 @@ func (d *locker) SubscribeHandoff(ctx context.Context, key, token string) (<-cha
 	}
 	return w.turns, cancel, nil
 }
+
+// errHandoffReplicated refuses handoff with ReplicaAcks: a release's grant
+// is not followed by WAIT, so it could be lost in a failover that an
+// acquire's grant, acknowledged by replicas, survives. Waiters then
+// subscribe plainly (dlock falls back on errors.ErrUnsupported) and take
+// the key with their own attempts.
+var errHandoffReplicated = fmt.Errorf("redisdriver: handoff with replica_acks: %w", errors.ErrUnsupported)
 
 // subscribe subscribes w to the release channel of key and, if it has a
 // token, to its own channel; it returns once both are live.

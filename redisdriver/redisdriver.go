@@ -278,9 +278,11 @@ func queued(req driver.Request) bool { return req.Wait > 0 && !req.NoFence }
 
 // attemptArg is the attempt number a queued req stores for a handoff, or
 // "": a request without one, or with a fence floor (a quorum's node
-// request), is never granted by a release.
-func attemptArg(req driver.Request) any {
-	if req.Attempt == 0 || req.FenceFloor != 0 {
+// request), is never granted by a release, and neither is any with
+// ReplicaAcks, whose grants must wait for replicas (see
+// errHandoffReplicated).
+func (d *locker) attemptArg(req driver.Request) any {
+	if req.Attempt == 0 || req.FenceFloor != 0 || d.cfg.replicaAcks > 0 {
 		return ""
 	}
 	return strconv.FormatUint(req.Attempt, 10)
@@ -308,7 +310,7 @@ func (d *locker) acquireArgs(req driver.Request) []any {
 		// gone. Twice that and a second leave room for a slow round
 		// trip; the queue is kept as long.
 		return []any{nil, nil, 4, lk, fk, qk, ak, req.Token, ttl, owner, keep, floor,
-			waiterTag(req.Token), msArg(2*req.Wait + time.Second), attemptArg(req)}
+			waiterTag(req.Token), msArg(2*req.Wait + time.Second), d.attemptArg(req)}
 	}
 	return []any{nil, nil, 2, lk, fk, req.Token, ttl, owner, keep, floor}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -514,5 +515,75 @@ func TestHandoffNotWithReplicaAcks(t *testing.T) {
 	}
 	if n := admin.Exists(ctx, "dlock:{"+key+"}").Val(); n != 0 {
 		t.Error("a release granted the key to a waiter with ReplicaAcks")
+	}
+}
+
+// TestHandoffLateGrantOfOwnLeaseKept: a release grants the key to a
+// waiter on its queued attempt while its next attempt is on the way; that
+// attempt finds the key granted to its token and returns it, and the
+// caller keeps it as its lease and cancels its subscription. The grant's
+// message, slower, reaches the driver after cancel: it is that same lease
+// and must not be released (which would let another waiter in while the
+// lease is held).
+func TestHandoffLateGrantOfOwnLeaseKept(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	px := redistest.NewProxy(t, s.Addr())
+	// The waiter's commands go straight to the server, its pub/sub
+	// connection (dialled while viaProxy is set) through the proxy.
+	var viaProxy atomic.Bool
+	o := s.Options()
+	o.PoolSize = 1
+	o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if viaProxy.Load() {
+			addr = px.Addr()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	waiter := newHandoffDriver(t, redis.NewClient(o))
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	ctx := testCtx(t)
+	key := uniqueKey("handoff/own/")
+	const ttl = 30 * time.Second
+	if err := waiter.Release(ctx, key, "nobody"); !errors.Is(err, driver.ErrNotHeld) { // dials the command connection
+		t.Fatalf("Release of a free key = %v, want ErrNotHeld", err)
+	}
+	viaProxy.Store(true)
+	turns, cancel, err := waiter.SubscribeHandoff(ctx, key, "w")
+	viaProxy.Store(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: ttl}); err != nil || !res.Acquired {
+		t.Fatalf("holder: %+v %v", res, err)
+	}
+	queue(t, ctx, waiter, key, "w", 1, ttl)
+	const late = 500 * time.Millisecond
+	px.Latency(late)
+	if err := holder.Release(ctx, key, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	_, granted, _, _ := lockValue(t, ctx, admin, key)
+	res, err := waiter.Acquire(ctx, driver.Request{Key: key, Token: "w", TTL: ttl, Wait: 10 * time.Second, Attempt: 2})
+	if err != nil || !res.Acquired || res.Fence != granted {
+		t.Fatalf("the waiter's next attempt = %+v, %v; want the key granted on its first, fence %d", res, err, granted)
+	}
+	cancel()
+	select {
+	case turn := <-turns:
+		t.Fatalf("the grant came before cancel (%+v): this test is about one that comes after", turn)
+	default:
+	}
+	// The grant's message reaches the driver about `late` after the
+	// release; nothing outside the driver shows it handled, so give it
+	// ample time, then check that the lease was not released.
+	time.Sleep(4 * late)
+	if token, fence, _, _ := lockValue(t, ctx, admin, key); token != "w" || fence != granted {
+		t.Fatalf("the key is held by %q fence %d, want the waiter's lease (fence %d): the driver released it", token, fence, granted)
+	}
+	px.Heal()
+	if err := waiter.Release(ctx, key, "w"); err != nil {
+		t.Fatalf("the waiter's release of its lease: %v", err)
 	}
 }

@@ -75,9 +75,15 @@ type notifier struct {
 // with the token, so that the key passes on at once rather than after a
 // TTL. The entry goes when the server confirms the UNSUBSCRIBE (no message
 // of the channel follows) or the connection is replaced.
+//
+// A grant that the waiter's own attempt has already returned as acquired
+// (held) is not released: an attempt that finds the key granted to its
+// token returns it, with the same fence, and the caller keeps it as its
+// lease, while the grant's message may still be on its way.
 type leftWaiter struct {
 	token string
 	conn  *psConn
+	held  bool
 }
 
 // psConn is one pub/sub connection and its subscriptions. Its
@@ -135,6 +141,7 @@ type waiter struct {
 	plain chan struct{}    // Subscribe's, or nil
 	turns chan driver.Turn // SubscribeHandoff's, or nil
 	token string           // the subscription's token, or ""
+	held  bool             // an Acquire with token returned the key; see leftWaiter
 }
 
 // wake wakes w, unless a wake-up (or a grant) is already waiting.
@@ -687,7 +694,7 @@ func (n *notifier) leave(s *channelSubs, w *waiter) {
 			ps = c.ps
 			c.sent = append(c.sent, newCommand("unsubscribe", s.ch))
 			if _, own := lockKeyOfWaiter(s.ch); own && w.turns != nil {
-				n.left[s.ch] = leftWaiter{token: w.token, conn: c}
+				n.left[s.ch] = leftWaiter{token: w.token, conn: c, held: w.held}
 			}
 		}
 		n.mu.Unlock()
@@ -850,7 +857,9 @@ func (n *notifier) message(c *psConn, m *redis.Message) {
 	case s != nil:
 		s.wake()
 	case granted:
-		token = n.left[m.Channel].token
+		if l := n.left[m.Channel]; !l.held {
+			token = l.token
+		}
 	}
 	n.mu.Unlock()
 	lk, ok := lockKeyOfWaiter(m.Channel)
@@ -864,6 +873,26 @@ func (n *notifier) message(c *psConn, m *redis.Message) {
 		// notifier forgets a channel only once the server confirmed
 		// the UNSUBSCRIBE, after which it sends nothing there).
 		n.passOn(lk)
+	}
+}
+
+// acquired records that an Acquire with token, queued at lk for a handoff,
+// returned the key: a grant to token that reaches the notifier after its
+// waiter left is the hold that Acquire returned (see leftWaiter).
+func (n *notifier) acquired(lk, token string) {
+	ch := waiterChannel(lk, waiterTag(token))
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s := n.subs[ch]; s != nil {
+		for w := range s.waiters {
+			if w.token == token {
+				w.held = true
+			}
+		}
+	}
+	if l, ok := n.left[ch]; ok && l.token == token {
+		l.held = true
+		n.left[ch] = l
 	}
 }
 

@@ -240,7 +240,13 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
-	return d.acquireResult(req.Key, args, v)
+	res, err := d.acquireResult(req.Key, args, v)
+	if res.Acquired && req.Attempt != 0 {
+		// Perhaps a grant made on an earlier attempt, whose message
+		// is on its way: it is this lease, never to be released.
+		d.notify.acquired(args[3].(string), req.Token)
+	}
+	return res, err
 }
 
 // acquireBare serves a NoFence request without a script, whose start-up

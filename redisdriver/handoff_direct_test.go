@@ -67,7 +67,17 @@ func (h *handoffDriver) Close() error { return h.Locker.Close() }
 // refused (the key is held) and queues the waiter with its attempt.
 func queue(t *testing.T, ctx context.Context, d driver.Locker, key, token string, attempt uint64, ttl time.Duration) {
 	t.Helper()
-	r := driver.Request{Key: key, Token: token, TTL: ttl, Owner: "owner of " + token, Wait: 10 * time.Second, Attempt: attempt}
+	queueFor(t, ctx, d, key, token, attempt, ttl, 10*time.Second)
+}
+
+// queueFor is queue with the time the waiter may sleep: the queue serves
+// the earliest deadline (the attempt's time plus twice wait) first, so a
+// test that needs an order gives the first waiter the shorter wait (two
+// attempts in one millisecond with the same wait are served in the order
+// of their tags).
+func queueFor(t *testing.T, ctx context.Context, d driver.Locker, key, token string, attempt uint64, ttl, wait time.Duration) {
+	t.Helper()
+	r := driver.Request{Key: key, Token: token, TTL: ttl, Owner: "owner of " + token, Wait: wait, Attempt: attempt}
 	res, err := d.Acquire(ctx, r)
 	if err != nil || res.Acquired {
 		t.Fatalf("waiter %s's attempt %d = %+v, %v; want busy (queued)", token, attempt, res, err)
@@ -208,7 +218,7 @@ func TestHandoffSkipsWaiterThatLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cancelB()
-	queue(t, ctx, a, key, "a", 1, 10*time.Second) // first in the queue
+	queueFor(t, ctx, a, key, "a", 1, 10*time.Second, 5*time.Second) // first in the queue
 	queue(t, ctx, b, key, "b", 1, 10*time.Second)
 	cancelA()
 	// cancel does not wait for the server to confirm the UNSUBSCRIBE:
@@ -285,7 +295,7 @@ func TestHandoffGrantAfterCancelReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cancelNext()
-	queue(t, ctx, slow, key, "slow", 1, ttl)
+	queueFor(t, ctx, slow, key, "slow", 1, ttl, 5*time.Second) // first in the queue
 	queue(t, ctx, next, key, "next", 1, ttl)
 	const late = time.Second
 	px.Latency(late)

@@ -38,6 +38,27 @@
 // one's own (the dlock command sends SIGTERM when the time left is within
 // its grace period and SIGKILL before the deadline).
 //
+// # Waiting and handoff
+//
+// [Locker.Acquire] waits for a held key by subscribing to its releases.
+// Over a driver that hands off ([driver.Handoff]: redisdriver, memdriver),
+// each attempt of a waiter is queued on the backend, first come, first
+// served, and a release grants the key to the first waiter still
+// subscribed, in the same atomic step, with a fresh fence: the waiter is
+// told in the release's notification and holds the key without another
+// round trip. A waiter that gave up is passed over; one that gives up with
+// a grant in hand releases it, and the next waiter gets the key at once.
+//
+// Safety: a handed-off lease counts from the moment the waiter sent the
+// queued attempt the grant names, as if that attempt's reply had granted
+// it, and ends TTL − drift later. The backend received that attempt after
+// it was sent and grants at the release, later still, for a whole TTL, so
+// its expiry is never before the lease's local deadline. The worst case is
+// that of any holder: a waiter frozen at the moment of the grant keeps the
+// key for one TTL, as a frozen holder does, and fences stop it if it wakes
+// up late. Semaphore slots are never handed off: a release wakes all their
+// waiters.
+//
 // # Fencing
 //
 // A lease's context ending is a promise about this process; it cannot stop a

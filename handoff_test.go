@@ -168,8 +168,10 @@ func TestHandoffGrantReleasedOnExit(t *testing.T) {
 		release := hold(t, s.Driver(), "k")
 		// a's second queued attempt hangs until its context ends, and
 		// then fails without reaching the store.
+		hanging := make(chan struct{})
 		a := dlock.New(&hooked{Locker: s.Driver(), hook: func(ctx context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
 			if req.Attempt == 2 {
+				close(hanging)
 				<-ctx.Done()
 				return driver.Result{}, fmt.Errorf("test: not sent: %w", driver.ErrUnavailable)
 			}
@@ -183,8 +185,9 @@ func TestHandoffGrantReleasedOnExit(t *testing.T) {
 		synctest.Wait()
 		bGot := goAcquire(t.Context(), b, "k")
 		synctest.Wait()
-		time.Sleep(2 * time.Second) // a's next attempt hangs
-		synctest.Wait()
+		// Within its Wait, which keeps it queued, a's next attempt
+		// hangs.
+		<-hanging
 		release() // hands the key to a, on its first queued attempt
 		start := time.Now()
 		cancel()
@@ -212,9 +215,10 @@ func TestHandoffOwnReplyKeepsLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := memdriver.NewStore()
 		release := hold(t, s.Driver(), "k")
-		gate := make(chan struct{})
+		gate, hanging := make(chan struct{}), make(chan struct{})
 		l := dlock.New(&hooked{Locker: s.Driver(), hook: func(_ context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
 			if req.Attempt == 2 {
+				close(hanging)
 				<-gate
 			}
 			return acquire()
@@ -222,8 +226,7 @@ func TestHandoffOwnReplyKeepsLease(t *testing.T) {
 		defer l.Close()
 		got := goAcquire(t.Context(), l, "k")
 		synctest.Wait()
-		time.Sleep(2 * time.Second) // the second queued attempt waits at the gate
-		synctest.Wait()
+		<-hanging // within the first attempt's Wait, the second waits at the gate
 		release() // hands the key to it, on its first queued attempt
 		close(gate)
 		r := <-got
@@ -278,6 +281,49 @@ func TestHandoffUndoRotatesToken(t *testing.T) {
 		mustHold(t, s.Driver().(driver.Inspector), "k", r.lease.Fence(), "the lease returned must hold the key")
 		if r.lease.Token() == lost {
 			t.Errorf("the lease has the token whose attempt was undone; want a new one")
+		}
+	})
+}
+
+// noHandoff is a wrapper that cannot hand off, and says so by the rule for
+// wrapping drivers.
+type noHandoff struct{ hooked }
+
+func (noHandoff) SubscribeHandoff(context.Context, string, string) (<-chan driver.Turn, func(), error) {
+	return nil, nil, fmt.Errorf("test: %w", errors.ErrUnsupported)
+}
+
+// TestHandoffUnsupportedSubscribesPlainly: over a driver whose
+// SubscribeHandoff answers errors.ErrUnsupported, a waiter subscribes
+// plainly, and the release still wakes it at once.
+func TestHandoffUnsupportedSubscribesPlainly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := memdriver.NewStore()
+		release := hold(t, s.Driver(), "k")
+		var attempts []uint64
+		d := &noHandoff{hooked{Locker: s.Driver(), hook: func(_ context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
+			attempts = append(attempts, req.Attempt)
+			return acquire()
+		}}}
+		l := dlock.New(d, &dlock.Options{TTL: time.Hour, Retry: dlock.LinearBackoff(time.Hour)})
+		defer l.Close()
+		got := goAcquire(t.Context(), l, "k")
+		synctest.Wait()
+		start := time.Now()
+		release()
+		r := <-got
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		defer r.lease.Release(t.Context())
+		if d := r.at.Sub(start); d != 0 {
+			t.Errorf("the waiter got the key %v after the release; want at once: it must subscribe plainly", d)
+		}
+		for _, n := range attempts {
+			if n != 0 {
+				t.Errorf("attempts numbered %v without a handoff subscription; want all 0", attempts)
+				break
+			}
 		}
 	})
 }

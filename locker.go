@@ -61,11 +61,13 @@ func New(d driver.Locker, opts *Options) *Locker {
 //
 // While waiting, Acquire is woken by the holder's release when the backend
 // can notify, and otherwise at the holder's expiry, reported by the failed
-// attempt; opts.Retry caps each wait. Errors that may be transient (the
-// backend unavailable, a timeout) are retried the same way. When ctx ends,
-// the error wraps both [ErrNotAcquired] and ctx.Err(), and not the last
-// driver error's sentinels: a caller that gave up is told so, not that the
-// backend is unavailable.
+// attempt; opts.Retry caps each wait. A backend that hands off
+// ([driver.Handoff]) grants the key to the first waiter within the release
+// itself (see the package documentation, Waiting and handoff). Errors that
+// may be transient (the backend unavailable, a timeout) are retried the
+// same way. When ctx ends, the error wraps both [ErrNotAcquired] and
+// ctx.Err(), and not the last driver error's sentinels: a caller that gave
+// up is told so, not that the backend is unavailable.
 //
 // An attempt whose outcome is unknown (it timed out, the connection was
 // lost, ctx ended while it was in flight, as [driver.OutcomeUnknown] tells,

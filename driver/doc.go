@@ -9,7 +9,7 @@
 // token generation. Package dlock owns all of those, once, for every driver.
 //
 // Optional capabilities are separate small interfaces ([Notifier],
-// [Inspector], [BatchRefresher], [Semaphore], [FenceRaiser],
+// [Handoff], [Inspector], [BatchRefresher], [Semaphore], [FenceRaiser],
 // [FenceFloorer]). A driver
 // implements the ones its backend supports; dlock finds them by type
 // assertion.
@@ -80,7 +80,9 @@
 // Key, Token and TTL are the contract. A driver may ignore
 // [Request.FenceFloor] unless it implements [FenceFloorer];
 // [Request.NoFence], which only allows it to skip the work of fences and
-// return 0; and [Request.Wait], which only allows it to queue waiters.
+// return 0; [Request.Wait], which only allows it to queue waiters; and
+// [Request.Attempt], which matters only to a driver that implements
+// [Handoff].
 // Owner it keeps if it implements [Inspector], which reports it.
 //
 // # Capabilities
@@ -89,6 +91,11 @@
 //
 //   - [Notifier] wakes waiters at a release; without it, they wake at the
 //     holder's expiry (Result.HolderTTL) or their backoff.
+//   - [Handoff] queues waiters and hands a released key to the first one
+//     still subscribed, within the release, telling it the grant's fence
+//     and the queued attempt it was made on, from whose send time the
+//     waiter counts its lease; without it, a woken waiter makes another
+//     attempt.
 //   - [Inspector] reports a key's holder, for dlock.Locker.Holder and the
 //     dlock status command; without it they report errors.ErrUnsupported.
 //   - [BatchRefresher] renews many leases in one round trip; without it,
@@ -132,7 +139,8 @@
 // errors.ErrUnsupported, at once, without I/O, and every time. An error
 // wrapping errors.ErrUnsupported from a capability's method means that the
 // capability is absent, as a failed type assertion does: dlock then polls
-// instead of subscribing and reports the error from Locker.Holder,
+// instead of subscribing (or subscribes without handoff), reports the
+// error from Locker.Holder,
 // [RefreshBatch] refreshes request by request, and conformance.Run skips
 // the capability's cases. A wrapper never pretends instead (a subscription
 // that never fires, a holder it made up). [RefreshBatch] and

@@ -32,7 +32,11 @@ type Handoff interface {
 	// waiter, and a Turn with Granted set is never dropped or merged with
 	// another. After cancel returns no Turn is delivered: a grant that
 	// reaches the driver later is released by the driver itself (with the
-	// token, waking the next waiter). A grant delivered before cancel
+	// token, waking the next waiter), unless an Acquire with the token
+	// returned the key: an attempt that finds the key granted to its
+	// token returns that grant as its own, and the caller keeps it as
+	// its lease while the grant's notification may still be on its way.
+	// A grant delivered before cancel
 	// returned stays in the channel: the caller reads the channel after
 	// cancel and releases a grant it finds there. cancel must be called
 	// exactly once.

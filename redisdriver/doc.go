@@ -14,7 +14,8 @@
 //
 // Every operation is one atomic Lua script, run with EVALSHA (EVAL when the
 // server does not have it cached): one round trip per acquire, refresh and
-// release.
+// release. A release with waiters queued hands the key to the first one
+// still listening within that round trip (see Waiting and handoff).
 //
 // # URLs
 //
@@ -110,7 +111,8 @@
 // Redis checks a script's commands one by one as they run: GET, SET, DEL,
 // EXISTS, TYPE, PTTL, PEXPIRE, TIME (every fence is taken from the
 // server's clock), ZADD, ZPOPMIN, ZREM and ZRANGEBYSCORE (the waiter
-// queue), ZRANGE, ZCOUNT, ZSCORE, HGET, HSET, HDEL and UNLINK
+// queue), HGET, HSET and HDEL (the queue's attempts, and semaphores),
+// ZRANGE, ZCOUNT, ZSCORE and UNLINK
 // (semaphores), and PUBLISH (SPUBLISH on Cluster); then SUBSCRIBE (SSUBSCRIBE on
 // Cluster) and PING for release notifications, and WAIT with
 // replica_acks. The least rule is
@@ -142,7 +144,8 @@
 // "TOKEN\nFENCE\nSINCE\nOWNER" (SINCE is the server's TIME at the grant),
 // set with SET NX PX and the lease TTL, so that taking a free key costs
 // the server little more than a bare SET NX. Its fence key is
-// PREFIX{KEY}:fence, its waiters' queue PREFIX{KEY}:queue, and releases
+// PREFIX{KEY}:fence, its waiters' queue PREFIX{KEY}:queue (with their
+// attempts, for a handoff, in the hash PREFIX{KEY}:attempts), and releases
 // are published on PREFIX{KEY}:released or, to one waiter, on
 // PREFIX{KEY}:w:TAG. Redis pub/sub ignores database numbers, so on a
 // database other than 0 the key-wide channel is PREFIX{KEY}:released:dbN
@@ -153,6 +156,8 @@
 // are written %25, %7B and %7D inside the braces, so the tag is always
 // exactly KEY (escaped), never empty, and two keys never share a lock.
 // Prefix must not contain braces.
+//
+// # Waiting and handoff
 //
 // Release notifications use one pub/sub connection per driver, shared by
 // all waiting keys (on Cluster, one per master node, with sharded pub/sub:
@@ -168,6 +173,25 @@
 // stays bounded and no script's work grows with it. A waiter woken after it gave up passes its
 // turn on. Notifications only speed up waiting: a waiter that misses one
 // wakes at the holder's reported expiry or its backoff.
+//
+// The driver implements driver.Handoff, which dlock uses for lock (not
+// semaphore) waiters: a waiter that subscribes for grants numbers its
+// attempts, and a busy attempt stores, with its queue entry, its token,
+// TTL, owner and number (in PREFIX{KEY}:attempts, which expires with the
+// queue; the token is never in a channel name or message). The release
+// script then grants the key to the first queued waiter still listening,
+// by the rules of an acquire (fence above every earlier one, SINCE the
+// release), and publishes "grant ATTEMPT FENCE" on its channel: the waiter
+// holds the key without another round trip. If that publish reaches
+// nobody, the script takes the grant back and tries the next waiter. The
+// waiter counts its lease from the moment it sent the attempt named in the
+// grant; the server counts the grant's TTL from the release, which it
+// handled after that attempt, so the server's expiry is never earlier
+// than the waiter's deadline. A waiter that cancels its subscription as a
+// grant is on its way (the grant reaches the driver after cancel) does not
+// receive it: the driver releases it itself, with the token, and the key
+// passes to the next waiter. A waiter frozen when the grant is made holds
+// the key for one TTL, as a frozen holder does.
 //
 // # Semaphores
 //

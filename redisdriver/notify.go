@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +64,26 @@ type notifier struct {
 	mu     sync.Mutex
 	subs   map[string]*channelSubs // by channel
 	conns  map[string]*psConn      // by node address; "" without Cluster
+	left   map[string]leftWaiter   // by channel: see leftWaiter
 	closed bool
+}
+
+// leftWaiter is a waiter's own channel that a handoff waiter (see
+// SubscribeHandoff) has left while its UNSUBSCRIBE is on the way: a
+// release may still have granted it the key, and the grant then reaches
+// conn after the waiter is gone. The driver releases such a grant itself,
+// with the token, so that the key passes on at once rather than after a
+// TTL. The entry goes when the server confirms the UNSUBSCRIBE (no message
+// of the channel follows) or the connection is replaced.
+//
+// A grant that the waiter's own attempt has already returned as acquired
+// (held) is not released: an attempt that finds the key granted to its
+// token returns it, with the same fence, and the caller keeps it as its
+// lease, while the grant's message may still be on its way.
+type leftWaiter struct {
+	token string
+	conn  *psConn
+	held  bool
 }
 
 // psConn is one pub/sub connection and its subscriptions. Its
@@ -114,10 +134,56 @@ func newCommand(kind string, chans ...string) *command {
 	return c
 }
 
+// waiter is one subscription: Subscribe's channel of wake-ups, or
+// SubscribeHandoff's channel of turns. Its channel has one sender, the
+// notifier, under notifier.mu.
+type waiter struct {
+	plain chan struct{}    // Subscribe's, or nil
+	turns chan driver.Turn // SubscribeHandoff's, or nil
+	token string           // the subscription's token, or ""
+	held  bool             // an Acquire with token returned the key; see leftWaiter
+}
+
+// wake wakes w, unless a wake-up (or a grant) is already waiting.
+func (w *waiter) wake() {
+	if w.plain != nil {
+		select {
+		case w.plain <- struct{}{}:
+		default:
+		}
+		return
+	}
+	select {
+	case w.turns <- driver.Turn{}:
+	default:
+	}
+}
+
+// grant delivers t, a grant, to a handoff waiter, in place of a plain
+// wake-up still unread: a grant is never dropped. It reports false if w
+// takes no grants, or (which the scripts never cause: one grant per
+// token at a time) already holds one unread.
+func (w *waiter) grant(t driver.Turn) bool {
+	if w.turns == nil {
+		return false
+	}
+	select {
+	case w.turns <- t:
+		return true
+	case old := <-w.turns:
+		if old.Granted {
+			w.turns <- old // room: only the notifier sends, under its lock
+			return false
+		}
+	}
+	w.turns <- t // room, as above
+	return true
+}
+
 // channelSubs are the waiters of one channel. Guarded by notifier.mu.
 type channelSubs struct {
 	ch        string
-	waiters   map[chan struct{}]struct{}
+	waiters   map[*waiter]struct{}
 	conn      *psConn  // where it is subscribed or being subscribed; nil while it moves
 	cmd       *command // its SUBSCRIBE not yet answered, or nil
 	ready     *readiness
@@ -148,7 +214,8 @@ func newNotifier(d *locker) *notifier {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &notifier{d: d, ctx: ctx, cancel: cancel, scope: channelScope(d.client),
 		confirmTimeout: readTimeout(d.client),
-		subs:           make(map[string]*channelSubs), conns: make(map[string]*psConn)}
+		subs:           make(map[string]*channelSubs), conns: make(map[string]*psConn),
+		left: make(map[string]leftWaiter)}
 }
 
 // readTimeout returns the read timeout of client's connections, or
@@ -279,23 +346,65 @@ func (d *locker) checkChannels(ctx context.Context) error {
 // a token, it also listens on the waiter's own channel, where
 // releaseScript wakes the first queued waiter alone.
 func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+	w := &waiter{plain: make(chan struct{}, 1), token: token}
+	cancel, err := d.subscribe(ctx, key, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w.plain, cancel, nil
+}
+
+// SubscribeHandoff implements driver.Handoff: Subscribe with a token, whose
+// waiter takes grants. A release that finds the waiter first in the queue,
+// with an attempt stored (see acquireScript), grants it the key and
+// publishes "grant ATTEMPT FENCE" on its own channel; the reader turns
+// that into a Turn with Granted set. A grant that comes after cancel
+// (published before the server handled the UNSUBSCRIBE) is released by the
+// notifier, with the token, in the background (see leftWaiter).
+func (d *locker) SubscribeHandoff(ctx context.Context, key, token string) (<-chan driver.Turn, func(), error) {
 	if err := d.check(); err != nil {
 		return nil, nil, err
 	}
+	if err := checkToken(token); err != nil {
+		return nil, nil, err
+	}
+	if d.cfg.replicaAcks > 0 {
+		return nil, nil, errHandoffReplicated
+	}
+	w := &waiter{turns: make(chan driver.Turn, 1), token: token}
+	cancel, err := d.subscribe(ctx, key, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w.turns, cancel, nil
+}
+
+// errHandoffReplicated refuses handoff with ReplicaAcks: a release's grant
+// is not followed by WAIT, so it could be lost in a failover that an
+// acquire's grant, acknowledged by replicas, survives. Waiters then
+// subscribe plainly (dlock falls back on errors.ErrUnsupported) and take
+// the key with their own attempts.
+var errHandoffReplicated = fmt.Errorf("redisdriver: handoff with replica_acks: %w", errors.ErrUnsupported)
+
+// subscribe subscribes w to the release channel of key and, if it has a
+// token, to its own channel; it returns once both are live.
+func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
 	lk := d.lockKey(key)
 	chans := []string{d.notify.releasedChannel(lk)}
-	if token != "" {
-		chans = append(chans, waiterChannel(lk, waiterTag(token)))
+	if w.token != "" {
+		chans = append(chans, waiterChannel(lk, waiterTag(w.token)))
 	}
 	n := d.notify
-	w := make(chan struct{}, 1)
 	var readyBuf [2]*readiness
 	var freshBuf [2]*channelSubs
 	subs := make([]*channelSubs, len(chans))
 	readies, fresh := readyBuf[:len(chans)], freshBuf[:0]
 	fresh, err := n.join(chans, w, subs, readies, fresh)
 	if err != nil {
-		return nil, nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, err)
+		return nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, err)
 	}
 	var once sync.Once
 	cancel := func() {
@@ -303,10 +412,7 @@ func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struc
 			for _, s := range subs {
 				n.leave(s, w)
 			}
-			if token != "" && len(w) > 0 {
-				// Woken, maybe for its turn, and gone without trying.
-				n.passOn(lk)
-			}
+			n.gone(lk, w)
 		})
 	}
 	if len(fresh) > 0 {
@@ -317,14 +423,39 @@ func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struc
 		case <-r.done:
 			if r.err != nil {
 				cancel()
-				return nil, nil, n.subscribeError(key, subs[i].ch, r.err)
+				return nil, n.subscribeError(key, subs[i].ch, r.err)
 			}
 		case <-ctx.Done():
 			cancel()
-			return nil, nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, ctx.Err())
+			return nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, ctx.Err())
 		}
 	}
-	return w, cancel, nil
+	return cancel, nil
+}
+
+// gone is the end of cancel, once w left every channel of lk and no
+// longer receives anything: a wake-up that w got, maybe for its turn, and
+// will not use, is passed on. A grant stays in w's channel, where the
+// caller finds it and releases it (see driver.Handoff).
+func (n *notifier) gone(lk string, w *waiter) {
+	if w.token == "" {
+		return
+	}
+	if w.plain != nil {
+		if len(w.plain) > 0 {
+			n.passOn(lk)
+		}
+		return
+	}
+	select {
+	case t := <-w.turns:
+		if t.Granted {
+			w.turns <- t // room: nothing else sends to w any more
+			return
+		}
+		n.passOn(lk)
+	default:
+	}
 }
 
 // subscribeError gives a failed subscription of ch its meaning.
@@ -344,7 +475,7 @@ func (n *notifier) subscribeError(key, ch string, err error) error {
 // not exist; it sets subs and readies (as long as chans) to them and to
 // what to wait for on each, and appends the new ones, which the caller
 // must place, to fresh.
-func (n *notifier) join(chans []string, w chan struct{}, subs []*channelSubs, readies []*readiness, fresh []*channelSubs) ([]*channelSubs, error) {
+func (n *notifier) join(chans []string, w *waiter, subs []*channelSubs, readies []*readiness, fresh []*channelSubs) ([]*channelSubs, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -353,7 +484,7 @@ func (n *notifier) join(chans []string, w chan struct{}, subs []*channelSubs, re
 	for i, ch := range chans {
 		s := n.subs[ch]
 		if s == nil {
-			s = &channelSubs{ch: ch, waiters: make(map[chan struct{}]struct{}), ready: newReadiness()}
+			s = &channelSubs{ch: ch, waiters: make(map[*waiter]struct{}), ready: newReadiness()}
 			n.subs[ch] = s
 			fresh = append(fresh, s)
 		}
@@ -526,8 +657,10 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 	return c, nil
 }
 
-// leave removes waiter w of s, and unsubscribes when it was the last.
-func (n *notifier) leave(s *channelSubs, w chan struct{}) {
+// leave removes waiter w of s, and unsubscribes when it was the last. A
+// handoff waiter's own channel is remembered until the UNSUBSCRIBE is
+// answered (see leftWaiter).
+func (n *notifier) leave(s *channelSubs, w *waiter) {
 	for {
 		n.mu.Lock()
 		c := s.conn
@@ -560,6 +693,9 @@ func (n *notifier) leave(s *channelSubs, w chan struct{}) {
 		if c != nil && !c.dead && !n.closed {
 			ps = c.ps
 			c.sent = append(c.sent, newCommand("unsubscribe", s.ch))
+			if _, own := lockKeyOfWaiter(s.ch); own && w.turns != nil {
+				n.left[s.ch] = leftWaiter{token: w.token, conn: c, held: w.held}
+			}
 		}
 		n.mu.Unlock()
 		if ps != nil {
@@ -666,16 +802,7 @@ func (n *notifier) ping(c *psConn, ps *redis.PubSub) bool {
 func (n *notifier) handle(c *psConn, msg any) {
 	switch m := msg.(type) {
 	case *redis.Message:
-		n.mu.Lock()
-		s := c.chans[m.Channel]
-		if s != nil {
-			s.wake()
-		}
-		n.mu.Unlock()
-		if lk, ok := lockKeyOfWaiter(m.Channel); ok && s == nil {
-			// The turn of a waiter that has just left.
-			n.passOn(lk)
-		}
+		n.message(c, m)
 	case *redis.Pong:
 		n.mu.Lock()
 		c.answered("ping", "")
@@ -697,6 +824,9 @@ func (n *notifier) handle(c *psConn, msg any) {
 			}
 			s.wasLive = true
 		case "unsubscribe", "sunsubscribe":
+			if l, ok := n.left[m.Channel]; ok && l.conn == c {
+				delete(n.left, m.Channel) // no grant of it follows
+			}
 			if c.answered("unsubscribe", m.Channel) != nil {
 				return
 			}
@@ -709,6 +839,91 @@ func (n *notifier) handle(c *psConn, msg any) {
 			n.dropIfUnusedLocked(c)
 		}
 	}
+}
+
+// message delivers a release notification: a wake-up (an empty payload)
+// to every waiter of its channel, or a grant to the waiter whose own
+// channel it is. A wake-up for a waiter that has just left is passed on
+// (passOn); a grant it can no longer take is released with its token
+// (releaseGone).
+func (n *notifier) message(c *psConn, m *redis.Message) {
+	turn, granted := parseGrant(m.Payload)
+	n.mu.Lock()
+	s := c.chans[m.Channel]
+	token := "" // of a grant that nobody takes
+	switch {
+	case s != nil && granted:
+		token = s.grant(turn)
+	case s != nil:
+		s.wake()
+	case granted:
+		if l := n.left[m.Channel]; !l.held {
+			token = l.token
+		}
+	}
+	n.mu.Unlock()
+	lk, ok := lockKeyOfWaiter(m.Channel)
+	switch {
+	case !ok:
+	case token != "":
+		n.releaseGone(lk, token)
+	case s == nil:
+		// The turn of a waiter that has just left (or a grant to a
+		// token no longer known, which then runs out its TTL: the
+		// notifier forgets a channel only once the server confirmed
+		// the UNSUBSCRIBE, after which it sends nothing there).
+		n.passOn(lk)
+	}
+}
+
+// acquired records that an Acquire with token, queued at lk for a handoff,
+// returned the key: a grant to token that reaches the notifier after its
+// waiter left is the hold that Acquire returned (see leftWaiter).
+func (n *notifier) acquired(lk, token string) {
+	ch := waiterChannel(lk, waiterTag(token))
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s := n.subs[ch]; s != nil {
+		for w := range s.waiters {
+			if w.token == token {
+				w.held = true
+			}
+		}
+	}
+	if l, ok := n.left[ch]; ok && l.token == token {
+		l.held = true
+		n.left[ch] = l
+	}
+}
+
+// parseGrant reads the payload of a grant, "grant ATTEMPT FENCE" (see
+// wakeNext); ok is false for a plain wake-up.
+func parseGrant(payload string) (t driver.Turn, ok bool) {
+	rest, ok := strings.CutPrefix(payload, "grant ")
+	if !ok {
+		return driver.Turn{}, false
+	}
+	a, f, _ := strings.Cut(rest, " ")
+	attempt, err1 := strconv.ParseUint(a, 10, 64)
+	fence, err2 := strconv.ParseUint(f, 10, 64)
+	if err1 != nil || err2 != nil {
+		return driver.Turn{}, false
+	}
+	return driver.Turn{Granted: true, Attempt: attempt, Fence: fence}, true
+}
+
+// grant delivers t, a grant on s, a waiter's own channel, to its handoff
+// waiter. If none takes it, it wakes the waiters there and returns the
+// token to release the grant with.
+func (s *channelSubs) grant(t driver.Turn) (token string) {
+	for w := range s.waiters {
+		if w.grant(t) {
+			return ""
+		}
+		token = w.token
+	}
+	s.wake()
+	return token
 }
 
 // answered records the reply of kind for channel ch (none for a ping) and
@@ -865,6 +1080,11 @@ func (n *notifier) reset(c *psConn, ps *redis.PubSub) bool {
 		cmd.stop()
 	}
 	c.sent = nil
+	for ch, l := range n.left {
+		if l.conn == c {
+			delete(n.left, ch) // nothing more comes from the old connection
+		}
+	}
 	var move, again []*channelSubs
 	for ch, s := range c.chans {
 		n.detach(s)
@@ -937,7 +1157,26 @@ func (n *notifier) passOn(lk string) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
 		defer cancel()
-		wakeScript.Run(ctx, n.d.client, []string{lk, queueKey(lk)}, "", n.d.publish, n.scope)
+		wakeScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, "", n.d.publish, n.scope)
+	}()
+}
+
+// releaseGone releases, in the background, the grant of lk to token that
+// reached a waiter after it left (see leftWaiter): the release hands the
+// key on to the next waiter. If it fails, the grant runs out its TTL.
+func (n *notifier) releaseGone(lk, token string) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.wg.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
+		defer cancel()
+		releaseScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, token, n.d.publish, n.scope)
 	}()
 }
 
@@ -957,10 +1196,7 @@ func lockKeyOfWaiter(ch string) (string, bool) {
 
 func (s *channelSubs) wake() {
 	for w := range s.waiters {
-		select {
-		case w <- struct{}{}:
-		default:
-		}
+		w.wake()
 	}
 }
 

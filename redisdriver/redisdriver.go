@@ -32,6 +32,7 @@ var (
 	_ driver.Inspector      = (*locker)(nil)
 	_ driver.BatchRefresher = (*locker)(nil)
 	_ driver.FenceRaiser    = (*locker)(nil)
+	_ driver.Handoff        = (*locker)(nil)
 )
 
 // locker is the driver. It is safe for concurrent use.
@@ -115,13 +116,37 @@ func (d *locker) keyPair(key, suffix string) (lk, suffixed string) {
 
 var keyEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
+// queueKeys returns the keys of key that the scripts that queue waiters
+// or hand the key to them use: the lock key, its fence key, its queue and
+// its queued attempts, built in one allocation.
+func (d *locker) queueKeys(key string) (lk, fk, qk, ak string) {
+	if strings.ContainsAny(key, "%{}") {
+		key = keyEscaper.Replace(key)
+	}
+	n := len(d.cfg.prefix) + len(key) + 2
+	var b strings.Builder
+	b.Grow(3*n + len(fenceSuffix) + len(queueSuffix) + len(attemptsSuffix))
+	for _, suffix := range [...]string{fenceSuffix, queueSuffix, attemptsSuffix} {
+		b.WriteString(d.cfg.prefix)
+		b.WriteByte('{')
+		b.WriteString(key)
+		b.WriteByte('}')
+		b.WriteString(suffix)
+	}
+	s := b.String()
+	i := n + len(fenceSuffix)
+	j := i + n + len(queueSuffix)
+	return s[:n], s[:i], s[i:j], s[j:]
+}
+
 // maxFence bounds fences and floors: Lua numbers are doubles, exact
 // below 2^53.
 const maxFence = 1 << 53
 
 const (
-	fenceSuffix = ":fence"
-	queueSuffix = ":queue"
+	fenceSuffix    = ":fence"
+	queueSuffix    = ":queue"
+	attemptsSuffix = ":attempts"
 )
 
 func fenceKey(lockKey string) string { return lockKey + fenceSuffix }
@@ -147,6 +172,12 @@ func channelOf(lockKey string) string { return lockKey + ":released" }
 // which the waiter attempts again, moved later at each attempt. Entries
 // past their deadline are pruned, a few per script (see acquireScript).
 func queueKey(lockKey string) string { return lockKey + queueSuffix }
+
+// attemptsKey holds the attempts of the waiters queued at lockKey that
+// accept a handoff: a hash from waiter tag to the attempt a release may
+// grant the key on (see acquireScript). It shares the queue's expiry, and
+// an entry goes with its waiter's queue entry.
+func attemptsKey(lockKey string) string { return lockKey + attemptsSuffix }
 
 // waiterChannel is where releaseScript wakes the waiter with tag, alone.
 func waiterChannel(lockKey, tag string) string { return lockKey + ":w:" + tag }
@@ -209,7 +240,13 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
-	return d.acquireResult(req.Key, args, v)
+	res, err := d.acquireResult(req.Key, args, v)
+	if res.Acquired && req.Attempt != 0 {
+		// Perhaps a grant made on an earlier attempt, whose message
+		// is on its way: it is this lease, never to be released.
+		d.notify.acquired(args[3].(string), req.Token)
+	}
+	return res, err
 }
 
 // acquireBare serves a NoFence request without a script, whose start-up
@@ -247,10 +284,28 @@ func acquireScriptFor(req driver.Request) luaScript {
 // queued reports whether req queues its caller (see releaseScript).
 func queued(req driver.Request) bool { return req.Wait > 0 && !req.NoFence }
 
+// attemptArg is the attempt number a queued req stores for a handoff, or
+// "": a request without one, or with a fence floor (a quorum's node
+// request), is never granted by a release, and neither is any with
+// ReplicaAcks, whose grants must wait for replicas (see
+// errHandoffReplicated).
+func (d *locker) attemptArg(req driver.Request) any {
+	if req.Attempt == 0 || req.FenceFloor != 0 || d.cfg.replicaAcks > 0 {
+		return ""
+	}
+	return strconv.FormatUint(req.Attempt, 10)
+}
+
 // acquireArgs returns the call of an acquire script for req (see eval):
-// KEYS are the lock, its fence key and, for a waiting request, its queue.
+// KEYS are the lock, its fence key and, for a waiting request, its queue
+// and queued attempts.
 func (d *locker) acquireArgs(req driver.Request) []any {
-	lk, fk := d.keyPair(req.Key, fenceSuffix)
+	var lk, fk, qk, ak string
+	if queued(req) {
+		lk, fk, qk, ak = d.queueKeys(req.Key)
+	} else {
+		lk, fk = d.keyPair(req.Key, fenceSuffix)
+	}
 	var floor any = ""
 	if req.FenceFloor != 0 {
 		floor = strconv.FormatUint(req.FenceFloor, 10)
@@ -262,8 +317,8 @@ func (d *locker) acquireArgs(req driver.Request) []any {
 		// The waiter's deadline: it attempts again within Wait, or is
 		// gone. Twice that and a second leave room for a slow round
 		// trip; the queue is kept as long.
-		return []any{nil, nil, 3, lk, fk, queueKey(lk), req.Token, ttl, owner, keep, floor,
-			waiterTag(req.Token), msArg(2*req.Wait + time.Second)}
+		return []any{nil, nil, 4, lk, fk, qk, ak, req.Token, ttl, owner, keep, floor,
+			waiterTag(req.Token), msArg(2*req.Wait + time.Second), d.attemptArg(req)}
 	}
 	return []any{nil, nil, 2, lk, fk, req.Token, ttl, owner, keep, floor}
 }
@@ -442,7 +497,7 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 }
 
 // Release implements driver.Locker: it deletes the lock and wakes the
-// key's waiters.
+// key's waiters, or hands the key to the first (see wakeNext).
 func (d *locker) Release(ctx context.Context, key, token string) error {
 	if err := d.check(); err != nil {
 		return err
@@ -450,8 +505,8 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 	if err := checkToken(token); err != nil {
 		return err
 	}
-	lk, qk := d.keyPair(key, queueSuffix)
-	n, err := eval(ctx, d.client, releaseScript, []any{nil, nil, 2, lk, qk, token, d.publish, d.notify.scope}).Int64()
+	lk, fk, qk, ak := d.queueKeys(key)
+	n, err := eval(ctx, d.client, releaseScript, []any{nil, nil, 4, lk, fk, qk, ak, token, d.publish, d.notify.scope}).Int64()
 	return d.heldResult("release", key, lk, n, err)
 }
 

@@ -18,8 +18,17 @@ import (
 // server's time per script, not the round trip, is what a lock costs beyond
 // a bare SET NX: acquiring a free key is TIME, GET (fence), SET NX, SET
 // (fence); refreshing is GET, PEXPIRE, GET, PTTL and PEXPIRE (fence); releasing
-// is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD GT (the queue) needs Redis 6.2 or
-// later.
+// with no waiter queued is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD GT
+// (the queue) needs Redis 6.2 or later.
+//
+// Direct handoff: a waiter queued with an attempt number (see
+// acquireScript) has its attempt stored next to its queue entry, and a
+// release (or a waiter passing its turn on) grants the key to the first
+// queued waiter still listening, as that attempt would have been granted
+// (grantFn: the same fence rules), and tells it so in the PUBLISH to its
+// own channel: "grant ATTEMPT FENCE". A PUBLISH that reached nobody means
+// the waiter is gone: the grant is undone (DEL; the raised fence key may
+// stay) and the next waiter is tried, all within the same script.
 //
 // A key of another type where a lock should be, or a string that is not in
 // the lock format (someone else's data), is reported as a normal reply,
@@ -39,71 +48,106 @@ import (
 
 // acquireScript takes KEYS[1] (lock) for ARGV[1] (token) for ARGV[2] ms with
 // owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms (at least
-// ARGV[2]: see fenceKeep). The fence
-// is the largest of the server's TIME in microseconds, one more than the
-// last fence, and ARGV[5] (the request's FenceFloor, if not empty) capped
-// at TIME plus the TTL: the floor is never trusted alone, so no fence runs
-// more than a TTL ahead of the clock of the server that granted it, and a
-// server that restarted empty and stayed out longer than the TTL grants
-// above every fence it granted before (see the package docs, Fences).
-// A waiting caller also passes KEYS[3], the key's queue of waiters, its
-// waiter tag ARGV[6] and ARGV[7] ms, the time within which it attempts
-// again: a busy attempt queues the tag with its deadline (now + ARGV[7], in
-// ms since the epoch) as score, or moves its deadline later if queued
-// already, and keeps the queue for ARGV[7]; a grant removes it. A waiter
-// that gave up stays queued only until its deadline: each busy attempt
-// first removes up to pruneLimit entries whose deadline passed, so dead
-// entries go at least as fast as they come, and no script loops over the
-// whole queue. Someone else's data at KEYS[3] is left alone (the
-// waiter is then not queued); any other error reading it (NOPERM for a
-// user without ZRANGEBYSCORE) is the reply, as no lock was granted,
-// rather than a queue that is silently never pruned. A refused ZADD
-// leaves the waiter unqueued (it is then woken with every subscriber):
-// the reply stays "busy", with the holder's TTL.
+// ARGV[2]: see fenceKeep). The fence is chosen by grantFn, with ARGV[5]
+// (the request's FenceFloor, if not empty) as its floor.
+// A waiting caller also passes KEYS[3], the key's queue of waiters, KEYS[4],
+// the queued waiters' attempts, its waiter tag ARGV[6], ARGV[7] ms, the
+// time within which it attempts again, and ARGV[8], its attempt number or
+// "" (see driver.Request.Attempt; "" also for a request with a floor): a
+// busy attempt queues the tag with its deadline (now + ARGV[7], in ms since
+// the epoch) as score, or moves its deadline later if queued already, and
+// keeps the queue for ARGV[7]; with an attempt number it also stores, under
+// its tag in the hash KEYS[4] (kept as long as the queue),
+// "ATTEMPT\nTTL\nKEEP\nTOKEN\nOWNER", replacing its earlier attempt, so that
+// a release can grant the key on that attempt (see wakeNext); a grant
+// removes both. A waiter that gave up stays queued only until its
+// deadline: each busy attempt first removes up to pruneLimit entries whose
+// deadline passed (and their attempts), so dead entries go at least as
+// fast as they come, and no script loops over the whole queue. Someone
+// else's data at KEYS[3] is left alone (the waiter is then not queued);
+// any other error reading it (NOPERM for a user without ZRANGEBYSCORE) is
+// the reply, as no lock was granted, rather than a queue that is silently
+// never pruned. A refused ZADD leaves the waiter unqueued (it is then
+// woken with every subscriber), and a refused HSET (someone else's data
+// at KEYS[4]) leaves it queued without its attempt (it is then woken, not
+// granted): the reply stays "busy", with the holder's TTL.
 // Reply: the fence, a string of digits, when acquired (or already held by
 // the token: same fence, TTL reset); the holder's PTTL, an integer, when
 // held by another token; "!1 TYPE" when the lock key holds other data, "!2
 // TYPE" when the fence key does; "!3" when the fence would reach 2^53.
 // (Plain values, not a table, which would cost the server more to build
 // than the rest of a grant but a SET.)
-//
-// The fence key is read before the lock is tried and written only with a
-// grant, so that someone else's data there is never overwritten.
-var acquireScript = newScript(isFence + `
+var acquireScript = newScript(isFence + grantFn + `
 local t = redis.call('TIME')
-local f = t[1] .. string.sub('00000' .. t[2], -6)
-if ARGV[5] ~= '' then
-  local now = tonumber(f)
-  f = string.format('%.0f', math.max(now, math.min(tonumber(ARGV[5]), now + ARGV[2] * 1000)))
-end
-local last = redis.pcall('GET', KEYS[2])
-if type(last) == 'table' then
-  if string.sub(last.err, 1, 10) ~= 'WRONGTYPE ' then return last end
-  return '!2 ' .. redis.call('TYPE', KEYS[2]).ok
-end
-if last then
-  if not isFence(last) then return '!2 string that is not a fence' end
-  if #last > #f or #last == #f and last >= f then f = string.format('%.0f', tonumber(last) + 1) end
-end
-if not isFence(f) then return '!3' end
-if redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. ARGV[3], 'NX', 'PX', ARGV[2]) then
-  redis.call('SET', KEYS[2], f, 'PX', ARGV[4])
-  if KEYS[3] then redis.pcall('ZREM', KEYS[3], ARGV[6]) end
+local f = grant(t, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+if f then
+  if KEYS[3] and type(f) == 'string' and string.byte(f) ~= 33 then
+    redis.pcall('ZREM', KEYS[3], ARGV[6])
+    redis.pcall('HDEL', KEYS[4], ARGV[6])
+  end
   return f
 end
 if KEYS[3] then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local dead = redis.pcall('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ` + pruneLimit + `)
   if not dead.err then
-    if dead[1] then redis.call('ZREM', KEYS[3], unpack(dead)) end
+    if dead[1] then
+      redis.call('ZREM', KEYS[3], unpack(dead))
+      redis.pcall('HDEL', KEYS[4], unpack(dead))
+    end
     if type(redis.pcall('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])) == 'number' then
       redis.call('PEXPIRE', KEYS[3], ARGV[7])
+      if ARGV[8] ~= '' then
+        redis.pcall('HSET', KEYS[4], ARGV[6], ARGV[8] .. '\n' .. ARGV[2] .. '\n' .. ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[3])
+      end
+      redis.pcall('PEXPIRE', KEYS[4], ARGV[7])
     end
   elseif string.sub(dead.err, 1, 10) ~= 'WRONGTYPE ' then
     return dead
   end
 end
 ` + acquireBusy)
+
+// grantFn, prepended to the scripts that grant, defines grant(t, token,
+// ttl, owner, keep, floor), shared by an acquire and a handoff so that
+// both grant by the same rules: it takes the lock KEYS[1] for token for
+// ttl ms with owner, SINCE t (the script's TIME), if it is free, and keeps
+// the fence key KEYS[2] for keep ms. The fence is the largest of t in
+// microseconds, one more than the last fence, and floor (if not empty)
+// capped at t plus the TTL: the floor is never trusted alone, so no fence
+// runs more than a TTL ahead of the clock of the server that granted it,
+// and a server that restarted empty and stayed out longer than the TTL
+// grants above every fence it granted before (see the package docs,
+// Fences). It returns the fence (a string of digits) when granted, nil when
+// the lock is taken, and otherwise the acquire's reply: an error (reading
+// the fence key failed), "!2 TYPE" or "!3" (see acquireScript).
+//
+// The fence key is read before the lock is tried and written only with a
+// grant, so that someone else's data there is never overwritten.
+const grantFn = `
+local function grant(t, token, ttl, owner, keep, floor)
+  local f = t[1] .. string.sub('00000' .. t[2], -6)
+  if floor ~= '' then
+    local now = tonumber(f)
+    f = string.format('%.0f', math.max(now, math.min(tonumber(floor), now + ttl * 1000)))
+  end
+  local last = redis.pcall('GET', KEYS[2])
+  if type(last) == 'table' then
+    if string.sub(last.err, 1, 10) ~= 'WRONGTYPE ' then return last end
+    return '!2 ' .. redis.call('TYPE', KEYS[2]).ok
+  end
+  if last then
+    if not isFence(last) then return '!2 string that is not a fence' end
+    if #last > #f or #last == #f and last >= f then f = string.format('%.0f', tonumber(last) + 1) end
+  end
+  if not isFence(f) then return '!3' end
+  if not redis.call('SET', KEYS[1], token .. '\n' .. f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. owner, 'NX', 'PX', ttl) then
+    return nil
+  end
+  redis.call('SET', KEYS[2], f, 'PX', keep)
+  return f
+end
+`
 
 // acquireBareScript is acquireScript without fences, for requests with
 // NoFence: the lock is "TOKEN\n0\n\nOWNER" (fence 0, no SINCE), taken by one
@@ -181,8 +225,9 @@ end
 `
 
 // releaseScript deletes KEYS[1] if ARGV[1] holds it and wakes waiters as
-// wakeScript does. Reply as refreshScript's.
-var releaseScript = newScript(holderOf + wakeNext + `
+// wakeScript does; KEYS[2], KEYS[3] and KEYS[4] are the lock's fence key,
+// queue and queued attempts, as acquireScript's. Reply as refreshScript's.
+var releaseScript = newScript(holderOf + isFence + grantFn + wakeNext + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
@@ -193,37 +238,71 @@ return 1
 
 // wakeScript passes the turn on: if KEYS[1] is free, it wakes waiters as
 // a release does. A waiter that was woken after it stopped waiting runs
-// it, so that the release that woke it is not lost. ARGV[2] as
-// releaseScript's. Reply: 1 woken, 0 the key is held.
-var wakeScript = newScript(wakeNext + `
+// it, so that the release that woke it is not lost. KEYS and ARGV[2] and
+// ARGV[3] as releaseScript's. Reply: 1 woken, 0 the key is held.
+var wakeScript = newScript(isFence + grantFn + wakeNext + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 wake()
 return 1
 `)
 
-// wakeNext, prepended to the scripts above, wakes the waiters of KEYS[1],
-// with command ARGV[2] (PUBLISH, or SPUBLISH on Cluster): the first waiter
-// of the queue KEYS[2] still listening on its own channel,
-// KEYS[1]..":w:"..TAG (see waiterChannel), or else every subscriber of
-// KEYS[1]..":released"..ARGV[3] (see releasedChannel). A queued waiter that gave up or
-// died no longer listens, so the publish reaches nobody and the next is
-// tried.
+// wakeNext, prepended to the scripts above (after grantFn), wakes the
+// waiters of the free lock KEYS[1], with command ARGV[2] (PUBLISH, or
+// SPUBLISH on Cluster): the first waiter of the queue KEYS[3] still
+// listening on its own channel, KEYS[1]..":w:"..TAG (see waiterChannel),
+// or else every subscriber of KEYS[1]..":released"..ARGV[3] (see
+// releasedChannel). A queued waiter that gave up or died no longer
+// listens, so the publish reaches nobody and the next is tried.
+//
+// A waiter whose attempt is stored in KEYS[4] is handed the key: it is
+// granted as that attempt would have been (grantFn, with the attempt's
+// token, TTL, fence keep and owner, SINCE now), and the publish to its
+// channel says "grant ATTEMPT FENCE". If that publish reaches nobody, the
+// grant is undone (DEL; the fence key keeps the fence, which no later
+// grant goes below) before the next waiter is tried, so that the key is
+// never left to a waiter that is gone. Safety: the grant's TTL runs from
+// now, after the attempt arrived, so the server's expiry is never earlier
+// than the waiter's deadline, counted from the attempt's sending. A grant
+// refused (someone else's data at the fence key) falls back to a plain
+// wake, whose attempt then reports the problem. A waiter queued without an
+// attempt is only woken (a publish of "").
 //
 // It tries at most pruneLimit queued waiters, earliest deadline first
 // (skipping, without a publish, those whose deadline passed), then falls
 // back to waking every subscriber: a release costs bounded work however
 // many waiters gave up.
 const wakeNext = `
+local function handoff(t, a)
+  local i = string.find(a, '\n', 1, true)
+  local j = i and string.find(a, '\n', i + 1, true)
+  local k = j and string.find(a, '\n', j + 1, true)
+  local l = k and string.find(a, '\n', k + 1, true)
+  if not l then return nil end
+  local f = grant(t, string.sub(a, k + 1, l - 1), string.sub(a, i + 1, j - 1), string.sub(a, l + 1), string.sub(a, j + 1, k - 1), '')
+  if type(f) ~= 'string' or string.byte(f) == 33 then return nil end
+  return 'grant ' .. string.sub(a, 1, i - 1) .. ' ' .. f
+end
 local function wake()
-  local now
+  local t, now
   for _ = 1, ` + pruneLimit + ` do
-    local w = redis.pcall('ZPOPMIN', KEYS[2])
+    local w = redis.pcall('ZPOPMIN', KEYS[3])
     if type(w) ~= 'table' or not w[1] then break end
-    if not now then
-      local t = redis.call('TIME')
+    if not t then
+      t = redis.call('TIME')
       now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     end
-    if tonumber(w[2]) >= now and redis.call(ARGV[2], KEYS[1] .. ':w:' .. w[1], '') > 0 then return end
+    local a = redis.pcall('HGET', KEYS[4], w[1])
+    if type(a) == 'string' then redis.call('HDEL', KEYS[4], w[1]) end
+    if tonumber(w[2]) >= now then
+      local ch = KEYS[1] .. ':w:' .. w[1]
+      local g = type(a) == 'string' and handoff(t, a)
+      if g then
+        if redis.call(ARGV[2], ch, g) > 0 then return end
+        redis.call('DEL', KEYS[1])
+      elseif redis.call(ARGV[2], ch, '') > 0 then
+        return
+      end
+    end
   end
   redis.call(ARGV[2], KEYS[1] .. ':released' .. (ARGV[3] or ''), '')
 end

@@ -7,3 +7,7 @@ import "github.com/dlock-go/dlock/driver"
 func SetQueuedHookForTest(d driver.Locker, f func()) {
 	d.(*locker).pipe.queued = f
 }
+
+// MaxInFlightForTest is how many commands or batches go out before calls
+// queue for the next batch.
+const MaxInFlightForTest = maxInFlight

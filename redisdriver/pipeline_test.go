@@ -18,13 +18,18 @@ import (
 
 // roundTrips is a go-redis hook that records each round trip the driver
 // makes, a lone command or a pipeline, with the commands it carried; and
-// can hold a round trip that carries a given string (a key) until told.
+// can hold the round trips that carry a given string (a key) until told.
 type roundTrips struct {
 	mu    sync.Mutex
 	trips [][]string // each round trip's commands, as text
-	hold  string     // a round trip with a command containing hold waits…
-	held  chan struct{}
-	free  chan struct{} // …until free is closed
+	holds []*hold
+}
+
+// hold holds the round trips with a command containing s.
+type hold struct {
+	s    string
+	held chan struct{} // receives when a round trip starts waiting
+	free chan struct{} // closed to let them go
 }
 
 func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -50,30 +55,47 @@ func (r *roundTrips) record(ctx context.Context, cmds []redis.Cmder) {
 	}
 	r.mu.Lock()
 	r.trips = append(r.trips, trip)
-	hold, held, free := r.hold, r.held, r.free
-	if hold != "" && strings.Contains(strings.Join(trip, " "), hold) {
-		r.hold = "" // hold one round trip only
-	} else {
-		free = nil
+	var h *hold
+	for _, x := range r.holds {
+		if strings.Contains(strings.Join(trip, " "), x.s) {
+			h = x
+		}
 	}
 	r.mu.Unlock()
-	if free != nil {
-		close(held)
+	if h != nil {
+		h.held <- struct{}{}
 		select {
-		case <-free:
+		case <-h.free:
 		case <-ctx.Done():
 		}
 	}
 }
 
-// holdNext makes the next round trip that carries s wait until the
-// returned function is called; held is closed when it starts waiting.
-func (r *roundTrips) holdNext(s string) (held <-chan struct{}, release func()) {
+// holdAll makes the round trips that carry s wait until the returned
+// function is called; held receives as each starts waiting.
+func (r *roundTrips) holdAll(s string) (held <-chan struct{}, release func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h, f := make(chan struct{}), make(chan struct{})
-	r.hold, r.held, r.free = s, h, f
-	return h, sync.OnceFunc(func() { close(f) })
+	h := &hold{s, make(chan struct{}, 64), make(chan struct{})}
+	r.holds = append(r.holds, h)
+	return h.held, sync.OnceFunc(func() { close(h.free) })
+}
+
+// occupy starts as many inspections of keys under base as the driver
+// sends at once, holds them, and returns when all are in flight: calls
+// made then queue for the next batch until release is called.
+func occupy(t *testing.T, d driver.Locker, rt *roundTrips, base string) (release func()) {
+	t.Helper()
+	held, release := rt.holdAll(base + "/gate")
+	t.Cleanup(release)
+	ctx := testCtx(t)
+	for i := range redisdriver.MaxInFlightForTest {
+		go d.(driver.Inspector).Inspect(ctx, fmt.Sprintf("%s/gate/%d", base, i))
+	}
+	for range redisdriver.MaxInFlightForTest {
+		<-held
+	}
+	return release
 }
 
 // since returns the driver's round trips recorded from the nth on,
@@ -137,29 +159,22 @@ func waitQueued(t *testing.T, queued <-chan struct{}, n int) {
 		select {
 		case <-queued:
 		case <-timeout:
-			t.Fatalf("fewer than %d calls queued behind the call in flight", n)
+			t.Fatalf("fewer than %d calls queued behind the calls in flight", n)
 		}
 	}
 }
 
-// TestPipelineBatchesConcurrentCalls: calls that arrive while a call is in
-// flight (acquires, refreshes, releases, inspections, on different keys)
-// leave together, as one pipeline: one round trip for all of them.
+// TestPipelineBatchesConcurrentCalls: calls that arrive while the driver
+// has as many calls in flight as it sends at once (acquires, refreshes,
+// releases, inspections, on different keys) leave together, as one
+// pipeline: one round trip for all of them.
 func TestPipelineBatchesConcurrentCalls(t *testing.T) {
 	d, rt, queued := pipelineDriver(t)
 	ctx := testCtx(t)
 	base := uniqueKey("pipe/batch/")
-	gate := base + "/gate"
-	held, release := rt.holdNext(gate)
-	defer release()
-	gateDone := make(chan error, 1)
-	go func() {
-		_, _, err := d.(driver.Inspector).Inspect(ctx, gate)
-		gateDone <- err
-	}()
-	<-held
-	// Keys 0..n-1: acquired in the batch. A key the test holds already
-	// is refreshed, inspected and released in the same batch.
+	release := occupy(t, d, rt, base)
+	// Keys 0..n-1: acquired in the batch; key "mine", free, is
+	// refreshed, released and inspected in the same batch.
 	const n = 8
 	mine := base + "/mine"
 	before := rt.count()
@@ -175,8 +190,8 @@ func TestPipelineBatchesConcurrentCalls(t *testing.T) {
 		})
 	}
 	waitQueued(t, queued, n)
-	// The gate key is free: refresh and release report not held, each
-	// on its own, and inspect reports it free.
+	// Each call keeps its own reply: refresh and release of the free
+	// key report not held, and inspect reports it free.
 	wg.Go(func() {
 		if err := d.Refresh(ctx, mine, "t", time.Second); !errors.Is(err, driver.ErrNotHeld) {
 			errs <- fmt.Errorf("refresh of a free key: %v, want ErrNotHeld", err)
@@ -194,9 +209,6 @@ func TestPipelineBatchesConcurrentCalls(t *testing.T) {
 	})
 	waitQueued(t, queued, 3)
 	release()
-	if err := <-gateDone; err != nil {
-		t.Fatal(err)
-	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -217,10 +229,7 @@ func TestPipelineCancelledCallNotSent(t *testing.T) {
 	d, rt, queued := pipelineDriver(t)
 	ctx := testCtx(t)
 	base := uniqueKey("pipe/cancel/")
-	held, release := rt.holdNext(base + "/gate")
-	defer release()
-	go d.(driver.Inspector).Inspect(ctx, base+"/gate")
-	<-held
+	release := occupy(t, d, rt, base)
 	before := rt.count()
 
 	gone := base + "/gone"
@@ -268,13 +277,10 @@ func TestPipelineCancelAfterSend(t *testing.T) {
 	d, rt, queued := pipelineDriver(t)
 	ctx := testCtx(t)
 	base := uniqueKey("pipe/late/")
-	held, release := rt.holdNext(base + "/gate")
-	defer release()
-	go d.(driver.Inspector).Inspect(ctx, base+"/gate")
-	<-held
+	release := occupy(t, d, rt, base)
 	// The batch behind the gate carries "late", and is held in turn.
 	late := base + "/late"
-	batchHeld, batchRelease := rt.holdNext(late)
+	batchHeld, batchRelease := rt.holdAll(late)
 	defer batchRelease()
 	cctx, cancel := context.WithCancel(ctx)
 	lateErr := make(chan error, 1)

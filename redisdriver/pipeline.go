@@ -45,10 +45,13 @@ type batcher struct {
 	busy  int     // commands or batches in flight, at most maxInFlight
 	queue []*call // the next batch
 
-	// sender counts the goroutine that sends queued batches, started
-	// when a command in flight is answered with others queued behind it
-	// and ending when the queue is empty, so that close can wait for it.
-	sender sync.WaitGroup
+	// senders counts the goroutines that send queued batches, each
+	// started when a command in flight is answered with others queued
+	// behind it and ending when the queue is empty; wait waits on gone
+	// until there are none. (Not a WaitGroup: a call that began before
+	// Close may start one while Close waits.)
+	senders int
+	gone    sync.Cond
 
 	// queued, if set (by tests), runs after a command joins the queue.
 	queued func()
@@ -73,7 +76,9 @@ const maxInFlight = 2
 
 func newBatcher(client redis.UniversalClient) *batcher {
 	_, cluster := client.(*redis.ClusterClient)
-	return &batcher{client: client, direct: cluster || client == nil}
+	b := &batcher{client: client, direct: cluster || client == nil}
+	b.gone.L = &b.mu
+	return b
 }
 
 // Do runs the command args as client.Do would, alone or in a batch.
@@ -118,19 +123,29 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 // next hands the queue, if any, to a sender goroutine, after the command
 // in flight was answered; else marks the batcher idle.
 func (b *batcher) next() {
-	if batch := b.take(); len(batch) > 0 {
-		b.sender.Add(1)
+	b.mu.Lock()
+	batch := b.takeLocked()
+	if len(batch) > 0 {
+		b.senders++ // in the same critical section: wait sees it
+	}
+	b.mu.Unlock()
+	if len(batch) > 0 {
 		go b.send(batch)
 	}
 }
 
 // take returns the queued calls whose context has not ended, marked sent,
-// and empties the queue; or, when there are none, nil, and the batcher is
-// idle. The calls whose context ended leave the queue unsent: their
-// callers are returning.
+// and empties the queue; or, when there are none, nil, and one command
+// or batch fewer is in flight. The calls whose context ended leave the
+// queue unsent: their callers are returning.
 func (b *batcher) take() []*call {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.takeLocked()
+}
+
+// takeLocked is take with b.mu held.
+func (b *batcher) takeLocked() []*call {
 	var batch []*call
 	for _, c := range b.queue {
 		if c.ctx.Err() == nil {
@@ -149,11 +164,14 @@ func (b *batcher) take() []*call {
 // send sends batch, then every batch that queued up meanwhile, until the
 // queue is empty.
 func (b *batcher) send(batch []*call) {
-	defer b.sender.Done()
 	for len(batch) > 0 {
 		b.exec(batch)
 		batch = b.take()
 	}
+	b.mu.Lock()
+	b.senders--
+	b.gone.Broadcast()
+	b.mu.Unlock()
 }
 
 // exec sends batch and hands each caller its reply: one command as
@@ -197,6 +215,13 @@ func batchContext(batch []*call) (context.Context, context.CancelFunc) {
 	return context.WithDeadline(ctx, latest)
 }
 
-// wait waits for the sender goroutine, if one runs, to finish: at Close,
-// after the driver refuses new calls.
-func (b *batcher) wait() { b.sender.Wait() }
+// wait waits for the sender goroutines, if any run, to finish: at Close,
+// after the driver refuses new calls. A batch in flight ends by the
+// latest deadline of its callers, or the client's read timeout.
+func (b *batcher) wait() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.senders > 0 {
+		b.gone.Wait()
+	}
+}

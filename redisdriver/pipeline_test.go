@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +23,16 @@ import (
 type roundTrips struct {
 	mu    sync.Mutex
 	trips [][]string // each round trip's commands, as text
+	gids  []string   // the goroutine that made each round trip
 	holds []*hold
+}
+
+// goroutineID returns the id of the calling goroutine, from its stack
+// trace: a test-only way to tell where a command was sent from.
+func goroutineID() string {
+	var buf [64]byte
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf[:runtime.Stack(buf[:], false)]), "goroutine "), " ")
+	return id
 }
 
 // hold holds the round trips with a command containing s.
@@ -55,6 +65,7 @@ func (r *roundTrips) record(ctx context.Context, cmds []redis.Cmder) {
 	}
 	r.mu.Lock()
 	r.trips = append(r.trips, trip)
+	r.gids = append(r.gids, goroutineID())
 	var h *hold
 	for _, x := range r.holds {
 		if strings.Contains(strings.Join(trip, " "), x.s) {
@@ -308,12 +319,14 @@ func TestPipelineCancelAfterSend(t *testing.T) {
 }
 
 // TestPipelineLoneCallerDirect: a caller alone never waits for a batch: each
-// call is one command, sent at once as a lone round trip, never a
-// pipeline (there is no timer that could delay it).
+// call is one command, sent as a lone round trip, never a pipeline, by
+// the caller's own goroutine, so that nothing (no timer, no flusher) can
+// delay it.
 func TestPipelineLoneCallerDirect(t *testing.T) {
 	d, rt, _ := pipelineDriver(t)
 	ctx := testCtx(t)
 	before := rt.count()
+	me := goroutineID()
 	const n = 20
 	for i := range n {
 		key := uniqueKey(fmt.Sprintf("pipe/lone/%d/", i))
@@ -337,6 +350,13 @@ func TestPipelineLoneCallerDirect(t *testing.T) {
 	for _, trip := range trips {
 		if len(trip) != 1 {
 			t.Fatalf("a lone caller's call went out in a pipeline of %d: %v", len(trip), trip)
+		}
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for i, gid := range rt.gids[before:] {
+		if gid != me {
+			t.Fatalf("a lone caller's command %v was sent by goroutine %s, not the caller's %s", rt.trips[before+i], gid, me)
 		}
 	}
 }

@@ -46,6 +46,7 @@ type locker struct {
 	ms      boxCache[int64]  // the last TTL argument, boxed
 	owner   boxCache[string] // the last owner argument, boxed
 	notify  *notifier
+	pipe    *batcher // sends the commands of concurrent calls together
 	closed  atomic.Bool
 }
 
@@ -88,6 +89,7 @@ func newLocker(client redis.UniversalClient, opts *Options, owned bool) *locker 
 		d.publish = "SPUBLISH"
 	}
 	d.notify = newNotifier(d)
+	d.pipe = newBatcher(client)
 	return d
 }
 
@@ -205,7 +207,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if req.NoFence {
 		return d.acquireBare(ctx, req, args)
 	}
-	v, err := eval(ctx, d.client, acquireScript, args).Result()
+	v, err := eval(ctx, d.pipe, acquireScript, args).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
@@ -220,14 +222,14 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 // request and reports the holder's TTL.
 func (d *locker) acquireBare(ctx context.Context, req driver.Request, args []any) (driver.Result, error) {
 	val := req.Token + "\n0\n\n" + req.Owner
-	err := d.client.Do(ctx, "SET", args[3], val, "NX", "PX", args[6]).Err()
+	err := d.pipe.Do(ctx, "SET", args[3], val, "NX", "PX", args[6]).Err()
 	if err == nil {
 		return driver.Result{Acquired: true}, nil
 	}
 	if err != redis.Nil && !isRedisError(err) {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
-	v, err := eval(ctx, d.client, acquireBareScript, args).Result()
+	v, err := eval(ctx, d.pipe, acquireBareScript, args).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
@@ -435,7 +437,7 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 	lk, fk := d.keyPair(key, fenceSuffix)
 	ttlMS := msArg(ttl)
 	ttlArg := d.ms.box(ttlMS)
-	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 2, lk, fk, token, ttlArg, d.fenceKeep(ttlArg, ttlMS)}).Int64()
+	n, err := eval(ctx, d.pipe, refreshScript, []any{nil, nil, 2, lk, fk, token, ttlArg, d.fenceKeep(ttlArg, ttlMS)}).Int64()
 	return d.heldResult("refresh", key, lk, n, err)
 }
 
@@ -449,7 +451,7 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 		return err
 	}
 	lk, qk := d.keyPair(key, queueSuffix)
-	n, err := eval(ctx, d.client, releaseScript, []any{nil, nil, 2, lk, qk, token, d.publish, d.notify.scope}).Int64()
+	n, err := eval(ctx, d.pipe, releaseScript, []any{nil, nil, 2, lk, qk, token, d.publish, d.notify.scope}).Int64()
 	return d.heldResult("release", key, lk, n, err)
 }
 
@@ -476,7 +478,7 @@ func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 		return driver.Holder{}, false, err
 	}
 	lk := d.lockKey(key)
-	v, err := inspectScript.Run(ctx, d.client, []string{lk}).Slice()
+	v, err := eval(ctx, d.pipe, inspectScript, []any{nil, nil, 1, lk}).Slice()
 	if err != nil {
 		return driver.Holder{}, false, d.wrap("inspect", key, err)
 	}
@@ -584,6 +586,7 @@ func (d *locker) Close() error {
 		return nil
 	}
 	d.notify.close()
+	d.pipe.wait()
 	if d.owned && d.client != nil {
 		return d.client.Close()
 	}

@@ -2,6 +2,7 @@ package redisdriver
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -9,18 +10,135 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// batcher sends the commands of concurrent callers of one driver to Redis
-// together, as one go-redis pipeline on one connection: the single Redis
-// thread then reads and answers them with one system call each way
-// instead of one per caller, which is most of what a lock costs the
-// server (see issue 15 and benchmarks/README.md).
+// pipeline sends the commands that act on one key (acquire, refresh,
+// release, inspect) through a [batcher]: the driver's one, or on a
+// Cluster the one of the node that serves the key, so that a slow node
+// holds back only its own commands.
+//
+// A pipeline is safe for concurrent use.
+type pipeline struct {
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient
+	one     *batcher // not Cluster
+
+	mu    sync.Mutex
+	nodes map[string]*batcher // Cluster: by node address
+
+	// queued, if set (by tests), runs after a command joins a queue.
+	queued func()
+	// lanes and eager, if set (by tests), replace maxInFlight and the
+	// senders' yield in the batchers made from then on.
+	lanes int
+	eager bool
+}
+
+func newPipeline(client redis.UniversalClient) *pipeline {
+	p := &pipeline{client: client, nodes: map[string]*batcher{}}
+	p.cluster, _ = client.(*redis.ClusterClient)
+	if p.cluster == nil {
+		p.one = p.newBatcher()
+	}
+	return p
+}
+
+// Do runs the command args as client.Do would, alone or in a batch.
+func (p *pipeline) Do(ctx context.Context, args ...any) *redis.Cmd {
+	if p.cluster == nil {
+		return p.one.Do(ctx, args...)
+	}
+	b, err := p.node(ctx, commandKey(args))
+	if err != nil {
+		// The slot map cannot be had: the cluster client answers
+		// (or fails) alone.
+		return p.client.Do(ctx, args...)
+	}
+	return b.Do(ctx, args...)
+}
+
+// node returns the batcher of the master that serves key, by the
+// cluster client's slot map. Its batches go out as cluster pipelines,
+// which follow MOVED and ASK: when a slot moves, a batch in flight still
+// reaches the key's new master, and the next calls find the new one.
+func (p *pipeline) node(ctx context.Context, key string) (*batcher, error) {
+	c, err := p.cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	addr := c.Options().Addr
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.nodes[addr]
+	if b == nil {
+		b = p.newBatcher()
+		p.nodes[addr] = b
+	}
+	return b, nil
+}
+
+func (p *pipeline) newBatcher() *batcher {
+	b := &batcher{client: p.client, queued: p.queued, lanes: maxInFlight, yield: !p.eager}
+	if p.lanes > 0 {
+		b.lanes = p.lanes
+	}
+	b.gone.L = &b.mu
+	return b
+}
+
+// commandKey returns the first key of a command of the driver: EVAL and
+// EVALSHA name it after the script and the number of keys, others first.
+// Every key of one call has the same hash tag, so the first gives the
+// slot.
+func commandKey(args []any) string {
+	i := 1
+	if s, ok := args[0].(string); ok && (s == "evalsha" || s == "eval") {
+		i = 3
+	}
+	if i < len(args) {
+		if k, ok := args[i].(string); ok {
+			return k
+		}
+	}
+	return ""
+}
+
+// wait waits for the sender goroutines of every batcher to finish.
+func (p *pipeline) wait() {
+	if p.one != nil {
+		p.one.wait()
+	}
+	p.mu.Lock()
+	nodes := make([]*batcher, 0, len(p.nodes))
+	for _, b := range p.nodes {
+		nodes = append(nodes, b)
+	}
+	p.mu.Unlock()
+	for _, b := range nodes {
+		b.wait()
+	}
+}
+
+// batcher sends the commands of concurrent callers to Redis (one server,
+// or one Cluster node) together, as one go-redis pipeline on one
+// connection: the single Redis thread then reads and answers them with
+// one system call each way instead of one per caller, which is most of
+// what a lock costs the server (see issue 15 and benchmarks/README.md).
 //
 // It never waits to fill a batch. While fewer than maxInFlight commands
 // or batches are in flight, a command goes out at once, as client.Do, on
-// the caller's goroutine and context: a lone caller pays nothing.
-// Commands that arrive while maxInFlight are in flight queue up, and
-// leave together as the next batch as soon as one of those is answered.
-// So batches grow only with the load.
+// the caller's goroutine and context: a lone caller pays nothing, and a
+// few callers each get a connection of their own. Commands that arrive
+// while maxInFlight are in flight queue up, and leave together as the
+// next batch as soon as one of those is answered. So batches form only
+// when the driver already keeps maxInFlight round trips busy, and grow
+// with the load.
+//
+// A sender that got the replies of a batch yields once to the callers
+// it woke before it looks at the queue: under load those callers make
+// their next call at once, and it joins the next batch on the lane that
+// just freed instead of taking that lane for one command alone while
+// the others queue behind for a whole round trip. Without the yield a
+// lane would carry one command every other round trip, which is what
+// made the first version slower than direct calls with 8 goroutines.
 //
 // Each command keeps its own reply and error (go-redis pipelines are per
 // command). A caller whose context ends while its command waits in the
@@ -29,20 +147,14 @@ import (
 // outcome is unknown, as a client.Do cut short by its context would
 // (the root then undoes what it may have done).
 //
-// On a Cluster client the batcher is off: every command goes out as
-// client.Do. With one batch in flight per driver, a slow node would hold
-// back the commands of every other node, and batching per node needs the
-// driver to follow slot moves itself (a node client does not): left for
-// later. Only the commands that act on one key go through it (acquire,
-// refresh, release, inspect); a batch of refreshes is already a pipeline.
-//
 // A batcher is safe for concurrent use.
 type batcher struct {
 	client redis.UniversalClient
-	direct bool // Cluster: no batching
+	lanes  int  // maxInFlight, or a test's
+	yield  bool // senders yield to the callers they woke (see above)
 
 	mu    sync.Mutex
-	busy  int     // commands or batches in flight, at most maxInFlight
+	busy  int     // commands or batches in flight, at most lanes
 	queue []*call // the next batch
 
 	// senders counts the goroutines that send queued batches, each
@@ -67,27 +179,20 @@ type call struct {
 }
 
 // maxInFlight bounds the commands and batches of a batcher in flight at
-// once, each on its own connection. With two, the server works on one
-// batch while the client reads the replies of the other and gathers the
-// next, instead of idling in between; with one, the 32-goroutine pair
-// benchmark made 0.86× rueidislock's pairs/s, with two 0.94×, and four
-// did no better than two.
-const maxInFlight = 2
-
-func newBatcher(client redis.UniversalClient) *batcher {
-	_, cluster := client.(*redis.ClusterClient)
-	b := &batcher{client: client, direct: cluster || client == nil}
-	b.gone.L = &b.mu
-	return b
-}
+// once, each on its own connection. Measured with the benchmarks
+// module's pair scenarios (8, 32 and 128 goroutines, pinned layout),
+// senders yielding: with two, 8 goroutines queued behind two lanes and
+// made fewer pairs/s than direct calls (p50 419 µs against 245 µs); with
+// four their p50 was that of direct calls at a fifth less server CPU per
+// pair, and 32 and 128 goroutines did as well as with two or three
+// (batches of about 8 and 32); more than four lanes made smaller batches
+// at high load for no gain at 8.
+const maxInFlight = 4
 
 // Do runs the command args as client.Do would, alone or in a batch.
 func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
-	if b.direct {
-		return b.client.Do(ctx, args...)
-	}
 	b.mu.Lock()
-	if b.busy < maxInFlight {
+	if b.busy < b.lanes {
 		b.busy++
 		b.mu.Unlock()
 		cmd := b.client.Do(ctx, args...)
@@ -120,13 +225,15 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 	return cmd
 }
 
-// next hands the queue, if any, to a sender goroutine, after the command
-// in flight was answered; else marks the batcher idle.
+// next hands the queue, if any, to a sender goroutine, after a command
+// sent directly was answered; else frees its lane.
 func (b *batcher) next() {
 	b.mu.Lock()
 	batch := b.takeLocked()
 	if len(batch) > 0 {
 		b.senders++ // in the same critical section: wait sees it
+	} else {
+		b.busy--
 	}
 	b.mu.Unlock()
 	if len(batch) > 0 {
@@ -134,17 +241,9 @@ func (b *batcher) next() {
 	}
 }
 
-// take returns the queued calls whose context has not ended, marked sent,
-// and empties the queue; or, when there are none, nil, and one command
-// or batch fewer is in flight. The calls whose context ended leave the
-// queue unsent: their callers are returning.
-func (b *batcher) take() []*call {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.takeLocked()
-}
-
-// takeLocked is take with b.mu held.
+// takeLocked returns the queued calls whose context has not ended, marked
+// sent, and empties the queue. The calls whose context ended leave the
+// queue unsent: their callers are returning. b.mu is held.
 func (b *batcher) takeLocked() []*call {
 	var batch []*call
 	for _, c := range b.queue {
@@ -155,23 +254,26 @@ func (b *batcher) takeLocked() []*call {
 	}
 	clear(b.queue)
 	b.queue = b.queue[:0]
-	if len(batch) == 0 {
-		b.busy--
-	}
 	return batch
 }
 
 // send sends batch, then every batch that queued up meanwhile, until the
-// queue is empty.
+// queue is empty; then frees its lane.
 func (b *batcher) send(batch []*call) {
 	for len(batch) > 0 {
 		b.exec(batch)
-		batch = b.take()
+		if b.yield {
+			runtime.Gosched()
+		}
+		b.mu.Lock()
+		batch = b.takeLocked()
+		if len(batch) == 0 {
+			b.busy--
+			b.senders--
+			b.gone.Broadcast()
+		}
+		b.mu.Unlock()
 	}
-	b.mu.Lock()
-	b.senders--
-	b.gone.Broadcast()
-	b.mu.Unlock()
 }
 
 // exec sends batch and hands each caller its reply: one command as

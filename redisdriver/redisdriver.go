@@ -46,7 +46,7 @@ type locker struct {
 	ms      boxCache[int64]  // the last TTL argument, boxed
 	owner   boxCache[string] // the last owner argument, boxed
 	notify  *notifier
-	pipe    *batcher // sends the commands of concurrent calls together
+	pipe    *pipeline // sends the commands of concurrent calls together
 	closed  atomic.Bool
 }
 
@@ -89,7 +89,7 @@ func newLocker(client redis.UniversalClient, opts *Options, owned bool) *locker 
 		d.publish = "SPUBLISH"
 	}
 	d.notify = newNotifier(d)
-	d.pipe = newBatcher(client)
+	d.pipe = newPipeline(client)
 	return d
 }
 

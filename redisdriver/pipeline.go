@@ -132,13 +132,16 @@ func (p *pipeline) wait() {
 // when the driver already keeps maxInFlight round trips busy, and grow
 // with the load.
 //
-// A sender that got the replies of a batch yields once to the callers
-// it woke before it looks at the queue: under load those callers make
-// their next call at once, and it joins the next batch on the lane that
-// just freed instead of taking that lane for one command alone while
-// the others queue behind for a whole round trip. Without the yield a
-// lane would carry one command every other round trip, which is what
-// made the first version slower than direct calls with 8 goroutines.
+// A sender that got the replies of a batch yields once (a Gosched, not
+// a timer) to the callers it woke before it takes the queue: under load
+// they make their next call at once, find every lane still busy and
+// queue, and the sender takes them all as the next batch on the lane it
+// still holds. Without the yield the sender would free its lane, the
+// first of them would take it for one command alone, and the others
+// would wait behind it for a whole round trip: that is what made the
+// first version (two lanes, no yield) slower than direct calls with 8
+// goroutines. A lone caller never meets a sender: it sends its own
+// command.
 //
 // Each command keeps its own reply and error (go-redis pipelines are per
 // command). A caller whose context ends while its command waits in the
@@ -180,13 +183,17 @@ type call struct {
 
 // maxInFlight bounds the commands and batches of a batcher in flight at
 // once, each on its own connection. Measured with the benchmarks
-// module's pair scenarios (8, 32 and 128 goroutines, pinned layout),
-// senders yielding: with two, 8 goroutines queued behind two lanes and
-// made fewer pairs/s than direct calls (p50 419 µs against 245 µs); with
-// four their p50 was that of direct calls at a fifth less server CPU per
-// pair, and 32 and 128 goroutines did as well as with two or three
-// (batches of about 8 and 32); more than four lanes made smaller batches
-// at high load for no gain at 8.
+// module's pair scenarios (pinned layout, the variants side by side in
+// one run): two lanes without the senders' yield (the first version),
+// direct calls only, and four lanes with it made, with 8 goroutines,
+// 16.3k, 21.4k and 29.5k pairs/s (p50 363, 233 and 250 µs); with 32,
+// 24.0k, 19.4k and 38.1k; with 128, 45.1k, 45.5k and 68.6k. In a sweep
+// of 2 to 8 lanes, senders yielding, 8 goroutines did best with four
+// (p50 242 µs, 419 with two: their batches of four waited behind each
+// other while the server had time to spare), and 32 and 128 did about
+// as well with anything from three to eight. Four it is: a few callers
+// go out at once as they would without a batcher, and batches form only
+// beyond that.
 const maxInFlight = 4
 
 // Do runs the command args as client.Do would, alone or in a batch.

@@ -187,13 +187,14 @@ type call struct {
 // one run): two lanes without the senders' yield (the first version),
 // direct calls only, and four lanes with it made, with 8 goroutines,
 // 16.3k, 21.4k and 29.5k pairs/s (p50 363, 233 and 250 µs); with 32,
-// 24.0k, 19.4k and 38.1k; with 128, 45.1k, 45.5k and 68.6k. In a sweep
-// of 2 to 8 lanes, senders yielding, 8 goroutines did best with four
-// (p50 242 µs, 419 with two: their batches of four waited behind each
-// other while the server had time to spare), and 32 and 128 did about
-// as well with anything from three to eight. Four it is: a few callers
-// go out at once as they would without a batcher, and batches form only
-// beyond that.
+// 24.0k, 19.4k and 38.1k; with 128, 45.1k, 45.5k and 68.6k. In sweeps
+// of 2 to 8 lanes, senders yielding, 8 goroutines did as well as direct
+// calls with four or more lanes and worse with fewer (p50 242 µs with
+// four, 419 with two: batches of four waited behind each other while
+// the server had time to spare), and 32 and 128 did about as well with
+// anything from two to eight, within the noise of a shared machine.
+// Four it is, the fewest that serve a few callers as direct calls
+// would: batches form only beyond that, and are then the largest.
 const maxInFlight = 4
 
 // Do runs the command args as client.Do would, alone or in a batch.

@@ -1,0 +1,156 @@
+package redisdriver_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/internal/redistest"
+	"github.com/dlock-go/dlock/redisdriver"
+	"github.com/redis/go-redis/v9"
+)
+
+// lossyWaiter is a Locker whose commands go straight to the server and
+// whose pub/sub connection goes through px, so that its notifications can
+// be lost while its commands still work.
+func lossyWaiter(t *testing.T, s *redistest.Server, px *redistest.Proxy) *dlock.Locker {
+	t.Helper()
+	var viaProxy atomic.Bool
+	o := s.Options()
+	o.PoolSize = 1 // the one command connection, dialled directly below
+	o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if viaProxy.Load() {
+			addr = px.Addr()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	c := redis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	if err := c.Ping(testCtx(t)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	viaProxy.Store(true) // every later dial is the notifier's
+	l := dlock.New(redisdriver.NewDriver(c, nil), nil)
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// waitQueued returns once key's queue holds an attempt to grant.
+func waitQueued(t *testing.T, admin *redis.Client, key string) {
+	t.Helper()
+	ctx := testCtx(t)
+	for admin.HLen(ctx, "dlock:{"+key+"}:attempts").Val() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the waiter's attempt was never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// loseGrant holds key with holder, lets waiter queue on it, and releases it
+// while the waiter's pub/sub connection is slowed, then cuts that
+// connection: the grant's PUBLISH counted the waiter as a receiver, and
+// its message is lost with the connection. It returns the grant's fence.
+func loseGrant(t *testing.T, ctx context.Context, admin *redis.Client, px *redistest.Proxy, holder *handoffDriver, key, owner string) uint64 {
+	t.Helper()
+	waitQueued(t, admin, key)
+	px.Latency(time.Second)
+	if err := holder.Release(ctx, key, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	px.Disconnect()
+	_, fence, _, got := lockValue(t, ctx, admin, key)
+	if got != owner {
+		t.Fatalf("the release granted the key to %q, want the waiter %q", got, owner)
+	}
+	return fence
+}
+
+// TestHandoffLostGrant: the grant's message is lost with the waiter's
+// pub/sub connection, after the server counted it delivered. A waiter that
+// gives up then must not leave the key held by its token for a whole TTL
+// with nobody using it; a waiter that goes on finds the key its own with
+// its next attempt.
+func TestHandoffLostGrant(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	const ttl = 30 * time.Second
+	opts := &dlock.Options{TTL: ttl, Owner: "lossy waiter", Retry: noPolling}
+
+	t.Run("GivesUp", func(t *testing.T) {
+		px := redistest.NewProxy(t, s.Addr())
+		waiter := lossyWaiter(t, s, px)
+		ctx := testCtx(t)
+		key := uniqueKey("handoff/lost/gives-up/")
+		if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: ttl}); err != nil || !res.Acquired {
+			t.Fatalf("holder: %+v %v", res, err)
+		}
+		wctx, giveUp := context.WithCancel(ctx)
+		defer giveUp()
+		got := goAcquire(wctx, waiter, key, opts)
+		loseGrant(t, ctx, admin, px, holder, key, opts.Owner)
+		giveUp()
+		a := <-got
+		if a.err == nil {
+			a.lease.Release(ctx)
+			t.Fatal("the waiter got the lease: the grant's message was not lost, which this test is about")
+		}
+		if !errors.Is(a.err, dlock.ErrNotAcquired) {
+			t.Fatalf("Acquire = %v, want ErrNotAcquired", a.err)
+		}
+		// The key is freed in the background (nothing outside the driver
+		// shows when): within a few seconds, far below the TTL.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if ownerOf(t, ctx, admin, key) != opts.Owner {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the waiter gave up, but the key stays granted to its token (for the TTL, %v)", ttl)
+			}
+		}
+		px.Heal()
+	})
+
+	t.Run("GoesOn", func(t *testing.T) {
+		px := redistest.NewProxy(t, s.Addr())
+		waiter := lossyWaiter(t, s, px)
+		ctx := testCtx(t)
+		key := uniqueKey("handoff/lost/goes-on/")
+		if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: ttl}); err != nil || !res.Acquired {
+			t.Fatalf("holder: %+v %v", res, err)
+		}
+		got := goAcquire(ctx, waiter, key, opts)
+		fence := loseGrant(t, ctx, admin, px, holder, key, opts.Owner)
+		px.Heal() // the notifier reconnects, and wakes its waiter
+		a := <-got
+		if a.err != nil {
+			t.Fatalf("Acquire after the grant was lost: %v", a.err)
+		}
+		defer a.lease.Release(ctx)
+		if a.lease.Fence() != fence {
+			t.Errorf("lease fence %d, want the lost grant's %d (the same hold)", a.lease.Fence(), fence)
+		}
+	})
+}
+
+// ownerOf returns the owner of key's lock, or "" if it is free.
+func ownerOf(t *testing.T, ctx context.Context, admin *redis.Client, key string) string {
+	t.Helper()
+	v, err := admin.Get(ctx, "dlock:{"+key+"}").Result()
+	if errors.Is(err, redis.Nil) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.SplitN(v, "\n", 4)
+	return parts[len(parts)-1]
+}

@@ -205,3 +205,52 @@ func TestHandoffHolderNotRequeued(t *testing.T) {
 		t.Errorf("the waiter got %+v after it released its lease", turn)
 	}
 }
+
+// TestHandoffCancelAtGrant: a waiter gives up at about the moment the
+// release grants it the key, the two racing in every order the timing
+// allows. Whatever wins, the waiter either returns the lease or leaves
+// the key free within moments, never held for a TTL by a token nobody
+// uses.
+func TestHandoffCancelAtGrant(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	waiter := newLocker(t, s.Options(), nil)
+	ctx := testCtx(t)
+	const ttl = 30 * time.Second
+	opts := &dlock.Options{TTL: ttl, Owner: "cancelling waiter", Retry: noPolling}
+	leases := 0
+	for i := range 40 {
+		key := uniqueKey("handoff/cancel-at-grant/")
+		if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: ttl}); err != nil || !res.Acquired {
+			t.Fatalf("holder: %+v %v", res, err)
+		}
+		wctx, giveUp := context.WithCancel(ctx)
+		got := goAcquire(wctx, waiter, key, opts)
+		waitQueued(t, admin, key)
+		// Spread the cancel around the release: before, at, after.
+		delay := time.Duration(i%8-4) * 100 * time.Microsecond
+		go func() {
+			time.Sleep(delay)
+			giveUp()
+		}()
+		time.Sleep(-delay)
+		if err := holder.Release(ctx, key, "holder"); err != nil {
+			t.Fatal(err)
+		}
+		a := <-got
+		giveUp()
+		if a.err == nil {
+			leases++
+			if err := a.lease.Release(ctx); err != nil {
+				t.Fatalf("round %d: release of the lease: %v", i, err)
+			}
+		}
+		for deadline := time.Now().Add(5 * time.Second); ownerOf(t, ctx, admin, key) != ""; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d (lease: %v): the key stays held by the waiter that gave up", i, a.err == nil)
+			}
+		}
+	}
+	t.Logf("%d of 40 rounds ended with the lease", leases)
+}

@@ -254,3 +254,43 @@ func TestHandoffCancelAtGrant(t *testing.T) {
 	}
 	t.Logf("%d of 40 rounds ended with the lease", leases)
 }
+
+// TestHandoffLateGrantNeverUsed: a waiter with a short TTL, queued with an
+// attempt long before the release, is granted the key on that attempt
+// after the lease it would count from the attempt's sending has run out.
+// It must not use the grant (the server's expiry, counted from the
+// release, is later, but the waiter's deadline has passed): it passes the
+// key on and takes it with a new attempt, its lease within the server's
+// expiry.
+func TestHandoffLateGrantNeverUsed(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	waiter := newLocker(t, s.Options(), nil)
+	ctx := testCtx(t)
+	const ttl = 200 * time.Millisecond
+	key := uniqueKey("handoff/late-ttl/")
+	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
+		t.Fatalf("holder: %+v %v", res, err)
+	}
+	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: ttl, Owner: "short waiter", Retry: noPolling})
+	waitQueued(t, admin, key)
+	queuedAt := time.Now()
+	// No event: the queued attempt must be older than its TTL.
+	time.Sleep(3 * ttl)
+	if err := holder.Release(ctx, key, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil {
+		t.Fatalf("Acquire: %v", a.err)
+	}
+	defer a.lease.Release(ctx)
+	now := time.Now()
+	if !a.lease.ValidUntil().After(queuedAt.Add(ttl)) {
+		t.Errorf("lease valid until %v, counted from the attempt queued %v before the release: the late grant was used", a.lease.ValidUntil().Sub(now), now.Sub(queuedAt))
+	}
+	if pttl := admin.PTTL(ctx, "dlock:{"+key+"}").Val(); now.Add(pttl).Before(a.lease.ValidUntil()) {
+		t.Errorf("the server's expiry (in %v) is before the lease's deadline (in %v)", pttl, a.lease.ValidUntil().Sub(now))
+	}
+}

@@ -294,3 +294,73 @@ func TestHandoffLateGrantNeverUsed(t *testing.T) {
 		t.Errorf("the server's expiry (in %v) is before the lease's deadline (in %v)", pttl, a.lease.ValidUntil().Sub(now))
 	}
 }
+
+// TestHandoffMixedFencing: waiters with and without fences on one key. A
+// fences-off holder's release hands the key to the fenced waiter queued,
+// with a fence above every fence the key had before (the holder's is 0);
+// a fences-off waiter is never queued, and its release notification
+// wakes it for its own attempt.
+func TestHandoffMixedFencing(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	noFence := &dlock.Options{DisableFencing: true, Retry: noPolling, TTL: 30 * time.Second}
+	fenced := &dlock.Options{Retry: noPolling, TTL: 30 * time.Second}
+	first := newLocker(t, s.Options(), nil)
+	holder := newLocker(t, s.Options(), nil)
+	a := newLocker(t, s.Options(), nil)
+	b := newLocker(t, s.Options(), nil)
+	ctx := testCtx(t)
+	key := uniqueKey("handoff/mixed/")
+	earlier, err := first.TryAcquire(ctx, key, fenced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := earlier.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	held, err := holder.TryAcquire(ctx, key, noFence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotA := goAcquire(ctx, a, key, fenced)
+	waitQueued(t, admin, key)
+	gotB := goAcquire(ctx, b, key, noFence)
+	// b subscribes, on the same channel as a: wait for a second listener.
+	for {
+		m, err := admin.PubSubNumSub(ctx, "dlock:{"+key+"}:released").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m["dlock:{"+key+"}:released"] >= 2 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := held.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	la := <-gotA
+	if la.err != nil {
+		t.Fatalf("fenced waiter: %v", la.err)
+	}
+	if la.lease.Fence() <= earlier.Fence() {
+		t.Errorf("handed-off fence %d is not above the key's earlier fence %d", la.lease.Fence(), earlier.Fence())
+	}
+	select {
+	case lb := <-gotB:
+		t.Fatalf("the fences-off waiter got the key (%v) while the fenced one holds it", lb.err)
+	default:
+	}
+	releasedA := time.Now()
+	if err := la.lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lb := <-gotB
+	if lb.err != nil {
+		t.Fatalf("fences-off waiter: %v", lb.err)
+	}
+	defer lb.lease.Release(ctx)
+	if d := lb.at.Sub(releasedA); d > 5*time.Second {
+		t.Errorf("the fences-off waiter took the key %v after the release: not woken by it", d)
+	}
+}

@@ -457,3 +457,31 @@ func TestHandoffSlotMigration(t *testing.T) {
 	}
 	t.Logf("granted %v after the release", a.at.Sub(released))
 }
+
+// TestHandoffFailedSubscribeKeepsToken: a SubscribeHandoff that fails
+// (here NOPERM on the channels) leaves the caller with its token, which it
+// goes on using for its attempts (dlock then waits by backoff and expiry
+// hints): the driver must not release that token behind its back as the
+// token of a waiter that left, which would free a key its next attempt
+// takes.
+func TestHandoffFailedSubscribeKeepsToken(t *testing.T) {
+	s := startNoChannelACL(t)
+	admin := s.Client(t)
+	o := s.Options()
+	o.Username, o.Password = noChannelUser.Username, noChannelUser.Password
+	d := newHandoffDriver(t, redis.NewClient(o))
+	ctx := testCtx(t)
+	const key = "handoff/failed-subscribe"
+	if res, err := d.Acquire(ctx, driver.Request{Key: key, Token: "w", TTL: time.Minute, Owner: "w"}); err != nil || !res.Acquired {
+		t.Fatalf("Acquire: %+v %v", res, err)
+	}
+	if _, _, err := d.SubscribeHandoff(ctx, key, "w"); err == nil {
+		t.Fatal("SubscribeHandoff without channel permission succeeded")
+	}
+	// A release by the driver would run in the background at once,
+	// with no event outside it: give it ample time.
+	time.Sleep(200 * time.Millisecond)
+	if owner := ownerOf(t, ctx, admin, key); owner != "w" {
+		t.Errorf("after a failed SubscribeHandoff the key is held by %q, want still by the token that subscribed", owner)
+	}
+}

@@ -147,7 +147,7 @@ type waiter struct {
 	plain chan struct{}    // Subscribe's, or nil
 	turns chan driver.Turn // SubscribeHandoff's, or nil
 	token string           // the subscription's token, or ""
-	held  bool             // an Acquire with token returned the key; see leftWaiter
+	held  bool             // an Acquire with token returned the key, or the caller kept it; see leftWaiter
 	// granted: a grant was put in turns; the caller took it or releases it.
 	granted bool
 	// cut: a channel of w was taken off its connection while w was on it
@@ -429,6 +429,15 @@ func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), 
 			n.gone(lk, w)
 		})
 	}
+	// A failed subscription leaves the caller with its token, which it
+	// goes on using: nothing of it is released as a waiter's that left
+	// (see gone and leftWaiter), as if an Acquire had returned it.
+	fail := func() {
+		n.mu.Lock()
+		w.held = true
+		n.mu.Unlock()
+		cancel()
+	}
 	if len(fresh) > 0 {
 		n.place(ctx, fresh) // every channel of lk has its slot
 	}
@@ -436,11 +445,11 @@ func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), 
 		select {
 		case <-r.done:
 			if r.err != nil {
-				cancel()
+				fail()
 				return nil, n.subscribeError(key, subs[i].ch, r.err)
 			}
 		case <-ctx.Done():
-			cancel()
+			fail()
 			return nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, ctx.Err())
 		}
 	}

@@ -485,3 +485,49 @@ func TestHandoffFailedSubscribeKeepsToken(t *testing.T) {
 		t.Errorf("after a failed SubscribeHandoff the key is held by %q, want still by the token that subscribed", owner)
 	}
 }
+
+// TestHandoffLeaseKeptAfterFailedResubscribe: a waiter's live handoff
+// subscription is cut (its user loses the channel permission, which
+// disconnects it) and refused when subscribed again, so the driver drops
+// it and wakes the waiter, which then takes the key with its own attempt
+// at the holder's expiry. That lease is the caller's: the cancel of the
+// dropped subscription must not release the token as that of a waiter
+// whose grant was lost with its connection.
+func TestHandoffLeaseKeptAfterFailedResubscribe(t *testing.T) {
+	s := redistest.StartACL(t)
+	admin := s.Client(t)
+	ctx := testCtx(t)
+	const user = "handoffperm"
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "on", ">"+user+"-pw", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	o := s.Options()
+	o.Username, o.Password = user, user+"-pw"
+	waiter := newLocker(t, o, nil)
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	const key = "handoff/resubscribe-refused"
+	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 2 * time.Second}); err != nil || !res.Acquired {
+		t.Fatalf("holder: %+v %v", res, err)
+	}
+	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: time.Minute, Owner: "waiter", Retry: noPolling})
+	waitQueued(t, admin, key)
+	// Redis disconnects the user's subscribed clients; the notifier's
+	// SUBSCRIBE on a new connection is refused with NOPERM.
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "resetchannels").Err(); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got // at the holder's expiry
+	if a.err != nil {
+		t.Fatalf("waiter: %v", a.err)
+	}
+	defer a.lease.Release(ctx)
+	// A release by the driver would run in the background at once,
+	// with no event outside it: give it ample time.
+	time.Sleep(300 * time.Millisecond)
+	if owner := ownerOf(t, ctx, admin, key); owner != "waiter" {
+		t.Errorf("the waiter holds a lease but the key is held by %q: its token was released behind it", owner)
+	}
+	if err := a.lease.Err(); err != nil {
+		t.Errorf("lease: %v", err)
+	}
+}

@@ -61,10 +61,14 @@ type notifier struct {
 	// watchLocked): the client's read timeout.
 	confirmTimeout time.Duration
 
-	mu     sync.Mutex
-	subs   map[string]*channelSubs // by channel
-	conns  map[string]*psConn      // by node address; "" without Cluster
-	left   map[string]leftWaiter   // by channel: see leftWaiter
+	mu    sync.Mutex
+	subs  map[string]*channelSubs // by channel
+	conns map[string]*psConn      // by node address; "" without Cluster
+	left  map[string]leftWaiter   // by channel: see leftWaiter
+	// own holds the handoff waiters by their own channel, from
+	// subscribe to cancel, whatever becomes of their subscriptions
+	// meanwhile, so that acquired finds them.
+	own    map[string]*waiter
 	closed bool
 }
 
@@ -229,7 +233,7 @@ func newNotifier(d *locker) *notifier {
 	return &notifier{d: d, ctx: ctx, cancel: cancel, scope: channelScope(d.client),
 		confirmTimeout: readTimeout(d.client),
 		subs:           make(map[string]*channelSubs), conns: make(map[string]*psConn),
-		left: make(map[string]leftWaiter)}
+		left: make(map[string]leftWaiter), own: make(map[string]*waiter)}
 }
 
 // readTimeout returns the read timeout of client's connections, or
@@ -420,11 +424,23 @@ func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), 
 	if err != nil {
 		return nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, err)
 	}
+	if w.turns != nil {
+		n.mu.Lock()
+		n.own[chans[1]] = w
+		n.mu.Unlock()
+	}
 	var once sync.Once
 	cancel := func() {
 		once.Do(func() {
 			for _, s := range subs {
 				n.leave(s, w)
+			}
+			if w.turns != nil {
+				n.mu.Lock()
+				if n.own[chans[1]] == w {
+					delete(n.own, chans[1])
+				}
+				n.mu.Unlock()
 			}
 			n.gone(lk, w)
 		})
@@ -925,12 +941,8 @@ func (n *notifier) acquired(lk, token string) {
 	ch := waiterChannel(lk, waiterTag(token))
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if s := n.subs[ch]; s != nil {
-		for w := range s.waiters {
-			if w.token == token {
-				w.held = true
-			}
-		}
+	if w := n.own[ch]; w != nil && w.token == token {
+		w.held = true
 	}
 	if l, ok := n.left[ch]; ok && l.token == token {
 		l.held = true

@@ -531,3 +531,37 @@ func TestHandoffLeaseKeptAfterFailedResubscribe(t *testing.T) {
 		t.Errorf("lease: %v", err)
 	}
 }
+
+// TestHandoffNoFenceLeaseKeptAfterReconnect: a fences-off waiter (its
+// attempts bypass the acquire script) subscribed for handoff; its pub/sub
+// connection is cut and replaced while it waits, and its own attempt
+// then takes the key at the holder's expiry. That lease is the caller's:
+// the end of the subscription must not release the token as that of a
+// waiter whose grant was lost with its connection.
+func TestHandoffNoFenceLeaseKeptAfterReconnect(t *testing.T) {
+	s := redistest.StartProcess(t, nil)
+	admin := s.Client(t)
+	ctx := testCtx(t)
+	waiter := newLocker(t, s.Options(), nil)
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	const key = "handoff/nofence-reconnect"
+	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 2 * time.Second, NoFence: true}); err != nil || !res.Acquired {
+		t.Fatalf("holder: %+v %v", res, err)
+	}
+	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: time.Minute, Owner: "waiter", Retry: noPolling, DisableFencing: true})
+	waitSubscribed(t, admin, key)
+	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got // at the holder's expiry
+	if a.err != nil {
+		t.Fatalf("waiter: %v", a.err)
+	}
+	defer a.lease.Release(ctx)
+	// A release by the driver would run in the background at once,
+	// with no event outside it: give it ample time.
+	time.Sleep(300 * time.Millisecond)
+	if owner := ownerOf(t, ctx, admin, key); owner != "waiter" {
+		t.Errorf("the waiter holds a lease but the key is held by %q: its token was released behind it", owner)
+	}
+}

@@ -199,8 +199,13 @@
 // than the waiter's deadline. A waiter that cancels its subscription as a
 // grant is on its way (the grant reaches the driver after cancel) does not
 // receive it: the driver releases it itself, with the token, and the key
-// passes to the next waiter. A waiter frozen when the grant is made holds
-// the key for one TTL, as a frozen holder does.
+// passes to the next waiter. A grant lost with the waiter's pub/sub
+// connection (the publish counted the waiter, the connection then broke)
+// is found by the waiter's next attempt, which returns the key as its
+// own; a waiter that gives up after its connection broke has its token
+// released by the driver, so that such a grant does not keep the key for
+// a TTL. A waiter frozen when the grant is made holds the key for one
+// TTL, as a frozen holder does.
 //
 // # Semaphores
 //

@@ -232,7 +232,15 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, fmt.Errorf("%w: redisdriver: FenceFloor %d is not below 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, req.FenceFloor)
 	}
 	if req.NoFence && d.cfg.replicaAcks == 0 {
-		return d.acquireBare(ctx, req)
+		res, err := d.acquireBare(ctx, req)
+		if res.Acquired && req.Attempt != 0 {
+			// Never granted by a release (a fences-off waiter is not
+			// queued), but its waiter's token must not be released
+			// as that of a waiter that lost a grant (see
+			// notifier.gone).
+			d.notify.acquired(d.lockKey(req.Key), req.Token)
+		}
+		return res, err
 	}
 	args := d.acquireArgs(req)
 	if d.cfg.replicaAcks > 0 {

@@ -42,8 +42,8 @@ func lossyWaiter(t *testing.T, s *redistest.Server, px *redistest.Proxy) *dlock.
 	return l
 }
 
-// waitQueued returns once key's queue holds an attempt to grant.
-func waitQueued(t *testing.T, admin *redis.Client, key string) {
+// waitAttemptQueued returns once key's queue holds an attempt to grant.
+func waitAttemptQueued(t *testing.T, admin *redis.Client, key string) {
 	t.Helper()
 	ctx := testCtx(t)
 	for admin.HLen(ctx, "dlock:{"+key+"}:attempts").Val() == 0 {
@@ -60,7 +60,7 @@ func waitQueued(t *testing.T, admin *redis.Client, key string) {
 // its message is lost with the connection. It returns the grant's fence.
 func loseGrant(t *testing.T, ctx context.Context, admin *redis.Client, px *redistest.Proxy, holder *handoffDriver, key, owner string) uint64 {
 	t.Helper()
-	waitQueued(t, admin, key)
+	waitAttemptQueued(t, admin, key)
 	px.Latency(time.Second)
 	if err := holder.Release(ctx, key, "holder"); err != nil {
 		t.Fatal(err)
@@ -227,7 +227,7 @@ func TestHandoffCancelAtGrant(t *testing.T) {
 		}
 		wctx, giveUp := context.WithCancel(ctx)
 		got := goAcquire(wctx, waiter, key, opts)
-		waitQueued(t, admin, key)
+		waitAttemptQueued(t, admin, key)
 		// Spread the cancel around the release: before, at, after.
 		delay := time.Duration(i%8-4) * 100 * time.Microsecond
 		go func() {
@@ -274,7 +274,7 @@ func TestHandoffLateGrantNeverUsed(t *testing.T) {
 		t.Fatalf("holder: %+v %v", res, err)
 	}
 	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: ttl, Owner: "short waiter", Retry: noPolling})
-	waitQueued(t, admin, key)
+	waitAttemptQueued(t, admin, key)
 	queuedAt := time.Now()
 	// No event: the queued attempt must be older than its TTL.
 	time.Sleep(3 * ttl)
@@ -323,7 +323,7 @@ func TestHandoffMixedFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 	gotA := goAcquire(ctx, a, key, fenced)
-	waitQueued(t, admin, key)
+	waitAttemptQueued(t, admin, key)
 	gotB := goAcquire(ctx, b, key, noFence)
 	// b subscribes, on the same channel as a: wait for a second listener.
 	for {
@@ -510,7 +510,7 @@ func TestHandoffLeaseKeptAfterFailedResubscribe(t *testing.T) {
 		t.Fatalf("holder: %+v %v", res, err)
 	}
 	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: time.Minute, Owner: "waiter", Retry: noPolling})
-	waitQueued(t, admin, key)
+	waitAttemptQueued(t, admin, key)
 	// Redis disconnects the user's subscribed clients; the notifier's
 	// SUBSCRIBE on a new connection is refused with NOPERM.
 	if err := admin.Do(ctx, "ACL", "SETUSER", user, "resetchannels").Err(); err != nil {

@@ -298,9 +298,15 @@ func (b *batcher) exec(batch []*call) {
 	for _, c := range batch {
 		c.cmd = pipe.Do(c.ctx, c.args...)
 	}
-	pipe.Exec(ctx) // errors are per command
+	_, err := pipe.Exec(ctx) // errors are per command
 	cancel()
 	for _, c := range batch {
+		if err != nil && c.cmd.Err() == nil && c.cmd.Val() == nil {
+			// No reply and no error: the pipeline never ran, a hook
+			// of the user's refused it (go-redis sets a refused
+			// lone command's error, not a pipeline's commands').
+			c.cmd.SetErr(err)
+		}
 		close(c.done)
 	}
 }

@@ -1,0 +1,122 @@
+package redisdriver_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/internal/redistest"
+	"github.com/dlock-go/dlock/redisdriver"
+	"github.com/redis/go-redis/v9"
+)
+
+// faultHook is a user's go-redis hook that, for the round trips carrying
+// a command that contains marker, returns errRefusedByHook without
+// sending them, or panics when panics is set: an OTel-like or
+// circuit-breaking hook of the user's.
+type faultHook struct {
+	marker string
+	panics bool
+}
+
+var errRefusedByHook = errors.New("refused by the user's hook")
+
+func (h faultHook) hit(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if strings.Contains(fmt.Sprint(c.Args()), h.marker) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h faultHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h faultHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.hit([]redis.Cmder{cmd}) {
+			if h.panics {
+				panic("hook panic: " + h.marker)
+			}
+			return errRefusedByHook
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h faultHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.hit(cmds) {
+			if h.panics {
+				panic("hook panic: " + h.marker)
+			}
+			return errRefusedByHook
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// hookedDriver returns a driver on the shared server whose client has
+// rt's hook, then h; and a channel that receives once each time a call
+// joins the batcher's queue.
+func hookedDriver(t *testing.T, h faultHook) (driver.Locker, *roundTrips, <-chan struct{}) {
+	t.Helper()
+	c := redistest.Shared(t).Client(t)
+	rt := &roundTrips{}
+	c.AddHook(rt)
+	c.AddHook(h)
+	d := redisdriver.NewDriver(c, nil)
+	t.Cleanup(func() { d.Close() })
+	queued := make(chan struct{}, 1024)
+	redisdriver.SetQueuedHookForTest(d, func() { queued <- struct{}{} })
+	return d, rt, queued
+}
+
+// TestPipelineHookErrorFailsBatchedCalls: when the user's pipeline hook
+// refuses a batch (returns an error without sending it), every call of
+// the batch fails, as a lone call refused by the process hook does. A
+// pipeline refused by its hook leaves its commands without reply nor
+// error: read as they were, a bare SET NX reported the key acquired
+// though nothing was sent.
+func TestPipelineHookErrorFailsBatchedCalls(t *testing.T) {
+	base := uniqueKey("pipe/hookerr/")
+	d, rt, queued := hookedDriver(t, faultHook{marker: base + "/refused"})
+	ctx := testCtx(t)
+	release := occupy(t, d, rt, base)
+
+	reqs := []driver.Request{
+		{Key: base + "/refused/bare", Token: "t", TTL: 10 * time.Second, NoFence: true},
+		req(base+"/refused/fenced", "t"),
+	}
+	type outcome struct {
+		res driver.Result
+		err error
+	}
+	out := make([]outcome, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() {
+			res, err := d.Acquire(ctx, r)
+			out[i] = outcome{res, err}
+		})
+	}
+	waitQueued(t, queued, len(reqs))
+	release()
+	wg.Wait()
+	admin := redistest.Shared(t).Client(t)
+	for i, r := range reqs {
+		if out[i].err == nil || out[i].res.Acquired {
+			t.Errorf("Acquire %s in a batch its hook refused = %+v, %v; want an error", r.Key, out[i].res, out[i].err)
+		} else if !errors.Is(out[i].err, errRefusedByHook) {
+			t.Errorf("Acquire %s in a batch its hook refused: %v, want the hook's error", r.Key, out[i].err)
+		}
+		if n := admin.Exists(ctx, "dlock:{"+r.Key+"}").Val(); n != 0 {
+			t.Errorf("the lock of %s, refused by the hook, exists", r.Key)
+		}
+	}
+}

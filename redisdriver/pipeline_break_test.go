@@ -120,3 +120,65 @@ func TestPipelineHookErrorFailsBatchedCalls(t *testing.T) {
 		}
 	}
 }
+
+// inspectRecovering runs Inspect of key and returns what it panicked
+// with, if it did.
+func inspectRecovering(ctx context.Context, d driver.Locker, key string) (p any, err error) {
+	defer func() { p = recover() }()
+	_, _, err = d.(driver.Inspector).Inspect(ctx, key)
+	return nil, err
+}
+
+// TestPipelineHookPanicFreesLane: a user's hook that panics on a call
+// sent directly panics in the caller, as client.Do would, and the
+// caller that recovers leaves the driver as it was. The lane the call
+// took was never given back: after as many recovered panics as lanes,
+// every call queued behind lanes that no sender would ever serve, until
+// its context ended.
+func TestPipelineHookPanicFreesLane(t *testing.T) {
+	base := uniqueKey("pipe/hookpanic/")
+	d, _, _ := hookedDriver(t, faultHook{marker: base + "/boom", panics: true})
+	ctx := testCtx(t)
+	for i := range redisdriver.MaxInFlightForTest + 1 {
+		if p, _ := inspectRecovering(ctx, d, fmt.Sprintf("%s/boom/%d", base, i)); p == nil {
+			t.Fatalf("Inspect whose hook panics did not panic in its caller")
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, _, err := d.(driver.Inspector).Inspect(cctx, base+"/fine"); err != nil {
+		t.Fatalf("Inspect after the hook's panics were recovered: %v", err)
+	}
+}
+
+// TestPipelineHookPanicInBatch: a user's hook that panics on a batch
+// panics in each caller of the batch, who can recover it, not in the
+// sender goroutine, where it ended the program; the driver then works
+// on.
+func TestPipelineHookPanicInBatch(t *testing.T) {
+	base := uniqueKey("pipe/batchpanic/")
+	d, rt, queued := hookedDriver(t, faultHook{marker: base + "/boom", panics: true})
+	ctx := testCtx(t)
+	release := occupy(t, d, rt, base)
+	keys := []string{base + "/boom/a", base + "/b"}
+	panics := make([]any, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Go(func() { panics[i], _ = inspectRecovering(ctx, d, k) })
+	}
+	waitQueued(t, queued, len(keys))
+	release()
+	wg.Wait()
+	for i, p := range panics {
+		if p == nil {
+			t.Errorf("Inspect %s in a batch whose hook panicked did not panic", keys[i])
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for i := range 2 * redisdriver.MaxInFlightForTest {
+		if _, _, err := d.(driver.Inspector).Inspect(cctx, fmt.Sprintf("%s/fine/%d", base, i)); err != nil {
+			t.Fatalf("Inspect after a batch's hook panicked: %v", err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -180,5 +181,96 @@ func TestPipelineHookPanicInBatch(t *testing.T) {
 		if _, _, err := d.(driver.Inspector).Inspect(cctx, fmt.Sprintf("%s/fine/%d", base, i)); err != nil {
 			t.Fatalf("Inspect after a batch's hook panicked: %v", err)
 		}
+	}
+}
+
+// sentConn signals on sent after each write that carries marker: the
+// bytes left for the server.
+type sentConn struct {
+	net.Conn
+	marker string
+	sent   chan<- struct{}
+}
+
+func (c sentConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err == nil && strings.Contains(string(b), c.marker) {
+		c.sent <- struct{}{}
+	}
+	return n, err
+}
+
+// TestPipelineBatchBrokenMidFlight: when the connection of a batch
+// breaks after the batch was sent (the proxy closes it while the replies
+// are delayed), every call of the batch reports an unknown outcome: the
+// scripts may have run. Never ErrUnavailable (which lets the root retry
+// as if nothing happened), never a success. The client keeps go-redis's
+// default retries, as a user's client given to New does: the retry of
+// the pipeline then fails to dial.
+func TestPipelineBatchBrokenMidFlight(t *testing.T) {
+	for _, retries := range []int{-1, 3} {
+		t.Run(fmt.Sprintf("MaxRetries=%d", retries), func(t *testing.T) {
+			s := redistest.Shared(t)
+			px := redistest.NewProxy(t, s.Addr())
+			o := s.Options()
+			o.Addr = px.Addr()
+			o.MaxRetries = retries
+			base := uniqueKey("pipe/broken/")
+			sent := make(chan struct{}, 64)
+			o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				var nd net.Dialer
+				conn, err := nd.DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return sentConn{conn, base + "/x", sent}, nil
+			}
+			c := redis.NewClient(o)
+			t.Cleanup(func() { c.Close() })
+			rt := &roundTrips{}
+			c.AddHook(rt)
+			d := redisdriver.NewDriver(c, nil)
+			t.Cleanup(func() { d.Close() })
+			queued := make(chan struct{}, 1024)
+			redisdriver.SetQueuedHookForTest(d, func() { queued <- struct{}{} })
+			ctx := testCtx(t)
+			warm := base + "/warm"
+			if _, err := d.Acquire(ctx, req(warm, "w")); err != nil {
+				t.Fatal(err)
+			}
+
+			release := occupy(t, d, rt, base)
+			const n = 3
+			errs := make([]error, n)
+			results := make([]driver.Result, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					results[i], errs[i] = d.Acquire(ctx, req(fmt.Sprintf("%s/x/%d", base, i), "t"))
+				})
+			}
+			waitQueued(t, queued, n)
+			px.Latency(time.Second)
+			release()
+			select {
+			case <-sent:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the batch was never sent")
+			}
+			px.Disconnect()
+			wg.Wait()
+			batched := false
+			for _, trip := range rt.since(0) {
+				batched = batched || len(trip) == n && strings.Contains(strings.Join(trip, " "), base+"/x/")
+			}
+			if !batched {
+				t.Fatalf("the %d acquires did not leave as one batch", n)
+			}
+			for i, err := range errs {
+				if err == nil || !driver.OutcomeUnknown(err) || errors.Is(err, driver.ErrUnavailable) {
+					t.Errorf("acquire %d of a batch whose connection broke in flight = %+v, %v; want an unknown outcome", i, results[i], err)
+				}
+			}
+		})
 	}
 }

@@ -274,3 +274,62 @@ func TestPipelineBatchBrokenMidFlight(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelineNoScriptInBatch: when the server lost its scripts (SCRIPT
+// FLUSH) and a batch of releases meets NOSCRIPT, each release goes again
+// by EVAL, once, and releases its lock: one NOSCRIPT neither fails the
+// batch nor runs a release twice.
+func TestPipelineNoScriptInBatch(t *testing.T) {
+	d, rt, queued := pipelineDriver(t)
+	ctx := testCtx(t)
+	base := uniqueKey("pipe/noscript/")
+	const n = 3
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s/k/%d", base, i)
+		if _, err := d.Acquire(ctx, req(keys[i], "t")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := redistest.Shared(t).Client(t)
+	if err := admin.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	release := occupy(t, d, rt, base)
+	before := rt.count()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Go(func() { errs[i] = d.Release(ctx, k, "t") })
+	}
+	waitQueued(t, queued, n)
+	release()
+	wg.Wait()
+	batched := false
+	counts := map[string]int{} // "evalsha key" or "eval key": times sent
+	for _, trip := range rt.since(before) {
+		batched = batched || len(trip) == n && strings.Contains(strings.Join(trip, " "), base+"/k/")
+		for _, cmd := range trip {
+			for _, k := range keys {
+				if strings.Contains(cmd, "{"+k+"}") {
+					verb, _, _ := strings.Cut(strings.TrimPrefix(cmd, "["), " ")
+					counts[verb+" "+k]++
+				}
+			}
+		}
+	}
+	if !batched {
+		t.Fatalf("the %d releases did not leave as one batch", n)
+	}
+	for i, k := range keys {
+		if errs[i] != nil {
+			t.Errorf("Release %s in a batch that met NOSCRIPT: %v", k, errs[i])
+		}
+		if counts["evalsha "+k] != 1 || counts["eval "+k] != 1 {
+			t.Errorf("release of %s sent as EVALSHA %d times and EVAL %d times, want once each", k, counts["evalsha "+k], counts["eval "+k])
+		}
+		if admin.Exists(ctx, "dlock:{"+k+"}").Val() != 0 {
+			t.Errorf("lock %s still exists after its release", k)
+		}
+	}
+}

@@ -333,3 +333,86 @@ func TestPipelineNoScriptInBatch(t *testing.T) {
 		}
 	}
 }
+
+// pauseHook pauses the server (CLIENT PAUSE) just before a pipeline
+// carrying marker is written, and signals on paused: the batch is then
+// written and left unanswered.
+type pauseHook struct {
+	marker string
+	admin  *redis.Client
+	paused chan<- error
+}
+
+func (h pauseHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h pauseHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h pauseHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if (faultHook{marker: h.marker}).hit(cmds) {
+			h.paused <- h.admin.ClientPause(context.Background(), 10*time.Second).Err()
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestPipelineCloseDuringPausedBatch: Close while a batch whose callers
+// have no deadline waits on a server that does not answer (CLIENT PAUSE)
+// returns once the client's read timeout ends the batch, not when the
+// server answers, and the batch's callers report an unknown outcome.
+func TestPipelineCloseDuringPausedBatch(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	t.Cleanup(func() { admin.ClientUnpause(context.Background()) })
+	base := uniqueKey("pipe/closepause/")
+	o := s.Options() // ReadTimeout 2s
+	o.MaxRetries = -1
+	c := redis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	rt := &roundTrips{}
+	c.AddHook(rt)
+	paused := make(chan error, 8)
+	c.AddHook(pauseHook{base + "/x", admin, paused})
+	d := redisdriver.NewDriver(c, nil)
+	t.Cleanup(func() { d.Close() })
+	queued := make(chan struct{}, 1024)
+	redisdriver.SetQueuedHookForTest(d, func() { queued <- struct{}{} })
+	ctx := testCtx(t)
+	if _, err := d.Acquire(ctx, req(base+"/warm", "w")); err != nil {
+		t.Fatal(err)
+	}
+	release := occupy(t, d, rt, base)
+	const n = 2
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = d.Acquire(context.Background(), req(fmt.Sprintf("%s/x/%d", base, i), "t"))
+		})
+	}
+	waitQueued(t, queued, n)
+	release()
+	if err := <-paused; err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	closed := make(chan error, 1)
+	go func() { closed <- d.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return while a batch without deadline waited on a paused server")
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Errorf("Close took %v, past the 2s read timeout and close to the server's 10s pause", took)
+	}
+	wg.Wait()
+	admin.ClientUnpause(ctx)
+	for i, err := range errs {
+		if !driver.OutcomeUnknown(err) {
+			t.Errorf("acquire %d of a batch cut by the read timeout: %v, want an unknown outcome", i, err)
+		}
+	}
+}

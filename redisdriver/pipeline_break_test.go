@@ -334,9 +334,10 @@ func TestPipelineNoScriptInBatch(t *testing.T) {
 	}
 }
 
-// pauseHook pauses the server (CLIENT PAUSE) just before a pipeline
-// carrying marker is written, and signals on paused: the batch is then
-// written and left unanswered.
+// pauseHook pauses the server's writes (CLIENT PAUSE WRITE: scripts
+// wait, CLIENT UNPAUSE does not) just before a pipeline carrying marker
+// is written, and signals on paused: the batch is then written and left
+// unanswered.
 type pauseHook struct {
 	marker string
 	admin  *redis.Client
@@ -349,7 +350,7 @@ func (h pauseHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { retur
 func (h pauseHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		if (faultHook{marker: h.marker}).hit(cmds) {
-			h.paused <- h.admin.ClientPause(context.Background(), 10*time.Second).Err()
+			h.paused <- h.admin.Do(context.Background(), "CLIENT", "PAUSE", 10000, "WRITE").Err()
 		}
 		return next(ctx, cmds)
 	}

@@ -144,7 +144,9 @@ func (p *pipeline) wait() {
 // command.
 //
 // Each command keeps its own reply and error (go-redis pipelines are per
-// command). A caller whose context ends while its command waits in the
+// command). A batch that a hook of the user's refuses fails each of its
+// calls with the hook's error, and a hook's panic is raised in each
+// caller of the batch, as client.Do would raise it. A caller whose context ends while its command waits in the
 // queue takes it out: it is never sent. A caller whose context ends after
 // its command left returns at once with the context's error, whose
 // outcome is unknown, as a client.Do cut short by its context would

@@ -144,7 +144,9 @@ func (p *pipeline) wait() {
 // command.
 //
 // Each command keeps its own reply and error (go-redis pipelines are per
-// command). A caller whose context ends while its command waits in the
+// command). A batch that a hook of the user's refuses fails each of its
+// calls with the hook's error, and a hook's panic is raised in each
+// caller of the batch, as client.Do would raise it. A caller whose context ends while its command waits in the
 // queue takes it out: it is never sent. A caller whose context ends after
 // its command left returns at once with the context's error, whose
 // outcome is unknown, as a client.Do cut short by its context would
@@ -179,6 +181,19 @@ type call struct {
 	cmd  *redis.Cmd    // the reply, set before done is closed
 	done chan struct{} // closed when the batch with the call is answered
 	sent bool          // guarded by batcher.mu: the call left in a batch
+	// panicked is what a hook of the user's panicked with while the
+	// batch was sent, if it did; set before done is closed.
+	panicked any
+}
+
+// reply returns the call's reply, or panics as the round trip that
+// carried it did: in the caller, as client.Do would have, not in the
+// sender, where no caller could recover it.
+func (c *call) reply() *redis.Cmd {
+	if c.panicked != nil {
+		panic(c.panicked)
+	}
+	return c.cmd
 }
 
 // maxInFlight bounds the commands and batches of a batcher in flight at
@@ -203,9 +218,8 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 	if b.busy < b.lanes {
 		b.busy++
 		b.mu.Unlock()
-		cmd := b.client.Do(ctx, args...)
-		b.next()
-		return cmd
+		defer b.next() // also when a hook of the user's panics
+		return b.client.Do(ctx, args...)
 	}
 	c := &call{ctx: ctx, args: args, done: make(chan struct{})}
 	b.queue = append(b.queue, c)
@@ -215,7 +229,7 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 	}
 	select {
 	case <-c.done:
-		return c.cmd
+		return c.reply()
 	case <-ctx.Done():
 	}
 	b.mu.Lock()
@@ -225,7 +239,7 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 	b.mu.Unlock()
 	select {
 	case <-c.done: // answered meanwhile: the reply is known
-		return c.cmd
+		return c.reply()
 	default:
 	}
 	cmd := redis.NewCmd(ctx, args...)
@@ -287,6 +301,16 @@ func (b *batcher) send(batch []*call) {
 // exec sends batch and hands each caller its reply: one command as
 // client.Do on its own context, more as one pipeline.
 func (b *batcher) exec(batch []*call) {
+	defer func() {
+		// A hook of the user's panicked: before any call was
+		// answered. Each caller panics with it.
+		if p := recover(); p != nil {
+			for _, c := range batch {
+				c.panicked = p
+				close(c.done)
+			}
+		}
+	}()
 	if len(batch) == 1 {
 		c := batch[0]
 		c.cmd = b.client.Do(c.ctx, c.args...)
@@ -294,13 +318,19 @@ func (b *batcher) exec(batch []*call) {
 		return
 	}
 	ctx, cancel := batchContext(batch)
+	defer cancel()
 	pipe := b.client.Pipeline()
 	for _, c := range batch {
 		c.cmd = pipe.Do(c.ctx, c.args...)
 	}
-	pipe.Exec(ctx) // errors are per command
-	cancel()
+	_, err := pipe.Exec(ctx) // errors are per command
 	for _, c := range batch {
+		if err != nil && c.cmd.Err() == nil && c.cmd.Val() == nil {
+			// No reply and no error: the pipeline never ran, a hook
+			// of the user's refused it (go-redis sets a refused
+			// lone command's error, not a pipeline's commands').
+			c.cmd.SetErr(err)
+		}
 		close(c.done)
 	}
 }

@@ -400,11 +400,19 @@ type doer interface {
 func eval(ctx context.Context, c doer, s luaScript, args []any) *redis.Cmd {
 	args[0], args[1] = "evalsha", s.sha
 	cmd := c.Do(ctx, args...)
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+	if noScript(cmd.Err()) {
 		args[0], args[1] = "eval", s.src
 		cmd = c.Do(ctx, args...)
 	}
 	return cmd
+}
+
+// noScript reports the server's NOSCRIPT reply (the script is not cached).
+// It tests for an error first: redis.HasErrorPrefix allocates on every
+// call, nil included (its errors.As target escapes), and the common reply
+// is no error.
+func noScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
 }
 
 // boxCache keeps the interface value of the last argument of one kind: a

@@ -140,7 +140,9 @@ end
 // key failed), "!2 TYPE" or "!3" (see acquireScript).
 //
 // The fence key is read before the lock is tried and written only with a
-// grant, so that someone else's data there is never overwritten.
+// grant, so that someone else's data there is never overwritten. The new
+// fence needs only its bound tested: TIME's digits and string.format's
+// '%.0f' of a positive number are digits without a leading zero.
 const grantFn = `
 local function grant(t, token, ttl, owner, keep, floor, mark)
   local f = t[1] .. string.sub('00000' .. t[2], -6)
@@ -157,7 +159,7 @@ local function grant(t, token, ttl, owner, keep, floor, mark)
     if not isFence(last) then return '!2 string that is not a fence' end
     if #last > #f or #last == #f and last >= f then f = string.format('%.0f', tonumber(last) + 1) end
   end
-  if not isFence(f) then return '!3' end
+  if #f > 16 or #f == 16 and f >= '9007199254740992' then return '!3' end
   if not redis.call('SET', KEYS[1], token .. '\n' .. f .. '\n' .. mark .. t[1] .. ' ' .. t[2] .. '\n' .. owner, 'NX', 'PX', ttl) then
     return nil
   end

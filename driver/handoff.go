@@ -36,6 +36,11 @@ type Handoff interface {
 	// returned the key: an attempt that finds the key granted to its
 	// token returns that grant as its own, and the caller keeps it as
 	// its lease while the grant's notification may still be on its way.
+	// A driver that may have lost a grant (its connection to the backend
+	// broke while the waiter listened) likewise releases the token after
+	// cancel, unless an Acquire with it returned the key or a grant was
+	// delivered: a caller does not go on with a token after cancel. A
+	// subscription that fails leaves the token to the caller.
 	// A grant delivered before cancel
 	// returned stays in the channel: the caller reads the channel after
 	// cancel and releases a grant it finds there. cancel must be called

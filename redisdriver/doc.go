@@ -17,6 +17,15 @@
 // release. A release with waiters queued hands the key to the first one
 // still listening within that round trip (see Waiting and handoff).
 //
+// Calls made at the same time share round trips. A call goes out at once,
+// on the caller's goroutine, while fewer than four of the driver's calls
+// are in flight; calls made while four are in flight leave together as
+// one go-redis pipeline when one of those is answered (on a Cluster, one
+// such queue per master). The single Redis thread then reads and answers
+// many calls with one system call each way, which is most of what a call
+// costs it. A lone caller never waits for a batch. The client's hooks see
+// such a batch as a pipeline.
+//
 // # URLs
 //
 // Schemes, registered in init:
@@ -195,8 +204,13 @@
 // than the waiter's deadline. A waiter that cancels its subscription as a
 // grant is on its way (the grant reaches the driver after cancel) does not
 // receive it: the driver releases it itself, with the token, and the key
-// passes to the next waiter. A waiter frozen when the grant is made holds
-// the key for one TTL, as a frozen holder does.
+// passes to the next waiter. A grant lost with the waiter's pub/sub
+// connection (the publish counted the waiter, the connection then broke)
+// is found by the waiter's next attempt, which returns the key as its
+// own; a waiter that gives up after its connection broke has its token
+// released by the driver, so that such a grant does not keep the key for
+// a TTL. A waiter frozen when the grant is made holds the key for one
+// TTL, as a frozen holder does.
 //
 // # Semaphores
 //

@@ -18,20 +18,20 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// roundTrips is a go-redis hook that counts the round trips of a client:
+// handoffTrips is a go-redis hook that counts the round trips of a client:
 // one per command, one per pipeline.
-type roundTrips struct{ n atomic.Int64 }
+type handoffTrips struct{ n atomic.Int64 }
 
-func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *handoffTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (h *handoffTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		h.n.Add(1)
 		return next(ctx, cmd)
 	}
 }
 
-func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (h *handoffTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		h.n.Add(1)
 		return next(ctx, cmds)
@@ -43,13 +43,13 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 type handoffDriver struct {
 	driver.Locker
 	driver.Handoff
-	trips *roundTrips
+	trips *handoffTrips
 }
 
 func newHandoffDriver(t *testing.T, c redis.UniversalClient) *handoffDriver {
 	t.Helper()
 	t.Cleanup(func() { c.Close() })
-	h := &roundTrips{}
+	h := &handoffTrips{}
 	c.AddHook(h)
 	d := redisdriver.NewDriver(c, nil)
 	t.Cleanup(func() { d.Close() })

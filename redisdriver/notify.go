@@ -61,10 +61,14 @@ type notifier struct {
 	// watchLocked): the client's read timeout.
 	confirmTimeout time.Duration
 
-	mu     sync.Mutex
-	subs   map[string]*channelSubs // by channel
-	conns  map[string]*psConn      // by node address; "" without Cluster
-	left   map[string]leftWaiter   // by channel: see leftWaiter
+	mu    sync.Mutex
+	subs  map[string]*channelSubs // by channel
+	conns map[string]*psConn      // by node address; "" without Cluster
+	left  map[string]leftWaiter   // by channel: see leftWaiter
+	// own holds the handoff waiters by their own channel, from
+	// subscribe to cancel, whatever becomes of their subscriptions
+	// meanwhile, so that acquired finds them.
+	own    map[string]*waiter
 	closed bool
 }
 
@@ -80,10 +84,16 @@ type notifier struct {
 // (held) is not released: an attempt that finds the key granted to its
 // token returns it, with the same fence, and the caller keeps it as its
 // lease, while the grant's message may still be on its way.
+//
+// If conn breaks before the UNSUBSCRIBE is answered, a grant may have
+// been published to the channel and lost with the connection: unless the
+// waiter knew of a hold of its token (held, or granted: a grant was put
+// in its channel), the token is released then (see reset).
 type leftWaiter struct {
-	token string
-	conn  *psConn
-	held  bool
+	token   string
+	conn    *psConn
+	held    bool
+	granted bool
 }
 
 // psConn is one pub/sub connection and its subscriptions. Its
@@ -141,7 +151,13 @@ type waiter struct {
 	plain chan struct{}    // Subscribe's, or nil
 	turns chan driver.Turn // SubscribeHandoff's, or nil
 	token string           // the subscription's token, or ""
-	held  bool             // an Acquire with token returned the key; see leftWaiter
+	held  bool             // an Acquire with token returned the key, or the caller kept it; see leftWaiter
+	// granted: a grant was put in turns; the caller took it or releases it.
+	granted bool
+	// cut: a channel of w was taken off its connection while w was on it
+	// (the connection broke, its slot moved, it failed): a grant's
+	// message may have been lost with it (see gone).
+	cut bool
 }
 
 // wake wakes w, unless a wake-up (or a grant) is already waiting.
@@ -169,6 +185,7 @@ func (w *waiter) grant(t driver.Turn) bool {
 	}
 	select {
 	case w.turns <- t:
+		w.granted = true
 		return true
 	case old := <-w.turns:
 		if old.Granted {
@@ -177,6 +194,7 @@ func (w *waiter) grant(t driver.Turn) bool {
 		}
 	}
 	w.turns <- t // room, as above
+	w.granted = true
 	return true
 }
 
@@ -215,7 +233,7 @@ func newNotifier(d *locker) *notifier {
 	return &notifier{d: d, ctx: ctx, cancel: cancel, scope: channelScope(d.client),
 		confirmTimeout: readTimeout(d.client),
 		subs:           make(map[string]*channelSubs), conns: make(map[string]*psConn),
-		left: make(map[string]leftWaiter)}
+		left: make(map[string]leftWaiter), own: make(map[string]*waiter)}
 }
 
 // readTimeout returns the read timeout of client's connections, or
@@ -406,14 +424,35 @@ func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), 
 	if err != nil {
 		return nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, err)
 	}
+	if w.turns != nil {
+		n.mu.Lock()
+		n.own[chans[1]] = w
+		n.mu.Unlock()
+	}
 	var once sync.Once
 	cancel := func() {
 		once.Do(func() {
 			for _, s := range subs {
 				n.leave(s, w)
 			}
+			if w.turns != nil {
+				n.mu.Lock()
+				if n.own[chans[1]] == w {
+					delete(n.own, chans[1])
+				}
+				n.mu.Unlock()
+			}
 			n.gone(lk, w)
 		})
+	}
+	// A failed subscription leaves the caller with its token, which it
+	// goes on using: nothing of it is released as a waiter's that left
+	// (see gone and leftWaiter), as if an Acquire had returned it.
+	fail := func() {
+		n.mu.Lock()
+		w.held = true
+		n.mu.Unlock()
+		cancel()
 	}
 	if len(fresh) > 0 {
 		n.place(ctx, fresh) // every channel of lk has its slot
@@ -422,11 +461,11 @@ func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), 
 		select {
 		case <-r.done:
 			if r.err != nil {
-				cancel()
+				fail()
 				return nil, n.subscribeError(key, subs[i].ch, r.err)
 			}
 		case <-ctx.Done():
-			cancel()
+			fail()
 			return nil, fmt.Errorf("redisdriver: subscribe %q: %w", key, ctx.Err())
 		}
 	}
@@ -437,6 +476,15 @@ func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), 
 // longer receives anything: a wake-up that w got, maybe for its turn, and
 // will not use, is passed on. A grant stays in w's channel, where the
 // caller finds it and releases it (see driver.Handoff).
+//
+// A handoff waiter whose connection broke (or whose channel moved) while
+// it waited may have been granted the key by a release whose PUBLISH
+// counted it as a receiver, with the message lost with the connection:
+// the key is then its token's, which nobody knows. Unless the caller
+// learnt of a hold of the token (a grant delivered, an Acquire that
+// returned the key), the notifier releases the token, so that the key is
+// not kept from the other waiters for a TTL (a token that holds nothing
+// makes it a no-op).
 func (n *notifier) gone(lk string, w *waiter) {
 	if w.token == "" {
 		return
@@ -446,6 +494,12 @@ func (n *notifier) gone(lk string, w *waiter) {
 			n.passOn(lk)
 		}
 		return
+	}
+	n.mu.Lock()
+	lost := w.cut && !w.held && !w.granted
+	n.mu.Unlock()
+	if lost {
+		n.releaseGone(lk, w.token)
 	}
 	select {
 	case t := <-w.turns:
@@ -613,8 +667,12 @@ func (n *notifier) failLocked(s *channelSubs, err error) {
 	s.wake()
 }
 
-// detach takes s off its connection. n.mu must be held.
+// detach takes s off its connection; its waiters may have lost a
+// message (see gone). n.mu must be held.
 func (n *notifier) detach(s *channelSubs) {
+	for w := range s.waiters {
+		w.cut = true
+	}
 	if c := s.conn; c != nil && c.chans[s.ch] == s {
 		delete(c.chans, s.ch)
 	}
@@ -694,7 +752,7 @@ func (n *notifier) leave(s *channelSubs, w *waiter) {
 			ps = c.ps
 			c.sent = append(c.sent, newCommand("unsubscribe", s.ch))
 			if _, own := lockKeyOfWaiter(s.ch); own && w.turns != nil {
-				n.left[s.ch] = leftWaiter{token: w.token, conn: c, held: w.held}
+				n.left[s.ch] = leftWaiter{token: w.token, conn: c, held: w.held, granted: w.granted}
 			}
 		}
 		n.mu.Unlock()
@@ -883,12 +941,8 @@ func (n *notifier) acquired(lk, token string) {
 	ch := waiterChannel(lk, waiterTag(token))
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if s := n.subs[ch]; s != nil {
-		for w := range s.waiters {
-			if w.token == token {
-				w.held = true
-			}
-		}
+	if w := n.own[ch]; w != nil && w.token == token {
+		w.held = true
 	}
 	if l, ok := n.left[ch]; ok && l.token == token {
 		l.held = true
@@ -1083,6 +1137,9 @@ func (n *notifier) reset(c *psConn, ps *redis.PubSub) bool {
 	for ch, l := range n.left {
 		if l.conn == c {
 			delete(n.left, ch) // nothing more comes from the old connection
+			if lk, ok := lockKeyOfWaiter(ch); ok && !l.held && !l.granted {
+				n.releaseGoneLocked(lk, l.token) // a grant may be lost
+			}
 		}
 	}
 	var move, again []*channelSubs
@@ -1166,12 +1223,16 @@ func (n *notifier) passOn(lk string) {
 // key on to the next waiter. If it fails, the grant runs out its TTL.
 func (n *notifier) releaseGone(lk, token string) {
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.releaseGoneLocked(lk, token)
+}
+
+// releaseGoneLocked is releaseGone with n.mu held.
+func (n *notifier) releaseGoneLocked(lk, token string) {
 	if n.closed {
-		n.mu.Unlock()
 		return
 	}
 	n.wg.Add(1)
-	n.mu.Unlock()
 	go func() {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)

@@ -47,6 +47,7 @@ type locker struct {
 	ms      boxCache[int64]  // the last TTL argument, boxed
 	owner   boxCache[string] // the last owner argument, boxed
 	notify  *notifier
+	pipe    *pipeline // sends the commands of concurrent calls together
 	closed  atomic.Bool
 }
 
@@ -89,6 +90,7 @@ func newLocker(client redis.UniversalClient, opts *Options, owned bool) *locker 
 		d.publish = "SPUBLISH"
 	}
 	d.notify = newNotifier(d)
+	d.pipe = newPipeline(client)
 	return d
 }
 
@@ -230,13 +232,21 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, fmt.Errorf("%w: redisdriver: FenceFloor %d is not below 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, req.FenceFloor)
 	}
 	if req.NoFence && d.cfg.replicaAcks == 0 {
-		return d.acquireBare(ctx, req)
+		res, err := d.acquireBare(ctx, req)
+		if res.Acquired && req.Attempt != 0 {
+			// Never granted by a release (a fences-off waiter is not
+			// queued), but its waiter's token must not be released
+			// as that of a waiter that lost a grant (see
+			// notifier.gone).
+			d.notify.acquired(d.lockKey(req.Key), req.Token)
+		}
+		return res, err
 	}
 	args := d.acquireArgs(req)
 	if d.cfg.replicaAcks > 0 {
 		return d.acquireReplicated(ctx, req, args)
 	}
-	v, err := eval(ctx, d.client, acquireScript, args).Result()
+	v, err := eval(ctx, d.pipe, acquireScript, args).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
@@ -258,7 +268,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 // only then: a free key costs the SET command's arguments alone.
 func (d *locker) acquireBare(ctx context.Context, req driver.Request) (driver.Result, error) {
 	val := req.Token + "\n0\n\n" + req.Owner
-	err := d.client.Do(ctx, "SET", d.lockKey(req.Key), val, "NX", "PX", d.ms.box(msArg(req.TTL))).Err()
+	err := d.pipe.Do(ctx, "SET", d.lockKey(req.Key), val, "NX", "PX", d.ms.box(msArg(req.TTL))).Err()
 	if err == nil {
 		return driver.Result{Acquired: true}, nil
 	}
@@ -266,7 +276,7 @@ func (d *locker) acquireBare(ctx context.Context, req driver.Request) (driver.Re
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
 	args := d.acquireArgs(req)
-	v, err := eval(ctx, d.client, acquireBareScript, args).Result()
+	v, err := eval(ctx, d.pipe, acquireBareScript, args).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
@@ -492,7 +502,7 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 	lk, fk := d.keyPair(key, fenceSuffix)
 	ttlMS := msArg(ttl)
 	ttlArg := d.ms.box(ttlMS)
-	n, err := eval(ctx, d.client, refreshScript, []any{nil, nil, 2, lk, fk, token, ttlArg, d.fenceKeep(ttlArg, ttlMS)}).Int64()
+	n, err := eval(ctx, d.pipe, refreshScript, []any{nil, nil, 2, lk, fk, token, ttlArg, d.fenceKeep(ttlArg, ttlMS)}).Int64()
 	return d.heldResult("refresh", key, lk, n, err)
 }
 
@@ -506,7 +516,7 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 		return err
 	}
 	lk, fk, qk, ak := d.queueKeys(key)
-	n, err := eval(ctx, d.client, releaseScript, []any{nil, nil, 4, lk, fk, qk, ak, token, d.publish, d.notify.scope}).Int64()
+	n, err := eval(ctx, d.pipe, releaseScript, []any{nil, nil, 4, lk, fk, qk, ak, token, d.publish, d.notify.scope}).Int64()
 	return d.heldResult("release", key, lk, n, err)
 }
 
@@ -533,7 +543,7 @@ func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 		return driver.Holder{}, false, err
 	}
 	lk := d.lockKey(key)
-	v, err := inspectScript.Run(ctx, d.client, []string{lk}).Slice()
+	v, err := eval(ctx, d.pipe, inspectScript, []any{nil, nil, 1, lk}).Slice()
 	if err != nil {
 		return driver.Holder{}, false, d.wrap("inspect", key, err)
 	}
@@ -641,6 +651,7 @@ func (d *locker) Close() error {
 		return nil
 	}
 	d.notify.close()
+	d.pipe.wait()
 	if d.owned && d.client != nil {
 		return d.client.Close()
 	}

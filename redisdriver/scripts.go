@@ -86,7 +86,11 @@ import (
 // never pruned. A refused ZADD leaves the waiter unqueued (it is then
 // woken with every subscriber), and a refused HSET (someone else's data
 // at KEYS[4]) leaves it queued without its attempt (it is then woken, not
-// granted): the reply stays "busy", with the holder's TTL.
+// granted): the reply stays "busy", with the holder's TTL. An attempt
+// that finds the key held by its own token (granted on an earlier
+// attempt, the grant's message still on its way) is not queued: it
+// returns the key, and a queued entry would make the release of that
+// lease grant the key straight back to the token releasing it.
 // Reply: the fence, a string of digits, when acquired (or already held by
 // the token: same fence, TTL reset); the holder's PTTL, an integer, when
 // held by another token; "!1 TYPE" when the lock key holds other data, "!2
@@ -103,7 +107,9 @@ if f then
   end
   return f
 end
-if KEYS[3] then
+local mine = KEYS[3] and redis.pcall('GET', KEYS[1])
+if mine then mine = type(mine) == 'string' and string.sub(mine, 1, #ARGV[1] + 1) == ARGV[1] .. '\n' end
+if KEYS[3] and not mine then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local dead = redis.pcall('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ` + pruneLimit + `)
   if not dead.err then

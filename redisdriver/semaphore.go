@@ -221,7 +221,7 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 	lk, fk, hk := d.slotKeys(req.Key)
 	ttlMS := msArg(req.TTL)
 	ttl := d.ms.box(ttlMS)
-	v, err := eval(ctx, d.client, acquireSlotScript, []any{nil, nil, 3, lk, fk, hk,
+	v, err := eval(ctx, d.pipe, acquireSlotScript, []any{nil, nil, 3, lk, fk, hk,
 		req.Token, ttl, d.owner.box(req.Owner), d.fenceKeep(ttl, ttlMS), limit}).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire slot", req.Key, err)
@@ -311,7 +311,7 @@ func (d *locker) RefreshSlot(ctx context.Context, key, token string, ttl time.Du
 	}
 	lk, fk, hk := d.slotKeys(key)
 	ttlMS := msArg(ttl)
-	v, err := eval(ctx, d.client, refreshSlotScript, []any{nil, nil, 3, lk, fk, hk, token, ttlMS, d.fenceKeep(ttlMS, ttlMS)}).Result()
+	v, err := eval(ctx, d.pipe, refreshSlotScript, []any{nil, nil, 3, lk, fk, hk, token, ttlMS, d.fenceKeep(ttlMS, ttlMS)}).Result()
 	return d.slotResult("refresh slot", key, lk, fk, hk, v, err)
 }
 
@@ -345,7 +345,7 @@ func (d *locker) ReleaseSlot(ctx context.Context, key, token string) error {
 		return err
 	}
 	lk, fk, hk := d.slotKeys(key)
-	v, err := eval(ctx, d.client, releaseSlotScript, []any{nil, nil, 3, lk, fk, hk, token, d.publish, d.notify.scope}).Result()
+	v, err := eval(ctx, d.pipe, releaseSlotScript, []any{nil, nil, 3, lk, fk, hk, token, d.publish, d.notify.scope}).Result()
 	return d.slotResult("release slot", key, lk, fk, hk, v, err)
 }
 
@@ -355,7 +355,7 @@ func (d *locker) InspectSlots(ctx context.Context, key string) ([]driver.Holder,
 		return nil, 0, err
 	}
 	lk, fk, hk := d.slotKeys(key)
-	v, err := eval(ctx, d.client, inspectSlotsScript, []any{nil, nil, 3, lk, fk, hk}).Result()
+	v, err := eval(ctx, d.pipe, inspectSlotsScript, []any{nil, nil, 3, lk, fk, hk}).Result()
 	if err != nil {
 		return nil, 0, d.wrap("inspect slots", key, err)
 	}

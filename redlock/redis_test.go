@@ -392,13 +392,16 @@ func TestOpenURLErrors(t *testing.T) {
 // freeAddrs returns loopback addresses where nothing listens.
 func freeAddrs(t *testing.T, n int) []string {
 	var addrs []string
+	// Every listener stays open until all n are taken: a port closed at
+	// once may be handed out again to the next Listen, and two equal
+	// addresses make a different error ("the same Redis server").
 	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer ln.Close()
 		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
 	}
 	return addrs
 }

@@ -1,0 +1,337 @@
+package redisdriver
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// pipeline sends the commands that act on one key (acquire, refresh,
+// release, inspect) through a [batcher]: the driver's one, or on a
+// Cluster the one of the node that serves the key, so that a slow node
+// holds back only its own commands.
+//
+// A pipeline is safe for concurrent use.
+type pipeline struct {
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient
+	one     *batcher // not Cluster
+
+	mu    sync.Mutex
+	nodes map[string]*batcher // Cluster: by node address
+
+	// queued, if set (by tests), runs after a command joins a queue.
+	queued func()
+	// lanes and eager, if set (by tests), replace maxInFlight and the
+	// senders' yield in the batchers made from then on.
+	lanes int
+	eager bool
+}
+
+func newPipeline(client redis.UniversalClient) *pipeline {
+	p := &pipeline{client: client, nodes: map[string]*batcher{}}
+	p.cluster, _ = client.(*redis.ClusterClient)
+	if p.cluster == nil {
+		p.one = p.newBatcher()
+	}
+	return p
+}
+
+// Do runs the command args as client.Do would, alone or in a batch.
+func (p *pipeline) Do(ctx context.Context, args ...any) *redis.Cmd {
+	if p.cluster == nil {
+		return p.one.Do(ctx, args...)
+	}
+	b, err := p.node(ctx, commandKey(args))
+	if err != nil {
+		// The slot map cannot be had: the cluster client answers
+		// (or fails) alone.
+		return p.client.Do(ctx, args...)
+	}
+	return b.Do(ctx, args...)
+}
+
+// node returns the batcher of the master that serves key, by the
+// cluster client's slot map. Its batches go out as cluster pipelines,
+// which follow MOVED and ASK: when a slot moves, a batch in flight still
+// reaches the key's new master, and the next calls find the new one.
+func (p *pipeline) node(ctx context.Context, key string) (*batcher, error) {
+	c, err := p.cluster.MasterForKey(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	addr := c.Options().Addr
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.nodes[addr]
+	if b == nil {
+		b = p.newBatcher()
+		p.nodes[addr] = b
+	}
+	return b, nil
+}
+
+func (p *pipeline) newBatcher() *batcher {
+	b := &batcher{client: p.client, queued: p.queued, lanes: maxInFlight, yield: !p.eager}
+	if p.lanes > 0 {
+		b.lanes = p.lanes
+	}
+	b.gone.L = &b.mu
+	return b
+}
+
+// commandKey returns the first key of a command of the driver: EVAL and
+// EVALSHA name it after the script and the number of keys, others first.
+// Every key of one call has the same hash tag, so the first gives the
+// slot.
+func commandKey(args []any) string {
+	i := 1
+	if s, ok := args[0].(string); ok && (s == "evalsha" || s == "eval") {
+		i = 3
+	}
+	if i < len(args) {
+		if k, ok := args[i].(string); ok {
+			return k
+		}
+	}
+	return ""
+}
+
+// wait waits for the sender goroutines of every batcher to finish.
+func (p *pipeline) wait() {
+	if p.one != nil {
+		p.one.wait()
+	}
+	p.mu.Lock()
+	nodes := make([]*batcher, 0, len(p.nodes))
+	for _, b := range p.nodes {
+		nodes = append(nodes, b)
+	}
+	p.mu.Unlock()
+	for _, b := range nodes {
+		b.wait()
+	}
+}
+
+// batcher sends the commands of concurrent callers to Redis (one server,
+// or one Cluster node) together, as one go-redis pipeline on one
+// connection: the single Redis thread then reads and answers them with
+// one system call each way instead of one per caller, which is most of
+// what a lock costs the server (see issue 15 and benchmarks/README.md).
+//
+// It never waits to fill a batch. While fewer than maxInFlight commands
+// or batches are in flight, a command goes out at once, as client.Do, on
+// the caller's goroutine and context: a lone caller pays nothing, and a
+// few callers each get a connection of their own. Commands that arrive
+// while maxInFlight are in flight queue up, and leave together as the
+// next batch as soon as one of those is answered. So batches form only
+// when the driver already keeps maxInFlight round trips busy, and grow
+// with the load.
+//
+// A sender that got the replies of a batch yields once (a Gosched, not
+// a timer) to the callers it woke before it takes the queue: under load
+// they make their next call at once, find every lane still busy and
+// queue, and the sender takes them all as the next batch on the lane it
+// still holds. Without the yield the sender would free its lane, the
+// first of them would take it for one command alone, and the others
+// would wait behind it for a whole round trip: that is what made the
+// first version (two lanes, no yield) slower than direct calls with 8
+// goroutines. A lone caller never meets a sender: it sends its own
+// command.
+//
+// Each command keeps its own reply and error (go-redis pipelines are per
+// command). A caller whose context ends while its command waits in the
+// queue takes it out: it is never sent. A caller whose context ends after
+// its command left returns at once with the context's error, whose
+// outcome is unknown, as a client.Do cut short by its context would
+// (the root then undoes what it may have done).
+//
+// A batcher is safe for concurrent use.
+type batcher struct {
+	client redis.UniversalClient
+	lanes  int  // maxInFlight, or a test's
+	yield  bool // senders yield to the callers they woke (see above)
+
+	mu    sync.Mutex
+	busy  int     // commands or batches in flight, at most lanes
+	queue []*call // the next batch
+
+	// senders counts the goroutines that send queued batches, each
+	// started when a command in flight is answered with others queued
+	// behind it and ending when the queue is empty; wait waits on gone
+	// until there are none. (Not a WaitGroup: a call that began before
+	// Close may start one while Close waits.)
+	senders int
+	gone    sync.Cond
+
+	// queued, if set (by tests), runs after a command joins the queue.
+	queued func()
+}
+
+// call is one caller's command waiting in, or sent with, a batch.
+type call struct {
+	ctx  context.Context
+	args []any
+	cmd  *redis.Cmd    // the reply, set before done is closed
+	done chan struct{} // closed when the batch with the call is answered
+	sent bool          // guarded by batcher.mu: the call left in a batch
+}
+
+// maxInFlight bounds the commands and batches of a batcher in flight at
+// once, each on its own connection. Measured with the benchmarks
+// module's pair scenarios (pinned layout, the variants side by side in
+// one run): two lanes without the senders' yield (the first version),
+// direct calls only, and four lanes with it made, with 8 goroutines,
+// 16.3k, 21.4k and 29.5k pairs/s (p50 363, 233 and 250 µs); with 32,
+// 24.0k, 19.4k and 38.1k; with 128, 45.1k, 45.5k and 68.6k. In sweeps
+// of 2 to 8 lanes, senders yielding, 8 goroutines did as well as direct
+// calls with four or more lanes and worse with fewer (p50 242 µs with
+// four, 419 with two: batches of four waited behind each other while
+// the server had time to spare), and 32 and 128 did about as well with
+// anything from two to eight, within the noise of a shared machine.
+// Four it is, the fewest that serve a few callers as direct calls
+// would: batches form only beyond that, and are then the largest.
+const maxInFlight = 4
+
+// Do runs the command args as client.Do would, alone or in a batch.
+func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
+	b.mu.Lock()
+	if b.busy < b.lanes {
+		b.busy++
+		b.mu.Unlock()
+		cmd := b.client.Do(ctx, args...)
+		b.next()
+		return cmd
+	}
+	c := &call{ctx: ctx, args: args, done: make(chan struct{})}
+	b.queue = append(b.queue, c)
+	b.mu.Unlock()
+	if b.queued != nil {
+		b.queued()
+	}
+	select {
+	case <-c.done:
+		return c.cmd
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	if !c.sent {
+		b.queue = slices.DeleteFunc(b.queue, func(q *call) bool { return q == c })
+	}
+	b.mu.Unlock()
+	select {
+	case <-c.done: // answered meanwhile: the reply is known
+		return c.cmd
+	default:
+	}
+	cmd := redis.NewCmd(ctx, args...)
+	cmd.SetErr(ctx.Err())
+	return cmd
+}
+
+// next hands the queue, if any, to a sender goroutine, after a command
+// sent directly was answered; else frees its lane.
+func (b *batcher) next() {
+	b.mu.Lock()
+	batch := b.takeLocked()
+	if len(batch) > 0 {
+		b.senders++ // in the same critical section: wait sees it
+	} else {
+		b.busy--
+	}
+	b.mu.Unlock()
+	if len(batch) > 0 {
+		go b.send(batch)
+	}
+}
+
+// takeLocked returns the queued calls whose context has not ended, marked
+// sent, and empties the queue. The calls whose context ended leave the
+// queue unsent: their callers are returning. b.mu is held.
+func (b *batcher) takeLocked() []*call {
+	var batch []*call
+	for _, c := range b.queue {
+		if c.ctx.Err() == nil {
+			c.sent = true
+			batch = append(batch, c)
+		}
+	}
+	clear(b.queue)
+	b.queue = b.queue[:0]
+	return batch
+}
+
+// send sends batch, then every batch that queued up meanwhile, until the
+// queue is empty; then frees its lane.
+func (b *batcher) send(batch []*call) {
+	for len(batch) > 0 {
+		b.exec(batch)
+		if b.yield {
+			runtime.Gosched()
+		}
+		b.mu.Lock()
+		batch = b.takeLocked()
+		if len(batch) == 0 {
+			b.busy--
+			b.senders--
+			b.gone.Broadcast()
+		}
+		b.mu.Unlock()
+	}
+}
+
+// exec sends batch and hands each caller its reply: one command as
+// client.Do on its own context, more as one pipeline.
+func (b *batcher) exec(batch []*call) {
+	if len(batch) == 1 {
+		c := batch[0]
+		c.cmd = b.client.Do(c.ctx, c.args...)
+		close(c.done)
+		return
+	}
+	ctx, cancel := batchContext(batch)
+	pipe := b.client.Pipeline()
+	for _, c := range batch {
+		c.cmd = pipe.Do(c.ctx, c.args...)
+	}
+	pipe.Exec(ctx) // errors are per command
+	cancel()
+	for _, c := range batch {
+		close(c.done)
+	}
+}
+
+// batchContext is the context of a pipeline that carries batch: the
+// values of the first call's context, and the latest deadline of the
+// calls (none if one has none), so that one caller's deadline or
+// cancellation does not cut short the others' commands. A caller that
+// gives up before the pipeline's answer returns on its own.
+func batchContext(batch []*call) (context.Context, context.CancelFunc) {
+	ctx := context.WithoutCancel(batch[0].ctx)
+	var latest time.Time
+	for _, c := range batch {
+		d, ok := c.ctx.Deadline()
+		if !ok {
+			return context.WithCancel(ctx)
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(ctx, latest)
+}
+
+// wait waits for the sender goroutines, if any run, to finish: at Close,
+// after the driver refuses new calls. A batch in flight ends by the
+// latest deadline of its callers, or the client's read timeout.
+func (b *batcher) wait() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.senders > 0 {
+		b.gone.Wait()
+	}
+}

@@ -169,11 +169,6 @@ type Notifier interface {
 	// subscription with a token only at its turn, so a waiter's own
 	// attempts must carry Wait while it is subscribed. A subscription
 	// without a token is woken at every release.
-	//
-	// A driver may skip the wake-up at the release of a hold that no
-	// attempt found busy (Redis does, to spare an uncontended release the
-	// work): a waiter makes an attempt that finds the key busy before it
-	// waits for its release, and one after it subscribed.
 	Subscribe(ctx context.Context, key, token string) (released <-chan struct{}, cancel func(), err error)
 }
 

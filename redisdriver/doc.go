@@ -180,13 +180,8 @@
 // the first few it wakes every subscriber of the key. Entries of waiters
 // that gave up are pruned by deadline, a few per attempt, so the queue
 // stays bounded and no script's work grows with it. A waiter woken after it gave up passes its
-// turn on. A release wakes waiters only if an attempt found its lock busy
-// since it was granted (or the lock came to a waiter: by handoff, to a
-// request with Wait, or held when a waiter passed its turn on): a waiter
-// waits only after such an attempt, and an uncontended release then does
-// no more than delete the lock. Notifications only speed up waiting: a
-// waiter that misses one wakes at the holder's reported expiry or its
-// backoff.
+// turn on. Notifications only speed up waiting: a waiter that misses one
+// wakes at the holder's reported expiry or its backoff.
 //
 // The driver implements driver.Handoff, which dlock uses for lock (not
 // semaphore) waiters: a waiter that subscribes for grants numbers its

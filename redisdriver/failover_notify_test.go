@@ -144,7 +144,6 @@ func TestTopologyClusterFailover(t *testing.T) {
 		_, err := df.Acquire(testCtx(t), req(key, "releaser"))
 		return err
 	})
-	busyAttempt(t, df, key)
 	drain(ws)
 	if err := df.Release(testCtx(t), key, "releaser"); err != nil {
 		t.Fatal(err)
@@ -190,7 +189,6 @@ func TestTopologySentinelFailover(t *testing.T) {
 		_, err := direct.Acquire(testCtx(t), req(key, "releaser"))
 		return err
 	})
-	busyAttempt(t, direct, key)
 	drain(ws)
 	if err := direct.Release(testCtx(t), key, "releaser"); err != nil {
 		t.Fatal(err)

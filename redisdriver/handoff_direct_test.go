@@ -115,8 +115,7 @@ func lockValue(t *testing.T, ctx context.Context, admin redis.UniversalClient, k
 		t.Fatalf("lock %q holds %d fields, want 4", key, len(parts))
 	}
 	fence, _ = strconv.ParseUint(parts[1], 10, 64)
-	// SINCE may start with '*', the mark of a lock that waiters saw.
-	sec, usec, _ := strings.Cut(strings.TrimPrefix(parts[2], "*"), " ")
+	sec, usec, _ := strings.Cut(parts[2], " ")
 	s, _ := strconv.ParseInt(sec, 10, 64)
 	us, _ := strconv.ParseInt(usec, 10, 64)
 	return parts[0], fence, time.Unix(s, us*1000), parts[3]

@@ -18,24 +18,8 @@ import (
 // server's time per script, not the round trip, is what a lock costs beyond
 // a bare SET NX: acquiring a free key is TIME, GET (fence), SET NX, SET
 // (fence); refreshing is GET, PEXPIRE, GET, PTTL and PEXPIRE (fence); releasing
-// a lock no attempt found busy is GET, DEL. ZADD GT (the queue) needs Redis
-// 6.2 or later, SET KEEPTTL (the mark) 6.0.
-//
-// Waiters present: SINCE starts with '*' when someone may wait for the
-// lock's release, and only then does a release wake waiters (look at the
-// queue, PUBLISH), which would otherwise cost an uncontended pair about a
-// sixth of its server time, mostly for the Lua functions the wake-up
-// defines (they are defined only when it runs). A waiter waits only after
-// an attempt that found the key busy, and every such attempt marks the
-// lock it found (acquireBusy), so the release of that lock wakes it. A
-// release that wakes one waiter alone (the first queued) leaves the others
-// waiting, so the next lock must carry the mark on: a grant by handoff is
-// marked, and so is one for a request that waits (a queued request, which
-// may be the waiter that release woke), and a waiter that passes its turn
-// on marks a lock it finds held (wakeScript). The mark goes with its lock
-// (a DEL, an expiry): a lock granted afresh to a request that does not
-// wait is unmarked until an attempt finds it busy. Inspect leaves the mark
-// out of SINCE.
+// with no waiter queued is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD GT
+// (the queue) needs Redis 6.2 or later.
 //
 // Direct handoff: a waiter queued with an attempt number (see
 // acquireScript) has its attempt stored next to its queue entry, and a
@@ -99,7 +83,7 @@ import (
 // than the rest of a grant but a SET.)
 var acquireScript = newScript(isFence + grantFn + `
 local t = redis.call('TIME')
-local f = grant(t, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[3] and '*' or '')
+local f = grant(t, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 if f then
   if KEYS[3] and type(f) == 'string' and string.byte(f) ~= 33 then
     redis.pcall('ZREM', KEYS[3], ARGV[6])
@@ -131,7 +115,7 @@ end
 ` + acquireBusy)
 
 // grantFn, prepended to the scripts that grant, defines grant(t, token,
-// ttl, owner, keep, floor, mark), shared by an acquire and a handoff so that
+// ttl, owner, keep, floor), shared by an acquire and a handoff so that
 // both grant by the same rules: it takes the lock KEYS[1] for token for
 // ttl ms with owner, SINCE t (the script's TIME), if it is free, and keeps
 // the fence key KEYS[2] for keep ms. The fence is the largest of t in
@@ -140,17 +124,16 @@ end
 // runs more than a TTL ahead of the clock of the server that granted it,
 // and a server that restarted empty and stayed out longer than the TTL
 // grants above every fence it granted before (see the package docs,
-// Fences). mark ("*" or empty) starts SINCE (see Waiters present). It
-// returns the fence (a string of digits) when granted, nil when the lock
-// is taken, and otherwise the acquire's reply: an error (reading the fence
-// key failed), "!2 TYPE" or "!3" (see acquireScript).
+// Fences). It returns the fence (a string of digits) when granted, nil when
+// the lock is taken, and otherwise the acquire's reply: an error (reading
+// the fence key failed), "!2 TYPE" or "!3" (see acquireScript).
 //
 // The fence key is read before the lock is tried and written only with a
 // grant, so that someone else's data there is never overwritten. The new
 // fence needs only its bound tested: TIME's digits and string.format's
 // '%.0f' of a positive number are digits without a leading zero.
 const grantFn = `
-local function grant(t, token, ttl, owner, keep, floor, mark)
+local function grant(t, token, ttl, owner, keep, floor)
   local f = t[1] .. string.sub('00000' .. t[2], -6)
   if floor ~= '' then
     local now = tonumber(f)
@@ -166,7 +149,7 @@ local function grant(t, token, ttl, owner, keep, floor, mark)
     if #last > #f or #last == #f and last >= f then f = string.format('%.0f', tonumber(last) + 1) end
   end
   if #f > 16 or #f == 16 and f >= '9007199254740992' then return '!3' end
-  if not redis.call('SET', KEYS[1], token .. '\n' .. f .. '\n' .. mark .. t[1] .. ' ' .. t[2] .. '\n' .. owner, 'NX', 'PX', ttl) then
+  if not redis.call('SET', KEYS[1], token .. '\n' .. f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. owner, 'NX', 'PX', ttl) then
     return nil
   end
   redis.call('SET', KEYS[2], f, 'PX', keep)
@@ -185,8 +168,7 @@ end
 
 // acquireBusy ends the acquire scripts when SET NX found KEYS[1] taken: by
 // ARGV[1] itself (a retried request: reset the TTL, same fence), by another
-// token (mark the lock: a waiter may wait for its release, see Waiters
-// present), or by other data.
+// token, or by other data.
 const acquireBusy = `
 local v = redis.pcall('GET', KEYS[1])
 if type(v) == 'table' then return '!1 ' .. redis.call('TYPE', KEYS[1]).ok end
@@ -197,24 +179,20 @@ if string.sub(v, 1, i - 1) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return string.sub(v, i + 1, j - 1)
 end
-if string.byte(v, j + 1) ~= 42 then
-  redis.call('SET', KEYS[1], string.sub(v, 1, j) .. '*' .. string.sub(v, j + 1), 'KEEPTTL')
-end
 return redis.call('PTTL', KEYS[1])
 `
 
 // holderOf, prepended to the scripts below, reads the lock KEYS[1]: it
-// returns the whole value and the ends of its token and its fence, nil if
-// the key is free, or false if it holds other data.
+// returns the whole value and the end of its token, nil if the key is
+// free, or false if it holds other data.
 const holderOf = `
 local function holder()
   local v = redis.pcall('GET', KEYS[1])
   if type(v) == 'table' then return false end
   if not v then return nil end
   local i = string.find(v, '\n', 1, true)
-  local j = i and string.find(v, '\n', i + 1, true)
-  if not j then return false end
-  return v, i, j
+  if not i or not string.find(v, '\n', i + 1, true) then return false end
+  return v, i
 end
 `
 
@@ -254,38 +232,24 @@ local function isFence(s)
 end
 `
 
-// releaseScript deletes KEYS[1] if ARGV[1] holds it and, if the lock was
-// marked (see Waiters present), wakes waiters as wakeScript does; KEYS[2],
-// KEYS[3] and KEYS[4] are the lock's fence key, queue and queued attempts,
-// as acquireScript's. The wake-up's functions come after the return of an
-// unmarked release, so that it does not pay for defining them. Reply as
-// refreshScript's.
-var releaseScript = newScript(holderOf + `
-local v, i, j = holder()
+// releaseScript deletes KEYS[1] if ARGV[1] holds it and wakes waiters as
+// wakeScript does; KEYS[2], KEYS[3] and KEYS[4] are the lock's fence key,
+// queue and queued attempts, as acquireScript's. Reply as refreshScript's.
+var releaseScript = newScript(holderOf + isFence + grantFn + wakeNext + `
+local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-if string.byte(v, j + 1) ~= 42 then return 1 end
-` + isFence + grantFn + wakeNext + `
 wake()
 return 1
 `)
 
 // wakeScript passes the turn on: if KEYS[1] is free, it wakes waiters as
 // a release does. A waiter that was woken after it stopped waiting runs
-// it, so that the release that woke it is not lost. If the key is held
-// again, it marks the lock instead, so that its release wakes the waiters
-// left (see Waiters present). KEYS and ARGV[2] and ARGV[3] as
-// releaseScript's. Reply: 1 woken, 0 the key is held.
-var wakeScript = newScript(holderOf + isFence + grantFn + wakeNext + `
-local v, i, j = holder()
-if v then
-  if string.byte(v, j + 1) ~= 42 then
-    redis.call('SET', KEYS[1], string.sub(v, 1, j) .. '*' .. string.sub(v, j + 1), 'KEEPTTL')
-  end
-  return 0
-end
-if v == false then return 0 end
+// it, so that the release that woke it is not lost. KEYS and ARGV[2] and
+// ARGV[3] as releaseScript's. Reply: 1 woken, 0 the key is held.
+var wakeScript = newScript(isFence + grantFn + wakeNext + `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 wake()
 return 1
 `)
@@ -304,8 +268,7 @@ return 1
 // channel says "grant ATTEMPT FENCE". If that publish reaches nobody, the
 // grant is undone (DEL; the fence key keeps the fence, which no later
 // grant goes below) before the next waiter is tried, so that the key is
-// never left to a waiter that is gone. The grant is marked (see Waiters
-// present): more may wait behind the waiter. Safety: the grant's TTL runs from
+// never left to a waiter that is gone. Safety: the grant's TTL runs from
 // now, after the attempt arrived, so the server's expiry is never earlier
 // than the waiter's deadline, counted from the attempt's sending. A grant
 // refused (someone else's data at the fence key) falls back to a plain
@@ -323,7 +286,7 @@ local function handoff(t, a)
   local k = j and string.find(a, '\n', j + 1, true)
   local l = k and string.find(a, '\n', k + 1, true)
   if not l then return nil end
-  local f = grant(t, string.sub(a, k + 1, l - 1), string.sub(a, i + 1, j - 1), string.sub(a, l + 1), string.sub(a, j + 1, k - 1), '', '*')
+  local f = grant(t, string.sub(a, k + 1, l - 1), string.sub(a, i + 1, j - 1), string.sub(a, l + 1), string.sub(a, j + 1, k - 1), '')
   if type(f) ~= 'string' or string.byte(f) == 33 then return nil end
   return 'grant ' .. string.sub(a, 1, i - 1) .. ' ' .. f
 end
@@ -365,9 +328,7 @@ if not v then return {0} end
 local j = string.find(v, '\n', i + 1, true)
 local k = string.find(v, '\n', j + 1, true)
 if not k then k = j end
-local since = j + 1
-if string.byte(v, since) == 42 then since = since + 1 end
-return {1, string.sub(v, k + 1), string.sub(v, i + 1, j - 1), redis.call('PTTL', KEYS[1]), string.sub(v, since, k - 1)}
+return {1, string.sub(v, k + 1), string.sub(v, i + 1, j - 1), redis.call('PTTL', KEYS[1]), string.sub(v, j + 1, k - 1)}
 `)
 
 // raiseFenceScript, if ARGV[1] holds KEYS[1], records ARGV[2] as its fence

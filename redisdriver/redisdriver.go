@@ -485,7 +485,7 @@ func (d *locker) runReplicated(ctx context.Context, req driver.Request, args []a
 		return cmd, wait, err
 	}
 	cmd, wait, err = run(true)
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+	if noScript(cmd.Err()) {
 		cmd, wait, err = run(false)
 	}
 	return cmd, wait, err
@@ -618,7 +618,7 @@ func (d *locker) refreshPipeline(ctx context.Context, script luaScript, reqs []d
 	run(send, true)
 	var again []int
 	for _, i := range send {
-		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+		if noScript(cmds[i].Err()) {
 			again = append(again, i)
 		}
 	}

@@ -129,7 +129,9 @@ end
 // the fence key failed), "!2 TYPE" or "!3" (see acquireScript).
 //
 // The fence key is read before the lock is tried and written only with a
-// grant, so that someone else's data there is never overwritten.
+// grant, so that someone else's data there is never overwritten. The new
+// fence needs only its bound tested: TIME's digits and string.format's
+// '%.0f' of a positive number are digits without a leading zero.
 const grantFn = `
 local function grant(t, token, ttl, owner, keep, floor)
   local f = t[1] .. string.sub('00000' .. t[2], -6)
@@ -146,7 +148,7 @@ local function grant(t, token, ttl, owner, keep, floor)
     if not isFence(last) then return '!2 string that is not a fence' end
     if #last > #f or #last == #f and last >= f then f = string.format('%.0f', tonumber(last) + 1) end
   end
-  if not isFence(f) then return '!3' end
+  if #f > 16 or #f == 16 and f >= '9007199254740992' then return '!3' end
   if not redis.call('SET', KEYS[1], token .. '\n' .. f .. '\n' .. t[1] .. ' ' .. t[2] .. '\n' .. owner, 'NX', 'PX', ttl) then
     return nil
   end
@@ -406,11 +408,19 @@ type doer interface {
 func eval(ctx context.Context, c doer, s luaScript, args []any) *redis.Cmd {
 	args[0], args[1] = "evalsha", s.sha
 	cmd := c.Do(ctx, args...)
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+	if noScript(cmd.Err()) {
 		args[0], args[1] = "eval", s.src
 		cmd = c.Do(ctx, args...)
 	}
 	return cmd
+}
+
+// noScript reports the server's NOSCRIPT reply (the script is not cached).
+// It tests for an error first: redis.HasErrorPrefix allocates on every
+// call, nil included (its errors.As target escapes), and the common reply
+// is no error.
+func noScript(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
 }
 
 // boxCache keeps the interface value of the last argument of one kind: a

@@ -81,7 +81,7 @@ import (
 // TYPE" when the fence key does; "!3" when the fence would reach 2^53.
 // (Plain values, not a table, which would cost the server more to build
 // than the rest of a grant but a SET.)
-var acquireScript = newScript(isFence + grantFn + `
+var acquireScript = newScript(isFence + grantFn + queueFns + `
 local t = redis.call('TIME')
 local f = grant(t, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 if f then
@@ -95,21 +95,39 @@ local mine = KEYS[3] and redis.pcall('GET', KEYS[1])
 if mine then mine = type(mine) == 'string' and string.sub(mine, 1, #ARGV[1] + 1) == ARGV[1] .. '\n' end
 if KEYS[3] and not mine then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local dead = redis.pcall('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ` + pruneLimit + `)
-  if not dead.err then
+  local c = redis.pcall('HGET', KEYS[4], '\nc')
+  c = type(c) == 'string' and tonumber(c) or 0
+  local win = redis.pcall('ZRANGE', KEYS[3], c, c + ` + pruneLimit + ` - 1)
+  if win.err then
+    if string.sub(win.err, 1, 10) ~= 'WRONGTYPE ' then return win end
+  else
+    local dead = {}
+    for _, m in ipairs(win) do
+      if deadline(redis.pcall('HGET', KEYS[4], m)) < now then dead[#dead + 1] = m end
+    end
     if dead[1] then
       redis.call('ZREM', KEYS[3], unpack(dead))
       redis.pcall('HDEL', KEYS[4], unpack(dead))
     end
-    if type(redis.pcall('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])) == 'number' then
-      redis.call('PEXPIRE', KEYS[3], ARGV[7])
-      if ARGV[8] ~= '' then
-        redis.pcall('HSET', KEYS[4], ARGV[6], ARGV[8] .. '\n' .. ARGV[2] .. '\n' .. ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[3])
-      end
-      redis.pcall('PEXPIRE', KEYS[4], ARGV[7])
+    local nc = #win == ` + pruneLimit + ` and c + #win - #dead or 0
+    if nc == 0 and c ~= 0 then
+      redis.pcall('HDEL', KEYS[4], '\nc')
+    elseif nc ~= 0 then
+      redis.pcall('HSET', KEYS[4], '\nc', nc)
     end
-  elseif string.sub(dead.err, 1, 10) ~= 'WRONGTYPE ' then
-    return dead
+    local dl = math.max(now + tonumber(ARGV[7]), deadline(redis.pcall('HGET', KEYS[4], ARGV[6])))
+    local a = string.format('%.0f', dl)
+    if ARGV[8] ~= '' then
+      a = a .. '\n' .. ARGV[8] .. '\n' .. ARGV[2] .. '\n' .. ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[3]
+    end
+    if type(redis.pcall('HSET', KEYS[4], ARGV[6], a)) == 'number' then
+      if type(redis.pcall('ZADD', KEYS[3], 'NX', t[1] .. string.sub('00000' .. t[2], -6), ARGV[6])) == 'number' then
+        keep(KEYS[3])
+        keep(KEYS[4])
+      else
+        redis.call('HDEL', KEYS[4], ARGV[6])
+      end
+    end
   end
 end
 ` + acquireBusy)
@@ -233,7 +251,7 @@ end
 // releaseScript deletes KEYS[1] if ARGV[1] holds it and wakes waiters as
 // wakeScript does; KEYS[2], KEYS[3] and KEYS[4] are the lock's fence key,
 // queue and queued attempts, as acquireScript's. Reply as refreshScript's.
-var releaseScript = newScript(holderOf + isFence + grantFn + wakeNext + `
+var releaseScript = newScript(holderOf + isFence + grantFn + queueFns + wakeNext + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
@@ -246,7 +264,7 @@ return 1
 // a release does. A waiter that was woken after it stopped waiting runs
 // it, so that the release that woke it is not lost. KEYS and ARGV[2] and
 // ARGV[3] as releaseScript's. Reply: 1 woken, 0 the key is held.
-var wakeScript = newScript(isFence + grantFn + wakeNext + `
+var wakeScript = newScript(isFence + grantFn + queueFns + wakeNext + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 wake()
 return 1
@@ -299,9 +317,10 @@ local function wake()
     end
     local a = redis.pcall('HGET', KEYS[4], w[1])
     if type(a) == 'string' then redis.call('HDEL', KEYS[4], w[1]) end
-    if tonumber(w[2]) >= now then
+    if deadline(a) >= now then
       local ch = KEYS[1] .. ':w:' .. w[1]
-      local g = type(a) == 'string' and handoff(t, a)
+      local i = string.find(a, '\n', 1, true)
+      local g = i and handoff(t, string.sub(a, i + 1))
       if g then
         if redis.call(ARGV[2], ch, g) > 0 then return end
         redis.call('DEL', KEYS[1])
@@ -311,6 +330,22 @@ local function wake()
     end
   end
   redis.call(ARGV[2], KEYS[1] .. ':released' .. (ARGV[3] or ''), '')
+end
+`
+
+// queueFns, prepended to the scripts that read the waiter queue, defines
+// deadline(a), the deadline (ms since the epoch) of a queued waiter's entry
+// a in the attempts hash ("DEADLINE" or "DEADLINE\nATTEMPT\n..."), 0 if
+// there is none (HGET's nil or error: the entry is dead), and keep(k),
+// which makes k expire in no less than ARGV[7] ms and never sooner than it
+// would (a waiter with a short Wait must not cut the queue of one with a
+// long Wait).
+const queueFns = `
+local function deadline(a)
+  return type(a) == 'string' and tonumber(string.match(a, '^%d+')) or 0
+end
+local function keep(k)
+  if redis.call('PTTL', k) < tonumber(ARGV[7]) then redis.call('PEXPIRE', k, ARGV[7]) end
 end
 `
 

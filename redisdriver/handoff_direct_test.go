@@ -70,11 +70,10 @@ func queue(t *testing.T, ctx context.Context, d driver.Locker, key, token string
 	queueFor(t, ctx, d, key, token, attempt, ttl, 10*time.Second)
 }
 
-// queueFor is queue with the time the waiter may sleep: the queue serves
-// the earliest deadline (the attempt's time plus twice wait) first, so a
-// test that needs an order gives the first waiter the shorter wait (two
-// attempts in one millisecond with the same wait are served in the order
-// of their tags).
+// queueFor is queue with the time the waiter may sleep. The queue serves
+// waiters in the order of their first queued attempt (the server's time in
+// microseconds; two in one microsecond in the order of their tags),
+// whatever their wait.
 func queueFor(t *testing.T, ctx context.Context, d driver.Locker, key, token string, attempt uint64, ttl, wait time.Duration) {
 	t.Helper()
 	r := driver.Request{Key: key, Token: token, TTL: ttl, Owner: "owner of " + token, Wait: wait, Attempt: attempt}

@@ -157,3 +157,47 @@ func TestQueuePrunesBehindLiveHead(t *testing.T) {
 		t.Errorf("queue after %d attempts of its live head = %d entries; want the dead behind it pruned", 2*n/8, len(got))
 	}
 }
+
+// TestWakeSkipsDeadHead: a release passes over the dead entries at the
+// head of the queue, even one whose channel has a listener (no publish,
+// their attempts removed), and hands the key
+// to the first live waiter behind them.
+func TestWakeSkipsDeadHead(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	w := newHandoffDriver(t, redis.NewClient(s.Options()))
+	ctx := testCtx(t)
+	key := uniqueKey("queue/wake/")
+	qk, ak := "dlock:{"+key+"}:queue", "dlock:{"+key+"}:attempts"
+	if _, err := holder.Acquire(ctx, req(key, "holder")); err != nil {
+		t.Fatal(err)
+	}
+	deadEntries(t, admin, key, "dead", 1, 5)
+	turns, cancel, err := w.SubscribeHandoff(ctx, key, "waiter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	queue(t, ctx, w, key, "waiter", 1, 10*time.Second)
+	deadEntries(t, admin, key, "early", 2, 3) // dead, still at the head
+	// A dead waiter may still listen (it gave up but its client lives):
+	// its deadline, not its channel, tells it is gone.
+	ps := admin.Subscribe(ctx, "dlock:{"+key+"}:w:early0")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Release(ctx, key, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	if turn := turnWithin(t, turns, 5*time.Second, "the live waiter behind dead ones"); !turn.Granted || turn.Attempt != 1 {
+		t.Fatalf("the live waiter got %+v; want a grant on attempt 1", turn)
+	}
+	if n := admin.Exists(ctx, qk, ak).Val(); n != 0 {
+		t.Errorf("%d of the queue and its attempts remain: the dead entries passed over must be removed with the waiter's", n)
+	}
+	if err := w.Release(ctx, key, "waiter"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -18,8 +18,8 @@ import (
 // server's time per script, not the round trip, is what a lock costs beyond
 // a bare SET NX: acquiring a free key is TIME, GET (fence), SET NX, SET
 // (fence); refreshing is GET, PEXPIRE, GET, PTTL and PEXPIRE (fence); releasing
-// with no waiter queued is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD GT
-// (the queue) needs Redis 6.2 or later.
+// with no waiter queued is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD NX
+// (the queue) and HSET (its deadlines) are Redis 6.2 commands or older.
 //
 // Direct handoff: a waiter queued with an attempt number (see
 // acquireScript) has its attempt stored next to its queue entry, and a
@@ -54,22 +54,25 @@ import (
 // the queued waiters' attempts, its waiter tag ARGV[6], ARGV[7] ms, the
 // time within which it attempts again, and ARGV[8], its attempt number or
 // "" (see driver.Request.Attempt; "" also for a request with a floor): a
-// busy attempt queues the tag with its deadline (now + ARGV[7], in ms since
-// the epoch) as score, or moves its deadline later if queued already, and
-// keeps the queue for ARGV[7]; with an attempt number it also stores, under
-// its tag in the hash KEYS[4] (kept as long as the queue),
-// "ATTEMPT\nTTL\nKEEP\nTOKEN\nOWNER", replacing its earlier attempt, so that
-// a release can grant the key on that attempt (see wakeNext); a grant
-// removes both. A waiter that gave up stays queued only until its
-// deadline: each busy attempt first removes up to pruneLimit entries whose
-// deadline passed (and their attempts), so dead entries go at least as
+// busy attempt queues the tag first come, first served: scored by its
+// arrival (the script's TIME in µs), kept by its later attempts (ZADD NX).
+// Its deadline (now + ARGV[7], in ms since the epoch, or the deadline it
+// had if later) is stored under its tag in the hash KEYS[4], followed,
+// with an attempt number, by its attempt:
+// "DEADLINE\nATTEMPT\nTTL\nKEEP\nTOKEN\nOWNER", replacing its earlier
+// entry, so that a release can grant the key on that attempt (see
+// wakeNext); a grant removes both. Queue and hash are kept for at least
+// ARGV[7] (never shortened). A waiter that gave up stays queued only until
+// its deadline: each busy attempt first looks at up to pruneLimit entries
+// and removes those whose deadline passed (and their hash entries), from
+// a window that sweeps the queue from its head (its rank in the hash,
+// field "\nc"), so that dead entries go at least as
 // fast as they come, and no script loops over the whole queue. Someone
 // else's data at KEYS[3] is left alone (the waiter is then not queued);
-// any other error reading it (NOPERM for a user without ZRANGEBYSCORE) is
+// any other error reading it (NOPERM for a user without ZRANGE) is
 // the reply, as no lock was granted, rather than a queue that is silently
-// never pruned. A refused ZADD leaves the waiter unqueued (it is then
-// woken with every subscriber), and a refused HSET (someone else's data
-// at KEYS[4]) leaves it queued without its attempt (it is then woken, not
+// never pruned. A refused HSET (someone else's data at KEYS[4]) or ZADD
+// leaves the waiter unqueued (it is then woken with every subscriber, not
 // granted): the reply stays "busy", with the holder's TTL. An attempt
 // that finds the key held by its own token (granted on an earlier
 // attempt, the grant's message still on its way) is not queued: it
@@ -291,10 +294,10 @@ return 1
 // wake, whose attempt then reports the problem. A waiter queued without an
 // attempt is only woken (a publish of "").
 //
-// It tries at most pruneLimit queued waiters, earliest deadline first
-// (skipping, without a publish, those whose deadline passed), then falls
-// back to waking every subscriber: a release costs bounded work however
-// many waiters gave up.
+// It tries at most pruneLimit queued waiters, first come first (skipping
+// and removing, without a publish, those whose deadline in KEYS[4] passed
+// or is missing), then falls back to waking every subscriber: a release
+// costs bounded work however many waiters gave up.
 const wakeNext = `
 local function handoff(t, a)
   local i = string.find(a, '\n', 1, true)

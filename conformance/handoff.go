@@ -62,8 +62,14 @@ func (s *suite) subscribe(d driver.Locker, key string) *waiter {
 // queue makes attempt n of w on key, with ttl, which must be busy.
 func (s *suite) queue(w *waiter, key string, n uint64, ttl time.Duration) {
 	s.Helper()
+	s.queueWait(w, key, n, ttl, handoffWait)
+}
+
+// queueWait is queue with the attempt's Wait.
+func (s *suite) queueWait(w *waiter, key string, n uint64, ttl, wait time.Duration) {
+	s.Helper()
 	w.sent = time.Now()
-	res, err := w.d.Acquire(s.ctx, driver.Request{Key: key, Token: w.token, TTL: ttl, Owner: w.owner, Wait: handoffWait, Attempt: n})
+	res, err := w.d.Acquire(s.ctx, driver.Request{Key: key, Token: w.token, TTL: ttl, Owner: w.owner, Wait: wait, Attempt: n})
 	if err != nil {
 		s.Fatalf("a waiter's Acquire failed: %v", err)
 	}
@@ -158,6 +164,32 @@ func handoffInOrder(s *suite) {
 	if res := s.attempt(holder, key, token(), longTTL); !res.Acquired {
 		s.Errorf("key held after the last waiter released it: %+v", res)
 	}
+}
+
+func handoffFirstComeLongWait(s *suite) {
+	holder := s.driver()
+	key, a := s.key("k"), token()
+	s.mustAcquire(holder, key, a, longTTL)
+	s.needHandoff(holder)
+	// A waiter that has waited long attempts seldom (a long Wait, as
+	// backoff makes it); a newcomer attempts soon (a short Wait). The
+	// newcomer's Wait still outlasts the case's release.
+	early := s.subscribe(s.driver(), key)
+	s.queueWait(early, key, 1, longTTL, handoffWait)
+	sleep(s.ctx, 10*time.Millisecond) // apart by more than a clock tick of the backend
+	late := s.subscribe(s.driver(), key)
+	s.queueWait(late, key, 1, longTTL, 5*time.Second)
+	s.mustRelease(holder, key, a)
+	t := s.awaitTurn(early, "a release must hand the key to the waiter that queued first, whatever its Wait")
+	if !t.Granted {
+		s.Fatalf("the first queued waiter (long Wait) got %+v; want a granted Turn: waiters are served first come, first served, not by the time of their next attempt", t)
+	}
+	s.noGrant(late, "the later waiter (short Wait) must not go ahead of the earlier one")
+	s.releaseGrant(early, key, "the grant must be held by the first waiter's token")
+	if t := s.awaitTurn(late, "the next release must hand the key to the later waiter"); !t.Granted {
+		s.Errorf("the later waiter got %+v after the first released; want a granted Turn", t)
+	}
+	s.releaseGrant(late, key, "the grant must be held by the later waiter's token")
 }
 
 func handoffLeaseFromAttempt(s *suite) {

@@ -11,7 +11,7 @@ import (
 
 // handoffCases are the cases of driver.Handoff, skipped for drivers
 // without it.
-var handoffCases = []string{"HandoffInOrder", "HandoffLeaseFromAttempt", "HandoffSkipsCancelled", "HandoffUnreadGrantReleased", "HandoffNotToAttemptZero"}
+var handoffCases = []string{"HandoffInOrder", "HandoffFirstComeLongWait", "HandoffLeaseFromAttempt", "HandoffSkipsCancelled", "HandoffUnreadGrantReleased", "HandoffNotToAttemptZero"}
 
 // handoffFlaw is what a broken emuHandoff gets wrong.
 type handoffFlaw int
@@ -23,6 +23,7 @@ const (
 	halvesGrantTTL                // grants half the queued attempt's TTL
 	dropsLateGrant                // delivers grants late, and drops, unreleased, those whose waiter left
 	grantsAttemptZero             // hands the key to waiters queued with Attempt 0
+	earliestDeadline              // serves the waiter whose next attempt is due first
 )
 
 // notifyInspect is a driver that notifies and inspects, whose other
@@ -52,7 +53,8 @@ type emuState struct {
 }
 
 type emuQueued struct {
-	req driver.Request
+	req      driver.Request
+	deadline time.Time // of the waiter's next attempt (earliestDeadline)
 }
 
 type emuSub struct {
@@ -75,10 +77,14 @@ func (e emuHandoff) Acquire(ctx context.Context, req driver.Request) (driver.Res
 	e.st.mu.Lock()
 	defer e.st.mu.Unlock()
 	q := e.st.queue[req.Key]
+	deadline := time.Now().Add(req.Wait)
 	if i := slices.IndexFunc(q, func(q emuQueued) bool { return q.req.Token == req.Token }); i >= 0 {
 		q[i].req = req
+		if deadline.After(q[i].deadline) {
+			q[i].deadline = deadline
+		}
 	} else {
-		e.st.queue[req.Key] = append(q, emuQueued{req})
+		e.st.queue[req.Key] = append(q, emuQueued{req, deadline})
 	}
 	return res, nil
 }
@@ -92,8 +98,15 @@ func (e emuHandoff) Release(ctx context.Context, key, token string) error {
 	for len(e.st.queue[key]) > 0 {
 		q := e.st.queue[key]
 		i := 0
-		if e.flaw == lifo {
+		switch e.flaw {
+		case lifo:
 			i = len(q) - 1
+		case earliestDeadline:
+			for j := range q {
+				if q[j].deadline.Before(q[i].deadline) {
+					i = j
+				}
+			}
 		}
 		req := q[i].req
 		e.st.queue[key] = slices.Delete(q, i, i+1)

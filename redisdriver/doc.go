@@ -171,15 +171,21 @@
 // Release notifications use one pub/sub connection per driver, shared by
 // all waiting keys (on Cluster, one per master node, with sharded pub/sub:
 // SPUBLISH and SSUBSCRIBE, so a release wakes only its own node's
-// subscribers). Waiters queue (a sorted set of waiter tags, each a hash of
-// the waiter's token, never the token), each scored by its deadline: the
-// time by which it attempts again, moved later by each attempt, so a
-// waiter that sleeps until it is woken keeps the place it came to. A
-// release wakes only the first that still listens on its own channel, so
-// N waiters do not all rush at every release; with no such waiter among
-// the first few it wakes every subscriber of the key. Entries of waiters
-// that gave up are pruned by deadline, a few per attempt, so the queue
-// stays bounded and no script's work grows with it. A waiter woken after it gave up passes its
+// subscribers). Waiters queue first come, first served (a sorted set of
+// waiter tags, each a hash of the waiter's token, never the token), each
+// scored by its first queued attempt (the server's TIME in µs), which its
+// later attempts keep: a waiter that has waited long, and so attempts
+// seldom, is not overtaken by newcomers that attempt often. Each entry's
+// deadline, the time by which it attempts again (moved later by each
+// attempt, never earlier), is kept in PREFIX{KEY}:attempts. A release
+// wakes only the first that still listens on its own channel and whose
+// deadline has not passed, so N waiters do not all rush at every release;
+// with no such waiter among the first few it wakes every subscriber of
+// the key. Entries of waiters that gave up are pruned by deadline, a few
+// per attempt, from a window that sweeps the queue from its head (its
+// place kept in the attempts hash), so the queue stays bounded even behind
+// a waiter that stays at its head, and no script's work grows with it. A
+// waiter woken after it gave up passes its
 // turn on. Notifications only speed up waiting: a waiter that misses one
 // wakes at the holder's reported expiry or its backoff.
 //

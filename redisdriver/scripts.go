@@ -18,8 +18,8 @@ import (
 // server's time per script, not the round trip, is what a lock costs beyond
 // a bare SET NX: acquiring a free key is TIME, GET (fence), SET NX, SET
 // (fence); refreshing is GET, PEXPIRE, GET, PTTL and PEXPIRE (fence); releasing
-// with no waiter queued is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD GT
-// (the queue) needs Redis 6.2 or later.
+// with no waiter queued is GET, DEL, ZPOPMIN (the queue), PUBLISH. ZADD NX
+// (the queue) and HSET (its deadlines) are Redis 6.2 commands or older.
 //
 // Direct handoff: a waiter queued with an attempt number (see
 // acquireScript) has its attempt stored next to its queue entry, and a
@@ -54,22 +54,25 @@ import (
 // the queued waiters' attempts, its waiter tag ARGV[6], ARGV[7] ms, the
 // time within which it attempts again, and ARGV[8], its attempt number or
 // "" (see driver.Request.Attempt; "" also for a request with a floor): a
-// busy attempt queues the tag with its deadline (now + ARGV[7], in ms since
-// the epoch) as score, or moves its deadline later if queued already, and
-// keeps the queue for ARGV[7]; with an attempt number it also stores, under
-// its tag in the hash KEYS[4] (kept as long as the queue),
-// "ATTEMPT\nTTL\nKEEP\nTOKEN\nOWNER", replacing its earlier attempt, so that
-// a release can grant the key on that attempt (see wakeNext); a grant
-// removes both. A waiter that gave up stays queued only until its
-// deadline: each busy attempt first removes up to pruneLimit entries whose
-// deadline passed (and their attempts), so dead entries go at least as
+// busy attempt queues the tag first come, first served: scored by its
+// arrival (the script's TIME in µs), kept by its later attempts (ZADD NX).
+// Its deadline (now + ARGV[7], in ms since the epoch, or the deadline it
+// had if later) is stored under its tag in the hash KEYS[4], followed,
+// with an attempt number, by its attempt:
+// "DEADLINE\nATTEMPT\nTTL\nKEEP\nTOKEN\nOWNER", replacing its earlier
+// entry, so that a release can grant the key on that attempt (see
+// wakeNext); a grant removes both. Queue and hash are kept for at least
+// ARGV[7] (never shortened). A waiter that gave up stays queued only until
+// its deadline: each busy attempt first looks at up to pruneLimit entries
+// and removes those whose deadline passed (and their hash entries), from
+// a window that sweeps the queue from its head (its rank in the hash,
+// field "\nc"), so that dead entries go at least as
 // fast as they come, and no script loops over the whole queue. Someone
 // else's data at KEYS[3] is left alone (the waiter is then not queued);
-// any other error reading it (NOPERM for a user without ZRANGEBYSCORE) is
+// any other error reading it (NOPERM for a user without ZRANGE) is
 // the reply, as no lock was granted, rather than a queue that is silently
-// never pruned. A refused ZADD leaves the waiter unqueued (it is then
-// woken with every subscriber), and a refused HSET (someone else's data
-// at KEYS[4]) leaves it queued without its attempt (it is then woken, not
+// never pruned. A refused HSET (someone else's data at KEYS[4]) or ZADD
+// leaves the waiter unqueued (it is then woken with every subscriber, not
 // granted): the reply stays "busy", with the holder's TTL. An attempt
 // that finds the key held by its own token (granted on an earlier
 // attempt, the grant's message still on its way) is not queued: it
@@ -81,7 +84,7 @@ import (
 // TYPE" when the fence key does; "!3" when the fence would reach 2^53.
 // (Plain values, not a table, which would cost the server more to build
 // than the rest of a grant but a SET.)
-var acquireScript = newScript(isFence + grantFn + `
+var acquireScript = newScript(isFence + grantFn + queueFns + `
 local t = redis.call('TIME')
 local f = grant(t, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 if f then
@@ -95,21 +98,39 @@ local mine = KEYS[3] and redis.pcall('GET', KEYS[1])
 if mine then mine = type(mine) == 'string' and string.sub(mine, 1, #ARGV[1] + 1) == ARGV[1] .. '\n' end
 if KEYS[3] and not mine then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local dead = redis.pcall('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ` + pruneLimit + `)
-  if not dead.err then
+  local c = redis.pcall('HGET', KEYS[4], '\nc')
+  c = type(c) == 'string' and tonumber(c) or 0
+  local win = redis.pcall('ZRANGE', KEYS[3], c, c + ` + pruneLimit + ` - 1)
+  if win.err then
+    if string.sub(win.err, 1, 10) ~= 'WRONGTYPE ' then return win end
+  else
+    local dead = {}
+    for _, m in ipairs(win) do
+      if deadline(redis.pcall('HGET', KEYS[4], m)) < now then dead[#dead + 1] = m end
+    end
     if dead[1] then
       redis.call('ZREM', KEYS[3], unpack(dead))
       redis.pcall('HDEL', KEYS[4], unpack(dead))
     end
-    if type(redis.pcall('ZADD', KEYS[3], 'GT', now + ARGV[7], ARGV[6])) == 'number' then
-      redis.call('PEXPIRE', KEYS[3], ARGV[7])
-      if ARGV[8] ~= '' then
-        redis.pcall('HSET', KEYS[4], ARGV[6], ARGV[8] .. '\n' .. ARGV[2] .. '\n' .. ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[3])
-      end
-      redis.pcall('PEXPIRE', KEYS[4], ARGV[7])
+    local nc = #win == ` + pruneLimit + ` and c + #win - #dead or 0
+    if nc == 0 and c ~= 0 then
+      redis.pcall('HDEL', KEYS[4], '\nc')
+    elseif nc ~= 0 then
+      redis.pcall('HSET', KEYS[4], '\nc', nc)
     end
-  elseif string.sub(dead.err, 1, 10) ~= 'WRONGTYPE ' then
-    return dead
+    local dl = math.max(now + tonumber(ARGV[7]), deadline(redis.pcall('HGET', KEYS[4], ARGV[6])))
+    local a = string.format('%.0f', dl)
+    if ARGV[8] ~= '' then
+      a = a .. '\n' .. ARGV[8] .. '\n' .. ARGV[2] .. '\n' .. ARGV[4] .. '\n' .. ARGV[1] .. '\n' .. ARGV[3]
+    end
+    if type(redis.pcall('HSET', KEYS[4], ARGV[6], a)) == 'number' then
+      if type(redis.pcall('ZADD', KEYS[3], 'NX', t[1] .. string.sub('00000' .. t[2], -6), ARGV[6])) == 'number' then
+        keep(KEYS[3])
+        keep(KEYS[4])
+      else
+        redis.call('HDEL', KEYS[4], ARGV[6])
+      end
+    end
   end
 end
 ` + acquireBusy)
@@ -235,7 +256,7 @@ end
 // releaseScript deletes KEYS[1] if ARGV[1] holds it and wakes waiters as
 // wakeScript does; KEYS[2], KEYS[3] and KEYS[4] are the lock's fence key,
 // queue and queued attempts, as acquireScript's. Reply as refreshScript's.
-var releaseScript = newScript(holderOf + isFence + grantFn + wakeNext + `
+var releaseScript = newScript(holderOf + isFence + grantFn + queueFns + wakeNext + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
@@ -248,7 +269,7 @@ return 1
 // a release does. A waiter that was woken after it stopped waiting runs
 // it, so that the release that woke it is not lost. KEYS and ARGV[2] and
 // ARGV[3] as releaseScript's. Reply: 1 woken, 0 the key is held.
-var wakeScript = newScript(isFence + grantFn + wakeNext + `
+var wakeScript = newScript(isFence + grantFn + queueFns + wakeNext + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 wake()
 return 1
@@ -275,10 +296,10 @@ return 1
 // wake, whose attempt then reports the problem. A waiter queued without an
 // attempt is only woken (a publish of "").
 //
-// It tries at most pruneLimit queued waiters, earliest deadline first
-// (skipping, without a publish, those whose deadline passed), then falls
-// back to waking every subscriber: a release costs bounded work however
-// many waiters gave up.
+// It tries at most pruneLimit queued waiters, first come first (skipping
+// and removing, without a publish, those whose deadline in KEYS[4] passed
+// or is missing), then falls back to waking every subscriber: a release
+// costs bounded work however many waiters gave up.
 const wakeNext = `
 local function handoff(t, a)
   local i = string.find(a, '\n', 1, true)
@@ -301,9 +322,10 @@ local function wake()
     end
     local a = redis.pcall('HGET', KEYS[4], w[1])
     if type(a) == 'string' then redis.call('HDEL', KEYS[4], w[1]) end
-    if tonumber(w[2]) >= now then
+    if deadline(a) >= now then
       local ch = KEYS[1] .. ':w:' .. w[1]
-      local g = type(a) == 'string' and handoff(t, a)
+      local i = string.find(a, '\n', 1, true)
+      local g = i and handoff(t, string.sub(a, i + 1))
       if g then
         if redis.call(ARGV[2], ch, g) > 0 then return end
         redis.call('DEL', KEYS[1])
@@ -313,6 +335,22 @@ local function wake()
     end
   end
   redis.call(ARGV[2], KEYS[1] .. ':released' .. (ARGV[3] or ''), '')
+end
+`
+
+// queueFns, prepended to the scripts that read the waiter queue, defines
+// deadline(a), the deadline (ms since the epoch) of a queued waiter's entry
+// a in the attempts hash ("DEADLINE" or "DEADLINE\nATTEMPT\n..."), 0 if
+// there is none (HGET's nil or error: the entry is dead), and keep(k),
+// which makes k expire in no less than ARGV[7] ms and never sooner than it
+// would (a waiter with a short Wait must not cut the queue of one with a
+// long Wait).
+const queueFns = `
+local function deadline(a)
+  return type(a) == 'string' and tonumber(string.match(a, '^%d+')) or 0
+end
+local function keep(k)
+  if redis.call('PTTL', k) < tonumber(ARGV[7]) then redis.call('PEXPIRE', k, ARGV[7]) end
 end
 `
 

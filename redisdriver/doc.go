@@ -230,8 +230,8 @@
 // type at PREFIX{KEY} and refuse with [ErrWrongType]. Semaphores are not
 // offered with ReplicaAcks (errors.ErrUnsupported).
 //
-// The driver needs Redis 6.2 or later (for ZADD GT; tested on 7.0),
-// or Valkey.
+// The driver needs Redis 6.2 or later and is tested on Redis 7.0 and
+// Valkey 8.0.
 //
 // # Fences
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -42,11 +43,14 @@ func lossyWaiter(t *testing.T, s *redistest.Server, px *redistest.Proxy) *dlock.
 	return l
 }
 
-// waitAttemptQueued returns once key's queue holds an attempt to grant.
+// waitAttemptQueued returns once key's queue holds an attempt to grant:
+// an entry of the attempts hash with more than a deadline (a plain
+// waiter's entry, such as a first attempt made before subscribing, is
+// only its deadline).
 func waitAttemptQueued(t *testing.T, admin *redis.Client, key string) {
 	t.Helper()
 	ctx := testCtx(t)
-	for admin.HLen(ctx, "dlock:{"+key+"}:attempts").Val() == 0 {
+	for !slices.ContainsFunc(admin.HVals(ctx, "dlock:{"+key+"}:attempts").Val(), func(v string) bool { return strings.Contains(v, "\n") }) {
 		if ctx.Err() != nil {
 			t.Fatal("the waiter's attempt was never queued")
 		}

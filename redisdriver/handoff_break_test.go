@@ -302,8 +302,7 @@ func TestHandoffLateGrantNeverUsed(t *testing.T) {
 // TestHandoffMixedFencing: waiters with and without fences on one key. A
 // fences-off holder's release hands the key to the fenced waiter queued,
 // with a fence above every fence the key had before (the holder's is 0);
-// a fences-off waiter is never queued, and its release notification
-// wakes it for its own attempt.
+// a fences-off waiter queued after it is served next, by its release.
 func TestHandoffMixedFencing(t *testing.T) {
 	s := redistest.Shared(t)
 	admin := s.Client(t)
@@ -568,5 +567,39 @@ func TestHandoffNoFenceLeaseKeptAfterReconnect(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if owner := ownerOf(t, ctx, admin, key); owner != "waiter" {
 		t.Errorf("the waiter holds a lease but the key is held by %q: its token was released behind it", owner)
+	}
+}
+
+// TestHandoffFencesOffWaiterQueued: a waiter with fencing off is queued
+// like any other (its busy attempt runs the fenced script), so that a
+// release hands it the key in turn instead of waking every subscriber;
+// its lease still has fence 0.
+func TestHandoffFencesOffWaiterQueued(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	noFence := &dlock.Options{DisableFencing: true, Retry: noPolling, TTL: 30 * time.Second}
+	holder := newLocker(t, s.Options(), nil)
+	waiter := newLocker(t, s.Options(), nil)
+	ctx := testCtx(t)
+	key := uniqueKey("handoff/fences-off/")
+	held, err := holder.TryAcquire(ctx, key, noFence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := goAcquire(ctx, waiter, key, noFence)
+	waitAttemptQueued(t, admin, key)
+	if err := held.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil {
+		t.Fatalf("fences-off waiter: %v", a.err)
+	}
+	defer a.lease.Release(ctx)
+	if f := a.lease.Fence(); f != 0 {
+		t.Errorf("fences-off lease has fence %d, want 0", f)
+	}
+	if _, _, _, owner := lockValue(t, ctx, admin, key); owner != a.lease.Owner() {
+		t.Errorf("the key is held by %q, want the waiter %q", owner, a.lease.Owner())
 	}
 }

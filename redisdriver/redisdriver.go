@@ -234,8 +234,9 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if req.NoFence && d.cfg.replicaAcks == 0 {
 		res, err := d.acquireBare(ctx, req)
 		if res.Acquired && req.Attempt != 0 {
-			// Never granted by a release (a fences-off waiter is not
-			// queued), but its waiter's token must not be released
+			// Perhaps a grant made on an earlier attempt (a waiting
+			// request is queued: see acquireScriptFor), whose message
+			// is on its way: it is this lease, never to be released
 			// as that of a waiter that lost a grant (see
 			// notifier.gone).
 			d.notify.acquired(d.lockKey(req.Key), req.Token)
@@ -264,8 +265,9 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 // (and answers OK, where a nil reply would cost go-redis a dozen
 // allocations to classify). Only a busy key costs a second command:
 // acquireBareScript, which also recognizes the holder's own retried
-// request and reports the holder's TTL. The script's arguments are built
-// only then: a free key costs the SET command's arguments alone.
+// request and reports the holder's TTL, or for a waiting request the
+// fenced script, which queues it. The script's arguments are built only
+// then: a free key costs the SET command's arguments alone.
 func (d *locker) acquireBare(ctx context.Context, req driver.Request) (driver.Result, error) {
 	val := req.Token + "\n0\n\n" + req.Owner
 	err := d.pipe.Do(ctx, "SET", d.lockKey(req.Key), val, "NX", "PX", d.ms.box(msArg(req.TTL))).Err()
@@ -276,23 +278,26 @@ func (d *locker) acquireBare(ctx context.Context, req driver.Request) (driver.Re
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
 	args := d.acquireArgs(req)
-	v, err := eval(ctx, d.pipe, acquireBareScript, args).Result()
+	v, err := eval(ctx, d.pipe, acquireScriptFor(req), args).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
 	return d.acquireResult(req.Key, args, v)
 }
 
-// acquireScriptFor returns the script that serves req.
+// acquireScriptFor returns the script that serves req. A waiting request
+// without fence takes the fenced script, which queues it, so that it is
+// served in turn and may be handed the key like any other waiter: its
+// grant's fence is then ignored (dlock gives such a lease fence 0).
 func acquireScriptFor(req driver.Request) luaScript {
-	if req.NoFence {
+	if req.NoFence && !queued(req) {
 		return acquireBareScript
 	}
 	return acquireScript
 }
 
 // queued reports whether req queues its caller (see releaseScript).
-func queued(req driver.Request) bool { return req.Wait > 0 && !req.NoFence }
+func queued(req driver.Request) bool { return req.Wait > 0 }
 
 // attemptArg is the attempt number a queued req stores for a handoff, or
 // "": a request without one, or with a fence floor (a quorum's node

@@ -18,38 +18,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// handoffTrips is a go-redis hook that counts the round trips of a client:
-// one per command, one per pipeline.
-type handoffTrips struct{ n atomic.Int64 }
-
-func (h *handoffTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *handoffTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *handoffTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
-
 // handoffDriver is a driver on a client of its own, with its round trips
 // counted.
 type handoffDriver struct {
 	driver.Locker
 	driver.Handoff
-	trips *handoffTrips
+	trips *tripCounter
 }
 
 func newHandoffDriver(t *testing.T, c redis.UniversalClient) *handoffDriver {
 	t.Helper()
 	t.Cleanup(func() { c.Close() })
-	h := &handoffTrips{}
+	h := &tripCounter{}
 	c.AddHook(h)
 	d := redisdriver.NewDriver(c, nil)
 	t.Cleanup(func() { d.Close() })

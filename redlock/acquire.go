@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
@@ -14,13 +14,23 @@ import (
 
 // Acquire asks every node in parallel. The lock is granted when a majority
 // granted it within the validity window; it returns then, without waiting
-// for the other nodes. With fencing, every node is asked
+// for the other nodes, whose answers come in the background (a late grant
+// holds a minority node for this token, which Release frees: it reaches
+// each node after that node's acquire). With fencing, every node is asked
 // for the same fence (see propose); if fewer than a majority granted the
 // largest fence among them, it is written back to a majority before it is
 // returned. Without fencing (or when req.NoFence says the caller ignores
-// fences), the nodes are told to skip fences. When the
-// attempt fails, every node that granted it, or whose answer is unknown, is
-// released before Acquire returns.
+// fences), the nodes are told to skip fences.
+//
+// The attempt fails as soon as a majority can no longer grant it, when the
+// node timeout passes, or when ctx ends. It is then undone (see abandon):
+// each node that granted it, or whose answer is unknown, is released once
+// that node's acquire answered or gave up, never before, so the undo
+// cannot overtake the acquire it undoes. The node calls do not end with
+// ctx: an acquire cut short on the client may still reach its node, after
+// an undo sent meanwhile on another connection. Each listens for its answer
+// for the validity window (its client's read timeout may cut that short),
+// so that a slow answer is known rather than unknown.
 func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	if err := checkToken(req.Token); err != nil {
 		return driver.Result{}, err
@@ -42,41 +52,79 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		req.NoFence = true
 	}
 	n := len(l.nodes)
+	// calls[i] is node i's answer, written by its call and read by the
+	// calls queued after it on that node (the undo).
+	calls := make([]answer, n)
+	callCtx, cancel := l.bound(context.WithoutCancel(ctx), window)
+	var left atomic.Int32
+	left.Store(int32(n))
+	answers := make(chan answer, n)
+	for i := range n {
+		l.queue(req.Token, i, answers, func(i int) answer {
+			r, err := l.nodes[i].d.Acquire(callCtx, req)
+			calls[i] = answer{i: i, res: r, err: err}
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+			return calls[i]
+		})
+	}
 	res := make([]driver.Result, n)
 	errs := make([]error, n)
+	answered := make([]bool, n)
 	var got []int
-	busy := 0
-	// A majority of grants decides the round: the other nodes' answers
-	// cannot change it, so they are not awaited (a late grant holds a
-	// minority node for this token, which Release frees). A failure waits
-	// for every answer, to release what the late ones granted.
-	all := &lateGrant{done: make(chan struct{}), timeout: timeout} // done once every node answered
-	rest := l.ask(ctx, l.all, timeout, func(ctx context.Context, i int) (driver.Result, error) {
-		return l.nodes[i].d.Acquire(ctx, req)
-	}, func(i int, r driver.Result, err error) bool {
-		res[i], errs[i] = r, err
-		switch {
-		case err != nil:
-		case r.Acquired:
-			got = append(got, i)
-		default:
-			busy++
+	busy, received := 0, 0
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var grace <-chan time.Time
+collect:
+	for received < n {
+		select {
+		case a := <-answers:
+			received++
+			answered[a.i], res[a.i], errs[a.i] = true, a.res, a.err
+			switch {
+			case a.err != nil:
+			case a.res.Acquired:
+				got = append(got, a.i)
+			default:
+				busy++
+			}
+			if len(got) >= l.quorum && (!fencing || agreed(got, res, l.quorum) != 0) {
+				break collect // granted
+			}
+			if received-len(got) > n-l.quorum && grace == nil {
+				// Decided: a majority can no longer grant. The other
+				// answers only refine the holder's expiry hint; they get
+				// as long again as the decision took.
+				g := time.NewTimer(max(time.Since(start), time.Millisecond))
+				defer g.Stop()
+				grace = g.C
+			}
+		case <-grace:
+			break collect
+		case <-timer.C:
+			break collect
+		case <-ctx.Done():
+			break collect
 		}
-		return len(got) >= l.quorum && (!fencing || agreed(got, res, l.quorum) != 0)
-	}, func() {
-		close(all.done)
-		l.pending.CompareAndDelete(req.Token, all)
-	})
+	}
+	for i := range n {
+		if !answered[i] {
+			errs[i] = noAnswer(timeout)
+			if ctx.Err() != nil {
+				errs[i] = fmt.Errorf("no answer before the call ended: %w", ctx.Err())
+			}
+		}
+	}
 	if len(got) >= l.quorum {
 		var fence uint64
 		fence, err = l.fence(ctx, req, got, res, start, window, timeout)
 		if err == nil {
-			l.lateGrants(req.Token, all)
 			return driver.Result{Acquired: true, Fence: fence}, nil
 		}
-		rest(0) // every answer, so that late grants are released too
 	}
-	l.abandon(ctx, req, got, errs, timeout)
+	l.abandon(ctx, req, calls, timeout)
 	switch {
 	case err != nil:
 		return driver.Result{}, err
@@ -200,34 +248,48 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 	return f, nil
 }
 
-// abandon releases what a failed acquire may hold: the nodes that granted
-// it, and those whose answer is unknown because their request may have
-// landed. Nodes that answered busy or unavailable surely do not hold it.
-// An unknown node failed to answer once already, so its release gets a
-// quarter of the node timeout: a failed acquire should not take twice the
-// node timeout. Release errors are dropped; those locks expire with the TTL.
-func (l *locker) abandon(ctx context.Context, req driver.Request, got []int, errs []error, timeout time.Duration) {
+// abandon undoes the failed acquire of req, whose node answers calls
+// holds: on each node, once the node answered its acquire or the call
+// gave up (see tokenCalls), it releases the token unless the answer shows
+// that the node does not hold it (busy, or surely not applied). The undo
+// of every node is then certain to be sent, after its acquire, so the
+// attempt is undone (see [QuorumError.OutcomeUnknown]); abandon waits
+// until a majority of nodes is known not to hold the token, for at most a
+// quarter of the node timeout (the nodes whose acquire is unknown failed
+// to answer once already), and the rest goes on in the background. Release
+// errors are dropped; those locks expire with the TTL.
+func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, timeout time.Duration) {
 	ctx = context.WithoutCancel(ctx)
-	short := max(timeout/4, time.Millisecond)
-	var wg sync.WaitGroup
-	for i, n := range l.nodes {
-		t := timeout
-		switch {
-		case slices.Contains(got, i):
-		case errs[i] != nil && !errors.Is(errs[i], driver.ErrUnavailable):
-			t = short
-		default:
-			continue
-		}
-		wg.Add(1)
-		l.workers.do(func() {
-			defer wg.Done()
-			rctx, cancel := l.bound(ctx, t)
+	n := len(l.nodes)
+	out := make(chan answer, n)
+	for i := range n {
+		l.queue(req.Token, i, out, func(i int) answer {
+			if surelyNot(calls[i]) {
+				return answer{i: i}
+			}
+			rctx, cancel := l.bound(ctx, timeout)
 			defer cancel()
-			n.d.Release(rctx, req.Key, req.Token)
+			err := l.nodes[i].d.Release(rctx, req.Key, req.Token)
+			if isNotHeld(err) {
+				err = nil
+			}
+			return answer{i: i, err: err}
 		})
 	}
-	wg.Wait()
+	timer := time.NewTimer(max(timeout/4, time.Millisecond))
+	defer timer.Stop()
+	for free, failed := 0, 0; free < l.quorum && failed <= n-l.quorum; {
+		select {
+		case a := <-out:
+			if a.err != nil {
+				failed++
+			} else {
+				free++
+			}
+		case <-timer.C:
+			return
+		}
+	}
 }
 
 // holderHint returns when a majority of nodes may be free, judging by a

@@ -48,7 +48,10 @@ type locker struct {
 
 	floor   atomic.Uint64 // the last fence floor proposed, see propose
 	workers *workers      // run the node calls of rounds
-	pending sync.Map      // token → *lateGrant, done when its late grants are in; see lateGrants
+	bg      background    // node calls that may outlive their caller
+
+	mu     sync.Mutex
+	queues map[string]*tokenCalls // by token: its acquires and releases in flight, see tokenCalls
 }
 
 // The capabilities. Go cannot implement an interface conditionally, so
@@ -123,7 +126,7 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 		return nil, fmt.Errorf("%w: redlock: a quorum needs at least %d independent nodes, got %d", driver.ErrInvalid, MinNodes, len(ds))
 	}
 	// Enough idle workers for a round and the late answers of the last.
-	l := &locker{cfg: cfg, quorum: len(ds)/2 + 1, workers: newWorkers(2 * len(ds))}
+	l := &locker{cfg: cfg, quorum: len(ds)/2 + 1, workers: newWorkers(2 * len(ds)), queues: make(map[string]*tokenCalls)}
 	l.stop, l.stopNow = context.WithCancel(context.Background())
 	for i, d := range ds {
 		name := fmt.Sprintf("node %d", i)
@@ -173,16 +176,19 @@ func same(a, b any) (eq bool) {
 	return t == reflect.TypeOf(b) && t.Comparable() && a == b
 }
 
-// Close closes every node, and then the clients a URL opened. It ends
-// the node calls still running (a minority's late answers, and releases
-// waiting for them) and waits for them: a dead or hung node must not hold
-// Close for its node timeout. It cancels their contexts, and closes the
-// nodes and clients before it waits, because a go-redis call blocked in a
-// read sees only its context's deadline, not its cancellation, and ends
-// at once when its connection closes. A release it ends leaves that
+// Close closes every node, and then the clients a URL opened. First it
+// lets the node calls that outlived their callers finish (the answers
+// after a quorum decided, the undo of failed acquires, the releases of
+// late grants), for at most the node timeout of the Locker's TTL; then it
+// ends those still running and waits for them: a hung node holds Close
+// for that node timeout at most. It cancels their contexts, and closes
+// the nodes and clients before it waits, because a go-redis call blocked
+// in a read sees only its context's deadline, not its cancellation, and
+// ends at once when its connection closes. A release it ends leaves that
 // node's lock to expire with its TTL.
 func (l *locker) Close() error {
 	l.closeOnce.Do(func() {
+		l.bg.wait(l.cfg.timeoutFor(l.cfg.lockTTL))
 		l.stopNow()
 		defer l.workers.close()
 		var errs []error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
@@ -24,13 +25,66 @@ func (l *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 		return err
 	}
 	start := time.Now()
-	errs := make([]error, len(l.nodes))
-	took := make([]time.Duration, len(l.nodes))
-	l.round(ctx, l.all, timeout, func(ctx context.Context, i int) {
-		errs[i] = l.nodes[i].d.Refresh(ctx, key, token, ttl)
-		took[i] = time.Since(start)
-	})
+	n := len(l.nodes)
+	errs := make([]error, n)
+	took := make([]time.Duration, n)
+	ok, received := 0, 0
+	l.decide(ctx, timeout, func(i int, ctx context.Context) answer {
+		return answer{i: i, err: l.nodes[i].d.Refresh(ctx, key, token, ttl)}
+	}, func(a answer) bool {
+		errs[a.i], took[a.i] = a.err, time.Since(start)
+		if received++; a.err == nil {
+			ok++
+		}
+		// Decided once a majority confirmed, or too few are left to.
+		return ok >= l.quorum || ok+n-received < l.quorum
+	}, func(i int) { errs[i] = noAnswer(timeout) })
 	return l.refreshResult(key, errs, took, window)
+}
+
+// decide calls call on every node in parallel, each with a context
+// bounded by timeout and detached from ctx's cancellation, and hands each
+// answer to take as it arrives. It returns once take reports the outcome
+// decided, when every node answered, after timeout, or when ctx ends; the
+// calls still running then finish in the background (Close waits for
+// them), and missing is called for each node that had not answered.
+func (l *locker) decide(ctx context.Context, timeout time.Duration, call func(i int, ctx context.Context) answer, take func(answer) bool, missing func(i int)) {
+	n := len(l.nodes)
+	callCtx, cancel := l.bound(context.WithoutCancel(ctx), timeout)
+	var left atomic.Int32
+	left.Store(int32(n))
+	out := make(chan answer, n)
+	for i := range n {
+		l.queue("", i, out, func(i int) answer {
+			a := call(i, callCtx)
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+			return a
+		})
+	}
+	answered := make([]bool, n)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+collect:
+	for received := 0; received < n; received++ {
+		select {
+		case a := <-out:
+			answered[a.i] = true
+			if take(a) {
+				break collect
+			}
+		case <-timer.C:
+			break collect
+		case <-ctx.Done():
+			break collect
+		}
+	}
+	for i, ok := range answered {
+		if !ok {
+			missing(i)
+		}
+	}
 }
 
 // refreshResult judges one key's refresh from the nodes' answers and the
@@ -95,13 +149,31 @@ func (l *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		return out // every request was invalid
 	}
 	start := time.Now()
-	per := make([][]error, len(l.nodes))
-	took := make([]time.Duration, len(l.nodes))
-	l.round(ctx, l.all, timeout, func(ctx context.Context, i int) {
-		per[i] = driver.RefreshBatch(ctx, l.nodes[i].d, send)
-		took[i] = time.Since(start)
+	n := len(l.nodes)
+	per := make([][]error, n)
+	took := make([]time.Duration, n)
+	confirmed := make([]int, len(send)) // per request sent: the nodes that confirmed it
+	received := 0
+	l.decide(ctx, timeout, func(i int, ctx context.Context) answer {
+		return answer{i: i, errs: driver.RefreshBatch(ctx, l.nodes[i].d, send)}
+	}, func(a answer) bool {
+		per[a.i], took[a.i] = a.errs, time.Since(start)
+		received++
+		decided := true
+		for k, err := range a.errs {
+			if err == nil {
+				confirmed[k]++
+			}
+			decided = decided && (confirmed[k] >= l.quorum || confirmed[k]+n-received < l.quorum)
+		}
+		return decided
+	}, func(i int) {
+		per[i] = make([]error, len(send))
+		for k := range per[i] {
+			per[i][k] = noAnswer(timeout)
+		}
 	})
-	col := make([]error, len(l.nodes))
+	col := make([]error, n)
 	for k, j := range valid {
 		for i := range l.nodes {
 			col[i] = per[i][k]

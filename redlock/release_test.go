@@ -87,6 +87,7 @@ func TestRefreshBatchSendsOnlyValid(t *testing.T) {
 	if errs[0] != nil || errs[1] == nil {
 		t.Fatalf("RefreshBatch = %v; want the valid request refreshed and the invalid one refused", errs)
 	}
+	d.Close() // waits for the node calls after the majority's answers
 	for i, n := range nodes {
 		if got := n.n.Load(); got != 1 {
 			t.Errorf("node %d received %d refresh requests; want 1, the valid one", i, got)

@@ -21,9 +21,10 @@ func (l *locker) round(ctx context.Context, idx []int, timeout time.Duration, fn
 
 // answer is one node's reply in a round.
 type answer struct {
-	i   int
-	res driver.Result
-	err error
+	i    int
+	res  driver.Result
+	err  error
+	errs []error // a batch's, one per request
 }
 
 // ask calls call for the nodes in idx in parallel, each with a context
@@ -59,7 +60,7 @@ func (l *locker) ask(ctx context.Context, idx []int, timeout time.Duration,
 		l.workers.do(func() {
 			defer returned()
 			res, err := call(ctx, i)
-			answers <- answer{i, res, err}
+			answers <- answer{i: i, res: res, err: err}
 		})
 	}
 	received := 0

@@ -70,9 +70,9 @@ func (s slowNode) Acquire(ctx context.Context, req driver.Request) (driver.Resul
 	return s.Locker.Acquire(ctx, req)
 }
 
-// TestLateGrantsForgotten: the record of an acquire's late answers, which
-// Release waits for, is dropped once they are in, released or not (a lost
-// lease is never released), so that it cannot pile up.
+// TestLateGrantsForgotten: the record of a token's calls in flight, which
+// orders its release after its acquire on each node, is dropped once they
+// have returned, so that it cannot pile up.
 func TestLateGrantsForgotten(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		nodes := []driver.Locker{memdriver.NewStore().Driver(), memdriver.NewStore().Driver(), slowNode{memdriver.NewStore().Driver()}}
@@ -82,23 +82,32 @@ func TestLateGrantsForgotten(t *testing.T) {
 		}
 		defer d.Close()
 		l := d.(*locker)
+		queued := func(token string) bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			_, ok := l.queues[token]
+			return ok
+		}
 		for i := range 3 {
 			req := driver.Request{Key: "k", Token: fmt.Sprint("t", i), TTL: time.Minute}
 			if res, err := d.Acquire(t.Context(), req); err != nil || !res.Acquired {
 				t.Fatalf("Acquire = %+v, %v", res, err)
 			}
-			if _, ok := l.pending.Load(req.Token); !ok {
-				t.Fatal("no record of the slow node's answer, still due")
+			if !queued(req.Token) {
+				t.Fatal("no record of the slow node's acquire, still in flight")
 			}
 			time.Sleep(2 * time.Second)
 			synctest.Wait()
-			if _, ok := l.pending.Load(req.Token); ok {
+			if queued(req.Token) {
 				t.Error("record kept after every node answered")
 			}
 			d.Release(t.Context(), req.Key, req.Token)
 			// Release returns once a majority released; the last
 			// node's release finishes on a worker.
 			synctest.Wait()
+			if queued(req.Token) {
+				t.Error("record kept after every node released")
+			}
 		}
 	})
 }

@@ -103,6 +103,16 @@ func goRedis(addr string, best bool, hook redis.Hook) *redis.Client {
 	return c
 }
 
+// goRedisNoRetry is goRedis's best client that never retries a command,
+// as redlock.NewRedis requires (a retry can hide an acquire that ran).
+func goRedisNoRetry(addr string, hook redis.Hook) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64, ContextTimeoutEnabled: true, MaxRetries: -1})
+	if hook != nil {
+		c.AddHook(hook)
+	}
+	return c
+}
+
 // defaultTTL is the TTL of libraries that have none of their own (and
 // dlock's default).
 const defaultTTL = dlock.DefaultTTL
@@ -302,7 +312,7 @@ func openRedlock(e env, n int, fencing bool) (lib, error) {
 	d := &dlockLib{}
 	var clients []redis.UniversalClient
 	for _, a := range e.nodes[:n] {
-		c := goRedis(a, true, e.hookFor(a))
+		c := goRedisNoRetry(a, e.hookFor(a))
 		d.clients = append(d.clients, c)
 		clients = append(clients, c)
 	}
@@ -570,7 +580,7 @@ func singleNode() []libSpec {
 func quorum(n int) []libSpec {
 	return []libSpec{
 		{Name: libRedlock, Config: "fencing on", Nodes: n,
-			Options: "redlock.NewRedis over one client per node (" + bestClientText + ", which NewRedis requires); defaults: fence write-back to a majority",
+			Options: "redlock.NewRedis over one client per node (" + bestClientText + ", MaxRetries -1, which NewRedis requires); defaults: fence write-back to a majority",
 			open:    func(e env) (lib, error) { return openRedlock(e, n, true) }},
 		{Name: libRedlock, Config: "fencing off", Nodes: n,
 			Options: "as fencing on, with DisableFencing: one parallel round per acquire",

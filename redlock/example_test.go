@@ -67,7 +67,9 @@ func ExampleNew() {
 func ExampleNewRedis() {
 	var clients []redis.UniversalClient
 	for _, addr := range []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"} {
-		c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+		// A node's timeout must reach its calls, and a command must
+		// not be retried (see NewRedis).
+		c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 		defer c.Close()
 		clients = append(clients, c)
 	}

@@ -20,10 +20,14 @@ import (
 // It refuses, with an error wrapping dlock.ErrInvalid: fewer than
 // [MinNodes] clients; a Cluster client or a Ring, which spread keys over
 // several servers and are one lock service, not N; two clients of the same
-// address (in any database), which are one node counted twice; and a
+// address (in any database), which are one node counted twice; a
 // *redis.Client without ContextTimeoutEnabled, whose calls would ignore
 // the per-node timeout and stall a round on a dead node for the client's
-// read timeout.
+// read timeout; and a *redis.Client that retries commands (go-redis's
+// default MaxRetries, 3; set MaxRetries: -1): an acquire that ran, then a
+// reset connection and a refused re-dial, would be reported as surely not
+// applied, and its undo skipped, leaving the lock on that node for a TTL.
+// redlock:// URLs make clients that do not retry.
 //
 // Closing the Locker does not close the clients, which stay the caller's.
 func NewRedis(clients []redis.UniversalClient, opts *Options) (*dlock.Locker, error) {
@@ -95,6 +99,10 @@ func clientAddr(i int, c redis.UniversalClient) (string, error) {
 		if !o.ContextTimeoutEnabled {
 			return "", fmt.Errorf("%w: redlock: node %d (%s) has ContextTimeoutEnabled off, so its calls would ignore the per-node timeout; set it in its redis.Options",
 				driver.ErrInvalid, i, o.Addr)
+		}
+		if o.MaxRetries > 0 {
+			return "", fmt.Errorf("%w: redlock: node %d (%s) retries commands (MaxRetries %d): a retry after an attempt that ran hides it (a reset, then a refused re-dial, reads as surely not applied), and the lock would stay on that node for a TTL; set MaxRetries: -1 in its redis.Options",
+				driver.ErrInvalid, i, o.Addr, o.MaxRetries)
 		}
 		if o.Addr == "FailoverClient" { // go-redis's placeholder for Sentinel clients
 			return "", nil

@@ -38,11 +38,16 @@ func (s redisNodes) addrs() []string {
 	return a
 }
 
-// clients returns one client per node, closed when t ends.
+// clients returns one client per node, closed when t ends. They do not
+// retry commands, as NewRedis requires.
 func (s redisNodes) clients(t testing.TB) []redis.UniversalClient {
 	cs := make([]redis.UniversalClient, len(s))
 	for i, srv := range s {
-		cs[i] = srv.Client(t)
+		o := srv.Options()
+		o.MaxRetries = -1
+		c := redis.NewClient(o)
+		t.Cleanup(func() { c.Close() })
+		cs[i] = c
 	}
 	return cs
 }
@@ -205,7 +210,7 @@ func TestRedisLeaseThroughNodeLoss(t *testing.T) {
 
 func TestNewRedisRejects(t *testing.T) {
 	ok := func(addr string) redis.UniversalClient {
-		c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+		c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
@@ -214,8 +219,10 @@ func TestNewRedisRejects(t *testing.T) {
 	t.Cleanup(func() { cluster.Close() })
 	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:6", "b": "127.0.0.1:7"}})
 	t.Cleanup(func() { ring.Close() })
-	noCtx := redis.NewClient(&redis.Options{Addr: "127.0.0.1:8"})
+	noCtx := redis.NewClient(&redis.Options{Addr: "127.0.0.1:8", MaxRetries: -1})
 	t.Cleanup(func() { noCtx.Close() })
+	retries := redis.NewClient(&redis.Options{Addr: "127.0.0.1:11", ContextTimeoutEnabled: true}) // go-redis's default: 3 retries
+	t.Cleanup(func() { retries.Close() })
 	for _, tc := range []struct {
 		name    string
 		clients []redis.UniversalClient
@@ -228,6 +235,7 @@ func TestNewRedisRejects(t *testing.T) {
 		{"SameClient", []redis.UniversalClient{a, b, a}, "same Redis server"},
 		{"SameAddress", []redis.UniversalClient{a, b, ok("localhost:1")}, "nodes 0 (127.0.0.1:1) and 2 (localhost:1) are the same"},
 		{"NoContextTimeout", []redis.UniversalClient{a, b, noCtx}, "ContextTimeoutEnabled"},
+		{"Retries", []redis.UniversalClient{a, b, retries}, "node 2 (127.0.0.1:11) retries commands (MaxRetries 3)"},
 		{"Nil", []redis.UniversalClient{a, nil, b}, "node 1 is a nil client"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

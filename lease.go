@@ -291,6 +291,8 @@ func (le *Lease) Refresh(ctx context.Context, ttl time.Duration) error {
 	if err := le.Err(); err != nil {
 		return err
 	}
+	le.l.track() // Close waits for it; see Close
+	defer le.l.leave()
 	r := le.l.renew
 	t, err := le.startRefresh(ctx, ttl)
 	if err != nil {
@@ -386,6 +388,10 @@ func (le *Lease) setTiming(t leasetime.Settings) {
 // the deadline may hold it), but for at most a quarter of the TTL, since the
 // backend that caused the loss may not answer.
 func (le *Lease) Release(ctx context.Context) error {
+	// Counted before it leaves the renewer, so that a Close either
+	// releases le itself or waits for this call.
+	le.l.track()
+	defer le.l.leave()
 	r := le.l.renew
 	r.mu.Lock()
 	if le.released {

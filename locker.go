@@ -28,8 +28,9 @@ type Locker struct {
 
 	renew *renewer
 
-	// Acquire calls in progress, so that Close lets their undo reach the
-	// driver before closing it.
+	// Calls in progress (Acquire, and Release and Refresh of a lease), so
+	// that Close lets them reach the driver, and an acquire's undo too,
+	// before closing it.
 	callMu  sync.Mutex
 	calls   int
 	drained chan struct{} // closed when calls drops to 0 after Close began
@@ -165,7 +166,9 @@ func (l *Locker) Holder(ctx context.Context, key string) (h Holder, ok bool, err
 // wrapping [ErrClosed]. Acquire calls still waiting return an error wrapping
 // [ErrNotAcquired] and [ErrClosed]; Close waits for those in flight (within
 // the ReleaseTimeout) so that a grant that races it is released before the
-// driver closes. Later calls return [ErrClosed].
+// driver closes, and for the calls of [Lease.Release] and [Lease.Refresh]
+// in flight, so that a release is not cut short. Later calls return
+// [ErrClosed].
 func (l *Locker) Close() error {
 	if l.drv == nil {
 		return l.err
@@ -209,7 +212,16 @@ func (l *Locker) enter() bool {
 	return true
 }
 
-// leave ends what enter began.
+// track counts a call of a lease in progress (Release, Refresh), also
+// once Close has begun: Close waits for it before closing the driver. A
+// call tracked after Close drained finds the driver closed.
+func (l *Locker) track() {
+	l.callMu.Lock()
+	l.calls++
+	l.callMu.Unlock()
+}
+
+// leave ends what enter or track began.
 func (l *Locker) leave() {
 	l.callMu.Lock()
 	defer l.callMu.Unlock()
@@ -220,8 +232,10 @@ func (l *Locker) leave() {
 	}
 }
 
-// drain waits until no Acquire call is in progress, or ctx ends. Close
-// calls it after marking the renewer closed, so no call enters meanwhile.
+// drain waits until no call is in progress, or ctx ends. Close calls it
+// after marking the renewer closed, so no Acquire enters meanwhile; a
+// lease's Release or Refresh that began before is counted already (it
+// counts itself before it leaves the renewer).
 func (l *Locker) drain(ctx context.Context) {
 	l.callMu.Lock()
 	if l.calls == 0 {

@@ -14,28 +14,41 @@
 //
 // # Algorithm
 //
-// An acquire sends the request to every node at once, each call bounded by
-// [Options.NodeTimeout]. The lock is granted only if a majority of nodes
-// (N/2+1) granted it and that happened within the validity window, TTL −
-// [Options.Drift], counted from sending; otherwise it is released on every
-// node that granted it or did not answer (the request may have landed)
-// before Acquire returns. Refreshes go to every node and need a majority
+// An acquire sends the request to every node at once; the round is
+// decided within [Options.NodeTimeout]. The lock is granted only if a
+// majority of nodes (N/2+1) granted it and that happened within the
+// validity window, TTL − [Options.Drift], counted from sending; otherwise
+// it is released on every node that granted it or did not answer (the
+// request may have landed). Refreshes go to every node and need a majority
 // within the window too; releases go to every node.
 //
-// A granted acquire returns as soon as a majority granted one fence, a
-// release as soon as a majority released, an inspection once the answers
-// decide it, and Open once a majority passed its check: the slower nodes'
-// answers cannot change the outcome. Their calls finish on the driver's
-// worker goroutines (which exit after 10s idle; Close ends the calls still
-// running and waits for them), and a Release first waits for the late
-// answers of its acquire, even when its context has ended (for the node
-// timeout at most), so that it cannot overtake a late grant and leave that
-// node locked until the TTL. The nodes of a redlock:// URL dial once and
+// Every call is decided at the majority's answers, as redsync's fail-fast
+// mode decides: a granted acquire returns as soon as a majority granted one
+// fence, a failed one as soon as a majority can no longer grant it (or
+// when its context ends), a refresh once a majority confirmed, a release
+// once a majority released, an inspection once the answers decide it, and
+// Open once a majority passed its check: the slower nodes' answers cannot
+// change the outcome. Their calls finish in the background on the
+// driver's worker goroutines (which exit after 10s idle); Close lets them
+// finish for the node timeout of the Locker's TTL at most, then ends those
+// still running and waits for them.
+//
+// On each node, the acquires and releases of one token are ordered: a
+// release, or the undo of a failed acquire, goes out only once that node
+// answered the acquire or its call gave up. An acquire's node calls do not
+// end with the caller's context, which would leave the request on its way
+// (in a socket buffer, a proxy, a retransmitted packet) while an undo sent
+// on another connection overtook it; each listens for its answer for the
+// validity window (the client's read timeout may cut that short), so that
+// a slow answer is known and undone after it, and a grant that lands after
+// a lease was released is released after it. A failed acquire waits for
+// its undo to free a majority of nodes (for a quarter of the node timeout
+// at most); the other nodes are undone in the background. What remains
+// is a request delayed beyond its call's deadline: it may still land, and
+// holds that node for its TTL. The nodes of a redlock:// URL dial once and
 // do not retry commands, so a refused node fails its calls at once, with
 // its cause ("connection refused"), instead of holding each round for its
-// node timeout.
-// A failed acquire waits for every node (or its timeout), to release what
-// each granted.
+// node timeout; [NewRedis] refuses clients that retry.
 //
 // A busy key reports, as the holder's remaining TTL, the time at which a
 // majority of nodes may be free, and a release seen on a majority of nodes

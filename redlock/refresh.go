@@ -43,13 +43,19 @@ func (l *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 }
 
 // decide calls call on every node in parallel, each with a context
-// bounded by timeout and detached from ctx's cancellation, and hands each
-// answer to take as it arrives. It returns once take reports the outcome
-// decided, when every node answered, after timeout, or when ctx ends; the
-// calls still running then finish in the background (Close waits for
-// them), and missing is called for each node that had not answered.
+// bounded by timeout and by ctx's deadline but not ended by its
+// cancellation, and hands each answer to take as it arrives. It returns
+// once take reports the outcome decided, when every node answered, after
+// timeout, or when ctx ends; the calls still running then finish in the
+// background (Close waits for them), and missing is called for each node
+// that had not answered. The slower nodes are refreshed too, so that the
+// next refresh finds them held; never after ctx's deadline (a lease's),
+// past which a refresh would hold a lost lease's key.
 func (l *locker) decide(ctx context.Context, timeout time.Duration, call func(i int, ctx context.Context) answer, take func(answer) bool, missing func(i int)) {
 	n := len(l.nodes)
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
 	callCtx, cancel := l.bound(context.WithoutCancel(ctx), timeout)
 	var left atomic.Int32
 	left.Store(int32(n))

@@ -135,3 +135,33 @@ func TestEmptyTokenRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshNeverOutlivesDeadline: a refresh that returned with the
+// majority's confirmations goes on for the slower nodes, but never past
+// its context's deadline (a lease's deadline, for the renewer): past it
+// the lease is lost, and a refresh landing then would hold its key.
+func TestRefreshNeverOutlivesDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newMemCluster(3)
+		d, fs := c.driver(t, &redlock.Options{NodeTimeout: time.Second, DisableFencing: true})
+		req := driver.Request{Key: "k", Token: rand(), TTL: time.Minute}
+		if res, err := d.Acquire(t.Context(), req); err != nil || !res.Acquired {
+			t.Fatalf("Acquire = %+v, %v", res, err)
+		}
+		time.Sleep(10 * time.Second)
+		fs[2].SetLatency(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		if err := d.Refresh(ctx, req.Key, req.Token, time.Minute); err != nil {
+			t.Fatalf("Refresh = %v", err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if h, _ := c.holder(t, 2, "k"); h.TTL > 50*time.Second {
+			t.Errorf("slow node refreshed after the refresh's deadline: TTL %v, want about 49s", h.TTL)
+		}
+		if h, _ := c.holder(t, 0, "k"); h.TTL < 58*time.Second {
+			t.Errorf("node 0 not refreshed: TTL %v", h.TTL)
+		}
+	})
+}

@@ -171,7 +171,11 @@
 //	pipeline_read_buffer_size, pipeline_write_buffer_size,
 //	conn_max_idle_time, conn_max_lifetime, conn_max_lifetime_jitter,
 //	idle_timeout, max_conn_age
-//	                     go-redis client parameters, for every node
+//	                     go-redis client parameters, for every node;
+//	                     max_retries only -1, the default here: a node's
+//	                     client must not retry commands (see [NewRedis]),
+//	                     and a URL that asks for retries is refused (0 is
+//	                     go-redis's default, 3 retries)
 //
 // dlock.Open reads ttl, renew, drift, owner and fencing for every scheme, and
 // passes the values the Locker uses on to this driver. Unknown parameters

@@ -3,6 +3,7 @@ package redlock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -26,7 +27,10 @@ func TestDocumentedParamsRedlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := map[string]string{"node_timeout": "300ms", "drift": "5ms", "fencing": "false"}
+	// max_retries is go-redis's, but a node must not retry (see
+	// NewRedis): only -1 is taken (0 is go-redis's default, 3 retries);
+	// TestOpenURLRefusesRetries checks 2.
+	own := map[string]string{"node_timeout": "300ms", "drift": "5ms", "fencing": "false", "max_retries": "-1"}
 	for name := range own {
 		if !strings.Contains(string(doc), name) {
 			t.Errorf("parameter %s is not in the package documentation", name)
@@ -139,4 +143,14 @@ func FuzzOpenRedlockURL(f *testing.F) {
 			t.Fatalf("Open(%q) error shows the secret: %v", raw, err)
 		}
 	})
+}
+
+// TestOpenURLRefusesRetries: a redlock URL that asks for command retries
+// is refused before any I/O, as NewRedis refuses such clients: a retry
+// after an acquire that ran can hide it.
+func TestOpenURLRefusesRetries(t *testing.T) {
+	_, err := dlock.Open(t.Context(), "redlock://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/0?max_retries=2")
+	if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(fmt.Sprint(err), "retries commands") {
+		t.Errorf("Open with max_retries=2 = %v; want ErrInvalid saying the nodes would retry", err)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
@@ -55,17 +54,18 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	// calls[i] is node i's answer, written by its call and read by the
 	// calls queued after it on that node (the undo).
 	calls := make([]answer, n)
+	queued := make([]nodeCall, n)
+	// One deadline serves every node's call, also one that waits for the
+	// undo of an earlier attempt with the token: the window counts from
+	// start.
 	callCtx, cancel := l.bound(context.WithoutCancel(ctx), window)
-	var left atomic.Int32
-	left.Store(int32(n))
+	returned := lastOf(n, cancel)
 	answers := make(chan answer, n)
 	for i := range n {
-		l.queue(req.Token, i, answers, func(i int) answer {
+		l.queue(req.Token, i, &queued[i], answers, func(i int, _ bool) answer {
 			r, err := l.nodes[i].d.Acquire(callCtx, req)
 			calls[i] = answer{i: i, res: r, err: err}
-			if left.Add(-1) == 0 {
-				cancel()
-			}
+			returned()
 			return calls[i]
 		})
 	}
@@ -262,8 +262,9 @@ func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer
 	ctx = context.WithoutCancel(ctx)
 	n := len(l.nodes)
 	out := make(chan answer, n)
+	queued := make([]nodeCall, n)
 	for i := range n {
-		l.queue(req.Token, i, out, func(i int) answer {
+		l.queue(req.Token, i, &queued[i], out, func(i int, _ bool) answer {
 			if surelyNot(calls[i]) {
 				return answer{i: i}
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
@@ -18,47 +19,63 @@ import (
 // a later attempt with the same token reaches it only after the undo of
 // the attempt before.
 type tokenCalls struct {
-	tails []chan struct{} // per node: closed when the last call queued there returned; nil if none
-	n     int             // calls queued and not yet returned
+	tails []*nodeCall // per node: the last call queued there; nil if none
+	n     int         // calls queued and not yet returned
 }
 
-// enqueue queues a call of token on node i. It returns a channel closed
-// when the calls queued before it on that node have returned (nil if
-// none), and done, which the call runs once it has returned.
-func (l *locker) enqueue(token string, i int) (prev <-chan struct{}, done func()) {
-	mine := make(chan struct{})
+// nodeCall is one call of a token queued on one node.
+type nodeCall struct {
+	q       *tokenCalls
+	done    bool          // it returned
+	waiting chan struct{} // made by the call queued after it; closed once it returned
+}
+
+// enqueue queues c, a call of token on node i. It returns a channel closed
+// once the calls queued before it on that node have returned, or nil if
+// they have already.
+func (l *locker) enqueue(token string, i int, c *nodeCall) (prev <-chan struct{}) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	q := l.queues[token]
 	if q == nil {
-		q = &tokenCalls{tails: make([]chan struct{}, len(l.nodes))}
+		q = &tokenCalls{tails: make([]*nodeCall, len(l.nodes))}
 		l.queues[token] = q
 	}
-	if q.tails[i] != nil {
-		prev = q.tails[i]
-	}
-	q.tails[i] = mine
-	q.n++
-	l.mu.Unlock()
-	return prev, func() {
-		close(mine)
-		l.mu.Lock()
-		if q.n--; q.n == 0 {
-			delete(l.queues, token)
+	if t := q.tails[i]; t != nil && !t.done {
+		if t.waiting == nil {
+			t.waiting = make(chan struct{})
 		}
-		l.mu.Unlock()
+		prev = t.waiting
+	}
+	q.tails[i] = c
+	c.q = q
+	q.n++
+	return prev
+}
+
+// finish records that c, a call of token, returned.
+func (l *locker) finish(token string, c *nodeCall) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c.done = true
+	if c.waiting != nil {
+		close(c.waiting)
+	}
+	if c.q.n--; c.q.n == 0 {
+		delete(l.queues, token)
 	}
 }
 
-// queue runs call for node i on a worker, after the calls of token queued
-// before it on that node (see tokenCalls; none if token is empty), and
-// sends its answer to out, which must have room for it. The call belongs
-// to the locker: Close waits for it (see Close), however long its caller
-// waits.
-func (l *locker) queue(token string, i int, out chan<- answer, call func(i int) answer) {
+// queue runs call for node i on a worker and sends its answer to out,
+// which must have room for it. If c is not nil, it is a call of token,
+// which starts after the calls of token queued before it on that node
+// (see tokenCalls); waited tells call whether it had to wait for them. The
+// call belongs to the locker: Close waits for it (see Close), however
+// long its caller waits.
+func (l *locker) queue(token string, i int, c *nodeCall, out chan<- answer, call func(i int, waited bool) answer) {
 	var prev <-chan struct{}
-	done := func() {}
-	if token != "" {
-		prev, done = l.enqueue(token, i)
+	if c != nil {
+		prev = l.enqueue(token, i, c)
 	}
 	l.bg.add()
 	l.workers.do(func() {
@@ -66,10 +83,23 @@ func (l *locker) queue(token string, i int, out chan<- answer, call func(i int) 
 		if prev != nil {
 			<-prev
 		}
-		a := call(i)
-		done()
+		a := call(i, prev != nil)
+		if c != nil {
+			l.finish(token, c)
+		}
 		out <- a
 	})
+}
+
+// lastOf returns a function that runs f when it has been called n times.
+func lastOf(n int, f func()) func() {
+	left := new(atomic.Int32)
+	left.Store(int32(n))
+	return func() {
+		if left.Add(-1) == 0 {
+			f()
+		}
+	}
 }
 
 // background counts the node calls that may outlive their caller: the

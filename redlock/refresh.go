@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
@@ -57,16 +56,12 @@ func (l *locker) decide(ctx context.Context, timeout time.Duration, call func(i 
 		timeout = min(timeout, time.Until(dl))
 	}
 	callCtx, cancel := l.bound(context.WithoutCancel(ctx), timeout)
-	var left atomic.Int32
-	left.Store(int32(n))
+	returned := lastOf(n, cancel)
 	out := make(chan answer, n)
 	for i := range n {
-		l.queue("", i, out, func(i int) answer {
-			a := call(i, callCtx)
-			if left.Add(-1) == 0 {
-				cancel()
-			}
-			return a
+		l.queue("", i, nil, out, func(i int, _ bool) answer {
+			defer returned()
+			return call(i, callCtx)
 		})
 	}
 	answered := make([]bool, n)

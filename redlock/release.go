@@ -27,10 +27,20 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 	ctx = context.WithoutCancel(ctx)
 	out := make(chan answer, n)
 	start := time.Now()
+	// The calls that start at once share a deadline; one that waited for
+	// its node's acquire gets the node timeout from when it starts.
+	shared, cancel := l.bound(ctx, timeout)
+	returned := lastOf(n, cancel)
+	queued := make([]nodeCall, n)
 	for i := range n {
-		l.queue(token, i, out, func(i int) answer {
-			rctx, cancel := l.bound(ctx, timeout)
-			defer cancel()
+		l.queue(token, i, &queued[i], out, func(i int, waited bool) answer {
+			defer returned()
+			rctx := shared
+			if waited {
+				var cancel context.CancelFunc
+				rctx, cancel = l.bound(ctx, timeout)
+				defer cancel()
+			}
 			return answer{i: i, err: l.nodes[i].d.Release(rctx, key, token)}
 		})
 	}

@@ -38,6 +38,16 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if err != nil {
 		return driver.Result{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		// Nothing sent: a request sent now would outlive the call.
+		errs := make([]error, len(l.nodes))
+		for i := range errs {
+			errs[i] = fmt.Errorf("not sent: %w", err)
+		}
+		qe := l.quorumError("acquire", req.Key, 0, errs, nil)
+		qe.undone = true // nothing to undo
+		return driver.Result{}, qe
+	}
 	start := time.Now()
 	// Nodes do not queue waiters: their queues could pick different
 	// waiters, none of which would then be woken on a majority.

@@ -10,14 +10,15 @@ import (
 // release goes out after the acquires of token there have answered or
 // given up (see tokenCalls), even if ctx has ended: a late grant must never
 // leave a node locked after Release. It succeeds once a majority of nodes
-// is known to be free of the token; once the outcome is decided, it
-// returns when the other nodes answered too, or after as long again as the majority took (at least
-// 10ms): an acquire right after Release then finds every answering node
-// free, while a node that does not answer delays Release little. The
-// releases still running then finish in the background (Close waits for
-// them), and their locks otherwise expire with their TTL. It returns an
-// error wrapping ErrNotHeld when too many nodes did not hold the lock for
-// a majority to have held it (in particular when none did).
+// is known to be free of the token. Once the outcome is decided, it
+// returns when the other nodes answered too, or after as long again as
+// the decision took (at least 10ms): an acquire right after Release then
+// finds every answering node free, while a node that does not answer
+// delays Release little. The releases still running then finish in the
+// background (Close waits for them), and their locks otherwise expire with
+// their TTL. It returns an error wrapping ErrNotHeld when too many nodes
+// did not hold the lock for a majority to have held it (in particular when
+// none did).
 func (l *locker) Release(ctx context.Context, key, token string) error {
 	if err := checkToken(token); err != nil {
 		return err

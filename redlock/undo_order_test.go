@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,5 +165,43 @@ func TestCloseDuringReleaseFreesSlowNode(t *testing.T) {
 		if h, held := nodes.holds(t, i, "close-during-release"); held {
 			t.Errorf("node %d held by %+v after the only lease was released and its Locker closed", i, h)
 		}
+	}
+}
+
+// countAcquire counts the acquire requests a node receives.
+type countAcquire struct {
+	driver.Locker
+	n *atomic.Int32
+}
+
+func (c countAcquire) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	c.n.Add(1)
+	return c.Locker.Acquire(ctx, req)
+}
+
+// TestAcquireEndedContextSendsNothing: an Acquire whose context has ended
+// sends nothing, since node calls do not end with the caller's context
+// (see Acquire): a request sent then would have to be undone, and the
+// error says the attempt needs no undo.
+func TestAcquireEndedContextSendsNothing(t *testing.T) {
+	c := newMemCluster(3)
+	var n atomic.Int32
+	var ds []driver.Locker
+	for i := range 3 {
+		ds = append(ds, countAcquire{c.raw(t, i), &n})
+	}
+	d, err := redlock.NewDriver(ds, &redlock.Options{DisableFencing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = d.Acquire(ctx, driver.Request{Key: "k", Token: rand(), TTL: time.Minute})
+	if !errors.Is(err, context.Canceled) || driver.OutcomeUnknown(err) {
+		t.Errorf("Acquire with an ended context = %v; want context.Canceled, outcome known", err)
+	}
+	if got := n.Load(); got != 0 {
+		t.Errorf("%d acquire requests sent with an ended context; want none", got)
 	}
 }

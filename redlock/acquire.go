@@ -119,19 +119,19 @@ collect:
 			break collect
 		}
 	}
+	if len(got) >= l.quorum {
+		var fence uint64
+		fence, err = l.fence(ctx, req, got, res, start, window, timeout)
+		if err == nil {
+			return driver.Result{Acquired: true, Fence: fence}, nil
+		}
+	}
 	for i := range n {
 		if !answered[i] {
 			errs[i] = noAnswer(timeout)
 			if ctx.Err() != nil {
 				errs[i] = fmt.Errorf("no answer before the call ended: %w", ctx.Err())
 			}
-		}
-	}
-	if len(got) >= l.quorum {
-		var fence uint64
-		fence, err = l.fence(ctx, req, got, res, start, window, timeout)
-		if err == nil {
-			return driver.Result{Acquired: true, Fence: fence}, nil
 		}
 	}
 	l.abandon(ctx, req, calls, timeout)

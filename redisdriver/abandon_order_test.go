@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/redis/go-redis/v9"
@@ -75,6 +76,59 @@ func TestCancelledTryAcquireLeavesNoKeyHeld(t *testing.T) {
 				t.Errorf("%d lock keys left held by no lease after every lease was released (e.g. %v)", len(held), held[:min(len(held), 5)])
 			}
 		})
+	}
+}
+
+// TestUndoWaitsForLeftBatch: a caller whose context ends while its
+// acquire is in a batch in flight returns at once; the release that undoes
+// it, sent next, goes out only after the batch is answered, so it
+// releases the key the acquire took instead of finding it free and
+// letting the acquire take it for nobody. (The batch is held before it is
+// written, as a slow connection or a busy sender would hold it.)
+func TestUndoWaitsForLeftBatch(t *testing.T) {
+	d, rt, queued := pipelineDriver(t)
+	ctx := testCtx(t)
+	base := uniqueKey("pipe/undo/")
+	release := occupy(t, d, rt, base)
+	left := base + "/left"
+	batchHeld, batchRelease := rt.holdAll(left)
+	defer batchRelease()
+	cctx, cancel := context.WithCancel(ctx)
+	leftErr := make(chan error, 1)
+	go func() {
+		_, err := d.Acquire(cctx, req(left, "t"))
+		leftErr <- err
+	}()
+	waitQueued(t, queued, 1)
+	other := make(chan error, 1)
+	go func() {
+		_, err := d.Acquire(ctx, req(base+"/other", "t"))
+		other <- err
+	}()
+	waitQueued(t, queued, 1)
+	release()
+	<-batchHeld
+	cancel()
+	if err := <-leftErr; !driver.OutcomeUnknown(err) {
+		t.Fatalf("Acquire whose context ended with its batch in flight = %v, want an unknown outcome", err)
+	}
+	undone := make(chan error, 1)
+	go func() { undone <- d.Release(ctx, left, "t") }()
+	select {
+	case err := <-undone:
+		t.Fatalf("the undo returned (%v) while the acquire it undoes was still in flight", err)
+	default:
+	}
+	batchRelease()
+	if err := <-other; err != nil {
+		t.Fatalf("the other call of the batch: %v", err)
+	}
+	if err := <-undone; err != nil {
+		t.Errorf("the undo of an acquire that ran: %v, want it to release the key", err)
+	}
+	admin := redistest.Shared(t).Client(t)
+	if n := admin.Exists(ctx, "dlock:{"+left+"}").Val(); n != 0 {
+		t.Errorf("the key of an undone acquire is held")
 	}
 }
 

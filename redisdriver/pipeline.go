@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -217,11 +216,13 @@ func (p *pipeline) wait() {
 // Each command keeps its own reply and error (go-redis pipelines are per
 // command). A batch that a hook of the user's refuses fails each of its
 // calls with the hook's error, and a hook's panic is raised in each
-// caller of the batch, as client.Do would raise it. A caller whose context ends while its command waits in the
-// queue takes it out: it is never sent. A caller whose context ends after
-// its command left returns at once with the context's error, whose
-// outcome is unknown, as a client.Do cut short by its context would
-// (the root then undoes what it may have done).
+// caller of the batch, as client.Do would raise it. A caller whose
+// context ends while its command waits in the queue takes it out: it is
+// never sent. A caller whose context ends after its command left returns
+// at once with the context's error, whose outcome is unknown, as a
+// client.Do cut short by its context would; the batch goes on to its
+// reply, and the calls on the caller's key that follow (the root's undo
+// of the call first) wait for it (see [pipeline.Do]).
 //
 // A batcher is safe for concurrent use.
 type batcher struct {
@@ -398,14 +399,14 @@ func (b *batcher) exec(batch []*call) {
 			}
 		}
 	}()
+	ctx, cancel := batchContext(batch)
+	defer cancel()
 	if len(batch) == 1 {
 		c := batch[0]
-		c.cmd = doOnce(c.ctx, b.client, c.args)
+		c.cmd = doOnce(ctx, b.client, c.args)
 		close(c.done)
 		return
 	}
-	ctx, cancel := batchContext(batch)
-	defer cancel()
 	pipe := b.client.Pipeline()
 	for _, c := range batch {
 		c.cmd = queueOnce(c.ctx, pipe, c.args)
@@ -423,29 +424,23 @@ func (b *batcher) exec(batch []*call) {
 	}
 }
 
-// batchContext is the context of a pipeline that carries batch: the
-// values of the first call's context, and the latest deadline of the
-// calls (none if one has none), so that one caller's deadline or
-// cancellation does not cut short the others' commands. A caller that
-// gives up before the pipeline's answer returns on its own.
+// batchContext is the context of a round trip that carries batch: the
+// values of the first call's context, and neither the deadline nor the
+// cancellation of any: a caller that gives up returns on its own, and
+// its call's reply is still awaited, so that the calls on its key that
+// follow (the root's undo) go out after it (see [pipeline.Do]). Cut at
+// a caller's deadline, the connection would be closed with the call
+// written and unanswered, and the server may run it after a command
+// sent later on another connection (its ready connections are not
+// served in the order their data came). The client's read and write
+// timeouts bound the round trip.
 func batchContext(batch []*call) (context.Context, context.CancelFunc) {
-	ctx := context.WithoutCancel(batch[0].ctx)
-	var latest time.Time
-	for _, c := range batch {
-		d, ok := c.ctx.Deadline()
-		if !ok {
-			return context.WithCancel(ctx)
-		}
-		if d.After(latest) {
-			latest = d
-		}
-	}
-	return context.WithDeadline(ctx, latest)
+	return context.WithCancel(context.WithoutCancel(batch[0].ctx))
 }
 
 // wait waits for the sender goroutines, if any run, to finish: at Close,
-// after the driver refuses new calls. A batch in flight ends by the
-// latest deadline of its callers, or the client's read timeout.
+// after the driver refuses new calls. A batch in flight ends by its
+// reply, or the client's read timeout.
 func (b *batcher) wait() {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -276,8 +276,16 @@
 // after a failed save), too many
 // clients, or a MOVED or ASK redirect that could not be followed), so
 // dlock retries it: an acquire on a demoted master or under
-// min-replicas-to-write succeeds once the master takes writes again. A call whose outcome is unknown (a timeout, a connection lost
-// after sending) returns an error whose Timeout method reports true.
+// min-replicas-to-write succeeds once the master takes writes again. A
+// call whose outcome is unknown (a timeout, a connection lost after
+// sending) returns an error whose Timeout method reports true.
+//
+// The driver sends each command once, whatever the client's MaxRetries:
+// a command that go-redis sent again after a lost connection may run
+// twice, and the second run answers for both (a release that was applied
+// would come back "not held"), or run after dlock undid the first (an
+// acquire would take the key again for nobody). dlock retries what may
+// be retried, knowing what was sent.
 // A call through a go-redis client that its owner closed fails with
 // [dlock.ErrClosed], not retried. [ErrWrongType] reports someone else's
 // data at a lock or fence key; the

@@ -120,7 +120,7 @@ func (d *locker) checkAccess(ctx context.Context, op string) error {
 	if d.cfg.replicaAcks > 0 {
 		acks = "1"
 	}
-	v, err := checkScript.Run(ctx, d.client, []string{d.lockKey("open-check")}, acks).Result()
+	v, err := eval(ctx, onceDoer{d.client}, checkScript, []any{nil, nil, 1, d.lockKey("open-check"), acks}).Result()
 	if err != nil {
 		return d.wrap(op, "", err)
 	}

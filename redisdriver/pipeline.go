@@ -2,10 +2,13 @@ package redisdriver
 
 import (
 	"context"
+	"errors"
+	"net"
 	"runtime"
 	"slices"
 	"sync"
-	"time"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -24,6 +27,10 @@ type pipeline struct {
 	mu    sync.Mutex
 	nodes map[string]*batcher // Cluster: by node address
 
+	// left holds the calls whose callers left before their replies
+	// came; later calls on their keys wait for those replies (see Do).
+	left leftCalls
+
 	// queued, if set (by tests), runs after a command joins a queue.
 	queued func()
 	// lanes and eager, if set (by tests), replace maxInFlight and the
@@ -34,6 +41,7 @@ type pipeline struct {
 
 func newPipeline(client redis.UniversalClient) *pipeline {
 	p := &pipeline{client: client, nodes: map[string]*batcher{}}
+	p.left.byKey = map[string][]*call{}
 	p.cluster, _ = client.(*redis.ClusterClient)
 	if p.cluster == nil {
 		p.one = p.newBatcher()
@@ -41,8 +49,22 @@ func newPipeline(client redis.UniversalClient) *pipeline {
 	return p
 }
 
-// Do runs the command args as client.Do would, alone or in a batch.
+// Do runs the command args as client.Do would, alone or in a batch, as
+// one attempt (see [onceCmd]).
+//
+// A call on a key waits first for the replies of the calls on that key
+// whose callers left while the calls were in flight: the root undoes
+// such a call (it releases the token) as soon as its caller returns, and
+// the undo, sent on another connection, must not reach the server before
+// the call it undoes, or it finds nothing to undo and the call then
+// takes the key for nobody. Waiting for the reply, not only for the
+// write, orders them however the server reads its connections.
 func (p *pipeline) Do(ctx context.Context, args ...any) *redis.Cmd {
+	if err := p.left.wait(ctx, commandKey(args)); err != nil {
+		cmd := redis.NewCmd(ctx, args...)
+		cmd.SetErr(err)
+		return cmd
+	}
 	if p.cluster == nil {
 		return p.one.Do(ctx, args...)
 	}
@@ -50,9 +72,57 @@ func (p *pipeline) Do(ctx context.Context, args ...any) *redis.Cmd {
 	if err != nil {
 		// The slot map cannot be had: the cluster client answers
 		// (or fails) alone.
-		return p.client.Do(ctx, args...)
+		return doOnce(ctx, p.client, args)
 	}
 	return b.Do(ctx, args...)
+}
+
+// leftCalls is the set of calls sent in batches whose callers left
+// (their contexts ended) before the replies came, by key. It is safe for
+// concurrent use.
+type leftCalls struct {
+	n     atomic.Int64 // how many: calls skip the lock while there are none
+	mu    sync.Mutex
+	byKey map[string][]*call
+}
+
+func (l *leftCalls) add(c *call) {
+	k := commandKey(c.args)
+	l.mu.Lock()
+	l.byKey[k] = append(l.byKey[k], c)
+	l.mu.Unlock()
+	l.n.Add(1)
+}
+
+func (l *leftCalls) remove(c *call) {
+	k := commandKey(c.args)
+	l.mu.Lock()
+	if calls := slices.DeleteFunc(l.byKey[k], func(x *call) bool { return x == c }); len(calls) > 0 {
+		l.byKey[k] = calls
+	} else {
+		delete(l.byKey, k)
+	}
+	l.mu.Unlock()
+	l.n.Add(-1)
+}
+
+// wait waits until the calls on key that were left in flight are
+// answered, or ctx ends.
+func (l *leftCalls) wait(ctx context.Context, key string) error {
+	if l.n.Load() == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	calls := slices.Clone(l.byKey[key])
+	l.mu.Unlock()
+	for _, c := range calls {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // node returns the batcher of the master that serves key, by the
@@ -76,7 +146,7 @@ func (p *pipeline) node(ctx context.Context, key string) (*batcher, error) {
 }
 
 func (p *pipeline) newBatcher() *batcher {
-	b := &batcher{client: p.client, queued: p.queued, lanes: maxInFlight, yield: !p.eager}
+	b := &batcher{client: p.client, left: &p.left, queued: p.queued, lanes: maxInFlight, yield: !p.eager}
 	if p.lanes > 0 {
 		b.lanes = p.lanes
 	}
@@ -146,17 +216,20 @@ func (p *pipeline) wait() {
 // Each command keeps its own reply and error (go-redis pipelines are per
 // command). A batch that a hook of the user's refuses fails each of its
 // calls with the hook's error, and a hook's panic is raised in each
-// caller of the batch, as client.Do would raise it. A caller whose context ends while its command waits in the
-// queue takes it out: it is never sent. A caller whose context ends after
-// its command left returns at once with the context's error, whose
-// outcome is unknown, as a client.Do cut short by its context would
-// (the root then undoes what it may have done).
+// caller of the batch, as client.Do would raise it. A caller whose
+// context ends while its command waits in the queue takes it out: it is
+// never sent. A caller whose context ends after its command left returns
+// at once with the context's error, whose outcome is unknown, as a
+// client.Do cut short by its context would; the batch goes on to its
+// reply, and the calls on the caller's key that follow (the root's undo
+// of the call first) wait for it (see [pipeline.Do]).
 //
 // A batcher is safe for concurrent use.
 type batcher struct {
 	client redis.UniversalClient
-	lanes  int  // maxInFlight, or a test's
-	yield  bool // senders yield to the callers they woke (see above)
+	left   *leftCalls // the pipeline's
+	lanes  int        // maxInFlight, or a test's
+	yield  bool       // senders yield to the callers they woke (see above)
 
 	mu    sync.Mutex
 	busy  int     // commands or batches in flight, at most lanes
@@ -181,6 +254,10 @@ type call struct {
 	cmd  *redis.Cmd    // the reply, set before done is closed
 	done chan struct{} // closed when the batch with the call is answered
 	sent bool          // guarded by batcher.mu: the call left in a batch
+	// left, guarded by batcher.mu, is set when the caller returned
+	// after the call was sent and before its reply: the call is then in
+	// leftCalls until its reply.
+	left bool
 	// panicked is what a hook of the user's panicked with while the
 	// batch was sent, if it did; set before done is closed.
 	panicked any
@@ -219,7 +296,7 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 		b.busy++
 		b.mu.Unlock()
 		defer b.next() // also when a hook of the user's panics
-		return b.client.Do(ctx, args...)
+		return doOnce(ctx, b.client, args)
 	}
 	c := &call{ctx: ctx, args: args, done: make(chan struct{})}
 	b.queue = append(b.queue, c)
@@ -235,13 +312,19 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 	b.mu.Lock()
 	if !c.sent {
 		b.queue = slices.DeleteFunc(b.queue, func(q *call) bool { return q == c })
+	} else {
+		select {
+		case <-c.done: // answered meanwhile: the reply is known
+			b.mu.Unlock()
+			return c.reply()
+		default:
+		}
+		// In flight: the caller returns, and the calls on its key that
+		// follow (the root's undo first) wait for its reply.
+		c.left = true
+		b.left.add(c)
 	}
 	b.mu.Unlock()
-	select {
-	case <-c.done: // answered meanwhile: the reply is known
-		return c.reply()
-	default:
-	}
 	cmd := redis.NewCmd(ctx, args...)
 	cmd.SetErr(ctx.Err())
 	return cmd
@@ -288,6 +371,11 @@ func (b *batcher) send(batch []*call) {
 			runtime.Gosched()
 		}
 		b.mu.Lock()
+		for _, c := range batch {
+			if c.left {
+				b.left.remove(c)
+			}
+		}
 		batch = b.takeLocked()
 		if len(batch) == 0 {
 			b.busy--
@@ -311,17 +399,17 @@ func (b *batcher) exec(batch []*call) {
 			}
 		}
 	}()
+	ctx, cancel := batchContext(batch)
+	defer cancel()
 	if len(batch) == 1 {
 		c := batch[0]
-		c.cmd = b.client.Do(c.ctx, c.args...)
+		c.cmd = doOnce(ctx, b.client, c.args)
 		close(c.done)
 		return
 	}
-	ctx, cancel := batchContext(batch)
-	defer cancel()
 	pipe := b.client.Pipeline()
 	for _, c := range batch {
-		c.cmd = pipe.Do(c.ctx, c.args...)
+		c.cmd = queueOnce(c.ctx, pipe, c.args)
 	}
 	_, err := pipe.Exec(ctx) // errors are per command
 	for _, c := range batch {
@@ -331,33 +419,28 @@ func (b *batcher) exec(batch []*call) {
 			// lone command's error, not a pipeline's commands').
 			c.cmd.SetErr(err)
 		}
+		markUnsent(c.cmd)
 		close(c.done)
 	}
 }
 
-// batchContext is the context of a pipeline that carries batch: the
-// values of the first call's context, and the latest deadline of the
-// calls (none if one has none), so that one caller's deadline or
-// cancellation does not cut short the others' commands. A caller that
-// gives up before the pipeline's answer returns on its own.
+// batchContext is the context of a round trip that carries batch: the
+// values of the first call's context, and neither the deadline nor the
+// cancellation of any: a caller that gives up returns on its own, and
+// its call's reply is still awaited, so that the calls on its key that
+// follow (the root's undo) go out after it (see [pipeline.Do]). Cut at
+// a caller's deadline, the connection would be closed with the call
+// written and unanswered, and the server may run it after a command
+// sent later on another connection (its ready connections are not
+// served in the order their data came). The client's read and write
+// timeouts bound the round trip.
 func batchContext(batch []*call) (context.Context, context.CancelFunc) {
-	ctx := context.WithoutCancel(batch[0].ctx)
-	var latest time.Time
-	for _, c := range batch {
-		d, ok := c.ctx.Deadline()
-		if !ok {
-			return context.WithCancel(ctx)
-		}
-		if d.After(latest) {
-			latest = d
-		}
-	}
-	return context.WithDeadline(ctx, latest)
+	return context.WithCancel(context.WithoutCancel(batch[0].ctx))
 }
 
 // wait waits for the sender goroutines, if any run, to finish: at Close,
-// after the driver refuses new calls. A batch in flight ends by the
-// latest deadline of its callers, or the client's read timeout.
+// after the driver refuses new calls. A batch in flight ends by its
+// reply, or the client's read timeout.
 func (b *batcher) wait() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -365,3 +448,70 @@ func (b *batcher) wait() {
 		b.gone.Wait()
 	}
 }
+
+// onceCmd is a command that go-redis sends at most once. By default
+// go-redis sends a command or pipeline again after EOF, a reset or a
+// timeout (MaxRetries, 3 unless set): on its own, after the driver's
+// caller may have left and the root undone the call (a batch runs on a
+// context detached from its callers'), so that an acquire takes the key
+// again for nobody, and a release that was applied is sent again and
+// answered "not held". The driver makes one attempt per call, as its
+// contract says ("no retries"); the root retries what may be retried.
+// One attempt also makes a dial error exact: the command was never
+// written (see [unsentError]).
+type onceCmd struct{ *redis.Cmd }
+
+// NoRetry tells go-redis not to send the command again, nor any
+// pipeline that carries it.
+func (onceCmd) NoRetry() bool { return true }
+
+// processor is a client or a pipeline.
+type processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+// doOnce runs the command args on c as one attempt (see [onceCmd]).
+func doOnce(ctx context.Context, c processor, args []any) *redis.Cmd {
+	cmd := redis.NewCmd(ctx, args...)
+	c.Process(ctx, onceCmd{cmd})
+	markUnsent(cmd)
+	return cmd
+}
+
+// queueOnce queues the command args on pipe as one attempt (see
+// [onceCmd]): go-redis then sends pipe once. After pipe.Exec, the
+// command's error is to be passed through markUnsent.
+func queueOnce(ctx context.Context, pipe redis.Pipeliner, args []any) *redis.Cmd {
+	cmd := redis.NewCmd(ctx, args...)
+	pipe.Process(ctx, onceCmd{cmd})
+	return cmd
+}
+
+// onceDoer is a client or pipeline whose Do makes one attempt.
+type onceDoer struct{ c processor }
+
+func (o onceDoer) Do(ctx context.Context, args ...any) *redis.Cmd { return doOnce(ctx, o.c, args) }
+
+// markUnsent wraps the error of cmd, sent as one attempt, in an
+// [unsentError] when it shows the command was never written: no
+// connection could be dialed or taken from the pool.
+func markUnsent(cmd *redis.Cmd) {
+	if err := cmd.Err(); err != nil && unsent(err) {
+		cmd.SetErr(&unsentError{err})
+	}
+}
+
+func unsent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted)
+}
+
+// unsentError is the failure of a command sent as one attempt that was
+// never written: it had no connection. A bare dial error or pool timeout
+// means less: go-redis may have written the command on an earlier
+// attempt, then found no connection for its retry.
+type unsentError struct{ err error }
+
+func (e *unsentError) Error() string { return e.err.Error() }
+func (e *unsentError) Unwrap() error { return e.err }

@@ -8,11 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dlock-go/dlock"
@@ -449,13 +447,15 @@ func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args
 const undoTimeout = 250 * time.Millisecond
 
 // undo releases the grant of req that will not become a lease: within the
-// caller's context while it lasts (bounded by ReplicaTimeout), so the
-// caller's deadline holds, else detached from it for undoTimeout at most.
-// The release is token-checked: if the grant never happened it costs one
-// harmless round trip.
+// caller's context while it has undoTimeout left (bounded by
+// ReplicaTimeout), so the caller's deadline holds, else detached from it
+// for undoTimeout at most: a call cut short by the caller's deadline
+// fails a moment before the context reports it, and an undo on that
+// context would fail unsent. The release is token-checked: if the grant
+// never happened it costs one harmless round trip.
 func (d *locker) undo(ctx context.Context, req driver.Request) error {
 	var cancel context.CancelFunc
-	if ctx.Err() == nil {
+	if deadline, ok := ctx.Deadline(); ctx.Err() == nil && (!ok || time.Until(deadline) >= undoTimeout) {
 		ctx, cancel = context.WithTimeout(ctx, d.cfg.replicaTimeout)
 	} else {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), min(d.cfg.replicaTimeout, undoTimeout))
@@ -484,9 +484,11 @@ func (d *locker) runReplicated(ctx context.Context, req driver.Request, args []a
 		if !sha {
 			args[0], args[1] = "eval", script.src
 		}
-		cmd := pipe.Do(ctx, args...)
-		wait := pipe.Do(ctx, "WAIT", d.cfg.replicaAcks, ceilMS(d.cfg.replicaTimeout))
+		cmd := queueOnce(ctx, pipe, args)
+		wait := queueOnce(ctx, pipe, []any{"WAIT", d.cfg.replicaAcks, ceilMS(d.cfg.replicaTimeout)})
 		_, err := pipe.Exec(ctx)
+		markUnsent(cmd)
+		markUnsent(wait)
 		return cmd, wait, err
 	}
 	cmd, wait, err = run(true)
@@ -609,16 +611,25 @@ func (d *locker) refreshPipeline(ctx context.Context, script luaScript, reqs []d
 	cmds := make([]*redis.Cmd, len(reqs))
 	run := func(idx []int, sha bool) {
 		pipe := d.client.Pipeline()
+		verb, body := "evalsha", script.sha
+		if !sha {
+			verb, body = "eval", script.src
+		}
 		for _, i := range idx {
 			ttlMS := msArg(reqs[i].TTL)
 			keep := d.fenceKeep(ttlMS, ttlMS)
-			if sha {
-				cmds[i] = script.EvalSha(ctx, pipe, keysOf(i), reqs[i].Token, ttlMS, keep)
-			} else {
-				cmds[i] = script.Eval(ctx, pipe, keysOf(i), reqs[i].Token, ttlMS, keep)
+			keys := keysOf(i)
+			args := make([]any, 0, 6+len(keys))
+			args = append(args, verb, body, len(keys))
+			for _, k := range keys {
+				args = append(args, k)
 			}
+			cmds[i] = queueOnce(ctx, pipe, append(args, reqs[i].Token, ttlMS, keep))
 		}
 		pipe.Exec(ctx) // errors are per command
+		for _, i := range idx {
+			markUnsent(cmds[i])
+		}
 	}
 	run(send, true)
 	var again []int
@@ -645,7 +656,7 @@ func (d *locker) RaiseFence(ctx context.Context, key, token string, fence uint64
 		return fmt.Errorf("%w: redisdriver: fence %d is above 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, fence)
 	}
 	lk := d.lockKey(key)
-	n, err := raiseFenceScript.Run(ctx, d.client, []string{lk, fenceKey(lk)}, token, strconv.FormatUint(fence, 10), d.fenceMS).Int64()
+	n, err := eval(ctx, onceDoer{d.client}, raiseFenceScript, []any{nil, nil, 2, lk, fenceKey(lk), token, strconv.FormatUint(fence, 10), d.fenceMS}).Int64()
 	return d.heldResult("raise fence", key, lk, n, err)
 }
 
@@ -719,16 +730,17 @@ func (e *unknownOutcomeError) Unwrap() error { return e.err }
 func (e *unknownOutcomeError) Timeout() bool { return true }
 
 // unavailable reports whether err means the command surely was not
-// applied: no connection could be made, the client is closed, or the
-// server refused the command before running it.
+// applied: a command sent as one attempt had no connection to go out on
+// (an [unsentError]), the client is closed, or the server refused the
+// command before running it. A dial error or a pool timeout alone is not
+// enough: after a retry by go-redis it says nothing of the earlier
+// attempts, which may have been written and run.
 func unavailable(err error) bool {
-	var op *net.OpError
+	var unsent *unsentError
 	switch {
-	case errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
+	case errors.Is(err, redis.ErrClosed):
 		return true
-	case errors.As(err, &op) && op.Op == "dial":
-		return true
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case errors.As(err, &unsent):
 		return true
 	case redis.IsLoadingError(err), redis.IsClusterDownError(err), redis.IsTryAgainError(err),
 		redis.IsReadOnlyError(err), redis.IsMasterDownError(err), redis.IsMaxClientsError(err),

@@ -69,6 +69,39 @@ type child struct {
 	jobStopped  bool // ... and did so while the job itself still ran
 }
 
+// inherited holds the descriptors dlock inherited (see inheritedFDs) as
+// files, for as long as dlock runs: a file that is collected closes its
+// descriptor.
+var inherited struct {
+	sync.Mutex
+	files map[int]*os.File
+}
+
+// inheritedFiles returns what becomes the guardian's ExtraFiles for the
+// descriptors dlock inherited: entry i is descriptor 3+i if dlock inherited
+// it, nil (closed in the guardian) otherwise.
+func inheritedFiles() []*os.File {
+	fds := inheritedFDs()
+	if len(fds) == 0 {
+		return nil
+	}
+	inherited.Lock()
+	defer inherited.Unlock()
+	if inherited.files == nil {
+		inherited.files = make(map[int]*os.File)
+	}
+	extra := make([]*os.File, fds[len(fds)-1]-2)
+	for _, fd := range fds {
+		f := inherited.files[fd]
+		if f == nil {
+			f = os.NewFile(uintptr(fd), "inherited-"+strconv.Itoa(fd))
+			inherited.files[fd] = f
+		}
+		extra[fd-3] = f
+	}
+	return extra
+}
+
 // startFailure is the guardian's report that the job could not start.
 type startFailure struct {
 	code int
@@ -97,15 +130,19 @@ func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time
 		ctlW.Close()
 		return nil, err
 	}
+	// The descriptors dlock inherited keep their numbers in the guardian
+	// and the job; the control pipes go above them.
+	extra := inheritedFiles()
+	ctlFD := 3 + len(extra)
 	args := append([]string{guardianCmd, kt.grace.String(), kt.deadlineGrace.String(), kt.killLead.String(),
-		strconv.FormatInt(toMono(deadline), 10), "--"}, argv...)
+		strconv.FormatInt(toMono(deadline), 10), strconv.Itoa(ctlFD), "--"}, argv...)
 	g := exec.Command(self, args...)
 	g.Args[0] = os.Args[0] // "dlock __guardian …" in ps, not "/proc/self/exe …"
 	g.Stdin = os.Stdin
 	g.Stdout = stdout
 	g.Stderr = stderr
 	g.Env = append(os.Environ(), env...)
-	g.ExtraFiles = []*os.File{ctlR, repW}
+	g.ExtraFiles = append(extra, ctlR, repW)
 	g.SysProcAttr = guardianSysProcAttr()
 	// When stdout is not a file, Wait copies the job's output; a process
 	// that escaped with the pipe must not hold dlock forever.

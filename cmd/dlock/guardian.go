@@ -18,7 +18,7 @@ import (
 // guardianCmd is the hidden subcommand with which dlock re-executes itself
 // as the guardian of a job:
 //
-//	dlock __guardian GRACE DEADLINE_GRACE KILL_LEAD DEADLINE -- CMD [ARG...]
+//	dlock __guardian GRACE DEADLINE_GRACE KILL_LEAD DEADLINE CTL_FD -- CMD [ARG...]
 //
 // The guardian stands between dlock and the job so that the job's whole
 // process tree is contained, however dlock ends. It
@@ -37,8 +37,9 @@ import (
 //     and never later than the deadline), then reports that nothing is left.
 //
 // DEADLINE is on the clock of [monoNow], shared by both processes. The
-// guardian reads commands from fd 3 and writes reports to fd 4, one line
-// each (see the guard* constants).
+// guardian reads commands from descriptor CTL_FD and writes reports to
+// CTL_FD+1, one line each (see the guard* constants). The descriptors below
+// CTL_FD are those dlock inherited: they reach the job as they are.
 const guardianCmd = "__guardian"
 
 // Commands, from dlock to the guardian.
@@ -81,7 +82,7 @@ func guardianMain(args []string) int {
 	// The job's parent-death signal is tied to the thread that forked it:
 	// keep this goroutine on its thread for the guardian's whole life.
 	runtime.LockOSThread()
-	if len(args) < 6 || args[4] != "--" {
+	if len(args) < 7 || args[5] != "--" {
 		fmt.Fprintln(os.Stderr, "dlock: the guardian is started by dlock run and dlock elect only")
 		return exitUsage
 	}
@@ -97,12 +98,16 @@ func guardianMain(args []string) int {
 		return exitUsage
 	}
 	g.deadline = fromMono(dl)
-	argv := args[5:]
+	ctlFD, err := strconv.Atoi(args[4])
+	if err != nil || ctlFD < 3 {
+		return exitUsage
+	}
+	argv := args[6:]
 
-	syscall.CloseOnExec(3)
-	syscall.CloseOnExec(4)
-	in := os.NewFile(3, "dlock-control")
-	g.out = os.NewFile(4, "dlock-reports")
+	syscall.CloseOnExec(ctlFD)
+	syscall.CloseOnExec(ctlFD + 1)
+	in := os.NewFile(uintptr(ctlFD), "dlock-control")
+	g.out = os.NewFile(uintptr(ctlFD+1), "dlock-reports")
 	setSubreaper()
 
 	// Signals sent to the guardian are not its business: it obeys dlock

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -34,6 +35,30 @@ func guardianSysProcAttr() *syscall.SysProcAttr {
 // the tree in every other case).
 func jobSysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// inheritedFDs returns the descriptors above stderr that dlock was
+// started with and passes on to the job: the open ones without
+// close-on-exec (every descriptor Go opens has it), such as a shell's 3>file
+// or systemd's sockets, in increasing order.
+func inheritedFDs() []int {
+	dir, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, e := range dir {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0)
+		if errno == 0 && flags&syscall.FD_CLOEXEC == 0 {
+			fds = append(fds, fd)
+		}
+	}
+	slices.Sort(fds)
+	return fds
 }
 
 // monoNow reads CLOCK_MONOTONIC, which every process of the machine

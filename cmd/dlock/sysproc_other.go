@@ -30,6 +30,10 @@ func jobSysProcAttr() *syscall.SysProcAttr {
 // moves the guardian's copy of the deadline.
 func monoNow() int64 { return time.Now().UnixNano() }
 
+// inheritedFDs cannot tell inherited descriptors from dlock's own without
+// /proc: the job gets stdin, stdout and stderr only.
+func inheritedFDs() []int { return nil }
+
 type procInfo struct{ pid, pgid int }
 
 // descendants cannot be listed portably: only the job's group is known.

@@ -108,7 +108,20 @@ type startFailure struct {
 	msg  string
 }
 
-func (e *startFailure) Error() string { return e.msg }
+func (e *startFailure) Error() string {
+	if e.code == exitOSError {
+		return "dlock's guardian failed, not the command: " + e.msg
+	}
+	return e.msg
+}
+
+// ownFailure is dlock's own failure to start a command (no descriptors or
+// processes left, say): not the command's, which could not even be tried.
+// It exits with EX_OSERR.
+type ownFailure struct{ err error }
+
+func (e *ownFailure) Error() string { return "dlock failed, not the command: " + e.err.Error() }
+func (e *ownFailure) Unwrap() error { return e.err }
 
 // startChild starts argv under a guardian, with env added to dlock's
 // environment, the lease's current deadline and the kill timing.
@@ -118,17 +131,17 @@ func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time
 		self, err = "/proc/self/exe", nil // still dlock, even if the file was replaced
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot find dlock's own executable for the guardian: %w", err)
+		return nil, &ownFailure{fmt.Errorf("cannot find dlock's own executable for the guardian: %w", err)}
 	}
 	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, &ownFailure{err}
 	}
 	repR, repW, err := os.Pipe()
 	if err != nil {
 		ctlR.Close()
 		ctlW.Close()
-		return nil, err
+		return nil, &ownFailure{err}
 	}
 	// The descriptors dlock inherited keep their numbers in the guardian
 	// and the job; the control pipes go above them.
@@ -153,14 +166,14 @@ func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time
 	if err != nil {
 		ctlW.Close()
 		repR.Close()
-		return nil, err
+		return nil, &ownFailure{fmt.Errorf("cannot start the guardian: %w", err)}
 	}
 	c := &child{guardian: g, ctl: ctlW, lg: lg, cmd: commandString(argv), cmdAttr: slog.String("command", strings.Join(argv, " ")),
 		done: make(chan struct{}), gone: make(chan struct{})}
 	reports := bufio.NewScanner(repR)
 	if !reports.Scan() {
 		c.finish(repR)
-		return nil, errors.New("the guardian process ended before starting the command")
+		return nil, &ownFailure{errors.New("the guardian process ended before starting the command")}
 	}
 	kind, arg := splitReport(reports.Text())
 	if kind == guardFailed {
@@ -256,16 +269,31 @@ func (c *child) forward(sig syscall.Signal) { c.send(guardSignal, strconv.Itoa(i
 func (c *child) setDeadline(t time.Time) { c.send(guardDeadline, strconv.FormatInt(toMono(t), 10)) }
 
 // startCode is the exit status for a command that could not be started,
-// as shells use them: 127 if it was not found, 126 otherwise.
+// as shells use them: 127 if it was not found, 126 otherwise; but 71
+// (EX_OSERR) when dlock itself failed, or the system lacked the resources
+// to start any command (descriptors, processes, memory).
 func startCode(err error) int {
 	var sf *startFailure
 	switch {
 	case errors.As(err, &sf):
 		return sf.code
+	case errors.As(err, new(*ownFailure)) || outOfResources(err):
+		return exitOSError
 	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist):
 		return exitNotFound
 	}
 	return exitCannotExec
+}
+
+// outOfResources reports whether err says the system or dlock ran out of
+// what starting a process takes.
+func outOfResources(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.EAGAIN, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // awaitLoss waits, after the guardian stopped the job at the lease's

@@ -128,7 +128,7 @@ func guardianMain(args []string) int {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = jobSysProcAttr()
 	if err := cmd.Start(); err != nil {
-		g.report(guardFailed, "%d %s", startCode(err), oneLine(err.Error()))
+		g.report(guardFailed, "%d %s", startCode(err), oneLine(err.Error())) // 71 if the guardian lacked resources
 		return 0
 	}
 	g.job = cmd.Process.Pid // reaped by wait4 below, not by cmd.Wait

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -59,14 +60,53 @@ type child struct {
 	cmd      string // the job, for messages
 	cmdAttr  slog.Attr
 
+	kill killTiming
+	cg   *jobCgroup // the job's cgroup, if it has one (path only)
+
 	mu   sync.Mutex    // serializes commands
 	done chan struct{} // closed when the job has exited
 	gone chan struct{} // closed when the job's whole tree is gone and the guardian exited
+
+	clean    bool        // the guardian reported the tree gone
+	enforced atomic.Bool // dlock killed the guardian and the tree at the deadline (see enforce)
 
 	// Valid once gone is closed:
 	status      int  // the job's exit status (once done is closed)
 	deadlineHit bool // the guardian signalled the tree because renewal was not confirmed in time
 	jobStopped  bool // ... and did so while the job itself still ran
+}
+
+// inherited holds the descriptors dlock inherited (see inheritedFDs) as
+// files, for as long as dlock runs: a file that is collected closes its
+// descriptor.
+var inherited struct {
+	sync.Mutex
+	files map[int]*os.File
+}
+
+// inheritedFiles returns what becomes the guardian's ExtraFiles for the
+// descriptors dlock inherited: entry i is descriptor 3+i if dlock inherited
+// it, nil (closed in the guardian) otherwise.
+func inheritedFiles() []*os.File {
+	fds := inheritedFDs()
+	if len(fds) == 0 {
+		return nil
+	}
+	inherited.Lock()
+	defer inherited.Unlock()
+	if inherited.files == nil {
+		inherited.files = make(map[int]*os.File)
+	}
+	extra := make([]*os.File, fds[len(fds)-1]-2)
+	for _, fd := range fds {
+		f := inherited.files[fd]
+		if f == nil {
+			f = os.NewFile(uintptr(fd), "inherited-"+strconv.Itoa(fd))
+			inherited.files[fd] = f
+		}
+		extra[fd-3] = f
+	}
+	return extra
 }
 
 // startFailure is the guardian's report that the job could not start.
@@ -75,7 +115,20 @@ type startFailure struct {
 	msg  string
 }
 
-func (e *startFailure) Error() string { return e.msg }
+func (e *startFailure) Error() string {
+	if e.code == exitOSError {
+		return "dlock's guardian failed, not the command: " + e.msg
+	}
+	return e.msg
+}
+
+// ownFailure is dlock's own failure to start a command (no descriptors or
+// processes left, say): not the command's, which could not even be tried.
+// It exits with EX_OSERR.
+type ownFailure struct{ err error }
+
+func (e *ownFailure) Error() string { return "dlock failed, not the command: " + e.err.Error() }
+func (e *ownFailure) Unwrap() error { return e.err }
 
 // startChild starts argv under a guardian, with env added to dlock's
 // environment, the lease's current deadline and the kill timing.
@@ -85,27 +138,31 @@ func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time
 		self, err = "/proc/self/exe", nil // still dlock, even if the file was replaced
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot find dlock's own executable for the guardian: %w", err)
+		return nil, &ownFailure{fmt.Errorf("cannot find dlock's own executable for the guardian: %w", err)}
 	}
 	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, &ownFailure{err}
 	}
 	repR, repW, err := os.Pipe()
 	if err != nil {
 		ctlR.Close()
 		ctlW.Close()
-		return nil, err
+		return nil, &ownFailure{err}
 	}
+	// The descriptors dlock inherited keep their numbers in the guardian
+	// and the job; the control pipes go above them.
+	extra := inheritedFiles()
+	ctlFD := 3 + len(extra)
 	args := append([]string{guardianCmd, kt.grace.String(), kt.deadlineGrace.String(), kt.killLead.String(),
-		strconv.FormatInt(toMono(deadline), 10), "--"}, argv...)
+		strconv.FormatInt(toMono(deadline), 10), strconv.Itoa(ctlFD), "--"}, argv...)
 	g := exec.Command(self, args...)
 	g.Args[0] = os.Args[0] // "dlock __guardian …" in ps, not "/proc/self/exe …"
 	g.Stdin = os.Stdin
 	g.Stdout = stdout
 	g.Stderr = stderr
 	g.Env = append(os.Environ(), env...)
-	g.ExtraFiles = []*os.File{ctlR, repW}
+	g.ExtraFiles = append(extra, ctlR, repW)
 	g.SysProcAttr = guardianSysProcAttr()
 	// When stdout is not a file, Wait copies the job's output; a process
 	// that escaped with the pipe must not hold dlock forever.
@@ -116,16 +173,22 @@ func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time
 	if err != nil {
 		ctlW.Close()
 		repR.Close()
-		return nil, err
+		return nil, &ownFailure{fmt.Errorf("cannot start the guardian: %w", err)}
 	}
 	c := &child{guardian: g, ctl: ctlW, lg: lg, cmd: commandString(argv), cmdAttr: slog.String("command", strings.Join(argv, " ")),
-		done: make(chan struct{}), gone: make(chan struct{})}
+		kill: kt, done: make(chan struct{}), gone: make(chan struct{})}
 	reports := bufio.NewScanner(repR)
-	if !reports.Scan() {
-		c.finish(repR)
-		return nil, errors.New("the guardian process ended before starting the command")
+	var kind byte
+	var arg string
+	for kind == 0 || kind == guardContainment {
+		if !reports.Scan() {
+			c.finish(repR)
+			return nil, &ownFailure{errors.New("the guardian process ended before starting the command")}
+		}
+		if kind, arg = splitReport(reports.Text()); kind == guardContainment {
+			c.noteContainment(arg)
+		}
 	}
-	kind, arg := splitReport(reports.Text())
 	if kind == guardFailed {
 		code, msg, _ := strings.Cut(arg, " ")
 		n, _ := strconv.Atoi(code)
@@ -152,6 +215,8 @@ func (c *child) read(reports *bufio.Scanner, r *os.File) {
 		case guardExited:
 			c.status, _ = strconv.Atoi(arg)
 			close(c.done)
+		case guardClean:
+			c.clean = true
 		case guardLeftovers:
 			c.lg.log(slog.LevelInfo, fmt.Sprintf("%s exited and left processes behind; sending them SIGTERM", c.cmd), c.cmdAttr)
 		case guardTermed:
@@ -172,6 +237,20 @@ func (c *child) read(reports *bufio.Scanner, r *os.File) {
 	c.finish(r)
 }
 
+// noteContainment records and logs (--verbose) how the guardian contains
+// the job: "cgroup PATH" or "scan WHY".
+func (c *child) noteContainment(arg string) {
+	how, detail, _ := strings.Cut(arg, " ")
+	if how == "cgroup" {
+		c.cg = &jobCgroup{path: detail}
+		c.lg.log(slog.LevelDebug, fmt.Sprintf("containment: %s runs in cgroup %s; its processes are killed with cgroup.kill", c.cmd, detail),
+			c.cmdAttr, slog.String("containment", "cgroup"), slog.String("cgroup", detail))
+		return
+	}
+	c.lg.log(slog.LevelDebug, fmt.Sprintf("containment: %s is contained by scanning /proc (no cgroup: %s)", c.cmd, detail),
+		c.cmdAttr, slog.String("containment", "scan"), slog.String("reason", detail))
+}
+
 // noteDeadline records that the guardian acted on the lease's deadline.
 func (c *child) noteDeadline() {
 	c.deadlineHit = true
@@ -183,25 +262,59 @@ func (c *child) noteDeadline() {
 }
 
 // finish waits for the guardian to exit. If it ended without reporting
-// the job's exit (it was killed), the job's group gets SIGKILL here (the
-// job's parent-death signal has killed the job itself), and so does every
-// other process of the job, which dlock, a subreaper too, has adopted.
+// the tree gone (it was killed), what is left of the job gets SIGKILL
+// here: its cgroup, its group (the job's parent-death signal has killed
+// the job itself), and every other process of the job, which dlock, a
+// subreaper too, has adopted.
 func (c *child) finish(r *os.File) {
 	r.Close()
 	c.ctl.Close()
 	c.guardian.Wait()
+	if !c.clean && c.pid > 0 {
+		c.killTree()
+		killOrphans()
+		if c.cg != nil {
+			c.cg.removeWhenEmpty(5 * time.Second)
+		}
+		if !c.enforced.Load() {
+			c.lg.log(slog.LevelError, fmt.Sprintf("the guardian of %s died; every process of it that was left got SIGKILL", c.cmd), c.cmdAttr)
+		}
+	}
 	select {
 	case <-c.done:
 	default:
-		if c.pid > 0 {
-			syscall.Kill(-c.pid, syscall.SIGKILL)
-			killOrphans()
-			c.lg.log(slog.LevelError, fmt.Sprintf("the guardian of %s died; every process of it that was left got SIGKILL", c.cmd), c.cmdAttr)
-		}
 		c.status = 128 + int(syscall.SIGKILL)
 		close(c.done)
 	}
 	close(c.gone)
+}
+
+// killTree sends SIGKILL to the job's cgroup, if it has one, and group.
+func (c *child) killTree() {
+	if c.cg != nil {
+		c.cg.kill()
+	}
+	syscall.Kill(-c.pid, syscall.SIGKILL)
+}
+
+// enforceIn is how long until dlock enforces the lease's deadline d
+// itself: half the kill lead before it, when the guardian should have
+// killed the tree already.
+func (c *child) enforceIn(d time.Time) time.Duration {
+	return time.Until(d) - c.kill.killLead/2
+}
+
+// enforce kills the guardian and the job's tree, because the lease's
+// deadline is near and the guardian has not reported the tree gone: it
+// may be stopped (SIGSTOP, a debugger) or starved. finish, which sees the
+// guardian die, kills what the job left.
+func (c *child) enforce() {
+	c.enforced.Store(true)
+	c.lg.log(slog.LevelError, fmt.Sprintf("the guardian of %s has not stopped it by the lease's deadline; dlock kills the guardian and every process of %s", c.cmd, c.cmd),
+		c.cmdAttr, slog.String("signal", "SIGKILL"))
+	c.killTree()
+	c.guardian.Process.Signal(syscall.SIGKILL)
+	c.guardian.Process.Signal(syscall.SIGCONT)
 }
 
 // send sends a command to the guardian. It is safe to call from any
@@ -219,16 +332,31 @@ func (c *child) forward(sig syscall.Signal) { c.send(guardSignal, strconv.Itoa(i
 func (c *child) setDeadline(t time.Time) { c.send(guardDeadline, strconv.FormatInt(toMono(t), 10)) }
 
 // startCode is the exit status for a command that could not be started,
-// as shells use them: 127 if it was not found, 126 otherwise.
+// as shells use them: 127 if it was not found, 126 otherwise; but 71
+// (EX_OSERR) when dlock itself failed, or the system lacked the resources
+// to start any command (descriptors, processes, memory).
 func startCode(err error) int {
 	var sf *startFailure
 	switch {
 	case errors.As(err, &sf):
 		return sf.code
+	case errors.As(err, new(*ownFailure)) || outOfResources(err):
+		return exitOSError
 	case errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist):
 		return exitNotFound
 	}
 	return exitCannotExec
+}
+
+// outOfResources reports whether err says the system or dlock ran out of
+// what starting a process takes.
+func outOfResources(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.EAGAIN, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // awaitLoss waits, after the guardian stopped the job at the lease's
@@ -258,12 +386,32 @@ func (c *child) exitCode() int { return c.status }
 // Signals that dlock receives reach the group through the signal router,
 // not here, and do not start the grace period: the job decides what they
 // mean.
+//
+// At the deadline, less half the kill lead, if the guardian has not
+// reported the tree gone, dlock kills the guardian and the tree itself.
 func (c *child) supervise(stop, renewed <-chan struct{}, validUntil func() time.Time, onStop func()) (stopped bool) {
+	deadline := time.NewTimer(c.enforceIn(validUntil()))
+	defer deadline.Stop()
 	for {
 		select {
 		case <-c.gone:
+			if c.enforced.Load() {
+				c.deadlineHit = true
+			}
 			return stopped || c.jobStopped
+		case <-deadline.C:
+			if d := c.enforceIn(validUntil()); d > 0 {
+				deadline.Reset(d) // renewed meanwhile
+				continue
+			}
+			select {
+			case <-c.done:
+			default:
+				stopped = true
+			}
+			c.enforce()
 		case <-renewed:
+			deadline.Reset(c.enforceIn(validUntil()))
 			c.setDeadline(validUntil())
 		case <-stop:
 			stop = nil

@@ -29,6 +29,7 @@ const (
 	exitFree        = 1   // status: the key is free
 	exitUsage       = 64  // EX_USAGE: bad flags, arguments, URL or configuration
 	exitUnavailable = 69  // EX_UNAVAILABLE: the backend cannot be reached or refused
+	exitOSError     = 71  // EX_OSERR: dlock itself could not start the command (no descriptors, no processes)
 	exitBusy        = 75  // EX_TEMPFAIL: the key is held by someone else; try later
 	exitLeaseLost   = 76  // the lease was lost while the command ran; it was terminated
 	exitCannotExec  = 126 // the command could not be executed
@@ -40,6 +41,8 @@ const exitCodesHelp = `Exit status:
   1       status: the key is free
   64      usage or configuration error (flags, arguments, URL)
   69      backend unavailable, or it refused the request (e.g. wrong password)
+  71      dlock itself could not start the command (out of file descriptors,
+          processes or memory): the command was not tried
   75      the key is busy: held by someone else (--wait 0, or the wait ran out);
           dlock run --busy-exit N chooses another status
   76      the lease was lost while the command ran, and the command was

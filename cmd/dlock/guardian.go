@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,7 +19,7 @@ import (
 // guardianCmd is the hidden subcommand with which dlock re-executes itself
 // as the guardian of a job:
 //
-//	dlock __guardian GRACE DEADLINE_GRACE KILL_LEAD DEADLINE -- CMD [ARG...]
+//	dlock __guardian GRACE DEADLINE_GRACE KILL_LEAD DEADLINE CTL_FD -- CMD [ARG...]
 //
 // The guardian stands between dlock and the job so that the job's whole
 // process tree is contained, however dlock ends. It
@@ -37,8 +38,9 @@ import (
 //     and never later than the deadline), then reports that nothing is left.
 //
 // DEADLINE is on the clock of [monoNow], shared by both processes. The
-// guardian reads commands from fd 3 and writes reports to fd 4, one line
-// each (see the guard* constants).
+// guardian reads commands from descriptor CTL_FD and writes reports to
+// CTL_FD+1, one line each (see the guard* constants). The descriptors below
+// CTL_FD are those dlock inherited: they reach the job as they are.
 const guardianCmd = "__guardian"
 
 // Commands, from dlock to the guardian.
@@ -50,13 +52,14 @@ const (
 
 // Reports, from the guardian to dlock.
 const (
-	guardStarted   = 'P' // P <pid>: the job started
-	guardFailed    = 'E' // E <exit status> <message>: the job could not start
-	guardExited    = 'X' // X <status>: the job exited, with that status (128+N for signal N)
-	guardLeftovers = 'L' // L: the job exited and left processes; they got SIGTERM
-	guardTermed    = 't' // t <ns left>: SIGTERM sent because the deadline is near
-	guardKilled    = 'k' // k <ns left> deadline|grace: SIGKILL sent to the whole tree, and why
-	guardClean     = 'C' // C: the job and every descendant are gone
+	guardContainment = 'G' // G cgroup <path> | G scan <why>: how the job is contained; before P
+	guardStarted     = 'P' // P <pid>: the job started
+	guardFailed      = 'E' // E <exit status> <message>: the job could not start
+	guardExited      = 'X' // X <status>: the job exited, with that status (128+N for signal N)
+	guardLeftovers   = 'L' // L: the job exited and left processes; they got SIGTERM
+	guardTermed      = 't' // t <ns left>: SIGTERM sent because the deadline is near
+	guardKilled      = 'k' // k <ns left> deadline|grace: SIGKILL sent to the whole tree, and why
+	guardClean       = 'C' // C: the job and every descendant are gone
 )
 
 // guardian is the state of the guardian process.
@@ -74,6 +77,15 @@ type guardian struct {
 	orphaned bool // dlock is gone: kill everything and leave
 	termSent time.Time
 	killing  bool
+
+	// cg is the job's cgroup, if the guardian could create one. Without
+	// it, the job's processes are found by scanning /proc: known holds
+	// those found by the last scan (pidfds, which a reused pid cannot
+	// fool), scanned when, and scanCost is the longest a scan took.
+	cg       *jobCgroup
+	known    map[int]*os.Process
+	scanned  time.Time
+	scanCost time.Duration
 }
 
 // guardianMain is the guardian's main; args follow guardianCmd.
@@ -81,7 +93,7 @@ func guardianMain(args []string) int {
 	// The job's parent-death signal is tied to the thread that forked it:
 	// keep this goroutine on its thread for the guardian's whole life.
 	runtime.LockOSThread()
-	if len(args) < 6 || args[4] != "--" {
+	if len(args) < 7 || args[5] != "--" {
 		fmt.Fprintln(os.Stderr, "dlock: the guardian is started by dlock run and dlock elect only")
 		return exitUsage
 	}
@@ -97,12 +109,16 @@ func guardianMain(args []string) int {
 		return exitUsage
 	}
 	g.deadline = fromMono(dl)
-	argv := args[5:]
+	ctlFD, err := strconv.Atoi(args[4])
+	if err != nil || ctlFD < 3 {
+		return exitUsage
+	}
+	argv := args[6:]
 
-	syscall.CloseOnExec(3)
-	syscall.CloseOnExec(4)
-	in := os.NewFile(3, "dlock-control")
-	g.out = os.NewFile(4, "dlock-reports")
+	syscall.CloseOnExec(ctlFD)
+	syscall.CloseOnExec(ctlFD + 1)
+	in := os.NewFile(uintptr(ctlFD), "dlock-control")
+	g.out = os.NewFile(uintptr(ctlFD+1), "dlock-reports")
 	setSubreaper()
 
 	// Signals sent to the guardian are not its business: it obeys dlock
@@ -119,15 +135,33 @@ func guardianMain(args []string) int {
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, syscall.SIGCHLD)
 
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = jobSysProcAttr()
-	if err := cmd.Start(); err != nil {
-		g.report(guardFailed, "%d %s", startCode(err), oneLine(err.Error()))
+	cg, why := newJobCgroup()
+	cmd, err := startJob(argv, cg)
+	if err != nil && cg != nil && !commandFault(err) {
+		// clone3 may refuse the cgroup (a kernel before 5.7, a cgroup
+		// that takes no processes): contain the job without it.
+		cg.remove()
+		cg, why = nil, err
+		cmd, err = startJob(argv, nil)
+	}
+	if err != nil {
+		if cg != nil {
+			cg.remove()
+		}
+		g.report(guardFailed, "%d %s", startCode(err), oneLine(err.Error())) // 71 if the guardian lacked resources
 		return 0
+	}
+	g.cg = cg
+	if cg != nil {
+		g.report(guardContainment, "cgroup %s", cg.path)
+	} else {
+		g.report(guardContainment, "scan %s", oneLine(why.Error()))
 	}
 	g.job = cmd.Process.Pid // reaped by wait4 below, not by cmd.Wait
 	g.report(guardStarted, "%d", g.job)
+	if cg == nil {
+		g.members() // measures the scan and collects the job's processes
+	}
 
 	cmds := make(chan string)
 	go func() {
@@ -140,6 +174,26 @@ func guardianMain(args []string) int {
 	return g.loop(cmds, chld, ignored)
 }
 
+// startJob starts the job in a process group of its own, in cg if not nil.
+func startJob(argv []string, cg *jobCgroup) (*exec.Cmd, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = jobSysProcAttr(cg)
+	return cmd, cmd.Start()
+}
+
+// commandFault reports whether the job could not start because of the
+// command itself (not found, not executable), which no other way of
+// starting it would change.
+func commandFault(err error) bool {
+	for _, e := range []error{exec.ErrNotFound, syscall.ENOENT, syscall.EACCES, syscall.ENOEXEC, syscall.ENOTDIR, syscall.E2BIG} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // loop runs the guardian until the job's tree is gone.
 func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int {
 	timer := time.NewTimer(time.Hour)
@@ -147,6 +201,9 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 	for {
 		g.reap()
 		if g.jobDone && g.treeGone() {
+			if g.cg != nil {
+				g.cg.removeWhenEmpty(time.Second)
+			}
 			if !g.orphaned {
 				g.report(guardClean, "")
 			}
@@ -165,7 +222,7 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 		if !g.killing && !now.Before(g.killAt()) {
 			g.killing = true
 			why := "grace"
-			if !g.deadline.Add(-g.killLead).After(now) {
+			if !g.deadline.Add(-g.lead()).After(now) {
 				why = "deadline"
 			}
 			g.report(guardKilled, "%d %s", int64(g.deadline.Sub(now)), why)
@@ -183,6 +240,14 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 			// Processes that are not our children have no event for
 			// their death: look again soon.
 			d = min(d, 10*time.Millisecond)
+		} else if g.cg == nil && !g.termSent.IsZero() {
+			// The kill at killAt starts with the processes known
+			// then: keep the set fresh.
+			if every := max(20*time.Millisecond, 4*g.scanCost); time.Since(g.scanned) >= every {
+				g.members()
+			} else {
+				d = min(d, every-time.Since(g.scanned))
+			}
 		}
 		timer.Reset(max(d, 0))
 		select {
@@ -204,11 +269,22 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 // what the kill needs to land, or the end of the grace period after a
 // SIGTERM, whichever comes first.
 func (g *guardian) killAt() time.Time {
-	at := g.deadline.Add(-g.killLead)
+	at := g.deadline.Add(-g.lead())
 	if !g.termSent.IsZero() && g.termSent.Add(g.grace).Before(at) {
 		at = g.termSent.Add(g.grace)
 	}
 	return at
+}
+
+// lead is how long before the deadline the tree gets SIGKILL. cgroup.kill
+// takes no time to reach every process; without a cgroup, the kill that
+// follows the signals to the known processes scans /proc, and the lead is
+// at least twice the longest scan yet.
+func (g *guardian) lead() time.Duration {
+	if g.cg != nil {
+		return g.killLead
+	}
+	return max(g.killLead, 2*g.scanCost)
 }
 
 func (g *guardian) command(line string) {
@@ -242,11 +318,43 @@ func (g *guardian) signalGroup(sig syscall.Signal) {
 		syscall.Kill(-g.job, sig)
 		return
 	}
-	for _, p := range descendants(os.Getpid()) {
+	for _, p := range g.members() {
 		if p.pgid == g.job {
 			syscall.Kill(p.pid, sig)
 		}
 	}
+}
+
+// members returns the job's living processes: those in its cgroup, or
+// else the guardian's descendants, which takes a scan of /proc; then it
+// also records them in g.known and how long the scan took.
+func (g *guardian) members() []procInfo {
+	if g.cg != nil {
+		return procInfos(g.cg.pids())
+	}
+	start := time.Now()
+	ps := descendants(os.Getpid())
+	g.scanned = time.Now()
+	g.scanCost = max(g.scanCost, g.scanned.Sub(start))
+	if !subreaper {
+		return ps
+	}
+	known := make(map[int]*os.Process, len(ps))
+	for _, p := range ps {
+		if h := g.known[p.pid]; h != nil {
+			known[p.pid] = h
+			delete(g.known, p.pid)
+			continue
+		}
+		if h := pidHandle(p); h != nil {
+			known[p.pid] = h
+		}
+	}
+	for _, h := range g.known { // gone since
+		h.Release()
+	}
+	g.known = known
+	return ps
 }
 
 // term sends SIGTERM to the job's group and to every descendant outside
@@ -258,12 +366,28 @@ func (g *guardian) term(now time.Time) {
 
 // signalTree sends sig to the job's process group and to every other
 // descendant of the guardian.
+//
+// SIGKILL goes first where it takes no scan: to the cgroup (cgroup.kill)
+// or to the processes the last scan found.
 func (g *guardian) signalTree(sig syscall.Signal) {
 	byGroup := !g.jobDone || !subreaper // see signalGroup
+	if sig == syscall.SIGKILL {
+		if g.cg != nil {
+			g.cg.kill()
+		}
+		for _, h := range g.known {
+			h.Signal(sig)
+		}
+	}
 	if byGroup {
 		syscall.Kill(-g.job, sig)
 	}
-	for _, p := range descendants(os.Getpid()) {
+	members := g.members()
+	if g.cg != nil && g.killing && !g.empty && !g.cg.populated() {
+		// A process that left the cgroup is still a descendant.
+		members = descendants(os.Getpid())
+	}
+	for _, p := range members {
 		if !byGroup || p.pgid != g.job || sig == syscall.SIGKILL {
 			syscall.Kill(p.pid, sig)
 		}

@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == guardianCmd {
 		os.Exit(guardianMain(os.Args[2:]))
 	}
+	closeInheritedOnExec()
 	dir, err := os.MkdirTemp("", "dlock-cmd-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -50,6 +51,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	goleak.VerifyTestMain(&testMain{redistest.Main(m), func() { os.RemoveAll(dir) }})
+}
+
+// closeInheritedOnExec keeps the descriptors this test binary inherited
+// (a CI runner's pipes) from the processes the tests start, so that what
+// a test's dlock passes on to its job is what the test opened.
+func closeInheritedOnExec() {
+	for _, fd := range inheritedFDs() {
+		syscall.CloseOnExec(fd)
+	}
 }
 
 type testMain struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -32,8 +33,38 @@ func guardianSysProcAttr() *syscall.SysProcAttr {
 // jobSysProcAttr puts the job in a process group of its own, and has the
 // kernel SIGKILL it if the guardian dies (the guardian kills the rest of
 // the tree in every other case).
-func jobSysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+// If cg is not nil, the job starts in that cgroup (clone3's
+// CLONE_INTO_CGROUP), before it can fork.
+func jobSysProcAttr(cg *jobCgroup) *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cg != nil {
+		a.UseCgroupFD, a.CgroupFD = true, int(cg.dir.Fd())
+	}
+	return a
+}
+
+// inheritedFDs returns the descriptors above stderr that dlock was
+// started with and passes on to the job: the open ones without
+// close-on-exec (every descriptor Go opens has it), such as a shell's 3>file
+// or systemd's sockets, in increasing order.
+func inheritedFDs() []int {
+	dir, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, e := range dir {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0)
+		if errno == 0 && flags&syscall.FD_CLOEXEC == 0 {
+			fds = append(fds, fd)
+		}
+	}
+	slices.Sort(fds)
+	return fds
 }
 
 // monoNow reads CLOCK_MONOTONIC, which every process of the machine
@@ -49,6 +80,54 @@ func monoNow() int64 {
 type procInfo struct {
 	pid, ppid, pgid int
 	zombie          bool
+	start           uint64 // start time in clock ticks after boot: with pid, it names the process
+}
+
+// readProc reads /proc/PID/stat.
+func readProc(pid int) (procInfo, bool) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procInfo{}, false // exited meanwhile
+	}
+	// "pid (comm) state ppid pgrp ..."; comm may hold anything, so
+	// parse after the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return procInfo{}, false
+	}
+	f := bytes.Fields(stat[i+1:])
+	if len(f) < 20 {
+		return procInfo{}, false
+	}
+	ppid, _ := strconv.Atoi(string(f[1]))
+	pgid, _ := strconv.Atoi(string(f[2]))
+	start, _ := strconv.ParseUint(string(f[19]), 10, 64)
+	return procInfo{pid: pid, ppid: ppid, pgid: pgid, zombie: f[0][0] == 'Z' || f[0][0] == 'X', start: start}, true
+}
+
+// procInfos describes the living processes among pids.
+func procInfos(pids []int) []procInfo {
+	ps := make([]procInfo, 0, len(pids))
+	for _, pid := range pids {
+		if p, ok := readProc(pid); ok && !p.zombie {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// pidHandle returns a handle on process p (a pidfd) that a later reuse of
+// its pid cannot redirect, or nil if p has exited.
+func pidHandle(p procInfo) *os.Process {
+	h, err := os.FindProcess(p.pid)
+	if err != nil {
+		return nil
+	}
+	if now, ok := readProc(p.pid); !ok || now.start != p.start {
+		h.Release() // the pid names another process now
+		return nil
+	}
+	return h
 }
 
 // processes lists the processes of the machine, from /proc.
@@ -63,23 +142,9 @@ func processes() []procInfo {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // exited meanwhile
+		if p, ok := readProc(pid); ok {
+			ps = append(ps, p)
 		}
-		// "pid (comm) state ppid pgrp ..."; comm may hold anything, so
-		// parse after the last ')'.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		f := bytes.Fields(stat[i+1:])
-		if len(f) < 3 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(string(f[1]))
-		pgid, _ := strconv.Atoi(string(f[2]))
-		ps = append(ps, procInfo{pid: pid, ppid: ppid, pgid: pgid, zombie: f[0][0] == 'Z' || f[0][0] == 'X'})
 	}
 	return ps
 }

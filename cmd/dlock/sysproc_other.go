@@ -4,6 +4,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"syscall"
 	"time"
 )
@@ -21,7 +22,7 @@ func guardianSysProcAttr() *syscall.SysProcAttr {
 
 // jobSysProcAttr puts the job in a process group of its own. There is no
 // parent-death signal outside Linux.
-func jobSysProcAttr() *syscall.SysProcAttr {
+func jobSysProcAttr(*jobCgroup) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
 
@@ -30,7 +31,15 @@ func jobSysProcAttr() *syscall.SysProcAttr {
 // moves the guardian's copy of the deadline.
 func monoNow() int64 { return time.Now().UnixNano() }
 
+// inheritedFDs cannot tell inherited descriptors from dlock's own without
+// /proc: the job gets stdin, stdout and stderr only.
+func inheritedFDs() []int { return nil }
+
 type procInfo struct{ pid, pgid int }
+
+func procInfos([]int) []procInfo { return nil }
+
+func pidHandle(procInfo) *os.Process { return nil }
 
 // descendants cannot be listed portably: only the job's group is known.
 func descendants(int) []procInfo { return nil }

@@ -5,8 +5,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock/driver"
 	"go.uber.org/goleak"
 )
+
+var errNotHeld = driver.ErrNotHeld
+
+// driverRequest returns a request for key by tok with ttl.
+func driverRequest(key, tok string, ttl time.Duration) driver.Request {
+	return driver.Request{Key: key, Token: tok, TTL: ttl, Owner: "etcddriver-test"}
+}
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -65,7 +66,10 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	scrub := func(err error) error { return driver.Scrub(err, driver.Password(u)) }
 	client, err := clientv3.New(cfg)
 	if err != nil {
-		return nil, scrub(fmt.Errorf("etcddriver: open %s: %w: %w", red, driver.ErrUnavailable, err))
+		if !errors.Is(err, rpctypes.ErrAuthFailed) {
+			err = fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
+		}
+		return nil, scrub(fmt.Errorf("etcddriver: open %s: %w", red, err))
 	}
 	d := newLocker(client, &Options{Prefix: prefix}, true)
 	if err := d.checkAccess(ctx); err != nil {
@@ -75,24 +79,26 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	return d, nil
 }
 
-// checkAccess reads and, in a transaction whose condition never holds,
-// writes a key under the prefix: etcd checks the permissions of every
-// operation of a transaction, run or not, so a user who may not write
-// the prefix is refused here and nothing is written.
+// checkAccess runs a transaction that reads a key under the prefix and,
+// under a condition that never holds, writes it: etcd checks the
+// permissions of every operation of a transaction, run or not, so a user
+// who may not write the prefix is refused here, and nothing is written.
 func (d *locker) checkAccess(ctx context.Context) error {
 	k := d.prefix + "open-check"
 	_, err := d.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "<", 0)).
-		Then(clientv3.OpPut(k, ""), clientv3.OpDelete(k)).
+		Then(clientv3.OpPut(k, "")).
 		Else(clientv3.OpGet(k)).
 		Commit()
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			return fmt.Errorf("%w: no answer: %w", driver.ErrUnavailable, err)
-		}
-		return fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		return fmt.Errorf("the etcd user may not read and write keys under %q, which the driver needs (see Permissions in the package docs): %w", d.prefix, err)
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrUserEmpty), errors.Is(err, rpctypes.ErrAuthNotEnabled):
+		return err
 	}
-	return nil
+	return fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
 }
 
 // clientConfig returns the client configuration and key prefix of u.

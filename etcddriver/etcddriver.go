@@ -28,13 +28,25 @@ type Options struct {
 	// Default: "dlock/". URL: the path, /PREFIX.
 	Prefix string
 
+	// CallTimeout bounds each method's calls to etcd, so that a call to
+	// a member that stopped answering (paused, or cut off by a network
+	// that drops packets) fails in time instead of waiting for the
+	// caller's context, which may have no deadline: the next attempt,
+	// retried by dlock, then goes to another member. It also bounds
+	// Subscribe's wait for etcd to confirm the watch. Default: 5s. URL:
+	// call_timeout.
+	CallTimeout time.Duration
+
 	// Lock configures the [dlock.Locker] that [New] returns; nil means
 	// dlock's defaults. [NewDriver] ignores it.
 	Lock *dlock.Options
 }
 
-// DefaultPrefix is the default of [Options.Prefix].
-const DefaultPrefix = "dlock/"
+// Defaults of [Options].
+const (
+	DefaultPrefix      = "dlock/"
+	DefaultCallTimeout = 5 * time.Second
+)
 
 var (
 	_ driver.Locker         = (*locker)(nil)
@@ -65,7 +77,8 @@ type locker struct {
 	leases etcdserverpb.LeaseClient // for keep-alive streams of our own
 	owned  bool                     // Close closes client
 	prefix string
-	err    error // a bad option or client, reported by every call
+	limit  time.Duration // Options.CallTimeout
+	err    error         // a bad option or client, reported by every call
 
 	// base ends at Close; subscriptions' watches run under it.
 	base   context.Context
@@ -85,6 +98,13 @@ func newLocker(client *clientv3.Client, opts *Options, owned bool) *locker {
 	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune}
 	if d.prefix == "" {
 		d.prefix = DefaultPrefix
+	}
+	d.limit = opts.CallTimeout
+	switch {
+	case d.limit == 0:
+		d.limit = DefaultCallTimeout
+	case d.limit < 0:
+		d.err = fmt.Errorf("%w: etcddriver: CallTimeout %v is negative", driver.ErrInvalid, d.limit)
 	}
 	if client == nil {
 		d.err = fmt.Errorf("%w: etcddriver: nil client", driver.ErrInvalid)
@@ -117,6 +137,14 @@ type grant struct {
 // minPrune is the least number of remembered grants before remember looks
 // for stale ones to drop.
 const minPrune = 64
+
+// bound returns ctx bounded by the call timeout, and with the etcd
+// client's require-leader flag: a member that lost its leader refuses at
+// once (ErrNoLeader, which is ErrUnavailable here) instead of waiting.
+func (d *locker) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, d.limit)
+	return clientv3.WithRequireLeader(ctx), cancel
+}
 
 func (d *locker) check() error {
 	if d.err != nil {
@@ -217,7 +245,8 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, err
 	}
 	k, dig, asked := d.prefix+req.Key, digest(req.Token), seconds(req.TTL)
-	ctx = clientv3.WithRequireLeader(ctx)
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	sent := time.Now()
 	g, err := d.client.Grant(ctx, asked)
 	if err != nil {
@@ -381,7 +410,8 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 		return err
 	}
 	dig, asked := digest(token), seconds(ttl)
-	ctx = clientv3.WithRequireLeader(ctx)
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	sent := time.Now()
 	if g, ok := d.lookup(key, dig); ok && g.asked == asked {
 		granted, err := d.keepAlive(ctx, g.lease)
@@ -430,7 +460,8 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 		return err
 	}
 	dig := digest(token)
-	ctx = clientv3.WithRequireLeader(ctx)
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	if g, ok := d.lookup(key, dig); ok {
 		_, err := d.client.Revoke(ctx, g.lease)
 		if err == nil {
@@ -459,6 +490,8 @@ func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 	if err := d.check(); err != nil {
 		return driver.Holder{}, false, err
 	}
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	resp, err := d.client.Get(ctx, d.prefix+key)
 	if err != nil {
 		return driver.Holder{}, false, d.notApplied("inspect", key, err)
@@ -491,7 +524,8 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		}
 		return errs
 	}
-	ctx = clientv3.WithRequireLeader(ctx)
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
 	sent := time.Now()
 	type item struct {
 		i      int

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/etcddriver"
 	"github.com/dlock-go/dlock/etcddriver/internal/etcdtest"
 )
@@ -220,5 +221,43 @@ func TestFaultRefreshFailsAfterLoss(t *testing.T) {
 	}
 	if err := lease.Err(); err != nil {
 		t.Errorf("new holder's lease = %v after the old holder's calls; want held", err)
+	}
+}
+
+// TestSubscribeMemberPaused subscribes through a client of one member
+// that is paused: Subscribe must give up after the call timeout, not wait
+// for the caller's context, so that the waiter falls back to polling.
+func TestSubscribeMemberPaused(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	m := c.Members()[0]
+	d := etcddriver.NewDriver(c.Client(t, m.ClientURL), &etcddriver.Options{CallTimeout: time.Second})
+	t.Cleanup(func() { d.Close() })
+	n := d.(driver.Notifier)
+	_, cancel, err := n.Subscribe(testCtx(t), "fault/subscribe-paused", "")
+	if err != nil {
+		t.Fatalf("Subscribe before the pause = %v", err)
+	}
+	cancel()
+	m.Pause(t)
+	defer m.Resume(t)
+	start := time.Now()
+	ctx, stop := context.WithTimeout(context.Background(), 20*time.Second)
+	defer stop()
+	_, cancel, err = n.Subscribe(ctx, "fault/subscribe-paused-2", "")
+	if err == nil {
+		cancel()
+		t.Fatalf("Subscribe through a paused member succeeded")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Subscribe through a paused member took %v (%v); want it to give up after the call timeout, 1s", took, err)
+	}
+	if !errors.Is(err, driver.ErrUnavailable) {
+		t.Errorf("Subscribe through a paused member = %v; want ErrUnavailable", err)
+	}
+	// A call of the lock gives up as well.
+	start = time.Now()
+	_, err = d.Acquire(ctx, driverRequest("fault/acquire-paused", "tok", time.Second))
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("Acquire through a paused member = %v after %v; want a failure after the call timeout", err, time.Since(start))
 	}
 }

@@ -19,30 +19,30 @@ import (
 // A watch whose stream breaks is resumed by the client from the last
 // revision it saw, on any member. A watch that etcd ends (its revision
 // was compacted) wakes the subscriber once and then stays silent: the
-// waiter's next attempt subscribes anew, and it has the holder's TTL and
-// its backoff meanwhile.
+// waiter then has the holder's TTL and its backoff. Subscribe waits for
+// etcd's confirmation no longer than Options.CallTimeout.
 func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
 	if err := d.check(); err != nil {
 		return nil, nil, err
 	}
+	ctx, cancelWait := context.WithTimeout(ctx, d.limit)
+	defer cancelWait()
 	wctx, wcancel := context.WithCancel(d.base)
+	// Watch itself blocks while the client's watch stream is stuck (its
+	// member paused): the wait ends the watch's context.
+	stopWait := context.AfterFunc(ctx, wcancel)
 	wch := d.client.Watch(wctx, d.prefix+key, clientv3.WithCreatedNotify(), clientv3.WithFilterPut())
-	select {
-	case r, ok := <-wch:
-		if !ok || !r.Created || r.Err() != nil {
-			wcancel()
-			err := r.Err()
-			if err == nil {
-				err = context.Cause(wctx)
-			}
-			if err == nil {
-				err = fmt.Errorf("the watch ended before it started")
-			}
-			return nil, nil, fmt.Errorf("etcddriver: subscribe %q: %w: %w", key, driver.ErrUnavailable, err)
-		}
-	case <-ctx.Done():
+	r, ok := <-wch
+	if !stopWait() || !ok || !r.Created || r.Err() != nil {
 		wcancel()
-		return nil, nil, fmt.Errorf("etcddriver: subscribe %q: %w: %w", key, driver.ErrUnavailable, ctx.Err())
+		err := r.Err()
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err == nil {
+			err = fmt.Errorf("the watch ended before it started")
+		}
+		return nil, nil, fmt.Errorf("etcddriver: subscribe %q: %w: %w", key, driver.ErrUnavailable, err)
 	}
 	released := make(chan struct{}, 1)
 	wake := func() {

@@ -31,6 +31,7 @@ const DefaultPort = "2379"
 // (ttl, renew, drift, owner, fencing).
 const (
 	ParamDialTimeout   = "dial_timeout"
+	ParamCallTimeout   = "call_timeout"
 	ParamSkipVerify    = "skip_verify"     // etcds only
 	ParamTLSServerName = "tls_server_name" // etcds only
 	ParamCAFile        = "ca_file"         // etcds only
@@ -47,7 +48,7 @@ const defaultDialTimeout = 5 * time.Second
 func init() {
 	driver.Register(Scheme, Open)
 	driver.Register(SchemeTLS, Open)
-	driver.PublicParams(append([]string{ParamDialTimeout}, tlsParams...)...)
+	driver.PublicParams(append([]string{ParamDialTimeout, ParamCallTimeout}, tlsParams...)...)
 }
 
 // Open opens a driver for an etcd:// or etcds:// URL; see the package
@@ -58,7 +59,7 @@ func init() {
 // a wrong address, password or permission fails here), and returns a
 // driver that closes the client on Close.
 func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
-	cfg, prefix, err := clientConfig(u)
+	cfg, opts, err := clientConfig(u)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		}
 		return nil, scrub(fmt.Errorf("etcddriver: open %s: %w", red, err))
 	}
-	d := newLocker(client, &Options{Prefix: prefix}, true)
+	d := newLocker(client, opts, true)
 	if err := d.checkAccess(ctx); err != nil {
 		d.Close()
 		return nil, scrub(fmt.Errorf("etcddriver: open %s: %w", red, err))
@@ -101,8 +102,8 @@ func (d *locker) checkAccess(ctx context.Context) error {
 	return fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
 }
 
-// clientConfig returns the client configuration and key prefix of u.
-func clientConfig(u *url.URL) (clientv3.Config, string, error) {
+// clientConfig returns the client configuration and driver options of u.
+func clientConfig(u *url.URL) (clientv3.Config, *Options, error) {
 	var cfg clientv3.Config
 	red := driver.Redacted(u)
 	bad := func(format string, args ...any) error {
@@ -114,25 +115,25 @@ func clientConfig(u *url.URL) (clientv3.Config, string, error) {
 	case SchemeTLS:
 		useTLS = true
 	default:
-		return cfg, "", bad("not an etcd scheme (want %s:// or %s://)", Scheme, SchemeTLS)
+		return cfg, nil, bad("not an etcd scheme (want %s:// or %s://)", Scheme, SchemeTLS)
 	}
 	q, err := driver.Query(u)
 	if err != nil {
-		return cfg, "", err
+		return cfg, nil, err
 	}
 	if !useTLS {
 		for _, p := range tlsParams {
 			if q.Has(p) {
-				return cfg, "", bad("%s applies to TLS connections only (%s://), and this URL has none", p, SchemeTLS)
+				return cfg, nil, bad("%s applies to TLS connections only (%s://), and this URL has none", p, SchemeTLS)
 			}
 		}
 	}
-	if err := driver.UnknownParams(u, append([]string{ParamDialTimeout}, tlsParams...)...); err != nil {
-		return cfg, "", err
+	if err := driver.UnknownParams(u, append([]string{ParamDialTimeout, ParamCallTimeout}, tlsParams...)...); err != nil {
+		return cfg, nil, err
 	}
 	hosts, err := driver.HostList(u, DefaultPort)
 	if err != nil {
-		return cfg, "", err
+		return cfg, nil, err
 	}
 	scheme := "http://"
 	if useTLS {
@@ -145,30 +146,36 @@ func clientConfig(u *url.URL) (clientv3.Config, string, error) {
 		cfg.Username = u.User.Username()
 		cfg.Password, _ = u.User.Password()
 		if cfg.Username == "" {
-			return cfg, "", bad("a password without a user name; etcd authenticates users: etcd://USER:PASSWORD@HOST")
+			return cfg, nil, bad("a password without a user name; etcd authenticates users: etcd://USER:PASSWORD@HOST")
 		}
 	}
+	opts := &Options{}
 	cfg.DialTimeout = defaultDialTimeout
-	if v := q.Get(ParamDialTimeout); v != "" {
-		dt, err := time.ParseDuration(v)
-		if err != nil || dt <= 0 {
-			return cfg, "", bad("%s must be a positive duration such as 5s", ParamDialTimeout)
+	for _, p := range []struct {
+		name string
+		to   *time.Duration
+	}{{ParamDialTimeout, &cfg.DialTimeout}, {ParamCallTimeout, &opts.CallTimeout}} {
+		if v := q.Get(p.name); v != "" {
+			dt, err := time.ParseDuration(v)
+			if err != nil || dt <= 0 {
+				return cfg, nil, bad("%s must be a positive duration such as 5s", p.name)
+			}
+			*p.to = dt
 		}
-		cfg.DialTimeout = dt
 	}
 	if useTLS {
 		tc, err := tlsConfig(q, bad)
 		if err != nil {
-			return cfg, "", err
+			return cfg, nil, err
 		}
 		cfg.TLS = tc
 	}
 	cfg.Logger = zap.NewNop()
-	prefix := strings.TrimPrefix(u.Path, "/")
-	if prefix != "" && !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
+	opts.Prefix = strings.TrimPrefix(u.Path, "/")
+	if opts.Prefix != "" && !strings.HasSuffix(opts.Prefix, "/") {
+		opts.Prefix += "/"
 	}
-	return cfg, prefix, nil
+	return cfg, opts, nil
 }
 
 // tlsConfig returns the TLS configuration of the query q of an etcds URL.

@@ -31,6 +31,7 @@ func TestOpenRefusesBadURLs(t *testing.T) {
 		{"etcds://127.0.0.1:1/?ca_file=/nonexistent/ca.pem", "a CA file that cannot be read"},
 		{"etcd://127.0.0.1:1/?dial_timeout=soon", "a malformed duration"},
 		{"etcd://127.0.0.1:1/?dial_timeout=-1s", "a negative duration"},
+		{"etcd://127.0.0.1:1/?call_timeout=0s", "a zero call timeout"},
 		{"etcd://:s3cret@127.0.0.1:1/", "a password without a user"},
 		{"etcd:///prefix", "no host"},
 		{"etcd://127.0.0.1:1,:2/", "an empty host in the list"},
@@ -54,7 +55,7 @@ func TestOpen(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	ctx := testCtx(t)
 	hp := hostPort(c.Members()[0])
-	l, err := dlock.Open(ctx, "etcd://127.0.0.1:1,"+hp+"/app/locks?ttl=5s&owner=url-owner&dial_timeout=3s")
+	l, err := dlock.Open(ctx, "etcd://127.0.0.1:1,"+hp+"/app/locks?ttl=5s&owner=url-owner&dial_timeout=3s&call_timeout=2s")
 	if err != nil {
 		t.Fatalf("Open = %v", err)
 	}

@@ -238,17 +238,28 @@ func refreshExtends(s *suite) {
 func refreshAfterExpiryFails(s *suite) {
 	d := s.driver()
 	key, a := s.key("k"), token()
+	ttl, gone := s.expiring()
 	sent := time.Now()
-	s.mustAcquire(d, key, a, shortTTL)
-	sleepUntil(s.ctx, sent.Add(shortTTL+shortTTL/2))
+	s.mustAcquire(d, key, a, ttl)
+	sleepUntil(s.ctx, sent.Add(gone))
 	if err := d.Refresh(s.ctx, key, a, longTTL); !errors.Is(err, driver.ErrNotHeld) {
 		s.Errorf("Refresh %v after Acquire with TTL %v = %v; want ErrNotHeld: an expired lock must stay expired",
-			time.Since(sent).Round(time.Millisecond), shortTTL, err)
+			time.Since(sent).Round(time.Millisecond), ttl, err)
 	}
 	if err := d.Release(s.ctx, key, a); !errors.Is(err, driver.ErrNotHeld) {
 		s.Errorf("Release %v after Acquire with TTL %v = %v; want ErrNotHeld",
-			time.Since(sent).Round(time.Millisecond), shortTTL, err)
+			time.Since(sent).Round(time.Millisecond), ttl, err)
 	}
+}
+
+// expiring returns the TTL of a lock whose expiry a case watches from the
+// backend's side, and how long after the acquire was sent the lock is
+// surely gone: shortTTL and half as much again, stretched to the
+// backend's [Harness.TTLResolution].
+func (s *suite) expiring() (ttl, gone time.Duration) {
+	r := s.h.TTLResolution
+	ttl = max(shortTTL, r)
+	return ttl, ttl + max(ttl/2, r)
 }
 
 func sameTokenIdempotent(s *suite) {
@@ -845,8 +856,9 @@ func inspectAfterExpiry(s *suite) {
 		s.Skipf("%T is not a driver.Inspector", d2)
 	}
 	key := s.key("k")
+	ttl, gone := s.expiring()
 	sent := time.Now()
-	s.mustAcquire(d1, key, token(), shortTTL)
+	s.mustAcquire(d1, key, token(), ttl)
 	_, held, err := in.Inspect(s.ctx, key)
 	if errors.Is(err, errors.ErrUnsupported) {
 		s.Skipf("Inspect: %v", err)
@@ -854,10 +866,10 @@ func inspectAfterExpiry(s *suite) {
 	if err != nil || !held {
 		s.Fatalf("Inspect of a held key = held %v, %v; want held", held, err)
 	}
-	sleepUntil(s.ctx, sent.Add(shortTTL+shortTTL/2))
+	sleepUntil(s.ctx, sent.Add(gone))
 	if h, held, err := in.Inspect(s.ctx, key); err != nil || held {
 		s.Errorf("Inspect %v after a lock with TTL %v was taken = %+v, held %v, %v; want free: an expired holder must not be reported",
-			time.Since(sent).Round(time.Millisecond), shortTTL, h, held, err)
+			time.Since(sent).Round(time.Millisecond), ttl, h, held, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"testing"
+	"time"
 
 	"github.com/dlock-go/dlock/driver"
 )
@@ -20,4 +21,14 @@ type Harness struct {
 	// other clients keep working. Cases that need it are skipped when it
 	// is nil.
 	Partitioned func(t *testing.T) (d driver.Locker, cut func())
+
+	// TTLResolution, if not zero, is the step in which the backend counts
+	// TTLs, and so how much longer than its TTL a lock may stay (etcd
+	// grants leases in whole seconds, so a 300 ms lock holds its key for
+	// a second or more). The holder's lease still ends at the TTL asked
+	// for, by its local deadline; but cases that watch a lock expire from
+	// the backend's side use a TTL of at least TTLResolution, and give it
+	// TTLResolution more to be gone. Zero means TTLs are kept to the
+	// millisecond.
+	TTLResolution time.Duration
 }

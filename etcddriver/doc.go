@@ -1,0 +1,162 @@
+// Package etcddriver is the dlock driver for etcd v3, a consensus store:
+// locks survive the loss of a minority of members, and fences come from
+// etcd's own revisions. It lives in a module of its own
+// (github.com/dlock-go/dlock/etcddriver), so that applications that do not
+// use etcd do not inherit its client's dependencies (gRPC, protobuf, zap).
+//
+// Pass the client you already have:
+//
+//	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:2379"}})
+//	locker := etcddriver.New(cli, nil)
+//	defer locker.Close() // does not close cli
+//
+// or open one by URL with [dlock.Open] after importing this package:
+//
+//	locker, err := dlock.Open(ctx, "etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/myapp?ttl=30s")
+//
+// It works with etcd servers 3.4 and later (tested with 3.4.23), through
+// go.etcd.io/etcd/client/v3 v3.6.
+//
+// # URLs
+//
+// Schemes, registered in init:
+//
+//	etcd://[USER:PASSWORD@]HOST[:PORT][,HOST[:PORT]...][/PREFIX]
+//	etcds://...                                                    (TLS)
+//
+// PORT defaults to 2379. The hosts are the cluster's client endpoints; the
+// client spreads calls over them and moves away from one that fails. Give
+// every host its port in a list. PREFIX is [Options.Prefix], with a '/'
+// added if it does not end in one (etcd://h/myapp keeps locks under
+// "myapp/"); without it the prefix is "dlock/". USER and PASSWORD are an
+// etcd user's (a password needs its user). URLs are parsed strictly (see
+// dlock.Open), and errors show them without user, password or the values
+// of unknown parameters.
+//
+// Query parameters, besides the common ones (ttl, renew, drift, owner,
+// fencing):
+//
+//	dial_timeout=5s       bound of the first connection
+//	call_timeout=5s       bound of each call ([Options.CallTimeout])
+//
+// TLS parameters, on etcds only (etcd:// refuses them rather than ignore
+// them):
+//
+//	ca_file=PATH          trust the CA certificates in PATH (PEM)
+//	cert_file=PATH        client certificate (PEM), with key_file
+//	key_file=PATH         its private key (PEM)
+//	tls_server_name=NAME  verify the servers' certificates under NAME
+//	skip_verify=true      do not verify certificates at all (tests only)
+//
+// # Locks, leases and fences
+//
+// A lock on KEY is the etcd key PREFIX+KEY, attached to an etcd lease of
+// its own: one lease per grant, never shared, so that renewing or revoking
+// that lease renews or releases that grant and nothing else. Its value
+// holds the owner, the TTL asked for and a digest of the token (SHA-256,
+// shortened to 128 bits; the token itself never leaves the process).
+//
+//   - Acquire grants a lease and, in one transaction, puts the key if it
+//     does not exist (its create revision is 0): two round trips. A busy
+//     attempt then revokes its unused lease and reads the holder's
+//     remaining TTL, at once: three in all. An attempt by the token that
+//     holds the key renews it and returns the same fence.
+//   - Refresh sends one keep-alive of the grant's lease; Release revokes
+//     it, which deletes the key. One round trip each, when the driver that
+//     made the grant remembers its lease (it does for the grants it made
+//     or renewed); another driver reads the key first to find the lease.
+//   - RefreshBatch ([driver.BatchRefresher]) sends the keep-alives of all
+//     its leases on one stream: one round trip for any number of leases.
+//   - The fence is the key's create revision: etcd's revision counter
+//     never goes back, across leader changes, restarts and the loss of a
+//     minority of members, so every grant of a key has a greater fence
+//     than every earlier one, and no fence key is needed. A cluster
+//     restored from a backup goes back to the backup's revision: restore
+//     it with a bumped revision (etcdutl snapshot restore
+//     --bump-revision) to keep fences increasing.
+//   - Inspect ([driver.Inspector]) reads the key and its lease: owner,
+//     fence, and the time left, in whole seconds rounded up.
+//
+// # TTLs
+//
+// etcd counts lease TTLs in whole seconds, and raises any shorter than
+// its minimum to it (one and a half election timeouts, rounded up to the
+// second: 2 s with the default election timeout of 1 s); it also finds
+// expired leases only in a check every 500 ms. A TTL of 500 ms is therefore asked of etcd as
+// 1 s, and etcd may grant 2 s: the holder's lease still ends at its own
+// local deadline, counted from the send time of the acquire or refresh
+// with the TTL asked for (500 ms less the drift allowance), so the
+// holder stops before etcd could free the key — but a key whose holder
+// vanished stays taken until etcd's expiry, up to the granted TTL plus
+// 500 ms. Prefer TTLs of several seconds with etcd.
+//
+// etcd cannot change a lease's TTL. A Refresh with a TTL other than the
+// one the grant's lease was asked for moves the key onto a new lease
+// (granted, swapped in by a transaction that checks the key still has its
+// create revision and the old lease, then the old lease revoked): three
+// round trips, and the key keeps its fence.
+//
+// # Waiting
+//
+// The driver implements [driver.Notifier] with etcd watches: a delete of
+// the key, by a release or by the lease's expiry, wakes every subscriber
+// of the key within the round trip of the watch event. It does not queue
+// waiters, so waiters are not served in the order they came, and a release
+// wakes them all (each then makes one attempt). It does not implement
+// [driver.Handoff]: see the comment on the queue below.
+//
+// A queue in etcd, as concurrency.Mutex keeps it (each waiter writes a key
+// of its own; the lowest create revision holds), makes the head of the
+// queue the holder as soon as the holder before it is deleted, without a
+// round trip and without the waiter's knowing: that is a handoff. In
+// dlock's contract, though, a waiter's queued attempt must not become a
+// grant once the waiter has given up; a queue entry whose waiter left
+// must be deleted (with I/O after the subscription's cancel, which the
+// contract does not give a context to) or expire (after a TTL during which
+// the key is held by nobody who knows it). The handoff's Turn would also
+// have to carry the lease of the entry, which the waiter must renew from
+// then on. This is left for the architecture issue.
+//
+// # Semaphores
+//
+// The driver does not implement [driver.Semaphore]: dlock's semaphores
+// report errors.ErrUnsupported over it. (A semaphore in etcd would hold a
+// slot key per holder, with the limit lowest create revisions holding, as
+// etcd's recipes do; it is not built yet.)
+//
+// # Errors
+//
+//   - Refresh and Release return an error wrapping [driver.ErrNotHeld]
+//     when the grant's lease is gone or the key is held by another token.
+//   - A call etcd surely refused (no leader, too many requests), and any
+//     failed read or lease grant (which changes no lock), wraps
+//     [driver.ErrUnavailable].
+//   - Any other failure of a call that may have changed a lock wraps
+//     [driver.ErrOutcomeUnknown]; dlock then undoes an Acquire with a
+//     Release of its token, which revokes the lease the key is attached
+//     to if the put was applied.
+//   - Every call is bounded by Options.CallTimeout and made with the
+//     client's require-leader flag, so that a member cut off from its
+//     leader refuses at once and the next attempt goes to another member.
+//   - Errors of Open do not show the password.
+//
+// # Permissions
+//
+// With authentication on, the driver's etcd user needs read and write
+// permission on the prefix's range (etcdctl role grant-permission ROLE
+// --prefix=true readwrite PREFIX), and leases (every user may grant
+// them). Open checks both permissions with a transaction that writes
+// nothing.
+//
+// # Safety
+//
+// The driver is safe for concurrent use. A lease's server-side expiry is
+// never before the holder's local deadline: etcd counts the TTL granted
+// (at least the TTL asked for) from its receipt of the grant or
+// keep-alive, after the holder sent it, and a new leader extends every
+// lease by an election timeout rather than shorten it. Jepsen's analysis
+// of etcd 3.4.3 found etcd's own locks unsafe when a holder pauses past
+// its lease; here the holder's lease ends at its local deadline, seen at
+// the first look after the pause, and the fence lets the resource refuse
+// a stale holder's writes.
+package etcddriver

@@ -1,0 +1,113 @@
+package etcddriver_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/etcddriver"
+	"github.com/dlock-go/dlock/etcddriver/internal/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// TestAcquireCancelledMidCall cancels Acquire calls at every point of
+// their two round trips (the lease grant, then the transaction): each
+// call either returns the key, or an error after which a Release of its
+// token leaves the key free, as dlock undoes an attempt whose outcome it
+// does not know. No grant is left behind to block the key for a TTL.
+func TestAcquireCancelledMidCall(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	d, other := etcddriver.NewDriver(c.Client(t), nil), etcddriver.NewDriver(c.Client(t), nil)
+	t.Cleanup(func() { d.Close(); other.Close() })
+	key := "cancel/mid-call"
+	outcomes := map[string]int{}
+	for i := range 60 {
+		tok := fmt.Sprint("tok-", i)
+		cctx, cancel := context.WithTimeout(ctx, time.Duration(i)*100*time.Microsecond)
+		res, err := d.Acquire(cctx, driverRequest(key, tok, 30*time.Second))
+		cancel()
+		switch {
+		case err == nil && res.Acquired:
+			outcomes["acquired"]++
+			if err := d.Release(ctx, key, tok); err != nil {
+				t.Fatalf("attempt %d: Release of a grant = %v", i, err)
+			}
+		case err == nil:
+			t.Fatalf("attempt %d: busy, but nobody else holds the key", i)
+		case errors.Is(err, driver.ErrUnavailable):
+			outcomes["unavailable"]++
+		default:
+			outcomes["unknown"]++
+			if !driver.OutcomeUnknown(err) {
+				t.Errorf("attempt %d: %v is neither ErrUnavailable nor an unknown outcome", i, err)
+			}
+			if err := d.Release(ctx, key, tok); err != nil && !errors.Is(err, driver.ErrNotHeld) {
+				t.Fatalf("attempt %d: undoing Release = %v", i, err)
+			}
+		}
+		res, err = other.Acquire(ctx, driverRequest(key, "other", 30*time.Second))
+		if err != nil || !res.Acquired {
+			t.Fatalf("attempt %d: the key is not free after a cancelled Acquire and the Release of its token: %+v, %v", i, res, err)
+		}
+		if err := other.Release(ctx, key, "other"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("outcomes: %v", outcomes)
+}
+
+// TestRefreshMovesLeaseAcrossDrivers refreshes one grant through two
+// drivers with different TTLs: each moves the key to a lease of its TTL
+// (revoking the other driver's remembered lease), yet both keep refreshing
+// it, the fence stays, and either can release it.
+func TestRefreshMovesLeaseAcrossDrivers(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	cl := c.Client(t)
+	d1, d2 := etcddriver.NewDriver(c.Client(t), nil), etcddriver.NewDriver(c.Client(t), nil)
+	t.Cleanup(func() { d1.Close(); d2.Close() })
+	key, tok := "move/k", "the-token"
+	res, err := d1.Acquire(ctx, driverRequest(key, tok, 2*time.Second))
+	if err != nil || !res.Acquired {
+		t.Fatalf("Acquire = %+v, %v", res, err)
+	}
+	granted := func() int64 {
+		t.Helper()
+		r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key)
+		if err != nil || len(r.Kvs) != 1 {
+			t.Fatalf("Get = %v, %v; want the key", r, err)
+		}
+		if r.Kvs[0].CreateRevision != int64(res.Fence) {
+			t.Errorf("create revision %d; want the fence %d: a refresh must keep it", r.Kvs[0].CreateRevision, res.Fence)
+		}
+		ttl, err := cl.TimeToLive(ctx, clientv3.LeaseID(r.Kvs[0].Lease))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ttl.GrantedTTL
+	}
+	for i, step := range []struct {
+		d   driver.Locker
+		ttl time.Duration
+	}{{d2, 7 * time.Second}, {d1, 2 * time.Second}, {d1, 3 * time.Second}, {d2, 7 * time.Second}, {d2, 7 * time.Second}} {
+		if err := step.d.Refresh(ctx, key, tok, step.ttl); err != nil {
+			t.Fatalf("step %d: Refresh to %v = %v", i, step.ttl, err)
+		}
+		if g := granted(); g != int64(step.ttl/time.Second) {
+			t.Errorf("step %d: the key's lease has TTL %d s after a Refresh to %v", i, g, step.ttl)
+		}
+	}
+	if err := d1.Release(ctx, key, tok); err != nil {
+		t.Fatalf("Release through the driver whose lease was replaced = %v", err)
+	}
+	if r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key); err != nil || len(r.Kvs) != 0 {
+		t.Errorf("the key after Release = %v, %v; want it gone", r, err)
+	}
+	if err := d2.Refresh(ctx, key, tok, 7*time.Second); !errors.Is(err, driver.ErrNotHeld) {
+		t.Errorf("Refresh after Release = %v; want ErrNotHeld", err)
+	}
+}

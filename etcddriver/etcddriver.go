@@ -1,0 +1,619 @@
+package etcddriver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Options configure the driver. A nil *Options means the defaults.
+type Options struct {
+	// Prefix starts every etcd key the driver writes: a lock on KEY lives
+	// at PREFIX+KEY. Give each application its own prefix when several
+	// share a cluster, and grant its etcd user read and write on the
+	// prefix's range (see Permissions in the package docs).
+	// Default: "dlock/". URL: the path, /PREFIX.
+	Prefix string
+
+	// CallTimeout bounds each method's calls to etcd, so that a call to
+	// a member that stopped answering (paused, or cut off by a network
+	// that drops packets) fails in time instead of waiting for the
+	// caller's context, which may have no deadline: the next attempt,
+	// retried by dlock, then goes to another member. It also bounds
+	// Subscribe's wait for etcd to confirm the watch. Default: 5s. URL:
+	// call_timeout.
+	CallTimeout time.Duration
+
+	// Lock configures the [dlock.Locker] that [New] returns; nil means
+	// dlock's defaults. [NewDriver] ignores it.
+	Lock *dlock.Options
+}
+
+// Defaults of [Options].
+const (
+	DefaultPrefix      = "dlock/"
+	DefaultCallTimeout = 5 * time.Second
+)
+
+var (
+	_ driver.Locker         = (*locker)(nil)
+	_ driver.Notifier       = (*locker)(nil)
+	_ driver.Inspector      = (*locker)(nil)
+	_ driver.BatchRefresher = (*locker)(nil)
+)
+
+// New returns a dlock.Locker over client. The Locker does not close
+// client: the caller closes it after the Locker.
+func New(client *clientv3.Client, opts *Options) *dlock.Locker {
+	var lock *dlock.Options
+	if opts != nil {
+		lock = opts.Lock
+	}
+	return dlock.New(NewDriver(client, opts), lock)
+}
+
+// NewDriver returns the driver behind [New], for wrappers and tests.
+// opts.Lock is ignored. The driver does not close client.
+func NewDriver(client *clientv3.Client, opts *Options) driver.Locker {
+	return newLocker(client, opts, false)
+}
+
+// locker is the driver. It is safe for concurrent use.
+type locker struct {
+	client *clientv3.Client
+	leases etcdserverpb.LeaseClient // for keep-alive streams of our own
+	owned  bool                     // Close closes client
+	prefix string
+	limit  time.Duration // Options.CallTimeout
+	err    error         // a bad option or client, reported by every call
+
+	// base ends at Close; subscriptions' watches run under it.
+	base   context.Context
+	stop   context.CancelFunc
+	subsWG sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	grants map[grantKey]grant // this driver's grants; see grant
+	prune  int                // len(grants) at which remember next drops stale grants
+}
+
+func newLocker(client *clientv3.Client, opts *Options, owned bool) *locker {
+	if opts == nil {
+		opts = &Options{}
+	}
+	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune}
+	if d.prefix == "" {
+		d.prefix = DefaultPrefix
+	}
+	d.limit = opts.CallTimeout
+	switch {
+	case d.limit == 0:
+		d.limit = DefaultCallTimeout
+	case d.limit < 0:
+		d.err = fmt.Errorf("%w: etcddriver: CallTimeout %v is negative", driver.ErrInvalid, d.limit)
+	}
+	if client == nil {
+		d.err = fmt.Errorf("%w: etcddriver: nil client", driver.ErrInvalid)
+	} else {
+		d.leases = clientv3.RetryLeaseClient(client)
+	}
+	d.base, d.stop = context.WithCancel(context.Background())
+	return d
+}
+
+// grantKey names a grant in the driver's memory: the lock's key and the
+// digest of its token (the driver keeps no token).
+type grantKey struct{ key, digest string }
+
+// grant is what the driver remembers of a grant it made or renewed: the
+// etcd lease the key is attached to, so that Refresh and Release take one
+// round trip (a keep-alive or a revoke of that lease) instead of two (a
+// read of the key first). A lease is made for one grant and never shared,
+// so acting on it is acting on that grant and nothing else: a keep-alive
+// of a lease that still exists renews a key still attached to it, and a
+// revoke deletes it. When the lease is gone the driver forgets the grant
+// and reads the key to decide (it may have moved to another lease of the
+// same token, by a Refresh with another TTL made through another driver).
+type grant struct {
+	lease  clientv3.LeaseID
+	asked  int64     // the TTL in seconds the lease was asked for
+	stales time.Time // after it, the lease is surely gone unless renewed
+}
+
+// minPrune is the least number of remembered grants before remember looks
+// for stale ones to drop.
+const minPrune = 64
+
+// bound returns ctx bounded by the call timeout, and with the etcd
+// client's require-leader flag: a member that lost its leader refuses at
+// once (ErrNoLeader, which is ErrUnavailable here) instead of waiting.
+func (d *locker) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, d.limit)
+	return clientv3.WithRequireLeader(ctx), cancel
+}
+
+func (d *locker) check() error {
+	if d.err != nil {
+		return d.err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return fmt.Errorf("etcddriver: %w", driver.ErrClosed)
+	}
+	return nil
+}
+
+func (d *locker) lookup(key, digest string) (grant, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, ok := d.grants[grantKey{key, digest}]
+	return g, ok
+}
+
+// remember records a grant renewed by a request sent at sent, whose lease
+// was granted for granted seconds.
+func (d *locker) remember(key, digest string, lease clientv3.LeaseID, asked, granted int64, sent time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.grants) >= d.prune {
+		now := time.Now()
+		for k, g := range d.grants {
+			if now.After(g.stales) {
+				delete(d.grants, k)
+			}
+		}
+		d.prune = max(minPrune, 2*len(d.grants))
+	}
+	// The server keeps a lease up to one check period of its lessor
+	// (500 ms) past its TTL; a second of margin covers it.
+	d.grants[grantKey{key, digest}] = grant{lease: lease, asked: asked, stales: sent.Add(time.Duration(granted)*time.Second + time.Second)}
+}
+
+func (d *locker) forget(key, digest string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.grants, grantKey{key, digest})
+}
+
+// digest returns the text that stands for token in etcd: its SHA-256,
+// shortened to 128 bits. The token itself is a secret and never leaves
+// the process; anyone who can read the key sees only the digest.
+func digest(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:16])
+}
+
+// seconds returns ttl in whole seconds, rounded up: etcd leases count
+// whole seconds, and the server's expiry must never come before the
+// holder's local deadline, which is counted with ttl itself.
+func seconds(ttl time.Duration) int64 {
+	s := int64((ttl + time.Second - 1) / time.Second)
+	return max(s, 1)
+}
+
+// valueMagic starts the value of every lock key the driver writes.
+const valueMagic = "dlock/1"
+
+// encodeValue returns the value of a lock key: the magic, the token's
+// digest and the TTL asked for in seconds on one line, then the owner.
+func encodeValue(digest string, asked int64, owner string) string {
+	return valueMagic + " " + digest + " " + strconv.FormatInt(asked, 10) + "\n" + owner
+}
+
+// lockValue is a decoded lock value.
+type lockValue struct {
+	digest string
+	asked  int64
+	owner  string
+}
+
+// decodeValue parses a lock value; ok is false for a value the driver did
+// not write.
+func decodeValue(v []byte) (lv lockValue, ok bool) {
+	head, owner, found := strings.Cut(string(v), "\n")
+	if !found {
+		return lv, false
+	}
+	f := strings.Fields(head)
+	if len(f) != 3 || f[0] != valueMagic {
+		return lv, false
+	}
+	asked, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil || asked < 1 {
+		return lv, false
+	}
+	return lockValue{digest: f[1], asked: asked, owner: owner}, true
+}
+
+func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	if err := d.check(); err != nil {
+		return driver.Result{}, err
+	}
+	k, dig, asked := d.prefix+req.Key, digest(req.Token), seconds(req.TTL)
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
+	sent := time.Now()
+	g, err := d.client.Grant(ctx, asked)
+	if err != nil {
+		// A lease alone holds nothing: the key was not touched.
+		return driver.Result{}, d.notApplied("acquire", req.Key, err)
+	}
+	resp, err := d.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, encodeValue(dig, asked, req.Owner), clientv3.WithLease(g.ID))).
+		Else(clientv3.OpGet(k)).
+		Commit()
+	if err != nil {
+		// The lease is left to expire: a revoke would be a second try
+		// of a call whose context may have ended. A Release of the
+		// token undoes the put if it was applied.
+		return driver.Result{}, d.wrap("acquire", req.Key, err)
+	}
+	if resp.Succeeded {
+		d.remember(req.Key, dig, g.ID, asked, g.TTL, sent)
+		return driver.Result{Acquired: true, Fence: uint64(resp.Header.Revision)}, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		// Cannot happen: the compare saw the key in the same revision.
+		d.revokeSpare(ctx, g.ID)
+		return driver.Result{}, fmt.Errorf("etcddriver: acquire %q: the key vanished within a transaction: %w", req.Key, driver.ErrUnavailable)
+	}
+	kv := kvs[0]
+	if lv, ok := decodeValue(kv.Value); ok && lv.digest == dig {
+		// Held by this token already: the same grant again, renewed.
+		if err := d.renewHeld(ctx, req.Key, kv, lv, asked, g, sent); err != nil {
+			return driver.Result{}, err
+		}
+		return driver.Result{Acquired: true, Fence: uint64(kv.CreateRevision)}, nil
+	}
+	// Busy: drop the unused lease and learn the holder's TTL, at once.
+	var wg sync.WaitGroup
+	wg.Go(func() { d.revokeSpare(ctx, g.ID) })
+	ttl := d.holderTTL(ctx, clientv3.LeaseID(kv.Lease))
+	wg.Wait()
+	return driver.Result{HolderTTL: ttl}, nil
+}
+
+// revokeSpare revokes a lease that no key was attached to. Failure is
+// harmless: it expires by itself.
+func (d *locker) revokeSpare(ctx context.Context, id clientv3.LeaseID) {
+	if ctx.Err() == nil {
+		d.client.Revoke(ctx, id)
+	}
+}
+
+// holderTTL returns the time left on lease, rounded up to the second (etcd
+// reports whole seconds, rounded down), or 0 if unknown.
+func (d *locker) holderTTL(ctx context.Context, lease clientv3.LeaseID) time.Duration {
+	if lease == clientv3.NoLease || ctx.Err() != nil {
+		return 0
+	}
+	r, err := d.client.TimeToLive(ctx, lease)
+	if err != nil || r.TTL < 0 {
+		return 0
+	}
+	return time.Duration(r.TTL+1) * time.Second
+}
+
+// renewHeld renews the grant kv, held by the token of lv.digest, for
+// asked seconds: with a keep-alive of its lease if the lease was asked for
+// that TTL, else by moving the key onto a lease of the new TTL (spare, if
+// it has a lease, else a new one) and revoking the old lease, since an
+// etcd lease keeps the TTL it was granted with. The key keeps its create
+// revision, and so its fence. sent is when the caller's request was sent.
+func (d *locker) renewHeld(ctx context.Context, key string, kv *mvccpb.KeyValue, lv lockValue, asked int64, spare *clientv3.LeaseGrantResponse, sent time.Time) error {
+	old := clientv3.LeaseID(kv.Lease)
+	if lv.asked == asked {
+		if spare != nil {
+			defer d.revokeSpare(ctx, spare.ID)
+		}
+		granted, err := d.keepAlive(ctx, old)
+		switch {
+		case err != nil:
+			return d.wrap("refresh", key, err)
+		case granted <= 0:
+			return d.notHeld("refresh", key)
+		}
+		d.remember(key, lv.digest, old, asked, granted, sent)
+		return nil
+	}
+	if spare == nil {
+		g, err := d.client.Grant(ctx, asked)
+		if err != nil {
+			return d.notApplied("refresh", key, err)
+		}
+		spare = g
+	}
+	k := d.prefix + key
+	resp, err := d.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", kv.CreateRevision),
+			clientv3.Compare(clientv3.LeaseValue(k), "=", kv.Lease)).
+		Then(clientv3.OpPut(k, encodeValue(lv.digest, asked, lv.owner), clientv3.WithLease(spare.ID))).
+		Commit()
+	if err != nil {
+		return d.wrap("refresh", key, err)
+	}
+	if !resp.Succeeded {
+		d.revokeSpare(ctx, spare.ID)
+		return d.notHeld("refresh", key)
+	}
+	d.remember(key, lv.digest, spare.ID, asked, spare.TTL, sent)
+	// The old lease holds no key now; if this revoke fails it expires.
+	d.revokeSpare(ctx, old)
+	return nil
+}
+
+// keepAlive renews lease once and returns the TTL it was granted with,
+// or 0 if it does not exist.
+func (d *locker) keepAlive(ctx context.Context, lease clientv3.LeaseID) (int64, error) {
+	ttls, err := d.keepAliveAll(ctx, []clientv3.LeaseID{lease})
+	if err != nil {
+		return 0, err
+	}
+	return ttls[lease], nil
+}
+
+// keepAliveAll renews leases in one round trip: it sends one keep-alive
+// request for each on one stream, then reads the replies. It returns the
+// TTL each lease was granted with, missing or 0 for a lease that does not
+// exist.
+func (d *locker) keepAliveAll(ctx context.Context, leases []clientv3.LeaseID) (map[clientv3.LeaseID]int64, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := d.leases.LeaseKeepAlive(sctx)
+	if err != nil {
+		return nil, toErr(ctx, err)
+	}
+	for _, id := range leases {
+		if err := stream.Send(&etcdserverpb.LeaseKeepAliveRequest{ID: int64(id)}); err != nil {
+			return nil, toErr(ctx, err)
+		}
+	}
+	stream.CloseSend()
+	ttls := make(map[clientv3.LeaseID]int64, len(leases))
+	for range leases {
+		r, err := stream.Recv()
+		if err != nil {
+			return nil, toErr(ctx, err)
+		}
+		ttls[clientv3.LeaseID(r.ID)] = r.TTL
+	}
+	return ttls, nil
+}
+
+// toErr turns an error of a raw gRPC call into the client's errors.
+func toErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return rpctypes.Error(err)
+}
+
+func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	dig, asked := digest(token), seconds(ttl)
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
+	sent := time.Now()
+	if g, ok := d.lookup(key, dig); ok && g.asked == asked {
+		granted, err := d.keepAlive(ctx, g.lease)
+		if err != nil {
+			return d.wrap("refresh", key, err)
+		}
+		if granted > 0 {
+			d.remember(key, dig, g.lease, asked, granted, sent)
+			return nil
+		}
+		d.forget(key, dig)
+	}
+	return d.refreshRead(ctx, key, dig, asked, sent)
+}
+
+// refreshRead refreshes a grant the driver does not remember: it reads
+// the key to find the grant's lease.
+func (d *locker) refreshRead(ctx context.Context, key, dig string, asked int64, sent time.Time) error {
+	kv, lv, err := d.held(ctx, "refresh", key, dig)
+	if err != nil {
+		return err
+	}
+	return d.renewHeld(ctx, key, kv, lv, asked, nil, sent)
+}
+
+// held reads key and returns it if the token of dig holds it, else an
+// error wrapping ErrNotHeld.
+func (d *locker) held(ctx context.Context, op, key, dig string) (*mvccpb.KeyValue, lockValue, error) {
+	resp, err := d.client.Get(ctx, d.prefix+key)
+	if err != nil {
+		return nil, lockValue{}, d.notApplied(op, key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, lockValue{}, d.notHeld(op, key)
+	}
+	kv := resp.Kvs[0]
+	lv, ok := decodeValue(kv.Value)
+	if !ok || lv.digest != dig {
+		return nil, lockValue{}, d.notHeld(op, key)
+	}
+	return kv, lv, nil
+}
+
+func (d *locker) Release(ctx context.Context, key, token string) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	dig := digest(token)
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
+	if g, ok := d.lookup(key, dig); ok {
+		_, err := d.client.Revoke(ctx, g.lease)
+		if err == nil {
+			d.forget(key, dig)
+			return nil
+		}
+		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return d.wrap("release", key, err)
+		}
+		d.forget(key, dig)
+	}
+	kv, _, err := d.held(ctx, "release", key, dig)
+	if err != nil {
+		return err
+	}
+	if _, err := d.client.Revoke(ctx, clientv3.LeaseID(kv.Lease)); err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return d.notHeld("release", key)
+		}
+		return d.wrap("release", key, err)
+	}
+	return nil
+}
+
+func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
+	if err := d.check(); err != nil {
+		return driver.Holder{}, false, err
+	}
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
+	resp, err := d.client.Get(ctx, d.prefix+key)
+	if err != nil {
+		return driver.Holder{}, false, d.notApplied("inspect", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return driver.Holder{}, false, nil
+	}
+	kv := resp.Kvs[0]
+	lv, _ := decodeValue(kv.Value)
+	h := driver.Holder{Owner: lv.owner, Fence: uint64(kv.CreateRevision)}
+	if kv.Lease != 0 {
+		r, err := d.client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
+		if err != nil {
+			return driver.Holder{}, false, d.notApplied("inspect", key, err)
+		}
+		if r.TTL < 0 {
+			// Expired; the server deletes the key at its next check.
+			return driver.Holder{}, false, nil
+		}
+		h.TTL = time.Duration(r.TTL+1) * time.Second
+	}
+	return h, true, nil
+}
+
+func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
+	errs := make([]error, len(reqs))
+	if err := d.check(); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
+	sent := time.Now()
+	type item struct {
+		i      int
+		dig    string
+		asked  int64
+		lease  clientv3.LeaseID
+		remote bool // needs a read of the key: not remembered, or another TTL
+	}
+	items := make([]item, len(reqs))
+	var ids []clientv3.LeaseID
+	for i, r := range reqs {
+		it := item{i: i, dig: digest(r.Token), asked: seconds(r.TTL)}
+		if g, ok := d.lookup(r.Key, it.dig); ok && g.asked == it.asked {
+			it.lease = g.lease
+			ids = append(ids, g.lease)
+		} else {
+			it.remote = true
+		}
+		items[i] = it
+	}
+	var ttls map[clientv3.LeaseID]int64
+	if len(ids) > 0 {
+		var err error
+		if ttls, err = d.keepAliveAll(ctx, ids); err != nil {
+			err = d.wrap("refresh", "(batch)", err)
+			for _, it := range items {
+				if !it.remote {
+					errs[it.i] = err
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, it := range items {
+		r := reqs[it.i]
+		switch {
+		case errs[it.i] != nil:
+		case !it.remote && ttls[it.lease] > 0:
+			d.remember(r.Key, it.dig, it.lease, it.asked, ttls[it.lease], sent)
+		default:
+			if !it.remote {
+				d.forget(r.Key, it.dig)
+			}
+			wg.Go(func() { errs[it.i] = d.refreshRead(ctx, r.Key, it.dig, it.asked, sent) })
+		}
+	}
+	wg.Wait()
+	return errs
+}
+
+func (d *locker) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	d.mu.Unlock()
+	d.stop()
+	d.subsWG.Wait()
+	if d.owned && d.client != nil {
+		return d.client.Close()
+	}
+	return nil
+}
+
+func (d *locker) notHeld(op, key string) error {
+	return fmt.Errorf("etcddriver: %s %q: %w", op, key, driver.ErrNotHeld)
+}
+
+// notApplied wraps the error of a call that changed no lock (a read, or
+// a grant of a lease no key is attached to): whatever happened to the
+// call, the lock was not touched, so it is ErrUnavailable, with the
+// context's error kept in the chain.
+func (d *locker) notApplied(op, key string, err error) error {
+	return fmt.Errorf("etcddriver: %s %q: %w: %w", op, key, driver.ErrUnavailable, err)
+}
+
+// wrap wraps the error of a call that may have changed a lock: it is
+// ErrUnavailable only when etcd surely refused it (no leader, too many
+// requests, not capable); otherwise the outcome is unknown.
+func (d *locker) wrap(op, key string, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("etcddriver: %s %q: %w", op, key, err)
+	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrTooManyRequests),
+		errors.Is(err, rpctypes.ErrNotCapable), errors.Is(err, rpctypes.ErrGRPCNoLeader):
+		return fmt.Errorf("etcddriver: %s %q: %w: %w", op, key, driver.ErrUnavailable, err)
+	}
+	return fmt.Errorf("etcddriver: %s %q: %w: %w", op, key, driver.ErrOutcomeUnknown, err)
+}

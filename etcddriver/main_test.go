@@ -1,0 +1,27 @@
+package etcddriver_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock/driver"
+	"go.uber.org/goleak"
+)
+
+var errNotHeld = driver.ErrNotHeld
+
+// driverRequest returns a request for key by tok with ttl.
+func driverRequest(key, tok string, ttl time.Duration) driver.Request {
+	return driver.Request{Key: key, Token: tok, TTL: ttl, Owner: "etcddriver-test"}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testCtx returns a context that ends with the test, bounded so that a
+// hang fails the test instead of the whole binary.
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -12,11 +12,14 @@ import "context"
 // Wait and Attempt set is queued with its Token, TTL, Owner and Attempt
 // (a later one replaces it). A release, or a waiter passing its turn on,
 // takes the first queued waiter whose Wait has not run out and whose
-// subscription is still active (the release's notification reached it),
+// subscription is still active (asked of the backend before the grant:
+// a notification that may reach others, such as a pattern subscriber or
+// a replica, is no proof),
 // grants it the key for the queued attempt's TTL with a fresh fence, as
 // an Acquire of that attempt would, and sends it a [Turn] with Granted,
 // the fence and the attempt's number. A waiter whose subscription is gone
-// is skipped: its turn passes to the next.
+// is skipped: its turn passes to the next. A Turn with Granted set is
+// sent only for a grant that stands: the backend never takes it back.
 //
 // Safety: the waiter counts its lease from the moment it sent the attempt
 // named in the Turn, as if that attempt's reply had granted it. The

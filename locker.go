@@ -298,10 +298,13 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 	var sub waitSub     // release notifications, once subscribed
 	subscribed := false // a subscription was tried for req.Token
 	defer func() {
-		// A turn that came as this waiter gave up, unused: pass it on,
-		// or the next waiter sleeps until its backoff. A grant is
-		// released, unless it is the lease returned.
-		if l.unsubscribe(ctx, &sub, key, cfg, lease) && lease == nil && ctx.Err() != nil {
+		// A turn that came as this waiter gave up (its ctx ended, its
+		// retries ran out, the Locker closed), unused: pass it on, or
+		// the next waiter sleeps until its backoff. A grant is
+		// released, unless it is the lease returned. Both before the
+		// call returns: when it returns without a lease, no token of
+		// it holds the key.
+		if l.unsubscribe(ctx, &sub, key, cfg, lease) && lease == nil {
 			l.passTurn(ctx, req, cfg)
 		}
 	}()

@@ -1277,7 +1277,7 @@ func (n *notifier) releaseGoneLocked(lk, token string) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
 		defer cancel()
-		releaseScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, token, n.d.publish, n.scope)
+		releaseScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, token, n.d.publish, n.scope, waiterTag(token))
 	}()
 }
 

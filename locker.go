@@ -321,6 +321,9 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		return 0
 	}
 	woken := false // the last wait ended with a release notification
+	// subRetry: the wait before subscribing again after a transient
+	// failure, doubled at each in a row.
+	var subRetry time.Duration
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
 			if woken {
@@ -392,18 +395,26 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		// uncontended acquire then costs one round trip. The attempt
 		// that follows a new subscription runs at once, so a release
 		// between the two is not missed.
+		resubscribe := false
 		if l.notifier != nil && !subscribed && err == nil {
 			subscribed = true
 			var serr error
 			sub, serr = l.subscribe(ctx, key, req.Token, cfg)
 			if serr == nil {
 				attempt--
+				subRetry = 0
 				continue
 			}
 			if ctx.Err() != nil {
 				return nil, notAcquired(key, ctx, serr)
 			}
-			// fall back to expiry hints and backoff
+			// Fall back to expiry hints and backoff; a failure that
+			// may go away (a pub/sub blip) is tried again soon, not
+			// left to make this waiter a poller to the end.
+			if retryable(serr) {
+				subscribed, resubscribe = false, true
+				subRetry = min(max(2*subRetry, minSubRetry), maxSubRetry)
+			}
 		}
 		if !more {
 			return nil, notAcquired(key, ctx, err)
@@ -411,6 +422,9 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		d := jitter(backoff)
 		if res.HolderTTL > 0 && res.HolderTTL < d {
 			d = res.HolderTTL
+		}
+		if resubscribe {
+			d = min(d, subRetry)
 		}
 		if timer == nil {
 			timer = time.NewTimer(d)
@@ -449,6 +463,15 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		}
 	}
 }
+
+// minSubRetry and maxSubRetry bound the wait of a waiter whose
+// subscription failed transiently before it attempts and subscribes
+// again: soon after a blip, and at most once a second in an outage of
+// pub/sub alone.
+const (
+	minSubRetry = 20 * time.Millisecond
+	maxSubRetry = time.Second
+)
 
 // errLateGrant reports a grant that arrived too late to be used.
 var errLateGrant = fmt.Errorf("%w: the grant arrived after the lease's deadline; the backend is too slow for the TTL", ErrUnavailable)

@@ -44,7 +44,7 @@ func TestWaiterSubscribesAgainAfterBlip(t *testing.T) {
 	busy := make(busyObserver, 1)
 	px.Disconnect()
 	got := goAcquire(ctx, waiter, key, &dlock.Options{Retry: noPolling, Observer: busy})
-	<-busy // the first attempt; the SUBSCRIBE that follows fails
+	<-busy                             // the first attempt; the SUBSCRIBE that follows fails
 	time.Sleep(300 * time.Millisecond) // the outage
 	px.Heal()
 	deadline := time.Now().Add(5 * time.Second)

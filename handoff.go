@@ -69,12 +69,13 @@ func (s *waitSub) number(req *driver.Request, now time.Time) {
 	delete(s.sent, s.attempt-keptAttempts)
 }
 
-// unsubscribe ends s, if any, and looks at what its channel still holds.
-// A grant there is released (on a detached context, bounded by the
-// ReleaseTimeout), unless kept holds the same token: a waiter whose own
-// attempt returned its lease finds there the grant of that same hold. It
-// reports whether the channel held a plain wake-up, which may have been
-// this waiter's turn.
+// unsubscribe ends s, if any, and looks at what its channel still holds:
+// after cancel, a handoff driver has put there every grant it made to the
+// token (or one it may have made: see driver.Handoff). A grant there is
+// released (on a detached context, bounded by the ReleaseTimeout), unless
+// kept holds the same token: a waiter whose own attempt returned its
+// lease finds there the grant of that same hold. It reports whether the
+// channel held a plain wake-up, which may have been this waiter's turn.
 func (l *Locker) unsubscribe(ctx context.Context, s *waitSub, key string, cfg settings, kept *Lease) (woken bool) {
 	if s.cancel == nil {
 		return false

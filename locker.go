@@ -312,10 +312,13 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 	var sub waitSub     // release notifications, once subscribed
 	subscribed := false // a subscription was tried for req.Token
 	defer func() {
-		// A turn that came as this waiter gave up, unused: pass it on,
-		// or the next waiter sleeps until its backoff. A grant is
-		// released, unless it is the lease returned.
-		if l.unsubscribe(ctx, &sub, key, cfg, lease) && lease == nil && ctx.Err() != nil {
+		// A turn that came as this waiter gave up (its ctx ended, its
+		// retries ran out, the Locker closed), unused: pass it on, or
+		// the next waiter sleeps until its backoff. A grant is
+		// released, unless it is the lease returned. Both before the
+		// call returns: when it returns without a lease, no token of
+		// it holds the key.
+		if l.unsubscribe(ctx, &sub, key, cfg, lease) && lease == nil {
 			l.passTurn(ctx, req, cfg)
 		}
 	}()
@@ -332,6 +335,9 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		return 0
 	}
 	woken := false // the last wait ended with a release notification
+	// subRetry: the wait before subscribing again after a transient
+	// failure, doubled at each in a row.
+	var subRetry time.Duration
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
 			if woken {
@@ -403,18 +409,26 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		// uncontended acquire then costs one round trip. The attempt
 		// that follows a new subscription runs at once, so a release
 		// between the two is not missed.
+		resubscribe := false
 		if l.notifier != nil && !subscribed && err == nil {
 			subscribed = true
 			var serr error
 			sub, serr = l.subscribe(ctx, key, req.Token, cfg)
 			if serr == nil {
 				attempt--
+				subRetry = 0
 				continue
 			}
 			if ctx.Err() != nil {
 				return nil, notAcquired(key, ctx, serr)
 			}
-			// fall back to expiry hints and backoff
+			// Fall back to expiry hints and backoff; a failure that
+			// may go away (a pub/sub blip) is tried again soon, not
+			// left to make this waiter a poller to the end.
+			if retryable(serr) {
+				subscribed, resubscribe = false, true
+				subRetry = min(max(2*subRetry, minSubRetry), maxSubRetry)
+			}
 		}
 		if !more {
 			return nil, notAcquired(key, ctx, err)
@@ -422,6 +436,9 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		d := jitter(backoff)
 		if res.HolderTTL > 0 && res.HolderTTL < d {
 			d = res.HolderTTL
+		}
+		if resubscribe {
+			d = min(d, subRetry)
 		}
 		if timer == nil {
 			timer = time.NewTimer(d)
@@ -460,6 +477,15 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		}
 	}
 }
+
+// minSubRetry and maxSubRetry bound the wait of a waiter whose
+// subscription failed transiently before it attempts and subscribes
+// again: soon after a blip, and at most once a second in an outage of
+// pub/sub alone.
+const (
+	minSubRetry = 20 * time.Millisecond
+	maxSubRetry = time.Second
+)
 
 // errLateGrant reports a grant that arrived too late to be used.
 var errLateGrant = fmt.Errorf("%w: the grant arrived after the lease's deadline; the backend is too slow for the TTL", ErrUnavailable)

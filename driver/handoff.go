@@ -12,11 +12,14 @@ import "context"
 // Wait and Attempt set is queued with its Token, TTL, Owner and Attempt
 // (a later one replaces it). A release, or a waiter passing its turn on,
 // takes the first queued waiter whose Wait has not run out and whose
-// subscription is still active (the release's notification reached it),
+// subscription is still active (asked of the backend before the grant:
+// a notification that may reach others, such as a pattern subscriber or
+// a replica, is no proof),
 // grants it the key for the queued attempt's TTL with a fresh fence, as
 // an Acquire of that attempt would, and sends it a [Turn] with Granted,
 // the fence and the attempt's number. A waiter whose subscription is gone
-// is skipped: its turn passes to the next.
+// is skipped: its turn passes to the next. A Turn with Granted set is
+// sent only for a grant that stands: the backend never takes it back.
 //
 // Safety: the waiter counts its lease from the moment it sent the attempt
 // named in the Turn, as if that attempt's reply had granted it. The
@@ -30,21 +33,26 @@ type Handoff interface {
 	// (never empty) that accepts grants. The channel is buffered and
 	// never closed; it receives a Turn after each release that woke this
 	// waiter, and a Turn with Granted set is never dropped or merged with
-	// another. After cancel returns no Turn is delivered: a grant that
-	// reaches the driver later is released by the driver itself (with the
-	// token, waking the next waiter), unless an Acquire with the token
-	// returned the key: an attempt that finds the key granted to its
-	// token returns that grant as its own, and the caller keeps it as
-	// its lease while the grant's notification may still be on its way.
-	// A driver that may have lost a grant (its connection to the backend
-	// broke while the waiter listened) likewise releases the token after
-	// cancel, unless an Acquire with it returned the key or a grant was
-	// delivered: a caller does not go on with a token after cancel. A
-	// subscription that fails leaves the token to the caller.
-	// A grant delivered before cancel
-	// returned stays in the channel: the caller reads the channel after
-	// cancel and releases a grant it finds there. cancel must be called
-	// exactly once.
+	// another.
+	//
+	// Give-up is synchronous: cancel returns once the backend grants the
+	// token nothing more (it may wait for the backend to confirm), and
+	// every grant made to the token before is then in the channel,
+	// where the caller finds it and releases it, unless an Acquire with
+	// the token returned the key (an attempt that finds the key granted
+	// to its token returns that grant as its own, and the caller keeps
+	// it as its lease while the grant's notification may still be on its
+	// way). A driver that cannot tell whether a grant was made (its
+	// connection to the backend broke while the waiter listened, or
+	// the backend never confirmed the end of the subscription) puts a
+	// Turn with Granted set and Attempt 0 in the channel, unless an
+	// Acquire with the token returned the key or a grant was delivered:
+	// the caller releases the token then too. After cancel returns no
+	// Turn is delivered, and the driver releases nothing on its own. A
+	// plain wake-up left in the channel may have been the waiter's turn:
+	// a caller that stops waiting passes it on. A subscription that
+	// fails leaves the token to the caller. cancel must be called exactly
+	// once.
 	SubscribeHandoff(ctx context.Context, key, token string) (turns <-chan Turn, cancel func(), err error)
 }
 

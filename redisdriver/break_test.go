@@ -111,7 +111,8 @@ func TestBusyServerIsRetried(t *testing.T) {
 
 // TestOpenChecksScriptCommands: a user who may run scripts but not one of
 // the commands they run (TIME, SET, ZRANGEBYSCORE, PEXPIRE, WAIT with
-// replica_acks, HSET and ZCOUNT of the semaphore scripts), or not EVAL (needed once the server forgets the
+// replica_acks, HSET and ZCOUNT of the semaphore scripts, PUBSUB NUMSUB),
+// or not EVAL (needed once the server forgets the
 // scripts), fails at Open, naming the command, instead of passing Open
 // and failing at every acquire (or, for a command called with pcall,
 // silently never pruning the waiter queue).
@@ -122,12 +123,13 @@ func TestOpenChecksScriptCommands(t *testing.T) {
 	for _, c := range []struct{ cmd, query string }{
 		{"time", ""}, {"set", ""}, {"zrangebyscore", ""}, {"pexpire", ""}, {"wait", "?replica_acks=1"},
 		{"hset", ""}, {"zcount", ""}, // semaphore scripts
+		{"pubsub|numsub", ""}, // a release asks whether a waiter listens
 		// Last, once the scripts are cached: EVALSHA then works
 		// without +eval, until a SCRIPT FLUSH or a restart.
 		{"eval", ""},
 	} {
 		t.Run(c.cmd, func(t *testing.T) {
-			user := "no" + c.cmd
+			user := "no" + strings.ReplaceAll(c.cmd, "|", "-")
 			rule := strings.ReplaceAll(minimalACL+" ", " +"+c.cmd+" ", " ")
 			if rule == minimalACL+" " {
 				t.Fatalf("+%s is not in the minimal rule", c.cmd)

@@ -122,7 +122,9 @@
 // server's clock), ZADD, ZPOPMIN, ZREM and ZRANGEBYSCORE (the waiter
 // queue), HGET, HSET and HDEL (the queue's attempts, and semaphores),
 // ZRANGE, ZCOUNT, ZSCORE and UNLINK
-// (semaphores), and PUBLISH (SPUBLISH on Cluster); then SUBSCRIBE (SSUBSCRIBE on
+// (semaphores), PUBSUB NUMSUB and SHARDNUMSUB (a release asks whether a
+// queued waiter still listens before it hands it the key), and PUBLISH
+// (SPUBLISH on Cluster); then SUBSCRIBE (SSUBSCRIBE on
 // Cluster) and PING for release notifications, and WAIT with
 // replica_acks. The least rule is
 //
@@ -130,6 +132,7 @@
 //	    +subscribe +ssubscribe +wait +get +set +del +exists +type +pttl
 //	    +pexpire +time +zadd +zpopmin +zrem +zrangebyscore +zrange +zcount
 //	    +zscore +hget +hset +hdel +unlink +publish +spublish
+//	    +pubsub|numsub +pubsub|shardnumsub
 //
 // or, by category, ~dlock:* &dlock:* +@scripting +@read +@write +@pubsub
 // +time +ping (TIME is in none of those categories: a rule without +time

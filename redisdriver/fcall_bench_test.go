@@ -62,7 +62,9 @@ return redis.call('PTTL', KEYS[1])
 	token := rand.Text()
 	lk, fk, qk, ak := d.queueKeys(key)
 	acquireArgs := func() []any { return []any{nil, nil, 2, lk, fk, token, int64(10000), "bench", int64(600000), ""} }
-	releaseArgs := func() []any { return []any{nil, nil, 4, lk, fk, qk, ak, token, d.publish, d.notify.scope} }
+	releaseArgs := func() []any {
+		return []any{nil, nil, 4, lk, fk, qk, ak, token, d.publish, d.notify.scope, waiterTag(token)}
+	}
 	fcall := func(name string, args []any) *redis.Cmd {
 		args[0], args[1] = "fcall", name
 		return c.Do(ctx, args...)

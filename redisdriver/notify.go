@@ -73,27 +73,31 @@ type notifier struct {
 }
 
 // leftWaiter is a waiter's own channel that a handoff waiter (see
-// SubscribeHandoff) has left while its UNSUBSCRIBE is on the way: a
-// release may still have granted it the key, and the grant then reaches
-// conn after the waiter is gone. The driver releases such a grant itself,
-// with the token, so that the key passes on at once rather than after a
-// TTL. The entry goes when the server confirms the UNSUBSCRIBE (no message
-// of the channel follows) or the connection is replaced.
+// SubscribeHandoff) is leaving: its UNSUBSCRIBE is on the way, and its
+// cancel waits for the server's confirmation. A release the server ran
+// before the UNSUBSCRIBE may have granted it the key: the grant's message
+// comes on conn before the confirmation, and is delivered to w, where the
+// caller finds it after cancel and releases it (or keeps it, if its own
+// Acquire returned that hold). After the confirmation the server sends
+// nothing more to the channel, and no release grants the key to a waiter
+// that does not listen (see wakeNext), so when cancel returns the
+// waiter's token holds nothing the caller does not know of.
 //
-// A grant that the waiter's own attempt has already returned as acquired
-// (held) is not released: an attempt that finds the key granted to its
-// token returns it, with the same fence, and the caller keeps it as its
-// lease, while the grant's message may still be on its way.
-//
-// If conn breaks before the UNSUBSCRIBE is answered, a grant may have
-// been published to the channel and lost with the connection: unless the
-// waiter knew of a hold of its token (held, or granted: a grant was put
-// in its channel), the token is released then (see reset).
+// done is closed when the wait ends: confirmed, or not (conn broke, the
+// driver closed), and w is then unsure (see gone).
 type leftWaiter struct {
-	token   string
-	conn    *psConn
-	held    bool
-	granted bool
+	w    *waiter
+	conn *psConn
+	done chan struct{}
+}
+
+// endLocked ends the wait of l; confirmed reports the server's UNSUBSCRIBE
+// reply. n.mu must be held, and l removed from n.left.
+func (l leftWaiter) endLocked(confirmed bool) {
+	if !confirmed {
+		l.w.unsure = true
+	}
+	close(l.done)
 }
 
 // psConn is one pub/sub connection and its subscriptions. Its
@@ -158,6 +162,9 @@ type waiter struct {
 	// (the connection broke, its slot moved, it failed): a grant's
 	// message may have been lost with it (see gone).
 	cut bool
+	// unsure: the server never confirmed that w's own channel was
+	// unsubscribed: a grant may have been made and its message lost.
+	unsure bool
 }
 
 // wake wakes w, unless a wake-up (or a grant) is already waiting.
@@ -376,9 +383,9 @@ func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struc
 // waiter takes grants. A release that finds the waiter first in the queue,
 // with an attempt stored (see acquireScript), grants it the key and
 // publishes "grant ATTEMPT FENCE" on its own channel; the reader turns
-// that into a Turn with Granted set. A grant that comes after cancel
-// (published before the server handled the UNSUBSCRIBE) is released by the
-// notifier, with the token, in the background (see leftWaiter).
+// that into a Turn with Granted set. cancel waits for the server to
+// confirm the UNSUBSCRIBE, so that a grant published before it is in the
+// channel when cancel returns (see leftWaiter).
 func (d *locker) SubscribeHandoff(ctx context.Context, key, token string) (<-chan driver.Turn, func(), error) {
 	if err := d.check(); err != nil {
 		return nil, nil, err
@@ -433,7 +440,9 @@ func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), 
 	cancel := func() {
 		once.Do(func() {
 			for _, s := range subs {
-				n.leave(s, w)
+				if done := n.leave(s, w); done != nil {
+					n.awaitLeft(s.ch, done)
+				}
 			}
 			if w.turns != nil {
 				n.mu.Lock()
@@ -473,18 +482,20 @@ func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), 
 }
 
 // gone is the end of cancel, once w left every channel of lk and no
-// longer receives anything: a wake-up that w got, maybe for its turn, and
-// will not use, is passed on. A grant stays in w's channel, where the
-// caller finds it and releases it (see driver.Handoff).
+// longer receives anything. A plain waiter's wake-up, maybe for its turn,
+// is passed on. A handoff waiter's turns stay in its channel, where the
+// caller finds them: a grant it releases, a wake-up it passes on (see
+// driver.Handoff).
 //
 // A handoff waiter whose connection broke (or whose channel moved) while
-// it waited may have been granted the key by a release whose PUBLISH
-// counted it as a receiver, with the message lost with the connection:
-// the key is then its token's, which nobody knows. Unless the caller
-// learnt of a hold of the token (a grant delivered, an Acquire that
-// returned the key), the notifier releases the token, so that the key is
-// not kept from the other waiters for a TTL (a token that holds nothing
-// makes it a no-op).
+// it waited, or whose UNSUBSCRIBE was never confirmed, may have been
+// granted the key by a release that found it listening, with the message
+// lost with the connection: the key is then its token's, which nobody
+// knows. Unless the caller learnt of a hold of the token (a grant
+// delivered, an Acquire that returned the key), w's channel gets a Turn
+// with Granted set and Attempt 0, "perhaps granted", which the caller
+// releases before it returns (a token that holds nothing makes that a
+// no-op), so that the key is not kept from the others for a TTL.
 func (n *notifier) gone(lk string, w *waiter) {
 	if w.token == "" {
 		return
@@ -496,19 +507,38 @@ func (n *notifier) gone(lk string, w *waiter) {
 		return
 	}
 	n.mu.Lock()
-	lost := w.cut && !w.held && !w.granted
-	n.mu.Unlock()
-	if lost {
-		n.releaseGone(lk, w.token)
+	defer n.mu.Unlock()
+	if (w.cut || w.unsure) && !w.held && !w.granted {
+		w.grant(driver.Turn{Granted: true})
 	}
+}
+
+// awaitLeft waits until the leaving of the waiter's own channel ch ends
+// (done closed: see leftWaiter), or the server stays silent for the
+// confirmation timeout: the connection is then closed (its reader replaces
+// it) and the waiter left unsure.
+func (n *notifier) awaitLeft(ch string, done <-chan struct{}) {
+	timer := time.NewTimer(n.confirmTimeout)
+	defer timer.Stop()
 	select {
-	case t := <-w.turns:
-		if t.Granted {
-			w.turns <- t // room: nothing else sends to w any more
-			return
-		}
-		n.passOn(lk)
-	default:
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	n.mu.Lock()
+	l, ok := n.left[ch]
+	if ok && l.done == done {
+		delete(n.left, ch)
+		l.endLocked(false)
+	}
+	n.mu.Unlock()
+	if ok {
+		l.conn.sendMu.Lock()
+		n.mu.Lock()
+		ps := l.conn.ps
+		n.mu.Unlock()
+		l.conn.sendMu.Unlock()
+		ps.Close()
 	}
 }
 
@@ -717,8 +747,9 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 
 // leave removes waiter w of s, and unsubscribes when it was the last. A
 // handoff waiter's own channel is remembered until the UNSUBSCRIBE is
-// answered (see leftWaiter).
-func (n *notifier) leave(s *channelSubs, w *waiter) {
+// answered (see leftWaiter): leave then returns the channel closed when
+// that wait ends, for the caller to wait on.
+func (n *notifier) leave(s *channelSubs, w *waiter) (done chan struct{}) {
 	for {
 		n.mu.Lock()
 		c := s.conn
@@ -740,7 +771,7 @@ func (n *notifier) leave(s *channelSubs, w *waiter) {
 			if c != nil {
 				c.sendMu.Unlock()
 			}
-			return
+			return nil
 		}
 		s.gone = true
 		if n.subs[s.ch] == s {
@@ -748,12 +779,21 @@ func (n *notifier) leave(s *channelSubs, w *waiter) {
 		}
 		n.detach(s)
 		var ps *redis.PubSub
+		_, own := lockKeyOfWaiter(s.ch)
+		own = own && w.turns != nil
 		if c != nil && !c.dead && !n.closed {
 			ps = c.ps
 			c.sent = append(c.sent, newCommand("unsubscribe", s.ch))
-			if _, own := lockKeyOfWaiter(s.ch); own && w.turns != nil {
-				n.left[s.ch] = leftWaiter{token: w.token, conn: c, held: w.held, granted: w.granted}
+			if own {
+				if l, ok := n.left[s.ch]; ok {
+					delete(n.left, s.ch)
+					l.endLocked(false)
+				}
+				done = make(chan struct{})
+				n.left[s.ch] = leftWaiter{w: w, conn: c, done: done}
 			}
+		} else if own && c != nil {
+			w.unsure = true // no UNSUBSCRIBE can be confirmed
 		}
 		n.mu.Unlock()
 		if ps != nil {
@@ -772,7 +812,7 @@ func (n *notifier) leave(s *channelSubs, w *waiter) {
 		if c != nil {
 			c.sendMu.Unlock()
 		}
-		return
+		return done
 	}
 }
 
@@ -884,6 +924,7 @@ func (n *notifier) handle(c *psConn, msg any) {
 		case "unsubscribe", "sunsubscribe":
 			if l, ok := n.left[m.Channel]; ok && l.conn == c {
 				delete(n.left, m.Channel) // no grant of it follows
+				l.endLocked(true)
 			}
 			if c.answered("unsubscribe", m.Channel) != nil {
 				return
@@ -901,23 +942,32 @@ func (n *notifier) handle(c *psConn, msg any) {
 
 // message delivers a release notification: a wake-up (an empty payload)
 // to every waiter of its channel, or a grant to the waiter whose own
-// channel it is. A wake-up for a waiter that has just left is passed on
-// (passOn); a grant it can no longer take is released with its token
-// (releaseGone).
+// channel it is, also while that waiter is leaving (see leftWaiter). A
+// wake-up for a waiter no longer known is passed on (passOn); a grant
+// nobody can take is released with its token (releaseGone).
 func (n *notifier) message(c *psConn, m *redis.Message) {
 	turn, granted := parseGrant(m.Payload)
 	n.mu.Lock()
 	s := c.chans[m.Channel]
-	token := "" // of a grant that nobody takes
+	l, leaving := n.left[m.Channel]
+	leaving = leaving && l.conn == c
+	token, unknown := "", false // of a grant that nobody takes; a wake-up for nobody
 	switch {
 	case s != nil && granted:
 		token = s.grant(turn)
 	case s != nil:
 		s.wake()
-	case granted:
-		if l := n.left[m.Channel]; !l.held {
-			token = l.token
+	case leaving && granted:
+		if !l.w.grant(turn) {
+			token = l.w.token
 		}
+	case leaving:
+		l.w.wake()
+	default:
+		// The server sends nothing to a channel after it confirmed the
+		// UNSUBSCRIBE, and grants only to waiters that listen: a
+		// message of a channel since moved, whose waiter is gone.
+		unknown = true
 	}
 	n.mu.Unlock()
 	lk, ok := lockKeyOfWaiter(m.Channel)
@@ -925,11 +975,7 @@ func (n *notifier) message(c *psConn, m *redis.Message) {
 	case !ok:
 	case token != "":
 		n.releaseGone(lk, token)
-	case s == nil:
-		// The turn of a waiter that has just left (or a grant to a
-		// token no longer known, which then runs out its TTL: the
-		// notifier forgets a channel only once the server confirmed
-		// the UNSUBSCRIBE, after which it sends nothing there).
+	case unknown && !granted:
 		n.passOn(lk)
 	}
 }
@@ -943,10 +989,6 @@ func (n *notifier) acquired(lk, token string) {
 	defer n.mu.Unlock()
 	if w := n.own[ch]; w != nil && w.token == token {
 		w.held = true
-	}
-	if l, ok := n.left[ch]; ok && l.token == token {
-		l.held = true
-		n.left[ch] = l
 	}
 }
 
@@ -1137,9 +1179,7 @@ func (n *notifier) reset(c *psConn, ps *redis.PubSub) bool {
 	for ch, l := range n.left {
 		if l.conn == c {
 			delete(n.left, ch) // nothing more comes from the old connection
-			if lk, ok := lockKeyOfWaiter(ch); ok && !l.held && !l.granted {
-				n.releaseGoneLocked(lk, l.token) // a grant may be lost
-			}
+			l.endLocked(false) // a grant may be lost
 		}
 	}
 	var move, again []*channelSubs
@@ -1237,7 +1277,7 @@ func (n *notifier) releaseGoneLocked(lk, token string) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
 		defer cancel()
-		releaseScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, token, n.d.publish, n.scope)
+		releaseScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, token, n.d.publish, n.scope, waiterTag(token))
 	}()
 }
 
@@ -1274,6 +1314,10 @@ func (n *notifier) close() {
 	}
 	for _, s := range n.subs {
 		n.failLocked(s, fmt.Errorf("redisdriver: %w", driver.ErrClosed))
+	}
+	for ch, l := range n.left {
+		delete(n.left, ch)
+		l.endLocked(false)
 	}
 	n.mu.Unlock()
 	n.cancel()

@@ -523,7 +523,7 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 		return err
 	}
 	lk, fk, qk, ak := d.queueKeys(key)
-	n, err := eval(ctx, d.pipe, releaseScript, []any{nil, nil, 4, lk, fk, qk, ak, token, d.publish, d.notify.scope}).Int64()
+	n, err := eval(ctx, d.pipe, releaseScript, []any{nil, nil, 4, lk, fk, qk, ak, token, d.publish, d.notify.scope, waiterTag(token)}).Int64()
 	return d.heldResult("release", key, lk, n, err)
 }
 

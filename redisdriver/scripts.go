@@ -26,9 +26,9 @@ import (
 // release (or a waiter passing its turn on) grants the key to the first
 // queued waiter still listening, as that attempt would have been granted
 // (grantFn: the same fence rules), and tells it so in the PUBLISH to its
-// own channel: "grant ATTEMPT FENCE". A PUBLISH that reached nobody means
-// the waiter is gone: the grant is undone (DEL; the raised fence key may
-// stay) and the next waiter is tried, all within the same script.
+// own channel: "grant ATTEMPT FENCE". A waiter with no subscriber left on
+// its channel (PUBSUB NUMSUB, asked before the grant) is gone: the next
+// is tried, all within the same script (see wakeNext).
 //
 // A key of another type where a lock should be, or a string that is not in
 // the lock format (someone else's data), is reported as a normal reply,
@@ -255,12 +255,18 @@ end
 
 // releaseScript deletes KEYS[1] if ARGV[1] holds it and wakes waiters as
 // wakeScript does; KEYS[2], KEYS[3] and KEYS[4] are the lock's fence key,
-// queue and queued attempts, as acquireScript's. Reply as refreshScript's.
+// queue and queued attempts, as acquireScript's. ARGV[4], if given, is
+// the waiter tag of ARGV[1], whose queue entry goes first: a holder that
+// took the key without the queue's help (a bare SET NX, an attempt that
+// does not queue) still has the entry of its earlier busy attempt, and
+// the release would otherwise hand the key straight back to the token
+// releasing it, still subscribed for a moment. Reply as refreshScript's.
 var releaseScript = newScript(holderOf + isFence + grantFn + queueFns + wakeNext + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+if ARGV[4] and redis.pcall('ZREM', KEYS[3], ARGV[4]) == 1 then redis.pcall('HDEL', KEYS[4], ARGV[4]) end
 wake()
 return 1
 `)
@@ -281,24 +287,33 @@ return 1
 // listening on its own channel, KEYS[1]..":w:"..TAG (see waiterChannel),
 // or else every subscriber of KEYS[1]..":released"..ARGV[3] (see
 // releasedChannel). A queued waiter that gave up or died no longer
-// listens, so the publish reaches nobody and the next is tried.
+// listens, and the next is tried.
+//
+// "Still listening" is asked of the server before anything is granted or
+// published: PUBSUB NUMSUB (SHARDNUMSUB on Cluster) counts the exact
+// subscribers of the waiter's channel on this server, the master that
+// runs the script. A PUBLISH's own count cannot tell: it counts pattern
+// subscribers too (a monitoring client on PSUBSCRIBE * would make every
+// gone waiter look present), and a grant undone after a PUBLISH that
+// counted nobody still reaches the replicas, to which the message is
+// propagated, and a waiter subscribed on one (after a failover) would
+// take it for a lease. So a grant is published only when it stands, and a
+// grant message always means the key is the waiter's. A user that may not
+// run PUBSUB gets the fallback: every subscriber woken, nobody granted.
 //
 // A waiter whose attempt is stored in KEYS[4] is handed the key: it is
 // granted as that attempt would have been (grantFn, with the attempt's
 // token, TTL, fence keep and owner, SINCE now), and the publish to its
-// channel says "grant ATTEMPT FENCE". If that publish reaches nobody, the
-// grant is undone (DEL; the fence key keeps the fence, which no later
-// grant goes below) before the next waiter is tried, so that the key is
-// never left to a waiter that is gone. Safety: the grant's TTL runs from
+// channel says "grant ATTEMPT FENCE". Safety: the grant's TTL runs from
 // now, after the attempt arrived, so the server's expiry is never earlier
 // than the waiter's deadline, counted from the attempt's sending. A grant
 // refused (someone else's data at the fence key) falls back to a plain
 // wake, whose attempt then reports the problem. A waiter queued without an
 // attempt is only woken (a publish of "").
 //
-// It tries at most pruneLimit queued waiters, first come first (skipping
-// and removing, without a publish, those whose deadline in KEYS[4] passed
-// or is missing), then falls back to waking every subscriber: a release
+// It tries at most pruneLimit queued waiters, first come first (removing
+// those whose deadline in KEYS[4] passed or is missing, and those not
+// listening), then falls back to waking every subscriber: a release
 // costs bounded work however many waiters gave up.
 const wakeNext = `
 local function handoff(t, a)
@@ -310,6 +325,11 @@ local function handoff(t, a)
   local f = grant(t, string.sub(a, k + 1, l - 1), string.sub(a, i + 1, j - 1), string.sub(a, l + 1), string.sub(a, j + 1, k - 1), '')
   if type(f) ~= 'string' or string.byte(f) == 33 then return nil end
   return 'grant ' .. string.sub(a, 1, i - 1) .. ' ' .. f
+end
+local function listening(ch)
+  local n = redis.pcall('PUBSUB', ARGV[2] == 'SPUBLISH' and 'SHARDNUMSUB' or 'NUMSUB', ch)
+  if type(n) ~= 'table' or n.err then return nil end
+  return n[2] > 0
 end
 local function wake()
   local t, now
@@ -324,12 +344,11 @@ local function wake()
     if type(a) == 'string' then redis.call('HDEL', KEYS[4], w[1]) end
     if deadline(a) >= now then
       local ch = KEYS[1] .. ':w:' .. w[1]
-      local i = string.find(a, '\n', 1, true)
-      local g = i and handoff(t, string.sub(a, i + 1))
-      if g then
-        if redis.call(ARGV[2], ch, g) > 0 then return end
-        redis.call('DEL', KEYS[1])
-      elseif redis.call(ARGV[2], ch, '') > 0 then
+      local on = listening(ch)
+      if on == nil then break end
+      if on then
+        local i = string.find(a, '\n', 1, true)
+        redis.call(ARGV[2], ch, i and handoff(t, string.sub(a, i + 1)) or '')
         return
       end
     end
@@ -396,7 +415,8 @@ return 1
 // each command the scripts run on the key KEYS[1], and WAIT if ARGV[1] is
 // "1": a script's commands are checked only when they run, so without
 // this a user lacking TIME would pass Open and fail every acquire, and
-// one lacking ZRANGEBYSCORE would never prune the waiter queue. EVAL and
+// one lacking ZRANGEBYSCORE would never prune the waiter queue (and one
+// lacking PUBSUB NUMSUB would never be handed a key). EVAL and
 // EVALSHA are asked too: while the server has the scripts cached, EVALSHA
 // alone works, until a restart or SCRIPT FLUSH makes EVAL necessary.
 // Last, it tries a write that changes nothing (ZREM of a member no one
@@ -411,10 +431,11 @@ if redis.acl_check_cmd then
     {'PEXPIRE', k, '1'}, {'ZADD', k, '1', 'm'}, {'ZPOPMIN', k}, {'ZREM', k, 'm'},
     {'ZRANGEBYSCORE', k, '0', '1'}, {'EVAL', 'return 1', '1', k}, {'EVALSHA', string.rep('0', 40), '1', k},
     {'TYPE', k}, {'ZRANGE', k, '0', '0'}, {'ZCOUNT', k, '0', '1'}, {'ZSCORE', k, 'm'},
-    {'HGET', k, 'f'}, {'HSET', k, 'f', 'v'}, {'HDEL', k, 'f'}, {'UNLINK', k}}
+    {'HGET', k, 'f'}, {'HSET', k, 'f', 'v'}, {'HDEL', k, 'f'}, {'UNLINK', k},
+    {'PUBSUB', 'NUMSUB', k}, {'PUBSUB', 'SHARDNUMSUB', k}}
   if ARGV[1] == '1' then cmds[#cmds + 1] = {'WAIT', '0', '0'} end
   for _, c in ipairs(cmds) do
-    if not redis.acl_check_cmd(unpack(c)) then return c[1] end
+    if not redis.acl_check_cmd(unpack(c)) then return c[1] == 'PUBSUB' and c[1] .. '|' .. c[2] or c[1] end
   end
 end
 local w = redis.pcall('ZREM', KEYS[1], 'dlock open check')

@@ -2,18 +2,9 @@ package linearize
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/anishathalye/porcupine"
-	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/memdriver"
@@ -25,87 +16,136 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(redistest.Main(m)) }
 
-// Workload.
-const (
-	clients    = 6
-	runFor     = 2 * time.Second
-	maxOps     = 300 // per client
-	checkLimit = time.Minute
-)
-
-var keys = []string{"a", "b"}
-
-// backend makes the driver of each client; quorum says whether busy
-// attempts may come from split votes (see Input.Excused).
-type backend struct {
-	newDriver func(t *testing.T) driver.Locker
-	quorum    bool
-}
-
+// TestLinearizable runs every workload on every backend: each history must
+// be one of a lock per key with fences, and no key may be left held.
 func TestLinearizable(t *testing.T) {
-	tests := []struct {
+	backends := []struct {
 		name string
-		make func(t *testing.T) backend
+		make func(t *testing.T) Backend
 	}{
-		{"Memdriver", func(t *testing.T) backend {
-			s := memdriver.NewStore()
-			return backend{newDriver: func(*testing.T) driver.Locker { return s.Driver() }}
-		}},
-		{"Redis", func(t *testing.T) backend {
+		{"Memdriver", memBackend},
+		{"Redis", func(t *testing.T) Backend {
 			srv := redistest.Start(t)
-			return backend{newDriver: func(t *testing.T) driver.Locker {
-				return redisdriver.NewDriver(srv.Client(t), nil)
-			}}
+			psubscribeAll(t, srv.Addr())
+			return redisBackend(t, srv, srv.Addr())
 		}},
-		{"RedisLatency", func(t *testing.T) backend {
+		{"RedisLatency", func(t *testing.T) Backend {
 			srv := redistest.Start(t)
+			psubscribeAll(t, srv.Addr())
 			px := redistest.NewProxy(t, srv.Addr())
 			px.Latency(2 * time.Millisecond)
-			return backend{newDriver: func(t *testing.T) driver.Locker {
-				return redisdriver.NewDriver(client(t, srv, px.Addr()), nil)
-			}}
+			return redisBackend(t, srv, px.Addr())
 		}},
-		{"Cluster", func(t *testing.T) backend {
+		{"Cluster", func(t *testing.T) Backend {
 			c := redistest.StartCluster(t)
-			return backend{newDriver: func(t *testing.T) driver.Locker {
-				return redisdriver.NewDriver(c.Client(t), nil)
-			}}
+			psubscribeAll(t, c.Addrs()...)
+			return clusterBackend(t, c.Options())
 		}},
-		{"Redlock", func(t *testing.T) backend {
-			var addrs []string
-			var srvs []*redistest.Server
-			for range 3 {
-				s := redistest.Start(t)
-				srvs = append(srvs, s)
-				addrs = append(addrs, s.Addr())
-			}
-			return backend{quorum: true, newDriver: func(t *testing.T) driver.Locker {
-				return quorum(t, srvs, addrs)
-			}}
+		{"Redlock", func(t *testing.T) Backend {
+			return redlockBackend(t, 0)
 		}},
-		{"RedlockLatency", func(t *testing.T) backend {
-			var addrs []string
-			var srvs []*redistest.Server
-			for range 3 {
-				s := redistest.Start(t)
-				px := redistest.NewProxy(t, s.Addr())
-				px.Latency(2 * time.Millisecond)
-				srvs = append(srvs, s)
-				addrs = append(addrs, px.Addr())
-			}
-			return backend{quorum: true, newDriver: func(t *testing.T) driver.Locker {
-				return quorum(t, srvs, addrs)
-			}}
+		{"RedlockLatency", func(t *testing.T) Backend {
+			return redlockBackend(t, 2*time.Millisecond)
 		}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			run(t, tt.make(t))
+	workloads := []struct {
+		name string
+		w    Workload
+	}{
+		{"Owned", Owned},
+		{"Shared", Shared},
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			backend := b.make(t)
+			for _, w := range workloads {
+				t.Run(w.name, func(t *testing.T) { Check(t, backend, w.w) })
+			}
 		})
 	}
 }
 
-// client returns a client of srv that connects to addr (a proxy of it).
+// memBackend is one in-process store.
+func memBackend(t *testing.T) Backend {
+	s := memdriver.NewStore()
+	probe := s.Driver()
+	t.Cleanup(func() { probe.Close() })
+	return Backend{
+		NewDriver: func(*testing.T) driver.Locker { return s.Driver() },
+		Held:      HeldOn(probe.(driver.Inspector)),
+	}
+}
+
+// redisBackend is a standalone server, reached by its clients at addr (the
+// server's or a proxy's).
+func redisBackend(t *testing.T, srv *redistest.Server, addr string) Backend {
+	probe := redisdriver.NewDriver(srv.Client(t), nil)
+	t.Cleanup(func() { probe.Close() })
+	return Backend{
+		NewDriver: func(t *testing.T) driver.Locker { return redisdriver.NewDriver(client(t, srv, addr), nil) },
+		Held:      HeldOn(probe.(driver.Inspector)),
+	}
+}
+
+// clusterBackend is a Cluster; its probe's client is made when it runs,
+// so that it sees the slot map of then.
+func clusterBackend(t *testing.T, opts *redis.ClusterOptions) Backend {
+	return Backend{
+		NewDriver: func(t *testing.T) driver.Locker {
+			c := redis.NewClusterClient(opts)
+			t.Cleanup(func() { c.Close() })
+			return redisdriver.NewDriver(c, nil)
+		},
+		Held: func(ctx context.Context, keys []string) ([]Leftover, error) {
+			c := redis.NewClusterClient(opts)
+			defer c.Close()
+			probe := redisdriver.NewDriver(c, nil)
+			defer probe.Close()
+			return HeldOn(probe.(driver.Inspector))(ctx, keys)
+		},
+	}
+}
+
+// redlockBackend is Redlock over three servers, each behind a proxy that
+// adds latency if it is not zero, with a PSUBSCRIBE * client on each.
+func redlockBackend(t *testing.T, latency time.Duration) Backend {
+	var srvs []*redistest.Server
+	var addrs []string
+	var probes []driver.Inspector
+	for range 3 {
+		s := redistest.Start(t)
+		psubscribeAll(t, s.Addr())
+		addr := s.Addr()
+		if latency > 0 {
+			px := redistest.NewProxy(t, s.Addr())
+			px.Latency(latency)
+			addr = px.Addr()
+		}
+		srvs = append(srvs, s)
+		addrs = append(addrs, addr)
+		probe := redisdriver.NewDriver(s.Client(t), nil)
+		t.Cleanup(func() { probe.Close() })
+		probes = append(probes, probe.(driver.Inspector))
+	}
+	return Backend{
+		Quorum: true,
+		NewDriver: func(t *testing.T) driver.Locker {
+			nodes := make([]driver.Locker, len(srvs))
+			for i, s := range srvs {
+				nodes[i] = redisdriver.NewDriver(client(t, s, addrs[i]), nil)
+			}
+			d, err := redlock.NewDriver(nodes, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		},
+		Held: HeldOn(probes...),
+	}
+}
+
+// client returns a client of srv that connects to addr (a proxy of it),
+// closed when t ends.
 func client(t *testing.T, srv *redistest.Server, addr string) *redis.Client {
 	o := srv.Options()
 	o.Addr = addr
@@ -114,121 +154,29 @@ func client(t *testing.T, srv *redistest.Server, addr string) *redis.Client {
 	return c
 }
 
-// quorum returns a redlock driver over new clients of srvs at addrs.
-func quorum(t *testing.T, srvs []*redistest.Server, addrs []string) driver.Locker {
-	nodes := make([]driver.Locker, len(srvs))
-	for i, s := range srvs {
-		nodes[i] = redisdriver.NewDriver(client(t, s, addrs[i]), nil)
-	}
-	d, err := redlock.NewDriver(nodes, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// run drives the workload on b, checks the history and that no key is left
-// held.
-func run(t *testing.T, b backend) {
-	h := NewHistory()
-	prefix := fmt.Sprintf("linearize-%s-%d/", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano())
-	var wg sync.WaitGroup
-	stop := time.Now().Add(runFor)
-	for c := range clients {
-		rec := &Recorder{Locker: b.newDriver(t), H: h, Client: c}
-		l := dlock.New(rec, &dlock.Options{TTL: 30 * time.Second, Owner: fmt.Sprint("client-", c)})
-		wg.Go(func() {
-			defer func() {
-				if err := l.Close(); err != nil {
-					t.Errorf("client %d: Close = %v", c, err)
-				}
-			}()
-			work(t, l, h, c, prefix, stop)
-		})
-	}
-	wg.Wait()
-
-	// After the run no key may be left held.
-	d := b.newDriver(t)
-	defer d.Close()
-	for _, k := range keys {
-		res, err := d.Acquire(t.Context(), driver.Request{Key: prefix + k, Token: "final-check", TTL: time.Second, Owner: "check"})
-		switch {
-		case err != nil:
-			t.Errorf("final acquire of %q: %v", k, err)
-		case !res.Acquired:
-			t.Errorf("key %q still held after every client released and closed (for %v more): a phantom holder", k, res.HolderTTL)
-		default:
-			d.Release(t.Context(), prefix+k, "final-check")
+// psubscribeAll connects a client on PSUBSCRIBE * to each of addrs, as a
+// monitoring tool (redis-cli, RedisInsight) would: PUBLISH counts it as a
+// receiver of every message, so a driver must not take that count as
+// proof that a waiter heard its grant.
+func psubscribeAll(t *testing.T, addrs ...string) {
+	t.Helper()
+	for _, addr := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		ps := c.PSubscribe(t.Context(), "*")
+		if _, err := ps.Receive(t.Context()); err != nil {
+			t.Fatalf("PSUBSCRIBE * on %s: %v", addr, err)
 		}
-	}
-
-	ops := h.Operations(b.quorum)
-	res, info := porcupine.CheckOperationsVerbose(Model.ToModel(), ops, checkLimit)
-	counts := map[string]int{}
-	for _, op := range ops {
-		counts[fmt.Sprint(op.Input.(Input).Kind, "/", op.Output.(Output).Result)]++
-	}
-	t.Logf("%d operations: %v", len(ops), counts)
-	if res == porcupine.Ok {
-		return
-	}
-	dir := os.Getenv("DLOCK_ARTIFACTS")
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	path := filepath.Join(dir, fmt.Sprintf("linearize-%s-%d.html", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano()))
-	if err := porcupine.VisualizePath(Model.ToModel(), info, path); err != nil {
-		t.Logf("visualization: %v", err)
-	}
-	t.Errorf("history of %d operations is %s for a lock with fences; visualization: %s", len(ops), res, path)
-}
-
-// work is one client: until stop, or maxOps, it takes a random key and,
-// if it holds it, refreshes it with a new TTL or releases it; else it
-// tries to take it, once or waiting a few milliseconds.
-func work(t *testing.T, l *dlock.Locker, h *History, c int, prefix string, stop time.Time) {
-	held := map[string]*dlock.Lease{}
-	ctx := t.Context()
-	for n := 0; n < maxOps && time.Now().Before(stop); n++ {
-		key := prefix + keys[rand.N(len(keys))]
-		if lease := held[key]; lease != nil {
-			if rand.N(3) == 0 {
-				lease.Refresh(ctx, time.Duration(10+rand.N(21))*time.Second)
-				continue
+		ch := ps.Channel()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range ch {
 			}
-			delete(held, key)
-			lease.Release(ctx)
-			continue
-		}
-		actx, toks := WithTokens(ctx)
-		var lease *dlock.Lease
-		var err error
-		switch rand.N(3) {
-		case 0:
-			lease, err = l.TryAcquire(actx, key, nil)
-		case 1:
-			wctx, cancel := context.WithTimeout(actx, time.Duration(1+rand.N(5))*time.Millisecond)
-			lease, err = l.Acquire(wctx, key, nil)
-			cancel()
-		default:
-			wctx, cancel := context.WithTimeout(actx, time.Duration(20+rand.N(30))*time.Millisecond)
-			lease, err = l.Acquire(wctx, key, nil)
-			cancel()
-		}
-		if err == nil {
-			held[key] = lease
-			continue
-		}
-		if !errors.Is(err, dlock.ErrNotAcquired) {
-			t.Errorf("client %d: acquire: %v", c, err)
-		}
-		ret := h.Now()
-		for _, tok := range toks.Tokens() {
-			h.Add(c, Input{Kind: GiveUp, Key: key, Token: tok}, ret, Output{}, ret)
-		}
-	}
-	for _, lease := range held {
-		lease.Release(ctx)
+		}()
+		t.Cleanup(func() {
+			ps.Close()
+			c.Close()
+			<-done
+		})
 	}
 }

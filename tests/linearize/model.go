@@ -16,13 +16,26 @@ const (
 	Release
 	// Refresh is one driver Refresh, or one item of a RefreshBatch.
 	Refresh
-	// GiveUp is recorded when a dlock Acquire or TryAcquire returned an
-	// error: from then on, no token of that call may hold the key.
+	// GiveUp is recorded when a dlock Acquire or TryAcquire returned,
+	// for each token of the call but the returned lease's: from then on,
+	// no such token may hold the key.
 	GiveUp
+	// HandedOff is a grant that a release or a pass-on made to a
+	// waiter's token within the waiter's call, between its handoff
+	// subscription and the call's return (see [driver.Handoff]): the key
+	// handed over within the release, without an Acquire of the token
+	// reporting it. With Output.Fence set (the fence of the lease the call
+	// returned, which no Acquire of the token reported), it was made; with
+	// Output.Fence 0 (a grant the call released as it gave up, of a
+	// fence it did not record), it may also not have been.
+	HandedOff
+	// RaiseFence is one driver FenceRaiser.RaiseFence, with the fence in
+	// Input.Fence.
+	RaiseFence
 )
 
 func (k Kind) String() string {
-	return [...]string{"acquire", "release", "refresh", "give-up"}[k]
+	return [...]string{"acquire", "release", "refresh", "give-up", "handed-off", "raise-fence"}[k]
 }
 
 // Result is how a driver call ended.
@@ -51,10 +64,17 @@ type Input struct {
 	Kind  Kind
 	Key   string
 	Token string
-	// Excused marks a busy Attempt that overlaps an attempt of another
-	// token that was not granted: a quorum driver may report busy for a
-	// split vote, with nobody holding the key.
+	// Excused marks a busy Attempt that may have found the key held by
+	// a token the history does not show holding it: one that overlaps the
+	// handoff subscription of a waiter with another token, to which a
+	// release may have handed the key after the waiter stopped listening
+	// (the driver then releases it itself, unseen), or, for a quorum
+	// driver, an attempt of another token that was not granted (a split
+	// vote, which the quorum driver undoes itself). Such an attempt proves
+	// nothing about the key.
 	Excused bool
+	// Fence is the fence a RaiseFence raises to.
+	Fence uint64
 }
 
 // Output is an operation's output.
@@ -96,11 +116,22 @@ var Model = porcupine.NondeterministicModel{
 	DescribeOperation: func(in, out any) string {
 		i, o := in.(Input), out.(Output)
 		s := fmt.Sprintf("%s(%s) → %s", i.Kind, short(i.Token), o.Result)
+		if i.Kind == Attempt && o.Result == Busy && i.Excused {
+			s += " (excused)"
+		}
 		if i.Kind == Attempt && o.Result == OK {
 			s += fmt.Sprintf(" fence %d", o.Fence)
 		}
-		if i.Kind == GiveUp {
+		switch i.Kind {
+		case GiveUp:
 			s = fmt.Sprintf("give-up(%s)", short(i.Token))
+		case HandedOff:
+			s = fmt.Sprintf("handed-off(%s) fence %d", short(i.Token), o.Fence)
+			if o.Fence == 0 {
+				s = fmt.Sprintf("handed-off(%s) or not", short(i.Token))
+			}
+		case RaiseFence:
+			s = fmt.Sprintf("raise-fence(%s, %d) → %s", short(i.Token), i.Fence, o.Result)
 		}
 		return s
 	},
@@ -177,6 +208,40 @@ func step(s state, in Input, out Output) []any {
 	case GiveUp:
 		if mine {
 			return nil // a phantom: held by a grant its caller gave up on
+		}
+		return []any{s}
+	case HandedOff:
+		if out.Fence == 0 {
+			next := []any{s}
+			if !held {
+				next = append(next, state{holder: in.Token, last: s.last})
+			}
+			return next
+		}
+		switch {
+		case mine && (s.fence == 0 || s.fence == out.Fence):
+			s.fence = out.Fence
+			return []any{s}
+		case !held && out.Fence > s.last:
+			return []any{state{holder: in.Token, fence: out.Fence, last: out.Fence}}
+		}
+		return nil
+	case RaiseFence:
+		raised := state{holder: s.holder, fence: in.Fence, last: max(s.last, in.Fence)}
+		switch out.Result {
+		case OK:
+			if mine {
+				return []any{raised}
+			}
+			return nil
+		case NotHeld:
+			if mine {
+				return nil
+			}
+		case Unknown:
+			if mine {
+				return []any{s, raised}
+			}
 		}
 		return []any{s}
 	}

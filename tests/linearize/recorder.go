@@ -3,19 +3,33 @@ package linearize
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 )
 
-// History collects operations from many clients. It is safe for concurrent
-// use.
+// History collects operations from many clients: the driver calls that
+// [Recorder]s see, and what the dlock calls that made them returned. It is
+// safe for concurrent use.
 type History struct {
 	start time.Time
 	mu    sync.Mutex
 	ops   []porcupine.Operation
+	calls []returned
+}
+
+// returned is a dlock call that returned, as [History.Returned] notes it.
+type returned struct {
+	client int
+	key    string
+	tokens map[string]int64 // as CallTokens.tokens
+	kept   string           // the lease's token, if the call returned one
+	fence  uint64           // the lease's fence
+	ret    int64
 }
 
 // NewHistory starts an empty history; times count from now.
@@ -31,27 +45,95 @@ func (h *History) Add(client int, in Input, call int64, out Output, ret int64) {
 	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
 }
 
-// Operations returns the recorded operations, with busy attempts that
-// overlap another token's failed attempt excused if quorum is set (see
-// [Input.Excused]).
+// Returned notes that a dlock Acquire or TryAcquire call on key, whose
+// context came from [WithTokens] with toks, returned at ret with lease
+// (nil if it failed). [History.Operations] derives from it what the call
+// means for its tokens.
+func (h *History) Returned(client int, key string, toks *CallTokens, lease *dlock.Lease, ret int64) {
+	c := returned{client: client, key: key, tokens: toks.snapshot(), ret: ret}
+	if lease != nil {
+		c.kept, c.fence = lease.Token(), lease.Fence()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, c)
+}
+
+// Operations returns the recorded driver calls, and for each dlock call
+// that returned:
+//
+//   - a [GiveUp] at its return for every token of it but the lease's;
+//   - a [HandedOff] grant, from the token's handoff subscription to the
+//     return, of the lease's fence to the lease's token, if no Acquire
+//     reported that grant (it came in a Turn), and of an unknown fence to
+//     a token that the call released as it gave up, if no Acquire of it
+//     was granted (it came in a Turn and was released unused).
+//
+// A busy attempt is excused (see [Input.Excused]) if it overlaps the
+// handoff subscription of another token, from its start to its call's
+// return, or, if quorum is set, an attempt of another token that was not
+// granted.
 func (h *History) Operations(quorum bool) []porcupine.Operation {
 	h.mu.Lock()
 	ops := append([]porcupine.Operation(nil), h.ops...)
+	calls := append([]returned(nil), h.calls...)
 	h.mu.Unlock()
-	if !quorum {
-		return ops
+
+	granted := map[string]uint64{} // fences reported by Acquires, by token
+	released := map[string]bool{}  // tokens a Release freed
+	for _, op := range ops {
+		in, out := op.Input.(Input), op.Output.(Output)
+		switch {
+		case in.Kind == Attempt && out.Result == OK:
+			granted[in.Token] = out.Fence
+		case in.Kind == Release && out.Result == OK:
+			released[in.Token] = true
+		}
+	}
+	// Spans during which a token may have held a key unseen.
+	type span struct {
+		token    string
+		from, to int64
+	}
+	unseen := map[string][]span{}
+	for _, c := range calls {
+		for tok, sub := range c.tokens {
+			in := Input{Key: c.key, Token: tok}
+			if sub >= 0 {
+				unseen[c.key] = append(unseen[c.key], span{tok, sub, c.ret})
+				fence, ok := granted[tok]
+				switch {
+				case tok == c.kept && (!ok || fence != c.fence):
+					in.Kind = HandedOff
+					ops = append(ops, porcupine.Operation{ClientId: c.client, Input: in, Call: sub, Output: Output{Fence: c.fence}, Return: c.ret})
+				case tok != c.kept && released[tok] && !ok:
+					in.Kind = HandedOff
+					ops = append(ops, porcupine.Operation{ClientId: c.client, Input: in, Call: sub, Output: Output{}, Return: c.ret})
+				}
+			}
+			if tok != c.kept {
+				in.Kind = GiveUp
+				ops = append(ops, porcupine.Operation{ClientId: c.client, Input: in, Call: c.ret, Output: Output{}, Return: c.ret})
+			}
+		}
+	}
+	if quorum {
+		for _, op := range ops {
+			in, out := op.Input.(Input), op.Output.(Output)
+			if in.Kind == Attempt && out.Result != OK {
+				unseen[in.Key] = append(unseen[in.Key], span{in.Token, op.Call, op.Return})
+			}
+		}
 	}
 	for i, a := range ops {
-		ai, ao := a.Input.(Input), a.Output.(Output)
-		if ai.Kind != Attempt || ao.Result != Busy {
+		in, out := a.Input.(Input), a.Output.(Output)
+		if in.Kind != Attempt || out.Result != Busy {
 			continue
 		}
-		for _, b := range ops {
-			bi, bo := b.Input.(Input), b.Output.(Output)
-			if bi.Kind == Attempt && bo.Result != OK && bi.Key == ai.Key && bi.Token != ai.Token &&
-				b.Call <= a.Return && a.Call <= b.Return {
-				ai.Excused = true
-				ops[i].Input = ai
+		for _, s := range unseen[in.Key] {
+			if s.token != in.Token && s.from <= a.Return && a.Call <= s.to {
+				in.Excused = true
+				ops[i].Input = in
 				break
 			}
 		}
@@ -59,46 +141,121 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 	return ops
 }
 
-// opTokens collects the tokens of one dlock call's attempts: the client
-// puts one in the call's context, and the recording driver fills it.
-type opTokens struct {
-	mu     sync.Mutex
-	tokens map[string]bool
+// CallTokens collects the tokens of one dlock call's attempts and handoff
+// subscriptions: the caller puts it in the call's context with
+// [WithTokens], and a [Recorder] fills it.
+type CallTokens struct {
+	mu sync.Mutex
+	// tokens maps each token to the History time of its first handoff
+	// subscription, or -1 if it never subscribed for handoff.
+	tokens map[string]int64
 }
 
-type opKey struct{}
+type callKey struct{}
 
-// WithTokens returns a context whose driver attempts, seen by a [Recorder],
-// note their tokens in the returned set.
-func WithTokens(ctx context.Context) (context.Context, *opTokens) {
-	t := &opTokens{tokens: map[string]bool{}}
-	return context.WithValue(ctx, opKey{}, t), t
+// WithTokens returns a context whose driver attempts and handoff
+// subscriptions, seen by a [Recorder], note their tokens in the returned
+// set.
+func WithTokens(ctx context.Context) (context.Context, *CallTokens) {
+	t := &CallTokens{tokens: map[string]int64{}}
+	return context.WithValue(ctx, callKey{}, t), t
 }
 
-// Tokens returns the tokens noted so far.
-func (t *opTokens) Tokens() []string {
+func tokensOf(ctx context.Context) *CallTokens {
+	t, _ := ctx.Value(callKey{}).(*CallTokens)
+	return t
+}
+
+func (t *CallTokens) attempted(token string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var s []string
-	for tok := range t.tokens {
-		s = append(s, tok)
+	if _, ok := t.tokens[token]; !ok {
+		t.tokens[token] = -1
 	}
-	return s
 }
 
-// Recorder is a driver that records every Acquire, Release and Refresh of
-// the driver it wraps in a History, and forwards release notifications and
-// batched refreshes.
+func (t *CallTokens) subscribed(token string, at int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if since, ok := t.tokens[token]; !ok || since < 0 {
+		t.tokens[token] = at
+	}
+}
+
+func (t *CallTokens) snapshot() map[string]int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := make(map[string]int64, len(t.tokens))
+	for tok, at := range t.tokens {
+		m[tok] = at
+	}
+	return m
+}
+
+// Recorder is a driver that records every Acquire, Release, Refresh (single
+// or batched) and RaiseFence of the driver it wraps in a History, and
+// forwards every capability that package dlock uses, so that the program
+// checked is the one users run:
+//
+//   - [driver.Notifier] and [driver.Handoff]: subscriptions go to the
+//     wrapped driver, and their channels come back untouched. A relay
+//     between the driver and dlock would change which of the two finds a
+//     wake-up or a grant left in the channel when the waiter leaves (the
+//     driver passes a turn on, or dlock does), and so check another
+//     program. Grants are recorded from what they cause instead: a handoff
+//     subscription notes its token and its start in the call's
+//     [CallTokens], and [History.Operations] derives the grants the call
+//     was handed ([HandedOff]) from the lease it returned and the
+//     releases it made.
+//   - [driver.Inspector] and [driver.BatchRefresher] (batched refreshes
+//     are recorded item by item).
+//   - [driver.FenceRaiser] and [driver.FenceFloorer], which only a quorum
+//     driver uses of its nodes, so that a Recorder may stand for a node.
+//
+// Where the wrapped driver lacks a capability, its methods answer errors
+// wrapping errors.ErrUnsupported, as the driver package's rule for
+// wrapping drivers says (RefreshBatch refreshes one by one).
+//
+// Recorder does not implement [driver.Semaphore]: the model is a lock, and
+// a dlock.Semaphore over a Recorder reports errors.ErrUnsupported rather
+// than run calls the history would not see.
 type Recorder struct {
 	driver.Locker
 	H      *History
 	Client int // ClientId of the operations
+
+	inflight    sync.Mutex // guards calls and peak
+	calls, peak int
 }
 
 var (
 	_ driver.Notifier       = (*Recorder)(nil)
+	_ driver.Handoff        = (*Recorder)(nil)
+	_ driver.Inspector      = (*Recorder)(nil)
 	_ driver.BatchRefresher = (*Recorder)(nil)
+	_ driver.FenceRaiser    = (*Recorder)(nil)
+	_ driver.FenceFloorer   = (*Recorder)(nil)
 )
+
+// PeakCalls reports the most Acquire, Release and Refresh calls the
+// Recorder had in flight at once: calls a driver may carry in one batch.
+func (r *Recorder) PeakCalls() int {
+	r.inflight.Lock()
+	defer r.inflight.Unlock()
+	return r.peak
+}
+
+func (r *Recorder) enter() func() {
+	r.inflight.Lock()
+	r.calls++
+	r.peak = max(r.peak, r.calls)
+	r.inflight.Unlock()
+	return func() {
+		r.inflight.Lock()
+		r.calls--
+		r.inflight.Unlock()
+	}
+}
 
 // classify maps a driver error to a Result.
 func classify(err error, notHeld Result) Result {
@@ -107,18 +264,17 @@ func classify(err error, notHeld Result) Result {
 		return OK
 	case errors.Is(err, driver.ErrNotHeld):
 		return notHeld
-	case errors.Is(err, driver.ErrUnavailable):
+	case errors.Is(err, driver.ErrUnavailable), errors.Is(err, driver.ErrClosed):
 		return NotApplied
 	}
 	return Unknown
 }
 
 func (r *Recorder) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
-	if t, ok := ctx.Value(opKey{}).(*opTokens); ok {
-		t.mu.Lock()
-		t.tokens[req.Token] = true
-		t.mu.Unlock()
+	if t := tokensOf(ctx); t != nil {
+		t.attempted(req.Token)
 	}
+	defer r.enter()()
 	call := r.H.Now()
 	res, err := r.Locker.Acquire(ctx, req)
 	out := Output{Result: classify(err, Unknown)}
@@ -133,6 +289,7 @@ func (r *Recorder) Acquire(ctx context.Context, req driver.Request) (driver.Resu
 }
 
 func (r *Recorder) Release(ctx context.Context, key, token string) error {
+	defer r.enter()()
 	call := r.H.Now()
 	err := r.Locker.Release(ctx, key, token)
 	r.H.Add(r.Client, Input{Kind: Release, Key: key, Token: token}, call, Output{Result: classify(err, NotHeld)}, r.H.Now())
@@ -140,13 +297,17 @@ func (r *Recorder) Release(ctx context.Context, key, token string) error {
 }
 
 func (r *Recorder) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
+	defer r.enter()()
 	call := r.H.Now()
 	err := r.Locker.Refresh(ctx, key, token, ttl)
 	r.H.Add(r.Client, Input{Kind: Refresh, Key: key, Token: token}, call, Output{Result: classify(err, NotHeld)}, r.H.Now())
 	return err
 }
 
+// RefreshBatch implements [driver.BatchRefresher] with the wrapped
+// driver's batch, or one Refresh per request if it cannot batch.
 func (r *Recorder) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
+	defer r.enter()()
 	call := r.H.Now()
 	errs := driver.RefreshBatch(ctx, r.Locker, reqs)
 	ret := r.H.Now()
@@ -156,10 +317,59 @@ func (r *Recorder) RefreshBatch(ctx context.Context, reqs []driver.RefreshReques
 	return errs
 }
 
+// Subscribe implements [driver.Notifier].
 func (r *Recorder) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
 	n, ok := r.Locker.(driver.Notifier)
 	if !ok {
-		return nil, nil, errors.ErrUnsupported
+		return nil, nil, r.unsupported("notify releases")
 	}
 	return n.Subscribe(ctx, key, token)
+}
+
+// SubscribeHandoff implements [driver.Handoff]: it notes token in the
+// call's [CallTokens] with the time the subscription began, from which on
+// a release may hand it the key, and returns the wrapped driver's channel.
+func (r *Recorder) SubscribeHandoff(ctx context.Context, key, token string) (<-chan driver.Turn, func(), error) {
+	h, ok := r.Locker.(driver.Handoff)
+	if !ok {
+		return nil, nil, r.unsupported("hand off")
+	}
+	since := r.H.Now()
+	turns, cancel, err := h.SubscribeHandoff(ctx, key, token)
+	if err == nil {
+		if t := tokensOf(ctx); t != nil {
+			t.subscribed(token, since)
+		}
+	}
+	return turns, cancel, err
+}
+
+// Inspect implements [driver.Inspector].
+func (r *Recorder) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
+	in, ok := r.Locker.(driver.Inspector)
+	if !ok {
+		return driver.Holder{}, false, r.unsupported("inspect")
+	}
+	return in.Inspect(ctx, key)
+}
+
+// RaiseFence implements [driver.FenceRaiser] and records the call.
+func (r *Recorder) RaiseFence(ctx context.Context, key, token string, fence uint64) error {
+	fr, ok := r.Locker.(driver.FenceRaiser)
+	if !ok {
+		return r.unsupported("raise fences")
+	}
+	defer r.enter()()
+	call := r.H.Now()
+	err := fr.RaiseFence(ctx, key, token, fence)
+	r.H.Add(r.Client, Input{Kind: RaiseFence, Key: key, Token: token, Fence: fence}, call, Output{Result: classify(err, NotHeld)}, r.H.Now())
+	return err
+}
+
+// CheckFenceFloors implements [driver.FenceFloorer]: it answers for the
+// wrapped driver, to which Acquire passes Request.FenceFloor unchanged.
+func (r *Recorder) CheckFenceFloors() error { return driver.CheckFenceFloors(r.Locker) }
+
+func (r *Recorder) unsupported(what string) error {
+	return fmt.Errorf("linearize: wrapped driver %T cannot %s: %w", r.Locker, what, errors.ErrUnsupported)
 }

@@ -726,6 +726,10 @@ func unavailable(err error) bool {
 	switch {
 	case errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
 		return true
+	case errors.Is(err, driver.ErrUnavailable):
+		// The dialer's own verdict, such as a TLS handshake that got
+		// no TLS answer (redisurl.NotTLSError): no connection, no command.
+		return true
 	case errors.As(err, &op) && op.Op == "dial":
 		return true
 	case errors.Is(err, syscall.ECONNREFUSED):

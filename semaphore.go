@@ -16,6 +16,9 @@ import (
 // promised. Once every slot is free, the next acquire sets the limit anew.
 var ErrLimitMismatch = driver.ErrLimitMismatch
 
+// MaxLimit is the largest limit of a [Semaphore].
+const MaxLimit = driver.MaxLimit
+
 // A Semaphore is a key that up to Limit leases hold at once: N concurrent
 // backups against one database, N workers calling a rate-limited API.
 // Each lease is a [Lease] like a lock's, with the same guarantees: it is

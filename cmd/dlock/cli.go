@@ -430,33 +430,10 @@ func errorCode(err error) int {
 	return exitUnavailable
 }
 
-// busy reports whether err says only that the key was held: every cause in
-// it is ErrNotAcquired or a context error, none from the backend.
-func busy(err error) bool {
-	if !errors.Is(err, dlock.ErrNotAcquired) {
-		return false
-	}
-	var walk func(error) bool
-	walk = func(e error) bool {
-		switch e {
-		case dlock.ErrNotAcquired, context.Canceled, context.DeadlineExceeded:
-			return true
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() error }:
-			return walk(u.Unwrap())
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
-				if !walk(e) {
-					return false
-				}
-			}
-			return true
-		}
-		return false
-	}
-	return walk(err)
-}
+// busy reports whether err says that the key is held by someone else:
+// dlock's errors say so with ErrNotAcquired alone, never for a backend
+// that failed (ErrUnavailable) or misuse (ErrInvalid, ErrWrongKind).
+func busy(err error) bool { return errors.Is(err, dlock.ErrNotAcquired) }
 
 // redact returns rawURL with its password and other secrets hidden.
 func redact(rawURL string) string {

@@ -142,7 +142,9 @@
 // gives new users no channel permission (acl-pubsub-default
 // resetchannels), so the channel pattern is the permission most often
 // missed: Open then fails with a [*ChannelPermissionError], whose Pattern
-// is the pattern to grant (ACL SETUSER user &PATTERN). A Subscribe refused
+// is the pattern to grant (ACL SETUSER user &PATTERN); when the server
+// refused the command instead (no +publish, no +subscribe), its message
+// names the command to grant. A Subscribe refused
 // later (the ACL changed) fails with the same error, and the waiter falls
 // back to the holder's expiry and its backoff. A command refused inside a
 // script, at any call, is reported as a missing permission.

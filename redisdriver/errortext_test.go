@@ -65,3 +65,27 @@ func TestTLSToPlaintextFailsFast(t *testing.T) {
 		t.Errorf("Open with TLS of a plaintext server took %v; want about the 1s dial timeout", took)
 	}
 }
+
+// TestOpenNamesRefusedPubSubCommand: a user with the channel pattern but
+// without +publish (or +subscribe) is told to grant the command, not the
+// channel pattern it already has.
+func TestOpenNamesRefusedPubSubCommand(t *testing.T) {
+	s := redistest.StartProcess(t, nil)
+	ctx := testCtx(t)
+	admin := s.Client(t)
+	for _, cmd := range []string{"publish", "subscribe"} {
+		user := "no" + cmd
+		rule := strings.ReplaceAll(minimalACL+" ", " +"+cmd+" ", " ")
+		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", user, "reset"}, toAny(strings.Fields(rule))...)...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		l, err := dlock.Open(ctx, "redis://"+user+":locker-secret-pw@"+s.Addr()+"/0")
+		if err == nil {
+			l.Close()
+			t.Fatalf("Open succeeded for a user without +%s", cmd)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "grant it +"+cmd) || strings.Contains(msg, "channel pattern") {
+			t.Errorf("Open without +%s = %v; want it to name +%s, not the channel pattern the user has", cmd, err, cmd)
+		}
+	}
+}

@@ -62,7 +62,7 @@ Usage:
   dlock help   [COMMAND]
 
 The backend is the URL given with --url, or else $DLOCK_URL:
-  mem://NAME                           in this process only (demo, tests)
+  mem://NAME                           in this process only: dlock demo (run and elect refuse it)
   redis://[user:pass@]host:6379/0      one Redis server; rediss:// for TLS
   redis+cluster://h1:6379,h2:6379      Redis Cluster
   redis+sentinel://h1:26379,h2:26379/MASTER
@@ -335,7 +335,22 @@ func (b *backendFlags) check(c *command) (rawURL string, code int) {
 	if rawURL == "" {
 		return "", c.usageError("no backend: pass --url or set DLOCK_URL (for example redis://127.0.0.1:6379)")
 	}
+	if (c.name == "run" || c.name == "elect") && inProcessURL(rawURL) && os.Getenv(envAllowMem) != "1" {
+		return "", c.usageError("%s: mem:// lives inside this one dlock process, so it locks nothing against other processes or machines (two dlock %s processes would both run the command); use a shared backend such as redis://HOST:6379 (mem:// is for dlock demo)",
+			redact(rawURL), c.name)
+	}
 	return rawURL, 0
+}
+
+// envAllowMem, set to 1, lets run and elect use mem://: for tests of the
+// dlock command itself, which need no shared backend.
+const envAllowMem = "DLOCK_ALLOW_MEM"
+
+// inProcessURL reports whether rawURL names memdriver's in-process
+// backend, which no other process shares.
+func inProcessURL(rawURL string) bool {
+	scheme, _, ok := strings.Cut(rawURL, ":")
+	return ok && strings.EqualFold(scheme, "mem")
 }
 
 // lockerOptions are the Locker's settings from the flags: --ttl and

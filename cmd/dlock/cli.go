@@ -302,11 +302,29 @@ func (b *backendFlags) register(fs *flag.FlagSet, withKey, withTTL bool) {
 		fs.StringVar(&b.key, "key", "", "the lock's `name` (required)")
 	}
 	if withTTL {
-		fs.DurationVar(&b.ttl, "ttl", 0, "lease time to live: how long others wait if this machine dies\n(default 15s, or the URL's ttl parameter)")
+		fs.Var((*durationFlag)(&b.ttl), "ttl", "lease time to live, a `duration` such as 15s or 1m: how long others wait if this machine dies\n(default 15s, or the URL's ttl parameter)")
 		fs.StringVar(&b.owner, "owner", "", "name recorded as the holder (default host:pid)")
-		fs.StringVar(&b.logFormat, "log-format", "text", "how dlock's messages on stderr look: `text` (timestamped lines) or json (one object per line:\ntime, level, msg, cmd and fields such as key, owner, fence, command, status, error;\ndurations in milliseconds, in fields named *_ms)")
+		fs.StringVar(&b.logFormat, "log-format", "text", "how dlock's messages on stderr look: `text` (timestamped lines) or json (one object per line:\ntime, level, msg, cmd and fields such as key, owner (this dlock), holder (another client), fence, status, error;\ndurations in milliseconds, in fields named *_ms)")
 		fs.BoolVar(&b.verbose, "verbose", false, "also log every lock event: attempts, grants, renewals, releases")
 	}
+}
+
+// durationFlag is a time.Duration flag whose error explains the format:
+// flag.Duration answers "3" with "parse error".
+type durationFlag time.Duration
+
+func (d *durationFlag) String() string { return time.Duration(*d).String() }
+
+func (d *durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return fmt.Errorf("want a duration with a unit, such as %ss, %sms or %sm", s, s, s)
+		}
+		return errors.New("want a duration such as 15s, 500ms or 1m30s")
+	}
+	*d = durationFlag(v)
+	return nil
 }
 
 // logger returns the log of command name, as the flags say.
@@ -478,9 +496,10 @@ func describeHolder(ctx context.Context, l *dlock.Locker, key string) (string, [
 	return "held by " + holderString(h), holderAttrs(h)
 }
 
-// holderAttrs are the log fields of a holder.
+// holderAttrs are the log fields of another client that holds a key. Its
+// name is "holder": "owner" is this dlock's own, in every other record.
 func holderAttrs(h dlock.Holder) []slog.Attr {
-	attrs := []slog.Attr{slog.String("owner", h.Owner), slog.Uint64("fence", h.Fence), slog.Duration("expires_in", h.TTL)}
+	attrs := []slog.Attr{slog.String("holder", h.Owner), slog.Uint64("fence", h.Fence), slog.Duration("expires_in", h.TTL)}
 	if !h.Since.IsZero() {
 		attrs = append(attrs, slog.Time("held_since", h.Since))
 	}

@@ -1,9 +1,11 @@
 package dlock
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -210,10 +212,39 @@ func (e *Election) Resign() {
 	}
 }
 
-// Leader reports the current leader; ok is false when there is none. It
-// needs a driver that can report holders.
+// Leader reports the current leader; ok is false when there is none. With
+// a Limit above 1 it reports the leader elected first (the lowest fence)
+// of those leading; [Election.Leaders] reports them all. It needs a driver
+// that can report holders.
 func (e *Election) Leader(ctx context.Context) (h Holder, ok bool, err error) {
-	return e.l.Holder(ctx, e.key)
+	if e.opts.Limit <= 1 {
+		return e.l.Holder(ctx, e.key)
+	}
+	hs, err := e.Leaders(ctx)
+	if err != nil || len(hs) == 0 {
+		return h, false, err
+	}
+	return hs[0], true, nil
+}
+
+// Leaders reports every current leader, lowest fence (elected first)
+// first: the holder of the key's lock, or with a Limit above 1 every
+// holder of its semaphore's slots. It needs a driver that can report
+// holders.
+func (e *Election) Leaders(ctx context.Context) ([]Holder, error) {
+	if e.opts.Limit <= 1 {
+		h, ok, err := e.l.Holder(ctx, e.key)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return []Holder{h}, nil
+	}
+	hs, _, err := e.l.Semaphore(e.key, e.opts.Limit).Holders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(hs, func(a, b Holder) int { return cmp.Compare(a.Fence, b.Fence) })
+	return hs, nil
 }
 
 // campaign waits until this candidate holds the key. When OnLeader is set it

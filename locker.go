@@ -259,11 +259,13 @@ func (l *Locker) check(key string) error {
 }
 
 func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bool) (*Lease, error) {
-	return l.acquireKind(ctx, key, opts, wait, nil)
+	return l.acquireKind(ctx, key, opts, wait, nil, nil)
 }
 
-// acquireKind is acquire of a lock (sem nil) or of a slot of sem.
-func (l *Locker) acquireKind(ctx context.Context, key string, opts *Options, wait bool, sem *Semaphore) (*Lease, error) {
+// acquireKind is acquire of a lock (sem nil) or of a slot of sem. onBusy,
+// if not nil, is called after each attempt that found the key held (an
+// election looks up the new leader then).
+func (l *Locker) acquireKind(ctx context.Context, key string, opts *Options, wait bool, sem *Semaphore, onBusy func(context.Context)) (*Lease, error) {
 	if err := l.check(key); err != nil {
 		return nil, err
 	}
@@ -271,7 +273,7 @@ func (l *Locker) acquireKind(ctx context.Context, key string, opts *Options, wai
 	if err != nil {
 		return nil, err
 	}
-	cfg.sem = sem
+	cfg.sem, cfg.onBusy = sem, onBusy
 	if !cfg.obs.enabled() {
 		return l.attempts(ctx, key, cfg, wait)
 	}
@@ -388,6 +390,9 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		}
 		if err == nil && cfg.obs.enabled() {
 			cfg.obs.emit(ctx, Event{Kind: EventBusy, Key: key, Owner: cfg.owner, Limit: cfg.sem.limitOf()}, 0)
+		}
+		if err == nil && cfg.onBusy != nil {
+			cfg.onBusy(ctx)
 		}
 		if !wait {
 			return nil, st.gaveUp(ctx, key)

@@ -82,7 +82,7 @@ func (s *Semaphore) Acquire(ctx context.Context, opts *Options) (*Lease, error) 
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return s.l.acquireKind(ctx, s.key, opts, true, s)
+	return s.l.acquireKind(ctx, s.key, opts, true, s, nil)
 }
 
 // TryAcquire makes one attempt to take a slot, and returns an error
@@ -91,7 +91,7 @@ func (s *Semaphore) TryAcquire(ctx context.Context, opts *Options) (*Lease, erro
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return s.l.acquireKind(ctx, s.key, opts, false, s)
+	return s.l.acquireKind(ctx, s.key, opts, false, s, nil)
 }
 
 // Do takes a slot (waiting as [Semaphore.Acquire] does), runs fn while
@@ -216,37 +216,4 @@ func (r *renewer) refreshDue(ctx context.Context, due []*Lease, reqs []driver.Re
 		}
 	}
 	return errs
-}
-
-// acquire takes the election's key: a lock, or a slot of its semaphore
-// when Limit is above 1.
-func (e *Election) acquire(ctx context.Context) (*Lease, error) {
-	if e.opts.Limit > 1 {
-		return e.l.Semaphore(e.key, e.opts.Limit).Acquire(ctx, e.opts.Lease)
-	}
-	return e.l.Acquire(ctx, e.key, e.opts.Lease)
-}
-
-// observe calls OnLeader for each holder with a fence above *seen: the
-// lock's holder, or every holder of the semaphore's slots.
-func (e *Election) observe(ctx context.Context, seen *uint64) {
-	if e.opts.Limit <= 1 {
-		if h, ok, err := e.l.Holder(ctx, e.key); err == nil && ok && h.Fence > *seen {
-			*seen = h.Fence
-			e.opts.OnLeader(h)
-		}
-		return
-	}
-	hs, _, err := e.l.Semaphore(e.key, e.opts.Limit).Holders(ctx)
-	if err != nil {
-		return
-	}
-	top := *seen
-	for _, h := range hs {
-		if h.Fence > *seen {
-			e.opts.OnLeader(h)
-			top = max(top, h.Fence)
-		}
-	}
-	*seen = top
 }

@@ -103,11 +103,51 @@
 //
 // # Errors
 //
-// Errors wrap the sentinels [ErrNotAcquired], [ErrNotHeld], [ErrLeaseLost],
-// [ErrClosed], [ErrUnavailable], [ErrInvalid], [ErrResigned] and
-// [ErrLimitMismatch]; test them
-// with errors.Is. When a context ends while waiting, the error wraps both
-// ErrNotAcquired and ctx.Err(). Bad arguments are reported before any I/O.
+// Errors wrap sentinels, tested with errors.Is; each means one thing, so
+// that a program can act on it. What each means, and what to do:
+//
+//   - [ErrNotAcquired]: the key is held by someone else. TryAcquire found
+//     it held, or a waiting Acquire or Do gave up (ctx ended, then
+//     ctx.Err() is in the chain too, or the RetryStrategy gave up) while
+//     it was held. Skip the work (another machine does it), or wait longer.
+//     It never means that the backend failed.
+//   - [ErrUnavailable]: the backend failed: unreachable, refusing service
+//     for now (failover, loading), or not answering in time. A waiting call
+//     whose ctx ends during an outage wraps ctx.Err() and ErrUnavailable.
+//     Report it and try again later: nobody may be doing the work.
+//   - ctx.Err() alone: ctx ended before any attempt was answered; nothing
+//     is known of the key or the backend. Give the call more time.
+//   - [ErrInvalid]: a bad argument, option or URL, reported before any
+//     I/O. Fix the code or the configuration; retrying cannot help.
+//   - [ErrWrongKind]: the key is held as a lock by a semaphore call, or as
+//     a semaphore by a lock call. Use each key as one kind everywhere.
+//   - [ErrLimitMismatch]: a semaphore acquire with a limit other than its
+//     holders'. Give every client of the key the same limit.
+//   - errors.ErrUnsupported: the backend lacks a capability (semaphores on
+//     redlock, [Locker.Holder] on a driver that cannot inspect). Use a
+//     backend that has it.
+//   - [ErrLeaseLost]: the cause of a lease's context when the lease ended
+//     without Release (taken over, or renewal unconfirmed until the local
+//     deadline); also wrapped by Do's and Release's errors then. Stop the
+//     work: someone else may hold the key now.
+//   - [ErrNotHeld]: a Refresh or Release found the key not held by this
+//     lease. Nothing to undo; treat the lease as lost.
+//   - [ErrClosed]: the Locker was closed. Open another.
+//   - [ErrResigned]: the cause of a leader's context after
+//     [Election.Resign].
+//
+// So the idiom for a job that one machine runs is:
+//
+//	err := locker.Do(ctx, "nightly-report", nil, run)
+//	if errors.Is(err, dlock.ErrNotAcquired) {
+//		return nil // another machine runs it
+//	}
+//	return err // the job's error, an outage, misuse: report it
+//
+// Errors never show a password: URLs appear only redacted ([RedactURL]).
+// The Redis client go-redis logs dial failures on its own, through a
+// logger global to the process, which dlock leaves alone; see Logging in
+// package redisdriver to silence it.
 //
 // # Safety
 //

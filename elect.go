@@ -1,9 +1,11 @@
 package dlock
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -39,7 +41,10 @@ type ElectionOptions struct {
 
 	// OnLeader is called while campaigning when a new leader is observed
 	// (a holder with a fence not seen before). It needs a driver that can
-	// report holders; the holder is looked up at least once per lease TTL.
+	// report holders. The holder is looked up before the first attempt,
+	// after every attempt that finds the key held (so a follower learns
+	// of the winner one round trip after the election), and at least
+	// once per lease TTL.
 	OnLeader func(h Holder)
 
 	// Limit is how many candidates lead at once: up to Limit leases of
@@ -210,28 +215,98 @@ func (e *Election) Resign() {
 	}
 }
 
-// Leader reports the current leader; ok is false when there is none. It
-// needs a driver that can report holders.
+// Leader reports the current leader; ok is false when there is none. With
+// a Limit above 1 it reports the leader elected first (the lowest fence)
+// of those leading; [Election.Leaders] reports them all. It needs a driver
+// that can report holders.
 func (e *Election) Leader(ctx context.Context) (h Holder, ok bool, err error) {
-	return e.l.Holder(ctx, e.key)
+	if e.opts.Limit <= 1 {
+		return e.l.Holder(ctx, e.key)
+	}
+	hs, err := e.Leaders(ctx)
+	if err != nil || len(hs) == 0 {
+		return h, false, err
+	}
+	return hs[0], true, nil
 }
 
-// campaign waits until this candidate holds the key. When OnLeader is set it
-// looks at the holder before each wait, and waits at most one TTL at a time
-// so that leadership changes are seen.
+// Leaders reports every current leader, lowest fence (elected first)
+// first: the holder of the key's lock, or with a Limit above 1 every
+// holder of its semaphore's slots. It needs a driver that can report
+// holders.
+func (e *Election) Leaders(ctx context.Context) ([]Holder, error) {
+	if e.opts.Limit <= 1 {
+		h, ok, err := e.l.Holder(ctx, e.key)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return []Holder{h}, nil
+	}
+	hs, _, err := e.l.Semaphore(e.key, e.opts.Limit).Holders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(hs, func(a, b Holder) int { return cmp.Compare(a.Fence, b.Fence) })
+	return hs, nil
+}
+
+// campaign waits until this candidate holds the key. When OnLeader is set
+// it looks at the holder before its first attempt and after every attempt
+// that finds the key held, so that a follower learns of a new leader one
+// round trip after the election, and it waits at most one TTL at a time,
+// so that leadership changes that no attempt saw are seen too.
 func (e *Election) campaign(ctx context.Context, ttl time.Duration, seen *uint64) (*Lease, error) {
 	for {
 		actx, cancel := ctx, context.CancelFunc(func() {})
+		var onBusy func(context.Context)
 		if e.opts.OnLeader != nil {
 			e.observe(ctx, seen)
 			actx, cancel = context.WithTimeout(ctx, ttl)
+			onBusy = func(ctx context.Context) { e.observe(ctx, seen) }
 		}
-		lease, err := e.acquire(actx)
+		lease, err := e.acquire(actx, onBusy)
 		cancel()
 		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			return lease, err
 		}
 	}
+}
+
+// acquire takes the election's key: a lock, or a slot of its semaphore
+// when Limit is above 1.
+func (e *Election) acquire(ctx context.Context, onBusy func(context.Context)) (*Lease, error) {
+	if e.opts.Limit > 1 {
+		s := e.l.Semaphore(e.key, e.opts.Limit)
+		if err := s.check(); err != nil {
+			return nil, err
+		}
+		return e.l.acquireKind(ctx, e.key, e.opts.Lease, true, s, onBusy)
+	}
+	return e.l.acquireKind(ctx, e.key, e.opts.Lease, true, nil, onBusy)
+}
+
+// observe calls OnLeader for each holder with a fence above *seen: the
+// lock's holder, or every holder of the semaphore's slots.
+func (e *Election) observe(ctx context.Context, seen *uint64) {
+	if e.opts.Limit <= 1 {
+		if h, ok, err := e.l.Holder(ctx, e.key); err == nil && ok && h.Fence > *seen {
+			*seen = h.Fence
+			e.opts.OnLeader(h)
+		}
+		return
+	}
+	hs, _, err := e.l.Semaphore(e.key, e.opts.Limit).Holders(ctx)
+	if err != nil {
+		return
+	}
+	top := *seen
+	for _, h := range hs {
+		if h.Fence > *seen {
+			e.opts.OnLeader(h)
+			top = max(top, h.Fence)
+		}
+	}
+	*seen = top
 }
 
 // sleep waits for d or until ctx ends.

@@ -7,11 +7,15 @@ import (
 )
 
 // Errors returned by dlock. Test them with errors.Is: they are wrapped with
-// detail (the key, the driver's cause, ctx.Err()).
+// detail (the key, the driver's cause, ctx.Err()). Each means one thing;
+// the table under Errors in the package documentation says what to do
+// about each.
 var (
-	// ErrNotAcquired reports that a key could not be acquired: it was held
-	// and TryAcquire was used, the retry strategy gave up, or ctx ended while
-	// waiting (then ctx.Err() is in the chain too).
+	// ErrNotAcquired reports that a key is held by someone else: TryAcquire
+	// found it held, or a waiting Acquire gave up (ctx ended, then ctx.Err()
+	// is in the chain too, or the retry strategy gave up) while the last
+	// attempt found it held. It never reports a backend failure
+	// ([ErrUnavailable]) or misuse ([ErrInvalid], [ErrWrongKind]).
 	ErrNotAcquired = errors.New("dlock: lock not acquired")
 
 	// ErrNotHeld reports that a key is not held by this lease any more: it
@@ -29,13 +33,23 @@ var (
 	// as driver.ErrClosed.
 	ErrClosed = driver.ErrClosed
 
-	// ErrUnavailable reports that the backend could not be reached. It is
-	// the same value as driver.ErrUnavailable.
+	// ErrUnavailable reports that the backend failed: it could not be
+	// reached, refused service for now, or did not answer in time. An
+	// acquire that fails so, or a waiting one whose ctx ends while the
+	// backend fails, wraps it (and not [ErrNotAcquired]). It is the same
+	// value as driver.ErrUnavailable.
 	ErrUnavailable = driver.ErrUnavailable
 
 	// ErrInvalid reports a bad argument, option or URL, detected before
 	// any I/O. It is the same value as driver.ErrInvalid.
 	ErrInvalid = driver.ErrInvalid
+
+	// ErrWrongKind reports a lock call on a key whose semaphore slots are
+	// held, or a semaphore call on a key held as a lock: every client of
+	// a key must use it as the same kind (and a semaphore with the same
+	// limit, see [ErrLimitMismatch]). It is the same value as
+	// driver.ErrWrongKind.
+	ErrWrongKind = driver.ErrWrongKind
 )
 
 // ErrResigned is the cause of a leader's context after [Election.Resign].

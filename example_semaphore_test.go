@@ -6,13 +6,18 @@ import (
 	"fmt"
 
 	"github.com/dlock-go/dlock"
+	_ "github.com/dlock-go/dlock/memdriver" // registers mem://
 )
 
 // A Semaphore lets up to N leases hold a key at once: here two concurrent
 // backups of one database, and a third that must wait.
 func ExampleSemaphore() {
 	ctx := context.Background()
-	locker, _ := dlock.Open(ctx, "mem://")
+	locker, err := dlock.Open(ctx, "mem://") // e.g. os.Getenv("DLOCK_URL")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer locker.Close()
 
 	backups := locker.Semaphore("db-backup", 2)
@@ -20,7 +25,7 @@ func ExampleSemaphore() {
 	b, _ := backups.TryAcquire(ctx, nil)
 	fmt.Println("fences", a.Fence(), b.Fence())
 
-	_, err := backups.TryAcquire(ctx, nil)
+	_, err = backups.TryAcquire(ctx, nil)
 	fmt.Println("third:", errors.Is(err, dlock.ErrNotAcquired))
 
 	_, err = locker.Semaphore("db-backup", 3).TryAcquire(ctx, nil)

@@ -66,9 +66,12 @@ func New(d driver.Locker, opts *Options) *Locker {
 // ([driver.Handoff]) grants the key to the first waiter within the release
 // itself (see the package documentation, Waiting and handoff). Errors that
 // may be transient (the backend unavailable, a timeout) are retried the
-// same way. When ctx ends, the error wraps both [ErrNotAcquired] and
-// ctx.Err(), and not the last driver error's sentinels: a caller that gave
-// up is told so, not that the backend is unavailable.
+// same way. When ctx ends, the error wraps ctx.Err() and says why the
+// key was not granted so far: [ErrNotAcquired] if the last answer was that
+// it is held, [ErrUnavailable] if the backend was failing, neither if no
+// attempt was answered. Errors that retrying cannot cure (misuse such as
+// [ErrWrongKind], a missing capability, a refused password) are returned
+// at once. See Errors in the package documentation.
 //
 // An attempt whose outcome is unknown (it timed out, the connection was
 // lost, ctx ended while it was in flight, as [driver.OutcomeUnknown] tells,
@@ -84,8 +87,9 @@ func (l *Locker) Acquire(ctx context.Context, key string, opts *Options) (*Lease
 }
 
 // TryAcquire makes one attempt to take key and returns an error wrapping
-// [ErrNotAcquired] if it is held. Like Acquire, it undoes an attempt whose
-// outcome is unknown before it returns.
+// [ErrNotAcquired] if it is held, and one wrapping [ErrUnavailable], never
+// ErrNotAcquired, if the backend failed. Like Acquire, it undoes an attempt
+// whose outcome is unknown before it returns.
 func (l *Locker) TryAcquire(ctx context.Context, key string, opts *Options) (*Lease, error) {
 	return l.acquire(ctx, key, opts, false)
 }
@@ -164,7 +168,7 @@ func (l *Locker) Holder(ctx context.Context, key string) (h Holder, ok bool, err
 // Close releases every lease still held (within the ReleaseTimeout), stops
 // renewal and closes the driver. Leases it ends are lost with a cause
 // wrapping [ErrClosed]. Acquire calls still waiting return an error wrapping
-// [ErrNotAcquired] and [ErrClosed]; Close waits for those in flight (within
+// [ErrClosed] (and [ErrNotAcquired] if the key was held); Close waits for those in flight (within
 // the ReleaseTimeout) so that a grant that races it is released before the
 // driver closes, and for the calls of [Lease.Release] and [Lease.Refresh]
 // in flight, so that a release is not cut short. Later calls return
@@ -269,11 +273,13 @@ func (l *Locker) check(key string) error {
 }
 
 func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bool) (*Lease, error) {
-	return l.acquireKind(ctx, key, opts, wait, nil)
+	return l.acquireKind(ctx, key, opts, wait, nil, nil)
 }
 
-// acquireKind is acquire of a lock (sem nil) or of a slot of sem.
-func (l *Locker) acquireKind(ctx context.Context, key string, opts *Options, wait bool, sem *Semaphore) (*Lease, error) {
+// acquireKind is acquire of a lock (sem nil) or of a slot of sem. onBusy,
+// if not nil, is called after each attempt that found the key held (an
+// election looks up the new leader then).
+func (l *Locker) acquireKind(ctx context.Context, key string, opts *Options, wait bool, sem *Semaphore, onBusy func(context.Context)) (*Lease, error) {
 	if err := l.check(key); err != nil {
 		return nil, err
 	}
@@ -281,7 +287,7 @@ func (l *Locker) acquireKind(ctx context.Context, key string, opts *Options, wai
 	if err != nil {
 		return nil, err
 	}
-	cfg.sem = sem
+	cfg.sem, cfg.onBusy = sem, onBusy
 	if !cfg.obs.enabled() {
 		return l.attempts(ctx, key, cfg, wait)
 	}
@@ -323,7 +329,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		}
 	}()
 	var timer *time.Timer
-	var last error // the last attempt's error
+	var st acquireState // why no lease was granted, so far
 	// unsure: an attempt with req.Token had an unknown outcome; it may
 	// land later, even on the lease a later attempt returns, and set the
 	// key's expiry back to req.TTL then.
@@ -343,7 +349,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			if woken {
 				l.passTurn(ctx, req, cfg)
 			}
-			return nil, notAcquired(key, ctx, last)
+			return nil, st.gaveUp(ctx, key)
 		}
 		woken = false
 		// A waiter says how long it may sleep after this attempt, so
@@ -368,7 +374,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 				return lease, nil
 			}
 			if !errors.Is(err, errLateGrant) {
-				return nil, notAcquired(key, ctx, err)
+				return nil, failed(key, err)
 			}
 			abandoned = true
 		} else if driver.OutcomeUnknown(err) {
@@ -395,15 +401,21 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			l.unsubscribe(ctx, &sub, key, cfg, nil)
 			subscribed = false
 		}
-		last = err
-		if err != nil && (ctx.Err() != nil || !retryable(err)) {
-			return nil, notAcquired(key, ctx, err)
+		st.note(ctx, err)
+		if err != nil && ctx.Err() != nil {
+			return nil, st.gaveUp(ctx, key)
+		}
+		if err != nil && !retryable(err) {
+			return nil, failed(key, err)
 		}
 		if err == nil && cfg.obs.enabled() {
 			cfg.obs.emit(ctx, Event{Kind: EventBusy, Key: key, Owner: cfg.owner, Limit: cfg.sem.limitOf()}, 0)
 		}
+		if err == nil && cfg.onBusy != nil {
+			cfg.onBusy(ctx)
+		}
 		if !wait {
-			return nil, notAcquired(key, ctx, err)
+			return nil, st.gaveUp(ctx, key)
 		}
 		// Subscribe after the first failed attempt, not before it: an
 		// uncontended acquire then costs one round trip. The attempt
@@ -420,7 +432,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 				continue
 			}
 			if ctx.Err() != nil {
-				return nil, notAcquired(key, ctx, serr)
+				return nil, st.gaveUp(ctx, key)
 			}
 			// Fall back to expiry hints and backoff; a failure that
 			// may go away (a pub/sub blip) is tried again soon, not
@@ -431,7 +443,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			}
 		}
 		if !more {
-			return nil, notAcquired(key, ctx, err)
+			return nil, st.gaveUp(ctx, key)
 		}
 		d := jitter(backoff)
 		if res.HolderTTL > 0 && res.HolderTTL < d {
@@ -462,18 +474,18 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 				return lease, nil
 			}
 			if !errors.Is(err, errLateGrant) {
-				return nil, notAcquired(key, ctx, err)
+				return nil, failed(key, err)
 			}
 			// The token was released: go on with a new one.
-			last = err
+			st.note(ctx, err)
 			req.Token, unsure = rand.Text(), false
 			l.unsubscribe(ctx, &sub, key, cfg, nil)
 			subscribed = false
 		case <-timer.C:
 		case <-ctx.Done():
-			return nil, notAcquired(key, ctx, err)
+			return nil, st.gaveUp(ctx, key)
 		case <-l.renew.ctx.Done():
-			return nil, notAcquired(key, ctx, ErrClosed)
+			return nil, fmt.Errorf("%w: %w", ErrClosed, st.gaveUp(ctx, key))
 		}
 	}
 }
@@ -519,18 +531,76 @@ func (l *Locker) passTurn(ctx context.Context, req driver.Request, cfg settings)
 	}
 }
 
-// notAcquired builds Acquire's error: ErrNotAcquired and the last driver
-// error if any; if ctx ended, ctx.Err() instead of the driver error's
-// sentinels (see ended).
-func notAcquired(key string, ctx context.Context, last error) error {
-	err := fmt.Errorf("%w: %q", ErrNotAcquired, key)
-	if ctx.Err() != nil {
-		return ended(ctx, err, last)
+// acquireState is what the attempts of one acquire have established.
+type acquireState struct {
+	// last is the error of the last attempt that the backend answered
+	// or that failed while ctx was live, nil if it found the key held;
+	// tried reports whether there was one.
+	last  error
+	tried bool
+	// cut is the error of an attempt that ctx cut short: it says nothing
+	// of the key or the backend (a dial cut short by the caller's deadline
+	// reads "i/o timeout"), so it is kept as text only.
+	cut error
+}
+
+// note records the outcome of an attempt that did not grant: err nil
+// means the key was held.
+func (st *acquireState) note(ctx context.Context, err error) {
+	if err != nil && ctx.Err() != nil {
+		st.cut = err
+		return
 	}
-	if last != nil {
-		err = fmt.Errorf("%w: %w", err, last)
+	st.last, st.tried, st.cut = err, true, nil
+}
+
+// gaveUp builds the error of an acquire that ends without a lease:
+//   - the key was held: [ErrNotAcquired], and ctx.Err() if ctx ended;
+//   - the backend failed: [ErrUnavailable] and the failure, and ctx.Err()
+//     if ctx ended;
+//   - ctx ended before any attempt was answered: ctx.Err() alone, since
+//     nothing is known of the key or the backend.
+//
+// So errors.Is(err, ErrNotAcquired) never holds during an outage: a caller
+// that skips its work when the key is busy does not skip it silently while
+// the backend is down.
+func (st *acquireState) gaveUp(ctx context.Context, key string) error {
+	cerr := ctx.Err()
+	switch {
+	case !st.tried:
+		if cerr == nil { // not reached: an attempt that ctx did not cut short is noted as tried
+			cerr = ErrUnavailable
+		}
+		if st.cut != nil {
+			return fmt.Errorf("dlock: acquire %q: %w before the backend answered (%v)", key, cerr, st.cut)
+		}
+		return fmt.Errorf("dlock: acquire %q: %w before the backend answered", key, cerr)
+	case st.last == nil && cerr != nil:
+		return fmt.Errorf("%w: %q is held by someone else; gave up waiting: %w", ErrNotAcquired, key, cerr)
+	case st.last == nil:
+		return fmt.Errorf("%w: %q is held by someone else", ErrNotAcquired, key)
+	case cerr != nil:
+		return fmt.Errorf("dlock: acquire %q: gave up waiting: %w; the backend was failing: %w", key, cerr, unavailable(st.last))
 	}
-	return err
+	return fmt.Errorf("dlock: acquire %q: %w", key, unavailable(st.last))
+}
+
+// failed builds the error of an acquire ended by an error that retrying
+// cannot cure: misuse (ErrInvalid, ErrWrongKind, ErrLimitMismatch), a
+// missing capability (errors.ErrUnsupported), a refusal such as a wrong
+// password, or Close.
+func failed(key string, err error) error {
+	return fmt.Errorf("dlock: acquire %q: %w", key, err)
+}
+
+// unavailable returns err, a failure that retrying may cure, wrapping
+// [ErrUnavailable]: a timeout or an unknown outcome is the backend failing
+// too, as far as the caller is concerned.
+func unavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // ended builds the error of a call whose ctx ended: what (which wraps
@@ -553,10 +623,11 @@ func ended(ctx context.Context, what, last error) error {
 }
 
 // retryable reports whether a driver error may go away on its own: the
-// backend was unreachable, or a call timed out. Acquire is safe to repeat
-// with the same token, so both are retried; other errors (a wrong password,
-// a key of the wrong type) are returned at once.
+// backend was unreachable, or a call timed out or had an unknown outcome.
+// Acquire is safe to repeat with the same token, so all are retried; other
+// errors (a wrong password, a key of the wrong kind) are returned at once.
 func retryable(err error) bool {
 	var t interface{ Timeout() bool }
-	return errors.Is(err, ErrUnavailable) || errors.As(err, &t) && t.Timeout()
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, driver.ErrOutcomeUnknown) ||
+		errors.As(err, &t) && t.Timeout()
 }

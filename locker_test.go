@@ -65,13 +65,14 @@ func TestUnknownOutcomeUndone(t *testing.T) {
 		name string
 		drv  func(driver.Locker) *lostReply
 		wait bool
+		want error // the error's sentinel; never ErrNotAcquired, as nobody holds the key
 	}{
-		{"TryAcquireTimeout", func(d driver.Locker) *lostReply { return &lostReply{Locker: d, err: timeoutError{}} }, false},
+		{"TryAcquireTimeout", func(d driver.Locker) *lostReply { return &lostReply{Locker: d, err: timeoutError{}} }, false, dlock.ErrUnavailable},
 		{"TryAcquireOutcomeUnknown", func(d driver.Locker) *lostReply {
 			return &lostReply{Locker: d, err: fmt.Errorf("conn reset: %w", driver.ErrOutcomeUnknown)}
-		}, false},
-		{"TryAcquireContextEnded", func(d driver.Locker) *lostReply { return &lostReply{Locker: d, hang: true} }, false},
-		{"AcquireContextEnded", func(d driver.Locker) *lostReply { return &lostReply{Locker: d, hang: true} }, true},
+		}, false, dlock.ErrUnavailable},
+		{"TryAcquireContextEnded", func(d driver.Locker) *lostReply { return &lostReply{Locker: d, hang: true} }, false, context.DeadlineExceeded},
+		{"AcquireContextEnded", func(d driver.Locker) *lostReply { return &lostReply{Locker: d, hang: true} }, true, context.DeadlineExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -84,8 +85,8 @@ func TestUnknownOutcomeUndone(t *testing.T) {
 				if tc.wait {
 					acquire = l.Acquire
 				}
-				if lease, err := acquire(ctx, "k", nil); !errors.Is(err, dlock.ErrNotAcquired) {
-					t.Fatalf("acquire = %v, %v; want ErrNotAcquired", lease, err)
+				if lease, err := acquire(ctx, "k", nil); !errors.Is(err, tc.want) || errors.Is(err, dlock.ErrNotAcquired) {
+					t.Fatalf("acquire = %v, %v; want %v, not ErrNotAcquired", lease, err, tc.want)
 				}
 				mustBeFree(t, store, "k", "the grant whose reply was lost must be undone before the call returns")
 			})
@@ -151,8 +152,8 @@ func TestCloseRacingGrant(t *testing.T) {
 		go func() { closed <- l.Close() }()
 		synctest.Wait() // Close waits for the call in flight
 		close(g.open)
-		if err := <-got; !errors.Is(err, dlock.ErrClosed) || !errors.Is(err, dlock.ErrNotAcquired) {
-			t.Fatalf("TryAcquire granted while closing = %v; want ErrNotAcquired and ErrClosed", err)
+		if err := <-got; !errors.Is(err, dlock.ErrClosed) || errors.Is(err, dlock.ErrNotAcquired) {
+			t.Fatalf("TryAcquire granted while closing = %v; want ErrClosed, not ErrNotAcquired (nobody else held the key)", err)
 		}
 		if err := <-closed; err != nil {
 			t.Fatalf("Close = %v", err)
@@ -200,8 +201,10 @@ func (blamesBackend) Acquire(ctx context.Context, _ driver.Request) (driver.Resu
 	return driver.Result{}, fmt.Errorf("redisdriver: %w: dial tcp 127.0.0.1:6379: i/o timeout", driver.ErrUnavailable)
 }
 
-// TestEndedContextNotUnavailable: a call whose context ended reports
-// ctx.Err(), not ErrUnavailable, even when the driver blames the backend.
+// TestEndedContextNotUnavailable: a call whose context ended before any
+// attempt was answered reports ctx.Err() alone: not ErrUnavailable, even
+// when the driver blames the backend, and not ErrNotAcquired, as nothing
+// says the key is held.
 func TestEndedContextNotUnavailable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := dlock.New(blamesBackend{memdriver.NewStore().Driver()}, nil)
@@ -212,8 +215,8 @@ func TestEndedContextNotUnavailable(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 			_, err := acquire(ctx, "k", nil)
 			cancel()
-			if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, dlock.ErrNotAcquired) || errors.Is(err, dlock.ErrUnavailable) {
-				t.Errorf("%s with a deadline that expired in flight = %v; want ErrNotAcquired and DeadlineExceeded, not ErrUnavailable", name, err)
+			if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, dlock.ErrNotAcquired) || errors.Is(err, dlock.ErrUnavailable) {
+				t.Errorf("%s with a deadline that expired in flight = %v; want DeadlineExceeded, neither ErrNotAcquired nor ErrUnavailable (no attempt was answered)", name, err)
 			}
 			if err != nil && strings.Contains(err.Error(), "\n") {
 				t.Errorf("%s error %q spans lines; want one", name, err)

@@ -44,8 +44,7 @@ func OpenOptions(ctx context.Context, rawURL string, opts *Options) (*Locker, er
 	}
 	open, ok := driver.Lookup(u.Scheme)
 	if !ok {
-		return nil, fmt.Errorf("%w: unknown URL scheme %q in %s; known schemes: %s (forgotten import?)",
-			ErrInvalid, u.Scheme, driver.Redacted(u), strings.Join(Schemes(), ", "))
+		return nil, unknownScheme(u)
 	}
 	o, err := urlOptions(q, driver.Redacted(u))
 	if err != nil {
@@ -164,3 +163,33 @@ func (l *Locker) Options() Options {
 // query parameter that is not a documented setting replaced by "xxxxx".
 // Applications that print the URL they were configured with use it.
 func RedactURL(rawURL string) string { return driver.RedactURL(rawURL) }
+
+// schemePackages names the package of this module that registers each
+// scheme, for the error of a scheme not registered.
+var schemePackages = map[string]string{
+	"mem":             "github.com/dlock-go/dlock/memdriver",
+	"redis":           "github.com/dlock-go/dlock/redisdriver",
+	"rediss":          "github.com/dlock-go/dlock/redisdriver",
+	"redis+cluster":   "github.com/dlock-go/dlock/redisdriver",
+	"rediss+cluster":  "github.com/dlock-go/dlock/redisdriver",
+	"redis+sentinel":  "github.com/dlock-go/dlock/redisdriver",
+	"rediss+sentinel": "github.com/dlock-go/dlock/redisdriver",
+	"redlock":         "github.com/dlock-go/dlock/redlock",
+	"redlocks":        "github.com/dlock-go/dlock/redlock",
+}
+
+// unknownScheme is the error of a URL whose scheme no imported driver
+// registered: it names the package to import when it is one of this
+// module's, and lists the schemes registered.
+func unknownScheme(u *url.URL) error {
+	known := "none"
+	if s := Schemes(); len(s) > 0 {
+		known = strings.Join(s, ", ")
+	}
+	if pkg, ok := schemePackages[strings.ToLower(u.Scheme)]; ok {
+		return fmt.Errorf("%w: URL scheme %q in %s is not registered: import _ %q, which registers it (known schemes: %s)",
+			ErrInvalid, u.Scheme, driver.Redacted(u), pkg, known)
+	}
+	return fmt.Errorf("%w: unknown URL scheme %q in %s; known schemes: %s (forgotten import?)",
+		ErrInvalid, u.Scheme, driver.Redacted(u), known)
+}

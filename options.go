@@ -1,6 +1,7 @@
 package dlock
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -107,8 +108,9 @@ type settings struct {
 	retry          RetryStrategy
 	releaseTimeout time.Duration
 	obs            observer
-	noFence        bool       // DisableFencing
-	sem            *Semaphore // the semaphore acquired, nil for a lock
+	noFence        bool                  // DisableFencing
+	sem            *Semaphore            // the semaphore acquired, nil for a lock
+	onBusy         func(context.Context) // see acquireKind
 }
 
 var defaultOwner = func() string {

@@ -16,6 +16,9 @@ import (
 // promised. Once every slot is free, the next acquire sets the limit anew.
 var ErrLimitMismatch = driver.ErrLimitMismatch
 
+// MaxLimit is the largest limit of a [Semaphore].
+const MaxLimit = driver.MaxLimit
+
 // A Semaphore is a key that up to Limit leases hold at once: N concurrent
 // backups against one database, N workers calling a rate-limited API.
 // Each lease is a [Lease] like a lock's, with the same guarantees: it is
@@ -79,7 +82,7 @@ func (s *Semaphore) Acquire(ctx context.Context, opts *Options) (*Lease, error) 
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return s.l.acquireKind(ctx, s.key, opts, true, s)
+	return s.l.acquireKind(ctx, s.key, opts, true, s, nil)
 }
 
 // TryAcquire makes one attempt to take a slot, and returns an error
@@ -88,7 +91,7 @@ func (s *Semaphore) TryAcquire(ctx context.Context, opts *Options) (*Lease, erro
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return s.l.acquireKind(ctx, s.key, opts, false, s)
+	return s.l.acquireKind(ctx, s.key, opts, false, s, nil)
 }
 
 // Do takes a slot (waiting as [Semaphore.Acquire] does), runs fn while
@@ -213,37 +216,4 @@ func (r *renewer) refreshDue(ctx context.Context, due []*Lease, reqs []driver.Re
 		}
 	}
 	return errs
-}
-
-// acquire takes the election's key: a lock, or a slot of its semaphore
-// when Limit is above 1.
-func (e *Election) acquire(ctx context.Context) (*Lease, error) {
-	if e.opts.Limit > 1 {
-		return e.l.Semaphore(e.key, e.opts.Limit).Acquire(ctx, e.opts.Lease)
-	}
-	return e.l.Acquire(ctx, e.key, e.opts.Lease)
-}
-
-// observe calls OnLeader for each holder with a fence above *seen: the
-// lock's holder, or every holder of the semaphore's slots.
-func (e *Election) observe(ctx context.Context, seen *uint64) {
-	if e.opts.Limit <= 1 {
-		if h, ok, err := e.l.Holder(ctx, e.key); err == nil && ok && h.Fence > *seen {
-			*seen = h.Fence
-			e.opts.OnLeader(h)
-		}
-		return
-	}
-	hs, _, err := e.l.Semaphore(e.key, e.opts.Limit).Holders(ctx)
-	if err != nil {
-		return
-	}
-	top := *seen
-	for _, h := range hs {
-		if h.Fence > *seen {
-			e.opts.OnLeader(h)
-			top = max(top, h.Fence)
-		}
-	}
-	*seen = top
 }

@@ -44,6 +44,9 @@ var semaphoreCases = []testCase{
 	{"SemaphoreInspectSlots",
 		"InspectSlots reports every live holder with its owner, fence and remaining TTL, and the limit.",
 		semaphoreInspect},
+	{"SemaphoreInspectOtherKind",
+		"Inspect of a key whose slots are held, and InspectSlots of a key held as a lock, refuse with an error (ErrWrongKind): the key is never reported free while it is held as the other kind.",
+		semaphoreInspectOtherKind},
 	{"SemaphoreReleaseWakesWaiter",
 		"A driver.Notifier subscription without a token is woken by ReleaseSlot, so that slot waiters need not poll.",
 		semaphoreWakes},
@@ -369,6 +372,24 @@ func semaphoreInspect(s *suite) {
 	}
 	if hs[0].TTL > hs[1].TTL {
 		s.Errorf("InspectSlots holders are not earliest expiry first: %v, %v", hs[0].TTL, hs[1].TTL)
+	}
+}
+
+func semaphoreInspectOtherKind(s *suite) {
+	sem := s.semaphore()
+	d := sem.(driver.Locker)
+	lockKey, semKey := s.key("lock"), s.key("sem")
+	s.mustAcquire(d, lockKey, token(), longTTL)
+	if hs, limit, err := sem.InspectSlots(s.ctx, lockKey); err == nil {
+		s.Errorf("InspectSlots of a key held as a lock = %v, %d, nil; want an error (ErrWrongKind)", hs, limit)
+	}
+	ins, ok := d.(driver.Inspector)
+	if !ok {
+		return
+	}
+	s.fill(sem, semKey, longTTL, 2)
+	if h, held, err := ins.Inspect(s.ctx, semKey); err == nil {
+		s.Errorf("Inspect of a key whose slots are held = %+v, %v, nil; want an error (ErrWrongKind), not a free key", h, held)
 	}
 }
 

@@ -188,6 +188,8 @@ type Holder struct {
 // Inspector is implemented by drivers that can report who holds a key.
 type Inspector interface {
 	// Inspect reports the holder of key; ok is false when the key is free.
+	// A driver that offers semaphores refuses a key whose slots are held
+	// (see [ErrWrongKind]) rather than report it free.
 	Inspect(ctx context.Context, key string) (h Holder, ok bool, err error)
 }
 

@@ -412,24 +412,62 @@ func unsafeRune(r rune) bool {
 }
 
 // Scrub returns err, or, if its text contains a non-empty secret, an
-// error with the same chain (for errors.Is and errors.As) whose text says
-// only that it is not shown: errors from clients and servers may quote
-// what they were given. The whole text is hidden, not the secret's
-// occurrences: a short or common password occurs in ordinary text by
-// chance, and replacing it there showed it (password "x" printed
-// "contexxxxxt deadline exxxxxceeded").
+// error with the same chain (for errors.Is and errors.As) whose text shows
+// "xxxxx" in place of each occurrence of the secret that stands on its own:
+// not preceded nor followed by a letter or digit, nor followed by "://"
+// (the scheme of a redacted URL in the message). Errors from clients and
+// servers may quote what they were given, and the rest of their text
+// ("connection refused", "WRONGPASS") is what the user needs to read. An
+// occurrence inside a longer word is kept: a short or common password
+// occurs in ordinary text by chance, and masking it there would both
+// mangle the text ("contexxxxxt deadline") and point at the secret.
+//
+// Scrub is a last defence: a driver never puts a URL's raw text, nor its
+// password, into an error in the first place (see [Redacted]).
 func Scrub(err error, secrets ...string) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
+	masked := msg
 	for _, s := range secrets {
-		if s != "" && strings.Contains(msg, s) {
-			return &scrubbedError{msg: "error text not shown: it contains the password", err: err}
-		}
+		masked = maskWord(masked, s)
 	}
-	return err
+	if masked == msg {
+		return err
+	}
+	return &scrubbedError{msg: masked, err: err}
 }
+
+// maskWord replaces each occurrence of secret in s that stands on its own
+// (see [Scrub]) with "xxxxx".
+func maskWord(s, secret string) string {
+	if secret == "" || !strings.Contains(s, secret) {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, secret)
+		if i < 0 {
+			break
+		}
+		end := i + len(secret)
+		before, _ := utf8.DecodeLastRuneInString(s[:i])
+		after, _ := utf8.DecodeRuneInString(s[end:])
+		if i > 0 && isWordRune(before) || end < len(s) && isWordRune(after) || strings.HasPrefix(s[end:], "://") {
+			b.WriteString(s[:i+1])
+			s = s[i+1:]
+			continue
+		}
+		b.WriteString(s[:i])
+		b.WriteString(redactedText)
+		s = s[end:]
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+func isWordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
 
 // scrubbedError hides secrets in its text and keeps the chain for
 // errors.Is and errors.As.

@@ -339,6 +339,10 @@ func (c *client) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 	defer c.s.mu.Unlock()
 	now := time.Now()
 	e := c.s.keys[key]
+	if e != nil && e.slotsHeld(now) {
+		// As Redis answers: the key is not free, and not a lock.
+		return driver.Holder{}, false, wrongKind(key, "a semaphore")
+	}
 	if e == nil || !e.held(now) {
 		return driver.Holder{}, false, nil
 	}

@@ -146,6 +146,9 @@ func (c *client) InspectSlots(ctx context.Context, key string) ([]driver.Holder,
 	defer c.s.mu.Unlock()
 	now := time.Now()
 	e := c.s.keys[key]
+	if e != nil && e.held(now) {
+		return nil, 0, wrongKind(key, "a lock")
+	}
 	if e == nil || !e.slotsHeld(now) {
 		return nil, 0, nil
 	}

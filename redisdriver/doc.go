@@ -145,7 +145,9 @@
 // gives new users no channel permission (acl-pubsub-default
 // resetchannels), so the channel pattern is the permission most often
 // missed: Open then fails with a [*ChannelPermissionError], whose Pattern
-// is the pattern to grant (ACL SETUSER user &PATTERN). A Subscribe refused
+// is the pattern to grant (ACL SETUSER user &PATTERN); when the server
+// refused the command instead (no +publish, no +subscribe), its message
+// names the command to grant. A Subscribe refused
 // later (the ACL changed) fails with the same error, and the waiter falls
 // back to the holder's expiry and its backoff. A command refused inside a
 // script, at any call, is reported as a missing permission.
@@ -293,7 +295,22 @@
 // [dlock.ErrClosed], not retried. [ErrWrongType] reports someone else's
 // data at a lock or fence key; the
 // driver never overwrites it. Authentication and ACL permission failures
-// say so. Errors quote URLs only redacted.
+// say so. Errors quote URLs only redacted. A TLS URL at a port where the
+// server does not speak TLS fails within the dial timeout with
+// [dlock.ErrUnavailable] and "TLS handshake failed: is the server speaking
+// TLS on this port?". A client made from a URL dials each connection once
+// (go-redis's default is five dials 100ms apart): dlock retries its own
+// calls, and go-redis's retries made each call outlast its context.
+//
+// # Logging
+//
+// go-redis logs some failures itself ("pool.go:…: failed to dial") to
+// the standard error, through a logger that is global to the process.
+// dlock reports every such failure in its errors and does not change that
+// logger behind the application's back (the dlock command, which owns
+// its process, silences it). To silence it, or send it to your own log:
+//
+//	redis.SetLogger(myLogger) // any type with Printf(ctx context.Context, format string, v ...any)
 //
 // # Safety
 //

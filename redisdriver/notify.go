@@ -310,10 +310,11 @@ func (n *notifier) releasedChannel(lockKey string) string {
 }
 
 // ChannelPermissionError reports that the Redis user may not use the
-// pub/sub channels that release notifications need (SUBSCRIBE, or PUBLISH
-// from the release script); Redis 7 gives new ACL users no channel
-// permission. Pattern is the channel pattern to grant, as in
-// "ACL SETUSER name &" + Pattern.
+// pub/sub channels that release notifications need: the channel itself
+// (Redis 7 gives new ACL users no channel permission), or the command
+// (SUBSCRIBE, or PUBLISH from the release script). Pattern is the channel
+// pattern to grant, as in "ACL SETUSER name &" + Pattern; its message
+// names the command instead when the server refused the command.
 type ChannelPermissionError struct {
 	Channel string // the channel that was refused
 	Pattern string // the channel pattern the user needs
@@ -321,6 +322,10 @@ type ChannelPermissionError struct {
 }
 
 func (e *ChannelPermissionError) Error() string {
+	if cmd := refusedCommand(e.Err); cmd != "" {
+		return fmt.Sprintf("redisdriver: the Redis user may not run %s, which release notifications need: grant it +%s (ACL SETUSER <user> +%s): %v",
+			strings.ToUpper(cmd), cmd, cmd, e.Err)
+	}
 	return fmt.Sprintf("redisdriver: the Redis user may not use channel %q: grant it the channel pattern %q (ACL SETUSER <user> &%s): %v",
 		e.Channel, e.Pattern, e.Pattern, e.Err)
 }

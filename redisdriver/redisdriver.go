@@ -742,6 +742,10 @@ func unavailable(err error) bool {
 		return true
 	case errors.As(err, &unsent):
 		return true
+	case errors.Is(err, driver.ErrUnavailable):
+		// The dialer's own verdict, such as a TLS handshake that got
+		// no TLS answer (redisurl.NotTLSError): no connection, no command.
+		return true
 	case redis.IsLoadingError(err), redis.IsClusterDownError(err), redis.IsTryAgainError(err),
 		redis.IsReadOnlyError(err), redis.IsMasterDownError(err), redis.IsMaxClientsError(err),
 		redis.IsNoReplicasError(err), redis.IsOOMError(err):

@@ -65,7 +65,7 @@ Usage:
   dlock help   [COMMAND]
 
 The backend is the URL given with --url, or else $DLOCK_URL:
-  mem://NAME                           in this process only (demo, tests)
+  mem://NAME                           in this process only: dlock demo (run and elect refuse it)
   redis://[user:pass@]host:6379/0      one Redis server; rediss:// for TLS
   redis+cluster://h1:6379,h2:6379      Redis Cluster
   redis+sentinel://h1:26379,h2:26379/MASTER
@@ -305,11 +305,29 @@ func (b *backendFlags) register(fs *flag.FlagSet, withKey, withTTL bool) {
 		fs.StringVar(&b.key, "key", "", "the lock's `name` (required)")
 	}
 	if withTTL {
-		fs.DurationVar(&b.ttl, "ttl", 0, "lease time to live: how long others wait if this machine dies\n(default 15s, or the URL's ttl parameter)")
+		fs.Var((*durationFlag)(&b.ttl), "ttl", "lease time to live, a `duration` such as 15s or 1m: how long others wait if this machine dies\n(default 15s, or the URL's ttl parameter)")
 		fs.StringVar(&b.owner, "owner", "", "name recorded as the holder (default host:pid)")
-		fs.StringVar(&b.logFormat, "log-format", "text", "how dlock's messages on stderr look: `text` (timestamped lines) or json (one object per line:\ntime, level, msg, cmd and fields such as key, owner, fence, command, status, error;\ndurations in milliseconds, in fields named *_ms)")
+		fs.StringVar(&b.logFormat, "log-format", "text", "how dlock's messages on stderr look: `text` (timestamped lines) or json (one object per line:\ntime, level, msg, cmd and fields such as key, owner (this dlock), holder (another client), fence, status, error;\ndurations in milliseconds, in fields named *_ms)")
 		fs.BoolVar(&b.verbose, "verbose", false, "also log every lock event: attempts, grants, renewals, releases")
 	}
+}
+
+// durationFlag is a time.Duration flag whose error explains the format:
+// flag.Duration answers "3" with "parse error".
+type durationFlag time.Duration
+
+func (d *durationFlag) String() string { return time.Duration(*d).String() }
+
+func (d *durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return fmt.Errorf("want a duration with a unit, such as %ss, %sms or %sm", s, s, s)
+		}
+		return errors.New("want a duration such as 15s, 500ms or 1m30s")
+	}
+	*d = durationFlag(v)
+	return nil
 }
 
 // logger returns the log of command name, as the flags say.
@@ -338,7 +356,22 @@ func (b *backendFlags) check(c *command) (rawURL string, code int) {
 	if rawURL == "" {
 		return "", c.usageError("no backend: pass --url or set DLOCK_URL (for example redis://127.0.0.1:6379)")
 	}
+	if (c.name == "run" || c.name == "elect") && inProcessURL(rawURL) && os.Getenv(envAllowMem) != "1" {
+		return "", c.usageError("%s: mem:// lives inside this one dlock process, so it locks nothing against other processes or machines (two dlock %s processes would both run the command); use a shared backend such as redis://HOST:6379 (mem:// is for dlock demo)",
+			redact(rawURL), c.name)
+	}
 	return rawURL, 0
+}
+
+// envAllowMem, set to 1, lets run and elect use mem://: for tests of the
+// dlock command itself, which need no shared backend.
+const envAllowMem = "DLOCK_ALLOW_MEM"
+
+// inProcessURL reports whether rawURL names memdriver's in-process
+// backend, which no other process shares.
+func inProcessURL(rawURL string) bool {
+	scheme, _, ok := strings.Cut(rawURL, ":")
+	return ok && strings.EqualFold(scheme, "mem")
 }
 
 // lockerOptions are the Locker's settings from the flags: --ttl and
@@ -433,33 +466,10 @@ func errorCode(err error) int {
 	return exitUnavailable
 }
 
-// busy reports whether err says only that the key was held: every cause in
-// it is ErrNotAcquired or a context error, none from the backend.
-func busy(err error) bool {
-	if !errors.Is(err, dlock.ErrNotAcquired) {
-		return false
-	}
-	var walk func(error) bool
-	walk = func(e error) bool {
-		switch e {
-		case dlock.ErrNotAcquired, context.Canceled, context.DeadlineExceeded:
-			return true
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() error }:
-			return walk(u.Unwrap())
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
-				if !walk(e) {
-					return false
-				}
-			}
-			return true
-		}
-		return false
-	}
-	return walk(err)
-}
+// busy reports whether err says that the key is held by someone else:
+// dlock's errors say so with ErrNotAcquired alone, never for a backend
+// that failed (ErrUnavailable) or misuse (ErrInvalid, ErrWrongKind).
+func busy(err error) bool { return errors.Is(err, dlock.ErrNotAcquired) }
 
 // redact returns rawURL with its password and other secrets hidden.
 func redact(rawURL string) string {
@@ -489,9 +499,10 @@ func describeHolder(ctx context.Context, l *dlock.Locker, key string) (string, [
 	return "held by " + holderString(h), holderAttrs(h)
 }
 
-// holderAttrs are the log fields of a holder.
+// holderAttrs are the log fields of another client that holds a key. Its
+// name is "holder": "owner" is this dlock's own, in every other record.
 func holderAttrs(h dlock.Holder) []slog.Attr {
-	attrs := []slog.Attr{slog.String("owner", h.Owner), slog.Uint64("fence", h.Fence), slog.Duration("expires_in", h.TTL)}
+	attrs := []slog.Attr{slog.String("holder", h.Owner), slog.Uint64("fence", h.Fence), slog.Duration("expires_in", h.TTL)}
 	if !h.Since.IsZero() {
 		attrs = append(attrs, slog.Time("held_since", h.Since))
 	}

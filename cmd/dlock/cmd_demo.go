@@ -42,7 +42,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	c := newCommand("demo", demoUsage, demoTail, stdout, stderr)
 	urlFlag := c.fs.String("url", "", "backend `URL` (default $DLOCK_URL, else mem://, in this process)")
 	workers := c.fs.Int("workers", 3, "number of workers, 2 to 20")
-	ttl := c.fs.Duration("ttl", time.Second, "lease TTL, 50ms to 30s: the takeover takes about this long")
+	ttl := new(time.Second)
+	c.fs.Var((*durationFlag)(ttl), "ttl", "lease TTL, a `duration` from 50ms to 30s: the takeover takes about this long")
 	if ok, code := c.parse(args); !ok {
 		return code
 	}

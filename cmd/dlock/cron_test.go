@@ -264,8 +264,8 @@ func TestRedisLogFormatJSON(t *testing.T) {
 	busy.wait(t, 20*time.Second)
 	if r := findRecord(jsonRecords(t, "busy", busy.stderr.String()), "is busy"); r == nil {
 		t.Errorf("busy: no busy record:\n%s", busy.stderr.String())
-	} else if r["level"] != "INFO" || r["key"] != key || r["owner"] != "the holder" || r["fence"] == nil || r["expires_in_ms"] == nil {
-		t.Errorf("busy: record %v lacks level INFO, key, owner, fence or expires_in_ms", r)
+	} else if r["level"] != "INFO" || r["key"] != key || r["holder"] != "the holder" || r["owner"] != nil || r["fence"] == nil || r["expires_in_ms"] == nil {
+		t.Errorf("busy: record %v lacks level INFO, key, holder (the other one, not owner: that is this dlock's own), fence or expires_in_ms", r)
 	}
 
 	dead := startDlock(t, "dead", nil, append([]string{"run", "--url", "redis://127.0.0.1:1", "--key", key}, append(j, "--", "true")...)...)

@@ -22,7 +22,10 @@
 // lock (with -q they say nothing, and --busy-exit 0 makes skipping a
 // success). The command gets DLOCK_KEY, DLOCK_FENCE and DLOCK_TOKEN in its
 // environment; DLOCK_FENCE grows with every grant of the key, for resources
-// that reject writes from stale holders.
+// that reject writes from stale holders. DLOCK_TOKEN is the lease's secret
+// (it releases the key), and the environment of the whole job tree: every
+// process the job starts inherits it, so unset it before running what
+// should not see it.
 //
 // # URLs
 //

@@ -18,9 +18,10 @@ const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 // A cliLog prints dlock's messages on stderr. As text (the default) each
 // is one line: timestamp, command, message. With --log-format json each is
 // one JSON object per line with time, level (DEBUG, INFO, WARN, ERROR),
-// msg, cmd ("dlock run") and fields of the event: key, owner, fence,
-// command, status, error, signal…; durations are numbers of milliseconds,
-// in fields whose names end in _ms. Text from other clients (owner names)
+// msg, cmd ("dlock run") and fields of the event: key, owner (this
+// dlock's), holder (another client holding the key), fence, command,
+// status, error, signal…; durations are numbers of milliseconds, in
+// fields whose names end in _ms. Text from other clients (owner names)
 // is escaped in text and carried as a field in JSON. A cliLog is safe for
 // concurrent use; write errors (a closed stderr) are ignored.
 //

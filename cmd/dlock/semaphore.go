@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
-	"github.com/dlock-go/dlock/driver"
 )
 
 // limitFlag registers --limit: how many may hold the key at once.
@@ -21,8 +20,8 @@ func limitFlag(fs *flag.FlagSet, what string) *int {
 
 // checkLimit validates --limit.
 func checkLimit(c *command, limit int) int {
-	if limit < 1 || limit > driver.MaxLimit {
-		return c.usageError("--limit %d: want 1 to %d", limit, driver.MaxLimit)
+	if limit < 1 || limit > dlock.MaxLimit {
+		return c.usageError("--limit %d: want 1 to %d", limit, dlock.MaxLimit)
 	}
 	return 0
 }
@@ -52,7 +51,7 @@ func limitError(err error, limit int) error {
 		return fmt.Errorf("%w: %w (%s)", dlock.ErrInvalid, err, same)
 	case limit > 1 && errors.Is(err, errors.ErrUnsupported):
 		return fmt.Errorf("%w: %w (--limit %d needs a backend with semaphores)", dlock.ErrInvalid, err, limit)
-	case !errors.Is(err, driver.ErrWrongKind):
+	case !errors.Is(err, dlock.ErrWrongKind):
 		return err
 	}
 	kind := "a semaphore (--limit above 1)"

@@ -222,21 +222,22 @@ func semaphoreRefresh(s *suite) {
 	sem := s.semaphore()
 	key := s.key("refresh")
 	const limit = 1
-	toks := s.fill(sem, key, shortTTL, limit)
+	ttl, gone := s.expiring()
+	toks := s.fill(sem, key, ttl, limit)
 	if err := sem.RefreshSlot(s.ctx, key, token(), longTTL); !errors.Is(err, driver.ErrNotHeld) {
 		s.Errorf("RefreshSlot with a token that holds no slot = %v; want ErrNotHeld", err)
 	}
 	// A live slot is kept by its refreshes past its first TTL.
-	end := time.Now().Add(2 * shortTTL)
+	end := time.Now().Add(2 * ttl)
 	for time.Now().Before(end) {
-		if err := sem.RefreshSlot(s.ctx, key, toks[0], shortTTL); err != nil {
+		if err := sem.RefreshSlot(s.ctx, key, toks[0], ttl); err != nil {
 			s.Fatalf("RefreshSlot of a live slot = %v", err)
 		}
-		sleep(s.ctx, shortTTL/6)
+		sleep(s.ctx, ttl/6)
 	}
 	s.mustBeFull(sem, key, limit, "a refreshed slot outlives its first TTL")
 	// Left to expire, it cannot be refreshed back.
-	sleep(s.ctx, shortTTL+shortTTL/2)
+	sleep(s.ctx, gone)
 	if err := sem.RefreshSlot(s.ctx, key, toks[0], longTTL); !errors.Is(err, driver.ErrNotHeld) {
 		s.Fatalf("RefreshSlot of an expired slot = %v; want ErrNotHeld", err)
 	}
@@ -253,6 +254,7 @@ func semaphoreFences(s *suite) {
 	other := s.semaphore()
 	key := s.key("fences")
 	const limit = 3
+	ttl, gone := s.expiring()
 	var last uint64
 	check := func(f uint64, what string) {
 		s.Helper()
@@ -279,13 +281,13 @@ func semaphoreFences(s *suite) {
 		if err := sem.ReleaseSlot(s.ctx, key, tok); err != nil {
 			s.Fatalf("ReleaseSlot = %v", err)
 		}
-		res := s.slot(other, key, token(), shortTTL, limit)
+		res := s.slot(other, key, token(), ttl, limit)
 		if !res.Acquired {
 			s.Fatalf("AcquireSlot after a release = %+v; want a slot", res)
 		}
 		check(res.Fence, "a grant after a release")
 	}
-	sleep(s.ctx, shortTTL+shortTTL/2) // the three short slots expire
+	sleep(s.ctx, gone) // the three short slots expire
 	res := s.slot(sem, key, token(), longTTL, limit)
 	if !res.Acquired {
 		s.Fatalf("AcquireSlot after expiries = %+v; want a slot", res)

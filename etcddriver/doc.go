@@ -119,10 +119,29 @@
 //
 // # Semaphores
 //
-// The driver does not implement [driver.Semaphore]: dlock's semaphores
-// report errors.ErrUnsupported over it. (A semaphore in etcd would hold a
-// slot key per holder, with the limit lowest create revisions holding, as
-// etcd's recipes do; it is not built yet.)
+// The driver implements [driver.Semaphore]. Each holder of a slot of KEY
+// has an etcd key of its own, PREFIX+KEY, a NUL byte and its token's
+// digest, on a lease of its own, and the limit slot keys with the lowest
+// create revisions hold, as in etcd's recipes. AcquireSlot puts the
+// caller's slot key and reads all of them in one transaction; if limit or
+// more are older than its own, or an older one was granted under another
+// limit, it deletes its key again (busy, or [driver.ErrLimitMismatch]:
+// three round trips, with the lease grant).
+//
+// At most limit tokens hold at once: take the holders at some moment, and
+// the one whose slot key is the newest. Every other holder's key existed
+// when that newest key was put (a slot key is never put back once
+// deleted: its holder's lease is over), so the newest holder saw them all
+// as older, and it holds only because fewer than limit were. A slot key of
+// a busy attempt counts while it exists, so an attempt at the same moment
+// may be busy for a round trip although a slot is free; it is never let
+// in beyond the limit. A slot's fence is its key's create
+// revision; RefreshSlot, RefreshSlots and ReleaseSlot work as Refresh,
+// RefreshBatch and Release do, on the slot key. A key is a lock or a
+// semaphore: the lock's acquire checks in its transaction that no slot
+// key exists, and AcquireSlot that the lock key does not
+// ([driver.ErrWrongKind]). A lock whose own name is another lock's name
+// followed by a NUL byte would be taken for one of its slots.
 //
 // # Errors
 //

@@ -115,9 +115,9 @@ func newLocker(client *clientv3.Client, opts *Options, owned bool) *locker {
 	return d
 }
 
-// grantKey names a grant in the driver's memory: the lock's key and the
-// digest of its token (the driver keeps no token).
-type grantKey struct{ key, digest string }
+// grantKey names a grant in the driver's memory: its etcd key (a lock's
+// or a slot's) and the digest of its token (the driver keeps no token).
+type grantKey struct{ ek, digest string }
 
 // grant is what the driver remembers of a grant it made or renewed: the
 // etcd lease the key is attached to, so that Refresh and Release take one
@@ -158,16 +158,16 @@ func (d *locker) check() error {
 	return nil
 }
 
-func (d *locker) lookup(key, digest string) (grant, bool) {
+func (d *locker) lookup(ek, digest string) (grant, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	g, ok := d.grants[grantKey{key, digest}]
+	g, ok := d.grants[grantKey{ek, digest}]
 	return g, ok
 }
 
 // remember records a grant renewed by a request sent at sent, whose lease
 // was granted for granted seconds.
-func (d *locker) remember(key, digest string, lease clientv3.LeaseID, asked, granted int64, sent time.Time) {
+func (d *locker) remember(ek, digest string, lease clientv3.LeaseID, asked, granted int64, sent time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.grants) >= d.prune {
@@ -181,13 +181,13 @@ func (d *locker) remember(key, digest string, lease clientv3.LeaseID, asked, gra
 	}
 	// The server keeps a lease up to one check period of its lessor
 	// (500 ms) past its TTL; a second of margin covers it.
-	d.grants[grantKey{key, digest}] = grant{lease: lease, asked: asked, stales: sent.Add(time.Duration(granted)*time.Second + time.Second)}
+	d.grants[grantKey{ek, digest}] = grant{lease: lease, asked: asked, stales: sent.Add(time.Duration(granted)*time.Second + time.Second)}
 }
 
-func (d *locker) forget(key, digest string) {
+func (d *locker) forget(ek, digest string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.grants, grantKey{key, digest})
+	delete(d.grants, grantKey{ek, digest})
 }
 
 // digest returns the text that stands for token in etcd: its SHA-256,
@@ -206,45 +206,75 @@ func seconds(ttl time.Duration) int64 {
 	return max(s, 1)
 }
 
-// valueMagic starts the value of every lock key the driver writes.
+// valueMagic starts the value of every lock and slot key the driver
+// writes.
 const valueMagic = "dlock/1"
 
-// encodeValue returns the value of a lock key: the magic, the token's
-// digest and the TTL asked for in seconds on one line, then the owner.
-func encodeValue(digest string, asked int64, owner string) string {
-	return valueMagic + " " + digest + " " + strconv.FormatInt(asked, 10) + "\n" + owner
-}
-
-// lockValue is a decoded lock value.
+// lockValue is the value of a lock or slot key: on its first line the
+// magic, the digest of the holder's token, the TTL asked for in seconds
+// and, for a slot, the semaphore's limit; then the owner.
 type lockValue struct {
 	digest string
 	asked  int64
+	limit  int // 0 for a lock
 	owner  string
 }
 
-// decodeValue parses a lock value; ok is false for a value the driver did
-// not write.
+func (lv lockValue) encode() string {
+	head := valueMagic + " " + lv.digest + " " + strconv.FormatInt(lv.asked, 10)
+	if lv.limit > 0 {
+		head += " " + strconv.Itoa(lv.limit)
+	}
+	return head + "\n" + lv.owner
+}
+
+// decodeValue parses a lock or slot value; ok is false for a value the
+// driver did not write.
 func decodeValue(v []byte) (lv lockValue, ok bool) {
 	head, owner, found := strings.Cut(string(v), "\n")
 	if !found {
 		return lv, false
 	}
 	f := strings.Fields(head)
-	if len(f) != 3 || f[0] != valueMagic {
+	if len(f) < 3 || len(f) > 4 || f[0] != valueMagic {
 		return lv, false
 	}
 	asked, err := strconv.ParseInt(f[2], 10, 64)
 	if err != nil || asked < 1 {
 		return lv, false
 	}
-	return lockValue{digest: f[1], asked: asked, owner: owner}, true
+	lv = lockValue{digest: f[1], asked: asked, owner: owner}
+	if len(f) == 4 {
+		if lv.limit, err = strconv.Atoi(f[3]); err != nil || lv.limit < 1 {
+			return lv, false
+		}
+	}
+	return lv, true
+}
+
+// lockKey returns the etcd key of the lock on key.
+func (d *locker) lockKey(key string) string { return d.prefix + key }
+
+// slotRange returns the range [lo, hi) of the etcd keys of key's
+// semaphore slots: PREFIX+KEY, a NUL byte, then the holder's digest. The
+// lock key PREFIX+KEY sorts just before it, so [lockKey, hi) covers the
+// lock and its slots, for watches.
+func (d *locker) slotRange(key string) (lo, hi string) {
+	return d.prefix + key + "\x00", d.prefix + key + "\x01"
+}
+
+// slotKey returns the etcd key of the slot of key held by the token of dig.
+func (d *locker) slotKey(key, dig string) string {
+	lo, _ := d.slotRange(key)
+	return lo + dig
 }
 
 func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	if err := d.check(); err != nil {
 		return driver.Result{}, err
 	}
-	k, dig, asked := d.prefix+req.Key, digest(req.Token), seconds(req.TTL)
+	k, dig, asked := d.lockKey(req.Key), digest(req.Token), seconds(req.TTL)
+	lo, hi := d.slotRange(req.Key)
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	sent := time.Now()
@@ -253,9 +283,11 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		// A lease alone holds nothing: the key was not touched.
 		return driver.Result{}, d.notApplied("acquire", req.Key, err)
 	}
+	lv := lockValue{digest: dig, asked: asked, owner: req.Owner}
 	resp, err := d.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, encodeValue(dig, asked, req.Owner), clientv3.WithLease(g.ID))).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(lo), "=", 0).WithRange(hi)).
+		Then(clientv3.OpPut(k, lv.encode(), clientv3.WithLease(g.ID))).
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
@@ -265,19 +297,19 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
 	if resp.Succeeded {
-		d.remember(req.Key, dig, g.ID, asked, g.TTL, sent)
+		d.remember(k, dig, g.ID, asked, g.TTL, sent)
 		return driver.Result{Acquired: true, Fence: uint64(resp.Header.Revision)}, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().GetKvs()
 	if len(kvs) == 0 {
-		// Cannot happen: the compare saw the key in the same revision.
+		// The lock key is free, so semaphore slots hold the key.
 		d.revokeSpare(ctx, g.ID)
-		return driver.Result{}, fmt.Errorf("etcddriver: acquire %q: the key vanished within a transaction: %w", req.Key, driver.ErrUnavailable)
+		return driver.Result{}, fmt.Errorf("etcddriver: acquire %q: semaphore slots hold it: %w", req.Key, driver.ErrWrongKind)
 	}
 	kv := kvs[0]
-	if lv, ok := decodeValue(kv.Value); ok && lv.digest == dig {
+	if held, ok := decodeValue(kv.Value); ok && held.digest == dig {
 		// Held by this token already: the same grant again, renewed.
-		if err := d.renewHeld(ctx, req.Key, kv, lv, asked, g, sent); err != nil {
+		if err := d.renewHeld(ctx, req.Key, k, kv, held, asked, g, sent); err != nil {
 			return driver.Result{}, err
 		}
 		return driver.Result{Acquired: true, Fence: uint64(kv.CreateRevision)}, nil
@@ -311,13 +343,14 @@ func (d *locker) holderTTL(ctx context.Context, lease clientv3.LeaseID) time.Dur
 	return time.Duration(r.TTL+1) * time.Second
 }
 
-// renewHeld renews the grant kv, held by the token of lv.digest, for
-// asked seconds: with a keep-alive of its lease if the lease was asked for
-// that TTL, else by moving the key onto a lease of the new TTL (spare, if
-// it has a lease, else a new one) and revoking the old lease, since an
-// etcd lease keeps the TTL it was granted with. The key keeps its create
-// revision, and so its fence. sent is when the caller's request was sent.
-func (d *locker) renewHeld(ctx context.Context, key string, kv *mvccpb.KeyValue, lv lockValue, asked int64, spare *clientv3.LeaseGrantResponse, sent time.Time) error {
+// renewHeld renews the grant kv of the etcd key ek (the lock or a slot of
+// key), held by the token of lv.digest, for asked seconds: with a
+// keep-alive of its lease if the lease was asked for that TTL, else by
+// moving the key onto a lease of the new TTL (spare, if it has a lease,
+// else a new one) and revoking the old lease, since an etcd lease keeps
+// the TTL it was granted with. The key keeps its create revision, and so
+// its fence. sent is when the caller's request was sent.
+func (d *locker) renewHeld(ctx context.Context, key, ek string, kv *mvccpb.KeyValue, lv lockValue, asked int64, spare *clientv3.LeaseGrantResponse, sent time.Time) error {
 	old := clientv3.LeaseID(kv.Lease)
 	if lv.asked == asked {
 		if spare != nil {
@@ -330,7 +363,7 @@ func (d *locker) renewHeld(ctx context.Context, key string, kv *mvccpb.KeyValue,
 		case granted <= 0:
 			return d.notHeld("refresh", key)
 		}
-		d.remember(key, lv.digest, old, asked, granted, sent)
+		d.remember(ek, lv.digest, old, asked, granted, sent)
 		return nil
 	}
 	if spare == nil {
@@ -340,11 +373,11 @@ func (d *locker) renewHeld(ctx context.Context, key string, kv *mvccpb.KeyValue,
 		}
 		spare = g
 	}
-	k := d.prefix + key
+	lv.asked = asked
 	resp, err := d.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", kv.CreateRevision),
-			clientv3.Compare(clientv3.LeaseValue(k), "=", kv.Lease)).
-		Then(clientv3.OpPut(k, encodeValue(lv.digest, asked, lv.owner), clientv3.WithLease(spare.ID))).
+		If(clientv3.Compare(clientv3.CreateRevision(ek), "=", kv.CreateRevision),
+			clientv3.Compare(clientv3.LeaseValue(ek), "=", kv.Lease)).
+		Then(clientv3.OpPut(ek, lv.encode(), clientv3.WithLease(spare.ID))).
 		Commit()
 	if err != nil {
 		return d.wrap("refresh", key, err)
@@ -353,7 +386,7 @@ func (d *locker) renewHeld(ctx context.Context, key string, kv *mvccpb.KeyValue,
 		d.revokeSpare(ctx, spare.ID)
 		return d.notHeld("refresh", key)
 	}
-	d.remember(key, lv.digest, spare.ID, asked, spare.TTL, sent)
+	d.remember(ek, lv.digest, spare.ID, asked, spare.TTL, sent)
 	// The old lease holds no key now; if this revoke fails it expires.
 	d.revokeSpare(ctx, old)
 	return nil
@@ -409,38 +442,44 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 	if err := d.check(); err != nil {
 		return err
 	}
-	dig, asked := digest(token), seconds(ttl)
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
+	dig := digest(token)
+	return d.refresh(ctx, key, d.lockKey(key), dig, seconds(ttl))
+}
+
+// refresh renews the grant of ek (the lock or a slot of key) held by the
+// token of dig, for asked seconds.
+func (d *locker) refresh(ctx context.Context, key, ek, dig string, asked int64) error {
 	sent := time.Now()
-	if g, ok := d.lookup(key, dig); ok && g.asked == asked {
+	if g, ok := d.lookup(ek, dig); ok && g.asked == asked {
 		granted, err := d.keepAlive(ctx, g.lease)
 		if err != nil {
 			return d.wrap("refresh", key, err)
 		}
 		if granted > 0 {
-			d.remember(key, dig, g.lease, asked, granted, sent)
+			d.remember(ek, dig, g.lease, asked, granted, sent)
 			return nil
 		}
-		d.forget(key, dig)
+		d.forget(ek, dig)
 	}
-	return d.refreshRead(ctx, key, dig, asked, sent)
+	return d.refreshRead(ctx, key, ek, dig, asked, sent)
 }
 
 // refreshRead refreshes a grant the driver does not remember: it reads
 // the key to find the grant's lease.
-func (d *locker) refreshRead(ctx context.Context, key, dig string, asked int64, sent time.Time) error {
-	kv, lv, err := d.held(ctx, "refresh", key, dig)
+func (d *locker) refreshRead(ctx context.Context, key, ek, dig string, asked int64, sent time.Time) error {
+	kv, lv, err := d.held(ctx, "refresh", key, ek, dig)
 	if err != nil {
 		return err
 	}
-	return d.renewHeld(ctx, key, kv, lv, asked, nil, sent)
+	return d.renewHeld(ctx, key, ek, kv, lv, asked, nil, sent)
 }
 
-// held reads key and returns it if the token of dig holds it, else an
+// held reads ek and returns it if the token of dig holds it, else an
 // error wrapping ErrNotHeld.
-func (d *locker) held(ctx context.Context, op, key, dig string) (*mvccpb.KeyValue, lockValue, error) {
-	resp, err := d.client.Get(ctx, d.prefix+key)
+func (d *locker) held(ctx context.Context, op, key, ek, dig string) (*mvccpb.KeyValue, lockValue, error) {
+	resp, err := d.client.Get(ctx, ek)
 	if err != nil {
 		return nil, lockValue{}, d.notApplied(op, key, err)
 	}
@@ -459,21 +498,26 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	dig := digest(token)
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	if g, ok := d.lookup(key, dig); ok {
+	return d.release(ctx, key, d.lockKey(key), digest(token))
+}
+
+// release revokes the lease of the grant of ek (the lock or a slot of
+// key) held by the token of dig, which deletes ek.
+func (d *locker) release(ctx context.Context, key, ek, dig string) error {
+	if g, ok := d.lookup(ek, dig); ok {
 		_, err := d.client.Revoke(ctx, g.lease)
 		if err == nil {
-			d.forget(key, dig)
+			d.forget(ek, dig)
 			return nil
 		}
 		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return d.wrap("release", key, err)
 		}
-		d.forget(key, dig)
+		d.forget(ek, dig)
 	}
-	kv, _, err := d.held(ctx, "release", key, dig)
+	kv, _, err := d.held(ctx, "release", key, ek, dig)
 	if err != nil {
 		return err
 	}
@@ -492,24 +536,33 @@ func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 	}
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	resp, err := d.client.Get(ctx, d.prefix+key)
+	resp, err := d.client.Get(ctx, d.lockKey(key))
 	if err != nil {
 		return driver.Holder{}, false, d.notApplied("inspect", key, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return driver.Holder{}, false, nil
 	}
-	kv := resp.Kvs[0]
+	h, ok, err := d.holder(ctx, resp.Kvs[0])
+	if err != nil {
+		return driver.Holder{}, false, d.notApplied("inspect", key, err)
+	}
+	return h, ok, nil
+}
+
+// holder describes the holder of kv, a lock or slot key; ok is false if
+// its lease has expired.
+func (d *locker) holder(ctx context.Context, kv *mvccpb.KeyValue) (h driver.Holder, ok bool, err error) {
 	lv, _ := decodeValue(kv.Value)
-	h := driver.Holder{Owner: lv.owner, Fence: uint64(kv.CreateRevision)}
+	h = driver.Holder{Owner: lv.owner, Fence: uint64(kv.CreateRevision)}
 	if kv.Lease != 0 {
 		r, err := d.client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
 		if err != nil {
-			return driver.Holder{}, false, d.notApplied("inspect", key, err)
+			return h, false, err
 		}
 		if r.TTL < 0 {
 			// Expired; the server deletes the key at its next check.
-			return driver.Holder{}, false, nil
+			return h, false, nil
 		}
 		h.TTL = time.Duration(r.TTL+1) * time.Second
 	}
@@ -517,6 +570,12 @@ func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 }
 
 func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
+	return d.refreshBatch(ctx, reqs, func(key, _ string) string { return d.lockKey(key) })
+}
+
+// refreshBatch refreshes reqs in one round trip, as Refresh would, the
+// grant of each request's etcd key ek(Key, digest of Token).
+func (d *locker) refreshBatch(ctx context.Context, reqs []driver.RefreshRequest, ek func(key, dig string) string) []error {
 	errs := make([]error, len(reqs))
 	if err := d.check(); err != nil {
 		for i := range errs {
@@ -528,21 +587,21 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 	defer cancel()
 	sent := time.Now()
 	type item struct {
-		i      int
-		dig    string
-		asked  int64
-		lease  clientv3.LeaseID
-		remote bool // needs a read of the key: not remembered, or another TTL
+		ek, dig string
+		asked   int64
+		lease   clientv3.LeaseID
+		read    bool // needs a read of the key: not remembered, or another TTL
 	}
 	items := make([]item, len(reqs))
 	var ids []clientv3.LeaseID
 	for i, r := range reqs {
-		it := item{i: i, dig: digest(r.Token), asked: seconds(r.TTL)}
-		if g, ok := d.lookup(r.Key, it.dig); ok && g.asked == it.asked {
+		dig := digest(r.Token)
+		it := item{ek: ek(r.Key, dig), dig: dig, asked: seconds(r.TTL)}
+		if g, ok := d.lookup(it.ek, dig); ok && g.asked == it.asked {
 			it.lease = g.lease
 			ids = append(ids, g.lease)
 		} else {
-			it.remote = true
+			it.read = true
 		}
 		items[i] = it
 	}
@@ -551,25 +610,25 @@ func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		var err error
 		if ttls, err = d.keepAliveAll(ctx, ids); err != nil {
 			err = d.wrap("refresh", "(batch)", err)
-			for _, it := range items {
-				if !it.remote {
-					errs[it.i] = err
+			for i, it := range items {
+				if !it.read {
+					errs[i] = err
 				}
 			}
 		}
 	}
 	var wg sync.WaitGroup
-	for _, it := range items {
-		r := reqs[it.i]
+	for i, it := range items {
+		key := reqs[i].Key
 		switch {
-		case errs[it.i] != nil:
-		case !it.remote && ttls[it.lease] > 0:
-			d.remember(r.Key, it.dig, it.lease, it.asked, ttls[it.lease], sent)
+		case errs[i] != nil:
+		case !it.read && ttls[it.lease] > 0:
+			d.remember(it.ek, it.dig, it.lease, it.asked, ttls[it.lease], sent)
 		default:
-			if !it.remote {
-				d.forget(r.Key, it.dig)
+			if !it.read {
+				d.forget(it.ek, it.dig)
 			}
-			wg.Go(func() { errs[it.i] = d.refreshRead(ctx, r.Key, it.dig, it.asked, sent) })
+			wg.Go(func() { errs[i] = d.refreshRead(ctx, key, it.ek, it.dig, it.asked, sent) })
 		}
 	}
 	wg.Wait()

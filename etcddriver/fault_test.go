@@ -3,8 +3,10 @@ package etcddriver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,11 +42,16 @@ type contention struct {
 }
 
 func contend(t *testing.T, c *etcdtest.Cluster, key string, workers int) *contention {
+	return contendOver(t, c, key, workers, func(d driver.Locker) driver.Locker { return d })
+}
+
+// contendOver is contend with each worker's driver wrapped by wrap.
+func contendOver(t *testing.T, c *etcdtest.Cluster, key string, workers int, wrap func(driver.Locker) driver.Locker) *contention {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ct := &contention{cancel: cancel, acquired: make(chan struct{}, 1)}
 	for w := range workers {
-		l := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{TTL: faultTTL}})
+		l := dlock.New(wrap(etcddriver.NewDriver(c.Client(t), nil)), &dlock.Options{TTL: faultTTL})
 		t.Cleanup(func() { l.Close() })
 		ct.wg.Go(func() { ct.work(ctx, l, w, key) })
 	}
@@ -114,24 +121,69 @@ func (ct *contention) awaitGrants(t *testing.T, n int, within time.Duration, why
 // overlap, and fences increase with time.
 func (ct *contention) check(t *testing.T) []tenure {
 	t.Helper()
-	ct.stop()
-	ts := slices.Clone(ct.tenures)
-	slices.SortFunc(ts, func(a, b tenure) int { return a.start.Compare(b.start) })
-	for i := 1; i < len(ts); i++ {
-		a, b := ts[i-1], ts[i]
-		if b.start.Before(a.end) {
-			t.Errorf("two valid leases: worker %d held fence %d from %v to %v, worker %d got fence %d at %v",
-				a.worker, a.fence, a.start.Format(time.StampMicro), a.end.Format(time.StampMicro),
-				b.worker, b.fence, b.start.Format(time.StampMicro))
-		}
-		if b.fence <= a.fence {
-			t.Errorf("fence %d granted after fence %d: fences must increase", b.fence, a.fence)
-		}
+	ts, violations := ct.violations()
+	for _, v := range violations {
+		t.Error(v)
 	}
 	if len(ts) == 0 {
 		t.Fatalf("no grant at all")
 	}
 	return ts
+}
+
+// violations stops the contention and returns its tenures in time order
+// and what in them breaks mutual exclusion or fencing.
+func (ct *contention) violations() ([]tenure, []string) {
+	ct.stop()
+	ts := slices.Clone(ct.tenures)
+	slices.SortFunc(ts, func(a, b tenure) int { return a.start.Compare(b.start) })
+	var v []string
+	for i := 1; i < len(ts); i++ {
+		a, b := ts[i-1], ts[i]
+		if b.start.Before(a.end) {
+			v = append(v, fmt.Sprintf("two valid leases: worker %d held fence %d from %v to %v, worker %d got fence %d at %v",
+				a.worker, a.fence, a.start.Format(time.StampMicro), a.end.Format(time.StampMicro),
+				b.worker, b.fence, b.start.Format(time.StampMicro)))
+		}
+		if b.fence <= a.fence {
+			v = append(v, fmt.Sprintf("fence %d granted after fence %d: fences must increase", b.fence, a.fence))
+		}
+	}
+	return ts, v
+}
+
+// TestContentionCheckFails runs the fault tests' checker on a driver that
+// grants a held key to anyone (with a fence of 1), and checks that it
+// finds overlapping leases and fences that do not increase.
+func TestContentionCheckFails(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ct := contendOver(t, c, "check/broken", 3, func(d driver.Locker) driver.Locker { return grantsHeld{d} })
+	ct.awaitGrants(t, 30, 10*time.Second, "a driver that grants every attempt")
+	_, v := ct.violations()
+	var overlaps, fences int
+	for _, s := range v {
+		switch {
+		case strings.HasPrefix(s, "two valid leases"):
+			overlaps++
+		case strings.HasPrefix(s, "fence "):
+			fences++
+		}
+	}
+	if overlaps == 0 || fences == 0 {
+		t.Errorf("the checker found %d overlaps and %d fence errors in the history of a driver that grants held keys; want both", overlaps, fences)
+	}
+}
+
+// grantsHeld is a broken driver: an attempt on a held key is granted,
+// with fence 1.
+type grantsHeld struct{ driver.Locker }
+
+func (g grantsHeld) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := g.Locker.Acquire(ctx, req)
+	if err == nil && !res.Acquired {
+		return driver.Result{Acquired: true, Fence: 1}, nil
+	}
+	return res, err
 }
 
 // TestFaultLeaderKilled kills the leader (SIGKILL) while workers take a

@@ -10,11 +10,12 @@ import (
 )
 
 // Subscribe implements [driver.Notifier] with an etcd watch on the lock's
-// key: every delete of the key (a release, which revokes the holder's
-// lease, or the lease's expiry) wakes the subscriber, within the round
-// trip of the watch event. It returns once etcd confirmed the watch, so no
-// later release is missed. Every subscriber is woken at every release;
-// token is not used (see the package documentation on waiting order).
+// key and its semaphore slots: every delete of one (a release, which
+// revokes the holder's lease, or the lease's expiry) wakes the
+// subscriber, within the round trip of the watch event. It returns once
+// etcd confirmed the watch, so no later release is missed. Every
+// subscriber is woken at every release; token is not used (see Waiting in
+// the package documentation).
 //
 // A watch whose stream breaks is resumed by the client from the last
 // revision it saw, on any member. A watch that etcd ends (its revision
@@ -31,7 +32,8 @@ func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struc
 	// Watch itself blocks while the client's watch stream is stuck (its
 	// member paused): the wait ends the watch's context.
 	stopWait := context.AfterFunc(ctx, wcancel)
-	wch := d.client.Watch(wctx, d.prefix+key, clientv3.WithCreatedNotify(), clientv3.WithFilterPut())
+	_, hi := d.slotRange(key)
+	wch := d.client.Watch(wctx, d.lockKey(key), clientv3.WithRange(hi), clientv3.WithCreatedNotify(), clientv3.WithFilterPut())
 	r, ok := <-wch
 	if !stopWait() || !ok || !r.Created || r.Err() != nil {
 		wcancel()

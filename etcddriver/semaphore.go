@@ -1,0 +1,179 @@
+package etcddriver
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dlock-go/dlock/driver"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+var _ driver.Semaphore = (*locker)(nil)
+
+// AcquireSlot implements [driver.Semaphore]: in one transaction, if the
+// lock key is free, it puts the caller's slot key (unless its token has
+// one) and reads every slot key in revision order; the caller holds a
+// slot if fewer than limit slot keys are older than its own. See
+// Semaphores in the package documentation.
+func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int) (driver.Result, error) {
+	if err := d.check(); err != nil {
+		return driver.Result{}, err
+	}
+	if err := driver.CheckLimit(limit); err != nil {
+		return driver.Result{}, err
+	}
+	lk, dig, asked := d.lockKey(req.Key), digest(req.Token), seconds(req.TTL)
+	sk := d.slotKey(req.Key, dig)
+	lo, hi := d.slotRange(req.Key)
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
+	sent := time.Now()
+	g, err := d.client.Grant(ctx, asked)
+	if err != nil {
+		return driver.Result{}, d.notApplied("acquire slot", req.Key, err)
+	}
+	lv := lockValue{digest: dig, asked: asked, limit: limit, owner: req.Owner}
+	resp, err := d.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(lk), "=", 0)).
+		Then(clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(sk), "=", 0)},
+			[]clientv3.Op{clientv3.OpPut(sk, lv.encode(), clientv3.WithLease(g.ID))},
+			[]clientv3.Op{clientv3.OpGet(sk)}),
+			clientv3.OpGet(lo, clientv3.WithRange(hi), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))).
+		Commit()
+	if err != nil {
+		return driver.Result{}, d.wrap("acquire slot", req.Key, err)
+	}
+	if !resp.Succeeded {
+		d.revokeSpare(ctx, g.ID)
+		return driver.Result{}, fmt.Errorf("etcddriver: acquire slot %q: a lock holds it: %w", req.Key, driver.ErrWrongKind)
+	}
+	inner := resp.Responses[0].GetResponseTxn()
+	if !inner.Succeeded {
+		// The token has a slot key already: the same grant again.
+		kv := inner.Responses[0].GetResponseRange().GetKvs()[0]
+		held, _ := decodeValue(kv.Value)
+		if held.limit != limit {
+			d.revokeSpare(ctx, g.ID)
+			return driver.Result{}, d.mismatch(req.Key, limit, held.limit)
+		}
+		if err := d.renewHeld(ctx, req.Key, sk, kv, held, asked, g, sent); err != nil {
+			return driver.Result{}, err
+		}
+		return driver.Result{Acquired: true, Fence: uint64(kv.CreateRevision)}, nil
+	}
+	slots := resp.Responses[1].GetResponseRange().GetKvs()
+	older := 0
+	for _, kv := range slots {
+		if string(kv.Key) == sk {
+			break
+		}
+		older++
+		if other, ok := decodeValue(kv.Value); ok && other.limit != limit {
+			return driver.Result{}, d.dropSlot(ctx, req.Key, g.ID, d.mismatch(req.Key, limit, other.limit))
+		}
+	}
+	if older >= limit {
+		var wg sync.WaitGroup
+		var ttl time.Duration
+		wg.Go(func() { ttl = d.holderTTL(ctx, clientv3.LeaseID(slots[0].Lease)) })
+		err := d.dropSlot(ctx, req.Key, g.ID, nil)
+		wg.Wait()
+		return driver.Result{HolderTTL: ttl}, err
+	}
+	d.remember(sk, dig, g.ID, asked, g.TTL, sent)
+	return driver.Result{Acquired: true, Fence: uint64(resp.Header.Revision)}, nil
+}
+
+// dropSlot deletes the slot key of a refused attempt by revoking its
+// lease, and returns why (nil: busy). If the revoke fails, the outcome of
+// the attempt is unknown to the caller, whom it leaves a slot key that
+// counts against the limit until it expires: dlock then undoes the
+// attempt with a ReleaseSlot of its token.
+func (d *locker) dropSlot(ctx context.Context, key string, lease clientv3.LeaseID, why error) error {
+	if _, err := d.client.Revoke(ctx, lease); err != nil {
+		return d.wrap("acquire slot", key, err)
+	}
+	return why
+}
+
+func (d *locker) mismatch(key string, limit, held int) error {
+	return fmt.Errorf("etcddriver: acquire slot %q with limit %d: its slots are held under limit %d: %w", key, limit, held, driver.ErrLimitMismatch)
+}
+
+// RefreshSlot implements [driver.Semaphore]: as Refresh, on the slot key.
+func (d *locker) RefreshSlot(ctx context.Context, key, token string, ttl time.Duration) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
+	dig := digest(token)
+	return d.refresh(ctx, key, d.slotKey(key, dig), dig, seconds(ttl))
+}
+
+// RefreshSlots implements [driver.Semaphore]: as RefreshBatch, on the
+// slot keys, in one round trip.
+func (d *locker) RefreshSlots(ctx context.Context, reqs []driver.RefreshRequest) []error {
+	return d.refreshBatch(ctx, reqs, d.slotKey)
+}
+
+// ReleaseSlot implements [driver.Semaphore]: as Release, on the slot key.
+func (d *locker) ReleaseSlot(ctx context.Context, key, token string) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
+	dig := digest(token)
+	return d.release(ctx, key, d.slotKey(key, dig), dig)
+}
+
+// InspectSlots implements [driver.Semaphore]: it reads the slot keys and
+// the TTLs of their leases, and reports the limit oldest (the holders),
+// earliest expiry first.
+func (d *locker) InspectSlots(ctx context.Context, key string) ([]driver.Holder, int, error) {
+	if err := d.check(); err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := d.bound(ctx)
+	defer cancel()
+	lo, hi := d.slotRange(key)
+	resp, err := d.client.Get(ctx, lo, clientv3.WithRange(hi), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	if err != nil {
+		return nil, 0, d.notApplied("inspect slots", key, err)
+	}
+	kvs := resp.Kvs
+	if len(kvs) == 0 {
+		return nil, 0, nil
+	}
+	first, _ := decodeValue(kvs[0].Value)
+	limit := max(first.limit, 1)
+	kvs = kvs[:min(len(kvs), limit)]
+	holders := make([]driver.Holder, len(kvs))
+	live := make([]bool, len(kvs))
+	errs := make([]error, len(kvs))
+	var wg sync.WaitGroup
+	for i, kv := range kvs {
+		wg.Go(func() { holders[i], live[i], errs[i] = d.holder(ctx, kv) })
+	}
+	wg.Wait()
+	var out []driver.Holder
+	for i, h := range holders {
+		if errs[i] != nil {
+			return nil, 0, d.notApplied("inspect slots", key, errs[i])
+		}
+		if live[i] {
+			out = append(out, h)
+		}
+	}
+	if len(out) == 0 {
+		return nil, 0, nil
+	}
+	slices.SortStableFunc(out, func(a, b driver.Holder) int { return cmp.Compare(a.TTL, b.TTL) })
+	return out, first.limit, nil
+}

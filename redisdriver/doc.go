@@ -202,21 +202,36 @@
 // script then grants the key to the first queued waiter still listening,
 // by the rules of an acquire (fence above every earlier one, SINCE the
 // release), and publishes "grant ATTEMPT FENCE" on its channel: the waiter
-// holds the key without another round trip. If that publish reaches
-// nobody, the script takes the grant back and tries the next waiter. The
-// waiter counts its lease from the moment it sent the attempt named in the
-// grant; the server counts the grant's TTL from the release, which it
-// handled after that attempt, so the server's expiry is never earlier
-// than the waiter's deadline. A waiter that cancels its subscription as a
-// grant is on its way (the grant reaches the driver after cancel) does not
-// receive it: the driver releases it itself, with the token, and the key
-// passes to the next waiter. A grant lost with the waiter's pub/sub
-// connection (the publish counted the waiter, the connection then broke)
-// is found by the waiter's next attempt, which returns the key as its
-// own; a waiter that gives up after its connection broke has its token
-// released by the driver, so that such a grant does not keep the key for
-// a TTL. A waiter frozen when the grant is made holds the key for one
-// TTL, as a frozen holder does.
+// holds the key without another round trip. "Still listening" is asked of
+// the master before the grant (PUBSUB NUMSUB, SHARDNUMSUB on Cluster:
+// exact subscribers, which a pattern subscriber such as a monitoring
+// client on PSUBSCRIBE * is not); a waiter that does not listen there is
+// skipped, with nothing granted or published. So a grant message always
+// means the key is the waiter's, also where the message is propagated to
+// a replica on which a waiter listens after a failover. The waiter counts
+// its lease from the moment it sent the attempt named in the grant; the
+// server counts the grant's TTL from the release, which it handled after
+// that attempt, so the server's expiry is never earlier than the waiter's
+// deadline. A release first removes its own token's queue entry, so that
+// a holder that took the key by an attempt of its own is never handed it
+// back.
+//
+// A waiter that gives up waits for the server to confirm its UNSUBSCRIBE
+// (one round trip on the pub/sub connection): a grant made before it
+// arrives first, and the waiter releases it before its Acquire returns;
+// after it, no release grants the waiter anything. When the driver cannot
+// tell (the connection broke while the waiter listened, or the
+// confirmation never came), the waiter releases its token all the same.
+// So when a waiting Acquire returns without a lease, no token of it holds
+// the key, also when Locker.Close ended the wait. A waiter frozen when the
+// grant is made holds the key for one TTL, as a frozen holder does.
+//
+// With a Sentinel URL the driver also listens to the Sentinels'
+// +switch-master and moves its pub/sub connection to the new master at
+// once (go-redis moves only command connections; a connection to a
+// frozen old master stays open and silent until the idle ping, after two
+// health intervals of 15 s). A driver made by New over a failover client
+// does not know the Sentinels and relies on that ping.
 //
 // # Semaphores
 //

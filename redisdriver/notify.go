@@ -70,6 +70,13 @@ type notifier struct {
 	// meanwhile, so that acquired finds them.
 	own    map[string]*waiter
 	closed bool
+
+	// sentinels, set by Open for a Sentinel URL before any use, are
+	// watched for master switches once the first pub/sub connection
+	// exists (see watchSentinels); sentinelPS is the watch's connection.
+	sentinels  *redis.FailoverOptions
+	watching   bool
+	sentinelPS *redis.PubSub
 }
 
 // leftWaiter is a waiter's own channel that a handoff waiter (see
@@ -747,7 +754,94 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 	n.conns[addr] = c
 	n.wg.Add(1)
 	go n.read(c)
+	if n.sentinels != nil && !n.watching {
+		n.watching = true
+		n.wg.Add(1)
+		go n.watchSentinels(n.sentinels)
+	}
 	return c, nil
+}
+
+// watchSentinels follows the master switches that the Sentinels of fo
+// announce (+switch-master), one Sentinel at a time, the next when one
+// fails: at a switch it replaces every pub/sub connection at once, so that
+// the waiters listen on the new master. go-redis moves its command
+// connections at a switch, but not the notifier's: a connection to an old
+// master that froze (paused, partitioned) stays open and silent, and only
+// the idle ping would find it dead, after two health intervals, while
+// every release on the new master finds no waiter listening.
+func (n *notifier) watchSentinels(fo *redis.FailoverOptions) {
+	defer n.wg.Done()
+	var backoff time.Duration
+	for i := 0; ; i++ {
+		sc := redis.NewSentinelClient(&redis.Options{
+			Addr: fo.SentinelAddrs[i%len(fo.SentinelAddrs)], Dialer: fo.Dialer,
+			Username: fo.SentinelUsername, Password: fo.SentinelPassword, TLSConfig: fo.TLSConfig,
+			DialTimeout: fo.DialTimeout, ReadTimeout: fo.ReadTimeout, WriteTimeout: fo.WriteTimeout,
+		})
+		ps := sc.Subscribe(n.ctx, "+switch-master")
+		n.mu.Lock()
+		closed := n.closed
+		n.sentinelPS = ps
+		n.mu.Unlock()
+		if !closed {
+			n.followSwitches(ps, fo.MasterName, &backoff)
+		}
+		ps.Close()
+		sc.Close()
+		if closed || n.ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+	}
+}
+
+// followSwitches reads ps, subscribed to a Sentinel's +switch-master,
+// until it fails or stays silent for two health intervals, and replaces
+// every pub/sub connection at each switch of master.
+func (n *notifier) followSwitches(ps *redis.PubSub, master string, backoff *time.Duration) {
+	silent := 0
+	for {
+		msg, err := ps.ReceiveTimeout(n.ctx, healthInterval)
+		switch {
+		case n.ctx.Err() != nil:
+			return
+		case err == nil:
+			silent, *backoff = 0, 0
+			if m, ok := msg.(*redis.Message); ok && strings.HasPrefix(m.Payload, master+" ") {
+				n.reconnectAll()
+			}
+		case isTimeout(err) && silent == 0:
+			silent++
+			ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+			err = ps.Ping(ctx)
+			cancel()
+			if err != nil {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// reconnectAll closes every pub/sub connection: each reader replaces its
+// own, dialling the master the client finds now.
+func (n *notifier) reconnectAll() {
+	n.mu.Lock()
+	pss := make([]*redis.PubSub, 0, len(n.conns))
+	for _, c := range n.conns {
+		pss = append(pss, c.ps)
+	}
+	n.mu.Unlock()
+	for _, ps := range pss {
+		ps.Close()
+	}
 }
 
 // leave removes waiter w of s, and unsubscribes when it was the last. A
@@ -1324,8 +1418,12 @@ func (n *notifier) close() {
 		delete(n.left, ch)
 		l.endLocked(false)
 	}
+	sentinelPS := n.sentinelPS
 	n.mu.Unlock()
 	n.cancel()
+	if sentinelPS != nil {
+		sentinelPS.Close()
+	}
 	for _, c := range conns {
 		n.mu.Lock()
 		ps := c.ps

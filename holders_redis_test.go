@@ -41,7 +41,10 @@ func TestHoldersNeverOverlapRedis(t *testing.T) {
 		opts.ReadTimeout, opts.WriteTimeout, opts.DialTimeout = 150*time.Millisecond, 150*time.Millisecond, 150*time.Millisecond
 		client := redis.NewClient(opts)
 		t.Cleanup(func() { client.Close() })
-		l := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{TTL: 300 * time.Millisecond, ReleaseTimeout: 300 * time.Millisecond}})
+		l, err := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{TTL: 300 * time.Millisecond, ReleaseTimeout: 300 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() { l.Close() })
 		lockers[i] = l
 	}

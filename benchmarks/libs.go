@@ -302,7 +302,12 @@ func (d *dlockLib) Close() error {
 func openDlock(e env, best, noFence bool) (lib, error) {
 	c := goRedis(e.main, best, e.hookFor(e.main))
 	lock := &dlock.Options{TTL: e.ttlOr(defaultTTL), DisableFencing: noFence}
-	return &dlockLib{l: redisdriver.New(c, &redisdriver.Options{Lock: lock}), clients: []*redis.Client{c}}, nil
+	l, err := redisdriver.New(c, &redisdriver.Options{Lock: lock})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &dlockLib{l: l, clients: []*redis.Client{c}}, nil
 }
 
 func openRedlock(e env, n int, fencing bool) (lib, error) {

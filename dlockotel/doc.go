@@ -5,7 +5,7 @@
 //
 //	obs, err := dlockotel.New(&dlockotel.Options{Driver: "redis"})
 //	...
-//	locker := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{Observer: obs}})
+//	locker, err := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{Observer: obs}})
 //
 // # Metrics
 //
@@ -92,7 +92,10 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	locker := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{Observer: obs}})
+//	locker, err := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{Observer: obs}})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	defer locker.Close()
 //	http.Handle("/metrics", promhttp.Handler())
 //

@@ -54,7 +54,7 @@ func BenchmarkLockerAcquireRelease(b *testing.B) {
 	}{{"Fenced", nil}, {"NoFence", &dlock.Options{DisableFencing: true}}} {
 		b.Run(bc.name, func(b *testing.B) {
 			c := redistest.Shared(b).Client(b)
-			l := redisdriver.New(c, &redisdriver.Options{Lock: bc.opts})
+			l := mustNew(b, c, &redisdriver.Options{Lock: bc.opts})
 			defer l.Close()
 			ctx := context.Background()
 			key := "bench/" + rand.Text()
@@ -81,7 +81,7 @@ func BenchmarkHandoff(b *testing.B) {
 	newL := func() *dlock.Locker {
 		c := redis.NewClient(s.Options())
 		b.Cleanup(func() { c.Close() })
-		l := redisdriver.New(c, nil)
+		l := mustNew(b, c, nil)
 		b.Cleanup(func() { l.Close() })
 		return l
 	}
@@ -126,7 +126,7 @@ func BenchmarkHandoffExpiry(b *testing.B) {
 	defer d.Close()
 	c := redis.NewClient(s.Options())
 	defer c.Close()
-	waiter := redisdriver.New(c, nil)
+	waiter := mustNew(b, c, nil)
 	defer waiter.Close()
 	ctx := context.Background()
 	key := "bench/expiry/" + rand.Text()

@@ -571,7 +571,7 @@ func TestFenceKeyOutlivesFloor(t *testing.T) {
 func TestClosedClientIsPermanent(t *testing.T) {
 	s := redistest.Shared(t)
 	client := redis.NewClient(s.Options())
-	l := redisdriver.New(client, nil)
+	l := mustNew(t, client, nil)
 	defer l.Close()
 	client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

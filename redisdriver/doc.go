@@ -5,7 +5,8 @@
 // Pass the client you already have:
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
-//	locker := redisdriver.New(rdb, nil)
+//	locker, err := redisdriver.New(rdb, nil) // refuses a client without ContextTimeoutEnabled
+//	...
 //	defer locker.Close() // does not close rdb
 //
 // or open one by URL with [dlock.Open] after importing this package:

@@ -199,7 +199,7 @@ func TestClusterSubscriptions(t *testing.T) {
 func TestCloseLeavesUserClient(t *testing.T) {
 	s := redistest.Shared(t)
 	c := s.Client(t)
-	l := redisdriver.New(c, nil)
+	l := mustNew(t, c, nil)
 	ctx := testCtx(t)
 	// Make the driver start its pub/sub reader.
 	holder, err := l.TryAcquire(ctx, "close/k", nil)
@@ -240,17 +240,20 @@ func TestInvalidOptions(t *testing.T) {
 		"TinyFenceExpiry":       {FenceExpiry: time.Microsecond},
 		"InvalidLockOptionsTTL": {Lock: &dlock.Options{TTL: -1}},
 	} {
-		l := redisdriver.New(s.Client(t), o)
-		if _, err := l.TryAcquire(ctx, "opts/k", nil); !errors.Is(err, dlock.ErrInvalid) {
+		// Driver options are refused by New; the Locker's, as by
+		// dlock.New, at every call.
+		l, err := redisdriver.New(s.Client(t), o)
+		if err == nil {
+			_, err = l.TryAcquire(ctx, "opts/k", nil)
+			l.Close()
+		}
+		if !errors.Is(err, dlock.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
-		l.Close()
 	}
-	l := redisdriver.New(nil, nil)
-	if _, err := l.TryAcquire(ctx, "opts/k", nil); !errors.Is(err, dlock.ErrInvalid) {
+	if _, err := redisdriver.New(nil, nil); !errors.Is(err, dlock.ErrInvalid) {
 		t.Errorf("nil client: %v, want ErrInvalid", err)
 	}
-	l.Close()
 }
 
 func TestFenceExpiry(t *testing.T) {

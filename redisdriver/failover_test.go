@@ -24,7 +24,7 @@ func TestFaultSentinelFailover(t *testing.T) {
 	newL := func(acks int) *dlock.Locker {
 		c := redis.NewFailoverClient(s.FailoverOptions())
 		t.Cleanup(func() { c.Close() })
-		l := redisdriver.New(c, &redisdriver.Options{
+		l := mustNew(t, c, &redisdriver.Options{
 			ReplicaAcks: acks, ReplicaTimeout: time.Second,
 			Lock: &dlock.Options{TTL: 20 * time.Second, RenewInterval: -1},
 		})

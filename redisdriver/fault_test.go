@@ -19,7 +19,7 @@ func newLocker(t *testing.T, o *redis.Options, lock *dlock.Options) *dlock.Locke
 	t.Helper()
 	c := redis.NewClient(o)
 	t.Cleanup(func() { c.Close() })
-	l := redisdriver.New(c, &redisdriver.Options{Lock: lock})
+	l := mustNew(t, c, &redisdriver.Options{Lock: lock})
 	t.Cleanup(func() { l.Close() })
 	return l
 }
@@ -235,7 +235,7 @@ func TestFaultWrongType(t *testing.T) {
 		t.Errorf("their string changed: %q", v)
 	}
 	// Through the Locker: a clear error at once, not a retry loop.
-	l := redisdriver.New(s.Client(t), nil)
+	l := mustNew(t, s.Client(t), nil)
 	defer l.Close()
 	start := time.Now()
 	_, err := l.Acquire(ctx, "fault/list", nil)

@@ -29,9 +29,9 @@ func TestDisableFencingRedis(t *testing.T) {
 			}
 			return l
 		case "option":
-			return redisdriver.New(s.Client(t), &redisdriver.Options{Lock: &dlock.Options{DisableFencing: true}})
+			return mustNew(t, s.Client(t), &redisdriver.Options{Lock: &dlock.Options{DisableFencing: true}})
 		}
-		return redisdriver.New(s.Client(t), nil)
+		return mustNew(t, s.Client(t), nil)
 	}
 	for _, how := range []string{"default", "option", "url"} {
 		t.Run(how, func(t *testing.T) {

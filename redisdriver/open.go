@@ -313,3 +313,22 @@ func newClientOptions(u *url.URL) (redis.UniversalClient, *Options, *redis.Failo
 		return redis.NewFailoverClient(o), opts, o, nil
 	}
 }
+
+// checkClient refuses a client whose calls ignore context deadlines: a
+// standalone, Sentinel or Cluster client without ContextTimeoutEnabled.
+// Clients of other types (wrappers) are taken as they are.
+func checkClient(c redis.UniversalClient) error {
+	var enabled bool
+	switch c := c.(type) {
+	case *redis.Client:
+		enabled = c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		enabled = c.Options().ContextTimeoutEnabled
+	default:
+		return nil
+	}
+	if !enabled {
+		return fmt.Errorf("%w: redisdriver: the client's options leave ContextTimeoutEnabled false, so its calls ignore context deadlines, on which lease renewal relies to give up a refresh before the lease's deadline; set ContextTimeoutEnabled: true", driver.ErrInvalid)
+	}
+	return nil
+}

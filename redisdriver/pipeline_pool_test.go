@@ -10,7 +10,6 @@ import (
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/internal/redistest"
-	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -28,7 +27,7 @@ func TestPipelineSmallPool(t *testing.T) {
 			o.PoolTimeout = 20 * time.Second
 			c := redis.NewClient(o)
 			t.Cleanup(func() { c.Close() })
-			l := redisdriver.New(c, nil)
+			l := mustNew(t, c, nil)
 			t.Cleanup(func() { l.Close() })
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()

@@ -51,22 +51,29 @@ type locker struct {
 
 // New returns a [dlock.Locker] over client, which may be a standalone,
 // Sentinel (failover) or Cluster client. opts may be nil for the defaults;
-// opts.Lock sets the Locker's lease defaults.
+// opts.Lock sets the Locker's lease defaults (invalid ones make every call
+// of the Locker fail, as with [dlock.New]).
 //
-// New does no I/O and never fails: a nil client or invalid options make
-// every call of the Locker return an error wrapping [dlock.ErrInvalid].
-// Closing the Locker does not close client, which stays the caller's; it
-// closes only what the driver opened itself (its pub/sub connections).
-//
-// The client should have ContextTimeoutEnabled set, so that deadlines of
-// contexts bound its calls: the lease renewal relies on them to give up a
-// refresh before the lease's deadline.
-func New(client redis.UniversalClient, opts *Options) *dlock.Locker {
+// New does no I/O. It refuses, with an error wrapping [dlock.ErrInvalid],
+// a nil client, invalid driver options, and a client whose options leave
+// ContextTimeoutEnabled false: such a client ignores the deadlines of
+// contexts, and lease renewal relies on them to give up a refresh before
+// the lease's deadline. Closing the Locker does not close client, which
+// stays the caller's; it closes only what the driver opened itself (its
+// pub/sub connections).
+func New(client redis.UniversalClient, opts *Options) (*dlock.Locker, error) {
+	if err := checkClient(client); err != nil {
+		return nil, err
+	}
+	d := newLocker(client, opts, false)
+	if d.err != nil {
+		return nil, d.err
+	}
 	var lock *dlock.Options
 	if opts != nil {
 		lock = opts.Lock
 	}
-	return dlock.New(NewDriver(client, opts), lock)
+	return dlock.New(d, lock), nil
 }
 
 // NewDriver returns the driver behind [New], for drivers that compose

@@ -46,7 +46,7 @@ func BenchmarkSlotAcquireRelease(b *testing.B) {
 // semaphore's lease through dlock.
 func BenchmarkSemaphoreAcquireRelease(b *testing.B) {
 	c := redistest.Shared(b).Client(b)
-	l := redisdriver.New(c, nil)
+	l := mustNew(b, c, nil)
 	defer l.Close()
 	ctx := context.Background()
 	sem := l.Semaphore("bench/"+rand.Text(), 8)

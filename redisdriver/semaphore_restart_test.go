@@ -17,7 +17,7 @@ import (
 // lost holders' (the server's clock has passed them).
 func TestSemaphoreRedisRestart(t *testing.T) {
 	s := redistest.StartProcess(t, nil)
-	l := redisdriver.New(s.Client(t), &redisdriver.Options{Lock: &dlock.Options{TTL: time.Second}})
+	l := mustNew(t, s.Client(t), &redisdriver.Options{Lock: &dlock.Options{TTL: time.Second}})
 	defer l.Close()
 	ctx := testCtx(t)
 	sem := l.Semaphore(uniqueKey("sem/restart/"), 2)

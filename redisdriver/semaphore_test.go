@@ -113,7 +113,7 @@ func TestSemaphoreForeignData(t *testing.T) {
 // a third acquirer waits, and is woken by a release.
 func TestSemaphoreThroughDlock(t *testing.T) {
 	s := redistest.Shared(t)
-	l := redisdriver.New(s.Client(t), &redisdriver.Options{Lock: &dlock.Options{TTL: 600 * time.Millisecond}})
+	l := mustNew(t, s.Client(t), &redisdriver.Options{Lock: &dlock.Options{TTL: 600 * time.Millisecond}})
 	defer l.Close()
 	ctx := testCtx(t)
 	sem := l.Semaphore(uniqueKey("sem/dlock/"), 2)

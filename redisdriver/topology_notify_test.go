@@ -450,7 +450,7 @@ func TestTopologySlotMoveAcquire(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	const key = "move/acquire"
 	stale := redis.NewClusterClient(cl.Options())
-	waiter := redisdriver.New(stale, &redisdriver.Options{Lock: &dlock.Options{TTL: time.Minute, Retry: noPolling}})
+	waiter := mustNew(t, stale, &redisdriver.Options{Lock: &dlock.Options{TTL: time.Minute, Retry: noPolling}})
 	ctx := testCtx(t)
 	warm, err := waiter.TryAcquire(ctx, "move/warm", nil) // loads the slot map
 	if err != nil {
@@ -461,7 +461,7 @@ func TestTopologySlotMoveAcquire(t *testing.T) {
 	to := moveSlot(t, cl, keySlot(t, admin, key))
 
 	fresh := redis.NewClusterClient(cl.Options())
-	holder := redisdriver.New(fresh, &redisdriver.Options{Lock: &dlock.Options{TTL: time.Minute}})
+	holder := mustNew(t, fresh, &redisdriver.Options{Lock: &dlock.Options{TTL: time.Minute}})
 	lease, err := holder.TryAcquire(ctx, key, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -22,17 +22,32 @@ import (
 // into the call, so that many contexts end while the acquire is queued,
 // batched, written or answered. The root undoes every attempt whose
 // outcome is unknown; that undo must act after the acquire it undoes, on
-// whichever lane or batch each goes out. After the run, with every lease
+// whichever lane or batch each goes out, directly on loopback or through
+// a TCP proxy that delays the replies. After the run, with every lease
 // handed out released, no lock key may be left held: a key left held is
 // held by nobody for its whole TTL.
 func TestCancelledTryAcquireLeavesNoKeyHeld(t *testing.T) {
 	for _, mode := range []struct {
-		name  string
-		lanes int // 0: the driver's own; 1<<30: every call direct
-	}{{"batched", 0}, {"direct", 1 << 30}} {
+		name    string
+		lanes   int           // 0: the driver's own; 1<<30: every call direct
+		latency time.Duration // of the replies, through a TCP proxy
+	}{
+		{"batched", 0, 0},
+		{"direct", 1 << 30, 0},
+		{"batched/proxy", 0, 2 * time.Millisecond},
+		{"direct/proxy", 1 << 30, 2 * time.Millisecond},
+	} {
 		t.Run(mode.name, func(t *testing.T) {
 			s := redistest.Shared(t)
 			c := s.Client(t)
+			if mode.latency > 0 {
+				px := redistest.NewProxy(t, s.Addr())
+				px.Latency(mode.latency)
+				o := s.Options()
+				o.Addr = px.Addr()
+				c = redis.NewClient(o)
+				t.Cleanup(func() { c.Close() })
+			}
 			prefix := "abandon" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 			d := redisdriver.NewDriver(c, &redisdriver.Options{Prefix: prefix})
 			if mode.lanes > 0 {
@@ -43,7 +58,7 @@ func TestCancelledTryAcquireLeavesNoKeyHeld(t *testing.T) {
 			ctx := testCtx(t)
 
 			const goroutines = 64
-			stop := time.Now().Add(3 * time.Second)
+			stop := time.Now().Add(2 * time.Second)
 			var next, ended, acquired atomic.Int64
 			var wg sync.WaitGroup
 			for range goroutines {
@@ -67,7 +82,7 @@ func TestCancelledTryAcquireLeavesNoKeyHeld(t *testing.T) {
 			}
 			wg.Wait()
 
-			held := heldLockKeys(t, ctx, c, prefix)
+			held := heldLockKeys(t, ctx, s.Client(t), prefix)
 			t.Logf("%d attempts, %d acquired, %d contexts ended; %d lock keys left held", next.Load(), acquired.Load(), ended.Load(), len(held))
 			if ended.Load() == 0 {
 				t.Fatal("no context ended during a call: the test checks nothing")

@@ -3,6 +3,8 @@ package redisdriver_test
 import (
 	"context"
 	"math/rand/v2"
+	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,4 +164,108 @@ func heldLockKeys(t *testing.T, ctx context.Context, c *redis.Client, prefix str
 		t.Fatal(err)
 	}
 	return held
+}
+
+// delayingDialer dials the server; the first write that carries marker
+// reaches it only after delay, as a slow network path would deliver it,
+// while the writer is told at once that it was written. Later writes on
+// the same connection follow it; the connection closes once it is
+// delivered. forwarded is closed when it was.
+type delayingDialer struct {
+	marker    string
+	delay     time.Duration
+	once      atomic.Bool
+	forwarded chan struct{}
+}
+
+func (d *delayingDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var nd net.Dialer
+	conn, err := nd.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &delayingConn{Conn: conn, d: d}, nil
+}
+
+type delayingConn struct {
+	net.Conn
+	d        *delayingDialer
+	inFlight sync.WaitGroup
+}
+
+func (c *delayingConn) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), c.d.marker) && c.d.once.CompareAndSwap(false, true) {
+		buf := slices.Clone(p)
+		c.inFlight.Go(func() {
+			time.Sleep(c.d.delay)
+			// Written before any deadline the writer set since: the
+			// bytes are on their way, and no deadline stops them.
+			c.Conn.SetWriteDeadline(time.Time{})
+			c.Conn.Write(buf)
+			close(c.d.forwarded)
+		})
+		return len(p), nil
+	}
+	c.inFlight.Wait()
+	return c.Conn.Write(p)
+}
+
+// Close returns at once; the connection closes once the delayed write
+// is delivered, as a socket closed with data in flight delivers it.
+func (c *delayingConn) Close() error {
+	go func() {
+		c.inFlight.Wait()
+		c.Conn.Close()
+	}()
+	return nil
+}
+
+// TestLoneAcquireCutByDeadlineUndoneAfter: a lone TryAcquire whose
+// context ends while its acquire is on its way to the server (written,
+// delayed by the network) returns with its context's error; the root's
+// undo, sent on another connection, must not overtake the acquire: the
+// key is free once the acquire has landed. Sent on the caller's goroutine
+// and context, the acquire's connection was closed at the deadline, the
+// undo found the key free, and the acquire then took it for nobody.
+func TestLoneAcquireCutByDeadlineUndoneAfter(t *testing.T) {
+	s := redistest.Shared(t)
+	base := uniqueKey("lonecut/")
+	dd := &delayingDialer{marker: base + "/x}", delay: 200 * time.Millisecond, forwarded: make(chan struct{})}
+	o := s.Options()
+	o.Dialer = dd.dial
+	c := redis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	l := dlock.New(redisdriver.NewDriver(c, nil), &dlock.Options{TTL: time.Minute})
+	t.Cleanup(func() { l.Close() })
+	ctx := testCtx(t)
+	// The scripts loaded: a NOSCRIPT reply would be an acquire that did
+	// not run.
+	warm, err := l.TryAcquire(ctx, base+"/warm", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := warm.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if lease, err := l.TryAcquire(cctx, base+"/x", nil); err == nil {
+		lease.Release(ctx)
+		t.Fatal("TryAcquire succeeded although its acquire reached the server after its deadline")
+	}
+	select {
+	case <-dd.forwarded:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the acquire never reached the server")
+	}
+	// The acquire is in the server's socket buffer: it runs at the
+	// server's next turn. Look for its grant for a while.
+	admin := s.Client(t)
+	for range 20 {
+		if n := admin.Exists(ctx, "dlock:{"+base+"/x}").Val(); n != 0 {
+			t.Fatal("the key is held by the acquire the root undid: its undo ran first")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

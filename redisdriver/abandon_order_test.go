@@ -3,6 +3,8 @@ package redisdriver_test
 import (
 	"context"
 	"math/rand/v2"
+	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,17 +24,32 @@ import (
 // into the call, so that many contexts end while the acquire is queued,
 // batched, written or answered. The root undoes every attempt whose
 // outcome is unknown; that undo must act after the acquire it undoes, on
-// whichever lane or batch each goes out. After the run, with every lease
+// whichever lane or batch each goes out, directly on loopback or through
+// a TCP proxy that delays the replies. After the run, with every lease
 // handed out released, no lock key may be left held: a key left held is
 // held by nobody for its whole TTL.
 func TestCancelledTryAcquireLeavesNoKeyHeld(t *testing.T) {
 	for _, mode := range []struct {
-		name  string
-		lanes int // 0: the driver's own; 1<<30: every call direct
-	}{{"batched", 0}, {"direct", 1 << 30}} {
+		name    string
+		lanes   int           // 0: the driver's own; 1<<30: every call direct
+		latency time.Duration // of the replies, through a TCP proxy
+	}{
+		{"batched", 0, 0},
+		{"direct", 1 << 30, 0},
+		{"batched/proxy", 0, 2 * time.Millisecond},
+		{"direct/proxy", 1 << 30, 2 * time.Millisecond},
+	} {
 		t.Run(mode.name, func(t *testing.T) {
 			s := redistest.Shared(t)
 			c := s.Client(t)
+			if mode.latency > 0 {
+				px := redistest.NewProxy(t, s.Addr())
+				px.Latency(mode.latency)
+				o := s.Options()
+				o.Addr = px.Addr()
+				c = redis.NewClient(o)
+				t.Cleanup(func() { c.Close() })
+			}
 			prefix := "abandon" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 			d := redisdriver.NewDriver(c, &redisdriver.Options{Prefix: prefix})
 			if mode.lanes > 0 {
@@ -43,7 +60,7 @@ func TestCancelledTryAcquireLeavesNoKeyHeld(t *testing.T) {
 			ctx := testCtx(t)
 
 			const goroutines = 64
-			stop := time.Now().Add(3 * time.Second)
+			stop := time.Now().Add(2 * time.Second)
 			var next, ended, acquired atomic.Int64
 			var wg sync.WaitGroup
 			for range goroutines {
@@ -67,7 +84,7 @@ func TestCancelledTryAcquireLeavesNoKeyHeld(t *testing.T) {
 			}
 			wg.Wait()
 
-			held := heldLockKeys(t, ctx, c, prefix)
+			held := heldLockKeys(t, ctx, s.Client(t), prefix)
 			t.Logf("%d attempts, %d acquired, %d contexts ended; %d lock keys left held", next.Load(), acquired.Load(), ended.Load(), len(held))
 			if ended.Load() == 0 {
 				t.Fatal("no context ended during a call: the test checks nothing")
@@ -147,4 +164,108 @@ func heldLockKeys(t *testing.T, ctx context.Context, c *redis.Client, prefix str
 		t.Fatal(err)
 	}
 	return held
+}
+
+// delayingDialer dials the server; the first write that carries marker
+// reaches it only after delay, as a slow network path would deliver it,
+// while the writer is told at once that it was written. Later writes on
+// the same connection follow it; the connection closes once it is
+// delivered. forwarded is closed when it was.
+type delayingDialer struct {
+	marker    string
+	delay     time.Duration
+	once      atomic.Bool
+	forwarded chan struct{}
+}
+
+func (d *delayingDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var nd net.Dialer
+	conn, err := nd.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &delayingConn{Conn: conn, d: d}, nil
+}
+
+type delayingConn struct {
+	net.Conn
+	d        *delayingDialer
+	inFlight sync.WaitGroup
+}
+
+func (c *delayingConn) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), c.d.marker) && c.d.once.CompareAndSwap(false, true) {
+		buf := slices.Clone(p)
+		c.inFlight.Go(func() {
+			time.Sleep(c.d.delay)
+			// Written before any deadline the writer set since: the
+			// bytes are on their way, and no deadline stops them.
+			c.Conn.SetWriteDeadline(time.Time{})
+			c.Conn.Write(buf)
+			close(c.d.forwarded)
+		})
+		return len(p), nil
+	}
+	c.inFlight.Wait()
+	return c.Conn.Write(p)
+}
+
+// Close returns at once; the connection closes once the delayed write
+// is delivered, as a socket closed with data in flight delivers it.
+func (c *delayingConn) Close() error {
+	go func() {
+		c.inFlight.Wait()
+		c.Conn.Close()
+	}()
+	return nil
+}
+
+// TestLoneAcquireCutByDeadlineUndoneAfter: a lone TryAcquire whose
+// context ends while its acquire is on its way to the server (written,
+// delayed by the network) returns with its context's error; the root's
+// undo, sent on another connection, must not overtake the acquire: the
+// key is free once the acquire has landed. Sent on the caller's goroutine
+// and context, the acquire's connection was closed at the deadline, the
+// undo found the key free, and the acquire then took it for nobody.
+func TestLoneAcquireCutByDeadlineUndoneAfter(t *testing.T) {
+	s := redistest.Shared(t)
+	base := uniqueKey("lonecut/")
+	dd := &delayingDialer{marker: base + "/x}", delay: 200 * time.Millisecond, forwarded: make(chan struct{})}
+	o := s.Options()
+	o.Dialer = dd.dial
+	c := redis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	l := dlock.New(redisdriver.NewDriver(c, nil), &dlock.Options{TTL: time.Minute})
+	t.Cleanup(func() { l.Close() })
+	ctx := testCtx(t)
+	// The scripts loaded: a NOSCRIPT reply would be an acquire that did
+	// not run.
+	warm, err := l.TryAcquire(ctx, base+"/warm", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := warm.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if lease, err := l.TryAcquire(cctx, base+"/x", nil); err == nil {
+		lease.Release(ctx)
+		t.Fatal("TryAcquire succeeded although its acquire reached the server after its deadline")
+	}
+	select {
+	case <-dd.forwarded:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the acquire never reached the server")
+	}
+	// The acquire is in the server's socket buffer: it runs at the
+	// server's next turn. Look for its grant for a while.
+	admin := s.Client(t)
+	for range 20 {
+		if n := admin.Exists(ctx, "dlock:{"+base+"/x}").Val(); n != 0 {
+			t.Fatal("the key is held by the acquire the root undid: its undo ran first")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

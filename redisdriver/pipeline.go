@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -30,6 +31,9 @@ type pipeline struct {
 	// left holds the calls whose callers left before their replies
 	// came; later calls on their keys wait for those replies (see Do).
 	left leftCalls
+	// bound is the longest a round trip may take by the client's
+	// timeouts, or -1 (see roundTripBound).
+	bound time.Duration
 
 	// queued, if set (by tests), runs after a command joins a queue.
 	queued func()
@@ -42,6 +46,7 @@ type pipeline struct {
 func newPipeline(client redis.UniversalClient) *pipeline {
 	p := &pipeline{client: client, nodes: map[string]*batcher{}}
 	p.left.byKey = map[string][]*call{}
+	p.bound = roundTripBound(client)
 	p.cluster, _ = client.(*redis.ClusterClient)
 	if p.cluster == nil {
 		p.one = p.newBatcher()
@@ -60,13 +65,62 @@ func newPipeline(client redis.UniversalClient) *pipeline {
 // takes the key for nobody. Waiting for the reply, not only for the
 // write, orders them however the server reads its connections.
 func (p *pipeline) Do(ctx context.Context, args ...any) *redis.Cmd {
+	return p.do(ctx, false, args)
+}
+
+// Awaited returns the pipeline as a doer for the commands that take a
+// key (acquires): such a command is never cut in flight by its caller's
+// deadline, even when sent alone, but runs to its reply (or the client's
+// own timeouts) after its caller left, and the calls on its key that
+// follow wait for that reply, as for a batch. Cut at the deadline, the
+// connection would be closed with the acquire written and unanswered,
+// and the server may run it after the undo that the root sends next on
+// another connection: Redis serves its ready connections in epoll's
+// order, not in the order their data came. A caller whose deadline is
+// further than the client's timeouts reach, or who has none, still
+// sends its command on its own goroutine.
+func (p *pipeline) Awaited() doer { return awaitedPipeline{p} }
+
+type awaitedPipeline struct{ p *pipeline }
+
+func (a awaitedPipeline) Do(ctx context.Context, args ...any) *redis.Cmd {
+	return a.p.do(ctx, true, args)
+}
+
+// roundTripBound returns the longest a round trip of client may take by
+// its own timeouts: waiting for a connection, dialing, writing and
+// reading; -1 if one of them is unbounded or the client's options are
+// not known.
+func roundTripBound(client redis.UniversalClient) time.Duration {
+	var timeouts []time.Duration
+	switch c := client.(type) {
+	case *redis.Client:
+		o := c.Options()
+		timeouts = []time.Duration{o.PoolTimeout, o.DialTimeout, o.WriteTimeout, o.ReadTimeout}
+	case *redis.ClusterClient:
+		o := c.Options()
+		timeouts = []time.Duration{o.PoolTimeout, o.DialTimeout, o.WriteTimeout, o.ReadTimeout}
+	default:
+		return -1
+	}
+	var bound time.Duration
+	for _, t := range timeouts {
+		if t <= 0 {
+			return -1
+		}
+		bound += t
+	}
+	return bound
+}
+
+func (p *pipeline) do(ctx context.Context, awaited bool, args []any) *redis.Cmd {
 	if err := p.left.wait(ctx, commandKey(args)); err != nil {
 		cmd := redis.NewCmd(ctx, args...)
 		cmd.SetErr(err)
 		return cmd
 	}
 	if p.cluster == nil {
-		return p.one.Do(ctx, args...)
+		return p.one.do(ctx, awaited, args)
 	}
 	b, err := p.node(ctx, commandKey(args))
 	if err != nil {
@@ -74,7 +128,7 @@ func (p *pipeline) Do(ctx context.Context, args ...any) *redis.Cmd {
 		// (or fails) alone.
 		return doOnce(ctx, p.client, args)
 	}
-	return b.Do(ctx, args...)
+	return b.do(ctx, awaited, args)
 }
 
 // leftCalls is the set of calls sent in batches whose callers left
@@ -146,7 +200,7 @@ func (p *pipeline) node(ctx context.Context, key string) (*batcher, error) {
 }
 
 func (p *pipeline) newBatcher() *batcher {
-	b := &batcher{client: p.client, left: &p.left, queued: p.queued, lanes: maxInFlight, yield: !p.eager}
+	b := &batcher{client: p.client, left: &p.left, bound: p.bound, queued: p.queued, lanes: maxInFlight, yield: !p.eager}
 	if p.lanes > 0 {
 		b.lanes = p.lanes
 	}
@@ -230,6 +284,9 @@ type batcher struct {
 	left   *leftCalls // the pipeline's
 	lanes  int        // maxInFlight, or a test's
 	yield  bool       // senders yield to the callers they woke (see above)
+	// bound is the longest a round trip may take by the client's own
+	// timeouts, or -1 if they do not bound it (see cutByCaller).
+	bound time.Duration
 
 	mu    sync.Mutex
 	busy  int     // commands or batches in flight, at most lanes
@@ -291,9 +348,24 @@ const maxInFlight = 4
 
 // Do runs the command args as client.Do would, alone or in a batch.
 func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
+	return b.do(ctx, false, args)
+}
+
+// do runs the command args, alone or in a batch. An awaited command
+// whose caller's deadline could cut it in flight goes out at once too,
+// but from a goroutine of the batcher's, which waits for its reply when
+// the caller leaves (see [pipeline.Awaited]).
+func (b *batcher) do(ctx context.Context, awaited bool, args []any) *redis.Cmd {
 	b.mu.Lock()
 	if b.busy < b.lanes {
 		b.busy++
+		if awaited && b.cutByCaller(ctx) {
+			b.senders++ // in the same critical section: wait sees it
+			c := &call{ctx: ctx, args: args, done: make(chan struct{}), sent: true}
+			b.mu.Unlock()
+			go b.send([]*call{c})
+			return b.await(c)
+		}
 		b.mu.Unlock()
 		defer b.next() // also when a hook of the user's panics
 		return doOnce(ctx, b.client, args)
@@ -304,10 +376,26 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 	if b.queued != nil {
 		b.queued()
 	}
+	return b.await(c)
+}
+
+// cutByCaller reports whether ctx's deadline may come before the
+// client's own timeouts end a round trip begun now (waiting for a
+// connection, dialing, writing, reading): go-redis would then close the
+// connection at the deadline with the command perhaps written.
+func (b *batcher) cutByCaller(ctx context.Context) bool {
+	deadline, ok := ctx.Deadline()
+	return ok && (b.bound < 0 || time.Until(deadline) <= b.bound)
+}
+
+// await returns the reply of c, queued or sent, or the context's error
+// if ctx ends first: c then leaves the queue, or, if it was sent, the
+// calls on its key that follow wait for its reply.
+func (b *batcher) await(c *call) *redis.Cmd {
 	select {
 	case <-c.done:
 		return c.reply()
-	case <-ctx.Done():
+	case <-c.ctx.Done():
 	}
 	b.mu.Lock()
 	if !c.sent {
@@ -325,8 +413,8 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 		b.left.add(c)
 	}
 	b.mu.Unlock()
-	cmd := redis.NewCmd(ctx, args...)
-	cmd.SetErr(ctx.Err())
+	cmd := redis.NewCmd(c.ctx, c.args...)
+	cmd.SetErr(c.ctx.Err())
 	return cmd
 }
 

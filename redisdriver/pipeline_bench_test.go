@@ -66,7 +66,7 @@ func BenchmarkPipelinePairs(b *testing.B) {
 }
 
 // pairs runs n acquire+release pairs on g goroutines, each on its own key.
-func pairs(b *testing.B, ctx context.Context, d driver.Locker, base string, g int, n int64) {
+func pairs(b testing.TB, ctx context.Context, d driver.Locker, base string, g int, n int64) {
 	var left atomic.Int64
 	left.Store(n)
 	var wg sync.WaitGroup

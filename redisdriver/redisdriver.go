@@ -252,7 +252,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if d.cfg.replicaAcks > 0 {
 		return d.acquireReplicated(ctx, req, args)
 	}
-	v, err := eval(ctx, d.pipe, acquireScript, args).Result()
+	v, err := eval(ctx, d.pipe.Awaited(), acquireScript, args).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
@@ -275,7 +275,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 // then: a free key costs the SET command's arguments alone.
 func (d *locker) acquireBare(ctx context.Context, req driver.Request) (driver.Result, error) {
 	val := req.Token + "\n0\n\n" + req.Owner
-	err := d.pipe.Do(ctx, "SET", d.lockKey(req.Key), val, "NX", "PX", d.ms.box(msArg(req.TTL))).Err()
+	err := d.pipe.Awaited().Do(ctx, "SET", d.lockKey(req.Key), val, "NX", "PX", d.ms.box(msArg(req.TTL))).Err()
 	if err == nil {
 		return driver.Result{Acquired: true}, nil
 	}
@@ -283,7 +283,7 @@ func (d *locker) acquireBare(ctx context.Context, req driver.Request) (driver.Re
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}
 	args := d.acquireArgs(req)
-	v, err := eval(ctx, d.pipe, acquireScriptFor(req), args).Result()
+	v, err := eval(ctx, d.pipe.Awaited(), acquireScriptFor(req), args).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire", req.Key, err)
 	}

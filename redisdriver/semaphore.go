@@ -221,7 +221,7 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 	lk, fk, hk := d.slotKeys(req.Key)
 	ttlMS := msArg(req.TTL)
 	ttl := d.ms.box(ttlMS)
-	v, err := eval(ctx, d.pipe, acquireSlotScript, []any{nil, nil, 3, lk, fk, hk,
+	v, err := eval(ctx, d.pipe.Awaited(), acquireSlotScript, []any{nil, nil, 3, lk, fk, hk,
 		req.Token, ttl, d.owner.box(req.Owner), d.fenceKeep(ttl, ttlMS), limit}).Result()
 	if err != nil {
 		return driver.Result{}, d.wrap("acquire slot", req.Key, err)

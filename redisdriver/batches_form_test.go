@@ -1,0 +1,45 @@
+package redisdriver_test
+
+import (
+	"crypto/rand"
+	"testing"
+
+	"github.com/dlock-go/dlock/internal/redistest"
+	"github.com/dlock-go/dlock/redisdriver"
+)
+
+// TestBatchesFormAtEightCallers: eight goroutines making acquire+release
+// pairs on their own keys, on one driver, share round trips: more calls
+// are in flight than the driver sends at once, so the rest leave
+// together. Counted in round trips, not time: sent directly, each call is
+// one (2 per pair); batched, well under that.
+func TestBatchesFormAtEightCallers(t *testing.T) {
+	const goroutines, n = 8, 2000
+	for _, m := range []struct {
+		name     string
+		lanes    int
+		min, max float64 // round trips per pair
+	}{
+		{"batched", redisdriver.MaxInFlightForTest, 0, 1.6},
+		{"direct", 1 << 30, 2, 2},
+	} {
+		t.Run(m.name, func(t *testing.T) {
+			c := redistest.Shared(t).Client(t)
+			trips := &tripCounter{}
+			c.AddHook(trips)
+			d := redisdriver.NewDriver(c, nil)
+			t.Cleanup(func() { d.Close() })
+			redisdriver.SetLanesForTest(d, m.lanes, false)
+			ctx := testCtx(t)
+			base := "batches8/" + rand.Text()
+			pairs(t, ctx, d, base, goroutines, 4*goroutines) // scripts loaded, connections dialed
+			t0 := trips.n.Load()
+			pairs(t, ctx, d, base, goroutines, n)
+			perPair := float64(trips.n.Load()-t0) / n
+			t.Logf("%s: %.2f round trips per pair", m.name, perPair)
+			if perPair < m.min || perPair > m.max {
+				t.Errorf("%s, %d goroutines: %.2f round trips per pair, want %.1f to %.1f", m.name, goroutines, perPair, m.min, m.max)
+			}
+		})
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
 // guardianCmd is the hidden subcommand with which dlock re-executes itself
@@ -70,7 +72,9 @@ type guardian struct {
 	killLead time.Duration // SIGKILL this long before the deadline
 	maxLead  time.Duration // ... and no longer, or a slow renewal gets there (see schedule)
 	leadCut  bool          // the lead a scan needs was cut to maxLead, and dlock told
-	deadline time.Time     // the lease's local deadline
+	deadline time.Time     // the lease's local deadline, when set; see dl
+	slept    time.Duration // leasetime.Slept() then
+	alarm    *bootTimer
 
 	out      *os.File // reports to dlock
 	job      int      // the job's pid and process group
@@ -193,7 +197,7 @@ func guardianMain(args []string) int {
 	if err != nil {
 		return exitUsage
 	}
-	g.deadline = fromMono(dl)
+	g.setDeadline(fromMono(dl))
 	ctlFD, err := strconv.Atoi(args[5])
 	if err != nil || ctlFD < 3 {
 		return exitUsage
@@ -205,6 +209,7 @@ func guardianMain(args []string) int {
 	in := os.NewFile(uintptr(ctlFD), "dlock-control")
 	g.out = os.NewFile(uintptr(ctlFD+1), "dlock-reports")
 	setSubreaper()
+	g.alarm = newBootTimer()
 
 	// Signals sent to the guardian are not its business: it obeys dlock
 	// only, and ends when dlock does. It catches them instead of ignoring
@@ -301,17 +306,17 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 			g.report(guardLeftovers, "")
 			g.term(now)
 		}
-		if g.termSent.IsZero() && !now.Before(g.deadline.Add(-g.dlGrace)) {
-			g.report(guardTermed, "%d", int64(g.deadline.Sub(now)))
+		if g.termSent.IsZero() && !now.Before(g.dl().Add(-g.dlGrace)) {
+			g.report(guardTermed, "%d", int64(g.dl().Sub(now)))
 			g.term(now)
 		}
 		if !g.killing && !now.Before(g.killAt()) {
 			g.killing = true
 			why := "grace"
-			if !g.deadline.Add(-g.lead()).After(now) {
+			if !g.dl().Add(-g.lead()).After(now) {
 				why = "deadline"
 			}
-			g.report(guardKilled, "%d %s", int64(g.deadline.Sub(now)), why)
+			g.report(guardKilled, "%d %s", int64(g.dl().Sub(now)), why)
 		}
 		if g.killing && time.Since(g.killed) >= g.killEvery() {
 			g.signalTree(syscall.SIGKILL)
@@ -320,7 +325,7 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 
 		wake := g.killAt()
 		if g.termSent.IsZero() {
-			wake = g.deadline.Add(-g.dlGrace)
+			wake = g.dl().Add(-g.dlGrace)
 		}
 		d := time.Until(wake)
 		if g.killing {
@@ -345,6 +350,7 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 			}
 		}
 		timer.Reset(max(d, 0))
+		g.alarm.set(max(d, time.Nanosecond))
 		select {
 		case line, ok := <-cmds:
 			if !ok {
@@ -355,6 +361,7 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 			g.command(line)
 		case r := <-g.scans:
 			g.install(r)
+		case <-guardianWake:
 		case <-chld:
 		case <-ignored:
 		case <-timer.C:
@@ -362,11 +369,32 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 	}
 }
 
+// setDeadline records the lease's local deadline.
+func (g *guardian) setDeadline(t time.Time) {
+	g.deadline, g.slept = t, leasetime.Slept()
+}
+
+// dl is the lease's local deadline, less the time the machine has been
+// suspended since it was set: the monotonic clock stood still meanwhile,
+// the backend's expiry did not.
+func (g *guardian) dl() time.Time {
+	if s := leasetime.Slept() - g.slept; s >= leasetime.MinSleep {
+		return g.deadline.Add(-s)
+	}
+	return g.deadline
+}
+
+// guardianWake wakes the guardian's loop when the time it waits for has
+// come on CLOCK_BOOTTIME (see bootTimer): the loop's own timer, on the
+// monotonic clock, does not count a suspend, after which the deadline
+// may have passed long ago.
+var guardianWake = make(chan struct{}, 1)
+
 // killAt is when the whole tree gets SIGKILL: the lease's deadline less
 // what the kill needs to land, or the end of the grace period after a
 // SIGTERM, whichever comes first.
 func (g *guardian) killAt() time.Time {
-	at := g.deadline.Add(-g.lead())
+	at := g.dl().Add(-g.lead())
 	if !g.termSent.IsZero() && g.termSent.Add(g.grace).Before(at) {
 		at = g.termSent.Add(g.grace)
 	}
@@ -402,7 +430,7 @@ func (g *guardian) command(line string) {
 	switch line[0] {
 	case guardDeadline:
 		if ns, err := strconv.ParseInt(arg, 10, 64); err == nil {
-			g.deadline = fromMono(ns)
+			g.setDeadline(fromMono(ns))
 		}
 	case guardStop:
 		if g.termSent.IsZero() {

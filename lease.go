@@ -38,8 +38,9 @@ type Lease struct {
 	outer  leaseContext // ctx, and loss at the first look: see Context
 
 	// deadlineNs is the local deadline as an offset from the renewer's
-	// epoch (monotonic), for readers that take no lock.
-	deadlineNs atomic.Int64
+	// epoch (monotonic), less the time the machine slept since it was
+	// set, for readers that take no lock.
+	deadlineNs sleepAwareDeadline
 
 	// Guarded by l.renew.mu.
 	ttl, renewEvery, drift time.Duration
@@ -75,10 +76,38 @@ func (le *Lease) Fence() uint64 { return le.fence }
 // Owner returns the owner name recorded with the lease.
 func (le *Lease) Owner() string { return le.owner }
 
+// sleepAwareDeadline holds a deadline on the monotonic clock, which stands
+// still while the machine is suspended although the backend's expiry runs
+// on: Load takes the time slept since Store (see [leasetime.Slept]) off
+// it, so the first look after a resume sees the loss.
+type sleepAwareDeadline struct{ p atomic.Pointer[deadlineMark] }
+
+type deadlineMark struct {
+	ns    int64         // offset from the renewer's epoch
+	slept time.Duration // leasetime.Slept() when it was set
+}
+
+func (d *sleepAwareDeadline) Store(ns int64) {
+	d.p.Store(&deadlineMark{ns, leasetime.Slept()})
+}
+
+func (d *sleepAwareDeadline) Load() int64 {
+	m := d.p.Load()
+	if m == nil {
+		return 0
+	}
+	if slept := leasetime.Slept() - m.slept; slept >= leasetime.MinSleep {
+		return m.ns - int64(slept)
+	}
+	return m.ns
+}
+
 // ValidUntil returns the current local deadline, on the monotonic clock:
 // the lease is lost at that moment unless a renewal confirms it first. Each
-// confirmed renewal moves it; it does not change after the lease ends. It
-// takes no lock and is safe to call often.
+// confirmed renewal moves it later; time the machine spends suspended
+// (which the monotonic clock does not count on Linux, while the backend's
+// expiry does) moves it earlier by as much. It takes no lock and is safe
+// to call often.
 func (le *Lease) ValidUntil() time.Time {
 	return le.l.renew.epoch.Add(time.Duration(le.deadlineNs.Load()))
 }
@@ -107,8 +136,9 @@ func (le *Lease) Done() <-chan struct{} { return le.outer.Done() }
 // Err returns nil while the lease is held; after it ends, an error wrapping
 // [ErrLeaseLost] if it was lost, or [ErrNotHeld] if it was released. It
 // reports the loss as soon as the local deadline has passed, on the
-// monotonic clock, even if the renewal goroutine has not noticed yet: a
-// holder resuming from a pause learns it at its first look.
+// monotonic clock or counting a suspend of the machine (see ValidUntil),
+// even if the renewal goroutine has not noticed yet: a holder resuming
+// from a pause or a suspend learns it at its first look.
 func (le *Lease) Err() error {
 	if le.ctx.Err() == nil {
 		if !le.expired() {

@@ -375,7 +375,7 @@ func (r *renewer) setDeadline(le *Lease, d time.Time) {
 func (r *renewer) expire(le *Lease) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if le.deadlineAt >= 0 && !le.deadline.After(time.Now()) {
+	if le.deadlineAt >= 0 && le.expired() { // counts a suspend, unlike le.deadline
 		r.lose(le, errDeadline)
 		r.kick()
 	}

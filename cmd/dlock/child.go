@@ -25,6 +25,7 @@ type killTiming struct {
 	grace         time.Duration // SIGTERM to SIGKILL when dlock stops the job, or it left processes
 	deadlineGrace time.Duration // SIGTERM this long before the lease's local deadline
 	killLead      time.Duration // SIGKILL this long before it
+	maxLead       time.Duration // the longest kill lead that a slow renewal does not reach
 }
 
 // schedule returns the kill timing for a lease of ttl, renewed every
@@ -41,12 +42,14 @@ func schedule(ttl, renew, drift, grace time.Duration) (t killTiming, cut bool) {
 	if drift == 0 {
 		drift = ttl/100 + 2*time.Millisecond
 	}
-	// Signalling the tree and reaping it takes milliseconds; a loaded
-	// machine may wake the guardian late by some more.
-	t.killLead = min(max(ttl/20, time.Millisecond), 100*time.Millisecond)
+	// Signalling the tree takes a moment, but a killed process still
+	// needs the CPU to exit, and a loaded machine runs it, and wakes the
+	// guardian, late: 20-40ms at a load of 16 on 2 cores.
+	t.killLead = min(max(ttl/10, time.Millisecond), 200*time.Millisecond)
 	limit := max((ttl-drift-renew)/2, t.killLead)
 	t.grace = grace
 	t.deadlineGrace = min(grace, limit)
+	t.maxLead = limit
 	return t, grace > limit
 }
 
@@ -68,6 +71,7 @@ type child struct {
 	gone chan struct{} // closed when the job's whole tree is gone and the guardian exited
 
 	clean    bool        // the guardian reported the tree gone
+	killSent atomic.Bool // the guardian reported SIGKILL to the tree
 	enforced atomic.Bool // dlock killed the guardian and the tree at the deadline (see enforce)
 
 	// Valid once gone is closed:
@@ -154,7 +158,7 @@ func startChild(argv, env []string, stdout, stderr io.Writer, deadline time.Time
 	// and the job; the control pipes go above them.
 	extra := inheritedFiles()
 	ctlFD := 3 + len(extra)
-	args := append([]string{guardianCmd, kt.grace.String(), kt.deadlineGrace.String(), kt.killLead.String(),
+	args := append([]string{guardianCmd, kt.grace.String(), kt.deadlineGrace.String(), kt.killLead.String(), kt.maxLead.String(),
 		strconv.FormatInt(toMono(deadline), 10), strconv.Itoa(ctlFD), "--"}, argv...)
 	g := exec.Command(self, args...)
 	g.Args[0] = os.Args[0] // "dlock __guardian …" in ps, not "/proc/self/exe …"
@@ -217,6 +221,12 @@ func (c *child) read(reports *bufio.Scanner, r *os.File) {
 			close(c.done)
 		case guardClean:
 			c.clean = true
+		case guardLeadCut:
+			scanNs, leadNs, _ := strings.Cut(arg, " ")
+			sc, _ := strconv.ParseInt(scanNs, 10, 64)
+			ld, _ := strconv.ParseInt(leadNs, 10, 64)
+			c.lg.log(slog.LevelWarn, fmt.Sprintf("a scan of /proc for the processes of %s took %v; SIGKILL should go out at least twice that before the lease's deadline, but the TTL leaves room for %v only: a longer TTL, or dlock allowed to create cgroups, contains %s in time",
+				c.cmd, roundDur(time.Duration(sc)), roundDur(time.Duration(ld)), c.cmd), c.cmdAttr, slog.Duration("scan", time.Duration(sc)), slog.Duration("kill_lead", time.Duration(ld)))
 		case guardLeftovers:
 			c.lg.log(slog.LevelInfo, fmt.Sprintf("%s exited and left processes behind; sending them SIGTERM", c.cmd), c.cmdAttr)
 		case guardTermed:
@@ -225,6 +235,7 @@ func (c *child) read(reports *bufio.Scanner, r *os.File) {
 			c.lg.log(slog.LevelWarn, fmt.Sprintf("renewal not confirmed with %v left before the lease's deadline; sending SIGTERM to %s",
 				roundDur(time.Duration(ns)), c.cmd), c.cmdAttr, slog.Duration("left", time.Duration(ns)), slog.String("signal", "SIGTERM"))
 		case guardKilled:
+			c.killSent.Store(true)
 			left, why, _ := strings.Cut(arg, " ")
 			ns, _ := strconv.ParseInt(left, 10, 64)
 			if why == "deadline" {
@@ -299,8 +310,13 @@ func (c *child) killTree() {
 
 // enforceIn is how long until dlock enforces the lease's deadline d
 // itself: half the kill lead before it, when the guardian should have
-// killed the tree already.
+// sent SIGKILL already; at the deadline if it did but the tree is not
+// gone (the processes may just be slow to exit, or the guardian stopped
+// before it could kill them all).
 func (c *child) enforceIn(d time.Time) time.Duration {
+	if c.killSent.Load() {
+		return time.Until(d)
+	}
 	return time.Until(d) - c.kill.killLead/2
 }
 

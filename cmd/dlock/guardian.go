@@ -14,12 +14,14 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
 // guardianCmd is the hidden subcommand with which dlock re-executes itself
 // as the guardian of a job:
 //
-//	dlock __guardian GRACE DEADLINE_GRACE KILL_LEAD DEADLINE CTL_FD -- CMD [ARG...]
+//	dlock __guardian GRACE DEADLINE_GRACE KILL_LEAD MAX_LEAD DEADLINE CTL_FD -- CMD [ARG...]
 //
 // The guardian stands between dlock and the job so that the job's whole
 // process tree is contained, however dlock ends. It
@@ -57,6 +59,7 @@ const (
 	guardFailed      = 'E' // E <exit status> <message>: the job could not start
 	guardExited      = 'X' // X <status>: the job exited, with that status (128+N for signal N)
 	guardLeftovers   = 'L' // L: the job exited and left processes; they got SIGTERM
+	guardLeadCut     = 'w' // w <scan ns> <lead ns>: the kill lead a scan needs does not fit the TTL
 	guardTermed      = 't' // t <ns left>: SIGTERM sent because the deadline is near
 	guardKilled      = 'k' // k <ns left> deadline|grace: SIGKILL sent to the whole tree, and why
 	guardClean       = 'C' // C: the job and every descendant are gone
@@ -67,7 +70,11 @@ type guardian struct {
 	grace    time.Duration // SIGTERM to SIGKILL, when dlock stops the job or it left processes
 	dlGrace  time.Duration // SIGTERM this long before the deadline
 	killLead time.Duration // SIGKILL this long before the deadline
-	deadline time.Time     // the lease's local deadline
+	maxLead  time.Duration // ... and no longer, or a slow renewal gets there (see schedule)
+	leadCut  bool          // the lead a scan needs was cut to maxLead, and dlock told
+	deadline time.Time     // the lease's local deadline, when set; see dl
+	slept    time.Duration // leasetime.Slept() then
+	alarm    *bootTimer
 
 	out      *os.File // reports to dlock
 	job      int      // the job's pid and process group
@@ -77,15 +84,97 @@ type guardian struct {
 	orphaned bool // dlock is gone: kill everything and leave
 	termSent time.Time
 	killing  bool
+	killed   time.Time // the last round of SIGKILL
 
 	// cg is the job's cgroup, if the guardian could create one. Without
 	// it, the job's processes are found by scanning /proc: known holds
 	// those found by the last scan (pidfds, which a reused pid cannot
 	// fool), scanned when, and scanCost is the longest a scan took.
 	cg       *jobCgroup
-	known    map[int]*os.Process
+	known    map[int]knownProc
+	termed   map[int]bool // known processes that got SIGTERM of their own
 	scanned  time.Time
 	scanCost time.Duration
+	scans    chan scanResult // from the scan in the background, if scanning
+	scanning bool
+}
+
+// A scanResult is the job's processes found by a scan of /proc, with a
+// handle on each.
+type scanResult struct {
+	ps       []procInfo
+	handles  map[int]knownProc
+	at       time.Time
+	duration time.Duration
+}
+
+// A knownProc is a process of the job that a scan found.
+type knownProc struct {
+	h    *os.Process // a pidfd: signals reach this process or none
+	pgid int
+}
+
+// scan finds the guardian's descendants and opens a handle on each.
+func scan() scanResult {
+	start := time.Now()
+	ps := descendants(os.Getpid())
+	r := scanResult{ps: ps, handles: make(map[int]knownProc, len(ps)), at: time.Now()}
+	r.duration = r.at.Sub(start)
+	for _, p := range ps {
+		if h := pidHandle(p); h != nil {
+			r.handles[p.pid] = knownProc{h, p.pgid}
+		}
+	}
+	return r
+}
+
+// startScan starts a scan in the background, unless one runs or the job
+// has a cgroup: the loop must not wait for a scan while a kill is due.
+func (g *guardian) startScan() {
+	if g.cg != nil || g.scanning || !subreaper {
+		return
+	}
+	g.scanning = true
+	go func() { g.scans <- scan() }()
+}
+
+// noteScan records how long a scan took, and tells dlock once if the kill
+// lead it calls for does not fit.
+func (g *guardian) noteScan(d time.Duration) {
+	g.scanCost = max(g.scanCost, d)
+	if 2*g.scanCost > g.maxLead && !g.leadCut {
+		g.leadCut = true
+		g.report(guardLeadCut, "%d %d", int64(g.scanCost), int64(g.lead()))
+	}
+}
+
+// install records the result of a scan. Processes it found after SIGTERM
+// was sent get theirs.
+func (g *guardian) install(r scanResult) {
+	g.scanning = false
+	for _, k := range g.known {
+		k.h.Release()
+	}
+	g.known, g.scanned = r.handles, r.at
+	g.noteScan(r.duration)
+	if !g.termSent.IsZero() && !g.killing {
+		g.termKnown()
+	}
+}
+
+// termKnown sends SIGTERM to the known processes that have had none, but
+// those of the job's process group while it gets the group's.
+func (g *guardian) termKnown() {
+	if g.termed == nil {
+		g.termed = make(map[int]bool)
+	}
+	byGroup := !g.jobDone // with a subreaper; see signalGroup
+	for pid, k := range g.known {
+		if !g.termed[pid] && (!byGroup || k.pgid != g.job) {
+			g.termed[pid] = true
+			k.h.Signal(syscall.SIGTERM)
+		}
+	}
 }
 
 // guardianMain is the guardian's main; args follow guardianCmd.
@@ -93,33 +182,34 @@ func guardianMain(args []string) int {
 	// The job's parent-death signal is tied to the thread that forked it:
 	// keep this goroutine on its thread for the guardian's whole life.
 	runtime.LockOSThread()
-	if len(args) < 7 || args[5] != "--" {
+	if len(args) < 8 || args[6] != "--" {
 		fmt.Fprintln(os.Stderr, "dlock: the guardian is started by dlock run and dlock elect only")
 		return exitUsage
 	}
 	var g guardian
 	var err error
-	for i, d := range []*time.Duration{&g.grace, &g.dlGrace, &g.killLead} {
+	for i, d := range []*time.Duration{&g.grace, &g.dlGrace, &g.killLead, &g.maxLead} {
 		if *d, err = time.ParseDuration(args[i]); err != nil {
 			return exitUsage
 		}
 	}
-	dl, err := strconv.ParseInt(args[3], 10, 64)
+	dl, err := strconv.ParseInt(args[4], 10, 64)
 	if err != nil {
 		return exitUsage
 	}
-	g.deadline = fromMono(dl)
-	ctlFD, err := strconv.Atoi(args[4])
+	g.setDeadline(fromMono(dl))
+	ctlFD, err := strconv.Atoi(args[5])
 	if err != nil || ctlFD < 3 {
 		return exitUsage
 	}
-	argv := args[6:]
+	argv := args[7:]
 
 	syscall.CloseOnExec(ctlFD)
 	syscall.CloseOnExec(ctlFD + 1)
 	in := os.NewFile(uintptr(ctlFD), "dlock-control")
 	g.out = os.NewFile(uintptr(ctlFD+1), "dlock-reports")
 	setSubreaper()
+	g.alarm = newBootTimer()
 
 	// Signals sent to the guardian are not its business: it obeys dlock
 	// only, and ends when dlock does. It catches them instead of ignoring
@@ -159,8 +249,9 @@ func guardianMain(args []string) int {
 	}
 	g.job = cmd.Process.Pid // reaped by wait4 below, not by cmd.Wait
 	g.report(guardStarted, "%d", g.job)
-	if cg == nil {
-		g.members() // measures the scan and collects the job's processes
+	g.scans = make(chan scanResult, 1)
+	if cg == nil && subreaper {
+		g.install(scan()) // the kill lead needs the scan's cost from the start
 	}
 
 	cmds := make(chan string)
@@ -215,41 +306,51 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 			g.report(guardLeftovers, "")
 			g.term(now)
 		}
-		if g.termSent.IsZero() && !now.Before(g.deadline.Add(-g.dlGrace)) {
-			g.report(guardTermed, "%d", int64(g.deadline.Sub(now)))
+		if g.termSent.IsZero() && !now.Before(g.dl().Add(-g.dlGrace)) {
+			g.report(guardTermed, "%d", int64(g.dl().Sub(now)))
 			g.term(now)
 		}
 		if !g.killing && !now.Before(g.killAt()) {
 			g.killing = true
 			why := "grace"
-			if !g.deadline.Add(-g.lead()).After(now) {
+			if !g.dl().Add(-g.lead()).After(now) {
 				why = "deadline"
 			}
-			g.report(guardKilled, "%d %s", int64(g.deadline.Sub(now)), why)
+			g.report(guardKilled, "%d %s", int64(g.dl().Sub(now)), why)
 		}
-		if g.killing {
+		if g.killing && time.Since(g.killed) >= g.killEvery() {
 			g.signalTree(syscall.SIGKILL)
+			g.killed = time.Now()
 		}
 
 		wake := g.killAt()
 		if g.termSent.IsZero() {
-			wake = g.deadline.Add(-g.dlGrace)
+			wake = g.dl().Add(-g.dlGrace)
 		}
 		d := time.Until(wake)
-		if g.killing || g.jobDone {
+		if g.killing {
+			// Until the tree is gone, SIGKILL again now and then: the
+			// loop must not spin, the dying need the CPU to exit.
+			d = g.killEvery() - time.Since(g.killed)
+		} else if g.jobDone {
 			// Processes that are not our children have no event for
 			// their death: look again soon.
 			d = min(d, 10*time.Millisecond)
-		} else if g.cg == nil && !g.termSent.IsZero() {
+		} else if g.cg == nil {
 			// The kill at killAt starts with the processes known
-			// then: keep the set fresh.
-			if every := max(20*time.Millisecond, 4*g.scanCost); time.Since(g.scanned) >= every {
-				g.members()
+			// then: keep the set fresh from a while before it.
+			every := max(20*time.Millisecond, 4*g.scanCost)
+			if from := g.killAt().Add(-2 * every); g.termSent.IsZero() && time.Now().Before(from) {
+				d = min(d, time.Until(from))
+			} else if since := time.Since(g.scanned); since >= every {
+				g.startScan()
+				d = min(d, every)
 			} else {
-				d = min(d, every-time.Since(g.scanned))
+				d = min(d, every-since)
 			}
 		}
 		timer.Reset(max(d, 0))
+		g.alarm.set(max(d, time.Nanosecond))
 		select {
 		case line, ok := <-cmds:
 			if !ok {
@@ -258,6 +359,9 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 				continue
 			}
 			g.command(line)
+		case r := <-g.scans:
+			g.install(r)
+		case <-guardianWake:
 		case <-chld:
 		case <-ignored:
 		case <-timer.C:
@@ -265,15 +369,46 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 	}
 }
 
+// setDeadline records the lease's local deadline.
+func (g *guardian) setDeadline(t time.Time) {
+	g.deadline, g.slept = t, leasetime.Slept()
+}
+
+// dl is the lease's local deadline, less the time the machine has been
+// suspended since it was set: the monotonic clock stood still meanwhile,
+// the backend's expiry did not.
+func (g *guardian) dl() time.Time {
+	if s := leasetime.Slept() - g.slept; s >= leasetime.MinSleep {
+		return g.deadline.Add(-s)
+	}
+	return g.deadline
+}
+
+// guardianWake wakes the guardian's loop when the time it waits for has
+// come on CLOCK_BOOTTIME (see bootTimer): the loop's own timer, on the
+// monotonic clock, does not count a suspend, after which the deadline
+// may have passed long ago.
+var guardianWake = make(chan struct{}, 1)
+
 // killAt is when the whole tree gets SIGKILL: the lease's deadline less
 // what the kill needs to land, or the end of the grace period after a
 // SIGTERM, whichever comes first.
 func (g *guardian) killAt() time.Time {
-	at := g.deadline.Add(-g.lead())
+	at := g.dl().Add(-g.lead())
 	if !g.termSent.IsZero() && g.termSent.Add(g.grace).Before(at) {
 		at = g.termSent.Add(g.grace)
 	}
 	return at
+}
+
+// killEvery is how often the tree gets SIGKILL again until it is gone:
+// a process may have forked meanwhile, or, without a cgroup, escaped the
+// last scan. A scan costs, and may not take most of the time.
+func (g *guardian) killEvery() time.Duration {
+	if g.cg != nil {
+		return 10 * time.Millisecond
+	}
+	return max(10*time.Millisecond, 2*g.scanCost)
 }
 
 // lead is how long before the deadline the tree gets SIGKILL. cgroup.kill
@@ -284,7 +419,7 @@ func (g *guardian) lead() time.Duration {
 	if g.cg != nil {
 		return g.killLead
 	}
-	return max(g.killLead, 2*g.scanCost)
+	return max(g.killLead, min(2*g.scanCost, g.maxLead))
 }
 
 func (g *guardian) command(line string) {
@@ -295,7 +430,7 @@ func (g *guardian) command(line string) {
 	switch line[0] {
 	case guardDeadline:
 		if ns, err := strconv.ParseInt(arg, 10, 64); err == nil {
-			g.deadline = fromMono(ns)
+			g.setDeadline(fromMono(ns))
 		}
 	case guardStop:
 		if g.termSent.IsZero() {
@@ -326,35 +461,20 @@ func (g *guardian) signalGroup(sig syscall.Signal) {
 }
 
 // members returns the job's living processes: those in its cgroup, or
-// else the guardian's descendants, which takes a scan of /proc; then it
-// also records them in g.known and how long the scan took.
+// else the guardian's descendants, which takes a scan of /proc.
 func (g *guardian) members() []procInfo {
 	if g.cg != nil {
 		return procInfos(g.cg.pids())
 	}
-	start := time.Now()
-	ps := descendants(os.Getpid())
-	g.scanned = time.Now()
-	g.scanCost = max(g.scanCost, g.scanned.Sub(start))
 	if !subreaper {
-		return ps
+		return descendants(os.Getpid())
 	}
-	known := make(map[int]*os.Process, len(ps))
-	for _, p := range ps {
-		if h := g.known[p.pid]; h != nil {
-			known[p.pid] = h
-			delete(g.known, p.pid)
-			continue
-		}
-		if h := pidHandle(p); h != nil {
-			known[p.pid] = h
-		}
+	r := scan()
+	for _, k := range r.handles {
+		k.h.Release() // the background scans keep g.known
 	}
-	for _, h := range g.known { // gone since
-		h.Release()
-	}
-	g.known = known
-	return ps
+	g.noteScan(r.duration)
+	return r.ps
 }
 
 // term sends SIGTERM to the job's group and to every descendant outside
@@ -375,12 +495,20 @@ func (g *guardian) signalTree(sig syscall.Signal) {
 		if g.cg != nil {
 			g.cg.kill()
 		}
-		for _, h := range g.known {
-			h.Signal(sig)
+		for _, k := range g.known {
+			k.h.Signal(sig)
 		}
 	}
 	if byGroup {
 		syscall.Kill(-g.job, sig)
+	}
+	if sig == syscall.SIGTERM && g.cg == nil && subreaper {
+		// A scan would hold up the loop while a kill may be due: the
+		// processes the last scan found get SIGTERM now, those the
+		// next one finds when it ends (see install).
+		g.termKnown()
+		g.startScan()
+		return
 	}
 	members := g.members()
 	if g.cg != nil && g.killing && !g.empty && !g.cg.populated() {

@@ -31,6 +31,9 @@ var dlockBin string
 func TestMain(m *testing.M) {
 	// In-process runs of dlock start this test binary as their guardian.
 	if len(os.Args) > 1 && os.Args[1] == guardianCmd {
+		if path := os.Getenv(fakeSuspendEnv); path != "" {
+			go fakeSuspend(path)
+		}
 		os.Exit(guardianMain(os.Args[2:]))
 	}
 	closeInheritedOnExec()

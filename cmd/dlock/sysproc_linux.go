@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -65,6 +66,44 @@ func inheritedFDs() []int {
 	}
 	slices.Sort(fds)
 	return fds
+}
+
+// A bootTimer fires after a time on CLOCK_BOOTTIME (a timerfd), which
+// counts a suspend of the machine: at a resume past its time, at once. It
+// wakes the guardian through guardianWake. A nil bootTimer (no timerfd)
+// does nothing.
+type bootTimer struct{ fd int }
+
+func newBootTimer() *bootTimer {
+	const clockBoottime = 7
+	fd, _, errno := syscall.RawSyscall(syscall.SYS_TIMERFD_CREATE, clockBoottime, syscall.O_CLOEXEC, 0)
+	if errno != 0 {
+		return nil
+	}
+	t := &bootTimer{int(fd)}
+	go func() { // for the guardian's life
+		var buf [8]byte
+		for {
+			if _, err := syscall.Read(t.fd, buf[:]); err != nil && err != syscall.EINTR {
+				return
+			}
+			select {
+			case guardianWake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return t
+}
+
+// set arms t to fire d from now (d > 0), on CLOCK_BOOTTIME.
+func (t *bootTimer) set(d time.Duration) {
+	if t == nil {
+		return
+	}
+	var spec [2]syscall.Timespec // interval (none), value
+	spec[1] = syscall.NsecToTimespec(int64(d))
+	syscall.RawSyscall6(syscall.SYS_TIMERFD_SETTIME, uintptr(t.fd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
 }
 
 // monoNow reads CLOCK_MONOTONIC, which every process of the machine

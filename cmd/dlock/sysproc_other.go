@@ -35,6 +35,12 @@ func monoNow() int64 { return time.Now().UnixNano() }
 // /proc: the job gets stdin, stdout and stderr only.
 func inheritedFDs() []int { return nil }
 
+// bootTimer is Linux only: elsewhere the guardian's timer is its only one.
+type bootTimer struct{}
+
+func newBootTimer() *bootTimer       { return nil }
+func (*bootTimer) set(time.Duration) {}
+
 type procInfo struct{ pid, pgid int }
 
 func procInfos([]int) []procInfo { return nil }

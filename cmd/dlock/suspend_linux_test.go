@@ -1,0 +1,87 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dlock-go/dlock/internal/leasetime"
+)
+
+// fakeSuspendEnv names a file through which a test fakes a suspend of the
+// machine for the guardians it starts (this test binary, run by dlock run
+// in the test's process): once the file holds a duration, the guardian's
+// clock says the machine slept that long, and its loop wakes as a timer on
+// CLOCK_BOOTTIME would wake it at a resume.
+const fakeSuspendEnv = "DLOCK_TEST_FAKE_SUSPEND"
+
+// fakeSuspend runs in a guardian: it applies the suspend written to path.
+func fakeSuspend(path string) {
+	for {
+		b, _ := os.ReadFile(path)
+		if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil {
+			leasetime.Suspend(d)
+			guardianWake <- struct{}{}
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestGuardianKillsAtOnceAfterSuspend: the machine is suspended (faked in
+// the guardian's clock) for longer than the TTL while the job runs. The
+// guardian's deadline runs on the monotonic clock, which Linux stops while
+// suspended; the backend's expiry does not stop, so the key was freed long
+// ago. The guardian must kill the job at once after the resume, not when
+// its monotonic deadline comes (never, while renewals go on), nor at the
+// next renewal (every 2s): a timer on CLOCK_BOOTTIME wakes it. Not
+// parallel: it sets the environment of the guardians it starts.
+func TestGuardianKillsAtOnceAfterSuspend(t *testing.T) {
+	dir := t.TempDir()
+	suspend := filepath.Join(dir, "suspend")
+	t.Setenv(fakeSuspendEnv, suspend)
+	t.Setenv("D", dir)
+	type result struct {
+		code   int
+		stderr string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, _, stderr := runInProcess("run", "--url", "mem://", "--key", "suspend", "--ttl", "6s", "--",
+			"sh", "-c", `echo $$ > "$D/pid"; exec sleep 600`)
+		done <- result{code, stderr}
+	}()
+	waitFor(t, 20*time.Second, "the job to start", func() bool { return readFile(t, filepath.Join(dir, "pid")) != "" })
+	pids := readPIDs(t, dir, "pid")
+	time.Sleep(300 * time.Millisecond)
+	if allGone(pids) {
+		t.Fatal("the job died before the suspend")
+	}
+	resumed := time.Now()
+	if err := os.WriteFile(suspend, []byte("10s"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !allGone(pids) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !allGone(pids) {
+		t.Fatal("the job still runs 10s after a suspend of 10s with a TTL of 6s")
+	}
+	if took := time.Since(resumed); took > 500*time.Millisecond {
+		t.Errorf("the job died %v after the resume, want at once", took)
+	}
+	select {
+	case r := <-done:
+		if r.code != exitLeaseLost {
+			t.Errorf("exit status %d, want %d; stderr:\n%s", r.code, exitLeaseLost, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "SIGKILL") {
+			t.Errorf("dlock run does not say the job got SIGKILL:\n%s", r.stderr)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("dlock run still runs 20s after its job was killed")
+	}
+}

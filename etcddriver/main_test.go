@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/internal/redistest"
 	"go.uber.org/goleak"
 )
 
@@ -16,7 +17,9 @@ func driverRequest(key, tok string, ttl time.Duration) driver.Request {
 	return driver.Request{Key: key, Token: tok, TTL: ttl, Owner: "etcddriver-test"}
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain stops the shared toxiproxy server (internal/redistest) before
+// goleak looks for goroutines left over.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(redistest.Main(m)) }
 
 // testCtx returns a context that ends with the test, bounded so that a
 // hang fails the test instead of the whole binary.

@@ -171,6 +171,11 @@ func clientConfig(u *url.URL) (clientv3.Config, *Options, error) {
 		cfg.TLS = tc
 	}
 	cfg.Logger = zap.NewNop()
+	// Keep-alive pings drop the connection to a member that stopped
+	// answering (a frozen process keeps its TCP connections open), so
+	// that the client's balancer sends calls to the others: after 12s,
+	// gRPC's least ping interval and a timeout of 2s.
+	cfg.DialKeepAliveTime, cfg.DialKeepAliveTimeout = 10*time.Second, 2*time.Second
 	opts.Prefix = strings.TrimPrefix(u.Path, "/")
 	if opts.Prefix != "" && !strings.HasSuffix(opts.Prefix, "/") {
 		opts.Prefix += "/"

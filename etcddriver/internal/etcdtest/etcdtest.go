@@ -219,10 +219,11 @@ func (c *Cluster) Config(endpoints ...string) clientv3.Config {
 		Endpoints:   endpoints,
 		DialTimeout: 2 * time.Second,
 		Logger:      zap.NewNop(),
-		// Keep-alive pings find a dead member within a few seconds,
-		// so that calls move to another one.
-		DialKeepAliveTime:    time.Second,
-		DialKeepAliveTimeout: time.Second,
+		// Keep-alive pings drop the connection to a stopped member,
+		// so that calls move to another one: gRPC pings no more often
+		// than every 10s.
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
 	}
 }
 

@@ -725,7 +725,7 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 	addr := ""
 	var newPS func() *redis.PubSub
 	if cl := n.d.cluster; cl != nil {
-		node, err := cl.MasterForKey(ctx, ch)
+		node, err := n.masterFor(ctx, ch)
 		if err != nil {
 			return nil, err
 		}
@@ -755,6 +755,46 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 		go n.watchSentinels(n.sentinels)
 	}
 	return c, nil
+}
+
+// masterFor returns the node that the Cluster slot map names master of
+// ch's slot, once the node itself says it is a master (ROLE), asked only
+// for a node the notifier has no connection to yet. A map that predates a
+// failover names the old master, now a replica, which accepts shard
+// subscriptions of its master's slots: its waiters would never be handed
+// a key (a release asks the master whether they listen). The map is then
+// reloaded and asked again, for a few tries (go-redis reloads in the
+// background, with no event to wait for).
+func (n *notifier) masterFor(ctx context.Context, ch string) (*redis.Client, error) {
+	cl := n.d.cluster
+	for try := 0; ; try++ {
+		node, err := cl.MasterForKey(ctx, ch)
+		if err != nil {
+			return nil, err
+		}
+		n.mu.Lock()
+		known := n.conns[node.Options().Addr] != nil
+		n.mu.Unlock()
+		if known {
+			return node, nil
+		}
+		role, err := node.Do(ctx, "ROLE").Slice()
+		if err != nil {
+			return nil, err
+		}
+		if len(role) > 0 && role[0] == "master" {
+			return node, nil
+		}
+		if try == 50 {
+			return nil, fmt.Errorf("redisdriver: the Cluster slot map names %s master of channel %q, which says it is a %v", node.Options().Addr, ch, role[0])
+		}
+		cl.ReloadState(ctx)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // watchSentinels follows the master switches that the Sentinels of fo

@@ -913,8 +913,14 @@ func (n *notifier) leave(s *channelSubs, w *waiter) (done chan struct{}) {
 		}
 		n.detach(s)
 		var ps *redis.PubSub
+		// A waiter that knows of a hold of its token (a grant delivered,
+		// an Acquire that returned the key) needs no wait: a grant
+		// removes the token's queue entry, and so does the Acquire or
+		// else the release of the hold, so no later release grants
+		// the token anything; a grant of that same hold still on its
+		// way is dropped.
 		_, own := lockKeyOfWaiter(s.ch)
-		own = own && w.turns != nil
+		own = own && w.turns != nil && !w.held && !w.granted
 		if c != nil && !c.dead && !n.closed {
 			ps = c.ps
 			c.sent = append(c.sent, newCommand("unsubscribe", s.ch))

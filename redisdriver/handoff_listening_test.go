@@ -1,10 +1,12 @@
 package redisdriver_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/redis/go-redis/v9"
@@ -115,5 +117,47 @@ func TestHandoffNoGrantAfterClusterFailover(t *testing.T) {
 	}
 	if !turn.Granted {
 		t.Fatalf("Turn = %+v, want Granted: the waiter listened on a replica, where no release hands it the key", turn)
+	}
+}
+
+// TestHandoffClusterMinimalACL: on Cluster, a user with the README's least
+// rule and what go-redis needs to read the slot map (no ROLE) still
+// subscribes its waiters, and the
+// holder's release hands the key to the one waiting.
+func TestHandoffClusterMinimalACL(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	ctx := testCtx(t)
+	for _, n := range cl.Nodes() {
+		if err := n.Client(t).Do(ctx, append([]any{"ACL", "SETUSER", "locker"}, toAny(strings.Fields(minimalACL+" +cluster|slots +cluster|shards +cluster|nodes +readonly"))...)...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := "redis+cluster://locker:locker-secret-pw@" + strings.Join(cl.Addrs(), ",")
+	holder, waiter := open(t, u), open(t, u)
+	const key = "handoff/cluster-acl"
+	lease, err := holder.TryAcquire(ctx, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := goAcquire(ctx, waiter, key, &dlock.Options{Retry: noPolling})
+	admin := cl.Client(t)
+	poll(t, "the waiter's attempt to be queued for a handoff", func() error {
+		vals := admin.HVals(ctx, "dlock:{"+key+"}:attempts").Val()
+		if !slices.ContainsFunc(vals, func(v string) bool { return strings.Contains(v, "\n") }) {
+			return errNotYet
+		}
+		return nil
+	})
+	if err := lease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-got:
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		a.lease.Release(ctx)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not handed the key")
 	}
 }

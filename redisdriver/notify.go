@@ -764,7 +764,8 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 // subscriptions of its master's slots: its waiters would never be handed
 // a key (a release asks the master whether they listen). The map is then
 // reloaded and asked again, for a few tries (go-redis reloads in the
-// background, with no event to wait for).
+// background, with no event to wait for). A user that may not run ROLE
+// gets the map's answer.
 func (n *notifier) masterFor(ctx context.Context, ch string) (*redis.Client, error) {
 	cl := n.d.cluster
 	for try := 0; ; try++ {
@@ -779,6 +780,11 @@ func (n *notifier) masterFor(ctx context.Context, ch string) (*redis.Client, err
 			return node, nil
 		}
 		role, err := node.Do(ctx, "ROLE").Slice()
+		if isRedisError(err) {
+			// The user may not run ROLE (the least ACL rule does not
+			// grant it): the map is all there is to go by.
+			return node, nil
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -730,7 +730,7 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 	addr := ""
 	var newPS func() *redis.PubSub
 	if cl := n.d.cluster; cl != nil {
-		node, err := cl.MasterForKey(ctx, ch)
+		node, err := n.masterFor(ctx, ch)
 		if err != nil {
 			return nil, err
 		}
@@ -760,6 +760,52 @@ func (n *notifier) conn(ctx context.Context, ch string) (*psConn, error) {
 		go n.watchSentinels(n.sentinels)
 	}
 	return c, nil
+}
+
+// masterFor returns the node that the Cluster slot map names master of
+// ch's slot, once the node itself says it is a master (ROLE), asked only
+// for a node the notifier has no connection to yet. A map that predates a
+// failover names the old master, now a replica, which accepts shard
+// subscriptions of its master's slots: its waiters would never be handed
+// a key (a release asks the master whether they listen). The map is then
+// reloaded and asked again, for a few tries (go-redis reloads in the
+// background, with no event to wait for). A user that may not run ROLE
+// gets the map's answer.
+func (n *notifier) masterFor(ctx context.Context, ch string) (*redis.Client, error) {
+	cl := n.d.cluster
+	for try := 0; ; try++ {
+		node, err := cl.MasterForKey(ctx, ch)
+		if err != nil {
+			return nil, err
+		}
+		n.mu.Lock()
+		known := n.conns[node.Options().Addr] != nil
+		n.mu.Unlock()
+		if known {
+			return node, nil
+		}
+		role, err := node.Do(ctx, "ROLE").Slice()
+		if isRedisError(err) {
+			// The user may not run ROLE (the least ACL rule does not
+			// grant it): the map is all there is to go by.
+			return node, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(role) > 0 && role[0] == "master" {
+			return node, nil
+		}
+		if try == 50 {
+			return nil, fmt.Errorf("redisdriver: the Cluster slot map names %s master of channel %q, which says it is a %v", node.Options().Addr, ch, role[0])
+		}
+		cl.ReloadState(ctx)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // watchSentinels follows the master switches that the Sentinels of fo
@@ -878,8 +924,14 @@ func (n *notifier) leave(s *channelSubs, w *waiter) (done chan struct{}) {
 		}
 		n.detach(s)
 		var ps *redis.PubSub
+		// A waiter that knows of a hold of its token (a grant delivered,
+		// an Acquire that returned the key) needs no wait: a grant
+		// removes the token's queue entry, and so does the Acquire or
+		// else the release of the hold, so no later release grants
+		// the token anything; a grant of that same hold still on its
+		// way is dropped.
 		_, own := lockKeyOfWaiter(s.ch)
-		own = own && w.turns != nil
+		own = own && w.turns != nil && !w.held && !w.granted
 		if c != nil && !c.dead && !n.closed {
 			ps = c.ps
 			c.sent = append(c.sent, newCommand("unsubscribe", s.ch))

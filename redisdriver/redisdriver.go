@@ -531,6 +531,17 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 	}
 	lk, fk, qk, ak := d.queueKeys(key)
 	n, err := eval(ctx, d.pipe, releaseScript, []any{nil, nil, 4, lk, fk, qk, ak, token, d.publish, d.notify.scope, waiterTag(token)}).Int64()
+	if n == 2 && err == nil {
+		// Released, but the waiters queued were not listening where the
+		// script ran: on Cluster, a node importing the slot, which the
+		// client reached by ASK, while the waiters listen on the slot's
+		// owner. Wake them there (the client routes by the slot map); a
+		// failure leaves them to their own timers.
+		if d.cluster != nil {
+			d.client.Do(ctx, d.publish, d.notify.releasedChannel(lk), "")
+		}
+		n = 1
+	}
 	return d.heldResult("release", key, lk, n, err)
 }
 

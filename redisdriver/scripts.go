@@ -260,14 +260,16 @@ end
 // took the key without the queue's help (a bare SET NX, an attempt that
 // does not queue) still has the entry of its earlier busy attempt, and
 // the release would otherwise hand the key straight back to the token
-// releasing it, still subscribed for a moment. Reply as refreshScript's.
+// releasing it, still subscribed for a moment. Reply as refreshScript's,
+// and 2 for done when the release reached nobody although waiters were
+// queued (see wakeNext).
 var releaseScript = newScript(holderOf + isFence + grantFn + queueFns + wakeNext + `
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 if ARGV[4] and redis.pcall('ZREM', KEYS[3], ARGV[4]) == 1 then redis.pcall('HDEL', KEYS[4], ARGV[4]) end
-wake()
+if wake() then return 2 end
 return 1
 `)
 
@@ -311,6 +313,12 @@ return 1
 // wake, whose attempt then reports the problem. A waiter queued without an
 // attempt is only woken (a publish of "").
 //
+// wake returns true when it reached nobody although a queued waiter whose
+// deadline has not passed was found not listening: on Cluster, a release
+// that ran on a slot's importing node (after ASK, its keys migrated
+// there) while the waiters listen on the slot's owner, which the driver
+// then wakes (see locker.Release).
+//
 // It tries at most pruneLimit queued waiters, first come first (removing
 // those whose deadline in KEYS[4] passed or is missing, and those not
 // listening), then falls back to waking every subscriber: a release
@@ -332,7 +340,7 @@ local function listening(ch)
   return n[2] > 0
 end
 local function wake()
-  local t, now
+  local t, now, missed
   for _ = 1, ` + pruneLimit + ` do
     local w = redis.pcall('ZPOPMIN', KEYS[3])
     if type(w) ~= 'table' or not w[1] then break end
@@ -349,11 +357,12 @@ local function wake()
       if on then
         local i = string.find(a, '\n', 1, true)
         redis.call(ARGV[2], ch, i and handoff(t, string.sub(a, i + 1)) or '')
-        return
+        return false
       end
+      missed = true
     end
   end
-  redis.call(ARGV[2], KEYS[1] .. ':released' .. (ARGV[3] or ''), '')
+  return redis.call(ARGV[2], KEYS[1] .. ':released' .. (ARGV[3] or ''), '') == 0 and missed
 end
 `
 

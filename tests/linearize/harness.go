@@ -37,9 +37,13 @@ type Backend struct {
 
 // Leftover is a key held after a run, when no lease of it is valid.
 type Leftover struct {
-	Key   string
-	Nodes int // nodes that hold it
-	Of    int // nodes asked: 1 for a single server or a Cluster
+	Key    string
+	Nodes  int           // nodes that hold it
+	Of     int           // nodes asked: 1 for a single server or a Cluster
+	Holder driver.Holder // as the first node that holds it reports it
+	// At is when the holder acquired the key, from the start of the
+	// run's history, if the backend reports it (Holder.Since).
+	At time.Duration
 }
 
 // Majority reports whether the key is held on a majority of the nodes, so
@@ -47,7 +51,12 @@ type Leftover struct {
 func (l Leftover) Majority() bool { return 2*l.Nodes > l.Of }
 
 func (l Leftover) String() string {
-	return fmt.Sprintf("%s (held on %d of %d nodes)", l.Key, l.Nodes, l.Of)
+	at := ""
+	if !l.Holder.Since.IsZero() {
+		at = fmt.Sprintf(", granted %.3f ms into the run", ms(int64(l.At)))
+	}
+	return fmt.Sprintf("%s (held on %d of %d nodes, by %s with fence %d%s, for %v more)", l.Key, l.Nodes, l.Of,
+		l.Holder.Owner, l.Holder.Fence, at, l.Holder.TTL.Round(time.Millisecond))
 }
 
 // HeldOn returns a [Backend.Held] that asks each of nodes, a backend's
@@ -57,18 +66,21 @@ func HeldOn(nodes ...driver.Inspector) func(ctx context.Context, keys []string) 
 	return func(ctx context.Context, keys []string) ([]Leftover, error) {
 		var left []Leftover
 		for _, k := range keys {
-			n := 0
+			l := Leftover{Key: k, Of: len(nodes)}
 			for _, node := range nodes {
-				_, ok, err := node.Inspect(ctx, k)
+				h, ok, err := node.Inspect(ctx, k)
 				if err != nil {
 					return nil, fmt.Errorf("inspect %q: %w", k, err)
 				}
 				if ok {
-					n++
+					if l.Nodes == 0 {
+						l.Holder = h
+					}
+					l.Nodes++
 				}
 			}
-			if n > 0 {
-				left = append(left, Leftover{Key: k, Nodes: n, Of: len(nodes)})
+			if l.Nodes > 0 {
+				left = append(left, l)
 			}
 		}
 		return left, nil
@@ -119,14 +131,17 @@ var (
 // it is one nobody released.
 const leaseTTL = 30 * time.Second
 
-// checkLimit bounds porcupine's search for one key's history.
-const checkLimit = 30 * time.Second
+// checkBudget bounds porcupine's search for a run's histories. A history
+// that is linearizable is found so in well under a second; one that is not
+// may take porcupine long to prove it, and the keys left when the budget
+// is spent are reported undecided.
+const checkBudget = 20 * time.Second
 
 // Report is what a run found.
 type Report struct {
 	Ops       []porcupine.Operation
 	Illegal   []string // why each key's history is not linearizable
-	TimedOut  []string // keys whose check hit checkLimit
+	TimedOut  []string // keys porcupine could not decide within checkBudget
 	Leftovers []Leftover
 	Errors    []string // unexpected errors of dlock calls and of the probe
 	Counts    map[string]int
@@ -168,7 +183,7 @@ func Check(t *testing.T, b Backend, w Workload) *Report {
 		}
 	}
 	for _, k := range r.TimedOut {
-		t.Errorf("porcupine could not decide within %v: %s", checkLimit, k)
+		t.Errorf("porcupine could not decide within the run's budget of %v: %s", checkBudget, k)
 	}
 	for _, why := range r.Illegal {
 		t.Errorf("history not linearizable for a lock with fences: %s", why)
@@ -199,6 +214,11 @@ func Run(t *testing.T, b Backend, w Workload) *Report {
 		r.errorf("probe for keys left held: %v", err)
 	}
 	rep := r.report
+	for i, l := range left {
+		if !l.Holder.Since.IsZero() {
+			left[i].At = l.Holder.Since.Sub(r.h.start)
+		}
+	}
 	rep.Leftovers = left
 	rep.Ops = r.h.Operations(b.Quorum)
 	rep.Counts = map[string]int{}
@@ -226,6 +246,7 @@ type runner struct {
 	mu     sync.Mutex
 	report *Report
 	recs   []*Recorder
+	opened []int // Lockers opened so far, by slot
 }
 
 func (r *runner) errorf(format string, args ...any) {
@@ -260,8 +281,13 @@ func (r *runner) newLocker(i int) *dlock.Locker {
 	rec := &Recorder{Locker: r.b.NewDriver(r.t), H: r.h, Client: i}
 	r.mu.Lock()
 	r.recs = append(r.recs, rec)
+	for len(r.opened) <= i {
+		r.opened = append(r.opened, 0)
+	}
+	r.opened[i]++
+	owner := fmt.Sprintf("locker-%d.%d", i, r.opened[i]) // the slot's n-th Locker
 	r.mu.Unlock()
-	return dlock.New(rec, &dlock.Options{TTL: leaseTTL, Owner: fmt.Sprint("locker-", i)})
+	return dlock.New(rec, &dlock.Options{TTL: leaseTTL, Owner: owner})
 }
 
 func (r *runner) close(l *dlock.Locker) {
@@ -380,24 +406,39 @@ func (r *runner) acquire(ctx context.Context, client int, l *dlock.Locker, key s
 // check checks the history key by key, and describes each key whose
 // history porcupine rejects.
 func (r *runner) check() {
+	// An excused busy attempt is explained by any state: checking it
+	// costs time and decides nothing.
 	byKey := map[string][]porcupine.Operation{}
 	for _, op := range r.report.Ops {
-		k := op.Input.(Input).Key
-		byKey[k] = append(byKey[k], op)
+		in := op.Input.(Input)
+		if in.Kind == Attempt && op.Output.(Output).Result == Busy && in.Excused {
+			continue
+		}
+		byKey[in.Key] = append(byKey[in.Key], op)
 	}
 	model := Model
 	model.Partition = nil
 	m := model.ToModel()
+	deadline := time.Now().Add(checkBudget)
 	for _, k := range r.keys {
 		ops := byKey[k]
-		switch porcupine.CheckOperationsTimeout(m, ops, checkLimit) {
+		left := time.Until(deadline)
+		if left <= 0 {
+			r.report.TimedOut = append(r.report.TimedOut, fmt.Sprintf("%s: %d operations, not checked", k, len(ops)))
+			continue
+		}
+		start := time.Now()
+		res, info := porcupine.CheckOperationsVerbose(m, ops, left)
+		if d := time.Since(start); d > time.Second {
+			r.t.Logf("checking %s (%d operations) took %v", k, len(ops), d.Round(time.Millisecond))
+		}
+		switch res {
 		case porcupine.Ok:
 			continue
 		case porcupine.Unknown:
 			r.report.TimedOut = append(r.report.TimedOut, fmt.Sprintf("%s: %d operations", k, len(ops)))
 			continue
 		}
-		_, info := porcupine.CheckOperationsVerbose(m, ops, checkLimit)
 		why := fmt.Sprintf("%s: %s", k, diagnose(ops, info))
 		if path := r.visualize(m, info, k); path != "" {
 			why += "; visualization: " + path + " and .txt"

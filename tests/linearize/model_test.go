@@ -1,6 +1,9 @@
 package linearize
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/anishathalye/porcupine"
@@ -23,6 +26,15 @@ func TestModel(t *testing.T) {
 	giveUp := func(tok string, at int64) op {
 		return op{Input{Kind: GiveUp, Key: "k", Token: tok}, Output{}, at, at}
 	}
+	handed := func(tok string, fence uint64, call, ret int64) op {
+		return op{Input{Kind: HandedOff, Key: "k", Token: tok}, Output{Fence: fence}, call, ret}
+	}
+	excused := func(tok string, call, ret int64) op {
+		return op{Input{Kind: Attempt, Key: "k", Token: tok, Excused: true}, Output{Result: Busy}, call, ret}
+	}
+	raise := func(tok string, r Result, fence uint64, call, ret int64) op {
+		return op{Input{Kind: RaiseFence, Key: "k", Token: tok, Fence: fence}, Output{Result: r}, call, ret}
+	}
 	for _, tt := range []struct {
 		name string
 		ops  []op
@@ -38,6 +50,25 @@ func TestModel(t *testing.T) {
 		// received.
 		{"Phantom", []op{att("a", Unknown, 0, 0, 1), giveUp("a", 2), att("b", Busy, 0, 3, 4)}, porcupine.Illegal},
 		{"PhantomLater", []op{att("a", Unknown, 0, 0, 1), att("b", Busy, 0, 2, 3), giveUp("a", 4)}, porcupine.Illegal},
+		// b waits from 1 to 9; a's release hands it the key, with fence 2,
+		// which its call returns; c finds it busy meanwhile.
+		{"HandedOff", []op{att("a", OK, 1, 0, 1), att("b", Busy, 0, 1, 2), rel("a", OK, 3, 4), att("c", Busy, 0, 5, 6), handed("b", 2, 1, 9), rel("b", OK, 10, 11)}, porcupine.Ok},
+		// A grant handed off while a holds the key: two holders.
+		{"HandedOffWhileHeld", []op{att("a", OK, 1, 0, 1), handed("b", 2, 2, 3), rel("a", OK, 4, 5)}, porcupine.Illegal},
+		{"HandedOffFenceBackwards", []op{att("a", OK, 5, 0, 1), rel("a", OK, 2, 3), handed("b", 4, 1, 9)}, porcupine.Illegal},
+		// b's call released a grant it did not use, of a fence it did
+		// not note: it may have been handed the key.
+		{"HandedOffUnused", []op{att("a", OK, 1, 0, 1), rel("a", OK, 2, 3), handed("b", 0, 1, 9), att("c", Busy, 0, 4, 5), rel("b", OK, 6, 7), giveUp("b", 9), att("c", OK, 3, 10, 11)}, porcupine.Ok},
+		// The same grant, never released: the key is left held after b's
+		// call returned.
+		{"HandedOffKept", []op{att("a", OK, 1, 0, 1), rel("a", OK, 2, 3), handed("b", 0, 1, 9), att("c", Busy, 0, 4, 5), giveUp("b", 9), att("c", Busy, 0, 10, 11)}, porcupine.Illegal},
+		// A busy answer that a waiter's unseen grant may explain.
+		{"Excused", []op{att("a", OK, 1, 0, 1), rel("a", OK, 2, 3), excused("c", 4, 5), att("c", OK, 2, 6, 7)}, porcupine.Ok},
+		// Excused busy answers never excuse two holders.
+		{"ExcusedTwoHolders", []op{att("a", OK, 1, 0, 1), excused("c", 2, 3), att("c", OK, 2, 4, 5)}, porcupine.Illegal},
+		{"RaiseFence", []op{att("a", OK, 1, 0, 1), raise("a", OK, 7, 2, 3), rel("a", OK, 4, 5), att("b", OK, 8, 6, 7)}, porcupine.Ok},
+		{"RaiseFenceThenLower", []op{att("a", OK, 1, 0, 1), raise("a", OK, 7, 2, 3), rel("a", OK, 4, 5), att("b", OK, 6, 6, 7)}, porcupine.Illegal},
+		{"RaiseFenceNotHolder", []op{att("a", OK, 1, 0, 1), raise("b", OK, 7, 2, 3)}, porcupine.Illegal},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := make([]porcupine.Operation, len(tt.ops))
@@ -48,5 +79,46 @@ func TestModel(t *testing.T) {
 				t.Errorf("check = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestOperations checks what History.Operations derives from the dlock
+// calls that returned: grants handed off, give-ups and excused attempts.
+func TestOperations(t *testing.T) {
+	h := NewHistory()
+	// Waiter w subscribed at 10 and returned a lease at 50 whose fence
+	// no Acquire reported: handed off. Waiter u subscribed at 20, was
+	// handed the key unused and released it at 40, and gave up at 45.
+	// TryAcquire t made one busy attempt at 60 and gave up.
+	h.Add(1, Input{Kind: Attempt, Key: "k", Token: "w"}, 5, Output{Result: Busy}, 6)
+	h.Add(2, Input{Kind: Attempt, Key: "k", Token: "u"}, 15, Output{Result: Busy}, 16)
+	h.Add(2, Input{Kind: Release, Key: "k", Token: "u"}, 40, Output{Result: OK}, 41)
+	h.Add(3, Input{Kind: Attempt, Key: "k", Token: "t"}, 30, Output{Result: Busy}, 31)
+	h.Add(3, Input{Kind: Attempt, Key: "k", Token: "t2"}, 60, Output{Result: Busy}, 61)
+	h.calls = []returned{
+		{client: 1, key: "k", tokens: map[string]int64{"w": 10}, kept: "w", fence: 9, ret: 50},
+		{client: 2, key: "k", tokens: map[string]int64{"u": 20}, ret: 45},
+		{client: 3, key: "k", tokens: map[string]int64{"t": -1}, ret: 32},
+		{client: 3, key: "k", tokens: map[string]int64{"t2": -1}, ret: 62},
+	}
+	var got []string
+	for _, op := range h.Operations(false) {
+		in, out := op.Input.(Input), op.Output.(Output)
+		got = append(got, fmt.Sprintf("%v %s %v fence %d excused %v [%d, %d]", in.Kind, in.Token, out.Result, out.Fence, in.Excused, op.Call, op.Return))
+	}
+	want := []string{
+		"acquire w busy fence 0 excused false [5, 6]",
+		"acquire u busy fence 0 excused true [15, 16]", // within w's subscription
+		"release u ok fence 0 excused false [40, 41]",
+		"acquire t busy fence 0 excused true [30, 31]", // within u's and w's subscriptions
+		"acquire t2 busy fence 0 excused false [60, 61]",
+		"handed-off w ok fence 9 excused false [10, 50]",
+		"handed-off u ok fence 0 excused false [20, 45]",
+		"give-up u ok fence 0 excused false [45, 45]",
+		"give-up t ok fence 0 excused false [32, 32]",
+		"give-up t2 ok fence 0 excused false [62, 62]",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Operations =\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
 	}
 }

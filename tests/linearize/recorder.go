@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -65,9 +66,11 @@ func (h *History) Returned(client int, key string, toks *CallTokens, lease *dloc
 //   - a [GiveUp] at its return for every token of it but the lease's;
 //   - a [HandedOff] grant, from the token's handoff subscription to the
 //     return, of the lease's fence to the lease's token, if no Acquire
-//     reported that grant (it came in a Turn), and of an unknown fence to
-//     a token that the call released as it gave up, if no Acquire of it
-//     was granted (it came in a Turn and was released unused).
+//     reported that grant (it came in a Turn), and of an unknown fence,
+//     maybe, to a token that a Release freed before the return (a grant
+//     that came in a Turn and was released unused; the token may have
+//     been granted again by an attempt since, as when dlock passes a turn
+//     on).
 //
 // A busy attempt is excused (see [Input.Excused]) if it overlaps the
 // handoff subscription of another token, from its start to its call's
@@ -79,15 +82,19 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 	calls := append([]returned(nil), h.calls...)
 	h.mu.Unlock()
 
-	granted := map[string]uint64{} // fences reported by Acquires, by token
-	released := map[string]bool{}  // tokens a Release freed
+	type grant struct {
+		token string
+		fence uint64
+	}
+	granted := map[grant]bool{}      // grants reported by Acquires
+	released := map[string][]int64{} // call times of the Releases that freed each token
 	for _, op := range ops {
 		in, out := op.Input.(Input), op.Output.(Output)
 		switch {
 		case in.Kind == Attempt && out.Result == OK:
-			granted[in.Token] = out.Fence
+			granted[grant{in.Token, out.Fence}] = true
 		case in.Kind == Release && out.Result == OK:
-			released[in.Token] = true
+			released[in.Token] = append(released[in.Token], op.Call)
 		}
 	}
 	// Spans during which a token may have held a key unseen.
@@ -101,13 +108,11 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 			in := Input{Key: c.key, Token: tok}
 			if sub >= 0 {
 				unseen[c.key] = append(unseen[c.key], span{tok, sub, c.ret})
-				fence, ok := granted[tok]
-				switch {
-				case tok == c.kept && (!ok || fence != c.fence):
-					in.Kind = HandedOff
+				in.Kind = HandedOff
+				if tok == c.kept && !granted[grant{tok, c.fence}] {
 					ops = append(ops, porcupine.Operation{ClientId: c.client, Input: in, Call: sub, Output: Output{Fence: c.fence}, Return: c.ret})
-				case tok != c.kept && released[tok] && !ok:
-					in.Kind = HandedOff
+				}
+				if slices.ContainsFunc(released[tok], func(at int64) bool { return at < c.ret }) {
 					ops = append(ops, porcupine.Operation{ClientId: c.client, Input: in, Call: sub, Output: Output{}, Return: c.ret})
 				}
 			}

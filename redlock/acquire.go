@@ -73,7 +73,11 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	answers := make(chan answer, n)
 	for i := range n {
 		l.queue(req.Token, i, &queued[i], answers, func(i int, _ bool) answer {
-			r, err := l.nodes[i].d.Acquire(callCtx, req)
+			var r driver.Result
+			err := errUnsureRelease
+			if !l.unsureOn(req.Token, i) {
+				r, err = l.nodes[i].d.Acquire(callCtx, req)
+			}
 			calls[i] = answer{i: i, res: r, err: err}
 			returned()
 			return calls[i]
@@ -281,6 +285,9 @@ func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer
 			rctx, cancel := l.bound(ctx, timeout)
 			defer cancel()
 			err := l.nodes[i].d.Release(rctx, req.Key, req.Token)
+			if releaseGaveUp(err) {
+				l.markUnsure(req.Token, i, req.TTL)
+			}
 			if isNotHeld(err) {
 				err = nil
 			}

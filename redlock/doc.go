@@ -43,9 +43,13 @@
 // a slow answer is known and undone after it, and a grant that lands after
 // a lease was released is released after it. A failed acquire waits for
 // its undo to free a majority of nodes (for a quarter of the node timeout
-// at most); the other nodes are undone in the background. What remains
-// is a request delayed beyond its call's deadline: it may still land, and
-// holds that node for its TTL. The nodes of a redlock:// URL dial once and
+// at most); the other nodes are undone in the background. A release or
+// undo whose outcome is unknown may still land after later requests: for
+// the lock's TTL (at least a minute) a later acquire with that token is
+// not sent to that node, whose late release would free it under the
+// lease. What remains is a request delayed beyond those bounds: an
+// acquire may still land, and holds that node for its TTL; a release
+// landing after a later grant of its token frees that node. The nodes of a redlock:// URL dial once and
 // do not retry commands, so a refused node fails its calls at once, with
 // its cause ("connection refused"), instead of holding each round for its
 // node timeout; [NewRedis] refuses clients that retry.

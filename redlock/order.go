@@ -161,3 +161,83 @@ func surelyNot(a answer) bool {
 	}
 	return errors.Is(a.err, driver.ErrUnavailable)
 }
+
+// unsureReleases records, per token, the nodes where a release of the
+// token (a Release, or the undo of a failed acquire) gave up without a
+// known outcome: its request may still reach the node, after requests
+// sent later on other connections. A later acquire with that token (dlock
+// retries a busy attempt with its token) is not sent to those nodes: its
+// grant there would count for the lease and then be freed by the late
+// release, leaving the lease on less than a majority while another token
+// takes the rest. The record lasts the lock's TTL, at least
+// minUnsureHold, from the release's give-up; a release delayed longer is
+// what the package documentation says remains.
+type unsureReleases struct {
+	m       map[string]*unsureNodes
+	sweepAt int // sweep expired records when m grows to this size
+}
+
+// unsureNodes are one token's nodes with a release of unknown outcome.
+type unsureNodes struct {
+	nodes []bool
+	until time.Time
+}
+
+const minUnsureHold = time.Minute
+
+// errUnsureRelease is an acquire's answer for a node where a release of
+// its token may still land: not sent, so surely not applied.
+var errUnsureRelease = fmt.Errorf("not asked: a release of this token whose outcome is unknown may still reach the node and free its grant: %w", driver.ErrUnavailable)
+
+// releaseGaveUp reports whether a release's answer leaves its outcome
+// unknown: it failed, and not because the node did not hold the token or
+// surely did not apply it.
+func releaseGaveUp(err error) bool {
+	return err != nil && !isNotHeld(err) && !errors.Is(err, driver.ErrUnavailable)
+}
+
+// markUnsure records that a release of token on node i gave up (see
+// unsureReleases), for a lock with ttl.
+func (l *locker) markUnsure(token string, i int, ttl time.Duration) {
+	now := time.Now()
+	until := now.Add(max(ttl, minUnsureHold))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := &l.unsure
+	if u.m == nil {
+		u.m = make(map[string]*unsureNodes)
+	}
+	r := u.m[token]
+	if r == nil {
+		if len(u.m) >= u.sweepAt {
+			for t, r := range u.m {
+				if now.After(r.until) {
+					delete(u.m, t)
+				}
+			}
+			u.sweepAt = 2*len(u.m) + 16
+		}
+		r = &unsureNodes{nodes: make([]bool, len(l.nodes))}
+		u.m[token] = r
+	}
+	r.nodes[i] = true
+	if until.After(r.until) {
+		r.until = until
+	}
+}
+
+// unsureOn reports whether a release of token on node i may still land
+// (see unsureReleases).
+func (l *locker) unsureOn(token string, i int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.unsure.m[token]
+	if r == nil {
+		return false
+	}
+	if time.Now().After(r.until) {
+		delete(l.unsure.m, token)
+		return false
+	}
+	return r.nodes[i]
+}

@@ -42,7 +42,11 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 				rctx, cancel = l.bound(ctx, timeout)
 				defer cancel()
 			}
-			return answer{i: i, err: l.nodes[i].d.Release(rctx, key, token)}
+			err := l.nodes[i].d.Release(rctx, key, token)
+			if releaseGaveUp(err) {
+				l.markUnsure(token, i, l.cfg.lockTTL)
+			}
+			return answer{i: i, err: err}
 		})
 	}
 	errs := make([]error, n)

@@ -312,7 +312,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		}
 	}()
 	var timer *time.Timer
-	var st acquireState // why no lease was granted, so far
+	st := acquireState{limit: cfg.sem.limitOf()} // why no lease was granted, so far
 	// unsure: an attempt with req.Token had an unknown outcome; it may
 	// land later, even on the lease a later attempt returns, and set the
 	// key's expiry back to req.TTL then.
@@ -502,6 +502,19 @@ type acquireState struct {
 	// of the key or the backend (a dial cut short by the caller's deadline
 	// reads "i/o timeout"), so it is kept as text only.
 	cut error
+	// limit is the semaphore's limit, 0 for a lock: for messages.
+	limit int
+}
+
+// held says, for messages, that key is held by others.
+func (st *acquireState) held(key string) string {
+	switch {
+	case st.limit == 1:
+		return fmt.Sprintf("the one slot of %q is held by someone else", key)
+	case st.limit > 1:
+		return fmt.Sprintf("all %d slots of %q are held by others", st.limit, key)
+	}
+	return fmt.Sprintf("%q is held by someone else", key)
 }
 
 // note records the outcome of an attempt that did not grant: err nil
@@ -536,9 +549,9 @@ func (st *acquireState) gaveUp(ctx context.Context, key string) error {
 		}
 		return fmt.Errorf("dlock: acquire %q: %w before the backend answered", key, cerr)
 	case st.last == nil && cerr != nil:
-		return fmt.Errorf("%w: %q is held by someone else; gave up waiting: %w", ErrNotAcquired, key, cerr)
+		return fmt.Errorf("%w: %s; gave up waiting: %w", ErrNotAcquired, st.held(key), cerr)
 	case st.last == nil:
-		return fmt.Errorf("%w: %q is held by someone else", ErrNotAcquired, key)
+		return fmt.Errorf("%w: %s", ErrNotAcquired, st.held(key))
 	case cerr != nil:
 		return fmt.Errorf("dlock: acquire %q: gave up waiting: %w; the backend was failing: %w", key, cerr, unavailable(st.last))
 	}

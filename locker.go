@@ -167,9 +167,9 @@ func (l *Locker) Holder(ctx context.Context, key string) (h Holder, ok bool, err
 // Close releases every lease still held (within the ReleaseTimeout), stops
 // renewal and closes the driver. Leases it ends are lost with a cause
 // wrapping [ErrClosed]. Acquire calls still waiting return an error wrapping
-// [ErrClosed] (and [ErrNotAcquired] if the key was held); Close waits for those in flight (within
-// the ReleaseTimeout) so that a grant that races it is released before the
-// driver closes. Later calls return [ErrClosed].
+// [ErrClosed] (and [ErrNotAcquired] if the key was held); Close waits for
+// those in flight (within the ReleaseTimeout) so that a grant that races it
+// is released before the driver closes. Later calls return [ErrClosed].
 func (l *Locker) Close() error {
 	if l.drv == nil {
 		return l.err

@@ -3,6 +3,7 @@ package dlock_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,5 +86,51 @@ func TestBusyIsNotBackendDown(t *testing.T) {
 		if name != "TryAcquire" && !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("%s of a held key, its deadline passed = %v; want DeadlineExceeded in the chain too", name, err)
 		}
+	}
+}
+
+// TestOutageWhileWaitingIsNotBusy: a call waiting for a held key when
+// Redis dies ends, at its deadline, with ErrUnavailable, not with the
+// ErrNotAcquired of its first attempts: the last answer tells.
+func TestOutageWhileWaitingIsNotBusy(t *testing.T) {
+	srv := redistest.StartProcess(t, nil)
+	holder, err := dlock.Open(t.Context(), "redis://"+srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := holder.TryAcquire(t.Context(), "k", nil); err != nil {
+		t.Fatal(err)
+	}
+	busy := &busySignal{ch: make(chan struct{})}
+	waiter, err := dlock.OpenOptions(t.Context(), "redis://"+srv.Addr(), &dlock.Options{Observer: busy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Acquire(ctx, "k", nil)
+		done <- err
+	}()
+	<-busy.ch // the waiter found the key held, and waits
+	srv.Kill(t)
+	err = <-done
+	if errors.Is(err, dlock.ErrNotAcquired) || !errors.Is(err, dlock.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Acquire waiting when Redis died = %v; want DeadlineExceeded and ErrUnavailable, not ErrNotAcquired", err)
+	}
+}
+
+// busySignal closes ch at the first EventBusy.
+type busySignal struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (b *busySignal) Observe(_ context.Context, e dlock.Event) {
+	if e.Kind == dlock.EventBusy {
+		b.once.Do(func() { close(b.ch) })
 	}
 }

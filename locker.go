@@ -168,11 +168,11 @@ func (l *Locker) Holder(ctx context.Context, key string) (h Holder, ok bool, err
 // Close releases every lease still held (within the ReleaseTimeout), stops
 // renewal and closes the driver. Leases it ends are lost with a cause
 // wrapping [ErrClosed]. Acquire calls still waiting return an error wrapping
-// [ErrClosed] (and [ErrNotAcquired] if the key was held); Close waits for those in flight (within
-// the ReleaseTimeout) so that a grant that races it is released before the
-// driver closes, and for the calls of [Lease.Release] and [Lease.Refresh]
-// in flight, so that a release is not cut short. Later calls return
-// [ErrClosed].
+// [ErrClosed] (and [ErrNotAcquired] if the key was held); Close waits for
+// those in flight (within the ReleaseTimeout) so that a grant that races it
+// is released before the driver closes, and for the calls of
+// [Lease.Release] and [Lease.Refresh] in flight, so that a release is not
+// cut short. Later calls return [ErrClosed].
 func (l *Locker) Close() error {
 	if l.drv == nil {
 		return l.err
@@ -329,7 +329,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		}
 	}()
 	var timer *time.Timer
-	var st acquireState // why no lease was granted, so far
+	st := acquireState{limit: cfg.sem.limitOf()} // why no lease was granted, so far
 	// unsure: an attempt with req.Token had an unknown outcome; it may
 	// land later, even on the lease a later attempt returns, and set the
 	// key's expiry back to req.TTL then.
@@ -542,6 +542,19 @@ type acquireState struct {
 	// of the key or the backend (a dial cut short by the caller's deadline
 	// reads "i/o timeout"), so it is kept as text only.
 	cut error
+	// limit is the semaphore's limit, 0 for a lock: for messages.
+	limit int
+}
+
+// held says, for messages, that key is held by others.
+func (st *acquireState) held(key string) string {
+	switch {
+	case st.limit == 1:
+		return fmt.Sprintf("the one slot of %q is held by someone else", key)
+	case st.limit > 1:
+		return fmt.Sprintf("all %d slots of %q are held by others", st.limit, key)
+	}
+	return fmt.Sprintf("%q is held by someone else", key)
 }
 
 // note records the outcome of an attempt that did not grant: err nil
@@ -576,9 +589,9 @@ func (st *acquireState) gaveUp(ctx context.Context, key string) error {
 		}
 		return fmt.Errorf("dlock: acquire %q: %w before the backend answered", key, cerr)
 	case st.last == nil && cerr != nil:
-		return fmt.Errorf("%w: %q is held by someone else; gave up waiting: %w", ErrNotAcquired, key, cerr)
+		return fmt.Errorf("%w: %s; gave up waiting: %w", ErrNotAcquired, st.held(key), cerr)
 	case st.last == nil:
-		return fmt.Errorf("%w: %q is held by someone else", ErrNotAcquired, key)
+		return fmt.Errorf("%w: %s", ErrNotAcquired, st.held(key))
 	case cerr != nil:
 		return fmt.Errorf("dlock: acquire %q: gave up waiting: %w; the backend was failing: %w", key, cerr, unavailable(st.last))
 	}

@@ -409,8 +409,12 @@ func TestErrorTypes(t *testing.T) {
 				f := newFaultDriver(store.Driver())
 				l := dlock.New(f, &dlock.Options{Observer: tm.obs})
 				t.Cleanup(func() { l.Close() })
-				if err := tc.call(t.Context(), l, f); !errors.Is(err, dlock.ErrNotAcquired) {
-					t.Fatalf("call returned %v; want ErrNotAcquired", err)
+				err := tc.call(t.Context(), l, f)
+				if err == nil {
+					t.Fatal("call succeeded; want it to fail")
+				}
+				if busy := tc.want == "busy" || tc.want == "deadline_exceeded"; errors.Is(err, dlock.ErrNotAcquired) != busy {
+					t.Fatalf("call returned %v; want ErrNotAcquired only when the key was held", err)
 				}
 				want := "dlock.outcome=not_acquired,error.type=" + tc.want
 				if got := strings.Join(keys(points(t, tm.metrics(t)["dlock.acquire.duration"])), " "); got != want {

@@ -127,31 +127,3 @@ func Example_fencing() {
 	// stale holder: write with fence 1 rejected: fence 2 was seen
 	// data: balance=100
 }
-
-// Open a store by URL: every mem://NAME in a process is the same store.
-func Example_open() {
-	ctx := context.Background()
-	a, err := dlock.Open(ctx, "mem://example?ttl=5s")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer a.Close()
-	b, err := dlock.Open(ctx, "mem://example")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer b.Close()
-
-	lease, err := a.Acquire(ctx, "k", nil)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer lease.Release(ctx)
-	h, _, _ := b.Holder(ctx, "k")
-	fmt.Println("b sees fence", h.Fence)
-	// Output:
-	// b sees fence 1
-}

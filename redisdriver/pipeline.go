@@ -78,7 +78,10 @@ func (p *pipeline) Do(ctx context.Context, args ...any) *redis.Cmd {
 // another connection: Redis serves its ready connections in epoll's
 // order, not in the order their data came. A caller whose deadline is
 // further than the client's timeouts reach, or who has none, still
-// sends its command on its own goroutine.
+// sends its command on its own goroutine: the other goroutine costs a
+// lone acquire+release pair about 45 µs (70-80 µs against 115-140 on a
+// loaded 2-core machine), so it is used only where it changes the
+// outcome.
 func (p *pipeline) Awaited() doer { return awaitedPipeline{p} }
 
 type awaitedPipeline struct{ p *pipeline }
@@ -87,19 +90,23 @@ func (a awaitedPipeline) Do(ctx context.Context, args ...any) *redis.Cmd {
 	return a.p.do(ctx, true, args)
 }
 
-// roundTripBound returns the longest a round trip of client may take by
-// its own timeouts: waiting for a connection, dialing, writing and
-// reading; -1 if one of them is unbounded or the client's options are
-// not known.
+// roundTripBound returns the longest that go-redis lets a command take
+// from its write to its reply: the client's write and read timeouts; -1
+// if one of them is unbounded or the client's options are not known. A
+// caller whose deadline is further away than that cannot cut a written
+// command: the client's own timeouts would first (waiting for a
+// connection and dialing come before the write, and a deadline that
+// ends them cuts nothing written, unless they last so long that the
+// write starts close to it).
 func roundTripBound(client redis.UniversalClient) time.Duration {
 	var timeouts []time.Duration
 	switch c := client.(type) {
 	case *redis.Client:
 		o := c.Options()
-		timeouts = []time.Duration{o.PoolTimeout, o.DialTimeout, o.WriteTimeout, o.ReadTimeout}
+		timeouts = []time.Duration{o.WriteTimeout, o.ReadTimeout}
 	case *redis.ClusterClient:
 		o := c.Options()
-		timeouts = []time.Duration{o.PoolTimeout, o.DialTimeout, o.WriteTimeout, o.ReadTimeout}
+		timeouts = []time.Duration{o.WriteTimeout, o.ReadTimeout}
 	default:
 		return -1
 	}
@@ -380,9 +387,9 @@ func (b *batcher) do(ctx context.Context, awaited bool, args []any) *redis.Cmd {
 }
 
 // cutByCaller reports whether ctx's deadline may come before the
-// client's own timeouts end a round trip begun now (waiting for a
-// connection, dialing, writing, reading): go-redis would then close the
-// connection at the deadline with the command perhaps written.
+// client's own timeouts end a round trip begun now (see roundTripBound):
+// go-redis would then close the connection at the deadline with the
+// command perhaps written.
 func (b *batcher) cutByCaller(ctx context.Context) bool {
 	deadline, ok := ctx.Deadline()
 	return ok && (b.bound < 0 || time.Until(deadline) <= b.bound)

@@ -88,3 +88,31 @@ func pairs(b testing.TB, ctx context.Context, d driver.Locker, base string, g in
 	}
 	wg.Wait()
 }
+
+// BenchmarkLonePairDeadline is acquire+release pairs of one goroutine, on
+// a context without deadline, with one near enough that an acquire goes
+// out from a goroutine of the batcher (see pipeline.Awaited), and with
+// one beyond the client's timeouts: the cost of that goroutine.
+func BenchmarkLonePairDeadline(b *testing.B) {
+	for _, deadline := range []time.Duration{0, time.Second, time.Minute} {
+		b.Run("deadline="+deadline.String(), func(b *testing.B) {
+			c := redistest.Shared(b).Client(b)
+			d := redisdriver.NewDriver(c, nil)
+			defer d.Close()
+			r := driver.Request{Key: "bench/lone/" + rand.Text(), Token: rand.Text(), TTL: 10 * time.Second, Owner: "bench"}
+			for b.Loop() {
+				ctx, cancel := context.Background(), context.CancelFunc(func() {})
+				if deadline > 0 {
+					ctx, cancel = context.WithTimeout(ctx, deadline)
+				}
+				if _, err := d.Acquire(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Release(ctx, r.Key, r.Token); err != nil {
+					b.Fatal(err)
+				}
+				cancel()
+			}
+		})
+	}
+}

@@ -120,11 +120,11 @@ type Workload struct {
 // Workloads every backend runs.
 var (
 	// Owned: clients with a Locker each, one call at a time.
-	Owned = Workload{Lockers: 6, Goroutines: 1, Keys: 2, Duration: 2 * time.Second, MaxOps: 300}
+	Owned = Workload{Lockers: 6, Goroutines: 1, Keys: 2, Duration: 1500 * time.Millisecond, MaxOps: 300}
 	// Shared: many goroutines share each Locker, so that a driver that
 	// pipelines batches their calls; contexts end during calls, and
 	// Lockers close while their callers wait.
-	Shared = Workload{Lockers: 2, Goroutines: 24, Keys: 12, Duration: 3 * time.Second, MaxOps: 200, Reopen: 400 * time.Millisecond}
+	Shared = Workload{Lockers: 2, Goroutines: 24, Keys: 12, Duration: 2500 * time.Millisecond, MaxOps: 200, Reopen: 400 * time.Millisecond}
 )
 
 // leaseTTL is long enough that no lease expires in a run: a key held after
@@ -135,7 +135,7 @@ const leaseTTL = 30 * time.Second
 // that is linearizable is found so in well under a second; one that is not
 // may take porcupine long to prove it, and the keys left when the budget
 // is spent are reported undecided.
-const checkBudget = 20 * time.Second
+const checkBudget = 15 * time.Second
 
 // Report is what a run found.
 type Report struct {

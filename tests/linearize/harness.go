@@ -133,8 +133,8 @@ const leaseTTL = 30 * time.Second
 
 // checkBudget bounds porcupine's search for a run's histories. A history
 // that is linearizable is found so in well under a second; one that is not
-// may take porcupine long to prove it, and the keys left when the budget
-// is spent are reported undecided.
+// may take porcupine long to prove it: each key gets a share, and a key
+// whose share runs out is reported undecided.
 const checkBudget = 15 * time.Second
 
 // Report is what a run found.
@@ -422,7 +422,10 @@ func (r *runner) check() {
 	deadline := time.Now().Add(checkBudget)
 	for _, k := range r.keys {
 		ops := byKey[k]
-		left := time.Until(deadline)
+		// Each key gets a share of the budget (twice its part, for
+		// what the others leave), so that one hard history does not
+		// leave the rest undecided.
+		left := min(time.Until(deadline), 2*checkBudget/time.Duration(len(r.keys)))
 		if left <= 0 {
 			r.report.TimedOut = append(r.report.TimedOut, fmt.Sprintf("%s: %d operations, not checked", k, len(ops)))
 			continue

@@ -41,6 +41,12 @@ func TestCheckerRejectsBrokenDrivers(t *testing.T) {
 		{"GrantAfterReturn", func(d driver.Locker, _ *holderMap) driver.Locker {
 			return newRelaying(d, func(driver.Turn) (drop bool, delay time.Duration) { return false, 30 * time.Millisecond })
 		}, false},
+		// An Acquire whose context ends returns at once, and its command
+		// reaches the backend later, after dlock's undo: as a batch
+		// written after its callers left.
+		{"AcquireAfterReturn", func(d driver.Locker, _ *holderMap) driver.Locker {
+			return &lateAcquire{passThrough: passThrough{d}}
+		}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := memBackend(t)
@@ -185,4 +191,31 @@ func (d *relaying) Close() error {
 	err := d.Locker.Close()
 	d.wg.Wait()
 	return err
+}
+
+// lateAcquire makes an Acquire whose context has a deadline reach the
+// store a millisecond after that deadline, and returns the context's error
+// at the deadline.
+type lateAcquire struct {
+	passThrough
+	wg sync.WaitGroup
+}
+
+func (d *lateAcquire) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return d.Locker.Acquire(ctx, req)
+	}
+	d.wg.Go(func() {
+		time.Sleep(time.Until(dl) + time.Millisecond)
+		d.Locker.Acquire(context.WithoutCancel(ctx), req)
+	})
+	<-ctx.Done()
+	return driver.Result{}, ctx.Err()
+}
+
+// Close waits for the Acquires on their way.
+func (d *lateAcquire) Close() error {
+	d.wg.Wait()
+	return d.Locker.Close()
 }

@@ -29,7 +29,11 @@ func TestLinearizableClusterFailover(t *testing.T) {
 	w := Shared
 	w.Duration = 4 * time.Second
 	w.Keys = 6
-	w.KeyNames = func(prefix string) []string { return keysOn(t, master, slots, prefix, w.Keys) }
+	var keys []string
+	w.KeyNames = func(prefix string) []string {
+		keys = keysOn(t, master, slots, prefix, w.Keys)
+		return keys
+	}
 	w.During = func(ctx context.Context) {
 		select {
 		case <-ctx.Done():
@@ -37,12 +41,34 @@ func TestLinearizableClusterFailover(t *testing.T) {
 			return
 		case <-time.After(w.Duration / 3):
 		}
+		// Fail over with waiters in the keys' queues (redisdriver's
+		// PREFIX{KEY}:queue).
+		mc := redis.NewClient(master.Options())
+		defer mc.Close()
+		var queued int64
+		err := pollUntil(ctx, time.Second, func() error {
+			queued = 0
+			for _, k := range keys {
+				n, err := mc.ZCard(ctx, "dlock:{"+k+"}:queue").Result()
+				if err != nil {
+					return err
+				}
+				queued += n
+			}
+			if queued == 0 {
+				return errors.New("no waiter queued")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("before the failover: %v", err)
+		}
 		start := time.Now()
 		if err := failover(ctx, replica); err != nil {
 			t.Errorf("CLUSTER FAILOVER: %v", err)
 			return
 		}
-		t.Logf("the replica took over in %v, %v into the run", time.Since(start).Round(time.Millisecond), w.Duration/3)
+		t.Logf("the replica took over in %v, %v into the run, with %d entries in the keys' waiter queues", time.Since(start).Round(time.Millisecond), w.Duration/3, queued)
 	}
 	Check(t, b, w)
 }

@@ -367,6 +367,9 @@ func (r *runner) work(ctx context.Context, client int, s *slot) {
 			held[key] = lease
 			time.Sleep(rand.N(2 * time.Millisecond)) // the holder's work
 		case errors.Is(err, dlock.ErrClosed), errors.Is(err, dlock.ErrNotAcquired):
+			// Held, or the Locker closed under the call.
+		case errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, dlock.ErrUnavailable):
+			// The call's context ended before any attempt was answered.
 		default:
 			r.errorf("acquire %q: %v", key, err)
 		}

@@ -48,6 +48,10 @@
 // told in the release's notification and holds the key without another
 // round trip. A waiter that gave up is passed over; one that gives up with
 // a grant in hand releases it, and the next waiter gets the key at once.
+// Giving up is synchronous: when a waiting Acquire returns without a lease
+// (its ctx ended, its retries ran out, or [Locker.Close] ended its wait),
+// no token of it holds the key, as the driver puts every grant it made to
+// the waiter, or may have made, in the waiter's hands before it lets go.
 //
 // Safety: a handed-off lease counts from the moment the waiter sent the
 // queued attempt the grant names, as if that attempt's reply had granted

@@ -67,3 +67,58 @@ func TestHandoffGiveUpLeavesNothingHeld(t *testing.T) {
 		})
 	}
 }
+
+// TestHandoffGiveUpInPartition: a waiter gives up while its pub/sub
+// connection is partitioned (its commands still reach the server): its
+// UNSUBSCRIBE is never confirmed, and the server still counts it as
+// listening. Acquire returns within about the read timeout (it cannot
+// learn more), and a release that comes after must not hand the key to
+// the waiter that left: the waiter's own release, made as it gave up,
+// took it off the queue.
+func TestHandoffGiveUpInPartition(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	const owner = "partitioned waiter"
+	px := redistest.NewProxy(t, s.Addr())
+	waiter := lossyWaiter(t, s, px)
+	ctx := testCtx(t)
+	key := uniqueKey("handoff/give-up-partition/")
+	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
+		t.Fatalf("holder: %+v %v", res, err)
+	}
+	wctx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	got := goAcquire(wctx, waiter, key, &dlock.Options{TTL: 30 * time.Second, Owner: owner, Retry: noPolling})
+	waitAttemptQueued(t, admin, key)
+	// A real partition hides the connection's end from the server too,
+	// which then counts the waiter as listening for as long as TCP keeps
+	// the connection: a subscriber of the waiter's channel stands in for
+	// it (the proxy passes the close on).
+	tags := admin.ZRange(ctx, "dlock:{"+key+"}:queue", 0, -1).Val()
+	if len(tags) != 1 {
+		t.Fatalf("queue = %v, want the waiter alone", tags)
+	}
+	ghost := admin.Subscribe(ctx, "dlock:{"+key+"}:w:"+tags[0])
+	defer ghost.Close()
+	if _, err := ghost.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	px.Partition()
+	start := time.Now()
+	giveUp()
+	a := <-got
+	if a.err == nil {
+		t.Fatal("Acquire returned a lease, though the key is held")
+	}
+	if d := time.Since(start); d > 2*s.Options().ReadTimeout+time.Second {
+		t.Errorf("Acquire returned %v after its context ended", d)
+	}
+	if err := holder.Release(ctx, key, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	if o := ownerOf(t, ctx, admin, key); o == owner {
+		t.Fatalf("after the waiter gave up, the holder's release handed it the key (PTTL %v)", admin.PTTL(ctx, "dlock:{"+key+"}").Val())
+	}
+	px.Heal()
+}

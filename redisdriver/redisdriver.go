@@ -193,7 +193,9 @@ func waiterChannel(lockKey, tag string) string { return lockKey + ":w:" + tag }
 // public, so the tag is a hash of the token, which must stay secret.
 func waiterTag(token string) string {
 	h := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(h[:waiterTagBytes])
+	var b [2 * waiterTagBytes]byte // one allocation: every release makes one
+	hex.Encode(b[:], h[:waiterTagBytes])
+	return string(b[:])
 }
 
 const waiterTagBytes = 8

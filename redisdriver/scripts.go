@@ -256,19 +256,22 @@ end
 // releaseScript deletes KEYS[1] if ARGV[1] holds it and wakes waiters as
 // wakeScript does; KEYS[2], KEYS[3] and KEYS[4] are the lock's fence key,
 // queue and queued attempts, as acquireScript's. ARGV[4], if given, is
-// the waiter tag of ARGV[1], whose queue entry goes first: a holder that
-// took the key without the queue's help (a bare SET NX, an attempt that
-// does not queue) still has the entry of its earlier busy attempt, and
-// the release would otherwise hand the key straight back to the token
-// releasing it, still subscribed for a moment. Reply as refreshScript's,
+// the waiter tag of ARGV[1], whose queue entry goes first, whether the
+// token holds the key or not: a holder that took the key without the
+// queue's help (a bare SET NX, an attempt that does not queue) still has
+// the entry of its earlier busy attempt, and the release would otherwise
+// hand the key straight back to the token releasing it, still subscribed
+// for a moment; and a waiter that gave up unsure whether it still
+// listens (its UNSUBSCRIBE never confirmed) releases its token, after
+// which no release grants it anything. Reply as refreshScript's,
 // and 2 for done when the release reached nobody although waiters were
 // queued (see wakeNext).
 var releaseScript = newScript(holderOf + isFence + grantFn + queueFns + wakeNext + `
+if ARGV[4] and redis.pcall('ZREM', KEYS[3], ARGV[4]) == 1 then redis.pcall('HDEL', KEYS[4], ARGV[4]) end
 local v, i = holder()
 if v == false then return -1 end
 if not v or string.sub(v, 1, i - 1) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-if ARGV[4] and redis.pcall('ZREM', KEYS[3], ARGV[4]) == 1 then redis.pcall('HDEL', KEYS[4], ARGV[4]) end
 if wake() then return 2 end
 return 1
 `)

@@ -31,7 +31,9 @@
 // change the outcome. Their calls finish in the background on the
 // driver's worker goroutines (which exit after 10s idle); Close lets them
 // finish for the node timeout of the Locker's TTL at most, then ends those
-// still running and waits for them.
+// still running and waits for them (a call blocked in a read on a client
+// given to [NewRedis], which Close leaves open, ends only at the client's
+// ReadTimeout or the call's deadline: see Close).
 //
 // On each node, the acquires and releases of one token are ordered: a
 // release, or the undo of a failed acquire, goes out only once that node

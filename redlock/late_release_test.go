@@ -10,6 +10,7 @@ import (
 
 	"github.com/dlock-go/dlock/conformance"
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/dlock-go/dlock/redlock"
 )
 
@@ -45,22 +46,27 @@ func (d lateRelease) Release(ctx context.Context, key, token string) error {
 // that granted it, and that undo's outcome is unknown (its call gave up,
 // the request may still land). A later attempt with the same token, as
 // dlock's waiting Acquire makes after a busy answer, must not count that
-// node: the late undo would free it under the lease. Here the undo lands
-// after the second attempt was granted by node 0 and that node, and the
-// token held a single node of three while another token took the other
-// two.
+// node: the late undo would free it under the lease. On three real
+// nodes, the undo landed after the second attempt was granted by node 0
+// and that node, and the token held a single node of three, which left
+// the other two to another token.
 func TestLateUndoNeverFreesLaterGrant(t *testing.T) {
 	t.Parallel()
-	c := newMemCluster(3)
+	nodes := startRedis(t, 3)
+	clients := nodes.clients(t)
+	raw := make([]driver.Locker, len(clients))
+	for i, c := range clients {
+		raw[i] = redisdriver.NewDriver(c, nil)
+	}
 	var on atomic.Bool
 	var landed sync.WaitGroup
-	faulty := conformance.Faulty(c.stores[1].Driver())
-	nodes := []driver.Locker{
-		c.stores[0].Driver(),
+	// Node 1's calls hang while it is partitioned, until Close ends them.
+	faulty := conformance.Faulty(raw[1])
+	d, err := redlock.NewDriver([]driver.Locker{
+		raw[0],
 		faulty,
-		lateRelease{c.stores[2].Driver(), &on, 300 * time.Millisecond, &landed},
-	}
-	d, err := redlock.NewDriver(nodes, &redlock.Options{NodeTimeout: 50 * time.Millisecond, DisableFencing: true})
+		lateRelease{raw[2], &on, 300 * time.Millisecond, &landed},
+	}, &redlock.Options{NodeTimeout: 50 * time.Millisecond, DisableFencing: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +75,13 @@ func TestLateUndoNeverFreesLaterGrant(t *testing.T) {
 	const key = "late-undo"
 	// Another holder has nodes 0 and 1; node 2 is free.
 	other := rand()
+	direct := func(i int) driver.Locker {
+		d := redisdriver.NewDriver(nodes[i].Client(t), nil)
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
 	for _, i := range []int{0, 1} {
-		if res, err := c.raw(t, i).Acquire(ctx, driver.Request{Key: key, Token: other, TTL: time.Minute}); err != nil || !res.Acquired {
+		if res, err := direct(i).Acquire(ctx, driver.Request{Key: key, Token: other, TTL: time.Minute}); err != nil || !res.Acquired {
 			t.Fatalf("node %d: Acquire = %+v, %v", i, res, err)
 		}
 	}
@@ -85,21 +96,19 @@ func TestLateUndoNeverFreesLaterGrant(t *testing.T) {
 	on.Store(false)
 	// The holder leaves; node 1 is cut off.
 	for _, i := range []int{0, 1} {
-		if err := c.raw(t, i).Release(ctx, key, other); err != nil {
+		if err := direct(i).Release(ctx, key, other); err != nil {
 			t.Fatalf("node %d: Release = %v", i, err)
 		}
 	}
 	faulty.Partition()
 	res, err := d.Acquire(ctx, req)
 	landed.Wait()
-	faulty.Heal()
 	if err != nil || !res.Acquired {
-		// Refusing is safe.
-		return
+		return // refusing is safe
 	}
 	held := 0
 	for i := range 3 {
-		if h, ok := c.holder(t, i, key); ok && h.Owner == req.Owner {
+		if h, ok := nodes.holds(t, i, key); ok && h.Owner == req.Owner {
 			held++
 		}
 	}

@@ -42,16 +42,37 @@ func (d lateRelease) Release(ctx context.Context, key, token string) error {
 	}
 }
 
-// TestLateUndoNeverFreesLaterGrant: a busy attempt is undone on a node
-// that granted it, and that undo's outcome is unknown (its call gave up,
-// the request may still land). A later attempt with the same token, as
-// dlock's waiting Acquire makes after a busy answer, must not count that
-// node: the late undo would free it under the lease. On three real
-// nodes, the undo landed after the second attempt was granted by node 0
-// and that node, and the token held a single node of three, which left
-// the other two to another token.
-func TestLateUndoNeverFreesLaterGrant(t *testing.T) {
-	t.Parallel()
+// TestLateReleaseNeverFreesLaterGrant: a release of a token whose outcome
+// is unknown on a node (its call gave up; the request may still land)
+// keeps later acquires with that token off that node: a grant there would
+// count for the lease, and the late release would then free it under the
+// lease. Two ways to such a release, each followed by a second attempt
+// with the same token while node 1 is cut off:
+//   - Undo: a busy attempt's undo on the node that granted it; dlock's
+//     waiting Acquire retries a busy attempt with its token, and the busy
+//     answer does not say that the undo's outcome is unknown;
+//   - Release: a Release that a majority answered; dlock retries with the
+//     token after undoing an attempt when that Release succeeds.
+//
+// On three real nodes, the release landed after the second attempt was
+// granted by node 0 and that node, and the token held a single node of
+// three, which left the other two to another token.
+func TestLateReleaseNeverFreesLaterGrant(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		undo bool // the late release is a busy attempt's undo, not a Release
+	}{
+		{"Undo", true},
+		{"Release", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			lateReleaseThenAcquire(t, tc.undo)
+		})
+	}
+}
+
+func lateReleaseThenAcquire(t *testing.T, undo bool) {
 	nodes := startRedis(t, 3)
 	clients := nodes.clients(t)
 	raw := make([]driver.Locker, len(clients))
@@ -72,33 +93,52 @@ func TestLateUndoNeverFreesLaterGrant(t *testing.T) {
 	}
 	defer d.Close()
 	ctx := t.Context()
-	const key = "late-undo"
-	// Another holder has nodes 0 and 1; node 2 is free.
-	other := rand()
+	const key = "late-release"
 	direct := func(i int) driver.Locker {
 		d := redisdriver.NewDriver(nodes[i].Client(t), nil)
 		t.Cleanup(func() { d.Close() })
 		return d
 	}
-	for _, i := range []int{0, 1} {
-		if res, err := direct(i).Acquire(ctx, driver.Request{Key: key, Token: other, TTL: time.Minute}); err != nil || !res.Acquired {
-			t.Fatalf("node %d: Acquire = %+v, %v", i, res, err)
-		}
-	}
-	on.Store(true)
 	req := driver.Request{Key: key, Token: rand(), TTL: time.Minute, Owner: "waiter"}
-	if res, err := d.Acquire(ctx, req); err != nil || res.Acquired {
-		t.Fatalf("first Acquire = %+v, %v; want busy", res, err)
-	}
-	// The undo on node 2 gives up after the node timeout; its request is
-	// still on its way.
-	time.Sleep(150 * time.Millisecond)
-	on.Store(false)
-	// The holder leaves; node 1 is cut off.
-	for _, i := range []int{0, 1} {
-		if err := direct(i).Release(ctx, key, other); err != nil {
-			t.Fatalf("node %d: Release = %v", i, err)
+	if undo {
+		// Another holder has nodes 0 and 1; node 2 is free.
+		other := rand()
+		for _, i := range []int{0, 1} {
+			if res, err := direct(i).Acquire(ctx, driver.Request{Key: key, Token: other, TTL: time.Minute}); err != nil || !res.Acquired {
+				t.Fatalf("node %d: Acquire = %+v, %v", i, res, err)
+			}
 		}
+		on.Store(true)
+		if res, err := d.Acquire(ctx, req); err != nil || res.Acquired {
+			t.Fatalf("first Acquire = %+v, %v; want busy", res, err)
+		}
+		// The undo on node 2 gives up after the node timeout; its
+		// request is still on its way.
+		time.Sleep(150 * time.Millisecond)
+		on.Store(false)
+		// The holder leaves.
+		for _, i := range []int{0, 1} {
+			if err := direct(i).Release(ctx, key, other); err != nil {
+				t.Fatalf("node %d: Release = %v", i, err)
+			}
+		}
+	} else {
+		if res, err := d.Acquire(ctx, req); err != nil || !res.Acquired {
+			t.Fatalf("first Acquire = %+v, %v", res, err)
+		}
+		for i := range 3 { // every node's grant is in
+			for _, held := nodes.holds(t, i, key); !held; _, held = nodes.holds(t, i, key) {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		on.Store(true)
+		if err := d.Release(ctx, key, req.Token); err != nil {
+			t.Fatalf("Release = %v", err)
+		}
+		// The release on node 2 gives up after the node timeout; its
+		// request is still on its way.
+		time.Sleep(150 * time.Millisecond)
+		on.Store(false)
 	}
 	faulty.Partition()
 	res, err := d.Acquire(ctx, req)
@@ -113,6 +153,6 @@ func TestLateUndoNeverFreesLaterGrant(t *testing.T) {
 		}
 	}
 	if held < 2 {
-		t.Errorf("second attempt granted, but once the first attempt's undo landed its token held %d node(s) of 3; a majority is 2", held)
+		t.Errorf("second attempt granted, but once the late release landed its token held %d node(s) of 3; a majority is 2", held)
 	}
 }

@@ -49,7 +49,10 @@
 // undo whose outcome is unknown may still land after later requests: for
 // the lock's TTL (at least a minute) a later acquire with that token is
 // not sent to that node, whose late release would free it under the
-// lease. What remains is a request delayed beyond those bounds: an
+// lease. Nor is a later acquire with a token sent to a node where its
+// earlier acquire has not returned, so that a caller waiting on a hung
+// node does not queue a call there per attempt. What remains is a request
+// delayed beyond those bounds: an
 // acquire may still land, and holds that node for its TTL; a release
 // landing after a later grant of its token frees that node. The nodes of a redlock:// URL dial once and
 // do not retry commands, so a refused node fails its calls at once, with

@@ -31,7 +31,9 @@
 // change the outcome. Their calls finish in the background on the
 // driver's worker goroutines (which exit after 10s idle); Close lets them
 // finish for the node timeout of the Locker's TTL at most, then ends those
-// still running and waits for them.
+// still running and waits for them (a call blocked in a read on a client
+// given to [NewRedis], which Close leaves open, ends only at the client's
+// ReadTimeout or the call's deadline: see Close).
 //
 // On each node, the acquires and releases of one token are ordered: a
 // release, or the undo of a failed acquire, goes out only once that node
@@ -39,20 +41,23 @@
 // end with the caller's context, which would leave the request on its way
 // (in a socket buffer, a proxy, a retransmitted packet) while an undo sent
 // on another connection overtook it; each listens for its answer for the
-// validity window (the client's read timeout may cut that short), so that
-// a slow answer is known and undone after it, and a grant that lands after
-// a lease was released is released after it. A failed acquire waits for
-// its undo to free a majority of nodes (for a quarter of the node timeout
-// at most); the other nodes are undone in the background. A release or
-// undo whose outcome is unknown may still land after later requests: for
-// the lock's TTL (at least a minute) a later acquire with that token is
-// not sent to that node, whose late release would free it under the
-// lease. What remains is a request delayed beyond those bounds: an
-// acquire may still land, and holds that node for its TTL; a release
-// landing after a later grant of its token frees that node. The nodes of a redlock:// URL dial once and
-// do not retry commands, so a refused node fails its calls at once, with
-// its cause ("connection refused"), instead of holding each round for its
-// node timeout; [NewRedis] refuses clients that retry.
+// validity window (the client's read timeout may cut that short), so that a
+// slow answer is known and undone after it, and a grant that lands after a
+// lease was released is released after it. A failed acquire waits for its
+// undo to free a majority of nodes (for a quarter of the node timeout at
+// most); the other nodes are undone in the background. A release or undo
+// whose outcome is unknown may still land after later requests: for the
+// lock's TTL (at least a minute) a later acquire with that token is not
+// sent to that node, whose late release would free it under the lease. Nor
+// is a later acquire with a token sent to a node where its earlier acquire
+// has not returned, so that a caller waiting on a hung node does not queue
+// a call there per attempt. What remains is a request delayed beyond those
+// bounds: an acquire may still land, and holds that node for its TTL; a
+// release landing after a later grant of its token frees that node. The
+// nodes of a redlock:// URL dial once and do not retry commands, so a
+// refused node fails its calls at once, with its cause ("connection
+// refused"), instead of holding each round for its node timeout; [NewRedis]
+// refuses clients that retry.
 //
 // A busy key reports, as the holder's remaining TTL, the time at which a
 // majority of nodes may be free, and a release seen on a majority of nodes

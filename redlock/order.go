@@ -18,17 +18,31 @@ import (
 // it, never before an acquire still on its way (see [locker.Acquire]); and
 // a later attempt with the same token reaches it only after the undo of
 // the attempt before.
+//
+// An acquire is not sent to a node where an earlier acquire of its token
+// has not returned, nor where a release of it may still land (see
+// unsureReleases): it is answered at once as not sent (see
+// locker.enqueueAcquire). Otherwise each attempt of a waiting caller on a
+// hung node would queue an acquire and an undo behind the last, two
+// goroutines per attempt for as long as the node hangs.
 type tokenCalls struct {
-	tails []*nodeCall // per node: the last call queued there; nil if none
-	n     int         // calls queued and not yet returned
+	tails    []*nodeCall // per node: the last call queued there; nil if none
+	acquires []int       // per node: acquires queued and not yet returned
+	n        int         // calls queued and not yet returned
 }
 
 // nodeCall is one call of a token queued on one node.
 type nodeCall struct {
 	q       *tokenCalls
+	node    int
+	acquire bool          // an acquire, not a release
 	done    bool          // it returned
 	waiting chan struct{} // made by the call queued after it; closed once it returned
 }
+
+// errEarlierAcquire is an acquire's answer for a node where an earlier
+// acquire of its token has not returned: not sent, so surely not applied.
+var errEarlierAcquire = fmt.Errorf("not asked: an earlier acquire of this token there has not returned: %w", driver.ErrUnavailable)
 
 // enqueue queues c, a call of token on node i. It returns a channel closed
 // once the calls queued before it on that node have returned, or nil if
@@ -38,7 +52,8 @@ func (l *locker) enqueue(token string, i int, c *nodeCall) (prev <-chan struct{}
 	defer l.mu.Unlock()
 	q := l.queues[token]
 	if q == nil {
-		q = &tokenCalls{tails: make([]*nodeCall, len(l.nodes))}
+		n := len(l.nodes)
+		q = &tokenCalls{tails: make([]*nodeCall, n), acquires: make([]int, n)}
 		l.queues[token] = q
 	}
 	if t := q.tails[i]; t != nil && !t.done {
@@ -48,9 +63,26 @@ func (l *locker) enqueue(token string, i int, c *nodeCall) (prev <-chan struct{}
 		prev = t.waiting
 	}
 	q.tails[i] = c
-	c.q = q
+	c.q, c.node = q, i
 	q.n++
+	if c.acquire {
+		q.acquires[i]++
+	}
 	return prev
+}
+
+// enqueueAcquire returns nil if an acquire of token may go to node i (see
+// tokenCalls), and the reason it may not otherwise.
+func (l *locker) enqueueAcquire(token string, i int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if q := l.queues[token]; q != nil && q.acquires[i] > 0 {
+		return errEarlierAcquire
+	}
+	if l.unsureOnLocked(token, i) {
+		return errUnsureRelease
+	}
+	return nil
 }
 
 // finish records that c, a call of token, returned.
@@ -60,6 +92,9 @@ func (l *locker) finish(token string, c *nodeCall) {
 	c.done = true
 	if c.waiting != nil {
 		close(c.waiting)
+	}
+	if c.acquire {
+		c.q.acquires[c.node]--
 	}
 	if c.q.n--; c.q.n == 0 {
 		delete(l.queues, token)
@@ -231,6 +266,11 @@ func (l *locker) markUnsure(token string, i int, ttl time.Duration) {
 func (l *locker) unsureOn(token string, i int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.unsureOnLocked(token, i)
+}
+
+// unsureOnLocked is unsureOn with l.mu held.
+func (l *locker) unsureOnLocked(token string, i int) bool {
 	r := l.unsure.m[token]
 	if r == nil {
 		return false

@@ -29,7 +29,10 @@ import (
 // applied, and its undo skipped, leaving the lock on that node for a TTL.
 // redlock:// URLs make clients that do not retry.
 //
-// Closing the Locker does not close the clients, which stay the caller's.
+// Closing the Locker does not close the clients, which stay the caller's;
+// it waits for a call blocked in a read on a hung node until the client's
+// ReadTimeout (an acquire listens for its answer for up to the validity
+// window, nearly a TTL, with no ReadTimeout): see the Locker's Close.
 func NewRedis(clients []redis.UniversalClient, opts *Options) (*dlock.Locker, error) {
 	l, err := newRedis(clients, opts)
 	if err != nil {

@@ -181,12 +181,16 @@ func same(a, b any) (eq bool) {
 // lets the node calls that outlived their callers finish (the answers
 // after a quorum decided, the undo of failed acquires, the releases of
 // late grants), for at most the node timeout of the Locker's TTL; then it
-// ends those still running and waits for them: a hung node holds Close
-// for that node timeout at most. It cancels their contexts, and closes
-// the nodes and clients before it waits, because a go-redis call blocked
-// in a read sees only its context's deadline, not its cancellation, and
-// ends at once when its connection closes. A release it ends leaves that
-// node's lock to expire with its TTL.
+// ends those still running and waits for them. It cancels their
+// contexts, and closes the nodes and clients before it waits, because a
+// go-redis call blocked in a read sees only its context's deadline, not
+// its cancellation, and ends at once when its connection closes: on the
+// nodes of a URL, a hung node holds Close for that node timeout at most.
+// The clients given to [NewRedis] stay open, being the caller's: a call
+// blocked in a read on one ends at its own deadline, the client's
+// ReadTimeout or, for an acquire, which listens for its answer for the
+// validity window, the window's end, whichever is first; Close waits for
+// it. A release it ends leaves that node's lock to expire with its TTL.
 func (l *locker) Close() error {
 	l.closeOnce.Do(func() {
 		l.bg.wait(l.cfg.timeoutFor(l.cfg.lockTTL))

@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/memdriver"
 )
@@ -125,6 +126,49 @@ func TestWorkersIdleCap(t *testing.T) {
 		synctest.Wait()
 		if n := w.idle.Load(); n != 2 {
 			t.Errorf("%d idle workers after a burst of 5 calls; want maxIdle, 2", n)
+		}
+	})
+}
+
+// gaveUpRelease is a node whose releases give up: their outcome is
+// unknown.
+type gaveUpRelease struct{ driver.Locker }
+
+func (gaveUpRelease) Release(ctx context.Context, _, _ string) error {
+	return fmt.Errorf("release: %w", context.DeadlineExceeded)
+}
+
+// TestUnsureReleasesForgotten: the record of a token's releases of
+// unknown outcome, which keeps later acquires with it off those nodes, is
+// dropped once it has lasted its time (the lock's TTL, at least a
+// minute), so that it cannot pile up while a node fails every release.
+func TestUnsureReleasesForgotten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nodes := []driver.Locker{memdriver.NewStore().Driver(), memdriver.NewStore().Driver(), gaveUpRelease{memdriver.NewStore().Driver()}}
+		d, err := NewDriver(nodes, &Options{DisableFencing: true, Lock: &dlock.Options{TTL: 10 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		l := d.(*locker)
+		release := func(round int) {
+			for i := range 100 {
+				d.Release(t.Context(), "k", fmt.Sprint(round, "-", i))
+			}
+			synctest.Wait()
+		}
+		release(0)
+		if !l.unsureOn("0-0", 2) || l.unsureOn("0-0", 0) {
+			t.Fatal("a release that gave up on node 2 is not recorded there, or is recorded on node 0 that answered")
+		}
+		time.Sleep(minUnsureHold + time.Second)
+		release(1)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i := range 100 {
+			if _, ok := l.unsure.m[fmt.Sprint(0, "-", i)]; ok {
+				t.Fatalf("record of token 0-%d kept %v after its release gave up; want it dropped after %v", i, minUnsureHold+time.Second, minUnsureHold)
+			}
 		}
 	})
 }

@@ -145,7 +145,7 @@ func sweepStaleCgroups(dir string) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		if now, err := startTime(pid); err == nil && now == start {
+		if p, ok := readProc(pid); ok && p.start == start && !p.zombie {
 			continue // its guardian runs
 		}
 		cg := &jobCgroup{path: filepath.Join(dir, e.Name())}

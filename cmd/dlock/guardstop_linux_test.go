@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -46,7 +47,7 @@ trap "" TERM
 echo $$ > "$D/main"
 while :; do date +%s%N >> "$D/first"; sleep 0.01; done
 `)
-	first := startDlock(t, "first", env, "run", "--url", url, "--key", key, "--ttl", "1s", "--", job)
+	first := startDlock(t, "first", env, "run", "--url", url, "--key", key, "--ttl", "1s", "--verbose", "--", job)
 	waitFor(t, 20*time.Second, "the first job to write", func() bool { return readFile(t, filepath.Join(dir, "first")) != "" })
 	pids := readPIDs(t, dir, "main")
 	guardian := parentPID(t, pids[0])
@@ -85,6 +86,11 @@ while :; do date +%s%N >> "$D/first"; sleep 0.01; done
 	}
 	if code := first.wait(t, 20*time.Second); code != exitLeaseLost {
 		t.Errorf("first: exit status %d, want %d (lease lost)", code, exitLeaseLost)
+	}
+	if m := cgroupRE.FindStringSubmatch(first.stderr.String()); m != nil {
+		if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+			t.Errorf("the first job's cgroup %s is left after dlock run exited (%v)", m[1], err)
+		}
 	}
 	if !strings.Contains(first.stderr.String(), "dlock kills the guardian") {
 		t.Errorf("first's stderr does not say that dlock killed the guardian:\n%s", first.stderr.String())

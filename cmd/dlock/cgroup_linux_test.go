@@ -14,9 +14,9 @@ import (
 // it started (setsid) lives on in the job's cgroup, and the cgroup stays.
 // The next dlock run started in the same cgroup kills the daemon and
 // removes the dead guardian's cgroup before it runs its own job; its own
-// cgroup is gone when it exits.
+// cgroup is gone when it exits. Not parallel: any guardian started
+// meanwhile in this cgroup would sweep it first.
 func TestRunBothKilledNextRunSweepsCgroup(t *testing.T) {
-	t.Parallel()
 	dir := t.TempDir()
 	job := script(t, dir, "job.sh", `
 setsid sh -c 'echo $$ > "$D/daemon"; exec sleep 600' &

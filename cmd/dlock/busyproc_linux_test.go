@@ -25,14 +25,16 @@ func startIdleProcesses(t *testing.T, n int) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	// Closing w makes the parent kill the children (an exit of thousands
-	// at once that costs the least CPU) and reap them. Each child waits
-	// for end-of-file on a pipe of the parent's, so that none is left if
-	// the parent dies.
-	cmd := exec.Command("perl", "-e", `$| = 1; my @k; pipe(my $r, my $w) or die "pipe: $!";
-for (1..$ARGV[0]) { my $p = fork(); die "fork: $!" unless defined $p; if (!$p) { close STDIN; close STDOUT; close $w; sysread($r, my $b, 1); exit 0 } push @k, $p }
-close $r; print "ready\n"; close STDOUT;
-sysread(STDIN, my $b, 1); kill 'KILL', @k; waitpid($_, 0) for @k;`, strconv.Itoa(n))
+	// Closing w makes the parent kill the children, in batches (an exit
+	// of thousands at once loads the machine), and reap them. Each child
+	// reports that it is idle on a pipe, then waits for end-of-file on
+	// another pipe of the parent's, so that none is left if the parent
+	// dies; the parent says "ready" once every child is idle.
+	cmd := exec.Command("perl", "-e", `$| = 1; my @k; pipe(my $r, my $w) or die "pipe: $!"; pipe(my $ir, my $iw) or die "pipe: $!";
+for (1..$ARGV[0]) { my $p = fork(); die "fork: $!" unless defined $p; if (!$p) { close STDIN; close STDOUT; close $w; close $ir; syswrite($iw, "x"); close $iw; sysread($r, my $b, 1); exit 0 } push @k, $p }
+close $r; close $iw; my $n = 0; while ($n < @k) { my $got = sysread($ir, my $b, 4096) or die "children: $!"; $n += $got }
+print "ready\n"; close STDOUT;
+sysread(STDIN, my $b, 1); while (my @batch = splice(@k, 0, 200)) { kill 'KILL', @batch; waitpid($_, 0) for @batch }`, strconv.Itoa(n))
 	cmd.Stdin = r
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -17,9 +17,10 @@ import (
 // fallback where dlock may not create cgroups).
 const noCgroupEnv = "DLOCK_NO_CGROUP"
 
-// cgroupPrefix starts the name of every job's cgroup: dlock-job-PID-START,
-// where PID and START (its start time, in clock ticks after boot) name the
-// guardian that created it, so that a later guardian can tell a cgroup
+// cgroupPrefix starts the name of every job's cgroup:
+// dlock-job-PIDNS-PID-START, where PID and START (its start time, in clock
+// ticks after boot) name the guardian that created it in pid namespace
+// PIDNS, so that a later guardian in the same namespace can tell a cgroup
 // whose guardian is dead (see sweepStaleCgroups).
 const cgroupPrefix = "dlock-job-"
 
@@ -48,7 +49,7 @@ func newJobCgroup() (*jobCgroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(parent, fmt.Sprintf("%s%d-%d", cgroupPrefix, os.Getpid(), start))
+	path := filepath.Join(parent, fmt.Sprintf("%s%s-%d-%d", cgroupPrefix, pidNamespace(), os.Getpid(), start))
 	if err := os.Mkdir(path, 0o755); err != nil {
 		return nil, err
 	}
@@ -139,19 +140,33 @@ func sweepStaleCgroups(dir string) {
 		if !ok || !e.IsDir() {
 			continue
 		}
+		ns, rest, _ := strings.Cut(rest, "-")
+		if ns != pidNamespace() {
+			continue // its guardian's pid means nothing here
+		}
 		pidText, startText, _ := strings.Cut(rest, "-")
 		pid, err1 := strconv.Atoi(pidText)
 		start, err2 := strconv.ParseUint(startText, 10, 64)
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		if now, err := startTime(pid); err == nil && now == start {
+		if p, ok := readProc(pid); ok && p.start == start && !p.zombie {
 			continue // its guardian runs
 		}
 		cg := &jobCgroup{path: filepath.Join(dir, e.Name())}
 		cg.kill()
 		cg.removeWhenEmpty(time.Second)
 	}
+}
+
+// pidNamespace identifies the pid namespace of the calling process: the
+// inode of /proc/self/ns/pid ("pid:[4026531836]"), or "0" if unknown.
+func pidNamespace() string {
+	link, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return "0"
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(link, "pid:["), "]")
 }
 
 // kill sends SIGKILL to every process in the cgroup and its descendants.

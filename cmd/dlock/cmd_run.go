@@ -39,12 +39,14 @@ moves later) to a guardian process that runs CMD. While renewal is not
 confirmed, CMD's process group gets SIGTERM once the time left before the
 deadline is no more than --grace, and every process CMD started gets
 SIGKILL shortly before the deadline itself (TTL/10, at most 200ms), even if
-dlock is stopped or dead by then. A --grace longer than the TTL allows is
+dlock is stopped or dead by then; if the guardian is stopped, dlock kills
+it and CMD's processes itself. A --grace longer than the TTL allows is
 cut down, to half of what is left of the TTL after one renewal interval
 and the drift allowance (about TTL/3 with the defaults), so that a slow
 renewal does not stop CMD. If the backend says the key is held by someone
 else, CMD gets SIGTERM at once and SIGKILL --grace later, or at the
 deadline if that comes first. In either case dlock exits with status 76.
+The deadline counts time the machine spent suspended (Linux).
 
 CMD runs in a process group of its own. SIGINT, SIGTERM, SIGHUP, SIGQUIT,
 SIGUSR1, SIGUSR2 and SIGCONT sent to dlock are forwarded to that group, and
@@ -53,17 +55,24 @@ started (nohup) stays ignored, by dlock and CMD, and is not forwarded. Processes
 terminated (SIGTERM, SIGKILL after --grace, never after the deadline)
 before K is released.
 
-Containment: on Linux the guardian is a child subreaper, so every process
-CMD starts stays within reach, including daemons that double-fork or call
-setsid. If dlock dies, however (kill -9, the OOM killer), the guardian
-kills every such process at once, before the lease expires. What escapes:
-work handed to another service (systemd-run, at, a container runtime, ssh),
-processes that change user so that dlock may not signal them, and, if
-the guardian and dlock are both killed with SIGKILL, what CMD started
-(CMD itself dies with its guardian; if the guardian alone is killed, dlock,
-a subreaper too, kills what CMD started before it releases K). On other
-systems only CMD's process group is contained, and only while the
-guardian lives.
+Containment: on Linux, where dlock may create a cgroup v2 beside its own
+(root, or a delegated subtree; Linux 5.14), CMD runs in a cgroup of its
+own and SIGKILL reaches all of it at once (cgroup.kill); otherwise (or
+with DLOCK_NO_CGROUP=1) the guardian, a child subreaper, finds CMD's
+processes by scanning /proc, and sends SIGKILL at least twice a scan's
+time before the deadline. --verbose logs which one a run uses. Either way
+every process CMD starts stays within reach, including daemons that
+double-fork or call setsid. If dlock dies, however (kill -9, the OOM
+killer), the guardian kills every such process at once, before the lease
+expires. Descriptors dlock inherits (3>file) reach CMD. What escapes:
+work handed to another service (systemd-run, at, a container runtime,
+ssh); without a cgroup, processes that change user so that dlock may not
+signal them; and, if the guardian and dlock are both killed with SIGKILL,
+what CMD started (CMD itself dies with its guardian; with a cgroup, the
+next dlock run or elect in the same cgroup kills what is left in it; if the
+guardian alone is killed, dlock, a subreaper too, kills what CMD started
+before it releases K). On other systems only CMD's process group is
+contained, and only while the guardian lives.
 
 Job control: SIGTSTP, SIGTTIN and SIGTTOU (Ctrl-Z) do not stop dlock: it
 keeps running and renewing while CMD runs, since a stopped dlock cannot

@@ -248,6 +248,7 @@ func guardianMain(args []string) int {
 		g.report(guardContainment, "scan %s", oneLine(why.Error()))
 	}
 	g.job = cmd.Process.Pid // reaped by wait4 below, not by cmd.Wait
+	raisePriority()
 	g.report(guardStarted, "%d", g.job)
 	g.scans = make(chan scanResult, 1)
 	if cg == nil && subreaper {
@@ -494,9 +495,11 @@ func (g *guardian) signalTree(sig syscall.Signal) {
 	if sig == syscall.SIGKILL {
 		if g.cg != nil {
 			g.cg.kill()
+			hurry(g.cg.pids())
 		}
-		for _, k := range g.known {
+		for pid, k := range g.known {
 			k.h.Signal(sig)
+			hurry([]int{pid})
 		}
 	}
 	if byGroup {

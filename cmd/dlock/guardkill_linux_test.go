@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -26,7 +27,7 @@ while [ ! -s "$D/daemon" ]; do sleep 0.01; done
 echo $$ > "$D/pid"
 while :; do sleep 0.05; done
 `)
-	p := startDlock(t, "run", []string{"D=" + dir}, "run", "--url", "redis://"+srv.Addr(), "--key", key, "--", job)
+	p := startDlock(t, "run", []string{"D=" + dir}, "run", "--url", "redis://"+srv.Addr(), "--key", key, "--verbose", "--", job)
 	waitFor(t, 20*time.Second, "the job and its daemon to start", func() bool { return readFile(t, filepath.Join(dir, "pid")) != "" })
 	pids := readPIDs(t, dir, "pid", "daemon")
 	guardian := parentPID(t, pids[0])
@@ -39,6 +40,11 @@ while :; do sleep 0.05; done
 	}
 	if !allGone(pids) {
 		t.Errorf("processes of the job %v still run after dlock run released the key and exited", pids)
+	}
+	if m := cgroupRE.FindStringSubmatch(p.stderr.String()); m != nil {
+		if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+			t.Errorf("the job's cgroup %s is left after dlock run exited (%v)", m[1], err)
+		}
 	}
 	if n, err := rdb.Exists(t.Context(), "dlock:{"+key+"}").Result(); err != nil || n != 0 {
 		t.Errorf("the lock key exists after dlock run exited (%d, %v)", n, err)

@@ -21,6 +21,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/dlock-go/dlock/internal/leasetime"
 	"github.com/dlock-go/dlock/internal/redistest"
 )
 
@@ -62,6 +63,26 @@ func TestMain(m *testing.M) {
 func closeInheritedOnExec() {
 	for _, fd := range inheritedFDs() {
 		syscall.CloseOnExec(fd)
+	}
+}
+
+// fakeSuspendEnv names a file through which a test fakes a suspend of the
+// machine for the guardians it starts (this test binary, run by dlock run
+// in the test's process): once the file holds a duration, the guardian's
+// clock says the machine slept that long, and its loop wakes as a timer on
+// CLOCK_BOOTTIME would wake it at a resume.
+const fakeSuspendEnv = "DLOCK_TEST_FAKE_SUSPEND"
+
+// fakeSuspend runs in a guardian: it applies the suspend written to path.
+func fakeSuspend(path string) {
+	for {
+		b, _ := os.ReadFile(path)
+		if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil {
+			leasetime.Suspend(d)
+			guardianWake <- struct{}{}
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -279,10 +279,16 @@ func TestRedisElect(t *testing.T) {
 	key := uniqueKey(t)
 	const ttl = time.Second
 	logPath := filepath.Join(dir, "log")
-	// mkdir is atomic: a second command running at once finds the marker.
+	// The marker, a symbolic link to the running command's pid, is made
+	// atomically: a second command running at once finds it, and the
+	// process it names alive. (A command killed with SIGKILL at the
+	// lease's deadline, before its trap ran, leaves the marker behind.)
 	child := script(t, dir, "child.sh", `
-trap 'echo "stop $DLOCK_FENCE $$ $(date +%s%N)" >> "$D/log"; rmdir "$D/running"; exit 0' TERM
-if ! mkdir "$D/running" 2>/dev/null; then echo "OVERLAP $DLOCK_FENCE $$ $(date +%s%N)" >> "$D/log"; fi
+trap 'echo "stop $DLOCK_FENCE $$ $(date +%s%N)" >> "$D/log"; rm -f "$D/running"; exit 0' TERM
+if ! ln -s $$ "$D/running" 2>/dev/null; then
+	if kill -0 "$(readlink "$D/running")" 2>/dev/null; then echo "OVERLAP $DLOCK_FENCE $$ $(date +%s%N)" >> "$D/log"; fi
+	ln -sfn $$ "$D/running"
+fi
 echo "start $DLOCK_FENCE $$ $(date +%s%N)" >> "$D/log"
 while :; do sleep 30 & wait $!; done
 `)

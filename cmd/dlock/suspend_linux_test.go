@@ -6,29 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dlock-go/dlock/internal/leasetime"
 )
-
-// fakeSuspendEnv names a file through which a test fakes a suspend of the
-// machine for the guardians it starts (this test binary, run by dlock run
-// in the test's process): once the file holds a duration, the guardian's
-// clock says the machine slept that long, and its loop wakes as a timer on
-// CLOCK_BOOTTIME would wake it at a resume.
-const fakeSuspendEnv = "DLOCK_TEST_FAKE_SUSPEND"
-
-// fakeSuspend runs in a guardian: it applies the suspend written to path.
-func fakeSuspend(path string) {
-	for {
-		b, _ := os.ReadFile(path)
-		if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil {
-			leasetime.Suspend(d)
-			guardianWake <- struct{}{}
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // TestGuardianKillsAtOnceAfterSuspend: the machine is suspended (faked in
 // the guardian's clock) for longer than the TTL while the job runs. The

@@ -106,6 +106,35 @@ func (t *bootTimer) set(d time.Duration) {
 	syscall.RawSyscall6(syscall.SYS_TIMERFD_SETTIME, uintptr(t.fd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
 }
 
+// guardianNice is the guardian's scheduling priority (nice), where it may
+// raise its own (root): on a loaded machine the kill at the deadline must
+// not wait for the CPU, and neither must the exit of the killed.
+const guardianNice = -5
+
+// raisePriority gives every thread of the calling process guardianNice;
+// threads started later inherit it. The job, started before, keeps its
+// own. Errors (not root) leave the priority as it is.
+func raisePriority() {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return
+	}
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			syscall.Setpriority(syscall.PRIO_PROCESS, tid, guardianNice)
+		}
+	}
+}
+
+// hurry gives processes that were just sent SIGKILL the guardian's
+// priority, so that they exit, and free the lease's resource, before the
+// deadline although the machine is loaded (or the job niced).
+func hurry(pids []int) {
+	for _, pid := range pids {
+		syscall.Setpriority(syscall.PRIO_PROCESS, pid, guardianNice)
+	}
+}
+
 // monoNow reads CLOCK_MONOTONIC, which every process of the machine
 // shares, so that dlock can hand the lease's deadline to the guardian.
 func monoNow() int64 {

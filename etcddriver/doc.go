@@ -99,23 +99,27 @@
 // # Waiting
 //
 // The driver implements [driver.Notifier] with etcd watches: a delete of
-// the key, by a release or by the lease's expiry, wakes every subscriber
-// of the key within the round trip of the watch event. It does not queue
-// waiters, so waiters are not served in the order they came, and a release
-// wakes them all (each then makes one attempt). It does not implement
-// [driver.Handoff]: see the comment on the queue below.
+// the key or of one of its slots, by a release or by a lease's expiry,
+// wakes every subscriber of the key within the round trip of the watch
+// event. It does not queue waiters: they are not served in the order they
+// came, and a release wakes them all, each then making one attempt (a
+// lease grant and a transaction, and a revoke for the losers). Under
+// heavy contention this costs far more than concurrency.Mutex, whose
+// waiters wait in a queue and are woken one at a time; see the benchmark
+// BenchmarkEtcd in this package's tests.
 //
-// A queue in etcd, as concurrency.Mutex keeps it (each waiter writes a key
-// of its own; the lowest create revision holds), makes the head of the
-// queue the holder as soon as the holder before it is deleted, without a
-// round trip and without the waiter's knowing: that is a handoff. In
-// dlock's contract, though, a waiter's queued attempt must not become a
-// grant once the waiter has given up; a queue entry whose waiter left
-// must be deleted (with I/O after the subscription's cancel, which the
-// contract does not give a context to) or expire (after a TTL during which
-// the key is held by nobody who knows it). The handoff's Turn would also
-// have to carry the lease of the entry, which the waiter must renew from
-// then on. This is left for the architecture issue.
+// It does not implement [driver.Handoff] either. A queue in etcd, as
+// concurrency.Mutex keeps it (each waiter writes a key of its own on its
+// own lease; the lowest create revision holds), makes the head of the
+// queue the holder as soon as the key before it is deleted, without a
+// round trip: that is a handoff, but one the contract cannot express
+// safely. A waiter that gives up must take its queue key with it, or the
+// key stays held by nobody who knows it until that key's lease expires;
+// the subscription's cancel, which is all the contract gives a leaving
+// waiter, has no context for that deletion, and no capability may oblige
+// a driver to run I/O of its own in the background. The queue key's
+// lease must also be kept alive while the waiter waits, and become the
+// grant's lease at its turn, which a Turn cannot hand over.
 //
 // # Semaphores
 //
@@ -157,6 +161,12 @@
 //   - Every call is bounded by Options.CallTimeout and made with the
 //     client's require-leader flag, so that a member cut off from its
 //     leader refuses at once and the next attempt goes to another member.
+//     A member that is frozen (its process stopped, its host hung) keeps
+//     its TCP connections open: the client's balancer sends it calls,
+//     which time out, until gRPC's keep-alive drops the connection. Open
+//     sets keep-alive pings every 10 s (gRPC's least) with a 2 s timeout;
+//     a client given to [New] should set DialKeepAliveTime and
+//     DialKeepAliveTimeout too.
 //   - Errors of Open do not show the password.
 //
 // # Permissions

@@ -25,9 +25,9 @@ func TestAcquireCancelledMidCall(t *testing.T) {
 	t.Cleanup(func() { d.Close(); other.Close() })
 	key := "cancel/mid-call"
 	outcomes := map[string]int{}
-	for i := range 60 {
+	for i := range 150 {
 		tok := fmt.Sprint("tok-", i)
-		cctx, cancel := context.WithTimeout(ctx, time.Duration(i)*100*time.Microsecond)
+		cctx, cancel := context.WithTimeout(ctx, time.Duration(i)*50*time.Microsecond)
 		res, err := d.Acquire(cctx, driverRequest(key, tok, 30*time.Second))
 		cancel()
 		switch {

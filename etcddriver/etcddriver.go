@@ -291,10 +291,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
-		// The lease is left to expire: a revoke would be a second try
-		// of a call whose context may have ended. A Release of the
-		// token undoes the put if it was applied.
-		return driver.Result{}, d.wrap("acquire", req.Key, err)
+		return driver.Result{}, d.unknownPut("acquire", req.Key, k, dig, g, asked, sent, err)
 	}
 	if resp.Succeeded {
 		d.remember(k, dig, g.ID, asked, g.TTL, sent)
@@ -320,6 +317,21 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	ttl := d.holderTTL(ctx, clientv3.LeaseID(kv.Lease))
 	wg.Wait()
 	return driver.Result{HolderTTL: ttl}, nil
+}
+
+// unknownPut returns the error of a transaction that may have put ek
+// for the token of dig on lease g. If its outcome is unknown, the put may
+// yet be applied, later than any read a Release of the token would make:
+// the driver remembers g as the grant's lease, so that the Release (dlock
+// makes one at once) revokes it, which deletes ek if the put was applied
+// and makes the put fail if it comes later. A known failure leaves g to
+// expire.
+func (d *locker) unknownPut(op, key, ek, dig string, g *clientv3.LeaseGrantResponse, asked int64, sent time.Time, err error) error {
+	err = d.wrap(op, key, err)
+	if driver.OutcomeUnknown(err) {
+		d.remember(ek, dig, g.ID, asked, g.TTL, sent)
+	}
+	return err
 }
 
 // revokeSpare revokes a lease that no key was attached to. Failure is

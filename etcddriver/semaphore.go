@@ -46,7 +46,7 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 			clientv3.OpGet(lo, clientv3.WithRange(hi), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))).
 		Commit()
 	if err != nil {
-		return driver.Result{}, d.wrap("acquire slot", req.Key, err)
+		return driver.Result{}, d.unknownPut("acquire slot", req.Key, sk, dig, g, asked, sent, err)
 	}
 	if !resp.Succeeded {
 		d.revokeSpare(ctx, g.ID)

@@ -58,9 +58,11 @@
 //
 //   - Acquire grants a lease and, in one transaction, puts the key if it
 //     does not exist (its create revision is 0): two round trips. A busy
-//     attempt then revokes its unused lease and reads the holder's
-//     remaining TTL, at once: three in all. An attempt by the token that
-//     holds the key renews it and returns the same fence.
+//     attempt then reads the holder's remaining TTL, and keeps its unused
+//     lease for the token's next attempt, which renews it with a
+//     keep-alive (no write to etcd's log) instead of granting one. An
+//     attempt by the token that holds the key renews it and returns the
+//     same fence.
 //   - Refresh sends one keep-alive of the grant's lease; Release revokes
 //     it, which deletes the key. One round trip each, when the driver that
 //     made the grant remembers its lease (it does for the grants it made
@@ -103,7 +105,7 @@
 // wakes every subscriber of the key within the round trip of the watch
 // event. It does not queue waiters: they are not served in the order they
 // came, and a release wakes them all, each then making one attempt (a
-// lease grant and a transaction, and a revoke for the losers). Under
+// keep-alive, a transaction and, if busy, a read of the holder's TTL). Under
 // heavy contention this costs far more than concurrency.Mutex, whose
 // waiters wait in a queue and are woken one at a time; see the benchmark
 // BenchmarkEtcd in this package's tests.

@@ -111,3 +111,49 @@ func TestRefreshMovesLeaseAcrossDrivers(t *testing.T) {
 		t.Errorf("Refresh after Release = %v; want ErrNotHeld", err)
 	}
 }
+
+// TestBusyAttemptLeaseRenewedForNext checks the lease a busy attempt
+// leaves for the token's next attempt: the next attempt, made most of a
+// TTL later, renews it before it puts the key, so the key is held for a
+// whole TTL from that attempt, not from the busy one.
+func TestBusyAttemptLeaseRenewedForNext(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	cl := c.Client(t)
+	d, holder := etcddriver.NewDriver(c.Client(t), nil), etcddriver.NewDriver(c.Client(t), nil)
+	t.Cleanup(func() { d.Close(); holder.Close() })
+	// The spare lease is kept until a second before its expiry: the
+	// next attempt comes 60% of the TTL later, when it is still used.
+	const key, ttl = "spare/k", 3 * time.Second
+	if res, err := holder.Acquire(ctx, driverRequest(key, "holder", 30*time.Second)); err != nil || !res.Acquired {
+		t.Fatalf("holder's Acquire = %+v, %v", res, err)
+	}
+	busy, err := d.Acquire(ctx, driverRequest(key, "waiter", ttl))
+	if err != nil || busy.Acquired {
+		t.Fatalf("waiter's first Acquire = %+v, %v; want busy", busy, err)
+	}
+	time.Sleep(ttl * 6 / 10)
+	if err := holder.Release(ctx, key, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Acquire(ctx, driverRequest(key, "waiter", ttl))
+	if err != nil || !res.Acquired {
+		t.Fatalf("waiter's Acquire after the release = %+v, %v; want the key", res, err)
+	}
+	r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key)
+	if err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("Get = %v, %v", r, err)
+	}
+	left, err := cl.TimeToLive(ctx, clientv3.LeaseID(r.Kvs[0].Lease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whole seconds, rounded down: about 2.99 s left reads 2, and the
+	// busy attempt's lease unrenewed (about 1.2 s) would read 1.
+	if left.TTL < int64(ttl/time.Second)-1 {
+		t.Errorf("the grant's lease has %d s left right after the grant; want about its TTL, %v", left.TTL, ttl)
+	}
+	if err := d.Release(ctx, key, "waiter"); err != nil {
+		t.Errorf("Release = %v", err)
+	}
+}

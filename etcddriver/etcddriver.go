@@ -89,13 +89,14 @@ type locker struct {
 	closed bool
 	grants map[grantKey]grant // this driver's grants; see grant
 	prune  int                // len(grants) at which remember next drops stale grants
+	spares map[grantKey]grant // leases of busy lock attempts, for the token's next; see attemptLease
 }
 
 func newLocker(client *clientv3.Client, opts *Options, owned bool) *locker {
 	if opts == nil {
 		opts = &Options{}
 	}
-	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune}
+	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune, spares: make(map[grantKey]grant)}
 	if d.prefix == "" {
 		d.prefix = DefaultPrefix
 	}
@@ -278,7 +279,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	sent := time.Now()
-	g, err := d.client.Grant(ctx, asked)
+	g, err := d.attemptLease(ctx, k, dig, asked)
 	if err != nil {
 		// A lease alone holds nothing: the key was not touched.
 		return driver.Result{}, d.notApplied("acquire", req.Key, err)
@@ -311,12 +312,48 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		}
 		return driver.Result{Acquired: true, Fence: uint64(kv.CreateRevision)}, nil
 	}
-	// Busy: drop the unused lease and learn the holder's TTL, at once.
-	var wg sync.WaitGroup
-	wg.Go(func() { d.revokeSpare(ctx, g.ID) })
-	ttl := d.holderTTL(ctx, clientv3.LeaseID(kv.Lease))
-	wg.Wait()
-	return driver.Result{HolderTTL: ttl}, nil
+	// Busy: keep the unused lease for the token's next attempt.
+	d.keepSpare(k, dig, g, asked, sent)
+	return driver.Result{HolderTTL: d.holderTTL(ctx, clientv3.LeaseID(kv.Lease))}, nil
+}
+
+// attemptLease returns the lease for a lock attempt on ek by the token of
+// dig, sent at the call's start: the lease the token's last busy attempt
+// on ek left (see keepSpare), renewed by a keep-alive, or a new one. The
+// keep-alive is answered before the attempt's transaction is sent, so
+// the lease lasts its TTL from after the call's start, as a new one
+// would. A waiter's attempts thus cost a keep-alive, which etcd's leader
+// answers without a write to its log, instead of a grant and a revoke,
+// two writes; at a release every waiter makes an attempt.
+func (d *locker) attemptLease(ctx context.Context, ek, dig string, asked int64) (*clientv3.LeaseGrantResponse, error) {
+	d.mu.Lock()
+	sp, ok := d.spares[grantKey{ek, dig}]
+	delete(d.spares, grantKey{ek, dig})
+	d.mu.Unlock()
+	if ok && sp.asked == asked && time.Now().Before(sp.stales) {
+		if granted, err := d.keepAlive(ctx, sp.lease); err == nil && granted > 0 {
+			return &clientv3.LeaseGrantResponse{ID: sp.lease, TTL: granted}, nil
+		}
+	}
+	return d.client.Grant(ctx, asked)
+}
+
+// keepSpare keeps the lease g of a busy lock attempt sent at sent, for
+// the token's next attempt on ek. No key is attached to it, and no grant
+// refers to it; if the token makes no further attempt, it expires.
+func (d *locker) keepSpare(ek, dig string, g *clientv3.LeaseGrantResponse, asked int64, sent time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.spares) >= minPrune {
+		now := time.Now()
+		for k, sp := range d.spares {
+			if now.After(sp.stales) {
+				delete(d.spares, k)
+			}
+		}
+	}
+	// Past stales the lease may be gone: a second before its expiry.
+	d.spares[grantKey{ek, dig}] = grant{lease: g.ID, asked: asked, stales: sent.Add(time.Duration(g.TTL-1) * time.Second)}
 }
 
 // unknownPut returns the error of a transaction that may have put ek

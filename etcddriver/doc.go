@@ -63,10 +63,13 @@
 //     keep-alive (no write to etcd's log) instead of granting one. An
 //     attempt by the token that holds the key renews it and returns the
 //     same fence.
-//   - Refresh sends one keep-alive of the grant's lease; Release revokes
-//     it, which deletes the key. One round trip each, when the driver that
-//     made the grant remembers its lease (it does for the grants it made
-//     or renewed); another driver reads the key first to find the lease.
+//   - Refresh sends one keep-alive of the grant's lease; Release deletes
+//     the key in a transaction that checks it is still on that lease, and
+//     keeps the lease for the driver's next attempt with the same TTL
+//     (which renews it with a keep-alive rather than grant a new one).
+//     One round trip each, when the driver that made the grant remembers
+//     its lease (it does for the grants it made or renewed); another
+//     driver reads the key first, and revokes the lease it finds.
 //   - RefreshBatch ([driver.BatchRefresher]) sends the keep-alives of all
 //     its leases on one stream: one round trip for any number of leases.
 //   - The fence is the key's create revision: etcd's revision counter

@@ -157,3 +157,61 @@ func TestBusyAttemptLeaseRenewedForNext(t *testing.T) {
 		t.Errorf("Release = %v", err)
 	}
 }
+
+// TestReleasedLeaseReusedRenewed checks the lease a release leaves to the
+// driver's next attempt: an acquire of another key reuses it, renews it
+// first (the key is held for a whole TTL from that acquire, not from the
+// first grant), and a Release of the first grant's token does not touch
+// the second grant.
+func TestReleasedLeaseReusedRenewed(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	cl := c.Client(t)
+	d := etcddriver.NewDriver(c.Client(t), nil)
+	t.Cleanup(func() { d.Close() })
+	const ttl = 3 * time.Second
+	leaseOf := func(key string) clientv3.LeaseID {
+		t.Helper()
+		r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key)
+		if err != nil || len(r.Kvs) != 1 {
+			t.Fatalf("Get %s = %v, %v; want the key", key, r, err)
+		}
+		return clientv3.LeaseID(r.Kvs[0].Lease)
+	}
+	if res, err := d.Acquire(ctx, driverRequest("pool/a", "a", ttl)); err != nil || !res.Acquired {
+		t.Fatalf("Acquire a = %+v, %v", res, err)
+	}
+	first := leaseOf("pool/a")
+	if err := d.Release(ctx, "pool/a", "a"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(ttl / 2)
+	if res, err := d.Acquire(ctx, driverRequest("pool/b", "b", ttl)); err != nil || !res.Acquired {
+		t.Fatalf("Acquire b = %+v, %v", res, err)
+	}
+	second := leaseOf("pool/b")
+	if second != first {
+		t.Errorf("the second grant's lease is %x, the first's %x: the released lease was not reused", second, first)
+	}
+	left, err := cl.TimeToLive(ctx, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whole seconds, rounded down: renewed, about 2.99 s left reads 2;
+	// not renewed, about 1.5 s would read 1.
+	if left.TTL < int64(ttl/time.Second)-1 {
+		t.Errorf("the reused lease has %d s left right after the grant; want about its TTL, %v", left.TTL, ttl)
+	}
+	if err := d.Release(ctx, "pool/a", "a"); !errors.Is(err, driver.ErrNotHeld) {
+		t.Errorf("second Release of the first grant = %v; want ErrNotHeld", err)
+	}
+	if err := d.Refresh(ctx, "pool/a", "a", ttl); !errors.Is(err, driver.ErrNotHeld) {
+		t.Errorf("Refresh of the released first grant = %v; want ErrNotHeld", err)
+	}
+	if got := leaseOf("pool/b"); got != second {
+		t.Errorf("the second grant moved to lease %x", got)
+	}
+	if err := d.Release(ctx, "pool/b", "b"); err != nil {
+		t.Errorf("Release b = %v", err)
+	}
+}

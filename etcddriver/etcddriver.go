@@ -90,13 +90,14 @@ type locker struct {
 	grants map[grantKey]grant // this driver's grants; see grant
 	prune  int                // len(grants) at which remember next drops stale grants
 	spares map[grantKey]grant // leases of busy lock attempts, for the token's next; see attemptLease
+	pool   map[int64][]grant  // leases of released grants by TTL asked, for any next attempt; see release
 }
 
 func newLocker(client *clientv3.Client, opts *Options, owned bool) *locker {
 	if opts == nil {
 		opts = &Options{}
 	}
-	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune, spares: make(map[grantKey]grant)}
+	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune, spares: make(map[grantKey]grant), pool: make(map[int64][]grant)}
 	if d.prefix == "" {
 		d.prefix = DefaultPrefix
 	}
@@ -122,17 +123,23 @@ type grantKey struct{ ek, digest string }
 
 // grant is what the driver remembers of a grant it made or renewed: the
 // etcd lease the key is attached to, so that Refresh and Release take one
-// round trip (a keep-alive or a revoke of that lease) instead of two (a
-// read of the key first). A lease is made for one grant and never shared,
-// so acting on it is acting on that grant and nothing else: a keep-alive
-// of a lease that still exists renews a key still attached to it, and a
-// revoke deletes it. When the lease is gone the driver forgets the grant
-// and reads the key to decide (it may have moved to another lease of the
-// same token, by a Refresh with another TTL made through another driver).
+// round trip (a keep-alive of that lease, or a transaction that deletes
+// the key if it is still on it) instead of two (a read of the key first).
+// A lease serves one grant at a time: the driver reuses the lease of a
+// released grant (see toPool) only once its key is deleted and the grant
+// forgotten. So a keep-alive of a lease that still exists renews a key
+// still attached to it. When the lease is gone the driver forgets the
+// grant and reads the key to decide (it may have moved to another lease
+// of the same token, by a Refresh with another TTL made through another
+// driver).
 type grant struct {
-	lease  clientv3.LeaseID
-	asked  int64     // the TTL in seconds the lease was asked for
-	stales time.Time // after it, the lease is surely gone unless renewed
+	lease   clientv3.LeaseID
+	asked   int64     // the TTL in seconds the lease was asked for
+	granted int64     // the TTL in seconds etcd granted
+	stales  time.Time // after it, the lease is surely gone unless renewed
+	// uncertain marks the lease of an attempt whose outcome is unknown
+	// (see unknownPut): its put may still come, so Release revokes it.
+	uncertain bool
 }
 
 // minPrune is the least number of remembered grants before remember looks
@@ -182,7 +189,7 @@ func (d *locker) remember(ek, digest string, lease clientv3.LeaseID, asked, gran
 	}
 	// The server keeps a lease up to one check period of its lessor
 	// (500 ms) past its TTL; a second of margin covers it.
-	d.grants[grantKey{ek, digest}] = grant{lease: lease, asked: asked, stales: sent.Add(time.Duration(granted)*time.Second + time.Second)}
+	d.grants[grantKey{ek, digest}] = grant{lease: lease, asked: asked, granted: granted, stales: sent.Add(time.Duration(granted)*time.Second + time.Second)}
 }
 
 func (d *locker) forget(ek, digest string) {
@@ -329,13 +336,39 @@ func (d *locker) attemptLease(ctx context.Context, ek, dig string, asked int64) 
 	d.mu.Lock()
 	sp, ok := d.spares[grantKey{ek, dig}]
 	delete(d.spares, grantKey{ek, dig})
+	if !ok || sp.asked != asked {
+		ok = false
+		now := time.Now()
+		for !ok && len(d.pool[asked]) > 0 {
+			free := d.pool[asked]
+			sp, d.pool[asked] = free[len(free)-1], free[:len(free)-1]
+			ok = now.Before(sp.stales)
+		}
+	}
 	d.mu.Unlock()
-	if ok && sp.asked == asked && time.Now().Before(sp.stales) {
+	if ok && time.Now().Before(sp.stales) {
 		if granted, err := d.keepAlive(ctx, sp.lease); err == nil && granted > 0 {
 			return &clientv3.LeaseGrantResponse{ID: sp.lease, TTL: granted}, nil
 		}
 	}
 	return d.client.Grant(ctx, asked)
+}
+
+// poolSize bounds the released leases the driver keeps for each TTL.
+const poolSize = 16
+
+// toPool keeps the lease of a grant just released (no key is attached to
+// it any more) for the next attempt that asks for its TTL, if it will
+// not expire within a second.
+func (d *locker) toPool(g grant) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// g.stales is a second past the lease's expiry; keep it to a second
+	// before.
+	g.stales = g.stales.Add(-2 * time.Second)
+	if len(d.pool[g.asked]) < poolSize && time.Now().Before(g.stales) {
+		d.pool[g.asked] = append(d.pool[g.asked], g)
+	}
 }
 
 // keepSpare keeps the lease g of a busy lock attempt sent at sent, for
@@ -367,6 +400,12 @@ func (d *locker) unknownPut(op, key, ek, dig string, g *clientv3.LeaseGrantRespo
 	err = d.wrap(op, key, err)
 	if driver.OutcomeUnknown(err) {
 		d.remember(ek, dig, g.ID, asked, g.TTL, sent)
+		d.mu.Lock()
+		if gr, ok := d.grants[grantKey{ek, dig}]; ok {
+			gr.uncertain = true
+			d.grants[grantKey{ek, dig}] = gr
+		}
+		d.mu.Unlock()
 	}
 	return err
 }
@@ -555,7 +594,25 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 // release revokes the lease of the grant of ek (the lock or a slot of
 // key) held by the token of dig, which deletes ek.
 func (d *locker) release(ctx context.Context, key, ek, dig string) error {
-	if g, ok := d.lookup(ek, dig); ok {
+	if g, ok := d.lookup(ek, dig); ok && !g.uncertain {
+		// Delete the key if it is still on the grant's lease, and keep
+		// the lease for a later attempt: a keep-alive then renews it,
+		// which costs etcd less than a grant and a revoke.
+		resp, err := d.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.LeaseValue(ek), "=", int64(g.lease))).
+			Then(clientv3.OpDelete(ek)).
+			Commit()
+		if err != nil {
+			return d.wrap("release", key, err)
+		}
+		d.forget(ek, dig)
+		if resp.Succeeded {
+			d.toPool(g)
+			return nil
+		}
+	} else if ok {
+		// A put may still come with this lease: revoke it, so that the
+		// put fails if it comes later.
 		_, err := d.client.Revoke(ctx, g.lease)
 		if err == nil {
 			d.forget(ek, dig)

@@ -32,7 +32,7 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	sent := time.Now()
-	g, err := d.client.Grant(ctx, asked)
+	g, err := d.attemptLease(ctx, sk, dig, asked)
 	if err != nil {
 		return driver.Result{}, d.notApplied("acquire slot", req.Key, err)
 	}

@@ -56,13 +56,17 @@
 // holds the owner, the TTL asked for and a digest of the token (SHA-256,
 // shortened to 128 bits; the token itself never leaves the process).
 //
-//   - Acquire grants a lease and, in one transaction, puts the key if it
-//     does not exist (its create revision is 0): two round trips. A busy
-//     attempt then reads the holder's remaining TTL, and keeps its unused
-//     lease for the token's next attempt, which renews it with a
-//     keep-alive (no write to etcd's log) instead of granting one. An
-//     attempt by the token that holds the key renews it and returns the
-//     same fence.
+//   - Acquire puts the key, in one transaction, if it does not exist (its
+//     create revision is 0), attached to a lease: a new one (granted
+//     first: two round trips), or one the driver kept from a released
+//     grant with the same TTL, renewed by a keep-alive sent beside the
+//     transaction (one round trip; the grant counts only if the keep-alive
+//     found the lease, so etcd renewed it after the call's start). A busy
+//     attempt reads the holder's remaining TTL, and keeps its unused lease
+//     for the token's next attempt, which renews it with a keep-alive
+//     before its transaction. A keep-alive does not write to etcd's log, a
+//     grant or a revoke does. An attempt by the token that holds the key
+//     renews it and returns the same fence.
 //   - Refresh sends one keep-alive of the grant's lease; Release deletes
 //     the key in a transaction that checks it is still on that lease, and
 //     keeps the lease for the driver's next attempt with the same TTL

@@ -215,3 +215,39 @@ func TestReleasedLeaseReusedRenewed(t *testing.T) {
 		t.Errorf("Release b = %v", err)
 	}
 }
+
+// TestReusedLeaseGone checks an acquire whose reused lease is gone (here
+// revoked from outside, as if it expired): the attempt fails with
+// ErrUnavailable, leaves the key free, and the next attempt, on a new
+// lease, gets it.
+func TestReusedLeaseGone(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	cl := c.Client(t)
+	d := etcddriver.NewDriver(c.Client(t), nil)
+	t.Cleanup(func() { d.Close() })
+	const ttl = 5 * time.Second
+	if res, err := d.Acquire(ctx, driverRequest("gone/a", "a", ttl)); err != nil || !res.Acquired {
+		t.Fatalf("Acquire a = %+v, %v", res, err)
+	}
+	r, err := cl.Get(ctx, etcddriver.DefaultPrefix+"gone/a")
+	if err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("Get = %v, %v", r, err)
+	}
+	if err := d.Release(ctx, "gone/a", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Revoke(ctx, clientv3.LeaseID(r.Kvs[0].Lease)); err != nil {
+		t.Fatalf("revoking the released grant's lease (kept for reuse) = %v", err)
+	}
+	res, err := d.Acquire(ctx, driverRequest("gone/b", "b", ttl))
+	if err == nil || res.Acquired || !errors.Is(err, driver.ErrUnavailable) {
+		t.Errorf("Acquire on a reused lease that is gone = %+v, %v; want ErrUnavailable", res, err)
+	}
+	if g, err := cl.Get(ctx, etcddriver.DefaultPrefix+"gone/b"); err != nil || len(g.Kvs) != 0 {
+		t.Errorf("key after the failed attempt = %v, %v; want it free", g, err)
+	}
+	if res, err := d.Acquire(ctx, driverRequest("gone/b", "b", ttl)); err != nil || !res.Acquired {
+		t.Errorf("next Acquire = %+v, %v; want the key on a new lease", res, err)
+	}
+}

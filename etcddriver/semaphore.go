@@ -32,7 +32,10 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	sent := time.Now()
-	g, err := d.attemptLease(ctx, sk, dig, asked)
+	g, from, err := d.attemptLease(ctx, sk, dig, asked)
+	if err == nil && from != newLease {
+		err = d.renewReused(ctx, g)
+	}
 	if err != nil {
 		return driver.Result{}, d.notApplied("acquire slot", req.Key, err)
 	}

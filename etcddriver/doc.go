@@ -56,15 +56,24 @@
 // holds the owner, the TTL asked for and a digest of the token (SHA-256,
 // shortened to 128 bits; the token itself never leaves the process).
 //
-//   - Acquire grants a lease and, in one transaction, puts the key if it
-//     does not exist (its create revision is 0): two round trips. A busy
-//     attempt then revokes its unused lease and reads the holder's
-//     remaining TTL, at once: three in all. An attempt by the token that
-//     holds the key renews it and returns the same fence.
-//   - Refresh sends one keep-alive of the grant's lease; Release revokes
-//     it, which deletes the key. One round trip each, when the driver that
-//     made the grant remembers its lease (it does for the grants it made
-//     or renewed); another driver reads the key first to find the lease.
+//   - Acquire puts the key, in one transaction, if it does not exist (its
+//     create revision is 0), attached to a lease: a new one (granted
+//     first: two round trips), or one the driver kept from a released
+//     grant with the same TTL, renewed by a keep-alive sent beside the
+//     transaction (one round trip; the grant counts only if the keep-alive
+//     found the lease, so etcd renewed it after the call's start). A busy
+//     attempt reads the holder's remaining TTL, and keeps its unused lease
+//     for the token's next attempt, which renews it with a keep-alive
+//     before its transaction. A keep-alive does not write to etcd's log, a
+//     grant or a revoke does. An attempt by the token that holds the key
+//     renews it and returns the same fence.
+//   - Refresh sends one keep-alive of the grant's lease; Release deletes
+//     the key in a transaction that checks it is still on that lease, and
+//     keeps the lease for the driver's next attempt with the same TTL
+//     (which renews it with a keep-alive rather than grant a new one).
+//     One round trip each, when the driver that made the grant remembers
+//     its lease (it does for the grants it made or renewed); another
+//     driver reads the key first, and revokes the lease it finds.
 //   - RefreshBatch ([driver.BatchRefresher]) sends the keep-alives of all
 //     its leases on one stream: one round trip for any number of leases.
 //   - The fence is the key's create revision: etcd's revision counter
@@ -99,23 +108,27 @@
 // # Waiting
 //
 // The driver implements [driver.Notifier] with etcd watches: a delete of
-// the key, by a release or by the lease's expiry, wakes every subscriber
-// of the key within the round trip of the watch event. It does not queue
-// waiters, so waiters are not served in the order they came, and a release
-// wakes them all (each then makes one attempt). It does not implement
-// [driver.Handoff]: see the comment on the queue below.
+// the key or of one of its slots, by a release or by a lease's expiry,
+// wakes every subscriber of the key within the round trip of the watch
+// event. It does not queue waiters: they are not served in the order they
+// came, and a release wakes them all, each then making one attempt (a
+// keep-alive, a transaction and, if busy, a read of the holder's TTL). Under
+// heavy contention this costs far more than concurrency.Mutex, whose
+// waiters wait in a queue and are woken one at a time; see the benchmark
+// BenchmarkEtcd in this package's tests.
 //
-// A queue in etcd, as concurrency.Mutex keeps it (each waiter writes a key
-// of its own; the lowest create revision holds), makes the head of the
-// queue the holder as soon as the holder before it is deleted, without a
-// round trip and without the waiter's knowing: that is a handoff. In
-// dlock's contract, though, a waiter's queued attempt must not become a
-// grant once the waiter has given up; a queue entry whose waiter left
-// must be deleted (with I/O after the subscription's cancel, which the
-// contract does not give a context to) or expire (after a TTL during which
-// the key is held by nobody who knows it). The handoff's Turn would also
-// have to carry the lease of the entry, which the waiter must renew from
-// then on. This is left for the architecture issue.
+// It does not implement [driver.Handoff] either. A queue in etcd, as
+// concurrency.Mutex keeps it (each waiter writes a key of its own on its
+// own lease; the lowest create revision holds), makes the head of the
+// queue the holder as soon as the key before it is deleted, without a
+// round trip: that is a handoff, but one the contract cannot express
+// safely. A waiter that gives up must take its queue key with it, or the
+// key stays held by nobody who knows it until that key's lease expires;
+// the subscription's cancel, which is all the contract gives a leaving
+// waiter, has no context for that deletion, and no capability may oblige
+// a driver to run I/O of its own in the background. The queue key's
+// lease must also be kept alive while the waiter waits, and become the
+// grant's lease at its turn, which a Turn cannot hand over.
 //
 // # Semaphores
 //
@@ -157,6 +170,12 @@
 //   - Every call is bounded by Options.CallTimeout and made with the
 //     client's require-leader flag, so that a member cut off from its
 //     leader refuses at once and the next attempt goes to another member.
+//     A member that is frozen (its process stopped, its host hung) keeps
+//     its TCP connections open: the client's balancer sends it calls,
+//     which time out, until gRPC's keep-alive drops the connection. Open
+//     sets keep-alive pings every 10 s (gRPC's least) with a 2 s timeout;
+//     a client given to [New] should set DialKeepAliveTime and
+//     DialKeepAliveTimeout too.
 //   - Errors of Open do not show the password.
 //
 // # Permissions

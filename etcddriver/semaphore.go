@@ -32,7 +32,10 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	sent := time.Now()
-	g, err := d.client.Grant(ctx, asked)
+	g, from, err := d.attemptLease(ctx, sk, dig, asked)
+	if err == nil && from != newLease {
+		err = d.renewReused(ctx, g)
+	}
 	if err != nil {
 		return driver.Result{}, d.notApplied("acquire slot", req.Key, err)
 	}
@@ -46,7 +49,7 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 			clientv3.OpGet(lo, clientv3.WithRange(hi), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))).
 		Commit()
 	if err != nil {
-		return driver.Result{}, d.wrap("acquire slot", req.Key, err)
+		return driver.Result{}, d.unknownPut("acquire slot", req.Key, sk, dig, g, asked, sent, err)
 	}
 	if !resp.Succeeded {
 		d.revokeSpare(ctx, g.ID)

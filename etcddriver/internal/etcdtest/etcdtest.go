@@ -326,8 +326,23 @@ func (m *Member) Kill(t testing.TB) {
 }
 
 // Pause stops the member with SIGSTOP: it keeps its sockets but answers
-// nothing, as a machine frozen by a long pause.
-func (m *Member) Pause(t testing.TB) { m.signal(t, syscall.SIGSTOP) }
+// nothing, as a machine frozen by a long pause. It returns once the
+// process is stopped (the signal takes effect a moment after it is
+// sent, and the member may answer meanwhile).
+func (m *Member) Pause(t testing.TB) {
+	t.Helper()
+	m.signal(t, syscall.SIGSTOP)
+	m.mu.Lock()
+	pid := m.cmd.Process.Pid
+	m.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for !stopped(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("etcdtest: %s not stopped 5s after SIGSTOP", m.Name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // Resume continues a paused member with SIGCONT.
 func (m *Member) Resume(t testing.TB) { m.signal(t, syscall.SIGCONT) }

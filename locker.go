@@ -402,7 +402,7 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 			subscribed = false
 		}
 		st.note(ctx, err)
-		if err != nil && ctx.Err() != nil {
+		if err != nil && ctxEnded(ctx) != nil {
 			return nil, st.gaveUp(ctx, key)
 		}
 		if err != nil && !retryable(err) {
@@ -560,11 +560,25 @@ func (st *acquireState) held(key string) string {
 // note records the outcome of an attempt that did not grant: err nil
 // means the key was held.
 func (st *acquireState) note(ctx context.Context, err error) {
-	if err != nil && ctx.Err() != nil {
+	if err != nil && ctxEnded(ctx) != nil {
 		st.cut = err
 		return
 	}
 	st.last, st.tried, st.cut = err, true, nil
+}
+
+// ctxEnded returns ctx.Err(), or [context.DeadlineExceeded] once ctx's
+// deadline has passed: a call cut by the deadline (a connection's i/o
+// timeout, set from it) may return a moment before ctx reports it, and its
+// error then says nothing of the backend.
+func ctxEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // gaveUp builds the error of an acquire that ends without a lease:
@@ -578,7 +592,7 @@ func (st *acquireState) note(ctx context.Context, err error) {
 // that skips its work when the key is busy does not skip it silently while
 // the backend is down.
 func (st *acquireState) gaveUp(ctx context.Context, key string) error {
-	cerr := ctx.Err()
+	cerr := ctxEnded(ctx)
 	switch {
 	case !st.tried:
 		if cerr == nil { // not reached: an attempt that ctx did not cut short is noted as tried

@@ -72,7 +72,7 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	returned := lastOf(n, cancel)
 	answers := make(chan answer, n)
 	for i := range n {
-		if err := l.enqueueAcquire(req.Token, i); err != nil {
+		if err := l.acquireBarred(req.Token, i); err != nil {
 			// Not asked (see tokenCalls), nor queued: nothing to undo.
 			calls[i] = answer{i: i, err: err}
 			answers <- calls[i]

@@ -22,7 +22,7 @@ import (
 // An acquire is not sent to a node where an earlier acquire of its token
 // has not returned, nor where a release of it may still land (see
 // unsureReleases): it is answered at once as not sent (see
-// locker.enqueueAcquire). Otherwise each attempt of a waiting caller on a
+// locker.acquireBarred). Otherwise each attempt of a waiting caller on a
 // hung node would queue an acquire and an undo behind the last, two
 // goroutines per attempt for as long as the node hangs.
 type tokenCalls struct {
@@ -75,9 +75,9 @@ func (l *locker) enqueue(token string, i int, c *nodeCall) (prev <-chan struct{}
 	return prev
 }
 
-// enqueueAcquire returns nil if an acquire of token may go to node i (see
-// tokenCalls), and the reason it may not otherwise.
-func (l *locker) enqueueAcquire(token string, i int) error {
+// acquireBarred returns why an acquire of token may not go to node i (see
+// tokenCalls), or nil if it may.
+func (l *locker) acquireBarred(token string, i int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if q := l.queues[token]; q != nil && q.nodes[i].acquires > 0 {

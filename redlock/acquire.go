@@ -71,11 +71,9 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	callCtx, cancel := l.bound(context.WithoutCancel(ctx), window)
 	returned := lastOf(n, cancel)
 	answers := make(chan answer, n)
-	// skipped[i]: node i was not asked (see tokenCalls); nothing to undo.
-	skipped := make([]bool, n)
 	for i := range n {
-		if err := l.enqueueAcquire(req.Token, i); err != nil {
-			skipped[i] = true
+		if err := l.acquireBarred(req.Token, i); err != nil {
+			// Not asked (see tokenCalls), nor queued: nothing to undo.
 			calls[i] = answer{i: i, err: err}
 			answers <- calls[i]
 			returned()
@@ -149,7 +147,7 @@ collect:
 			}
 		}
 	}
-	l.abandon(ctx, req, calls, skipped, timeout)
+	l.abandon(ctx, req, calls, queued, timeout)
 	switch {
 	case err != nil:
 		return driver.Result{}, err
@@ -273,24 +271,25 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 	return f, nil
 }
 
-// abandon undoes the failed acquire of req, whose node answers calls
-// holds (skipped: the nodes not asked): on each node asked, once the node
-// answered its acquire or the call gave up (see tokenCalls), it releases
+// abandon undoes the failed acquire of req, whose node answers calls holds
+// and whose node calls are acquires: on each node asked (acquires[i] was
+// queued; see tokenCalls), once the node answered its acquire or the call
+// gave up, it releases
 // the token unless the answer shows that the node does not hold it (busy,
-// or surely not applied). The undo
-// of every node is then certain to be sent, after its acquire, so the
-// attempt is undone (see [QuorumError.OutcomeUnknown]); abandon waits
-// until a majority of nodes is known not to hold the token, for at most a
-// quarter of the node timeout (the nodes whose acquire is unknown failed
-// to answer once already), and the rest goes on in the background. Release
-// errors are dropped; those locks expire with the TTL.
-func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, skipped []bool, timeout time.Duration) {
+// or surely not applied). The undo of every node is then certain to be
+// sent, after its acquire, so the attempt is undone (see
+// [QuorumError.OutcomeUnknown]); abandon waits until a majority of nodes is
+// known not to hold the token, for at most a quarter of the node timeout
+// (the nodes whose acquire is unknown failed to answer once already), and
+// the rest goes on in the background. Release errors are dropped; those
+// locks expire with the TTL.
+func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, acquires []nodeCall, timeout time.Duration) {
 	ctx = context.WithoutCancel(ctx)
 	n := len(l.nodes)
 	out := make(chan answer, n)
 	queued := make([]nodeCall, n)
 	for i := range n {
-		if skipped[i] {
+		if acquires[i].q == nil {
 			out <- answer{i: i} // not asked: free of this attempt
 			continue
 		}

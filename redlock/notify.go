@@ -25,8 +25,10 @@ func (l *locker) Subscribe(ctx context.Context, key, _ string) (<-chan struct{},
 // seen on a majority of nodes since the last value. A holder's release
 // reaches every node that held it, a majority; a waiter's own failed
 // attempts release at most a minority, which must not wake it again and
-// again. It fails unless a majority of nodes subscribed; a node that does
-// not answer delays it by the node timeout.
+// again. It fails unless a majority of nodes subscribed; once a majority
+// did, it waits for the others as long again as that took, and for the
+// node timeout at most (a node that answers later is unsubscribed at
+// once, in the background, which Close waits for).
 //
 // The merging goroutine belongs to the subscription: cancel stops it.
 func (l *locker) subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
@@ -43,9 +45,20 @@ func (l *locker) subscribe(ctx context.Context, key string) (<-chan struct{}, fu
 		idx = append(idx, i)
 	}
 	timeout := l.cfg.timeoutFor(l.cfg.lockTTL)
-	var wg sync.WaitGroup
+	type subscribed struct {
+		i      int
+		c      <-chan struct{}
+		cancel func()
+		err    error
+	}
+	results := make(chan subscribed, len(idx))
+	var mu sync.Mutex
+	decided := false // set once subscribe stops waiting: later subscriptions undo themselves
+	start := time.Now()
 	for _, i := range idx {
-		wg.Go(func() {
+		l.bg.add()
+		l.workers.do(func() {
+			defer l.bg.done()
 			// The subscription may live on ctx, so the node timeout
 			// cancels it only while Subscribe has not returned.
 			sctx, cancel := context.WithCancel(ctx)
@@ -57,14 +70,71 @@ func (l *locker) subscribe(ctx context.Context, key string) (<-chan struct{}, fu
 			}
 			if err != nil {
 				cancel()
-				errs[i] = err
+				results <- subscribed{i: i, err: err}
 				return
 			}
-			chans[i] = c
-			cancels[i] = func() { unsub(); cancel() }
+			mu.Lock()
+			defer mu.Unlock()
+			if decided {
+				unsub()
+				cancel()
+				return
+			}
+			results <- subscribed{i: i, c: c, cancel: func() { unsub(); cancel() }}
 		})
 	}
-	wg.Wait()
+	// A node whose client ignores cancellation (a go-redis read sees only
+	// its deadline) could hold Subscribe for its read timeout: once a
+	// majority subscribed, the others get as long again as that took, and
+	// the whole wait is bounded by the node timeout.
+	bound := time.NewTimer(timeout)
+	defer bound.Stop()
+	var grace <-chan time.Time
+	ok := 0
+collect:
+	for received := 0; received < len(idx); {
+		select {
+		case r := <-results:
+			received++
+			if r.err != nil {
+				errs[r.i] = r.err
+				continue
+			}
+			chans[r.i], cancels[r.i] = r.c, r.cancel
+			if ok++; ok >= l.quorum && grace == nil {
+				g := time.NewTimer(max(time.Since(start), minReleaseWait))
+				defer g.Stop()
+				grace = g.C
+			}
+		case <-grace:
+			break collect
+		case <-bound.C:
+			break collect
+		}
+	}
+	mu.Lock()
+	decided = true
+	mu.Unlock()
+	// Those that subscribed before are in results; later ones undo
+	// themselves.
+	for {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				errs[r.i] = r.err
+			} else {
+				chans[r.i], cancels[r.i] = r.c, r.cancel
+			}
+			continue
+		default:
+		}
+		break
+	}
+	for i := range n {
+		if chans[i] == nil && errs[i] == nil {
+			errs[i] = noAnswer(timeout)
+		}
+	}
 	unsubscribe := func() {
 		for _, c := range cancels {
 			if c != nil {

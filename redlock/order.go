@@ -22,13 +22,18 @@ import (
 // An acquire is not sent to a node where an earlier acquire of its token
 // has not returned, nor where a release of it may still land (see
 // unsureReleases): it is answered at once as not sent (see
-// locker.enqueueAcquire). Otherwise each attempt of a waiting caller on a
+// locker.acquireBarred). Otherwise each attempt of a waiting caller on a
 // hung node would queue an acquire and an undo behind the last, two
 // goroutines per attempt for as long as the node hangs.
 type tokenCalls struct {
-	tails    []*nodeCall // per node: the last call queued there; nil if none
-	acquires []int       // per node: acquires queued and not yet returned
-	n        int         // calls queued and not yet returned
+	nodes []nodeQueue // per node
+	n     int         // calls queued and not yet returned
+}
+
+// nodeQueue is a token's calls on one node.
+type nodeQueue struct {
+	tail     *nodeCall // the last call queued; nil if none
+	acquires int       // acquires queued and not yet returned
 }
 
 // nodeCall is one call of a token queued on one node.
@@ -52,31 +57,30 @@ func (l *locker) enqueue(token string, i int, c *nodeCall) (prev <-chan struct{}
 	defer l.mu.Unlock()
 	q := l.queues[token]
 	if q == nil {
-		n := len(l.nodes)
-		q = &tokenCalls{tails: make([]*nodeCall, n), acquires: make([]int, n)}
+		q = &tokenCalls{nodes: make([]nodeQueue, len(l.nodes))}
 		l.queues[token] = q
 	}
-	if t := q.tails[i]; t != nil && !t.done {
+	if t := q.nodes[i].tail; t != nil && !t.done {
 		if t.waiting == nil {
 			t.waiting = make(chan struct{})
 		}
 		prev = t.waiting
 	}
-	q.tails[i] = c
+	q.nodes[i].tail = c
 	c.q, c.node = q, i
 	q.n++
 	if c.acquire {
-		q.acquires[i]++
+		q.nodes[i].acquires++
 	}
 	return prev
 }
 
-// enqueueAcquire returns nil if an acquire of token may go to node i (see
-// tokenCalls), and the reason it may not otherwise.
-func (l *locker) enqueueAcquire(token string, i int) error {
+// acquireBarred returns why an acquire of token may not go to node i (see
+// tokenCalls), or nil if it may.
+func (l *locker) acquireBarred(token string, i int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if q := l.queues[token]; q != nil && q.acquires[i] > 0 {
+	if q := l.queues[token]; q != nil && q.nodes[i].acquires > 0 {
 		return errEarlierAcquire
 	}
 	if l.unsureOnLocked(token, i) {
@@ -94,7 +98,7 @@ func (l *locker) finish(token string, c *nodeCall) {
 		close(c.waiting)
 	}
 	if c.acquire {
-		c.q.acquires[c.node]--
+		c.q.nodes[c.node].acquires--
 	}
 	if c.q.n--; c.q.n == 0 {
 		delete(l.queues, token)

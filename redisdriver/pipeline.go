@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dlock-go/dlock"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -178,7 +179,10 @@ func (p *pipeline) run(ctx context.Context, key string, fn func(context.Context)
 			}
 			p.mu.Unlock()
 		}()
-		fn(context.WithoutCancel(ctx))
+		deadline, _ := ctx.Deadline()
+		ctx, cancel := detachedContext(ctx, deadline, p.bound)
+		defer cancel()
+		fn(ctx)
 	}()
 	select {
 	case <-c.done:
@@ -563,7 +567,7 @@ func (b *batcher) exec(batch []*call) {
 			}
 		}
 	}()
-	ctx, cancel := batchContext(batch)
+	ctx, cancel := b.batchContext(batch)
 	defer cancel()
 	if len(batch) == 1 {
 		c := batch[0]
@@ -597,9 +601,43 @@ func (b *batcher) exec(batch []*call) {
 // written and unanswered, and the server may run it after a command
 // sent later on another connection (its ready connections are not
 // served in the order their data came). The client's read and write
-// timeouts bound the round trip.
-func batchContext(batch []*call) (context.Context, context.CancelFunc) {
-	return context.WithCancel(context.WithoutCancel(batch[0].ctx))
+// timeouts bound the round trip; if the client has none, see
+// detachedContext.
+func (b *batcher) batchContext(batch []*call) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, c := range batch {
+		deadline, ok := c.ctx.Deadline()
+		if !ok {
+			latest = time.Time{}
+			break
+		}
+		if deadline.After(latest) {
+			latest = deadline
+		}
+	}
+	return detachedContext(batch[0].ctx, latest, b.bound)
+}
+
+// unboundedGrace is how long after its callers' latest deadline a round
+// trip that the client's timeouts do not bound runs on: as long as the
+// root's undo of a call that the deadline left in flight waits for it
+// by default (dlock.DefaultReleaseTimeout). Its reply can order nothing
+// after that, and unbounded it would hold its lane, and Close, for as
+// long as the server does not answer (a dead host: until TCP gives up).
+const unboundedGrace = dlock.DefaultReleaseTimeout
+
+// detachedContext returns ctx's values without its deadline or
+// cancellation, for a round trip that runs to its reply after its
+// callers left. If the client's timeouts do not bound the round trip
+// (bound < 0), it ends unboundedGrace after latest, the callers' latest
+// deadline; a zero latest (a caller without deadline, who waits for the
+// reply however long it takes) leaves it unbounded.
+func detachedContext(ctx context.Context, latest time.Time, bound time.Duration) (context.Context, context.CancelFunc) {
+	ctx = context.WithoutCancel(ctx)
+	if bound >= 0 || latest.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, latest.Add(unboundedGrace))
 }
 
 // wait waits for the sender goroutines, if any run, to finish: at Close,

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dlock-go/dlock"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -27,6 +28,10 @@ type pipeline struct {
 
 	mu    sync.Mutex
 	nodes map[string]*batcher // Cluster: by node address
+	// running counts the goroutines of run; wait waits on idle until
+	// there are none. Guarded by mu.
+	running int
+	idle    sync.Cond
 
 	// left holds the calls whose callers left before their replies
 	// came; later calls on their keys wait for those replies (see Do).
@@ -46,6 +51,7 @@ type pipeline struct {
 func newPipeline(client redis.UniversalClient) *pipeline {
 	p := &pipeline{client: client, nodes: map[string]*batcher{}}
 	p.left.byKey = map[string][]*call{}
+	p.idle.L = &p.mu
 	p.bound = roundTripBound(client)
 	p.cluster, _ = client.(*redis.ClusterClient)
 	if p.cluster == nil {
@@ -138,6 +144,66 @@ func (p *pipeline) do(ctx context.Context, awaited bool, args []any) *redis.Cmd 
 	return b.do(ctx, awaited, args)
 }
 
+// run runs fn, a round trip that may take key (one that Do cannot carry:
+// a pipeline of several commands on one connection), as an awaited
+// command goes out (see [pipeline.Awaited]): after the replies of the
+// calls on key whose callers left; and, if ctx's deadline could cut it
+// in flight, on a goroutine of the pipeline's with ctx's values but
+// neither its deadline nor its cancellation. When ctx ends before fn
+// returns, run returns ctx's error at once, and the calls on key that
+// follow (the root's undo first) wait for fn to return; fn's results
+// are then not to be read. Otherwise run returns nil. A panic in fn (a
+// hook of the user's) is raised in run's caller, if it is still there.
+func (p *pipeline) run(ctx context.Context, key string, fn func(context.Context)) error {
+	if err := p.left.wait(ctx, key); err != nil {
+		return err
+	}
+	if !cutBy(ctx, p.bound) {
+		fn(ctx)
+		return nil
+	}
+	c := &call{ctx: ctx, done: make(chan struct{}), sent: true}
+	p.mu.Lock()
+	p.running++ // before the goroutine starts: wait sees it
+	p.mu.Unlock()
+	go func() {
+		defer func() {
+			c.panicked = recover()
+			close(c.done)
+			p.mu.Lock()
+			if c.left {
+				p.left.remove(key, c)
+			}
+			if p.running--; p.running == 0 {
+				p.idle.Broadcast()
+			}
+			p.mu.Unlock()
+		}()
+		deadline, _ := ctx.Deadline()
+		ctx, cancel := detachedContext(ctx, deadline, p.bound)
+		defer cancel()
+		fn(ctx)
+	}()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		p.mu.Lock()
+		select {
+		case <-c.done: // returned meanwhile: its results are known
+		default:
+			c.left = true
+			p.left.add(key, c)
+			p.mu.Unlock()
+			return ctx.Err()
+		}
+		p.mu.Unlock()
+	}
+	if c.panicked != nil {
+		panic(c.panicked)
+	}
+	return nil
+}
+
 // leftCalls is the set of calls sent in batches whose callers left
 // (their contexts ended) before the replies came, by key. It is safe for
 // concurrent use.
@@ -147,16 +213,14 @@ type leftCalls struct {
 	byKey map[string][]*call
 }
 
-func (l *leftCalls) add(c *call) {
-	k := commandKey(c.args)
+func (l *leftCalls) add(k string, c *call) {
 	l.mu.Lock()
 	l.byKey[k] = append(l.byKey[k], c)
 	l.mu.Unlock()
 	l.n.Add(1)
 }
 
-func (l *leftCalls) remove(c *call) {
-	k := commandKey(c.args)
+func (l *leftCalls) remove(k string, c *call) {
 	l.mu.Lock()
 	if calls := slices.DeleteFunc(l.byKey[k], func(x *call) bool { return x == c }); len(calls) > 0 {
 		l.byKey[k] = calls
@@ -232,12 +296,16 @@ func commandKey(args []any) string {
 	return ""
 }
 
-// wait waits for the sender goroutines of every batcher to finish.
+// wait waits for the sender goroutines of every batcher, and those of
+// run, to finish.
 func (p *pipeline) wait() {
 	if p.one != nil {
 		p.one.wait()
 	}
 	p.mu.Lock()
+	for p.running > 0 {
+		p.idle.Wait()
+	}
 	nodes := make([]*batcher, 0, len(p.nodes))
 	for _, b := range p.nodes {
 		nodes = append(nodes, b)
@@ -390,9 +458,14 @@ func (b *batcher) do(ctx context.Context, awaited bool, args []any) *redis.Cmd {
 // client's own timeouts end a round trip begun now (see roundTripBound):
 // go-redis would then close the connection at the deadline with the
 // command perhaps written.
-func (b *batcher) cutByCaller(ctx context.Context) bool {
+func (b *batcher) cutByCaller(ctx context.Context) bool { return cutBy(ctx, b.bound) }
+
+// cutBy reports whether ctx's deadline may come before the client's own
+// timeouts, which bound a round trip to bound (-1: unbounded), end a
+// round trip begun now.
+func cutBy(ctx context.Context, bound time.Duration) bool {
 	deadline, ok := ctx.Deadline()
-	return ok && (b.bound < 0 || time.Until(deadline) <= b.bound)
+	return ok && (bound < 0 || time.Until(deadline) <= bound)
 }
 
 // await returns the reply of c, queued or sent, or the context's error
@@ -417,7 +490,7 @@ func (b *batcher) await(c *call) *redis.Cmd {
 		// In flight: the caller returns, and the calls on its key that
 		// follow (the root's undo first) wait for its reply.
 		c.left = true
-		b.left.add(c)
+		b.left.add(commandKey(c.args), c)
 	}
 	b.mu.Unlock()
 	cmd := redis.NewCmd(c.ctx, c.args...)
@@ -468,7 +541,7 @@ func (b *batcher) send(batch []*call) {
 		b.mu.Lock()
 		for _, c := range batch {
 			if c.left {
-				b.left.remove(c)
+				b.left.remove(commandKey(c.args), c)
 			}
 		}
 		batch = b.takeLocked()
@@ -494,7 +567,7 @@ func (b *batcher) exec(batch []*call) {
 			}
 		}
 	}()
-	ctx, cancel := batchContext(batch)
+	ctx, cancel := b.batchContext(batch)
 	defer cancel()
 	if len(batch) == 1 {
 		c := batch[0]
@@ -528,9 +601,43 @@ func (b *batcher) exec(batch []*call) {
 // written and unanswered, and the server may run it after a command
 // sent later on another connection (its ready connections are not
 // served in the order their data came). The client's read and write
-// timeouts bound the round trip.
-func batchContext(batch []*call) (context.Context, context.CancelFunc) {
-	return context.WithCancel(context.WithoutCancel(batch[0].ctx))
+// timeouts bound the round trip; if the client has none, see
+// detachedContext.
+func (b *batcher) batchContext(batch []*call) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, c := range batch {
+		deadline, ok := c.ctx.Deadline()
+		if !ok {
+			latest = time.Time{}
+			break
+		}
+		if deadline.After(latest) {
+			latest = deadline
+		}
+	}
+	return detachedContext(batch[0].ctx, latest, b.bound)
+}
+
+// unboundedGrace is how long after its callers' latest deadline a round
+// trip that the client's timeouts do not bound runs on: as long as the
+// root's undo of a call that the deadline left in flight waits for it
+// by default (dlock.DefaultReleaseTimeout). Its reply can order nothing
+// after that, and unbounded it would hold its lane, and Close, for as
+// long as the server does not answer (a dead host: until TCP gives up).
+const unboundedGrace = dlock.DefaultReleaseTimeout
+
+// detachedContext returns ctx's values without its deadline or
+// cancellation, for a round trip that runs to its reply after its
+// callers left. If the client's timeouts do not bound the round trip
+// (bound < 0), it ends unboundedGrace after latest, the callers' latest
+// deadline; a zero latest (a caller without deadline, who waits for the
+// reply however long it takes) leaves it unbounded.
+func detachedContext(ctx context.Context, latest time.Time, bound time.Duration) (context.Context, context.CancelFunc) {
+	ctx = context.WithoutCancel(ctx)
+	if bound >= 0 || latest.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, latest.Add(unboundedGrace))
 }
 
 // wait waits for the sender goroutines, if any run, to finish: at Close,

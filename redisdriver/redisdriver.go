@@ -487,6 +487,16 @@ func (d *locker) runReplicated(ctx context.Context, req driver.Request, args []a
 		c = node
 	}
 	script := acquireScriptFor(req)
+	waitMS := ceilMS(d.cfg.replicaTimeout)
+	if deadline, ok := ctx.Deadline(); ok {
+		// WAIT ends on the server within half the caller's time left
+		// (1 ms at least: 0 would block it for ever), so that its reply
+		// comes while the caller waits, and the undo of a grant too few
+		// replicas acknowledged follows at once: the pipeline runs to its
+		// reply however soon the caller leaves, and the undo of a caller
+		// that left waits for that reply (see pipeline.run).
+		waitMS = max(1, min(waitMS, time.Until(deadline).Milliseconds()/2))
+	}
 	run := func(sha bool) (*redis.Cmd, *redis.Cmd, error) {
 		pipe := c.Pipeline()
 		args[0], args[1] = "evalsha", script.sha
@@ -494,8 +504,16 @@ func (d *locker) runReplicated(ctx context.Context, req driver.Request, args []a
 			args[0], args[1] = "eval", script.src
 		}
 		cmd := queueOnce(ctx, pipe, args)
-		wait := queueOnce(ctx, pipe, []any{"WAIT", d.cfg.replicaAcks, ceilMS(d.cfg.replicaTimeout)})
-		_, err := pipe.Exec(ctx)
+		wait := queueOnce(ctx, pipe, []any{"WAIT", d.cfg.replicaAcks, waitMS})
+		var err error
+		if left := d.pipe.run(ctx, args[3].(string), func(ctx context.Context) { _, err = pipe.Exec(ctx) }); left != nil {
+			// The caller left with the pipeline perhaps in flight: the
+			// undo that follows waits for it (see pipeline.run).
+			cmd, wait = redis.NewCmd(ctx), redis.NewCmd(ctx)
+			cmd.SetErr(left)
+			wait.SetErr(left)
+			return cmd, wait, left
+		}
 		markUnsent(cmd)
 		markUnsent(wait)
 		return cmd, wait, err

@@ -75,26 +75,44 @@ func (s *waitSub) number(req *driver.Request, now time.Time) {
 // released (on a detached context, bounded by the ReleaseTimeout), unless
 // kept holds the same token: a waiter whose own attempt returned its
 // lease finds there the grant of that same hold. It reports whether the
-// channel held a plain wake-up, which may have been this waiter's turn.
-func (l *Locker) unsubscribe(ctx context.Context, s *waitSub, key string, cfg settings, kept *Lease) (woken bool) {
+// channel held a plain wake-up, which may have been this waiter's turn,
+// and, as stuck, the error of a release of a grant that failed: the key
+// may then stay held by the token until its TTL.
+func (l *Locker) unsubscribe(ctx context.Context, s *waitSub, key string, cfg settings, kept *Lease) (woken bool, stuck error) {
 	if s.cancel == nil {
-		return false
+		return false, nil
 	}
 	s.cancel() // no turn comes after it
 	defer func() { *s = waitSub{} }()
 	select {
 	case <-s.released:
-		return true
+		return true, nil
 	case t := <-s.turns:
 		if !t.Granted {
-			return true
+			return true, nil
 		}
 		if kept == nil || kept.token != s.token {
-			l.abandon(ctx, driver.Request{Key: key, Token: s.token}, cfg)
+			req := driver.Request{Key: key, Token: s.token}
+			if err := l.release(ctx, req, cfg); err != nil && !errors.Is(err, ErrNotHeld) {
+				return false, err
+			}
 		}
 	default:
 	}
-	return false
+	return false, nil
+}
+
+// errGrantStuck ends the error of a waiting call that returns without a
+// lease while a grant it was handed, or may have been, could not be
+// released: the one case where such a call leaves the key held.
+const errGrantStuck = "; a grant it was (or may have been) handed as it stopped waiting could not be released, outcome unknown: the key may stay held until its TTL (release: %v)"
+
+// release releases the token of req as abandon does, and returns the
+// release's error.
+func (l *Locker) release(ctx context.Context, req driver.Request, cfg settings) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
+	defer cancel()
+	return cfg.sem.releaseCall(ctx, l.drv, req.Key, req.Token)
 }
 
 // leaseOf makes a lease of the grant of req.Token with fence, counted

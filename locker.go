@@ -78,7 +78,9 @@ func New(d driver.Locker, opts *Options) *Locker {
 // or the Locker was closed while it was granted) is undone at once: the attempt's token is released on a
 // context detached from ctx, bounded by the ReleaseTimeout. A grant that no
 // caller received therefore never keeps the key from others for a TTL.
-// Acquire returns only after that undo, so when it fails, it holds nothing.
+// Acquire returns only after that undo, so when it fails, it holds nothing,
+// unless the undo itself failed, which the error then says ("the key may
+// stay held until its TTL").
 // If the undo's own outcome is unknown, later attempts use a new token, so
 // that the undo, should it reach the backend late, cannot free the key
 // under a lease they were granted.
@@ -324,8 +326,12 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		// released, unless it is the lease returned. Both before the
 		// call returns: when it returns without a lease, no token of
 		// it holds the key.
-		if l.unsubscribe(ctx, &sub, key, cfg, lease) && lease == nil {
+		woken, stuck := l.unsubscribe(ctx, &sub, key, cfg, lease)
+		if woken && lease == nil {
 			l.passTurn(ctx, req, cfg)
+		}
+		if stuck != nil && err != nil {
+			err = fmt.Errorf("%w"+errGrantStuck, err, stuck)
 		}
 	}()
 	var timer *time.Timer

@@ -3,6 +3,7 @@ package redisdriver_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,4 +122,45 @@ func TestHandoffGiveUpInPartition(t *testing.T) {
 		t.Fatalf("after the waiter gave up, the holder's release handed it the key (PTTL %v)", admin.PTTL(ctx, "dlock:{"+key+"}").Val())
 	}
 	px.Heal()
+}
+
+// TestHandoffGiveUpOutcomeUnknown: a waiter gives up, cut off from the
+// server, after a release granted it the key (the grant's message lost
+// with its connection). It cannot learn whether it holds the key, nor
+// release it: its Acquire must say so, not report a plain give-up as if
+// it held nothing.
+func TestHandoffGiveUpOutcomeUnknown(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	px := redistest.NewProxy(t, s.Addr())
+	o := s.Options()
+	o.Addr = px.Addr()
+	const owner = "partitioned waiter"
+	waiter := newLocker(t, o, nil)
+	ctx := testCtx(t)
+	key := uniqueKey("handoff/give-up-unknown/")
+	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
+		t.Fatalf("holder: %+v %v", res, err)
+	}
+	wctx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	got := goAcquire(wctx, waiter, key, &dlock.Options{TTL: 30 * time.Second, Owner: owner, Retry: noPolling, ReleaseTimeout: 300 * time.Millisecond})
+	waitAttemptQueued(t, admin, key)
+	px.Latency(200 * time.Millisecond)
+	if err := holder.Release(ctx, key, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	px.Disconnect() // the grant's message is lost on its way; no command gets through
+	giveUp()
+	a := <-got
+	if a.err == nil {
+		t.Fatal("Acquire returned a lease through a partition")
+	}
+	if o := ownerOf(t, ctx, admin, key); o != owner {
+		t.Fatalf("the key is held by %q: this test is about a grant the waiter could not release", o)
+	}
+	if !strings.Contains(a.err.Error(), "may stay held") {
+		t.Errorf("Acquire = %v; the waiter's token still holds the key, and the error does not say the outcome is unknown", a.err)
+	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/internal/redistest"
-	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -29,7 +28,7 @@ func TestHandoffCloseWhileWaitersWait(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := redis.NewClient(s.Options())
-		l := redisdriver.New(c, nil)
+		l := mustNew(t, c, nil)
 		var wg sync.WaitGroup
 		for range 4 {
 			wg.Go(func() {

@@ -72,7 +72,8 @@ exec sleep 600
 func TestRunKilledGuardianRemovesCgroup(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	p := startDlock(t, "run", []string{"D=" + dir}, "run", "--url", "mem://", "--key", "k", "--verbose", "--",
+	// -v, short for --verbose, logs the containment too.
+	p := startDlock(t, "run", []string{"D=" + dir}, "run", "--url", "mem://", "--key", "k", "-v", "--",
 		"sh", "-c", `setsid sleep 600 & echo $! > "$D/daemon"; echo $$ > "$D/pid"; exec sleep 600`)
 	waitFor(t, 20*time.Second, "the job to start", func() bool { return readFile(t, filepath.Join(dir, "pid")) != "" })
 	pids := readPIDs(t, dir, "pid", "daemon")

@@ -308,7 +308,8 @@ func (b *backendFlags) register(fs *flag.FlagSet, withKey, withTTL bool) {
 		fs.Var((*durationFlag)(&b.ttl), "ttl", "lease time to live, a `duration` such as 15s or 1m: how long others wait if this machine dies\n(default 15s, or the URL's ttl parameter)")
 		fs.StringVar(&b.owner, "owner", "", "name recorded as the holder (default host:pid)")
 		fs.StringVar(&b.logFormat, "log-format", "text", "how dlock's messages on stderr look: `text` (timestamped lines) or json (one object per line:\ntime, level, msg, cmd and fields such as key, owner (this dlock), holder (another client), fence, status, error;\ndurations in milliseconds, in fields named *_ms)")
-		fs.BoolVar(&b.verbose, "verbose", false, "also log every lock event: attempts, grants, renewals, releases")
+		fs.BoolVar(&b.verbose, "verbose", false, "also log every lock event: attempts, grants, renewals, releases,\nand how the job's processes are contained (cgroup or /proc scan)")
+		fs.BoolVar(&b.verbose, "v", false, "short for --verbose")
 	}
 }
 

@@ -28,8 +28,8 @@ type pipeline struct {
 
 	mu    sync.Mutex
 	nodes map[string]*batcher // Cluster: by node address
-	// running counts the goroutines of run; wait waits on idle until
-	// there are none. Guarded by mu.
+	// running counts the goroutines of run and follow; wait waits on
+	// idle until there are none. Guarded by mu.
 	running int
 	idle    sync.Cond
 
@@ -127,21 +127,73 @@ func roundTripBound(client redis.UniversalClient) time.Duration {
 }
 
 func (p *pipeline) do(ctx context.Context, awaited bool, args []any) *redis.Cmd {
-	if err := p.left.wait(ctx, commandKey(args)); err != nil {
+	key := commandKey(args)
+	if err := p.left.wait(ctx, key); err != nil {
+		if src, ok := freesKey(args); ok {
+			p.follow(ctx, key, args, src)
+		}
 		cmd := redis.NewCmd(ctx, args...)
 		cmd.SetErr(err)
 		return cmd
 	}
+	return p.send(ctx, awaited, key, args)
+}
+
+// send sends the command args on key through the batcher of key's node.
+func (p *pipeline) send(ctx context.Context, awaited bool, key string, args []any) *redis.Cmd {
 	if p.cluster == nil {
 		return p.one.do(ctx, awaited, args)
 	}
-	b, err := p.node(ctx, commandKey(args))
+	b, err := p.node(ctx, key)
 	if err != nil {
 		// The slot map cannot be had: the cluster client answers
 		// (or fails) alone.
 		return doOnce(ctx, p.client, args)
 	}
 	return b.do(ctx, awaited, args)
+}
+
+// follow sends args, a command that frees key (see freesKey) whose
+// caller's context ended while it waited for the calls on key left in
+// flight, once those calls are answered, from a goroutine of the
+// pipeline's: the driver held it back, and dropped it would leave the
+// key to the call it undoes, held by nobody for its TTL, whenever that
+// call's reply comes later than its undo's caller is willing to wait (a
+// short ReleaseTimeout, Redlock's node timeout, a slow server). Its
+// caller was told the outcome is unknown, which allows a late release;
+// the calls on key that follow wait for it in turn. If the server no
+// longer has the script cached (NOSCRIPT), it is sent again as EVAL of
+// src.
+func (p *pipeline) follow(ctx context.Context, key string, args []any, src any) {
+	c := &call{ctx: ctx, args: args, done: make(chan struct{}), sent: true, left: true}
+	before := p.left.addLast(key, c)
+	p.mu.Lock()
+	p.running++ // before the goroutine starts: wait sees it
+	p.mu.Unlock()
+	go func() {
+		defer func() {
+			// A hook of the user's panicked: no caller is left to
+			// raise it in, as for any call whose caller left.
+			c.panicked = recover()
+			close(c.done)
+			p.left.remove(key, c)
+			p.mu.Lock()
+			if p.running--; p.running == 0 {
+				p.idle.Broadcast()
+			}
+			p.mu.Unlock()
+		}()
+		for _, b := range before {
+			<-b.done
+		}
+		ctx, cancel := detachedContext(ctx, time.Now(), p.bound)
+		defer cancel()
+		cmd := p.send(ctx, false, key, args)
+		if noScript(cmd.Err()) && args[0] == "evalsha" {
+			args[0], args[1] = "eval", src
+			p.send(ctx, false, key, args)
+		}
+	}()
 }
 
 // run runs fn, a round trip that may take key (one that Do cannot carry:
@@ -220,6 +272,17 @@ func (l *leftCalls) add(k string, c *call) {
 	l.n.Add(1)
 }
 
+// addLast adds c as the last call on k, and returns the calls on k
+// before it.
+func (l *leftCalls) addLast(k string, c *call) []*call {
+	l.mu.Lock()
+	before := slices.Clone(l.byKey[k])
+	l.byKey[k] = append(l.byKey[k], c)
+	l.mu.Unlock()
+	l.n.Add(1)
+	return before
+}
+
 func (l *leftCalls) remove(k string, c *call) {
 	l.mu.Lock()
 	if calls := slices.DeleteFunc(l.byKey[k], func(x *call) bool { return x == c }); len(calls) > 0 {
@@ -296,12 +359,10 @@ func commandKey(args []any) string {
 	return ""
 }
 
-// wait waits for the sender goroutines of every batcher, and those of
-// run, to finish.
+// wait waits for the goroutines of run and follow, then for the sender
+// goroutines of every batcher, to finish: in that order, as the former
+// send through the latter.
 func (p *pipeline) wait() {
-	if p.one != nil {
-		p.one.wait()
-	}
 	p.mu.Lock()
 	for p.running > 0 {
 		p.idle.Wait()
@@ -311,6 +372,9 @@ func (p *pipeline) wait() {
 		nodes = append(nodes, b)
 	}
 	p.mu.Unlock()
+	if p.one != nil {
+		p.one.wait()
+	}
 	for _, b := range nodes {
 		b.wait()
 	}
@@ -387,7 +451,8 @@ type call struct {
 	done chan struct{} // closed when the batch with the call is answered
 	sent bool          // guarded by batcher.mu: the call left in a batch
 	// left, guarded by batcher.mu, is set when the caller returned
-	// after the call was sent and before its reply: the call is then in
+	// after the call was sent and before its reply, or left a call that
+	// frees a key in the queue (see await): the call is then in
 	// leftCalls until its reply.
 	left bool
 	// panicked is what a hook of the user's panicked with while the
@@ -479,7 +544,15 @@ func (b *batcher) await(c *call) *redis.Cmd {
 	}
 	b.mu.Lock()
 	if !c.sent {
-		b.queue = slices.DeleteFunc(b.queue, func(q *call) bool { return q == c })
+		if _, ok := freesKey(c.args); ok {
+			// Held back for the batch, a command that frees a key
+			// goes out all the same, as it would after the calls on
+			// its key (see pipeline.follow).
+			c.left = true
+			b.left.add(commandKey(c.args), c)
+		} else {
+			b.queue = slices.DeleteFunc(b.queue, func(q *call) bool { return q == c })
+		}
 	} else {
 		select {
 		case <-c.done: // answered meanwhile: the reply is known
@@ -514,13 +587,14 @@ func (b *batcher) next() {
 	}
 }
 
-// takeLocked returns the queued calls whose context has not ended, marked
-// sent, and empties the queue. The calls whose context ended leave the
-// queue unsent: their callers are returning. b.mu is held.
+// takeLocked returns the queued calls whose context has not ended, and
+// those whose callers left them (see await), marked sent, and empties
+// the queue. The other calls whose context ended leave the queue
+// unsent: their callers are returning. b.mu is held.
 func (b *batcher) takeLocked() []*call {
 	var batch []*call
 	for _, c := range b.queue {
-		if c.ctx.Err() == nil {
+		if c.ctx.Err() == nil || c.left {
 			c.sent = true
 			batch = append(batch, c)
 		}

@@ -565,6 +565,28 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 	return d.heldResult("release", key, lk, n, err)
 }
 
+// freeing maps the EVALSHA and EVAL arguments of the scripts that free a
+// key (a release, or a semaphore slot's) to their source; see freesKey.
+var freeing = map[any]any{
+	releaseScript.sha: releaseScript.src, releaseScript.src: releaseScript.src,
+	releaseSlotScript.sha: releaseSlotScript.src, releaseSlotScript.src: releaseSlotScript.src,
+}
+
+// freesKey reports whether the command args runs a script that frees a
+// key, and its source: such a command, once the pipeline held it back
+// (behind the calls on its key left in flight, or for the next batch),
+// goes out even after its caller gave up (see pipeline.follow).
+func freesKey(args []any) (src any, ok bool) {
+	if len(args) < 2 {
+		return nil, false
+	}
+	if s, _ := args[0].(string); s != "evalsha" && s != "eval" {
+		return nil, false
+	}
+	src, ok = freeing[args[1]]
+	return src, ok
+}
+
 // heldResult decodes the reply of the scripts that act only for the
 // holder: 1 done, 0 not held, -1 wrong type.
 func (d *locker) heldResult(op, key, lk string, n int64, err error) error {

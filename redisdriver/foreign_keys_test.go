@@ -11,8 +11,8 @@ import (
 )
 
 // TestForeignQueueKeyKept: someone else's data at a lock's queue key
-// (PREFIX{KEY}:queue) is never touched: a waiter's busy attempt used to
-// set an expiry on it, so it vanished a few seconds later.
+// (PREFIX{KEY}:queue) is never touched: a waiter's busy attempt that set
+// an expiry on it would make it vanish a few seconds later.
 func TestForeignQueueKeyKept(t *testing.T) {
 	s := redistest.Shared(t)
 	admin := s.Client(t)

@@ -239,10 +239,10 @@ func TestCloseDuringResubscribe(t *testing.T) {
 }
 
 // TestExpiredSubscriberKeepsConnection: a Subscribe whose context's
-// deadline has passed (an Acquire with a few ms left) must fail alone. It
-// used to send SUBSCRIBE under that deadline; the write failed, and the
-// shared pub/sub connection was dropped, so every channel of every waiter
-// was subscribed again and every live waiter woken for nothing.
+// deadline has passed (an Acquire with a few ms left) must fail alone. A
+// SUBSCRIBE written under that deadline would fail, and dropping the
+// shared pub/sub connection for it would subscribe every channel of every
+// waiter again and wake every live waiter for nothing.
 func TestExpiredSubscriberKeepsConnection(t *testing.T) {
 	verifyNoLeaks(t)
 	s := redistest.StartProcess(t, nil)
@@ -299,10 +299,10 @@ func pubsubIDs(list string) string {
 
 // TestManyKeysResubscribe: after a reconnect, a connection carrying the
 // subscriptions of many keys gets them all back at the pace of the
-// server's replies. Matching each reply against the channels still due
-// used to cost a scan of them all, under the notifier's lock: 30,000 keys
-// took 2.5 minutes (-race) to be live again, and every Subscribe of the
-// driver waited meanwhile.
+// server's replies. Matching each reply must not scan all the channels
+// still due under the notifier's lock: with such a scan, 30,000 keys take
+// 2.5 minutes (-race) to be live again, and every Subscribe of the driver
+// waits meanwhile.
 func TestManyKeysResubscribe(t *testing.T) {
 	s := redistest.StartProcess(t, nil)
 	admin := s.Client(t)

@@ -53,15 +53,10 @@
 // no token of it holds the key, as the driver puts every grant it made to
 // the waiter, or may have made, in the waiter's hands before it lets go.
 //
-// Safety: a handed-off lease counts from the moment the waiter sent the
-// queued attempt the grant names, as if that attempt's reply had granted
-// it, and ends TTL − drift later. The backend received that attempt after
-// it was sent and grants at the release, later still, for a whole TTL, so
-// its expiry is never before the lease's local deadline. The worst case is
-// that of any holder: a waiter frozen at the moment of the grant keeps the
-// key for one TTL, as a frozen holder does, and fences stop it if it wakes
-// up late. Semaphore slots are never handed off: a release wakes all their
-// waiters.
+// A handed-off lease counts from the moment the waiter sent the queued
+// attempt the grant names; why it is then as safe as one from an
+// attempt's own reply is argued in [driver.Handoff]. Semaphore slots are
+// never handed off: a release wakes all their waiters.
 //
 // # Fencing
 //

@@ -12,13 +12,8 @@ import (
 // one (released), or, over a [driver.Handoff], one whose turns may also
 // hand it the key. The zero value is no subscription.
 //
-// Safety of a handed-off grant: the waiter counts its lease from the send
-// time of the attempt the Turn names, as if that attempt's reply had
-// granted it. The backend queued that attempt when it arrived, after it
-// was sent, and counts the grant's TTL from the release, later still, so
-// the backend's expiry is never before the waiter's deadline. A waiter
-// frozen when the grant is made holds the key one TTL, as a frozen holder
-// does.
+// A handed-off lease counts from the send time of the attempt the Turn
+// names (kept in sent); [driver.Handoff] argues why that is safe.
 type waitSub struct {
 	released <-chan struct{}
 	turns    <-chan driver.Turn

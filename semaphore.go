@@ -173,7 +173,7 @@ func (le *Lease) releaseCall(ctx context.Context) error {
 
 // refreshDue refreshes a renewal round's leases, reqs[i] for due[i]: the
 // locks in batches of Refresh, the slots in batches of RefreshSlots. A
-// round of locks alone goes out as before, without a copy.
+// round of locks alone goes out as it is, without a copy.
 func (r *renewer) refreshDue(ctx context.Context, due []*Lease, reqs []driver.RefreshRequest) []error {
 	var slotIdx, lockIdx []int
 	for i, le := range due {

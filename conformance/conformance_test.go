@@ -344,6 +344,16 @@ func (d staleInspect) Inspect(ctx context.Context, key string) (driver.Holder, b
 	return h, held, err
 }
 
+// unknownHolderTTL leaves Result.HolderTTL zero, as a backend that does
+// not know when the holder's lock expires.
+type unknownHolderTTL struct{ driver.Locker }
+
+func (d unknownHolderTTL) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	res, err := d.Locker.Acquire(ctx, req)
+	res.HolderTTL = 0
+	return res, err
+}
+
 // unavailableAfterGrant applies an Acquire whose context has ended and
 // reports ErrUnavailable, which promises that it was not applied.
 type unavailableAfterGrant struct{ driver.Locker }
@@ -423,6 +433,15 @@ func TestSuite(t *testing.T) {
 			fail:    []string{"ReleaseWrongToken", "RefreshWrongToken"},
 			mayFail: []string{"MutualExclusion"},
 			skip:    capabilityCases,
+		},
+		{
+			// Zero HolderTTL means the driver does not know the holder's
+			// expiry, as driver.Result says: allowed, and its case skipped.
+			name: "HolderTTLUnknown",
+			newHarness: memHarness(func(d driver.Locker, _ *sync.Map) driver.Locker {
+				return unknownHolderTTL{d}
+			}),
+			skip: slices.Concat(capabilityCases, []string{"HolderTTLReported"}),
 		},
 		{
 			name: "NeverExpires",

@@ -1,130 +1,11 @@
-package conformance
+package conformance_test
 
 import (
-	"context"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
+	"github.com/dlock-go/dlock/conformance"
 	"github.com/dlock-go/dlock/driver"
 )
-
-// minimalStore is the backend of minimal: a map under a mutex, on real
-// time.
-type minimalStore struct {
-	mu   sync.Mutex
-	keys map[string]*minimalEntry // every key ever locked, for its fences
-}
-
-type minimalEntry struct {
-	last    uint64 // the last fence granted
-	token   string // the holder, or ""
-	fence   uint64
-	expires time.Time
-}
-
-// held reports whether e is held by an unexpired holder at now.
-func (e *minimalEntry) held(now time.Time) bool { return e.token != "" && now.Before(e.expires) }
-
-// minimal is the smallest driver the contract allows: driver.Locker and
-// no optional capability at all (no notifications, no inspection, no
-// batching, no fence raising, no fence floors). It is what a fourth
-// backend must at least do, and it passes Run.
-type minimal struct {
-	s    *minimalStore
-	cut  atomic.Bool   // partitioned: calls hang until their context ends
-	done chan struct{} // closed by Close
-	once sync.Once
-}
-
-func newMinimal(s *minimalStore) *minimal { return &minimal{s: s, done: make(chan struct{})} }
-
-// enter fails a call on a closed or cut-off client, or whose context has
-// ended: it was then never applied, but an ended context says "unknown".
-func (m *minimal) enter(ctx context.Context) error {
-	select {
-	case <-m.done:
-		return fmt.Errorf("minimal: %w", driver.ErrClosed)
-	default:
-	}
-	if m.cut.Load() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("minimal: partitioned: %w", ctx.Err())
-		case <-m.done:
-			return fmt.Errorf("minimal: %w", driver.ErrClosed)
-		}
-	}
-	return ctx.Err()
-}
-
-func (m *minimal) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
-	if err := m.enter(ctx); err != nil {
-		return driver.Result{}, err
-	}
-	if req.Token == "" {
-		return driver.Result{}, fmt.Errorf("%w: minimal: empty token", driver.ErrInvalid)
-	}
-	m.s.mu.Lock()
-	defer m.s.mu.Unlock()
-	e := m.s.keys[req.Key]
-	if e == nil {
-		e = &minimalEntry{}
-		m.s.keys[req.Key] = e
-	}
-	now := time.Now()
-	switch {
-	case e.held(now) && e.token != req.Token:
-		return driver.Result{HolderTTL: e.expires.Sub(now)}, nil
-	case !e.held(now):
-		e.last++
-		e.token, e.fence = req.Token, e.last
-	}
-	e.expires = now.Add(req.TTL)
-	return driver.Result{Acquired: true, Fence: e.fence}, nil
-}
-
-// holder returns the entry of key if token holds it, else ErrNotHeld.
-// m.s.mu must be held.
-func (m *minimal) holder(key, token string) (*minimalEntry, error) {
-	if e := m.s.keys[key]; e != nil && e.held(time.Now()) && e.token == token {
-		return e, nil
-	}
-	return nil, fmt.Errorf("minimal: %q: %w", key, driver.ErrNotHeld)
-}
-
-func (m *minimal) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
-	if err := m.enter(ctx); err != nil {
-		return err
-	}
-	m.s.mu.Lock()
-	defer m.s.mu.Unlock()
-	e, err := m.holder(key, token)
-	if err == nil {
-		e.expires = time.Now().Add(ttl)
-	}
-	return err
-}
-
-func (m *minimal) Release(ctx context.Context, key, token string) error {
-	if err := m.enter(ctx); err != nil {
-		return err
-	}
-	m.s.mu.Lock()
-	defer m.s.mu.Unlock()
-	e, err := m.holder(key, token)
-	if err == nil {
-		e.token = ""
-	}
-	return err
-}
-
-func (m *minimal) Close() error {
-	m.once.Do(func() { close(m.done) })
-	return nil
-}
 
 // TestMinimalDriver runs the suite against a driver that implements only
 // driver.Locker, bare and behind a FaultyDriver (which implements every
@@ -143,26 +24,19 @@ func TestMinimalDriver(t *testing.T) {
 			t.Fatalf("the minimal driver is a driver.%s; it must have no optional capability", name)
 		}
 	}
-	for _, wrap := range []struct {
-		name string
-		wrap func(driver.Locker) driver.Locker
-	}{
-		{"Bare", func(d driver.Locker) driver.Locker { return d }},
-		{"Faulty", func(d driver.Locker) driver.Locker { return Faulty(d) }},
-	} {
-		t.Run(wrap.name, func(t *testing.T) {
-			Run(t, func(*testing.T) *Harness {
-				s := &minimalStore{keys: make(map[string]*minimalEntry)}
-				return &Harness{
-					NewDriver: func(*testing.T) driver.Locker { return wrap.wrap(newMinimal(s)) },
-					Partitioned: func(*testing.T) (driver.Locker, func()) {
-						m := newMinimal(s)
-						return wrap.wrap(m), func() { m.cut.Store(true) }
-					},
-				}
-			})
+	t.Run("Bare", func(t *testing.T) { conformance.Run(t, minimalHarness) })
+	t.Run("Faulty", func(t *testing.T) {
+		conformance.Run(t, func(t *testing.T) *conformance.Harness {
+			h := minimalHarness(t)
+			newDriver, partitioned := h.NewDriver, h.Partitioned
+			h.NewDriver = func(t *testing.T) driver.Locker { return conformance.Faulty(newDriver(t)) }
+			h.Partitioned = func(t *testing.T) (driver.Locker, func()) {
+				d, cut := partitioned(t)
+				return conformance.Faulty(d), cut
+			}
+			return h
 		})
-	}
+	})
 }
 
 func is[T any](v any) bool { _, ok := v.(T); return ok }

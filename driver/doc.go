@@ -16,9 +16,14 @@
 //
 // # Writing a driver
 //
-// Package memdriver is the reference implementation: it is short, it
-// follows every rule below, and a new driver is best started from a copy
-// of it. A driver package:
+// The smallest driver the contract allows, a [Locker] with no optional
+// capability, is the example of conformance.Run (the whole file
+// conformance/example_run_test.go, shown in the conformance package's
+// documentation): it is what a backend must at least do, and its test is
+// how a driver runs the suite. Package memdriver is the reference
+// implementation of a full driver package: it is short, it follows every
+// rule below, and a new driver package is best started from a copy of it.
+// A driver package:
 //
 //   - implements [Locker] on an unexported type that is safe for
 //     concurrent use, and asserts each capability it has, so that the

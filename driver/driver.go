@@ -124,9 +124,12 @@ type Result struct {
 	// fence the backend granted for this key before. A repeated request
 	// with the same token while the key is held returns the same fence.
 	Fence uint64
-	// HolderTTL is set when not Acquired and the backend knows it: the
-	// remaining time before the current holder's lock expires. dlock uses
-	// it to wait exactly until then. Zero means unknown.
+	// HolderTTL, when not Acquired, is the remaining time before the
+	// current holder's lock expires, in (0, the holder's TTL]: dlock waits
+	// exactly until then. Zero means the backend does not know (a driver
+	// may always leave it zero, or leave it zero when finding it out
+	// failed); dlock then waits its retry backoff, and conformance.Run
+	// skips the case that checks the value.
 	HolderTTL time.Duration
 }
 

@@ -21,12 +21,17 @@ import "context"
 // is skipped: its turn passes to the next. A Turn with Granted set is
 // sent only for a grant that stands: the backend never takes it back.
 //
-// Safety: the waiter counts its lease from the moment it sent the attempt
-// named in the Turn, as if that attempt's reply had granted it. The
-// backend counts the grant's TTL from the release, which it handles after
-// it received that attempt, so its expiry is never earlier than the
-// waiter's deadline. The worst case is that of any holder: a waiter frozen
-// when the grant is made keeps the key for one TTL.
+// Safety of a handed-off lease (the one statement of it, which package
+// dlock, the drivers and the README refer to): the waiter counts its lease
+// from the moment it sent the attempt named in the Turn, as if that
+// attempt's reply had granted it, and ends it TTL − drift later, as any
+// lease. The backend received that attempt after it was sent, and counts
+// the grant's TTL from the release, which it handles later still, so the
+// backend's expiry is never before the waiter's local deadline: a
+// handed-off lease is as safe as one from an attempt's own reply. The
+// worst case is that of any holder: a waiter frozen when the grant is made
+// keeps the key for one TTL, as a frozen holder does, and fences stop it
+// if it wakes up late.
 type Handoff interface {
 	Notifier
 	// SubscribeHandoff is Notifier.Subscribe for a waiter with token

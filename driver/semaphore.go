@@ -43,7 +43,8 @@ type Semaphore interface {
 	// tokens hold the key, req.Token gets a slot and a fence strictly
 	// greater than every fence granted before for the key, in any slot.
 	// If limit tokens hold it, the result has Acquired false, err nil
-	// and HolderTTL the time until the first slot expires. If req.Token
+	// and HolderTTL the time until the first slot expires (zero if
+	// the backend does not know, as for [Result.HolderTTL]). If req.Token
 	// holds a slot already, the attempt succeeds again with the same
 	// fence and resets its TTL: a token holds one slot at most. A limit
 	// other than the current holders' is refused with an error wrapping

@@ -210,10 +210,8 @@
 // skipped, with nothing granted or published. So a grant message always
 // means the key is the waiter's, also where the message is propagated to
 // a replica on which a waiter listens after a failover. The waiter counts
-// its lease from the moment it sent the attempt named in the grant; the
-// server counts the grant's TTL from the release, which it handled after
-// that attempt, so the server's expiry is never earlier than the waiter's
-// deadline. A release first removes its own token's queue entry, so that
+// its lease from the moment it sent the attempt named in the grant, which
+// is safe by the argument in driver.Handoff. A release first removes its own token's queue entry, so that
 // a holder that took the key by an attempt of its own is never handed it
 // back.
 //
@@ -224,8 +222,7 @@
 // tell (the connection broke while the waiter listened, or the
 // confirmation never came), the waiter releases its token all the same.
 // So when a waiting Acquire returns without a lease, no token of it holds
-// the key, also when Locker.Close ended the wait. A waiter frozen when the
-// grant is made holds the key for one TTL, as a frozen holder does.
+// the key, also when Locker.Close ended the wait.
 //
 // With a Sentinel URL the driver also listens to the Sentinels'
 // +switch-master and moves its pub/sub connection to the new master at

@@ -102,3 +102,54 @@ func TestHandoffReleaseFreesKeyThroughProxy(t *testing.T) {
 		t.Errorf("after every lease was released, the key holds %q (%v)", v, err)
 	}
 }
+
+// TestHandoffHolderNotRequeued: a waiter's attempt that finds the key
+// already granted to its token (the grant's message still on its way)
+// returns it as acquired, and must not queue the waiter again: the
+// release of that lease would grant the key straight back to the releasing
+// token, still subscribed for a moment, and keep it from everyone else
+// (for a TTL, if the grant's message then reaches a notifier that takes
+// it for the lease).
+func TestHandoffHolderNotRequeued(t *testing.T) {
+	s := redistest.Shared(t)
+	admin := s.Client(t)
+	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
+	waiter := newHandoffDriver(t, redis.NewClient(s.Options()))
+	ctx := testCtx(t)
+	key := uniqueKey("handoff/requeue/")
+	const ttl = 30 * time.Second
+	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: ttl}); err != nil || !res.Acquired {
+		t.Fatalf("holder: %+v %v", res, err)
+	}
+	turns, cancel, err := waiter.SubscribeHandoff(ctx, key, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	queue(t, ctx, waiter, key, "w", 1, ttl)
+	if err := holder.Release(ctx, key, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	// The waiter's next attempt, sent before the grant's message came.
+	res, err := waiter.Acquire(ctx, driver.Request{Key: key, Token: "w", TTL: ttl, Owner: "owner of w", Wait: 10 * time.Second, Attempt: 2})
+	if err != nil || !res.Acquired {
+		t.Fatalf("the waiter's attempt after the grant = %+v, %v; want acquired", res, err)
+	}
+	if turn := turnWithin(t, turns, 5*time.Second, "the granted waiter"); !turn.Granted {
+		t.Fatalf("Turn = %+v, want the grant", turn)
+	}
+	if n := admin.ZCard(ctx, "dlock:{"+key+"}:queue").Val(); n != 0 {
+		t.Errorf("the holder's attempt queued it again: %d waiters queued", n)
+	}
+	if err := waiter.Release(ctx, key, "w"); err != nil {
+		t.Fatal(err)
+	}
+	if owner := ownerOf(t, ctx, admin, key); owner != "" {
+		t.Errorf("after the waiter released its lease the key is held by %q: granted back to the token that released it", owner)
+	}
+	// Its release wakes the key's subscribers, the waiter among them
+	// (still subscribed): a plain wake-up, not a grant.
+	if turn := turnWithin(t, turns, 5*time.Second, "a subscriber of the released key"); turn.Granted {
+		t.Errorf("the waiter got %+v after it released its lease", turn)
+	}
+}

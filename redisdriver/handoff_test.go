@@ -2,6 +2,9 @@ package redisdriver_test
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -194,4 +197,33 @@ func TestHandoffOneAtATime(t *testing.T) {
 	if n := admin.Exists(ctx, "dlock:{"+key+"}:queue").Val(); n != 0 {
 		t.Errorf("the queue outlives its waiters")
 	}
+}
+
+// waitAttemptQueued returns once key's queue holds an attempt to grant:
+// an entry of the attempts hash with more than a deadline (a plain
+// waiter's entry, such as a first attempt made before subscribing, is
+// only its deadline).
+func waitAttemptQueued(t *testing.T, admin *redis.Client, key string) {
+	t.Helper()
+	ctx := testCtx(t)
+	for !slices.ContainsFunc(admin.HVals(ctx, "dlock:{"+key+"}:attempts").Val(), func(v string) bool { return strings.Contains(v, "\n") }) {
+		if ctx.Err() != nil {
+			t.Fatal("the waiter's attempt was never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// ownerOf returns the owner of key's lock, or "" if it is free.
+func ownerOf(t *testing.T, ctx context.Context, admin *redis.Client, key string) string {
+	t.Helper()
+	v, err := admin.Get(ctx, "dlock:{"+key+"}").Result()
+	if errors.Is(err, redis.Nil) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.SplitN(v, "\n", 4)
+	return parts[len(parts)-1]
 }

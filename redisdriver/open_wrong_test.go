@@ -1,13 +1,16 @@
 package redisdriver_test
 
 import (
+	"context"
 	"errors"
+	_ "github.com/dlock-go/dlock/redlock" // redlock:// for TestOpenErrorsHideSecret
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 )
 
@@ -73,4 +76,87 @@ func TestOpenClusterNodeAsStandalone(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestOpenErrorsHideSecret: errors of Sentinel, Cluster, TLS and redlock
+// URLs that fail at the network or at the server never show the
+// password.
+func TestOpenErrorsHideSecret(t *testing.T) {
+	plain := redistest.Shared(t)
+	se := redistest.SharedSentinel(t)
+	closed := closedPort(t)
+	for _, u := range []string{
+		"redis+sentinel://user:" + secret + "@" + closed + "/mymaster?dial_timeout=300ms",
+		"redis+sentinel://user:" + secret + "@" + se.Addrs()[0] + "/" + se.MasterName() + "?sentinel_auth=true",
+		"redis+sentinel://user:" + secret + "@" + se.Addrs()[0] + "/nosuchmaster",
+		"redis+sentinel://user:" + secret + "@" + se.Addrs()[0] + "/" + se.MasterName(),
+		"rediss://user:" + secret + "@" + plain.Addr() + "?dial_timeout=1s&read_timeout=1s",
+		"rediss+cluster://user:" + secret + "@" + plain.Addr() + "?dial_timeout=1s&read_timeout=1s",
+		"redis+cluster://user:" + secret + "@" + closed + "?dial_timeout=300ms",
+		"redis+cluster://user:" + secret + "@" + plain.Addr(),
+		"redlock://user:" + secret + "@" + closed + "," + plain.Addr() + "," + se.Master().Addr() + "?dial_timeout=300ms",
+		"redlocks://user:" + secret + "@" + closed + "," + plain.Addr() + "," + se.Master().Addr() + "?dial_timeout=300ms",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		start := time.Now()
+		l, err := dlock.Open(ctx, u)
+		cancel()
+		t.Logf("%v: %s: %v", time.Since(start).Round(time.Millisecond), driver.RedactURL(u), err)
+		if err == nil {
+			l.Close()
+			t.Errorf("Open(%s) succeeded with a wrong password", driver.RedactURL(u))
+			continue
+		}
+		noSecret(t, err)
+	}
+}
+
+// TestSentinelReplicaOnlyRefused: replica_only=true connects a Sentinel
+// client to replicas only, where every lock write is refused (READONLY),
+// which is retried as unavailable: every Acquire would wait for its whole
+// context, forever without a deadline. Open refuses it.
+func TestSentinelReplicaOnlyRefused(t *testing.T) {
+	se := redistest.SharedSentinel(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	l, err := dlock.Open(ctx, "redis+sentinel://"+se.Addrs()[0]+"/"+se.MasterName()+"?replica_only=true")
+	if err == nil {
+		_, aerr := l.TryAcquire(ctx, "replicaonly/k", nil)
+		l.Close()
+		t.Fatalf("Open with replica_only=true succeeded (TryAcquire then: %v)", aerr)
+	}
+	if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(err.Error(), "replica_only") {
+		t.Errorf("Open with replica_only=true: %v; want ErrInvalid naming replica_only", err)
+	}
+	l, err = dlock.Open(ctx, "redis+sentinel://"+se.Addrs()[0]+"/"+se.MasterName()+"?replica_only=false")
+	if err != nil {
+		t.Fatalf("Open with replica_only=false: %v", err)
+	}
+	l.Close()
+}
+
+// TestOpenReplicaRefused: a redis:// URL that names a read-only replica
+// (a common slip: the replica's address instead of the master's) fails at
+// Open, saying so, instead of opening a Locker whose every acquire is
+// refused (READONLY) and retried until its context ends.
+func TestOpenReplicaRefused(t *testing.T) {
+	master := redistest.StartProcess(t, nil)
+	replica := redistest.StartProcess(t, nil)
+	ctx := testCtx(t)
+	host, port, _ := net.SplitHostPort(master.Addr())
+	if err := replica.Client(t).SlaveOf(ctx, host, port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	octx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	l, err := dlock.Open(octx, "redis://"+replica.Addr())
+	if err == nil {
+		_, aerr := l.TryAcquire(octx, "replica/k", nil)
+		l.Close()
+		t.Fatalf("Open of a read-only replica succeeded (TryAcquire then: %v)", aerr)
+	}
+	if !strings.Contains(err.Error(), "replica") {
+		t.Errorf("Open of a replica: %v; want an error saying the server is a replica", err)
+	}
+	open(t, "redis://"+master.Addr()) // the master opens
 }

@@ -2,9 +2,11 @@ package redisdriver_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/redis/go-redis/v9"
@@ -91,5 +93,106 @@ func TestPipelineClusterSlotMoved(t *testing.T) {
 		if err := d.Release(ctx, k, "t"); err != nil {
 			t.Errorf("release %d %s: %v", i, k, err)
 		}
+	}
+}
+
+// TestPipelineClusterPerNode: on a Cluster each master has a batcher of
+// its own. Calls on keys of one master queue behind that master's calls
+// in flight and leave together, while the calls on the other masters go
+// on: a master whose round trips are held back holds back no other's.
+func TestPipelineClusterPerNode(t *testing.T) {
+	cl := redistest.SharedCluster(t)
+	c := cl.Client(t)
+	rt := &roundTrips{}
+	c.AddHook(rt)
+	d := redisdriver.NewDriver(c, nil)
+	t.Cleanup(func() { d.Close() })
+	queued := make(chan struct{}, 1024)
+	redisdriver.SetQueuedHookForTest(d, func() { queued <- struct{}{} })
+	ctx := testCtx(t)
+	base := uniqueKey("pipe/cluster/")
+	nodeOf := func(key string) string {
+		t.Helper()
+		n, err := c.MasterForKey(ctx, "dlock:{"+key+"}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Options().Addr
+	}
+	// keys returns n keys under prefix whose locks are (on, true) or are
+	// not (on, false) on master addr.
+	keys := func(prefix, addr string, on bool, n int) []string {
+		var ks []string
+		for i := 0; len(ks) < n; i++ {
+			k := fmt.Sprintf("%s/%d", prefix, i)
+			if (nodeOf(k) == addr) == on {
+				ks = append(ks, k)
+			}
+		}
+		return ks
+	}
+	slowNode := nodeOf(base + "/slow")
+	// Load the scripts on every master, so that no EVALSHA of the test
+	// meets NOSCRIPT.
+	for _, k := range append(keys(base+"/warm", slowNode, true, 1), keys(base+"/warm", slowNode, false, 4)...) {
+		if _, err := d.Acquire(ctx, req(k, "w")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := d.(driver.Inspector).Inspect(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	held, release := rt.holdAll(base + "/slow")
+	t.Cleanup(release)
+	for _, k := range keys(base+"/slow/gate", slowNode, true, redisdriver.MaxInFlightForTest) {
+		go d.(driver.Inspector).Inspect(ctx, k)
+	}
+	for range redisdriver.MaxInFlightForTest {
+		<-held
+	}
+	before := rt.count()
+	const n = 4
+	var slow sync.WaitGroup
+	slowErrs := make(chan error, n)
+	for _, k := range keys(base+"/slow/q", slowNode, true, n) {
+		slow.Go(func() {
+			res, err := d.Acquire(ctx, req(k, "t"))
+			if err == nil && !res.Acquired {
+				err = fmt.Errorf("%s not acquired: %+v", k, res)
+			}
+			slowErrs <- err
+		})
+	}
+	waitQueued(t, queued, n)
+
+	// The other masters answer while the slow one is held back.
+	var fast sync.WaitGroup
+	for _, k := range keys(base+"/fast", slowNode, false, 3*redisdriver.MaxInFlightForTest) {
+		fast.Go(func() {
+			res, err := d.Acquire(ctx, req(k, "t"))
+			if err != nil || !res.Acquired {
+				t.Errorf("acquire of %s on another master while one is held back: %v %+v", k, err, res)
+			}
+		})
+	}
+	fast.Wait()
+
+	release()
+	slow.Wait()
+	close(slowErrs)
+	for err := range slowErrs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	var batches [][]string
+	for _, trip := range rt.since(before) {
+		if strings.Contains(strings.Join(trip, " "), base+"/slow/q") {
+			batches = append(batches, trip)
+		}
+	}
+	if len(batches) != 1 || len(batches[0]) != n {
+		t.Fatalf("the %d calls queued on the held master went out as %v, want one pipeline of %d", n, batches, n)
 	}
 }

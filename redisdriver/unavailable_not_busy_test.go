@@ -1,4 +1,4 @@
-package dlock_test
+package redisdriver_test
 
 import (
 	"context"

@@ -1,7 +1,6 @@
 package redisdriver_test
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -128,26 +127,36 @@ func TestSemaphoreFenceRestoredByRefresh(t *testing.T) {
 	}
 }
 
-// TestForeignStringIsNotOtherKind: someone else's string at a lock key is
-// ErrWrongType for a lock's Acquire, not ErrWrongKind (which says the key
-// is a semaphore's); a semaphore's sorted set there is both.
-func TestForeignStringIsNotOtherKind(t *testing.T) {
+// TestFenceKeyOutlivesFloor: a fence granted from a floor ahead of the
+// server's clock (a client whose clock runs ahead; at most a TTL ahead)
+// must stay on record until the server's clock has passed it, even when
+// FenceExpiry is shorter than the TTL and the lock was released at once:
+// otherwise the next grant, from the clock alone, goes below it.
+func TestFenceKeyOutlivesFloor(t *testing.T) {
 	s := redistest.Shared(t)
 	admin := s.Client(t)
-	d := semDriver(t, s)
+	d := redisdriver.NewDriver(s.Client(t), &redisdriver.Options{FenceExpiry: 100 * time.Millisecond})
+	defer d.Close()
 	ctx := testCtx(t)
-	key := uniqueKey("sem/foreign-string/")
-	admin.Set(ctx, redisdriver.DefaultPrefix+"{"+key+"}", "theirs", time.Minute)
-	_, err := d.Acquire(ctx, req(key, "a"))
-	if !errors.Is(err, redisdriver.ErrWrongType) || errors.Is(err, driver.ErrWrongKind) {
-		t.Errorf("Acquire over a foreign string = %v; want ErrWrongType and not ErrWrongKind", err)
+	key := uniqueKey("fence/floor/")
+	fast := req(key, "fast")
+	fast.TTL = 5 * time.Second
+	fast.FenceFloor = uint64(time.Now().Add(3 * time.Second).UnixMicro()) // a client 3s ahead
+	res, err := d.Acquire(ctx, fast)
+	if err != nil || !res.Acquired {
+		t.Fatalf("Acquire = %+v, %v", res, err)
 	}
-	sem := uniqueKey("sem/other-kind/")
-	if res, err := d.AcquireSlot(ctx, req(sem, "s"), 2); err != nil || !res.Acquired {
-		t.Fatalf("AcquireSlot = %+v, %v", res, err)
+	if err := d.Release(ctx, key, "fast"); err != nil {
+		t.Fatal(err)
 	}
-	_, err = d.Acquire(ctx, req(sem, "a"))
-	if !errors.Is(err, redisdriver.ErrWrongType) || !errors.Is(err, driver.ErrWrongKind) {
-		t.Errorf("Acquire of a semaphore's key = %v; want ErrWrongType and ErrWrongKind", err)
+	time.Sleep(300 * time.Millisecond) // three fence expiries
+	next, err := d.Acquire(ctx, req(key, "ontime"))
+	if err != nil || !next.Acquired {
+		t.Fatalf("Acquire = %+v, %v", next, err)
+	}
+	defer d.Release(ctx, key, "ontime")
+	if next.Fence <= res.Fence {
+		t.Errorf("fence went backwards: %d after %d (fence key PTTL %v)", next.Fence, res.Fence,
+			admin.PTTL(ctx, "dlock:{"+key+"}:fence").Val())
 	}
 }

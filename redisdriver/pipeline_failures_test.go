@@ -356,64 +356,48 @@ func (h pauseHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	}
 }
 
-// TestPipelineCloseDuringPausedBatch: Close while a batch whose callers
-// have no deadline waits on a server that does not answer (CLIENT PAUSE)
-// returns once the client's read timeout ends the batch, not when the
-// server answers, and the batch's callers report an unknown outcome.
-func TestPipelineCloseDuringPausedBatch(t *testing.T) {
-	s := redistest.Shared(t)
-	admin := s.Client(t)
-	t.Cleanup(func() { admin.ClientUnpause(context.Background()) })
-	base := uniqueKey("pipe/closepause/")
-	o := s.Options() // ReadTimeout 2s
-	o.MaxRetries = -1
-	c := redis.NewClient(o)
-	t.Cleanup(func() { c.Close() })
-	rt := &roundTrips{}
-	c.AddHook(rt)
-	paused := make(chan error, 8)
-	c.AddHook(pauseHook{base + "/x", admin, paused})
-	d := redisdriver.NewDriver(c, nil)
-	t.Cleanup(func() { d.Close() })
-	queued := make(chan struct{}, 1024)
-	redisdriver.SetQueuedHookForTest(d, func() { queued <- struct{}{} })
+// TestPipelineErrorsPerCall: a command that fails in a batch fails alone;
+// the others of the batch get their own replies.
+func TestPipelineErrorsPerCall(t *testing.T) {
+	d, rt, queued := pipelineDriver(t)
 	ctx := testCtx(t)
-	if _, err := d.Acquire(ctx, req(base+"/warm", "w")); err != nil {
-		t.Fatal(err)
-	}
+	base := uniqueKey("pipe/errs/")
 	release := occupy(t, d, rt, base)
-	const n = 2
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			_, errs[i] = d.Acquire(context.Background(), req(fmt.Sprintf("%s/x/%d", base, i), "t"))
-		})
-	}
-	waitQueued(t, queued, n)
-	release()
-	if err := <-paused; err != nil {
+	str, num := base+"/str", base+"/num"
+	admin := redistest.Shared(t).Client(t)
+	if err := admin.Set(ctx, str, "not a number", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	closed := make(chan error, 1)
-	go func() { closed <- d.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Close did not return while a batch without deadline waited on a paused server")
+	before := rt.count()
+	type result struct {
+		name string
+		cmd  *redis.Cmd
 	}
-	if took := time.Since(start); took > 8*time.Second {
-		t.Errorf("Close took %v, past the 2s read timeout and close to the server's 10s pause", took)
+	results := make(chan result, 3)
+	run := func(name string, args ...any) {
+		go func() { results <- result{name, redisdriver.PipelineDoForTest(ctx, d, args...)} }()
+		waitQueued(t, queued, 1)
 	}
-	wg.Wait()
-	admin.ClientUnpause(ctx)
-	for i, err := range errs {
-		if !driver.OutcomeUnknown(err) {
-			t.Errorf("acquire %d of a batch cut by the read timeout: %v, want an unknown outcome", i, err)
-		}
+	run("incr of a string", "INCR", str)
+	run("set", "SET", num, "41", "PX", 60000)
+	run("get", "GET", str)
+	release()
+	got := map[string]*redis.Cmd{}
+	for range 3 {
+		r := <-results
+		got[r.name] = r.cmd
+	}
+	if err := got["incr of a string"].Err(); err == nil || !strings.Contains(err.Error(), "not an integer") {
+		t.Errorf("INCR of a string in a batch: %v, want the server's 'not an integer' error", err)
+	}
+	if v, err := got["set"].Text(); err != nil || v != "OK" {
+		t.Errorf("SET in the batch with a failing command: %q, %v; want OK", v, err)
+	}
+	if v, err := got["get"].Text(); err != nil || v != "not a number" {
+		t.Errorf("GET in the batch with a failing command: %q, %v; want its value", v, err)
+	}
+	trips := rt.since(before)
+	if len(trips) != 1 || len(trips[0]) != 3 {
+		t.Fatalf("the 3 queued commands went out as %v, want one pipeline of 3", trips)
 	}
 }

@@ -507,7 +507,9 @@ func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), 
 // delivered, an Acquire that returned the key), w's channel gets a Turn
 // with Granted set and Attempt 0, "perhaps granted", which the caller
 // releases before it returns (a token that holds nothing makes that a
-// no-op), so that the key is not kept from the others for a TTL.
+// no-op), so that the key is not kept from the others for a TTL. A plain
+// wake-up it replaces, maybe w's turn, is passed on here, before cancel
+// returns: that release wakes nobody.
 func (n *notifier) gone(lk string, w *waiter) {
 	if w.token == "" {
 		return
@@ -519,9 +521,17 @@ func (n *notifier) gone(lk string, w *waiter) {
 		return
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	turn := false
 	if (w.cut || w.unsure) && !w.held && !w.granted {
+		turn = len(w.turns) > 0
 		w.grant(driver.Turn{Granted: true})
+	}
+	closed := n.closed
+	n.mu.Unlock()
+	if turn && !closed {
+		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
+		defer cancel()
+		n.passOnNow(ctx, lk)
 	}
 }
 
@@ -1405,8 +1415,14 @@ func (n *notifier) passOn(lk string) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
 		defer cancel()
-		wakeScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, "", n.d.publish, n.scope)
+		n.passOnNow(ctx, lk)
 	}()
+}
+
+// passOnNow runs wakeScript for lk: if the key is free, its next waiter is
+// woken (or handed the key) as by a release.
+func (n *notifier) passOnNow(ctx context.Context, lk string) {
+	wakeScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, "", n.d.publish, n.scope)
 }
 
 // releaseGone releases, in the background, the grant of lk to token that

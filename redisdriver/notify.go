@@ -507,7 +507,9 @@ func (d *locker) subscribe(ctx context.Context, key string, w *waiter) (func(), 
 // delivered, an Acquire that returned the key), w's channel gets a Turn
 // with Granted set and Attempt 0, "perhaps granted", which the caller
 // releases before it returns (a token that holds nothing makes that a
-// no-op), so that the key is not kept from the others for a TTL.
+// no-op), so that the key is not kept from the others for a TTL. A plain
+// wake-up it replaces, maybe w's turn, is passed on here, before cancel
+// returns: that release wakes nobody.
 func (n *notifier) gone(lk string, w *waiter) {
 	if w.token == "" {
 		return
@@ -519,9 +521,17 @@ func (n *notifier) gone(lk string, w *waiter) {
 		return
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	turn := false
 	if (w.cut || w.unsure) && !w.held && !w.granted {
+		turn = len(w.turns) > 0
 		w.grant(driver.Turn{Granted: true})
+	}
+	closed := n.closed
+	n.mu.Unlock()
+	if turn && !closed {
+		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
+		defer cancel()
+		n.passOnNow(ctx, lk)
 	}
 }
 
@@ -1405,8 +1415,14 @@ func (n *notifier) passOn(lk string) {
 		defer n.wg.Done()
 		ctx, cancel := context.WithTimeout(n.ctx, passOnTimeout)
 		defer cancel()
-		wakeScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, "", n.d.publish, n.scope)
+		n.passOnNow(ctx, lk)
 	}()
+}
+
+// passOnNow runs wakeScript for lk: if the key is free, its next waiter is
+// woken (or handed the key) as by a release.
+func (n *notifier) passOnNow(ctx context.Context, lk string) {
+	wakeScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, "", n.d.publish, n.scope)
 }
 
 // releaseGone releases, in the background, the grant of lk to token that
@@ -1452,10 +1468,18 @@ func (s *channelSubs) wake() {
 	}
 }
 
-// close ends every connection and waits for the goroutines.
+// close releases the tokens of the handoff waiters that gave up unsure
+// (see releaseUnknown), ends every connection and waits for the
+// goroutines.
 func (n *notifier) close() {
 	n.mu.Lock()
 	n.closed = true
+	unknown := make(map[string]string) // lock key by token
+	for ch, l := range n.left {
+		if lk, ok := lockKeyOfWaiter(ch); ok && !l.w.held {
+			unknown[l.w.token] = lk
+		}
+	}
 	conns := make([]*psConn, 0, len(n.conns))
 	for _, c := range n.conns {
 		conns = append(conns, c)
@@ -1472,6 +1496,7 @@ func (n *notifier) close() {
 	}
 	sentinelPS := n.sentinelPS
 	n.mu.Unlock()
+	n.releaseUnknown(unknown)
 	n.cancel()
 	if sentinelPS != nil {
 		sentinelPS.Close()
@@ -1483,4 +1508,31 @@ func (n *notifier) close() {
 		ps.Close()
 	}
 	n.wg.Wait()
+}
+
+// releaseUnknown releases, at close, the tokens (lock key by token) of
+// the handoff waiters that are leaving, their UNSUBSCRIBE not yet
+// confirmed (see leftWaiter). Their callers gave up: a grant a release
+// made them, its message unread or lost with a partitioned connection,
+// is never to be used. Each caller would release its token itself (see
+// gone), but only through this driver, closed by then, and the key would
+// stay held until its TTL by a token nobody uses. A token that holds
+// nothing is released as a no-op. Waiters still waiting are left alone:
+// their callers may be making an attempt with the token, whose hold they
+// would then keep. It runs before the client closes, bounded by
+// passOnTimeout, all releases at once.
+func (n *notifier) releaseUnknown(tokens map[string]string) {
+	if len(tokens) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), passOnTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for token, lk := range tokens {
+		wg.Go(func() {
+			eval(ctx, onceDoer{n.d.client}, releaseScript, []any{nil, nil, 4, lk, fenceKey(lk), queueKey(lk), attemptsKey(lk),
+				token, n.d.publish, n.scope, waiterTag(token)})
+		})
+	}
+	wg.Wait()
 }

@@ -176,6 +176,7 @@ func (g *guardian) termKnown() {
 		if !g.termed[pid] && (!byGroup || k.pgid != g.job) {
 			g.termed[pid] = true
 			k.h.Signal(syscall.SIGTERM)
+			k.h.Signal(syscall.SIGCONT) // see signalTree
 		}
 	}
 }
@@ -501,7 +502,9 @@ func (g *guardian) term(now time.Time) {
 }
 
 // signalTree sends sig to the job's process group and to every other
-// descendant of the guardian.
+// descendant of the guardian. SIGTERM is followed by SIGCONT, as systemd
+// sends it: a stopped process (SIGSTOP) runs its handler only once
+// continued, and would otherwise stay stopped until SIGKILL.
 //
 // SIGKILL goes first where it takes no scan: to the cgroup (cgroup.kill)
 // or to the processes the last scan found.
@@ -519,6 +522,9 @@ func (g *guardian) signalTree(sig syscall.Signal) {
 	}
 	if byGroup {
 		syscall.Kill(-g.job, sig)
+		if sig == syscall.SIGTERM {
+			syscall.Kill(-g.job, syscall.SIGCONT)
+		}
 	}
 	if sig == syscall.SIGTERM && g.cg == nil && subreaper {
 		// A scan would hold up the loop while a kill may be due: the
@@ -536,6 +542,9 @@ func (g *guardian) signalTree(sig syscall.Signal) {
 	for _, p := range members {
 		if !byGroup || p.pgid != g.job || sig == syscall.SIGKILL {
 			syscall.Kill(p.pid, sig)
+			if sig == syscall.SIGTERM {
+				syscall.Kill(p.pid, syscall.SIGCONT)
+			}
 		}
 	}
 }

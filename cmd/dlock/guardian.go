@@ -138,17 +138,7 @@ func (g *guardian) startScan() {
 		return
 	}
 	g.scanning = true
-	background := g.cg != nil
-	go func() {
-		if background {
-			// With a cgroup, the kill needs no scan, and the scan
-			// for processes that left it runs below the guardian's
-			// priority, on a thread that ends with it.
-			runtime.LockOSThread()
-			lowerThreadPriority()
-		}
-		g.scans <- scan()
-	}()
+	go func() { g.scans <- scan() }()
 }
 
 // noteScan records how long a scan took, and tells dlock once if the kill

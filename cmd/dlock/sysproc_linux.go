@@ -126,13 +126,6 @@ func raisePriority() {
 	}
 }
 
-// lowerThreadPriority gives the calling thread the default priority
-// (nice 0), below the guardian's: for work that must not take the CPU
-// from the kill at the deadline and the exits it causes.
-func lowerThreadPriority() {
-	syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), 0)
-}
-
 // hurry gives processes that were just sent SIGKILL the guardian's
 // priority, so that they exit, and free the lease's resource, before the
 // deadline although the machine is loaded (or the job niced).

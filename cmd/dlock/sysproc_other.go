@@ -44,8 +44,6 @@ func (*bootTimer) set(time.Duration) {}
 func raisePriority() {}
 func hurry([]int)    {}
 
-func lowerThreadPriority() {}
-
 type procInfo struct{ pid, pgid int }
 
 func procInfos([]int) []procInfo { return nil }

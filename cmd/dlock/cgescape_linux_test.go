@@ -45,11 +45,8 @@ while :; do sleep 0.05; done
 			return readFile(t, filepath.Join(dir, "main")) != "" && readFile(t, filepath.Join(dir, "bg")) != ""
 		})
 		pids := readPIDs(t, dir, "main", "bg")
-		m := cgroupRE.FindStringSubmatch(p.stderr.String())
-		if m == nil {
-			t.Fatalf("dlock run --verbose names no cgroup:\n%s", p.stderr.String())
-		}
-		if procs := readFile(t, filepath.Join(m[1], "cgroup.procs")); strings.Contains(" "+strings.Join(strings.Fields(procs), " ")+" ", " "+strconv.Itoa(pids[1])+" ") {
+		jobCg := waitCgroup(t, p)
+		if procs := readFile(t, filepath.Join(jobCg, "cgroup.procs")); strings.Contains(" "+strings.Join(strings.Fields(procs), " ")+" ", " "+strconv.Itoa(pids[1])+" ") {
 			t.Fatalf("the child did not leave the job's cgroup: the test shows nothing")
 		}
 		ctx := t.Context()
@@ -76,8 +73,8 @@ while :; do sleep 0.05; done
 		if code := p.wait(t, 20*time.Second); code != exitLeaseLost {
 			t.Errorf("run %d: exit status %d, want %d (lease lost)", run, code, exitLeaseLost)
 		}
-		if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
-			t.Errorf("run %d: the job's cgroup %s is left after dlock exited (%v)", run, m[1], err)
+		if _, err := os.Stat(jobCg); !os.IsNotExist(err) {
+			t.Errorf("run %d: the job's cgroup %s is left after dlock exited (%v)", run, jobCg, err)
 		}
 	}
 }

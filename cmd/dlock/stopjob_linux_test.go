@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,7 +13,7 @@ import (
 
 // TestRedisStoppedJobGetsSIGTERMBeforeDeadline: the job has stopped itself
 // (SIGSTOP) and traps SIGTERM to clean up; Redis pauses writes, so the
-// lease of TTL 2s cannot be renewed. The SIGTERM sent before the deadline
+// lease cannot be renewed. The SIGTERM sent before the deadline
 // must reach the job's handler (a stopped process runs it only once
 // continued, so SIGCONT follows it, as systemd sends it), with the cgroup
 // and without one; before, the job stayed stopped until SIGKILL.
@@ -20,7 +21,16 @@ func TestRedisStoppedJobGetsSIGTERMBeforeDeadline(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartProcess(t, nil)
 	rdb := srv.Client(t)
-	for _, tc := range []struct{ name, env string }{{"Cgroup", ""}, {"Scan", noCgroupEnv + "=1"}} {
+	for _, tc := range []struct {
+		name, env string
+		ttl       time.Duration
+	}{
+		{"Cgroup", "", 2 * time.Second},
+		// SIGKILL goes out twice a scan of /proc before the deadline,
+		// up to 400ms on a loaded machine with -race: at a TTL of 2s that
+		// leaves the handler no time after the SIGTERM.
+		{"Scan", noCgroupEnv + "=1", 6 * time.Second},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			key := uniqueKey(t)
@@ -30,7 +40,7 @@ echo $$ > "$D/main"
 kill -STOP $$
 while :; do sleep 0.05; done
 `)
-			p := startDlock(t, "dlock run", []string{"D=" + dir, tc.env}, "run", "--url", "redis://"+srv.Addr(), "--key", key, "--ttl", "2s", "--", job)
+			p := startDlock(t, "dlock run", []string{"D=" + dir, tc.env}, "run", "--url", "redis://"+srv.Addr(), "--key", key, "--ttl", tc.ttl.String(), "--", job)
 			waitFor(t, 20*time.Second, "the job to start", func() bool { return readFile(t, filepath.Join(dir, "main")) != "" })
 			pids := readPIDs(t, dir, "main")
 			waitFor(t, 10*time.Second, "the job to stop itself", func() bool {
@@ -39,10 +49,10 @@ while :; do sleep 0.05; done
 				return i > 0 && strings.HasPrefix(stat[i+1:], " T")
 			})
 			ctx := t.Context()
-			if err := rdb.Do(ctx, "CLIENT", "PAUSE", "5000", "WRITE").Err(); err != nil {
+			if err := rdb.Do(ctx, "CLIENT", "PAUSE", "10000", "WRITE").Err(); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { rdb.Do(ctx, "CLIENT", "UNPAUSE") })
+			t.Cleanup(func() { rdb.Do(context.Background(), "CLIENT", "UNPAUSE") }) // t's context is done by then
 			if code := p.wait(t, 20*time.Second); code != exitLeaseLost {
 				t.Errorf("exit status %d, want %d (lease lost)", code, exitLeaseLost)
 			}

@@ -137,6 +137,17 @@ while :; do sleep 0.05; done
 
 var cgroupRE = regexp.MustCompile(`runs in cgroup (\S+);`)
 
+// waitCgroup returns the job's cgroup that dlock run --verbose p names. It
+// waits for the line: the job may start, and write its files, before dlock
+// has logged the guardian's report of its containment.
+func waitCgroup(t *testing.T, p *proc) string {
+	t.Helper()
+	waitFor(t, 10*time.Second, p.name+" --verbose to name the job's cgroup (root runs this test, so dlock may create one)", func() bool {
+		return cgroupRE.MatchString(p.stderr.String())
+	})
+	return cgroupRE.FindStringSubmatch(p.stderr.String())[1]
+}
+
 // waitExit waits until every process of pids has exited, for up to
 // timeout, and returns when the last one did, as soon as the kernel says
 // so (a pidfd becomes readable when its process exits).

@@ -27,11 +27,7 @@ exec sleep 600
 	p := startDlock(t, "first", []string{"D=" + dir}, "run", "--url", "mem://", "--key", "k", "--verbose", "--", job)
 	waitFor(t, 20*time.Second, "the job and its daemon to start", func() bool { return readFile(t, filepath.Join(dir, "pid")) != "" })
 	pids := readPIDs(t, dir, "pid", "daemon")
-	m := cgroupRE.FindStringSubmatch(p.stderr.String())
-	if m == nil {
-		t.Fatalf("dlock run --verbose names no cgroup (root runs this test, so dlock may create one):\n%s", p.stderr.String())
-	}
-	cgroup := m[1]
+	cgroup := waitCgroup(t, p)
 	guardian := parentPID(t, pids[0])
 	syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
 	syscall.Kill(guardian, syscall.SIGKILL)
@@ -77,17 +73,52 @@ func TestRunKilledGuardianRemovesCgroup(t *testing.T) {
 		"sh", "-c", `setsid sleep 600 & echo $! > "$D/daemon"; echo $$ > "$D/pid"; exec sleep 600`)
 	waitFor(t, 20*time.Second, "the job to start", func() bool { return readFile(t, filepath.Join(dir, "pid")) != "" })
 	pids := readPIDs(t, dir, "pid", "daemon")
-	m := cgroupRE.FindStringSubmatch(p.stderr.String())
-	if m == nil {
-		t.Fatalf("dlock run --verbose names no cgroup:\n%s", p.stderr.String())
-	}
+	jobCg := waitCgroup(t, p)
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.wait(t, 20*time.Second)
 	waitFor(t, 10*time.Second, "the job's cgroup to be removed", func() bool {
-		_, err := os.Stat(m[1])
+		_, err := os.Stat(jobCg)
 		return os.IsNotExist(err)
 	})
 	if !allGone(pids) {
 		t.Errorf("the job's processes %v still run", pids)
+	}
+}
+
+// TestRunSweepSparesLiveSibling: two dlock runs in the same cgroup. Each
+// guardian sweeps the job cgroups beside its own whose guardian is dead;
+// the first run's guardian lives (running, then stopped with SIGSTOP, which
+// a sweep must not take for dead), so the runs of the second must leave
+// its job and cgroup alone.
+func TestRunSweepSparesLiveSibling(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first := startDlock(t, "first", []string{"D=" + dir}, "run", "--url", "mem://", "--key", "first", "-v", "--",
+		"sh", "-c", `setsid sleep 600 & echo $! > "$D/daemon"; echo $$ > "$D/pid"; exec sleep 600`)
+	waitFor(t, 20*time.Second, "the first job to start", func() bool { return readFile(t, filepath.Join(dir, "pid")) != "" })
+	pids := readPIDs(t, dir, "pid", "daemon")
+	jobCg := waitCgroup(t, first)
+	guardian := parentPID(t, pids[0])
+	for i, stop := range []bool{false, false, true, true} {
+		if stop {
+			syscall.Kill(guardian, syscall.SIGSTOP)
+			t.Cleanup(func() { syscall.Kill(guardian, syscall.SIGCONT) })
+		}
+		next := startDlock(t, "next", nil, "run", "--url", "mem://", "--key", "next", "--", "true")
+		if code := next.wait(t, 20*time.Second); code != 0 {
+			t.Fatalf("next run %d: exit status %d; stderr:\n%s", i, code, next.stderr.String())
+		}
+		if processGone(pids[0]) || processGone(pids[1]) {
+			t.Fatalf("next run %d (first's guardian stopped: %v) killed the first run's job %v", i, stop, pids)
+		}
+		if _, err := os.Stat(jobCg); err != nil {
+			t.Fatalf("next run %d removed the first run's cgroup: %v", i, err)
+		}
+	}
+	syscall.Kill(guardian, syscall.SIGCONT)
+	first.cmd.Process.Signal(syscall.SIGTERM)
+	first.wait(t, 20*time.Second)
+	if !allGone(pids) {
+		t.Errorf("the first job's processes %v outlived its dlock run", pids)
 	}
 }

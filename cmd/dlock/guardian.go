@@ -89,12 +89,15 @@ type guardian struct {
 	// cg is the job's cgroup, if the guardian could create one. Without
 	// it, the job's processes are found by scanning /proc: known holds
 	// those found by the last scan (pidfds, which a reused pid cannot
-	// fool), scanned when, and scanCost is the longest a scan took.
+	// fool), scanned when, and scanCost is the longest a scan took. With
+	// it, scans near the deadline find the processes that left the
+	// cgroup (root may move a process anywhere), which cgroup.kill misses.
 	cg       *jobCgroup
 	known    map[int]knownProc
 	termed   map[int]bool // known processes that got SIGTERM of their own
 	scanned  time.Time
 	scanCost time.Duration
+	lastScan time.Duration   // how long the last scan took: it started at scanned-lastScan
 	scans    chan scanResult // from the scan in the background, if scanning
 	scanning bool
 }
@@ -128,10 +131,10 @@ func scan() scanResult {
 	return r
 }
 
-// startScan starts a scan in the background, unless one runs or the job
-// has a cgroup: the loop must not wait for a scan while a kill is due.
+// startScan starts a scan in the background, unless one runs: the loop
+// must not wait for a scan while a kill is due.
 func (g *guardian) startScan() {
-	if g.cg != nil || g.scanning || !subreaper {
+	if g.scanning || !subreaper {
 		return
 	}
 	g.scanning = true
@@ -142,22 +145,22 @@ func (g *guardian) startScan() {
 // lead it calls for does not fit.
 func (g *guardian) noteScan(d time.Duration) {
 	g.scanCost = max(g.scanCost, d)
-	if 2*g.scanCost > g.maxLead && !g.leadCut {
+	if g.cg == nil && 2*g.scanCost > g.maxLead && !g.leadCut {
 		g.leadCut = true
 		g.report(guardLeadCut, "%d %d", int64(g.scanCost), int64(g.lead()))
 	}
 }
 
-// install records the result of a scan. Processes it found after SIGTERM
-// was sent get theirs.
+// install records the result of a scan. Without a cgroup, processes it
+// found after SIGTERM was sent get theirs.
 func (g *guardian) install(r scanResult) {
 	g.scanning = false
 	for _, k := range g.known {
 		k.h.Release()
 	}
-	g.known, g.scanned = r.handles, r.at
+	g.known, g.scanned, g.lastScan = r.handles, r.at, r.duration
 	g.noteScan(r.duration)
-	if !g.termSent.IsZero() && !g.killing {
+	if g.cg == nil && !g.termSent.IsZero() && !g.killing {
 		g.termKnown()
 	}
 }
@@ -173,6 +176,7 @@ func (g *guardian) termKnown() {
 		if !g.termed[pid] && (!byGroup || k.pgid != g.job) {
 			g.termed[pid] = true
 			k.h.Signal(syscall.SIGTERM)
+			k.h.Signal(syscall.SIGCONT) // see signalTree
 		}
 	}
 }
@@ -253,6 +257,8 @@ func guardianMain(args []string) int {
 	g.scans = make(chan scanResult, 1)
 	if cg == nil && subreaper {
 		g.install(scan()) // the kill lead needs the scan's cost from the start
+	} else {
+		g.startScan() // when to scan for processes that left the cgroup
 	}
 
 	cmds := make(chan string)
@@ -337,7 +343,17 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 			// Processes that are not our children have no event for
 			// their death: look again soon.
 			d = min(d, 10*time.Millisecond)
-		} else if g.cg == nil {
+		} else if g.cg != nil {
+			// The processes that left the cgroup get SIGKILL at
+			// killAt if a scan found them: one scan that starts as
+			// late as it can and still ends before then.
+			from := g.killAt().Add(-2*g.scanCost - 20*time.Millisecond)
+			if now.Before(from) {
+				d = min(d, time.Until(from))
+			} else if g.scanned.Add(-g.lastScan).Before(from) {
+				g.startScan()
+			}
+		} else {
 			// The kill at killAt starts with the processes known
 			// then: keep the set fresh from a while before it.
 			every := max(20*time.Millisecond, 4*g.scanCost)
@@ -486,7 +502,9 @@ func (g *guardian) term(now time.Time) {
 }
 
 // signalTree sends sig to the job's process group and to every other
-// descendant of the guardian.
+// descendant of the guardian. SIGTERM is followed by SIGCONT, as systemd
+// sends it: a stopped process (SIGSTOP) runs its handler only once
+// continued, and would otherwise stay stopped until SIGKILL.
 //
 // SIGKILL goes first where it takes no scan: to the cgroup (cgroup.kill)
 // or to the processes the last scan found.
@@ -504,6 +522,9 @@ func (g *guardian) signalTree(sig syscall.Signal) {
 	}
 	if byGroup {
 		syscall.Kill(-g.job, sig)
+		if sig == syscall.SIGTERM {
+			syscall.Kill(-g.job, syscall.SIGCONT)
+		}
 	}
 	if sig == syscall.SIGTERM && g.cg == nil && subreaper {
 		// A scan would hold up the loop while a kill may be due: the
@@ -521,6 +542,9 @@ func (g *guardian) signalTree(sig syscall.Signal) {
 	for _, p := range members {
 		if !byGroup || p.pgid != g.job || sig == syscall.SIGKILL {
 			syscall.Kill(p.pid, sig)
+			if sig == syscall.SIGTERM {
+				syscall.Kill(p.pid, syscall.SIGCONT)
+			}
 		}
 	}
 }

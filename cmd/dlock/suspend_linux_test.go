@@ -63,3 +63,45 @@ func TestGuardianKillsAtOnceAfterSuspend(t *testing.T) {
 		t.Fatal("dlock run still runs 20s after its job was killed")
 	}
 }
+
+// TestGuardianKillsAtOnceAfterSuspendInGrace: the job exits and leaves a
+// process that ignores SIGTERM, which gets SIGKILL --grace (30s) later, or
+// at the lease's deadline if that comes first. During the grace period the
+// machine is suspended (faked) for longer than the TTL: the deadline has
+// passed on the backend's clock, and the process must die at once after
+// the resume, not when the grace period ends. Not parallel: it sets the
+// environment of the guardians it starts.
+func TestGuardianKillsAtOnceAfterSuspendInGrace(t *testing.T) {
+	dir := t.TempDir()
+	suspend := filepath.Join(dir, "suspend")
+	t.Setenv(fakeSuspendEnv, suspend)
+	t.Setenv("D", dir)
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := runInProcess("run", "--url", "mem://", "--key", "suspend-grace", "--ttl", "6s", "--grace", "30s", "--",
+			"sh", "-c", `sh -c 'trap "" TERM; echo $$ > "$D/bg"; exec sleep 600' & while [ ! -s "$D/bg" ]; do sleep 0.01; done`)
+		done <- code
+	}()
+	waitFor(t, 20*time.Second, "the job's leftover to start", func() bool { return readFile(t, filepath.Join(dir, "bg")) != "" })
+	pids := readPIDs(t, dir, "bg")
+	time.Sleep(500 * time.Millisecond) // the job exits; its leftover ignores SIGTERM
+	if allGone(pids) {
+		t.Fatal("the leftover died before the suspend")
+	}
+	resumed := time.Now()
+	if err := os.WriteFile(suspend, []byte("10s"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, pids, 10*time.Second)
+	if !allGone(pids) {
+		t.Fatal("the leftover still runs 10s after a suspend of 10s with a TTL of 6s")
+	}
+	if took := time.Since(resumed); took > 500*time.Millisecond {
+		t.Errorf("the leftover died %v after the resume, want at once", took)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("dlock run still runs 20s after the leftover was killed")
+	}
+}

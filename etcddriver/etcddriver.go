@@ -663,17 +663,25 @@ func (d *locker) release(ctx context.Context, key, ek, dig string) error {
 			return nil
 		}
 	} else if ok {
-		// A put may still come with this lease: revoke it, so that the
-		// put fails if it comes later.
-		_, err := d.client.Revoke(ctx, g.lease)
-		if err == nil {
-			d.forget(ek, dig)
-			return nil
+		// The attempt's outcome is unknown: delete the key if its put
+		// was applied (the key is on the attempt's lease), which tells
+		// whether the token held it, then revoke the lease, so that a
+		// put still on its way fails (or, if it lands between the two,
+		// is deleted with the lease).
+		resp, err := d.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.LeaseValue(ek), "=", int64(g.lease))).
+			Then(clientv3.OpDelete(ek)).
+			Commit()
+		if err != nil {
+			return d.wrap("release", key, err)
 		}
-		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		if _, err := d.client.Revoke(ctx, g.lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return d.wrap("release", key, err)
 		}
 		d.forget(ek, dig)
+		if resp.Succeeded {
+			return nil
+		}
 	}
 	kv, _, err := d.held(ctx, "release", key, ek, dig)
 	if err != nil {

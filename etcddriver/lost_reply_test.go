@@ -133,3 +133,88 @@ func TestReleaseAfterUnknownAcquireNotHeld(t *testing.T) {
 		t.Errorf("holder's Release = %v", err)
 	}
 }
+
+// TestAcquireRetriedAfterLostReply retries an Acquire whose transaction
+// was applied but whose reply was lost, with the same token, as a caller
+// that does not know the outcome may: the retry must return the key with
+// the fence of the first attempt's put (the driver contract: a repeated
+// request with the same token while the key is held returns the same
+// fence), and one Release must free the key, lease and all.
+func TestAcquireRetriedAfterLostReply(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	lc := newLossy(t, c)
+	d := etcddriver.NewDriver(lc.Client, nil)
+	t.Cleanup(func() { d.Close() })
+	cl := c.Client(t)
+	const key, tok, ttl = "lost/retry", "the-token", 30 * time.Second
+
+	lc.lose(false, methodTxn)
+	_, err := d.Acquire(ctx, driverRequest(key, tok, ttl))
+	lc.lose(false)
+	if !driver.OutcomeUnknown(err) {
+		t.Fatalf("Acquire with its reply lost = %v; want an unknown outcome", err)
+	}
+	r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key)
+	if err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("Get = %v, %v; want the key put by the first attempt", r, err)
+	}
+	put := r.Kvs[0]
+	res, err := d.Acquire(ctx, driverRequest(key, tok, ttl))
+	if err != nil || !res.Acquired {
+		t.Fatalf("retried Acquire = %+v, %v; want the key", res, err)
+	}
+	if res.Fence != uint64(put.CreateRevision) {
+		t.Errorf("retried Acquire fence %d; want %d, the first attempt's put", res.Fence, put.CreateRevision)
+	}
+	again, err := d.Acquire(ctx, driverRequest(key, tok, ttl))
+	if err != nil || !again.Acquired || again.Fence != res.Fence {
+		t.Errorf("third Acquire of the same token = %+v, %v; want fence %d", again, err, res.Fence)
+	}
+	if err := d.Release(ctx, key, tok); err != nil {
+		t.Fatalf("Release = %v", err)
+	}
+	if r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key); err != nil || len(r.Kvs) != 0 {
+		t.Errorf("the key after Release = %v, %v; want it gone", r, err)
+	}
+}
+
+// TestReleaseLostReplyRetried loses the reply of a Release's transaction
+// (applied: the key is deleted) and retries it, as dlock's Lease.Release
+// may: the retry must not report success for a key it did not free now
+// (ErrNotHeld, or nil), must not touch a key another token took
+// meanwhile, and the key must be free or the other's.
+func TestReleaseLostReplyRetried(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	lc := newLossy(t, c)
+	d := etcddriver.NewDriver(lc.Client, nil)
+	other := etcddriver.NewDriver(c.Client(t), nil)
+	t.Cleanup(func() { d.Close(); other.Close() })
+	const key, ttl = "lost/release", 30 * time.Second
+	if res, err := d.Acquire(ctx, driverRequest(key, "first", ttl)); err != nil || !res.Acquired {
+		t.Fatalf("Acquire = %+v, %v", res, err)
+	}
+	lc.lose(false, methodTxn)
+	err := d.Release(ctx, key, "first")
+	lc.lose(false)
+	if !driver.OutcomeUnknown(err) {
+		t.Fatalf("Release with its reply lost = %v; want an unknown outcome", err)
+	}
+	taken, err := other.Acquire(ctx, driverRequest(key, "second", ttl))
+	if err != nil || !taken.Acquired {
+		t.Fatalf("another token's Acquire after the (applied) release = %+v, %v; want the key", taken, err)
+	}
+	if err := d.Release(ctx, key, "first"); err != nil && !errors.Is(err, driver.ErrNotHeld) {
+		t.Errorf("retried Release = %v; want nil or ErrNotHeld", err)
+	}
+	h, ok, err := other.(driver.Inspector).Inspect(ctx, key)
+	if err != nil || !ok || h.Fence != taken.Fence {
+		t.Errorf("the other token's key after the retried Release: %+v, %v, %v; want held with fence %d", h, ok, err, taken.Fence)
+	}
+	// The first grant's lease must not be reused while its Release's
+	// outcome was unknown to the driver, and a new grant of d works.
+	if res, err := d.Acquire(ctx, driverRequest("lost/release-next", "third", ttl)); err != nil || !res.Acquired {
+		t.Errorf("next Acquire = %+v, %v", res, err)
+	}
+}

@@ -117,6 +117,14 @@
 // waiters wait in a queue and are woken one at a time; see the benchmark
 // BenchmarkEtcd in this package's tests.
 //
+// A watch whose member dies (its connection breaks) resumes on another
+// member from the last revision it saw, and wakes its waiters for what
+// they missed. A watch whose member is frozen (its process stopped, its
+// host hung) stays silent until gRPC's keep-alive drops the connection
+// (12 s with the settings Open uses): meanwhile its waiters wake only at
+// their retry backoff (at most 1 s with dlock's default) or the holder's
+// expiry.
+//
 // It does not implement [driver.Handoff] either. A queue in etcd, as
 // concurrency.Mutex keeps it (each waiter writes a key of its own on its
 // own lease; the lowest create revision holds), makes the head of the

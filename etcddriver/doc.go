@@ -161,7 +161,9 @@
 // RefreshBatch and Release do, on the slot key. A key is a lock or a
 // semaphore: the lock's acquire checks in its transaction that no slot
 // key exists, and AcquireSlot that the lock key does not
-// ([driver.ErrWrongKind]). A lock whose own name is another lock's name
+// ([driver.ErrWrongKind]); Inspect of a key whose slots are held, and
+// InspectSlots of a locked key, refuse with it too rather than report the
+// key free. A lock whose own name is another lock's name
 // followed by a NUL byte would be taken for one of its slots.
 //
 // # Errors

@@ -702,12 +702,18 @@ func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 	}
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	resp, err := d.client.Get(ctx, d.lockKey(key))
+	// The lock key sorts before its slots: the first key of the range
+	// is the lock's, if it is held as a lock.
+	_, hi := d.slotRange(key)
+	resp, err := d.client.Get(ctx, d.lockKey(key), clientv3.WithRange(hi), clientv3.WithLimit(1))
 	if err != nil {
 		return driver.Holder{}, false, d.notApplied("inspect", key, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return driver.Holder{}, false, nil
+	}
+	if string(resp.Kvs[0].Key) != d.lockKey(key) {
+		return driver.Holder{}, false, fmt.Errorf("etcddriver: inspect %q: semaphore slots hold it: %w", key, driver.ErrWrongKind)
 	}
 	h, ok, err := d.holder(ctx, resp.Kvs[0])
 	if err != nil {

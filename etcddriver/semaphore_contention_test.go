@@ -27,7 +27,7 @@ func TestSemaphoreContentionNeverOverLimit(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var tenures []tenure
-	ctx, stop := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, stop := context.WithTimeout(context.Background(), 2*time.Second)
 	defer stop()
 	var wg sync.WaitGroup
 	var lockers []*dlock.Locker
@@ -72,7 +72,7 @@ func TestSemaphoreContentionNeverOverLimit(t *testing.T) {
 	}
 	wg.Wait()
 	if len(tenures) < 20 {
-		t.Fatalf("only %d grants in 3s", len(tenures))
+		t.Fatalf("only %d grants in 2s", len(tenures))
 	}
 	type edge struct {
 		at    time.Time

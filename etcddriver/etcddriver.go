@@ -663,24 +663,26 @@ func (d *locker) release(ctx context.Context, key, ek, dig string) error {
 			return nil
 		}
 	} else if ok {
-		// The attempt's outcome is unknown: delete the key if its put
-		// was applied (the key is on the attempt's lease), which tells
-		// whether the token held it, then revoke the lease, so that a
-		// put still on its way fails (or, if it lands between the two,
-		// is deleted with the lease).
-		resp, err := d.client.Txn(ctx).
-			If(clientv3.Compare(clientv3.LeaseValue(ek), "=", int64(g.lease))).
-			Then(clientv3.OpDelete(ek)).
-			Commit()
-		if err != nil {
-			return d.wrap("release", key, err)
-		}
-		if _, err := d.client.Revoke(ctx, g.lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		// The attempt's outcome is unknown, and its put may still be on
+		// its way: revoke its lease, which deletes the key if the put
+		// was applied and makes it fail if it comes later. The key as
+		// it was just before the revoke tells whether the token held
+		// it: etcd's revoke deletes the lease's keys at the revision
+		// its reply reports (and deletes nothing if it reports the
+		// revision of another write).
+		rv, err := d.client.Revoke(ctx, g.lease)
+		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return d.wrap("release", key, err)
 		}
 		d.forget(ek, dig)
-		if resp.Succeeded {
-			return nil
+		if err == nil && rv.Header.Revision > 1 {
+			before, err := d.client.Get(ctx, ek, clientv3.WithRev(rv.Header.Revision-1))
+			if err != nil {
+				return d.wrap("release", key, err)
+			}
+			if len(before.Kvs) == 1 && before.Kvs[0].Lease == int64(g.lease) {
+				return nil
+			}
 		}
 	}
 	kv, _, err := d.held(ctx, "release", key, ek, dig)

@@ -3,6 +3,7 @@ package etcddriver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -32,12 +33,18 @@ type lossy struct {
 	mu     sync.Mutex
 	lost   map[string]bool // method → lose its replies
 	unsent bool            // fail before sending instead
-	count  map[string]int  // calls of each method lost so far
+	// late, if set, holds a call of a lost method that was not sent:
+	// it goes out beside the next call of any method (just before it,
+	// or just after its answer, as lateFirst says), as a request delayed
+	// on its way lands after later ones.
+	late      func()
+	delay     bool
+	lateFirst bool
 }
 
 func newLossy(t *testing.T, c *etcdtest.Cluster) *lossy {
 	t.Helper()
-	l := &lossy{lost: map[string]bool{}, count: map[string]int{}}
+	l := &lossy{lost: map[string]bool{}}
 	cfg := c.Config()
 	cfg.DialOptions = append(cfg.DialOptions, grpc.WithChainUnaryInterceptor(l.intercept))
 	cl, err := clientv3.New(cfg)
@@ -60,21 +67,37 @@ func (l *lossy) lose(unsent bool, methods ...string) {
 	}
 }
 
-func (l *lossy) lostCalls(method string) int {
+// delayNext makes the next call of method fail at once, unsent, and go
+// out beside the following call (of any method): just before it if
+// first, else just after its answer.
+func (l *lossy) delayNext(method string, first bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.count[method]
+	l.lost, l.unsent, l.delay, l.lateFirst = map[string]bool{method: true}, true, true, first
 }
 
 func (l *lossy) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	l.mu.Lock()
-	lose, unsent := l.lost[method], l.unsent
+	lose, unsent, delay, late, first := l.lost[method], l.unsent, l.delay, l.late, l.lateFirst
 	if lose {
-		l.count[method]++
+		if delay {
+			l.lost, l.delay = map[string]bool{}, false
+			l.late = func() { invoker(context.Background(), method, req, reply, cc, opts...) }
+		}
+	}
+	if !lose && late != nil {
+		l.late = nil
 	}
 	l.mu.Unlock()
 	if !lose {
-		return invoker(ctx, method, req, reply, cc, opts...)
+		if late != nil && first {
+			late()
+		}
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if late != nil && !first {
+			late()
+		}
+		return err
 	}
 	if !unsent {
 		if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
@@ -216,5 +239,63 @@ func TestReleaseLostReplyRetried(t *testing.T) {
 	// outcome was unknown to the driver, and a new grant of d works.
 	if res, err := d.Acquire(ctx, driverRequest("lost/release-next", "third", ttl)); err != nil || !res.Acquired {
 		t.Errorf("next Acquire = %+v, %v", res, err)
+	}
+}
+
+// TestReleaseOfLatePut undoes an attempt whose transaction is delayed
+// on its way and lands during the Release: just before its first
+// request, or just after the first is answered. Whatever the Release
+// does, it must report success exactly if the token held the key (the
+// attempt's put is in etcd's history with the attempt's lease) and the
+// key must be free after it: a check of the history would otherwise find
+// the token holding a key that its one Release said it did not hold.
+func TestReleaseOfLatePut(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	lc := newLossy(t, c)
+	d := etcddriver.NewDriver(lc.Client, nil)
+	t.Cleanup(func() { d.Close() })
+	cl := c.Client(t)
+	for _, first := range []bool{true, false} {
+		t.Run(fmt.Sprint("Before=", first), func(t *testing.T) {
+			key, tok := fmt.Sprint("lost/late-put-", first), fmt.Sprint("late-", first)
+			ek := etcddriver.DefaultPrefix + key
+			start, err := cl.Get(ctx, "any")
+			if err != nil {
+				t.Fatal(err)
+			}
+			lc.delayNext(methodTxn, first)
+			_, err = d.Acquire(ctx, driverRequest(key, tok, 30*time.Second))
+			if !driver.OutcomeUnknown(err) {
+				t.Fatalf("Acquire whose transaction is held back = %v; want an unknown outcome", err)
+			}
+			relErr := d.Release(ctx, key, tok)
+			end, err := cl.Get(ctx, ek)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(end.Kvs) != 0 {
+				t.Errorf("the key after the Release: %v; want it free", end.Kvs)
+			}
+			// Was the key ever put since the start? (A fresh cluster: a
+			// few revisions to read.)
+			put := false
+			for rev := start.Header.Revision + 1; rev <= end.Header.Revision; rev++ {
+				r, err := cl.Get(ctx, ek, clientv3.WithRev(rev))
+				if err != nil {
+					t.Fatal(err)
+				}
+				put = put || len(r.Kvs) > 0
+			}
+			switch {
+			case put && relErr != nil:
+				t.Errorf("the attempt's put landed and the Release freed it, yet the Release = %v; want success", relErr)
+			case !put && relErr == nil:
+				t.Errorf("the attempt's put never landed, yet the Release succeeded; want ErrNotHeld")
+			case !put && !errors.Is(relErr, driver.ErrNotHeld):
+				t.Errorf("Release = %v; want ErrNotHeld", relErr)
+			}
+			t.Logf("put landed: %v; Release = %v", put, relErr)
+		})
 	}
 }

@@ -175,8 +175,11 @@
 //     [driver.ErrUnavailable].
 //   - Any other failure of a call that may have changed a lock wraps
 //     [driver.ErrOutcomeUnknown]; dlock then undoes an Acquire with a
-//     Release of its token, which revokes the lease the key is attached
-//     to if the put was applied.
+//     Release of its token, which revokes the attempt's lease: that
+//     deletes the key if the put was applied, and makes a put still on
+//     its way fail. The Release succeeds exactly if the put had landed
+//     (the key as it was just before the revoke), and reports
+//     [driver.ErrNotHeld] otherwise.
 //   - Every call is bounded by Options.CallTimeout and made with the
 //     client's require-leader flag, so that a member cut off from its
 //     leader refuses at once and the next attempt goes to another member.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/etcddriver"
-	"github.com/dlock-go/dlock/etcddriver/internal/etcdtest"
+	"github.com/dlock-go/dlock/etcddriver/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )

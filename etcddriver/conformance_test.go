@@ -7,7 +7,7 @@ import (
 	"github.com/dlock-go/dlock/conformance"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/etcddriver"
-	"github.com/dlock-go/dlock/etcddriver/internal/etcdtest"
+	"github.com/dlock-go/dlock/etcddriver/etcdtest"
 )
 
 // harness runs the suite on c; Partitioned cuts a client off in process

@@ -117,6 +117,14 @@
 // waiters wait in a queue and are woken one at a time; see the benchmark
 // BenchmarkEtcd in this package's tests.
 //
+// A watch whose member dies (its connection breaks) resumes on another
+// member from the last revision it saw, and wakes its waiters for what
+// they missed. A watch whose member is frozen (its process stopped, its
+// host hung) stays silent until gRPC's keep-alive drops the connection
+// (12 s with the settings Open uses): meanwhile its waiters wake only at
+// their retry backoff (at most 1 s with dlock's default) or the holder's
+// expiry.
+//
 // It does not implement [driver.Handoff] either. A queue in etcd, as
 // concurrency.Mutex keeps it (each waiter writes a key of its own on its
 // own lease; the lowest create revision holds), makes the head of the
@@ -153,7 +161,9 @@
 // RefreshBatch and Release do, on the slot key. A key is a lock or a
 // semaphore: the lock's acquire checks in its transaction that no slot
 // key exists, and AcquireSlot that the lock key does not
-// ([driver.ErrWrongKind]). A lock whose own name is another lock's name
+// ([driver.ErrWrongKind]); Inspect of a key whose slots are held, and
+// InspectSlots of a locked key, refuse with it too rather than report the
+// key free. A lock whose own name is another lock's name
 // followed by a NUL byte would be taken for one of its slots.
 //
 // # Errors
@@ -165,8 +175,11 @@
 //     [driver.ErrUnavailable].
 //   - Any other failure of a call that may have changed a lock wraps
 //     [driver.ErrOutcomeUnknown]; dlock then undoes an Acquire with a
-//     Release of its token, which revokes the lease the key is attached
-//     to if the put was applied.
+//     Release of its token, which revokes the attempt's lease: that
+//     deletes the key if the put was applied, and makes a put still on
+//     its way fail. The Release succeeds exactly if the put had landed
+//     (the key as it was just before the revoke), and reports
+//     [driver.ErrNotHeld] otherwise.
 //   - Every call is bounded by Options.CallTimeout and made with the
 //     client's require-leader flag, so that a member cut off from its
 //     leader refuses at once and the next attempt goes to another member.

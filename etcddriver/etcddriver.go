@@ -663,17 +663,27 @@ func (d *locker) release(ctx context.Context, key, ek, dig string) error {
 			return nil
 		}
 	} else if ok {
-		// A put may still come with this lease: revoke it, so that the
-		// put fails if it comes later.
-		_, err := d.client.Revoke(ctx, g.lease)
-		if err == nil {
-			d.forget(ek, dig)
-			return nil
-		}
-		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		// The attempt's outcome is unknown, and its put may still be on
+		// its way: revoke its lease, which deletes the key if the put
+		// was applied and makes it fail if it comes later. The key as
+		// it was just before the revoke tells whether the token held
+		// it: etcd's revoke deletes the lease's keys at the revision
+		// its reply reports (and deletes nothing if it reports the
+		// revision of another write).
+		rv, err := d.client.Revoke(ctx, g.lease)
+		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return d.wrap("release", key, err)
 		}
 		d.forget(ek, dig)
+		if err == nil && rv.Header.Revision > 1 {
+			before, err := d.client.Get(ctx, ek, clientv3.WithRev(rv.Header.Revision-1))
+			if err != nil {
+				return d.wrap("release", key, err)
+			}
+			if len(before.Kvs) == 1 && before.Kvs[0].Lease == int64(g.lease) {
+				return nil
+			}
+		}
 	}
 	kv, _, err := d.held(ctx, "release", key, ek, dig)
 	if err != nil {
@@ -694,12 +704,18 @@ func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 	}
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	resp, err := d.client.Get(ctx, d.lockKey(key))
+	// The lock key sorts before its slots: the first key of the range
+	// is the lock's, if it is held as a lock.
+	_, hi := d.slotRange(key)
+	resp, err := d.client.Get(ctx, d.lockKey(key), clientv3.WithRange(hi), clientv3.WithLimit(1))
 	if err != nil {
 		return driver.Holder{}, false, d.notApplied("inspect", key, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return driver.Holder{}, false, nil
+	}
+	if string(resp.Kvs[0].Key) != d.lockKey(key) {
+		return driver.Holder{}, false, fmt.Errorf("etcddriver: inspect %q: semaphore slots hold it: %w", key, driver.ErrWrongKind)
 	}
 	h, ok, err := d.holder(ctx, resp.Kvs[0])
 	if err != nil {

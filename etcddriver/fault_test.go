@@ -14,7 +14,7 @@ import (
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/etcddriver"
-	"github.com/dlock-go/dlock/etcddriver/internal/etcdtest"
+	"github.com/dlock-go/dlock/etcddriver/etcdtest"
 )
 
 // faultTTL is the TTL of the leases in the fault tests: etcd grants two

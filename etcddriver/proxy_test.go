@@ -6,7 +6,7 @@ import (
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/etcddriver"
-	"github.com/dlock-go/dlock/etcddriver/internal/etcdtest"
+	"github.com/dlock-go/dlock/etcddriver/etcdtest"
 	"github.com/dlock-go/dlock/internal/redistest"
 )
 

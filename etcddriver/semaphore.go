@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -145,12 +146,17 @@ func (d *locker) InspectSlots(ctx context.Context, key string) ([]driver.Holder,
 	}
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	lo, hi := d.slotRange(key)
-	resp, err := d.client.Get(ctx, lo, clientv3.WithRange(hi), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	// The range from the lock key covers the lock and its slots.
+	_, hi := d.slotRange(key)
+	lk := d.lockKey(key)
+	resp, err := d.client.Get(ctx, lk, clientv3.WithRange(hi), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	if err != nil {
 		return nil, 0, d.notApplied("inspect slots", key, err)
 	}
 	kvs := resp.Kvs
+	if slices.ContainsFunc(kvs, func(kv *mvccpb.KeyValue) bool { return string(kv.Key) == lk }) {
+		return nil, 0, fmt.Errorf("etcddriver: inspect slots %q: a lock holds it: %w", key, driver.ErrWrongKind)
+	}
 	if len(kvs) == 0 {
 		return nil, 0, nil
 	}

@@ -37,6 +37,7 @@
 //
 // It lives in the tests module, so the checker is no dependency of the
 // library. Tests that need Redis start redis-server processes through
-// internal/redistest (DLOCK_REQUIRE_REDIS=1 makes a missing server a
-// failure).
+// internal/redistest, and the etcd runs start etcd processes through
+// etcddriver/etcdtest (DLOCK_REQUIRE_REDIS=1 makes a missing server of
+// either a failure).
 package linearize

@@ -4,6 +4,12 @@
 // Each cluster stops, and its data is removed, when the test that started
 // it ends; the kernel kills the processes if the test binary dies first.
 //
+// It is test machinery, not part of the driver's API: it is a package of
+// the etcddriver module rather than an internal one only so that the
+// repository's other test modules (tests/linearize) can start etcd too,
+// and it may change with them. Applications do not compile it unless they
+// import it, and it needs nothing the driver does not.
+//
 // When no etcd binary can be found, tests are skipped; with
 // DLOCK_REQUIRE_ETCD=1, or DLOCK_REQUIRE_REDIS=1 as CI sets, they fail
 // instead.

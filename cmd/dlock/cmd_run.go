@@ -38,7 +38,7 @@ The job never outlives the lease. dlock hands the lease's local deadline
 moves later) to a guardian process that runs CMD. While renewal is not
 confirmed, CMD's process group gets SIGTERM once the time left before the
 deadline is no more than --grace, and every process CMD started gets
-SIGKILL shortly before the deadline itself (TTL/10, at most 200ms), even if
+SIGKILL shortly before the deadline itself (TTL/5, at most 200ms), even if
 dlock is stopped or dead by then; if the guardian is stopped, dlock kills
 it and CMD's processes itself. A --grace longer than the TTL allows is
 cut down, to half of what is left of the TTL after one renewal interval

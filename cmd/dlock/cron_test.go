@@ -300,7 +300,7 @@ func TestRedisLogFormatJSON(t *testing.T) {
 
 // TestSchedule: --grace is cut so that a merely slow renewal never stops
 // the command: SIGTERM comes at most half of what is left of the TTL after
-// one renewal interval and the drift; SIGKILL lands TTL/10 (at most
+// one renewal interval and the drift; SIGKILL lands TTL/5 (at most
 // 200ms) before the deadline.
 func TestSchedule(t *testing.T) {
 	for _, tc := range []struct {
@@ -311,8 +311,8 @@ func TestSchedule(t *testing.T) {
 		{2 * time.Second, 0, 0, 10 * time.Second, (2*time.Second - 22*time.Millisecond - 2*time.Second/3) / 2, 200 * time.Millisecond, true},
 		{2 * time.Second, 0, 0, 300 * time.Millisecond, 300 * time.Millisecond, 200 * time.Millisecond, false},
 		{15 * time.Second, 0, 0, 10 * time.Second, (15*time.Second - 152*time.Millisecond - 5*time.Second) / 2, 200 * time.Millisecond, true},
-		{time.Second, 500 * time.Millisecond, 300 * time.Millisecond, time.Second, 100 * time.Millisecond, 100 * time.Millisecond, true},
-		{500 * time.Millisecond, -1, 0, 0, 0, 50 * time.Millisecond, false},
+		{time.Second, 500 * time.Millisecond, 300 * time.Millisecond, time.Second, 200 * time.Millisecond, 200 * time.Millisecond, true},
+		{500 * time.Millisecond, -1, 0, 0, 0, 100 * time.Millisecond, false},
 	} {
 		kt, cut := schedule(tc.ttl, tc.renew, tc.drift, tc.grace)
 		if kt.deadlineGrace != tc.wantGrace || kt.killLead != tc.wantLead || cut != tc.cut || kt.grace != tc.grace {

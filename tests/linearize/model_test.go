@@ -50,6 +50,16 @@ func TestModel(t *testing.T) {
 		// received.
 		{"Phantom", []op{att("a", Unknown, 0, 0, 1), giveUp("a", 2), att("b", Busy, 0, 3, 4)}, porcupine.Illegal},
 		{"PhantomLater", []op{att("a", Unknown, 0, 0, 1), att("b", Busy, 0, 2, 3), giveUp("a", 4)}, porcupine.Illegal},
+		// x's attempt ends unknown while g holds the key, and reaches the
+		// backend after g's release (History.Operations extends it to
+		// just before x's call's return, 10); x's undo frees it before y
+		// takes the key.
+		{"UnknownLandsLate", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 9), rel("g", OK, 4, 5), rel("x", OK, 6, 7), att("y", OK, 2, 8, 9), giveUp("x", 10)}, porcupine.Ok},
+		// The same attempt held to the driver call's span: x's undo
+		// finds a key x never held.
+		{"UnknownWithinDriverCall", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 3), rel("g", OK, 4, 5), rel("x", OK, 6, 7), att("y", OK, 2, 8, 9), giveUp("x", 10)}, porcupine.Illegal},
+		// A late attempt that lands after its undo: a phantom.
+		{"UnknownLandsAfterUndo", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 9), rel("g", OK, 4, 5), rel("x", NotHeld, 6, 7), giveUp("x", 10), att("y", Busy, 0, 11, 12)}, porcupine.Illegal},
 		// b waits from 1 to 9; a's release hands it the key, with fence 2,
 		// which its call returns; c finds it busy meanwhile.
 		{"HandedOff", []op{att("a", OK, 1, 0, 1), att("b", Busy, 0, 1, 2), rel("a", OK, 3, 4), att("c", Busy, 0, 5, 6), handed("b", 2, 1, 9), rel("b", OK, 10, 11)}, porcupine.Ok},
@@ -95,11 +105,16 @@ func TestOperations(t *testing.T) {
 	h.Add(2, Input{Kind: Release, Key: "k", Token: "u"}, 40, Output{Result: OK}, 41)
 	h.Add(3, Input{Kind: Attempt, Key: "k", Token: "t"}, 30, Output{Result: Busy}, 31)
 	h.Add(3, Input{Kind: Attempt, Key: "k", Token: "t2"}, 60, Output{Result: Busy}, 61)
+	// x's attempt ended unknown at 71; its call undid it and returned at
+	// 80: the attempt may take effect until then.
+	h.Add(4, Input{Kind: Attempt, Key: "k", Token: "x"}, 70, Output{Result: Unknown}, 71)
+	h.Add(4, Input{Kind: Release, Key: "k", Token: "x"}, 72, Output{Result: NotHeld}, 79)
 	h.calls = []returned{
 		{client: 1, key: "k", tokens: map[string]int64{"w": 10}, kept: "w", fence: 9, ret: 50},
 		{client: 2, key: "k", tokens: map[string]int64{"u": 20}, ret: 45},
 		{client: 3, key: "k", tokens: map[string]int64{"t": -1}, ret: 32},
 		{client: 3, key: "k", tokens: map[string]int64{"t2": -1}, ret: 62},
+		{client: 4, key: "k", tokens: map[string]int64{"x": -1}, ret: 80},
 	}
 	var got []string
 	for _, op := range h.Operations(false) {
@@ -112,11 +127,14 @@ func TestOperations(t *testing.T) {
 		"release u ok fence 0 excused false [40, 41]",
 		"acquire t busy fence 0 excused true [30, 31]", // within u's and w's subscriptions
 		"acquire t2 busy fence 0 excused false [60, 61]",
+		"acquire x unknown fence 0 excused false [70, 79]",
+		"release x not held fence 0 excused false [72, 79]",
 		"handed-off w ok fence 9 excused false [10, 50]",
 		"handed-off u ok fence 0 excused false [20, 45]",
 		"give-up u ok fence 0 excused false [45, 45]",
 		"give-up t ok fence 0 excused false [32, 32]",
 		"give-up t2 ok fence 0 excused false [62, 62]",
+		"give-up x ok fence 0 excused false [80, 80]",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Operations =\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))

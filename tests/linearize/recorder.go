@@ -72,6 +72,14 @@ func (h *History) Returned(client int, key string, toks *CallTokens, lease *dloc
 //     been granted again by an attempt since, as when dlock passes a turn
 //     on).
 //
+// An attempt of unknown outcome may take effect until its call returned,
+// not only until the driver returned it: a driver that returns at the
+// context's deadline may still deliver the command (a batch written after
+// its callers left), and dlock's undo Release, ordered after it, frees
+// what it granted. Its operation lasts until just before the call's
+// return, where the token's [GiveUp] requires that it no longer holds the
+// key.
+//
 // A busy attempt is excused (see [Input.Excused]) if it overlaps the
 // handoff subscription of another token, from its start to its call's
 // return, or, if quorum is set, an attempt of another token that was not
@@ -86,10 +94,19 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 		token string
 		fence uint64
 	}
+	returnOf := map[string]int64{} // each token's call's return
+	for _, c := range calls {
+		for tok := range c.tokens {
+			returnOf[tok] = c.ret
+		}
+	}
 	granted := map[grant]bool{}      // grants reported by Acquires
 	released := map[string][]int64{} // call times of the Releases that freed each token
-	for _, op := range ops {
+	for i, op := range ops {
 		in, out := op.Input.(Input), op.Output.(Output)
+		if ret, ok := returnOf[in.Token]; ok && in.Kind == Attempt && out.Result == Unknown && ret-1 > op.Return {
+			ops[i].Return = ret - 1 // before the GiveUp, not beside it
+		}
 		switch {
 		case in.Kind == Attempt && out.Result == OK:
 			granted[grant{in.Token, out.Fence}] = true

@@ -368,8 +368,10 @@ func (r *runner) work(ctx context.Context, client int, s *slot) {
 			time.Sleep(rand.N(2 * time.Millisecond)) // the holder's work
 		case errors.Is(err, dlock.ErrClosed), errors.Is(err, dlock.ErrNotAcquired):
 			// Held, or the Locker closed under the call.
-		case errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, dlock.ErrUnavailable):
-			// The call's context ended before any attempt was answered.
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			// The call's context ended first. It may also say that the
+			// backend was failing until then (ErrUnavailable): a
+			// quorum that a deadline cut short, a failover.
 		default:
 			r.errorf("acquire %q: %v", key, err)
 		}

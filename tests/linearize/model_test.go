@@ -108,13 +108,18 @@ func TestOperations(t *testing.T) {
 	// x's attempt ended unknown at 71; its call undid it and returned at
 	// 80: the attempt may take effect until then.
 	h.Add(4, Input{Kind: Attempt, Key: "k", Token: "x"}, 70, Output{Result: Unknown}, 71)
-	h.Add(4, Input{Kind: Release, Key: "k", Token: "x"}, 72, Output{Result: NotHeld}, 79)
+	h.Add(4, Input{Kind: Release, Key: "k", Token: "x"}, 72, Output{Result: OK}, 79)
+	// z's undo found the key not held: a grant by z's attempt would be
+	// illegal wherever it landed, and the attempt keeps its span.
+	h.Add(5, Input{Kind: Attempt, Key: "k", Token: "z"}, 90, Output{Result: Unknown}, 91)
+	h.Add(5, Input{Kind: Release, Key: "k", Token: "z"}, 92, Output{Result: NotHeld}, 93)
 	h.calls = []returned{
 		{client: 1, key: "k", tokens: map[string]int64{"w": 10}, kept: "w", fence: 9, ret: 50},
 		{client: 2, key: "k", tokens: map[string]int64{"u": 20}, ret: 45},
 		{client: 3, key: "k", tokens: map[string]int64{"t": -1}, ret: 32},
 		{client: 3, key: "k", tokens: map[string]int64{"t2": -1}, ret: 62},
 		{client: 4, key: "k", tokens: map[string]int64{"x": -1}, ret: 80},
+		{client: 5, key: "k", tokens: map[string]int64{"z": -1}, ret: 95},
 	}
 	var got []string
 	for _, op := range h.Operations(false) {
@@ -128,13 +133,16 @@ func TestOperations(t *testing.T) {
 		"acquire t busy fence 0 excused true [30, 31]", // within u's and w's subscriptions
 		"acquire t2 busy fence 0 excused false [60, 61]",
 		"acquire x unknown fence 0 excused false [70, 79]",
-		"release x not held fence 0 excused false [72, 79]",
+		"release x ok fence 0 excused false [72, 79]",
+		"acquire z unknown fence 0 excused false [90, 91]",
+		"release z not held fence 0 excused false [92, 93]",
 		"handed-off w ok fence 9 excused false [10, 50]",
 		"handed-off u ok fence 0 excused false [20, 45]",
 		"give-up u ok fence 0 excused false [45, 45]",
 		"give-up t ok fence 0 excused false [32, 32]",
 		"give-up t2 ok fence 0 excused false [62, 62]",
 		"give-up x ok fence 0 excused false [80, 80]",
+		"give-up z ok fence 0 excused false [95, 95]",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Operations =\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))

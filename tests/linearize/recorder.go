@@ -78,7 +78,8 @@ func (h *History) Returned(client int, key string, toks *CallTokens, lease *dloc
 // its callers left), and dlock's undo Release, ordered after it, frees
 // what it granted. Its operation lasts until just before the call's
 // return, where the token's [GiveUp] requires that it no longer holds the
-// key.
+// key. (If no Release of the token may have freed the key, a grant by the
+// attempt is illegal whenever it lands, and the attempt keeps its span.)
 //
 // A busy attempt is excused (see [Input.Excused]) if it overlaps the
 // handoff subscription of another token, from its start to its call's
@@ -94,6 +95,16 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 		token string
 		fence uint64
 	}
+	// Tokens that a Release may have freed: only their late attempts can
+	// be legal (any other grant stays until the token's GiveUp), so only
+	// theirs are extended, which keeps the search small.
+	mayFree := map[string]bool{}
+	for _, op := range ops {
+		in, out := op.Input.(Input), op.Output.(Output)
+		if in.Kind == Release && (out.Result == OK || out.Result == Unknown) {
+			mayFree[in.Token] = true
+		}
+	}
 	returnOf := map[string]int64{} // each token's call's return
 	for _, c := range calls {
 		for tok := range c.tokens {
@@ -104,7 +115,7 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 	released := map[string][]int64{} // call times of the Releases that freed each token
 	for i, op := range ops {
 		in, out := op.Input.(Input), op.Output.(Output)
-		if ret, ok := returnOf[in.Token]; ok && in.Kind == Attempt && out.Result == Unknown && ret-1 > op.Return {
+		if ret, ok := returnOf[in.Token]; ok && in.Kind == Attempt && out.Result == Unknown && mayFree[in.Token] && ret-1 > op.Return {
 			ops[i].Return = ret - 1 // before the GiveUp, not beside it
 		}
 		switch {

@@ -52,9 +52,8 @@ func TestModel(t *testing.T) {
 		{"PhantomLater", []op{att("a", Unknown, 0, 0, 1), att("b", Busy, 0, 2, 3), giveUp("a", 4)}, porcupine.Illegal},
 		// x's attempt ends unknown while g holds the key, and reaches the
 		// backend after g's release (History.Operations extends it to
-		// just before x's call's return, 10); x's undo frees it before y
-		// takes the key.
-		{"UnknownLandsLate", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 9), rel("g", OK, 4, 5), rel("x", OK, 6, 7), att("y", OK, 2, 8, 9), giveUp("x", 10)}, porcupine.Ok},
+		// x's undo's return, 7); the undo frees it before y takes the key.
+		{"UnknownLandsLate", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 7), rel("g", OK, 4, 5), rel("x", OK, 6, 7), att("y", OK, 2, 8, 9), giveUp("x", 10)}, porcupine.Ok},
 		// The same attempt held to the driver call's span: x's undo
 		// finds a key x never held.
 		{"UnknownWithinDriverCall", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 3), rel("g", OK, 4, 5), rel("x", OK, 6, 7), att("y", OK, 2, 8, 9), giveUp("x", 10)}, porcupine.Illegal},
@@ -105,8 +104,9 @@ func TestOperations(t *testing.T) {
 	h.Add(2, Input{Kind: Release, Key: "k", Token: "u"}, 40, Output{Result: OK}, 41)
 	h.Add(3, Input{Kind: Attempt, Key: "k", Token: "t"}, 30, Output{Result: Busy}, 31)
 	h.Add(3, Input{Kind: Attempt, Key: "k", Token: "t2"}, 60, Output{Result: Busy}, 61)
-	// x's attempt ended unknown at 71; its call undid it and returned at
-	// 80: the attempt may take effect until then.
+	// x's attempt ended unknown at 71, its call's undo freed the key
+	// from 72 to 79, and the call returned at 85: the attempt may take
+	// effect until the undo returned.
 	h.Add(4, Input{Kind: Attempt, Key: "k", Token: "x"}, 70, Output{Result: Unknown}, 71)
 	h.Add(4, Input{Kind: Release, Key: "k", Token: "x"}, 72, Output{Result: OK}, 79)
 	// z's undo found the key not held: a grant by z's attempt would be
@@ -118,7 +118,7 @@ func TestOperations(t *testing.T) {
 		{client: 2, key: "k", tokens: map[string]int64{"u": 20}, ret: 45},
 		{client: 3, key: "k", tokens: map[string]int64{"t": -1}, ret: 32},
 		{client: 3, key: "k", tokens: map[string]int64{"t2": -1}, ret: 62},
-		{client: 4, key: "k", tokens: map[string]int64{"x": -1}, ret: 80},
+		{client: 4, key: "k", tokens: map[string]int64{"x": -1}, ret: 85},
 		{client: 5, key: "k", tokens: map[string]int64{"z": -1}, ret: 95},
 	}
 	var got []string
@@ -141,7 +141,7 @@ func TestOperations(t *testing.T) {
 		"give-up u ok fence 0 excused false [45, 45]",
 		"give-up t ok fence 0 excused false [32, 32]",
 		"give-up t2 ok fence 0 excused false [62, 62]",
-		"give-up x ok fence 0 excused false [80, 80]",
+		"give-up x ok fence 0 excused false [85, 85]",
 		"give-up z ok fence 0 excused false [95, 95]",
 	}
 	if !slices.Equal(got, want) {

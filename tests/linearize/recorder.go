@@ -78,7 +78,10 @@ func (h *History) Returned(client int, key string, toks *CallTokens, lease *dloc
 // its callers left), and dlock's undo Release, ordered after it, frees
 // what it granted. Its operation lasts until just before the call's
 // return, where the token's [GiveUp] requires that it no longer holds the
-// key. (If no Release of the token may have freed the key, a grant by the
+// key; and no later than the latest return of a Release of the token
+// that may have freed it, after which a grant would stay until the
+// GiveUp.
+// (If no Release of the token may have freed the key, a grant by the
 // attempt is illegal whenever it lands, and the attempt keeps its span.)
 //
 // A busy attempt is excused (see [Input.Excused]) if it overlaps the
@@ -95,14 +98,15 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 		token string
 		fence uint64
 	}
-	// Tokens that a Release may have freed: only their late attempts can
-	// be legal (any other grant stays until the token's GiveUp), so only
-	// theirs are extended, which keeps the search small.
-	mayFree := map[string]bool{}
+	// The latest return of a Release that may have freed each token: a
+	// grant landing after it stays until the token's GiveUp, illegal
+	// wherever it lands, so an attempt extends no further (which keeps
+	// porcupine's search small).
+	lastFree := map[string]int64{}
 	for _, op := range ops {
 		in, out := op.Input.(Input), op.Output.(Output)
 		if in.Kind == Release && (out.Result == OK || out.Result == Unknown) {
-			mayFree[in.Token] = true
+			lastFree[in.Token] = max(lastFree[in.Token], op.Return)
 		}
 	}
 	returnOf := map[string]int64{} // each token's call's return
@@ -115,8 +119,9 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 	released := map[string][]int64{} // call times of the Releases that freed each token
 	for i, op := range ops {
 		in, out := op.Input.(Input), op.Output.(Output)
-		if ret, ok := returnOf[in.Token]; ok && in.Kind == Attempt && out.Result == Unknown && mayFree[in.Token] && ret-1 > op.Return {
-			ops[i].Return = ret - 1 // before the GiveUp, not beside it
+		if ret, ok := returnOf[in.Token]; ok && in.Kind == Attempt && out.Result == Unknown {
+			// Before the GiveUp, not beside it.
+			ops[i].Return = max(op.Return, min(ret-1, lastFree[in.Token]))
 		}
 		switch {
 		case in.Kind == Attempt && out.Result == OK:

@@ -73,6 +73,10 @@ type Input struct {
 	// vote, which the quorum driver undoes itself). Such an attempt proves
 	// nothing about the key.
 	Excused bool
+	// Granted marks an Attempt of unknown outcome that must have been
+	// granted: a Release of its token found the key held, and no other
+	// Attempt or handoff could have granted the token the key.
+	Granted bool
 	// Fence is the fence a RaiseFence raises to.
 	Fence uint64
 }
@@ -118,6 +122,9 @@ var Model = porcupine.NondeterministicModel{
 		s := fmt.Sprintf("%s(%s) → %s", i.Kind, short(i.Token), o.Result)
 		if i.Kind == Attempt && o.Result == Busy && i.Excused {
 			s += " (excused)"
+		}
+		if i.Kind == Attempt && o.Result == Unknown && i.Granted {
+			s += " (granted)"
 		}
 		if i.Kind == Attempt && o.Result == OK {
 			s += fmt.Sprintf(" fence %d", o.Fence)
@@ -167,7 +174,10 @@ func step(s state, in Input, out Output) []any {
 			}
 			return nil
 		case Unknown:
-			next := []any{s}
+			var next []any
+			if !in.Granted {
+				next = append(next, s)
+			}
 			if !held {
 				next = append(next, state{holder: in.Token, last: s.last})
 			}

@@ -57,6 +57,9 @@ func TestModel(t *testing.T) {
 		// The same attempt held to the driver call's span: x's undo
 		// finds a key x never held.
 		{"UnknownWithinDriverCall", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 3), rel("g", OK, 4, 5), rel("x", OK, 6, 7), att("y", OK, 2, 8, 9), giveUp("x", 10)}, porcupine.Illegal},
+		// An attempt that must have been granted (its undo found the key
+		// held), while g held the key all along: two holders.
+		{"GrantedWhileHeld", []op{att("g", OK, 1, 0, 1), {Input{Kind: Attempt, Key: "k", Token: "x", Granted: true}, Output{Result: Unknown}, 2, 3}, rel("g", OK, 4, 5)}, porcupine.Illegal},
 		// A late attempt that lands after its undo: a phantom.
 		{"UnknownLandsAfterUndo", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 9), rel("g", OK, 4, 5), rel("x", NotHeld, 6, 7), giveUp("x", 10), att("y", Busy, 0, 11, 12)}, porcupine.Illegal},
 		// b waits from 1 to 9; a's release hands it the key, with fence 2,
@@ -143,6 +146,11 @@ func TestOperations(t *testing.T) {
 		"give-up t2 ok fence 0 excused false [62, 62]",
 		"give-up x ok fence 0 excused false [85, 85]",
 		"give-up z ok fence 0 excused false [95, 95]",
+	}
+	for _, op := range h.Operations(false) {
+		if in := op.Input.(Input); in.Granted != (in.Kind == Attempt && in.Token == "x") {
+			t.Errorf("%v %s: Granted = %v", in.Kind, in.Token, in.Granted)
+		}
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Operations =\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))

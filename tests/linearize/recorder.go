@@ -83,6 +83,11 @@ func (h *History) Returned(client int, key string, toks *CallTokens, lease *dloc
 // GiveUp.
 // (If no Release of the token may have freed the key, a grant by the
 // attempt is illegal whenever it lands, and the attempt keeps its span.)
+// If a Release of the token found the key held and nothing else could
+// have granted it to the token (no other Attempt, no handoff
+// subscription), the attempt was granted ([Input.Granted]): the model
+// then need not try it ungranted, which porcupine would only find wrong
+// at the Release, after a long search.
 //
 // A busy attempt is excused (see [Input.Excused]) if it overlaps the
 // handoff subscription of another token, from its start to its call's
@@ -103,16 +108,26 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 	// wherever it lands, so an attempt extends no further (which keeps
 	// porcupine's search small).
 	lastFree := map[string]int64{}
+	// Tokens that a Release found holding the key, and how many Attempts
+	// that may have granted each token there were.
+	freed := map[string]bool{}
+	grantable := map[string]int{}
 	for _, op := range ops {
 		in, out := op.Input.(Input), op.Output.(Output)
-		if in.Kind == Release && (out.Result == OK || out.Result == Unknown) {
+		switch {
+		case in.Kind == Release && (out.Result == OK || out.Result == Unknown):
 			lastFree[in.Token] = max(lastFree[in.Token], op.Return)
+			freed[in.Token] = freed[in.Token] || out.Result == OK
+		case in.Kind == Attempt && (out.Result == OK || out.Result == Unknown):
+			grantable[in.Token]++
 		}
 	}
-	returnOf := map[string]int64{} // each token's call's return
+	returnOf := map[string]int64{}  // each token's call's return
+	subscribed := map[string]bool{} // tokens a handoff may have granted
 	for _, c := range calls {
-		for tok := range c.tokens {
+		for tok, sub := range c.tokens {
 			returnOf[tok] = c.ret
+			subscribed[tok] = sub >= 0
 		}
 	}
 	granted := map[grant]bool{}      // grants reported by Acquires
@@ -122,6 +137,10 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 		if ret, ok := returnOf[in.Token]; ok && in.Kind == Attempt && out.Result == Unknown {
 			// Before the GiveUp, not beside it.
 			ops[i].Return = max(op.Return, min(ret-1, lastFree[in.Token]))
+			if freed[in.Token] && grantable[in.Token] == 1 && !subscribed[in.Token] {
+				in.Granted = true
+				ops[i].Input = in
+			}
 		}
 		switch {
 		case in.Kind == Attempt && out.Result == OK:

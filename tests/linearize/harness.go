@@ -411,12 +411,12 @@ func (r *runner) acquire(ctx context.Context, client int, l *dlock.Locker, key s
 // check checks the history key by key, and describes each key whose
 // history porcupine rejects.
 func (r *runner) check() {
-	// An excused busy attempt is explained by any state: checking it
-	// costs time and decides nothing.
+	// An excused busy attempt and a void one are explained by any
+	// state: checking them costs time and decides nothing.
 	byKey := map[string][]porcupine.Operation{}
 	for _, op := range r.report.Ops {
 		in := op.Input.(Input)
-		if in.Kind == Attempt && op.Output.(Output).Result == Busy && in.Excused {
+		if in.Kind == Attempt && op.Output.(Output).Result == Busy && in.Excused || in.Void {
 			continue
 		}
 		byKey[in.Key] = append(byKey[in.Key], op)

@@ -77,6 +77,13 @@ type Input struct {
 	// granted: a Release of its token found the key held, and no other
 	// Attempt or handoff could have granted the token the key.
 	Granted bool
+	// Void marks an Attempt of unknown outcome that no legal history can
+	// have granted: its call gave up its token, and no Release of the
+	// token may have freed the key nor could a handoff have granted it,
+	// so a grant would stay until the token's [GiveUp] and fail there.
+	// The model takes it as not granted, the same verdict at a fraction
+	// of porcupine's search: tried granted, it fails only at the GiveUp.
+	Void bool
 	// Fence is the fence a RaiseFence raises to.
 	Fence uint64
 }
@@ -125,6 +132,9 @@ var Model = porcupine.NondeterministicModel{
 		}
 		if i.Kind == Attempt && o.Result == Unknown && i.Granted {
 			s += " (granted)"
+		}
+		if i.Kind == Attempt && o.Result == Unknown && i.Void {
+			s += " (void)"
 		}
 		if i.Kind == Attempt && o.Result == OK {
 			s += fmt.Sprintf(" fence %d", o.Fence)
@@ -178,7 +188,7 @@ func step(s state, in Input, out Output) []any {
 			if !in.Granted {
 				next = append(next, s)
 			}
-			if !held {
+			if !held && !in.Void {
 				next = append(next, state{holder: in.Token, last: s.last})
 			}
 			return next

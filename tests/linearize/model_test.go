@@ -60,6 +60,8 @@ func TestModel(t *testing.T) {
 		// An attempt that must have been granted (its undo found the key
 		// held), while g held the key all along: two holders.
 		{"GrantedWhileHeld", []op{att("g", OK, 1, 0, 1), {Input{Kind: Attempt, Key: "k", Token: "x", Granted: true}, Output{Result: Unknown}, 2, 3}, rel("g", OK, 4, 5)}, porcupine.Illegal},
+		// A void attempt is taken as not granted.
+		{"Void", []op{{Input{Kind: Attempt, Key: "k", Token: "z", Void: true}, Output{Result: Unknown}, 0, 1}, rel("z", NotHeld, 2, 3), giveUp("z", 4), att("y", OK, 1, 5, 6)}, porcupine.Ok},
 		// A late attempt that lands after its undo: a phantom.
 		{"UnknownLandsAfterUndo", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 9), rel("g", OK, 4, 5), rel("x", NotHeld, 6, 7), giveUp("x", 10), att("y", Busy, 0, 11, 12)}, porcupine.Illegal},
 		// b waits from 1 to 9; a's release hands it the key, with fence 2,
@@ -148,8 +150,8 @@ func TestOperations(t *testing.T) {
 		"give-up z ok fence 0 excused false [95, 95]",
 	}
 	for _, op := range h.Operations(false) {
-		if in := op.Input.(Input); in.Granted != (in.Kind == Attempt && in.Token == "x") {
-			t.Errorf("%v %s: Granted = %v", in.Kind, in.Token, in.Granted)
+		if in := op.Input.(Input); in.Granted != (in.Kind == Attempt && in.Token == "x") || in.Void != (in.Kind == Attempt && in.Token == "z") {
+			t.Errorf("%v %s: Granted = %v, Void = %v", in.Kind, in.Token, in.Granted, in.Void)
 		}
 	}
 	if !slices.Equal(got, want) {

@@ -87,7 +87,10 @@ func (h *History) Returned(client int, key string, toks *CallTokens, lease *dloc
 // have granted it to the token (no other Attempt, no handoff
 // subscription), the attempt was granted ([Input.Granted]): the model
 // then need not try it ungranted, which porcupine would only find wrong
-// at the Release, after a long search.
+// at the Release, after a long search. If no Release of the token may
+// have freed the key, no handoff could have granted it and its call gave
+// it up, the attempt is void ([Input.Void]): a grant would fail at the
+// GiveUp.
 //
 // A busy attempt is excused (see [Input.Excused]) if it overlaps the
 // handoff subscription of another token, from its start to its call's
@@ -124,10 +127,12 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 	}
 	returnOf := map[string]int64{}  // each token's call's return
 	subscribed := map[string]bool{} // tokens a handoff may have granted
+	givenUp := map[string]bool{}    // tokens their call gave up
 	for _, c := range calls {
 		for tok, sub := range c.tokens {
 			returnOf[tok] = c.ret
 			subscribed[tok] = sub >= 0
+			givenUp[tok] = tok != c.kept
 		}
 	}
 	granted := map[grant]bool{}      // grants reported by Acquires
@@ -137,8 +142,13 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 		if ret, ok := returnOf[in.Token]; ok && in.Kind == Attempt && out.Result == Unknown {
 			// Before the GiveUp, not beside it.
 			ops[i].Return = max(op.Return, min(ret-1, lastFree[in.Token]))
-			if freed[in.Token] && grantable[in.Token] == 1 && !subscribed[in.Token] {
+			_, mayFree := lastFree[in.Token]
+			switch {
+			case freed[in.Token] && grantable[in.Token] == 1 && !subscribed[in.Token]:
 				in.Granted = true
+				ops[i].Input = in
+			case !mayFree && !subscribed[in.Token] && givenUp[in.Token]:
+				in.Void = true
 				ops[i].Input = in
 			}
 		}

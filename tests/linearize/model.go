@@ -73,9 +73,10 @@ type Input struct {
 	// vote, which the quorum driver undoes itself). Such an attempt proves
 	// nothing about the key.
 	Excused bool
-	// Granted marks an Attempt of unknown outcome that must have been
-	// granted: a Release of its token found the key held, and no other
-	// Attempt or handoff could have granted the token the key.
+	// Granted marks an Attempt of unknown outcome, or a [HandedOff] of
+	// unknown fence, that must have been granted: a Release of its token
+	// found the key held, and nothing else could have granted the token
+	// the key.
 	Granted bool
 	// Void marks an Attempt of unknown outcome that no legal history can
 	// have granted: its call gave up its token, and no Release of the
@@ -146,6 +147,9 @@ var Model = porcupine.NondeterministicModel{
 			s = fmt.Sprintf("handed-off(%s) fence %d", short(i.Token), o.Fence)
 			if o.Fence == 0 {
 				s = fmt.Sprintf("handed-off(%s) or not", short(i.Token))
+			}
+			if o.Fence == 0 && i.Granted {
+				s = fmt.Sprintf("handed-off(%s), fence unknown", short(i.Token))
 			}
 		case RaiseFence:
 			s = fmt.Sprintf("raise-fence(%s, %d) → %s", short(i.Token), i.Fence, o.Result)
@@ -232,7 +236,10 @@ func step(s state, in Input, out Output) []any {
 		return []any{s}
 	case HandedOff:
 		if out.Fence == 0 {
-			next := []any{s}
+			var next []any
+			if !in.Granted {
+				next = append(next, s)
+			}
 			if !held {
 				next = append(next, state{holder: in.Token, last: s.last})
 			}

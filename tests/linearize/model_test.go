@@ -62,6 +62,9 @@ func TestModel(t *testing.T) {
 		{"GrantedWhileHeld", []op{att("g", OK, 1, 0, 1), {Input{Kind: Attempt, Key: "k", Token: "x", Granted: true}, Output{Result: Unknown}, 2, 3}, rel("g", OK, 4, 5)}, porcupine.Illegal},
 		// A void attempt is taken as not granted.
 		{"Void", []op{{Input{Kind: Attempt, Key: "k", Token: "z", Void: true}, Output{Result: Unknown}, 0, 1}, rel("z", NotHeld, 2, 3), giveUp("z", 4), att("y", OK, 1, 5, 6)}, porcupine.Ok},
+		// A grant by handoff that must have been made, while g held the
+		// key all along.
+		{"HandedOffGrantedWhileHeld", []op{att("g", OK, 1, 0, 1), {Input{Kind: HandedOff, Key: "k", Token: "u", Granted: true}, Output{}, 2, 3}, rel("g", OK, 4, 5)}, porcupine.Illegal},
 		// A late attempt that lands after its undo: a phantom.
 		{"UnknownLandsAfterUndo", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 9), rel("g", OK, 4, 5), rel("x", NotHeld, 6, 7), giveUp("x", 10), att("y", Busy, 0, 11, 12)}, porcupine.Illegal},
 		// b waits from 1 to 9; a's release hands it the key, with fence 2,
@@ -142,7 +145,7 @@ func TestOperations(t *testing.T) {
 		"acquire z unknown fence 0 excused false [90, 91]",
 		"release z not held fence 0 excused false [92, 93]",
 		"handed-off w ok fence 9 excused false [10, 50]",
-		"handed-off u ok fence 0 excused false [20, 45]",
+		"handed-off u ok fence 0 excused false [20, 41]", // granted: only it explains u's release
 		"give-up u ok fence 0 excused false [45, 45]",
 		"give-up t ok fence 0 excused false [32, 32]",
 		"give-up t2 ok fence 0 excused false [62, 62]",
@@ -150,7 +153,7 @@ func TestOperations(t *testing.T) {
 		"give-up z ok fence 0 excused false [95, 95]",
 	}
 	for _, op := range h.Operations(false) {
-		if in := op.Input.(Input); in.Granted != (in.Kind == Attempt && in.Token == "x") || in.Void != (in.Kind == Attempt && in.Token == "z") {
+		if in := op.Input.(Input); in.Granted != (in.Kind == Attempt && in.Token == "x" || in.Kind == HandedOff && in.Token == "u") || in.Void != (in.Kind == Attempt && in.Token == "z") {
 			t.Errorf("%v %s: Granted = %v, Void = %v", in.Kind, in.Token, in.Granted, in.Void)
 		}
 	}

@@ -87,10 +87,10 @@ func (h *History) Returned(client int, key string, toks *CallTokens, lease *dloc
 // have granted it to the token (no other Attempt, no handoff
 // subscription), the attempt was granted ([Input.Granted]): the model
 // then need not try it ungranted, which porcupine would only find wrong
-// at the Release, after a long search. If no Release of the token may
-// have freed the key, no handoff could have granted it and its call gave
-// it up, the attempt is void ([Input.Void]): a grant would fail at the
-// GiveUp.
+// at the Release, after a long search; so was a maybe-grant by handoff
+// of a token that no attempt may have granted. If no Release of the
+// token may have freed the key and its call gave it up, the attempt is
+// void ([Input.Void]): a grant would fail at the GiveUp.
 //
 // A busy attempt is excused (see [Input.Excused]) if it overlaps the
 // handoff subscription of another token, from its start to its call's
@@ -147,7 +147,7 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 			case freed[in.Token] && grantable[in.Token] == 1 && !subscribed[in.Token]:
 				in.Granted = true
 				ops[i].Input = in
-			case !mayFree && !subscribed[in.Token] && givenUp[in.Token]:
+			case !mayFree && givenUp[in.Token]:
 				in.Void = true
 				ops[i].Input = in
 			}
@@ -175,7 +175,14 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 					ops = append(ops, porcupine.Operation{ClientId: c.client, Input: in, Call: sub, Output: Output{Fence: c.fence}, Return: c.ret})
 				}
 				if slices.ContainsFunc(released[tok], func(at int64) bool { return at < c.ret }) {
-					ops = append(ops, porcupine.Operation{ClientId: c.client, Input: in, Call: sub, Output: Output{}, Return: c.ret})
+					maybe := porcupine.Operation{ClientId: c.client, Input: in, Call: sub, Output: Output{}, Return: c.ret}
+					if tok != c.kept && grantable[tok] == 0 && freed[tok] {
+						// Only this grant can explain the Release that
+						// found the key held, which it precedes.
+						maybe.Input = Input{Kind: HandedOff, Key: c.key, Token: tok, Granted: true}
+						maybe.Return = max(sub, min(c.ret, lastFree[tok]))
+					}
+					ops = append(ops, maybe)
 				}
 			}
 			if tok != c.kept {

@@ -361,15 +361,20 @@ func (r *runner) work(ctx context.Context, client int, s *slot) {
 			}
 			continue
 		}
-		lease, err := r.acquire(call, client, s.current(), key)
+		lease, deadline, err := r.acquire(call, client, s.current(), key)
 		switch {
 		case err == nil:
 			held[key] = lease
 			time.Sleep(rand.N(2 * time.Millisecond)) // the holder's work
 		case errors.Is(err, dlock.ErrClosed), errors.Is(err, dlock.ErrNotAcquired):
 			// Held, or the Locker closed under the call.
+		case deadline && errors.Is(err, context.DeadlineExceeded):
+			// The call's context ended first. It may also say that the
+			// backend was failing until then (ErrUnavailable): a
+			// quorum that a deadline cut short, a failover.
 		case errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, dlock.ErrUnavailable):
-			// The call's context ended before any attempt was answered.
+			// A call without a deadline: a node's own timeout (a
+			// quorum driver's), of unknown outcome.
 		default:
 			r.errorf("acquire %q: %v", key, err)
 		}
@@ -380,15 +385,16 @@ func (r *runner) work(ctx context.Context, client int, s *slot) {
 }
 
 // acquire makes one dlock call of a random kind on key and records what
-// it means for its tokens (see [History.Returned]).
-func (r *runner) acquire(ctx context.Context, client int, l *dlock.Locker, key string) (*dlock.Lease, error) {
+// it means for its tokens (see [History.Returned]). It reports whether
+// the call had a deadline.
+func (r *runner) acquire(ctx context.Context, client int, l *dlock.Locker, key string) (lease *dlock.Lease, deadline bool, err error) {
 	ctx, toks := WithTokens(ctx)
 	short := time.Duration(1+rand.N(5)) * time.Millisecond
-	var lease *dlock.Lease
-	var err error
+	deadline = true
 	switch rand.N(4) {
 	case 0:
 		lease, err = l.TryAcquire(ctx, key, nil)
+		deadline = false
 	case 1:
 		cctx, cancel := context.WithTimeout(ctx, short)
 		lease, err = l.TryAcquire(cctx, key, nil)
@@ -403,18 +409,18 @@ func (r *runner) acquire(ctx context.Context, client int, l *dlock.Locker, key s
 		cancel()
 	}
 	r.h.Returned(client, key, toks, lease, r.h.Now())
-	return lease, err
+	return lease, deadline, err
 }
 
 // check checks the history key by key, and describes each key whose
 // history porcupine rejects.
 func (r *runner) check() {
-	// An excused busy attempt is explained by any state: checking it
-	// costs time and decides nothing.
+	// An excused busy attempt and a void one are explained by any
+	// state: checking them costs time and decides nothing.
 	byKey := map[string][]porcupine.Operation{}
 	for _, op := range r.report.Ops {
 		in := op.Input.(Input)
-		if in.Kind == Attempt && op.Output.(Output).Result == Busy && in.Excused {
+		if in.Kind == Attempt && op.Output.(Output).Result == Busy && in.Excused || in.Void {
 			continue
 		}
 		byKey[in.Key] = append(byKey[in.Key], op)

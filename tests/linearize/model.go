@@ -73,6 +73,18 @@ type Input struct {
 	// vote, which the quorum driver undoes itself). Such an attempt proves
 	// nothing about the key.
 	Excused bool
+	// Granted marks an Attempt of unknown outcome, or a [HandedOff] of
+	// unknown fence, that must have been granted: a Release of its token
+	// found the key held, and nothing else could have granted the token
+	// the key.
+	Granted bool
+	// Void marks an Attempt of unknown outcome that no legal history can
+	// have granted: its call gave up its token, and no Release of the
+	// token may have freed the key nor could a handoff have granted it,
+	// so a grant would stay until the token's [GiveUp] and fail there.
+	// The model takes it as not granted, the same verdict at a fraction
+	// of porcupine's search: tried granted, it fails only at the GiveUp.
+	Void bool
 	// Fence is the fence a RaiseFence raises to.
 	Fence uint64
 }
@@ -119,6 +131,12 @@ var Model = porcupine.NondeterministicModel{
 		if i.Kind == Attempt && o.Result == Busy && i.Excused {
 			s += " (excused)"
 		}
+		if i.Kind == Attempt && o.Result == Unknown && i.Granted {
+			s += " (granted)"
+		}
+		if i.Kind == Attempt && o.Result == Unknown && i.Void {
+			s += " (void)"
+		}
 		if i.Kind == Attempt && o.Result == OK {
 			s += fmt.Sprintf(" fence %d", o.Fence)
 		}
@@ -129,6 +147,9 @@ var Model = porcupine.NondeterministicModel{
 			s = fmt.Sprintf("handed-off(%s) fence %d", short(i.Token), o.Fence)
 			if o.Fence == 0 {
 				s = fmt.Sprintf("handed-off(%s) or not", short(i.Token))
+			}
+			if o.Fence == 0 && i.Granted {
+				s = fmt.Sprintf("handed-off(%s), fence unknown", short(i.Token))
 			}
 		case RaiseFence:
 			s = fmt.Sprintf("raise-fence(%s, %d) → %s", short(i.Token), i.Fence, o.Result)
@@ -167,8 +188,11 @@ func step(s state, in Input, out Output) []any {
 			}
 			return nil
 		case Unknown:
-			next := []any{s}
-			if !held {
+			var next []any
+			if !in.Granted {
+				next = append(next, s)
+			}
+			if !held && !in.Void {
 				next = append(next, state{holder: in.Token, last: s.last})
 			}
 			return next
@@ -212,7 +236,10 @@ func step(s state, in Input, out Output) []any {
 		return []any{s}
 	case HandedOff:
 		if out.Fence == 0 {
-			next := []any{s}
+			var next []any
+			if !in.Granted {
+				next = append(next, s)
+			}
 			if !held {
 				next = append(next, state{holder: in.Token, last: s.last})
 			}

@@ -50,6 +50,23 @@ func TestModel(t *testing.T) {
 		// received.
 		{"Phantom", []op{att("a", Unknown, 0, 0, 1), giveUp("a", 2), att("b", Busy, 0, 3, 4)}, porcupine.Illegal},
 		{"PhantomLater", []op{att("a", Unknown, 0, 0, 1), att("b", Busy, 0, 2, 3), giveUp("a", 4)}, porcupine.Illegal},
+		// x's attempt ends unknown while g holds the key, and reaches the
+		// backend after g's release (History.Operations extends it to
+		// x's undo's return, 7); the undo frees it before y takes the key.
+		{"UnknownLandsLate", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 7), rel("g", OK, 4, 5), rel("x", OK, 6, 7), att("y", OK, 2, 8, 9), giveUp("x", 10)}, porcupine.Ok},
+		// The same attempt held to the driver call's span: x's undo
+		// finds a key x never held.
+		{"UnknownWithinDriverCall", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 3), rel("g", OK, 4, 5), rel("x", OK, 6, 7), att("y", OK, 2, 8, 9), giveUp("x", 10)}, porcupine.Illegal},
+		// An attempt that must have been granted (its undo found the key
+		// held), while g held the key all along: two holders.
+		{"GrantedWhileHeld", []op{att("g", OK, 1, 0, 1), {Input{Kind: Attempt, Key: "k", Token: "x", Granted: true}, Output{Result: Unknown}, 2, 3}, rel("g", OK, 4, 5)}, porcupine.Illegal},
+		// A void attempt is taken as not granted.
+		{"Void", []op{{Input{Kind: Attempt, Key: "k", Token: "z", Void: true}, Output{Result: Unknown}, 0, 1}, rel("z", NotHeld, 2, 3), giveUp("z", 4), att("y", OK, 1, 5, 6)}, porcupine.Ok},
+		// A grant by handoff that must have been made, while g held the
+		// key all along.
+		{"HandedOffGrantedWhileHeld", []op{att("g", OK, 1, 0, 1), {Input{Kind: HandedOff, Key: "k", Token: "u", Granted: true}, Output{}, 2, 3}, rel("g", OK, 4, 5)}, porcupine.Illegal},
+		// A late attempt that lands after its undo: a phantom.
+		{"UnknownLandsAfterUndo", []op{att("g", OK, 1, 0, 1), att("x", Unknown, 0, 2, 9), rel("g", OK, 4, 5), rel("x", NotHeld, 6, 7), giveUp("x", 10), att("y", Busy, 0, 11, 12)}, porcupine.Illegal},
 		// b waits from 1 to 9; a's release hands it the key, with fence 2,
 		// which its call returns; c finds it busy meanwhile.
 		{"HandedOff", []op{att("a", OK, 1, 0, 1), att("b", Busy, 0, 1, 2), rel("a", OK, 3, 4), att("c", Busy, 0, 5, 6), handed("b", 2, 1, 9), rel("b", OK, 10, 11)}, porcupine.Ok},
@@ -95,11 +112,22 @@ func TestOperations(t *testing.T) {
 	h.Add(2, Input{Kind: Release, Key: "k", Token: "u"}, 40, Output{Result: OK}, 41)
 	h.Add(3, Input{Kind: Attempt, Key: "k", Token: "t"}, 30, Output{Result: Busy}, 31)
 	h.Add(3, Input{Kind: Attempt, Key: "k", Token: "t2"}, 60, Output{Result: Busy}, 61)
+	// x's attempt ended unknown at 71, its call's undo freed the key
+	// from 72 to 79, and the call returned at 85: the attempt may take
+	// effect until the undo returned.
+	h.Add(4, Input{Kind: Attempt, Key: "k", Token: "x"}, 70, Output{Result: Unknown}, 71)
+	h.Add(4, Input{Kind: Release, Key: "k", Token: "x"}, 72, Output{Result: OK}, 79)
+	// z's undo found the key not held: a grant by z's attempt would be
+	// illegal wherever it landed, and the attempt keeps its span.
+	h.Add(5, Input{Kind: Attempt, Key: "k", Token: "z"}, 90, Output{Result: Unknown}, 91)
+	h.Add(5, Input{Kind: Release, Key: "k", Token: "z"}, 92, Output{Result: NotHeld}, 93)
 	h.calls = []returned{
 		{client: 1, key: "k", tokens: map[string]int64{"w": 10}, kept: "w", fence: 9, ret: 50},
 		{client: 2, key: "k", tokens: map[string]int64{"u": 20}, ret: 45},
 		{client: 3, key: "k", tokens: map[string]int64{"t": -1}, ret: 32},
 		{client: 3, key: "k", tokens: map[string]int64{"t2": -1}, ret: 62},
+		{client: 4, key: "k", tokens: map[string]int64{"x": -1}, ret: 85},
+		{client: 5, key: "k", tokens: map[string]int64{"z": -1}, ret: 95},
 	}
 	var got []string
 	for _, op := range h.Operations(false) {
@@ -112,11 +140,22 @@ func TestOperations(t *testing.T) {
 		"release u ok fence 0 excused false [40, 41]",
 		"acquire t busy fence 0 excused true [30, 31]", // within u's and w's subscriptions
 		"acquire t2 busy fence 0 excused false [60, 61]",
+		"acquire x unknown fence 0 excused false [70, 79]",
+		"release x ok fence 0 excused false [72, 79]",
+		"acquire z unknown fence 0 excused false [90, 91]",
+		"release z not held fence 0 excused false [92, 93]",
 		"handed-off w ok fence 9 excused false [10, 50]",
-		"handed-off u ok fence 0 excused false [20, 45]",
+		"handed-off u ok fence 0 excused false [20, 41]", // granted: only it explains u's release
 		"give-up u ok fence 0 excused false [45, 45]",
 		"give-up t ok fence 0 excused false [32, 32]",
 		"give-up t2 ok fence 0 excused false [62, 62]",
+		"give-up x ok fence 0 excused false [85, 85]",
+		"give-up z ok fence 0 excused false [95, 95]",
+	}
+	for _, op := range h.Operations(false) {
+		if in := op.Input.(Input); in.Granted != (in.Kind == Attempt && in.Token == "x" || in.Kind == HandedOff && in.Token == "u") || in.Void != (in.Kind == Attempt && in.Token == "z") {
+			t.Errorf("%v %s: Granted = %v, Void = %v", in.Kind, in.Token, in.Granted, in.Void)
+		}
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Operations =\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))

@@ -72,6 +72,26 @@ func (h *History) Returned(client int, key string, toks *CallTokens, lease *dloc
 //     been granted again by an attempt since, as when dlock passes a turn
 //     on).
 //
+// An attempt of unknown outcome may take effect until its call returned,
+// not only until the driver returned it: a driver that returns at the
+// context's deadline may still deliver the command (a batch written after
+// its callers left), and dlock's undo Release, ordered after it, frees
+// what it granted. Its operation lasts until just before the call's
+// return, where the token's [GiveUp] requires that it no longer holds the
+// key; and no later than the latest return of a Release of the token
+// that may have freed it, after which a grant would stay until the
+// GiveUp.
+// (If no Release of the token may have freed the key, a grant by the
+// attempt is illegal whenever it lands, and the attempt keeps its span.)
+// If a Release of the token found the key held and nothing else could
+// have granted it to the token (no other Attempt, no handoff
+// subscription), the attempt was granted ([Input.Granted]): the model
+// then need not try it ungranted, which porcupine would only find wrong
+// at the Release, after a long search; so was a maybe-grant by handoff
+// of a token that no attempt may have granted. If no Release of the
+// token may have freed the key and its call gave it up, the attempt is
+// void ([Input.Void]): a grant would fail at the GiveUp.
+//
 // A busy attempt is excused (see [Input.Excused]) if it overlaps the
 // handoff subscription of another token, from its start to its call's
 // return, or, if quorum is set, an attempt of another token that was not
@@ -86,10 +106,52 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 		token string
 		fence uint64
 	}
-	granted := map[grant]bool{}      // grants reported by Acquires
-	released := map[string][]int64{} // call times of the Releases that freed each token
+	// The latest return of a Release that may have freed each token: a
+	// grant landing after it stays until the token's GiveUp, illegal
+	// wherever it lands, so an attempt extends no further (which keeps
+	// porcupine's search small).
+	lastFree := map[string]int64{}
+	// Tokens that a Release found holding the key, and how many Attempts
+	// that may have granted each token there were.
+	freed := map[string]bool{}
+	grantable := map[string]int{}
 	for _, op := range ops {
 		in, out := op.Input.(Input), op.Output.(Output)
+		switch {
+		case in.Kind == Release && (out.Result == OK || out.Result == Unknown):
+			lastFree[in.Token] = max(lastFree[in.Token], op.Return)
+			freed[in.Token] = freed[in.Token] || out.Result == OK
+		case in.Kind == Attempt && (out.Result == OK || out.Result == Unknown):
+			grantable[in.Token]++
+		}
+	}
+	returnOf := map[string]int64{}  // each token's call's return
+	subscribed := map[string]bool{} // tokens a handoff may have granted
+	givenUp := map[string]bool{}    // tokens their call gave up
+	for _, c := range calls {
+		for tok, sub := range c.tokens {
+			returnOf[tok] = c.ret
+			subscribed[tok] = sub >= 0
+			givenUp[tok] = tok != c.kept
+		}
+	}
+	granted := map[grant]bool{}      // grants reported by Acquires
+	released := map[string][]int64{} // call times of the Releases that freed each token
+	for i, op := range ops {
+		in, out := op.Input.(Input), op.Output.(Output)
+		if ret, ok := returnOf[in.Token]; ok && in.Kind == Attempt && out.Result == Unknown {
+			// Before the GiveUp, not beside it.
+			ops[i].Return = max(op.Return, min(ret-1, lastFree[in.Token]))
+			_, mayFree := lastFree[in.Token]
+			switch {
+			case freed[in.Token] && grantable[in.Token] == 1 && !subscribed[in.Token]:
+				in.Granted = true
+				ops[i].Input = in
+			case !mayFree && givenUp[in.Token]:
+				in.Void = true
+				ops[i].Input = in
+			}
+		}
 		switch {
 		case in.Kind == Attempt && out.Result == OK:
 			granted[grant{in.Token, out.Fence}] = true
@@ -113,7 +175,14 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 					ops = append(ops, porcupine.Operation{ClientId: c.client, Input: in, Call: sub, Output: Output{Fence: c.fence}, Return: c.ret})
 				}
 				if slices.ContainsFunc(released[tok], func(at int64) bool { return at < c.ret }) {
-					ops = append(ops, porcupine.Operation{ClientId: c.client, Input: in, Call: sub, Output: Output{}, Return: c.ret})
+					maybe := porcupine.Operation{ClientId: c.client, Input: in, Call: sub, Output: Output{}, Return: c.ret}
+					if tok != c.kept && grantable[tok] == 0 && freed[tok] {
+						// Only this grant can explain the Release that
+						// found the key held, which it precedes.
+						maybe.Input = Input{Kind: HandedOff, Key: c.key, Token: tok, Granted: true}
+						maybe.Return = max(sub, min(c.ret, lastFree[tok]))
+					}
+					ops = append(ops, maybe)
 				}
 			}
 			if tok != c.kept {

@@ -91,7 +91,13 @@ func (e env) ttlOr(def time.Duration) time.Duration {
 const bestClientText = "go-redis PoolSize 64, ContextTimeoutEnabled"
 
 func goRedis(addr string, best bool, hook redis.Hook) *redis.Client {
-	o := &redis.Options{Addr: addr}
+	return goRedisWith(addr, best, false, hook)
+}
+
+// goRedisWith is goRedis, with ContextTimeoutEnabled also on a plain
+// client if ctxTimeouts (redisdriver.New requires it).
+func goRedisWith(addr string, best, ctxTimeouts bool, hook redis.Hook) *redis.Client {
+	o := &redis.Options{Addr: addr, ContextTimeoutEnabled: ctxTimeouts}
 	if best {
 		o.PoolSize = 64
 		o.ContextTimeoutEnabled = true
@@ -300,7 +306,7 @@ func (d *dlockLib) Close() error {
 }
 
 func openDlock(e env, best, noFence bool) (lib, error) {
-	c := goRedis(e.main, best, e.hookFor(e.main))
+	c := goRedisWith(e.main, best, true, e.hookFor(e.main))
 	lock := &dlock.Options{TTL: e.ttlOr(defaultTTL), DisableFencing: noFence}
 	l, err := redisdriver.New(c, &redisdriver.Options{Lock: lock})
 	if err != nil {
@@ -544,7 +550,7 @@ func singleNode() []libSpec {
 				return m, nil
 			}},
 		{Name: libDlock, Config: cfgDefaults, Nodes: 1, keys: dlockKeys,
-			Options: "redisdriver.New(plain go-redis client, nil): TTL 15s, renewal every TTL/3, fences on, pub/sub wake-ups",
+			Options: "redisdriver.New(plain go-redis client with ContextTimeoutEnabled, which New requires; nil): TTL 15s, renewal every TTL/3, fences on, pub/sub wake-ups",
 			open:    func(e env) (lib, error) { return openDlock(e, false, false) }},
 		{Name: libDlock, Config: cfgBest, Nodes: 1, keys: dlockKeys,
 			Options: "as defaults, with " + bestClientText,

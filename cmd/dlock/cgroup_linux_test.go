@@ -29,6 +29,9 @@ exec sleep 600
 	pids := readPIDs(t, dir, "pid", "daemon")
 	cgroup := waitCgroup(t, p)
 	guardian := parentPID(t, pids[0])
+	// Stopped first, the guardian cannot see dlock's death (its control
+	// pipe closing) and kill the tree before its own SIGKILL lands.
+	syscall.Kill(guardian, syscall.SIGSTOP)
 	syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
 	syscall.Kill(guardian, syscall.SIGKILL)
 	p.wait(t, 20*time.Second)

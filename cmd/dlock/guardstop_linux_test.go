@@ -57,7 +57,9 @@ while :; do date +%s%N >> "$D/first"; sleep 0.01; done
 `)
 			first := startDlock(t, "first", env, "run", "--url", url, "--key", key, "--ttl", "1s", "--verbose", "--", job)
 			waitFor(t, 20*time.Second, "the first job and its daemon to write", func() bool {
-				return readFile(t, filepath.Join(dir, "first")) != "" && readFile(t, filepath.Join(dir, "daemon")) != ""
+				// The daemon writes to "first" too, maybe before the job wrote "main".
+				return readFile(t, filepath.Join(dir, "first")) != "" && readFile(t, filepath.Join(dir, "daemon")) != "" &&
+					readFile(t, filepath.Join(dir, "main")) != ""
 			})
 			pids := readPIDs(t, dir, "main", "daemon")
 			guardian := parentPID(t, pids[0])

@@ -30,7 +30,14 @@ func TestWaiterWakesAfterWatchMemberKilled(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := etcdtest.Start(t, 3)
 			ctx := testCtx(t)
-			victim, other := c.Members()[0], c.Members()[1]
+			// The watch's member is a follower: killing the leader would
+			// hold the holder's release up for an election (longer than
+			// its 1 s CallTimeout), which is not what this test checks.
+			other := c.Leader(t)
+			victim := c.Members()[0]
+			if victim == other {
+				victim = c.Members()[1]
+			}
 			wcl := c.Client(t, victim.ClientURL)
 			opts := &etcddriver.Options{CallTimeout: time.Second, Lock: &dlock.Options{TTL: 30 * time.Second, Retry: dlock.LinearBackoff(10 * time.Second)}}
 			waiter := etcddriver.New(wcl, opts)

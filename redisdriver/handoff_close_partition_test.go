@@ -55,7 +55,7 @@ func TestHandoffCloseWithPartitionedPubSub(t *testing.T) {
 	px := redistest.NewProxy(t, s.Addr())
 	waiter := lossyWaiterWith(t, s, px, &dlock.Options{ReleaseTimeout: 300 * time.Millisecond})
 	ctx := testCtx(t)
-	key := uniqueKey("hoattack/close-partition/")
+	key := uniqueKey("handoff/close-partition/")
 	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
 		t.Fatalf("holder: %+v %v", res, err)
 	}

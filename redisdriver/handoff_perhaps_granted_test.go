@@ -24,7 +24,7 @@ func TestHandoffPerhapsGrantedKeepsTurn(t *testing.T) {
 	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
 	w := newHandoffDriver(t, redis.NewClient(s.Options()))
 	v := newHandoffDriver(t, redis.NewClient(s.Options()))
-	key := uniqueKey("hoattack/perhaps-turn/")
+	key := uniqueKey("handoff/perhaps-turn/")
 	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
 		t.Fatalf("holder: %+v %v", res, err)
 	}

@@ -56,7 +56,7 @@ func TestHandoffChannelPermissionRevoked(t *testing.T) {
 	waiter := mustNew(t, wc, nil)
 	t.Cleanup(func() { waiter.Close() })
 	holder := newLocker(t, s.Options(), nil)
-	const key = "hoattack/noperm"
+	const key = "handoff/noperm"
 	lease, err := holder.TryAcquire(ctx, key, &dlock.Options{TTL: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ func TestHandoffCloseWhileManyGiveUp(t *testing.T) {
 		var keys []string
 		var leases []*dlock.Lease
 		for k := range 6 {
-			key := uniqueKey(fmt.Sprintf("hoattack/close-many/%d/", k))
+			key := uniqueKey(fmt.Sprintf("handoff/close-many/%d/", k))
 			lease, err := holderL.TryAcquire(ctx, key, &dlock.Options{TTL: 30 * time.Second})
 			if err != nil {
 				t.Fatal(err)

@@ -23,7 +23,7 @@ func TestHandoffSubscribeIntoPartition(t *testing.T) {
 	px := redistest.NewProxy(t, s.Addr())
 	waiter := lossyWaiter(t, s, px)
 	ctx := testCtx(t)
-	key := uniqueKey("hoattack/subscribe-partition/")
+	key := uniqueKey("handoff/subscribe-partition/")
 	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
 		t.Fatalf("holder: %+v %v", res, err)
 	}
@@ -63,7 +63,7 @@ func TestHandoffGrantToPartitionedWaiter(t *testing.T) {
 	waiter := lossyWaiter(t, s, px)
 	ctx := testCtx(t)
 	const owner = "partitioned waiter"
-	key := uniqueKey("hoattack/grant-partition/")
+	key := uniqueKey("handoff/grant-partition/")
 	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
 		t.Fatalf("holder: %+v %v", res, err)
 	}

@@ -26,7 +26,7 @@ func TestHandoffLiveWaitersAcrossClusterFailover(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	admin := cl.Client(t)
 	ctx := testCtx(t)
-	const key = "hoattack/live-failover"
+	const key = "handoff/live-failover"
 	slot := keySlot(t, admin, key)
 	oldAddr, _ := slotOwner(t, admin, slot)
 	replica := addReplica(t, cl, oldAddr)

@@ -25,7 +25,7 @@ func TestHandoffStaleMapThenFresh(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	admin := cl.Client(t)
 	ctx := testCtx(t)
-	const key = "hoattack/stale-map"
+	const key = "handoff/stale-map"
 	slot := keySlot(t, admin, key)
 	masterAddr, _ := slotOwner(t, admin, slot)
 	replica := addReplica(t, cl, masterAddr)

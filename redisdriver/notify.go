@@ -316,68 +316,6 @@ func (n *notifier) releasedChannel(lockKey string) string {
 	return channelOf(lockKey) + n.scope
 }
 
-// ChannelPermissionError reports that the Redis user may not use the
-// pub/sub channels that release notifications need: the channel itself
-// (Redis 7 gives new ACL users no channel permission), or the command
-// (SUBSCRIBE, or PUBLISH from the release script). Pattern is the channel
-// pattern to grant, as in "ACL SETUSER name &" + Pattern; its message
-// names the command instead when the server refused the command.
-type ChannelPermissionError struct {
-	Channel string // the channel that was refused
-	Pattern string // the channel pattern the user needs
-	Err     error  // the server's error (NOPERM)
-}
-
-func (e *ChannelPermissionError) Error() string {
-	if cmd := refusedCommand(e.Err); cmd != "" {
-		return fmt.Sprintf("redisdriver: the Redis user may not run %s, which release notifications need: grant it +%s (ACL SETUSER <user> +%s): %v",
-			strings.ToUpper(cmd), cmd, cmd, e.Err)
-	}
-	return fmt.Sprintf("redisdriver: the Redis user may not use channel %q: grant it the channel pattern %q (ACL SETUSER <user> &%s): %v",
-		e.Channel, e.Pattern, e.Pattern, e.Err)
-}
-
-func (e *ChannelPermissionError) Unwrap() error { return e.Err }
-
-// channelPattern is the ACL channel pattern that covers every channel of
-// the driver.
-func (d *locker) channelPattern() string { return d.cfg.prefix + "*" }
-
-// checkChannels publishes to and subscribes to a channel of the driver, on
-// a pub/sub connection of its own that it closes.
-func (d *locker) checkChannels(ctx context.Context) error {
-	ch := d.notify.releasedChannel(d.lockKey("open-check"))
-	refused := func(err error) error {
-		if redis.IsPermissionError(err) {
-			return &ChannelPermissionError{Channel: ch, Pattern: d.channelPattern(), Err: err}
-		}
-		return d.wrap("check channels", "", err)
-	}
-	if err := d.client.Do(ctx, d.publish, ch, "").Err(); err != nil {
-		return refused(err)
-	}
-	var ps *redis.PubSub
-	if d.cluster != nil {
-		node, err := d.cluster.MasterForKey(ctx, ch)
-		if err != nil {
-			return d.wrap("check channels", "", err)
-		}
-		ps = node.Subscribe(ctx)
-	} else {
-		ps = d.client.Subscribe(ctx)
-	}
-	defer ps.Close()
-	c := psConn{sharded: d.cluster != nil}
-	err := c.subscribe(ctx, ps, []string{ch})
-	if err == nil {
-		_, err = ps.Receive(ctx) // the confirmation, or the refusal
-	}
-	if err != nil {
-		return refused(err)
-	}
-	return nil
-}
-
 // Subscribe implements driver.Notifier. It returns once Redis has confirmed
 // the subscription, so a release published after it returns is seen. With
 // a token, it also listens on the waiter's own channel, where

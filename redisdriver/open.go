@@ -95,50 +95,6 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	return d, nil
 }
 
-// CheckAccess checks, within ctx, that the server behind d, a driver made
-// by [NewDriver], answers and that its user has every permission the
-// driver needs (see Permissions in the package docs): that it may run the
-// scripts and each command they run, on keys under the prefix, and use
-// the driver's channels (a [*ChannelPermissionError] if not). [Open] does
-// it; a driver that composes others over clients it was given (redlock's
-// Open) does it for each. A driver not made by this package is refused
-// with [driver.ErrInvalid].
-func CheckAccess(ctx context.Context, d driver.Locker) error {
-	l, ok := d.(*locker)
-	if !ok {
-		return fmt.Errorf("%w: redisdriver: CheckAccess of a %T, not a driver of this package", driver.ErrInvalid, d)
-	}
-	if err := l.check(); err != nil {
-		return err
-	}
-	return l.checkAccess(ctx, "check access")
-}
-
-// checkAccess runs checkScript, then checkChannels; op starts its
-// errors.
-func (d *locker) checkAccess(ctx context.Context, op string) error {
-	acks := "0"
-	if d.cfg.replicaAcks > 0 {
-		acks = "1"
-	}
-	v, err := eval(ctx, onceDoer{d.client}, checkScript, []any{nil, nil, 1, d.lockKey("open-check"), acks}).Result()
-	if err != nil {
-		return d.wrap(op, "", err)
-	}
-	if v == "!READONLY" {
-		return fmt.Errorf("redisdriver: %s: the server is a read-only replica, which refuses every lock; give the master's address (or redis+sentinel:// to follow failovers): %w",
-			op, driver.ErrUnavailable)
-	}
-	if refused, ok := v.(string); ok {
-		return fmt.Errorf("redisdriver: %s: the Redis user may not run %s on keys under %q, which the driver needs (see Permissions in the package docs)",
-			op, refused, d.cfg.prefix)
-	}
-	if err := d.checkChannels(ctx); err != nil {
-		return fmt.Errorf("redisdriver: %s: %w", op, err)
-	}
-	return nil
-}
-
 // clusterNodeError says that a URL for one server names a Cluster node:
 // its keys are spread over nodes that only a Cluster client follows.
 func clusterNodeError(u *url.URL) error {

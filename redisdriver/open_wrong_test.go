@@ -3,11 +3,12 @@ package redisdriver_test
 import (
 	"context"
 	"errors"
-	_ "github.com/dlock-go/dlock/redlock" // redlock:// for TestOpenErrorsHideSecret
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	_ "github.com/dlock-go/dlock/redlock" // redlock:// for TestOpenErrorsHideSecret
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"

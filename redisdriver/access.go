@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/redisdriver/internal/autopipe"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -119,7 +120,7 @@ func (d *locker) checkAccess(ctx context.Context, op string) error {
 	if d.cfg.replicaAcks > 0 {
 		acks = "1"
 	}
-	v, err := eval(ctx, onceDoer{d.client}, checkScript, []any{nil, nil, 1, d.lockKey("open-check"), acks}).Result()
+	v, err := eval(ctx, autopipe.OnceDoer{C: d.client}, checkScript, []any{nil, nil, 1, d.lockKey("open-check"), acks}).Result()
 	if err != nil {
 		return d.wrap(op, "", err)
 	}

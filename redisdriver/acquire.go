@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/redisdriver/internal/autopipe"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -287,10 +288,10 @@ func (d *locker) runReplicated(ctx context.Context, req driver.Request, args []a
 		if !sha {
 			args[0], args[1] = "eval", script.src
 		}
-		cmd := queueOnce(ctx, pipe, args)
-		wait := queueOnce(ctx, pipe, []any{"WAIT", d.cfg.replicaAcks, waitMS})
+		cmd := autopipe.QueueOnce(ctx, pipe, args)
+		wait := autopipe.QueueOnce(ctx, pipe, []any{"WAIT", d.cfg.replicaAcks, waitMS})
 		var err error
-		if left := d.pipe.run(ctx, args[3].(string), func(ctx context.Context) { _, err = pipe.Exec(ctx) }); left != nil {
+		if left := d.pipe.Run(ctx, args[3].(string), func(ctx context.Context) { _, err = pipe.Exec(ctx) }); left != nil {
 			// The caller left with the pipeline perhaps in flight: the
 			// undo that follows waits for it (see pipeline.run).
 			cmd, wait = redis.NewCmd(ctx), redis.NewCmd(ctx)
@@ -298,12 +299,12 @@ func (d *locker) runReplicated(ctx context.Context, req driver.Request, args []a
 			wait.SetErr(left)
 			return cmd, wait, left
 		}
-		markUnsent(cmd)
-		markUnsent(wait)
+		autopipe.MarkUnsent(cmd)
+		autopipe.MarkUnsent(wait)
 		return cmd, wait, err
 	}
 	cmd, wait, err = run(true)
-	if noScript(cmd.Err()) {
+	if autopipe.NoScript(cmd.Err()) {
 		cmd, wait, err = run(false)
 	}
 	return cmd, wait, err

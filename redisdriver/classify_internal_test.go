@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/redisdriver/internal/autopipe"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -24,7 +25,7 @@ func TestDialErrorSurelyUnsentOnlyAfterOneAttempt(t *testing.T) {
 		if got := d.wrap("acquire", "k", err); errors.Is(got, driver.ErrUnavailable) || !driver.OutcomeUnknown(got) {
 			t.Errorf("bare %v: %v; want an unknown outcome", err, got)
 		}
-		if got := d.wrap("acquire", "k", &unsentError{err}); !errors.Is(got, driver.ErrUnavailable) || driver.OutcomeUnknown(got) {
+		if got := d.wrap("acquire", "k", &autopipe.UnsentError{Err: err}); !errors.Is(got, driver.ErrUnavailable) || driver.OutcomeUnknown(got) {
 			t.Errorf("%v of one attempt: %v; want ErrUnavailable", err, got)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/redisdriver/internal/autopipe"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -70,12 +71,12 @@ func (e *unknownOutcomeError) Timeout() bool { return true }
 
 // unavailable reports whether err means the command surely was not
 // applied: a command sent as one attempt had no connection to go out on
-// (an [unsentError]), the client is closed, or the server refused the
+// (an [autopipe.UnsentError]), the client is closed, or the server refused the
 // command before running it. A dial error or a pool timeout alone is not
 // enough: after a retry by go-redis it says nothing of the earlier
 // attempts, which may have been written and run.
 func unavailable(err error) bool {
-	var unsent *unsentError
+	var unsent *autopipe.UnsentError
 	switch {
 	case errors.Is(err, redis.ErrClosed):
 		return true

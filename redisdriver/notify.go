@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/redisdriver/internal/autopipe"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -1468,7 +1469,7 @@ func (n *notifier) releaseUnknown(tokens map[string]string) {
 	var wg sync.WaitGroup
 	for token, lk := range tokens {
 		wg.Go(func() {
-			eval(ctx, onceDoer{n.d.client}, releaseScript, []any{nil, nil, 4, lk, fenceKey(lk), queueKey(lk), attemptsKey(lk),
+			eval(ctx, autopipe.OnceDoer{C: n.d.client}, releaseScript, []any{nil, nil, 4, lk, fenceKey(lk), queueKey(lk), attemptsKey(lk),
 				token, n.d.publish, n.scope, waiterTag(token)})
 		})
 	}

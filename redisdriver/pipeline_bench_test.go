@@ -91,7 +91,7 @@ func pairs(b testing.TB, ctx context.Context, d driver.Locker, base string, g in
 
 // BenchmarkLonePairDeadline is acquire+release pairs of one goroutine, on
 // a context without deadline, with one near enough that an acquire goes
-// out from a goroutine of the batcher (see pipeline.Awaited), and with
+// out from a goroutine of the batcher (see autopipe.Pipeline.Awaited), and with
 // one beyond the client's timeouts: the cost of that goroutine.
 func BenchmarkLonePairDeadline(b *testing.B) {
 	for _, deadline := range []time.Duration{0, time.Second, time.Minute} {

@@ -4,33 +4,26 @@ import (
 	"context"
 
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/redisdriver/internal/autopipe"
 	"github.com/redis/go-redis/v9"
 )
 
 // SetQueuedHookForTest makes d, a driver of NewDriver, run f each time a
 // call joins the queue of one of its batchers.
 func SetQueuedHookForTest(d driver.Locker, f func()) {
-	p := d.(*locker).pipe
-	p.queued = f
-	if p.one != nil {
-		p.one.queued = f
-	}
+	d.(*locker).pipe.SetQueued(f)
 }
 
 // SetLanesForTest makes d, a driver of NewDriver, send up to lanes
 // commands or batches at once, its senders yielding unless eager; before
 // its first call. lanes 1<<30 sends every command directly.
 func SetLanesForTest(d driver.Locker, lanes int, eager bool) {
-	p := d.(*locker).pipe
-	p.lanes, p.eager = lanes, eager
-	if p.one != nil {
-		p.one = p.newBatcher()
-	}
+	d.(*locker).pipe.SetLanes(lanes, eager)
 }
 
 // MaxInFlightForTest is how many commands or batches go out before calls
 // queue for the next batch.
-const MaxInFlightForTest = maxInFlight
+const MaxInFlightForTest = autopipe.MaxInFlight
 
 // PipelineDoForTest runs the command args through the batchers of d, a
 // driver of NewDriver, as its calls on one key do.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/redisdriver/internal/autopipe"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -43,7 +44,7 @@ type locker struct {
 	ms      boxCache[int64]  // the last TTL argument, boxed
 	owner   boxCache[string] // the last owner argument, boxed
 	notify  *notifier
-	pipe    *pipeline // sends the commands of concurrent calls together
+	pipe    *autopipe.Pipeline // sends the commands of concurrent calls together
 	closed  atomic.Bool
 }
 
@@ -93,7 +94,7 @@ func newLocker(client redis.UniversalClient, opts *Options, owned bool) *locker 
 		d.publish = "SPUBLISH"
 	}
 	d.notify = newNotifier(d)
-	d.pipe = newPipeline(client)
+	d.pipe = autopipe.New(client, freesKey)
 	return d
 }
 
@@ -275,7 +276,7 @@ var freeing = map[any]any{
 // freesKey reports whether the command args runs a script that frees a
 // key, and its source: such a command, once the pipeline held it back
 // (behind the calls on its key left in flight, or for the next batch),
-// goes out even after its caller gave up (see pipeline.follow).
+// goes out even after its caller gave up (see autopipe.New).
 func freesKey(args []any) (src any, ok bool) {
 	if len(args) < 2 {
 		return nil, false
@@ -384,17 +385,17 @@ func (d *locker) refreshPipeline(ctx context.Context, script luaScript, reqs []d
 			for _, k := range keys {
 				args = append(args, k)
 			}
-			cmds[i] = queueOnce(ctx, pipe, append(args, reqs[i].Token, ttlMS, keep))
+			cmds[i] = autopipe.QueueOnce(ctx, pipe, append(args, reqs[i].Token, ttlMS, keep))
 		}
 		pipe.Exec(ctx) // errors are per command
 		for _, i := range idx {
-			markUnsent(cmds[i])
+			autopipe.MarkUnsent(cmds[i])
 		}
 	}
 	run(send, true)
 	var again []int
 	for _, i := range send {
-		if noScript(cmds[i].Err()) {
+		if autopipe.NoScript(cmds[i].Err()) {
 			again = append(again, i)
 		}
 	}
@@ -416,7 +417,7 @@ func (d *locker) RaiseFence(ctx context.Context, key, token string, fence uint64
 		return fmt.Errorf("%w: redisdriver: fence %d is above 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, fence)
 	}
 	lk := d.lockKey(key)
-	n, err := eval(ctx, onceDoer{d.client}, raiseFenceScript, []any{nil, nil, 2, lk, fenceKey(lk), token, strconv.FormatUint(fence, 10), d.fenceMS}).Int64()
+	n, err := eval(ctx, autopipe.OnceDoer{C: d.client}, raiseFenceScript, []any{nil, nil, 2, lk, fenceKey(lk), token, strconv.FormatUint(fence, 10), d.fenceMS}).Int64()
 	return d.heldResult("raise fence", key, lk, n, err)
 }
 
@@ -427,7 +428,7 @@ func (d *locker) Close() error {
 		return nil
 	}
 	d.notify.close()
-	d.pipe.wait()
+	d.pipe.Wait()
 	if d.owned && d.client != nil {
 		return d.client.Close()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 
+	"github.com/dlock-go/dlock/redisdriver/internal/autopipe"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -31,19 +32,11 @@ type doer interface {
 func eval(ctx context.Context, c doer, s luaScript, args []any) *redis.Cmd {
 	args[0], args[1] = "evalsha", s.sha
 	cmd := c.Do(ctx, args...)
-	if noScript(cmd.Err()) {
+	if autopipe.NoScript(cmd.Err()) {
 		args[0], args[1] = "eval", s.src
 		cmd = c.Do(ctx, args...)
 	}
 	return cmd
-}
-
-// noScript reports the server's NOSCRIPT reply (the script is not cached).
-// It tests for an error first: redis.HasErrorPrefix allocates on every
-// call, nil included (its errors.As target escapes), and the common reply
-// is no error.
-func noScript(err error) bool {
-	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
 }
 
 // boxCache keeps the interface value of the last argument of one kind: a

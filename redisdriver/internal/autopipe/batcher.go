@@ -1,0 +1,358 @@
+package autopipe
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/redis/go-redis/v9"
+)
+
+// batcher sends the commands of concurrent callers to Redis (one server,
+// or one Cluster node) together, as one go-redis pipeline on one
+// connection: the single Redis thread then reads and answers them with
+// one system call each way instead of one per caller, which is most of
+// what a lock costs the server (see issue 15 and benchmarks/README.md).
+//
+// It never waits to fill a batch. While fewer than MaxInFlight commands
+// or batches are in flight, a command goes out at once, as client.Do, on
+// the caller's goroutine and context: a lone caller pays nothing, and a
+// few callers each get a connection of their own. Commands that arrive
+// while MaxInFlight are in flight queue up, and leave together as the
+// next batch as soon as one of those is answered. So batches form only
+// when the driver already keeps MaxInFlight round trips busy, and grow
+// with the load.
+//
+// A sender that got the replies of a batch yields once (a Gosched, not
+// a timer) to the callers it woke before it takes the queue: under load
+// they make their next call at once, find every lane still busy and
+// queue, and the sender takes them all as the next batch on the lane it
+// still holds. Without the yield the sender would free its lane, the
+// first of them would take it for one command alone, and the others
+// would wait behind it for a whole round trip: that is what made the
+// first version (two lanes, no yield) slower than direct calls with 8
+// goroutines. A lone caller never meets a sender: it sends its own
+// command.
+//
+// Each command keeps its own reply and error (go-redis pipelines are per
+// command). A batch that a hook of the user's refuses fails each of its
+// calls with the hook's error, and a hook's panic is raised in each
+// caller of the batch, as client.Do would raise it. A caller whose
+// context ends while its command waits in the queue takes it out: it is
+// never sent. A caller whose context ends after its command left returns
+// at once with the context's error, whose outcome is unknown, as a
+// client.Do cut short by its context would; the batch goes on to its
+// reply, and the calls on the caller's key that follow (the root's undo
+// of the call first) wait for it (see [Pipeline.Do]).
+//
+// A batcher is safe for concurrent use.
+type batcher struct {
+	client redis.UniversalClient
+	left   *leftCalls                          // the pipeline's
+	frees  func(args []any) (src any, ok bool) // the pipeline's
+	lanes  int                                 // MaxInFlight, or a test's
+	yield  bool                                // senders yield to the callers they woke (see above)
+	// bound is the longest a round trip may take by the client's own
+	// timeouts, or -1 if they do not bound it (see cutByCaller).
+	bound time.Duration
+
+	mu    sync.Mutex
+	busy  int     // commands or batches in flight, at most lanes
+	queue []*call // the next batch
+
+	// senders counts the goroutines that send queued batches, each
+	// started when a command in flight is answered with others queued
+	// behind it and ending when the queue is empty; wait waits on gone
+	// until there are none. (Not a WaitGroup: a call that began before
+	// Close may start one while Close waits.)
+	senders int
+	gone    sync.Cond
+
+	// queued, if set (by tests), runs after a command joins the queue.
+	queued func()
+}
+
+// call is one caller's command waiting in, or sent with, a batch.
+type call struct {
+	ctx  context.Context
+	args []any
+	cmd  *redis.Cmd    // the reply, set before done is closed
+	done chan struct{} // closed when the batch with the call is answered
+	sent bool          // guarded by batcher.mu: the call left in a batch
+	// left, guarded by batcher.mu, is set when the caller returned
+	// after the call was sent and before its reply, or left a call that
+	// frees a key in the queue (see await): the call is then in
+	// leftCalls until its reply.
+	left bool
+	// panicked is what a hook of the user's panicked with while the
+	// batch was sent, if it did; set before done is closed.
+	panicked any
+}
+
+// reply returns the call's reply, or panics as the round trip that
+// carried it did: in the caller, as client.Do would have, not in the
+// sender, where no caller could recover it.
+func (c *call) reply() *redis.Cmd {
+	if c.panicked != nil {
+		panic(c.panicked)
+	}
+	return c.cmd
+}
+
+// MaxInFlight bounds the commands and batches of a batcher in flight at
+// once, each on its own connection. Measured with the benchmarks
+// module's pair scenarios (pinned layout, the variants side by side in
+// one run): two lanes without the senders' yield (the first version),
+// direct calls only, and four lanes with it made, with 8 goroutines,
+// 16.3k, 21.4k and 29.5k pairs/s (p50 363, 233 and 250 µs); with 32,
+// 24.0k, 19.4k and 38.1k; with 128, 45.1k, 45.5k and 68.6k. In sweeps
+// of 2 to 8 lanes, senders yielding, 8 goroutines did as well as direct
+// calls with four or more lanes and worse with fewer (p50 242 µs with
+// four, 419 with two: batches of four waited behind each other while
+// the server had time to spare), and 32 and 128 did about as well with
+// anything from two to eight, within the noise of a shared machine.
+// Four it is, the fewest that serve a few callers as direct calls
+// would: batches form only beyond that, and are then the largest.
+const MaxInFlight = 4
+
+// Do runs the command args as client.Do would, alone or in a batch.
+func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
+	return b.do(ctx, false, args)
+}
+
+// do runs the command args, alone or in a batch. An awaited command
+// whose caller's deadline could cut it in flight goes out at once too,
+// but from a goroutine of the batcher's, which waits for its reply when
+// the caller leaves (see [Pipeline.Awaited]).
+func (b *batcher) do(ctx context.Context, awaited bool, args []any) *redis.Cmd {
+	b.mu.Lock()
+	if b.busy < b.lanes {
+		b.busy++
+		if awaited && b.cutByCaller(ctx) {
+			b.senders++ // in the same critical section: wait sees it
+			c := &call{ctx: ctx, args: args, done: make(chan struct{}), sent: true}
+			b.mu.Unlock()
+			go b.send([]*call{c})
+			return b.await(c)
+		}
+		b.mu.Unlock()
+		defer b.next() // also when a hook of the user's panics
+		return DoOnce(ctx, b.client, args)
+	}
+	c := &call{ctx: ctx, args: args, done: make(chan struct{})}
+	b.queue = append(b.queue, c)
+	b.mu.Unlock()
+	if b.queued != nil {
+		b.queued()
+	}
+	return b.await(c)
+}
+
+// cutByCaller reports whether ctx's deadline may come before the
+// client's own timeouts end a round trip begun now (see roundTripBound):
+// go-redis would then close the connection at the deadline with the
+// command perhaps written.
+func (b *batcher) cutByCaller(ctx context.Context) bool { return cutBy(ctx, b.bound) }
+
+// cutBy reports whether ctx's deadline may come before the client's own
+// timeouts, which bound a round trip to bound (-1: unbounded), end a
+// round trip begun now.
+func cutBy(ctx context.Context, bound time.Duration) bool {
+	deadline, ok := ctx.Deadline()
+	return ok && (bound < 0 || time.Until(deadline) <= bound)
+}
+
+// await returns the reply of c, queued or sent, or the context's error
+// if ctx ends first: c then leaves the queue, or, if it was sent, the
+// calls on its key that follow wait for its reply.
+func (b *batcher) await(c *call) *redis.Cmd {
+	select {
+	case <-c.done:
+		return c.reply()
+	case <-c.ctx.Done():
+	}
+	b.mu.Lock()
+	if !c.sent {
+		if _, ok := b.frees(c.args); ok {
+			// Held back for the batch, a command that frees a key
+			// goes out all the same, as it would after the calls on
+			// its key (see Pipeline.follow).
+			c.left = true
+			b.left.add(commandKey(c.args), c)
+		} else {
+			b.queue = slices.DeleteFunc(b.queue, func(q *call) bool { return q == c })
+		}
+	} else {
+		select {
+		case <-c.done: // answered meanwhile: the reply is known
+			b.mu.Unlock()
+			return c.reply()
+		default:
+		}
+		// In flight: the caller returns, and the calls on its key that
+		// follow (the root's undo first) wait for its reply.
+		c.left = true
+		b.left.add(commandKey(c.args), c)
+	}
+	b.mu.Unlock()
+	cmd := redis.NewCmd(c.ctx, c.args...)
+	cmd.SetErr(c.ctx.Err())
+	return cmd
+}
+
+// next hands the queue, if any, to a sender goroutine, after a command
+// sent directly was answered; else frees its lane.
+func (b *batcher) next() {
+	b.mu.Lock()
+	batch := b.takeLocked()
+	if len(batch) > 0 {
+		b.senders++ // in the same critical section: wait sees it
+	} else {
+		b.busy--
+	}
+	b.mu.Unlock()
+	if len(batch) > 0 {
+		go b.send(batch)
+	}
+}
+
+// takeLocked returns the queued calls whose context has not ended, and
+// those whose callers left them (see await), marked sent, and empties
+// the queue. The other calls whose context ended leave the queue
+// unsent: their callers are returning. b.mu is held.
+func (b *batcher) takeLocked() []*call {
+	var batch []*call
+	for _, c := range b.queue {
+		if c.ctx.Err() == nil || c.left {
+			c.sent = true
+			batch = append(batch, c)
+		}
+	}
+	clear(b.queue)
+	b.queue = b.queue[:0]
+	return batch
+}
+
+// send sends batch, then every batch that queued up meanwhile, until the
+// queue is empty; then frees its lane.
+func (b *batcher) send(batch []*call) {
+	for len(batch) > 0 {
+		b.exec(batch)
+		if b.yield {
+			runtime.Gosched()
+		}
+		b.mu.Lock()
+		for _, c := range batch {
+			if c.left {
+				b.left.remove(commandKey(c.args), c)
+			}
+		}
+		batch = b.takeLocked()
+		if len(batch) == 0 {
+			b.busy--
+			b.senders--
+			b.gone.Broadcast()
+		}
+		b.mu.Unlock()
+	}
+}
+
+// exec sends batch and hands each caller its reply: one command as
+// client.Do on its own context, more as one pipeline.
+func (b *batcher) exec(batch []*call) {
+	defer func() {
+		// A hook of the user's panicked: before any call was
+		// answered. Each caller panics with it.
+		if p := recover(); p != nil {
+			for _, c := range batch {
+				c.panicked = p
+				close(c.done)
+			}
+		}
+	}()
+	ctx, cancel := b.batchContext(batch)
+	defer cancel()
+	if len(batch) == 1 {
+		c := batch[0]
+		c.cmd = DoOnce(ctx, b.client, c.args)
+		close(c.done)
+		return
+	}
+	pipe := b.client.Pipeline()
+	for _, c := range batch {
+		c.cmd = QueueOnce(c.ctx, pipe, c.args)
+	}
+	_, err := pipe.Exec(ctx) // errors are per command
+	for _, c := range batch {
+		if err != nil && c.cmd.Err() == nil && c.cmd.Val() == nil {
+			// No reply and no error: the pipeline never ran, a hook
+			// of the user's refused it (go-redis sets a refused
+			// lone command's error, not a pipeline's commands').
+			c.cmd.SetErr(err)
+		}
+		MarkUnsent(c.cmd)
+		close(c.done)
+	}
+}
+
+// batchContext is the context of a round trip that carries batch: the
+// values of the first call's context, and neither the deadline nor the
+// cancellation of any: a caller that gives up returns on its own, and
+// its call's reply is still awaited, so that the calls on its key that
+// follow (the root's undo) go out after it (see [Pipeline.Do]). Cut at
+// a caller's deadline, the connection would be closed with the call
+// written and unanswered, and the server may run it after a command
+// sent later on another connection (its ready connections are not
+// served in the order their data came). The client's read and write
+// timeouts bound the round trip; if the client has none, see
+// detachedContext.
+func (b *batcher) batchContext(batch []*call) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, c := range batch {
+		deadline, ok := c.ctx.Deadline()
+		if !ok {
+			latest = time.Time{}
+			break
+		}
+		if deadline.After(latest) {
+			latest = deadline
+		}
+	}
+	return detachedContext(batch[0].ctx, latest, b.bound)
+}
+
+// unboundedGrace is how long after its callers' latest deadline a round
+// trip that the client's timeouts do not bound runs on: as long as the
+// root's undo of a call that the deadline left in flight waits for it
+// by default (dlock.DefaultReleaseTimeout). Its reply can order nothing
+// after that, and unbounded it would hold its lane, and Close, for as
+// long as the server does not answer (a dead host: until TCP gives up).
+const unboundedGrace = dlock.DefaultReleaseTimeout
+
+// detachedContext returns ctx's values without its deadline or
+// cancellation, for a round trip that runs to its reply after its
+// callers left. If the client's timeouts do not bound the round trip
+// (bound < 0), it ends unboundedGrace after latest, the callers' latest
+// deadline; a zero latest (a caller without deadline, who waits for the
+// reply however long it takes) leaves it unbounded.
+func detachedContext(ctx context.Context, latest time.Time, bound time.Duration) (context.Context, context.CancelFunc) {
+	ctx = context.WithoutCancel(ctx)
+	if bound >= 0 || latest.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, latest.Add(unboundedGrace))
+}
+
+// wait waits for the sender goroutines, if any run, to finish: at Close,
+// after the driver refuses new calls. A batch in flight ends by its
+// reply, or the client's read timeout.
+func (b *batcher) wait() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.senders > 0 {
+		b.gone.Wait()
+	}
+}

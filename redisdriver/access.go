@@ -7,6 +7,7 @@ import (
 
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/redisdriver/internal/autopipe"
+	"github.com/dlock-go/dlock/redisdriver/internal/pubsub"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -83,8 +84,7 @@ func (d *locker) checkChannels(ctx context.Context) error {
 		ps = d.client.Subscribe(ctx)
 	}
 	defer ps.Close()
-	c := psConn{sharded: d.cluster != nil}
-	err := c.subscribe(ctx, ps, []string{ch})
+	err := pubsub.Subscribe(ctx, ps, d.cluster != nil, []string{ch})
 	if err == nil {
 		_, err = ps.Receive(ctx) // the confirmation, or the refusal
 	}

@@ -13,12 +13,12 @@ import (
 // first.
 func TestWaiterGrantNeverDropped(t *testing.T) {
 	w := &waiter{turns: make(chan driver.Turn, 1), token: "t"}
-	w.wake()
+	w.Wake()
 	first := driver.Turn{Granted: true, Attempt: 3, Fence: 7}
 	if !w.grant(first) {
 		t.Fatal("a grant was refused over a plain wake-up")
 	}
-	w.wake() // merged: a grant waits
+	w.Wake() // merged: a grant waits
 	if w.grant(driver.Turn{Granted: true, Attempt: 4, Fence: 8}) {
 		t.Fatal("a second grant was accepted: one of the two is lost")
 	}

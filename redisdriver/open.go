@@ -69,7 +69,7 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		}
 	}
 	d := newLocker(client, opts, true)
-	d.notify.sentinels = fo
+	d.notify.mux.FollowSentinels(fo)
 	if d.err != nil {
 		client.Close()
 		return nil, fmt.Errorf("%s: %w", red, d.err)

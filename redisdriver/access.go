@@ -94,23 +94,21 @@ func (d *locker) checkChannels(ctx context.Context) error {
 	return nil
 }
 
-// CheckAccess checks, within ctx, that the server behind d, a driver made
-// by [NewDriver], answers and that its user has every permission the
-// driver needs (see Permissions in the package docs): that it may run the
-// scripts and each command they run, on keys under the prefix, and use
-// the driver's channels (a [*ChannelPermissionError] if not). [Open] does
-// it; a driver that composes others over clients it was given (redlock's
-// Open) does it for each. A driver not made by this package is refused
-// with [driver.ErrInvalid].
-func CheckAccess(ctx context.Context, d driver.Locker) error {
-	l, ok := d.(*locker)
-	if !ok {
-		return fmt.Errorf("%w: redisdriver: CheckAccess of a %T, not a driver of this package", driver.ErrInvalid, d)
-	}
-	if err := l.check(); err != nil {
+// redlock checks the access of each node's driver through CheckAccess.
+var _ interface{ CheckAccess(context.Context) error } = (*locker)(nil)
+
+// CheckAccess checks, within ctx, that the server behind d answers and
+// that its user has every permission the driver needs (see Permissions in
+// the package docs): that it may run the scripts and each command they
+// run, on keys under the prefix, and use the driver's channels (a
+// [*ChannelPermissionError] if not). open does it; a driver that composes
+// others over clients it was given (redlock's Open) does it for each,
+// through this method of the drivers that [NewDriver] returns.
+func (d *locker) CheckAccess(ctx context.Context) error {
+	if err := d.check(); err != nil {
 		return err
 	}
-	return l.checkAccess(ctx, "check access")
+	return d.checkAccess(ctx, "check access")
 }
 
 // checkAccess runs checkScript, then checkChannels; op starts its

@@ -29,7 +29,8 @@ func TestNotifierFollowsSentinelSwitch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := redisdriver.Open(ctx, u)
+	open, _ := driver.Lookup(redisdriver.SchemeSentinel)
+	d, err := open(ctx, u)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,22 +40,22 @@ var schemes = map[string]struct {
 
 func init() {
 	for _, s := range []string{Scheme, SchemeTLS, SchemeCluster, SchemeClusterTLS, SchemeSentinel, SchemeSentinelTLS} {
-		driver.Register(s, Open)
+		driver.Register(s, open)
 	}
 }
 
-// Open opens a driver for a URL of one of the registered schemes; see the
+// open opens a driver for a URL of one of the registered schemes; see the
 // package documentation for the forms and parameters. [dlock.Open] calls
 // it with the URL parsed strictly.
 //
-// Open makes the client, checks it with one round trip (so a wrong
+// open makes the client, checks it with one round trip (so a wrong
 // address, password or permission fails here, within ctx), and returns a
 // driver that closes the client on Close. With a Sentinel URL it first
-// asks each Sentinel once for the master, so that Open fails within about
+// asks each Sentinel once for the master, so that open fails within about
 // one dial when none answers; with redis:// or rediss:// it refuses a
 // server that is a Cluster node (its HELLO reply, or a MOVED reply, says
 // so), whose other keys would get MOVED replies later.
-func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
+func open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	client, opts, fo, err := newClientOptions(u)
 	if err != nil {
 		return nil, err
@@ -134,7 +134,7 @@ func clusterMode(ctx context.Context, c redis.UniversalClient) bool {
 // client nests its retries (each command attempt redials, each redial
 // asks the Sentinels, whose client retries its dials and its commands:
 // 400 attempts and 36s when every Sentinel refuses), so without this
-// Open would fail only after all of them; here it fails within one dial
+// open would fail only after all of them; here it fails within one dial
 // and read timeout, naming each Sentinel's cause.
 func checkSentinels(parent context.Context, fo *redis.FailoverOptions, red string) error {
 	ctx, cancel := context.WithCancel(parent)

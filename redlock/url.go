@@ -102,7 +102,11 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	check := max(4*l.cfg.timeoutFor(l.cfg.lockTTL), time.Second)
 	start := time.Now()
 	rest := l.ask(ctx, l.all, check, func(ctx context.Context, i int) (driver.Result, error) {
-		return driver.Result{}, redisdriver.CheckAccess(ctx, l.nodes[i].d)
+		c, ok := l.nodes[i].d.(accessChecker)
+		if !ok {
+			return driver.Result{}, fmt.Errorf("%w: redlock: node %d's driver, a %T, cannot check access", driver.ErrInvalid, i, l.nodes[i].d)
+		}
+		return driver.Result{}, c.CheckAccess(ctx)
 	}, func(i int, _ driver.Result, err error) bool {
 		if err == nil {
 			ok++
@@ -120,6 +124,13 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 		return nil, l.quorumError("open", red, ok, errs, nil)
 	}
 	return l, nil
+}
+
+// accessChecker is the check that redisdriver's URLs make at open, which
+// the drivers of redisdriver.NewDriver offer: the server answers, and its
+// user has every permission the driver needs.
+type accessChecker interface {
+	CheckAccess(ctx context.Context) error
 }
 
 // refused reports whether err means that no connection could be made.

@@ -108,10 +108,10 @@
 // it carries. TLS 1.2 is the least version accepted. To use other roots
 // or client certificates, build the client yourself and pass it to [New].
 //
-// Open checks the connection within its context, so an unreachable
-// address, a wrong password, a user without the needed permissions (see
-// Permissions) or a read-only replica where the master was meant fails
-// at Open. Clients made by Open have
+// [dlock.Open] checks the connection within its context, so an
+// unreachable address, a wrong password, a user without the needed
+// permissions (see Permissions) or a read-only replica where the master
+// was meant fails at open. Clients made from a URL have
 // ContextTimeoutEnabled set, and are closed by Close.
 //
 // # Permissions

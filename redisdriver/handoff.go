@@ -44,7 +44,7 @@ func (l leftWaiter) endLocked(confirmed bool) {
 
 // waiter is one subscription: Subscribe's channel of wake-ups, or
 // SubscribeHandoff's channel of turns. Its channel has one sender, the
-// notifier, under notifier.mu.
+// notifier, under the Mux's lock.
 type waiter struct {
 	plain chan struct{}    // Subscribe's, or nil
 	turns chan driver.Turn // SubscribeHandoff's, or nil

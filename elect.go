@@ -280,9 +280,9 @@ func (e *Election) acquire(ctx context.Context, onBusy func(context.Context)) (*
 		if err := s.check(); err != nil {
 			return nil, err
 		}
-		return e.l.acquireKind(ctx, e.key, e.opts.Lease, true, s, onBusy)
+		return e.l.acquireKind(ctx, e.key, e.opts.Lease, true, s.ops(), onBusy)
 	}
-	return e.l.acquireKind(ctx, e.key, e.opts.Lease, true, nil, onBusy)
+	return e.l.acquireKind(ctx, e.key, e.opts.Lease, true, lockOps{e.l.drv}, onBusy)
 }
 
 // observe calls OnLeader for each holder with a fence above *seen: the

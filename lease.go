@@ -30,8 +30,8 @@ type Lease struct {
 	fence          uint64
 	releaseTimeout time.Duration
 	obs            observer
-	acquired       time.Time  // when the acquire was sent
-	sem            *Semaphore // the semaphore whose slot the lease holds; nil for a lock
+	acquired       time.Time // when the acquire was sent
+	ops            keyOps    // a lock's or a semaphore slot's calls
 
 	ctx    context.Context // ended by cancel, when the lease ends
 	cancel context.CancelCauseFunc
@@ -489,7 +489,12 @@ func (le *Lease) Release(ctx context.Context) error {
 	return err
 }
 
-// event describes le for an observer.
-func (le *Lease) event(kind EventKind, d time.Duration, err error) Event {
-	return Event{Kind: kind, Key: le.key, Owner: le.owner, Fence: le.fence, Limit: le.sem.limitOf(), Duration: d, Err: err}
+// refreshCall refreshes le on the backend, as a lock or a slot.
+func (le *Lease) refreshCall(ctx context.Context, ttl time.Duration) error {
+	return le.ops.refresh(ctx, le.key, le.token, ttl)
+}
+
+// releaseCall frees le on the backend, as a lock or a slot.
+func (le *Lease) releaseCall(ctx context.Context) error {
+	return le.ops.release(ctx, le.key, le.token)
 }

@@ -278,3 +278,50 @@ func (q *eventQueue) run() {
 		q.spare = batch[:0]
 	}
 }
+
+// note queues an event of le for the Locker's event goroutine. r.mu must be
+// held, so that a lease's events are queued in the order they happen.
+//
+// Until the lease's EventGranted is reported (see granted), its events wait
+// in the lease: the Acquire call may be slow to return after the grant (an
+// unsubscribe round trip), and a renewal may happen meanwhile.
+func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
+	switch {
+	case !le.obs.enabled():
+	case le.grantPending:
+		// An Observer blocking on EventGranted must not grow it forever;
+		// EventLost, once per lease, is always kept.
+		if len(le.held) < maxHeld || kind == EventLost {
+			le.held = append(le.held, heldEvent{le.event(kind, d, err), le.failures})
+		}
+	default:
+		le.obs.post(le.ctx, le.event(kind, d, err), le.failures)
+	}
+}
+
+// maxHeld bounds the events a lease keeps until its EventGranted is
+// reported; later ones but EventLost are dropped.
+const maxHeld = 64
+
+// heldEvent is an event noted before its lease's EventGranted was reported.
+type heldEvent struct {
+	e        Event
+	failures int
+}
+
+// granted queues the events that le noted before its EventGranted was
+// reported, and lets later ones go out at once.
+func (r *renewer) granted(le *Lease) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	le.grantPending = false
+	for _, h := range le.held {
+		le.obs.post(le.ctx, h.e, h.failures)
+	}
+	le.held = nil
+}
+
+// event describes le for an observer.
+func (le *Lease) event(kind EventKind, d time.Duration, err error) Event {
+	return Event{Kind: kind, Key: le.key, Owner: le.owner, Fence: le.fence, Limit: le.ops.limit(), Duration: d, Err: err}
+}

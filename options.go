@@ -1,7 +1,6 @@
 package dlock
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -108,9 +107,7 @@ type settings struct {
 	retry          RetryStrategy
 	releaseTimeout time.Duration
 	obs            observer
-	noFence        bool                  // DisableFencing
-	sem            *Semaphore            // the semaphore acquired, nil for a lock
-	onBusy         func(context.Context) // see acquireKind
+	noFence        bool // DisableFencing
 }
 
 var defaultOwner = func() string {

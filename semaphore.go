@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/dlock-go/dlock/driver"
 )
@@ -82,7 +81,7 @@ func (s *Semaphore) Acquire(ctx context.Context, opts *Options) (*Lease, error) 
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return s.l.acquireKind(ctx, s.key, opts, true, s, nil)
+	return s.l.acquireKind(ctx, s.key, opts, true, s.ops(), nil)
 }
 
 // TryAcquire makes one attempt to take a slot, and returns an error
@@ -91,7 +90,7 @@ func (s *Semaphore) TryAcquire(ctx context.Context, opts *Options) (*Lease, erro
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	return s.l.acquireKind(ctx, s.key, opts, false, s, nil)
+	return s.l.acquireKind(ctx, s.key, opts, false, s.ops(), nil)
 }
 
 // Do takes a slot (waiting as [Semaphore.Acquire] does), runs fn while
@@ -122,98 +121,5 @@ func (s *Semaphore) Holders(ctx context.Context) ([]Holder, int, error) {
 	return hs, limit, err
 }
 
-// limitOf returns s's limit, or 0 for a lock (s nil), for events.
-func (s *Semaphore) limitOf() int {
-	if s == nil {
-		return 0
-	}
-	return s.limit
-}
-
-// acquireCall makes one attempt: a lock's (s nil) or a slot's.
-func (s *Semaphore) acquireCall(ctx context.Context, d driver.Locker, req driver.Request) (driver.Result, error) {
-	if s == nil {
-		return d.Acquire(ctx, req)
-	}
-	req.Wait = 0 // slot waiters are not queued: every release wakes them all
-	return s.slots.AcquireSlot(ctx, req, s.limit)
-}
-
-// releaseCall frees token's lock (s nil) or slot of key.
-func (s *Semaphore) releaseCall(ctx context.Context, d driver.Locker, key, token string) error {
-	if s == nil {
-		return d.Release(ctx, key, token)
-	}
-	return s.slots.ReleaseSlot(ctx, key, token)
-}
-
-// waiterToken is the token a waiter subscribes with: a lock's waiters may
-// be woken in turn by their token, a semaphore's subscribe without one, so
-// that every release wakes them all (several slots may be free, and a
-// waiter woken alone might not take the one freed).
-func (s *Semaphore) waiterToken(token string) string {
-	if s == nil {
-		return token
-	}
-	return ""
-}
-
-// refreshCall refreshes le on the backend, as a lock or a slot.
-func (le *Lease) refreshCall(ctx context.Context, ttl time.Duration) error {
-	if le.sem == nil {
-		return le.l.drv.Refresh(ctx, le.key, le.token, ttl)
-	}
-	return le.sem.slots.RefreshSlot(ctx, le.key, le.token, ttl)
-}
-
-// releaseCall frees le on the backend, as a lock or a slot.
-func (le *Lease) releaseCall(ctx context.Context) error {
-	return le.sem.releaseCall(ctx, le.l.drv, le.key, le.token)
-}
-
-// refreshDue refreshes a renewal round's leases, reqs[i] for due[i]: the
-// locks in batches of Refresh, the slots in batches of RefreshSlots. A
-// round of locks alone goes out as it is, without a copy.
-func (r *renewer) refreshDue(ctx context.Context, due []*Lease, reqs []driver.RefreshRequest) []error {
-	var slotIdx, lockIdx []int
-	for i, le := range due {
-		if le.sem != nil {
-			slotIdx = append(slotIdx, i)
-		}
-	}
-	if len(slotIdx) == 0 {
-		return r.refresh(ctx, reqs)
-	}
-	for i, le := range due {
-		if le.sem == nil {
-			lockIdx = append(lockIdx, i)
-		}
-	}
-	errs := make([]error, len(reqs))
-	pick := func(idx []int) []driver.RefreshRequest {
-		out := make([]driver.RefreshRequest, len(idx))
-		for j, i := range idx {
-			out[j] = reqs[i]
-		}
-		return out
-	}
-	if len(lockIdx) > 0 {
-		for j, err := range r.refresh(ctx, pick(lockIdx)) {
-			errs[lockIdx[j]] = err
-		}
-	}
-	slots := due[slotIdx[0]].sem.slots // one driver: every Semaphore of a Locker has the same
-	sreqs := pick(slotIdx)
-	for from := 0; from < len(sreqs); from += batchSize {
-		chunk := sreqs[from:min(from+batchSize, len(sreqs))]
-		got := slots.RefreshSlots(ctx, chunk)
-		for j := range chunk {
-			err := fmt.Errorf("dlock: RefreshSlots of %T returned %d results for %d requests", slots, len(got), len(chunk))
-			if len(got) == len(chunk) {
-				err = got[j]
-			}
-			errs[slotIdx[from+j]] = err
-		}
-	}
-	return errs
-}
+// ops are the calls of a slot of s.
+func (s *Semaphore) ops() keyOps { return slotOps{s.slots, s.limit} }

@@ -13,26 +13,26 @@ import (
 // backups of one database, and a third that must wait.
 func ExampleSemaphore() {
 	ctx := context.Background()
-	locker, err := dlock.Open(ctx, "mem://") // e.g. os.Getenv("DLOCK_URL")
+	locker, err := dlock.Open(ctx, "mem://", nil) // e.g. os.Getenv("DLOCK_URL")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer locker.Close()
 
-	backups := locker.Semaphore("db-backup", 2)
-	a, _ := backups.TryAcquire(ctx, nil)
-	b, _ := backups.TryAcquire(ctx, nil)
+	backupsKey, backups := "db-backup", &dlock.LeaseOptions{Limit: 2}
+	a, _ := locker.TryAcquire(ctx, backupsKey, backups)
+	b, _ := locker.TryAcquire(ctx, backupsKey, backups)
 	fmt.Println("fences", a.Fence(), b.Fence())
 
-	_, err = backups.TryAcquire(ctx, nil)
+	_, err = locker.TryAcquire(ctx, backupsKey, backups)
 	fmt.Println("third:", errors.Is(err, dlock.ErrNotAcquired))
 
-	_, err = locker.Semaphore("db-backup", 3).TryAcquire(ctx, nil)
+	_, err = locker.TryAcquire(ctx, "db-backup", &dlock.LeaseOptions{Limit: 3})
 	fmt.Println("another limit:", errors.Is(err, dlock.ErrLimitMismatch))
 
 	a.Release(ctx)
-	err = backups.Do(ctx, nil, func(ctx context.Context, lease *dlock.Lease) error {
+	err = locker.Do(ctx, backupsKey, backups, func(ctx context.Context, lease *dlock.Lease) error {
 		fmt.Println("running with fence", lease.Fence())
 		return nil
 	})

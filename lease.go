@@ -128,11 +128,6 @@ func (le *Lease) expired() bool {
 // later.
 func (le *Lease) Context() context.Context { return &le.outer }
 
-// Done returns a channel that is closed when the lease ends. It is closed
-// already when Done is called after the local deadline passed. It costs a
-// clock reading.
-func (le *Lease) Done() <-chan struct{} { return le.outer.Done() }
-
 // Err returns nil while the lease is held; after it ends, an error wrapping
 // [ErrLeaseLost] if it was lost, or [ErrNotHeld] if it was released. It
 // reports the loss as soon as the local deadline has passed, on the

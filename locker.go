@@ -1,17 +1,32 @@
 package dlock
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
 )
 
-// Holder describes who holds a key; see [Locker.Holder].
-type Holder = driver.Holder
+// Holder describes a holder of a key; see [Locker.Holders].
+type Holder struct {
+	// Owner is the holder's [LeaseOptions].Owner.
+	Owner string
+	// Fence is the holder's fence (0 if it disabled fencing).
+	Fence uint64
+	// TTL is the time left before the holder's lease expires, unless
+	// renewed.
+	TTL time.Duration
+	// Since is when the holder acquired the key, by the backend's clock;
+	// zero if the backend does not know.
+	Since time.Time
+	// Limit is the limit the key is held under: 1 for a lock.
+	Limit int
+}
 
 // Locker acquires leases on keys of one backend. It owns the driver it was
 // made with, and one renewal scheduler that keeps all its leases alive.
@@ -44,7 +59,7 @@ type Locker struct {
 // every method of the Locker return an error wrapping [ErrInvalid].
 func New(d driver.Locker, opts *Options) *Locker {
 	l := &Locker{drv: d}
-	l.cfg, l.err = opts.resolve(nil)
+	l.cfg, l.err = opts.resolve()
 	if d == nil {
 		l.err = fmt.Errorf("%w: nil driver", ErrInvalid)
 	}
@@ -83,7 +98,7 @@ func New(d driver.Locker, opts *Options) *Locker {
 // If the undo's own outcome is unknown, later attempts use a new token, so
 // that the undo, should it reach the backend late, cannot free the key
 // under a lease they were granted.
-func (l *Locker) Acquire(ctx context.Context, key string, opts *Options) (*Lease, error) {
+func (l *Locker) Acquire(ctx context.Context, key string, opts *LeaseOptions) (*Lease, error) {
 	return l.acquire(ctx, key, opts, true)
 }
 
@@ -91,7 +106,7 @@ func (l *Locker) Acquire(ctx context.Context, key string, opts *Options) (*Lease
 // [ErrNotAcquired] if it is held, and one wrapping [ErrUnavailable], never
 // ErrNotAcquired, if the backend failed. Like Acquire, it undoes an attempt
 // whose outcome is unknown before it returns.
-func (l *Locker) TryAcquire(ctx context.Context, key string, opts *Options) (*Lease, error) {
+func (l *Locker) TryAcquire(ctx context.Context, key string, opts *LeaseOptions) (*Lease, error) {
 	return l.acquire(ctx, key, opts, false)
 }
 
@@ -108,7 +123,7 @@ func (l *Locker) TryAcquire(ctx context.Context, key string, opts *Options) (*Le
 // lost before the release (also by [Locker.Close]), that error wraps
 // [ErrLeaseLost] even if fn succeeded, since exclusivity was not assured to
 // the end.
-func (l *Locker) Do(ctx context.Context, key string, opts *Options, fn func(ctx context.Context, lease *Lease) error) error {
+func (l *Locker) Do(ctx context.Context, key string, opts *LeaseOptions, fn func(ctx context.Context, lease *Lease) error) error {
 	if fn == nil {
 		return fmt.Errorf("%w: nil function", ErrInvalid)
 	}
@@ -150,20 +165,45 @@ func finish(ctx context.Context, lease *Lease) error {
 	return err
 }
 
-// Holder reports who holds key; ok is false when it is free. It returns an
-// error wrapping errors.ErrUnsupported if the driver cannot inspect locks.
-func (l *Locker) Holder(ctx context.Context, key string) (h Holder, ok bool, err error) {
+// Holders reports who holds key: none when it is free, the holder of a
+// lock, or every holder of a semaphore's slots, lowest fence (granted
+// first) first. It returns an error wrapping errors.ErrUnsupported if the
+// driver cannot report holders.
+func (l *Locker) Holders(ctx context.Context, key string) ([]Holder, error) {
 	if err := l.check(key); err != nil {
-		return h, false, err
+		return nil, err
 	}
 	if l.inspect == nil {
-		return h, false, fmt.Errorf("dlock: driver %T cannot report holders: %w", l.drv, errors.ErrUnsupported)
+		return nil, fmt.Errorf("dlock: driver %T cannot report holders: %w", l.drv, errors.ErrUnsupported)
 	}
-	h, ok, err = l.inspect.Inspect(ctx, key)
+	hs, err := l.holders(ctx, key)
 	if err != nil && ctx.Err() != nil {
-		err = ended(ctx, fmt.Errorf("dlock: holder of %q", key), err)
+		err = ended(ctx, fmt.Errorf("dlock: holders of %q", key), err)
 	}
-	return h, ok, err
+	return hs, err
+}
+
+// holders asks the driver for key's lock holder, and for its slots'
+// holders when the key is a semaphore's.
+func (l *Locker) holders(ctx context.Context, key string) ([]Holder, error) {
+	h, ok, err := l.inspect.Inspect(ctx, key)
+	slots, _ := l.drv.(driver.Semaphore)
+	if errors.Is(err, driver.ErrWrongKind) && slots != nil {
+		dhs, limit, err := slots.InspectSlots(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		hs := make([]Holder, len(dhs))
+		for i, h := range dhs {
+			hs[i] = Holder{Owner: h.Owner, Fence: h.Fence, TTL: h.TTL, Since: h.Since, Limit: limit}
+		}
+		slices.SortFunc(hs, func(a, b Holder) int { return cmp.Compare(a.Fence, b.Fence) })
+		return hs, nil
+	}
+	if err != nil || !ok {
+		return nil, mismatch(err)
+	}
+	return []Holder{{Owner: h.Owner, Fence: h.Fence, TTL: h.TTL, Since: h.Since, Limit: 1}}, nil
 }
 
 // Close releases every lease still held (within the ReleaseTimeout), stops
@@ -273,18 +313,22 @@ func (l *Locker) check(key string) error {
 	return nil
 }
 
-func (l *Locker) acquire(ctx context.Context, key string, opts *Options, wait bool) (*Lease, error) {
-	return l.acquireKind(ctx, key, opts, wait, lockOps{l.drv}, nil)
+func (l *Locker) acquire(ctx context.Context, key string, opts *LeaseOptions, wait bool) (*Lease, error) {
+	return l.acquireWith(ctx, key, opts, wait, nil)
 }
 
-// acquireKind is acquire of a key with ops: a lock's or a slot's. onBusy,
-// if not nil, is called after each attempt that found the key held (an
-// election looks up the new leader then).
-func (l *Locker) acquireKind(ctx context.Context, key string, opts *Options, wait bool, ops keyOps, onBusy func(context.Context)) (*Lease, error) {
+// acquireWith is acquire with onBusy, which, if not nil, is called after
+// each attempt that found the key held (an election looks up the new
+// leader then).
+func (l *Locker) acquireWith(ctx context.Context, key string, opts *LeaseOptions, wait bool, onBusy func(context.Context)) (*Lease, error) {
 	if err := l.check(key); err != nil {
 		return nil, err
 	}
 	cfg, err := opts.resolve(&l.cfg)
+	if err != nil {
+		return nil, err
+	}
+	ops, err := l.ops(cfg.limit)
 	if err != nil {
 		return nil, err
 	}

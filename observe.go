@@ -66,32 +66,10 @@ type Event struct {
 	Err      error
 }
 
-// Observer receives a Locker's events, for metrics and tracing (package
-// dlockotel turns them into OpenTelemetry instruments). It must be safe for
-// concurrent use. ctx carries the values of the context of the call that
-// started the lease (a trace span, say).
-//
-// Observe never runs on the renewal machinery and never with a dlock lock
-// held, so a slow or blocking Observer (or Logger) cannot delay a renewal
-// or a deadline check. An event caused by a call (Acquire, Release, Close,
-// …) is reported on the caller's goroutine when nothing is waiting to be
-// reported; every other event, and every event while others wait, is
-// reported in order by a goroutine of the Locker's own, which exits when
-// none is left (Close does not wait for it). The events of one lease
-// arrive in the order they happened; a blocking Observer only delays the
-// events after it. If more than 65,536 events wait, further ones are
-// dropped until it catches up (and this is logged once). A panic in
-// Observe, or in the Logger's handler, is recovered and logged once per
-// Locker (to the Logger, or else to [slog.Default]); it never ends a lease
-// or the process.
-type Observer interface {
-	Observe(ctx context.Context, e Event)
-}
-
 // observer is what a lease or call reports to: the user's Observer and
 // logger, either possibly nil, and the Locker's event queue.
 type observer struct {
-	o   Observer
+	o   func(ctx context.Context, e Event)
 	log *slog.Logger
 	q   *eventQueue
 }
@@ -129,7 +107,7 @@ func (ob observer) post(ctx context.Context, e Event, failures int) {
 // operation.
 func (ob observer) deliver(ctx context.Context, e Event, failures int) {
 	if ob.o != nil {
-		ob.call(func() { ob.o.Observe(ctx, e) }, "Observer")
+		ob.call(func() { ob.o(ctx, e) }, "Observer")
 	}
 	if ob.log == nil {
 		return

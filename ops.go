@@ -2,6 +2,8 @@ package dlock
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/dlock-go/dlock/driver"
@@ -17,6 +19,22 @@ type keyOps interface {
 	// limit is the semaphore's limit, 0 for a lock: for events and
 	// messages.
 	limit() int
+}
+
+// ops returns the calls of a key with limit: a lock's for 0, a slot's
+// otherwise, if the driver has semaphores.
+func (l *Locker) ops(limit int) (keyOps, error) {
+	if limit == 0 {
+		return lockOps{l.drv}, nil
+	}
+	if err := driver.CheckLimit(limit); err != nil {
+		return nil, err
+	}
+	slots, ok := l.drv.(driver.Semaphore)
+	if !ok {
+		return nil, fmt.Errorf("dlock: driver %T has no semaphores: %w", l.drv, errors.ErrUnsupported)
+	}
+	return slotOps{slots, limit}, nil
 }
 
 // lockOps are a lock's calls: the driver's own methods.

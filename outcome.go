@@ -91,11 +91,11 @@ func (st *acquireState) gaveUp(ctx context.Context, key string) error {
 }
 
 // failed builds the error of an acquire ended by an error that retrying
-// cannot cure: misuse (ErrInvalid, ErrWrongKind, ErrLimitMismatch), a
+// cannot cure: misuse (ErrInvalid, ErrLimitMismatch), a
 // missing capability (errors.ErrUnsupported), a refusal such as a wrong
 // password, or Close.
 func failed(key string, err error) error {
-	return fmt.Errorf("dlock: acquire %q: %w", key, err)
+	return fmt.Errorf("dlock: acquire %q: %w", key, mismatch(err))
 }
 
 // unavailable returns err, a failure that retrying may cure, wrapping

@@ -139,7 +139,7 @@ func TestHandoffClusterMinimalACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := goAcquire(ctx, waiter, key, &dlock.Options{Retry: noPolling})
+	got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{Retry: noPolling})
 	admin := cl.Client(t)
 	poll(t, "the waiter's attempt to be queued for a handoff", func() error {
 		vals := admin.HVals(ctx, "dlock:{"+key+"}:attempts").Val()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 )
 
 // limitFlag registers --limit: how many may hold the key at once.
@@ -20,20 +21,16 @@ func limitFlag(fs *flag.FlagSet, what string) *int {
 
 // checkLimit validates --limit.
 func checkLimit(c *command, limit int) int {
-	if limit < 1 || limit > dlock.MaxLimit {
-		return c.usageError("--limit %d: want 1 to %d", limit, dlock.MaxLimit)
+	if limit < 1 || limit > driver.MaxLimit {
+		return c.usageError("--limit %d: want 1 to %d", limit, driver.MaxLimit)
 	}
 	return 0
 }
 
 // acquireN takes key as --wait says: its lock, or with limit above 1 a
 // slot of its semaphore.
-func acquireN(ctx context.Context, l *dlock.Locker, key string, limit int, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
-	var a acquirer = lockKey{l, key}
-	if limit > 1 {
-		a = l.Semaphore(key, limit)
-	}
-	lease, err := acquire(ctx, a, opts, wait, waiting)
+func acquireN(ctx context.Context, l *dlock.Locker, key string, limit int, wait waitFlag, waiting func()) (*dlock.Lease, error) {
+	lease, err := acquire(ctx, l, key, &dlock.LeaseOptions{Limit: limit}, wait, waiting)
 	return lease, limitError(err, limit)
 }
 
@@ -51,7 +48,7 @@ func limitError(err error, limit int) error {
 		return fmt.Errorf("%w: %w (%s)", dlock.ErrInvalid, err, same)
 	case limit > 1 && errors.Is(err, errors.ErrUnsupported):
 		return fmt.Errorf("%w: %w (--limit %d needs a backend with semaphores)", dlock.ErrInvalid, err, limit)
-	case !errors.Is(err, dlock.ErrWrongKind):
+	case !errors.Is(err, dlock.ErrLimitMismatch):
 		return err
 	}
 	kind := "a semaphore (--limit above 1)"
@@ -70,7 +67,7 @@ func describeBusy(ctx context.Context, l *dlock.Locker, key string, limit int) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	hs, _, err := l.Semaphore(key, limit).Holders(ctx)
+	hs, err := l.Holders(ctx, key)
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
 		return fmt.Sprintf("all %d slots held (this backend cannot say by whom)", limit), nil
@@ -94,11 +91,4 @@ func printSlots(w io.Writer, key string, hs []dlock.Holder, limit int) {
 	for _, h := range hs {
 		fmt.Fprintf(w, "  %s\n", holderString(h))
 	}
-}
-
-// slotHolders reports the holders of key's slots, if key is a semaphore
-// with holders: the limit passed to Semaphore does not matter to Holders.
-func slotHolders(ctx context.Context, l *dlock.Locker, key string) ([]dlock.Holder, int, bool) {
-	hs, limit, err := l.Semaphore(key, 1).Holders(ctx)
-	return hs, limit, err == nil && len(hs) > 0
 }

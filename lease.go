@@ -17,7 +17,7 @@ var errReleased = fmt.Errorf("%w: released", ErrNotHeld)
 
 // A Lease is a held key. It stays valid until [Lease.Release], or until it is
 // lost: the backend reports that someone else holds the key, or renewal
-// cannot be confirmed before the local deadline. Loss closes [Lease.Done]
+// cannot be confirmed before the local deadline. Loss ends [Lease.Context]
 // before the backend can grant the key to anyone else, as long as the
 // backend's clock does not run faster than the Drift option allows.
 //
@@ -70,7 +70,7 @@ func (le *Lease) Token() string { return le.token }
 // every write to a resource the lock protects; the resource remembers the
 // highest fence it has seen and rejects writes with a lower one, which stops
 // a holder that was paused past its lease from doing harm. It is 0 for a
-// lock taken with fencing disabled ([Options].DisableFencing).
+// lock taken with fencing disabled ([LeaseOptions].DisableFencing).
 func (le *Lease) Fence() uint64 { return le.fence }
 
 // Owner returns the owner name recorded with the lease.

@@ -84,7 +84,7 @@ func New(d driver.Locker, opts *Options) *Locker {
 // key was not granted so far: [ErrNotAcquired] if the last answer was that
 // it is held, [ErrUnavailable] if the backend was failing, neither if no
 // attempt was answered. Errors that retrying cannot cure (misuse such as
-// [ErrWrongKind], a missing capability, a refused password) are returned
+// [ErrLimitMismatch], a missing capability, a refused password) are returned
 // at once. See Errors in the package documentation.
 //
 // An attempt whose outcome is unknown (it timed out, the connection was
@@ -118,7 +118,7 @@ func (l *Locker) TryAcquire(ctx context.Context, key string, opts *LeaseOptions)
 // the lease's local deadline, even before the renewal goroutine runs.
 //
 // The release always happens, on a context detached from ctx's cancellation
-// and bounded by opts.ReleaseTimeout: also when fn panics, before the panic
+// and bounded by the Locker's ReleaseTimeout: also when fn panics, before the panic
 // goes on. Do returns fn's error joined with the release's; if the lease was
 // lost before the release (also by [Locker.Close]), that error wraps
 // [ErrLeaseLost] even if fn succeeded, since exclusivity was not assured to

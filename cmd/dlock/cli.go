@@ -468,7 +468,7 @@ func errorCode(err error) int {
 
 // busy reports whether err says that the key is held by someone else:
 // dlock's errors say so with ErrNotAcquired alone, never for a backend
-// that failed (ErrUnavailable) or misuse (ErrInvalid, ErrWrongKind).
+// that failed (ErrUnavailable) or misuse (ErrInvalid, ErrLimitMismatch).
 func busy(err error) bool { return errors.Is(err, dlock.ErrNotAcquired) }
 
 // redact returns rawURL with its password and other secrets hidden.

@@ -78,7 +78,7 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 // 128+N: a backend that accepts connections and never answers would
 // otherwise hold dlock for the open's own timeouts. The abandoned open
 // finishes in the background, and its Locker, if any, is closed. opts
-// override the URL's settings, as in dlock.OpenOptions.
+// override the URL's settings, as in dlock.Open.
 func openInterruptible(ctx context.Context, lg *cliLog, rawURL string, opts *dlock.Options, router *signalRouter) (*dlock.Locker, int) {
 	type result struct {
 		l   *dlock.Locker

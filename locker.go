@@ -117,9 +117,9 @@ func (l *Locker) TryAcquire(ctx context.Context, key string, opts *LeaseOptions)
 // [Lease.Context], its Err and Done report the loss at the first look after
 // the lease's local deadline, even before the renewal goroutine runs.
 //
-// The release always happens, on a context detached from ctx's cancellation
-// and bounded by the Locker's ReleaseTimeout: also when fn panics, before the panic
-// goes on. Do returns fn's error joined with the release's; if the lease was
+// The release always happens, on a context detached from ctx's
+// cancellation and bounded by the Locker's ReleaseTimeout: also when fn
+// panics, before the panic goes on. Do returns fn's error joined with the release's; if the lease was
 // lost before the release (also by [Locker.Close]), that error wraps
 // [ErrLeaseLost] even if fn succeeded, since exclusivity was not assured to
 // the end.

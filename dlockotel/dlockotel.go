@@ -133,7 +133,6 @@ func newMeasure(kvs []attribute.KeyValue) measure {
 	return measure{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}}
 }
 
-
 // New returns an Observer, with its instruments created now from
 // opts.MeterProvider. If the provider fails to create some, New returns
 // their errors, joined, with an Observer whose failed instruments do

@@ -120,7 +120,7 @@ func TestHandoffNoGrantAfterClusterFailover(t *testing.T) {
 	}
 }
 
-// TestHandoffClusterMinimalACL: on Cluster, a user with the README's least
+// TestHandoffClusterMinimalACL: on Cluster, a user with the package doc's least
 // rule and what go-redis needs to read the slot map (no ROLE) still
 // subscribes its waiters, and the
 // holder's release hands the key to the one waiting.

@@ -381,13 +381,13 @@ func FuzzOpenRedisURL(f *testing.F) {
 	})
 }
 
-// minimalACL is the ACL rule of the README's security section: the
+// minimalACL is the least ACL rule of the package doc (Permissions): the
 // permissions the driver needs, and nothing else.
 const minimalACL = "on >locker-secret-pw ~dlock:* &dlock:* +evalsha +eval +ping +subscribe +ssubscribe +wait " +
 	"+get +set +del +exists +type +pttl +pexpire +time +zadd +zpopmin +zrem +zrangebyscore +zrange +zcount +zscore +hget +hset +hdel +unlink +publish +spublish " +
 	"+pubsub|numsub +pubsub|shardnumsub"
 
-// TestOpenMinimalACL: a user with exactly the README's permissions can
+// TestOpenMinimalACL: a user with exactly the package doc's permissions can
 // open, take, wait for, inspect and release locks, with replica_acks.
 func TestOpenMinimalACL(t *testing.T) {
 	s := redistest.StartProcess(t, nil)

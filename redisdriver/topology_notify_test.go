@@ -402,7 +402,7 @@ func TestOpenChecksChannelPermission(t *testing.T) {
 	l.Close()
 }
 
-// TestREADMEACLUser: the ACL rule the README gives is enough for the
+// TestREADMEACLUser: the ACL rule by category that the package doc (Permissions) gives is enough for the
 // driver: Open, a contended acquire woken by the release, and release.
 func TestREADMEACLUser(t *testing.T) {
 	verifyNoLeaks(t)

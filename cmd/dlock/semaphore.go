@@ -36,27 +36,19 @@ func acquireN(ctx context.Context, l *dlock.Locker, key string, limit int, wait 
 
 // limitError makes a refusal that says the clients of a key disagree on
 // --limit a configuration error (exitUsage), not busy nor the backend
-// failing: another limit than the holders' (ErrLimitMismatch), the key
-// held as the other kind (a lock for --limit 1, a semaphore above), or a
-// backend without semaphores for a limit above 1.
+// failing: another limit than the holders' (ErrLimitMismatch, also for a
+// key held as a lock, limit 1, by a semaphore or the other way round), or
+// a backend without semaphores for a limit above 1.
 func limitError(err error, limit int) error {
-	const same = "every dlock on a key must give the same --limit"
 	switch {
 	case err == nil || errors.Is(err, dlock.ErrInvalid):
 		return err
 	case errors.Is(err, dlock.ErrLimitMismatch):
-		return fmt.Errorf("%w: %w (%s)", dlock.ErrInvalid, err, same)
+		return fmt.Errorf("%w: %w (every dlock on a key must give the same --limit)", dlock.ErrInvalid, err)
 	case limit > 1 && errors.Is(err, errors.ErrUnsupported):
 		return fmt.Errorf("%w: %w (--limit %d needs a backend with semaphores)", dlock.ErrInvalid, err, limit)
-	case !errors.Is(err, dlock.ErrLimitMismatch):
-		return err
 	}
-	kind := "a semaphore (--limit above 1)"
-	if limit > 1 {
-		kind = "a lock (--limit 1)"
-	}
-	return fmt.Errorf("%w: %w: the key is held as %s, this dlock gave --limit %d: %s",
-		dlock.ErrInvalid, err, kind, limit, same)
+	return err
 }
 
 // describeBusy says who holds key: its lock's holder, or with limit

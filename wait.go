@@ -21,7 +21,7 @@ type waiter struct {
 	cfg    settings
 	ops    keyOps
 	wait   bool                  // Acquire: attempt until granted; TryAcquire: once
-	onBusy func(context.Context) // see acquireKind
+	onBusy func(context.Context) // see acquireWith
 	req    driver.Request
 	st     acquireState // why no lease was granted, so far
 

@@ -24,7 +24,7 @@ func BenchmarkLeaseLook(b *testing.B) {
 		{"Err", func() bool { return lease.Err() == nil }},
 		{"Done", func() bool {
 			select {
-			case <-lease.Done():
+			case <-lease.Context().Done():
 				return false
 			default:
 				return true

@@ -21,7 +21,7 @@ func BenchmarkPair(b *testing.B) {
 		opts *dlock.Options
 	}{
 		{"NoObserver", nil},
-		{"Observer", &dlock.Options{Observer: nopObserver{}}},
+		{"Observer", &dlock.Options{Observer: nopObserver{}.Observe}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			l := memdriver.New(bc.opts)

@@ -26,7 +26,7 @@ func (grantAll) Close() error                                                 { 
 func TestCauseAtFirstLook(t *testing.T) {
 	for _, via := range []string{"lease", "Do"} {
 		t.Run(via, func(t *testing.T) {
-			l := New(grantAll{}, &Options{TTL: time.Hour})
+			l := New(grantAll{}, &Options{LeaseOptions: LeaseOptions{TTL: time.Hour}})
 			defer l.Close()
 			l.Do(t.Context(), "k", nil, func(ctx context.Context, lease *Lease) error {
 				if via == "lease" {

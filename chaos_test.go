@@ -22,7 +22,7 @@ func TestLeaseCallsRace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
 		var rec recorder
-		l := store.Locker(&dlock.Options{TTL: time.Second, Observer: &rec})
+		l := store.Locker(&dlock.Options{Observer: rec.Observe, LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		other := store.Locker(nil)
 		defer other.Close()
 		const leases = 8

@@ -68,7 +68,7 @@ func TestCloseAwaitsLeaseCalls(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				store := memdriver.NewStore()
 				g := &gatedLeaseCalls{Locker: store.Driver(), entered: make(chan struct{}), open: make(chan struct{})}
-				l := dlock.New(g, &dlock.Options{TTL: time.Hour})
+				l := dlock.New(g, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour}})
 				le, err := l.TryAcquire(t.Context(), "k", nil)
 				if err != nil {
 					t.Fatal(err)

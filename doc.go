@@ -8,7 +8,7 @@
 // per Locker, loss detection on the local monotonic clock, fencing tokens,
 // [Locker.Do] and leader election ([Election]).
 //
-//	locker, err := dlock.Open(ctx, os.Getenv("DLOCK_URL")) // e.g. redis://localhost:6379
+//	locker, err := dlock.Open(ctx, os.Getenv("DLOCK_URL"), nil) // e.g. redis://localhost:6379
 //	...
 //	err = locker.Do(ctx, "nightly-report", nil, func(ctx context.Context, lease *dlock.Lease) error {
 //		return buildReport(ctx, lease.Fence()) // ctx ends if the lease is lost
@@ -67,22 +67,22 @@
 // greater than every earlier fence on the key. Send it with every write; the
 // resource remembers the highest fence it accepted and rejects lower ones.
 // See Martin Kleppmann, "How to do distributed locking" (2016). Users who
-// pass fences to nothing can switch them off ([Options].DisableFencing,
+// pass fences to nothing can switch them off ([LeaseOptions].DisableFencing,
 // fencing=false in a URL): lock leases then carry fence 0, and the backend
 // skips the fence work (on Redis, a bare SET NX takes a free key).
 //
 // # Semaphores
 //
-// [Locker.Semaphore] makes a key that up to N leases hold at once: N
-// concurrent backups, N workers on a rate-limited API. Its Acquire,
-// TryAcquire and Do return the same [Lease] as a lock, with the same
-// renewal, loss detection, wake-ups and fences (strictly greater than every
-// earlier grant on the key, in any slot); a lock is the case N = 1, and
-// [ElectionOptions].Limit gives an election N leaders. Every client of a
-// key must give the same N ([ErrLimitMismatch] otherwise). memdriver and
-// redisdriver offer semaphores; redlock refuses them, with
-// errors.ErrUnsupported, because a majority of per-node semaphores does
-// not bound the holders.
+// [LeaseOptions].Limit = N lets up to N leases hold a key at once: N
+// concurrent backups, N workers on a rate-limited API. Acquire, TryAcquire
+// and Do return the same [Lease] as for a lock, with the same renewal, loss
+// detection, wake-ups and fences (strictly greater than every earlier
+// grant on the key, in any slot); a lock is the case N = 1, and an
+// [Election] whose lease options give a Limit has N leaders.
+// [Locker.Holders] reports every holder. Every client of a key must give
+// the same N ([ErrLimitMismatch] otherwise). memdriver and redisdriver
+// offer semaphores; redlock refuses them, with errors.ErrUnsupported,
+// because a majority of per-node semaphores does not bound the holders.
 //
 // # URLs
 //
@@ -96,8 +96,8 @@
 //	redlock://h1:p,h2:p,h3:p        redlock, a quorum of independent servers
 //
 // The query parameters ttl, renew, drift (durations), owner and fencing
-// (fencing=false: [Options].DisableFencing) set the Locker's [Options] for
-// every scheme; each driver documents its own.
+// (fencing=false: [LeaseOptions].DisableFencing) set the Locker's default
+// [LeaseOptions] for every scheme; each driver documents its own.
 // Unknown parameters are rejected; errors never show passwords.
 //
 // # Errors
@@ -118,12 +118,11 @@
 //     is known of the key or the backend. Give the call more time.
 //   - [ErrInvalid]: a bad argument, option or URL, reported before any
 //     I/O. Fix the code or the configuration; retrying cannot help.
-//   - [ErrWrongKind]: the key is held as a lock by a semaphore call, or as
-//     a semaphore by a lock call. Use each key as one kind everywhere.
-//   - [ErrLimitMismatch]: a semaphore acquire with a limit other than its
-//     holders'. Give every client of the key the same limit.
+//   - [ErrLimitMismatch]: the key is in use with another
+//     [LeaseOptions].Limit (a lock is limit 1). Give every client of the
+//     key the same limit.
 //   - errors.ErrUnsupported: the backend lacks a capability (semaphores on
-//     redlock, [Locker.Holder] on a driver that cannot inspect). Use a
+//     redlock, [Locker.Holders] on a driver that cannot inspect). Use a
 //     backend that has it.
 //   - [ErrLeaseLost]: the cause of a lease's context when the lease ended
 //     without Release (taken over, or renewal unconfirmed until the local
@@ -143,7 +142,8 @@
 //	}
 //	return err // the job's error, an outage, misuse: report it
 //
-// Errors never show a password: URLs appear only redacted ([RedactURL]).
+// Errors never show a password: URLs appear only redacted
+// ([driver.RedactURL]).
 // The Redis client go-redis logs dial failures on its own, through a
 // logger global to the process, which dlock leaves alone; see Logging in
 // package redisdriver to silence it.

@@ -1,11 +1,9 @@
 package dlock
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 )
@@ -13,9 +11,13 @@ import (
 // ElectionOptions configure an [Election]. A nil *ElectionOptions means the
 // defaults.
 type ElectionOptions struct {
-	// Lease configures the leader's lease (TTL, renewal, owner).
-	// Default: the Locker's options.
-	Lease *Options
+	// Lease configures the leader's lease (TTL, renewal, owner), and with
+	// its Limit how many candidates lead at once: up to Limit, holding
+	// slots of a semaphore on the key, for N runners with hot standbys.
+	// Every candidate of the key must use the same Limit (see
+	// [ErrLimitMismatch]). Default: the Locker's options (a single leader
+	// holding a lock).
+	Lease *LeaseOptions
 
 	// LossDelay is how long a candidate that lost its lease involuntarily
 	// waits before campaigning again, like Consul's lock-delay: a leader
@@ -44,15 +46,9 @@ type ElectionOptions struct {
 	// report holders. The holder is looked up before the first attempt,
 	// after every attempt that finds the key held (so a follower learns
 	// of the winner one round trip after the election), and at least
-	// once per lease TTL.
+	// once per lease TTL. With a Limit above 1, it is called for each new
+	// holder.
 	OnLeader func(h Holder)
-
-	// Limit is how many candidates lead at once: up to Limit leases of
-	// a [Semaphore] on the key, for N runners with hot standbys. Every
-	// candidate of the key must use the same Limit (see
-	// [ErrLimitMismatch]). With a Limit above 1, OnLeader is called for
-	// each new holder. Default: 1, a single leader holding a lock.
-	Limit int
 }
 
 // Election is a leader election on one key: every candidate runs
@@ -98,11 +94,11 @@ func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, lease
 	if err != nil {
 		return err
 	}
+	if _, err := e.l.ops(cfg.limit); err != nil {
+		return err
+	}
 	if e.opts.LossDelay < 0 || e.opts.ResignDelay < 0 {
 		return fmt.Errorf("%w: negative election delay", ErrInvalid)
-	}
-	if e.opts.Limit < 0 {
-		return fmt.Errorf("%w: negative election limit", ErrInvalid)
 	}
 	resignDelay := e.opts.ResignDelay
 	if resignDelay == 0 {
@@ -215,41 +211,6 @@ func (e *Election) Resign() {
 	}
 }
 
-// Leader reports the current leader; ok is false when there is none. With
-// a Limit above 1 it reports the leader elected first (the lowest fence)
-// of those leading; [Election.Leaders] reports them all. It needs a driver
-// that can report holders.
-func (e *Election) Leader(ctx context.Context) (h Holder, ok bool, err error) {
-	if e.opts.Limit <= 1 {
-		return e.l.Holder(ctx, e.key)
-	}
-	hs, err := e.Leaders(ctx)
-	if err != nil || len(hs) == 0 {
-		return h, false, err
-	}
-	return hs[0], true, nil
-}
-
-// Leaders reports every current leader, lowest fence (elected first)
-// first: the holder of the key's lock, or with a Limit above 1 every
-// holder of its semaphore's slots. It needs a driver that can report
-// holders.
-func (e *Election) Leaders(ctx context.Context) ([]Holder, error) {
-	if e.opts.Limit <= 1 {
-		h, ok, err := e.l.Holder(ctx, e.key)
-		if err != nil || !ok {
-			return nil, err
-		}
-		return []Holder{h}, nil
-	}
-	hs, _, err := e.l.Semaphore(e.key, e.opts.Limit).Holders(ctx)
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(hs, func(a, b Holder) int { return cmp.Compare(a.Fence, b.Fence) })
-	return hs, nil
-}
-
 // campaign waits until this candidate holds the key. When OnLeader is set
 // it looks at the holder before its first attempt and after every attempt
 // that finds the key held, so that a follower learns of a new leader one
@@ -264,7 +225,7 @@ func (e *Election) campaign(ctx context.Context, ttl time.Duration, seen *uint64
 			actx, cancel = context.WithTimeout(ctx, ttl)
 			onBusy = func(ctx context.Context) { e.observe(ctx, seen) }
 		}
-		lease, err := e.acquire(actx, onBusy)
+		lease, err := e.l.acquireWith(actx, e.key, e.opts.Lease, true, onBusy)
 		cancel()
 		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			return lease, err
@@ -272,30 +233,10 @@ func (e *Election) campaign(ctx context.Context, ttl time.Duration, seen *uint64
 	}
 }
 
-// acquire takes the election's key: a lock, or a slot of its semaphore
-// when Limit is above 1.
-func (e *Election) acquire(ctx context.Context, onBusy func(context.Context)) (*Lease, error) {
-	if e.opts.Limit > 1 {
-		s := e.l.Semaphore(e.key, e.opts.Limit)
-		if err := s.check(); err != nil {
-			return nil, err
-		}
-		return e.l.acquireKind(ctx, e.key, e.opts.Lease, true, s, onBusy)
-	}
-	return e.l.acquireKind(ctx, e.key, e.opts.Lease, true, nil, onBusy)
-}
-
 // observe calls OnLeader for each holder with a fence above *seen: the
 // lock's holder, or every holder of the semaphore's slots.
 func (e *Election) observe(ctx context.Context, seen *uint64) {
-	if e.opts.Limit <= 1 {
-		if h, ok, err := e.l.Holder(ctx, e.key); err == nil && ok && h.Fence > *seen {
-			*seen = h.Fence
-			e.opts.OnLeader(h)
-		}
-		return
-	}
-	hs, _, err := e.l.Semaphore(e.key, e.opts.Limit).Holders(ctx)
+	hs, err := e.l.Holders(ctx, e.key)
 	if err != nil {
 		return
 	}

@@ -26,7 +26,7 @@ func TestElectionResignRaces(t *testing.T) {
 		terms := 0
 		var wg sync.WaitGroup
 		for i := range 3 {
-			l := store.Locker(&dlock.Options{TTL: 300 * time.Millisecond})
+			l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 300 * time.Millisecond}})
 			defer l.Close()
 			e := dlock.NewElection(l, "leader", &dlock.ElectionOptions{ResignDelay: 50 * time.Millisecond})
 			wg.Go(func() {

@@ -41,7 +41,7 @@ func TestFollowerLearnsLeaderAtOnce(t *testing.T) {
 		defer cancel()
 		d := store.Driver()
 		gate := &heldBack{Locker: d, Inspector: d.(driver.Inspector), release: make(chan struct{}), entered: make(chan struct{})}
-		follower := dlock.New(gate, &dlock.Options{TTL: time.Minute, Owner: "follower"})
+		follower := dlock.New(gate, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute, Owner: "follower"}})
 		defer follower.Close()
 		seen := make(chan dlock.Holder, 1)
 		done := make(chan error)
@@ -52,7 +52,7 @@ func TestFollowerLearnsLeaderAtOnce(t *testing.T) {
 		}()
 		<-gate.entered // the follower looked (no leader yet) and is attempting
 
-		leader := store.Locker(&dlock.Options{TTL: time.Minute, Owner: "leader"})
+		leader := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute, Owner: "leader"}})
 		defer leader.Close()
 		lease, err := leader.TryAcquire(ctx, "leader", nil)
 		if err != nil {

@@ -2,6 +2,7 @@ package dlock_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -25,9 +26,9 @@ func TestElectionLeaderHonoursLimit(t *testing.T) {
 		leading.Add(2)
 		var wg sync.WaitGroup
 		for _, owner := range []string{"a", "b"} {
-			l := store.Locker(&dlock.Options{TTL: time.Second, Owner: owner})
+			l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second, Owner: owner}})
 			defer l.Close()
-			e := dlock.NewElection(l, "workers", &dlock.ElectionOptions{Limit: 2})
+			e := dlock.NewElection(l, "workers", &dlock.ElectionOptions{Lease: &dlock.LeaseOptions{Limit: 2}})
 			elections = append(elections, e)
 			wg.Go(func() {
 				e.Run(ctx, func(ctx context.Context, _ *dlock.Lease) error {
@@ -39,21 +40,14 @@ func TestElectionLeaderHonoursLimit(t *testing.T) {
 			synctest.Wait() // a is elected before b
 		}
 		leading.Wait()
-		for i, e := range elections {
-			h, ok, err := e.Leader(ctx)
-			if err != nil || !ok || h.Owner != "a" {
-				t.Errorf("candidate %d: Leader = %+v, %v, %v; want a, the first of two leaders", i, h, ok, err)
-			}
-			hs, err := e.Leaders(ctx)
-			if err != nil || len(hs) != 2 || hs[0].Owner != "a" || hs[1].Owner != "b" || hs[0].Fence >= hs[1].Fence {
-				t.Errorf("candidate %d: Leaders = %+v, %v; want a then b, by fence", i, hs, err)
-			}
-		}
 		other := store.Locker(nil)
 		defer other.Close()
-		single := dlock.NewElection(other, "workers", nil)
-		if _, ok, err := single.Leader(ctx); err == nil || ok {
-			t.Errorf("Leader with Limit 1 of a key led by a semaphore = %v, %v; want an error (ErrWrongKind), not a free key", ok, err)
+		hs, err := other.Holders(ctx, "workers")
+		if err != nil || len(hs) != 2 || hs[0].Owner != "a" || hs[1].Owner != "b" || hs[0].Fence >= hs[1].Fence || hs[0].Limit != 2 {
+			t.Errorf("Holders = %+v, %v; want a then b, by fence, with limit 2", hs, err)
+		}
+		if _, err := other.TryAcquire(ctx, "workers", nil); !errors.Is(err, dlock.ErrLimitMismatch) {
+			t.Errorf("TryAcquire of a lock on a key led by a semaphore = %v; want ErrLimitMismatch", err)
 		}
 		cancel()
 		wg.Wait()

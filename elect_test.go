@@ -40,7 +40,7 @@ func TestElectionTakeover(t *testing.T) {
 		)
 		for i := range 3 {
 			fault := &refreshFault{Locker: store.Driver()}
-			l := dlock.New(fault, &dlock.Options{TTL: 3 * time.Second, Owner: fmt.Sprint("candidate-", i)})
+			l := dlock.New(fault, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second, Owner: fmt.Sprint("candidate-", i)}})
 			defer l.Close()
 			note := func(s string) { mu.Lock(); events[i] = append(events[i], s); mu.Unlock() }
 			e := dlock.NewElection(l, "leader", &dlock.ElectionOptions{
@@ -109,7 +109,7 @@ func TestElectionResign(t *testing.T) {
 		var elections []*dlock.Election
 		var wg sync.WaitGroup
 		for _, name := range []string{"a", "b"} {
-			l := store.Locker(&dlock.Options{TTL: time.Second, Owner: name})
+			l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second, Owner: name}})
 			defer l.Close()
 			e := dlock.NewElection(l, "leader", nil)
 			elections = append(elections, e)
@@ -126,7 +126,9 @@ func TestElectionResign(t *testing.T) {
 		}
 		first := <-leaders
 		synctest.Wait()
-		h, ok, err := elections[0].Leader(ctx)
+		watcher := store.Locker(nil)
+		defer watcher.Close()
+		h, ok, err := soleHolder(watcher.Holders(ctx, "leader"))
 		if err != nil || !ok || h.Owner != first {
 			t.Fatalf("Leader = %v, %v, %v; want %s", h, ok, err, first)
 		}
@@ -147,7 +149,7 @@ func TestElectionObservesLeader(t *testing.T) {
 		store := memdriver.NewStore()
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		leader := store.Locker(&dlock.Options{TTL: time.Second, Owner: "boss"})
+		leader := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second, Owner: "boss"}})
 		defer leader.Close()
 		lease, err := leader.Acquire(ctx, "leader", nil)
 		if err != nil {
@@ -155,7 +157,7 @@ func TestElectionObservesLeader(t *testing.T) {
 		}
 		var seen []string
 		var mu sync.Mutex
-		l := store.Locker(&dlock.Options{TTL: time.Second, Owner: "standby"})
+		l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second, Owner: "standby"}})
 		defer l.Close()
 		done := make(chan error)
 		go func() {
@@ -182,7 +184,7 @@ func TestElectionPanicReleases(t *testing.T) {
 		store := memdriver.NewStore()
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		a := store.Locker(&dlock.Options{TTL: time.Minute, Owner: "a"})
+		a := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute, Owner: "a"}})
 		defer a.Close()
 		var demoted error
 		ea := dlock.NewElection(a, "leader", &dlock.ElectionOptions{
@@ -199,7 +201,7 @@ func TestElectionPanicReleases(t *testing.T) {
 		if demoted == nil || !strings.Contains(demoted.Error(), "boom") {
 			t.Errorf("OnDemoted cause = %v; want one that names the panic", demoted)
 		}
-		b := store.Locker(&dlock.Options{TTL: time.Minute, Owner: "b"})
+		b := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute, Owner: "b"}})
 		defer b.Close()
 		start := time.Now()
 		bctx, bcancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -219,7 +221,7 @@ func TestElectionPanicReleases(t *testing.T) {
 // candidate campaigns again after ResignDelay.
 func TestElectionResignInOnElected(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memdriver.New(&dlock.Options{TTL: time.Minute})
+		l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 		defer l.Close()
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
@@ -249,7 +251,7 @@ func TestElectionResignInOnElected(t *testing.T) {
 // does not start another campaign: Run returns the lead function's error.
 func TestElectionResignAfterLead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memdriver.New(&dlock.Options{TTL: time.Minute})
+		l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 		defer l.Close()
 		var e *dlock.Election
 		terms := 0
@@ -271,7 +273,7 @@ func TestElectionResignAfterLead(t *testing.T) {
 func TestElectionGoexitInLead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		a := store.Locker(&dlock.Options{TTL: time.Minute})
+		a := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 		defer a.Close()
 		var demoted error
 		e := dlock.NewElection(a, "leader", &dlock.ElectionOptions{

@@ -2,6 +2,7 @@ package dlock
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/dlock-go/dlock/driver"
 )
@@ -15,7 +16,7 @@ var (
 	// found it held, or a waiting Acquire gave up (ctx ended, then ctx.Err()
 	// is in the chain too, or the retry strategy gave up) while the last
 	// attempt found it held. It never reports a backend failure
-	// ([ErrUnavailable]) or misuse ([ErrInvalid], [ErrWrongKind]).
+	// ([ErrUnavailable]) or misuse ([ErrInvalid], [ErrLimitMismatch]).
 	ErrNotAcquired = errors.New("dlock: lock not acquired")
 
 	// ErrNotHeld reports that a key is not held by this lease any more: it
@@ -44,13 +45,24 @@ var (
 	// any I/O. It is the same value as driver.ErrInvalid.
 	ErrInvalid = driver.ErrInvalid
 
-	// ErrWrongKind reports a lock call on a key whose semaphore slots are
-	// held, or a semaphore call on a key held as a lock: every client of
-	// a key must use it as the same kind (and a semaphore with the same
-	// limit, see [ErrLimitMismatch]). It is the same value as
-	// driver.ErrWrongKind.
-	ErrWrongKind = driver.ErrWrongKind
+	// ErrLimitMismatch reports an acquire of a key in use with another
+	// [LeaseOptions].Limit (a lock is limit 1). It is not retried: clients
+	// that disagree on a limit are a configuration error, and letting them
+	// in would allow more holders than some of them were promised. Once
+	// every holder is gone, the next acquire sets the limit anew. The
+	// driver's errors for it (driver.ErrLimitMismatch, driver.ErrWrongKind)
+	// are in the chain too.
+	ErrLimitMismatch = driver.ErrLimitMismatch
 )
+
+// mismatch returns err, which wraps [ErrLimitMismatch] too if the driver
+// reported a key of the other kind (a lock's, a semaphore's).
+func mismatch(err error) error {
+	if errors.Is(err, driver.ErrWrongKind) && !errors.Is(err, ErrLimitMismatch) {
+		return fmt.Errorf("%w: %w", ErrLimitMismatch, err)
+	}
+	return err
+}
 
 // ErrResigned is the cause of a leader's context after [Election.Resign].
 var ErrResigned = errors.New("dlock: leadership resigned")

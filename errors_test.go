@@ -26,13 +26,13 @@ func TestBusyMessageNamesKind(t *testing.T) {
 	if !errors.Is(err, dlock.ErrNotAcquired) || !strings.Contains(err.Error(), `"lock" is held by someone else`) {
 		t.Errorf("TryAcquire of a held lock = %v; want ErrNotAcquired saying it is held", err)
 	}
-	sem := l.Semaphore("sem", 2)
+	semKey, sem := "sem", &dlock.LeaseOptions{Limit: 2}
 	for range 2 {
-		if _, err := sem.TryAcquire(ctx, nil); err != nil {
+		if _, err := l.TryAcquire(ctx, semKey, sem); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err = sem.TryAcquire(ctx, nil)
+	_, err = l.TryAcquire(ctx, semKey, sem)
 	if !errors.Is(err, dlock.ErrNotAcquired) || !strings.Contains(err.Error(), `all 2 slots of "sem" are held`) {
 		t.Errorf("TryAcquire of a full semaphore = %v; want ErrNotAcquired saying all slots are held", err)
 	}

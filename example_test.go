@@ -14,7 +14,7 @@ import (
 // in-memory backend in tests and on Redis in production.
 func ExampleOpen() {
 	ctx := context.Background()
-	locker, err := dlock.Open(ctx, "mem://example-open?ttl=30s") // e.g. os.Getenv("DLOCK_URL")
+	locker, err := dlock.Open(ctx, "mem://example-open?ttl=30s", nil) // e.g. os.Getenv("DLOCK_URL")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -40,7 +40,7 @@ func ExampleOpen() {
 // Do runs a function while holding a key. Its context ends if the lease is
 // lost, and the key is released when it returns.
 func ExampleLocker_Do() {
-	locker, _ := dlock.Open(context.Background(), "mem://")
+	locker, _ := dlock.Open(context.Background(), "mem://", nil)
 	defer locker.Close()
 
 	err := locker.Do(context.Background(), "nightly-job", nil, func(ctx context.Context, lease *dlock.Lease) error {
@@ -60,7 +60,7 @@ func ExampleLocker_Do() {
 
 // An Election runs a function on exactly one candidate at a time.
 func ExampleElection() {
-	locker, _ := dlock.Open(context.Background(), "mem://")
+	locker, _ := dlock.Open(context.Background(), "mem://", nil)
 	defer locker.Close()
 
 	e := dlock.NewElection(locker, "scheduler", &dlock.ElectionOptions{

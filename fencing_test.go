@@ -31,14 +31,15 @@ func TestDisableFencing(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct {
 		name          string
-		locker, call  *dlock.Options
+		locker        *dlock.Options
+		call          *dlock.LeaseOptions
 		wantNoFence   bool
 		wantFenceZero bool
 	}{
 		{"Default", nil, nil, false, false},
-		{"Locker", &dlock.Options{DisableFencing: true}, nil, true, true},
-		{"Call", nil, &dlock.Options{DisableFencing: true}, true, true},
-		{"CallCannotTurnOn", &dlock.Options{DisableFencing: true}, &dlock.Options{Owner: "o"}, true, true},
+		{"Locker", &dlock.Options{LeaseOptions: dlock.LeaseOptions{DisableFencing: true}}, nil, true, true},
+		{"Call", nil, &dlock.LeaseOptions{DisableFencing: true}, true, true},
+		{"CallCannotTurnOn", &dlock.Options{LeaseOptions: dlock.LeaseOptions{DisableFencing: true}}, &dlock.LeaseOptions{Owner: "o"}, true, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			spy := &fenceSpy{Locker: memdriver.NewStore().Driver()}
@@ -61,9 +62,6 @@ func TestDisableFencing(t *testing.T) {
 					t.Errorf("attempt %d: Request.NoFence = %v; want %v", i+1, nf, c.wantNoFence)
 				}
 			}
-			if got := l.Options().DisableFencing; got != (c.locker != nil && c.locker.DisableFencing) {
-				t.Errorf("Options().DisableFencing = %v; want the Locker's setting", got)
-			}
 		})
 	}
 }
@@ -73,11 +71,11 @@ func TestDisableFencing(t *testing.T) {
 // slot driver is not told to skip them.
 func TestDisableFencingKeepsSlotFences(t *testing.T) {
 	ctx := context.Background()
-	l := memdriver.New(&dlock.Options{DisableFencing: true})
+	l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{DisableFencing: true}})
 	defer l.Close()
 	var last uint64
 	for i := range 2 {
-		lease, err := l.Semaphore("s", 2).TryAcquire(ctx, nil)
+		lease, err := l.TryAcquire(ctx, "s", &dlock.LeaseOptions{Limit: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,14 +92,11 @@ func TestDisableFencingKeepsSlotFences(t *testing.T) {
 // that is not a boolean is refused before any I/O.
 func TestOpenFencingParam(t *testing.T) {
 	ctx := context.Background()
-	l, err := dlock.Open(ctx, "mem://fencing-param?fencing=false")
+	l, err := dlock.Open(ctx, "mem://fencing-param?fencing=false", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if !l.Options().DisableFencing {
-		t.Error("Options().DisableFencing = false after fencing=false")
-	}
 	lease, err := l.TryAcquire(ctx, "k", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -111,29 +106,29 @@ func TestOpenFencingParam(t *testing.T) {
 	}
 	lease.Release(ctx)
 
-	on, err := dlock.Open(ctx, "mem://fencing-param?fencing=true")
+	on, err := dlock.Open(ctx, "mem://fencing-param?fencing=true", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer on.Close()
-	if on.Options().DisableFencing {
-		t.Error("Options().DisableFencing = true after fencing=true")
+	if fenceOf(t, on) == 0 {
+		t.Error("Fence = 0 after fencing=true")
 	}
 
 	// The spellings of the drivers' boolean parameters, not strconv's.
 	for _, v := range []string{"maybe", "False", "t"} {
-		_, err = dlock.Open(ctx, "mem://fencing-param?fencing="+v)
+		_, err = dlock.Open(ctx, "mem://fencing-param?fencing="+v, nil)
 		if !errors.Is(err, dlock.ErrInvalid) || err == nil || !strings.Contains(err.Error(), `fencing="`+v+`"`) {
 			t.Errorf("Open with fencing=%s: %v; want ErrInvalid naming the parameter", v, err)
 		}
 	}
-	zero, err := dlock.Open(ctx, "mem://fencing-param?fencing=0")
+	zero, err := dlock.Open(ctx, "mem://fencing-param?fencing=0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer zero.Close()
-	if !zero.Options().DisableFencing {
-		t.Error("Options().DisableFencing = false after fencing=0")
+	if f := fenceOf(t, zero); f != 0 {
+		t.Errorf("Fence = %d after fencing=0; want 0", f)
 	}
 
 	for _, c := range []struct {
@@ -142,10 +137,10 @@ func TestOpenFencingParam(t *testing.T) {
 		want string
 	}{
 		{"urlseen://x?fencing=false", nil, "false"},
-		{"urlseen://x", &dlock.Options{DisableFencing: true}, "false"},
+		{"urlseen://x", &dlock.Options{LeaseOptions: dlock.LeaseOptions{DisableFencing: true}}, "false"},
 		{"urlseen://x?fencing=true", nil, ""}, // the default: not passed on
 	} {
-		l, err := dlock.OpenOptions(ctx, c.url, c.opts)
+		l, err := dlock.Open(ctx, c.url, c.opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,4 +149,15 @@ func TestOpenFencingParam(t *testing.T) {
 		}
 		l.Close()
 	}
+}
+
+// fenceOf returns the fence of a lease of a fresh key of l.
+func fenceOf(t *testing.T, l *dlock.Locker) uint64 {
+	t.Helper()
+	lease, err := l.TryAcquire(t.Context(), "fence-of/"+t.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release(t.Context())
+	return lease.Fence()
 }

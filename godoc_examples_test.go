@@ -13,7 +13,7 @@ import (
 // TestExamplesImportTheirDrivers: every file of examples that opens a URL
 // imports the driver package that registers its scheme, so that an
 // example copied from go doc (which shows the file's imports) runs; a
-// copied ExampleSemaphore failed with "unknown URL scheme".
+// copied example failed with "unknown URL scheme".
 func TestExamplesImportTheirDrivers(t *testing.T) {
 	files, err := filepath.Glob("example*_test.go")
 	if err != nil || len(files) == 0 {

@@ -31,11 +31,14 @@ type waitSub struct {
 const keptAttempts = 4
 
 // subscribe subscribes to key's releases for the waiter with token: with
-// handoff if the driver offers it, for locks only (a semaphore's waiters
+// handoff if the driver offers it, for a lock only (a semaphore's waiters
 // are woken all at once), and plainly otherwise, also when a wrapping
-// driver answers errors.ErrUnsupported for handoff.
-func (l *Locker) subscribe(ctx context.Context, key, token string, cfg settings) (waitSub, error) {
-	if l.handoff != nil && cfg.sem == nil {
+// driver answers errors.ErrUnsupported for handoff. A lock's waiters may be
+// woken in turn by their token; a semaphore's subscribe without one, so
+// that every release wakes them all (several slots may be free, and a
+// waiter woken alone might not take the one freed).
+func (l *Locker) subscribe(ctx context.Context, key, token string, lock bool) (waitSub, error) {
+	if l.handoff != nil && lock {
 		turns, cancel, err := l.handoff.SubscribeHandoff(ctx, key, token)
 		if err == nil {
 			return waitSub{turns: turns, cancel: cancel, token: token, sent: make(map[uint64]time.Time)}, nil
@@ -44,7 +47,10 @@ func (l *Locker) subscribe(ctx context.Context, key, token string, cfg settings)
 			return waitSub{}, err
 		}
 	}
-	released, cancel, err := l.notifier.Subscribe(ctx, key, cfg.sem.waiterToken(token))
+	if !lock {
+		token = ""
+	}
+	released, cancel, err := l.notifier.Subscribe(ctx, key, token)
 	if err != nil {
 		return waitSub{}, err
 	}
@@ -64,7 +70,7 @@ func (s *waitSub) number(req *driver.Request, now time.Time) {
 	delete(s.sent, s.attempt-keptAttempts)
 }
 
-// unsubscribe ends s, if any, and looks at what its channel still holds:
+// unsubscribe ends the waiter's subscription, if any, and looks at what its channel still holds:
 // after cancel, a handoff driver has put there every grant it made to the
 // token (or one it may have made: see driver.Handoff). A grant there is
 // released (on a detached context, bounded by the ReleaseTimeout), unless
@@ -73,7 +79,8 @@ func (s *waitSub) number(req *driver.Request, now time.Time) {
 // channel held a plain wake-up, which may have been this waiter's turn,
 // and, as stuck, the error of a release of a grant that failed: the key
 // may then stay held by the token until its TTL.
-func (l *Locker) unsubscribe(ctx context.Context, s *waitSub, key string, cfg settings, kept *Lease) (woken bool, stuck error) {
+func (w *waiter) unsubscribe(ctx context.Context, kept *Lease) (woken bool, stuck error) {
+	s := &w.sub
 	if s.cancel == nil {
 		return false, nil
 	}
@@ -87,8 +94,7 @@ func (l *Locker) unsubscribe(ctx context.Context, s *waitSub, key string, cfg se
 			return true, nil
 		}
 		if kept == nil || kept.token != s.token {
-			req := driver.Request{Key: key, Token: s.token}
-			if err := l.release(ctx, req, cfg); err != nil && !errors.Is(err, ErrNotHeld) {
+			if err := w.release(ctx, s.token); err != nil && !errors.Is(err, ErrNotHeld) {
 				return false, err
 			}
 		}
@@ -102,27 +108,20 @@ func (l *Locker) unsubscribe(ctx context.Context, s *waitSub, key string, cfg se
 // released: the one case where such a call leaves the key held.
 const errGrantStuck = "; a grant it was (or may have been) handed as it stopped waiting could not be released, outcome unknown: the key may stay held until its TTL (release: %v)"
 
-// release releases the token of req as abandon does, and returns the
-// release's error.
-func (l *Locker) release(ctx context.Context, req driver.Request, cfg settings) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
+// passTurn is called by a lock's waiter whose wait ended with a release
+// notification and whose ctx then ended: a driver that queues waiters may
+// have woken it alone, for its turn. It makes the attempt the turn was
+// for, on a detached context, and undoes it, so that the release that the
+// undo makes wakes the next waiter.
+func (w *waiter) passTurn(ctx context.Context) {
+	if !w.lock() {
+		return // slot waiters are woken all at once, never in turn
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.releaseTimeout)
 	defer cancel()
-	return cfg.sem.releaseCall(ctx, l.drv, req.Key, req.Token)
-}
-
-// leaseOf makes a lease of the grant of req.Token with fence, counted
-// from sent, the send time of the attempt granted. A grant that came after
-// its own deadline (the backend may free the key any moment) is abandoned
-// and reported as errLateGrant; one that came as the Locker closed is
-// abandoned too. known reports whether the outcome of such an abandon is
-// known; ttlCap is as renewer.add's.
-func (l *Locker) leaseOf(ctx context.Context, req driver.Request, fence uint64, sent time.Time, cfg settings, ttlCap time.Duration) (lease *Lease, known bool, err error) {
-	if !time.Now().Before(sent.Add(req.TTL - cfg.drift)) {
-		return nil, l.abandon(ctx, req, cfg), errLateGrant
+	req := w.req
+	req.Wait, req.Attempt = 0, 0
+	if res, err := w.l.drv.Acquire(ctx, req); err == nil && res.Acquired || driver.OutcomeUnknown(err) {
+		w.l.drv.Release(ctx, req.Key, req.Token)
 	}
-	lease, err = l.renew.add(ctx, l, req, fence, sent, cfg, ttlCap)
-	if err != nil { // closed meanwhile
-		return nil, l.abandon(ctx, req, cfg), err
-	}
-	return lease, true, nil
 }

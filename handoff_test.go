@@ -90,7 +90,7 @@ func TestHandoffLeaseFromAttempt(t *testing.T) {
 			attempts++
 			return acquire()
 		}}
-		l := dlock.New(d, &dlock.Options{TTL: ttl, Drift: drift, RenewInterval: -1, Retry: dlock.LinearBackoff(time.Hour)})
+		l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl, Drift: drift, RenewInterval: -1, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
 		defer l.Close()
 		sent := time.Now()
 		got := goAcquire(t.Context(), l, "k")
@@ -131,7 +131,7 @@ func TestHandoffInOrder(t *testing.T) {
 		var wg sync.WaitGroup
 		start := time.Now()
 		for i := range n {
-			l := s.Locker(&dlock.Options{TTL: time.Minute, Retry: dlock.LinearBackoff(time.Hour)})
+			l := s.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
 			defer l.Close()
 			wg.Go(func() {
 				le, err := l.Acquire(t.Context(), "k", nil)
@@ -176,9 +176,9 @@ func TestHandoffGrantReleasedOnExit(t *testing.T) {
 				return driver.Result{}, fmt.Errorf("test: not sent: %w", driver.ErrUnavailable)
 			}
 			return acquire()
-		}}, &dlock.Options{TTL: time.Hour, Retry: dlock.LinearBackoff(time.Second)})
+		}}, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour, Retry: dlock.ExponentialBackoff(time.Second, time.Second)}})
 		defer a.Close()
-		b := s.Locker(&dlock.Options{TTL: time.Hour, Retry: dlock.LinearBackoff(time.Hour)})
+		b := s.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
 		defer b.Close()
 		actx, cancel := context.WithCancel(t.Context())
 		aGot := goAcquire(actx, a, "k")
@@ -222,7 +222,7 @@ func TestHandoffOwnReplyKeepsLease(t *testing.T) {
 				<-gate
 			}
 			return acquire()
-		}}, &dlock.Options{TTL: time.Hour, Retry: dlock.LinearBackoff(time.Second)})
+		}}, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour, Retry: dlock.ExponentialBackoff(time.Second, time.Second)}})
 		defer l.Close()
 		got := goAcquire(t.Context(), l, "k")
 		synctest.Wait()
@@ -268,7 +268,7 @@ func TestHandoffUndoRotatesToken(t *testing.T) {
 			lost = req.Token
 			acquire()
 			return driver.Result{}, timeout{}
-		}}, &dlock.Options{TTL: time.Hour, Retry: dlock.LinearBackoff(time.Second)})
+		}}, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour, Retry: dlock.ExponentialBackoff(time.Second, time.Second)}})
 		defer l.Close()
 		r := <-goAcquire(t.Context(), l, "k")
 		if r.err != nil {
@@ -305,7 +305,7 @@ func TestHandoffUnsupportedSubscribesPlainly(t *testing.T) {
 			attempts = append(attempts, req.Attempt)
 			return acquire()
 		}}}
-		l := dlock.New(d, &dlock.Options{TTL: time.Hour, Retry: dlock.LinearBackoff(time.Hour)})
+		l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
 		defer l.Close()
 		got := goAcquire(t.Context(), l, "k")
 		synctest.Wait()

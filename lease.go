@@ -17,7 +17,7 @@ var errReleased = fmt.Errorf("%w: released", ErrNotHeld)
 
 // A Lease is a held key. It stays valid until [Lease.Release], or until it is
 // lost: the backend reports that someone else holds the key, or renewal
-// cannot be confirmed before the local deadline. Loss closes [Lease.Done]
+// cannot be confirmed before the local deadline. Loss ends [Lease.Context]
 // before the backend can grant the key to anyone else, as long as the
 // backend's clock does not run faster than the Drift option allows.
 //
@@ -30,8 +30,8 @@ type Lease struct {
 	fence          uint64
 	releaseTimeout time.Duration
 	obs            observer
-	acquired       time.Time  // when the acquire was sent
-	sem            *Semaphore // the semaphore whose slot the lease holds; nil for a lock
+	acquired       time.Time // when the acquire was sent
+	ops            keyOps    // a lock's or a semaphore slot's calls
 
 	ctx    context.Context // ended by cancel, when the lease ends
 	cancel context.CancelCauseFunc
@@ -70,7 +70,7 @@ func (le *Lease) Token() string { return le.token }
 // every write to a resource the lock protects; the resource remembers the
 // highest fence it has seen and rejects writes with a lower one, which stops
 // a holder that was paused past its lease from doing harm. It is 0 for a
-// lock taken with fencing disabled ([Options].DisableFencing).
+// lock taken with fencing disabled ([LeaseOptions].DisableFencing).
 func (le *Lease) Fence() uint64 { return le.fence }
 
 // Owner returns the owner name recorded with the lease.
@@ -127,11 +127,6 @@ func (le *Lease) expired() bool {
 // from it see the loss when the renewal goroutine declares it, a moment
 // later.
 func (le *Lease) Context() context.Context { return &le.outer }
-
-// Done returns a channel that is closed when the lease ends. It is closed
-// already when Done is called after the local deadline passed. It costs a
-// clock reading.
-func (le *Lease) Done() <-chan struct{} { return le.outer.Done() }
 
 // Err returns nil while the lease is held; after it ends, an error wrapping
 // [ErrLeaseLost] if it was lost, or [ErrNotHeld] if it was released. It
@@ -489,7 +484,12 @@ func (le *Lease) Release(ctx context.Context) error {
 	return err
 }
 
-// event describes le for an observer.
-func (le *Lease) event(kind EventKind, d time.Duration, err error) Event {
-	return Event{Kind: kind, Key: le.key, Owner: le.owner, Fence: le.fence, Limit: le.sem.limitOf(), Duration: d, Err: err}
+// refreshCall refreshes le on the backend, as a lock or a slot.
+func (le *Lease) refreshCall(ctx context.Context, ttl time.Duration) error {
+	return le.ops.refresh(ctx, le.key, le.token, ttl)
+}
+
+// releaseCall frees le on the backend, as a lock or a slot.
+func (le *Lease) releaseCall(ctx context.Context) error {
+	return le.ops.release(ctx, le.key, le.token)
 }

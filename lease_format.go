@@ -52,8 +52,8 @@ func (le *Lease) LogValue() slog.Value {
 		slog.Time("valid_until", le.ValidUntil()),
 		slog.String("state", le.state()),
 	}
-	if le.sem != nil {
-		attrs = append(attrs, slog.Int("limit", le.sem.limit)) // a semaphore's slot
+	if n := le.ops.limit(); n != 0 {
+		attrs = append(attrs, slog.Int("limit", n)) // a semaphore's slot
 	}
 	return slog.GroupValue(attrs...)
 }

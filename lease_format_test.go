@@ -16,7 +16,7 @@ import (
 // checks that the token never shows, while the key and fence do.
 func TestLeasePrintsNoToken(t *testing.T) {
 	ctx := context.Background()
-	l := memdriver.New(&dlock.Options{Owner: "worker-1"})
+	l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{Owner: "worker-1"}})
 	defer l.Close()
 	lease, err := l.TryAcquire(ctx, "printed-key", nil)
 	if err != nil {

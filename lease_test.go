@@ -41,7 +41,7 @@ func (f *refreshFault) failWith(err error) { f.err.Store(&err) }
 func TestRenewalKeepsLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := store.Locker(&dlock.Options{TTL: time.Second})
+		l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -71,7 +71,7 @@ func TestLossSignalledBeforeExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
 		fault := &refreshFault{Locker: store.Driver()}
-		l := dlock.New(fault, &dlock.Options{TTL: 3 * time.Second})
+		l := dlock.New(fault, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second}})
 		defer l.Close()
 		start := time.Now()
 		lease, err := l.Acquire(t.Context(), "k", nil)
@@ -79,7 +79,7 @@ func TestLossSignalledBeforeExpiry(t *testing.T) {
 			t.Fatal(err)
 		}
 		fault.failWith(driver.ErrUnavailable)
-		<-lease.Done()
+		<-lease.Context().Done()
 		lostAfter := time.Since(start)
 		if lostAfter >= 3*time.Second {
 			t.Fatalf("lease lost after %v; want before the 3s TTL expires on the backend", lostAfter)
@@ -93,7 +93,7 @@ func TestLossSignalledBeforeExpiry(t *testing.T) {
 		if fault.refreshes.Load() < 3 {
 			t.Errorf("only %d refresh attempts before the deadline; want retries", fault.refreshes.Load())
 		}
-		h, held, err := store.Locker(nil).Holder(t.Context(), "k")
+		h, held, err := soleHolder(store.Locker(nil).Holders(t.Context(), "k"))
 		if err != nil || !held {
 			t.Fatalf("Holder = %v, %v, %v; the backend must still hold the key when the loss is signalled", h, held, err)
 		}
@@ -106,7 +106,7 @@ func TestNotHeldEndsLeaseAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
 		fault := &refreshFault{Locker: store.Driver()}
-		l := dlock.New(fault, &dlock.Options{TTL: 3 * time.Second})
+		l := dlock.New(fault, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second}})
 		defer l.Close()
 		start := time.Now()
 		lease, err := l.Acquire(t.Context(), "k", nil)
@@ -114,7 +114,7 @@ func TestNotHeldEndsLeaseAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		fault.failWith(driver.ErrNotHeld)
-		<-lease.Done()
+		<-lease.Context().Done()
 		if d := time.Since(start); d != time.Second {
 			t.Fatalf("lease lost after %v; want at the first renewal (1s)", d)
 		}
@@ -149,7 +149,7 @@ func TestReleaseTwice(t *testing.T) {
 func TestRenewalStopsAtRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fault := &refreshFault{Locker: memdriver.NewStore().Driver()}
-		l := dlock.New(fault, &dlock.Options{TTL: time.Second})
+		l := dlock.New(fault, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		err := l.Do(t.Context(), "k", nil, func(ctx context.Context, _ *dlock.Lease) error {
 			time.Sleep(2 * time.Second)
@@ -174,7 +174,7 @@ func TestRenewalStopsAtRelease(t *testing.T) {
 func TestDoCancelsOnLoss(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fault := &refreshFault{Locker: memdriver.NewStore().Driver()}
-		l := dlock.New(fault, &dlock.Options{TTL: time.Second})
+		l := dlock.New(fault, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		err := l.Do(t.Context(), "k", nil, func(ctx context.Context, _ *dlock.Lease) error {
 			fault.failWith(driver.ErrNotHeld)
@@ -202,7 +202,7 @@ func TestManyLeasesOneScheduler(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				l := dlock.New(tc.drv(), &dlock.Options{TTL: 3 * time.Second})
+				l := dlock.New(tc.drv(), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second}})
 				defer l.Close()
 				before := runtime.NumGoroutine()
 				leases := make([]*dlock.Lease, 10_000)
@@ -237,7 +237,7 @@ func TestLateGrantRefused(t *testing.T) {
 		store := memdriver.NewStore()
 		slow := conformance.Faulty(store.Driver())
 		slow.SetLatency(2 * time.Second)
-		l := dlock.New(slow, &dlock.Options{TTL: time.Second})
+		l := dlock.New(slow, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		lease, err := l.TryAcquire(t.Context(), "k", nil)
 		if err == nil {
@@ -246,7 +246,7 @@ func TestLateGrantRefused(t *testing.T) {
 		if errors.Is(err, dlock.ErrNotAcquired) || !errors.Is(err, dlock.ErrUnavailable) {
 			t.Fatalf("TryAcquire = %v; want ErrUnavailable, not ErrNotAcquired (nobody holds the key)", err)
 		}
-		if _, held, _ := store.Locker(nil).Holder(t.Context(), "k"); held {
+		if _, held, _ := soleHolder(store.Locker(nil).Holders(t.Context(), "k")); held {
 			t.Fatal("the late grant was not released")
 		}
 	})
@@ -268,7 +268,7 @@ func (b *batchCounter) RefreshBatch(ctx context.Context, reqs []driver.RefreshRe
 func TestRenewalsCoalesce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		drv := &batchCounter{Locker: memdriver.NewStore().Driver()}
-		l := dlock.New(drv, &dlock.Options{TTL: 3 * time.Second}) // renewed every 1s
+		l := dlock.New(drv, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second}}) // renewed every 1s
 		defer l.Close()
 		for i := range 100 {
 			if _, err := l.TryAcquire(t.Context(), "k"+strconv.Itoa(i), nil); err != nil {
@@ -292,7 +292,7 @@ func TestRenewalsCoalesce(t *testing.T) {
 func TestIdleLockerKeepsNoGoroutine(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fault := &refreshFault{Locker: memdriver.NewStore().Driver()}
-		l := dlock.New(fault, &dlock.Options{TTL: 3 * time.Second})
+		l := dlock.New(fault, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second}})
 		for range 3 { // in a row: the goroutine is reused meanwhile
 			lease, err := l.TryAcquire(t.Context(), "released", nil)
 			if err != nil {
@@ -310,7 +310,7 @@ func TestIdleLockerKeepsNoGoroutine(t *testing.T) {
 			t.Fatal(err)
 		}
 		fault.failWith(driver.ErrNotHeld)
-		<-lease.Done()
+		<-lease.Context().Done()
 		time.Sleep(time.Second)
 		synctest.Wait()
 		// The bubble ends now: a goroutine left would fail the test.
@@ -354,7 +354,7 @@ func TestWaitingAttemptsCarryWait(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec := &waitRecorder{Locker: store.Driver()}
-		l := dlock.New(rec, &dlock.Options{Retry: dlock.LinearBackoff(50 * time.Millisecond)})
+		l := dlock.New(rec, &dlock.Options{LeaseOptions: dlock.LeaseOptions{Retry: dlock.ExponentialBackoff(50*time.Millisecond, 50*time.Millisecond)}})
 		defer l.Close()
 		if _, err := l.TryAcquire(t.Context(), "k", nil); !errors.Is(err, dlock.ErrNotAcquired) {
 			t.Fatalf("TryAcquire of a held key = %v", err)

@@ -77,7 +77,7 @@ func TestUnknownOutcomeUndone(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				store := memdriver.NewStore()
-				l := dlock.New(tc.drv(store.Driver()), &dlock.Options{TTL: time.Minute})
+				l := dlock.New(tc.drv(store.Driver()), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 				defer l.Close()
 				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 				defer cancel()
@@ -100,7 +100,7 @@ func TestWaiterUndoesBeforeSleeping(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
 		drv := &lostReply{Locker: store.Driver(), err: timeoutError{}}
-		l := dlock.New(drv, &dlock.Options{TTL: time.Minute, Retry: dlock.LinearBackoff(time.Hour)})
+		l := dlock.New(drv, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
 		defer l.Close()
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
@@ -167,12 +167,12 @@ func TestCloseRacingGrant(t *testing.T) {
 func TestCloseEndsWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		holder := store.Locker(&dlock.Options{TTL: time.Hour})
+		holder := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour}})
 		defer holder.Close()
 		if _, err := holder.TryAcquire(t.Context(), "k", nil); err != nil {
 			t.Fatal(err)
 		}
-		l := store.Locker(&dlock.Options{Retry: dlock.LinearBackoff(time.Hour)})
+		l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
 		got := make(chan error)
 		go func() {
 			_, err := l.Acquire(t.Context(), "k", nil)
@@ -209,7 +209,7 @@ func TestEndedContextNotUnavailable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := dlock.New(blamesBackend{memdriver.NewStore().Driver()}, nil)
 		defer l.Close()
-		for name, acquire := range map[string]func(context.Context, string, *dlock.Options) (*dlock.Lease, error){
+		for name, acquire := range map[string]func(context.Context, string, *dlock.LeaseOptions) (*dlock.Lease, error){
 			"Acquire": l.Acquire, "TryAcquire": l.TryAcquire,
 		} {
 			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
@@ -237,7 +237,7 @@ func TestDoPanicReleases(t *testing.T) {
 			events = append(events, e.Kind)
 			mu.Unlock()
 		})
-		l := store.Locker(&dlock.Options{TTL: time.Minute, Observer: obs})
+		l := store.Locker(&dlock.Options{Observer: obs, LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 		defer l.Close()
 		func() {
 			defer func() {
@@ -319,7 +319,7 @@ func (d *turns) Release(ctx context.Context, key, token string) error {
 func TestWokenWaiterPassesTurn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		drv := &turns{Locker: memdriver.NewStore().Driver()}
-		opts := &dlock.Options{TTL: time.Hour, Retry: dlock.LinearBackoff(time.Hour)}
+		opts := &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}}
 		holder, a, b := dlock.New(drv, opts), dlock.New(drv, opts), dlock.New(drv, opts)
 		defer holder.Close()
 		defer a.Close()
@@ -388,7 +388,7 @@ func TestReleaseAfterCloseReportsLoss(t *testing.T) {
 func TestReleaseDuringClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := &gatedRefresh{Locker: memdriver.NewStore().Driver(), ttl: time.Second, held: make(chan struct{}), open: make(chan struct{})}
-		l := dlock.New(g, &dlock.Options{TTL: time.Second})
+		l := dlock.New(g, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -465,7 +465,7 @@ func TestLateUndoCannotFreeLaterGrant(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
 		drv := &lateUndo{Locker: store.Driver()}
-		l := dlock.New(drv, &dlock.Options{TTL: time.Minute, Retry: dlock.LinearBackoff(10 * time.Millisecond)})
+		l := dlock.New(drv, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute, Retry: dlock.ExponentialBackoff(10*time.Millisecond, 10*time.Millisecond)}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -487,7 +487,7 @@ func TestLateUndoCannotFreeLaterGrant(t *testing.T) {
 func TestReleaseWithEndedContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := store.Locker(&dlock.Options{TTL: time.Minute})
+		l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 		defer l.Close()
 		ctx, cancel := context.WithCancel(t.Context())
 		lease, err := l.TryAcquire(ctx, "k", nil)

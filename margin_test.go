@@ -19,7 +19,7 @@ import (
 func TestWithMarginFollowsRenewal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fault := &refreshFault{Locker: memdriver.NewStore().Driver()}
-		l := dlock.New(fault, &dlock.Options{TTL: 3 * time.Second})
+		l := dlock.New(fault, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -48,7 +48,7 @@ func TestWithMarginFollowsRenewal(t *testing.T) {
 		if cause := context.Cause(ctx); !errors.Is(cause, dlock.ErrLeaseLost) {
 			t.Errorf("cause %v; want ErrLeaseLost", cause)
 		}
-		<-lease.Done()
+		<-lease.Context().Done()
 		if got := time.Until(deadline); got != 0 {
 			t.Errorf("lease lost %v before its deadline; want at it", got)
 		}
@@ -59,7 +59,7 @@ func TestWithMarginFollowsRenewal(t *testing.T) {
 // earlier with the deadline.
 func TestWithMarginShorterTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memdriver.New(&dlock.Options{TTL: 10 * time.Second, RenewInterval: -1})
+		l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second, RenewInterval: -1}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -85,7 +85,7 @@ func TestWithMarginShorterTTL(t *testing.T) {
 // ends it at once. The bubble's end checks that nothing is left running.
 func TestWithMarginEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memdriver.New(&dlock.Options{TTL: time.Second})
+		l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -122,7 +122,7 @@ func TestWithMarginEnds(t *testing.T) {
 // goes backwards.
 func TestValidUntilConcurrent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memdriver.New(&dlock.Options{TTL: time.Second})
+		l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -142,7 +142,7 @@ func TestValidUntilConcurrent(t *testing.T) {
 					}
 					last = v
 					select {
-					case <-lease.Done():
+					case <-lease.Context().Done():
 						t.Errorf("lease ended under healthy renewal: %v", lease.Err())
 						return
 					default:

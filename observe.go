@@ -66,32 +66,10 @@ type Event struct {
 	Err      error
 }
 
-// Observer receives a Locker's events, for metrics and tracing (package
-// dlockotel turns them into OpenTelemetry instruments). It must be safe for
-// concurrent use. ctx carries the values of the context of the call that
-// started the lease (a trace span, say).
-//
-// Observe never runs on the renewal machinery and never with a dlock lock
-// held, so a slow or blocking Observer (or Logger) cannot delay a renewal
-// or a deadline check. An event caused by a call (Acquire, Release, Close,
-// …) is reported on the caller's goroutine when nothing is waiting to be
-// reported; every other event, and every event while others wait, is
-// reported in order by a goroutine of the Locker's own, which exits when
-// none is left (Close does not wait for it). The events of one lease
-// arrive in the order they happened; a blocking Observer only delays the
-// events after it. If more than 65,536 events wait, further ones are
-// dropped until it catches up (and this is logged once). A panic in
-// Observe, or in the Logger's handler, is recovered and logged once per
-// Locker (to the Logger, or else to [slog.Default]); it never ends a lease
-// or the process.
-type Observer interface {
-	Observe(ctx context.Context, e Event)
-}
-
 // observer is what a lease or call reports to: the user's Observer and
 // logger, either possibly nil, and the Locker's event queue.
 type observer struct {
-	o   Observer
+	o   func(ctx context.Context, e Event)
 	log *slog.Logger
 	q   *eventQueue
 }
@@ -129,7 +107,7 @@ func (ob observer) post(ctx context.Context, e Event, failures int) {
 // operation.
 func (ob observer) deliver(ctx context.Context, e Event, failures int) {
 	if ob.o != nil {
-		ob.call(func() { ob.o.Observe(ctx, e) }, "Observer")
+		ob.call(func() { ob.o(ctx, e) }, "Observer")
 	}
 	if ob.log == nil {
 		return
@@ -277,4 +255,51 @@ func (q *eventQueue) run() {
 		q.dropped = false
 		q.spare = batch[:0]
 	}
+}
+
+// note queues an event of le for the Locker's event goroutine. r.mu must be
+// held, so that a lease's events are queued in the order they happen.
+//
+// Until the lease's EventGranted is reported (see granted), its events wait
+// in the lease: the Acquire call may be slow to return after the grant (an
+// unsubscribe round trip), and a renewal may happen meanwhile.
+func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
+	switch {
+	case !le.obs.enabled():
+	case le.grantPending:
+		// An Observer blocking on EventGranted must not grow it forever;
+		// EventLost, once per lease, is always kept.
+		if len(le.held) < maxHeld || kind == EventLost {
+			le.held = append(le.held, heldEvent{le.event(kind, d, err), le.failures})
+		}
+	default:
+		le.obs.post(le.ctx, le.event(kind, d, err), le.failures)
+	}
+}
+
+// maxHeld bounds the events a lease keeps until its EventGranted is
+// reported; later ones but EventLost are dropped.
+const maxHeld = 64
+
+// heldEvent is an event noted before its lease's EventGranted was reported.
+type heldEvent struct {
+	e        Event
+	failures int
+}
+
+// granted queues the events that le noted before its EventGranted was
+// reported, and lets later ones go out at once.
+func (r *renewer) granted(le *Lease) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	le.grantPending = false
+	for _, h := range le.held {
+		le.obs.post(le.ctx, h.e, h.failures)
+	}
+	le.held = nil
+}
+
+// event describes le for an observer.
+func (le *Lease) event(kind EventKind, d time.Duration, err error) Event {
+	return Event{Kind: kind, Key: le.key, Owner: le.owner, Fence: le.fence, Limit: le.ops.limit(), Duration: d, Err: err}
 }

@@ -50,10 +50,7 @@ func TestObserverAndLog(t *testing.T) {
 		var logs bytes.Buffer
 		store := memdriver.NewStore()
 		fault := &refreshFault{Locker: store.Driver()}
-		l := dlock.New(fault, &dlock.Options{
-			TTL: 3 * time.Second, Owner: "w1", Observer: &rec,
-			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		})
+		l := dlock.New(fault, &dlock.Options{Observer: rec.Observe, Logger: slog.New(slog.NewTextHandler(&logs, nil)), LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second, Owner: "w1"}})
 		defer l.Close()
 
 		lease, err := l.Acquire(t.Context(), "k", nil)
@@ -65,7 +62,7 @@ func TestObserverAndLog(t *testing.T) {
 		}
 		time.Sleep(2500 * time.Millisecond) // two renewals
 		fault.failWith(driver.ErrUnavailable)
-		<-lease.Done()
+		<-lease.Context().Done()
 		synctest.Wait()
 		lease.Release(t.Context())
 
@@ -131,7 +128,7 @@ func TestBlockingObserverDoesNotStopRenewal(t *testing.T) {
 				time.Sleep(5 * time.Second)
 			}
 		})
-		l := dlock.New(&sickKey{Locker: store.Driver(), key: "sick", err: driver.ErrUnavailable}, &dlock.Options{TTL: time.Second, Observer: obs})
+		l := dlock.New(&sickKey{Locker: store.Driver(), key: "sick", err: driver.ErrUnavailable}, &dlock.Options{Observer: obs, LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		healthy, err := l.Acquire(t.Context(), "healthy", nil)
 		if err != nil {
@@ -141,7 +138,7 @@ func TestBlockingObserverDoesNotStopRenewal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		<-sick.Done()
+		<-sick.Context().Done()
 		time.Sleep(3 * time.Second)
 		other := store.Locker(nil)
 		defer other.Close()
@@ -167,13 +164,13 @@ func TestLeaseEventsInOrder(t *testing.T) {
 			var rec recorder
 			store := memdriver.NewStore()
 			key := fmt.Sprint("k", i)
-			l := dlock.New(&sickKey{Locker: store.Driver(), key: key}, &dlock.Options{TTL: time.Second, Observer: &rec})
+			l := dlock.New(&sickKey{Locker: store.Driver(), key: key}, &dlock.Options{Observer: rec.Observe, LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 			defer l.Close()
 			lease, err := l.Acquire(t.Context(), key, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			<-lease.Done()
+			<-lease.Context().Done()
 			if err := lease.Release(t.Context()); !errors.Is(err, dlock.ErrLeaseLost) {
 				t.Fatalf("Release of a lost lease = %v; want ErrLeaseLost", err)
 			}
@@ -195,8 +192,7 @@ func TestObserverPanics(t *testing.T) {
 		var logs syncBuffer
 		store := memdriver.NewStore()
 		obs := observerFunc(func(context.Context, dlock.Event) { panic("observer bug") })
-		l := dlock.New(store.Driver(), &dlock.Options{TTL: time.Second, Observer: obs,
-			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		l := dlock.New(store.Driver(), &dlock.Options{Observer: obs, Logger: slog.New(slog.NewTextHandler(&logs, nil)), LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		var lease *dlock.Lease
 		func() {
@@ -243,13 +239,13 @@ func TestObserverCallsClose(t *testing.T) {
 				once.Do(func() { l.Close() })
 			}
 		})
-		l = memdriver.New(&dlock.Options{TTL: time.Second, Observer: obs})
+		l = memdriver.New(&dlock.Options{Observer: obs, LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		<-lease.Done() // a deadlock fails the bubble here
+		<-lease.Context().Done() // a deadlock fails the bubble here
 		if err := lease.Err(); !errors.Is(err, dlock.ErrClosed) {
 			t.Fatalf("lease ended with %v; want ErrClosed", err)
 		}
@@ -297,7 +293,7 @@ func TestGrantedBeforeLeaseEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 		var rec recorder
-		l := dlock.New(slowUnsubscribe{store.Driver()}, &dlock.Options{TTL: time.Second, Observer: &rec})
+		l := dlock.New(slowUnsubscribe{store.Driver()}, &dlock.Options{Observer: rec.Observe, LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		got := make(chan *dlock.Lease)
 		go func() {

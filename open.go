@@ -10,34 +10,26 @@ import (
 	"github.com/dlock-go/dlock/driver"
 )
 
-// Schemes returns the URL schemes of the drivers linked in, sorted.
-// Drivers register them with [driver.Register].
-func Schemes() []string { return driver.Schemes() }
-
 // Open returns a Locker for a URL such as "mem://", "redis://host:6379/0"
 // or "redlock://h1:6379,h2:6379,h3:6379". The driver for the scheme must be
-// linked in, usually by importing its package for side effects.
+// linked in, usually by importing its package for side effects
+// ([driver.Schemes] lists those that are).
 //
 // These query parameters apply to every scheme and set the Locker's
-// [Options]: ttl, renew and drift (Go durations such as "30s"; renew=-1
-// disables automatic renewal), owner, and fencing (fencing=false sets
-// DisableFencing). Other parameters belong to the driver; unknown ones
-// are rejected.
+// default [LeaseOptions]: ttl, renew and drift (Go durations such as
+// "30s"; renew=-1 disables automatic renewal), owner, and fencing
+// (fencing=false sets DisableFencing). Other parameters belong to the
+// driver; unknown ones are rejected. opts may be nil; it carries what a
+// URL cannot (an Observer, a Logger), and a non-zero field of it overrides
+// the URL's parameter.
 //
 // The URL is parsed strictly, so that it never silently means something
 // other than its text: it must start with SCHEME://, name its host where
 // the scheme has one, escape '@', '/', '?' and '#' in a password (as %40,
 // %2F, %3F, %23), and separate parameters with '&' only. Errors show the
-// URL as [RedactURL] does: without user name, password, or the value of
-// any parameter that is not a documented setting.
-func Open(ctx context.Context, rawURL string) (*Locker, error) {
-	return OpenOptions(ctx, rawURL, nil)
-}
-
-// OpenOptions is [Open] with options, including those a URL cannot carry
-// such as an Observer or a Logger. A non-zero field of opts overrides the
-// URL's parameter; [Locker.Options] reports the settings in effect.
-func OpenOptions(ctx context.Context, rawURL string, opts *Options) (*Locker, error) {
+// URL as [driver.RedactURL] does: without user name, password, or the
+// value of any parameter that is not a documented setting.
+func Open(ctx context.Context, rawURL string, opts *Options) (*Locker, error) {
 	u, q, err := driver.ParseURL(rawURL)
 	if err != nil {
 		return nil, err
@@ -51,7 +43,7 @@ func OpenOptions(ctx context.Context, rawURL string, opts *Options) (*Locker, er
 		return nil, err
 	}
 	o = o.overriddenBy(opts)
-	if _, err := o.resolve(nil); err != nil {
+	if _, err := o.resolve(); err != nil {
 		return nil, fmt.Errorf("%s: %w", driver.Redacted(u), err)
 	}
 	// The driver sees the settings the Locker uses, not the URL's.
@@ -135,35 +127,6 @@ func (o *Options) overriddenBy(x *Options) *Options {
 	return &y
 }
 
-// Options returns the settings in effect for the Locker's leases: its
-// options with every default filled in (RenewInterval is negative when
-// automatic renewal is off). Callers that took them from a URL and
-// explicit options need not parse the URL again.
-func (l *Locker) Options() Options {
-	c := l.cfg
-	renew := c.renew
-	if renew <= 0 {
-		renew = -1
-	}
-	return Options{
-		TTL:            c.ttl,
-		RenewInterval:  renew,
-		Drift:          c.drift,
-		Owner:          c.owner,
-		Retry:          c.retry,
-		ReleaseTimeout: c.releaseTimeout,
-		Observer:       c.obs.o,
-		Logger:         c.obs.log,
-		DisableFencing: c.noFence,
-	}
-}
-
-// RedactURL returns rawURL fit for logs and messages, whether or not it
-// parses: without its user name and password, and with the value of every
-// query parameter that is not a documented setting replaced by "xxxxx".
-// Applications that print the URL they were configured with use it.
-func RedactURL(rawURL string) string { return driver.RedactURL(rawURL) }
-
 // schemePackages names the package of this module that registers each
 // scheme, for the error of a scheme not registered.
 var schemePackages = map[string]string{
@@ -183,7 +146,7 @@ var schemePackages = map[string]string{
 // module's, and lists the schemes registered.
 func unknownScheme(u *url.URL) error {
 	known := "none"
-	if s := Schemes(); len(s) > 0 {
+	if s := driver.Schemes(); len(s) > 0 {
 		known = strings.Join(s, ", ")
 	}
 	if pkg, ok := schemePackages[strings.ToLower(u.Scheme)]; ok {

@@ -28,7 +28,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			l, err := dlock.Open(ctx, c.url)
+			l, err := dlock.Open(ctx, c.url, nil)
 			if err == nil {
 				l.Close()
 				t.Fatalf("Open(%q) succeeded; want an error", c.url)
@@ -49,7 +49,7 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestOpenCommonParams(t *testing.T) {
-	l, err := dlock.Open(context.Background(), "mem://params?ttl=2s&owner=worker-7")
+	l, err := dlock.Open(context.Background(), "mem://params?ttl=2s&owner=worker-7", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestRegisterTwicePanics(t *testing.T) {
 
 func TestOpenOptions(t *testing.T) {
 	var rec recorder
-	l, err := dlock.OpenOptions(context.Background(), "mem://?owner=from-url&ttl=3s&drift=7ms", &dlock.Options{Owner: "from-opts", TTL: 2 * time.Second, Observer: &rec})
+	l, err := dlock.Open(context.Background(), "mem://?owner=from-url&ttl=3s&drift=7ms", &dlock.Options{Observer: rec.Observe, LeaseOptions: dlock.LeaseOptions{Owner: "from-opts", TTL: 2 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,32 +92,32 @@ func TestOpenOptions(t *testing.T) {
 		t.Errorf("Owner = %q; an explicit option must win over the URL's", lease.Owner())
 	}
 	if got := rec.kinds(); len(got) != 2 || got[0] != "granted" || got[1] != "released" {
-		t.Errorf("observer saw %v; want [granted released]: OpenOptions must keep the Observer", got)
+		t.Errorf("observer saw %v; want [granted released]: Open must keep the Observer", got)
 	}
 	// The settings in effect are readable: explicit TTL and owner, the
 	// URL's drift, and the renew interval derived from the TTL.
-	o := l.Options()
+	o, releaseTimeout := dlock.Effective(l)
 	if o.TTL != 2*time.Second || o.Owner != "from-opts" || o.Drift != 7*time.Millisecond || o.RenewInterval != 2*time.Second/3 {
-		t.Errorf("Options() = TTL %v, Owner %q, Drift %v, RenewInterval %v; want 2s, from-opts, 7ms (URL), 666ms", o.TTL, o.Owner, o.Drift, o.RenewInterval)
+		t.Errorf("settings = TTL %v, Owner %q, Drift %v, RenewInterval %v; want 2s, from-opts, 7ms (URL), 666ms", o.TTL, o.Owner, o.Drift, o.RenewInterval)
 	}
-	if o.Observer != &rec || o.ReleaseTimeout != dlock.DefaultReleaseTimeout || o.Retry == nil {
-		t.Errorf("Options() lost the Observer or a default: %+v", o)
+	if releaseTimeout != 5*time.Second || o.Retry == nil {
+		t.Errorf("settings lost a default: %+v, ReleaseTimeout %v", o, releaseTimeout)
 	}
 }
 
 func TestOpenOptionsRenewOff(t *testing.T) {
-	l, err := dlock.Open(context.Background(), "mem://?renew=-1s")
+	l, err := dlock.Open(context.Background(), "mem://?renew=-1s", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if o := l.Options(); o.RenewInterval >= 0 || o.TTL != dlock.DefaultTTL {
-		t.Errorf("Options() = RenewInterval %v, TTL %v; want negative (off) and the default TTL", o.RenewInterval, o.TTL)
+	if o, _ := dlock.Effective(l); o.RenewInterval >= 0 || o.TTL != 15*time.Second {
+		t.Errorf("settings = RenewInterval %v, TTL %v; want negative (off) and the default TTL", o.RenewInterval, o.TTL)
 	}
 }
 
 func TestRedactURL(t *testing.T) {
-	got := dlock.RedactURL("redis://user:hunter2@host:6379/0?sentinel_password=hunter3&ttl=1s&auth_token=hunter4")
+	got := driver.RedactURL("redis://user:hunter2@host:6379/0?sentinel_password=hunter3&ttl=1s&auth_token=hunter4")
 	for _, secret := range []string{"hunter2", "hunter3", "hunter4", "user"} {
 		if strings.Contains(got, secret) {
 			t.Errorf("RedactURL = %q shows %s", got, secret)
@@ -126,7 +126,7 @@ func TestRedactURL(t *testing.T) {
 	if !strings.Contains(got, "ttl=1s") || !strings.Contains(got, "@host:6379/0") {
 		t.Errorf("RedactURL = %q; want the rest kept", got)
 	}
-	_, err := dlock.Open(context.Background(), "mem://?password=hunter5&ttl=bad")
+	_, err := dlock.Open(context.Background(), "mem://?password=hunter5&ttl=bad", nil)
 	if err == nil || strings.Contains(err.Error(), "hunter5") {
 		t.Errorf("Open error %v shows a password given as a parameter", err)
 	}
@@ -147,7 +147,7 @@ func init() {
 // override them — so a driver that needs drift (redlock) shares the
 // Locker's, and nothing is stripped (issue 14).
 func TestOpenPassesEffectiveSettings(t *testing.T) {
-	l, err := dlock.OpenOptions(context.Background(), "urlseen://x?drift=9ms&ttl=3s&renew=1s&owner=url", &dlock.Options{TTL: 4 * time.Second, Owner: "opts"})
+	l, err := dlock.Open(context.Background(), "urlseen://x?drift=9ms&ttl=3s&renew=1s&owner=url", &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 4 * time.Second, Owner: "opts"}})
 	if err != nil {
 		t.Fatal(err)
 	}

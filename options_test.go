@@ -20,22 +20,22 @@ func TestBadInput(t *testing.T) {
 		name string
 		l    *dlock.Locker
 		key  string
-		opts *dlock.Options
+		opts *dlock.LeaseOptions
 		want string
 	}{
 		{"NilDriver", dlock.New(nil, nil), "k", nil, "nil driver"},
 		{"EmptyKey", memdriver.New(nil), "", nil, "empty key"},
-		{"LongKey", memdriver.New(nil), strings.Repeat("k", dlock.MaxKeyLen+1), nil, "1025 bytes"},
-		{"NegativeTTL", memdriver.New(nil), "k", &dlock.Options{TTL: -time.Second}, "TTL -1s"},
-		{"TinyTTL", memdriver.New(nil), "k", &dlock.Options{TTL: time.Microsecond}, "TTL 1µs"},
-		{"RenewNotBelowTTL", memdriver.New(nil), "k", &dlock.Options{TTL: time.Second, RenewInterval: time.Second}, "RenewInterval 1s"},
-		{"DriftNotBelowTTL", memdriver.New(nil), "k", &dlock.Options{TTL: time.Second, Drift: 2 * time.Second}, "Drift 2s"},
-		{"TTLBelowFloor", memdriver.New(nil), "k", &dlock.Options{TTL: 2 * time.Millisecond}, "TTL 2ms is below the minimum 50ms"},
-		{"TTLJustBelowFloor", memdriver.New(nil), "k", &dlock.Options{TTL: 10 * time.Millisecond}, "TTL 10ms is below the minimum 50ms"},
-		{"RenewNoRoomForRoundTrip", memdriver.New(nil), "k", &dlock.Options{TTL: time.Second, RenewInterval: 995 * time.Millisecond}, "RenewInterval 995ms (set) leaves no room"},
-		{"DerivedRenewNoRoom", memdriver.New(nil), "k", &dlock.Options{TTL: time.Second, Drift: 700 * time.Millisecond}, "RenewInterval 333.333333ms (derived as TTL/3)"},
-		{"BadCallTTLOverLocker", memdriver.New(&dlock.Options{Drift: 500 * time.Millisecond}), "k", &dlock.Options{TTL: 400 * time.Millisecond}, "Drift 500ms is not below TTL 400ms"},
-		{"BadLockerOptions", memdriver.New(&dlock.Options{TTL: -1}), "k", nil, "TTL -1ns"},
+		{"LongKey", memdriver.New(nil), strings.Repeat("k", 1024+1), nil, "1025 bytes"},
+		{"NegativeTTL", memdriver.New(nil), "k", &dlock.LeaseOptions{TTL: -time.Second}, "TTL -1s"},
+		{"TinyTTL", memdriver.New(nil), "k", &dlock.LeaseOptions{TTL: time.Microsecond}, "TTL 1µs"},
+		{"RenewNotBelowTTL", memdriver.New(nil), "k", &dlock.LeaseOptions{TTL: time.Second, RenewInterval: time.Second}, "RenewInterval 1s"},
+		{"DriftNotBelowTTL", memdriver.New(nil), "k", &dlock.LeaseOptions{TTL: time.Second, Drift: 2 * time.Second}, "Drift 2s"},
+		{"TTLBelowFloor", memdriver.New(nil), "k", &dlock.LeaseOptions{TTL: 2 * time.Millisecond}, "TTL 2ms is below the minimum 50ms"},
+		{"TTLJustBelowFloor", memdriver.New(nil), "k", &dlock.LeaseOptions{TTL: 10 * time.Millisecond}, "TTL 10ms is below the minimum 50ms"},
+		{"RenewNoRoomForRoundTrip", memdriver.New(nil), "k", &dlock.LeaseOptions{TTL: time.Second, RenewInterval: 995 * time.Millisecond}, "RenewInterval 995ms (set) leaves no room"},
+		{"DerivedRenewNoRoom", memdriver.New(nil), "k", &dlock.LeaseOptions{TTL: time.Second, Drift: 700 * time.Millisecond}, "RenewInterval 333.333333ms (derived as TTL/3)"},
+		{"BadCallTTLOverLocker", memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{Drift: 500 * time.Millisecond}}), "k", &dlock.LeaseOptions{TTL: 400 * time.Millisecond}, "Drift 500ms is not below TTL 400ms"},
+		{"BadLockerOptions", memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: -1}}), "k", nil, "TTL -1ns"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -56,15 +56,15 @@ func TestBadInput(t *testing.T) {
 // backend, so the documented minimum is true.
 func TestTTLFloorHolds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memdriver.New(&dlock.Options{TTL: dlock.MinTTL})
+		l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: (50 * time.Millisecond)}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * dlock.MinTTL)
+		time.Sleep(100 * (50 * time.Millisecond))
 		if err := lease.Err(); err != nil {
-			t.Fatalf("a lease with TTL %v ended under renewal: %v", dlock.MinTTL, err)
+			t.Fatalf("a lease with TTL %v ended under renewal: %v", (50 * time.Millisecond), err)
 		}
 		if err := lease.Release(t.Context()); err != nil {
 			t.Fatal(err)
@@ -91,11 +91,11 @@ func TestRetryStrategies(t *testing.T) {
 		s     dlock.RetryStrategy
 		steps []step
 	}{
-		{"NoRetry", dlock.NoRetry(), []step{{1, 0, false}}},
-		{"Linear", dlock.LinearBackoff(5 * time.Millisecond), []step{{1, 5 * time.Millisecond, true}, {100, 5 * time.Millisecond, true}}},
+		{"NoRetry", dlock.LimitRetry(dlock.ExponentialBackoff(time.Millisecond, time.Millisecond), 0), []step{{1, 0, false}}},
+		{"Linear", dlock.ExponentialBackoff(5*time.Millisecond, 5*time.Millisecond), []step{{1, 5 * time.Millisecond, true}, {100, 5 * time.Millisecond, true}}},
 		{"Exponential", dlock.ExponentialBackoff(time.Millisecond, 10*time.Millisecond), []step{
 			{1, time.Millisecond, true}, {2, 2 * time.Millisecond, true}, {4, 8 * time.Millisecond, true}, {5, 10 * time.Millisecond, true}, {1000, 10 * time.Millisecond, true}}},
-		{"Limit", dlock.LimitRetry(dlock.LinearBackoff(time.Millisecond), 2), []step{{1, time.Millisecond, true}, {2, time.Millisecond, true}, {3, 0, false}}},
+		{"Limit", dlock.LimitRetry(dlock.ExponentialBackoff(time.Millisecond, time.Millisecond), 2), []step{{1, time.Millisecond, true}, {2, time.Millisecond, true}, {3, 0, false}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -113,10 +113,10 @@ func TestRetryStrategies(t *testing.T) {
 // the TTL (renewal, drift) but keeps what the Locker set explicitly.
 func TestCallTTLKeepsExplicitOptions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := memdriver.New(&dlock.Options{Drift: 400 * time.Millisecond})
+		l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{Drift: 400 * time.Millisecond}})
 		defer l.Close()
 		start := time.Now()
-		lease, err := l.Acquire(t.Context(), "k", &dlock.Options{TTL: 2 * time.Second})
+		lease, err := l.Acquire(t.Context(), "k", &dlock.LeaseOptions{TTL: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

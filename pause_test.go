@@ -93,7 +93,7 @@ var pauseLooks = []string{"lease.Err", "ctx.Err", "Done", "Do ctx.Err", "Electio
 // each lease or context once, in a different way, and prints what it saw.
 func pausedWorker() {
 	runtime.GOMAXPROCS(1) // the renewal goroutine runs only when this one yields
-	l := memdriver.New(&dlock.Options{TTL: pauseTTL})
+	l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: pauseTTL}})
 	defer l.Close()
 	ctx := context.Background()
 
@@ -126,7 +126,7 @@ func pausedWorker() {
 		leases[i] = lease
 	}
 	// Local deadline at most 2s after each renewal, the backend's 10s.
-	drifted, err := l.Acquire(ctx, "paused/release", &dlock.Options{TTL: 10 * time.Second, Drift: 8 * time.Second, RenewInterval: 200 * time.Millisecond})
+	drifted, err := l.Acquire(ctx, "paused/release", &dlock.LeaseOptions{TTL: 10 * time.Second, Drift: 8 * time.Second, RenewInterval: 200 * time.Millisecond})
 	if err != nil {
 		fmt.Println("acquire:", err)
 		return
@@ -147,7 +147,7 @@ func pausedWorker() {
 		errs[1] = context.Cause(lctx)
 	}
 	select {
-	case <-leases[2].Done():
+	case <-leases[2].Context().Done():
 		errs[2] = leases[2].Err()
 	default:
 	}

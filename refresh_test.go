@@ -45,7 +45,7 @@ func TestRefreshShorterTTLMovesDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
 		fault := &refreshFault{Locker: store.Driver()}
-		l := dlock.New(fault, &dlock.Options{TTL: 10 * time.Second})
+		l := dlock.New(fault, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -83,7 +83,7 @@ func TestRefreshWaitsForRenewalInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
 		g := &gatedRefresh{Locker: store.Driver(), ttl: 3 * time.Second, held: make(chan struct{}), open: make(chan struct{})}
-		l := dlock.New(g, &dlock.Options{TTL: 3 * time.Second})
+		l := dlock.New(g, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -122,7 +122,7 @@ func TestRefreshWaitsForRenewalInFlight(t *testing.T) {
 func TestRefreshNewTTLKeepsExplicitSettings(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		counter := &refreshFault{Locker: memdriver.NewStore().Driver()}
-		l := dlock.New(counter, &dlock.Options{TTL: 10 * time.Second, Drift: 3 * time.Second, RenewInterval: 2 * time.Second})
+		l := dlock.New(counter, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second, Drift: 3 * time.Second, RenewInterval: 2 * time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -153,7 +153,7 @@ func TestRefreshNewTTLKeepsExplicitSettings(t *testing.T) {
 func TestRefreshInvalidTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		counter := &refreshFault{Locker: memdriver.NewStore().Driver()}
-		l := dlock.New(counter, &dlock.Options{TTL: 10 * time.Second, Drift: 3 * time.Second})
+		l := dlock.New(counter, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second, Drift: 3 * time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -208,7 +208,7 @@ func (d *lateRefresh) Refresh(ctx context.Context, key, token string, ttl time.D
 func TestLateShorterRefresh(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := dlock.New(&lateRefresh{Locker: store.Driver(), ttl: time.Second}, &dlock.Options{TTL: 10 * time.Second})
+		l := dlock.New(&lateRefresh{Locker: store.Driver(), ttl: time.Second}, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -273,7 +273,7 @@ func (d *lateAcquire) Refresh(ctx context.Context, key, token string, ttl time.D
 func TestLateAcquireAfterLongerRefresh(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := dlock.New(&lateAcquire{Locker: store.Driver()}, &dlock.Options{TTL: time.Second, Retry: dlock.LinearBackoff(10 * time.Millisecond)})
+		l := dlock.New(&lateAcquire{Locker: store.Driver()}, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second, Retry: dlock.ExponentialBackoff(10*time.Millisecond, 10*time.Millisecond)}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -303,7 +303,7 @@ func TestLateAcquireAfterLongerRefresh(t *testing.T) {
 func TestLateRenewalAfterLongerRefresh(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := dlock.New(&lateRefresh{Locker: store.Driver(), ttl: time.Second}, &dlock.Options{TTL: time.Second})
+		l := dlock.New(&lateRefresh{Locker: store.Driver(), ttl: time.Second}, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {

@@ -46,14 +46,14 @@ func (c *cutOff) Release(ctx context.Context, key, token string) error {
 func TestReleaseOfLostLeaseIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := &cutOff{Locker: memdriver.NewStore().Driver(), cut: make(chan struct{})}
-		l := dlock.New(d, &dlock.Options{TTL: 2 * time.Second, ReleaseTimeout: 5 * time.Second})
+		l := dlock.New(d, &dlock.Options{ReleaseTimeout: 5 * time.Second, LeaseOptions: dlock.LeaseOptions{TTL: 2 * time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		close(d.cut)
-		<-lease.Done()
+		<-lease.Context().Done()
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 5*time.Second)
 		defer cancel()

@@ -60,48 +60,6 @@ type renewer struct {
 	wakeAt    time.Time   // when the loop's timer fires; see kick
 }
 
-// note queues an event of le for the Locker's event goroutine. r.mu must be
-// held, so that a lease's events are queued in the order they happen.
-//
-// Until the lease's EventGranted is reported (see granted), its events wait
-// in the lease: the Acquire call may be slow to return after the grant (an
-// unsubscribe round trip), and a renewal may happen meanwhile.
-func (r *renewer) note(le *Lease, kind EventKind, d time.Duration, err error) {
-	switch {
-	case !le.obs.enabled():
-	case le.grantPending:
-		// An Observer blocking on EventGranted must not grow it forever;
-		// EventLost, once per lease, is always kept.
-		if len(le.held) < maxHeld || kind == EventLost {
-			le.held = append(le.held, heldEvent{le.event(kind, d, err), le.failures})
-		}
-	default:
-		le.obs.post(le.ctx, le.event(kind, d, err), le.failures)
-	}
-}
-
-// maxHeld bounds the events a lease keeps until its EventGranted is
-// reported; later ones but EventLost are dropped.
-const maxHeld = 64
-
-// heldEvent is an event noted before its lease's EventGranted was reported.
-type heldEvent struct {
-	e        Event
-	failures int
-}
-
-// granted queues the events that le noted before its EventGranted was
-// reported, and lets later ones go out at once.
-func (r *renewer) granted(le *Lease) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	le.grantPending = false
-	for _, h := range le.held {
-		le.obs.post(le.ctx, h.e, h.failures)
-	}
-	le.held = nil
-}
-
 func newRenewer(d driver.Locker) *renewer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &renewer{
@@ -117,13 +75,13 @@ func (r *renewer) isClosed() bool { return r.closed.Load() }
 // was sent: the lease's deadline counts from then. ttlCap, if not 0, is the
 // longest TTL the lease may ask for later (see Lease.Refresh): an attempt
 // with its token may still land.
-func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings, ttlCap time.Duration) (*Lease, error) {
+func (r *renewer) add(ctx context.Context, l *Locker, req driver.Request, fence uint64, sent time.Time, cfg settings, ops keyOps, ttlCap time.Duration) (*Lease, error) {
 	if req.NoFence {
 		fence = 0 // whatever the driver made of it: see Options.DisableFencing
 	}
 	le := &Lease{
 		l: l, key: req.Key, token: req.Token, owner: req.Owner, fence: fence,
-		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent, sem: cfg.sem,
+		releaseTimeout: cfg.releaseTimeout, obs: cfg.obs, acquired: sent, ops: ops,
 		ttl: req.TTL, renewEvery: cfg.renew, drift: cfg.drift, renewSet: cfg.renewSet, driftSet: cfg.driftSet,
 		deadlineAt: -1, renewAt: -1, grantPending: cfg.obs.enabled(), ttlCap: ttlCap,
 	}
@@ -483,4 +441,51 @@ func (h *leaseHeap) Pop() any {
 	*h.pos(le) = -1
 	h.items = h.items[:n]
 	return le
+}
+
+// refreshDue refreshes a renewal round's leases, reqs[i] for due[i]: the
+// locks in batches of Refresh, the slots in batches of RefreshSlots. A
+// round of locks alone goes out as it is, without a copy.
+func (r *renewer) refreshDue(ctx context.Context, due []*Lease, reqs []driver.RefreshRequest) []error {
+	var slotIdx, lockIdx []int
+	for i, le := range due {
+		if _, slot := le.ops.(slotOps); slot {
+			slotIdx = append(slotIdx, i)
+		}
+	}
+	if len(slotIdx) == 0 {
+		return r.refresh(ctx, reqs)
+	}
+	for i, le := range due {
+		if _, slot := le.ops.(slotOps); !slot {
+			lockIdx = append(lockIdx, i)
+		}
+	}
+	errs := make([]error, len(reqs))
+	pick := func(idx []int) []driver.RefreshRequest {
+		out := make([]driver.RefreshRequest, len(idx))
+		for j, i := range idx {
+			out[j] = reqs[i]
+		}
+		return out
+	}
+	if len(lockIdx) > 0 {
+		for j, err := range r.refresh(ctx, pick(lockIdx)) {
+			errs[lockIdx[j]] = err
+		}
+	}
+	slots := due[slotIdx[0]].ops.(slotOps).s // one driver: every slot of a Locker's has the same
+	sreqs := pick(slotIdx)
+	for from := 0; from < len(sreqs); from += batchSize {
+		chunk := sreqs[from:min(from+batchSize, len(sreqs))]
+		got := slots.RefreshSlots(ctx, chunk)
+		for j := range chunk {
+			err := fmt.Errorf("dlock: RefreshSlots of %T returned %d results for %d requests", slots, len(got), len(chunk))
+			if len(got) == len(chunk) {
+				err = got[j]
+			}
+			errs[slotIdx[from+j]] = err
+		}
+	}
+	return errs
 }

@@ -29,7 +29,7 @@ func TestLoopRestartKeepsTimer(t *testing.T) {
 		defer dlock.SetLoopExitHook(nil)
 
 		store := memdriver.NewStore()
-		l := store.Locker(&dlock.Options{TTL: time.Second})
+		l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		first, err := l.TryAcquire(t.Context(), "first", nil)
 		if err != nil {

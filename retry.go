@@ -16,20 +16,6 @@ type RetryStrategy interface {
 	Backoff(n int) (time.Duration, bool)
 }
 
-type noRetry struct{}
-
-func (noRetry) Backoff(int) (time.Duration, bool) { return 0, false }
-
-// NoRetry gives up after the first attempt, like [Locker.TryAcquire].
-func NoRetry() RetryStrategy { return noRetry{} }
-
-type linearBackoff time.Duration
-
-func (d linearBackoff) Backoff(int) (time.Duration, bool) { return time.Duration(d), true }
-
-// LinearBackoff waits up to d between attempts, forever.
-func LinearBackoff(d time.Duration) RetryStrategy { return linearBackoff(d) }
-
 type exponentialBackoff struct{ min, max time.Duration }
 
 func (e exponentialBackoff) Backoff(n int) (time.Duration, bool) {

@@ -28,29 +28,29 @@ type semClient interface {
 func TestSemaphoreLimitFencesAndWake(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := store.Locker(&dlock.Options{TTL: time.Minute})
+		l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 		defer l.Close()
-		sem := l.Semaphore("backups", 2)
-		a, err := sem.Acquire(t.Context(), nil)
+		semKey, sem := "backups", &dlock.LeaseOptions{Limit: 2}
+		a, err := l.Acquire(t.Context(), semKey, sem)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := sem.TryAcquire(t.Context(), nil)
+		b, err := l.TryAcquire(t.Context(), semKey, sem)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if b.Fence() <= a.Fence() {
 			t.Errorf("fences %d then %d: a later slot's fence must be greater", a.Fence(), b.Fence())
 		}
-		other := store.Locker(&dlock.Options{TTL: time.Minute})
+		other := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 		defer other.Close()
-		osem := other.Semaphore("backups", 2)
-		if _, err := osem.TryAcquire(t.Context(), nil); !errors.Is(err, dlock.ErrNotAcquired) {
+		osemKey, osem := "backups", &dlock.LeaseOptions{Limit: 2}
+		if _, err := other.TryAcquire(t.Context(), osemKey, osem); !errors.Is(err, dlock.ErrNotAcquired) {
 			t.Fatalf("third TryAcquire = %v; want ErrNotAcquired", err)
 		}
 		got := make(chan *dlock.Lease, 1)
 		go func() {
-			c, err := osem.Acquire(t.Context(), nil)
+			c, err := other.Acquire(t.Context(), osemKey, osem)
 			if err != nil {
 				t.Error(err)
 			}
@@ -73,9 +73,9 @@ func TestSemaphoreLimitFencesAndWake(t *testing.T) {
 		if c == nil || c.Fence() <= b.Fence() {
 			t.Fatalf("the waiter's lease %v: its fence must exceed %d", c, b.Fence())
 		}
-		hs, limit, err := osem.Holders(t.Context())
-		if err != nil || len(hs) != 2 || limit != 2 {
-			t.Errorf("Holders = %v, %d, %v; want 2 holders, limit 2", hs, limit, err)
+		hs, err := other.Holders(t.Context(), osemKey)
+		if err != nil || len(hs) != 2 || hs[0].Limit != 2 {
+			t.Errorf("Holders = %v, %v; want 2 holders, limit 2", hs, err)
 		}
 		c.Release(t.Context())
 		b.Release(t.Context())
@@ -88,12 +88,12 @@ func TestSemaphoreLimitFencesAndWake(t *testing.T) {
 func TestSemaphoreRenewal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := store.Locker(&dlock.Options{TTL: time.Second})
+		l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
-		sem := l.Semaphore("pool", 2)
+		semKey, sem := "pool", &dlock.LeaseOptions{Limit: 2}
 		var leases []*dlock.Lease
 		for range 2 {
-			le, err := sem.Acquire(t.Context(), nil)
+			le, err := l.Acquire(t.Context(), semKey, sem)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +114,7 @@ func TestSemaphoreRenewal(t *testing.T) {
 		}
 		other := store.Locker(nil)
 		defer other.Close()
-		if _, err := other.Semaphore("pool", 2).TryAcquire(t.Context(), nil); !errors.Is(err, dlock.ErrNotAcquired) {
+		if _, err := other.TryAcquire(t.Context(), "pool", &dlock.LeaseOptions{Limit: 2}); !errors.Is(err, dlock.ErrNotAcquired) {
 			t.Fatalf("TryAcquire of a renewed full semaphore = %v; want ErrNotAcquired", err)
 		}
 		if err := leases[0].Refresh(t.Context(), 2*time.Second); err != nil {
@@ -146,9 +146,9 @@ func (f *slotFault) RefreshSlots(ctx context.Context, reqs []driver.RefreshReque
 func TestSemaphoreLossDetected(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &slotFault{semClient: memdriver.NewStore().Driver().(semClient)}
-		l := dlock.New(f, &dlock.Options{TTL: time.Second})
+		l := dlock.New(f, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
-		err := l.Semaphore("k", 3).Do(t.Context(), nil, func(ctx context.Context, le *dlock.Lease) error {
+		err := l.Do(t.Context(), "k", &dlock.LeaseOptions{Limit: 3}, func(ctx context.Context, le *dlock.Lease) error {
 			f.dropped.Store(true)
 			<-ctx.Done()
 			return context.Cause(ctx)
@@ -168,23 +168,23 @@ func TestSemaphoreRefusals(t *testing.T) {
 		store := memdriver.NewStore()
 		l := store.Locker(nil)
 		defer l.Close()
-		if _, err := l.Semaphore("k", 2).Acquire(t.Context(), nil); err != nil {
+		if _, err := l.Acquire(t.Context(), "k", &dlock.LeaseOptions{Limit: 2}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := l.Semaphore("k", 3).Acquire(t.Context(), nil); !errors.Is(err, dlock.ErrLimitMismatch) || errors.Is(err, dlock.ErrNotAcquired) {
+		if _, err := l.Acquire(t.Context(), "k", &dlock.LeaseOptions{Limit: 3}); !errors.Is(err, dlock.ErrLimitMismatch) || errors.Is(err, dlock.ErrNotAcquired) {
 			t.Errorf("Acquire with another limit = %v; want ErrLimitMismatch, not ErrNotAcquired (misuse, not busy)", err)
 		}
-		if _, err := l.TryAcquire(t.Context(), "k", nil); !errors.Is(err, dlock.ErrWrongKind) || errors.Is(err, dlock.ErrNotAcquired) {
-			t.Errorf("a lock on a semaphore's key = %v; want ErrWrongKind, not ErrNotAcquired (misuse, not busy)", err)
+		if _, err := l.TryAcquire(t.Context(), "k", nil); !errors.Is(err, dlock.ErrLimitMismatch) || errors.Is(err, dlock.ErrNotAcquired) {
+			t.Errorf("a lock on a semaphore's key = %v; want ErrLimitMismatch (a lock is limit 1), not ErrNotAcquired (misuse, not busy)", err)
 		}
-		for _, n := range []int{0, -1, driver.MaxLimit + 1} {
-			if _, err := l.Semaphore("k", n).TryAcquire(t.Context(), nil); !errors.Is(err, dlock.ErrInvalid) {
+		for _, n := range []int{-1, driver.MaxLimit + 1} {
+			if _, err := l.TryAcquire(t.Context(), "k", &dlock.LeaseOptions{Limit: n}); !errors.Is(err, dlock.ErrInvalid) {
 				t.Errorf("limit %d: %v; want ErrInvalid", n, err)
 			}
 		}
 		bare := dlock.New(struct{ driver.Locker }{store.Driver()}, nil)
 		defer bare.Close()
-		if _, err := bare.Semaphore("k2", 2).TryAcquire(t.Context(), nil); !errors.Is(err, errors.ErrUnsupported) || errors.Is(err, dlock.ErrNotAcquired) {
+		if _, err := bare.TryAcquire(t.Context(), "k2", &dlock.LeaseOptions{Limit: 2}); !errors.Is(err, errors.ErrUnsupported) || errors.Is(err, dlock.ErrNotAcquired) {
 			t.Errorf("a semaphore over a driver without the capability = %v; want errors.ErrUnsupported, not ErrNotAcquired", err)
 		}
 	})
@@ -207,9 +207,9 @@ func (o *eventLog) Observe(_ context.Context, e dlock.Event) {
 func TestSemaphoreEventsCarryLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		obs := &eventLog{}
-		l := memdriver.New(&dlock.Options{Observer: obs})
+		l := memdriver.New(&dlock.Options{Observer: obs.Observe})
 		defer l.Close()
-		le, err := l.Semaphore("k", 4).Acquire(t.Context(), nil)
+		le, err := l.Acquire(t.Context(), "k", &dlock.LeaseOptions{Limit: 4})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,9 +245,9 @@ func TestElectionLimit(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range 3 {
 			stop[i] = make(chan struct{})
-			l := store.Locker(&dlock.Options{TTL: time.Second})
+			l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 			defer l.Close()
-			e := dlock.NewElection(l, "workers", &dlock.ElectionOptions{Limit: 2})
+			e := dlock.NewElection(l, "workers", &dlock.ElectionOptions{Lease: &dlock.LeaseOptions{Limit: 2}})
 			wg.Go(func() {
 				e.Run(t.Context(), func(ctx context.Context, _ *dlock.Lease) error {
 					n := leading.Add(1)
@@ -288,8 +288,8 @@ func TestElectionLimit(t *testing.T) {
 func TestSemaphoreCloseFreesSlots(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := store.Locker(&dlock.Options{TTL: time.Hour})
-		le, err := l.Semaphore("k", 1).Acquire(t.Context(), nil)
+		l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour}})
+		le, err := l.Acquire(t.Context(), "k", &dlock.LeaseOptions{Limit: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -301,8 +301,10 @@ func TestSemaphoreCloseFreesSlots(t *testing.T) {
 		}
 		other := store.Locker(nil)
 		defer other.Close()
-		if _, err := other.Semaphore("k", 1).TryAcquire(t.Context(), nil); err != nil {
-			t.Errorf("TryAcquire after the holder's Locker closed = %v; want the slot", err)
+		for i := range 2 {
+			if _, err := other.TryAcquire(t.Context(), "k", &dlock.LeaseOptions{Limit: 2}); err != nil {
+				t.Errorf("TryAcquire %d after the holder's Locker closed = %v; want both slots", i+1, err)
+			}
 		}
 	})
 }
@@ -313,7 +315,7 @@ func TestSemaphoreLeaseLogValue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := memdriver.New(nil)
 		defer l.Close()
-		le, err := l.Semaphore("k", 5).Acquire(t.Context(), nil)
+		le, err := l.Acquire(t.Context(), "k", &dlock.LeaseOptions{Limit: 5})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -353,14 +355,17 @@ func (d lostSlotReply) AcquireSlot(ctx context.Context, req driver.Request, limi
 func TestSemaphoreUnknownOutcomeUndone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := dlock.New(lostSlotReply{store.Driver().(semClient)}, &dlock.Options{TTL: time.Hour})
+		l := dlock.New(lostSlotReply{store.Driver().(semClient)}, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour}})
 		defer l.Close()
-		if _, err := l.Semaphore("k", 1).TryAcquire(t.Context(), nil); err == nil {
+		if _, err := l.TryAcquire(t.Context(), "k", &dlock.LeaseOptions{Limit: 2}); err == nil {
 			t.Fatal("TryAcquire with a lost reply succeeded")
 		}
 		other := store.Locker(nil)
 		defer other.Close()
-		le, err := other.Semaphore("k", 1).TryAcquire(t.Context(), nil)
+		if _, err := other.TryAcquire(t.Context(), "k", &dlock.LeaseOptions{Limit: 2}); err != nil {
+			t.Fatalf("TryAcquire after an undone grant = %v; want a slot", err)
+		}
+		le, err := other.TryAcquire(t.Context(), "k", &dlock.LeaseOptions{Limit: 2})
 		if err != nil {
 			t.Fatalf("TryAcquire after an undone grant = %v; want the slot", err)
 		}

@@ -17,10 +17,10 @@ import (
 func TestSemaphoreWaitersWokenOneRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
-		l := store.Locker(&dlock.Options{TTL: time.Minute})
+		l := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 		defer l.Close()
-		sem := l.Semaphore("k", 2)
-		a, err := sem.Acquire(t.Context(), nil)
+		semKey, sem := "k", &dlock.LeaseOptions{Limit: 2}
+		a, err := l.Acquire(t.Context(), semKey, sem)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,10 +32,10 @@ func TestSemaphoreWaitersWokenOneRelease(t *testing.T) {
 		}
 		got := make(chan *dlock.Lease, 3)
 		for range 3 {
-			wl := store.Locker(&dlock.Options{TTL: time.Minute})
+			wl := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 			defer wl.Close()
 			go func() {
-				w, err := wl.Semaphore("k", 2).Acquire(t.Context(), nil)
+				w, err := wl.Acquire(t.Context(), "k", &dlock.LeaseOptions{Limit: 2})
 				if err != nil {
 					t.Error(err)
 				}

@@ -23,7 +23,7 @@ func TestSuspendSeenAtFirstLook(t *testing.T) {
 	l := memdriver.New(nil)
 	defer l.Close()
 	ctx := t.Context()
-	opts := &dlock.Options{TTL: 10 * time.Second}
+	opts := &dlock.LeaseOptions{TTL: 10 * time.Second}
 	long, err := l.Acquire(ctx, "suspend-long", opts)
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func TestSuspendSeenAtFirstLook(t *testing.T) {
 		t.Error("the lease's context is not done after a suspend past the TTL")
 	}
 	select {
-	case <-long.Done():
+	case <-long.Context().Done():
 	default:
 		t.Error("Done is not closed after a suspend past the TTL")
 	}

@@ -100,7 +100,7 @@ func TestOpenURLShapes(t *testing.T) {
 	cancel() // nothing may be dialled
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			l, err := dlock.Open(ctx, c.url)
+			l, err := dlock.Open(ctx, c.url, nil)
 			if err == nil {
 				l.Close()
 				t.Fatalf("Open(%q) succeeded", c.url)
@@ -114,7 +114,7 @@ func TestOpenURLShapes(t *testing.T) {
 			if strings.Contains(err.Error(), planted) {
 				t.Errorf("Open(%q) error shows the secret: %v", c.url, err)
 			}
-			if r := dlock.RedactURL(c.url); strings.Contains(r, planted) {
+			if r := driver.RedactURL(c.url); strings.Contains(r, planted) {
 				t.Errorf("RedactURL(%q) = %q shows the secret", c.url, r)
 			}
 		})
@@ -182,7 +182,7 @@ func checkNoSecret(t *testing.T, raw, secret string) {
 
 // checkNoSecretText is checkNoSecret for one form of the secret.
 func checkNoSecretText(t *testing.T, raw, secret string) {
-	if r := dlock.RedactURL(raw); strings.Contains(r, secret) {
+	if r := driver.RedactURL(raw); strings.Contains(r, secret) {
 		t.Fatalf("RedactURL(%q) = %q shows the secret", raw, r)
 	}
 	if u, _, err := driver.ParseURL(raw); err == nil && u.Scheme != "mem" {
@@ -200,7 +200,7 @@ func checkNoSecretText(t *testing.T, raw, secret string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	timer := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("Open(%q) with a cancelled context still runs after 10s", raw)) })
-	l, err := dlock.Open(ctx, raw)
+	l, err := dlock.Open(ctx, raw, nil)
 	timer.Stop()
 	if err == nil {
 		l.Close()
@@ -213,5 +213,5 @@ func checkNoSecretText(t *testing.T, raw, secret string) {
 
 // public reports whether RedactURL shows the values of param.
 func public(param string) bool {
-	return strings.HasSuffix(dlock.RedactURL("x://h?"+url.QueryEscape(param)+"=v"), "=v")
+	return strings.HasSuffix(driver.RedactURL("x://h?"+url.QueryEscape(param)+"=v"), "=v")
 }

@@ -121,7 +121,7 @@ func goRedisNoRetry(addr string, hook redis.Hook) *redis.Client {
 
 // defaultTTL is the TTL of libraries that have none of their own (and
 // dlock's default).
-const defaultTTL = dlock.DefaultTTL
+const defaultTTL = 15 * time.Second
 
 // ---- the minimal lock: SET NX PX + compare-and-delete (EVALSHA) ----
 
@@ -307,7 +307,7 @@ func (d *dlockLib) Close() error {
 
 func openDlock(e env, best, noFence bool) (lib, error) {
 	c := goRedisWith(e.main, best, true, e.hookFor(e.main))
-	lock := &dlock.Options{TTL: e.ttlOr(defaultTTL), DisableFencing: noFence}
+	lock := &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: e.ttlOr(defaultTTL), DisableFencing: noFence}}
 	l, err := redisdriver.New(c, &redisdriver.Options{Lock: lock})
 	if err != nil {
 		c.Close()
@@ -327,7 +327,7 @@ func openRedlock(e env, n int, fencing bool) (lib, error) {
 		d.clients = append(d.clients, c)
 		clients = append(clients, c)
 	}
-	l, err := redlock.NewRedis(clients, &redlock.Options{DisableFencing: !fencing, Lock: &dlock.Options{TTL: e.ttlOr(defaultTTL)}})
+	l, err := redlock.NewRedis(clients, &redlock.Options{DisableFencing: !fencing, Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: e.ttlOr(defaultTTL)}}})
 	if err != nil {
 		d.Close()
 		return nil, err

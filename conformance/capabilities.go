@@ -105,7 +105,7 @@ func unsupportedMeansAbsent(s *suite) {
 		s.Skipf("no capability method of %T answers errors.ErrUnsupported", d)
 	}
 	const ttl = 2 * time.Second
-	l := s.locker(d, &dlock.Options{TTL: ttl, Retry: dlock.LinearBackoff(50 * time.Millisecond)})
+	l := s.locker(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl, Retry: dlock.ExponentialBackoff(50*time.Millisecond, 50*time.Millisecond)}})
 	other := s.driver()
 	a := token()
 	s.mustAcquire(other, held, a, longTTL)
@@ -117,8 +117,8 @@ func unsupportedMeansAbsent(s *suite) {
 		}
 	}
 	if slices.Contains(absent, "Inspect") {
-		if _, _, err := l.Holder(s.ctx, held); !errors.Is(err, errors.ErrUnsupported) {
-			s.Errorf("dlock Holder over a driver whose Inspect answers ErrUnsupported = %v; want ErrUnsupported", err)
+		if _, err := l.Holders(s.ctx, held); !errors.Is(err, errors.ErrUnsupported) {
+			s.Errorf("dlock Holders over a driver whose Inspect answers ErrUnsupported = %v; want ErrUnsupported", err)
 		}
 	}
 

@@ -563,7 +563,7 @@ func releaseWakesWaiter(s *suite) {
 	p := newSpy(wd)
 	// A waiter that is not woken sleeps until the holder's TTL: the retry
 	// strategy alone would wait an hour.
-	l := s.locker(p, &dlock.Options{TTL: longTTL, Retry: dlock.LinearBackoff(time.Hour)})
+	l := s.locker(p, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: longTTL, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
 	key, a := s.key("k"), token()
 	f := s.mustAcquire(holder, key, a, longTTL)
 
@@ -602,7 +602,7 @@ func waitersServedInTurn(s *suite) {
 	s.mustAcquire(holder, key, a, longTTL)
 	// Waiters that are not woken sleep until the holder's TTL: the retry
 	// strategy alone would wait an hour.
-	opts := &dlock.Options{TTL: longTTL, Retry: dlock.LinearBackoff(time.Hour)}
+	opts := &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: longTTL, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}}
 	wait := func(ctx context.Context) <-chan acquired {
 		p := newSpy(s.rawDriver())
 		got := s.goAcquire(ctx, s.locker(p, opts), key)
@@ -650,7 +650,7 @@ func waitersServedInTurn(s *suite) {
 func contendedNoOverlap(s *suite) {
 	const clients, perClient, rounds = 4, 2, 3
 	key := s.key("k")
-	opts := &dlock.Options{TTL: 10 * time.Second, Retry: dlock.LinearBackoff(50 * time.Millisecond)}
+	opts := &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second, Retry: dlock.ExponentialBackoff(50*time.Millisecond, 50*time.Millisecond)}}
 	var inside, done atomic.Int32
 	var last atomic.Uint64
 	var any atomic.Bool
@@ -690,7 +690,7 @@ func contendedNoOverlap(s *suite) {
 func cancelWhileWaiting(s *suite) {
 	holder := s.driver()
 	p := newSpy(s.rawDriver())
-	l := s.locker(p, &dlock.Options{TTL: longTTL})
+	l := s.locker(p, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: longTTL}})
 	key, a := s.key("k"), token()
 	s.mustAcquire(holder, key, a, longTTL)
 
@@ -730,7 +730,7 @@ func leaseLostBeforeExpiry(s *suite) {
 	// A large drift makes the gap between the local deadline and the
 	// backend's expiry wide enough to observe on a loaded machine.
 	const ttl, drift = time.Second, 400 * time.Millisecond
-	l := s.locker(pd, &dlock.Options{TTL: ttl, Drift: drift, ReleaseTimeout: 200 * time.Millisecond})
+	l := s.locker(pd, &dlock.Options{ReleaseTimeout: 200 * time.Millisecond, LeaseOptions: dlock.LeaseOptions{TTL: ttl, Drift: drift}})
 	other := s.driver()
 	key := s.key("k")
 
@@ -741,7 +741,7 @@ func leaseLostBeforeExpiry(s *suite) {
 	acquired := time.Now()
 	cut()
 	select {
-	case <-lease.Done():
+	case <-lease.Context().Done():
 	case <-time.After(ttl + slack):
 		s.Fatalf("lease not lost %v after its client was cut off (TTL %v): renewal that cannot be confirmed must end the lease",
 			time.Since(acquired).Round(time.Millisecond), ttl)
@@ -766,7 +766,7 @@ func leaseLostBeforeExpiry(s *suite) {
 }
 
 func closeStops(s *suite) {
-	l := s.locker(s.rawDriver(), &dlock.Options{TTL: longTTL})
+	l := s.locker(s.rawDriver(), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: longTTL}})
 	other := s.driver()
 	key := s.key("k")
 	lease, err := l.Acquire(s.ctx, key, nil)
@@ -777,7 +777,7 @@ func closeStops(s *suite) {
 		s.Errorf("Close = %v", err)
 	}
 	select {
-	case <-lease.Done():
+	case <-lease.Context().Done():
 	default:
 		s.Fatalf("lease not ended when Close returned")
 	}
@@ -915,7 +915,7 @@ func unknownOutcomeUndone(s *suite) {
 	s.mustRelease(other, key, tok+"-other")
 
 	// dlock: a grant whose reply was lost.
-	l := s.locker(lostReply{s.rawDriver()}, &dlock.Options{TTL: longTTL, Retry: dlock.LinearBackoff(time.Hour)})
+	l := s.locker(lostReply{s.rawDriver()}, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: longTTL, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
 	if lease, err := l.TryAcquire(s.ctx, key, nil); err == nil {
 		lease.Release(s.ctx)
 		s.Fatalf("dlock TryAcquire returned a lease over a driver that lost every reply")

@@ -428,16 +428,16 @@ func semaphoreLease(s *suite) {
 	const ttl = 600 * time.Millisecond
 	// A waiter that is not woken sleeps until a slot's expiry (a TTL
 	// renewed for ever): the retry strategy alone would wait an hour.
-	l := s.locker(s.rawDriver(), &dlock.Options{TTL: ttl, Retry: dlock.LinearBackoff(time.Hour)})
+	l := s.locker(s.rawDriver(), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
 	key := s.key("lease")
-	sem := l.Semaphore(key, 2)
-	a, err := sem.Acquire(s.ctx, nil)
+	two := &dlock.LeaseOptions{Limit: 2}
+	a, err := l.Acquire(s.ctx, key, two)
 	if err != nil {
-		s.Fatalf("Semaphore.Acquire of a free semaphore = %v", err)
+		s.Fatalf("Acquire of a free semaphore = %v", err)
 	}
-	b, err := sem.Acquire(s.ctx, nil)
+	b, err := l.Acquire(s.ctx, key, two)
 	if err != nil {
-		s.Fatalf("Semaphore.Acquire of the second slot = %v", err)
+		s.Fatalf("Acquire of the second slot = %v", err)
 	}
 	sleep(s.ctx, 3*ttl)
 	for _, le := range []*dlock.Lease{a, b} {
@@ -452,7 +452,7 @@ func semaphoreLease(s *suite) {
 	got := make(chan *dlock.Lease, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		le, _ := l.Semaphore(key, 2).Acquire(ctx, nil)
+		le, _ := l.Acquire(ctx, key, two)
 		got <- le
 	})
 	defer wg.Wait()
@@ -497,22 +497,26 @@ func semaphoreLeaseLost(s *suite) {
 	// As in LeaseLostBeforeExpiry: a large drift makes the gap between
 	// the local deadline and the backend's expiry observable.
 	const ttl, drift = time.Second, 400 * time.Millisecond
-	l := s.locker(pd, &dlock.Options{TTL: ttl, Drift: drift, ReleaseTimeout: 200 * time.Millisecond})
+	l := s.locker(pd, &dlock.Options{ReleaseTimeout: 200 * time.Millisecond, LeaseOptions: dlock.LeaseOptions{TTL: ttl, Drift: drift}})
 	other := s.semaphore()
 	key := s.key("lost")
-	lease, err := l.Semaphore(key, 1).Acquire(s.ctx, nil)
+	// other holds one slot of two, the lease the other.
+	if res := s.slot(other, key, token(), longTTL, 2); !res.Acquired {
+		s.Fatalf("AcquireSlot of a free semaphore failed")
+	}
+	lease, err := l.Acquire(s.ctx, key, &dlock.LeaseOptions{Limit: 2})
 	if err != nil {
-		s.Fatalf("Semaphore.Acquire of a free semaphore = %v", err)
+		s.Fatalf("Acquire of a semaphore's free slot = %v", err)
 	}
 	acquired := time.Now()
 	cut()
 	select {
-	case <-lease.Done():
+	case <-lease.Context().Done():
 	case <-time.After(ttl + slack):
 		s.Fatalf("semaphore lease not lost %v after its client was cut off (TTL %v)", time.Since(acquired).Round(time.Millisecond), ttl)
 	}
 	lost := time.Now()
-	if res := s.slot(other, key, token(), longTTL, 1); res.Acquired {
+	if res := s.slot(other, key, token(), longTTL, 2); res.Acquired {
 		s.Errorf("another client took the slot when the lease's Done closed (%v after Acquire, TTL %v): loss must be signalled before the backend frees the slot",
 			lost.Sub(acquired).Round(time.Millisecond), ttl)
 	}

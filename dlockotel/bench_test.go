@@ -55,7 +55,7 @@ func BenchmarkPairOTel(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				opts = &dlock.Options{Observer: obs}
+				opts = &dlock.Options{Observer: obs.Observe}
 			}
 			l := memdriver.New(opts)
 			defer l.Close()

@@ -95,8 +95,9 @@ type Options struct {
 }
 
 // Observer turns a [dlock.Locker]'s events into OpenTelemetry metrics and
-// spans; set it as [dlock.Options].Observer. The package doc lists what it
-// records. One Observer may serve many Lockers that share its Options.
+// spans; set its Observe method as [dlock.Options].Observer. The package
+// doc lists what it records. One Observer may serve many Lockers that
+// share its Options.
 //
 // An Observer is safe for concurrent use.
 type Observer struct {
@@ -131,8 +132,6 @@ func newMeasure(kvs []attribute.KeyValue) measure {
 	opt := metric.WithAttributeSet(attribute.NewSet(kvs...))
 	return measure{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}}
 }
-
-var _ dlock.Observer = (*Observer)(nil)
 
 // New returns an Observer, with its instruments created now from
 // opts.MeterProvider. If the provider fails to create some, New returns
@@ -214,7 +213,7 @@ func New(opts *Options) (*Observer, error) {
 	return o, errors.Join(errs...)
 }
 
-// Observe records e; see the package doc. It implements [dlock.Observer].
+// Observe records e; see the package doc. Set it as [dlock.Options].Observer.
 func (o *Observer) Observe(ctx context.Context, e dlock.Event) {
 	switch e.Kind {
 	case dlock.EventBusy:

@@ -51,7 +51,7 @@ func runSequence(t *testing.T, tm *telemetry) sequence {
 	t.Helper()
 	store := memdriver.NewStore()
 	opts := func(owner string) *dlock.Options {
-		return &dlock.Options{TTL: 3 * time.Second, Owner: owner, Observer: tm.obs}
+		return &dlock.Options{Observer: tm.obs.Observe, LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second, Owner: owner}}
 	}
 	l1 := store.Locker(opts("w1"))
 	t.Cleanup(func() { l1.Close() })
@@ -85,7 +85,7 @@ func runSequence(t *testing.T, tm *telemetry) sequence {
 
 	time.Sleep(2500 * time.Millisecond) // two renewals
 	fault.failRefresh(errBackendDown)
-	<-s.lease2.Done()
+	<-s.lease2.Context().Done()
 	synctest.Wait()
 	if err := s.lease2.Release(ctx); !errors.Is(err, dlock.ErrLeaseLost) {
 		t.Fatalf("Release of a lost lease = %v; want ErrLeaseLost", err)
@@ -319,7 +319,7 @@ func TestKeyModes(t *testing.T) {
 	} {
 		t.Run(title(tc.spanKey)+title(tc.metricKey), func(t *testing.T) {
 			tm := newTelemetry(t, dlockotel.Options{SpanKey: tc.spanKey, MetricKey: tc.metricKey})
-			l := memdriver.New(&dlock.Options{Observer: tm.obs})
+			l := memdriver.New(&dlock.Options{Observer: tm.obs.Observe})
 			t.Cleanup(func() { l.Close() })
 			lease, err := l.TryAcquire(t.Context(), key, nil)
 			if err != nil {
@@ -366,7 +366,7 @@ func TestErrorTypes(t *testing.T) {
 			return err
 		}},
 		{"BusyRetryGaveUp", "busy", func(ctx context.Context, l *dlock.Locker, f *faultDriver) error {
-			_, err := l.Acquire(ctx, "held", &dlock.Options{Retry: dlock.LimitRetry(dlock.LinearBackoff(10*time.Millisecond), 3)})
+			_, err := l.Acquire(ctx, "held", &dlock.LeaseOptions{Retry: dlock.LimitRetry(dlock.ExponentialBackoff(10*time.Millisecond, 10*time.Millisecond), 3)})
 			return err
 		}},
 		{"DeadlineWhileWaiting", "deadline_exceeded", func(ctx context.Context, l *dlock.Locker, f *faultDriver) error {
@@ -407,7 +407,7 @@ func TestErrorTypes(t *testing.T) {
 					t.Fatal(err)
 				}
 				f := newFaultDriver(store.Driver())
-				l := dlock.New(f, &dlock.Options{Observer: tm.obs})
+				l := dlock.New(f, &dlock.Options{Observer: tm.obs.Observe})
 				t.Cleanup(func() { l.Close() })
 				err := tc.call(t.Context(), l, f)
 				if err == nil {
@@ -453,12 +453,12 @@ func TestLeaseEnds(t *testing.T) {
 		}, "dlock.outcome=released,error.type=unavailable", "", codes.Error},
 		{"TakenOver", func(t *testing.T, lease *dlock.Lease, f *faultDriver) {
 			f.failRefresh(fmt.Errorf("key taken over: %w", driver.ErrNotHeld))
-			<-lease.Done()
+			<-lease.Context().Done()
 			lease.Release(t.Context())
 		}, "dlock.outcome=lost,error.type=not_held", "error.type=not_held", codes.Error},
 		{"RenewalsUnreachable", func(t *testing.T, lease *dlock.Lease, f *faultDriver) {
 			f.failRefresh(errBackendDown)
-			<-lease.Done()
+			<-lease.Context().Done()
 			lease.Release(t.Context())
 		}, "dlock.outcome=lost,error.type=expired", "error.type=expired", codes.Error},
 	} {
@@ -466,7 +466,7 @@ func TestLeaseEnds(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				tm := newTelemetry(t, dlockotel.Options{})
 				f := newFaultDriver(memdriver.NewStore().Driver())
-				l := dlock.New(f, &dlock.Options{TTL: 3 * time.Second, Observer: tm.obs})
+				l := dlock.New(f, &dlock.Options{Observer: tm.obs.Observe, LeaseOptions: dlock.LeaseOptions{TTL: 3 * time.Second}})
 				t.Cleanup(func() { l.Close() })
 				lease, err := l.Acquire(t.Context(), "k", nil)
 				if err != nil {
@@ -499,7 +499,7 @@ func TestLeaseEnds(t *testing.T) {
 func TestElection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tm := newTelemetry(t, dlockotel.Options{MetricKey: dlockotel.KeyRaw})
-		l := memdriver.New(&dlock.Options{Observer: tm.obs})
+		l := memdriver.New(&dlock.Options{Observer: tm.obs.Observe})
 		t.Cleanup(func() { l.Close() })
 		const want = "dlock.key=scheduler"
 		leading, done := make(chan struct{}), make(chan struct{})
@@ -538,7 +538,7 @@ func TestOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := memdriver.New(&dlock.Options{Observer: obs})
+	l := memdriver.New(&dlock.Options{Observer: obs.Observe})
 	defer l.Close()
 	lease, err := l.TryAcquire(t.Context(), "k", nil)
 	if err != nil {

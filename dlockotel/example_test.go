@@ -27,7 +27,7 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	locker := memdriver.New(&dlock.Options{Observer: obs})
+	locker := memdriver.New(&dlock.Options{Observer: obs.Observe})
 	defer locker.Close()
 
 	ctx := context.Background()

@@ -13,10 +13,10 @@ import (
 // its limit; a lock's carry none.
 func TestSemaphoreLimitAttribute(t *testing.T) {
 	tm := newTelemetry(t, dlockotel.Options{})
-	l := memdriver.New(&dlock.Options{Observer: tm.obs})
+	l := memdriver.New(&dlock.Options{Observer: tm.obs.Observe})
 	defer l.Close()
 	ctx := context.Background()
-	le, err := l.Semaphore("sem", 3).Acquire(ctx, nil)
+	le, err := l.Acquire(ctx, "sem", &dlock.LeaseOptions{Limit: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

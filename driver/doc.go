@@ -101,12 +101,12 @@
 //     and the queued attempt it was made on, from whose send time the
 //     waiter counts its lease; without it, a woken waiter makes another
 //     attempt.
-//   - [Inspector] reports a key's holder, for dlock.Locker.Holder and the
+//   - [Inspector] reports a key's holder, for dlock.Locker.Holders and the
 //     dlock status command; without it they report errors.ErrUnsupported.
 //   - [BatchRefresher] renews many leases in one round trip; without it,
 //     dlock renews them one by one ([RefreshBatch]).
 //   - [Semaphore] holds a key for up to N tokens at once (dlock's
-//     Locker.Semaphore); without it, semaphores report
+//     LeaseOptions.Limit); without it, semaphores report
 //     errors.ErrUnsupported. A quorum driver refuses it: a majority of
 //     per-node semaphores does not bound the holders.
 //   - [FenceRaiser] and [FenceFloorer] are what a quorum driver (redlock)
@@ -145,7 +145,7 @@
 // wrapping errors.ErrUnsupported from a capability's method means that the
 // capability is absent, as a failed type assertion does: dlock then polls
 // instead of subscribing (or subscribes without handoff), reports the
-// error from Locker.Holder,
+// error from Locker.Holders,
 // [RefreshBatch] refreshes request by request, and conformance.Run skips
 // the capability's cases. A wrapper never pretends instead (a subscription
 // that never fires, a holder it made up). [RefreshBatch] and

@@ -98,7 +98,7 @@ type dlockBench struct {
 }
 
 func newDlockBench(b *testing.B, cl *clientv3.Client, key string) benchLock {
-	l := etcddriver.New(cl, &etcddriver.Options{Lock: &dlock.Options{TTL: 15 * time.Second}})
+	l := etcddriver.New(cl, &etcddriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 15 * time.Second}}})
 	b.Cleanup(func() { l.Close() })
 	return &dlockBench{l: l, key: key}
 }

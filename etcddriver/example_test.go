@@ -42,7 +42,7 @@ func ExampleNew() {
 // are the cluster's client endpoints and the path is the key prefix.
 func ExampleOpen() {
 	ctx := context.Background()
-	locker, err := dlock.Open(ctx, "etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/myapp/locks?ttl=30s")
+	locker, err := dlock.Open(ctx, "etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/myapp/locks?ttl=30s", nil)
 	if err != nil {
 		log.Fatal(err)
 	}

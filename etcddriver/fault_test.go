@@ -54,7 +54,7 @@ func contendOver(t *testing.T, c *etcdtest.Cluster, key string, workers int, wra
 		// A short call timeout moves a worker whose call hangs on a
 		// stopped member to another member within a second.
 		d := etcddriver.NewDriver(c.Client(t), &etcddriver.Options{CallTimeout: time.Second})
-		l := dlock.New(wrap(d), &dlock.Options{TTL: faultTTL})
+		l := dlock.New(wrap(d), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: faultTTL}})
 		t.Cleanup(func() { l.Close() })
 		ct.wg.Go(func() { ct.work(ctx, l, w, key) })
 	}
@@ -78,7 +78,7 @@ func (ct *contention) work(ctx context.Context, l *dlock.Locker, w int, key stri
 		hold := time.NewTimer(time.Duration(10+rand.IntN(40)) * time.Millisecond)
 		select {
 		case <-hold.C:
-		case <-lease.Done():
+		case <-lease.Context().Done():
 		}
 		hold.Stop()
 		tn.end = time.Now()
@@ -246,7 +246,7 @@ func TestFaultRefreshFailsAfterLoss(t *testing.T) {
 	ctx := testCtx(t)
 	d1, d2 := etcddriver.NewDriver(c.Client(t), nil), etcddriver.NewDriver(c.Client(t), nil)
 	t.Cleanup(func() { d1.Close(); d2.Close() })
-	l := dlock.New(d2, &dlock.Options{TTL: time.Second})
+	l := dlock.New(d2, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 	t.Cleanup(func() { l.Close() })
 	key := "fault/refresh-after-loss"
 	const tok = "old-holder-token"

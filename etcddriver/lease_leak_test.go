@@ -25,8 +25,8 @@ func TestNoLeasesLeftAfterClose(t *testing.T) {
 	ctx := testCtx(t)
 	cl := c.Client(t)
 	const ttl = 2 * time.Second
-	l := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{TTL: ttl}})
-	other := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{TTL: ttl}})
+	l := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl}}})
+	other := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl}}})
 
 	held, err := other.Acquire(ctx, "leak/busy", nil)
 	if err != nil {
@@ -46,7 +46,7 @@ func TestNoLeasesLeftAfterClose(t *testing.T) {
 					lease.Release(ctx)
 				}
 				cancel()
-				if lease, err := l.Semaphore("leak/sem", 3).TryAcquire(ctx, nil); err == nil {
+				if lease, err := l.TryAcquire(ctx, "leak/sem", &dlock.LeaseOptions{Limit: 3}); err == nil {
 					lease.Release(ctx)
 				}
 			}

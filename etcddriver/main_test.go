@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"go.uber.org/goleak"
@@ -27,4 +28,13 @@ func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// soleHolder returns the one holder of a lock that Locker.Holders
+// reported, and whether there is one.
+func soleHolder(hs []dlock.Holder, err error) (dlock.Holder, bool, error) {
+	if err != nil || len(hs) == 0 {
+		return dlock.Holder{}, false, err
+	}
+	return hs[0], true, nil
 }

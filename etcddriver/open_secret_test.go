@@ -28,7 +28,7 @@ func TestOpenErrorsHideSecrets(t *testing.T) {
 			"etcd://u:" + pw.inURL + "@127.0.0.1:1/?dial_timeout=300ms",
 			"etcds://u:" + pw.inURL + "@127.0.0.1:1/?dial_timeout=300ms",
 		} {
-			l, err := dlock.Open(ctx, u)
+			l, err := dlock.Open(ctx, u, nil)
 			if err == nil {
 				l.Close()
 				t.Errorf("Open of a bad or unreachable URL succeeded")

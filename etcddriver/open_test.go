@@ -37,7 +37,7 @@ func TestOpenRefusesBadURLs(t *testing.T) {
 		{"etcd://127.0.0.1:1,:2/", "an empty host in the list"},
 		{"etcd://127.0.0.1:1/?password=s3cret", "a password as an unknown parameter"},
 	} {
-		_, err := dlock.Open(ctx, tc.url)
+		_, err := dlock.Open(ctx, tc.url, nil)
 		if !errors.Is(err, driver.ErrInvalid) {
 			t.Errorf("Open(%s) = %v; want ErrInvalid (%s)", driver.RedactURL(tc.url), err, tc.why)
 			continue
@@ -55,7 +55,7 @@ func TestOpen(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	ctx := testCtx(t)
 	hp := hostPort(c.Members()[0])
-	l, err := dlock.Open(ctx, "etcd://127.0.0.1:1,"+hp+"/app/locks?ttl=5s&owner=url-owner&dial_timeout=3s&call_timeout=2s")
+	l, err := dlock.Open(ctx, "etcd://127.0.0.1:1,"+hp+"/app/locks?ttl=5s&owner=url-owner&dial_timeout=3s&call_timeout=2s", nil)
 	if err != nil {
 		t.Fatalf("Open = %v", err)
 	}
@@ -74,7 +74,7 @@ func TestOpen(t *testing.T) {
 	if err != nil || ttl.GrantedTTL != 5 {
 		t.Errorf("lease of the lock = %+v, %v; want the URL's ttl, 5 s", ttl, err)
 	}
-	h, ok, err := l.Holder(ctx, "k")
+	h, ok, err := soleHolder(l.Holders(ctx, "k"))
 	if err != nil || !ok || h.Owner != "url-owner" || h.Fence != lease.Fence() {
 		t.Errorf("Holder = %+v, %v, %v; want owner url-owner and fence %d", h, ok, err, lease.Fence())
 	}
@@ -90,7 +90,7 @@ func TestOpenAuth(t *testing.T) {
 	enableAuth(t, c)
 	hp := hostPort(c.Members()[0])
 
-	l, err := dlock.Open(ctx, "etcd://app:app-pass@"+hp+"/app")
+	l, err := dlock.Open(ctx, "etcd://app:app-pass@"+hp+"/app", nil)
 	if err != nil {
 		t.Fatalf("Open with the app user = %v", err)
 	}
@@ -107,7 +107,7 @@ func TestOpenAuth(t *testing.T) {
 		{"etcd://app:app-pass@" + hp + "/other", "a prefix the user may not write"},
 	} {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		l, err := dlock.Open(octx, tc.url)
+		l, err := dlock.Open(octx, tc.url, nil)
 		cancel()
 		if err == nil {
 			l.Close()

@@ -72,7 +72,7 @@ func TestFaultHolderPaused(t *testing.T) {
 		t.Fatalf("holder said %q; want ready FENCE", ready)
 	}
 	holderFence, _ := strconv.ParseUint(ready[1], 10, 64)
-	l := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{TTL: faultTTL}})
+	l := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: faultTTL}}})
 	defer l.Close()
 	if lease, err := l.TryAcquire(ctx, pausedKey, nil); err == nil {
 		lease.Release(ctx)
@@ -136,7 +136,7 @@ func pausedHolder() {
 		return
 	}
 	defer client.Close()
-	l := etcddriver.New(client, &etcddriver.Options{Lock: &dlock.Options{TTL: faultTTL}})
+	l := etcddriver.New(client, &etcddriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: faultTTL}}})
 	defer l.Close()
 	ctx := context.Background()
 	lease, err := l.Acquire(ctx, pausedKey, nil)

@@ -20,9 +20,9 @@ func TestProxyLatencyThenPartition(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	ctx := testCtx(t)
 	px := redistest.NewProxy(t, hostPort(c.Members()[0]))
-	holder := etcddriver.New(c.Client(t, "http://"+px.Addr()), &etcddriver.Options{Lock: &dlock.Options{TTL: faultTTL}})
+	holder := etcddriver.New(c.Client(t, "http://"+px.Addr()), &etcddriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: faultTTL}}})
 	defer holder.Close()
-	waiter := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{TTL: faultTTL}})
+	waiter := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: faultTTL}}})
 	defer waiter.Close()
 	const key = "proxy/latency-partition"
 
@@ -35,7 +35,7 @@ func TestProxyLatencyThenPartition(t *testing.T) {
 	if err := lease.Err(); err != nil {
 		t.Fatalf("lease with TTL %v lost after %v of renewals through 150 ms of latency: %v", faultTTL, 2*faultTTL, err)
 	}
-	h, ok, err := waiter.Holder(ctx, key)
+	h, ok, err := soleHolder(waiter.Holders(ctx, key))
 	if err != nil || !ok || h.Fence != lease.Fence() {
 		t.Errorf("Holder = %+v, %v, %v; want the holder's fence %d", h, ok, err, lease.Fence())
 	}

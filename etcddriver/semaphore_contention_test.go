@@ -32,10 +32,10 @@ func TestSemaphoreContentionNeverOverLimit(t *testing.T) {
 	var wg sync.WaitGroup
 	var lockers []*dlock.Locker
 	for range 4 {
-		l := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{TTL: 5 * time.Second}})
+		l := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 5 * time.Second}}})
 		t.Cleanup(func() { l.Close() })
 		lockers = append(lockers, l)
-		sem := l.Semaphore(key, limit)
+		semKey, sem := key, &dlock.LeaseOptions{Limit: limit}
 		for range 3 {
 			wg.Go(func() {
 				for ctx.Err() == nil {
@@ -43,14 +43,14 @@ func TestSemaphoreContentionNeverOverLimit(t *testing.T) {
 					var err error
 					switch rand.N(3) {
 					case 0:
-						lease, err = sem.TryAcquire(ctx, nil)
+						lease, err = l.TryAcquire(ctx, semKey, sem)
 					case 1:
 						cctx, cancel := context.WithTimeout(ctx, time.Duration(1+rand.N(5))*time.Millisecond)
-						lease, err = sem.Acquire(cctx, nil)
+						lease, err = l.Acquire(cctx, semKey, sem)
 						cancel()
 					default:
 						cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-						lease, err = sem.Acquire(cctx, nil)
+						lease, err = l.Acquire(cctx, semKey, sem)
 						cancel()
 					}
 					if err != nil {
@@ -108,7 +108,7 @@ func TestSemaphoreContentionNeverOverLimit(t *testing.T) {
 	}
 	probe := etcddriver.New(c.Client(t), nil)
 	defer probe.Close()
-	if hs, _, err := probe.Semaphore(key, limit).Holders(testCtx(t)); err != nil || len(hs) != 0 {
+	if hs, err := probe.Holders(testCtx(t), key); err != nil || len(hs) != 0 {
 		t.Errorf("holders after every Locker closed: %v, %v; want none", hs, err)
 	}
 }

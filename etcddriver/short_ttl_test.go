@@ -24,9 +24,9 @@ func TestSubSecondTTL(t *testing.T) {
 	ctx := testCtx(t)
 	const ttl = 500 * time.Millisecond
 	f := conformance.Faulty(etcddriver.NewDriver(c.Client(t), nil))
-	holder := dlock.New(f, &dlock.Options{TTL: ttl})
+	holder := dlock.New(f, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl}})
 	defer holder.Close()
-	waiter := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{TTL: ttl}})
+	waiter := etcddriver.New(c.Client(t), &etcddriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl}}})
 	defer waiter.Close()
 	const key = "short/ttl"
 	lease, err := holder.Acquire(ctx, key, nil)

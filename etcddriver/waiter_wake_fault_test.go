@@ -39,7 +39,7 @@ func TestWaiterWakesAfterWatchMemberKilled(t *testing.T) {
 				victim = c.Members()[1]
 			}
 			wcl := c.Client(t, victim.ClientURL)
-			opts := &etcddriver.Options{CallTimeout: time.Second, Lock: &dlock.Options{TTL: 30 * time.Second, Retry: dlock.LinearBackoff(10 * time.Second)}}
+			opts := &etcddriver.Options{CallTimeout: time.Second, Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 30 * time.Second, Retry: dlock.ExponentialBackoff(10*time.Second, 10*time.Second)}}}
 			waiter := etcddriver.New(wcl, opts)
 			defer waiter.Close()
 			holder := etcddriver.New(c.Client(t, other.ClientURL), opts)

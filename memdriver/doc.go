@@ -5,7 +5,7 @@
 //
 // It behaves like a real backend in every way the dlock API shows: locks
 // expire after their TTL, fences increase per key, releases wake waiters,
-// and [dlock.Locker.Holder] works. So code tested against it meets the same
+// and [dlock.Locker.Holders] works. So code tested against it meets the same
 // contract it will meet on Redis.
 //
 //	l := memdriver.New(nil)

@@ -11,13 +11,13 @@ import (
 // Open a store by URL: every mem://NAME in a process is the same store.
 func Example_open() {
 	ctx := context.Background()
-	a, err := dlock.Open(ctx, "mem://example?ttl=5s")
+	a, err := dlock.Open(ctx, "mem://example?ttl=5s", nil)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer a.Close()
-	b, err := dlock.Open(ctx, "mem://example")
+	b, err := dlock.Open(ctx, "mem://example", nil)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -30,8 +30,8 @@ func Example_open() {
 		return
 	}
 	defer lease.Release(ctx)
-	h, _, _ := b.Holder(ctx, "k")
-	fmt.Println("b sees fence", h.Fence)
+	hs, _ := b.Holders(ctx, "k")
+	fmt.Println("b sees fence", hs[0].Fence)
 	// Output:
 	// b sees fence 1
 }

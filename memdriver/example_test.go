@@ -98,7 +98,7 @@ func (s *storage) Write(fence uint64, data string) error {
 func Example_fencing() {
 	ctx := context.Background()
 	store := memdriver.NewStore()
-	stalled := store.Locker(&dlock.Options{TTL: 50 * time.Millisecond, RenewInterval: -1}) // no renewal: it stalls
+	stalled := store.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 50 * time.Millisecond, RenewInterval: -1}}) // no renewal: it stalls
 	defer stalled.Close()
 	next := store.Locker(nil)
 	defer next.Close()
@@ -109,7 +109,7 @@ func Example_fencing() {
 		fmt.Println(err)
 		return
 	}
-	<-old.Done() // the lease expires while its holder is stalled
+	<-old.Context().Done() // the lease expires while its holder is stalled
 
 	lease, err := next.Acquire(ctx, "account-42", nil)
 	if err != nil {

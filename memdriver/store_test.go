@@ -210,7 +210,7 @@ func TestCancelledContext(t *testing.T) {
 func TestRenewal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := memdriver.NewStore()
-		l := s.Locker(&dlock.Options{TTL: 10 * time.Second})
+		l := s.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -220,14 +220,14 @@ func TestRenewal(t *testing.T) {
 		if err := lease.Err(); err != nil {
 			t.Fatalf("lease lost after 30 minutes of renewal: %v", err)
 		}
-		h, ok, err := l.Holder(t.Context(), "k")
+		h, ok, err := soleHolder(l.Holders(t.Context(), "k"))
 		if !ok || err != nil || h.Fence != lease.Fence() || h.TTL <= 0 || h.TTL > 10*time.Second {
 			t.Fatalf("Holder = %+v, %v, %v; want fence %d and TTL in (0, 10s]", h, ok, err, lease.Fence())
 		}
 		if err := lease.Release(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok, _ := l.Holder(t.Context(), "k"); ok {
+		if _, ok, _ := soleHolder(l.Holders(t.Context(), "k")); ok {
 			t.Fatal("key held after Release")
 		}
 	})
@@ -247,7 +247,7 @@ func TestLossBeforeExpiry(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				s := memdriver.NewStore()
 				f := conformance.Faulty(s.Driver())
-				l := dlock.New(f, &dlock.Options{TTL: 10 * time.Second, ReleaseTimeout: time.Second})
+				l := dlock.New(f, &dlock.Options{ReleaseTimeout: time.Second, LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second}})
 				defer l.Close()
 				other := newClient(t, s)
 				lease, err := l.Acquire(t.Context(), "k", nil)
@@ -257,7 +257,7 @@ func TestLossBeforeExpiry(t *testing.T) {
 				time.Sleep(time.Minute)
 				fault.apply(f)
 				cut := time.Now()
-				<-lease.Done()
+				<-lease.Context().Done()
 				if !errors.Is(lease.Err(), dlock.ErrLeaseLost) {
 					t.Fatalf("lease.Err() = %v; want ErrLeaseLost", lease.Err())
 				}
@@ -281,7 +281,7 @@ func TestLossBeforeExpiry(t *testing.T) {
 func TestLostAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := memdriver.NewStore()
-		l := s.Locker(&dlock.Options{TTL: 30 * time.Second})
+		l := s.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 30 * time.Second}})
 		defer l.Close()
 		lease, err := l.Acquire(t.Context(), "k", nil)
 		if err != nil {
@@ -293,7 +293,7 @@ func TestLostAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		<-lease.Done()
+		<-lease.Context().Done()
 		if d := time.Since(start); d > 10*time.Second {
 			t.Errorf("lease lost %v after the key was freed; want at the next renewal, within 10s", d)
 		}
@@ -305,17 +305,17 @@ func TestLostAtOnce(t *testing.T) {
 
 func TestOpen(t *testing.T) {
 	ctx := t.Context()
-	a, err := dlock.Open(ctx, "mem://TestOpen")
+	a, err := dlock.Open(ctx, "mem://TestOpen", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := dlock.Open(ctx, "mem://TestOpen?ttl=5s")
+	b, err := dlock.Open(ctx, "mem://TestOpen?ttl=5s", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	private, err := dlock.Open(ctx, "mem://")
+	private, err := dlock.Open(ctx, "mem://", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func TestOpen(t *testing.T) {
 	}
 
 	for _, bad := range []string{"mem://x?bogus=1", "mem://x/path", "mem://user:secret@x"} {
-		l, err := dlock.Open(ctx, bad)
+		l, err := dlock.Open(ctx, bad, nil)
 		if !errors.Is(err, dlock.ErrInvalid) {
 			t.Errorf("Open(%q) = %v; want ErrInvalid", bad, err)
 		}
@@ -366,7 +366,7 @@ func TestWaiterWakeup(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				s := memdriver.NewStore()
 				holder := newClient(t, s)
-				l := s.Locker(&dlock.Options{Retry: dlock.LinearBackoff(time.Hour)})
+				l := s.Locker(&dlock.Options{LeaseOptions: dlock.LeaseOptions{Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
 				defer l.Close()
 				mustAcquire(t, holder, "k", "a", 10*time.Second)
 				start := time.Now()
@@ -412,7 +412,7 @@ func TestBubbleBorder(t *testing.T) {
 		}
 	}
 	t.Run("MadeOutsideUsedInside", func(t *testing.T) {
-		l := memdriver.New(&dlock.Options{TTL: time.Second})
+		l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}})
 		defer l.Close()
 		synctest.Test(t, func(t *testing.T) { check(t, l) })
 		if _, err := l.TryAcquire(t.Context(), "k", nil); err != nil {
@@ -423,7 +423,7 @@ func TestBubbleBorder(t *testing.T) {
 		var l *dlock.Locker
 		synctest.Test(t, func(t *testing.T) {
 			l = memdriver.New(nil)
-			if _, held, err := l.Holder(t.Context(), "k"); err != nil || held {
+			if _, held, err := soleHolder(l.Holders(t.Context(), "k")); err != nil || held {
 				t.Fatalf("Holder inside the bubble = %v, %v; want free", held, err)
 			}
 		})

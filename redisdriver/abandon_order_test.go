@@ -55,7 +55,7 @@ func TestCancelledTryAcquireLeavesNoKeyHeld(t *testing.T) {
 			if mode.lanes > 0 {
 				redisdriver.SetLanesForTest(d, mode.lanes, false)
 			}
-			l := dlock.New(d, &dlock.Options{TTL: time.Minute})
+			l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 			t.Cleanup(func() { l.Close() })
 			ctx := testCtx(t)
 
@@ -235,7 +235,7 @@ func TestLoneAcquireCutByDeadlineUndoneAfter(t *testing.T) {
 	o.Dialer = dd.dial
 	c := redis.NewClient(o)
 	t.Cleanup(func() { c.Close() })
-	l := dlock.New(redisdriver.NewDriver(c, nil), &dlock.Options{TTL: time.Minute})
+	l := dlock.New(redisdriver.NewDriver(c, nil), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 	t.Cleanup(func() { l.Close() })
 	ctx := testCtx(t)
 	// The scripts loaded: a NOSCRIPT reply would be an acquire that did

@@ -37,7 +37,7 @@ func TestOpenChecksScriptCommands(t *testing.T) {
 			if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", user, "reset"}, toAny(strings.Fields(rule))...)...).Err(); err != nil {
 				t.Fatal(err)
 			}
-			l, err := dlock.Open(ctx, "redis://"+user+":locker-secret-pw@"+s.Addr()+"/0"+c.query)
+			l, err := dlock.Open(ctx, "redis://"+user+":locker-secret-pw@"+s.Addr()+"/0"+c.query, nil)
 			if err == nil {
 				l.Close()
 				t.Fatalf("Open succeeded for a user without +%s, which the driver needs", c.cmd)

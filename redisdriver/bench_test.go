@@ -51,7 +51,7 @@ func BenchmarkLockerAcquireRelease(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		opts *dlock.Options
-	}{{"Fenced", nil}, {"NoFence", &dlock.Options{DisableFencing: true}}} {
+	}{{"Fenced", nil}, {"NoFence", &dlock.Options{LeaseOptions: dlock.LeaseOptions{DisableFencing: true}}}} {
 		b.Run(bc.name, func(b *testing.B) {
 			c := redistest.Shared(b).Client(b)
 			l := mustNew(b, c, &redisdriver.Options{Lock: bc.opts})
@@ -88,7 +88,7 @@ func BenchmarkHandoff(b *testing.B) {
 	holderL, waiterL := newL(), newL()
 	ctx := context.Background()
 	key := "bench/handoff/" + rand.Text()
-	opts := &dlock.Options{TTL: 30 * time.Second, Retry: noPolling}
+	opts := &dlock.LeaseOptions{TTL: 30 * time.Second, Retry: noPolling}
 	lease, err := holderL.TryAcquire(ctx, key, opts)
 	if err != nil {
 		b.Fatal(err)
@@ -131,7 +131,7 @@ func BenchmarkHandoffExpiry(b *testing.B) {
 	ctx := context.Background()
 	key := "bench/expiry/" + rand.Text()
 	const ttl = 20 * time.Millisecond
-	opts := &dlock.Options{Retry: noPolling}
+	opts := &dlock.LeaseOptions{Retry: noPolling}
 	var late time.Duration
 	b.ReportAllocs()
 	for b.Loop() {

@@ -233,7 +233,7 @@
 //
 // # Semaphores
 //
-// The driver implements driver.Semaphore (dlock's Locker.Semaphore). The
+// The driver implements driver.Semaphore (dlock's LeaseOptions.Limit). The
 // slots of KEY live at PREFIX{KEY} itself, as a sorted set of the holders'
 // tokens scored by their expiry (the server's TIME, µs), with the hash
 // PREFIX{KEY}:slots holding each holder's fence, grant time and owner and

@@ -238,7 +238,7 @@ func TestInvalidOptions(t *testing.T) {
 		"NegativeReplicaAcks":   {ReplicaAcks: -1},
 		"NegativeReplicaWait":   {ReplicaTimeout: -time.Second},
 		"TinyFenceExpiry":       {FenceExpiry: time.Microsecond},
-		"InvalidLockOptionsTTL": {Lock: &dlock.Options{TTL: -1}},
+		"InvalidLockOptionsTTL": {Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: -1}}},
 	} {
 		// Driver options are refused by New; the Locker's, as by
 		// dlock.New, at every call.

@@ -18,7 +18,7 @@ import (
 // go-redis's messages.
 func TestOpenErrorShowsCauseWithCommonPassword(t *testing.T) {
 	for _, pw := range []string{"redis", "password", "refused"} {
-		_, err := dlock.Open(testCtx(t), "redis://:"+pw+"@"+closedPort(t))
+		_, err := dlock.Open(testCtx(t), "redis://:"+pw+"@"+closedPort(t), nil)
 		if err == nil {
 			t.Fatalf("Open of a closed port succeeded")
 		}
@@ -37,7 +37,7 @@ func TestOpenErrorShowsCauseWithCommonPassword(t *testing.T) {
 // masked where it stands on its own.
 func TestOpenWrongPasswordSaysSo(t *testing.T) {
 	srv := redistest.StartACL(t)
-	_, err := dlock.Open(testCtx(t), "redis://"+redistest.FullUser.Username+":password@"+srv.Addr())
+	_, err := dlock.Open(testCtx(t), "redis://"+redistest.FullUser.Username+":password@"+srv.Addr(), nil)
 	if err == nil {
 		t.Fatal("Open with a wrong password succeeded")
 	}
@@ -53,7 +53,7 @@ func TestOpenWrongPasswordSaysSo(t *testing.T) {
 func TestTLSToPlaintextFailsFast(t *testing.T) {
 	srv := redistest.Start(t)
 	start := time.Now()
-	_, err := dlock.Open(testCtx(t), "rediss://"+srv.Addr()+"?dial_timeout=1s")
+	_, err := dlock.Open(testCtx(t), "rediss://"+srv.Addr()+"?dial_timeout=1s", nil)
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("Open with TLS of a plaintext server succeeded")
@@ -79,7 +79,7 @@ func TestOpenNamesRefusedPubSubCommand(t *testing.T) {
 		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", user, "reset"}, toAny(strings.Fields(rule))...)...).Err(); err != nil {
 			t.Fatal(err)
 		}
-		l, err := dlock.Open(ctx, "redis://"+user+":locker-secret-pw@"+s.Addr()+"/0")
+		l, err := dlock.Open(ctx, "redis://"+user+":locker-secret-pw@"+s.Addr()+"/0", nil)
 		if err == nil {
 			l.Close()
 			t.Fatalf("Open succeeded for a user without +%s", cmd)

@@ -26,7 +26,7 @@ func TestFaultSentinelFailover(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		l := mustNew(t, c, &redisdriver.Options{
 			ReplicaAcks: acks, ReplicaTimeout: time.Second,
-			Lock: &dlock.Options{TTL: 20 * time.Second, RenewInterval: -1},
+			Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 20 * time.Second, RenewInterval: -1}},
 		})
 		t.Cleanup(func() { l.Close() })
 		return l

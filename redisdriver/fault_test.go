@@ -37,7 +37,7 @@ func TestFaultPartitionLosesLeaseBeforeExpiry(t *testing.T) {
 	// The drift allowance is the margin between the local deadline and
 	// the server's expiry: large enough that checking the key after the
 	// loss is not a race on a loaded machine.
-	l := newLocker(t, o, &dlock.Options{TTL: ttl, Drift: ttl / 4})
+	l := newLocker(t, o, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl, Drift: ttl / 4}})
 	ctx := testCtx(t)
 
 	sent := time.Now()
@@ -47,7 +47,7 @@ func TestFaultPartitionLosesLeaseBeforeExpiry(t *testing.T) {
 	}
 	px.Partition()
 	select {
-	case <-lease.Done():
+	case <-lease.Context().Done():
 	case <-time.After(5 * ttl):
 		t.Fatal("lease still valid 5 TTLs after the partition")
 	}
@@ -78,9 +78,9 @@ func TestFaultLatencyAboveTTL(t *testing.T) {
 	o.Addr = px.Addr()
 	o.MaxRetries = -1
 	const ttl = 100 * time.Millisecond
-	l := newLocker(t, o, &dlock.Options{TTL: ttl})
+	l := newLocker(t, o, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl}})
 	ctx := testCtx(t)
-	if _, err := l.TryAcquire(ctx, "fault/warmup", &dlock.Options{TTL: time.Second}); err != nil {
+	if _, err := l.TryAcquire(ctx, "fault/warmup", &dlock.LeaseOptions{TTL: time.Second}); err != nil {
 		t.Fatal(err) // connect before the latency
 	}
 	px.Latency(3 * ttl)
@@ -98,7 +98,7 @@ func TestFaultLatencyAboveTTL(t *testing.T) {
 		// Root behaviour: the lease is handed out already past its
 		// deadline and is lost at the renewer's next look.
 		select {
-		case <-lease.Done():
+		case <-lease.Context().Done():
 		case <-time.After(time.Second):
 			t.Fatal("lease past its deadline was not lost")
 		}
@@ -151,7 +151,7 @@ func TestFaultKeyDeletedByOthers(t *testing.T) {
 		{"FLUSHALL", func() error { return admin.FlushAll(testCtx(t)).Err() }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newLocker(t, s.Options(), &dlock.Options{TTL: ttl, RenewInterval: renew})
+			l := newLocker(t, s.Options(), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl, RenewInterval: renew}})
 			ctx := testCtx(t)
 			lease, err := l.TryAcquire(ctx, "fault/deleted", nil)
 			if err != nil {
@@ -162,7 +162,7 @@ func TestFaultKeyDeletedByOthers(t *testing.T) {
 			}
 			deleted := time.Now()
 			select {
-			case <-lease.Done():
+			case <-lease.Context().Done():
 			case <-time.After(ttl / 2):
 				t.Fatalf("holder did not learn of the deletion within %v (renewal every %v)", ttl/2, renew)
 			}

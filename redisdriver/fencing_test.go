@@ -23,13 +23,13 @@ func TestDisableFencingRedis(t *testing.T) {
 		t.Helper()
 		switch how {
 		case "url":
-			l, err := dlock.Open(ctx, "redis://"+s.Addr()+"?fencing=false")
+			l, err := dlock.Open(ctx, "redis://"+s.Addr()+"?fencing=false", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return l
 		case "option":
-			return mustNew(t, s.Client(t), &redisdriver.Options{Lock: &dlock.Options{DisableFencing: true}})
+			return mustNew(t, s.Client(t), &redisdriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{DisableFencing: true}}})
 		}
 		return mustNew(t, s.Client(t), nil)
 	}
@@ -47,7 +47,7 @@ func TestDisableFencingRedis(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h, ok, err := l.Holder(ctx, key)
+			h, ok, err := soleHolder(l.Holders(ctx, key))
 			if err != nil || !ok {
 				t.Fatalf("Holder = %+v, %v, %v", h, ok, err)
 			}

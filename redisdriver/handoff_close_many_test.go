@@ -24,7 +24,7 @@ func TestHandoffCloseWhileManyGiveUp(t *testing.T) {
 	admin := s.Client(t)
 	ctx := testCtx(t)
 	holderL := newLocker(t, s.Options(), nil)
-	opts := &dlock.Options{TTL: 30 * time.Second, Retry: noPolling, Owner: "waiter"}
+	opts := &dlock.LeaseOptions{TTL: 30 * time.Second, Retry: noPolling, Owner: "waiter"}
 	for round := range 5 {
 		px := redistest.NewProxy(t, s.Addr())
 		l := lossyWaiter(t, s, px)
@@ -33,7 +33,7 @@ func TestHandoffCloseWhileManyGiveUp(t *testing.T) {
 		var leases []*dlock.Lease
 		for k := range 6 {
 			key := uniqueKey(fmt.Sprintf("handoff/close-many/%d/", k))
-			lease, err := holderL.TryAcquire(ctx, key, &dlock.Options{TTL: 30 * time.Second})
+			lease, err := holderL.TryAcquire(ctx, key, &dlock.LeaseOptions{TTL: 30 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}

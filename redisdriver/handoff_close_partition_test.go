@@ -59,7 +59,7 @@ func TestHandoffCloseWithPartitionedPubSub(t *testing.T) {
 	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
 		t.Fatalf("holder: %+v %v", res, err)
 	}
-	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: 30 * time.Second, Owner: owner, Retry: noPolling})
+	got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{TTL: 30 * time.Second, Owner: owner, Retry: noPolling})
 	waitAttemptQueued(t, admin, key)
 	px.Partition()
 	if err := holder.Release(ctx, key, "holder"); err != nil {

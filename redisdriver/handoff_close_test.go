@@ -20,7 +20,7 @@ func TestHandoffCloseWhileWaitersWait(t *testing.T) {
 	admin := s.Client(t)
 	ctx := testCtx(t)
 	holderL := newLocker(t, s.Options(), nil)
-	opts := &dlock.Options{TTL: 30 * time.Second, Retry: noPolling}
+	opts := &dlock.LeaseOptions{TTL: 30 * time.Second, Retry: noPolling}
 	for round := range 20 {
 		key := uniqueKey("handoff/close/")
 		lease, err := holderL.TryAcquire(ctx, key, opts)

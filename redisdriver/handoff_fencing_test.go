@@ -15,8 +15,8 @@ import (
 func TestHandoffMixedFencing(t *testing.T) {
 	s := redistest.Shared(t)
 	admin := s.Client(t)
-	noFence := &dlock.Options{DisableFencing: true, Retry: noPolling, TTL: 30 * time.Second}
-	fenced := &dlock.Options{Retry: noPolling, TTL: 30 * time.Second}
+	noFence := &dlock.LeaseOptions{DisableFencing: true, Retry: noPolling, TTL: 30 * time.Second}
+	fenced := &dlock.LeaseOptions{Retry: noPolling, TTL: 30 * time.Second}
 	first := newLocker(t, s.Options(), nil)
 	holder := newLocker(t, s.Options(), nil)
 	a := newLocker(t, s.Options(), nil)
@@ -84,7 +84,7 @@ func TestHandoffMixedFencing(t *testing.T) {
 func TestHandoffFencesOffWaiterQueued(t *testing.T) {
 	s := redistest.Shared(t)
 	admin := s.Client(t)
-	noFence := &dlock.Options{DisableFencing: true, Retry: noPolling, TTL: 30 * time.Second}
+	noFence := &dlock.LeaseOptions{DisableFencing: true, Retry: noPolling, TTL: 30 * time.Second}
 	holder := newLocker(t, s.Options(), nil)
 	waiter := newLocker(t, s.Options(), nil)
 	ctx := testCtx(t)

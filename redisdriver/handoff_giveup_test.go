@@ -25,7 +25,7 @@ func TestHandoffGiveUpLeavesNothingHeld(t *testing.T) {
 	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
 	const ttl = 30 * time.Second
 	const owner = "giving-up waiter"
-	opts := &dlock.Options{TTL: ttl, Owner: owner, Retry: noPolling}
+	opts := &dlock.LeaseOptions{TTL: ttl, Owner: owner, Retry: noPolling}
 	for _, how := range []string{"context", "close"} {
 		t.Run(how, func(t *testing.T) {
 			px := redistest.NewProxy(t, s.Addr())
@@ -90,7 +90,7 @@ func TestHandoffGiveUpInPartition(t *testing.T) {
 	}
 	wctx, giveUp := context.WithCancel(ctx)
 	defer giveUp()
-	got := goAcquire(wctx, waiter, key, &dlock.Options{TTL: 30 * time.Second, Owner: owner, Retry: noPolling})
+	got := goAcquire(wctx, waiter, key, &dlock.LeaseOptions{TTL: 30 * time.Second, Owner: owner, Retry: noPolling})
 	waitAttemptQueued(t, admin, key)
 	// A real partition hides the connection's end from the server too,
 	// which then counts the waiter as listening for as long as TCP keeps
@@ -137,7 +137,7 @@ func TestHandoffGiveUpOutcomeUnknown(t *testing.T) {
 	o := s.Options()
 	o.Addr = px.Addr()
 	const owner = "partitioned waiter"
-	waiter := newLocker(t, o, nil)
+	waiter := newLocker(t, o, &dlock.Options{ReleaseTimeout: 300 * time.Millisecond})
 	ctx := testCtx(t)
 	key := uniqueKey("handoff/give-up-unknown/")
 	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
@@ -145,7 +145,7 @@ func TestHandoffGiveUpOutcomeUnknown(t *testing.T) {
 	}
 	wctx, giveUp := context.WithCancel(ctx)
 	defer giveUp()
-	got := goAcquire(wctx, waiter, key, &dlock.Options{TTL: 30 * time.Second, Owner: owner, Retry: noPolling, ReleaseTimeout: 300 * time.Millisecond})
+	got := goAcquire(wctx, waiter, key, &dlock.LeaseOptions{TTL: 30 * time.Second, Owner: owner, Retry: noPolling})
 	waitAttemptQueued(t, admin, key)
 	px.Latency(200 * time.Millisecond)
 	if err := holder.Release(ctx, key, "holder"); err != nil {

@@ -120,7 +120,7 @@ func TestHandoffNoGrantAfterClusterFailover(t *testing.T) {
 	}
 }
 
-// TestHandoffClusterMinimalACL: on Cluster, a user with the README's least
+// TestHandoffClusterMinimalACL: on Cluster, a user with the package doc's least
 // rule and what go-redis needs to read the slot map (no ROLE) still
 // subscribes its waiters, and the
 // holder's release hands the key to the one waiting.
@@ -139,7 +139,7 @@ func TestHandoffClusterMinimalACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := goAcquire(ctx, waiter, key, &dlock.Options{Retry: noPolling})
+	got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{Retry: noPolling})
 	admin := cl.Client(t)
 	poll(t, "the waiter's attempt to be queued for a handoff", func() error {
 		vals := admin.HVals(ctx, "dlock:{"+key+"}:attempts").Val()

@@ -3,15 +3,12 @@ package redisdriver_test
 import (
 	"context"
 	"errors"
-	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
-	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -20,25 +17,7 @@ import (
 // be lost while its commands still work.
 func lossyWaiter(t *testing.T, s *redistest.Server, px *redistest.Proxy) *dlock.Locker {
 	t.Helper()
-	var viaProxy atomic.Bool
-	o := s.Options()
-	o.PoolSize = 1 // the one command connection, dialled directly below
-	o.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if viaProxy.Load() {
-			addr = px.Addr()
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}
-	c := redis.NewClient(o)
-	t.Cleanup(func() { c.Close() })
-	if err := c.Ping(testCtx(t)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	viaProxy.Store(true) // every later dial is the notifier's
-	l := dlock.New(redisdriver.NewDriver(c, nil), nil)
-	t.Cleanup(func() { l.Close() })
-	return l
+	return lossyWaiterWith(t, s, px, nil)
 }
 
 // loseGrant holds key with holder, lets waiter queue on it, and releases it
@@ -70,7 +49,7 @@ func TestHandoffLostGrant(t *testing.T) {
 	admin := s.Client(t)
 	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
 	const ttl = 30 * time.Second
-	opts := &dlock.Options{TTL: ttl, Owner: "lossy waiter", Retry: noPolling}
+	opts := &dlock.LeaseOptions{TTL: ttl, Owner: "lossy waiter", Retry: noPolling}
 
 	t.Run("GivesUp", func(t *testing.T) {
 		px := redistest.NewProxy(t, s.Addr())
@@ -140,7 +119,7 @@ func TestHandoffCancelAtGrant(t *testing.T) {
 	waiter := newLocker(t, s.Options(), nil)
 	ctx := testCtx(t)
 	const ttl = 30 * time.Second
-	opts := &dlock.Options{TTL: ttl, Owner: "cancelling waiter", Retry: noPolling}
+	opts := &dlock.LeaseOptions{TTL: ttl, Owner: "cancelling waiter", Retry: noPolling}
 	leases := 0
 	for i := range 40 {
 		key := uniqueKey("handoff/cancel-at-grant/")
@@ -193,7 +172,7 @@ func TestHandoffLateGrantNeverUsed(t *testing.T) {
 	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
 		t.Fatalf("holder: %+v %v", res, err)
 	}
-	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: ttl, Owner: "short waiter", Retry: noPolling})
+	got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{TTL: ttl, Owner: "short waiter", Retry: noPolling})
 	waitAttemptQueued(t, admin, key)
 	queuedAt := time.Now()
 	// No event: the queued attempt must be older than its TTL.

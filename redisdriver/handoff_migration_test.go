@@ -81,7 +81,7 @@ func TestHandoffSlotMigration(t *testing.T) {
 	holder := newHandoffDriver(t, redis.NewClusterClient(cl.Options()))
 	wc := redis.NewClusterClient(cl.Options())
 	t.Cleanup(func() { wc.Close() })
-	waiter := mustNew(t, wc, &redisdriver.Options{Lock: &dlock.Options{TTL: time.Minute, Retry: noPolling}})
+	waiter := mustNew(t, wc, &redisdriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute, Retry: noPolling}}})
 	t.Cleanup(func() { waiter.Close() })
 	ctx := testCtx(t)
 	key := uniqueKey("handoff/migrate/")

@@ -30,7 +30,7 @@ func TestHandoffSubscribeIntoPartition(t *testing.T) {
 	px.Partition()
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	got := goAcquire(wctx, waiter, key, &dlock.Options{TTL: 30 * time.Second, Retry: dlock.LinearBackoff(100 * time.Millisecond)})
+	got := goAcquire(wctx, waiter, key, &dlock.LeaseOptions{TTL: 30 * time.Second, Retry: dlock.ExponentialBackoff(100*time.Millisecond, 100*time.Millisecond)})
 	time.Sleep(300 * time.Millisecond)
 	if err := holder.Release(ctx, key, "holder"); err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func TestHandoffGrantToPartitionedWaiter(t *testing.T) {
 		t.Fatalf("holder: %+v %v", res, err)
 	}
 	const backoff = 300 * time.Millisecond
-	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: 30 * time.Second, Owner: owner, Retry: dlock.LinearBackoff(backoff)})
+	got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{TTL: 30 * time.Second, Owner: owner, Retry: dlock.ExponentialBackoff(backoff, backoff)})
 	waitAttemptQueued(t, admin, key)
 	px.Partition()
 	if err := holder.Release(ctx, key, "holder"); err != nil {

@@ -57,14 +57,14 @@ func TestHandoffChannelPermissionRevoked(t *testing.T) {
 	t.Cleanup(func() { waiter.Close() })
 	holder := newLocker(t, s.Options(), nil)
 	const key = "handoff/noperm"
-	lease, err := holder.TryAcquire(ctx, key, &dlock.Options{TTL: 30 * time.Second})
+	lease, err := holder.TryAcquire(ctx, key, &dlock.LeaseOptions{TTL: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan acquired, 4)
 	for range 4 {
 		go func() {
-			got <- <-goAcquire(ctx, waiter, key, &dlock.Options{TTL: 30 * time.Second, Retry: dlock.LinearBackoff(200 * time.Millisecond)})
+			got <- <-goAcquire(ctx, waiter, key, &dlock.LeaseOptions{TTL: 30 * time.Second, Retry: dlock.ExponentialBackoff(200*time.Millisecond, 200*time.Millisecond)})
 		}()
 	}
 	waitAttemptQueued(t, admin, key)

@@ -66,7 +66,7 @@ func TestHandoffReleaseFreesKeyThroughProxy(t *testing.T) {
 	admin := s.Client(t)
 	ctx := testCtx(t)
 	key := uniqueKey("handoff/self-proxy/")
-	opts := &dlock.Options{DisableFencing: true, TTL: 10 * time.Second, Retry: noPolling}
+	opts := &dlock.LeaseOptions{DisableFencing: true, TTL: 10 * time.Second, Retry: noPolling}
 	var wg sync.WaitGroup
 	var bad atomic.Int64
 	for range 2 {

@@ -35,15 +35,15 @@ func TestWaiterSubscribesAgainAfterBlip(t *testing.T) {
 	admin := s.Client(t)
 	holder := newHandoffDriver(t, redis.NewClient(s.Options()))
 	px := redistest.NewProxy(t, s.Addr())
-	waiter := lossyWaiter(t, s, px)
+	busy := make(busyObserver, 1)
+	waiter := lossyWaiterWith(t, s, px, &dlock.Options{Observer: busy.Observe})
 	ctx := testCtx(t)
 	key := uniqueKey("handoff/blip/")
 	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
 		t.Fatalf("holder: %+v %v", res, err)
 	}
-	busy := make(busyObserver, 1)
 	px.Disconnect()
-	got := goAcquire(ctx, waiter, key, &dlock.Options{Retry: noPolling, Observer: busy})
+	got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{Retry: noPolling})
 	<-busy                             // the first attempt; the SUBSCRIBE that follows fails
 	time.Sleep(300 * time.Millisecond) // the outage
 	px.Heal()
@@ -125,7 +125,7 @@ func TestHandoffLeaseKeptAfterFailedResubscribe(t *testing.T) {
 	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 2 * time.Second}); err != nil || !res.Acquired {
 		t.Fatalf("holder: %+v %v", res, err)
 	}
-	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: time.Minute, Owner: "waiter", Retry: noPolling})
+	got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{TTL: time.Minute, Owner: "waiter", Retry: noPolling})
 	waitAttemptQueued(t, admin, key)
 	// Redis disconnects the user's subscribed clients; the notifier's
 	// SUBSCRIBE on a new connection is refused with NOPERM.
@@ -164,7 +164,7 @@ func TestHandoffNoFenceLeaseKeptAfterReconnect(t *testing.T) {
 	if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 2 * time.Second, NoFence: true}); err != nil || !res.Acquired {
 		t.Fatalf("holder: %+v %v", res, err)
 	}
-	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: time.Minute, Owner: "waiter", Retry: noPolling, DisableFencing: true})
+	got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{TTL: time.Minute, Owner: "waiter", Retry: noPolling, DisableFencing: true})
 	waitSubscribed(t, admin, key)
 	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ func TestHandoffShortContextsShareLockers(t *testing.T) {
 	o.Addr = px.Addr()
 	lockers := []*dlock.Locker{newLocker(t, s.Options(), nil), newLocker(t, o, nil)}
 	key := uniqueKey("handoff/stress/")
-	opts := &dlock.Options{TTL: 5 * time.Second, Retry: noPolling}
+	opts := &dlock.LeaseOptions{TTL: 5 * time.Second, Retry: noPolling}
 	var holders, leases, gaveUp atomic.Int64
 	var wg sync.WaitGroup
 	stop := time.Now().Add(4 * time.Second)

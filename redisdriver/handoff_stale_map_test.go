@@ -54,11 +54,11 @@ func TestHandoffStaleMapThenFresh(t *testing.T) {
 	waiter, holder := mustNew(t, wc, nil), mustNew(t, hc, nil)
 	t.Cleanup(func() { waiter.Close(); holder.Close() })
 
-	lease, err := holder.TryAcquire(ctx, key, &dlock.Options{TTL: 30 * time.Second})
+	lease, err := holder.TryAcquire(ctx, key, &dlock.LeaseOptions{TTL: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := goAcquire(ctx, waiter, key, &dlock.Options{TTL: 30 * time.Second, Retry: noPolling})
+	got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{TTL: 30 * time.Second, Retry: noPolling})
 	time.Sleep(2500 * time.Millisecond) // the notifier gives up on the stale map
 	isStale.Store(false)
 	time.Sleep(2 * time.Second) // the waiter's client reloads the map, and it subscribes again

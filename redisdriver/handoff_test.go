@@ -18,7 +18,7 @@ import (
 
 // noPolling makes a waiter depend on the release notification or the
 // holder's reported expiry: its own backoff alone would wait 10s.
-var noPolling = dlock.LinearBackoff(20 * time.Second)
+var noPolling = dlock.ExponentialBackoff(20*time.Second, 20*time.Second)
 
 // waitSubscribed returns once someone listens for releases of key: there is
 // no event for that outside the driver, so it polls PUBSUB NUMSUB.
@@ -44,7 +44,7 @@ type acquired struct {
 	at    time.Time
 }
 
-func goAcquire(ctx context.Context, l *dlock.Locker, key string, o *dlock.Options) <-chan acquired {
+func goAcquire(ctx context.Context, l *dlock.Locker, key string, o *dlock.LeaseOptions) <-chan acquired {
 	done := make(chan acquired, 1)
 	go func() {
 		lease, err := l.Acquire(ctx, key, o)
@@ -63,11 +63,11 @@ func TestHandoffOnRelease(t *testing.T) {
 	ctx := testCtx(t)
 	const key = "handoff/release"
 	for i := range 5 {
-		lease, err := holder.TryAcquire(ctx, key, &dlock.Options{TTL: 30 * time.Second})
+		lease, err := holder.TryAcquire(ctx, key, &dlock.LeaseOptions{TTL: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := goAcquire(ctx, waiter, key, &dlock.Options{Retry: noPolling})
+		got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{Retry: noPolling})
 		waitSubscribed(t, admin, key)
 		released := time.Now()
 		if err := lease.Release(ctx); err != nil {
@@ -105,7 +105,7 @@ func TestHandoffOnExpiry(t *testing.T) {
 		if err != nil || !res.Acquired {
 			t.Fatalf("holder acquire: %v %+v", err, res)
 		}
-		got := goAcquire(ctx, waiter, key, &dlock.Options{Retry: noPolling})
+		got := goAcquire(ctx, waiter, key, &dlock.LeaseOptions{Retry: noPolling})
 		a := <-got
 		if a.err != nil {
 			t.Fatal(a.err)
@@ -154,7 +154,7 @@ func TestHandoffOneAtATime(t *testing.T) {
 		c := redis.NewClient(s.Options())
 		t.Cleanup(func() { c.Close() })
 		waiters[i] = &countingDriver{Locker: redisdriver.NewDriver(c, nil)}
-		l := dlock.New(waiters[i], &dlock.Options{Retry: noPolling})
+		l := dlock.New(waiters[i], &dlock.Options{LeaseOptions: dlock.LeaseOptions{Retry: noPolling}})
 		t.Cleanup(func() { l.Close() })
 		got[i] = goAcquire(ctx, l, key, nil)
 		// Queued by its first attempt, then subscribed and tried again

@@ -41,7 +41,7 @@ func TestHoldersNeverOverlapRedis(t *testing.T) {
 		opts.ReadTimeout, opts.WriteTimeout, opts.DialTimeout = 150*time.Millisecond, 150*time.Millisecond, 150*time.Millisecond
 		client := redis.NewClient(opts)
 		t.Cleanup(func() { client.Close() })
-		l, err := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{TTL: 300 * time.Millisecond, ReleaseTimeout: 300 * time.Millisecond}})
+		l, err := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{ReleaseTimeout: 300 * time.Millisecond, LeaseOptions: dlock.LeaseOptions{TTL: 300 * time.Millisecond}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestHoldersNeverOverlapRedis(t *testing.T) {
 				hold := time.NewTimer(time.Duration(rand.N(400)) * time.Millisecond)
 				select {
 				case <-hold.C:
-				case <-lease.Done():
+				case <-lease.Context().Done():
 				case <-ctx.Done():
 				}
 				hold.Stop()

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"go.uber.org/goleak"
 )
@@ -30,4 +31,13 @@ func dialVia(proxies map[string]*redistest.Proxy) func(ctx context.Context, netw
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
+}
+
+// soleHolder returns the one holder of a lock that Locker.Holders
+// reported, and whether there is one.
+func soleHolder(hs []dlock.Holder, err error) (dlock.Holder, bool, error) {
+	if err != nil || len(hs) == 0 {
+		return dlock.Holder{}, false, err
+	}
+	return hs[0], true, nil
 }

@@ -48,7 +48,7 @@ func roundTrip(t *testing.T, l *dlock.Locker) {
 
 func open(t *testing.T, rawURL string) *dlock.Locker {
 	t.Helper()
-	l, err := dlock.Open(testCtx(t), rawURL)
+	l, err := dlock.Open(testCtx(t), rawURL, nil)
 	if err != nil {
 		t.Fatalf("Open(%s): %v", rawURL, err)
 	}
@@ -90,7 +90,7 @@ func TestOpenSentinel(t *testing.T) {
 
 func TestOpenClosesItsClient(t *testing.T) {
 	s := redistest.Shared(t)
-	l, err := dlock.Open(testCtx(t), "redis://"+s.Addr())
+	l, err := dlock.Open(testCtx(t), "redis://"+s.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestOpenBadConfiguration(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), tt.within)
 			defer cancel()
 			start := time.Now()
-			l, err := dlock.Open(ctx, tt.url)
+			l, err := dlock.Open(ctx, tt.url, nil)
 			if err == nil {
 				l.Close()
 				t.Fatalf("Open(%s) succeeded", tt.url)
@@ -187,7 +187,7 @@ func TestOpenHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	l, err := dlock.Open(ctx, "redis://user:"+secret+"@"+px.Addr()+"?read_timeout=30s")
+	l, err := dlock.Open(ctx, "redis://user:"+secret+"@"+px.Addr()+"?read_timeout=30s", nil)
 	if err == nil {
 		l.Close()
 		t.Fatal("Open through a partition succeeded")
@@ -352,7 +352,7 @@ func FuzzOpenRedisURL(f *testing.F) {
 		case 1:
 			pass = secret
 		case 2:
-			if strings.HasSuffix(dlock.RedactURL("x://h?"+url.QueryEscape(param)+"=v"), "=v") {
+			if strings.HasSuffix(driver.RedactURL("x://h?"+url.QueryEscape(param)+"=v"), "=v") {
 				return // a documented setting's value is shown by design
 			}
 			value = secret
@@ -381,13 +381,13 @@ func FuzzOpenRedisURL(f *testing.F) {
 	})
 }
 
-// minimalACL is the ACL rule of the README's security section: the
+// minimalACL is the least ACL rule of the package doc (Permissions): the
 // permissions the driver needs, and nothing else.
 const minimalACL = "on >locker-secret-pw ~dlock:* &dlock:* +evalsha +eval +ping +subscribe +ssubscribe +wait " +
 	"+get +set +del +exists +type +pttl +pexpire +time +zadd +zpopmin +zrem +zrangebyscore +zrange +zcount +zscore +hget +hset +hdel +unlink +publish +spublish " +
 	"+pubsub|numsub +pubsub|shardnumsub"
 
-// TestOpenMinimalACL: a user with exactly the README's permissions can
+// TestOpenMinimalACL: a user with exactly the package doc's permissions can
 // open, take, wait for, inspect and release locks, with replica_acks.
 func TestOpenMinimalACL(t *testing.T) {
 	s := redistest.StartProcess(t, nil)
@@ -401,7 +401,7 @@ func TestOpenMinimalACL(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TryAcquire: %v", err)
 	}
-	if _, ok, err := l.Holder(ctx, "acl"); err != nil || !ok {
+	if _, ok, err := soleHolder(l.Holders(ctx, "acl")); err != nil || !ok {
 		t.Errorf("Holder = %v, %v", ok, err)
 	}
 	got := make(chan error, 1)

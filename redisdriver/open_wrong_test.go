@@ -29,7 +29,7 @@ func TestOpenSentinelsDown(t *testing.T) {
 		ln.Close()
 	}
 	start := time.Now()
-	_, err := dlock.Open(testCtx(t), "redis+sentinel://u:"+secret+"@"+strings.Join(addrs, ",")+"/mymaster")
+	_, err := dlock.Open(testCtx(t), "redis+sentinel://u:"+secret+"@"+strings.Join(addrs, ",")+"/mymaster", nil)
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Open took %v, want under 5s", took)
 	}
@@ -66,7 +66,7 @@ func TestOpenSentinelOneDown(t *testing.T) {
 func TestOpenClusterNodeAsStandalone(t *testing.T) {
 	for _, addr := range redistest.SharedCluster(t).Addrs() {
 		for _, rawURL := range []string{"redis://" + addr, "redis://" + addr + "?protocol=2"} {
-			l, err := dlock.Open(testCtx(t), rawURL)
+			l, err := dlock.Open(testCtx(t), rawURL, nil)
 			if err == nil {
 				l.Close()
 				t.Errorf("Open(%s) of a Cluster node succeeded", rawURL)
@@ -100,7 +100,7 @@ func TestOpenErrorsHideSecret(t *testing.T) {
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		start := time.Now()
-		l, err := dlock.Open(ctx, u)
+		l, err := dlock.Open(ctx, u, nil)
 		cancel()
 		t.Logf("%v: %s: %v", time.Since(start).Round(time.Millisecond), driver.RedactURL(u), err)
 		if err == nil {
@@ -120,7 +120,7 @@ func TestSentinelReplicaOnlyRefused(t *testing.T) {
 	se := redistest.SharedSentinel(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	l, err := dlock.Open(ctx, "redis+sentinel://"+se.Addrs()[0]+"/"+se.MasterName()+"?replica_only=true")
+	l, err := dlock.Open(ctx, "redis+sentinel://"+se.Addrs()[0]+"/"+se.MasterName()+"?replica_only=true", nil)
 	if err == nil {
 		_, aerr := l.TryAcquire(ctx, "replicaonly/k", nil)
 		l.Close()
@@ -129,7 +129,7 @@ func TestSentinelReplicaOnlyRefused(t *testing.T) {
 	if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(err.Error(), "replica_only") {
 		t.Errorf("Open with replica_only=true: %v; want ErrInvalid naming replica_only", err)
 	}
-	l, err = dlock.Open(ctx, "redis+sentinel://"+se.Addrs()[0]+"/"+se.MasterName()+"?replica_only=false")
+	l, err = dlock.Open(ctx, "redis+sentinel://"+se.Addrs()[0]+"/"+se.MasterName()+"?replica_only=false", nil)
 	if err != nil {
 		t.Fatalf("Open with replica_only=false: %v", err)
 	}
@@ -150,7 +150,7 @@ func TestOpenReplicaRefused(t *testing.T) {
 	}
 	octx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	l, err := dlock.Open(octx, "redis://"+replica.Addr())
+	l, err := dlock.Open(octx, "redis://"+replica.Addr(), nil)
 	if err == nil {
 		_, aerr := l.TryAcquire(octx, "replica/k", nil)
 		l.Close()

@@ -32,7 +32,7 @@ func TestPipelineSmallPool(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			base := uniqueKey("pipe/pool/")
-			opts := &dlock.Options{TTL: 10 * time.Second, Retry: dlock.LinearBackoff(time.Minute)}
+			opts := &dlock.LeaseOptions{TTL: 10 * time.Second, Retry: dlock.ExponentialBackoff(time.Minute, time.Minute)}
 			var inside atomic.Int32
 			var wg sync.WaitGroup
 			for g := range 12 {

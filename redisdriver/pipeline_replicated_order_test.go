@@ -28,7 +28,7 @@ func TestReplicatedAcquireCutByDeadlineUndoneAfter(t *testing.T) {
 	// No replica: WAIT answers 0 after ReplicaTimeout, and every grant
 	// is undone; the acquire script still runs and takes the key.
 	d := redisdriver.NewDriver(c, &redisdriver.Options{ReplicaAcks: 1, ReplicaTimeout: 10 * time.Millisecond})
-	l := dlock.New(d, &dlock.Options{TTL: time.Minute})
+	l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 	t.Cleanup(func() { l.Close() })
 	ctx := testCtx(t)
 	// The scripts loaded: a NOSCRIPT reply would be an acquire that did

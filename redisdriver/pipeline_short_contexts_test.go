@@ -58,12 +58,12 @@ func TestShortTryAcquireLeavesNothingHeld(t *testing.T) {
 					// No replica acknowledges: every grant is undone.
 					opts.ReplicaAcks = 1
 				}
-				l := dlock.New(redisdriver.NewDriver(client, opts), &dlock.Options{TTL: time.Minute})
+				l := dlock.New(redisdriver.NewDriver(client, opts), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 				t.Cleanup(func() { l.Close() })
 				ctx := testCtx(t)
 				try := func(ctx context.Context, key string) (*dlock.Lease, error) {
 					if kind == "slot" {
-						return l.Semaphore(key, 2).TryAcquire(ctx, nil)
+						return l.TryAcquire(ctx, key, &dlock.LeaseOptions{Limit: 2})
 					}
 					return l.TryAcquire(ctx, key, nil)
 				}

@@ -32,7 +32,7 @@ func TestUndoThatGaveUpStillFollows(t *testing.T) {
 			c := redis.NewClient(o)
 			t.Cleanup(func() { c.Close() })
 			d := redisdriver.NewDriver(c, nil)
-			l := dlock.New(d, &dlock.Options{TTL: time.Minute, ReleaseTimeout: 50 * time.Millisecond})
+			l := dlock.New(d, &dlock.Options{ReleaseTimeout: 50 * time.Millisecond, LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}})
 			t.Cleanup(func() { l.Close() })
 			ctx := testCtx(t)
 			// The scripts loaded: a NOSCRIPT reply would be an acquire

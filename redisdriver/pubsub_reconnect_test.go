@@ -41,9 +41,9 @@ func TestSilentPubsubConnection(t *testing.T) {
 	client := redis.NewClient(o)
 	defer client.Close()
 	dw := redisdriver.NewDriver(client, nil)
-	waiter := dlock.New(dw, &dlock.Options{TTL: 30 * time.Second, RenewInterval: -1, Retry: noPolling})
+	waiter := dlock.New(dw, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 30 * time.Second, RenewInterval: -1, Retry: noPolling}})
 	defer waiter.Close()
-	holder := newLocker(t, s.Options(), &dlock.Options{TTL: 30 * time.Second})
+	holder := newLocker(t, s.Options(), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 30 * time.Second}})
 	ctx := testCtx(t)
 	const key = "silent/k"
 

@@ -83,8 +83,7 @@ func TestRefusedWritesAreRetried(t *testing.T) {
 				c.refuse(ctx, t, s, redistest.StartProcess(t, nil), admin)
 			}
 			spy := newErrorSpy(redisdriver.NewDriver(s.Client(t), nil))
-			l := dlock.New(spy, &dlock.Options{TTL: 10 * time.Second, RenewInterval: -1,
-				Retry: dlock.LinearBackoff(20 * time.Millisecond)})
+			l := dlock.New(spy, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second, RenewInterval: -1, Retry: dlock.ExponentialBackoff(20*time.Millisecond, 20*time.Millisecond)}})
 			t.Cleanup(func() { l.Close() })
 
 			actx, cancel := context.WithTimeout(ctx, 20*time.Second)

@@ -41,8 +41,7 @@ func TestBusyServerIsRetried(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	spy := newErrorSpy(redisdriver.NewDriver(s.Client(t), nil))
-	l := dlock.New(spy, &dlock.Options{TTL: 10 * time.Second, RenewInterval: -1,
-		Retry: dlock.LinearBackoff(20 * time.Millisecond)})
+	l := dlock.New(spy, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second, RenewInterval: -1, Retry: dlock.ExponentialBackoff(20*time.Millisecond, 20*time.Millisecond)}})
 	t.Cleanup(func() { l.Close() })
 	actx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
@@ -49,10 +50,10 @@ func BenchmarkSemaphoreAcquireRelease(b *testing.B) {
 	l := mustNew(b, c, nil)
 	defer l.Close()
 	ctx := context.Background()
-	sem := l.Semaphore("bench/"+rand.Text(), 8)
+	semKey, sem := "bench/"+rand.Text(), &dlock.LeaseOptions{Limit: 8}
 	b.ReportAllocs()
 	for b.Loop() {
-		lease, err := sem.TryAcquire(ctx, nil)
+		lease, err := l.TryAcquire(ctx, semKey, sem)
 		if err != nil {
 			b.Fatal(err)
 		}

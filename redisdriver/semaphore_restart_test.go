@@ -17,14 +17,14 @@ import (
 // lost holders' (the server's clock has passed them).
 func TestSemaphoreRedisRestart(t *testing.T) {
 	s := redistest.StartProcess(t, nil)
-	l := mustNew(t, s.Client(t), &redisdriver.Options{Lock: &dlock.Options{TTL: time.Second}})
+	l := mustNew(t, s.Client(t), &redisdriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Second}}})
 	defer l.Close()
 	ctx := testCtx(t)
-	sem := l.Semaphore(uniqueKey("sem/restart/"), 2)
+	semKey, sem := uniqueKey("sem/restart/"), &dlock.LeaseOptions{Limit: 2}
 	var top uint64
 	var held []*dlock.Lease
 	for range 2 {
-		lease, err := sem.Acquire(ctx, nil)
+		lease, err := l.Acquire(ctx, semKey, sem)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +35,7 @@ func TestSemaphoreRedisRestart(t *testing.T) {
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	go func() {
-		lease, err := sem.Acquire(wctx, nil)
+		lease, err := l.Acquire(wctx, semKey, sem)
 		if err != nil {
 			t.Error(err)
 		}
@@ -44,7 +44,7 @@ func TestSemaphoreRedisRestart(t *testing.T) {
 	s.Restart(t)
 	for _, le := range held {
 		select {
-		case <-le.Done():
+		case <-le.Context().Done():
 		case <-time.After(10 * time.Second):
 			t.Fatalf("a holder whose slot was lost with the restart still holds it 10s later")
 		}

@@ -113,13 +113,13 @@ func TestSemaphoreForeignData(t *testing.T) {
 // a third acquirer waits, and is woken by a release.
 func TestSemaphoreThroughDlock(t *testing.T) {
 	s := redistest.Shared(t)
-	l := mustNew(t, s.Client(t), &redisdriver.Options{Lock: &dlock.Options{TTL: 600 * time.Millisecond}})
+	l := mustNew(t, s.Client(t), &redisdriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 600 * time.Millisecond}}})
 	defer l.Close()
 	ctx := testCtx(t)
-	sem := l.Semaphore(uniqueKey("sem/dlock/"), 2)
+	semKey, sem := uniqueKey("sem/dlock/"), &dlock.LeaseOptions{Limit: 2}
 	var leases []*dlock.Lease
 	for range 2 {
-		le, err := sem.Acquire(ctx, nil)
+		le, err := l.Acquire(ctx, semKey, sem)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +130,7 @@ func TestSemaphoreThroughDlock(t *testing.T) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wg.Go(func() {
-		le, err := l.Semaphore(sem.Key(), 2).Acquire(wctx, &dlock.Options{TTL: time.Minute})
+		le, err := l.Acquire(wctx, semKey, &dlock.LeaseOptions{TTL: time.Minute, Limit: 2})
 		if err == nil {
 			got <- le
 		}

@@ -377,7 +377,7 @@ func TestOpenChecksChannelPermission(t *testing.T) {
 			u += "?prefix=" + prefix
 			want = prefix + "*"
 		}
-		l, err := dlock.Open(ctx, u)
+		l, err := dlock.Open(ctx, u, nil)
 		if err == nil {
 			l.Close()
 			t.Fatalf("Open as a user without channel permission (prefix %q) succeeded", prefix)
@@ -395,14 +395,14 @@ func TestOpenChecksChannelPermission(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := dlock.Open(ctx, fmt.Sprintf("redis://%s:%s@%s", noChannelUser.Username, noChannelUser.Password, s.Addr()))
+	l, err := dlock.Open(ctx, fmt.Sprintf("redis://%s:%s@%s", noChannelUser.Username, noChannelUser.Password, s.Addr()), nil)
 	if err != nil {
 		t.Fatalf("Open after granting &dlock:*: %v", err)
 	}
 	l.Close()
 }
 
-// TestREADMEACLUser: the ACL rule the README gives is enough for the
+// TestREADMEACLUser: the ACL rule by category that the package doc (Permissions) gives is enough for the
 // driver: Open, a contended acquire woken by the release, and release.
 func TestREADMEACLUser(t *testing.T) {
 	verifyNoLeaks(t)
@@ -423,7 +423,7 @@ func TestREADMEACLUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := goAcquire(ctx, waiter, "acl/readme", &dlock.Options{Retry: noPolling})
+	got := goAcquire(ctx, waiter, "acl/readme", &dlock.LeaseOptions{Retry: noPolling})
 	waitSubscribed(t, s.Client(t), "acl/readme")
 	if err := lease.Release(ctx); err != nil {
 		t.Fatal(err)
@@ -450,7 +450,7 @@ func TestTopologySlotMoveAcquire(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	const key = "move/acquire"
 	stale := redis.NewClusterClient(cl.Options())
-	waiter := mustNew(t, stale, &redisdriver.Options{Lock: &dlock.Options{TTL: time.Minute, Retry: noPolling}})
+	waiter := mustNew(t, stale, &redisdriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute, Retry: noPolling}}})
 	ctx := testCtx(t)
 	warm, err := waiter.TryAcquire(ctx, "move/warm", nil) // loads the slot map
 	if err != nil {
@@ -461,7 +461,7 @@ func TestTopologySlotMoveAcquire(t *testing.T) {
 	to := moveSlot(t, cl, keySlot(t, admin, key))
 
 	fresh := redis.NewClusterClient(cl.Options())
-	holder := mustNew(t, fresh, &redisdriver.Options{Lock: &dlock.Options{TTL: time.Minute}})
+	holder := mustNew(t, fresh, &redisdriver.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}}})
 	lease, err := holder.TryAcquire(ctx, key, nil)
 	if err != nil {
 		t.Fatal(err)

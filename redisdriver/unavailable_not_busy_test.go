@@ -37,7 +37,7 @@ func acquireCalls(l *dlock.Locker) map[string]func(ctx context.Context, key stri
 // ends during the outage wraps DeadlineExceeded and ErrUnavailable.
 func TestBackendDownIsNotBusy(t *testing.T) {
 	srv := redistest.StartProcess(t, nil)
-	l, err := dlock.Open(t.Context(), "redis://"+srv.Addr())
+	l, err := dlock.Open(t.Context(), "redis://"+srv.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,12 +61,12 @@ func TestBackendDownIsNotBusy(t *testing.T) {
 // and never ErrUnavailable.
 func TestBusyIsNotBackendDown(t *testing.T) {
 	srv := redistest.Start(t)
-	l, err := dlock.Open(t.Context(), "redis://"+srv.Addr())
+	l, err := dlock.Open(t.Context(), "redis://"+srv.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	other, err := dlock.Open(t.Context(), "redis://"+srv.Addr())
+	other, err := dlock.Open(t.Context(), "redis://"+srv.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestBusyIsNotBackendDown(t *testing.T) {
 // ErrNotAcquired of its first attempts: the last answer tells.
 func TestOutageWhileWaitingIsNotBusy(t *testing.T) {
 	srv := redistest.StartProcess(t, nil)
-	holder, err := dlock.Open(t.Context(), "redis://"+srv.Addr())
+	holder, err := dlock.Open(t.Context(), "redis://"+srv.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestOutageWhileWaitingIsNotBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	busy := &busySignal{ch: make(chan struct{})}
-	waiter, err := dlock.OpenOptions(t.Context(), "redis://"+srv.Addr(), &dlock.Options{Observer: busy})
+	waiter, err := dlock.Open(t.Context(), "redis://"+srv.Addr(), &dlock.Options{Observer: busy.Observe})
 	if err != nil {
 		t.Fatal(err)
 	}

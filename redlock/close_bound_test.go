@@ -31,7 +31,7 @@ func TestCloseOverCallerClientsBoundedByReadTimeout(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		clients[i] = c
 	}
-	l, err := redlock.NewRedis(clients, &redlock.Options{NodeTimeout: nodeTimeout, DisableFencing: true, Lock: &dlock.Options{TTL: time.Minute}})
+	l, err := redlock.NewRedis(clients, &redlock.Options{NodeTimeout: nodeTimeout, DisableFencing: true, Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}}})
 	if err != nil {
 		t.Fatal(err)
 	}

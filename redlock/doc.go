@@ -127,7 +127,7 @@
 //
 // # Semaphores
 //
-// The driver does not offer semaphores (dlock's Locker.Semaphore): its
+// The driver does not offer semaphores (dlock's LeaseOptions.Limit): its
 // driver.Semaphore methods return an error wrapping errors.ErrUnsupported.
 // A majority of per-node semaphores does not bound the holders: with a
 // limit of 2 and three nodes, holders A, B and C can take slots on nodes

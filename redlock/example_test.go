@@ -73,7 +73,7 @@ func ExampleNewRedis() {
 		defer c.Close()
 		clients = append(clients, c)
 	}
-	l, err := redlock.NewRedis(clients, &redlock.Options{Lock: &dlock.Options{TTL: 30 * time.Second}})
+	l, err := redlock.NewRedis(clients, &redlock.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 30 * time.Second}}})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -92,7 +92,7 @@ func ExampleNewRedis() {
 // The same, configured by URL.
 func Example_open() {
 	// redlock://h1:6379,h2:6379,h3:6379/0?node_timeout=200ms&ttl=30s
-	l, err := dlock.Open(context.Background(), os.Getenv("DLOCK_URL"))
+	l, err := dlock.Open(context.Background(), os.Getenv("DLOCK_URL"), nil)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -6,6 +6,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/conformance"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/memdriver"
@@ -88,4 +89,13 @@ func (c *memCluster) awaitHeld(t testing.TB, key string) {
 			time.Sleep(time.Millisecond)
 		}
 	}
+}
+
+// soleHolder returns the one holder of a lock that Locker.Holders
+// reported, and whether there is one.
+func soleHolder(hs []dlock.Holder, err error) (dlock.Holder, bool, error) {
+	if err != nil || len(hs) == 0 {
+		return dlock.Holder{}, false, err
+	}
+	return hs[0], true, nil
 }

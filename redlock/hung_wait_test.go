@@ -21,7 +21,7 @@ func TestWaitingOnHungNodeBoundsCalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newMemCluster(3)
 		d, fs := c.newDriver(t, &redlock.Options{NodeTimeout: time.Second, DisableFencing: true})
-		l := dlock.New(d, &dlock.Options{TTL: 30 * time.Second, Retry: dlock.LinearBackoff(10 * time.Millisecond)})
+		l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 30 * time.Second, Retry: dlock.ExponentialBackoff(10*time.Millisecond, 10*time.Millisecond)}})
 		defer l.Close()
 		holder, err := l.TryAcquire(t.Context(), "k", nil)
 		if err != nil {

@@ -31,7 +31,7 @@ type Options struct {
 	// dead node costs little of the TTL, long enough for a first call
 	// that must connect. Calls that carry no
 	// TTL (Release, Inspect, Subscribe) use the TTL of Lock, else
-	// dlock.DefaultTTL. URL parameter: node_timeout.
+	// 15s. URL parameter: node_timeout.
 	NodeTimeout time.Duration
 
 	// Drift is the allowance for clock-rate differences between this
@@ -80,7 +80,7 @@ func (o *Options) resolve() (config, error) {
 	if o != nil {
 		in = *o
 	}
-	c := config{nodeTimeout: in.NodeTimeout, drift: in.Drift, fencing: !in.DisableFencing, lockTTL: dlock.DefaultTTL}
+	c := config{nodeTimeout: in.NodeTimeout, drift: in.Drift, fencing: !in.DisableFencing, lockTTL: 15 * time.Second}
 	if in.NodeTimeout < 0 {
 		return c, fmt.Errorf("%w: redlock: NodeTimeout %v is negative", driver.ErrInvalid, in.NodeTimeout)
 	}

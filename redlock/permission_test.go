@@ -40,7 +40,7 @@ func TestOpenChecksPermissions(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			l, err := dlock.Open(ctx, "redlock://"+user+":pw-secret-1@"+strings.Join(hosts, ",")+"/0")
+			l, err := dlock.Open(ctx, "redlock://"+user+":pw-secret-1@"+strings.Join(hosts, ",")+"/0", nil)
 			if err == nil {
 				_, aerr := l.TryAcquire(ctx, "perm/k", nil)
 				l.Close()

@@ -45,7 +45,7 @@ func TestNoPhantomsShortContexts(t *testing.T) {
 				if tc.latency > 0 {
 					proxies[2].Latency(tc.latency)
 				}
-				l, err := redlock.NewRedis(clients, &redlock.Options{Lock: &dlock.Options{TTL: time.Minute}})
+				l, err := redlock.NewRedis(clients, &redlock.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}}})
 				if err != nil {
 					t.Fatal(err)
 				}

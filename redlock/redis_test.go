@@ -131,7 +131,7 @@ func TestRedisNodeRestart(t *testing.T) {
 	ctx := t.Context()
 	nodes := startRedis(t, 3)
 	c1, c2 := nodes.clients(t), nodes.clients(t)
-	l1 := dlock.New(nodes.driverOver(t, c1, nil), &dlock.Options{TTL: 10 * time.Second})
+	l1 := dlock.New(nodes.driverOver(t, c1, nil), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second}})
 	defer l1.Close()
 	other := nodes.driverOver(t, c2, nil)
 	defer other.Close()
@@ -194,7 +194,7 @@ func TestRedisLeaseThroughNodeLoss(t *testing.T) {
 	// A large drift leaves room to look at the nodes when the lease is
 	// lost, before they expire the key, on a loaded machine.
 	const ttl, drift = 1500 * time.Millisecond, 400 * time.Millisecond
-	l := dlock.New(nodes.driverOver(t, cs, &redlock.Options{NodeTimeout: 300 * time.Millisecond}), &dlock.Options{TTL: ttl, Drift: drift})
+	l := dlock.New(nodes.driverOver(t, cs, &redlock.Options{NodeTimeout: 300 * time.Millisecond}), &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl, Drift: drift}})
 	defer l.Close()
 	const key = "node-loss"
 	lease, err := l.Acquire(ctx, key, nil)
@@ -203,14 +203,14 @@ func TestRedisLeaseThroughNodeLoss(t *testing.T) {
 	}
 	ps[0].Partition()
 	select {
-	case <-lease.Done():
+	case <-lease.Context().Done():
 		t.Fatalf("lease lost with 2 of 3 nodes reachable: %v", lease.Err())
 	case <-time.After(2 * ttl):
 	}
 	ps[1].Partition()
 	cut := time.Now()
 	select {
-	case <-lease.Done():
+	case <-lease.Context().Done():
 	case <-time.After(2 * ttl):
 		t.Fatalf("lease not lost %v after a majority was cut off", 2*ttl)
 	}
@@ -276,7 +276,7 @@ func TestNewRedis(t *testing.T) {
 	clients := nodes.clients(t)
 	l, err := redlock.NewRedis(clients, &redlock.Options{
 		Redis: &redisdriver.Options{Prefix: "app:"},
-		Lock:  &dlock.Options{TTL: 5 * time.Second, Owner: "me"},
+		Lock:  &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 5 * time.Second, Owner: "me"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +285,7 @@ func TestNewRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h, ok, err := l.Holder(ctx, "k"); err != nil || !ok || h.Owner != "me" || h.Fence != lease.Fence() || h.TTL > 5*time.Second {
+	if h, ok, err := soleHolder(l.Holders(ctx, "k")); err != nil || !ok || h.Owner != "me" || h.Fence != lease.Fence() || h.TTL > 5*time.Second {
 		t.Errorf("Holder = %+v, %v, %v; want owner me, the lease's fence, TTL ≤ 5s", h, ok, err)
 	}
 	for i, c := range clients {
@@ -317,7 +317,7 @@ func TestOpenURL(t *testing.T) {
 	ctx := t.Context()
 	nodes := startRedis(t, 3)
 	hosts := strings.Join(nodes.addrs(), ",")
-	l, err := dlock.Open(ctx, "redlock://"+hosts+"/2?node_timeout=200ms&prefix=url:&fencing=false&ttl=5s&dial_timeout=1s")
+	l, err := dlock.Open(ctx, "redlock://"+hosts+"/2?node_timeout=200ms&prefix=url:&fencing=false&ttl=5s&dial_timeout=1s", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func TestOpenURLTLS(t *testing.T) {
 		hosts = append(hosts, redistest.StartTLS(t).Addr())
 	}
 	u := fmt.Sprintf("redlocks://%s:%s@%s/0?skip_verify=true", redistest.FullUser.Username, redistest.FullUser.Password, strings.Join(hosts, ","))
-	l, err := dlock.Open(ctx, u)
+	l, err := dlock.Open(ctx, u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestOpenURLTLS(t *testing.T) {
 
 	// A wrong password fails at Open, and is not shown.
 	bad := strings.Replace(u, redistest.FullUser.Password, "wrong-secret-pw", 1)
-	if l, err := dlock.Open(ctx, bad); err == nil {
+	if l, err := dlock.Open(ctx, bad, nil); err == nil {
 		l.Close()
 		t.Errorf("Open with a wrong password succeeded")
 	} else if strings.Contains(err.Error(), "wrong-secret-pw") {
@@ -396,7 +396,7 @@ func TestOpenURLErrors(t *testing.T) {
 		{"Unreachable", "redlock://u:topsecret@" + hosts + "/0?node_timeout=100ms", "quorum not reached", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := dlock.Open(ctx, tc.url)
+			l, err := dlock.Open(ctx, tc.url, nil)
 			if err == nil {
 				l.Close()
 				t.Fatalf("Open(%q) succeeded", tc.url)

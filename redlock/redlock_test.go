@@ -87,7 +87,7 @@ func TestNewRejects(t *testing.T) {
 	if _, _, err := d.(driver.Inspector).Inspect(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Inspect with no node an Inspector = %v; want an error wrapping ErrUnsupported", err)
 	}
-	if _, _, err := l.Holder(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
+	if _, _, err := soleHolder(l.Holders(ctx, "k")); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("dlock Holder over it = %v; want an error wrapping ErrUnsupported", err)
 	}
 }
@@ -167,7 +167,7 @@ func failingSubset(t *testing.T, n, mask int) {
 	d2, f2 := c.newDriver(t, opts)
 	fail(f2)
 	t.Logf("faults: %v", modes)
-	lopts := &dlock.Options{TTL: 10 * time.Second}
+	lopts := &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second}}
 	l1, l2 := dlock.New(d1, lopts), dlock.New(d2, lopts)
 	defer l1.Close()
 	defer l2.Close()
@@ -572,7 +572,7 @@ func TestWaiterDoesNotSpin(t *testing.T) {
 	}
 	d, _ := c.newDriver(t, nil)
 	spy := &spyLocker{Locker: d}
-	l := dlock.New(spy, &dlock.Options{Retry: dlock.LinearBackoff(100 * time.Millisecond)})
+	l := dlock.New(spy, &dlock.Options{LeaseOptions: dlock.LeaseOptions{Retry: dlock.ExponentialBackoff(100*time.Millisecond, 100*time.Millisecond)}})
 	defer l.Close()
 	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
@@ -593,7 +593,7 @@ func TestLeaseThroughNodeLoss(t *testing.T) {
 		c := newMemCluster(3)
 		d, fs := c.newDriver(t, &redlock.Options{NodeTimeout: nodeTimeout})
 		const ttl = time.Second
-		l := dlock.New(d, &dlock.Options{TTL: ttl})
+		l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl}})
 		defer l.Close()
 		other, _ := c.driver(t, nil)
 		lease, err := l.Acquire(ctx, "k", nil)
@@ -610,7 +610,7 @@ func TestLeaseThroughNodeLoss(t *testing.T) {
 		}
 		fs[1].Partition()
 		cut := time.Now()
-		<-lease.Done()
+		<-lease.Context().Done()
 		lost := time.Since(cut)
 		if !errors.Is(lease.Err(), dlock.ErrLeaseLost) {
 			t.Errorf("lease.Err() = %v; want ErrLeaseLost", lease.Err())
@@ -776,17 +776,17 @@ func TestReleaseAwaitsLateGrants(t *testing.T) {
 // and refuses what NewDriver refuses.
 func TestNewLocker(t *testing.T) {
 	c := newMemCluster(3)
-	l, err := redlock.New([]driver.Locker{c.raw(t, 0), c.raw(t, 1), c.raw(t, 2)}, &redlock.Options{Lock: &dlock.Options{TTL: 7 * time.Second}})
+	l, err := redlock.New([]driver.Locker{c.raw(t, 0), c.raw(t, 1), c.raw(t, 2)}, &redlock.Options{Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 7 * time.Second}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if ttl := l.Options().TTL; ttl != 7*time.Second {
-		t.Errorf("Locker TTL = %v; want Options.Lock's 7s", ttl)
-	}
 	lease, err := l.TryAcquire(t.Context(), "k", nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if left := time.Until(lease.ValidUntil()); left <= 5*time.Second || left > 7*time.Second {
+		t.Errorf("lease valid for %v after the acquire; want Options.Lock's TTL 7s, less drift and the round trip", left)
 	}
 	if err := lease.Release(t.Context()); err != nil {
 		t.Error(err)

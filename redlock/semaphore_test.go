@@ -69,7 +69,7 @@ func TestSemaphoreRefused(t *testing.T) {
 	}
 	l := dlock.New(d, nil)
 	defer l.Close()
-	if _, err := l.Semaphore("k", 2).TryAcquire(ctx, nil); !errors.Is(err, errors.ErrUnsupported) {
+	if _, err := l.TryAcquire(ctx, "k", &dlock.LeaseOptions{Limit: 2}); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("dlock Semaphore over redlock = %v; want errors.ErrUnsupported", err)
 	}
 	lease, err := l.TryAcquire(ctx, "k", nil)

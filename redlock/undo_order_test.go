@@ -67,7 +67,7 @@ func TestUndoNeverOvertakesAcquire(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Millisecond)
 	defer cancel()
-	if lease, err := l.TryAcquire(ctx, "undo-order", &dlock.Options{TTL: time.Minute}); !errors.Is(err, context.DeadlineExceeded) {
+	if lease, err := l.TryAcquire(ctx, "undo-order", &dlock.LeaseOptions{TTL: time.Minute}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("TryAcquire with a 5ms context, requests landing after 50ms = %v, %v; want DeadlineExceeded", lease, err)
 	}
 	landed.Wait()
@@ -152,7 +152,7 @@ func TestCloseDuringReleaseFreesSlowNode(t *testing.T) {
 	t.Parallel()
 	nodes := startRedis(t, 3)
 	clients, proxies := nodes.proxied(t)
-	l, err := redlock.NewRedis(clients, &redlock.Options{NodeTimeout: 2 * time.Second, DisableFencing: true, Lock: &dlock.Options{TTL: time.Minute}})
+	l, err := redlock.NewRedis(clients, &redlock.Options{NodeTimeout: 2 * time.Second, DisableFencing: true, Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Minute}}})
 	if err != nil {
 		t.Fatal(err)
 	}

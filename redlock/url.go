@@ -160,7 +160,7 @@ func urlOptions(q url.Values, red string) (*Options, error) {
 		return nil, err
 	}
 	if ttl > 0 {
-		o.Lock = &dlock.Options{TTL: ttl}
+		o.Lock = &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl}}
 	}
 	if q.Has("fencing") {
 		on, err := redisurl.Bool(q, "fencing", red)

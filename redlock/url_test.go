@@ -49,7 +49,7 @@ func TestDocumentedParamsRedlock(t *testing.T) {
 		if live {
 			ctx = t.Context()
 		}
-		l, err := dlock.Open(ctx, raw)
+		l, err := dlock.Open(ctx, raw, nil)
 		if err != nil {
 			return err
 		}
@@ -120,7 +120,7 @@ func FuzzOpenRedlockURL(f *testing.F) {
 		case 1:
 			pass = secret
 		case 2:
-			if strings.HasSuffix(dlock.RedactURL("x://h?"+url.QueryEscape(param)+"=v"), "=v") {
+			if strings.HasSuffix(driver.RedactURL("x://h?"+url.QueryEscape(param)+"=v"), "=v") {
 				return // a documented setting's value is shown by design
 			}
 			value = secret
@@ -134,7 +134,7 @@ func FuzzOpenRedlockURL(f *testing.F) {
 				}
 			}
 		}
-		l, err := dlock.Open(cancelled, raw)
+		l, err := dlock.Open(cancelled, raw, nil)
 		if err == nil {
 			l.Close()
 			return
@@ -149,7 +149,7 @@ func FuzzOpenRedlockURL(f *testing.F) {
 // is refused before any I/O, as NewRedis refuses such clients: a retry
 // after an acquire that ran can hide it.
 func TestOpenURLRefusesRetries(t *testing.T) {
-	_, err := dlock.Open(t.Context(), "redlock://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/0?max_retries=2")
+	_, err := dlock.Open(t.Context(), "redlock://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3/0?max_retries=2", nil)
 	if !errors.Is(err, dlock.ErrInvalid) || !strings.Contains(fmt.Sprint(err), "retries commands") {
 		t.Errorf("Open with max_retries=2 = %v; want ErrInvalid saying the nodes would retry", err)
 	}

@@ -145,7 +145,7 @@ func (gaveUpRelease) Release(ctx context.Context, _, _ string) error {
 func TestUnsureReleasesForgotten(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		nodes := []driver.Locker{memdriver.NewStore().Driver(), memdriver.NewStore().Driver(), gaveUpRelease{memdriver.NewStore().Driver()}}
-		d, err := NewDriver(nodes, &Options{DisableFencing: true, Lock: &dlock.Options{TTL: 10 * time.Second}})
+		d, err := NewDriver(nodes, &Options{DisableFencing: true, Lock: &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second}}})
 		if err != nil {
 			t.Fatal(err)
 		}

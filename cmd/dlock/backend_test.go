@@ -4,12 +4,13 @@ package main
 
 import (
 	"errors"
-	"github.com/dlock-go/dlock"
 	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dlock-go/dlock"
 
 	"github.com/dlock-go/dlock/internal/redistest"
 )

@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 )
 
 // Exit statuses of dlock itself. A command's own status is passed through,
@@ -347,8 +348,8 @@ func (b *backendFlags) check(c *command) (rawURL string, code int) {
 	if b.logFormat != "text" && b.logFormat != "json" && c.fs.Lookup("log-format") != nil {
 		return "", c.usageError("--log-format %q: want text or json", b.logFormat)
 	}
-	if flagSet(c.fs, "ttl") && b.ttl < dlock.MinTTL {
-		return "", c.usageError("--ttl %v: must be at least %v", b.ttl, dlock.MinTTL)
+	if flagSet(c.fs, "ttl") && b.ttl < (50*time.Millisecond) {
+		return "", c.usageError("--ttl %v: must be at least %v", b.ttl, 50*time.Millisecond)
 	}
 	rawURL = b.url
 	if rawURL == "" {
@@ -375,19 +376,17 @@ func inProcessURL(rawURL string) bool {
 	return ok && strings.EqualFold(scheme, "mem")
 }
 
-// lockerOptions are the Locker's settings from the flags: --ttl and
+// lockerOptions are the Locker's settings of run and elect: --ttl and
 // --owner, when given, override the URL's parameters. They are passed to
-// dlock.OpenOptions, never folded into the URL, which the library alone
-// parses (strictly): re-encoding it would drop what it must refuse.
-func (b *backendFlags) lockerOptions() *dlock.Options {
-	return &dlock.Options{TTL: b.ttl, Owner: b.owner}
-}
-
-// options are the lease options of run and elect: renewals are reported
-// on lg (failures, recoveries, and with --verbose every event), and each
-// confirmed one is signalled on renewed.
-func (b *backendFlags) options(lg *cliLog, renewed chan struct{}) *dlock.Options {
-	return &dlock.Options{Observer: &renewalLogger{lg: lg, renewed: renewed}}
+// dlock.Open, never folded into the URL, which the library alone parses
+// (strictly): re-encoding it would drop what it must refuse. Renewals are
+// reported on lg (failures, recoveries, and with --verbose every event),
+// and each confirmed one is signalled on renewed.
+func (b *backendFlags) lockerOptions(lg *cliLog, renewed chan struct{}) *dlock.Options {
+	return &dlock.Options{
+		LeaseOptions: dlock.LeaseOptions{TTL: b.ttl, Owner: b.owner},
+		Observer:     (&renewalLogger{lg: lg, renewed: renewed}).Observe,
+	}
 }
 
 // renewalLogger reports failing renewals: they come before a loss, and say
@@ -444,7 +443,7 @@ func (r *renewalLogger) Observe(ctx context.Context, e dlock.Event) {
 // open opens the backend with opts (nil: the URL's settings), printing
 // why it failed.
 func open(ctx context.Context, c *command, rawURL string, opts *dlock.Options) (*dlock.Locker, int) {
-	l, err := dlock.OpenOptions(ctx, rawURL, opts)
+	l, err := dlock.Open(ctx, rawURL, opts)
 	if err != nil {
 		return nil, c.errorf(errorCode(err), "%v", err)
 	}
@@ -469,12 +468,12 @@ func errorCode(err error) int {
 
 // busy reports whether err says that the key is held by someone else:
 // dlock's errors say so with ErrNotAcquired alone, never for a backend
-// that failed (ErrUnavailable) or misuse (ErrInvalid, ErrWrongKind).
+// that failed (ErrUnavailable) or misuse (ErrInvalid, ErrLimitMismatch).
 func busy(err error) bool { return errors.Is(err, dlock.ErrNotAcquired) }
 
 // redact returns rawURL with its password and other secrets hidden.
 func redact(rawURL string) string {
-	return dlock.RedactURL(rawURL)
+	return driver.RedactURL(rawURL)
 }
 
 func flagSet(fs *flag.FlagSet, name string) bool {
@@ -488,16 +487,16 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 func describeHolder(ctx context.Context, l *dlock.Locker, key string) (string, []slog.Attr) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	h, ok, err := l.Holder(ctx, key)
+	hs, err := l.Holders(ctx, key)
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
 		return "held by someone else (this backend cannot say who)", nil
 	case err != nil:
 		return fmt.Sprintf("held by someone else (looking up the holder failed: %v)", cliText(err.Error())), []slog.Attr{errAttr(err)}
-	case !ok:
+	case len(hs) == 0:
 		return "held by someone else, who has released it since", nil
 	}
-	return "held by " + holderString(h), holderAttrs(h)
+	return "held by " + holderString(hs[0]), holderAttrs(hs[0])
 }
 
 // holderAttrs are the log fields of another client that holds a key. Its

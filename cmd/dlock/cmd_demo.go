@@ -94,7 +94,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	// Fail fast on an unreachable backend, rather than wait for a leader.
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, _, err := lockers[0].Holder(pctx, d.key)
+	_, err := lockers[0].Holders(pctx, d.key)
 	cancel()
 	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		return c.errorf(errorCode(err), "%v", err)
@@ -136,7 +136,7 @@ func (d *demo) run(ctx context.Context, lockers []*dlock.Locker, c *command) int
 			// Renewal by hand, so that a worker can stop renewing
 			// without releasing: that is what a crash looks like to
 			// the backend.
-			Lease: &dlock.Options{TTL: d.ttl, RenewInterval: -1, Owner: name},
+			Lease: &dlock.LeaseOptions{TTL: d.ttl, RenewInterval: -1, Owner: name},
 			OnLeader: func(h dlock.Holder) {
 				d.tl.event("%s sees leader %s", name, holderString(h))
 			},

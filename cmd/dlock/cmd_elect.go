@@ -88,11 +88,9 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	leaseAttrs := func(le *dlock.Lease) []slog.Attr {
 		return []slog.Attr{keyAttr, slog.String("owner", le.Owner()), slog.Uint64("fence", le.Fence())}
 	}
-	opts := b.options(lg, s.renewed)
-	eff := l.Options() // the settings in effect, for messages
+	eff := b.settings(rawURL) // the settings in effect, for messages
 	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
-		Lease: opts,
-		Limit: *limit,
+		Lease: &dlock.LeaseOptions{Limit: *limit},
 		OnLeader: func(h dlock.Holder) {
 			lg.log(slog.LevelInfo, "leader is "+holderString(h), append([]slog.Attr{keyAttr}, holderAttrs(h)...)...)
 		},
@@ -113,8 +111,8 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 			}
 		},
 	})
-	lg.log(slog.LevelInfo, fmt.Sprintf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), safeText(eff.Owner), eff.TTL),
-		keyAttr, slog.String("owner", eff.Owner), slog.String("url", redact(rawURL)), slog.Duration("ttl", eff.TTL))
+	lg.log(slog.LevelInfo, fmt.Sprintf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), safeText(eff.owner), eff.ttl),
+		keyAttr, slog.String("owner", eff.owner), slog.String("url", redact(rawURL)), slog.Duration("ttl", eff.ttl))
 	// The election campaigns again after every loss. A command that
 	// exited on its own, or a stop signal that came while the command was
 	// being stopped, ends it instead: final says why, and cancelling

@@ -160,7 +160,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		lg.log(slog.LevelInfo, fmt.Sprintf("%q is busy: %s%s", b.key, who, msg), append(append([]slog.Attr{keyAttr}, attrs...), extra...)...)
 	}
 
-	lease, err := acquireN(ctx, l, b.key, *limit, b.options(lg, s.renewed), wait, func() {
+	lease, err := acquireN(ctx, l, b.key, *limit, wait, func() {
 		limit := "until it is free"
 		if !wait.forever {
 			limit = "up to " + wait.d.String()
@@ -227,31 +227,10 @@ func lossCause(err error) string {
 	return strings.TrimPrefix(msg, "lease lost: ")
 }
 
-// acquirer takes a key once (TryAcquire) or waiting (Acquire): a
-// [dlock.Semaphore], or a lock through [lockKey].
-type acquirer interface {
-	TryAcquire(ctx context.Context, opts *dlock.Options) (*dlock.Lease, error)
-	Acquire(ctx context.Context, opts *dlock.Options) (*dlock.Lease, error)
-}
-
-// lockKey is the lock of key as an acquirer.
-type lockKey struct {
-	l   *dlock.Locker
-	key string
-}
-
-func (k lockKey) TryAcquire(ctx context.Context, opts *dlock.Options) (*dlock.Lease, error) {
-	return k.l.TryAcquire(ctx, k.key, opts)
-}
-
-func (k lockKey) Acquire(ctx context.Context, opts *dlock.Options) (*dlock.Lease, error) {
-	return k.l.Acquire(ctx, k.key, opts)
-}
-
-// acquire takes a's key as --wait says. If it has to wait for the key, it
+// acquire takes key as --wait says. If it has to wait for the key, it
 // calls waiting first.
-func acquire(ctx context.Context, a acquirer, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
-	lease, err := a.TryAcquire(ctx, opts)
+func acquire(ctx context.Context, l *dlock.Locker, key string, opts *dlock.LeaseOptions, wait waitFlag, waiting func()) (*dlock.Lease, error) {
+	lease, err := l.TryAcquire(ctx, key, opts)
 	if err == nil || wait.d == 0 && !wait.forever || ctx.Err() != nil {
 		return lease, err
 	}
@@ -263,7 +242,7 @@ func acquire(ctx context.Context, a acquirer, opts *dlock.Options, wait waitFlag
 	if busy(err) {
 		waiting()
 	}
-	return a.Acquire(ctx, opts)
+	return l.Acquire(ctx, key, opts)
 }
 
 // releaseLease releases le, reporting failures other than a loss, and

@@ -53,20 +53,19 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer l.Close()
-	if hs, limit, ok := slotHolders(ctx, l, b.key); ok {
-		printSlots(stdout, b.key, hs, limit)
-		return 0
-	}
-	h, held, err := l.Holder(ctx, b.key)
+	hs, err := l.Holders(ctx, b.key)
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
 		return c.errorf(exitUsage, "the backend %s cannot report holders", redact(rawURL))
 	case err != nil:
 		return c.errorf(errorCode(err), "%v", err)
-	case !held:
+	case len(hs) == 0:
 		fmt.Fprintf(stdout, "%q is free\n", b.key)
 		return exitFree
+	case hs[0].Limit > 1:
+		printSlots(stdout, b.key, hs, hs[0].Limit)
+		return 0
 	}
-	fmt.Fprintf(stdout, "%q is held by %s\n", b.key, holderString(h))
+	fmt.Fprintf(stdout, "%q is held by %s\n", b.key, holderString(hs[0]))
 	return 0
 }

@@ -60,18 +60,18 @@ func (o *staleObserver) Observe(_ context.Context, e dlock.Event) {
 // renewal behind, and with the default TTL, renewal interval and grace
 // send SIGTERM to a job whose lease is fine.
 func TestRenewedDeadlineNotStale(t *testing.T) {
-	l, err := dlock.Open(t.Context(), "mem://stale-"+uniqueKey(t)+"?ttl=60ms&renew=20ms&drift=2ms")
+	o := &staleObserver{done: make(chan struct{})}
+	l, err := dlock.Open(t.Context(), "mem://stale-"+uniqueKey(t)+"?ttl=60ms&renew=20ms&drift=2ms", &dlock.Options{Observer: o.Observe})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	o := &staleObserver{done: make(chan struct{})}
 	timeout := time.After(2 * time.Minute)
 	for done := false; !done; {
 		// A loaded machine may renew too late now and then: the lease is
 		// lost, and the test goes on with a new one.
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		le, err := l.Acquire(ctx, "k", &dlock.Options{Observer: o})
+		le, err := l.Acquire(ctx, "k", nil)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -82,7 +82,7 @@ func TestRenewedDeadlineNotStale(t *testing.T) {
 		select { // renewals every 20ms
 		case <-o.done:
 			done = true
-		case <-le.Done():
+		case <-le.Context().Done():
 		case <-timeout:
 			t.Fatalf("no %d renewals in 2 minutes", wantRenewals)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 )
 
 // limitFlag registers --limit: how many may hold the key at once.
@@ -20,46 +21,34 @@ func limitFlag(fs *flag.FlagSet, what string) *int {
 
 // checkLimit validates --limit.
 func checkLimit(c *command, limit int) int {
-	if limit < 1 || limit > dlock.MaxLimit {
-		return c.usageError("--limit %d: want 1 to %d", limit, dlock.MaxLimit)
+	if limit < 1 || limit > driver.MaxLimit {
+		return c.usageError("--limit %d: want 1 to %d", limit, driver.MaxLimit)
 	}
 	return 0
 }
 
 // acquireN takes key as --wait says: its lock, or with limit above 1 a
 // slot of its semaphore.
-func acquireN(ctx context.Context, l *dlock.Locker, key string, limit int, opts *dlock.Options, wait waitFlag, waiting func()) (*dlock.Lease, error) {
-	var a acquirer = lockKey{l, key}
-	if limit > 1 {
-		a = l.Semaphore(key, limit)
-	}
-	lease, err := acquire(ctx, a, opts, wait, waiting)
+func acquireN(ctx context.Context, l *dlock.Locker, key string, limit int, wait waitFlag, waiting func()) (*dlock.Lease, error) {
+	lease, err := acquire(ctx, l, key, &dlock.LeaseOptions{Limit: limit}, wait, waiting)
 	return lease, limitError(err, limit)
 }
 
 // limitError makes a refusal that says the clients of a key disagree on
 // --limit a configuration error (exitUsage), not busy nor the backend
-// failing: another limit than the holders' (ErrLimitMismatch), the key
-// held as the other kind (a lock for --limit 1, a semaphore above), or a
-// backend without semaphores for a limit above 1.
+// failing: another limit than the holders' (ErrLimitMismatch, also for a
+// key held as a lock, limit 1, by a semaphore or the other way round), or
+// a backend without semaphores for a limit above 1.
 func limitError(err error, limit int) error {
-	const same = "every dlock on a key must give the same --limit"
 	switch {
 	case err == nil || errors.Is(err, dlock.ErrInvalid):
 		return err
 	case errors.Is(err, dlock.ErrLimitMismatch):
-		return fmt.Errorf("%w: %w (%s)", dlock.ErrInvalid, err, same)
+		return fmt.Errorf("%w: %w (every dlock on a key must give the same --limit)", dlock.ErrInvalid, err)
 	case limit > 1 && errors.Is(err, errors.ErrUnsupported):
 		return fmt.Errorf("%w: %w (--limit %d needs a backend with semaphores)", dlock.ErrInvalid, err, limit)
-	case !errors.Is(err, dlock.ErrWrongKind):
-		return err
 	}
-	kind := "a semaphore (--limit above 1)"
-	if limit > 1 {
-		kind = "a lock (--limit 1)"
-	}
-	return fmt.Errorf("%w: %w: the key is held as %s, this dlock gave --limit %d: %s",
-		dlock.ErrInvalid, err, kind, limit, same)
+	return err
 }
 
 // describeBusy says who holds key: its lock's holder, or with limit
@@ -70,7 +59,7 @@ func describeBusy(ctx context.Context, l *dlock.Locker, key string, limit int) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	hs, _, err := l.Semaphore(key, limit).Holders(ctx)
+	hs, err := l.Holders(ctx, key)
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
 		return fmt.Sprintf("all %d slots held (this backend cannot say by whom)", limit), nil
@@ -94,11 +83,4 @@ func printSlots(w io.Writer, key string, hs []dlock.Holder, limit int) {
 	for _, h := range hs {
 		fmt.Fprintf(w, "  %s\n", holderString(h))
 	}
-}
-
-// slotHolders reports the holders of key's slots, if key is a semaphore
-// with holders: the limit passed to Semaphore does not matter to Holders.
-func slotHolders(ctx context.Context, l *dlock.Locker, key string) ([]dlock.Holder, int, bool) {
-	hs, limit, err := l.Semaphore(key, 1).Holders(ctx)
-	return hs, limit, err == nil && len(hs) > 0
 }

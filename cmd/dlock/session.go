@@ -58,18 +58,18 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 	s.renewed = make(chan struct{}, 1)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.router = newSignalRouter(s.cancel, s.logf)
-	if s.l, code = openInterruptible(s.ctx, s.lg, s.rawURL, b.lockerOptions(), s.router); code != 0 {
+	if s.l, code = openInterruptible(s.ctx, s.lg, s.rawURL, b.lockerOptions(s.lg, s.renewed), s.router); code != 0 {
 		s.close()
 		return nil, code
 	}
 	// The settings in effect: the flags over the URL over the defaults.
-	o := s.l.Options()
+	o := b.settings(s.rawURL)
 	var cut bool
-	s.kill, cut = schedule(o.TTL, o.RenewInterval, o.Drift, *grace)
+	s.kill, cut = schedule(o.ttl, o.renew, o.drift, *grace)
 	if cut && flagSet(c.fs, "grace") {
 		s.lg.log(slog.LevelWarn, fmt.Sprintf("--grace %v is more than a TTL of %v allows: if renewal fails, SIGTERM goes out %v before the lease's deadline, SIGKILL %v before it",
-			*grace, o.TTL, s.kill.deadlineGrace, s.kill.killLead),
-			slog.Duration("grace", *grace), slog.Duration("ttl", o.TTL), slog.Duration("deadline_grace", s.kill.deadlineGrace))
+			*grace, o.ttl, s.kill.deadlineGrace, s.kill.killLead),
+			slog.Duration("grace", *grace), slog.Duration("ttl", o.ttl), slog.Duration("deadline_grace", s.kill.deadlineGrace))
 	}
 	return s, 0
 }
@@ -78,7 +78,7 @@ func startSession(c *command, b *backendFlags, grace *time.Duration, args []stri
 // 128+N: a backend that accepts connections and never answers would
 // otherwise hold dlock for the open's own timeouts. The abandoned open
 // finishes in the background, and its Locker, if any, is closed. opts
-// override the URL's settings, as in dlock.OpenOptions.
+// override the URL's settings, as in dlock.Open.
 func openInterruptible(ctx context.Context, lg *cliLog, rawURL string, opts *dlock.Options, router *signalRouter) (*dlock.Locker, int) {
 	type result struct {
 		l   *dlock.Locker
@@ -86,7 +86,7 @@ func openInterruptible(ctx context.Context, lg *cliLog, rawURL string, opts *dlo
 	}
 	ch := make(chan result, 1)
 	go func() {
-		l, err := dlock.OpenOptions(ctx, rawURL, opts)
+		l, err := dlock.Open(ctx, rawURL, opts)
 		ch <- result{l, err}
 	}()
 	select {

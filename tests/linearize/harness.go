@@ -287,7 +287,7 @@ func (r *runner) newLocker(i int) *dlock.Locker {
 	r.opened[i]++
 	owner := fmt.Sprintf("locker-%d.%d", i, r.opened[i]) // the slot's n-th Locker
 	r.mu.Unlock()
-	return dlock.New(rec, &dlock.Options{TTL: leaseTTL, Owner: owner})
+	return dlock.New(rec, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: leaseTTL, Owner: owner}})
 }
 
 func (r *runner) close(l *dlock.Locker) {

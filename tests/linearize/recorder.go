@@ -291,7 +291,7 @@ func (t *CallTokens) snapshot() map[string]int64 {
 // wrapping drivers says (RefreshBatch refreshes one by one).
 //
 // Recorder does not implement [driver.Semaphore]: the model is a lock, and
-// a dlock.Semaphore over a Recorder reports errors.ErrUnsupported rather
+// a dlock semaphore (LeaseOptions.Limit) over a Recorder reports errors.ErrUnsupported rather
 // than run calls the history would not see.
 type Recorder struct {
 	driver.Locker

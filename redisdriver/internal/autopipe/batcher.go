@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dlock-go/dlock"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -327,10 +326,10 @@ func (b *batcher) batchContext(batch []*call) (context.Context, context.CancelFu
 // unboundedGrace is how long after its callers' latest deadline a round
 // trip that the client's timeouts do not bound runs on: as long as the
 // root's undo of a call that the deadline left in flight waits for it
-// by default (dlock.DefaultReleaseTimeout). Its reply can order nothing
+// by default (5s, the ReleaseTimeout of dlock.Options). Its reply can order nothing
 // after that, and unbounded it would hold its lane, and Close, for as
 // long as the server does not answer (a dead host: until TCP gives up).
-const unboundedGrace = dlock.DefaultReleaseTimeout
+const unboundedGrace = 5 * time.Second
 
 // detachedContext returns ctx's values without its deadline or
 // cancellation, for a round trip that runs to its reply after its

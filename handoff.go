@@ -44,24 +44,25 @@ func (l *Locker) subscribe(ctx context.Context, key, token string, cfg settings)
 			return waitSub{}, err
 		}
 	}
-	released, cancel, err := l.notifier.Subscribe(ctx, key, cfg.sem.waiterToken(token))
+	released, cancel, err := l.notifier.Subscribe(ctx, key)
 	if err != nil {
 		return waitSub{}, err
 	}
 	return waitSub{released: released, cancel: cancel, token: token}, nil
 }
 
-// number gives req, about to be sent at now, the subscription's next
-// attempt number if it hands off, and zero otherwise.
-func (s *waitSub) number(req *driver.Request, now time.Time) {
-	req.Attempt = 0
+// attempt makes one attempt of a waiter subscribed as s, sent at sent,
+// which tries again within wait (zero: it does not): a queued one
+// (driver.Handoff.AcquireQueued) numbered with the subscription's next
+// attempt number if s hands off, and a plain one otherwise.
+func (l *Locker) attempt(ctx context.Context, s *waitSub, req driver.Request, wait time.Duration, sent time.Time, cfg settings) (driver.Result, error) {
 	if s.turns == nil {
-		return
+		return cfg.sem.acquireCall(ctx, l.drv, req)
 	}
 	s.attempt++
-	req.Attempt = s.attempt
-	s.sent[s.attempt] = now
+	s.sent[s.attempt] = sent
 	delete(s.sent, s.attempt-keptAttempts)
+	return l.handoff.AcquireQueued(ctx, req, driver.Queued{Wait: wait, Attempt: s.attempt})
 }
 
 // unsubscribe ends s, if any, and looks at what its channel still holds:

@@ -364,13 +364,12 @@ func (l *Locker) attempts(ctx context.Context, key string, cfg settings, wait bo
 		if wait {
 			backoff, more = cfg.retry.Backoff(attempt)
 		}
-		req.Wait = 0
+		var waitFor time.Duration
 		if more {
-			req.Wait = max(backoff, time.Millisecond)
+			waitFor = max(backoff, time.Millisecond)
 		}
 		sent := time.Now()
-		sub.number(&req, sent)
-		res, err := cfg.sem.acquireCall(ctx, l.drv, req)
+		res, err := l.attempt(ctx, &sub, req, waitFor, sent, cfg)
 		// abandoned: the token was released, as it will not become a
 		// lease; known: that release's outcome is known.
 		abandoned, known := false, true
@@ -531,7 +530,6 @@ func (l *Locker) passTurn(ctx context.Context, req driver.Request, cfg settings)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.releaseTimeout)
 	defer cancel()
-	req.Wait, req.Attempt = 0, 0
 	if res, err := l.drv.Acquire(ctx, req); err == nil && res.Acquired || driver.OutcomeUnknown(err) {
 		l.drv.Release(ctx, req.Key, req.Token)
 	}

@@ -135,7 +135,6 @@ func (s *Semaphore) acquireCall(ctx context.Context, d driver.Locker, req driver
 	if s == nil {
 		return d.Acquire(ctx, req)
 	}
-	req.Wait = 0 // slot waiters are not queued: every release wakes them all
 	return s.slots.AcquireSlot(ctx, req, s.limit)
 }
 

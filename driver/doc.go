@@ -9,8 +9,8 @@
 // token generation. Package dlock owns all of those, once, for every driver.
 //
 // Optional capabilities are separate small interfaces ([Notifier],
-// [Handoff], [Inspector], [BatchRefresher], [Semaphore], [FenceRaiser],
-// [FenceFloorer]). A driver
+// [Handoff], [Inspector], [BatchRefresher], [Semaphore], [FenceRaiser]).
+// A driver
 // implements the ones its backend supports; dlock finds them by type
 // assertion.
 //
@@ -83,12 +83,9 @@
 // # Request fields a driver may ignore
 //
 // Key, Token and TTL are the contract. A driver may ignore
-// [Request.FenceFloor] unless it implements [FenceFloorer];
 // [Request.NoFence], which only allows it to skip the work of fences and
-// return 0; [Request.Wait], which only allows it to queue waiters; and
-// [Request.Attempt], which matters only to a driver that implements
-// [Handoff].
-// Owner it keeps if it implements [Inspector], which reports it.
+// return 0, and keeps Owner if it implements [Inspector], which reports
+// it.
 //
 // # Capabilities
 //
@@ -96,11 +93,12 @@
 //
 //   - [Notifier] wakes waiters at a release; without it, they wake at the
 //     holder's expiry (Result.HolderTTL) or their backoff.
-//   - [Handoff] queues waiters and hands a released key to the first one
-//     still subscribed, within the release, telling it the grant's fence
-//     and the queued attempt it was made on, from whose send time the
-//     waiter counts its lease; without it, a woken waiter makes another
-//     attempt.
+//   - [Handoff] queues waiters ([Handoff.AcquireQueued]) and hands a
+//     released key to the first one still subscribed, within the release,
+//     telling it the grant's fence and the queued attempt it was made on,
+//     from whose send time the waiter counts its lease (why that is safe
+//     is argued once, at [Handoff]); without it, a woken waiter makes
+//     another attempt.
 //   - [Inspector] reports a key's holder, for dlock.Locker.Holder and the
 //     dlock status command; without it they report errors.ErrUnsupported.
 //   - [BatchRefresher] renews many leases in one round trip; without it,
@@ -109,8 +107,10 @@
 //     Locker.Semaphore); without it, semaphores report
 //     errors.ErrUnsupported. A quorum driver refuses it: a majority of
 //     per-node semaphores does not bound the holders.
-//   - [FenceRaiser] and [FenceFloorer] are what a quorum driver (redlock)
-//     needs of its nodes for fencing, and nothing else uses.
+//   - [FenceRaiser] is what a quorum driver (redlock) needs of its nodes
+//     to keep fences increasing, and nothing else uses. (Package redlock
+//     defines the other thing it needs of its nodes, proposed fence
+//     floors, as redlock.FloorAcquirer: no other driver uses floors.)
 //
 // # Testing a driver
 //
@@ -148,7 +148,8 @@
 // error from Locker.Holder,
 // [RefreshBatch] refreshes request by request, and conformance.Run skips
 // the capability's cases. A wrapper never pretends instead (a subscription
-// that never fires, a holder it made up). [RefreshBatch] and
-// [CheckFenceFloors] are the helpers a wrapper answers with; redlock and
-// conformance.FaultyDriver follow the rule.
+// that never fires, a holder it made up). [RefreshBatch] is the helper a
+// wrapper answers with; redlock and conformance.FaultyDriver follow the
+// rule, also for interfaces defined outside this package
+// (redlock.FloorAcquirer).
 package driver

@@ -49,11 +49,11 @@ import (
 // acquireScript takes KEYS[1] (lock) for ARGV[1] (token) for ARGV[2] ms with
 // owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms (at least
 // ARGV[2]: see fenceKeep). The fence is chosen by grantFn, with ARGV[5]
-// (the request's FenceFloor, if not empty) as its floor.
+// (the request's fence floor, if not empty) as its floor.
 // A waiting caller also passes KEYS[3], the key's queue of waiters, KEYS[4],
 // the queued waiters' attempts, its waiter tag ARGV[6], ARGV[7] ms, the
 // time within which it attempts again, and ARGV[8], its attempt number or
-// "" (see driver.Request.Attempt; "" also for a request with a floor): a
+// "" (see driver.Queued.Attempt; "" also for a request with a floor): a
 // busy attempt queues the tag first come, first served: scored by its
 // arrival (the script's TIME in µs), kept by its later attempts (ZADD NX).
 // Its deadline (now + ARGV[7], in ms since the epoch, or the deadline it

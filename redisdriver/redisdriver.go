@@ -263,7 +263,7 @@ func (d *locker) acquire(ctx context.Context, req request) (driver.Result, error
 		return driver.Result{}, err
 	}
 	if req.FenceFloor >= maxFence {
-		return driver.Result{}, fmt.Errorf("%w: redisdriver: FenceFloor %d is not below 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, req.FenceFloor)
+		return driver.Result{}, fmt.Errorf("%w: redisdriver: fence floor %d is not below 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, req.FenceFloor)
 	}
 	if req.NoFence && d.cfg.replicaAcks == 0 {
 		res, err := d.acquireBare(ctx, req)

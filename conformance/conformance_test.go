@@ -202,6 +202,14 @@ func (d constantFence) Acquire(ctx context.Context, req driver.Request) (driver.
 	return res, err
 }
 
+func (d constantFence) AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
+	res, err := d.declaresFloors.AcquireFloor(ctx, req, floor)
+	if res.Acquired {
+		res.Fence = 7
+	}
+	return res, err
+}
+
 // neverWakes is a Notifier whose subscriptions never fire.
 type neverWakes struct{ driver.Locker }
 

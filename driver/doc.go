@@ -17,8 +17,8 @@
 // # Writing a driver
 //
 // The smallest driver the contract allows, a [Locker] with no optional
-// capability, is the example of conformance.Run (the whole file
-// conformance/example_run_test.go, shown in the conformance package's
+// capability (its four methods), is conformance's ExampleRun (the whole
+// file conformance/example_run_test.go, shown in the conformance package's
 // documentation): it is what a backend must at least do, and its test is
 // how a driver runs the suite. Package memdriver is the reference
 // implementation of a full driver package: it is short, it follows every
@@ -152,4 +152,20 @@
 // wrapper answers with; redlock and conformance.FaultyDriver follow the
 // rule, also for interfaces defined outside this package
 // (redlock.FloorAcquirer).
+//
+// # What the contract cannot express yet
+//
+// The etcd driver found these; a backend that needs one works around it
+// today:
+//
+//   - TTL resolution: etcd leases count whole seconds (and have a
+//     minimum), so a TTL is rounded up, and Result.HolderTTL is as coarse.
+//   - A queue whose give-up must be confirmed needs cancel(ctx) error, and
+//     a grant it hands off may need an opaque handle in [Turn], not only
+//     the fence and the attempt.
+//   - Refresh and Release take the key and token only: a backend that keeps
+//     a handle per grant (an etcd lease ID) must find it again from them,
+//     where an opaque handle in [Result] would be passed back.
+//   - Fence floors (redlock.FloorAcquirer) do not fit a backend whose fence
+//     is a revision it assigns itself.
 package driver

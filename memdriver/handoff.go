@@ -47,9 +47,8 @@ func (c *client) AcquireQueued(ctx context.Context, req driver.Request, q driver
 // handOff gives key, just freed at now, to the first queued waiter whose
 // deadline has not passed and whose handoff subscription is still there,
 // as an Acquire of its queued attempt would: a fresh fence, and the
-// queued TTL from now. The waiter sent that attempt before now, so the
-// lease it counts from the send time ends before the store's expiry.
-// Waiters passed over leave the queue. It reports whether it granted;
+// queued TTL from now (safe by the argument in driver.Handoff). Waiters
+// passed over leave the queue. It reports whether it granted;
 // s.mu must be held.
 func (s *Store) handOff(key string, e *entry, now time.Time) bool {
 	for len(e.queue) > 0 && e.last < math.MaxUint64 {

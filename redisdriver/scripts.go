@@ -309,9 +309,8 @@ return 1
 // A waiter whose attempt is stored in KEYS[4] is handed the key: it is
 // granted as that attempt would have been (grantFn, with the attempt's
 // token, TTL, fence keep and owner, SINCE now), and the publish to its
-// channel says "grant ATTEMPT FENCE". Safety: the grant's TTL runs from
-// now, after the attempt arrived, so the server's expiry is never earlier
-// than the waiter's deadline, counted from the attempt's sending. A grant
+// channel says "grant ATTEMPT FENCE", safe by the argument in
+// driver.Handoff (the grant's TTL runs from now). A grant
 // refused (someone else's data at the fence key) falls back to a plain
 // wake, whose attempt then reports the problem. A waiter queued without an
 // attempt is only woken (a publish of "").

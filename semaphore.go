@@ -146,17 +146,6 @@ func (s *Semaphore) releaseCall(ctx context.Context, d driver.Locker, key, token
 	return s.slots.ReleaseSlot(ctx, key, token)
 }
 
-// waiterToken is the token a waiter subscribes with: a lock's waiters may
-// be woken in turn by their token, a semaphore's subscribe without one, so
-// that every release wakes them all (several slots may be free, and a
-// waiter woken alone might not take the one freed).
-func (s *Semaphore) waiterToken(token string) string {
-	if s == nil {
-		return token
-	}
-	return ""
-}
-
 // refreshCall refreshes le on the backend, as a lock or a slot.
 func (le *Lease) refreshCall(ctx context.Context, ttl time.Duration) error {
 	if le.sem == nil {

@@ -10,9 +10,8 @@
 //
 // Optional capabilities are separate small interfaces ([Notifier],
 // [Handoff], [Inspector], [BatchRefresher], [Semaphore], [FenceRaiser]).
-// A driver
-// implements the ones its backend supports; dlock finds them by type
-// assertion.
+// A driver implements the ones its backend supports; dlock finds them by
+// type assertion.
 //
 // # Writing a driver
 //

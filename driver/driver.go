@@ -145,7 +145,6 @@ type Notifier interface {
 	// plain subscriber then wakes at its backoff or the holder's expiry,
 	// as without a Notifier. cancel ends the subscription and must be
 	// called exactly once.
-	//
 	Subscribe(ctx context.Context, key string) (released <-chan struct{}, cancel func(), err error)
 }
 

@@ -107,7 +107,7 @@ func TestQueuePrunesDeadFromHead(t *testing.T) {
 	if n := admin.HExists(ctx, ak, "dead0").Val(); n {
 		t.Error("a pruned entry's attempt is still stored")
 	}
-	if res, err := d.Acquire(ctx, w); err != nil || res.Acquired {
+	if res, err := acquireQueued(ctx, t, d, w, driver.Queued{Wait: 10 * time.Second}); err != nil || res.Acquired {
 		t.Fatalf("waiter's Acquire = %+v, %v; want busy", res, err)
 	}
 	if got := admin.ZRange(ctx, qk, 0, -1).Val(); len(got) != 1 || got[0] != waiterTag("waiter") {
@@ -142,7 +142,7 @@ func TestQueuePrunesBehindLiveHead(t *testing.T) {
 	deadEntries(t, admin, key, "dead", now+1e6, n) // behind the head
 	last := admin.ZCard(ctx, qk).Val()
 	for i := range 2 * n / 8 {
-		if res, err := d.Acquire(ctx, head); err != nil || res.Acquired {
+		if res, err := acquireQueued(ctx, t, d, head, driver.Queued{Wait: 10 * time.Second}); err != nil || res.Acquired {
 			t.Fatalf("head's Acquire %d = %+v, %v; want busy", i, res, err)
 		}
 		c := admin.ZCard(ctx, qk).Val()

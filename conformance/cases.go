@@ -54,10 +54,10 @@ var cases = []testCase{
 		"A grant after the previous holder expired has a greater fence than that holder's.",
 		fencesIncreaseAfterExpiry},
 	{"FenceFloor",
-		"A driver.FenceFloorer's grant with Request.FenceFloor has a fence of at least that floor, and later grants exceed it, with or without a floor.",
+		"A redlock.FloorAcquirer's grant with a floor has a fence of at least that floor, and later grants exceed it, with or without a floor.",
 		fenceFloor},
 	{"FenceFloorBelowLast",
-		"A driver.FenceFloorer's grant with a Request.FenceFloor below the key's last fence still exceeds that fence: a floor never makes fences go down.",
+		"A redlock.FloorAcquirer's grant with a floor below the key's last fence still exceeds that fence: a floor never makes fences go down.",
 		fenceFloorBelowLast},
 	{"ReleaseWrongTokenExpired",
 		"Release with a token that never held the key returns ErrNotHeld also once the holder's lock has expired.",
@@ -307,22 +307,24 @@ func fencesIncreaseAfterExpiry(s *suite) {
 
 func fenceFloor(s *suite) {
 	d1, d2 := s.driver(), s.driver()
-	s.needFenceFloors(d1)
 	key := s.key("k")
 	tok := token()
 	f0 := s.mustAcquire(d1, key, tok, longTTL)
 	s.mustRelease(d1, key, tok)
 	floor := f0 + 1_000_000
 	var last uint64
-	for i, req := range []driver.Request{
-		{Key: key, Token: token(), TTL: longTTL, Owner: "conformance", FenceFloor: floor},
-		{Key: key, Token: token(), TTL: longTTL, Owner: "conformance", FenceFloor: floor},
-		{Key: key, Token: token(), TTL: longTTL, Owner: "conformance"},
-	} {
+	for i, f := range []uint64{floor, floor, 0} {
 		d := []driver.Locker{d1, d2}[i%2]
-		res, err := d.Acquire(s.ctx, req)
+		req := driver.Request{Key: key, Token: token(), TTL: longTTL, Owner: "conformance"}
+		var res driver.Result
+		var err error
+		if f == 0 {
+			res, err = d.Acquire(s.ctx, req)
+		} else {
+			res, err = s.acquireFloor(d, req, f)
+		}
 		if err != nil || !res.Acquired {
-			s.Fatalf("Acquire of a free key with FenceFloor %d = %+v, %v; want it granted", req.FenceFloor, res, err)
+			s.Fatalf("Acquire of a free key with floor %d = %+v, %v; want it granted", f, res, err)
 		}
 		switch {
 		case res.Fence < floor:
@@ -489,12 +491,12 @@ func (p *spy) Acquire(ctx context.Context, req driver.Request) (driver.Result, e
 	return res, err
 }
 
-func (p *spy) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+func (p *spy) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
 	n, ok := p.Locker.(driver.Notifier)
 	if !ok {
 		return nil, nil, unsupported(p.Locker, "notify releases")
 	}
-	ch, cancel, err := n.Subscribe(ctx, key, token)
+	ch, cancel, err := n.Subscribe(ctx, key)
 	p.mu.Lock()
 	p.subscribed = err == nil
 	if err != nil && p.subErr == nil {
@@ -811,30 +813,29 @@ func refreshShorterTTL(s *suite) {
 
 func fenceFloorBelowLast(s *suite) {
 	d1, d2 := s.driver(), s.driver()
-	s.needFenceFloors(d1)
 	key := s.key("k")
 	tok := token()
 	f0 := s.mustAcquire(d1, key, tok, longTTL)
 	s.mustRelease(d1, key, tok)
 	floor := f0 + 1_000_000
 	tok = token()
-	res, err := d1.Acquire(s.ctx, driver.Request{Key: key, Token: tok, TTL: longTTL, Owner: "conformance", FenceFloor: floor})
+	res, err := s.acquireFloor(d1, driver.Request{Key: key, Token: tok, TTL: longTTL, Owner: "conformance"}, floor)
 	if err != nil || !res.Acquired {
-		s.Fatalf("Acquire of a free key with FenceFloor %d = %+v, %v; want it granted", floor, res, err)
+		s.Fatalf("AcquireFloor of a free key with floor %d = %+v, %v; want it granted", floor, res, err)
 	}
 	s.mustRelease(d1, key, tok)
 	if res.Fence < floor {
-		s.Fatalf("fence %d for FenceFloor %d from a driver.FenceFloorer: a driver that declares fence floors must honour them", res.Fence, floor)
+		s.Fatalf("fence %d for floor %d from a redlock.FloorAcquirer: a driver that offers fence floors must honour them", res.Fence, floor)
 	}
 	last := res.Fence
 	for i, low := range []uint64{1, f0, last - 1} {
 		tok := token()
-		res, err := d2.Acquire(s.ctx, driver.Request{Key: key, Token: tok, TTL: longTTL, Owner: "conformance", FenceFloor: low})
+		res, err := s.acquireFloor(d2, driver.Request{Key: key, Token: tok, TTL: longTTL, Owner: "conformance"}, low)
 		if err != nil || !res.Acquired {
-			s.Fatalf("Acquire of a free key with FenceFloor %d = %+v, %v; want it granted", low, res, err)
+			s.Fatalf("AcquireFloor of a free key with floor %d = %+v, %v; want it granted", low, res, err)
 		}
 		if res.Fence <= last {
-			s.Errorf("grant %d with FenceFloor %d has fence %d after fence %d: a floor below the last fence must not make fences go down", i+1, low, res.Fence, last)
+			s.Errorf("grant %d with floor %d has fence %d after fence %d: a floor below the last fence must not make fences go down", i+1, low, res.Fence, last)
 		}
 		last = max(last, res.Fence)
 		s.mustRelease(d2, key, tok)

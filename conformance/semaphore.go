@@ -405,7 +405,7 @@ func semaphoreWakes(s *suite) {
 	toks := s.fill(sem, key, longTTL, 2)
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	released, unsubscribe, err := n.Subscribe(ctx, key, "")
+	released, unsubscribe, err := n.Subscribe(ctx, key)
 	if errors.Is(err, errors.ErrUnsupported) {
 		s.Skipf("Subscribe: %v", err)
 	}

@@ -259,8 +259,8 @@
 // as long as the lock by each refresh, which re-arms the key for
 // FenceExpiry when less than the TTL is left on it (so a lock held longer
 // than FenceExpiry keeps it, and a fence ahead of the clock stays on
-// record until the clock has passed it), and floor is the request's
-// FenceFloor, when a quorum driver proposes one. The floor is never
+// record until the clock has passed it), and floor is the one a quorum
+// driver proposes (AcquireFloor, redlock.FloorAcquirer). The floor is never
 // trusted alone: a fence is never more than a TTL ahead of the clock of
 // the server that granted it, whatever the proposing client's clock.
 // Fences therefore increase strictly for a key, also after the fence key
@@ -268,7 +268,7 @@
 // longer than the TTL, as long as the server's clock does not go back.
 // A repeated acquire with the holder's token returns the same fence.
 //
-// Fences stay below 2^53, which Lua's numbers hold exactly: a FenceFloor
+// Fences stay below 2^53, which Lua's numbers hold exactly: a floor
 // from 2^53 on is refused with [dlock.ErrInvalid] before any I/O, and so
 // is a grant whose fence would reach it. A fence key that does not hold a
 // fence (at most 16 digits, below 2^53) is someone else's data:

@@ -62,11 +62,9 @@ func (n *notifier) releasedChannel(lockKey string) string {
 }
 
 // Subscribe implements driver.Notifier. It returns once Redis has confirmed
-// the subscription, so a release published after it returns is seen. With
-// a token, it also listens on the waiter's own channel, where
-// releaseScript wakes the first queued waiter alone.
-func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
-	w := &waiter{plain: make(chan struct{}, 1), token: token}
+// the subscription, so a release published after it returns is seen.
+func (d *locker) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	w := &waiter{plain: make(chan struct{}, 1)}
 	cancel, err := d.subscribe(ctx, key, w)
 	if err != nil {
 		return nil, nil, err

@@ -31,6 +31,12 @@ import (
 // for the validity window (its client's read timeout may cut that short),
 // so that a slow answer is known rather than unknown.
 func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	return l.acquire(ctx, req, 0)
+}
+
+// acquire is Acquire with the caller's fence floor, if not zero (see
+// AcquireFloor).
+func (l *locker) acquire(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
 	if err := checkToken(req.Token); err != nil {
 		return driver.Result{}, err
 	}
@@ -49,14 +55,11 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, qe
 	}
 	start := time.Now()
-	// Nodes do not queue waiters: their queues could pick different
-	// waiters, none of which would then be woken on a majority.
-	req.Wait = 0
 	// A caller that ignores fences (dlock.Options.DisableFencing) gets
 	// none, as if fencing were off: one round, no write-back.
 	fencing := l.cfg.fencing && !req.NoFence
 	if fencing {
-		req.FenceFloor = l.propose(req.FenceFloor, start, timeout)
+		floor = l.propose(floor, start, timeout)
 	} else {
 		req.NoFence = true
 	}
@@ -85,7 +88,7 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 			err := errUnsureRelease
 			// A release queued before it may have given up meanwhile.
 			if !l.unsureOn(req.Token, i) {
-				r, err = l.nodes[i].d.Acquire(callCtx, req)
+				r, err = l.nodes[i].acquire(callCtx, req, fencing, floor)
 			}
 			calls[i] = answer{i: i, res: r, err: err}
 			returned()
@@ -187,19 +190,6 @@ func agreed(got []int, res []driver.Result, quorum int) uint64 {
 		}
 	}
 	return best
-}
-
-var _ driver.FenceFloorer = (*locker)(nil)
-
-// CheckFenceFloors implements [driver.FenceFloorer]: with fencing, the
-// caller's floor is proposed to every node, each of which honours it, and
-// the lease's fence is one of theirs. Without fencing leases carry fence
-// 0, and it returns an error wrapping errors.ErrUnsupported.
-func (l *locker) CheckFenceFloors() error {
-	if !l.cfg.fencing {
-		return fmt.Errorf("redlock: fencing is disabled: %w", errors.ErrUnsupported)
-	}
-	return nil
 }
 
 // propose returns the fence floor of an attempt started at now with

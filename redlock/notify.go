@@ -11,9 +11,8 @@ import (
 
 // Subscribe implements [driver.Notifier] when a majority of nodes can
 // notify (see subscribe), and otherwise returns at once an error wrapping
-// errors.ErrUnsupported. Nodes do not queue waiters (see Acquire), so the
-// token is not passed on.
-func (l *locker) Subscribe(ctx context.Context, key, _ string) (<-chan struct{}, func(), error) {
+// errors.ErrUnsupported.
+func (l *locker) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
 	if err := l.lacks("notify releases", l.notifiers); err != nil {
 		return nil, nil, err
 	}
@@ -63,7 +62,7 @@ func (l *locker) subscribe(ctx context.Context, key string) (<-chan struct{}, fu
 			// cancels it only while Subscribe has not returned.
 			sctx, cancel := context.WithCancel(ctx)
 			t := time.AfterFunc(timeout, cancel)
-			c, unsub, err := l.nodes[i].notify.Subscribe(sctx, key, "") // nodes do not queue: see Acquire
+			c, unsub, err := l.nodes[i].notify.Subscribe(sctx, key)
 			if !t.Stop() && err == nil {
 				unsub()
 				err = fmt.Errorf("subscribe: %w", context.DeadlineExceeded)

@@ -11,6 +11,7 @@ import (
 	"github.com/anishathalye/porcupine"
 	"github.com/dlock-go/dlock"
 	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/redlock"
 )
 
 // History collects operations from many clients: the driver calls that
@@ -283,8 +284,10 @@ func (t *CallTokens) snapshot() map[string]int64 {
 //     releases it made.
 //   - [driver.Inspector] and [driver.BatchRefresher] (batched refreshes
 //     are recorded item by item).
-//   - [driver.FenceRaiser] and [driver.FenceFloorer], which only a quorum
-//     driver uses of its nodes, so that a Recorder may stand for a node.
+//   - [driver.FenceRaiser] and [redlock.FloorAcquirer], which only a
+//     quorum driver uses of its nodes, so that a Recorder may stand for a
+//     node. Acquire, AcquireQueued and AcquireFloor are recorded alike, as
+//     attempts.
 //
 // Where the wrapped driver lacks a capability, its methods answer errors
 // wrapping errors.ErrUnsupported, as the driver package's rule for
@@ -308,7 +311,7 @@ var (
 	_ driver.Inspector      = (*Recorder)(nil)
 	_ driver.BatchRefresher = (*Recorder)(nil)
 	_ driver.FenceRaiser    = (*Recorder)(nil)
-	_ driver.FenceFloorer   = (*Recorder)(nil)
+	_ redlock.FloorAcquirer = (*Recorder)(nil)
 )
 
 // PeakCalls reports the most Acquire, Release and Refresh calls the
@@ -345,12 +348,37 @@ func classify(err error, notHeld Result) Result {
 }
 
 func (r *Recorder) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	return r.attempt(ctx, req, func() (driver.Result, error) { return r.Locker.Acquire(ctx, req) })
+}
+
+// AcquireQueued implements [driver.Handoff] and records the call as an
+// attempt.
+func (r *Recorder) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	h, ok := r.Locker.(driver.Handoff)
+	if !ok {
+		return driver.Result{}, r.unsupported("hand off")
+	}
+	return r.attempt(ctx, req, func() (driver.Result, error) { return h.AcquireQueued(ctx, req, q) })
+}
+
+// AcquireFloor implements [redlock.FloorAcquirer] and records the call as
+// an attempt.
+func (r *Recorder) AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
+	fa, ok := r.Locker.(redlock.FloorAcquirer)
+	if !ok {
+		return driver.Result{}, r.unsupported("honour fence floors")
+	}
+	return r.attempt(ctx, req, func() (driver.Result, error) { return fa.AcquireFloor(ctx, req, floor) })
+}
+
+// attempt records acquire, an attempt of req.
+func (r *Recorder) attempt(ctx context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
 	if t := tokensOf(ctx); t != nil {
 		t.attempted(req.Token)
 	}
 	defer r.enter()()
 	call := r.H.Now()
-	res, err := r.Locker.Acquire(ctx, req)
+	res, err := acquire()
 	out := Output{Result: classify(err, Unknown)}
 	switch {
 	case err == nil && res.Acquired:
@@ -392,12 +420,12 @@ func (r *Recorder) RefreshBatch(ctx context.Context, reqs []driver.RefreshReques
 }
 
 // Subscribe implements [driver.Notifier].
-func (r *Recorder) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+func (r *Recorder) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
 	n, ok := r.Locker.(driver.Notifier)
 	if !ok {
 		return nil, nil, r.unsupported("notify releases")
 	}
-	return n.Subscribe(ctx, key, token)
+	return n.Subscribe(ctx, key)
 }
 
 // SubscribeHandoff implements [driver.Handoff]: it notes token in the
@@ -439,10 +467,6 @@ func (r *Recorder) RaiseFence(ctx context.Context, key, token string, fence uint
 	r.H.Add(r.Client, Input{Kind: RaiseFence, Key: key, Token: token, Fence: fence}, call, Output{Result: classify(err, NotHeld)}, r.H.Now())
 	return err
 }
-
-// CheckFenceFloors implements [driver.FenceFloorer]: it answers for the
-// wrapped driver, to which Acquire passes Request.FenceFloor unchanged.
-func (r *Recorder) CheckFenceFloors() error { return driver.CheckFenceFloors(r.Locker) }
 
 func (r *Recorder) unsupported(what string) error {
 	return fmt.Errorf("linearize: wrapped driver %T cannot %s: %w", r.Locker, what, errors.ErrUnsupported)

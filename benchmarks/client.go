@@ -398,10 +398,23 @@ func medianPairs(ss []PairSample) PairSample {
 }
 
 // profileDlock writes a CPU profile and an allocation profile of dlock's
-// uncontended pair (new key each time), best settings.
+// uncontended pair (new key each time): on Redis, best settings, to
+// PREFIX.cpu and PREFIX.alloc; on etcd, if the run has an etcd member, to
+// PREFIX.etcd.cpu and PREFIX.etcd.alloc.
 func (c *client) profileDlock(ctx context.Context) error {
 	specs := filterLibs(singleNode(), "", func(s libSpec) bool { return s.Name == libDlock && s.Config == cfgBest })
-	l, err := specs[0].open(c.e)
+	if err := c.profilePair(ctx, specs[0], c.cfg.profile); err != nil {
+		return err
+	}
+	if c.etcd == nil {
+		return nil
+	}
+	specs = filterLibs(etcdLibs(), "", func(s libSpec) bool { return s.Name == libDlock })
+	return c.profilePair(ctx, specs[0], c.cfg.profile+".etcd")
+}
+
+func (c *client) profilePair(ctx context.Context, spec libSpec, prefix string) error {
+	l, err := spec.open(c.e)
 	if err != nil {
 		return err
 	}
@@ -410,7 +423,7 @@ func (c *client) profileDlock(ctx context.Context) error {
 	if _, _, err := measurePairs(ctx, l, keys, 1, 200*time.Millisecond, 0); err != nil {
 		return err
 	}
-	f, err := os.Create(c.cfg.profile + ".cpu")
+	f, err := os.Create(prefix + ".cpu")
 	if err != nil {
 		return err
 	}
@@ -431,7 +444,7 @@ func (c *client) profileDlock(ctx context.Context) error {
 		return err
 	}
 	runtime.GC()
-	m, err := os.Create(c.cfg.profile + ".alloc")
+	m, err := os.Create(prefix + ".alloc")
 	if err != nil {
 		return err
 	}

@@ -114,8 +114,8 @@
 // came, and a release wakes them all, each then making one attempt (a
 // keep-alive, a transaction and, if busy, a read of the holder's TTL). Under
 // heavy contention this costs far more than concurrency.Mutex, whose
-// waiters wait in a queue and are woken one at a time; see the benchmark
-// BenchmarkEtcd in this package's tests.
+// waiters wait in a queue and are woken one at a time; see the etcd
+// section of the repository's benchmarks module (benchmarks/README.md).
 //
 // A watch whose member dies (its connection breaks) resumes on another
 // member from the last revision it saw, and wakes its waiters for what

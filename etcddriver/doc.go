@@ -76,6 +76,9 @@
 //     driver reads the key first, and revokes the lease it finds.
 //   - RefreshBatch ([driver.BatchRefresher]) sends the keep-alives of all
 //     its leases on one stream: one round trip for any number of leases.
+//     Every keep-alive of a driver (these, Refresh's, and the renewal of a
+//     reused lease) goes on the driver's one long-lived keep-alive stream,
+//     opened at the first and again after it breaks.
 //   - The fence is the key's create revision: etcd's revision counter
 //     never goes back, across leader changes, restarts and the loss of a
 //     minority of members, so every grant of a key has a greater fence

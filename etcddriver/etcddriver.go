@@ -292,8 +292,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if err == nil && from == spareLease {
 		// A waiter's attempt: renewed first. Sent beside the
 		// transaction, the renewals of all the waiters a release wakes
-		// measured slower (32 waiters, a loaded
-		// machine).
+		// measured slower (32 waiters, a loaded machine).
 		err, from = d.renewReused(ctx, g), newLease
 	}
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/dlock-go/dlock/driver"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -25,12 +27,15 @@ import (
 // A reply is therefore a renewal etcd made after its caller sent it,
 // which is what the caller counts its deadline from.
 //
-// A caller whose deadline passes before its reply drops the stream, so
-// that the next call opens another one, through the client's balancer,
-// possibly to another member: a stream to a member that froze (its
-// process stopped) would otherwise stay silent until gRPC's keep-alive
-// drops the connection. The other callers waiting on it then fail with
-// an outcome that is unknown, as after any lost reply.
+// A caller whose deadline passes before its reply, on a stream that has
+// answered nothing since the caller sent its requests and for at least
+// staleStream, drops the stream, so that the next call opens another
+// one, through the client's balancer, possibly to another member: a
+// stream to a member that froze (its process stopped) would otherwise
+// stay silent until gRPC's keep-alive drops the connection. The other
+// callers waiting on it then fail with an outcome that is unknown, as
+// after any lost reply. A stream that answers others is alive, however
+// short the deadlines of the callers that leave it: they leave alone.
 type keepAlives struct {
 	// send serializes the senders: a caller registers and sends its
 	// requests under it, so that replies come in the order of the
@@ -44,6 +49,7 @@ type keepAlives struct {
 
 // kaStream is one opened stream.
 type kaStream struct {
+	replies atomic.Uint64 // replies received, for telling a silent stream
 	stream  etcdserverpb.Lease_LeaseKeepAliveClient
 	cancel  context.CancelFunc
 	waiting map[clientv3.LeaseID][]chan kaReply // guarded by keepAlives.mu; nil once broken
@@ -55,6 +61,11 @@ type kaReply struct {
 	ttl int64
 	err error
 }
+
+// staleStream is how long a stream must have answered nothing before a
+// caller whose deadline passed drops it: far above a loaded member's
+// reply time, far below the shortest etcd lease (one second).
+const staleStream = 250 * time.Millisecond
 
 // errStreamDropped fails the keep-alives still waiting on a stream that
 // a caller dropped because its reply did not come in time.
@@ -69,6 +80,7 @@ func (d *locker) keepAliveAll(ctx context.Context, leases []clientv3.LeaseID) (m
 	if err != nil {
 		return nil, toErr(ctx, err)
 	}
+	seen, sent := s.replies.Load(), time.Now()
 	ttls := make(map[clientv3.LeaseID]int64, len(leases))
 	for i, ch := range chs {
 		select {
@@ -78,7 +90,7 @@ func (d *locker) keepAliveAll(ctx context.Context, leases []clientv3.LeaseID) (m
 			}
 			ttls[leases[i]] = r.ttl
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) && s.replies.Load() == seen && time.Since(sent) >= staleStream {
 				d.failStream(s, errStreamDropped)
 			}
 			return nil, ctx.Err()
@@ -170,6 +182,7 @@ func (d *locker) openStream(ctx context.Context) (*kaStream, error) {
 func (d *locker) deliver(s *kaStream, r *etcdserverpb.LeaseKeepAliveResponse) {
 	d.ka.mu.Lock()
 	defer d.ka.mu.Unlock()
+	s.replies.Add(1)
 	id := clientv3.LeaseID(r.ID)
 	q := s.waiting[id]
 	if len(q) == 0 {

@@ -31,8 +31,10 @@
 //
 // The backend is the URL of --url, or else of $DLOCK_URL: mem://NAME (in
 // this process only, for the demo), redis://, rediss://, redis+cluster://,
-// redis+sentinel://, redlock:// and redlocks://; see package dlock. dlock
-// prints URLs only with their password hidden.
+// redis+sentinel://, redlock:// and redlocks:// (see package dlock), and
+// etcd:// and etcds:// (see package
+// [github.com/dlock-go/dlock/etcddriver]). dlock prints URLs only with
+// their password hidden.
 //
 // # Processes and signals
 //

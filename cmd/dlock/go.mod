@@ -2,6 +2,9 @@ module github.com/dlock-go/dlock/cmd/dlock
 
 go 1.26.0
 
+// Development against the checkout. A release requires tagged dlock and
+// etcddriver versions and drops these replaces: go install …@version
+// refuses a module whose go.mod has replace directives.
 replace (
 	github.com/dlock-go/dlock => ../../
 	github.com/dlock-go/dlock/etcddriver => ../../etcddriver

@@ -84,7 +84,7 @@ var cases = []testCase{
 		"A queued waiter whose handoff subscription was cancelled is passed over: it is not handed the key (Release with its token returns ErrNotHeld), gets no Turn, and the next waiter gets the key at once.",
 		handoffSkipsCancelled},
 	{"HandoffUnreadGrantReleased",
-		"A grant to a waiter that cancels its subscription without reading it is released, by the waiter (it was in the channel) or by the driver (it came after cancel), and the next waiter gets the key at once, not after a TTL.",
+		"A grant to a waiter that cancels its subscription without reading it is in the waiter's channel when cancel returns, and once the waiter releases it the next waiter gets the key at once, not after a TTL.",
 		handoffUnreadGrantReleased},
 	{"HandoffNotToAttemptZero",
 		"A waiter queued with Attempt 0 is never handed the key: a release wakes it with a Turn that is not granted, and leaves the key free.",

@@ -464,7 +464,7 @@ func (g *guardian) command(line string) {
 // reaped, its pid, the group's id, may be taken by an unrelated process
 // when the group is empty: then the members the guardian can still find
 // among its descendants get sig one by one. (Without a subreaper they
-// cannot all be found; the group is signalled as before.)
+// cannot all be found; the group itself is signalled.)
 func (g *guardian) signalGroup(sig syscall.Signal) {
 	if !g.jobDone || !subreaper {
 		syscall.Kill(-g.job, sig)

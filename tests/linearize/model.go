@@ -67,8 +67,8 @@ type Input struct {
 	// Excused marks a busy Attempt that may have found the key held by
 	// a token the history does not show holding it: one that overlaps the
 	// handoff subscription of a waiter with another token, to which a
-	// release may have handed the key after the waiter stopped listening
-	// (the driver then releases it itself, unseen), or, for a quorum
+	// release may have handed the key as the waiter stopped listening
+	// (a grant the waiter finds in its channel and releases), or, for a quorum
 	// driver, an attempt of another token that was not granted (a split
 	// vote, which the quorum driver undoes itself). Such an attempt proves
 	// nothing about the key.

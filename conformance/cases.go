@@ -152,4 +152,3 @@ var cases = []testCase{
 		"Through dlock, a semaphore's leases are renewed past their TTL and keep their slots; Release frees a slot for a waiter, which a driver.Notifier wakes at once.",
 		semaphoreLease},
 }
-

@@ -262,9 +262,9 @@ func handoffUnreadGrantReleased(s *suite) {
 	first := s.waitQueued(key, 1, longTTL)
 	next := s.waitQueued(key, 1, longTTL)
 	s.mustRelease(holder, key, a)
-	// The first waiter leaves without reading: its grant is either in
-	// its channel, which it reads and releases as the contract says, or
-	// reaches the driver later, which must release it itself.
+	// The first waiter leaves without reading: its grant is in its
+	// channel when cancel returns, and it releases it, as the contract
+	// says; a grant missing there keeps the key from the next waiter.
 	first.cancel()
 	select {
 	case t := <-first.turns:
@@ -273,7 +273,7 @@ func handoffUnreadGrantReleased(s *suite) {
 		}
 	default:
 	}
-	if t := s.awaitTurn(next, "a grant that reached a waiter after it left must be released, which hands the key to the next"); !t.Granted {
+	if t := s.awaitTurn(next, "the grant of a waiter that left must be in its channel, whose release hands the key to the next"); !t.Granted {
 		s.Errorf("the second waiter got %+v; want a granted Turn", t)
 	}
 	s.noGrant(first, "no Turn may come after cancel returned")

@@ -49,7 +49,9 @@ type Handoff interface {
 	// (never empty) that accepts grants. The channel is buffered and
 	// never closed; it receives a Turn after each release that woke this
 	// waiter, and a Turn with Granted set is never dropped or merged with
-	// another.
+	// another, except that a later grant to the token takes the place of
+	// an earlier one still unread: the backend granted the key again only
+	// once it was free, so the earlier grant has ended.
 	//
 	// Give-up is synchronous: cancel returns once the backend grants the
 	// token nothing more (it may wait for the backend to confirm), and

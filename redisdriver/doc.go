@@ -211,9 +211,9 @@
 // means the key is the waiter's, also where the message is propagated to
 // a replica on which a waiter listens after a failover. The waiter counts
 // its lease from the moment it sent the attempt named in the grant, which
-// is safe by the argument in driver.Handoff. A release first removes its own token's queue entry, so that
-// a holder that took the key by an attempt of its own is never handed it
-// back.
+// is safe by the argument in driver.Handoff. A release first removes its
+// own token's queue entry, so that a holder that took the key by an
+// attempt of its own is never handed it back.
 //
 // A waiter that gives up waits for the server to confirm its UNSUBSCRIBE
 // (one round trip on the pub/sub connection): a grant made before it

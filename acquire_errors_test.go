@@ -1,0 +1,106 @@
+package dlock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
+	"github.com/dlock-go/dlock/memdriver"
+)
+
+// TestErrorSaysLastAnswer: an acquire whose ctx ends says what the last
+// answered attempt said, nothing of an earlier one: busy after a failure
+// is ErrNotAcquired alone, a failure after busy is ErrUnavailable alone;
+// ctx.Err() is in the chain both times.
+func TestErrorSaysLastAnswer(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		failFirst    bool // else: the attempts after the first fail
+		want, unwant error
+	}{
+		{"busy after a failure", true, dlock.ErrNotAcquired, dlock.ErrUnavailable},
+		{"failure after busy", false, dlock.ErrUnavailable, dlock.ErrNotAcquired},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := memdriver.NewStore()
+				hold(t, store.Driver(), "k")
+				d := newSpy(store)
+				n := 0
+				d.acquire = func(_ context.Context, _ driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
+					n++
+					if (n == 1) == c.failFirst {
+						return driver.Result{}, fmt.Errorf("test: %w", driver.ErrUnavailable)
+					}
+					return next()
+				}
+				l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{Retry: dlock.ExponentialBackoff(time.Second, time.Second)}})
+				defer l.Close()
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				defer cancel()
+				_, err := l.Acquire(ctx, "k", nil)
+				if !errors.Is(err, c.want) || errors.Is(err, c.unwant) || !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Acquire = %v; want %v and context.DeadlineExceeded, not %v", err, c.want, c.unwant)
+				}
+				if n < 3 {
+					t.Errorf("%d attempts; want several", n)
+				}
+			})
+		})
+	}
+}
+
+// TestLateHandoffNotStale: a handed-off grant that came too late is
+// abandoned; when the attempts after it find the key held, the acquire
+// ends with ErrNotAcquired, not the late grant's ErrUnavailable.
+func TestLateHandoffNotStale(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		release := hold(t, store.Driver(), "k")
+		const ttl = time.Second
+		d := newSpy(store)
+		var queued, late = make(chan struct{}), false
+		d.acquire = func(_ context.Context, req driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
+			res, err := next()
+			if req.Attempt == 1 && !late {
+				late = true
+				close(queued)
+			}
+			return res, err
+		}
+		// Someone else takes the key as soon as the waiter abandons the
+		// late grant.
+		var other func()
+		d.release = func(_ context.Context, _, _ string, next func() error) error {
+			err := next()
+			if other == nil {
+				other = hold(t, store.Driver(), "k")
+			}
+			return err
+		}
+		l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: ttl, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})
+		defer l.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 3*ttl)
+		defer cancel()
+		got := goAcquire(ctx, l, "k")
+		<-queued
+		synctest.Wait()
+		// The grant is made a TTL after the queued attempt was sent:
+		// past its lease's deadline.
+		time.Sleep(ttl)
+		release()
+		r := <-got
+		if other == nil {
+			t.Fatal("the waiter never abandoned the late grant")
+		}
+		defer other()
+		if !errors.Is(r.err, dlock.ErrNotAcquired) || errors.Is(r.err, dlock.ErrUnavailable) || !errors.Is(r.err, context.DeadlineExceeded) {
+			t.Errorf("Acquire = %v, %v; want ErrNotAcquired and context.DeadlineExceeded, not the late grant's ErrUnavailable", r.lease, r.err)
+		}
+	})
+}

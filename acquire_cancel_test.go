@@ -213,3 +213,59 @@ func TestDoReleasesOnCancel(t *testing.T) {
 		}
 	})
 }
+
+// waiterA marks the context of waiter a, for hooks.
+type waiterA struct{}
+
+// TestCancelledAfterWakePassesTurn: a waiter woken alone for its turn
+// whose ctx ends while the attempt the wake-up called for is in flight,
+// and which never reached the backend, passes the turn on: the next
+// waiter gets the key at once, not at its backoff.
+func TestCancelledAfterWakePassesTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		inflight := make(chan struct{})
+		attempts := 0
+		drv := &turns{Locker: &hooked{Locker: store.Driver(), hook: func(ctx context.Context, _ driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
+			if ctx.Value(waiterA{}) == nil {
+				return acquire()
+			}
+			if attempts++; attempts != 3 {
+				return acquire()
+			}
+			// The attempt after the wake-up: cut short by ctx before
+			// it is sent.
+			close(inflight)
+			<-ctx.Done()
+			return driver.Result{}, ctx.Err()
+		}}}
+		holder, a, b := dlock.New(drv, waitOpts), dlock.New(drv, waitOpts), dlock.New(drv, waitOpts)
+		defer holder.Close()
+		defer a.Close()
+		defer b.Close()
+		lease, err := holder.TryAcquire(t.Context(), "k", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx, cancel := context.WithCancel(context.WithValue(t.Context(), waiterA{}, true))
+		aGot := goAcquire(actx, a, "k")
+		synctest.Wait() // a is queued first
+		bGot := goAcquire(t.Context(), b, "k")
+		synctest.Wait()
+		start := time.Now()
+		lease.Release(t.Context()) // wakes a alone
+		<-inflight
+		cancel()
+		if r := <-aGot; !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("a's Acquire = %v, %v; want context.Canceled", r.lease, r.err)
+		}
+		r := <-bGot
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		defer r.lease.Release(t.Context())
+		if d := r.at.Sub(start); d != 0 {
+			t.Errorf("b got the key %v after the release; want at once: a, woken for its turn, must pass it on", d)
+		}
+	})
+}

@@ -36,7 +36,11 @@ type waiter struct {
 	// land later, even on the lease a later attempt returns, and set the
 	// key's expiry back to req.TTL then.
 	unsure bool
-	woken  bool // the last wait ended with a release notification
+	// woken: a wait ended with a release notification, which may have
+	// been this waiter's turn, and no attempt since was answered (found
+	// the key held or granted it): the turn is unused, and giving up
+	// passes it on.
+	woken bool
 	timer  *time.Timer
 }
 
@@ -120,14 +124,13 @@ func (w *waiter) plan(attempt int) (time.Duration, bool) {
 // was held, and res its answer.
 func (w *waiter) try(ctx context.Context, backoff time.Duration, more bool) (res driver.Result, lease *Lease, err error, end bool) {
 	if ctx.Err() != nil {
-		if w.woken {
-			w.passTurn(ctx)
-		}
 		return res, nil, w.st.gaveUp(ctx, w.req.Key), true
 	}
-	w.woken = false
 	sent := time.Now()
 	res, err = w.send(ctx, sent, backoff, more)
+	if err == nil {
+		w.woken = false // the turn was used: the attempt was answered
+	}
 	// abandoned: the token was released, as it will not become a lease;
 	// known: that release's outcome is known.
 	abandoned, known := false, true
@@ -204,7 +207,9 @@ func (w *waiter) busy(ctx context.Context) {
 func (w *waiter) newToken(ctx context.Context) {
 	w.req.Token, w.unsure = rand.Text(), false
 	if w.sub.cancel != nil {
-		w.unsubscribe(ctx, nil)
+		if woken, _ := w.unsubscribe(ctx, nil); woken {
+			w.woken = true // a turn, unused so far
+		}
 		w.subscribed = false
 	}
 }
@@ -291,14 +296,15 @@ func (w *waiter) handed(ctx context.Context, t driver.Turn) (lease *Lease, err e
 
 // end is the last step of every acquire, lease or not. A turn that came
 // as the waiter gave up (its ctx ended, its retries ran out, the Locker
-// closed), unused, is passed on, or the next waiter sleeps until its
-// backoff. A grant in the subscription's channel is released, unless it
+// closed), or one it was woken for whose attempt was never answered (cut
+// short by ctx, or failed), unused, is passed on, or the next waiter
+// sleeps until its backoff. A grant in the subscription's channel is released, unless it
 // is the lease returned. Both before the call returns: when it returns
 // without a lease, no token of it holds the key. It returns err, saying
 // so when such a release failed.
 func (w *waiter) end(ctx context.Context, lease *Lease, err error) error {
 	woken, stuck := w.unsubscribe(ctx, lease)
-	if woken && lease == nil {
+	if (woken || w.woken) && lease == nil {
 		w.passTurn(ctx)
 	}
 	if stuck != nil && err != nil {

@@ -41,7 +41,7 @@ type waiter struct {
 	// the key held or granted it): the turn is unused, and giving up
 	// passes it on.
 	woken bool
-	timer  *time.Timer
+	timer *time.Timer
 }
 
 // minSubRetry and maxSubRetry bound the wait of a waiter whose

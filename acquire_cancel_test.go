@@ -269,3 +269,39 @@ func TestCancelledAfterWakePassesTurn(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseWithOwnWaiter: Close of a Locker that holds a key and has a
+// waiter queued for it releases the lease, which hands the key to that
+// waiter; the waiter, ended by Close, releases the grant, so the next
+// waiter, of another Locker, gets the key at once.
+func TestCloseWithOwnWaiter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		l := store.Locker(waitOpts)
+		if _, err := l.TryAcquire(t.Context(), "k", nil); err != nil {
+			t.Fatal(err)
+		}
+		own := goAcquire(t.Context(), l, "k")
+		synctest.Wait()
+		other := store.Locker(waitOpts)
+		defer other.Close()
+		next := goAcquire(t.Context(), other, "k")
+		synctest.Wait()
+		start := time.Now()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-own; !errors.Is(r.err, dlock.ErrClosed) || r.lease != nil {
+			t.Errorf("the closed Locker's waiter = %v, %v; want ErrClosed", r.lease, r.err)
+		}
+		r := <-next
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		defer r.lease.Release(t.Context())
+		if d := r.at.Sub(start); d != 0 {
+			t.Errorf("the other Locker's waiter got the key %v after Close; want at once", d)
+		}
+		mustHold(t, store.Driver().(driver.Inspector), "k", r.lease.Fence(), "the other waiter's lease")
+	})
+}

@@ -86,3 +86,28 @@ func TestSemaphoreUnsupportedNoIO(t *testing.T) {
 		t.Errorf("%d driver calls; want none", d.calls)
 	}
 }
+
+// TestNoRetryNoSubscription: an Acquire whose retry strategy allows no
+// retry makes its one attempt and gives up: it does not subscribe to
+// releases it will not wait for, nor make the attempt that follows a new
+// subscription.
+func TestNoRetryNoSubscription(t *testing.T) {
+	store := memdriver.NewStore()
+	hold(t, store.Driver(), "k")
+	d := newSpy(store)
+	var attempts, subs int
+	d.acquire = func(_ context.Context, _ driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
+		attempts++
+		return next()
+	}
+	d.subscribe = func(context.Context, string, string) error { subs++; return nil }
+	l := dlock.New(d, nil)
+	defer l.Close()
+	_, err := l.Acquire(t.Context(), "k", &dlock.LeaseOptions{Retry: dlock.LimitRetry(dlock.ExponentialBackoff(time.Second, time.Second), 0)})
+	if !errors.Is(err, dlock.ErrNotAcquired) {
+		t.Errorf("Acquire = %v; want ErrNotAcquired", err)
+	}
+	if attempts != 1 || subs != 0 {
+		t.Errorf("%d attempts and %d subscriptions; want 1 and none (no retry, no wait)", attempts, subs)
+	}
+}

@@ -86,11 +86,12 @@ func (w *waiter) run(ctx context.Context) (*Lease, error) {
 	for attempt := 1; ; attempt++ {
 		backoff, more := w.plan(attempt)
 		res, lease, err, end := w.try(ctx, backoff, more)
-		for !end {
+		for !end && more {
 			// Subscribe after the first busy answer, not before: an
 			// uncontended acquire then costs one round trip. The
 			// attempt that follows a new subscription runs at once,
-			// so a release between the two is not missed.
+			// so a release between the two is not missed. A waiter
+			// that will not wait (its retries ran out) does neither.
 			again, serr := w.subscribe(ctx, err)
 			if serr != nil {
 				return nil, serr

@@ -198,3 +198,58 @@ func TestElectionLimitLeaders(t *testing.T) {
 		}
 	})
 }
+
+// TestSlotWaitersNotQueued: a semaphore's waiter is never queued for a
+// handoff: its attempts carry no Wait or attempt number, it subscribes
+// without a token, and a release wakes it.
+func TestSlotWaitersNotQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		d := newSpy(store)
+		var reqs []driver.Request
+		var tokens []string
+		d.acquire = func(_ context.Context, req driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
+			reqs = append(reqs, req)
+			return next()
+		}
+		d.subscribe = func(_ context.Context, _, token string) error {
+			tokens = append(tokens, token)
+			return nil
+		}
+		sem := &dlock.LeaseOptions{Limit: 2}
+		h := store.Locker(waitOpts)
+		defer h.Close()
+		var held []*dlock.Lease
+		for range 2 {
+			le, err := h.Acquire(t.Context(), "s", sem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, le)
+		}
+		w := dlock.New(d, waitOpts)
+		defer w.Close()
+		got := make(chan error, 1)
+		go func() {
+			le, err := w.Acquire(t.Context(), "s", sem)
+			if err == nil {
+				le.Release(t.Context())
+			}
+			got <- err
+		}()
+		synctest.Wait()
+		held[0].Release(t.Context())
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
+		held[1].Release(t.Context())
+		for _, r := range reqs {
+			if r.Wait != 0 || r.Attempt != 0 {
+				t.Errorf("slot attempt with Wait %v, Attempt %d; want neither", r.Wait, r.Attempt)
+			}
+		}
+		if len(tokens) != 1 || tokens[0] != "" {
+			t.Errorf("slot waiter subscribed with tokens %q; want once, without one", tokens)
+		}
+	})
+}

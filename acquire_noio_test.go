@@ -111,3 +111,21 @@ func TestNoRetryNoSubscription(t *testing.T) {
 		t.Errorf("%d attempts and %d subscriptions; want 1 and none (no retry, no wait)", attempts, subs)
 	}
 }
+
+// TestLockerLimitAboveMaxInvalid: a Locker whose default Limit is above
+// driver.MaxLimit has invalid options: New's promise is that every method
+// then returns ErrInvalid, not only the acquires.
+func TestLockerLimitAboveMaxInvalid(t *testing.T) {
+	d := newSpy(memdriver.NewStore())
+	l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{Limit: driver.MaxLimit + 1}})
+	defer l.Close()
+	if _, err := l.Holders(t.Context(), "k"); !errors.Is(err, dlock.ErrInvalid) {
+		t.Errorf("Holders of a Locker with Limit %d = %v; want ErrInvalid", driver.MaxLimit+1, err)
+	}
+	if _, err := l.TryAcquire(t.Context(), "k", nil); !errors.Is(err, dlock.ErrInvalid) {
+		t.Errorf("TryAcquire of a Locker with Limit %d = %v; want ErrInvalid", driver.MaxLimit+1, err)
+	}
+	if n := d.calls.Load(); n != 0 {
+		t.Errorf("%d driver calls; want none", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -103,4 +104,50 @@ func TestLateHandoffNotStale(t *testing.T) {
 			t.Errorf("Acquire = %v, %v; want ErrNotAcquired and context.DeadlineExceeded, not the late grant's ErrUnavailable", r.lease, r.err)
 		}
 	})
+}
+
+// TestFailedUndoSaysKeyMayStayHeld: an acquire that returns without a
+// lease after an attempt of unknown outcome whose undo failed too says
+// that the key may stay held until its TTL, as Acquire's doc promises:
+// the caller cannot tell otherwise why the key stays busy.
+func TestFailedUndoSaysKeyMayStayHeld(t *testing.T) {
+	for name, acquire := range map[string]func(l *dlock.Locker, ctx context.Context) error{
+		"TryAcquire": func(l *dlock.Locker, ctx context.Context) error { _, err := l.TryAcquire(ctx, "k", nil); return err },
+		"Acquire": func(l *dlock.Locker, ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			_, err := l.Acquire(ctx, "k", nil)
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := memdriver.NewStore()
+				d := newSpy(store)
+				first := true
+				d.acquire = func(_ context.Context, _ driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
+					if !first {
+						return next()
+					}
+					first = false
+					next() // granted, and the reply lost
+					return driver.Result{}, timeout{}
+				}
+				undos := 0
+				d.release = func(context.Context, string, string, func() error) error {
+					undos++
+					return timeout{} // the undo's outcome is unknown too
+				}
+				l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour, Retry: dlock.ExponentialBackoff(time.Second, time.Second)}})
+				defer l.Close()
+				err := acquire(l, t.Context())
+				if err == nil || !strings.Contains(err.Error(), "may stay held until its TTL") {
+					t.Errorf("%s after a failed undo = %v; want it to say the key may stay held until its TTL", name, err)
+				}
+				if undos == 0 {
+					t.Error("no undo was made")
+				}
+			})
+		})
+	}
 }

@@ -42,6 +42,11 @@ type waiter struct {
 	// passes it on.
 	woken bool
 	timer *time.Timer
+	// stuck, if not empty, says why the key may stay held until its TTL
+	// by stuckToken, a token of this waiter: the release of a grant it
+	// would not use failed (see abandon, unsubscribe). An error returned
+	// without a lease ends with it.
+	stuck, stuckToken string
 }
 
 // minSubRetry and maxSubRetry bound the wait of a waiter whose
@@ -131,6 +136,9 @@ func (w *waiter) try(ctx context.Context, backoff time.Duration, more bool) (res
 	res, err = w.send(ctx, sent, backoff, more)
 	if err == nil {
 		w.woken = false // the turn was used: the attempt was answered
+		if !res.Acquired && w.req.Token == w.stuckToken {
+			w.stuck = "" // the busy answer says the token holds nothing
+		}
 	}
 	// abandoned: the token was released, as it will not become a lease;
 	// known: that release's outcome is known.
@@ -208,8 +216,13 @@ func (w *waiter) busy(ctx context.Context) {
 func (w *waiter) newToken(ctx context.Context) {
 	w.req.Token, w.unsure = rand.Text(), false
 	if w.sub.cancel != nil {
-		if woken, _ := w.unsubscribe(ctx, nil); woken {
+		token := w.sub.token
+		woken, stuck := w.unsubscribe(ctx, nil)
+		if woken {
 			w.woken = true // a turn, unused so far
+		}
+		if stuck != nil {
+			w.stuck, w.stuckToken = fmt.Sprintf(errGrantStuck, stuck), token
 		}
 		w.subscribed = false
 	}
@@ -308,8 +321,11 @@ func (w *waiter) end(ctx context.Context, lease *Lease, err error) error {
 	if (woken || w.woken) && lease == nil {
 		w.passTurn(ctx)
 	}
-	if stuck != nil && err != nil {
-		err = fmt.Errorf("%w"+errGrantStuck, err, stuck)
+	if stuck != nil {
+		w.stuck = fmt.Sprintf(errGrantStuck, stuck)
+	}
+	if w.stuck != "" && err != nil {
+		err = fmt.Errorf("%w%s", err, w.stuck)
 	}
 	return err
 }
@@ -337,11 +353,19 @@ func (w *waiter) leaseOf(ctx context.Context, fence uint64, sent time.Time) (lea
 
 // abandon releases req.Token, which will not become a lease: a grant
 // that came too late or may have been applied unseen. ErrNotHeld means
-// nothing was granted, and a failure leaves the grant, if any, to expire.
-// It reports whether the release's outcome is known: if not, the release
-// may still reach the backend later.
+// nothing was granted, and a failure leaves the grant, if any, to expire
+// (noted in stuck, for the error). It reports whether the release's
+// outcome is known: if not, the release may still reach the backend
+// later.
 func (w *waiter) abandon(ctx context.Context) (known bool) {
-	return !driver.OutcomeUnknown(w.release(ctx, w.req.Token))
+	err := w.release(ctx, w.req.Token)
+	switch {
+	case err != nil && !errors.Is(err, ErrNotHeld):
+		w.stuck, w.stuckToken = fmt.Sprintf(errUndoStuck, err), w.req.Token
+	case w.req.Token == w.stuckToken:
+		w.stuck = "" // the token holds nothing now
+	}
+	return !driver.OutcomeUnknown(err)
 }
 
 // release releases token of the key on a context detached from ctx's

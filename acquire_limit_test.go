@@ -3,6 +3,7 @@ package dlock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -250,6 +251,34 @@ func TestSlotWaitersNotQueued(t *testing.T) {
 		}
 		if len(tokens) != 1 || tokens[0] != "" {
 			t.Errorf("slot waiter subscribed with tokens %q; want once, without one", tokens)
+		}
+	})
+}
+
+// TestSlotWaiterWokenAtExpiry: a semaphore's waiter whose holders vanish
+// without releasing gets a slot when the first one expires, as the busy
+// answer reported, not at its backoff.
+func TestSlotWaiterWokenAtExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := memdriver.NewStore()
+		slots := store.Driver().(driver.Semaphore)
+		const ttl = 10 * time.Second
+		for i, d := range []time.Duration{ttl, 2 * ttl} {
+			req := driver.Request{Key: "s", Token: fmt.Sprint("vanished-", i), TTL: d}
+			if res, err := slots.AcquireSlot(t.Context(), req, 2); err != nil || !res.Acquired {
+				t.Fatalf("AcquireSlot = %+v, %v", res, err)
+			}
+		}
+		l := store.Locker(waitOpts)
+		defer l.Close()
+		start := time.Now()
+		le, err := l.Acquire(t.Context(), "s", &dlock.LeaseOptions{Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer le.Release(t.Context())
+		if d := time.Since(start); d != ttl {
+			t.Errorf("the waiter got a slot after %v; want %v, when the first slot expired", d, ttl)
 		}
 	})
 }

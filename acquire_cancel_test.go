@@ -305,3 +305,43 @@ func TestCloseWithOwnWaiter(t *testing.T) {
 		mustHold(t, store.Driver().(driver.Inspector), "k", r.lease.Fence(), "the other waiter's lease")
 	})
 }
+
+// TestCancelAsGrantArrives: a waiter's ctx ends at the instant the
+// release hands it the key, many times over: whichever it sees first, it
+// either returns the lease or releases the grant, and the waiter behind it
+// gets the key at once.
+func TestCancelAsGrantArrives(t *testing.T) {
+	for range 50 {
+		synctest.Test(t, func(t *testing.T) {
+			store := memdriver.NewStore()
+			release := hold(t, store.Driver(), "k")
+			a, b := store.Locker(waitOpts), store.Locker(waitOpts)
+			defer a.Close()
+			defer b.Close()
+			actx, cancel := context.WithCancel(t.Context())
+			aGot := goAcquire(actx, a, "k")
+			synctest.Wait()
+			bGot := goAcquire(t.Context(), b, "k")
+			synctest.Wait()
+			start := time.Now()
+			release()
+			cancel()
+			ra := <-aGot
+			if ra.err == nil {
+				if err := ra.lease.Release(t.Context()); err != nil {
+					t.Fatalf("a's lease: Release = %v", err)
+				}
+			} else if !errors.Is(ra.err, context.Canceled) {
+				t.Fatalf("a's Acquire = %v; want a lease or context.Canceled", ra.err)
+			}
+			rb := <-bGot
+			if rb.err != nil {
+				t.Fatal(rb.err)
+			}
+			defer rb.lease.Release(t.Context())
+			if d := rb.at.Sub(start); d != 0 {
+				t.Fatalf("b got the key %v after a left; want at once", d)
+			}
+		})
+	}
+}

@@ -51,7 +51,7 @@ func (lagging) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millis
 // ErrUnavailable.
 func TestDeadlineCutIsNotOutage(t *testing.T) {
 	s := memdriver.NewStore()
-	l := dlock.New(&hooked{Locker: s.Driver(), hook: func(context.Context, driver.Request, func() (driver.Result, error)) (driver.Result, error) {
+	l := dlock.New(&hooked{Locker: s.Driver(), hook: func(context.Context, driver.Request, driver.Queued, func() (driver.Result, error)) (driver.Result, error) {
 		return driver.Result{}, timeout{}
 	}}, nil)
 	defer l.Close()

@@ -47,27 +47,24 @@ func (l *Locker) subscribe(ctx context.Context, key, token string, lock bool) (w
 			return waitSub{}, err
 		}
 	}
-	if !lock {
-		token = ""
-	}
-	released, cancel, err := l.notifier.Subscribe(ctx, key, token)
+	released, cancel, err := l.notifier.Subscribe(ctx, key)
 	if err != nil {
 		return waitSub{}, err
 	}
 	return waitSub{released: released, cancel: cancel, token: token}, nil
 }
 
-// number gives req, about to be sent at now, the subscription's next
-// attempt number if it hands off, and zero otherwise.
-func (s *waitSub) number(req *driver.Request, now time.Time) {
-	req.Attempt = 0
+// next numbers the attempt about to be sent at now, if the subscription
+// hands off: it returns the attempt's number, and zero for a plain
+// subscription or none.
+func (s *waitSub) next(now time.Time) uint64 {
 	if s.turns == nil {
-		return
+		return 0
 	}
 	s.attempt++
-	req.Attempt = s.attempt
 	s.sent[s.attempt] = now
 	delete(s.sent, s.attempt-keptAttempts)
+	return s.attempt
 }
 
 // unsubscribe ends the waiter's subscription, if any, and looks at what its channel still holds:
@@ -124,7 +121,6 @@ func (w *waiter) passTurn(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.releaseTimeout)
 	defer cancel()
 	req := w.req
-	req.Wait, req.Attempt = 0, 0
 	if res, err := w.l.drv.Acquire(ctx, req); err == nil && res.Acquired || driver.OutcomeUnknown(err) {
 		w.l.drv.Release(ctx, req.Key, req.Token)
 	}

@@ -14,11 +14,12 @@ import (
 	"github.com/dlock-go/dlock/memdriver"
 )
 
-// hooked is a memdriver client, handoff included, whose Acquire goes
-// through hook when set: hook gets the request and the call to the store.
+// hooked is a memdriver client, handoff included, whose Acquire and
+// AcquireQueued go through hook when set: hook gets the request, how it is
+// queued (zero for Acquire) and the call to the store.
 type hooked struct {
 	driver.Locker
-	hook func(ctx context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error)
+	hook func(ctx context.Context, req driver.Request, q driver.Queued, acquire func() (driver.Result, error)) (driver.Result, error)
 }
 
 func (d *hooked) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
@@ -26,11 +27,19 @@ func (d *hooked) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if d.hook == nil {
 		return acquire()
 	}
-	return d.hook(ctx, req, acquire)
+	return d.hook(ctx, req, driver.Queued{}, acquire)
 }
 
-func (d *hooked) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
-	return d.Locker.(driver.Notifier).Subscribe(ctx, key, token)
+func (d *hooked) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	acquire := func() (driver.Result, error) { return d.Locker.(driver.Handoff).AcquireQueued(ctx, req, q) }
+	if d.hook == nil {
+		return acquire()
+	}
+	return d.hook(ctx, req, q, acquire)
+}
+
+func (d *hooked) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return d.Locker.(driver.Notifier).Subscribe(ctx, key)
 }
 
 func (d *hooked) SubscribeHandoff(ctx context.Context, key, token string) (<-chan driver.Turn, func(), error) {
@@ -86,7 +95,7 @@ func TestHandoffLeaseFromAttempt(t *testing.T) {
 		const ttl, drift, queued = 10 * time.Second, 100 * time.Millisecond, 5 * time.Second
 		release := hold(t, s.Driver(), "k")
 		attempts := 0
-		d := &hooked{Locker: s.Driver(), hook: func(_ context.Context, _ driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
+		d := &hooked{Locker: s.Driver(), hook: func(_ context.Context, _ driver.Request, _ driver.Queued, acquire func() (driver.Result, error)) (driver.Result, error) {
 			attempts++
 			return acquire()
 		}}
@@ -169,8 +178,8 @@ func TestHandoffGrantReleasedOnExit(t *testing.T) {
 		// a's second queued attempt hangs until its context ends, and
 		// then fails without reaching the store.
 		hanging := make(chan struct{})
-		a := dlock.New(&hooked{Locker: s.Driver(), hook: func(ctx context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
-			if req.Attempt == 2 {
+		a := dlock.New(&hooked{Locker: s.Driver(), hook: func(ctx context.Context, req driver.Request, q driver.Queued, acquire func() (driver.Result, error)) (driver.Result, error) {
+			if q.Attempt == 2 {
 				close(hanging)
 				<-ctx.Done()
 				return driver.Result{}, fmt.Errorf("test: not sent: %w", driver.ErrUnavailable)
@@ -216,8 +225,8 @@ func TestHandoffOwnReplyKeepsLease(t *testing.T) {
 		s := memdriver.NewStore()
 		release := hold(t, s.Driver(), "k")
 		gate, hanging := make(chan struct{}), make(chan struct{})
-		l := dlock.New(&hooked{Locker: s.Driver(), hook: func(_ context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
-			if req.Attempt == 2 {
+		l := dlock.New(&hooked{Locker: s.Driver(), hook: func(_ context.Context, req driver.Request, q driver.Queued, acquire func() (driver.Result, error)) (driver.Result, error) {
+			if q.Attempt == 2 {
 				close(hanging)
 				<-gate
 			}
@@ -257,8 +266,8 @@ func TestHandoffUndoRotatesToken(t *testing.T) {
 		s := memdriver.NewStore()
 		release := hold(t, s.Driver(), "k")
 		var lost string // the token whose reply was lost
-		l := dlock.New(&hooked{Locker: s.Driver(), hook: func(_ context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
-			if req.Attempt != 2 || lost != "" {
+		l := dlock.New(&hooked{Locker: s.Driver(), hook: func(_ context.Context, req driver.Request, q driver.Queued, acquire func() (driver.Result, error)) (driver.Result, error) {
+			if q.Attempt != 2 || lost != "" {
 				return acquire()
 			}
 			// The release hands the key to the waiter's first queued
@@ -301,8 +310,8 @@ func TestHandoffUnsupportedSubscribesPlainly(t *testing.T) {
 		s := memdriver.NewStore()
 		release := hold(t, s.Driver(), "k")
 		var attempts []uint64
-		d := &noHandoff{hooked{Locker: s.Driver(), hook: func(_ context.Context, req driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
-			attempts = append(attempts, req.Attempt)
+		d := &noHandoff{hooked{Locker: s.Driver(), hook: func(_ context.Context, req driver.Request, q driver.Queued, acquire func() (driver.Result, error)) (driver.Result, error) {
+			attempts = append(attempts, q.Attempt)
 			return acquire()
 		}}}
 		l := dlock.New(d, &dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: time.Hour, Retry: dlock.ExponentialBackoff(time.Hour, time.Hour)}})

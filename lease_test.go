@@ -317,8 +317,8 @@ func TestIdleLockerKeepsNoGoroutine(t *testing.T) {
 	})
 }
 
-// waitRecorder records the Wait of every acquire attempt and the token of
-// every subscription.
+// waitRecorder records the Wait of every acquire attempt (zero for a plain
+// one) and the token of every handoff subscription.
 type waitRecorder struct {
 	driver.Locker
 	mu     sync.Mutex
@@ -328,22 +328,34 @@ type waitRecorder struct {
 
 func (w *waitRecorder) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	w.mu.Lock()
-	w.waits = append(w.waits, req.Wait)
+	w.waits = append(w.waits, 0)
 	w.mu.Unlock()
 	return w.Locker.Acquire(ctx, req)
 }
 
-func (w *waitRecorder) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+func (w *waitRecorder) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	w.mu.Lock()
+	w.waits = append(w.waits, q.Wait)
+	w.mu.Unlock()
+	return w.Locker.(driver.Handoff).AcquireQueued(ctx, req, q)
+}
+
+func (w *waitRecorder) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return w.Locker.(driver.Notifier).Subscribe(ctx, key)
+}
+
+func (w *waitRecorder) SubscribeHandoff(ctx context.Context, key, token string) (<-chan driver.Turn, func(), error) {
 	w.mu.Lock()
 	w.tokens = append(w.tokens, token)
 	w.mu.Unlock()
-	return w.Locker.(driver.Notifier).Subscribe(ctx, key, token)
+	return w.Locker.(driver.Handoff).SubscribeHandoff(ctx, key, token)
 }
 
-// TestWaitingAttemptsCarryWait: every attempt of a waiting Acquire says how
-// long the waiter may sleep after it (driver.Request.Wait), so that a
+// TestWaitingAttemptsCarryWait: every attempt of a subscribed waiter says
+// how long the waiter may sleep after it (driver.Queued.Wait), so that a
 // driver that queues waiters keeps their places, and the subscription
-// names the waiter's token; TryAcquire does not wait.
+// names the waiter's token; TryAcquire does not wait, and the first
+// attempt of Acquire, made before it subscribes, is plain.
 func TestWaitingAttemptsCarryWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
@@ -365,12 +377,12 @@ func TestWaitingAttemptsCarryWait(t *testing.T) {
 			t.Fatalf("Acquire of a held key until a timeout = %v", err)
 		}
 		lease.Release(t.Context())
-		if len(rec.waits) < 4 || rec.waits[0] != 0 {
-			t.Fatalf("attempts' Wait = %v; want 0 for the TryAcquire, then several attempts", rec.waits)
+		if len(rec.waits) < 5 || rec.waits[0] != 0 || rec.waits[1] != 0 {
+			t.Fatalf("attempts' Wait = %v; want 0 for the TryAcquire and the first attempt, then several attempts", rec.waits)
 		}
-		for i, w := range rec.waits[1:] {
+		for i, w := range rec.waits[2:] {
 			if w != 50*time.Millisecond {
-				t.Errorf("waiting attempt %d has Wait %v; want the backoff, 50ms", i+1, w)
+				t.Errorf("waiting attempt %d has Wait %v; want the backoff, 50ms", i+2, w)
 			}
 		}
 		if len(rec.tokens) != 1 || rec.tokens[0] == "" {

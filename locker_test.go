@@ -281,7 +281,7 @@ type turns struct {
 	beforeWake func() // if set, runs before a release wakes the first waiter
 }
 
-func (d *turns) Subscribe(_ context.Context, _, _ string) (<-chan struct{}, func(), error) {
+func (d *turns) Subscribe(_ context.Context, _ string) (<-chan struct{}, func(), error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := make(chan struct{}, 1)

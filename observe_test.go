@@ -274,8 +274,8 @@ func (s *syncBuffer) String() string {
 // end, as redisdriver's do when the UNSUBSCRIBE round trip is slow.
 type slowUnsubscribe struct{ driver.Locker }
 
-func (d slowUnsubscribe) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
-	ch, cancel, err := d.Locker.(driver.Notifier).Subscribe(ctx, key, token)
+func (d slowUnsubscribe) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	ch, cancel, err := d.Locker.(driver.Notifier).Subscribe(ctx, key)
 	return ch, func() { time.Sleep(500 * time.Millisecond); cancel() }, err
 }
 

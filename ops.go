@@ -59,7 +59,6 @@ type slotOps struct {
 }
 
 func (o slotOps) acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
-	req.Wait = 0 // slot waiters are not queued: every release wakes them all
 	return o.s.AcquireSlot(ctx, req, o.n)
 }
 

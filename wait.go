@@ -186,18 +186,22 @@ func (w *waiter) try(ctx context.Context, backoff time.Duration, more bool) (res
 	return res, nil, err, false
 }
 
-// send makes the attempt sent at now. A lock's waiter over a driver
-// that queues waiters says how long it may sleep after it, if more, so
-// that the driver keeps its place meanwhile, and numbers it for the
-// handoff that may answer it later (see waitSub). This is the one place
-// that builds a queued attempt.
+// send makes the attempt sent at now. A lock's waiter subscribed over a
+// driver that hands off makes it a queued attempt
+// ([driver.Handoff.AcquireQueued]): numbered for the handoff that may
+// answer it later (see waitSub), and saying how long it may sleep after
+// it, if more, so that the driver keeps its place meanwhile. This is the
+// one place that builds a queued attempt.
 func (w *waiter) send(ctx context.Context, now time.Time, backoff time.Duration, more bool) (driver.Result, error) {
-	w.req.Wait = 0
-	if more {
-		w.req.Wait = max(backoff, time.Millisecond)
+	attempt := w.sub.next(now)
+	if attempt == 0 {
+		return w.ops.acquire(ctx, w.req)
 	}
-	w.sub.number(&w.req, now)
-	return w.ops.acquire(ctx, w.req)
+	var wait time.Duration
+	if more {
+		wait = max(backoff, time.Millisecond)
+	}
+	return w.l.handoff.AcquireQueued(ctx, w.req, driver.Queued{Wait: wait, Attempt: attempt})
 }
 
 // busy reports an attempt that found the key held.

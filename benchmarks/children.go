@@ -25,7 +25,7 @@ func (c *client) spawn(role string, args ...string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, append([]string{"-role", role, "-addrs", c.cfg.addrs}, args...)...)
+	cmd := exec.Command(exe, append([]string{"-role", role, "-addrs", c.cfg.addrs, "-etcd", c.cfg.etcd}, args...)...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -130,6 +130,6 @@ func childLib(cfg *config) (lib, libSpec, error) {
 		return nil, spec, err
 	}
 	addrs := strings.Split(cfg.addrs, ",")
-	l, err := spec.open(env{main: addrs[0], nodes: addrs[1:], ttl: cfg.ttl})
+	l, err := spec.open(env{main: addrs[0], nodes: addrs[1:], ttl: cfg.ttl, etcd: cfg.etcd})
 	return l, spec, err
 }

@@ -28,10 +28,16 @@ const (
 	scHandoff  = "handoff"
 	scKilled   = "killed"
 	scRenewal  = "renewal"
+	// The etcd section (client_etcd.go).
+	scEtcdPair    = "etcd-pair"
+	scEtcd8       = "etcd-8"
+	scEtcd32      = "etcd-32"
+	scEtcdHandoff = "etcd-handoff"
 )
 
 func scenarioNames() []string {
-	return []string{scPairNew, scPairSame, scPair8, scPair32, scPair128, scRedlock, scHandoff, scKilled, scRenewal}
+	return []string{scPairNew, scPairSame, scPair8, scPair32, scPair128, scRedlock, scHandoff, scKilled, scRenewal,
+		scEtcdPair, scEtcd8, scEtcd32, scEtcdHandoff}
 }
 
 var scenarioTitles = map[string]string{
@@ -41,6 +47,9 @@ var scenarioTitles = map[string]string{
 	scPair32:   "Throughput: try-acquire+release, 32 goroutines, each on its own key",
 	scPair128:  "Throughput: try-acquire+release, 128 goroutines, each on its own key",
 	scRedlock:  "Quorum try-acquire+release (new key each time), 1 goroutine",
+	scEtcdPair: "etcd: uncontended try-acquire+release, 1 goroutine, new key each time",
+	scEtcd8:    "etcd: throughput, try-acquire+release, 8 goroutines, each on its own key",
+	scEtcd32:   "etcd: throughput, try-acquire+release, 32 goroutines, each on its own key",
 }
 
 // throughputScenarios are the pair scenarios with many goroutines, each on
@@ -50,9 +59,9 @@ var throughputScenarios = []string{scPair8, scPair32, scPair128}
 // scenarioGoroutines is how many goroutines run pairs in scenario sc.
 func scenarioGoroutines(sc string) int {
 	switch sc {
-	case scPair8:
+	case scPair8, scEtcd8:
 		return 8
-	case scPair32:
+	case scPair32, scEtcd32:
 		return 32
 	case scPair128:
 		return 128
@@ -75,14 +84,27 @@ type client struct {
 	all  []*redis.Client // admin connections to every server
 	res  *LayoutResult
 	rtts []float64
+	etcd *etcdAdmin // the etcd section's admin client (nil without etcd)
 }
+
+// backend is the server side of a scenario: how its servers are emptied
+// between blocks, the round trip its ratios divide by, and whether the
+// handoff counts Redis's own statistics (INFO) per grant.
+type backend struct {
+	flush      func(context.Context)
+	rtt        func(context.Context) float64
+	redisStats bool
+}
+
+// redis is the backend of the Redis scenarios.
+func (c *client) redis() backend { return backend{flush: c.flush, rtt: c.pingRTT, redisStats: true} }
 
 func runClient(ctx context.Context, cfg *config) error {
 	addrs := strings.Split(cfg.addrs, ",")
 	if len(addrs) < 1 || addrs[0] == "" {
 		return errors.New("no -addrs")
 	}
-	c := &client{cfg: cfg, e: env{main: addrs[0], nodes: addrs[1:]}}
+	c := &client{cfg: cfg, e: env{main: addrs[0], nodes: addrs[1:], etcd: cfg.etcd}}
 	c.ping = redis.NewClient(&redis.Options{Addr: addrs[0], PoolSize: 1})
 	defer c.ping.Close()
 	for _, a := range addrs {
@@ -94,6 +116,14 @@ func runClient(ctx context.Context, cfg *config) error {
 		watchServer(ctx, rc)
 	}
 	c.res = &LayoutResult{Layout: cfg.layout, GOMAXPROCS: runtime.GOMAXPROCS(0), ClientCPU: affinity()}
+	if cfg.etcd != "" {
+		ec, err := newEtcdAdmin(cfg)
+		if err != nil {
+			return err
+		}
+		defer ec.close()
+		c.etcd = ec
+	}
 
 	for _, sc := range scenarioNames() {
 		if !cfg.wants(sc) || ctx.Err() != nil {
@@ -103,7 +133,7 @@ func runClient(ctx context.Context, cfg *config) error {
 		var err error
 		switch sc {
 		case scPairNew, scPairSame, scPair8, scPair32, scPair128:
-			err = c.pairScenario(ctx, sc, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Config != cfgQueued }))
+			err = c.pairScenario(ctx, sc, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Config != cfgQueued }), c.redis())
 		case scRedlock:
 			specs := filterLibs(singleNode(), "", func(s libSpec) bool { return s.Name == libDlock && s.Config == cfgBest })
 			if len(c.e.nodes) >= 3 {
@@ -112,13 +142,18 @@ func runClient(ctx context.Context, cfg *config) error {
 			if len(c.e.nodes) >= 5 {
 				specs = append(specs, filterLibs(quorum(5), cfg.libs, nil)...)
 			}
-			err = c.pairScenario(ctx, sc, specs)
+			err = c.pairScenario(ctx, sc, specs, c.redis())
 		case scHandoff:
-			err = c.handoffScenario(ctx, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Name != libMinimal || s.Config == cfgQueued }))
+			var rows []*HandoffRow
+			rows, err = c.handoffScenario(ctx, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Name != libMinimal || s.Config == cfgQueued }),
+				c.redis(), func(s libSpec) bool { return s.Name == libMinimal })
+			c.res.Handoff = append(c.res.Handoff, rows...)
 		case scKilled:
 			err = c.killedScenario(ctx, filterLibs(singleNode(), cfg.libs, func(s libSpec) bool { return s.Name != libMinimal }))
 		case scRenewal:
 			err = c.renewalScenario(ctx)
+		case scEtcdPair, scEtcd8, scEtcd32, scEtcdHandoff:
+			err = c.etcdScenario(ctx, sc)
 		}
 		if err != nil {
 			msg := fmt.Sprintf("%s: %v", sc, err)
@@ -132,6 +167,9 @@ func runClient(ctx context.Context, cfg *config) error {
 		}
 	}
 	c.res.RTTus = median(c.rtts)
+	if c.etcd != nil {
+		c.res.EtcdRTTus = median(c.etcd.rtts)
+	}
 	b, err := json.MarshalIndent(c.res, "", "  ")
 	if err != nil {
 		return err
@@ -186,7 +224,7 @@ func keysFor(sc, prefix string) keyFunc {
 	case scPairSame:
 		k := prefix + ":same"
 		return func(int, int) string { return k }
-	case scPair8, scPair32, scPair128:
+	case scPair8, scPair32, scPair128, scEtcd8, scEtcd32:
 		ks := make([]string, scenarioGoroutines(sc))
 		for g := range ks {
 			ks[g] = prefix + ":g" + strconv.Itoa(g)
@@ -283,9 +321,9 @@ func measurePairs(ctx context.Context, l lib, keys keyFunc, goroutines int, dur 
 // pairScenario measures every spec on scenario sc: per repeat a PING block,
 // each library (in an order rotated per repeat), another PING block; each
 // library's ratio is to the mean of the two PING medians.
-func (c *client) pairScenario(ctx context.Context, sc string, specs []libSpec) error {
+func (c *client) pairScenario(ctx context.Context, sc string, specs []libSpec, b backend) error {
 	goroutines := scenarioGoroutines(sc)
-	c.flush(ctx)
+	b.flush(ctx)
 	libs := make([]lib, len(specs))
 	for i, s := range specs {
 		l, err := s.open(c.e)
@@ -308,7 +346,7 @@ func (c *client) pairScenario(ctx context.Context, sc string, specs []libSpec) e
 		next[i] = n + 1
 	}
 	for rep := range c.cfg.repeats {
-		before := c.pingRTT(ctx)
+		before := b.rtt(ctx)
 		samples := make([]PairSample, len(specs))
 		for j := range specs {
 			i := (j + rep) % len(specs)
@@ -320,7 +358,7 @@ func (c *client) pairScenario(ctx context.Context, sc string, specs []libSpec) e
 			next[i] += n + 1
 			samples[i] = s
 		}
-		after := c.pingRTT(ctx)
+		after := b.rtt(ctx)
 		rtt := (before + after) / 2
 		for i := range specs {
 			s := samples[i]
@@ -331,7 +369,7 @@ func (c *client) pairScenario(ctx context.Context, sc string, specs []libSpec) e
 			rows[i].Repeats = append(rows[i].Repeats, s)
 		}
 		if rep+1 < c.cfg.repeats {
-			c.flush(ctx)
+			b.flush(ctx)
 		}
 	}
 	for _, r := range rows {
@@ -360,10 +398,23 @@ func medianPairs(ss []PairSample) PairSample {
 }
 
 // profileDlock writes a CPU profile and an allocation profile of dlock's
-// uncontended pair (new key each time), best settings.
+// uncontended pair (new key each time): on Redis, best settings, to
+// PREFIX.cpu and PREFIX.alloc; on etcd, if the run has an etcd member, to
+// PREFIX.etcd.cpu and PREFIX.etcd.alloc.
 func (c *client) profileDlock(ctx context.Context) error {
 	specs := filterLibs(singleNode(), "", func(s libSpec) bool { return s.Name == libDlock && s.Config == cfgBest })
-	l, err := specs[0].open(c.e)
+	if err := c.profilePair(ctx, specs[0], c.cfg.profile); err != nil {
+		return err
+	}
+	if c.etcd == nil {
+		return nil
+	}
+	specs = filterLibs(etcdLibs(), "", func(s libSpec) bool { return s.Name == libDlock })
+	return c.profilePair(ctx, specs[0], c.cfg.profile+".etcd")
+}
+
+func (c *client) profilePair(ctx context.Context, spec libSpec, prefix string) error {
+	l, err := spec.open(c.e)
 	if err != nil {
 		return err
 	}
@@ -372,7 +423,7 @@ func (c *client) profileDlock(ctx context.Context) error {
 	if _, _, err := measurePairs(ctx, l, keys, 1, 200*time.Millisecond, 0); err != nil {
 		return err
 	}
-	f, err := os.Create(c.cfg.profile + ".cpu")
+	f, err := os.Create(prefix + ".cpu")
 	if err != nil {
 		return err
 	}
@@ -393,7 +444,7 @@ func (c *client) profileDlock(ctx context.Context) error {
 		return err
 	}
 	runtime.GC()
-	m, err := os.Create(c.cfg.profile + ".alloc")
+	m, err := os.Create(prefix + ".alloc")
 	if err != nil {
 		return err
 	}

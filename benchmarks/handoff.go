@@ -21,33 +21,34 @@ import (
 //
 // The libraries' repeats are interleaved, as in the pair scenarios: every
 // repeat runs each library once, in an order rotated per repeat, and each
-// library's block is bracketed by a PING block of its own. A library's
-// figure relative to the minimal lock is taken within each repeat, then
-// the median of those ratios is reported.
-func (c *client) handoffScenario(ctx context.Context, specs []libSpec) error {
+// library's block is bracketed by a round-trip block of its own. A
+// library's figure relative to the reference (the spec ref matches: the
+// minimal queued lock on Redis, concurrency.Mutex on etcd) is taken
+// within each repeat, then the median of those ratios is reported.
+func (c *client) handoffScenario(ctx context.Context, specs []libSpec, b backend, isRef func(libSpec) bool) ([]*HandoffRow, error) {
 	dir, err := os.MkdirTemp("", "dlock-handoff-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	rows := make([]*HandoffRow, len(specs))
 	for i, s := range specs {
 		rows[i] = &HandoffRow{Lib: s.Name, Config: s.Config, Procs: c.cfg.handoffProcs, HoldUs: usDur(c.cfg.hold)}
 	}
-	ref := slices.IndexFunc(specs, func(s libSpec) bool { return s.Name == libMinimal })
+	ref := slices.IndexFunc(specs, isRef)
 	var errs []error
 	for rep := range c.cfg.repeats {
 		samples := make([]*HandoffSample, len(specs))
 		for j := range specs {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
 			i := (j + rep) % len(specs)
 			s := specs[i]
-			c.flush(ctx)
-			before := c.pingRTT(ctx)
-			hs, err := c.handoffBlock(ctx, s, filepath.Join(dir, "shm"), fmt.Sprintf("handoff%d", rep))
-			after := c.pingRTT(ctx)
+			b.flush(ctx)
+			before := b.rtt(ctx)
+			hs, err := c.handoffBlock(ctx, s, b, filepath.Join(dir, "shm"), fmt.Sprintf("handoff%d", rep))
+			after := b.rtt(ctx)
 			if err != nil {
 				rows[i].FailedBlocks++
 				errs = append(errs, fmt.Errorf("%s (repeat %d): %w", s.label(), rep, err))
@@ -69,21 +70,22 @@ func (c *client) handoffScenario(ctx context.Context, specs []libSpec) error {
 			rows[i].Repeats = append(rows[i].Repeats, *hs)
 		}
 	}
+	var out []*HandoffRow
 	for _, r := range rows {
 		if len(r.Repeats) > 0 {
 			r.HandoffSample = medianHandoff(r.Repeats)
-			c.res.Handoff = append(c.res.Handoff, r)
+			out = append(out, r)
 		}
 	}
-	return errors.Join(errs...)
+	return out, errors.Join(errs...)
 }
 
 type hold struct {
-	proc      int
-	a, rc, rr int64 // acquire returned, release called, release returned (CLOCK_MONOTONIC ns)
+	proc         int
+	w, a, rc, rr int64 // acquire called, returned, release called, returned (CLOCK_MONOTONIC ns)
 }
 
-func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key string) (HandoffSample, error) {
+func (c *client) handoffBlock(ctx context.Context, s libSpec, b backend, shmPath, key string) (HandoffSample, error) {
 	var hs HandoffSample
 	sh, err := createShared(shmPath)
 	if err != nil {
@@ -109,8 +111,11 @@ func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key strin
 			return hs, err
 		}
 	}
-	c.all[0].ConfigResetStat(ctx)
-	reads0, _ := serverReads(ctx, c.all[0])
+	var reads0 int64
+	if b.redisStats {
+		c.all[0].ConfigResetStat(ctx)
+		reads0, _ = serverReads(ctx, c.all[0])
+	}
 	t0 := monoNow()
 	for _, k := range kids {
 		k.send("go")
@@ -129,12 +134,13 @@ func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key strin
 		for _, line := range k.finish(10 * time.Second) {
 			f := strings.Fields(line)
 			switch {
-			case len(f) == 5 && f[0] == "H":
+			case len(f) == 6 && f[0] == "H":
 				var h hold
 				h.proc, _ = strconv.Atoi(f[1])
-				h.a, _ = strconv.ParseInt(f[2], 10, 64)
-				h.rc, _ = strconv.ParseInt(f[3], 10, 64)
-				h.rr, _ = strconv.ParseInt(f[4], 10, 64)
+				h.w, _ = strconv.ParseInt(f[2], 10, 64)
+				h.a, _ = strconv.ParseInt(f[3], 10, 64)
+				h.rc, _ = strconv.ParseInt(f[4], 10, 64)
+				h.rr, _ = strconv.ParseInt(f[5], 10, 64)
 				if h.a <= t1 {
 					holds = append(holds, h)
 				}
@@ -147,7 +153,7 @@ func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key strin
 		}
 	}
 	kids = nil
-	if st, err := commandStats(ctx, c.all[0]); err == nil && len(holds) > 0 {
+	if st, err := commandStats(ctx, c.all[0]); b.redisStats && err == nil && len(holds) > 0 {
 		g := float64(len(holds))
 		if reads1, err := serverReads(ctx, c.all[0]); err == nil {
 			hs.ReadsPerGrant = float64(reads1-reads0) / g
@@ -183,6 +189,7 @@ func (c *client) handoffBlock(ctx context.Context, s libSpec, shmPath, key strin
 	hs.RetP50us = us(quantile(gapsRet, 0.5))
 	hs.RetP99us = us(quantile(gapsRet, 0.99))
 	hs.ReleaseP50 = us(quantile(rel, 0.5))
+	fairness(&hs, holds, c.cfg.handoffProcs)
 	if hs.Handoffs == 0 {
 		return hs, fmt.Errorf("no handoff in %v (%d errors)", c.cfg.handoffDur, hs.Errors)
 	}
@@ -207,6 +214,10 @@ func medianHandoff(ss []HandoffSample) HandoffSample {
 		ReleaseP50:      f(func(s HandoffSample) float64 { return s.ReleaseP50 }),
 		ScriptsPerGrant: f(func(s HandoffSample) float64 { return s.ScriptsPerGrant }),
 		ReadsPerGrant:   f(func(s HandoffSample) float64 { return s.ReadsPerGrant }),
+		FIFOShare:       f(func(s HandoffSample) float64 { return s.FIFOShare }),
+		WaitP50us:       f(func(s HandoffSample) float64 { return s.WaitP50us }),
+		WaitP99us:       f(func(s HandoffSample) float64 { return s.WaitP99us }),
+		GrantsMinMax:    f(func(s HandoffSample) float64 { return s.GrantsMinMax }),
 		XMinimal:        f(func(s HandoffSample) float64 { return s.XMinimal }),
 	}
 }
@@ -239,6 +250,7 @@ func runContender(ctx context.Context, cfg *config) error {
 	var holds []hold
 	var errs []string
 	for !sh.stopped() && ctx.Err() == nil {
+		w := monoNow()
 		h, err := l.Lock(ctx, cfg.key)
 		a := monoNow()
 		if err != nil {
@@ -259,11 +271,11 @@ func runContender(ctx context.Context, cfg *config) error {
 		if err != nil {
 			errs = append(errs, "release: "+err.Error())
 		}
-		holds = append(holds, hold{proc: cfg.id, a: a, rc: rc, rr: rr})
+		holds = append(holds, hold{proc: cfg.id, w: w, a: a, rc: rc, rr: rr})
 		sh.waitOther(mine)
 	}
 	for _, h := range holds {
-		fmt.Fprintf(out, "H %d %d %d %d\n", h.proc, h.a, h.rc, h.rr)
+		fmt.Fprintf(out, "H %d %d %d %d %d\n", h.proc, h.w, h.a, h.rc, h.rr)
 	}
 	for _, e := range errs {
 		fmt.Fprintf(out, "error %s\n", strings.ReplaceAll(e, "\n", " "))
@@ -291,4 +303,57 @@ func warmUp(ctx context.Context, l lib, key string) error {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	return nil
+}
+
+// fairness sets the fairness figures of a block from its holds, sorted by
+// grant: the share of handoffs that went to the process that had waited
+// longest (first come, first served), among those with at least two
+// processes waiting at the release call; the wait from a Lock call to its
+// grant; and the fewest grants of a process over the most.
+func fairness(hs *HandoffSample, holds []hold, procs int) {
+	fifo, choices := 0, 0
+	for k := 0; k+1 < len(holds); k++ {
+		cur, nxt := holds[k], holds[k+1]
+		// The processes waiting when cur released: called Lock before,
+		// granted after. Each has one Lock outstanding, so they are
+		// among the next procs grants.
+		first, waiting := int64(-1), 0
+		for _, h := range holds[k+1 : min(len(holds), k+1+2*procs)] {
+			if h.w <= cur.rc && h.a > cur.rc && h.proc != cur.proc {
+				waiting++
+				if first < 0 || h.w < first {
+					first = h.w
+				}
+			}
+		}
+		if waiting < 2 {
+			continue
+		}
+		choices++
+		if nxt.w == first {
+			fifo++
+		}
+	}
+	if choices > 0 {
+		hs.FIFOShare = float64(fifo) / float64(choices)
+	}
+	waits := make([]int64, 0, len(holds))
+	per := map[int]int{}
+	for _, h := range holds {
+		waits = append(waits, h.a-h.w)
+		per[h.proc]++
+	}
+	hs.WaitP50us = us(quantile(waits, 0.5))
+	hs.WaitP99us = us(quantile(waits, 0.99))
+	lo, hi := 0, 0
+	for p := range procs {
+		n := per[p]
+		if p == 0 || n < lo {
+			lo = n
+		}
+		hi = max(hi, n)
+	}
+	if hi > 0 {
+		hs.GrantsMinMax = float64(lo) / float64(hi)
+	}
 }

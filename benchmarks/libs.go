@@ -43,6 +43,7 @@ type env struct {
 	main  string   // the single-node server
 	nodes []string // the quorum nodes
 	ttl   time.Duration
+	etcd  string // the etcd member's client URL, for the etcd section
 	// hook, if set, gives the hook to add to the go-redis client of each
 	// server (to count round trips).
 	hook func(addr string) redis.Hook
@@ -629,7 +630,7 @@ func filterLibs(specs []libSpec, sel string, keep func(libSpec) bool) []libSpec 
 
 // specByLabel finds a spec by its label, for child processes.
 func specByLabel(label string) (libSpec, error) {
-	for _, s := range append(singleNode(), append(quorum(3), quorum(5)...)...) {
+	for _, s := range append(append(singleNode(), append(quorum(3), quorum(5)...)...), etcdLibs()...) {
 		if s.label() == label {
 			return s, nil
 		}

@@ -61,6 +61,8 @@ type config struct {
 
 	// client role
 	addrs      string // comma-separated: main server, then the quorum nodes
+	etcd       string // the etcd member's client URL ("" without etcd)
+	etcdPID    int    // its process, whose CPU time the etcd pairs count
 	layout     string
 	resultFile string
 
@@ -97,6 +99,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.profile, "profile", "", "write CPU and allocation profiles of dlock's uncontended pair to PREFIX.cpu and PREFIX.alloc (client role, pinned layout)")
 	fs.StringVar(&c.rerender, "rerender", "", "write the tables and targets again from this results JSON (with -out, -md), without measuring")
 	fs.StringVar(&c.addrs, "addrs", "", "internal: server addresses")
+	fs.StringVar(&c.etcd, "etcd", "", "internal: client URL of the etcd member")
+	fs.IntVar(&c.etcdPID, "etcd-pid", 0, "internal: process id of the etcd member")
 	fs.StringVar(&c.layout, "layout", "", "internal: the layout the client runs in")
 	fs.StringVar(&c.resultFile, "result-file", "", "internal: where the client writes its results")
 	fs.StringVar(&c.lib, "lib", "", "internal: library of a child process")

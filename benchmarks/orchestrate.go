@@ -35,6 +35,16 @@ func orchestrate(ctx context.Context, cfg *config) error {
 	for _, s := range servers {
 		addrs = append(addrs, s.addr)
 	}
+	etcd, err := startEtcd(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var etcdArgs []string
+	if etcd != nil {
+		defer etcd.Stop()
+		m := etcd.Members()[0]
+		etcdArgs = []string{"-etcd", m.ClientURL, "-etcd-pid", strconv.Itoa(m.Pid())}
+	}
 	res := &Results{
 		Command: "go run . " + strings.Join(os.Args[1:], " "),
 		Started: started.UTC(),
@@ -44,10 +54,10 @@ func orchestrate(ctx context.Context, cfg *config) error {
 			"handoff_block": cfg.handoffDur.String(), "handoff_processes": cfg.handoffProcs, "hold": cfg.hold.String(),
 			"killed_ttl": cfg.killedTTL.String(), "killed_trials": cfg.killedTrials,
 			"renewal_duration": cfg.renewDur.String(), "renewal_leases": cfg.renewLeases, "renewal_ttl": cfg.renewTTL.String(),
-			"smoke": cfg.smoke,
+			"smoke": cfg.smoke, "etcd_members": 1,
 		},
 	}
-	res.Libs = append(singleNode(), append(quorum(3), quorum(5)...)...)
+	res.Libs = append(append(singleNode(), append(quorum(3), quorum(5)...)...), etcdLibs()...)
 	if l, _, _ := strings.Cut(res.Machine.LoadStart, " "); !cfg.smoke && parseFloat(l) > 0.5 {
 		fmt.Fprintf(os.Stderr, "warning: load average %s: other work on this machine will skew the figures\n", res.Machine.LoadStart)
 	}
@@ -72,6 +82,7 @@ func orchestrate(ctx context.Context, cfg *config) error {
 		file := filepath.Join(dir, "client-"+layout+".json")
 		args := slices.Clone(os.Args[1:])
 		args = append(args, "-role", "client", "-layout", layout, "-addrs", strings.Join(addrs, ","), "-result-file", file)
+		args = append(args, etcdArgs...)
 		if layout != "pinned" && layout != "unpinned" {
 			args = append(args, "-profile", "")
 		}

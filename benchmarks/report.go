@@ -95,24 +95,14 @@ func tables(lr *LayoutResult) []*table {
 	}
 	if len(lr.Handoff) > 0 {
 		t := &table{title: fmt.Sprintf("Handoff: %d processes on one key, hold %.0f µs [%s]", lr.Handoff[0].Procs, lr.Handoff[0].HoldUs, lr.Layout),
-			head: []string{"library", "config", "handoffs", "gap p50 µs", "gap p99 µs", "p50/RTT", "×minimal", "from return p50 µs", "release µs", "grants/s", "scripts/grant", "server reads/grant", "overlaps", "errors"},
+			head: []string{"library", "config", "handoffs", "gap p50 µs", "gap p99 µs", "p50/RTT", "×minimal", "from return p50 µs", "release µs", "grants/s", "scripts/grant", "server reads/grant", "FIFO share", "wait p99 µs", "grants min/max", "overlaps", "errors"},
 			note: "gap: from the holder's release call to the next holder's (another process) acquire returning; \"from return\": from the release returning. " +
 				"Repeats interleaved, each library's block between two PING blocks of its own; ×minimal: the gap p50 over the minimal queued lock's in the same repeat, median over repeats. " +
-				"server reads: INFO stats total_reads_processed (reads of client sockets, up to 16 KiB each: about one per round trip here). errors: errors the contenders reported, over all repeats (+ blocks that failed to run)."}
+				"server reads: INFO stats total_reads_processed (reads of client sockets, up to 16 KiB each: about one per round trip here). " +
+				"FIFO share: of the handoffs with two or more processes waiting, the share that went to the one that asked first; wait: from a Lock call to its grant; grants min/max: the fewest grants of a process over the most. errors: errors the contenders reported, over all repeats (+ blocks that failed to run)."}
 		for _, r := range lr.Handoff {
-			errs := 0
-			for _, x := range r.Repeats {
-				errs += x.Errors
-			}
-			e := fmt.Sprint(errs)
-			if r.FailedBlocks > 0 {
-				e += fmt.Sprintf(" (+%d blocks)", r.FailedBlocks)
-			}
-			xm := "-"
-			if r.XMinimal > 0 {
-				xm = f2(r.XMinimal)
-			}
-			t.add(r.Lib, r.Config, fmt.Sprint(r.Handoffs), f1(r.P50us), f1(r.P99us), f2(r.Ratio), xm, f1(r.RetP50us), f1(r.ReleaseP50), f0(r.PerSec), f1(r.ScriptsPerGrant), f1(r.ReadsPerGrant), fmt.Sprint(r.Violations), e)
+			t.add(r.Lib, r.Config, fmt.Sprint(r.Handoffs), f1(r.P50us), f1(r.P99us), f2(r.Ratio), xOf(r.XMinimal), f1(r.RetP50us), f1(r.ReleaseP50), f0(r.PerSec), f1(r.ScriptsPerGrant), f1(r.ReadsPerGrant),
+				f2(r.FIFOShare), f0(r.WaitP99us), f2(r.GrantsMinMax), fmt.Sprint(r.Violations), handoffErrors(r))
 		}
 		out = append(out, t)
 	}
@@ -140,7 +130,7 @@ func tables(lr *LayoutResult) []*table {
 		}
 		out = append(out, t)
 	}
-	return out
+	return append(out, etcdTables(lr)...)
 }
 
 func pairErrors(r *PairRow) int {
@@ -167,8 +157,8 @@ func refRow(rows []*PairRow, sc string) (*PairRow, string) {
 
 func printText(w io.Writer, res *Results) {
 	m := res.Machine
-	fmt.Fprintf(w, "\ndlock benchmarks — %s\nmachine: %s, %d CPUs, Linux %s, %s, redis-server %s, %s; load average %s at start, %s at end\n",
-		res.Command, m.CPU, m.CPUs, m.Kernel, m.OS, m.Redis, m.Go, m.LoadStart, m.LoadEnd)
+	fmt.Fprintf(w, "\ndlock benchmarks — %s\nmachine: %s, %d CPUs, Linux %s, %s, redis-server %s, etcd %s, %s; load average %s at start, %s at end\n",
+		res.Command, m.CPU, m.CPUs, m.Kernel, m.OS, m.Redis, m.Etcd, m.Go, m.LoadStart, m.LoadEnd)
 	for _, lr := range res.Layouts {
 		fmt.Fprintf(w, "\n== %s\n", layoutTitle(lr))
 		for _, t := range tables(lr) {
@@ -194,8 +184,8 @@ func printText(w io.Writer, res *Results) {
 func printMarkdown(w io.Writer, res *Results) {
 	m := res.Machine
 	fmt.Fprintf(w, "# dlock benchmark results\n\nCommand: `cd benchmarks && %s`\n\n", res.Command)
-	fmt.Fprintf(w, "Machine: %s, %d CPUs; Linux %s; %s; redis-server %s; %s. Started %s, took %s; load average %s at start, %s at end.\n",
-		m.CPU, m.CPUs, m.Kernel, m.OS, m.Redis, m.Go, res.Started.Format("2006-01-02 15:04 UTC"), res.Took, m.LoadStart, m.LoadEnd)
+	fmt.Fprintf(w, "Machine: %s, %d CPUs; Linux %s; %s; redis-server %s; etcd %s; %s. Started %s, took %s; load average %s at start, %s at end.\n",
+		m.CPU, m.CPUs, m.Kernel, m.OS, m.Redis, m.Etcd, m.Go, res.Started.Format("2006-01-02 15:04 UTC"), res.Took, m.LoadStart, m.LoadEnd)
 	keys := slices.Sorted(maps.Keys(res.Settings))
 	var set []string
 	for _, k := range keys {
@@ -353,6 +343,7 @@ func checkTargets(res *Results) []Target {
 					"%.1f µs vs redsync (%s) %.1f µs = %.2f×", off.P50us, rs.Config, rs.P50us, off.P50us/rs.P50us)
 			}
 		}
+		etcdTargets(lr, add)
 		// Renewal.
 		for _, r := range lr.Renewal {
 			if r.Lib != libDlock && r.Lib != libRedlock {

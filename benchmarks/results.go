@@ -26,7 +26,11 @@ type LayoutResult struct {
 	Handoff []*HandoffRow `json:"handoff"`
 	Killed  []*KilledRow  `json:"holder_killed"`
 	Renewal []*RenewRow   `json:"renewal"`
-	Errors  []string      `json:"errors,omitempty"`
+	// The etcd section: its pairs are in Pairs (scenarios etcd-*); its
+	// round trip is a linearizable Get's.
+	EtcdRTTus   float64       `json:"etcd_get_rtt_p50_us,omitempty"`
+	EtcdHandoff []*HandoffRow `json:"etcd_handoff,omitempty"`
+	Errors      []string      `json:"errors,omitempty"`
 }
 
 // PairSample is one measured block of try-acquire+release pairs, with the
@@ -85,7 +89,16 @@ type HandoffSample struct {
 	ReadsPerGrant float64 `json:"server_reads_per_grant"`
 	// XMinimal is the gap p50 over the minimal lock's in the same repeat
 	// (the row's figure is the median of the per-repeat ratios).
-	XMinimal         float64            `json:"gap_p50_over_minimal"`
+	XMinimal float64 `json:"gap_p50_over_minimal"`
+	// Fairness: FIFOShare is the share of handoffs, among those with two
+	// or more processes waiting at the release call, that went to the
+	// one that called Lock first; WaitP50us and WaitP99us run from a Lock
+	// call to its grant; GrantsMinMax is the fewest grants of a process
+	// over the most.
+	FIFOShare        float64            `json:"fifo_share"`
+	WaitP50us        float64            `json:"wait_p50_us"`
+	WaitP99us        float64            `json:"wait_p99_us"`
+	GrantsMinMax     float64            `json:"grants_min_over_max"`
 	CommandsPerGrant map[string]float64 `json:"commands_per_grant,omitempty"`
 }
 

@@ -155,6 +155,7 @@ type Machine struct {
 	OS      string `json:"os"`
 	Go      string `json:"go"`
 	Redis   string `json:"redis"`
+	Etcd    string `json:"etcd,omitempty"`
 	Pinning bool   `json:"pinning"`
 	// Load averages when the run started and ended: other work on the
 	// machine skews every figure.
@@ -201,5 +202,6 @@ func describeMachine() Machine {
 			m.Redis, _, _ = strings.Cut(v, " ")
 		}
 	}
+	m.Etcd = etcdVersion()
 	return m
 }

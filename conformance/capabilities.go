@@ -11,19 +11,43 @@ import (
 	"github.com/dlock-go/dlock/driver"
 )
 
-var _ driver.FenceFloorer = (*FaultyDriver)(nil)
+// floorAcquirer is redlock.FloorAcquirer, the fence floors a quorum needs
+// of its nodes. Package conformance states its method set rather than
+// import redlock, which imports redisdriver and its client: a driver's
+// tests need neither. Its tests assert that the two agree.
+type floorAcquirer interface {
+	AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error)
+}
 
-// CheckFenceFloors implements [driver.FenceFloorer]: it answers for the
-// wrapped driver, to which Acquire passes Request.FenceFloor unchanged.
-func (f *FaultyDriver) CheckFenceFloors() error { return driver.CheckFenceFloors(f.inner) }
+// AcquireFloor implements redlock.FloorAcquirer, faulted as Acquire, or
+// returns an error wrapping [errors.ErrUnsupported] if the wrapped driver
+// has no fence floors.
+func (f *FaultyDriver) AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
+	fa, ok := f.inner.(floorAcquirer)
+	if !ok {
+		return driver.Result{}, unsupported(f.inner, "honour fence floors")
+	}
+	if err := f.enter(ctx, "acquire"); err != nil {
+		return driver.Result{}, err
+	}
+	return fa.AcquireFloor(ctx, req, floor)
+}
 
-// needFenceFloors skips the case unless d declares that it honours
-// Request.FenceFloor ([driver.FenceFloorer]): other drivers ignore it.
-func (s *suite) needFenceFloors(d driver.Locker) {
+// acquireFloor makes d's AcquireFloor call of req with floor, and skips
+// the case unless d has fence floors: it does not implement
+// redlock.FloorAcquirer, or answers errors.ErrUnsupported (a wrapper
+// over a driver without them). Only a quorum's nodes need floors.
+func (s *suite) acquireFloor(d driver.Locker, req driver.Request, floor uint64) (driver.Result, error) {
 	s.Helper()
-	if err := driver.CheckFenceFloors(d); err != nil {
+	fa, ok := d.(floorAcquirer)
+	if !ok {
+		s.Skipf("%T has no fence floors (redlock.FloorAcquirer)", d)
+	}
+	res, err := fa.AcquireFloor(s.ctx, req, floor)
+	if errors.Is(err, errors.ErrUnsupported) {
 		s.Skipf("%v", err)
 	}
+	return res, err
 }
 
 // capabilityCall is one method of an optional capability, called with
@@ -38,7 +62,7 @@ func capabilityCalls(d driver.Locker) []capabilityCall {
 	var calls []capabilityCall
 	if n, ok := d.(driver.Notifier); ok {
 		calls = append(calls, capabilityCall{"Subscribe", func(ctx context.Context, key string) error {
-			_, cancel, err := n.Subscribe(ctx, key, "")
+			_, cancel, err := n.Subscribe(ctx, key)
 			if err == nil {
 				cancel()
 			}
@@ -52,6 +76,10 @@ func capabilityCalls(d driver.Locker) []capabilityCall {
 				cancel()
 			}
 			return err
+		}}, capabilityCall{"AcquireQueued", func(ctx context.Context, key string) error {
+			return acquireUndone(ctx, d, key, func(req driver.Request) (driver.Result, error) {
+				return h.AcquireQueued(ctx, req, driver.Queued{})
+			})
 		}})
 	}
 	if in, ok := d.(driver.Inspector); ok {
@@ -79,12 +107,26 @@ func capabilityCalls(d driver.Locker) []capabilityCall {
 			return fr.RaiseFence(ctx, key, token(), 1)
 		}})
 	}
-	if ff, ok := d.(driver.FenceFloorer); ok {
-		calls = append(calls, capabilityCall{"CheckFenceFloors", func(context.Context, string) error {
-			return ff.CheckFenceFloors()
+	if fa, ok := d.(floorAcquirer); ok {
+		calls = append(calls, capabilityCall{"AcquireFloor", func(ctx context.Context, key string) error {
+			return acquireUndone(ctx, d, key, func(req driver.Request) (driver.Result, error) {
+				return fa.AcquireFloor(ctx, req, 1)
+			})
 		}})
 	}
 	return calls
+}
+
+// acquireUndone makes an acquire of key with a fresh token through
+// acquire, and releases what it granted: a capability's acquire method
+// called only to see whether it answers errors.ErrUnsupported.
+func acquireUndone(ctx context.Context, d driver.Locker, key string, acquire func(driver.Request) (driver.Result, error)) error {
+	tok := token()
+	res, err := acquire(driver.Request{Key: key, Token: tok, TTL: longTTL, Owner: "conformance"})
+	if err == nil && res.Acquired {
+		err = d.Release(ctx, key, tok)
+	}
+	return err
 }
 
 // unsupportedMeansAbsent checks the rule for wrapping drivers: a

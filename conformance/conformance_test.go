@@ -202,10 +202,18 @@ func (d constantFence) Acquire(ctx context.Context, req driver.Request) (driver.
 	return res, err
 }
 
+func (d constantFence) AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
+	res, err := d.declaresFloors.AcquireFloor(ctx, req, floor)
+	if res.Acquired {
+		res.Fence = 7
+	}
+	return res, err
+}
+
 // neverWakes is a Notifier whose subscriptions never fire.
 type neverWakes struct{ driver.Locker }
 
-func (neverWakes) Subscribe(context.Context, string, string) (<-chan struct{}, func(), error) {
+func (neverWakes) Subscribe(context.Context, string) (<-chan struct{}, func(), error) {
 	return make(chan struct{}), func() {}, nil
 }
 
@@ -231,28 +239,29 @@ func (d refreshNeverShortens) Refresh(ctx context.Context, key, token string, tt
 	return d.Locker.Refresh(ctx, key, token, ttl)
 }
 
-// floorGoesDown grants exactly the FenceFloor when it is below the key's
-// last fence.
+// floorGoesDown grants exactly the floor when it is below the key's last
+// fence.
 type floorGoesDown struct{ declaresFloors }
 
-// declaresFloors declares that it honours fence floors, and hides every
-// other capability.
+// declaresFloors offers fence floors (redlock.FloorAcquirer) and hides
+// every other capability: AcquireFloor is the inner driver's.
 type declaresFloors struct{ driver.Locker }
 
-func (declaresFloors) CheckFenceFloors() error { return nil }
-
-// ignoresFloor declares fence floors and drops them.
-type ignoresFloor struct{ declaresFloors }
-
-func (d ignoresFloor) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
-	req.FenceFloor = 0
-	return d.Locker.Acquire(ctx, req)
+func (d declaresFloors) AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
+	return d.Locker.(floorAcquirer).AcquireFloor(ctx, req, floor)
 }
 
-func (d floorGoesDown) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
-	res, err := d.Locker.Acquire(ctx, req)
-	if err == nil && res.Acquired && req.FenceFloor != 0 && req.FenceFloor+1 < res.Fence {
-		res.Fence = req.FenceFloor
+// ignoresFloor offers fence floors and drops them.
+type ignoresFloor struct{ declaresFloors }
+
+func (d ignoresFloor) AcquireFloor(ctx context.Context, req driver.Request, _ uint64) (driver.Result, error) {
+	return d.Acquire(ctx, req)
+}
+
+func (d floorGoesDown) AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
+	res, err := d.declaresFloors.AcquireFloor(ctx, req, floor)
+	if err == nil && res.Acquired && floor+1 < res.Fence {
+		res.Fence = floor
 	}
 	return res, err
 }

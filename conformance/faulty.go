@@ -18,9 +18,9 @@ import (
 // It implements [driver.Locker] and every optional capability, so that a
 // wrapped driver keeps its capabilities. Go cannot implement an interface
 // conditionally, so, by the driver package's rule for wrapping drivers,
-// when the wrapped driver lacks one: Subscribe, SubscribeHandoff, Inspect,
-// RaiseFence, CheckFenceFloors and the [driver.Semaphore] methods return
-// an error wrapping
+// when the wrapped driver lacks one: Subscribe, SubscribeHandoff,
+// AcquireQueued, Inspect, RaiseFence, AcquireFloor and the
+// [driver.Semaphore] methods return an error wrapping
 // [errors.ErrUnsupported] (dlock
 // then polls, and reports the error, as it would without the capability),
 // and RefreshBatch is emulated with one Refresh per request, so renewal
@@ -179,7 +179,7 @@ func (f *FaultyDriver) Close() error {
 
 // Subscribe implements [driver.Notifier], or returns an error wrapping
 // [errors.ErrUnsupported] if the wrapped driver cannot notify.
-func (f *FaultyDriver) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+func (f *FaultyDriver) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
 	n, ok := f.inner.(driver.Notifier)
 	if !ok {
 		return nil, nil, unsupported(f.inner, "notify releases")
@@ -187,7 +187,7 @@ func (f *FaultyDriver) Subscribe(ctx context.Context, key, token string) (<-chan
 	if err := f.enter(ctx, "subscribe"); err != nil {
 		return nil, nil, err
 	}
-	return n.Subscribe(ctx, key, token)
+	return n.Subscribe(ctx, key)
 }
 
 var _ driver.Handoff = (*FaultyDriver)(nil)
@@ -204,6 +204,20 @@ func (f *FaultyDriver) SubscribeHandoff(ctx context.Context, key, token string) 
 		return nil, nil, err
 	}
 	return h.SubscribeHandoff(ctx, key, token)
+}
+
+// AcquireQueued implements [driver.Handoff], faulted as Acquire, or
+// returns an error wrapping [errors.ErrUnsupported] if the wrapped driver
+// does not hand off.
+func (f *FaultyDriver) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	h, ok := f.inner.(driver.Handoff)
+	if !ok {
+		return driver.Result{}, unsupported(f.inner, "hand off")
+	}
+	if err := f.enter(ctx, "acquire"); err != nil {
+		return driver.Result{}, err
+	}
+	return h.AcquireQueued(ctx, req, q)
 }
 
 // Inspect implements [driver.Inspector], or returns an error wrapping

@@ -109,7 +109,7 @@ func TestFaultyUnsupported(t *testing.T) {
 	f := Faulty(struct{ driver.Locker }{memdriver.NewStore().Driver()})
 	defer f.Close()
 	ctx := t.Context()
-	if _, _, err := f.Subscribe(ctx, "k", ""); !errors.Is(err, errors.ErrUnsupported) {
+	if _, _, err := f.Subscribe(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Subscribe = %v; want ErrUnsupported", err)
 	}
 	if _, _, err := f.Inspect(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
@@ -118,11 +118,14 @@ func TestFaultyUnsupported(t *testing.T) {
 	if err := f.RaiseFence(ctx, "k", "a", 9); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("RaiseFence = %v; want ErrUnsupported", err)
 	}
-	if err := f.CheckFenceFloors(); !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("CheckFenceFloors = %v; want ErrUnsupported", err)
+	if _, err := f.AcquireFloor(ctx, req("k", "a"), 9); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("AcquireFloor = %v; want ErrUnsupported", err)
 	}
-	if err := Faulty(memdriver.NewStore().Driver()).CheckFenceFloors(); err != nil {
-		t.Errorf("CheckFenceFloors over memdriver = %v; want nil, as memdriver answers", err)
+	if _, err := f.AcquireQueued(ctx, req("k", "a"), driver.Queued{Wait: time.Second, Attempt: 1}); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("AcquireQueued = %v; want ErrUnsupported", err)
+	}
+	if res, err := Faulty(memdriver.NewStore().Driver()).AcquireFloor(ctx, req("k", "a"), 9); err != nil || res.Fence < 9 {
+		t.Errorf("AcquireFloor over memdriver = %+v, %v; want a grant with fence 9 or more, as memdriver answers", res, err)
 	}
 	// RefreshBatch is emulated.
 	if _, err := f.Acquire(ctx, req("k", "a")); err != nil {

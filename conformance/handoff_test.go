@@ -54,6 +54,7 @@ type emuState struct {
 
 type emuQueued struct {
 	req      driver.Request
+	attempt  uint64
 	deadline time.Time // of the waiter's next attempt (earliestDeadline)
 }
 
@@ -67,24 +68,22 @@ func newEmuHandoff(d driver.Locker, shared *sync.Map, flaw handoffFlaw) driver.L
 	return emuHandoff{d.(notifyInspect), st.(*emuState), flaw}
 }
 
-func (e emuHandoff) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
-	inner := req
-	inner.Attempt = 0 // the inner driver must not hand off itself
-	res, err := e.notifyInspect.Acquire(ctx, inner)
-	if err != nil || res.Acquired || req.Wait == 0 || req.Attempt == 0 && e.flaw != grantsAttemptZero {
+func (e emuHandoff) AcquireQueued(ctx context.Context, req driver.Request, at driver.Queued) (driver.Result, error) {
+	res, err := e.notifyInspect.Acquire(ctx, req)
+	if err != nil || res.Acquired || at.Wait == 0 || at.Attempt == 0 && e.flaw != grantsAttemptZero {
 		return res, err
 	}
 	e.st.mu.Lock()
 	defer e.st.mu.Unlock()
 	q := e.st.queue[req.Key]
-	deadline := time.Now().Add(req.Wait)
+	deadline := time.Now().Add(at.Wait)
 	if i := slices.IndexFunc(q, func(q emuQueued) bool { return q.req.Token == req.Token }); i >= 0 {
-		q[i].req = req
+		q[i].req, q[i].attempt = req, at.Attempt
 		if deadline.After(q[i].deadline) {
 			q[i].deadline = deadline
 		}
 	} else {
-		e.st.queue[req.Key] = append(q, emuQueued{req, deadline})
+		e.st.queue[req.Key] = append(q, emuQueued{req, at.Attempt, deadline})
 	}
 	return res, nil
 }
@@ -108,7 +107,7 @@ func (e emuHandoff) Release(ctx context.Context, key, token string) error {
 				}
 			}
 		}
-		req := q[i].req
+		req, attempt := q[i].req, q[i].attempt
 		e.st.queue[key] = slices.Delete(q, i, i+1)
 		sub := e.st.subs[key][req.Token]
 		if (sub == nil || sub.gone) && e.flaw != grantsCancelled {
@@ -122,7 +121,7 @@ func (e emuHandoff) Release(ctx context.Context, key, token string) error {
 		if err != nil || !res.Acquired {
 			break
 		}
-		t := driver.Turn{Granted: true, Attempt: req.Attempt, Fence: res.Fence}
+		t := driver.Turn{Granted: true, Attempt: attempt, Fence: res.Fence}
 		switch {
 		case sub == nil || sub.gone:
 		case e.flaw == dropsLateGrant:

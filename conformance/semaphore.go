@@ -11,55 +11,6 @@ import (
 	"github.com/dlock-go/dlock/driver"
 )
 
-// semaphoreCases check [driver.Semaphore]; they run after the lock cases
-// and are skipped for a driver without the capability.
-var semaphoreCases = []testCase{
-	{"SemaphoreLimit",
-		"A driver.Semaphore grants up to limit tokens a slot of a key, and refuses the next with Acquired false and the first slot's expiry (or zero, if the driver does not know it) as HolderTTL.",
-		semaphoreLimit},
-	{"SemaphoreConcurrentAcquirers",
-		"Under concurrent acquirers from several clients, a semaphore never has more than limit holders at once.",
-		semaphoreConcurrent},
-	{"SemaphoreExpiryFreesSlot",
-		"A slot that is not refreshed is freed when its TTL has passed: expired holders are dropped by the next AcquireSlot, and never count against the limit.",
-		semaphoreExpiry},
-	{"SemaphoreReleaseFreesSlot",
-		"ReleaseSlot by the holder frees its slot for another token at once; releasing again, or with a token that holds no slot, returns ErrNotHeld.",
-		semaphoreRelease},
-	{"SemaphoreRefusedRefreshFreesSlot",
-		"RefreshSlot of an expired slot returns ErrNotHeld and does not bring it back: the slot stays free for others; RefreshSlot of a live one keeps it past its first TTL.",
-		semaphoreRefresh},
-	{"SemaphoreFencesIncrease",
-		"Every slot grant's fence is greater than all earlier fences of the key, across slots, tokens, releases and expiries.",
-		semaphoreFences},
-	{"SemaphoreOneSlotPerToken",
-		"AcquireSlot by a token that holds a slot succeeds with the same fence and takes no second slot.",
-		semaphoreOneSlot},
-	{"SemaphoreLimitMismatch",
-		"AcquireSlot with a limit other than the current holders' is refused with ErrLimitMismatch, never granted; once every slot is free, a new limit is accepted.",
-		semaphoreMismatch},
-	{"SemaphoreKindsApart",
-		"A key held as a lock refuses AcquireSlot, and a key whose slots are held refuses a lock's Acquire: a lock and slots never hold one key at once.",
-		semaphoreKinds},
-	{"SemaphoreInspectSlots",
-		"InspectSlots reports every live holder with its owner, fence and remaining TTL, and the limit.",
-		semaphoreInspect},
-	{"SemaphoreInspectOtherKind",
-		"Inspect of a key whose slots are held, and InspectSlots of a key held as a lock, refuse with an error (ErrWrongKind): the key is never reported free while it is held as the other kind.",
-		semaphoreInspectOtherKind},
-	{"SemaphoreReleaseWakesWaiter",
-		"A driver.Notifier subscription without a token is woken by ReleaseSlot, so that slot waiters need not poll.",
-		semaphoreWakes},
-	{"SemaphoreLeaseLostBeforeExpiry",
-		"Through dlock, a semaphore lease whose client is cut off is lost (Done closed, ErrLeaseLost) before the backend frees its slot for another client.",
-		semaphoreLeaseLost},
-	{"SemaphoreLeaseRenewed",
-		"Through dlock, a semaphore's leases are renewed past their TTL and keep their slots; Release frees a slot for a waiter, which a driver.Notifier wakes at once.",
-		semaphoreLease},
-}
-
-func init() { cases = append(cases, semaphoreCases...) }
-
 // semaphore returns a client that is a driver.Semaphore, or skips the case.
 func (s *suite) semaphore() driver.Semaphore {
 	s.Helper()
@@ -405,7 +356,7 @@ func semaphoreWakes(s *suite) {
 	toks := s.fill(sem, key, longTTL, 2)
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	released, unsubscribe, err := n.Subscribe(ctx, key, "")
+	released, unsubscribe, err := n.Subscribe(ctx, key)
 	if errors.Is(err, errors.ErrUnsupported) {
 		s.Skipf("Subscribe: %v", err)
 	}

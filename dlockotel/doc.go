@@ -5,7 +5,7 @@
 //
 //	obs, err := dlockotel.New(&dlockotel.Options{Driver: "redis"})
 //	...
-//	locker, err := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{Observer: obs}})
+//	locker, err := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{Observer: obs.Observe}})
 //
 // # Metrics
 //
@@ -92,7 +92,7 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	locker, err := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{Observer: obs}})
+//	locker, err := redisdriver.New(client, &redisdriver.Options{Lock: &dlock.Options{Observer: obs.Observe}})
 //	if err != nil {
 //		log.Fatal(err)
 //	}

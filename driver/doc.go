@@ -9,16 +9,15 @@
 // token generation. Package dlock owns all of those, once, for every driver.
 //
 // Optional capabilities are separate small interfaces ([Notifier],
-// [Handoff], [Inspector], [BatchRefresher], [Semaphore], [FenceRaiser],
-// [FenceFloorer]). A driver
-// implements the ones its backend supports; dlock finds them by type
-// assertion.
+// [Handoff], [Inspector], [BatchRefresher], [Semaphore], [FenceRaiser]).
+// A driver implements the ones its backend supports; dlock finds them by
+// type assertion.
 //
 // # Writing a driver
 //
 // The smallest driver the contract allows, a [Locker] with no optional
-// capability, is the example of conformance.Run (the whole file
-// conformance/example_run_test.go, shown in the conformance package's
+// capability (its four methods), is conformance's ExampleRun (the whole
+// file conformance/example_run_test.go, shown in the conformance package's
 // documentation): it is what a backend must at least do, and its test is
 // how a driver runs the suite. Package memdriver is the reference
 // implementation of a full driver package: it is short, it follows every
@@ -83,12 +82,9 @@
 // # Request fields a driver may ignore
 //
 // Key, Token and TTL are the contract. A driver may ignore
-// [Request.FenceFloor] unless it implements [FenceFloorer];
 // [Request.NoFence], which only allows it to skip the work of fences and
-// return 0; [Request.Wait], which only allows it to queue waiters; and
-// [Request.Attempt], which matters only to a driver that implements
-// [Handoff].
-// Owner it keeps if it implements [Inspector], which reports it.
+// return 0, and keeps Owner if it implements [Inspector], which reports
+// it.
 //
 // # Capabilities
 //
@@ -96,11 +92,12 @@
 //
 //   - [Notifier] wakes waiters at a release; without it, they wake at the
 //     holder's expiry (Result.HolderTTL) or their backoff.
-//   - [Handoff] queues waiters and hands a released key to the first one
-//     still subscribed, within the release, telling it the grant's fence
-//     and the queued attempt it was made on, from whose send time the
-//     waiter counts its lease; without it, a woken waiter makes another
-//     attempt.
+//   - [Handoff] queues waiters ([Handoff.AcquireQueued]) and hands a
+//     released key to the first one still subscribed, within the release,
+//     telling it the grant's fence and the queued attempt it was made on,
+//     from whose send time the waiter counts its lease (why that is safe
+//     is argued once, at [Handoff]); without it, a woken waiter makes
+//     another attempt.
 //   - [Inspector] reports a key's holder, for dlock.Locker.Holders and the
 //     dlock status command; without it they report errors.ErrUnsupported.
 //   - [BatchRefresher] renews many leases in one round trip; without it,
@@ -109,8 +106,10 @@
 //     LeaseOptions.Limit); without it, semaphores report
 //     errors.ErrUnsupported. A quorum driver refuses it: a majority of
 //     per-node semaphores does not bound the holders.
-//   - [FenceRaiser] and [FenceFloorer] are what a quorum driver (redlock)
-//     needs of its nodes for fencing, and nothing else uses.
+//   - [FenceRaiser] is what a quorum driver (redlock) needs of its nodes
+//     to keep fences increasing, and nothing else uses. (Package redlock
+//     defines the other thing it needs of its nodes, proposed fence
+//     floors, as redlock.FloorAcquirer: no other driver uses floors.)
 //
 // # Testing a driver
 //
@@ -148,7 +147,24 @@
 // error from Locker.Holders,
 // [RefreshBatch] refreshes request by request, and conformance.Run skips
 // the capability's cases. A wrapper never pretends instead (a subscription
-// that never fires, a holder it made up). [RefreshBatch] and
-// [CheckFenceFloors] are the helpers a wrapper answers with; redlock and
-// conformance.FaultyDriver follow the rule.
+// that never fires, a holder it made up). [RefreshBatch] is the helper a
+// wrapper answers with; redlock and conformance.FaultyDriver follow the
+// rule, also for interfaces defined outside this package
+// (redlock.FloorAcquirer).
+//
+// # What the contract cannot express yet
+//
+// The etcd driver found these; a backend that needs one works around it
+// today:
+//
+//   - TTL resolution: etcd leases count whole seconds (and have a
+//     minimum), so a TTL is rounded up, and Result.HolderTTL is as coarse.
+//   - A queue whose give-up must be confirmed needs cancel(ctx) error, and
+//     a grant it hands off may need an opaque handle in [Turn], not only
+//     the fence and the attempt.
+//   - Refresh and Release take the key and token only: a backend that keeps
+//     a handle per grant (an etcd lease ID) must find it again from them,
+//     where an opaque handle in [Result] would be passed back.
+//   - Fence floors (redlock.FloorAcquirer) do not fit a backend whose fence
+//     is a revision it assigns itself.
 package driver

@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -86,34 +85,10 @@ type Request struct {
 	// Owner is a human-readable description of the holder (host:pid by
 	// default), reported by [Inspector]. It is not a secret.
 	Owner string
-	// FenceFloor, if not zero, is the least fence a new grant may have
-	// (it still exceeds every earlier fence of Key). A quorum driver
-	// proposes one floor to every node, so that a majority grants the same
-	// fence and none needs raising. Only a driver that declares
-	// [FenceFloorer] honours it; any other driver ignores it. A driver
-	// that honours it grants the largest of FenceFloor, one more than its
-	// last fence, and whatever else its own rules require (Redis: the
-	// server's clock in µs, so that a fence never goes back after the data
-	// was lost); it must never trust the floor alone to keep fences
-	// increasing, since a floor comes from a client's clock.
-	FenceFloor uint64
 	// NoFence tells the driver that the caller ignores fences (a quorum
 	// driver with fencing switched off). The driver may skip the work of
 	// keeping them and return Fence 0.
 	NoFence bool
-	// Wait, if not zero, says that the caller waits for Key: if this
-	// attempt fails, it tries again within Wait, or sooner when its
-	// subscription wakes it (see [Notifier]). A driver may queue such
-	// callers and, at a release, wake only the first still waiting
-	// instead of every subscriber.
-	Wait time.Duration
-	// Attempt numbers the attempts of a waiter subscribed with
-	// [Handoff.SubscribeHandoff] under Token: 1, 2, … in the order they
-	// are sent. It is zero for every other request. A driver that hands
-	// off keeps it with the queued attempt and echoes it in the [Turn] of
-	// a grant made on that attempt; a request with Attempt zero, or with
-	// a FenceFloor, is never handed a grant.
-	Attempt uint64
 }
 
 // Result is the outcome of an acquire attempt that reached the backend.
@@ -164,15 +139,13 @@ type Notifier interface {
 	// subscription is active, so a release that happens after Subscribe
 	// returns is never missed. The channel receives a value after each
 	// release of key; it is buffered and never closed, and a slow reader
-	// may see several releases as one. cancel ends the subscription and
-	// must be called exactly once.
-	//
-	// token is the Request.Token of the waiter's attempts, or empty. A
-	// driver that queues waiters (see Request.Wait) may wake a
-	// subscription with a token only at its turn, so a waiter's own
-	// attempts must carry Wait while it is subscribed. A subscription
-	// without a token is woken at every release.
-	Subscribe(ctx context.Context, key, token string) (released <-chan struct{}, cancel func(), err error)
+	// may see several releases as one. A subscription is woken at every
+	// release, except one that a driver that queues waiters ([Handoff])
+	// serves by waking or granting the first queued waiter alone: a
+	// plain subscriber then wakes at its backoff or the holder's expiry,
+	// as without a Notifier. cancel ends the subscription and must be
+	// called exactly once.
+	Subscribe(ctx context.Context, key string) (released <-chan struct{}, cancel func(), err error)
 }
 
 // Holder describes the current holder of a key.
@@ -221,33 +194,4 @@ type FenceRaiser interface {
 	// than fence, and records fence as the current holder's fence. It
 	// returns an error wrapping ErrNotHeld if key is not held by token.
 	RaiseFence(ctx context.Context, key, token string, fence uint64) error
-}
-
-// FenceFloorer is implemented by drivers that honour [Request.FenceFloor]
-// (proposed fence floors). A quorum driver (redlock) requires it of its
-// nodes when fencing is on: it proposes one floor to every node, so that a
-// majority grants the same fence in one round, with no write-back. A
-// backend whose natural fence is a number of its own (a revision, a
-// sequence) need not implement it, and then ignores FenceFloor; the
-// conformance suite skips the cases of floors for it.
-type FenceFloorer interface {
-	// CheckFenceFloors returns nil if Acquire honours Request.FenceFloor,
-	// and an error wrapping errors.ErrUnsupported if it does not: a
-	// driver that wraps another, and forwards FenceFloor to it, answers
-	// what the inner driver answers (see the package documentation on
-	// wrapping drivers). It does no I/O.
-	CheckFenceFloors() error
-}
-
-// CheckFenceFloors returns nil if d honours [Request.FenceFloor]: it
-// implements [FenceFloorer] and its CheckFenceFloors returns nil. It
-// returns an error wrapping errors.ErrUnsupported otherwise. A quorum
-// driver checks its nodes with it, and a wrapping driver answers its own
-// CheckFenceFloors with it, for its inner driver.
-func CheckFenceFloors(d Locker) error {
-	ff, ok := d.(FenceFloorer)
-	if !ok {
-		return fmt.Errorf("%T does not honour Request.FenceFloor (driver.FenceFloorer): %w", d, errors.ErrUnsupported)
-	}
-	return ff.CheckFenceFloors()
 }

@@ -1,15 +1,18 @@
 package driver
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
-// Handoff is implemented by Notifiers that queue waiters (see
-// Request.Wait) and hand a released key straight to the first one still
-// waiting, within the release itself: the waiter then holds the key
-// without the round trip of another attempt.
+// Handoff is implemented by Notifiers that queue waiters and hand a
+// released key straight to the first one still waiting, within the release
+// itself: the waiter then holds the key without the round trip of another
+// attempt.
 //
 // A waiter that accepts grants subscribes with SubscribeHandoff under its
-// token and numbers its attempts ([Request.Attempt]). A busy attempt with
-// Wait and Attempt set is queued with its Token, TTL, Owner and Attempt
+// token and makes its attempts with AcquireQueued, numbered ([Queued]). A
+// busy queued attempt is queued with its Token, TTL, Owner and Attempt
 // (a later one replaces it). A release, or a waiter passing its turn on,
 // takes the first queued waiter whose Wait has not run out and whose
 // subscription is still active (asked of the backend before the grant:
@@ -19,7 +22,10 @@ import "context"
 // an Acquire of that attempt would, and sends it a [Turn] with Granted,
 // the fence and the attempt's number. A waiter whose subscription is gone
 // is skipped: its turn passes to the next. A Turn with Granted set is
-// sent only for a grant that stands: the backend never takes it back.
+// sent only for a grant that stands: the backend never takes it back. No
+// driver runs I/O of its own in the background to release a grant: every
+// grant reaches the waiter's channel, and its caller releases what it does
+// not keep.
 //
 // Safety of a handed-off lease (the one statement of it, which package
 // dlock, the drivers and the README refer to): the waiter counts its lease
@@ -34,11 +40,18 @@ import "context"
 // if it wakes up late.
 type Handoff interface {
 	Notifier
+	// AcquireQueued is Locker.Acquire for an attempt of a waiter
+	// subscribed with SubscribeHandoff under req.Token: if the key is
+	// busy, the attempt is queued, and a release may grant the key on
+	// it (see [Queued]). Acquire itself never queues.
+	AcquireQueued(ctx context.Context, req Request, q Queued) (Result, error)
 	// SubscribeHandoff is Notifier.Subscribe for a waiter with token
 	// (never empty) that accepts grants. The channel is buffered and
 	// never closed; it receives a Turn after each release that woke this
 	// waiter, and a Turn with Granted set is never dropped or merged with
-	// another.
+	// another, except that a later grant to the token takes the place of
+	// an earlier one still unread: the backend granted the key again only
+	// once it was free, so the earlier grant has ended.
 	//
 	// Give-up is synchronous: cancel returns once the backend grants the
 	// token nothing more (it may wait for the backend to confirm), and
@@ -66,9 +79,24 @@ type Turn struct {
 	// Granted reports that the key is now held by the subscription's
 	// token; otherwise the waiter is only woken to try again.
 	Granted bool
-	// Attempt is the [Request.Attempt] of the queued attempt the grant
+	// Attempt is the [Queued.Attempt] of the queued attempt the grant
 	// was made on, when Granted.
 	Attempt uint64
 	// Fence is the grant's fence, when Granted: as [Result.Fence].
 	Fence uint64
+}
+
+// Queued is what makes an attempt a queued one ([Handoff.AcquireQueued]).
+type Queued struct {
+	// Wait says that the waiter tries again within Wait, or sooner when
+	// its subscription wakes it: the driver keeps its place in the queue
+	// that long. Zero means it does not try again: the attempt is not
+	// queued.
+	Wait time.Duration
+	// Attempt numbers the waiter's attempts under its token: 1, 2, … in
+	// the order they are sent. The driver keeps it with the queued
+	// attempt and echoes it in the [Turn] of a grant made on that
+	// attempt, from whose send time the waiter counts its lease. Zero
+	// means the attempt is never handed a grant.
+	Attempt uint64
 }

@@ -48,8 +48,7 @@ type Semaphore interface {
 	// holds a slot already, the attempt succeeds again with the same
 	// fence and resets its TTL: a token holds one slot at most. A limit
 	// other than the current holders' is refused with an error wrapping
-	// [ErrLimitMismatch]; limit is at least 1. Request.Wait and
-	// Request.FenceFloor may be ignored.
+	// [ErrLimitMismatch]; limit is at least 1.
 	AcquireSlot(ctx context.Context, req Request, limit int) (Result, error)
 
 	// RefreshSlot resets the TTL of token's slot of key to ttl, and
@@ -65,8 +64,7 @@ type Semaphore interface {
 
 	// ReleaseSlot frees token's slot of key, and returns an error
 	// wrapping [ErrNotHeld] if token holds none. A driver that
-	// implements [Notifier] wakes the key's subscribers (those without a
-	// token at least: waiters for a slot subscribe without one).
+	// implements [Notifier] wakes the key's subscribers.
 	ReleaseSlot(ctx context.Context, key, token string) error
 
 	// InspectSlots reports every current holder of key's slots, earliest

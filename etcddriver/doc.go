@@ -76,6 +76,9 @@
 //     driver reads the key first, and revokes the lease it finds.
 //   - RefreshBatch ([driver.BatchRefresher]) sends the keep-alives of all
 //     its leases on one stream: one round trip for any number of leases.
+//     Every keep-alive of a driver (these, Refresh's, and the renewal of a
+//     reused lease) goes on the driver's one long-lived keep-alive stream,
+//     opened at the first and again after it breaks.
 //   - The fence is the key's create revision: etcd's revision counter
 //     never goes back, across leader changes, restarts and the loss of a
 //     minority of members, so every grant of a key has a greater fence
@@ -114,8 +117,8 @@
 // came, and a release wakes them all, each then making one attempt (a
 // keep-alive, a transaction and, if busy, a read of the holder's TTL). Under
 // heavy contention this costs far more than concurrency.Mutex, whose
-// waiters wait in a queue and are woken one at a time; see the benchmark
-// BenchmarkEtcd in this package's tests.
+// waiters wait in a queue and are woken one at a time; see the etcd
+// section of the repository's benchmarks module (benchmarks/README.md).
 //
 // A watch whose member dies (its connection breaks) resumes on another
 // member from the last revision it saw, and wakes its waiters for what

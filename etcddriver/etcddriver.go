@@ -91,6 +91,8 @@ type locker struct {
 	prune  int                // len(grants) at which remember next drops stale grants
 	spares map[grantKey]grant // leases of busy lock attempts, for the token's next; see attemptLease
 	pool   map[int64][]grant  // leases of released grants by TTL asked, for any next attempt; see release
+
+	ka keepAlives // the one keep-alive stream
 }
 
 func newLocker(client *clientv3.Client, opts *Options, owned bool) *locker {
@@ -290,8 +292,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if err == nil && from == spareLease {
 		// A waiter's attempt: renewed first. Sent beside the
 		// transaction, the renewals of all the waiters a release wakes
-		// measured slower in BenchmarkEtcd (32 waiters, a loaded
-		// machine).
+		// measured slower (32 waiters, a loaded machine).
 		err, from = d.renewReused(ctx, g), newLease
 	}
 	if err != nil {
@@ -540,34 +541,6 @@ func (d *locker) keepAlive(ctx context.Context, lease clientv3.LeaseID) (int64, 
 		return 0, err
 	}
 	return ttls[lease], nil
-}
-
-// keepAliveAll renews leases in one round trip: it sends one keep-alive
-// request for each on one stream, then reads the replies. It returns the
-// TTL each lease was granted with, missing or 0 for a lease that does not
-// exist.
-func (d *locker) keepAliveAll(ctx context.Context, leases []clientv3.LeaseID) (map[clientv3.LeaseID]int64, error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := d.leases.LeaseKeepAlive(sctx)
-	if err != nil {
-		return nil, toErr(ctx, err)
-	}
-	for _, id := range leases {
-		if err := stream.Send(&etcdserverpb.LeaseKeepAliveRequest{ID: int64(id)}); err != nil {
-			return nil, toErr(ctx, err)
-		}
-	}
-	stream.CloseSend()
-	ttls := make(map[clientv3.LeaseID]int64, len(leases))
-	for range leases {
-		r, err := stream.Recv()
-		if err != nil {
-			return nil, toErr(ctx, err)
-		}
-		ttls[clientv3.LeaseID(r.ID)] = r.TTL
-	}
-	return ttls, nil
 }
 
 // toErr turns an error of a raw gRPC call into the client's errors.

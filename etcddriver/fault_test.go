@@ -282,7 +282,7 @@ func TestSubscribeMemberPaused(t *testing.T) {
 	d := etcddriver.NewDriver(c.Client(t, m.ClientURL), &etcddriver.Options{CallTimeout: time.Second})
 	t.Cleanup(func() { d.Close() })
 	n := d.(driver.Notifier)
-	_, cancel, err := n.Subscribe(testCtx(t), "fault/subscribe-paused", "")
+	_, cancel, err := n.Subscribe(testCtx(t), "fault/subscribe-paused")
 	if err != nil {
 		t.Fatalf("Subscribe before the pause = %v", err)
 	}
@@ -292,7 +292,7 @@ func TestSubscribeMemberPaused(t *testing.T) {
 	start := time.Now()
 	ctx, stop := context.WithTimeout(context.Background(), 20*time.Second)
 	defer stop()
-	_, cancel, err = n.Subscribe(ctx, "fault/subscribe-paused-2", "")
+	_, cancel, err = n.Subscribe(ctx, "fault/subscribe-paused-2")
 	if err == nil {
 		cancel()
 		t.Fatalf("Subscribe through a paused member succeeded")

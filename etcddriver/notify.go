@@ -14,15 +14,15 @@ import (
 // revokes the holder's lease, or the lease's expiry) wakes the
 // subscriber, within the round trip of the watch event. It returns once
 // etcd confirmed the watch, so no later release is missed. Every
-// subscriber is woken at every release; token is not used (see Waiting in
-// the package documentation).
+// subscriber is woken at every release (see Waiting in the package
+// documentation).
 //
 // A watch whose stream breaks is resumed by the client from the last
 // revision it saw, on any member. A watch that etcd ends (its revision
 // was compacted) wakes the subscriber once and then stays silent: the
 // waiter then has the holder's TTL and its backoff. Subscribe waits for
 // etcd's confirmation no longer than Options.CallTimeout.
-func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+func (d *locker) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
 	if err := d.check(); err != nil {
 		return nil, nil, err
 	}

@@ -30,7 +30,7 @@
 // bubble, and Close the Locker before the bubble ends:
 //
 //	synctest.Test(t, func(t *testing.T) {
-//		l := memdriver.New(&dlock.Options{TTL: 10 * time.Second})
+//		l := memdriver.New(&dlock.Options{LeaseOptions: dlock.LeaseOptions{TTL: 10 * time.Second}})
 //		defer l.Close()
 //		lease, err := l.Acquire(t.Context(), "k", nil)
 //		...

@@ -1,9 +1,14 @@
 package memdriver
 
-import "github.com/dlock-go/dlock/driver"
+import (
+	"context"
 
-var _ driver.FenceFloorer = (*client)(nil)
+	"github.com/dlock-go/dlock/driver"
+)
 
-// CheckFenceFloors implements [driver.FenceFloorer]: a grant's fence is the
-// largest of Request.FenceFloor and one more than the key's last fence.
-func (c *client) CheckFenceFloors() error { return nil }
+// AcquireFloor implements redlock.FloorAcquirer (without importing it:
+// the method is the contract): a grant's fence is the largest of floor
+// and one more than the key's last fence.
+func (c *client) AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
+	return c.acquire(ctx, req, driver.Queued{}, floor)
+}

@@ -22,13 +22,13 @@ type queued struct {
 	deadline     time.Time // the attempt's send time + Wait: it tries again by then
 }
 
-// enqueue queues req, a busy attempt of a waiter that accepts grants, in
-// arrival order: a later attempt of the same token takes the earlier one's
-// place, with its own TTL, attempt and deadline. Waiters whose deadline
-// has passed gave up, and leave the queue.
-func (e *entry) enqueue(now time.Time, req driver.Request) {
+// enqueue queues req, a busy attempt of a waiter that accepts grants,
+// queued as at, in arrival order: a later attempt of the same token takes
+// the earlier one's place, with its own TTL, attempt and deadline. Waiters
+// whose deadline has passed gave up, and leave the queue.
+func (e *entry) enqueue(now time.Time, req driver.Request, at driver.Queued) {
 	e.queue = slices.DeleteFunc(e.queue, func(q queued) bool { return !now.Before(q.deadline) })
-	q := queued{token: req.Token, owner: req.Owner, ttl: req.TTL, attempt: req.Attempt, deadline: now.Add(req.Wait)}
+	q := queued{token: req.Token, owner: req.Owner, ttl: req.TTL, attempt: at.Attempt, deadline: now.Add(at.Wait)}
 	if i := slices.IndexFunc(e.queue, func(q queued) bool { return q.token == req.Token }); i >= 0 {
 		e.queue[i] = q
 		return
@@ -36,17 +36,19 @@ func (e *entry) enqueue(now time.Time, req driver.Request) {
 	e.queue = append(e.queue, q)
 }
 
-// queues reports whether req is a busy attempt that Acquire queues.
-func queues(req driver.Request) bool {
-	return req.Wait > 0 && req.Attempt > 0 && req.FenceFloor == 0
+// queues reports whether an attempt queued as q is queued when busy.
+func queues(q driver.Queued) bool { return q.Wait > 0 && q.Attempt > 0 }
+
+// AcquireQueued implements [driver.Handoff].
+func (c *client) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	return c.acquire(ctx, req, q, 0)
 }
 
 // handOff gives key, just freed at now, to the first queued waiter whose
 // deadline has not passed and whose handoff subscription is still there,
 // as an Acquire of its queued attempt would: a fresh fence, and the
-// queued TTL from now. The waiter sent that attempt before now, so the
-// lease it counts from the send time ends before the store's expiry.
-// Waiters passed over leave the queue. It reports whether it granted;
+// queued TTL from now (safe by the argument in driver.Handoff). Waiters
+// passed over leave the queue. It reports whether it granted;
 // s.mu must be held.
 func (s *Store) handOff(key string, e *entry, now time.Time) bool {
 	for len(e.queue) > 0 && e.last < math.MaxUint64 {

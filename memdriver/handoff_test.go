@@ -7,6 +7,7 @@ import (
 
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/memdriver"
+	"github.com/dlock-go/dlock/redlock"
 )
 
 // subscribeHandoff subscribes token to key on d until the test ends.
@@ -20,17 +21,26 @@ func subscribeHandoff(t *testing.T, d driver.Locker, key, token string) <-chan d
 	return turns
 }
 
-// queue makes a busy attempt of token on key with wait, attempt and floor.
+// queue makes a busy attempt of token on key, queued with wait and
+// attempt, or, with a floor, a quorum node's attempt, which is not queued.
 func queue(t *testing.T, d driver.Locker, key, token string, wait time.Duration, attempt, floor uint64) {
 	t.Helper()
-	res, err := d.Acquire(t.Context(), driver.Request{Key: key, Token: token, TTL: time.Minute, Wait: wait, Attempt: attempt, FenceFloor: floor})
+	req := driver.Request{Key: key, Token: token, TTL: time.Minute}
+	acquire := func() (driver.Result, error) {
+		return d.(driver.Handoff).AcquireQueued(t.Context(), req, driver.Queued{Wait: wait, Attempt: attempt})
+	}
+	if floor != 0 {
+		acquire = func() (driver.Result, error) { return d.(redlock.FloorAcquirer).AcquireFloor(t.Context(), req, floor) }
+	}
+	res, err := acquire()
 	if err != nil || res.Acquired {
 		t.Fatalf("a waiter's Acquire = %+v, %v; want busy", res, err)
 	}
 }
 
 // TestHandoffPassesOver: a release passes over the waiters it must not
-// hand the key to (Wait run out, a fence floor) and grants the next; a
+// hand the key to (Wait run out, an attempt with a fence floor, which is
+// not queued) and grants the next; a
 // grant takes the place of a wake-up still unread.
 func TestHandoffPassesOver(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

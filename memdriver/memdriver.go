@@ -225,6 +225,13 @@ var errExhausted = fmt.Errorf("memdriver: %w: the key's fences are exhausted (th
 var errNoToken = fmt.Errorf("memdriver: %w: empty token", driver.ErrInvalid)
 
 func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	return c.acquire(ctx, req, driver.Queued{}, 0)
+}
+
+// acquire is Acquire of an attempt queued as q if it is busy (see
+// AcquireQueued), granted with a fence of at least floor (see
+// AcquireFloor).
+func (c *client) acquire(ctx context.Context, req driver.Request, q driver.Queued, floor uint64) (driver.Result, error) {
 	if req.Token == "" {
 		return driver.Result{}, errNoToken
 	}
@@ -239,8 +246,8 @@ func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		c.s.keys[req.Key] = e
 	}
 	if e.held(now) && e.token != req.Token {
-		if queues(req) {
-			e.enqueue(now, req)
+		if queues(q) {
+			e.enqueue(now, req, q)
 		}
 		return driver.Result{HolderTTL: e.expires.Sub(now)}, nil
 	}
@@ -251,7 +258,7 @@ func (c *client) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		if e.last == math.MaxUint64 {
 			return driver.Result{}, errExhausted
 		}
-		e.last = max(e.last+1, req.FenceFloor)
+		e.last = max(e.last+1, floor)
 		e.token, e.owner, e.fence, e.since = req.Token, req.Owner, e.last, now
 	}
 	e.expires = now.Add(req.TTL)
@@ -315,7 +322,7 @@ func (c *client) Release(ctx context.Context, key, token string) error {
 	return nil
 }
 
-func (c *client) Subscribe(ctx context.Context, key, _ string) (<-chan struct{}, func(), error) {
+func (c *client) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
 	if err := c.lock(ctx); err != nil {
 		return nil, nil, err
 	}

@@ -87,7 +87,7 @@ func (c *client) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 	if e.last == math.MaxUint64 {
 		return driver.Result{}, errExhausted
 	}
-	e.last = max(e.last+1, req.FenceFloor)
+	e.last++
 	if e.slots == nil {
 		e.slots = make(map[string]*slot)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/dlock-go/dlock/conformance"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/memdriver"
+	"github.com/dlock-go/dlock/redlock"
 )
 
 // newClient returns a client of s that is closed when the test ends.
@@ -149,7 +150,7 @@ func TestSubscribe(t *testing.T) {
 		s := memdriver.NewStore()
 		d1, d2 := newClient(t, s), s.Driver()
 		ctx := t.Context()
-		ch, cancel, err := d2.(driver.Notifier).Subscribe(ctx, "k", "")
+		ch, cancel, err := d2.(driver.Notifier).Subscribe(ctx, "k")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -450,10 +451,13 @@ func TestFencesExhausted(t *testing.T) {
 			d := newClient(t, memdriver.NewStore())
 			ctx := t.Context()
 			req := driver.Request{Key: "k", Token: "a", TTL: time.Minute}
+			acquire := d.Acquire
 			if how == "floor" {
-				req.FenceFloor = math.MaxUint64
+				acquire = func(ctx context.Context, req driver.Request) (driver.Result, error) {
+					return d.(redlock.FloorAcquirer).AcquireFloor(ctx, req, math.MaxUint64)
+				}
 			}
-			res, err := d.Acquire(ctx, req)
+			res, err := acquire(ctx, req)
 			if err != nil || !res.Acquired {
 				t.Fatalf("Acquire = %+v, %v", res, err)
 			}

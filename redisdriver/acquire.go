@@ -14,6 +14,33 @@ import (
 
 // Acquire implements driver.Locker.
 func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	return d.acquire(ctx, request{Request: req})
+}
+
+// AcquireQueued implements driver.Handoff.
+func (d *locker) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	return d.acquire(ctx, request{Request: req, Wait: q.Wait, Attempt: q.Attempt})
+}
+
+// AcquireFloor implements redlock.FloorAcquirer (without importing it:
+// the method is the contract): the acquire script grants the largest of
+// floor (capped at the server's clock plus the TTL), the server's clock in
+// µs and one more than the last fence.
+func (d *locker) AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
+	return d.acquire(ctx, request{Request: req, FenceFloor: floor})
+}
+
+// request is an acquire: a plain one, a queued one (Wait and Attempt, as
+// driver.Queued) or one with a fence floor (FenceFloor, not zero).
+type request struct {
+	driver.Request
+	Wait       time.Duration
+	Attempt    uint64
+	FenceFloor uint64
+}
+
+// acquire serves Acquire, AcquireQueued and AcquireFloor.
+func (d *locker) acquire(ctx context.Context, req request) (driver.Result, error) {
 	if err := d.check(); err != nil {
 		return driver.Result{}, err
 	}
@@ -21,7 +48,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, err
 	}
 	if req.FenceFloor >= maxFence {
-		return driver.Result{}, fmt.Errorf("%w: redisdriver: FenceFloor %d is not below 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, req.FenceFloor)
+		return driver.Result{}, fmt.Errorf("%w: redisdriver: fence floor %d is not below 2^53, which Redis scripts cannot compare exactly", driver.ErrInvalid, req.FenceFloor)
 	}
 	if req.NoFence && d.cfg.replicaAcks == 0 {
 		res, err := d.acquireBare(ctx, req)
@@ -60,7 +87,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 // request and reports the holder's TTL, or for a waiting request the
 // fenced script, which queues it. The script's arguments are built only
 // then: a free key costs the SET command's arguments alone.
-func (d *locker) acquireBare(ctx context.Context, req driver.Request) (driver.Result, error) {
+func (d *locker) acquireBare(ctx context.Context, req request) (driver.Result, error) {
 	val := req.Token + "\n0\n\n" + req.Owner
 	err := d.pipe.Awaited().Do(ctx, "SET", d.lockKey(req.Key), val, "NX", "PX", d.ms.box(msArg(req.TTL))).Err()
 	if err == nil {
@@ -81,7 +108,7 @@ func (d *locker) acquireBare(ctx context.Context, req driver.Request) (driver.Re
 // without fence takes the fenced script, which queues it, so that it is
 // served in turn and may be handed the key like any other waiter: its
 // grant's fence is then ignored (dlock gives such a lease fence 0).
-func acquireScriptFor(req driver.Request) luaScript {
+func acquireScriptFor(req request) luaScript {
 	if req.NoFence && !queued(req) {
 		return acquireBareScript
 	}
@@ -89,14 +116,14 @@ func acquireScriptFor(req driver.Request) luaScript {
 }
 
 // queued reports whether req queues its caller (see releaseScript).
-func queued(req driver.Request) bool { return req.Wait > 0 }
+func queued(req request) bool { return req.Wait > 0 }
 
 // attemptArg is the attempt number a queued req stores for a handoff, or
 // "": a request without one, or with a fence floor (a quorum's node
 // request), is never granted by a release, and neither is any with
 // ReplicaAcks, whose grants must wait for replicas (see
 // errHandoffReplicated).
-func (d *locker) attemptArg(req driver.Request) any {
+func (d *locker) attemptArg(req request) any {
 	if req.Attempt == 0 || req.FenceFloor != 0 || d.cfg.replicaAcks > 0 {
 		return ""
 	}
@@ -106,7 +133,7 @@ func (d *locker) attemptArg(req driver.Request) any {
 // acquireArgs returns the call of an acquire script for req (see eval):
 // KEYS are the lock, its fence key and, for a waiting request, its queue
 // and queued attempts.
-func (d *locker) acquireArgs(req driver.Request) []any {
+func (d *locker) acquireArgs(req request) []any {
 	var lk, fk, qk, ak string
 	if queued(req) {
 		lk, fk, qk, ak = d.queueKeys(req.Key)
@@ -186,7 +213,7 @@ func wrongType(key string, redisKey, typ any) error {
 // acquireReplicated runs the acquire script and WAIT in one pipeline on one
 // connection (WAIT counts the writes of its own connection), on the node
 // that owns the key.
-func (d *locker) acquireReplicated(ctx context.Context, req driver.Request, args []any) (driver.Result, error) {
+func (d *locker) acquireReplicated(ctx context.Context, req request, args []any) (driver.Result, error) {
 	cmd, wait, err := d.runReplicated(ctx, req, args)
 	if _, moved := redis.IsMovedError(cmd.Err()); moved && d.cluster != nil {
 		// The slot moved since the client last loaded the slot map: the
@@ -247,7 +274,7 @@ const undoTimeout = 250 * time.Millisecond
 // fails a moment before the context reports it, and an undo on that
 // context would fail unsent. The release is token-checked: if the grant
 // never happened it costs one harmless round trip.
-func (d *locker) undo(ctx context.Context, req driver.Request) error {
+func (d *locker) undo(ctx context.Context, req request) error {
 	var cancel context.CancelFunc
 	if deadline, ok := ctx.Deadline(); ctx.Err() == nil && (!ok || time.Until(deadline) >= undoTimeout) {
 		ctx, cancel = context.WithTimeout(ctx, d.cfg.replicaTimeout)
@@ -260,7 +287,7 @@ func (d *locker) undo(ctx context.Context, req driver.Request) error {
 
 // runReplicated runs an acquire script and WAIT in one pipeline on the
 // master of the key (see acquireReplicated).
-func (d *locker) runReplicated(ctx context.Context, req driver.Request, args []any) (cmd, wait *redis.Cmd, err error) {
+func (d *locker) runReplicated(ctx context.Context, req request, args []any) (cmd, wait *redis.Cmd, err error) {
 	var c redis.Cmdable = d.client
 	if d.cluster != nil {
 		node, err := d.cluster.MasterForKey(ctx, args[3].(string))

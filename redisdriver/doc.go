@@ -211,9 +211,9 @@
 // means the key is the waiter's, also where the message is propagated to
 // a replica on which a waiter listens after a failover. The waiter counts
 // its lease from the moment it sent the attempt named in the grant, which
-// is safe by the argument in driver.Handoff. A release first removes its own token's queue entry, so that
-// a holder that took the key by an attempt of its own is never handed it
-// back.
+// is safe by the argument in driver.Handoff. A release first removes its
+// own token's queue entry, so that a holder that took the key by an
+// attempt of its own is never handed it back.
 //
 // A waiter that gives up waits for the server to confirm its UNSUBSCRIBE
 // (one round trip on the pub/sub connection): a grant made before it
@@ -259,8 +259,8 @@
 // as long as the lock by each refresh, which re-arms the key for
 // FenceExpiry when less than the TTL is left on it (so a lock held longer
 // than FenceExpiry keeps it, and a fence ahead of the clock stays on
-// record until the clock has passed it), and floor is the request's
-// FenceFloor, when a quorum driver proposes one. The floor is never
+// record until the clock has passed it), and floor is the one a quorum
+// driver proposes (AcquireFloor, redlock.FloorAcquirer). The floor is never
 // trusted alone: a fence is never more than a TTL ahead of the clock of
 // the server that granted it, whatever the proposing client's clock.
 // Fences therefore increase strictly for a key, also after the fence key
@@ -268,7 +268,7 @@
 // longer than the TTL, as long as the server's clock does not go back.
 // A repeated acquire with the holder's token returns the same fence.
 //
-// Fences stay below 2^53, which Lua's numbers hold exactly: a FenceFloor
+// Fences stay below 2^53, which Lua's numbers hold exactly: a floor
 // from 2^53 on is refused with [dlock.ErrInvalid] before any I/O, and so
 // is a grant whose fence would reach it. A fence key that does not hold a
 // fence (at most 16 digits, below 2^53) is someone else's data:

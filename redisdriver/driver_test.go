@@ -91,7 +91,7 @@ func TestSharedSubscriptions(t *testing.T) {
 	var cancels []func()
 	chans := map[string][]<-chan struct{}{}
 	for _, key := range []string{"sub/a", "sub/a", "sub/b", "sub/c", "sub/a"} {
-		ch, cancel, err := n.Subscribe(ctx, key, "")
+		ch, cancel, err := n.Subscribe(ctx, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +172,7 @@ func TestClusterSubscriptions(t *testing.T) {
 	keys := []string{"csub/a", "csub/b", "csub/c", "csub/d", "csub/e", "csub/f", "csub/g", "csub/h"}
 	chans := make([]<-chan struct{}, len(keys))
 	for i, k := range keys {
-		ch, cancel, err := n.Subscribe(ctx, k, "")
+		ch, cancel, err := n.Subscribe(ctx, k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -321,7 +321,7 @@ func TestSubscriptionSurvivesReconnect(t *testing.T) {
 	d := redisdriver.NewDriver(s.Client(t), nil)
 	defer d.Close()
 	ctx := testCtx(t)
-	ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "reconnect/k", "")
+	ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "reconnect/k")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,9 +359,15 @@ func TestFences(t *testing.T) {
 	defer d.Close()
 	ctx := testCtx(t)
 	key := "fences/" + strconv.FormatInt(time.Now().UnixNano(), 36) // fence keys outlive a run
-	grant := func(r driver.Request) uint64 {
+	grant := func(r driver.Request, floor ...uint64) uint64 {
 		t.Helper()
-		res, err := d.Acquire(ctx, r)
+		acquire := d.Acquire
+		if len(floor) > 0 {
+			acquire = func(ctx context.Context, r driver.Request) (driver.Result, error) {
+				return acquireFloor(ctx, t, d, r, floor[0])
+			}
+		}
+		res, err := acquire(ctx, r)
 		if err != nil || !res.Acquired {
 			t.Fatalf("Acquire %+v = %+v, %v", r, res, err)
 		}
@@ -377,11 +383,10 @@ func TestFences(t *testing.T) {
 	// A floor ahead of the clock by less than the TTL (10s) is granted.
 	high := uint64(time.Now().Add(5 * time.Second).UnixMicro())
 	floored := req(key, "b")
-	floored.FenceFloor = high
-	if f := grant(floored); f != high {
+	if f := grant(floored, high); f != high {
 		t.Errorf("fence with floor %d = %d; want the floor", high, f)
 	}
-	if f := grant(floored); f != high+1 {
+	if f := grant(floored, high); f != high+1 {
 		t.Errorf("fence with floor %d after fence %d = %d; want %d", high, high, f, high+1)
 	}
 	// The clock is behind the last fence: one more than it.
@@ -390,8 +395,7 @@ func TestFences(t *testing.T) {
 	}
 	// A floor an hour ahead is not trusted: at most the clock plus the TTL.
 	far := req(key, "b")
-	far.FenceFloor = uint64(time.Now().Add(time.Hour).UnixMicro())
-	if f, limit := grant(far), uint64(time.Now().Add(11*time.Second).UnixMicro()); f <= high+2 || f > limit {
+	if f, limit := grant(far, uint64(time.Now().Add(time.Hour).UnixMicro())), uint64(time.Now().Add(11*time.Second).UnixMicro()); f <= high+2 || f > limit {
 		t.Errorf("fence with a floor an hour ahead = %d; want above %d and at most the clock plus the TTL (%d)", f, high+2, limit)
 	}
 	// Fences are compared as digit strings: by length, then lexically.

@@ -29,8 +29,7 @@ func TestFenceKeptWhileHeld(t *testing.T) {
 	ctx := testCtx(t)
 	key := uniqueKey("fence/held/")
 	fast := req(key, "fast")
-	fast.FenceFloor = uint64(time.Now().Add(5 * time.Second).UnixMicro()) // a client 5s ahead
-	res, err := d.Acquire(ctx, fast)
+	res, err := acquireFloor(ctx, t, d, fast, uint64(time.Now().Add(5*time.Second).UnixMicro())) // a client 5s ahead
 	if err != nil || !res.Acquired {
 		t.Fatalf("Acquire = %+v, %v", res, err)
 	}
@@ -69,8 +68,7 @@ func TestFenceNear2To53(t *testing.T) {
 	key := uniqueKey("fence/2^53/")
 	for _, floor := range []uint64{1 << 53, 1<<53 + 1, 1<<64 - 1} {
 		r := req(key, "t")
-		r.FenceFloor = floor
-		if res, err := d.Acquire(ctx, r); !errors.Is(err, dlock.ErrInvalid) {
+		if res, err := acquireFloor(ctx, t, d, r, floor); !errors.Is(err, dlock.ErrInvalid) {
 			t.Errorf("Acquire with floor %d = %+v, %v; want ErrInvalid", floor, res, err)
 		}
 	}

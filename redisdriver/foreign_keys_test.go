@@ -28,8 +28,7 @@ func TestForeignQueueKeyKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := req(key, "waiter")
-	w.Wait = 100 * time.Millisecond
-	if res, err := d.Acquire(ctx, w); err != nil || res.Acquired {
+	if res, err := acquireQueued(ctx, t, d, w, driver.Queued{Wait: 100 * time.Millisecond}); err != nil || res.Acquired {
 		t.Fatalf("waiter's Acquire = %+v, %v; want busy", res, err)
 	}
 	if err := d.Release(ctx, key, "holder"); err != nil {

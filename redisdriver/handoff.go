@@ -76,27 +76,18 @@ func (w *waiter) Wake() {
 	}
 }
 
-// grant delivers t, a grant, to a handoff waiter, in place of a plain
-// wake-up still unread: a grant is never dropped. It reports false if w
-// takes no grants, or (which the scripts never cause: one grant per
-// token at a time) already holds one unread.
-func (w *waiter) grant(t driver.Turn) bool {
-	if w.turns == nil {
-		return false
-	}
+// grant delivers t, a grant, to w, a handoff waiter, in place of the turn
+// still unread in its channel, if any: a plain wake-up, or an earlier
+// grant to w's token, which has ended by then (the scripts grant a key
+// only when it is free), so that the channel holds the grant that stands.
+// The Mux is locked.
+func (w *waiter) grant(t driver.Turn) {
 	select {
 	case w.turns <- t:
-		w.granted = true
-		return true
-	case old := <-w.turns:
-		if old.Granted {
-			w.turns <- old // room: only the notifier sends, under its lock
-			return false
-		}
+	case <-w.turns:
+		w.turns <- t // room: only the notifier sends, under its lock
 	}
-	w.turns <- t // room, as above
 	w.granted = true
-	return true
 }
 
 // SubscribeHandoff implements driver.Handoff: Subscribe with a token, whose
@@ -162,7 +153,7 @@ func (n *notifier) gone(lk string, w *waiter) {
 	turn := false
 	if (w.cut || w.unsure) && !w.held && !w.granted {
 		turn = len(w.turns) > 0
-		w.grant(driver.Turn{Granted: true})
+		w.grant(driver.Turn{Granted: true}) // in place of a wake-up, passed on below
 	}
 	closed := n.mux.ClosedLocked()
 	n.mux.Unlock()
@@ -226,18 +217,15 @@ func parseGrant(payload string) (t driver.Turn, ok bool) {
 }
 
 // grantTo delivers t, a grant on s, a waiter's own channel, to its
-// handoff waiter. If none takes it, it wakes the waiters there and
-// returns the token to release the grant with. The Mux is locked.
-func grantTo(s *pubsub.Sub, t driver.Turn) (token string) {
+// handoff waiter: only handoff waiters join their own channels (see
+// subscribe). The Mux is locked.
+func grantTo(s *pubsub.Sub, t driver.Turn) {
 	for m := range s.Members() {
-		w := m.(*waiter)
-		if w.grant(t) {
-			return ""
+		if w := m.(*waiter); w.turns != nil {
+			w.grant(t)
+			return
 		}
-		token = w.token
 	}
-	wakeAll(s)
-	return token
 }
 
 // passOn runs wakeScript for lk in the background, for a waiter woken
@@ -257,19 +245,6 @@ func (n *notifier) passOn(lk string) {
 // woken (or handed the key) as by a release.
 func (n *notifier) passOnNow(ctx context.Context, lk string) {
 	wakeScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, "", n.d.publish, n.scope)
-}
-
-// releaseGone releases, in the background, the grant of lk to token that
-// reached a waiter after it left (see leftWaiter): the release hands the
-// key on to the next waiter. If it fails, the grant runs out its TTL.
-func (n *notifier) releaseGone(lk, token string) {
-	n.mux.Lock()
-	defer n.mux.Unlock()
-	n.mux.GoLocked(func(ctx context.Context) {
-		ctx, cancel := context.WithTimeout(ctx, passOnTimeout)
-		defer cancel()
-		releaseScript.Run(ctx, n.d.client, []string{lk, fenceKey(lk), queueKey(lk), attemptsKey(lk)}, token, n.d.publish, n.scope, waiterTag(token))
-	})
 }
 
 // passOnTimeout bounds passOn; if it fails, the waiters wake by their own

@@ -56,8 +56,8 @@ func queue(t *testing.T, ctx context.Context, d driver.Locker, key, token string
 // whatever their wait.
 func queueFor(t *testing.T, ctx context.Context, d driver.Locker, key, token string, attempt uint64, ttl, wait time.Duration) {
 	t.Helper()
-	r := driver.Request{Key: key, Token: token, TTL: ttl, Owner: "owner of " + token, Wait: wait, Attempt: attempt}
-	res, err := d.Acquire(ctx, r)
+	r := driver.Request{Key: key, Token: token, TTL: ttl, Owner: "owner of " + token}
+	res, err := acquireQueued(ctx, t, d, r, driver.Queued{Wait: wait, Attempt: attempt})
 	if err != nil || res.Acquired {
 		t.Fatalf("waiter %s's attempt %d = %+v, %v; want busy (queued)", token, attempt, res, err)
 	}
@@ -169,7 +169,7 @@ func TestHandoffGrantInOneRoundTrip(t *testing.T) {
 	}
 	// The grant is the waiter's as if its attempt had taken the key: a
 	// repeated attempt returns the same fence, the release works.
-	again, err := waiter.Acquire(ctx, driver.Request{Key: key, Token: "waiter", TTL: ttl, Owner: "owner of waiter", Attempt: 3})
+	again, err := waiter.AcquireQueued(ctx, driver.Request{Key: key, Token: "waiter", TTL: ttl, Owner: "owner of waiter"}, driver.Queued{Attempt: 3})
 	if err != nil || !again.Acquired || again.Fence != turn.Fence {
 		t.Errorf("the waiter's next attempt = %+v, %v; want the granted key with fence %d", again, err, turn.Fence)
 	}
@@ -383,7 +383,7 @@ func TestHandoffNeverGrantsAttemptZero(t *testing.T) {
 		if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
 			t.Fatalf("holder: %+v %v", res, err)
 		}
-		woken, cancel, err := waiter.Locker.(driver.Notifier).Subscribe(ctx, key, "plain")
+		woken, cancel, err := waiter.Locker.(driver.Notifier).Subscribe(ctx, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -422,8 +422,8 @@ func TestHandoffNeverGrantsAttemptZero(t *testing.T) {
 		}
 	})
 	t.Run("FenceFloor", func(t *testing.T) {
-		// A quorum's node request proposes a floor: never granted
-		// either, whatever its attempt number.
+		// A quorum's node request proposes a floor: never queued,
+		// so never granted either.
 		if res, err := holder.Acquire(ctx, driver.Request{Key: key, Token: "holder", TTL: 30 * time.Second}); err != nil || !res.Acquired {
 			t.Fatalf("holder: %+v %v", res, err)
 		}
@@ -432,8 +432,8 @@ func TestHandoffNeverGrantsAttemptZero(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cancel()
-		r := driver.Request{Key: key, Token: "floor", TTL: 10 * time.Second, Wait: 10 * time.Second, Attempt: 1, FenceFloor: 1}
-		if res, err := waiter.Acquire(ctx, r); err != nil || res.Acquired {
+		r := driver.Request{Key: key, Token: "floor", TTL: 10 * time.Second}
+		if res, err := acquireFloor(ctx, t, waiter.Locker, r, 1); err != nil || res.Acquired {
 			t.Fatalf("attempt = %+v, %v; want busy", res, err)
 		}
 		if err := holder.Release(ctx, key, "holder"); err != nil {
@@ -573,7 +573,7 @@ func TestHandoffLateGrantOfOwnLeaseKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, granted, _, _ := lockValue(t, ctx, admin, key)
-	res, err := waiter.Acquire(ctx, driver.Request{Key: key, Token: "w", TTL: ttl, Wait: 10 * time.Second, Attempt: 2})
+	res, err := waiter.AcquireQueued(ctx, driver.Request{Key: key, Token: "w", TTL: ttl}, driver.Queued{Wait: 10 * time.Second, Attempt: 2})
 	if err != nil || !res.Acquired || res.Fence != granted {
 		t.Fatalf("the waiter's next attempt = %+v, %v; want the key granted on its first, fence %d", res, err, granted)
 	}

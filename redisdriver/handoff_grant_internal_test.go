@@ -6,31 +6,28 @@ import (
 	"github.com/dlock-go/dlock/driver"
 )
 
-// TestWaiterGrantNeverDropped: a handoff waiter's channel holds one turn;
-// a grant takes the place of a plain wake-up still unread, and a second
-// grant (which the scripts never send: one grant per token at a time) is
-// refused, so that the notifier releases it, rather than replacing the
-// first.
-func TestWaiterGrantNeverDropped(t *testing.T) {
+// TestWaiterGrantTakesUnreadPlace: a handoff waiter's channel holds one
+// turn; a grant takes the place of a plain wake-up still unread, a plain
+// wake-up never takes a grant's, and a later grant takes an earlier one's
+// (which has ended: a key is granted only when free), so that the channel
+// holds the grant that stands.
+func TestWaiterGrantTakesUnreadPlace(t *testing.T) {
 	w := &waiter{turns: make(chan driver.Turn, 1), token: "t"}
 	w.Wake()
 	first := driver.Turn{Granted: true, Attempt: 3, Fence: 7}
-	if !w.grant(first) {
-		t.Fatal("a grant was refused over a plain wake-up")
-	}
+	w.grant(first)
 	w.Wake() // merged: a grant waits
-	if w.grant(driver.Turn{Granted: true, Attempt: 4, Fence: 8}) {
-		t.Fatal("a second grant was accepted: one of the two is lost")
-	}
 	if got := <-w.turns; got != first {
-		t.Fatalf("channel holds %+v, want the first grant %+v", got, first)
+		t.Fatalf("channel holds %+v, want the grant %+v over the wake-ups", got, first)
 	}
-	if len(w.turns) != 0 {
-		t.Fatal("more than one turn buffered")
+	w.grant(first)
+	second := driver.Turn{Granted: true, Attempt: 4, Fence: 8}
+	w.grant(second)
+	if got := <-w.turns; got != second {
+		t.Fatalf("channel holds %+v, want the later grant %+v", got, second)
 	}
-	plain := &waiter{plain: make(chan struct{}, 1)}
-	if plain.grant(first) {
-		t.Fatal("a plain subscription took a grant it cannot report")
+	if len(w.turns) != 0 || !w.granted {
+		t.Fatalf("%d turns buffered, granted %v; want 0, true", len(w.turns), w.granted)
 	}
 }
 

@@ -42,7 +42,7 @@ func TestHandoffReleaseNeverGrantsBackToItself(t *testing.T) {
 		})
 		// The last attempt of a waiter giving up: no Wait, so not queued
 		// (and with fences off, a bare SET NX).
-		res, err := w.Acquire(ctx, driver.Request{Key: key, Token: "w", TTL: 30 * time.Second, Attempt: 2, NoFence: noFence})
+		res, err := w.AcquireQueued(ctx, driver.Request{Key: key, Token: "w", TTL: 30 * time.Second, NoFence: noFence}, driver.Queued{Attempt: 2})
 		if err != nil || !res.Acquired {
 			t.Fatalf("the waiter's attempt on the free key = %+v, %v", res, err)
 		}
@@ -131,7 +131,7 @@ func TestHandoffHolderNotRequeued(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The waiter's next attempt, sent before the grant's message came.
-	res, err := waiter.Acquire(ctx, driver.Request{Key: key, Token: "w", TTL: ttl, Owner: "owner of w", Wait: 10 * time.Second, Attempt: 2})
+	res, err := waiter.AcquireQueued(ctx, driver.Request{Key: key, Token: "w", TTL: ttl, Owner: "owner of w"}, driver.Queued{Wait: 10 * time.Second, Attempt: 2})
 	if err != nil || !res.Acquired {
 		t.Fatalf("the waiter's attempt after the grant = %+v, %v; want acquired", res, err)
 	}

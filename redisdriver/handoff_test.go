@@ -119,7 +119,7 @@ func TestHandoffOnExpiry(t *testing.T) {
 	}
 }
 
-// countingDriver counts the acquire attempts of one waiter.
+// countingDriver counts the acquire attempts of one waiter, queued or not.
 type countingDriver struct {
 	driver.Locker
 	attempts atomic.Int32
@@ -130,8 +130,17 @@ func (c *countingDriver) Acquire(ctx context.Context, req driver.Request) (drive
 	return c.Locker.Acquire(ctx, req)
 }
 
-func (c *countingDriver) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
-	return c.Locker.(driver.Notifier).Subscribe(ctx, key, token)
+func (c *countingDriver) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	c.attempts.Add(1)
+	return c.Locker.(driver.Handoff).AcquireQueued(ctx, req, q)
+}
+
+func (c *countingDriver) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return c.Locker.(driver.Notifier).Subscribe(ctx, key)
+}
+
+func (c *countingDriver) SubscribeHandoff(ctx context.Context, key, token string) (<-chan driver.Turn, func(), error) {
+	return c.Locker.(driver.Handoff).SubscribeHandoff(ctx, key, token)
 }
 
 // TestHandoffOneAtATime: waiters queue in the order they came, and each

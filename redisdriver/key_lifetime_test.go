@@ -54,8 +54,7 @@ func TestSemaphoreFenceKeyOutlivesSlots(t *testing.T) {
 	key := uniqueKey("sem/fence-keep/")
 	fk := redisdriver.DefaultPrefix + "{" + key + "}:fence"
 	ahead := req(key, "lock")
-	ahead.FenceFloor = uint64(time.Now().Add(5 * time.Second).UnixMicro())
-	lock, err := d.Acquire(ctx, ahead)
+	lock, err := acquireFloor(ctx, t, d, ahead, uint64(time.Now().Add(5*time.Second).UnixMicro()))
 	if err != nil || !lock.Acquired {
 		t.Fatalf("Acquire = %+v, %v", lock, err)
 	}
@@ -99,8 +98,7 @@ func TestSemaphoreFenceRestoredByRefresh(t *testing.T) {
 	key := uniqueKey("sem/fence-restore/")
 	fk := redisdriver.DefaultPrefix + "{" + key + "}:fence"
 	ahead := req(key, "lock")
-	ahead.FenceFloor = uint64(time.Now().Add(5 * time.Second).UnixMicro())
-	if lock, err := d.Acquire(ctx, ahead); err != nil || !lock.Acquired {
+	if lock, err := acquireFloor(ctx, t, d, ahead, uint64(time.Now().Add(5*time.Second).UnixMicro())); err != nil || !lock.Acquired {
 		t.Fatalf("Acquire = %+v, %v", lock, err)
 	}
 	if err := d.Release(ctx, key, "lock"); err != nil {
@@ -141,8 +139,7 @@ func TestFenceKeyOutlivesFloor(t *testing.T) {
 	key := uniqueKey("fence/floor/")
 	fast := req(key, "fast")
 	fast.TTL = 5 * time.Second
-	fast.FenceFloor = uint64(time.Now().Add(3 * time.Second).UnixMicro()) // a client 3s ahead
-	res, err := d.Acquire(ctx, fast)
+	res, err := acquireFloor(ctx, t, d, fast, uint64(time.Now().Add(3*time.Second).UnixMicro())) // a client 3s ahead
 	if err != nil || !res.Acquired {
 		t.Fatalf("Acquire = %+v, %v", res, err)
 	}

@@ -62,11 +62,9 @@ func (n *notifier) releasedChannel(lockKey string) string {
 }
 
 // Subscribe implements driver.Notifier. It returns once Redis has confirmed
-// the subscription, so a release published after it returns is seen. With
-// a token, it also listens on the waiter's own channel, where
-// releaseScript wakes the first queued waiter alone.
-func (d *locker) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
-	w := &waiter{plain: make(chan struct{}, 1), token: token}
+// the subscription, so a release published after it returns is seen.
+func (d *locker) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	w := &waiter{plain: make(chan struct{}, 1)}
 	cancel, err := d.subscribe(ctx, key, w)
 	if err != nil {
 		return nil, nil, err
@@ -161,37 +159,29 @@ func (n *notifier) subscribeError(key, ch string, err error) error {
 // wake-up (an empty payload) to every waiter of its channel, or a grant
 // to the waiter whose own channel it is, also while that waiter is
 // leaving (see leftWaiter). A wake-up for a waiter no longer known is
-// passed on (passOn); a grant nobody can take is released with its
-// token (releaseGone).
+// passed on (passOn). No grant is released here: every grant reaches its
+// waiter's channel, and the caller releases what it does not keep (see
+// driver.Handoff).
 func (n *notifier) Message(c *pubsub.Conn, s *pubsub.Sub, ch, payload string) (after func()) {
 	turn, granted := parseGrant(payload)
 	l, leaving := n.left[ch]
 	leaving = leaving && l.conn == c
-	token, unknown := "", false // of a grant that nobody takes; a wake-up for nobody
 	switch {
 	case s != nil && granted:
-		token = grantTo(s, turn)
+		grantTo(s, turn)
 	case s != nil:
 		wakeAll(s)
 	case leaving && granted:
-		if !l.w.grant(turn) {
-			token = l.w.token
-		}
+		l.w.grant(turn)
 	case leaving:
 		l.w.Wake()
-	default:
+	case !granted:
 		// The server sends nothing to a channel after it confirmed the
 		// UNSUBSCRIBE, and grants only to waiters that listen: a
-		// message of a channel since moved, whose waiter is gone.
-		unknown = true
-	}
-	lk, ok := lockKeyOfWaiter(ch)
-	switch {
-	case !ok:
-	case token != "":
-		return func() { n.releaseGone(lk, token) }
-	case unknown && !granted:
-		return func() { n.passOn(lk) }
+		// wake-up of a channel since moved, whose waiter is gone.
+		if lk, ok := lockKeyOfWaiter(ch); ok {
+			return func() { n.passOn(lk) }
+		}
 	}
 	return nil
 }

@@ -129,7 +129,7 @@ func TestReconnectStorm(t *testing.T) {
 				bound := time.Duration(1+i%40) * time.Millisecond
 				sctx, cancel := context.WithTimeout(context.Background(), bound)
 				start := time.Now()
-				_, unsub, err := d.(driver.Notifier).Subscribe(sctx, key, "tok"+strconv.Itoa(g))
+				_, unsub, err := d.(driver.Notifier).Subscribe(sctx, key)
 				if took := time.Since(start); took > bound+2*time.Second {
 					overran.Add(1)
 					t.Errorf("Subscribe with a %v context returned after %v (err %v)", bound, took, err)
@@ -201,7 +201,7 @@ func TestCloseDuringResubscribe(t *testing.T) {
 		done := make(chan error, 20)
 		for i := range 20 {
 			go func() {
-				ch, unsub, err := d.(driver.Notifier).Subscribe(context.Background(), "closing/new"+strconv.Itoa(i), "tok")
+				ch, unsub, err := d.(driver.Notifier).Subscribe(context.Background(), "closing/new"+strconv.Itoa(i))
 				if err == nil {
 					<-ch // woken at Close
 					unsub()
@@ -261,7 +261,7 @@ func TestExpiredSubscriberKeepsConnection(t *testing.T) {
 		ectx, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Millisecond))
 		// It fails with the context's error, or succeeds if the
 		// confirmation won the race with the ended context.
-		_, unsub, err := d.(driver.Notifier).Subscribe(ectx, "expired/k"+strconv.Itoa(i), "tok")
+		_, unsub, err := d.(driver.Notifier).Subscribe(ectx, "expired/k"+strconv.Itoa(i))
 		cancel()
 		if err == nil {
 			unsub()
@@ -313,7 +313,7 @@ func TestManyKeysResubscribe(t *testing.T) {
 	const n = 20000
 	chs := make([]<-chan struct{}, n)
 	for i := range n {
-		ch, unsub, err := d.(driver.Notifier).Subscribe(testCtx(t), "many/"+strconv.Itoa(i), "")
+		ch, unsub, err := d.(driver.Notifier).Subscribe(testCtx(t), "many/"+strconv.Itoa(i))
 		if err != nil {
 			t.Fatal(err)
 		}

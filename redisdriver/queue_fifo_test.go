@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
 	"github.com/redis/go-redis/v9"
@@ -41,11 +42,10 @@ func TestQueueFirstArrival(t *testing.T) {
 	if _, err := d.Acquire(ctx, req(key, "holder")); err != nil {
 		t.Fatal(err)
 	}
-	w := req(key, "waiter")
-	w.Wait = 10 * time.Second
+	w, wait := req(key, "waiter"), 10*time.Second
 	busy := func() {
 		t.Helper()
-		if res, err := d.Acquire(ctx, w); err != nil || res.Acquired {
+		if res, err := acquireQueued(ctx, t, d, w, driver.Queued{Wait: wait}); err != nil || res.Acquired {
 			t.Fatalf("waiter's Acquire = %+v, %v; want busy", res, err)
 		}
 	}
@@ -63,7 +63,7 @@ func TestQueueFirstArrival(t *testing.T) {
 		t.Errorf("the waiter's score is %v, server time now %v: want its arrival", arr, now)
 	}
 	time.Sleep(5 * time.Millisecond) // a later server time
-	w.Wait = time.Second             // a shorter Wait must not move the deadline earlier
+	wait = time.Second               // a shorter Wait must not move the deadline earlier
 	busy()
 	if again := admin.ZScore(ctx, qk, waiterTag("waiter")).Val(); again != score {
 		t.Errorf("the waiter's score moved from %.0f to %.0f on its next attempt: it lost its place", score, again)
@@ -91,8 +91,7 @@ func TestQueuePrunesDeadFromHead(t *testing.T) {
 	}
 	deadEntries(t, admin, key, "dead", 1, 12)
 	w := req(key, "waiter")
-	w.Wait = 10 * time.Second
-	if res, err := d.Acquire(ctx, w); err != nil || res.Acquired {
+	if res, err := acquireQueued(ctx, t, d, w, driver.Queued{Wait: 10 * time.Second}); err != nil || res.Acquired {
 		t.Fatalf("waiter's Acquire = %+v, %v; want busy", res, err)
 	}
 	got := admin.ZRange(ctx, qk, 0, -1).Val()
@@ -108,7 +107,7 @@ func TestQueuePrunesDeadFromHead(t *testing.T) {
 	if n := admin.HExists(ctx, ak, "dead0").Val(); n {
 		t.Error("a pruned entry's attempt is still stored")
 	}
-	if res, err := d.Acquire(ctx, w); err != nil || res.Acquired {
+	if res, err := acquireQueued(ctx, t, d, w, driver.Queued{Wait: 10 * time.Second}); err != nil || res.Acquired {
 		t.Fatalf("waiter's Acquire = %+v, %v; want busy", res, err)
 	}
 	if got := admin.ZRange(ctx, qk, 0, -1).Val(); len(got) != 1 || got[0] != waiterTag("waiter") {
@@ -135,8 +134,7 @@ func TestQueuePrunesBehindLiveHead(t *testing.T) {
 		t.Fatal(err)
 	}
 	head := req(key, "head")
-	head.Wait = 10 * time.Second
-	if res, err := d.Acquire(ctx, head); err != nil || res.Acquired {
+	if res, err := acquireQueued(ctx, t, d, head, driver.Queued{Wait: 10 * time.Second}); err != nil || res.Acquired {
 		t.Fatalf("head's Acquire = %+v, %v; want busy", res, err)
 	}
 	now := float64(time.Now().UnixMicro())
@@ -144,7 +142,7 @@ func TestQueuePrunesBehindLiveHead(t *testing.T) {
 	deadEntries(t, admin, key, "dead", now+1e6, n) // behind the head
 	last := admin.ZCard(ctx, qk).Val()
 	for i := range 2 * n / 8 {
-		if res, err := d.Acquire(ctx, head); err != nil || res.Acquired {
+		if res, err := acquireQueued(ctx, t, d, head, driver.Queued{Wait: 10 * time.Second}); err != nil || res.Acquired {
 			t.Fatalf("head's Acquire %d = %+v, %v; want busy", i, res, err)
 		}
 		c := admin.ZCard(ctx, qk).Val()

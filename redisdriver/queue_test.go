@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
 )
@@ -30,8 +31,8 @@ func TestQueueBounded(t *testing.T) {
 		t.Helper()
 		for i := range n {
 			r := req(key, "w"+strconv.Itoa(round)+"-"+strconv.Itoa(i))
-			r.Wait = time.Millisecond // it would try again within 1ms: it never does
-			if res, err := d.Acquire(ctx, r); err != nil || res.Acquired {
+			// It would try again within 1ms: it never does.
+			if res, err := acquireQueued(ctx, t, d, r, driver.Queued{Wait: time.Millisecond}); err != nil || res.Acquired {
 				t.Fatalf("waiter's Acquire = %+v, %v; want busy", res, err)
 			}
 		}
@@ -44,13 +45,12 @@ func TestQueueBounded(t *testing.T) {
 	// Past every deadline of the first round (Wait*2 + 1s) those waiters
 	// are gone, while a live waiter, attempting every 200ms, keeps the
 	// queue alive, and new waiters keep coming.
-	live := req(key, "live")
-	live.Wait = 200 * time.Millisecond
+	live, liveWait := req(key, "live"), 200*time.Millisecond
 	for range 8 {
-		if res, err := d.Acquire(ctx, live); err != nil || res.Acquired {
+		if res, err := acquireQueued(ctx, t, d, live, driver.Queued{Wait: liveWait}); err != nil || res.Acquired {
 			t.Fatalf("live waiter's Acquire = %+v, %v; want busy", res, err)
 		}
-		time.Sleep(live.Wait)
+		time.Sleep(liveWait)
 	}
 	abandon(1, n)
 	if c := admin.ZCard(ctx, qk).Val(); c > n+n/10 {

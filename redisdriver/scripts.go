@@ -42,11 +42,11 @@ package redisdriver
 // acquireScript takes KEYS[1] (lock) for ARGV[1] (token) for ARGV[2] ms with
 // owner ARGV[3]; KEYS[2] is the fence key, kept for ARGV[4] ms (at least
 // ARGV[2]: see fenceKeep). The fence is chosen by grantFn, with ARGV[5]
-// (the request's FenceFloor, if not empty) as its floor.
+// (the request's fence floor, if not empty) as its floor.
 // A waiting caller also passes KEYS[3], the key's queue of waiters, KEYS[4],
 // the queued waiters' attempts, its waiter tag ARGV[6], ARGV[7] ms, the
 // time within which it attempts again, and ARGV[8], its attempt number or
-// "" (see driver.Request.Attempt; "" also for a request with a floor): a
+// "" (see driver.Queued.Attempt; "" also for a request with a floor): a
 // busy attempt queues the tag first come, first served: scored by its
 // arrival (the script's TIME in µs), kept by its later attempts (ZADD NX).
 // Its deadline (now + ARGV[7], in ms since the epoch, or the deadline it
@@ -302,9 +302,8 @@ return 1
 // A waiter whose attempt is stored in KEYS[4] is handed the key: it is
 // granted as that attempt would have been (grantFn, with the attempt's
 // token, TTL, fence keep and owner, SINCE now), and the publish to its
-// channel says "grant ATTEMPT FENCE". Safety: the grant's TTL runs from
-// now, after the attempt arrived, so the server's expiry is never earlier
-// than the waiter's deadline, counted from the attempt's sending. A grant
+// channel says "grant ATTEMPT FENCE", safe by the argument in
+// driver.Handoff (the grant's TTL runs from now). A grant
 // refused (someone else's data at the fence key) falls back to a plain
 // wake, whose attempt then reports the problem. A waiter queued without an
 // attempt is only woken (a publish of "").

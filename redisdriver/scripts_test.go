@@ -123,8 +123,7 @@ func TestScriptFlush(t *testing.T) {
 			}
 			tg.flush(ctx, t)
 			w := req(key, "b")
-			w.Wait = time.Second
-			res, err = d.Acquire(ctx, w)
+			res, err = acquireQueued(ctx, t, d, w, driver.Queued{Wait: time.Second})
 			step("busy Acquire", err)
 			if res.Acquired {
 				t.Fatal("busy key acquired")

@@ -24,8 +24,7 @@ func (d *locker) slotKeys(key string) (lk, fk, hk string) {
 // which they do not implement yet.
 var errSlotsReplicated = fmt.Errorf("redisdriver: semaphores with replica_acks: %w", errors.ErrUnsupported)
 
-// AcquireSlot implements [driver.Semaphore]. Request.FenceFloor and
-// Request.Wait are ignored.
+// AcquireSlot implements [driver.Semaphore].
 func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int) (driver.Result, error) {
 	if err := d.checkSlots(req.Token); err != nil {
 		return driver.Result{}, err

@@ -41,8 +41,7 @@ func TestSemaphoreSharesLockFences(t *testing.T) {
 		t.Fatal(err)
 	}
 	ahead := req(key, "lock2")
-	ahead.FenceFloor = uint64(time.Now().Add(5 * time.Second).UnixMicro())
-	lock2, err := d.Acquire(ctx, ahead)
+	lock2, err := acquireFloor(ctx, t, d, ahead, uint64(time.Now().Add(5*time.Second).UnixMicro()))
 	if err != nil || !lock2.Acquired {
 		t.Fatalf("Acquire = %+v, %v", lock2, err)
 	}

@@ -32,7 +32,7 @@ func subscribeN(t *testing.T, d driver.Locker, key string, n int) []waiter {
 	ws := make([]waiter, n)
 	for i := range ws {
 		ctx, cancel := context.WithTimeout(context.Background(), wakeBound)
-		ch, unsub, err := d.(driver.Notifier).Subscribe(ctx, key, "")
+		ch, unsub, err := d.(driver.Notifier).Subscribe(ctx, key)
 		cancel()
 		if err != nil {
 			t.Fatalf("Subscribe %q (waiter %d): %v", key, i, err)
@@ -283,7 +283,7 @@ func TestTopologySubscribeNoPermission(t *testing.T) {
 	for i := range 2 { // the second joins no failed leftover
 		ctx, cancel := context.WithTimeout(context.Background(), wakeBound)
 		start := time.Now()
-		_, _, err := d.(driver.Notifier).Subscribe(ctx, "noperm/k", "token")
+		_, _, err := d.(driver.Notifier).Subscribe(ctx, "noperm/k")
 		cancel()
 		took := time.Since(start)
 		if err == nil {
@@ -326,7 +326,7 @@ func TestTopologyReconnectBeforeConfirmation(t *testing.T) {
 
 	px.Partition()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	_, _, err := d.(driver.Notifier).Subscribe(ctx, key, "")
+	_, _, err := d.(driver.Notifier).Subscribe(ctx, key)
 	cancel()
 	if err == nil {
 		t.Fatal("Subscribe through a partition succeeded")

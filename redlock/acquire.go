@@ -31,6 +31,12 @@ import (
 // for the validity window (its client's read timeout may cut that short),
 // so that a slow answer is known rather than unknown.
 func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	return l.acquire(ctx, req, 0)
+}
+
+// acquire is Acquire with the caller's fence floor, if not zero (see
+// AcquireFloor).
+func (l *locker) acquire(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
 	if err := checkToken(req.Token); err != nil {
 		return driver.Result{}, err
 	}
@@ -39,38 +45,79 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		return driver.Result{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		// Nothing sent: a request sent now would outlive the call.
-		errs := make([]error, len(l.nodes))
-		for i := range errs {
-			errs[i] = fmt.Errorf("not sent: %w", err)
-		}
-		qe := l.quorumError("acquire", req.Key, 0, errs, nil)
-		qe.undone = true // nothing to undo
-		return driver.Result{}, qe
+		return driver.Result{}, l.notSent(req.Key, err)
 	}
 	start := time.Now()
-	// Nodes do not queue waiters: their queues could pick different
-	// waiters, none of which would then be woken on a majority.
-	req.Wait = 0
 	// A caller that ignores fences (dlock.Options.DisableFencing) gets
 	// none, as if fencing were off: one round, no write-back.
 	fencing := l.cfg.fencing && !req.NoFence
 	if fencing {
-		req.FenceFloor = l.propose(req.FenceFloor, start, timeout)
+		floor = l.propose(floor, start, timeout)
 	} else {
 		req.NoFence = true
 	}
+	calls, queued, answers := l.sendAcquires(ctx, req, fencing, floor, window)
+	r := l.collectAcquires(ctx, answers, fencing, start, timeout)
+	if len(r.got) >= l.quorum {
+		var fence uint64
+		fence, err = l.fence(ctx, req, r.got, r.res, start, window, timeout)
+		if err == nil {
+			return driver.Result{Acquired: true, Fence: fence}, nil
+		}
+	}
+	for i := range r.errs {
+		if !r.answered[i] {
+			r.errs[i] = noAnswer(timeout)
+			if ctx.Err() != nil {
+				r.errs[i] = fmt.Errorf("no answer before the call ended: %w", ctx.Err())
+			}
+		}
+	}
+	l.abandon(ctx, req, calls, queued, timeout)
+	switch {
+	case err != nil:
+		return driver.Result{}, err
+	case len(r.got)+r.busy >= l.quorum:
+		// A majority answered, and not all for us: the key is busy.
+		return driver.Result{HolderTTL: l.holderHint(r.res, r.errs, time.Since(start))}, nil
+	}
+	for i := range r.errs {
+		if r.errs[i] == nil && !r.res[i].Acquired {
+			r.errs[i] = errBusy
+		}
+	}
+	qe := l.quorumError("acquire", req.Key, len(r.got), r.errs, nil)
+	qe.undone = true // by abandon, above
+	return driver.Result{}, qe
+}
+
+// notSent is the error of an Acquire whose ctx ended (with err) before it
+// sent anything: a request sent now would outlive the call.
+func (l *locker) notSent(key string, err error) error {
+	errs := make([]error, len(l.nodes))
+	for i := range errs {
+		errs[i] = fmt.Errorf("not sent: %w", err)
+	}
+	qe := l.quorumError("acquire", key, 0, errs, nil)
+	qe.undone = true // nothing to undo
+	return qe
+}
+
+// sendAcquires queues req's acquire on every node (see queue), each call
+// bounded by window, and returns the calls' answers: calls[i] is node i's,
+// written by its call and read by the calls queued after it on that node
+// (the undo); queued[i] is node i's place in the token's queue; answers
+// receives each answer as it comes.
+func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing bool, floor uint64, window time.Duration) (calls []answer, queued []nodeCall, answers chan answer) {
 	n := len(l.nodes)
-	// calls[i] is node i's answer, written by its call and read by the
-	// calls queued after it on that node (the undo).
-	calls := make([]answer, n)
-	queued := make([]nodeCall, n)
+	calls = make([]answer, n)
+	queued = make([]nodeCall, n)
 	// One deadline serves every node's call, also one that waits for the
 	// undo of an earlier attempt with the token: the window counts from
 	// start.
 	callCtx, cancel := l.bound(context.WithoutCancel(ctx), window)
 	returned := lastOf(n, cancel)
-	answers := make(chan answer, n)
+	answers = make(chan answer, n)
 	for i := range n {
 		if err := l.acquireBarred(req.Token, i); err != nil {
 			// Not asked (see tokenCalls), nor queued: nothing to undo.
@@ -85,38 +132,51 @@ func (l *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 			err := errUnsureRelease
 			// A release queued before it may have given up meanwhile.
 			if !l.unsureOn(req.Token, i) {
-				r, err = l.nodes[i].d.Acquire(callCtx, req)
+				r, err = l.nodes[i].acquire(callCtx, req, fencing, floor)
 			}
 			calls[i] = answer{i: i, res: r, err: err}
 			returned()
 			return calls[i]
 		})
 	}
-	res := make([]driver.Result, n)
-	errs := make([]error, n)
-	answered := make([]bool, n)
-	var got []int
-	busy, received := 0, 0
+	return calls, queued, answers
+}
+
+// acquireRound is the answers an Acquire took, by node.
+type acquireRound struct {
+	res      []driver.Result
+	errs     []error
+	answered []bool
+	got      []int // the nodes that granted, in the order they answered
+	busy     int   // how many answered that the key is busy
+}
+
+// collectAcquires takes the nodes' answers until a majority granted (with
+// fencing, a fence a majority agrees on, or any; see fence), a majority
+// can no longer grant and the others had as long again, timeout passes,
+// or ctx ends.
+func (l *locker) collectAcquires(ctx context.Context, answers <-chan answer, fencing bool, start time.Time, timeout time.Duration) *acquireRound {
+	n := len(l.nodes)
+	r := &acquireRound{res: make([]driver.Result, n), errs: make([]error, n), answered: make([]bool, n)}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var grace <-chan time.Time
-collect:
-	for received < n {
+	for received := 0; received < n; {
 		select {
 		case a := <-answers:
 			received++
-			answered[a.i], res[a.i], errs[a.i] = true, a.res, a.err
+			r.answered[a.i], r.res[a.i], r.errs[a.i] = true, a.res, a.err
 			switch {
 			case a.err != nil:
 			case a.res.Acquired:
-				got = append(got, a.i)
+				r.got = append(r.got, a.i)
 			default:
-				busy++
+				r.busy++
 			}
-			if len(got) >= l.quorum && (!fencing || agreed(got, res, l.quorum) != 0) {
-				break collect // granted
+			if len(r.got) >= l.quorum && (!fencing || agreed(r.got, r.res, l.quorum) != 0) {
+				return r // granted
 			}
-			if received-len(got) > n-l.quorum && grace == nil {
+			if received-len(r.got) > n-l.quorum && grace == nil {
 				// Decided: a majority can no longer grant. The other
 				// answers only refine the holder's expiry hint; they get
 				// as long again as the decision took.
@@ -125,44 +185,14 @@ collect:
 				grace = g.C
 			}
 		case <-grace:
-			break collect
+			return r
 		case <-timer.C:
-			break collect
+			return r
 		case <-ctx.Done():
-			break collect
+			return r
 		}
 	}
-	if len(got) >= l.quorum {
-		var fence uint64
-		fence, err = l.fence(ctx, req, got, res, start, window, timeout)
-		if err == nil {
-			return driver.Result{Acquired: true, Fence: fence}, nil
-		}
-	}
-	for i := range n {
-		if !answered[i] {
-			errs[i] = noAnswer(timeout)
-			if ctx.Err() != nil {
-				errs[i] = fmt.Errorf("no answer before the call ended: %w", ctx.Err())
-			}
-		}
-	}
-	l.abandon(ctx, req, calls, queued, timeout)
-	switch {
-	case err != nil:
-		return driver.Result{}, err
-	case len(got)+busy >= l.quorum:
-		// A majority answered, and not all for us: the key is busy.
-		return driver.Result{HolderTTL: l.holderHint(res, errs, time.Since(start))}, nil
-	}
-	for i := range n {
-		if errs[i] == nil && !res[i].Acquired {
-			errs[i] = errBusy
-		}
-	}
-	qe := l.quorumError("acquire", req.Key, len(got), errs, nil)
-	qe.undone = true // by abandon, above
-	return driver.Result{}, qe
+	return r
 }
 
 var errBusy = errors.New("held by another token")
@@ -187,19 +217,6 @@ func agreed(got []int, res []driver.Result, quorum int) uint64 {
 		}
 	}
 	return best
-}
-
-var _ driver.FenceFloorer = (*locker)(nil)
-
-// CheckFenceFloors implements [driver.FenceFloorer]: with fencing, the
-// caller's floor is proposed to every node, each of which honours it, and
-// the lease's fence is one of theirs. Without fencing leases carry fence
-// 0, and it returns an error wrapping errors.ErrUnsupported.
-func (l *locker) CheckFenceFloors() error {
-	if !l.cfg.fencing {
-		return fmt.Errorf("redlock: fencing is disabled: %w", errors.ErrUnsupported)
-	}
-	return nil
 }
 
 // propose returns the fence floor of an attempt started at now with

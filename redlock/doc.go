@@ -66,9 +66,9 @@
 // # Fencing
 //
 // Each node grants its own fence, increasing per key. The client proposes
-// one fence to all nodes (driver.Request.FenceFloor: its clock in
+// one fence to all nodes (a floor, [FloorAcquirer]: its clock in
 // microseconds plus the node timeout, kept increasing), which is why every
-// node must honour fence floors (driver.FenceFloorer), and a Redis node
+// node must honour fence floors, and a Redis node
 // grants the largest of that floor (capped at its own clock plus the TTL:
 // the floor is never trusted alone), its own clock, and one more than its
 // last fence. The request reaches each node within the node timeout, so

@@ -24,9 +24,8 @@ func TestRedisFenceAfterMajorityRestart(t *testing.T) {
 	defer d.Close()
 	const key, ttl = "fast-clock", time.Second
 
-	fast := driver.Request{Key: key, Token: rand(), TTL: ttl, Owner: "fast",
-		FenceFloor: uint64(time.Now().Add(30 * time.Second).UnixMicro())}
-	res, err := d.Acquire(ctx, fast)
+	fast := driver.Request{Key: key, Token: rand(), TTL: ttl, Owner: "fast"}
+	res, err := d.(redlock.FloorAcquirer).AcquireFloor(ctx, fast, uint64(time.Now().Add(30*time.Second).UnixMicro()))
 	if err != nil || !res.Acquired {
 		t.Fatalf("fast client's Acquire = %+v, %v", res, err)
 	}

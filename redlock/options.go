@@ -50,7 +50,7 @@ type Options struct {
 	// backwards is worse than none. Set it only if nothing uses
 	// [dlock.Lease.Fence]. With fencing on (the default) every node must
 	// implement driver.FenceRaiser and honour proposed fence floors
-	// (driver.FenceFloorer). Default: false (fencing on).
+	// ([FloorAcquirer]). Default: false (fencing on).
 	// URL parameter: fencing=false.
 	DisableFencing bool
 

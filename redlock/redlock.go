@@ -22,6 +22,7 @@ type node struct {
 	d       driver.Locker
 	name    string             // "node 2" or "node 2 (10.0.0.3:6379)", for errors
 	raiser  driver.FenceRaiser // nil if unsupported
+	floor   FloorAcquirer      // nil if unsupported
 	notify  driver.Notifier    // nil if unsupported
 	inspect driver.Inspector   // nil if unsupported
 }
@@ -98,16 +99,16 @@ func New(nodes []driver.Locker, opts *Options) (*dlock.Locker, error) {
 // shards of one cluster (see the package documentation); there must be at
 // least [MinNodes], and with fencing on every node must implement
 // driver.FenceRaiser and honour proposed fence floors
-// (driver.FenceFloorer). opts may be nil for the defaults.
+// ([FloorAcquirer]). opts may be nil for the defaults.
 //
 // The driver is safe for concurrent use, and owns the nodes: its Close
 // closes them. Applications use [New]; NewDriver is for wrapping the
 // driver (a fault injector, a test spy) before dlock.New. It implements
-// driver.BatchRefresher, driver.FenceFloorer, driver.Notifier and
+// driver.BatchRefresher, [FloorAcquirer], driver.Notifier and
 // driver.Inspector; by the driver package's rule for wrapping drivers, the
 // last two answer an error wrapping errors.ErrUnsupported unless a
-// majority of the nodes have them, and CheckFenceFloors does unless
-// fencing is on. Errors wrap dlock.ErrInvalid.
+// majority of the nodes have them, and AcquireFloor does unless fencing
+// is on. Errors wrap dlock.ErrInvalid.
 func NewDriver(nodes []driver.Locker, opts *Options) (driver.Locker, error) {
 	l, err := newLocker(nodes, nil, opts)
 	if err != nil {
@@ -150,9 +151,10 @@ func newLocker(ds []driver.Locker, addrs []string, opts *Options) (*locker, erro
 			return nil, fmt.Errorf("%w: redlock: %s (%T) cannot raise fences (driver.FenceRaiser), which fencing needs; set Options.DisableFencing if nothing uses fences",
 				driver.ErrInvalid, name, d)
 		}
-		if err := driver.CheckFenceFloors(d); cfg.fencing && err != nil {
-			return nil, fmt.Errorf("%w: redlock: %s: %v, which fencing needs to grant one fence on a majority in one round; set Options.DisableFencing if nothing uses fences",
-				driver.ErrInvalid, name, err)
+		n.floor, _ = d.(FloorAcquirer)
+		if cfg.fencing && n.floor == nil {
+			return nil, fmt.Errorf("%w: redlock: %s (%T) does not honour proposed fence floors (redlock.FloorAcquirer), which fencing needs to grant one fence on a majority in one round; set Options.DisableFencing if nothing uses fences",
+				driver.ErrInvalid, name, d)
 		}
 		if n.notify != nil {
 			l.notifiers++

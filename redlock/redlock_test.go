@@ -59,7 +59,7 @@ func TestNewRejects(t *testing.T) {
 		{"NilNode", []driver.Locker{a, nil, b}, nil, "node 1 is nil"},
 		{"Duplicate", []driver.Locker{a, b, a}, nil, "nodes 0 and 2 are the same"},
 		{"NoFenceRaiser", []driver.Locker{a, b, plain{x}}, nil, "cannot raise fences"},
-		{"NoFenceFloors", []driver.Locker{a, b, raiseOnly{x}}, nil, "node 2: redlock_test.raiseOnly does not honour Request.FenceFloor"},
+		{"NoFenceFloors", []driver.Locker{a, b, raiseOnly{x}}, nil, "node 2 (redlock_test.raiseOnly) does not honour proposed fence floors"},
 		{"NegativeNodeTimeout", []driver.Locker{a, b, x}, &redlock.Options{NodeTimeout: -1}, "NodeTimeout"},
 		{"NegativeDrift", []driver.Locker{a, b, x}, &redlock.Options{Drift: -1}, "Drift"},
 	} {
@@ -81,7 +81,7 @@ func TestNewRejects(t *testing.T) {
 	// drivers, at once, and dlock treats it as it treats a driver without
 	// the capabilities.
 	ctx := t.Context()
-	if _, _, err := d.(driver.Notifier).Subscribe(ctx, "k", ""); !errors.Is(err, errors.ErrUnsupported) {
+	if _, _, err := d.(driver.Notifier).Subscribe(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("Subscribe with no node a Notifier = %v; want an error wrapping ErrUnsupported", err)
 	}
 	if _, _, err := d.(driver.Inspector).Inspect(ctx, "k"); !errors.Is(err, errors.ErrUnsupported) {
@@ -107,12 +107,16 @@ func TestCapabilities(t *testing.T) {
 	if is[driver.FenceRaiser](d) {
 		t.Errorf("a Redlock driver claims driver.FenceRaiser, which it does not implement")
 	}
-	if err := driver.CheckFenceFloors(d); err != nil {
-		t.Errorf("CheckFenceFloors of a Redlock with fencing = %v; want nil: it honours the floor it proposes to its nodes", err)
+	// A quorum may be a node of another: with fencing it honours a floor,
+	// which it proposes to its nodes.
+	const floor = 1 << 60
+	req := driver.Request{Key: "floor", Token: rand(), TTL: time.Minute}
+	if res, err := d.(redlock.FloorAcquirer).AcquireFloor(t.Context(), req, floor); err != nil || !res.Acquired || res.Fence < floor {
+		t.Errorf("AcquireFloor of a Redlock with fencing = %+v, %v; want a grant with a fence of at least %d", res, err, uint64(floor))
 	}
 	bare, _ := c.driver(t, &redlock.Options{DisableFencing: true})
-	if err := driver.CheckFenceFloors(bare); !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("CheckFenceFloors of a Redlock without fencing = %v; want ErrUnsupported: its leases carry fence 0", err)
+	if _, err := bare.(redlock.FloorAcquirer).AcquireFloor(t.Context(), req, floor); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("AcquireFloor of a Redlock without fencing = %v; want ErrUnsupported: its leases carry fence 0", err)
 	}
 }
 
@@ -237,7 +241,9 @@ func (c *countRaise) RaiseFence(ctx context.Context, key, token string, fence ui
 	return c.Locker.(driver.FenceRaiser).RaiseFence(ctx, key, token, fence)
 }
 
-func (c *countRaise) CheckFenceFloors() error { return driver.CheckFenceFloors(c.Locker) }
+func (c *countRaise) AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
+	return c.Locker.(redlock.FloorAcquirer).AcquireFloor(ctx, req, floor)
+}
 
 // raiseOnly raises fences but hides every other capability, fence floors
 // included.
@@ -258,7 +264,7 @@ func TestFenceWriteBack(t *testing.T) {
 	want := high + 5
 	for range 5 {
 		tok := rand()
-		if _, err := raw2.Acquire(ctx, driver.Request{Key: key, Token: tok, TTL: time.Minute, FenceFloor: high}); err != nil {
+		if _, err := raw2.(redlock.FloorAcquirer).AcquireFloor(ctx, driver.Request{Key: key, Token: tok, TTL: time.Minute}, high); err != nil {
 			t.Fatal(err)
 		}
 		raw2.Release(ctx, key, tok)
@@ -504,7 +510,7 @@ func TestNotifyMajority(t *testing.T) {
 		ctx := t.Context()
 		c := newMemCluster(3)
 		d, _ := c.driver(t, nil)
-		ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "k", "")
+		ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "k")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -554,8 +560,8 @@ func (s *spyLocker) Acquire(ctx context.Context, req driver.Request) (driver.Res
 	return s.Locker.Acquire(ctx, req)
 }
 
-func (s *spyLocker) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
-	return s.Locker.(driver.Notifier).Subscribe(ctx, key, token)
+func (s *spyLocker) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return s.Locker.(driver.Notifier).Subscribe(ctx, key)
 }
 
 // TestWaiterDoesNotSpin: a holder has a majority; a waiter takes the free
@@ -800,7 +806,9 @@ func TestNewLocker(t *testing.T) {
 // hides the others.
 type fencesOnly struct{ raiseOnly }
 
-func (f fencesOnly) CheckFenceFloors() error { return driver.CheckFenceFloors(f.Locker) }
+func (f fencesOnly) AcquireFloor(ctx context.Context, req driver.Request, floor uint64) (driver.Result, error) {
+	return f.Locker.(redlock.FloorAcquirer).AcquireFloor(ctx, req, floor)
+}
 
 // TestConformanceMemNoCapabilities runs the suite against a Redlock whose
 // nodes can neither notify nor inspect: it implements Notifier and

@@ -24,7 +24,7 @@ func TestSubscribeAtMajoritySpeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "k", "")
+	ch, cancel, err := d.(driver.Notifier).Subscribe(ctx, "k")
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("Subscribe with one node paused = %v", err)

@@ -90,15 +90,24 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	for _, c := range clients {
 		l.closers = append(l.closers, c.Close)
 	}
-	errs := make([]error, len(clients))
+	if err := l.checkNodes(ctx, red, secret); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// checkNodes checks each node as redis:// checks its server: reachable,
+// and its user allowed every command and channel the driver needs. That
+// takes a few round trips (and a pub/sub connection), so each gets four
+// node timeouts, at least a second. Once a majority passed, it succeeds
+// whatever the others answer; it waits as long again for them, and leaves
+// the rest running until Close or the end of ctx: a dead or slow node
+// does not hold Open for its timeout. red names the URL in errors, which
+// never show secret.
+func (l *locker) checkNodes(ctx context.Context, red, secret string) error {
+	errs := make([]error, len(l.nodes))
 	ok := 0
-	// Each node is checked as redis:// checks its server: reachable, and
-	// its user allowed every command and channel the driver needs. That
-	// takes a few round trips (and a pub/sub connection), so each gets
-	// four node timeouts, at least a second. Once a majority passed, Open
-	// succeeds whatever the others answer; it waits as long again for
-	// them, and leaves the rest running until Close or the end of ctx: a
-	// dead or slow node does not hold Open for its timeout.
 	check := max(4*l.cfg.timeoutFor(l.cfg.lockTTL), time.Second)
 	start := time.Now()
 	rest := l.ask(ctx, l.all, check, func(ctx context.Context, i int) (driver.Result, error) {
@@ -120,10 +129,9 @@ func Open(ctx context.Context, u *url.URL) (driver.Locker, error) {
 	}, nil)
 	rest(max(time.Since(start), time.Millisecond))
 	if ok < l.quorum {
-		l.Close()
-		return nil, l.quorumError("open", red, ok, errs, nil)
+		return l.quorumError("open", red, ok, errs, nil)
 	}
-	return l, nil
+	return nil
 }
 
 // accessChecker is the check that redisdriver's URLs make at open, which

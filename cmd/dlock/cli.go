@@ -71,6 +71,7 @@ The backend is the URL given with --url, or else $DLOCK_URL:
   redis+cluster://h1:6379,h2:6379      Redis Cluster
   redis+sentinel://h1:26379,h2:26379/MASTER
   redlock://h1:6379,h2:6379,h3:6379    a quorum of independent Redis servers
+  etcd://h1:2379,h2:2379/PREFIX        an etcd cluster, keys under PREFIX/; etcds:// for TLS
 The query parameters ttl, renew, drift, owner and fencing (fencing=false:
 no fencing tokens, DLOCK_FENCE is 0) apply to every backend.
 Passwords in URLs are never printed.

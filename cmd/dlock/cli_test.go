@@ -51,7 +51,7 @@ func TestUsageErrors(t *testing.T) {
 		{"StatusTwoKeys", []string{"status", "--url", "mem://", "a", "b"}, "one key expected"},
 		{"StatusNoURL", []string{"status", "k"}, "pass --url or set DLOCK_URL"},
 		{"DemoOneWorker", []string{"demo", "--workers", "1"}, "--workers 1: want 2 to 20"},
-		{"DemoUnknownScheme", []string{"demo", "--url", "etcd://root:s3cret@etcd:2379"}, `unknown URL scheme "etcd"`},
+		{"DemoUnknownScheme", []string{"demo", "--url", "consul://root:s3cret@consul:8500"}, `unknown URL scheme "consul"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runInProcess(tc.args...)

@@ -80,85 +80,120 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer s.close()
-	argv, rawURL, lg, logf, ctx, router, l := s.argv, s.rawURL, s.lg, s.logf, s.ctx, s.router, s.l
-
-	cmd := commandString(argv)
-	keyAttr := slog.String("key", b.key)
-	cmdAttr := slog.String("command", strings.Join(argv, " "))
-	leaseAttrs := func(le *dlock.Lease) []slog.Attr {
-		return []slog.Attr{keyAttr, slog.String("owner", le.Owner()), slog.Uint64("fence", le.Fence())}
+	el := &elector{s: s, stdout: stdout, cmd: commandString(s.argv),
+		keyAttr: slog.String("key", b.key), cmdAttr: slog.String("command", strings.Join(s.argv, " "))}
+	e := dlock.NewElection(s.l, b.key, el.options(*limit))
+	eff := b.settings(s.rawURL) // the settings in effect, for messages
+	s.lg.log(slog.LevelInfo, fmt.Sprintf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(s.rawURL), safeText(eff.owner), eff.ttl),
+		el.keyAttr, slog.String("owner", eff.owner), slog.String("url", redact(s.rawURL)), slog.Duration("ttl", eff.ttl))
+	// The election campaigns again after every loss. A command that
+	// exited on its own, or a stop signal that came while the command was
+	// being stopped, ends it instead: el.final says why, and cancelling
+	// runCtx makes Run return.
+	runCtx, endRun := context.WithCancel(s.ctx)
+	defer endRun()
+	el.resign, el.endRun = e.Resign, endRun
+	err := e.Run(runCtx, el.lead)
+	if el.final != nil {
+		err = el.final
 	}
-	eff := b.settings(rawURL) // the settings in effect, for messages
-	e := dlock.NewElection(l, b.key, &dlock.ElectionOptions{
-		Lease: &dlock.LeaseOptions{Limit: *limit},
+	return el.exitCode(err, *limit)
+}
+
+// elector is one dlock elect: it leads by running the command, and logs
+// the election's changes.
+type elector struct {
+	s       *session
+	stdout  io.Writer
+	cmd     string    // the command, for messages
+	keyAttr slog.Attr // the key, for log records
+	cmdAttr slog.Attr // the command, for log records
+	resign  func()    // steps down from the election
+	endRun  func()    // ends the election: Run returns
+	// final is why the election ended (see lead), or nil while it
+	// campaigns again after every loss.
+	final error
+}
+
+// leaseAttrs are the log attributes of le.
+func (el *elector) leaseAttrs(le *dlock.Lease) []slog.Attr {
+	return []slog.Attr{el.keyAttr, slog.String("owner", le.Owner()), slog.Uint64("fence", le.Fence())}
+}
+
+// options are the election's options, whose callbacks log its changes.
+func (el *elector) options(limit int) *dlock.ElectionOptions {
+	lg := el.s.lg
+	return &dlock.ElectionOptions{
+		Lease: &dlock.LeaseOptions{Limit: limit},
 		OnLeader: func(h dlock.Holder) {
-			lg.log(slog.LevelInfo, "leader is "+holderString(h), append([]slog.Attr{keyAttr}, holderAttrs(h)...)...)
+			lg.log(slog.LevelInfo, "leader is "+holderString(h), append([]slog.Attr{el.keyAttr}, holderAttrs(h)...)...)
 		},
 		OnElected: func(le *dlock.Lease) {
-			lg.log(slog.LevelInfo, fmt.Sprintf("elected: %s leads %q with fence %d; starting %s", safeText(le.Owner()), le.Key(), le.Fence(), cmd),
-				append(leaseAttrs(le), cmdAttr)...)
+			lg.log(slog.LevelInfo, fmt.Sprintf("elected: %s leads %q with fence %d; starting %s", safeText(le.Owner()), le.Key(), le.Fence(), el.cmd),
+				append(el.leaseAttrs(le), el.cmdAttr)...)
 		},
 		OnDemoted: func(le *dlock.Lease, cause error) {
 			var exit *childExitError
 			switch {
 			case errors.As(cause, &exit), errors.As(cause, new(*startError)):
-				lg.log(slog.LevelInfo, fmt.Sprintf("stepped down (fence %d): %v; %q released", le.Fence(), cause, le.Key()), leaseAttrs(le)...)
+				lg.log(slog.LevelInfo, fmt.Sprintf("stepped down (fence %d): %v; %q released", le.Fence(), cause, le.Key()), el.leaseAttrs(le)...)
 			case errors.Is(cause, dlock.ErrLeaseLost):
 				lg.log(slog.LevelWarn, fmt.Sprintf("demoted (fence %d) after the lease was lost; campaigning again", le.Fence()),
-					append(leaseAttrs(le), errAttr(cause))...)
+					append(el.leaseAttrs(le), errAttr(cause))...)
 			default:
-				lg.log(slog.LevelInfo, fmt.Sprintf("stepped down (fence %d): %s", le.Fence(), lossCause(cause)), leaseAttrs(le)...)
+				lg.log(slog.LevelInfo, fmt.Sprintf("stepped down (fence %d): %s", le.Fence(), lossCause(cause)), el.leaseAttrs(le)...)
 			}
 		},
-	})
-	lg.log(slog.LevelInfo, fmt.Sprintf("campaigning for %q on %s as %s (TTL %v)", b.key, redact(rawURL), safeText(eff.owner), eff.ttl),
-		keyAttr, slog.String("owner", eff.owner), slog.String("url", redact(rawURL)), slog.Duration("ttl", eff.ttl))
-	// The election campaigns again after every loss. A command that
-	// exited on its own, or a stop signal that came while the command was
-	// being stopped, ends it instead: final says why, and cancelling
-	// runCtx makes Run return.
-	runCtx, endRun := context.WithCancel(ctx)
-	defer endRun()
-	var final error
-	err := e.Run(runCtx, func(lctx context.Context, lease *dlock.Lease) error {
-		ch, err := s.startJob(lease, stdout)
-		if err != nil {
-			var sig *signalError
-			if !errors.As(err, &sig) {
-				err = &startError{err}
-			}
-			final = err
-			endRun()
-			return err
-		}
-		lg.log(slog.LevelInfo, fmt.Sprintf("%s started (pid %d)", cmd, ch.pid), append(leaseAttrs(lease), cmdAttr, slog.Int("pid", ch.pid))...)
-		stopped, lost := s.superviseJob(ch, lease, lctx, append(leaseAttrs(lease), cmdAttr))
-		if ch.deadlineHit && lost == nil && lctx.Err() == nil {
-			// A late renewal was confirmed: step down all the same, the
-			// command is gone.
-			e.Resign()
-		}
-		if !stopped {
-			final = &childExitError{ch.exitCode()}
-			if lost != nil || ch.deadlineHit {
-				final = &childExitError{exitLeaseLost}
-				lg.log(slog.LevelError, fmt.Sprintf("%s exited with status %d, but the lease was lost before its processes were cleared", cmd, ch.exitCode()),
-					append(leaseAttrs(lease), cmdAttr, slog.Int("command_status", ch.exitCode()), slog.Int("status", exitLeaseLost))...)
-			}
-			endRun()
-			return final
-		}
-		lg.log(slog.LevelWarn, fmt.Sprintf("%s ended with status %d", cmd, ch.exitCode()), append(leaseAttrs(lease), cmdAttr, slog.Int("command_status", ch.exitCode()))...)
-		if sig := router.stopRequested(); sig != nil {
-			final = sig
-			endRun()
-			return sig
-		}
-		return context.Cause(lctx)
-	})
-	if final != nil {
-		err = final
 	}
+}
+
+// lead runs the command while lease is held (lctx ends when it is not).
+// The command's exit on its own, a start failure, or a stop signal that
+// came while the command was being stopped ends the election (el.final);
+// otherwise the election campaigns again.
+func (el *elector) lead(lctx context.Context, lease *dlock.Lease) error {
+	s, lg, cmd, cmdAttr := el.s, el.s.lg, el.cmd, el.cmdAttr
+	ch, err := s.startJob(lease, el.stdout)
+	if err != nil {
+		var sig *signalError
+		if !errors.As(err, &sig) {
+			err = &startError{err}
+		}
+		return el.end(err)
+	}
+	lg.log(slog.LevelInfo, fmt.Sprintf("%s started (pid %d)", cmd, ch.pid), append(el.leaseAttrs(lease), cmdAttr, slog.Int("pid", ch.pid))...)
+	stopped, lost := s.superviseJob(ch, lease, lctx, append(el.leaseAttrs(lease), cmdAttr))
+	if ch.deadlineHit && lost == nil && lctx.Err() == nil {
+		// A late renewal was confirmed: step down all the same, the
+		// command is gone.
+		el.resign()
+	}
+	if !stopped {
+		if lost != nil || ch.deadlineHit {
+			lg.log(slog.LevelError, fmt.Sprintf("%s exited with status %d, but the lease was lost before its processes were cleared", cmd, ch.exitCode()),
+				append(el.leaseAttrs(lease), cmdAttr, slog.Int("command_status", ch.exitCode()), slog.Int("status", exitLeaseLost))...)
+			return el.end(&childExitError{exitLeaseLost})
+		}
+		return el.end(&childExitError{ch.exitCode()})
+	}
+	lg.log(slog.LevelWarn, fmt.Sprintf("%s ended with status %d", cmd, ch.exitCode()), append(el.leaseAttrs(lease), cmdAttr, slog.Int("command_status", ch.exitCode()))...)
+	if sig := s.router.stopRequested(); sig != nil {
+		return el.end(sig)
+	}
+	return context.Cause(lctx)
+}
+
+// end ends the election with err.
+func (el *elector) end(err error) error {
+	el.final = err
+	el.endRun()
+	return err
+}
+
+// exitCode logs why the election ended with err, and returns dlock
+// elect's exit status.
+func (el *elector) exitCode(err error, limit int) int {
+	lg, logf := el.s.lg, el.s.logf
 	var exit *childExitError
 	var serr *startError
 	var sig *signalError
@@ -166,17 +201,17 @@ func cmdElect(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &exit):
 		return exit.status
 	case errors.As(err, &serr):
-		lg.log(slog.LevelError, serr.Error(), keyAttr, cmdAttr, errAttr(serr.err))
+		lg.log(slog.LevelError, serr.Error(), el.keyAttr, el.cmdAttr, errAttr(serr.err))
 		return startCode(serr.err)
 	case errors.As(err, &sig):
 		logf("%v; stopped campaigning", sig)
 		return sig.exitCode()
 	}
-	if sig := router.interrupted(); sig != nil {
+	if sig := el.s.router.interrupted(); sig != nil {
 		logf("%v; stopped campaigning", sig)
 		return sig.exitCode()
 	}
-	err = limitError(err, *limit)
-	lg.log(slog.LevelError, err.Error(), keyAttr, slog.Int("status", errorCode(err)))
+	err = limitError(err, limit)
+	lg.log(slog.LevelError, err.Error(), el.keyAttr, slog.Int("status", errorCode(err)))
 	return errorCode(err)
 }

@@ -149,49 +149,71 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer s.close()
-	argv, lg, ctx, router, l := s.argv, s.lg, s.ctx, s.router, s.l
 	keyAttr := slog.String("key", b.key)
-	cmdAttr := slog.String("command", strings.Join(argv, " "))
-	busy := func(msg string, extra ...slog.Attr) {
-		if quiet {
-			return
-		}
-		who, attrs := describeBusy(ctx, l, b.key, *limit)
-		lg.log(slog.LevelInfo, fmt.Sprintf("%q is busy: %s%s", b.key, who, msg), append(append([]slog.Attr{keyAttr}, attrs...), extra...)...)
-	}
-
-	lease, err := acquireN(ctx, l, b.key, *limit, wait, func() {
+	busy := busyLog{s: s, key: b.key, limit: *limit, quiet: quiet, keyAttr: keyAttr}
+	lease, err := acquireN(s.ctx, s.l, b.key, *limit, wait, func() {
 		limit := "until it is free"
 		if !wait.forever {
 			limit = "up to " + wait.d.String()
 		}
-		busy("; waiting "+limit, slog.String("wait", wait.String()))
+		busy.log("; waiting "+limit, slog.String("wait", wait.String()))
 	})
 	if err != nil {
-		if sig := router.interrupted(); sig != nil {
-			lg.log(slog.LevelInfo, fmt.Sprintf("%v while waiting for %q", sig, b.key), keyAttr, slog.String("signal", signalName(sig.sig)))
-			return sig.exitCode()
-		}
-		code := errorCode(err)
-		switch {
-		case code == exitBusy && wait.forever:
-			code = exitUnavailable // only a failing backend ends an endless wait
-		case code == exitBusy:
-			msg := ""
-			if wait.d > 0 {
-				msg = fmt.Sprintf("; gave up after waiting %v", wait.d)
-			}
-			busy(msg, slog.Duration("waited", wait.d))
-			return *busyExit
-		}
-		lg.log(slog.LevelError, err.Error(), keyAttr, slog.Int("status", code))
-		return code
+		return notAcquired(s, busy, err, wait, *busyExit)
 	}
+	return runLeased(s, lease, stdout, keyAttr)
+}
 
+// busyLog logs that a key is busy, and who holds it, unless quiet.
+type busyLog struct {
+	s       *session
+	key     string
+	limit   int
+	quiet   bool
+	keyAttr slog.Attr
+}
+
+func (b busyLog) log(msg string, extra ...slog.Attr) {
+	if b.quiet {
+		return
+	}
+	who, attrs := describeBusy(b.s.ctx, b.s.l, b.key, b.limit)
+	b.s.lg.log(slog.LevelInfo, fmt.Sprintf("%q is busy: %s%s", b.key, who, msg), append(append([]slog.Attr{b.keyAttr}, attrs...), extra...)...)
+}
+
+// notAcquired logs why dlock run got no lease (err), and returns its exit
+// status: the signal's, busyExit for a busy key, or err's.
+func notAcquired(s *session, busy busyLog, err error, wait waitFlag, busyExit int) int {
+	if sig := s.router.interrupted(); sig != nil {
+		s.lg.log(slog.LevelInfo, fmt.Sprintf("%v while waiting for %q", sig, busy.key), busy.keyAttr, slog.String("signal", signalName(sig.sig)))
+		return sig.exitCode()
+	}
+	code := errorCode(err)
+	switch {
+	case code == exitBusy && wait.forever:
+		code = exitUnavailable // only a failing backend ends an endless wait
+	case code == exitBusy:
+		msg := ""
+		if wait.d > 0 {
+			msg = fmt.Sprintf("; gave up after waiting %v", wait.d)
+		}
+		busy.log(msg, slog.Duration("waited", wait.d))
+		return busyExit
+	}
+	s.lg.log(slog.LevelError, err.Error(), busy.keyAttr, slog.Int("status", code))
+	return code
+}
+
+// runLeased runs the command while lease is held, releases the lease, and
+// returns dlock run's exit status: the command's, or exitLeaseLost if the
+// lease was not held to the end.
+func runLeased(s *session, lease *dlock.Lease, stdout io.Writer, keyAttr slog.Attr) int {
+	lg, argv := s.lg, s.argv
+	cmdAttr := slog.String("command", strings.Join(argv, " "))
 	ch, err := s.startJob(lease, stdout)
 	if err != nil {
 		releaseLease(lease, false, lg)
-		if sig := router.interrupted(); sig != nil {
+		if sig := s.router.interrupted(); sig != nil {
 			return sig.exitCode()
 		}
 		lg.log(slog.LevelError, fmt.Sprintf("cannot start %s: %v", commandString(argv), err), keyAttr, cmdAttr, errAttr(err))

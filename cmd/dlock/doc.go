@@ -31,8 +31,10 @@
 //
 // The backend is the URL of --url, or else of $DLOCK_URL: mem://NAME (in
 // this process only, for the demo), redis://, rediss://, redis+cluster://,
-// redis+sentinel://, redlock:// and redlocks://; see package dlock. dlock
-// prints URLs only with their password hidden.
+// redis+sentinel://, redlock:// and redlocks:// (see package dlock), and
+// etcd:// and etcds:// (see package
+// [github.com/dlock-go/dlock/etcddriver]). dlock prints URLs only with
+// their password hidden.
 //
 // # Processes and signals
 //
@@ -99,7 +101,14 @@
 // The standard flag package, with one FlagSet per command, covers four
 // commands with a handful of flags each, accepts -flag and --flag, and
 // stops at "--" before the command's own arguments. A framework such as
-// spf13/cobra would add dependencies to the module's go.mod, which every
-// user of the library downloads, for completion scripts and nested
-// commands that dlock does not need.
+// spf13/cobra would add dependencies, to build and to keep up to date,
+// for completion scripts and nested commands that dlock does not need.
+//
+// # Module
+//
+// dlock is a module of its own, github.com/dlock-go/dlock/cmd/dlock: it
+// imports every driver, etcd's among them, whose client (gRPC, protobuf,
+// zap) must not reach the go.sum of applications that use the library
+// alone. The repository's go.work lets commands run from its root, such
+// as go run ./cmd/dlock demo, build it.
 package main

@@ -190,20 +190,8 @@ func guardianMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "dlock: the guardian is started by dlock run and dlock elect only")
 		return exitUsage
 	}
-	var g guardian
-	var err error
-	for i, d := range []*time.Duration{&g.grace, &g.dlGrace, &g.killLead, &g.maxLead} {
-		if *d, err = time.ParseDuration(args[i]); err != nil {
-			return exitUsage
-		}
-	}
-	dl, err := strconv.ParseInt(args[4], 10, 64)
-	if err != nil {
-		return exitUsage
-	}
-	g.setDeadline(fromMono(dl))
-	ctlFD, err := strconv.Atoi(args[5])
-	if err != nil || ctlFD < 3 {
+	g, ctlFD, ok := parseGuardian(args)
+	if !ok {
 		return exitUsage
 	}
 	argv := args[7:]
@@ -214,21 +202,66 @@ func guardianMain(args []string) int {
 	g.out = os.NewFile(uintptr(ctlFD+1), "dlock-reports")
 	setSubreaper()
 	g.alarm = newBootTimer()
+	chld, ignored := catchSignals()
+	if !g.start(argv) {
+		return 0
+	}
+	cmds := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			cmds <- sc.Text()
+		}
+		close(cmds)
+	}()
+	return g.loop(cmds, chld, ignored)
+}
 
-	// Signals sent to the guardian are not its business: it obeys dlock
-	// only, and ends when dlock does. It catches them instead of ignoring
-	// them so that the job starts with their default actions; signals
-	// ignored when dlock started stay ignored (nohup).
-	ignored := make(chan os.Signal, 4)
+// parseGuardian reads the guardian's arguments before "--": grace,
+// deadline grace, kill lead, its maximum, the deadline on the monotonic
+// clock, and the control fd (its reports go to the next one).
+func parseGuardian(args []string) (g *guardian, ctlFD int, ok bool) {
+	g = &guardian{}
+	var err error
+	for i, d := range []*time.Duration{&g.grace, &g.dlGrace, &g.killLead, &g.maxLead} {
+		if *d, err = time.ParseDuration(args[i]); err != nil {
+			return nil, 0, false
+		}
+	}
+	dl, err := strconv.ParseInt(args[4], 10, 64)
+	if err != nil {
+		return nil, 0, false
+	}
+	g.setDeadline(fromMono(dl))
+	ctlFD, err = strconv.Atoi(args[5])
+	if err != nil || ctlFD < 3 {
+		return nil, 0, false
+	}
+	return g, ctlFD, true
+}
+
+// catchSignals catches the signals the guardian receives. Signals sent
+// to the guardian are not its business: it obeys dlock only, and ends
+// when dlock does. It catches them instead of ignoring them so that the
+// job starts with their default actions; signals ignored when dlock
+// started stay ignored (nohup). SIGCHLD comes on chld.
+func catchSignals() (chld, ignored chan os.Signal) {
+	ignored = make(chan os.Signal, 4)
 	for _, s := range []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
 		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE} {
 		if !signal.Ignored(s) {
 			signal.Notify(ignored, s)
 		}
 	}
-	chld := make(chan os.Signal, 1)
+	chld = make(chan os.Signal, 1)
 	signal.Notify(chld, syscall.SIGCHLD)
+	return chld, ignored
+}
 
+// start starts the job, contained in a cgroup of its own if it can be,
+// and reports how; it reports false if the job could not start (which it
+// reported to dlock).
+func (g *guardian) start(argv []string) bool {
 	cg, why := newJobCgroup()
 	cmd, err := startJob(argv, cg)
 	if err != nil && cg != nil && !commandFault(err) {
@@ -243,7 +276,7 @@ func guardianMain(args []string) int {
 			cg.remove()
 		}
 		g.report(guardFailed, "%d %s", startCode(err), oneLine(err.Error())) // 71 if the guardian lacked resources
-		return 0
+		return false
 	}
 	g.cg = cg
 	if cg != nil {
@@ -251,7 +284,7 @@ func guardianMain(args []string) int {
 	} else {
 		g.report(guardContainment, "scan %s", oneLine(why.Error()))
 	}
-	g.job = cmd.Process.Pid // reaped by wait4 below, not by cmd.Wait
+	g.job = cmd.Process.Pid // reaped by wait4 in loop, not by cmd.Wait
 	raisePriority()
 	g.report(guardStarted, "%d", g.job)
 	g.scans = make(chan scanResult, 1)
@@ -260,16 +293,7 @@ func guardianMain(args []string) int {
 	} else {
 		g.startScan() // when to scan for processes that left the cgroup
 	}
-
-	cmds := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(in)
-		for sc.Scan() {
-			cmds <- sc.Text()
-		}
-		close(cmds)
-	}()
-	return g.loop(cmds, chld, ignored)
+	return true
 }
 
 // startJob starts the job in a process group of its own, in cg if not nil.
@@ -308,64 +332,8 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 			return 0
 		}
 		now := time.Now()
-		if g.jobDone && !g.swept && g.termSent.IsZero() {
-			g.swept = true
-			g.report(guardLeftovers, "")
-			g.term(now)
-		}
-		if g.termSent.IsZero() && !now.Before(g.dl().Add(-g.dlGrace)) {
-			g.report(guardTermed, "%d", int64(g.dl().Sub(now)))
-			g.term(now)
-		}
-		if !g.killing && !now.Before(g.killAt()) {
-			g.killing = true
-			why := "grace"
-			if !g.dl().Add(-g.lead()).After(now) {
-				why = "deadline"
-			}
-			g.report(guardKilled, "%d %s", int64(g.dl().Sub(now)), why)
-		}
-		if g.killing && time.Since(g.killed) >= g.killEvery() {
-			g.signalTree(syscall.SIGKILL)
-			g.killed = time.Now()
-		}
-
-		wake := g.killAt()
-		if g.termSent.IsZero() {
-			wake = g.dl().Add(-g.dlGrace)
-		}
-		d := time.Until(wake)
-		if g.killing {
-			// Until the tree is gone, SIGKILL again now and then: the
-			// loop must not spin, the dying need the CPU to exit.
-			d = g.killEvery() - time.Since(g.killed)
-		} else if g.jobDone {
-			// Processes that are not our children have no event for
-			// their death: look again soon.
-			d = min(d, 10*time.Millisecond)
-		} else if g.cg != nil {
-			// The processes that left the cgroup get SIGKILL at
-			// killAt if a scan found them: one scan that starts as
-			// late as it can and still ends before then.
-			from := g.killAt().Add(-2*g.scanCost - 20*time.Millisecond)
-			if now.Before(from) {
-				d = min(d, time.Until(from))
-			} else if g.scanned.Add(-g.lastScan).Before(from) {
-				g.startScan()
-			}
-		} else {
-			// The kill at killAt starts with the processes known
-			// then: keep the set fresh from a while before it.
-			every := max(20*time.Millisecond, 4*g.scanCost)
-			if from := g.killAt().Add(-2 * every); g.termSent.IsZero() && time.Now().Before(from) {
-				d = min(d, time.Until(from))
-			} else if since := time.Since(g.scanned); since >= every {
-				g.startScan()
-				d = min(d, every)
-			} else {
-				d = min(d, every-since)
-			}
-		}
+		g.act(now)
+		d := g.nextWake(now)
 		timer.Reset(max(d, 0))
 		g.alarm.set(max(d, time.Nanosecond))
 		select {
@@ -384,6 +352,76 @@ func (g *guardian) loop(cmds <-chan string, chld, ignored <-chan os.Signal) int 
 		case <-timer.C:
 		}
 	}
+}
+
+// act sends what is due at now: SIGTERM to leftovers of a job that
+// ended, SIGTERM at the deadline's grace, and SIGKILL from killAt on,
+// again every killEvery until the tree is gone.
+func (g *guardian) act(now time.Time) {
+	if g.jobDone && !g.swept && g.termSent.IsZero() {
+		g.swept = true
+		g.report(guardLeftovers, "")
+		g.term(now)
+	}
+	if g.termSent.IsZero() && !now.Before(g.dl().Add(-g.dlGrace)) {
+		g.report(guardTermed, "%d", int64(g.dl().Sub(now)))
+		g.term(now)
+	}
+	if !g.killing && !now.Before(g.killAt()) {
+		g.killing = true
+		why := "grace"
+		if !g.dl().Add(-g.lead()).After(now) {
+			why = "deadline"
+		}
+		g.report(guardKilled, "%d %s", int64(g.dl().Sub(now)), why)
+	}
+	if g.killing && time.Since(g.killed) >= g.killEvery() {
+		g.signalTree(syscall.SIGKILL)
+		g.killed = time.Now()
+	}
+}
+
+// nextWake returns how long the loop may sleep after acting at now: until
+// the next signal is due, or the next scan for processes to kill, which it
+// starts once it is due.
+func (g *guardian) nextWake(now time.Time) time.Duration {
+	wake := g.killAt()
+	if g.termSent.IsZero() {
+		wake = g.dl().Add(-g.dlGrace)
+	}
+	d := time.Until(wake)
+	if g.killing {
+		// Until the tree is gone, SIGKILL again now and then: the
+		// loop must not spin, the dying need the CPU to exit.
+		d = g.killEvery() - time.Since(g.killed)
+	} else if g.jobDone {
+		// Processes that are not our children have no event for
+		// their death: look again soon.
+		d = min(d, 10*time.Millisecond)
+	} else if g.cg != nil {
+		// The processes that left the cgroup get SIGKILL at
+		// killAt if a scan found them: one scan that starts as
+		// late as it can and still ends before then.
+		from := g.killAt().Add(-2*g.scanCost - 20*time.Millisecond)
+		if now.Before(from) {
+			d = min(d, time.Until(from))
+		} else if g.scanned.Add(-g.lastScan).Before(from) {
+			g.startScan()
+		}
+	} else {
+		// The kill at killAt starts with the processes known
+		// then: keep the set fresh from a while before it.
+		every := max(20*time.Millisecond, 4*g.scanCost)
+		if from := g.killAt().Add(-2 * every); g.termSent.IsZero() && time.Now().Before(from) {
+			d = min(d, time.Until(from))
+		} else if since := time.Since(g.scanned); since >= every {
+			g.startScan()
+			d = min(d, every)
+		} else {
+			d = min(d, every-since)
+		}
+	}
+	return d
 }
 
 // setDeadline records the lease's local deadline.
@@ -464,7 +502,7 @@ func (g *guardian) command(line string) {
 // reaped, its pid, the group's id, may be taken by an unrelated process
 // when the group is empty: then the members the guardian can still find
 // among its descendants get sig one by one. (Without a subreaper they
-// cannot all be found; the group is signalled as before.)
+// cannot all be found; the group itself is signalled.)
 func (g *guardian) signalGroup(sig syscall.Signal) {
 	if !g.jobDone || !subreaper {
 		syscall.Kill(-g.job, sig)

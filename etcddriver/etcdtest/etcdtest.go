@@ -36,6 +36,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,8 +99,9 @@ func fileExists(p string) bool {
 	return err == nil && !st.IsDir()
 }
 
-// required reports whether a missing server must fail the test.
-func required() bool {
+// Required reports whether a missing server must fail the test (or the
+// benchmarks run): DLOCK_REQUIRE_ETCD=1 or DLOCK_REQUIRE_REDIS=1.
+func Required() bool {
 	return os.Getenv(EnvRequire) == "1" || os.Getenv(EnvRequireRedis) == "1"
 }
 
@@ -110,25 +112,76 @@ func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
-		if required() {
+		if Required() {
 			t.Fatalf("%v, and %s=1 or %s=1 requires one", err, EnvRequire, EnvRequireRedis)
 		}
 		t.Skipf("%v", err)
 	}
+	c, err := startCluster(context.Background(), []string{bin}, n)
+	if c != nil {
+		t.Cleanup(c.stop)
+	}
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("etcd logs:%s", c.logs())
+		}
+	})
+	return c
+}
+
+// Run starts a cluster of n members outside a test (the benchmarks
+// command uses it) and waits until it has a leader; the caller stops it
+// with [Cluster.Stop]. command, if not empty, runs each member as that
+// command followed by the etcd binary and its arguments (taskset -c 0
+// pins the members to CPU 0). Without an etcd binary it returns the error
+// of [Binary].
+func Run(ctx context.Context, n int, command ...string) (*Cluster, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	c, err := startCluster(ctx, append(command, bin), n)
+	if err != nil {
+		if c != nil {
+			err = fmt.Errorf("%w%s", err, c.logs())
+			c.stop()
+		}
+		return nil, fmt.Errorf("etcdtest: %w", err)
+	}
+	return c, nil
+}
+
+// Stop kills every member and removes the data, for a cluster started by
+// [Run] (one started by [Start] stops when its test ends).
+func (c *Cluster) Stop() { c.stop() }
+
+// startCluster starts n members, each by the command line argv0 then the
+// member's arguments, and waits for a leader. It returns the cluster
+// (to stop) whenever its directory was made, also with an error.
+func startCluster(ctx context.Context, argv0 []string, n int) (*Cluster, error) {
 	base := "/dev/shm"
 	if st, err := os.Stat(base); err != nil || !st.IsDir() {
 		base = ""
 	}
 	dir, err := os.MkdirTemp(base, "dlock-etcd-")
 	if err != nil {
-		t.Fatalf("etcdtest: %v", err)
+		return nil, err
 	}
 	c := &Cluster{dir: dir}
-	t.Cleanup(c.stop)
 	var initial []string
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i)}
-		cp, pp := freePort(t), freePort(t)
+		cp, err := freePort()
+		if err != nil {
+			return c, err
+		}
+		pp, err := freePort()
+		if err != nil {
+			return c, err
+		}
 		m.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", cp)
 		m.peerURL = fmt.Sprintf("http://127.0.0.1:%d", pp)
 		m.log = filepath.Join(dir, m.Name+".log")
@@ -136,7 +189,7 @@ func Start(t testing.TB, n int) *Cluster {
 		c.members = append(c.members, m)
 	}
 	for _, m := range c.members {
-		m.args = []string{bin,
+		m.args = append(slices.Clone(argv0),
 			"--name", m.Name,
 			"--data-dir", filepath.Join(dir, m.Name),
 			"--listen-client-urls", m.ClientURL,
@@ -151,32 +204,26 @@ func Start(t testing.TB, n int) *Cluster {
 			"--logger", "zap",
 			"--log-outputs", "stderr",
 			"--log-level", "warn",
-		}
+		)
 		if err := m.start(); err != nil {
-			t.Fatalf("etcdtest: %v", err)
+			return c, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	if _, err := c.waitLeader(ctx, c.members); err != nil {
-		t.Fatalf("etcdtest: %v%s", err, c.logs())
+		return c, fmt.Errorf("%v%s", err, c.logs())
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("etcd logs:%s", c.logs())
-		}
-	})
-	return c
+	return c, nil
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("etcdtest: find a free port: %v", err)
+		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // start starts the member's process, which appends to its log.
@@ -210,6 +257,17 @@ func (c *Cluster) Endpoints() []string {
 		eps = append(eps, m.ClientURL)
 	}
 	return eps
+}
+
+// Pid returns the process id of the member's process (0 if it never
+// started).
+func (m *Member) Pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
 }
 
 // Members returns the members, in the order of Endpoints.

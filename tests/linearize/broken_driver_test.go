@@ -71,8 +71,12 @@ func TestCheckerRejectsBrokenDrivers(t *testing.T) {
 // passThrough forwards every capability dlock uses of a memdriver client.
 type passThrough struct{ driver.Locker }
 
-func (p passThrough) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
-	return p.Locker.(driver.Notifier).Subscribe(ctx, key, token)
+func (p passThrough) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
+	return p.Locker.(driver.Notifier).Subscribe(ctx, key)
+}
+
+func (p passThrough) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	return p.Locker.(driver.Handoff).AcquireQueued(ctx, req, q)
 }
 
 func (p passThrough) SubscribeHandoff(ctx context.Context, key, token string) (<-chan driver.Turn, func(), error) {
@@ -115,6 +119,11 @@ type tokenBlind struct {
 func (d *tokenBlind) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	d.holders.note(req.Key, req.Token)
 	return d.Locker.Acquire(ctx, req)
+}
+
+func (d *tokenBlind) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	d.holders.note(req.Key, req.Token)
+	return d.passThrough.AcquireQueued(ctx, req, q)
 }
 
 func (d *tokenBlind) Release(ctx context.Context, key, token string) error {
@@ -193,22 +202,31 @@ func (d *relaying) Close() error {
 	return err
 }
 
-// lateAcquire makes an Acquire whose context has a deadline reach the
-// store a millisecond after that deadline, and returns the context's error
-// at the deadline.
+// lateAcquire makes an attempt (Acquire or AcquireQueued) whose context
+// has a deadline reach the store a millisecond after that deadline, and
+// returns the context's error at the deadline.
 type lateAcquire struct {
 	passThrough
 	wg sync.WaitGroup
 }
 
 func (d *lateAcquire) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
+	return d.late(ctx, func(ctx context.Context) (driver.Result, error) { return d.Locker.Acquire(ctx, req) })
+}
+
+func (d *lateAcquire) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	return d.late(ctx, func(ctx context.Context) (driver.Result, error) { return d.passThrough.AcquireQueued(ctx, req, q) })
+}
+
+// late makes the attempt acquire late, if ctx has a deadline.
+func (d *lateAcquire) late(ctx context.Context, acquire func(context.Context) (driver.Result, error)) (driver.Result, error) {
 	dl, ok := ctx.Deadline()
 	if !ok {
-		return d.Locker.Acquire(ctx, req)
+		return acquire(ctx)
 	}
 	d.wg.Go(func() {
 		time.Sleep(time.Until(dl) + time.Millisecond)
-		d.Locker.Acquire(context.WithoutCancel(ctx), req)
+		acquire(context.WithoutCancel(ctx))
 	})
 	<-ctx.Done()
 	return driver.Result{}, ctx.Err()

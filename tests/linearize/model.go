@@ -67,8 +67,8 @@ type Input struct {
 	// Excused marks a busy Attempt that may have found the key held by
 	// a token the history does not show holding it: one that overlaps the
 	// handoff subscription of a waiter with another token, to which a
-	// release may have handed the key after the waiter stopped listening
-	// (the driver then releases it itself, unseen), or, for a quorum
+	// release may have handed the key as the waiter stopped listening
+	// (a grant the waiter finds in its channel and releases), or, for a quorum
 	// driver, an attempt of another token that was not granted (a split
 	// vote, which the quorum driver undoes itself). Such an attempt proves
 	// nothing about the key.
@@ -168,65 +168,18 @@ var Model = porcupine.NondeterministicModel{
 func short(token string) string { return token[:min(6, len(token))] }
 
 func step(s state, in Input, out Output) []any {
-	held := s.holder != ""
 	mine := s.holder == in.Token
 	switch in.Kind {
 	case Attempt:
-		switch out.Result {
-		case OK:
-			switch {
-			case mine && (s.fence == 0 || out.Fence == s.fence):
-				s.fence = out.Fence
-				return []any{s}
-			case !held && out.Fence > s.last:
-				return []any{state{holder: in.Token, fence: out.Fence, last: out.Fence}}
-			}
-			return nil
-		case Busy:
-			if held && !mine || in.Excused {
-				return []any{s}
-			}
-			return nil
-		case Unknown:
-			var next []any
-			if !in.Granted {
-				next = append(next, s)
-			}
-			if !held && !in.Void {
-				next = append(next, state{holder: in.Token, last: s.last})
-			}
-			return next
-		}
-		return []any{s}
+		return stepAttempt(s, in, out)
 	case Release:
-		switch out.Result {
-		case OK:
-			if mine {
-				return []any{state{last: s.last}}
-			}
-			return nil
-		case NotHeld:
-			if mine {
-				return nil
-			}
-			return []any{s}
-		case Unknown:
-			if mine {
-				return []any{s, state{last: s.last}}
-			}
-		}
-		return []any{s}
+		return stepRelease(s, mine, out)
 	case Refresh:
-		switch out.Result {
-		case OK:
-			if mine {
-				return []any{s}
-			}
+		switch {
+		case out.Result == OK && !mine:
 			return nil
-		case NotHeld:
-			if mine {
-				return nil
-			}
+		case out.Result == NotHeld && mine:
+			return nil
 		}
 		return []any{s}
 	case GiveUp:
@@ -236,41 +189,98 @@ func step(s state, in Input, out Output) []any {
 		return []any{s}
 	case HandedOff:
 		if out.Fence == 0 {
-			var next []any
-			if !in.Granted {
-				next = append(next, s)
-			}
-			if !held {
-				next = append(next, state{holder: in.Token, last: s.last})
-			}
-			return next
+			return maybeGranted(s, in.Token, in.Granted, false)
 		}
-		switch {
-		case mine && (s.fence == 0 || s.fence == out.Fence):
-			s.fence = out.Fence
-			return []any{s}
-		case !held && out.Fence > s.last:
-			return []any{state{holder: in.Token, fence: out.Fence, last: out.Fence}}
-		}
-		return nil
+		return grantedWith(s, in.Token, out.Fence)
 	case RaiseFence:
-		raised := state{holder: s.holder, fence: in.Fence, last: max(s.last, in.Fence)}
-		switch out.Result {
-		case OK:
-			if mine {
-				return []any{raised}
-			}
-			return nil
-		case NotHeld:
-			if mine {
-				return nil
-			}
-		case Unknown:
-			if mine {
-				return []any{s, raised}
-			}
-		}
-		return []any{s}
+		return stepRaiseFence(s, in, out)
 	}
 	return nil
+}
+
+// stepAttempt is step for an Attempt.
+func stepAttempt(s state, in Input, out Output) []any {
+	switch out.Result {
+	case OK:
+		return grantedWith(s, in.Token, out.Fence)
+	case Busy:
+		if s.holder != "" && s.holder != in.Token || in.Excused {
+			return []any{s}
+		}
+		return nil
+	case Unknown:
+		return maybeGranted(s, in.Token, in.Granted, in.Void)
+	}
+	return []any{s}
+}
+
+// grantedWith is the state after a grant to token with fence, if it is
+// legal: the holder's own grant again (the same fence, or its first known
+// one), or a free key's grant with a fence above every earlier one.
+func grantedWith(s state, token string, fence uint64) []any {
+	switch {
+	case s.holder == token && (s.fence == 0 || fence == s.fence):
+		s.fence = fence
+		return []any{s}
+	case s.holder == "" && fence > s.last:
+		return []any{state{holder: token, fence: fence, last: fence}}
+	}
+	return nil
+}
+
+// maybeGranted is the states after a grant to token of unknown fence that
+// may have been made: none (unless granted says it was), and, if the key
+// is free and the grant not void, token holding it.
+func maybeGranted(s state, token string, granted, void bool) []any {
+	var next []any
+	if !granted {
+		next = append(next, s)
+	}
+	if s.holder == "" && !void {
+		next = append(next, state{holder: token, last: s.last})
+	}
+	return next
+}
+
+// stepRelease is step for a Release; mine tells whether its token holds
+// the key.
+func stepRelease(s state, mine bool, out Output) []any {
+	switch out.Result {
+	case OK:
+		if mine {
+			return []any{state{last: s.last}}
+		}
+		return nil
+	case NotHeld:
+		if mine {
+			return nil
+		}
+	case Unknown:
+		if mine {
+			return []any{s, state{last: s.last}}
+		}
+	}
+	return []any{s}
+}
+
+// stepRaiseFence is step for a RaiseFence.
+func stepRaiseFence(s state, in Input, out Output) []any {
+	mine := s.holder == in.Token
+	raised := state{holder: s.holder, fence: in.Fence, last: max(s.last, in.Fence)}
+	switch out.Result {
+	case OK:
+		if mine {
+			return []any{raised}
+		}
+		return nil
+	case NotHeld:
+		if mine {
+			return nil
+		}
+	case Unknown:
+		if mine {
+			return []any{s, raised}
+		}
+	}
+	return []any{s}
 }

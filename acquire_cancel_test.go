@@ -70,7 +70,7 @@ func TestCancelDuringUndo(t *testing.T) {
 		store := memdriver.NewStore()
 		d := newSpy(store)
 		undoing, gate := make(chan struct{}), make(chan struct{})
-		d.acquire = func(_ context.Context, _ driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
+		d.acquire = func(_ context.Context, _ driver.Request, _ driver.Queued, next func() (driver.Result, error)) (driver.Result, error) {
 			next()
 			return driver.Result{}, timeout{}
 		}
@@ -226,7 +226,7 @@ func TestCancelledAfterWakePassesTurn(t *testing.T) {
 		store := memdriver.NewStore()
 		inflight := make(chan struct{})
 		attempts := 0
-		drv := &turns{Locker: &hooked{Locker: store.Driver(), hook: func(ctx context.Context, _ driver.Request, acquire func() (driver.Result, error)) (driver.Result, error) {
+		drv := &turns{Locker: &hooked{Locker: store.Driver(), hook: func(ctx context.Context, _ driver.Request, _ driver.Queued, acquire func() (driver.Result, error)) (driver.Result, error) {
 			if ctx.Value(waiterA{}) == nil {
 				return acquire()
 			}

@@ -33,7 +33,7 @@ func TestErrorSaysLastAnswer(t *testing.T) {
 				hold(t, store.Driver(), "k")
 				d := newSpy(store)
 				n := 0
-				d.acquire = func(_ context.Context, _ driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
+				d.acquire = func(_ context.Context, _ driver.Request, _ driver.Queued, next func() (driver.Result, error)) (driver.Result, error) {
 					n++
 					if (n == 1) == c.failFirst {
 						return driver.Result{}, fmt.Errorf("test: %w", driver.ErrUnavailable)
@@ -66,9 +66,9 @@ func TestLateHandoffNotStale(t *testing.T) {
 		const ttl = time.Second
 		d := newSpy(store)
 		var queued, late = make(chan struct{}), false
-		d.acquire = func(_ context.Context, req driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
+		d.acquire = func(_ context.Context, req driver.Request, q driver.Queued, next func() (driver.Result, error)) (driver.Result, error) {
 			res, err := next()
-			if req.Attempt == 1 && !late {
+			if q.Attempt == 1 && !late {
 				late = true
 				close(queued)
 			}
@@ -127,7 +127,7 @@ func TestFailedUndoSaysKeyMayStayHeld(t *testing.T) {
 				store := memdriver.NewStore()
 				d := newSpy(store)
 				first := true
-				d.acquire = func(_ context.Context, _ driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
+				d.acquire = func(_ context.Context, _ driver.Request, _ driver.Queued, next func() (driver.Result, error)) (driver.Result, error) {
 					if !first {
 						return next()
 					}

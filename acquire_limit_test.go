@@ -207,10 +207,10 @@ func TestSlotWaitersNotQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := memdriver.NewStore()
 		d := newSpy(store)
-		var reqs []driver.Request
+		var queued []driver.Queued
 		var tokens []string
-		d.acquire = func(_ context.Context, req driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
-			reqs = append(reqs, req)
+		d.acquire = func(_ context.Context, req driver.Request, q driver.Queued, next func() (driver.Result, error)) (driver.Result, error) {
+			queued = append(queued, q)
 			return next()
 		}
 		d.subscribe = func(_ context.Context, _, token string) error {
@@ -244,9 +244,9 @@ func TestSlotWaitersNotQueued(t *testing.T) {
 			t.Fatal(err)
 		}
 		held[1].Release(t.Context())
-		for _, r := range reqs {
-			if r.Wait != 0 || r.Attempt != 0 {
-				t.Errorf("slot attempt with Wait %v, Attempt %d; want neither", r.Wait, r.Attempt)
+		for _, q := range queued {
+			if q != (driver.Queued{}) {
+				t.Errorf("slot attempt queued with %+v; want not queued", q)
 			}
 		}
 		if len(tokens) != 1 || tokens[0] != "" {

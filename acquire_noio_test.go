@@ -96,7 +96,7 @@ func TestNoRetryNoSubscription(t *testing.T) {
 	hold(t, store.Driver(), "k")
 	d := newSpy(store)
 	var attempts, subs int
-	d.acquire = func(_ context.Context, _ driver.Request, next func() (driver.Result, error)) (driver.Result, error) {
+	d.acquire = func(_ context.Context, _ driver.Request, _ driver.Queued, next func() (driver.Result, error)) (driver.Result, error) {
 		attempts++
 		return next()
 	}

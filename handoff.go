@@ -109,8 +109,8 @@ const (
 	errUndoStuck  = "; an attempt that may have been granted could not be undone: the key may stay held until its TTL (release: %v)"
 )
 
-// passTurn is called by a lock's waiter whose wait ended with a release
-// notification and whose ctx then ended: a driver that queues waiters may
+// passTurn is called by a lock's waiter that gives up with a release
+// notification unused (see waiter.end): a driver that queues waiters may
 // have woken it alone, for its turn. It makes the attempt the turn was
 // for, on a detached context, and undoes it, so that the release that the
 // undo makes wakes the next waiter.

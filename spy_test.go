@@ -23,9 +23,11 @@ type spy struct {
 	memClient
 	calls atomic.Int64
 
-	acquire     func(ctx context.Context, req driver.Request, next func() (driver.Result, error)) (driver.Result, error)
+	// acquire gets every attempt: Acquire's and AcquireSlot's with q
+	// zero, AcquireQueued's with its q.
+	acquire     func(ctx context.Context, req driver.Request, q driver.Queued, next func() (driver.Result, error)) (driver.Result, error)
 	release     func(ctx context.Context, key, token string, next func() error) error
-	subscribe   func(ctx context.Context, key, token string) error // called before the store's Subscribe and SubscribeHandoff
+	subscribe   func(ctx context.Context, key, token string) error // called before the store's Subscribe (token "") and SubscribeHandoff
 	inspectSlot func(hs []driver.Holder) []driver.Holder
 }
 
@@ -33,7 +35,16 @@ func (d *spy) Acquire(ctx context.Context, req driver.Request) (driver.Result, e
 	d.calls.Add(1)
 	next := func() (driver.Result, error) { return d.memClient.Acquire(ctx, req) }
 	if d.acquire != nil {
-		return d.acquire(ctx, req, next)
+		return d.acquire(ctx, req, driver.Queued{}, next)
+	}
+	return next()
+}
+
+func (d *spy) AcquireQueued(ctx context.Context, req driver.Request, q driver.Queued) (driver.Result, error) {
+	d.calls.Add(1)
+	next := func() (driver.Result, error) { return d.memClient.AcquireQueued(ctx, req, q) }
+	if d.acquire != nil {
+		return d.acquire(ctx, req, q, next)
 	}
 	return next()
 }
@@ -42,7 +53,7 @@ func (d *spy) AcquireSlot(ctx context.Context, req driver.Request, limit int) (d
 	d.calls.Add(1)
 	next := func() (driver.Result, error) { return d.memClient.AcquireSlot(ctx, req, limit) }
 	if d.acquire != nil {
-		return d.acquire(ctx, req, next)
+		return d.acquire(ctx, req, driver.Queued{}, next)
 	}
 	return next()
 }
@@ -70,14 +81,14 @@ func (d *spy) Refresh(ctx context.Context, key, token string, ttl time.Duration)
 	return d.memClient.Refresh(ctx, key, token, ttl)
 }
 
-func (d *spy) Subscribe(ctx context.Context, key, token string) (<-chan struct{}, func(), error) {
+func (d *spy) Subscribe(ctx context.Context, key string) (<-chan struct{}, func(), error) {
 	d.calls.Add(1)
 	if d.subscribe != nil {
-		if err := d.subscribe(ctx, key, token); err != nil {
+		if err := d.subscribe(ctx, key, ""); err != nil {
 			return nil, nil, err
 		}
 	}
-	return d.memClient.Subscribe(ctx, key, token)
+	return d.memClient.Subscribe(ctx, key)
 }
 
 func (d *spy) SubscribeHandoff(ctx context.Context, key, token string) (<-chan driver.Turn, func(), error) {

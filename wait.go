@@ -312,14 +312,14 @@ func (w *waiter) handed(ctx context.Context, t driver.Turn) (lease *Lease, err e
 	return nil, nil, false
 }
 
-// end is the last step of every acquire, lease or not. A turn that came
-// as the waiter gave up (its ctx ended, its retries ran out, the Locker
-// closed), or one it was woken for whose attempt was never answered (cut
-// short by ctx, or failed), unused, is passed on, or the next waiter
-// sleeps until its backoff. A grant in the subscription's channel is released, unless it
-// is the lease returned. Both before the call returns: when it returns
-// without a lease, no token of it holds the key. It returns err, saying
-// so when such a release failed.
+// end is the last step of every acquire, lease or not. A turn unused
+// (one that came as the waiter gave up: its ctx ended, its retries ran
+// out, the Locker closed; or one it was woken for whose attempt was never
+// answered: cut short by ctx, or failed) is passed on, or the next waiter
+// sleeps until its backoff. A grant in the subscription's channel is
+// released, unless it is the lease returned. Both before the call
+// returns: when it returns without a lease, no token of it holds the key.
+// It returns err, saying so when such a release, or an undo, failed.
 func (w *waiter) end(ctx context.Context, lease *Lease, err error) error {
 	woken, stuck := w.unsubscribe(ctx, lease)
 	if (woken || w.woken) && lease == nil {

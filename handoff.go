@@ -100,13 +100,17 @@ func (w *waiter) unsubscribe(ctx context.Context, kept *Lease) (woken bool, stuc
 	return false, nil
 }
 
-// errGrantStuck ends the error of a waiting call that returns without a
-// lease while a grant it was handed, or may have been, could not be
-// released: the one case where such a call leaves the key held.
-const errGrantStuck = "; a grant it was (or may have been) handed as it stopped waiting could not be released, outcome unknown: the key may stay held until its TTL (release: %v)"
+// errGrantStuck and errUndoStuck end the error of a call that returns
+// without a lease while a grant it was handed, or may have been, could
+// not be released, or an attempt it undid may have been granted and the
+// undo failed: the cases where such a call leaves the key held.
+const (
+	errGrantStuck = "; a grant it was (or may have been) handed as it stopped waiting could not be released, outcome unknown: the key may stay held until its TTL (release: %v)"
+	errUndoStuck  = "; an attempt that may have been granted could not be undone: the key may stay held until its TTL (release: %v)"
+)
 
-// passTurn is called by a lock's waiter whose wait ended with a release
-// notification and whose ctx then ended: a driver that queues waiters may
+// passTurn is called by a lock's waiter that gives up with a release
+// notification unused (see waiter.end): a driver that queues waiters may
 // have woken it alone, for its turn. It makes the attempt the turn was
 // for, on a detached context, and undoes it, so that the release that the
 // undo makes wakes the next waiter.

@@ -21,14 +21,12 @@ type keyOps interface {
 	limit() int
 }
 
-// ops returns the calls of a key with limit: a lock's for 0, a slot's
-// otherwise, if the driver has semaphores.
+// ops returns the calls of a key with limit, a valid one (see
+// LeaseOptions.resolve): a lock's for 0, a slot's otherwise, if the
+// driver has semaphores.
 func (l *Locker) ops(limit int) (keyOps, error) {
 	if limit == 0 {
 		return lockOps{l.drv}, nil
-	}
-	if err := driver.CheckLimit(limit); err != nil {
-		return nil, err
 	}
 	slots, ok := l.drv.(driver.Semaphore)
 	if !ok {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/leasetime"
 )
 
@@ -123,12 +124,13 @@ type LeaseOptions struct {
 	DisableFencing bool
 
 	// Limit is how many leases may hold the key at once. 0 or 1: a lock.
-	// N ≥ 2 (at most 10,000): a semaphore, N concurrent backups against
-	// one database, N workers calling a rate-limited API. A slot's lease
-	// has a lock's guarantees: it is renewed on the Locker's one
-	// scheduler, its loss is seen before the backend frees its slot, its
-	// fence is strictly greater than every fence granted before on the
-	// key (in any slot), and waiters are woken by releases.
+	// N ≥ 2 (at most [driver.MaxLimit], 65,536): a semaphore, N
+	// concurrent backups against one database, N workers calling a
+	// rate-limited API. A slot's lease has a lock's guarantees: it is
+	// renewed on the Locker's one scheduler, its loss is seen before the
+	// backend frees its slot, its fence is strictly greater than every
+	// fence granted before on the key (in any slot), and waiters are
+	// woken by releases.
 	//
 	// Every client of a key must use the same limit: an acquire with
 	// another limit while the key has holders fails with
@@ -237,6 +239,11 @@ func (o *LeaseOptions) resolve(base *settings) (settings, error) {
 	}
 	if s.limit == 1 {
 		s.limit = 0 // a lock
+	}
+	if s.limit != 0 {
+		if err := driver.CheckLimit(s.limit); err != nil {
+			return s, err
+		}
 	}
 	return s, nil
 }

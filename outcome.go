@@ -20,16 +20,14 @@ type acquireState struct {
 	// of the key or the backend (a dial cut short by the caller's deadline
 	// reads "i/o timeout"), so it is kept as text only.
 	cut error
-	// limit is the semaphore's limit, 0 for a lock: for messages.
+	// limit is the semaphore's limit, 0 for a lock (Limit 1 is one):
+	// for messages.
 	limit int
 }
 
 // held says, for messages, that key is held by others.
 func (st *acquireState) held(key string) string {
-	switch {
-	case st.limit == 1:
-		return fmt.Sprintf("the one slot of %q is held by someone else", key)
-	case st.limit > 1:
+	if st.limit > 1 {
 		return fmt.Sprintf("all %d slots of %q are held by others", st.limit, key)
 	}
 	return fmt.Sprintf("%q is held by someone else", key)

@@ -36,8 +36,17 @@ type waiter struct {
 	// land later, even on the lease a later attempt returns, and set the
 	// key's expiry back to req.TTL then.
 	unsure bool
-	woken  bool // the last wait ended with a release notification
-	timer  *time.Timer
+	// woken: a wait ended with a release notification, which may have
+	// been this waiter's turn, and no attempt since was answered (found
+	// the key held or granted it): the turn is unused, and giving up
+	// passes it on.
+	woken bool
+	timer *time.Timer
+	// stuck, if not empty, says why the key may stay held until its TTL
+	// by stuckToken, a token of this waiter: the release of a grant it
+	// would not use failed (see abandon, unsubscribe). An error returned
+	// without a lease ends with it.
+	stuck, stuckToken string
 }
 
 // minSubRetry and maxSubRetry bound the wait of a waiter whose
@@ -82,11 +91,12 @@ func (w *waiter) run(ctx context.Context) (*Lease, error) {
 	for attempt := 1; ; attempt++ {
 		backoff, more := w.plan(attempt)
 		res, lease, err, end := w.try(ctx, backoff, more)
-		for !end {
+		for !end && more {
 			// Subscribe after the first busy answer, not before: an
 			// uncontended acquire then costs one round trip. The
 			// attempt that follows a new subscription runs at once,
-			// so a release between the two is not missed.
+			// so a release between the two is not missed. A waiter
+			// that will not wait (its retries ran out) does neither.
 			again, serr := w.subscribe(ctx, err)
 			if serr != nil {
 				return nil, serr
@@ -120,14 +130,16 @@ func (w *waiter) plan(attempt int) (time.Duration, bool) {
 // was held, and res its answer.
 func (w *waiter) try(ctx context.Context, backoff time.Duration, more bool) (res driver.Result, lease *Lease, err error, end bool) {
 	if ctx.Err() != nil {
-		if w.woken {
-			w.passTurn(ctx)
-		}
 		return res, nil, w.st.gaveUp(ctx, w.req.Key), true
 	}
-	w.woken = false
 	sent := time.Now()
 	res, err = w.send(ctx, sent, backoff, more)
+	if err == nil {
+		w.woken = false // the turn was used: the attempt was answered
+		if !res.Acquired && w.req.Token == w.stuckToken {
+			w.stuck = "" // the busy answer says the token holds nothing
+		}
+	}
 	// abandoned: the token was released, as it will not become a lease;
 	// known: that release's outcome is known.
 	abandoned, known := false, true
@@ -208,7 +220,14 @@ func (w *waiter) busy(ctx context.Context) {
 func (w *waiter) newToken(ctx context.Context) {
 	w.req.Token, w.unsure = rand.Text(), false
 	if w.sub.cancel != nil {
-		w.unsubscribe(ctx, nil)
+		token := w.sub.token
+		woken, stuck := w.unsubscribe(ctx, nil)
+		if woken {
+			w.woken = true // a turn, unused so far
+		}
+		if stuck != nil {
+			w.stuck, w.stuckToken = fmt.Sprintf(errGrantStuck, stuck), token
+		}
 		w.subscribed = false
 	}
 }
@@ -293,20 +312,24 @@ func (w *waiter) handed(ctx context.Context, t driver.Turn) (lease *Lease, err e
 	return nil, nil, false
 }
 
-// end is the last step of every acquire, lease or not. A turn that came
-// as the waiter gave up (its ctx ended, its retries ran out, the Locker
-// closed), unused, is passed on, or the next waiter sleeps until its
-// backoff. A grant in the subscription's channel is released, unless it
-// is the lease returned. Both before the call returns: when it returns
-// without a lease, no token of it holds the key. It returns err, saying
-// so when such a release failed.
+// end is the last step of every acquire, lease or not. A turn unused
+// (one that came as the waiter gave up: its ctx ended, its retries ran
+// out, the Locker closed; or one it was woken for whose attempt was never
+// answered: cut short by ctx, or failed) is passed on, or the next waiter
+// sleeps until its backoff. A grant in the subscription's channel is
+// released, unless it is the lease returned. Both before the call
+// returns: when it returns without a lease, no token of it holds the key.
+// It returns err, saying so when such a release, or an undo, failed.
 func (w *waiter) end(ctx context.Context, lease *Lease, err error) error {
 	woken, stuck := w.unsubscribe(ctx, lease)
-	if woken && lease == nil {
+	if (woken || w.woken) && lease == nil {
 		w.passTurn(ctx)
 	}
-	if stuck != nil && err != nil {
-		err = fmt.Errorf("%w"+errGrantStuck, err, stuck)
+	if stuck != nil {
+		w.stuck = fmt.Sprintf(errGrantStuck, stuck)
+	}
+	if w.stuck != "" && err != nil {
+		err = fmt.Errorf("%w%s", err, w.stuck)
 	}
 	return err
 }
@@ -334,11 +357,19 @@ func (w *waiter) leaseOf(ctx context.Context, fence uint64, sent time.Time) (lea
 
 // abandon releases req.Token, which will not become a lease: a grant
 // that came too late or may have been applied unseen. ErrNotHeld means
-// nothing was granted, and a failure leaves the grant, if any, to expire.
-// It reports whether the release's outcome is known: if not, the release
-// may still reach the backend later.
+// nothing was granted, and a failure leaves the grant, if any, to expire
+// (noted in stuck, for the error). It reports whether the release's
+// outcome is known: if not, the release may still reach the backend
+// later.
 func (w *waiter) abandon(ctx context.Context) (known bool) {
-	return !driver.OutcomeUnknown(w.release(ctx, w.req.Token))
+	err := w.release(ctx, w.req.Token)
+	switch {
+	case err != nil && !errors.Is(err, ErrNotHeld):
+		w.stuck, w.stuckToken = fmt.Sprintf(errUndoStuck, err), w.req.Token
+	case w.req.Token == w.stuckToken:
+		w.stuck = "" // the token holds nothing now
+	}
+	return !driver.OutcomeUnknown(err)
 }
 
 // release releases token of the key on a context detached from ctx's

@@ -3,8 +3,8 @@ package etcddriver_test
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"

@@ -14,16 +14,17 @@ import (
 )
 
 // fastBound is how long each operation may take with one node refused:
-// well under the default node timeout (1s with the default TTL), which
-// is what every operation took when the dead node's client spent the
-// round on dial retries, and generous for a loaded machine.
-const fastBound = 400 * time.Millisecond
+// well under the node timeout openURL sets (4s), which is what every
+// operation took when the dead node's client spent the round on dial
+// retries, and generous for a loaded machine (a 400ms bound failed at a
+// load average of 14 on two cores).
+const fastBound = 1500 * time.Millisecond
 
-// openURL opens a redlock:// driver over hosts, with the default node
-// timeout.
+// openURL opens a redlock:// driver over hosts, with a node timeout of
+// 4s, far above fastBound.
 func openURL(t *testing.T, hosts []string) driver.Locker {
 	t.Helper()
-	u, err := url.Parse("redlock://" + strings.Join(hosts, ",") + "/0")
+	u, err := url.Parse("redlock://" + strings.Join(hosts, ",") + "/0?node_timeout=4s")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -248,39 +248,48 @@ func (d *locker) acquireReplicated(ctx context.Context, req request, args []any)
 		// WAIT failed: the lock is held, the replication unknown.
 		// Release it, or the next attempt with this token takes it
 		// again; either way no lease is handed out.
-		d.undo(ctx, req)
+		if rerr := d.undo(ctx, req); rerr != nil {
+			return driver.Result{}, undoFailed(req.Key, d.wrap("acquire (WAIT)", req.Key, err), rerr)
+		}
 		return driver.Result{}, d.wrap("acquire (WAIT)", req.Key, err)
 	}
 	if n, _ := wait.Int64(); n < int64(d.cfg.replicaAcks) {
-		rerr := d.undo(ctx, req)
-		err := fmt.Errorf("redisdriver: acquire %q: %d of %d replicas acknowledged within %v: %w",
-			req.Key, n, d.cfg.replicaAcks, d.cfg.replicaTimeout, driver.ErrUnavailable)
-		if rerr != nil {
-			err = fmt.Errorf("%w (and the lock could not be released: %v; it expires on its own)", err, rerr)
+		err := fmt.Errorf("redisdriver: acquire %q: %d of %d replicas acknowledged within %v",
+			req.Key, n, d.cfg.replicaAcks, d.cfg.replicaTimeout)
+		if rerr := d.undo(ctx, req); rerr != nil {
+			return driver.Result{}, undoFailed(req.Key, err, rerr)
 		}
-		return driver.Result{}, err
+		return driver.Result{}, fmt.Errorf("%w: %w", err, driver.ErrUnavailable)
 	}
 	return res, nil
+}
+
+// undoFailed is the error of an acquire that was granted and then
+// refused (err), whose undo failed (undoErr): the key may stay held by the
+// request's token, so the outcome is unknown, never ErrUnavailable, and
+// the caller releases the token again.
+func undoFailed(key string, err, undoErr error) error {
+	return fmt.Errorf("%v, and the grant could not be undone (%v): redisdriver: acquire %q: %w", err, undoErr, key, driver.ErrOutcomeUnknown)
 }
 
 // undoTimeout bounds the release of a grant whose caller's context has
 // ended: one round trip to a master that answers.
 const undoTimeout = 250 * time.Millisecond
 
-// undo releases the grant of req that will not become a lease: within the
-// caller's context while it has undoTimeout left (bounded by
-// ReplicaTimeout), so the caller's deadline holds, else detached from it
-// for undoTimeout at most: a call cut short by the caller's deadline
-// fails a moment before the context reports it, and an undo on that
-// context would fail unsent. The release is token-checked: if the grant
-// never happened it costs one harmless round trip.
+// undo releases the grant of req that will not become a lease, for
+// undoTimeout at most: within the caller's context while it has that
+// long left, so the caller's deadline holds, else detached from it: a
+// call cut short by the caller's deadline fails a moment before the
+// context reports it, and an undo on that context would fail unsent. (Not
+// bounded by ReplicaTimeout, a budget for WAIT that may be a few
+// milliseconds: an undo cut that short leaves the key held.) The release
+// is token-checked: if the grant never happened it costs one harmless
+// round trip.
 func (d *locker) undo(ctx context.Context, req request) error {
-	var cancel context.CancelFunc
-	if deadline, ok := ctx.Deadline(); ctx.Err() == nil && (!ok || time.Until(deadline) >= undoTimeout) {
-		ctx, cancel = context.WithTimeout(ctx, d.cfg.replicaTimeout)
-	} else {
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), min(d.cfg.replicaTimeout, undoTimeout))
+	if deadline, ok := ctx.Deadline(); ctx.Err() != nil || ok && time.Until(deadline) < undoTimeout {
+		ctx = context.WithoutCancel(ctx)
 	}
+	ctx, cancel := context.WithTimeout(ctx, undoTimeout)
 	defer cancel()
 	return d.Release(ctx, req.Key, req.Token)
 }

@@ -55,7 +55,17 @@ func TestHandoffLiveWaitersAcrossClusterFailover(t *testing.T) {
 	}
 	defer cancelL()
 	queue(t, ctx, late, key, "late", 1, 30*time.Second)
-	time.Sleep(time.Second) // the early waiter's subscription follows, if it is to
+	// The early waiter's subscription follows the failover to the new
+	// master (its own channel, sharded on a Cluster) before the release.
+	newMaster := replica.Client(t)
+	ch := waiterChannel(key, "early")
+	poll(t, "the early waiter to subscribe on the new master", func() error {
+		m, err := newMaster.Do(ctx, "PUBSUB", "SHARDNUMSUB", ch).Slice()
+		if err == nil && (len(m) != 2 || m[1] != int64(1)) {
+			err = errNotYet
+		}
+		return err
+	})
 	if err := holder.Release(ctx, key, "holder"); err != nil {
 		t.Fatal(err)
 	}

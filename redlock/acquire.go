@@ -82,7 +82,7 @@ func (l *locker) acquire(ctx context.Context, req driver.Request, floor uint64) 
 			returned()
 			continue
 		}
-		queued[i].acquire = true
+		queued[i].acquire, queued[i].key = true, req.Key
 		l.queue(req.Token, i, &queued[i], answers, func(i int, _ bool) answer {
 			var r driver.Result
 			err := errUnsureRelease

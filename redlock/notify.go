@@ -101,7 +101,7 @@ collect:
 			}
 			chans[r.i], cancels[r.i] = r.c, r.cancel
 			if ok++; ok >= l.quorum && grace == nil {
-				g := time.NewTimer(max(time.Since(start), minReleaseWait))
+				g := time.NewTimer(max(time.Since(start), minGrace))
 				defer g.Stop()
 				grace = g.C
 			}

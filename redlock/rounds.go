@@ -99,14 +99,13 @@ func (l *locker) bound(ctx context.Context, timeout time.Duration) (context.Cont
 	}
 }
 
-// releaseWait is how long a Release started at start waits for the other
-// nodes once a majority released: as long again as the majority took, and
-// at least minReleaseWait, so that a healthy node's answer delayed by a
-// busy machine is still awaited (an acquire right after the Release then
-// finds it free), while a node that does not answer delays it little.
-func releaseWait(start time.Time) time.Duration { return max(time.Since(start), minReleaseWait) }
-
-const minReleaseWait = 10 * time.Millisecond
+// minGrace is the least that a call decided before every node answered
+// waits for the others (it waits as long again as the decision took): a
+// subscription, so that a healthy node's notifications are heard too, and
+// a failed Release, so that its error gives each node's cause. A node
+// whose answer is late by a busy machine is then still awaited, while a
+// node that does not answer delays the call little.
+const minGrace = 10 * time.Millisecond
 
 // window returns the validity window of a call with ttl (the time within
 // which a majority must confirm) and its per-node timeout.

@@ -85,18 +85,19 @@ collect:
 	l.mu.Lock()
 	l.late.record(key, queued)
 	l.mu.Unlock()
+	verdict := l.releaseVerdict(ok, notHeld)
+	if verdict == released {
+		return nil
+	}
 	for i := range n {
 		if !answered[i] {
 			errs[i] = noAnswer(timeout)
 		}
 	}
-	switch l.releaseVerdict(ok, notHeld) {
-	case releaseNotHeld:
+	if verdict == releaseNotHeld {
 		return l.quorumError("release", key, ok, errs, nil)
-	case releaseFailed:
-		return l.quorumError("release", key, ok+notHeld, errs, isNotHeld)
 	}
-	return nil
+	return l.quorumError("release", key, ok+notHeld, errs, isNotHeld)
 }
 
 // The outcomes of a Release.

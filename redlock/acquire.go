@@ -71,7 +71,7 @@ func (l *locker) acquire(ctx context.Context, req driver.Request, floor uint64) 
 	// One deadline serves every node's call, also one that waits for the
 	// undo of an earlier attempt with the token: the window counts from
 	// start.
-	callCtx, cancel := l.bound(context.WithoutCancel(ctx), window)
+	callCtx, cancel := l.detach(ctx, window)
 	returned := lastOf(n, cancel)
 	answers := make(chan answer, n)
 	for i := range n {
@@ -274,7 +274,6 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 // the rest goes on in the background. Release errors are dropped; those
 // locks expire with the TTL.
 func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, acquires []nodeCall, timeout time.Duration) {
-	ctx = context.WithoutCancel(ctx)
 	n := len(l.nodes)
 	out := make(chan answer, n)
 	queued := make([]nodeCall, n)
@@ -287,7 +286,7 @@ func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer
 			if surelyNot(calls[i]) {
 				return answer{i: i}
 			}
-			rctx, cancel := l.bound(ctx, timeout)
+			rctx, cancel := l.detach(ctx, timeout)
 			defer cancel()
 			err := l.nodes[i].d.Release(rctx, req.Key, req.Token)
 			if releaseGaveUp(err) {

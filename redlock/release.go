@@ -23,11 +23,10 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 	}
 	n := len(l.nodes)
 	timeout := l.cfg.timeoutFor(l.cfg.lockTTL)
-	ctx = context.WithoutCancel(ctx)
 	out := make(chan answer, n)
 	// The calls that start at once share a deadline; one that waited for
 	// its node's acquire gets the node timeout from when it starts.
-	shared, cancel := l.bound(ctx, timeout)
+	shared, cancel := l.detach(ctx, timeout)
 	returned := lastOf(n, cancel)
 	queued := make([]nodeCall, n)
 	for i := range n {
@@ -36,7 +35,7 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 			rctx := shared
 			if waited {
 				var cancel context.CancelFunc
-				rctx, cancel = l.bound(ctx, timeout)
+				rctx, cancel = l.detach(ctx, timeout)
 				defer cancel()
 			}
 			err := l.nodes[i].d.Release(rctx, key, token)

@@ -99,6 +99,34 @@ func (l *locker) bound(ctx context.Context, timeout time.Duration) (context.Cont
 	}
 }
 
+// detach returns a context with ctx's values that ends after timeout or
+// at Close, not when ctx ends: the context of node calls that must not be
+// cut by their caller (see Acquire). It is bound(context.WithoutCancel(ctx),
+// timeout) at the cost of one context: its parent is a [closeCtx].
+func (l *locker) detach(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(closeCtx{values: ctx, stop: l.stop}, timeout)
+}
+
+// closeCtx has the values of one context and the cancellation of
+// another, stop, which has no values and no deadline (the driver's
+// Close). The context package finds stop's cancelCtx through Value, as it
+// finds any parent's, so a context derived from a closeCtx is a child of
+// stop itself: no goroutine nor AfterFunc links them.
+type closeCtx struct {
+	values, stop context.Context
+}
+
+func (c closeCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c closeCtx) Done() <-chan struct{}       { return c.stop.Done() }
+func (c closeCtx) Err() error                  { return c.stop.Err() }
+
+func (c closeCtx) Value(key any) any {
+	if v := c.stop.Value(key); v != nil {
+		return v // the context package's own key, for stop's cancelCtx
+	}
+	return c.values.Value(key)
+}
+
 // minGrace is the least that a call decided before every node answered
 // waits for the others (it waits as long again as the decision took): a
 // subscription, so that a healthy node's notifications are heard too, and

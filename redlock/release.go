@@ -29,21 +29,22 @@ func (l *locker) Release(ctx context.Context, key, token string) error {
 	shared, cancel := l.detach(ctx, timeout)
 	returned := lastOf(n, cancel)
 	queued := make([]nodeCall, n)
+	call := func(i int, waited bool) answer {
+		defer returned()
+		rctx := shared
+		if waited {
+			var cancel context.CancelFunc
+			rctx, cancel = l.detach(ctx, timeout)
+			defer cancel()
+		}
+		err := l.nodes[i].d.Release(rctx, key, token)
+		if releaseGaveUp(err) {
+			l.markUnsure(token, i, l.cfg.lockTTL)
+		}
+		return answer{i: i, err: err}
+	}
 	for i := range n {
-		l.queue(token, i, &queued[i], out, func(i int, waited bool) answer {
-			defer returned()
-			rctx := shared
-			if waited {
-				var cancel context.CancelFunc
-				rctx, cancel = l.detach(ctx, timeout)
-				defer cancel()
-			}
-			err := l.nodes[i].d.Release(rctx, key, token)
-			if releaseGaveUp(err) {
-				l.markUnsure(token, i, l.cfg.lockTTL)
-			}
-			return answer{i: i, err: err}
-		})
+		l.queue(token, i, &queued[i], out, call)
 	}
 	errs := make([]error, n)
 	answered := make([]bool, n)

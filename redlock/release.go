@@ -65,17 +65,18 @@ collect:
 			case isNotHeld(a.err):
 				notHeld++
 			}
-			if !l.releaseDecided(ok, notHeld, n-received) || grace != nil {
-				break
-			}
-			if l.releaseVerdict(ok, notHeld) == released {
+			if l.releaseVerdict(ok, notHeld) == released && l.releaseDecided(ok, notHeld, n-received) {
 				break collect
 			}
-			// A failure: the other nodes' causes go into the error too,
-			// if they come within as long again as the decision took.
-			t := time.NewTimer(max(time.Since(start), minGrace))
-			defer t.Stop()
-			grace = t.C
+			if notHeld > n-l.quorum && grace == nil {
+				// Not held by a majority: the other nodes' causes go
+				// into the error too, if they come within as long again
+				// as the decision took. Other failures wait for every
+				// node, or the node timeout, to name each node's cause.
+				t := time.NewTimer(max(time.Since(start), minGrace))
+				defer t.Stop()
+				grace = t.C
+			}
 		case <-grace:
 			break collect
 		case <-deadline.C:

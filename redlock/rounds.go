@@ -130,7 +130,8 @@ func (c closeCtx) Value(key any) any {
 // minGrace is the least that a call decided before every node answered
 // waits for the others (it waits as long again as the decision took): a
 // subscription, so that a healthy node's notifications are heard too, and
-// a failed Release, so that its error gives each node's cause. A node
+// a Release of a token that a majority did not hold, so that its error
+// gives each node's cause. A node
 // whose answer is late by a busy machine is then still awaited, while a
 // node that does not answer delays the call little.
 const minGrace = 10 * time.Millisecond

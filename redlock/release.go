@@ -9,14 +9,17 @@ import (
 // not hold it, so no node stays held that could be freed. On each node the
 // release goes out after the acquires of token there have answered or
 // given up (see tokenCalls), even if ctx has ended: a late grant must never
-// leave a node locked after Release. It returns as soon as the answers
-// decide the outcome, as redsync's fail-fast mode does: it succeeds once
-// a majority of nodes is known to be free of the token, and returns an
-// error wrapping ErrNotHeld once too many nodes did not hold the lock for
-// a majority to have held it (in particular when none did). The releases
-// still running then finish in the background (Close waits for them; a
-// lock they do not free expires with its TTL), and this driver's next
-// acquires of key wait for them on their nodes (see lateReleases).
+// leave a node locked after Release. It succeeds as soon as a majority
+// of nodes is known to be free of the token, as redsync's fail-fast mode
+// does. A failure waits longer, so that its error names each node's cause:
+// it wraps ErrNotHeld when too many nodes did not hold the lock for a
+// majority to have held it (in particular when none did), and then waits
+// for the others as long again as the answers took (at least minGrace);
+// any other failure waits for every node or the node timeout. The
+// releases still running when Release returns finish in the background
+// (Close waits for them; a lock they do not free expires with its TTL),
+// and this driver's next acquires of key wait for them on their nodes
+// (see lateReleases).
 func (l *locker) Release(ctx context.Context, key, token string) error {
 	if err := checkToken(token); err != nil {
 		return err

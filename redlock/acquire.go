@@ -115,9 +115,20 @@ func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing b
 	// One deadline serves every node's call, also one that waits for the
 	// undo of an earlier attempt with the token: the window counts from
 	// start.
-	callCtx, cancel := l.bound(context.WithoutCancel(ctx), window)
+	callCtx, cancel := l.detach(ctx, window)
 	returned := lastOf(n, cancel)
 	answers = make(chan answer, n)
+	call := func(i int, _ bool) answer {
+		var r driver.Result
+		err := errUnsureRelease
+		// A release queued before it may have given up meanwhile.
+		if !l.unsureOn(req.Token, i) {
+			r, err = l.nodes[i].acquire(callCtx, req, fencing, floor)
+		}
+		calls[i] = answer{i: i, res: r, err: err}
+		returned()
+		return calls[i]
+	}
 	for i := range n {
 		if err := l.acquireBarred(req.Token, i); err != nil {
 			// Not asked (see tokenCalls), nor queued: nothing to undo.
@@ -126,18 +137,8 @@ func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing b
 			returned()
 			continue
 		}
-		queued[i].acquire = true
-		l.queue(req.Token, i, &queued[i], answers, func(i int, _ bool) answer {
-			var r driver.Result
-			err := errUnsureRelease
-			// A release queued before it may have given up meanwhile.
-			if !l.unsureOn(req.Token, i) {
-				r, err = l.nodes[i].acquire(callCtx, req, fencing, floor)
-			}
-			calls[i] = answer{i: i, res: r, err: err}
-			returned()
-			return calls[i]
-		})
+		queued[i].acquire, queued[i].key = true, req.Key
+		l.queue(req.Token, i, &queued[i], answers, call)
 	}
 	return calls, queued, answers
 }
@@ -301,30 +302,30 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 // the rest goes on in the background. Release errors are dropped; those
 // locks expire with the TTL.
 func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, acquires []nodeCall, timeout time.Duration) {
-	ctx = context.WithoutCancel(ctx)
 	n := len(l.nodes)
 	out := make(chan answer, n)
 	queued := make([]nodeCall, n)
+	undo := func(i int, _ bool) answer {
+		if surelyNot(calls[i]) {
+			return answer{i: i}
+		}
+		rctx, cancel := l.detach(ctx, timeout)
+		defer cancel()
+		err := l.nodes[i].d.Release(rctx, req.Key, req.Token)
+		if releaseGaveUp(err) {
+			l.markUnsure(req.Token, i, req.TTL)
+		}
+		if isNotHeld(err) {
+			err = nil
+		}
+		return answer{i: i, err: err}
+	}
 	for i := range n {
 		if acquires[i].q == nil {
 			out <- answer{i: i} // not asked: free of this attempt
 			continue
 		}
-		l.queue(req.Token, i, &queued[i], out, func(i int, _ bool) answer {
-			if surelyNot(calls[i]) {
-				return answer{i: i}
-			}
-			rctx, cancel := l.bound(ctx, timeout)
-			defer cancel()
-			err := l.nodes[i].d.Release(rctx, req.Key, req.Token)
-			if releaseGaveUp(err) {
-				l.markUnsure(req.Token, i, req.TTL)
-			}
-			if isNotHeld(err) {
-				err = nil
-			}
-			return answer{i: i, err: err}
-		})
+		l.queue(req.Token, i, &queued[i], out, undo)
 	}
 	timer := time.NewTimer(max(timeout/4, time.Millisecond))
 	defer timer.Stop()

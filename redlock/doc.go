@@ -28,7 +28,9 @@
 // when its context ends), a refresh once a majority confirmed, a release
 // once a majority released, an inspection once the answers decide it, and
 // Open once a majority passed its check: the slower nodes' answers cannot
-// change the outcome. Their calls finish in the background on the
+// change the outcome. A release still running on a slower node is
+// awaited there by this driver's next acquire of the key, which then
+// finds that node free. Their calls finish in the background on the
 // driver's worker goroutines (which exit after 10s idle); Close lets them
 // finish for the node timeout of the Locker's TTL at most, then ends those
 // still running and waits for them (a call blocked in a read on a client

@@ -146,7 +146,7 @@ func (s *nodeSubs) await(asked, quorum int, timeout time.Duration, start time.Ti
 		case r := <-s.results:
 			if s.record(r) && grace == nil {
 				if ok++; ok >= quorum {
-					g := time.NewTimer(max(time.Since(start), minReleaseWait))
+					g := time.NewTimer(max(time.Since(start), minGrace))
 					defer g.Stop()
 					grace = g.C
 				}

@@ -42,7 +42,11 @@ type nodeCall struct {
 	node    int
 	acquire bool          // an acquire, not a release
 	done    bool          // it returned
-	waiting chan struct{} // made by the call queued after it; closed once it returned
+	waiting chan struct{} // made by a call that waits for it; closed once it returned
+	// key is the call's key, set on an acquire (to find the late
+	// releases it waits for) and on a release recorded in l.late.
+	key  string
+	late bool // recorded in l.late (see lateReleases)
 }
 
 // errEarlierAcquire is an acquire's answer for a node where an earlier
@@ -51,8 +55,9 @@ var errEarlierAcquire = fmt.Errorf("not asked: an earlier acquire of this token 
 
 // enqueue queues c, a call of token on node i. It returns a channel closed
 // once the calls queued before it on that node have returned, or nil if
-// they have already.
-func (l *locker) enqueue(token string, i int, c *nodeCall) (prev <-chan struct{}) {
+// they have already; and, for an acquire, one closed once the late
+// release of its key on that node returned (see lateReleases), or nil.
+func (l *locker) enqueue(token string, i int, c *nodeCall) (prev, release <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	q := l.queues[token]
@@ -61,10 +66,12 @@ func (l *locker) enqueue(token string, i int, c *nodeCall) (prev <-chan struct{}
 		l.queues[token] = q
 	}
 	if t := q.nodes[i].tail; t != nil && !t.done {
-		if t.waiting == nil {
-			t.waiting = make(chan struct{})
+		prev = t.awaited()
+	}
+	if c.acquire {
+		if r := l.late[c.key]; r != nil && r[i] != nil {
+			release = r[i].awaited()
 		}
-		prev = t.waiting
 	}
 	q.nodes[i].tail = c
 	c.q, c.node = q, i
@@ -72,7 +79,16 @@ func (l *locker) enqueue(token string, i int, c *nodeCall) (prev <-chan struct{}
 	if c.acquire {
 		q.nodes[i].acquires++
 	}
-	return prev
+	return prev, release
+}
+
+// awaited returns a channel closed once c returned; c has not. l.mu must
+// be held.
+func (c *nodeCall) awaited() <-chan struct{} {
+	if c.waiting == nil {
+		c.waiting = make(chan struct{})
+	}
+	return c.waiting
 }
 
 // acquireBarred returns why an acquire of token may not go to node i (see
@@ -100,6 +116,9 @@ func (l *locker) finish(token string, c *nodeCall) {
 	if c.acquire {
 		c.q.nodes[c.node].acquires--
 	}
+	if c.late {
+		l.late.remove(c)
+	}
 	if c.q.n--; c.q.n == 0 {
 		delete(l.queues, token)
 	}
@@ -108,13 +127,14 @@ func (l *locker) finish(token string, c *nodeCall) {
 // queue runs call for node i on a worker and sends its answer to out,
 // which must have room for it. If c is not nil, it is a call of token,
 // which starts after the calls of token queued before it on that node
-// (see tokenCalls); waited tells call whether it had to wait for them. The
+// (see tokenCalls) and, if an acquire, after the late release of its key
+// there (see lateReleases); waited tells call whether it had to wait. The
 // call belongs to the locker: Close waits for it (see Close), however
 // long its caller waits.
 func (l *locker) queue(token string, i int, c *nodeCall, out chan<- answer, call func(i int, waited bool) answer) {
-	var prev <-chan struct{}
+	var prev, release <-chan struct{}
 	if c != nil {
-		prev = l.enqueue(token, i, c)
+		prev, release = l.enqueue(token, i, c)
 	}
 	l.bg.add()
 	l.workers.do(func() {
@@ -122,7 +142,10 @@ func (l *locker) queue(token string, i int, c *nodeCall, out chan<- answer, call
 		if prev != nil {
 			<-prev
 		}
-		a := call(i, prev != nil)
+		if release != nil {
+			<-release
+		}
+		a := call(i, prev != nil || release != nil)
 		if c != nil {
 			l.finish(token, c)
 		}

@@ -54,6 +54,7 @@ type locker struct {
 	mu     sync.Mutex
 	queues map[string]*tokenCalls // by token: its acquires and releases in flight, see tokenCalls
 	unsure unsureReleases         // by token: nodes where a release of it may still land
+	late   lateReleases           // by key: releases running after their Release returned
 }
 
 // The capabilities. Go cannot implement an interface conditionally, so

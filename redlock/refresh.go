@@ -55,7 +55,7 @@ func (l *locker) decide(ctx context.Context, timeout time.Duration, call func(i 
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
-	callCtx, cancel := l.bound(context.WithoutCancel(ctx), timeout)
+	callCtx, cancel := l.detach(ctx, timeout)
 	returned := lastOf(n, cancel)
 	out := make(chan answer, n)
 	for i := range n {

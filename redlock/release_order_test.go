@@ -2,6 +2,7 @@ package redlock_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -13,9 +14,14 @@ import (
 
 // TestAcquireRightAfterRelease: when one node of three is partitioned
 // right after a Release, the two others must both grant, so the next
-// acquire must not find a node still held by the released token. Release returned as soon
-// as a majority had released, and the next acquire was refused as busy now
-// and then (ExampleNew printed "lock not acquired").
+// acquire of the key must not find a node still held by the released
+// token. Release returns as soon as a majority has released, and the next
+// acquire was refused as busy now and then (ExampleNew printed "lock not
+// acquired"), until it waited for the Release's late node calls. Each
+// round takes a key of its own: a release that a partition cuts off
+// leaves its node held for the TTL (as the package documentation says),
+// and a later round on that key, with another node partitioned, would
+// face two faults.
 func TestAcquireRightAfterRelease(t *testing.T) {
 	var nodes []driver.Locker
 	var faults []*conformance.FaultyDriver
@@ -31,7 +37,8 @@ func TestAcquireRightAfterRelease(t *testing.T) {
 	defer l.Close()
 	ctx := context.Background()
 	for i := range 60 {
-		lease, err := l.TryAcquire(ctx, "k", nil)
+		key := fmt.Sprint("k", i)
+		lease, err := l.TryAcquire(ctx, key, nil)
 		if err != nil {
 			t.Fatalf("attempt %d with every node up: %v", i, err)
 		}
@@ -39,7 +46,7 @@ func TestAcquireRightAfterRelease(t *testing.T) {
 			t.Fatalf("release %d: %v", i, err)
 		}
 		faults[i%3].Partition() // a majority remains, if all its nodes are free
-		lease, err = l.TryAcquire(ctx, "k", nil)
+		lease, err = l.TryAcquire(ctx, key, nil)
 		if err != nil {
 			t.Fatalf("attempt %d right after a release, node %d partitioned: %v", i, i%3, err)
 		}

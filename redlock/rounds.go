@@ -99,14 +99,42 @@ func (l *locker) bound(ctx context.Context, timeout time.Duration) (context.Cont
 	}
 }
 
-// releaseWait is how long a Release started at start waits for the other
-// nodes once a majority released: as long again as the majority took, and
-// at least minReleaseWait, so that a healthy node's answer delayed by a
-// busy machine is still awaited (an acquire right after the Release then
-// finds it free), while a node that does not answer delays it little.
-func releaseWait(start time.Time) time.Duration { return max(time.Since(start), minReleaseWait) }
+// detach returns a context with ctx's values that ends after timeout or
+// at Close, not when ctx ends: the context of node calls that must not be
+// cut by their caller (see Acquire). It is bound(context.WithoutCancel(ctx),
+// timeout) at the cost of one context: its parent is a [closeCtx].
+func (l *locker) detach(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(closeCtx{values: ctx, stop: l.stop}, timeout)
+}
 
-const minReleaseWait = 10 * time.Millisecond
+// closeCtx has the values of one context and the cancellation of
+// another, stop, which has no values and no deadline (the driver's
+// Close). The context package finds stop's cancelCtx through Value, as it
+// finds any parent's, so a context derived from a closeCtx is a child of
+// stop itself: no goroutine nor AfterFunc links them.
+type closeCtx struct {
+	values, stop context.Context
+}
+
+func (c closeCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c closeCtx) Done() <-chan struct{}       { return c.stop.Done() }
+func (c closeCtx) Err() error                  { return c.stop.Err() }
+
+func (c closeCtx) Value(key any) any {
+	if v := c.stop.Value(key); v != nil {
+		return v // the context package's own key, for stop's cancelCtx
+	}
+	return c.values.Value(key)
+}
+
+// minGrace is the least that a call decided before every node answered
+// waits for the others (it waits as long again as the decision took): a
+// subscription, so that a healthy node's notifications are heard too, and
+// a Release of a token that a majority did not hold, so that its error
+// gives each node's cause. A node
+// whose answer is late by a busy machine is then still awaited, while a
+// node that does not answer delays the call little.
+const minGrace = 10 * time.Millisecond
 
 // window returns the validity window of a call with ttl (the time within
 // which a majority must confirm) and its per-node timeout.

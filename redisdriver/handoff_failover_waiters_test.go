@@ -55,7 +55,23 @@ func TestHandoffLiveWaitersAcrossClusterFailover(t *testing.T) {
 	}
 	defer cancelL()
 	queue(t, ctx, late, key, "late", 1, 30*time.Second)
-	time.Sleep(time.Second) // the early waiter's subscription follows, if it is to
+	// The early waiter's subscription follows the slot to the new
+	// master (the old one dropped it as a replica): wait for it there.
+	rc := replica.Client(t)
+	earlyCh := waiterChannel(key, "early")
+	for {
+		n, err := rc.Do(ctx, "PUBSUB", "SHARDNUMSUB", earlyCh).Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(n) == 2 && n[1] == int64(1) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the early waiter never subscribed on the new master")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := holder.Release(ctx, key, "holder"); err != nil {
 		t.Fatal(err)
 	}

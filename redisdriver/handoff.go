@@ -123,10 +123,11 @@ func (d *locker) SubscribeHandoff(ctx context.Context, key, token string) (<-cha
 var errHandoffReplicated = fmt.Errorf("redisdriver: handoff with replica_acks: %w", errors.ErrUnsupported)
 
 // gone is the end of cancel, once w left every channel of lk and no
-// longer receives anything. A plain waiter's wake-up, maybe for its turn,
-// is passed on. A handoff waiter's turns stay in its channel, where the
-// caller finds them: a grant it releases, a wake-up it passes on (see
-// driver.Handoff).
+// longer receives anything. A plain waiter (Subscribe's) needs nothing:
+// it is never queued, so a release that woke it woke every plain waiter,
+// and no wake-up of it was its turn alone. A handoff waiter's turns stay
+// in its channel, where the caller finds them: a grant it releases, a
+// wake-up it passes on (see driver.Handoff).
 //
 // A handoff waiter whose connection broke (or whose channel moved) while
 // it waited, or whose UNSUBSCRIBE was never confirmed, may have been
@@ -140,13 +141,7 @@ var errHandoffReplicated = fmt.Errorf("redisdriver: handoff with replica_acks: %
 // wake-up it replaces, maybe w's turn, is passed on here, before cancel
 // returns: that release wakes nobody.
 func (n *notifier) gone(lk string, w *waiter) {
-	if w.token == "" {
-		return
-	}
-	if w.plain != nil {
-		if len(w.plain) > 0 {
-			n.passOn(lk)
-		}
+	if w.turns == nil {
 		return
 	}
 	n.mux.Lock()

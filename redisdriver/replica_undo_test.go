@@ -50,6 +50,7 @@ func TestReplicaAcksFailedUndoIsUnknown(t *testing.T) {
 		t.Fatalf("the undo got through despite the proxy's latency (error %v): the test no longer makes it fail", err)
 	}
 }
+
 // TestReplicaAcksUndoOutlivesReplicaTimeout: an acquire granted but not
 // acknowledged by enough replicas within the ReplicaTimeout (here none:
 // the server has no replica) is undone before it returns ErrUnavailable.

@@ -178,7 +178,7 @@ func TestAcquireRetriedAfterLostReply(t *testing.T) {
 	if !driver.OutcomeUnknown(err) {
 		t.Fatalf("Acquire with its reply lost = %v; want an unknown outcome", err)
 	}
-	r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key)
+	r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok))
 	if err != nil || len(r.Kvs) != 1 {
 		t.Fatalf("Get = %v, %v; want the key put by the first attempt", r, err)
 	}
@@ -197,7 +197,7 @@ func TestAcquireRetriedAfterLostReply(t *testing.T) {
 	if err := d.Release(ctx, key, tok); err != nil {
 		t.Fatalf("Release = %v", err)
 	}
-	if r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key); err != nil || len(r.Kvs) != 0 {
+	if r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok)); err != nil || len(r.Kvs) != 0 {
 		t.Errorf("the key after Release = %v, %v; want it gone", r, err)
 	}
 }
@@ -259,7 +259,7 @@ func TestReleaseOfLatePut(t *testing.T) {
 	for _, first := range []bool{true, false} {
 		t.Run(fmt.Sprint("Before=", first), func(t *testing.T) {
 			key, tok := fmt.Sprint("lost/late-put-", first), fmt.Sprint("late-", first)
-			ek := etcddriver.DefaultPrefix + key
+			ek := etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok)
 			start, err := cl.Get(ctx, "any")
 			if err != nil {
 				t.Fatal(err)

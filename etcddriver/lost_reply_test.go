@@ -21,6 +21,7 @@ import (
 const (
 	methodTxn    = "/etcdserverpb.KV/Txn"
 	methodRevoke = "/etcdserverpb.Lease/LeaseRevoke"
+	methodDelete = "/etcdserverpb.KV/DeleteRange"
 )
 
 // lossy is a client of an etcd cluster whose calls of the methods set
@@ -202,7 +203,7 @@ func TestAcquireRetriedAfterLostReply(t *testing.T) {
 	}
 }
 
-// TestReleaseLostReplyRetried loses the reply of a Release's transaction
+// TestReleaseLostReplyRetried loses the reply of a Release's delete
 // (applied: the key is deleted) and retries it, as dlock's Lease.Release
 // may: the retry must not report success for a key it did not free now
 // (ErrNotHeld, or nil), must not touch a key another token took
@@ -218,7 +219,7 @@ func TestReleaseLostReplyRetried(t *testing.T) {
 	if res, err := d.Acquire(ctx, driverRequest(key, "first", ttl)); err != nil || !res.Acquired {
 		t.Fatalf("Acquire = %+v, %v", res, err)
 	}
-	lc.lose(false, methodTxn)
+	lc.lose(false, methodDelete)
 	err := d.Release(ctx, key, "first")
 	lc.lose(false)
 	if !driver.OutcomeUnknown(err) {

@@ -27,8 +27,9 @@ func (d *locker) entryKey(key, dig string) string {
 	return lo + dig
 }
 
-// byCreate are the options of a read of an entry range that returns its
-// first entry by create revision: the holder of a lock.
+// byCreate are the options of a read of an entry range, up to hi, that
+// returns its first limit entries (all, if limit is 0) by create
+// revision: the first is the holder of a lock.
 func byCreate(hi string, limit int64) []clientv3.OpOption {
 	return []clientv3.OpOption{clientv3.WithRange(hi), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(limit)}
 }

@@ -143,6 +143,10 @@ type grant struct {
 	// uncertain marks the lease of an attempt whose outcome is unknown
 	// (see unknownPut): its put may still come, so Release revokes it.
 	uncertain bool
+	// queued marks the entry of a waiter (see AcquireQueued) that the
+	// driver has not seen become the holder: Release checks whether it
+	// holds before it reports success.
+	queued bool
 }
 
 // minPrune is the least number of remembered grants before remember looks
@@ -288,11 +292,18 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 // other token can have that key. Its lease, free of keys then, is kept
 // for a later attempt (see deleted).
 func (d *locker) release(ctx context.Context, key, ek, dig string) error {
-	if g, ok := d.lookup(ek, dig); ok && g.uncertain {
+	g, ok := d.lookup(ek, dig)
+	if ok && g.uncertain {
 		if done, err := d.releaseUncertain(ctx, key, ek, dig, g); done || err != nil {
 			return err
 		}
+		ok = false
 	}
+	if !ok || g.queued {
+		return d.releaseChecked(ctx, key, ek, dig)
+	}
+	// A grant the driver made or renewed as the holder's: an entry that
+	// is first stays first until it is deleted.
 	resp, err := d.client.Delete(ctx, ek, clientv3.WithPrevKV())
 	if err != nil {
 		return d.wrap("release", key, err)
@@ -305,13 +316,50 @@ func (d *locker) release(ctx context.Context, key, ek, dig string) error {
 	return nil
 }
 
+// releaseChecked deletes ek, the entry of key of the token of dig, in a
+// transaction that reads the entries first: the token may be a waiter,
+// whose release deletes its entry but reports ErrNotHeld.
+func (d *locker) releaseChecked(ctx context.Context, key, ek, dig string) error {
+	lo, hi := d.entryRange(key)
+	resp, err := d.client.Txn(ctx).
+		Then(clientv3.OpGet(lo, byCreate(hi, 0)...), clientv3.OpDelete(ek, clientv3.WithPrevKV())).
+		Commit()
+	if err != nil {
+		return d.wrap("release", key, err)
+	}
+	del := resp.Responses[1].GetResponseDeleteRange()
+	if len(del.PrevKvs) == 0 {
+		d.forget(ek, dig)
+		return d.notHeld("release", key)
+	}
+	d.deleted(ctx, ek, dig, del.PrevKvs[0])
+	if !holds(resp.Responses[0].GetResponseRange().GetKvs(), ek) {
+		return d.notHeld("release", key)
+	}
+	return nil
+}
+
+// holds reports whether ek is among the holders of kvs, the entries of a
+// key in create-revision order: the first for a lock, the first limit for
+// a semaphore (the limit in ek's value).
+func holds(kvs []*mvccpb.KeyValue, ek string) bool {
+	for i, kv := range kvs {
+		if string(kv.Key) == ek {
+			lv, _ := decodeValue(kv.Value)
+			return i < max(lv.limit, 1)
+		}
+	}
+	return false
+}
+
 // releaseUncertain releases the grant g of an attempt whose outcome is
 // unknown, and whose put may still be on its way: it revokes g's lease,
 // which deletes ek if the put was applied and makes it fail if it comes
 // later. The key as it was just before the revoke tells whether the
 // token held it: etcd's revoke deletes the lease's keys at the revision
 // its reply reports (and deletes nothing if it reports the revision of
-// another write). done reports that the release is over; otherwise the
+// another write), and whether it held it then (it may have been a
+// waiter's entry). done reports that the release is over; otherwise the
 // caller deletes ek.
 func (d *locker) releaseUncertain(ctx context.Context, key, ek, dig string, g grant) (done bool, err error) {
 	rv, err := d.client.Revoke(ctx, g.lease)
@@ -320,11 +368,18 @@ func (d *locker) releaseUncertain(ctx context.Context, key, ek, dig string, g gr
 	}
 	d.forget(ek, dig)
 	if err == nil && rv.Header.Revision > 1 {
-		before, err := d.client.Get(ctx, ek, clientv3.WithRev(rv.Header.Revision-1))
+		lo, hi := d.entryRange(key)
+		before, err := d.client.Get(ctx, lo, append(byCreate(hi, 0), clientv3.WithRev(rv.Header.Revision-1))...)
 		if err != nil {
 			return false, d.wrap("release", key, err)
 		}
-		if len(before.Kvs) == 1 && before.Kvs[0].Lease == int64(g.lease) {
+		for _, kv := range before.Kvs {
+			if string(kv.Key) != ek || kv.Lease != int64(g.lease) {
+				continue
+			}
+			if !holds(before.Kvs, ek) {
+				return true, d.notHeld("release", key)
+			}
 			return true, nil
 		}
 	}

@@ -160,6 +160,7 @@ func (s *handoffSub) grant(rev int64) {
 	}
 	s.turns <- driver.Turn{Granted: true, Attempt: s.attempt, Fence: uint64(rev)}
 	s.delivered = true
+	s.d.setQueued(s.gk.ek, s.gk.digest, false)
 }
 
 // noteQueued records the reply of a queued attempt of the token of dig

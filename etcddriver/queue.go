@@ -66,6 +66,7 @@ func (d *locker) AcquireQueued(ctx context.Context, req driver.Request, q driver
 		why := fmt.Errorf("etcddriver: acquire %q: semaphore slots hold it: %w", req.Key, driver.ErrWrongKind)
 		return driver.Result{}, d.dropEntry(ctx, "acquire", req.Key, clientv3.LeaseID(mustLease(resp, g)), why)
 	}
+	d.setQueued(ek, dig, true)
 	d.noteQueued(ek, dig, q.Attempt, mine, false)
 	return driver.Result{}, nil
 }
@@ -147,5 +148,16 @@ func (d *locker) deleted(ctx context.Context, ek, dig string, prev *mvccpb.KeyVa
 		d.toPool(g)
 	case prev.Lease != 0:
 		d.revokeSpare(ctx, clientv3.LeaseID(prev.Lease))
+	}
+}
+
+// setQueued marks the remembered grant of ek of the token of dig as a
+// waiter's entry (queued), or as the holder's.
+func (d *locker) setQueued(ek, dig string, queued bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if g, ok := d.grants[grantKey{ek, dig}]; ok {
+		g.queued = queued
+		d.grants[grantKey{ek, dig}] = g
 	}
 }

@@ -51,6 +51,7 @@ func (d *locker) SubscribeHandoff(ctx context.Context, key, token string) (<-cha
 	for _, kv := range snap.Kvs {
 		queue[string(kv.Key)] = kv.CreateRevision
 	}
+	s.look(queue, false)
 	d.mu.Lock()
 	d.handoffs[s.gk] = s
 	d.mu.Unlock()
@@ -75,7 +76,11 @@ type handoffSub struct {
 	attemptRev int64
 	// headRev is the create revision of the entry when it was seen first
 	// before any queued attempt renewed it (a plain wake-up was sent).
-	headRev   int64
+	headRev int64
+	// seenRev is the create revision of the token's entry as the watch
+	// last saw it (0: none), and first whether it was the first entry.
+	seenRev   int64
+	first     bool
 	delivered bool // a Turn with Granted was sent
 	acquired  bool // a queued attempt's reply returned the key
 	ended     bool // cancel was called: nothing more is sent
@@ -107,26 +112,28 @@ func (s *handoffSub) loop(wctx context.Context, wch clientv3.WatchChan, queue ma
 					queue[string(ev.Kv.Key)] = ev.Kv.CreateRevision
 				}
 			}
-			if deleted {
-				s.look(queue)
-			}
+			s.look(queue, deleted)
 		}
 	}
 }
 
-// look sends the waiter its turn if its entry is the first of queue.
-func (s *handoffSub) look(queue map[string]int64) {
+// look notes where the token's entry is in queue and, after a delete,
+// sends the waiter its turn if its entry is now the first.
+func (s *handoffSub) look(queue map[string]int64, deleted bool) {
 	mine, ok := queue[s.gk.ek]
+	first := ok
+	for _, rev := range queue {
+		first = first && rev >= mine
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !ok {
+	s.seenRev, s.first = mine, first
+	switch {
+	case !deleted || ok && !first:
+		return
+	case !ok:
 		s.wake()
 		return
-	}
-	for _, rev := range queue {
-		if rev < mine {
-			return
-		}
 	}
 	if s.attempt > 0 && s.attemptRev == mine {
 		s.grant(mine)

@@ -37,6 +37,9 @@ func (d *locker) AcquireQueued(ctx context.Context, req driver.Request, q driver
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	sent := time.Now()
+	if res, ok := d.queuedRenewal(ctx, ek, dig, asked, q.Attempt, sent); ok {
+		return res, nil
+	}
 	g, err := d.entryLease(ctx, ek, dig, asked)
 	if err != nil {
 		return driver.Result{}, d.notApplied("acquire", req.Key, err)
@@ -78,6 +81,48 @@ func mustLease(resp *clientv3.TxnResponse, g attemptGrant) int64 {
 		return int64(g.ID)
 	}
 	return resp.Responses[0].GetResponseRange().GetKvs()[0].Lease
+}
+
+// queuedRenewal answers a queued attempt sent at sent, of a waiter whose
+// entry its subscription sees, with one keep-alive of the entry's lease
+// instead of a transaction (a raft proposal, as is every transaction that
+// may write, whichever branch it takes). A lease found alive was renewed
+// after the attempt's start, and the entry attached to it still exists;
+// an entry the watch saw first holds the key (it stays first until it is
+// deleted), otherwise it waits, renewed by this attempt. ok is false when
+// the driver must make the whole attempt: no subscription, an entry the
+// watch has not seen, or a keep-alive that failed or found the lease
+// gone.
+func (d *locker) queuedRenewal(ctx context.Context, ek, dig string, asked int64, attempt uint64, sent time.Time) (res driver.Result, ok bool) {
+	d.mu.Lock()
+	s := d.handoffs[grantKey{ek, dig}]
+	gr, known := d.grants[grantKey{ek, dig}]
+	d.mu.Unlock()
+	if s == nil || !known || gr.uncertain || gr.asked != asked {
+		return res, false
+	}
+	s.mu.Lock()
+	rev := s.attemptRev
+	seen := rev != 0 && s.seenRev == rev
+	s.mu.Unlock()
+	if !seen {
+		return res, false
+	}
+	granted, err := d.keepAlive(ctx, gr.lease)
+	if err != nil || granted <= 0 {
+		return res, false
+	}
+	d.remember(ek, dig, gr.lease, asked, granted, sent)
+	s.mu.Lock()
+	first := s.first && s.seenRev == rev
+	s.mu.Unlock()
+	if first {
+		d.noteQueued(ek, dig, 0, rev, true)
+		return driver.Result{Acquired: true, Fence: uint64(rev)}, true
+	}
+	d.setQueued(ek, dig, true)
+	d.noteQueued(ek, dig, attempt, rev, false)
+	return res, true
 }
 
 // entryLease returns the lease for a queued attempt on ek by the token of

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock"
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/etcddriver"
 	"github.com/dlock-go/dlock/etcddriver/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -175,5 +176,52 @@ func TestCancelledWaiterDoesNotStallQueue(t *testing.T) {
 	// a minute.
 	if took > 5*time.Second {
 		t.Errorf("the last waiter got the key %v after the release; want it at once", took)
+	}
+}
+
+// TestHandoffCancelDeleteFails gives up a queued waiter while its
+// entry's delete cannot reach etcd: cancel must leave a Turn with Granted
+// and Attempt 0 (the driver cannot tell whether the entry became the
+// holder), and the caller's Release, as dlock makes it then, must delete
+// the entry, so that the key is free once the holder releases it.
+func TestHandoffCancelDeleteFails(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	lc := newLossy(t, c)
+	holder := etcddriver.NewDriver(c.Client(t), nil)
+	waiter := etcddriver.NewDriver(lc.Client, nil)
+	t.Cleanup(func() { holder.Close(); waiter.Close() })
+	const key, ttl = "fifo/cancel-lost", 30 * time.Second
+	if res, err := holder.Acquire(ctx, driverRequest(key, "holder", ttl)); err != nil || !res.Acquired {
+		t.Fatalf("holder's Acquire = %+v, %v", res, err)
+	}
+	h := waiter.(driver.Handoff)
+	turns, cancel, err := h.SubscribeHandoff(ctx, key, "waiter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.AcquireQueued(ctx, driverRequest(key, "waiter", ttl), driver.Queued{Wait: time.Minute, Attempt: 1})
+	if err != nil || res.Acquired {
+		t.Fatalf("queued attempt = %+v, %v; want busy", res, err)
+	}
+	lc.lose(true, methodDelete)
+	cancel()
+	lc.lose(false)
+	select {
+	case turn := <-turns:
+		if !turn.Granted || turn.Attempt != 0 {
+			t.Errorf("Turn after a cancel whose delete failed = %+v; want Granted, Attempt 0", turn)
+		}
+	default:
+		t.Fatal("no Turn after a cancel whose delete failed; want Granted, Attempt 0")
+	}
+	if err := waiter.Release(ctx, key, "waiter"); !errors.Is(err, driver.ErrNotHeld) {
+		t.Errorf("Release of the waiter's entry = %v; want ErrNotHeld (it was not first)", err)
+	}
+	if err := holder.Release(ctx, key, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	if _, held, err := holder.(driver.Inspector).Inspect(ctx, key); err != nil || held {
+		t.Errorf("Inspect after both releases = %v, %v; want the key free", held, err)
 	}
 }

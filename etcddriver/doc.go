@@ -131,7 +131,12 @@
 //     keep-alive sent after the attempt's start, or a lease granted after
 //     it), so that etcd's expiry of the entry is at least the TTL after
 //     the attempt was sent; an entry whose waiter stops trying expires
-//     with its lease, and those behind it move up.
+//     with its lease, and those behind it move up. A queued attempt of a
+//     waiter whose subscription has seen its entry is one keep-alive of
+//     the entry's lease (alive: the entry still exists, renewed after
+//     the attempt's start; first in the watch's view: the key is the
+//     waiter's), not a transaction: etcd proposes every transaction that
+//     may write through raft, whichever branch it takes.
 //   - SubscribeHandoff reads the entries of KEY with their create
 //     revisions, and watches them from that read's revision on: it knows
 //     the queue at every revision. At a delete (a release, a waiter

@@ -58,7 +58,12 @@
 // shared, so that renewing or revoking that lease renews or releases that
 // grant and nothing else. Its value holds the owner, the TTL asked for and
 // the digest. The entries of KEY are a queue in create-revision order, as
-// in concurrency.Mutex: the first one holds the lock.
+// in concurrency.Mutex: the first one holds the lock. As dlock's tokens
+// are new at every acquire, every grant and every queued wait writes an
+// etcd key of its own; etcd keeps a deleted key in its index until a
+// compaction, and reads of the entries of a key scan them: run etcd with
+// auto-compaction (--auto-compaction-retention), as any etcd in
+// production should.
 //
 //   - Acquire puts the token's entry, in one transaction, if KEY has no
 //     entry at all (no holder, no waiter: the range's create revisions are

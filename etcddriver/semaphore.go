@@ -15,10 +15,10 @@ import (
 
 var _ driver.Semaphore = (*locker)(nil)
 
-// AcquireSlot implements [driver.Semaphore]: in one transaction, if the
-// lock key is free, it puts the caller's slot key (unless its token has
-// one) and reads every slot key in revision order; the caller holds a
-// slot if fewer than limit slot keys are older than its own. See
+// AcquireSlot implements [driver.Semaphore]: in one transaction, it puts
+// the caller's entry (unless its token has one) and reads every entry of
+// the key in revision order; the caller holds a slot if fewer than limit
+// entries are older than its own, and none of them is a lock's. See
 // Semaphores in the package documentation.
 func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int) (driver.Result, error) {
 	if err := d.check(); err != nil {

@@ -35,7 +35,7 @@ func etcdLibs() []libSpec {
 			Options: "go.etcd.io/etcd/client/v3/concurrency v3.6.17: one Session (TTL 15s) per process, a NewMutex per acquire; TryLock for the pairs, Lock (a queue in revision order) for the handoff, Unlock to release",
 			open:    openEtcdMutex},
 		{Name: libDlock, Config: cfgEtcdDriver, Nodes: 1,
-			Options: "etcddriver.New(client, {Lock: {TTL: 15s}}): a lease of its own per grant, renewal every TTL/3, fences (create revisions), watch wake-ups",
+			Options: "etcddriver.New(client, {Lock: {TTL: 15s}}): an entry and a lease of its own per token, renewal every TTL/3, fences (create revisions), waiters queued in revision order and handed the key in turn (driver.Handoff), release: Delete(entry)",
 			open:    openEtcdDlock},
 	}
 }

@@ -50,43 +50,58 @@
 //
 // # Locks, leases and fences
 //
-// A lock on KEY is the etcd key PREFIX+KEY, attached to an etcd lease of
-// its own: one lease per grant, never shared, so that renewing or revoking
-// that lease renews or releases that grant and nothing else. Its value
-// holds the owner, the TTL asked for and a digest of the token (SHA-256,
-// shortened to 128 bits; the token itself never leaves the process).
+// Every token that holds or waits for KEY has an entry of its own, the
+// etcd key PREFIX+KEY, a NUL byte, then a digest of the token (SHA-256,
+// shortened to 128 bits: it cannot be guessed without the token, which
+// never leaves the process, nor collide with another token's). The entry
+// is attached to an etcd lease of its own: one lease per grant, never
+// shared, so that renewing or revoking that lease renews or releases that
+// grant and nothing else. Its value holds the owner, the TTL asked for and
+// the digest. The entries of KEY are a queue in create-revision order, as
+// in concurrency.Mutex: the first one holds the lock. As dlock's tokens
+// are new at every acquire, every grant and every queued wait writes an
+// etcd key of its own; etcd keeps a deleted key in its index until a
+// compaction, and reads of the entries of a key scan them: run etcd with
+// auto-compaction (--auto-compaction-retention), as any etcd in
+// production should.
 //
-//   - Acquire puts the key, in one transaction, if it does not exist (its
-//     create revision is 0), attached to a lease: a new one (granted
-//     first: two round trips), or one the driver kept from a released
-//     grant with the same TTL, renewed by a keep-alive sent beside the
-//     transaction (one round trip; the grant counts only if the keep-alive
-//     found the lease, so etcd renewed it after the call's start). A busy
-//     attempt reads the holder's remaining TTL, and keeps its unused lease
-//     for the token's next attempt, which renews it with a keep-alive
-//     before its transaction. A keep-alive does not write to etcd's log, a
-//     grant or a revoke does. An attempt by the token that holds the key
-//     renews it and returns the same fence.
-//   - Refresh sends one keep-alive of the grant's lease; Release deletes
-//     the key in a transaction that checks it is still on that lease, and
-//     keeps the lease for the driver's next attempt with the same TTL
-//     (which renews it with a keep-alive rather than grant a new one).
-//     One round trip each, when the driver that made the grant remembers
-//     its lease (it does for the grants it made or renewed); another
-//     driver reads the key first, and revokes the lease it finds.
+//   - Acquire puts the token's entry, in one transaction, if KEY has no
+//     entry at all (no holder, no waiter: the range's create revisions are
+//     all 0), attached to a lease: a new one (granted first: two round
+//     trips), or one the driver kept from a released grant with the same
+//     TTL, renewed by a keep-alive sent beside the transaction (one round
+//     trip; the grant counts only if the keep-alive found the lease, so
+//     etcd renewed it after the call's start). Otherwise the transaction
+//     reads the first entry: the holder. A busy attempt reads the
+//     holder's remaining TTL, and keeps its unused lease for the token's
+//     next attempt, which renews it with a keep-alive before its
+//     transaction. A keep-alive does not write to etcd's log, a grant or
+//     a revoke does. An attempt by the token that holds the key renews it
+//     and returns the same fence. Acquire never queues: a waiter's place
+//     is kept by AcquireQueued (see Waiting).
+//   - Refresh sends one keep-alive of the grant's lease; Release is a
+//     plain delete of the token's entry (no other token can have that
+//     key, so nothing needs comparing), and keeps the lease for the
+//     driver's next attempt with the same TTL (which renews it with a
+//     keep-alive rather than grant a new one). One round trip each, when
+//     the driver that made the grant remembers its lease (it does for the
+//     grants it made or renewed); another driver reads the key first to
+//     refresh, and revokes the lease the deleted entry was on.
 //   - RefreshBatch ([driver.BatchRefresher]) sends the keep-alives of all
 //     its leases on one stream: one round trip for any number of leases.
 //     Every keep-alive of a driver (these, Refresh's, and the renewal of a
 //     reused lease) goes on the driver's one long-lived keep-alive stream,
 //     opened at the first and again after it breaks.
-//   - The fence is the key's create revision: etcd's revision counter
-//     never goes back, across leader changes, restarts and the loss of a
-//     minority of members, so every grant of a key has a greater fence
-//     than every earlier one, and no fence key is needed. A cluster
+//   - The fence is the holder's entry's create revision: etcd's revision
+//     counter never goes back, across leader changes, restarts and the
+//     loss of a minority of members, and a holder's entry is newer than
+//     every earlier holder's (had it existed then, that holder's entry
+//     would not have been first), so every grant of a key has a greater
+//     fence than every earlier one, and no fence key is needed. A cluster
 //     restored from a backup goes back to the backup's revision: restore
 //     it with a bumped revision (etcdutl snapshot restore
 //     --bump-revision) to keep fences increasing.
-//   - Inspect ([driver.Inspector]) reads the key and its lease: owner,
+//   - Inspect ([driver.Inspector]) reads the first entry and its lease: owner,
 //     fence, and the time left, in whole seconds rounded up.
 //
 // # TTLs
@@ -110,64 +125,88 @@
 //
 // # Waiting
 //
-// The driver implements [driver.Notifier] with etcd watches: a delete of
-// the key or of one of its slots, by a release or by a lease's expiry,
-// wakes every subscriber of the key within the round trip of the watch
-// event. It does not queue waiters: they are not served in the order they
-// came, and a release wakes them all, each then making one attempt (a
-// keep-alive, a transaction and, if busy, a read of the holder's TTL). Under
-// heavy contention this costs far more than concurrency.Mutex, whose
-// waiters wait in a queue and are woken one at a time; see the etcd
-// section of the repository's benchmarks module (benchmarks/README.md).
+// The driver implements [driver.Handoff]: a lock's waiters are served
+// first come, first served, and a release wakes exactly the next one.
+//
+//   - AcquireQueued is Acquire that keeps the token's entry when it is not
+//     the first: the waiter's place, behind every entry put before it. A
+//     token's entry is never put back at a lower revision, and every new
+//     entry is behind it, so an entry that is first stays first until it
+//     is deleted. Each queued attempt renews the entry's lease (a
+//     keep-alive sent after the attempt's start, or a lease granted after
+//     it), so that etcd's expiry of the entry is at least the TTL after
+//     the attempt was sent; an entry whose waiter stops trying expires
+//     with its lease, and those behind it move up. A queued attempt of a
+//     waiter whose subscription has seen its entry is one keep-alive of
+//     the entry's lease (alive: the entry still exists, renewed after
+//     the attempt's start; first in the watch's view: the key is the
+//     waiter's), not a transaction: etcd proposes every transaction that
+//     may write through raft, whichever branch it takes.
+//   - SubscribeHandoff reads the entries of KEY with their create
+//     revisions, and watches them from that read's revision on: it knows
+//     the queue at every revision. At a delete (a release, a waiter
+//     leaving, a lease's expiry) after which the waiter's entry is first,
+//     the key is the waiter's, and the subscription sends it a Turn with
+//     Granted, the entry's create revision as fence, and the queued
+//     attempt that last renewed the entry: the waiter counts its lease
+//     from that attempt's send time, which is safe by the argument in
+//     [driver.Handoff] (etcd renewed the lease after the attempt was
+//     sent). Nothing but the lease's expiry can take that grant back. A
+//     delete that leaves the entry behind another sends nothing: the
+//     waiters behind the next one make no request at all. A waiter with
+//     no entry (before its first queued attempt, or after its entry
+//     expired) is woken plainly to try again.
+//   - Cancel of the subscription ends the watch, then deletes the
+//     waiter's entry unless the waiter has the key (by a Turn or an
+//     attempt's reply): the next waiter gets the key, or the place, at
+//     once. If that delete fails, a Turn with Granted and Attempt 0 is
+//     left in the channel, and the caller releases the token, which
+//     deletes the entry.
+//
+// [driver.Notifier]'s Subscribe, which semaphores' waiters use (several
+// slots may be free at once), watches the same range and wakes its
+// subscriber at every delete.
 //
 // A watch whose member dies (its connection breaks) resumes on another
-// member from the last revision it saw, and wakes its waiters for what
-// they missed. A watch whose member is frozen (its process stopped, its
+// member from the last revision it saw, and wakes or hands off for what
+// it missed. A watch whose member is frozen (its process stopped, its
 // host hung) stays silent until gRPC's keep-alive drops the connection
-// (12 s with the settings Open uses): meanwhile its waiters wake only at
-// their retry backoff (at most 1 s with dlock's default) or the holder's
-// expiry.
+// (12 s with the settings Open uses): meanwhile its waiters move only at
+// their retry backoff (at most 1 s with dlock's default), whose attempt
+// finds the key theirs if their entry became first.
 //
-// It does not implement [driver.Handoff] either. A queue in etcd, as
-// concurrency.Mutex keeps it (each waiter writes a key of its own on its
-// own lease; the lowest create revision holds), makes the head of the
-// queue the holder as soon as the key before it is deleted, without a
-// round trip: that is a handoff, but one the contract cannot express
-// safely. A waiter that gives up must take its queue key with it, or the
-// key stays held by nobody who knows it until that key's lease expires;
-// the subscription's cancel, which is all the contract gives a leaving
-// waiter, has no context for that deletion, and no capability may oblige
-// a driver to run I/O of its own in the background. The queue key's
-// lease must also be kept alive while the waiter waits, and become the
-// grant's lease at its turn, which a Turn cannot hand over.
+// Entries of an older version of this driver (the lock as the key
+// PREFIX+KEY itself) are not seen by this one: do not run both on one
+// prefix.
 //
 // # Semaphores
 //
-// The driver implements [driver.Semaphore]. Each holder of a slot of KEY
-// has an etcd key of its own, PREFIX+KEY, a NUL byte and its token's
-// digest, on a lease of its own, and the limit slot keys with the lowest
-// create revisions hold, as in etcd's recipes. AcquireSlot puts the
-// caller's slot key and reads all of them in one transaction; if limit or
-// more are older than its own, or an older one was granted under another
-// limit, it deletes its key again (busy, or [driver.ErrLimitMismatch]:
-// three round trips, with the lease grant).
+// The driver implements [driver.Semaphore] on the same entries: a slot's
+// entry is its token's entry, with the semaphore's limit in its value,
+// and the limit entries with the lowest create revisions hold, as in
+// etcd's recipes. AcquireSlot puts the caller's entry and reads all of
+// them in one transaction; if limit or more are older than its own, or an
+// older one was granted under another limit or is a lock's, it deletes
+// its entry again (busy, [driver.ErrLimitMismatch] or
+// [driver.ErrWrongKind]: three round trips, with the lease grant).
 //
 // At most limit tokens hold at once: take the holders at some moment, and
-// the one whose slot key is the newest. Every other holder's key existed
-// when that newest key was put (a slot key is never put back once
+// the one whose entry is the newest. Every other holder's entry existed
+// when that newest one was put (an entry is never put back once
 // deleted: its holder's lease is over), so the newest holder saw them all
-// as older, and it holds only because fewer than limit were. A slot key of
+// as older, and it holds only because fewer than limit were. An entry of
 // a busy attempt counts while it exists, so an attempt at the same moment
 // may be busy for a round trip although a slot is free; it is never let
-// in beyond the limit. A slot's fence is its key's create
-// revision; RefreshSlot, RefreshSlots and ReleaseSlot work as Refresh,
-// RefreshBatch and Release do, on the slot key. A key is a lock or a
-// semaphore: the lock's acquire checks in its transaction that no slot
-// key exists, and AcquireSlot that the lock key does not
+// in beyond the limit. A slot's fence is its entry's create revision;
+// RefreshSlot, RefreshSlots and ReleaseSlot work as Refresh,
+// RefreshBatch and Release do, on the entry. A key is a lock or a
+// semaphore, never both: a lock holds only with no entry before its own,
+// and a slot only with no lock's entry before its own, so of a lock and a
+// slot both claiming the key, the newer saw the older and refused
 // ([driver.ErrWrongKind]); Inspect of a key whose slots are held, and
 // InspectSlots of a locked key, refuse with it too rather than report the
-// key free. A lock whose own name is another lock's name
-// followed by a NUL byte would be taken for one of its slots.
+// key free. A lock whose own name is another lock's name followed by a
+// NUL byte would have its entries taken for the other's.
 //
 // # Errors
 //
@@ -179,7 +218,7 @@
 //   - Any other failure of a call that may have changed a lock wraps
 //     [driver.ErrOutcomeUnknown]; dlock then undoes an Acquire with a
 //     Release of its token, which revokes the attempt's lease: that
-//     deletes the key if the put was applied, and makes a put still on
+//     deletes the entry if the put was applied, and makes a put still on
 //     its way fail. The Release succeeds exactly if the put had landed
 //     (the key as it was just before the revoke), and reports
 //     [driver.ErrNotHeld] otherwise.

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +89,9 @@ type locker struct {
 	prune  int                // len(grants) at which remember next drops stale grants
 	spares map[grantKey]grant // leases of busy lock attempts, for the token's next; see attemptLease
 	pool   map[int64][]grant  // leases of released grants by TTL asked, for any next attempt; see release
+	// handoffs are the lock waiters' subscriptions, by their token's
+	// entry (see SubscribeHandoff).
+	handoffs map[grantKey]*handoffSub
 
 	ka keepAlives // the one keep-alive stream
 }
@@ -99,7 +100,7 @@ func newLocker(client *clientv3.Client, opts *Options, owned bool) *locker {
 	if opts == nil {
 		opts = &Options{}
 	}
-	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune, spares: make(map[grantKey]grant), pool: make(map[int64][]grant)}
+	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune, spares: make(map[grantKey]grant), pool: make(map[int64][]grant), handoffs: make(map[grantKey]*handoffSub)}
 	if d.prefix == "" {
 		d.prefix = DefaultPrefix
 	}
@@ -142,6 +143,10 @@ type grant struct {
 	// uncertain marks the lease of an attempt whose outcome is unknown
 	// (see unknownPut): its put may still come, so Release revokes it.
 	uncertain bool
+	// queued marks the entry of a waiter (see AcquireQueued) that the
+	// driver has not seen become the holder: Release checks whether it
+	// holds before it reports success.
+	queued bool
 }
 
 // minPrune is the least number of remembered grants before remember looks
@@ -216,341 +221,6 @@ func seconds(ttl time.Duration) int64 {
 	return max(s, 1)
 }
 
-// valueMagic starts the value of every lock and slot key the driver
-// writes.
-const valueMagic = "dlock/1"
-
-// lockValue is the value of a lock or slot key: on its first line the
-// magic, the digest of the holder's token, the TTL asked for in seconds
-// and, for a slot, the semaphore's limit; then the owner.
-type lockValue struct {
-	digest string
-	asked  int64
-	limit  int // 0 for a lock
-	owner  string
-}
-
-func (lv lockValue) encode() string {
-	head := valueMagic + " " + lv.digest + " " + strconv.FormatInt(lv.asked, 10)
-	if lv.limit > 0 {
-		head += " " + strconv.Itoa(lv.limit)
-	}
-	return head + "\n" + lv.owner
-}
-
-// decodeValue parses a lock or slot value; ok is false for a value the
-// driver did not write.
-func decodeValue(v []byte) (lv lockValue, ok bool) {
-	head, owner, found := strings.Cut(string(v), "\n")
-	if !found {
-		return lv, false
-	}
-	f := strings.Fields(head)
-	if len(f) < 3 || len(f) > 4 || f[0] != valueMagic {
-		return lv, false
-	}
-	asked, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil || asked < 1 {
-		return lv, false
-	}
-	lv = lockValue{digest: f[1], asked: asked, owner: owner}
-	if len(f) == 4 {
-		if lv.limit, err = strconv.Atoi(f[3]); err != nil || lv.limit < 1 {
-			return lv, false
-		}
-	}
-	return lv, true
-}
-
-// lockKey returns the etcd key of the lock on key.
-func (d *locker) lockKey(key string) string { return d.prefix + key }
-
-// slotRange returns the range [lo, hi) of the etcd keys of key's
-// semaphore slots: PREFIX+KEY, a NUL byte, then the holder's digest. The
-// lock key PREFIX+KEY sorts just before it, so [lockKey, hi) covers the
-// lock and its slots, for watches.
-func (d *locker) slotRange(key string) (lo, hi string) {
-	return d.prefix + key + "\x00", d.prefix + key + "\x01"
-}
-
-// slotKey returns the etcd key of the slot of key held by the token of dig.
-func (d *locker) slotKey(key, dig string) string {
-	lo, _ := d.slotRange(key)
-	return lo + dig
-}
-
-func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
-	if err := d.check(); err != nil {
-		return driver.Result{}, err
-	}
-	k, dig, asked := d.lockKey(req.Key), digest(req.Token), seconds(req.TTL)
-	lo, hi := d.slotRange(req.Key)
-	ctx, cancel := d.bound(ctx)
-	defer cancel()
-	sent := time.Now()
-	g, from, err := d.attemptLease(ctx, k, dig, asked)
-	if err == nil && from == spareLease {
-		// A waiter's attempt: renewed first. Sent beside the
-		// transaction, the renewals of all the waiters a release wakes
-		// measured slower (32 waiters, a loaded machine).
-		err, from = d.renewReused(ctx, g), newLease
-	}
-	if err != nil {
-		// A lease alone holds nothing: the key was not touched.
-		return driver.Result{}, d.notApplied("acquire", req.Key, err)
-	}
-	// A lease a release left is renewed by a keep-alive sent beside
-	// the transaction, so that the acquire costs one round trip. If the
-	// keep-alive finds the lease, etcd renewed it after the call's start:
-	// the key, if put, is held at least the TTL from then, whichever of
-	// the two etcd handled first. If the lease was gone, a put with it
-	// either failed or was deleted with it: nothing is held.
-	var renewErr error
-	var wg sync.WaitGroup
-	if from == pooledLease {
-		wg.Go(func() { renewErr = d.renewReused(ctx, g) })
-	}
-	lv := lockValue{digest: dig, asked: asked, owner: req.Owner}
-	resp, err := d.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(lo), "=", 0).WithRange(hi)).
-		Then(clientv3.OpPut(k, lv.encode(), clientv3.WithLease(g.ID))).
-		Else(clientv3.OpGet(k)).
-		Commit()
-	wg.Wait()
-	switch {
-	case errors.Is(renewErr, errReusedExpired):
-		return driver.Result{}, fmt.Errorf("etcddriver: acquire %q: %w: %w", req.Key, driver.ErrUnavailable, renewErr)
-	case renewErr != nil && err == nil:
-		// The renewal's outcome is unknown, so is the grant's length,
-		// even if etcd refused the keep-alive: the put went through.
-		err = fmt.Errorf("%w: renewing the reused lease: %v", driver.ErrOutcomeUnknown, renewErr)
-	}
-	if err != nil {
-		return driver.Result{}, d.unknownPut("acquire", req.Key, k, dig, g, asked, sent, err)
-	}
-	if resp.Succeeded {
-		d.remember(k, dig, g.ID, asked, g.TTL, sent)
-		return driver.Result{Acquired: true, Fence: uint64(resp.Header.Revision)}, nil
-	}
-	kvs := resp.Responses[0].GetResponseRange().GetKvs()
-	if len(kvs) == 0 {
-		// The lock key is free, so semaphore slots hold the key.
-		d.revokeSpare(ctx, g.ID)
-		return driver.Result{}, fmt.Errorf("etcddriver: acquire %q: semaphore slots hold it: %w", req.Key, driver.ErrWrongKind)
-	}
-	kv := kvs[0]
-	if held, ok := decodeValue(kv.Value); ok && held.digest == dig {
-		// Held by this token already: the same grant again, renewed.
-		if err := d.renewHeld(ctx, req.Key, k, kv, held, asked, g, sent); err != nil {
-			return driver.Result{}, err
-		}
-		return driver.Result{Acquired: true, Fence: uint64(kv.CreateRevision)}, nil
-	}
-	// Busy: keep the unused lease for the token's next attempt.
-	d.keepSpare(k, dig, g, asked, sent)
-	return driver.Result{HolderTTL: d.holderTTL(ctx, clientv3.LeaseID(kv.Lease))}, nil
-}
-
-// attemptLease returns the lease for an attempt on ek by the token of
-// dig: the lease the token's last busy attempt on ek left (see
-// keepSpare), or one a release left (see toPool), both not yet renewed
-// (from is spareLease or pooledLease, and TTL is what etcd last
-// granted); or a new lease.
-// The caller renews a reused lease with a keep-alive sent after the
-// call's start, and counts on the grant only if that keep-alive found the
-// lease (see Acquire).
-func (d *locker) attemptLease(ctx context.Context, ek, dig string, asked int64) (g *clientv3.LeaseGrantResponse, from leaseSource, err error) {
-	d.mu.Lock()
-	sp, ok := d.spares[grantKey{ek, dig}]
-	delete(d.spares, grantKey{ek, dig})
-	now := time.Now()
-	ok = ok && sp.asked == asked && now.Before(sp.stales)
-	from = spareLease
-	for !ok && len(d.pool[asked]) > 0 {
-		free := d.pool[asked]
-		sp, d.pool[asked] = free[len(free)-1], free[:len(free)-1]
-		ok, from = now.Before(sp.stales), pooledLease
-	}
-	d.mu.Unlock()
-	if ok {
-		return &clientv3.LeaseGrantResponse{ID: sp.lease, TTL: sp.granted}, from, nil
-	}
-	g, err = d.client.Grant(ctx, asked)
-	return g, newLease, err
-}
-
-// leaseSource tells where attemptLease found a lease.
-type leaseSource int
-
-const (
-	newLease    leaseSource = iota // granted for the attempt
-	spareLease                     // left by the token's busy attempt (keepSpare)
-	pooledLease                    // left by a release (toPool)
-)
-
-// renewReused renews a reused lease g with a keep-alive, and reports an
-// error if it was not found (it expired: a put with it failed, or was
-// undone by its expiry) or the keep-alive failed.
-func (d *locker) renewReused(ctx context.Context, g *clientv3.LeaseGrantResponse) error {
-	granted, err := d.keepAlive(ctx, g.ID)
-	switch {
-	case err != nil:
-		return err
-	case granted <= 0:
-		return errReusedExpired
-	}
-	g.TTL = granted
-	return nil
-}
-
-// errReusedExpired reports a reused lease that expired before its renewal.
-var errReusedExpired = errors.New("the reused lease expired before its renewal")
-
-// poolSize bounds the released leases the driver keeps for each TTL.
-const poolSize = 16
-
-// toPool keeps the lease of a grant just released (no key is attached to
-// it any more) for the next attempt that asks for its TTL, if it will
-// not expire within a second.
-func (d *locker) toPool(g grant) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	// g.stales is a second past the lease's expiry; keep it to a second
-	// before.
-	g.stales = g.stales.Add(-2 * time.Second)
-	if len(d.pool[g.asked]) < poolSize && time.Now().Before(g.stales) {
-		d.pool[g.asked] = append(d.pool[g.asked], g)
-	}
-}
-
-// keepSpare keeps the lease g of a busy lock attempt sent at sent, for
-// the token's next attempt on ek. No key is attached to it, and no grant
-// refers to it; if the token makes no further attempt, it expires.
-func (d *locker) keepSpare(ek, dig string, g *clientv3.LeaseGrantResponse, asked int64, sent time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.spares) >= minPrune {
-		now := time.Now()
-		for k, sp := range d.spares {
-			if now.After(sp.stales) {
-				delete(d.spares, k)
-			}
-		}
-	}
-	// Past stales the lease may be gone: a second before its expiry.
-	d.spares[grantKey{ek, dig}] = grant{lease: g.ID, asked: asked, granted: g.TTL, stales: sent.Add(time.Duration(g.TTL-1) * time.Second)}
-}
-
-// unknownPut returns the error of a transaction that may have put ek
-// for the token of dig on lease g. If its outcome is unknown, the put may
-// yet be applied, later than any read a Release of the token would make:
-// the driver remembers g as the grant's lease, so that the Release (dlock
-// makes one at once) revokes it, which deletes ek if the put was applied
-// and makes the put fail if it comes later. A known failure leaves g to
-// expire.
-func (d *locker) unknownPut(op, key, ek, dig string, g *clientv3.LeaseGrantResponse, asked int64, sent time.Time, err error) error {
-	err = d.wrap(op, key, err)
-	if driver.OutcomeUnknown(err) {
-		d.remember(ek, dig, g.ID, asked, g.TTL, sent)
-		d.mu.Lock()
-		if gr, ok := d.grants[grantKey{ek, dig}]; ok {
-			gr.uncertain = true
-			d.grants[grantKey{ek, dig}] = gr
-		}
-		d.mu.Unlock()
-	}
-	return err
-}
-
-// revokeSpare revokes a lease that no key was attached to. Failure is
-// harmless: it expires by itself.
-func (d *locker) revokeSpare(ctx context.Context, id clientv3.LeaseID) {
-	if ctx.Err() == nil {
-		d.client.Revoke(ctx, id)
-	}
-}
-
-// holderTTL returns the time left on lease, rounded up to the second (etcd
-// reports whole seconds, rounded down), or 0 if unknown.
-func (d *locker) holderTTL(ctx context.Context, lease clientv3.LeaseID) time.Duration {
-	if lease == clientv3.NoLease || ctx.Err() != nil {
-		return 0
-	}
-	r, err := d.client.TimeToLive(ctx, lease)
-	if err != nil || r.TTL < 0 {
-		return 0
-	}
-	return time.Duration(r.TTL+1) * time.Second
-}
-
-// renewHeld renews the grant kv of the etcd key ek (the lock or a slot of
-// key), held by the token of lv.digest, for asked seconds: with a
-// keep-alive of its lease if the lease was asked for that TTL, else by
-// moving the key onto a lease of the new TTL (spare, if it has a lease,
-// else a new one) and revoking the old lease, since an etcd lease keeps
-// the TTL it was granted with. The key keeps its create revision, and so
-// its fence. sent is when the caller's request was sent.
-func (d *locker) renewHeld(ctx context.Context, key, ek string, kv *mvccpb.KeyValue, lv lockValue, asked int64, spare *clientv3.LeaseGrantResponse, sent time.Time) error {
-	old := clientv3.LeaseID(kv.Lease)
-	if lv.asked == asked {
-		if spare != nil {
-			defer d.revokeSpare(ctx, spare.ID)
-		}
-		granted, err := d.keepAlive(ctx, old)
-		switch {
-		case err != nil:
-			return d.wrap("refresh", key, err)
-		case granted <= 0:
-			return d.notHeld("refresh", key)
-		}
-		d.remember(ek, lv.digest, old, asked, granted, sent)
-		return nil
-	}
-	if spare == nil {
-		g, err := d.client.Grant(ctx, asked)
-		if err != nil {
-			return d.notApplied("refresh", key, err)
-		}
-		spare = g
-	}
-	lv.asked = asked
-	resp, err := d.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(ek), "=", kv.CreateRevision),
-			clientv3.Compare(clientv3.LeaseValue(ek), "=", kv.Lease)).
-		Then(clientv3.OpPut(ek, lv.encode(), clientv3.WithLease(spare.ID))).
-		Commit()
-	if err != nil {
-		return d.wrap("refresh", key, err)
-	}
-	if !resp.Succeeded {
-		d.revokeSpare(ctx, spare.ID)
-		return d.notHeld("refresh", key)
-	}
-	d.remember(ek, lv.digest, spare.ID, asked, spare.TTL, sent)
-	// The old lease holds no key now; if this revoke fails it expires.
-	d.revokeSpare(ctx, old)
-	return nil
-}
-
-// keepAlive renews lease once and returns the TTL it was granted with,
-// or 0 if it does not exist.
-func (d *locker) keepAlive(ctx context.Context, lease clientv3.LeaseID) (int64, error) {
-	ttls, err := d.keepAliveAll(ctx, []clientv3.LeaseID{lease})
-	if err != nil {
-		return 0, err
-	}
-	return ttls[lease], nil
-}
-
-// toErr turns an error of a raw gRPC call into the client's errors.
-func toErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return rpctypes.Error(err)
-}
-
 func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Duration) error {
 	if err := d.check(); err != nil {
 		return err
@@ -558,7 +228,7 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	dig := digest(token)
-	return d.refresh(ctx, key, d.lockKey(key), dig, seconds(ttl))
+	return d.refresh(ctx, key, d.entryKey(key, dig), dig, seconds(ttl))
 }
 
 // refresh renews the grant of ek (the lock or a slot of key) held by the
@@ -613,62 +283,107 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 	}
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	return d.release(ctx, key, d.lockKey(key), digest(token))
+	dig := digest(token)
+	return d.release(ctx, key, d.entryKey(key, dig), dig)
 }
 
-// release revokes the lease of the grant of ek (the lock or a slot of
-// key) held by the token of dig, which deletes ek.
+// release deletes ek, the entry of key of the token of dig (a lock's
+// holder or waiter, or a semaphore's slot): a plain delete, since no
+// other token can have that key. Its lease, free of keys then, is kept
+// for a later attempt (see deleted).
 func (d *locker) release(ctx context.Context, key, ek, dig string) error {
-	if g, ok := d.lookup(ek, dig); ok && !g.uncertain {
-		// Delete the key if it is still on the grant's lease, and keep
-		// the lease for a later attempt: a keep-alive then renews it,
-		// which costs etcd less than a grant and a revoke.
-		resp, err := d.client.Txn(ctx).
-			If(clientv3.Compare(clientv3.LeaseValue(ek), "=", int64(g.lease))).
-			Then(clientv3.OpDelete(ek)).
-			Commit()
-		if err != nil {
-			return d.wrap("release", key, err)
+	g, ok := d.lookup(ek, dig)
+	if ok && g.uncertain {
+		if done, err := d.releaseUncertain(ctx, key, ek, dig, g); done || err != nil {
+			return err
 		}
-		d.forget(ek, dig)
-		if resp.Succeeded {
-			d.toPool(g)
-			return nil
-		}
-	} else if ok {
-		// The attempt's outcome is unknown, and its put may still be on
-		// its way: revoke its lease, which deletes the key if the put
-		// was applied and makes it fail if it comes later. The key as
-		// it was just before the revoke tells whether the token held
-		// it: etcd's revoke deletes the lease's keys at the revision
-		// its reply reports (and deletes nothing if it reports the
-		// revision of another write).
-		rv, err := d.client.Revoke(ctx, g.lease)
-		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return d.wrap("release", key, err)
-		}
-		d.forget(ek, dig)
-		if err == nil && rv.Header.Revision > 1 {
-			before, err := d.client.Get(ctx, ek, clientv3.WithRev(rv.Header.Revision-1))
-			if err != nil {
-				return d.wrap("release", key, err)
-			}
-			if len(before.Kvs) == 1 && before.Kvs[0].Lease == int64(g.lease) {
-				return nil
-			}
-		}
+		ok = false
 	}
-	kv, _, err := d.held(ctx, "release", key, ek, dig)
+	if !ok || g.queued {
+		return d.releaseChecked(ctx, key, ek, dig)
+	}
+	// A grant the driver made or renewed as the holder's: an entry that
+	// is first stays first until it is deleted.
+	resp, err := d.client.Delete(ctx, ek, clientv3.WithPrevKV())
 	if err != nil {
-		return err
-	}
-	if _, err := d.client.Revoke(ctx, clientv3.LeaseID(kv.Lease)); err != nil {
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return d.notHeld("release", key)
-		}
 		return d.wrap("release", key, err)
 	}
+	if len(resp.PrevKvs) == 0 {
+		d.forget(ek, dig)
+		return d.notHeld("release", key)
+	}
+	d.deleted(ctx, ek, dig, resp.PrevKvs[0])
 	return nil
+}
+
+// releaseChecked deletes ek, the entry of key of the token of dig, in a
+// transaction that reads the entries first: the token may be a waiter,
+// whose release deletes its entry but reports ErrNotHeld.
+func (d *locker) releaseChecked(ctx context.Context, key, ek, dig string) error {
+	lo, hi := d.entryRange(key)
+	resp, err := d.client.Txn(ctx).
+		Then(clientv3.OpGet(lo, byCreate(hi, 0)...), clientv3.OpDelete(ek, clientv3.WithPrevKV())).
+		Commit()
+	if err != nil {
+		return d.wrap("release", key, err)
+	}
+	del := resp.Responses[1].GetResponseDeleteRange()
+	if len(del.PrevKvs) == 0 {
+		d.forget(ek, dig)
+		return d.notHeld("release", key)
+	}
+	d.deleted(ctx, ek, dig, del.PrevKvs[0])
+	if !holds(resp.Responses[0].GetResponseRange().GetKvs(), ek) {
+		return d.notHeld("release", key)
+	}
+	return nil
+}
+
+// holds reports whether ek is among the holders of kvs, the entries of a
+// key in create-revision order: the first for a lock, the first limit for
+// a semaphore (the limit in ek's value).
+func holds(kvs []*mvccpb.KeyValue, ek string) bool {
+	for i, kv := range kvs {
+		if string(kv.Key) == ek {
+			lv, _ := decodeValue(kv.Value)
+			return i < max(lv.limit, 1)
+		}
+	}
+	return false
+}
+
+// releaseUncertain releases the grant g of an attempt whose outcome is
+// unknown, and whose put may still be on its way: it revokes g's lease,
+// which deletes ek if the put was applied and makes it fail if it comes
+// later. The key as it was just before the revoke tells whether the
+// token held it: etcd's revoke deletes the lease's keys at the revision
+// its reply reports (and deletes nothing if it reports the revision of
+// another write), and whether it held it then (it may have been a
+// waiter's entry). done reports that the release is over; otherwise the
+// caller deletes ek.
+func (d *locker) releaseUncertain(ctx context.Context, key, ek, dig string, g grant) (done bool, err error) {
+	rv, err := d.client.Revoke(ctx, g.lease)
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return false, d.wrap("release", key, err)
+	}
+	d.forget(ek, dig)
+	if err == nil && rv.Header.Revision > 1 {
+		lo, hi := d.entryRange(key)
+		before, err := d.client.Get(ctx, lo, append(byCreate(hi, 0), clientv3.WithRev(rv.Header.Revision-1))...)
+		if err != nil {
+			return false, d.wrap("release", key, err)
+		}
+		for _, kv := range before.Kvs {
+			if string(kv.Key) != ek || kv.Lease != int64(g.lease) {
+				continue
+			}
+			if !holds(before.Kvs, ek) {
+				return true, d.notHeld("release", key)
+			}
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, error) {
@@ -677,17 +392,16 @@ func (d *locker) Inspect(ctx context.Context, key string) (driver.Holder, bool, 
 	}
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	// The lock key sorts before its slots: the first key of the range
-	// is the lock's, if it is held as a lock.
-	_, hi := d.slotRange(key)
-	resp, err := d.client.Get(ctx, d.lockKey(key), clientv3.WithRange(hi), clientv3.WithLimit(1))
+	// The first entry by create revision holds a lock.
+	lo, hi := d.entryRange(key)
+	resp, err := d.client.Get(ctx, lo, byCreate(hi, 1)...)
 	if err != nil {
 		return driver.Holder{}, false, d.notApplied("inspect", key, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return driver.Holder{}, false, nil
 	}
-	if string(resp.Kvs[0].Key) != d.lockKey(key) {
+	if isSlot(resp.Kvs[0]) {
 		return driver.Holder{}, false, fmt.Errorf("etcddriver: inspect %q: semaphore slots hold it: %w", key, driver.ErrWrongKind)
 	}
 	h, ok, err := d.holder(ctx, resp.Kvs[0])
@@ -717,7 +431,7 @@ func (d *locker) holder(ctx context.Context, kv *mvccpb.KeyValue) (h driver.Hold
 }
 
 func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
-	return d.refreshBatch(ctx, reqs, func(key, _ string) string { return d.lockKey(key) })
+	return d.refreshBatch(ctx, reqs, d.entryKey)
 }
 
 // refreshBatch refreshes reqs in one round trip, as Refresh would, the

@@ -75,7 +75,31 @@ var errStreamDropped = errors.New("the keep-alive stream was dropped after a cal
 // for each, on the driver's stream (see keepAlives). It returns the TTL
 // each lease was renewed with, missing or 0 for a lease that does not
 // exist.
+//
+// If another caller dropped the stream (its deadline passed) while these
+// requests waited on it, they are sent again on a new stream, up to
+// maxResends times: a keep-alive renews a lease from the moment etcd
+// handles it, so a second one is harmless, and a reply to either is a
+// renewal after the caller sent its first. Without it, one call cut by
+// its own deadline failed every call on the stream with an unknown
+// outcome (an Acquire without a deadline then returned ErrUnavailable:
+// tests/linearize, shared Lockers with 1–5 ms contexts).
 func (d *locker) keepAliveAll(ctx context.Context, leases []clientv3.LeaseID) (map[clientv3.LeaseID]int64, error) {
+	for n := 0; ; n++ {
+		ttls, err := d.keepAliveOnce(ctx, leases)
+		if n == maxResends || ctx.Err() != nil || !errors.Is(err, errStreamDropped) {
+			return ttls, err
+		}
+	}
+}
+
+// maxResends bounds how many times keepAliveAll sends its requests again
+// after other callers dropped the stream.
+const maxResends = 3
+
+// keepAliveOnce sends one keep-alive request for each of leases and
+// waits for their replies (see keepAliveAll).
+func (d *locker) keepAliveOnce(ctx context.Context, leases []clientv3.LeaseID) (map[clientv3.LeaseID]int64, error) {
 	s, chs, err := d.sendKeepAlives(ctx, leases)
 	if err != nil {
 		return nil, toErr(ctx, err)

@@ -21,6 +21,7 @@ import (
 const (
 	methodTxn    = "/etcdserverpb.KV/Txn"
 	methodRevoke = "/etcdserverpb.Lease/LeaseRevoke"
+	methodDelete = "/etcdserverpb.KV/DeleteRange"
 )
 
 // lossy is a client of an etcd cluster whose calls of the methods set
@@ -178,7 +179,7 @@ func TestAcquireRetriedAfterLostReply(t *testing.T) {
 	if !driver.OutcomeUnknown(err) {
 		t.Fatalf("Acquire with its reply lost = %v; want an unknown outcome", err)
 	}
-	r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key)
+	r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok))
 	if err != nil || len(r.Kvs) != 1 {
 		t.Fatalf("Get = %v, %v; want the key put by the first attempt", r, err)
 	}
@@ -197,12 +198,12 @@ func TestAcquireRetriedAfterLostReply(t *testing.T) {
 	if err := d.Release(ctx, key, tok); err != nil {
 		t.Fatalf("Release = %v", err)
 	}
-	if r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key); err != nil || len(r.Kvs) != 0 {
+	if r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok)); err != nil || len(r.Kvs) != 0 {
 		t.Errorf("the key after Release = %v, %v; want it gone", r, err)
 	}
 }
 
-// TestReleaseLostReplyRetried loses the reply of a Release's transaction
+// TestReleaseLostReplyRetried loses the reply of a Release's delete
 // (applied: the key is deleted) and retries it, as dlock's Lease.Release
 // may: the retry must not report success for a key it did not free now
 // (ErrNotHeld, or nil), must not touch a key another token took
@@ -218,7 +219,7 @@ func TestReleaseLostReplyRetried(t *testing.T) {
 	if res, err := d.Acquire(ctx, driverRequest(key, "first", ttl)); err != nil || !res.Acquired {
 		t.Fatalf("Acquire = %+v, %v", res, err)
 	}
-	lc.lose(false, methodTxn)
+	lc.lose(false, methodDelete)
 	err := d.Release(ctx, key, "first")
 	lc.lose(false)
 	if !driver.OutcomeUnknown(err) {
@@ -259,7 +260,7 @@ func TestReleaseOfLatePut(t *testing.T) {
 	for _, first := range []bool{true, false} {
 		t.Run(fmt.Sprint("Before=", first), func(t *testing.T) {
 			key, tok := fmt.Sprint("lost/late-put-", first), fmt.Sprint("late-", first)
-			ek := etcddriver.DefaultPrefix + key
+			ek := etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok)
 			start, err := cl.Get(ctx, "any")
 			if err != nil {
 				t.Fatal(err)

@@ -66,7 +66,7 @@ func TestOpen(t *testing.T) {
 	}
 	defer lease.Release(ctx)
 	cl := c.Client(t)
-	resp, err := cl.Get(ctx, "app/locks/k")
+	resp, err := cl.Get(ctx, "app/locks/k\x00", clientv3.WithPrefix())
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("the lock's key app/locks/k = %v, %v; want it held under the URL's prefix", resp, err)
 	}

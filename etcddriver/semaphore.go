@@ -15,10 +15,10 @@ import (
 
 var _ driver.Semaphore = (*locker)(nil)
 
-// AcquireSlot implements [driver.Semaphore]: in one transaction, if the
-// lock key is free, it puts the caller's slot key (unless its token has
-// one) and reads every slot key in revision order; the caller holds a
-// slot if fewer than limit slot keys are older than its own. See
+// AcquireSlot implements [driver.Semaphore]: in one transaction, it puts
+// the caller's entry (unless its token has one) and reads every entry of
+// the key in revision order; the caller holds a slot if fewer than limit
+// entries are older than its own, and none of them is a lock's. See
 // Semaphores in the package documentation.
 func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int) (driver.Result, error) {
 	if err := d.check(); err != nil {
@@ -27,9 +27,9 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 	if err := driver.CheckLimit(limit); err != nil {
 		return driver.Result{}, err
 	}
-	lk, dig, asked := d.lockKey(req.Key), digest(req.Token), seconds(req.TTL)
-	sk := d.slotKey(req.Key, dig)
-	lo, hi := d.slotRange(req.Key)
+	dig, asked := digest(req.Token), seconds(req.TTL)
+	sk := d.entryKey(req.Key, dig)
+	lo, hi := d.entryRange(req.Key)
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	sent := time.Now()
@@ -42,7 +42,6 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 	}
 	lv := lockValue{digest: dig, asked: asked, limit: limit, owner: req.Owner}
 	resp, err := d.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(lk), "=", 0)).
 		Then(clientv3.OpTxn(
 			[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(sk), "=", 0)},
 			[]clientv3.Op{clientv3.OpPut(sk, lv.encode(), clientv3.WithLease(g.ID))},
@@ -51,10 +50,6 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 		Commit()
 	if err != nil {
 		return driver.Result{}, d.unknownPut("acquire slot", req.Key, sk, dig, g, asked, sent, err)
-	}
-	if !resp.Succeeded {
-		d.revokeSpare(ctx, g.ID)
-		return driver.Result{}, fmt.Errorf("etcddriver: acquire slot %q: a lock holds it: %w", req.Key, driver.ErrWrongKind)
 	}
 	inner := resp.Responses[0].GetResponseTxn()
 	if !inner.Succeeded {
@@ -77,6 +72,9 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 			break
 		}
 		older++
+		if !isSlot(kv) {
+			return driver.Result{}, d.dropSlot(ctx, req.Key, g.ID, fmt.Errorf("etcddriver: acquire slot %q: a lock holds it: %w", req.Key, driver.ErrWrongKind))
+		}
 		if other, ok := decodeValue(kv.Value); ok && other.limit != limit {
 			return driver.Result{}, d.dropSlot(ctx, req.Key, g.ID, d.mismatch(req.Key, limit, other.limit))
 		}
@@ -99,10 +97,7 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 // counts against the limit until it expires: dlock then undoes the
 // attempt with a ReleaseSlot of its token.
 func (d *locker) dropSlot(ctx context.Context, key string, lease clientv3.LeaseID, why error) error {
-	if _, err := d.client.Revoke(ctx, lease); err != nil {
-		return d.wrap("acquire slot", key, err)
-	}
-	return why
+	return d.dropEntry(ctx, "acquire slot", key, lease, why)
 }
 
 func (d *locker) mismatch(key string, limit, held int) error {
@@ -117,13 +112,13 @@ func (d *locker) RefreshSlot(ctx context.Context, key, token string, ttl time.Du
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	dig := digest(token)
-	return d.refresh(ctx, key, d.slotKey(key, dig), dig, seconds(ttl))
+	return d.refresh(ctx, key, d.entryKey(key, dig), dig, seconds(ttl))
 }
 
 // RefreshSlots implements [driver.Semaphore]: as RefreshBatch, on the
 // slot keys, in one round trip.
 func (d *locker) RefreshSlots(ctx context.Context, reqs []driver.RefreshRequest) []error {
-	return d.refreshBatch(ctx, reqs, d.slotKey)
+	return d.refreshBatch(ctx, reqs, d.entryKey)
 }
 
 // ReleaseSlot implements [driver.Semaphore]: as Release, on the slot key.
@@ -134,7 +129,7 @@ func (d *locker) ReleaseSlot(ctx context.Context, key, token string) error {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	dig := digest(token)
-	return d.release(ctx, key, d.slotKey(key, dig), dig)
+	return d.release(ctx, key, d.entryKey(key, dig), dig)
 }
 
 // InspectSlots implements [driver.Semaphore]: it reads the slot keys and
@@ -146,15 +141,13 @@ func (d *locker) InspectSlots(ctx context.Context, key string) ([]driver.Holder,
 	}
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
-	// The range from the lock key covers the lock and its slots.
-	_, hi := d.slotRange(key)
-	lk := d.lockKey(key)
-	resp, err := d.client.Get(ctx, lk, clientv3.WithRange(hi), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	lo, hi := d.entryRange(key)
+	resp, err := d.client.Get(ctx, lo, clientv3.WithRange(hi), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	if err != nil {
 		return nil, 0, d.notApplied("inspect slots", key, err)
 	}
 	kvs := resp.Kvs
-	if slices.ContainsFunc(kvs, func(kv *mvccpb.KeyValue) bool { return string(kv.Key) == lk }) {
+	if slices.ContainsFunc(kvs, func(kv *mvccpb.KeyValue) bool { return !isSlot(kv) }) {
 		return nil, 0, fmt.Errorf("etcddriver: inspect slots %q: a lock holds it: %w", key, driver.ErrWrongKind)
 	}
 	if len(kvs) == 0 {

@@ -77,7 +77,7 @@ package redisdriver
 // TYPE" when the fence key does; "!3" when the fence would reach 2^53.
 // (Plain values, not a table, which would cost the server more to build
 // than the rest of a grant but a SET.)
-var acquireScript = newScript(isFence + grantFn + queueFns + `
+var acquireScript = newScript(isFence + grantFn + `
 local t = redis.call('TIME')
 local f = grant(t, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 if f then
@@ -90,6 +90,7 @@ end
 local mine = KEYS[3] and redis.pcall('GET', KEYS[1])
 if mine then mine = type(mine) == 'string' and string.sub(mine, 1, #ARGV[1] + 1) == ARGV[1] .. '\n' end
 if KEYS[3] and not mine then
+` + queueFns + `
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local c = redis.pcall('HGET', KEYS[4], '\nc')
   c = type(c) == 'string' and tonumber(c) or 0
@@ -378,7 +379,9 @@ local function wake()
 end
 `
 
-// queueFns, prepended to the scripts that read the waiter queue, defines
+// queueFns, put before the code of a script that reads the waiter queue
+// (in acquireScript, inside the block that queues: a grant or a request
+// that does not wait never makes its closures), defines
 // deadline(a), the deadline (ms since the epoch) of a queued waiter's entry
 // a in the attempts hash ("DEADLINE" or "DEADLINE\nATTEMPT\n..."), 0 if
 // there is none (HGET's nil or error: the entry is dead), and keep(k),

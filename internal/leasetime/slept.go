@@ -9,8 +9,9 @@ import (
 // between two readings of [Slept] are the error of reading two clocks.
 const MinSleep = time.Millisecond
 
-// Slept returns how long the machine has been suspended since it booted:
-// on Linux, CLOCK_BOOTTIME less CLOCK_MONOTONIC, the clock that Go's
+// Slept returns how long the machine has been suspended since it booted,
+// plus a constant of the process (only differences between readings mean
+// anything): on Linux, CLOCK_BOOTTIME less CLOCK_MONOTONIC, the clock that Go's
 // monotonic readings (and so every lease deadline) come from and that
 // stands still while the machine sleeps; 0 where the system does not tell.
 // The difference between two readings is the time slept in between: a

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/internal/redistest"
 	"github.com/dlock-go/dlock/redisdriver"
 )
@@ -66,9 +67,7 @@ func TestReleaseWithoutQueueTouchesNoQueue(t *testing.T) {
 	if res, err := d.Acquire(ctx, req("queued", "holder")); err != nil || !res.Acquired {
 		t.Fatalf("Acquire = %+v, %v", res, err)
 	}
-	waiter := req("queued", "waiter")
-	waiter.Wait = 10 * time.Second
-	if res, err := d.Acquire(ctx, waiter); err != nil || res.Acquired {
+	if res, err := acquireQueued(ctx, t, d, req("queued", "waiter"), driver.Queued{Wait: 10 * time.Second}); err != nil || res.Acquired {
 		t.Fatalf("waiter's Acquire = %+v, %v; want busy", res, err)
 	}
 	got = release("queued", "holder")

@@ -44,7 +44,9 @@ func isSlot(kv *mvccpb.KeyValue) bool {
 // key exists (no holder, no waiter), it puts the token's entry, which
 // then holds; otherwise it reads the first entry by create revision (the
 // holder). It never queues: a waiter keeps its place with
-// [locker.AcquireQueued].
+// [locker.AcquireQueued]. A grant it returns to a token with a handoff
+// subscription is noted there, so that the subscription's cancel keeps
+// the entry (see SubscribeHandoff).
 func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	if err := d.check(); err != nil {
 		return driver.Result{}, err
@@ -71,6 +73,7 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	}
 	if resp.Succeeded {
 		d.remember(ek, dig, g.ID, asked, g.TTL, sent)
+		d.noteQueued(ek, dig, 0, resp.Header.Revision, true)
 		return driver.Result{Acquired: true, Fence: uint64(resp.Header.Revision)}, nil
 	}
 	kv := resp.Responses[0].GetResponseRange().GetKvs()[0]
@@ -81,6 +84,9 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 		if err := d.renewHeld(ctx, req.Key, ek, kv, held, asked, g.LeaseGrantResponse, sent); err != nil {
 			return driver.Result{}, err
 		}
+		// A waiter's last attempt is a plain one (see AcquireQueued):
+		// the cancel of its subscription must keep the entry.
+		d.noteQueued(ek, dig, 0, kv.CreateRevision, true)
 		return driver.Result{Acquired: true, Fence: uint64(kv.CreateRevision)}, nil
 	case isSlot(kv):
 		d.revokeSpare(ctx, g.ID)

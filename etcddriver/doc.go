@@ -169,7 +169,9 @@
 //
 // A watch whose member dies (its connection breaks) resumes on another
 // member from the last revision it saw, and wakes or hands off for what
-// it missed. A watch whose member is frozen (its process stopped, its
+// it missed. A watch that etcd ends (the revision it resumes from was
+// compacted) wakes its waiter, whose queued attempts are then
+// transactions again: the subscription's view of the queue ended with it. A watch whose member is frozen (its process stopped, its
 // host hung) stays silent until gRPC's keep-alive drops the connection
 // (12 s with the settings Open uses): meanwhile its waiters move only at
 // their retry backoff (at most 1 s with dlock's default), whose attempt

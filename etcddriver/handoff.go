@@ -96,9 +96,14 @@ func (s *handoffSub) loop(wctx context.Context, wch clientv3.WatchChan, queue ma
 			return
 		case r, ok := <-wch:
 			if !ok || r.Canceled {
-				// The watch is over: the waiter goes on with its
-				// attempts and their backoff.
+				// The watch is over (etcd cancelled it: the
+				// revision it resumed from was compacted): the
+				// waiter goes on with its attempts and their
+				// backoff, which make their transaction again, as
+				// the view of the queue stopped here (see
+				// queuedRenewal).
 				s.mu.Lock()
+				s.seenRev, s.first = 0, false
 				s.wake()
 				s.mu.Unlock()
 				return

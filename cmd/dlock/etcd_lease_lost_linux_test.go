@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/etcddriver/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // TestEtcdMemberLostKillsJobBeforeExpiry: dlock run reaches a 3-member
@@ -66,7 +67,9 @@ while :; do sleep 1; done
 			fence, _ := strconv.ParseInt(strings.TrimSpace(readFile(t, filepath.Join(dir, "fence"))), 10, 64)
 			held := func() bool {
 				t.Helper()
-				resp, err := cli.Get(t.Context(), "dlock/"+key)
+				// The job's entry, alone under the key (see etcddriver's
+				// package doc).
+				resp, err := cli.Get(t.Context(), "dlock/"+key+"\x00", clientv3.WithPrefix())
 				if err != nil {
 					t.Fatalf("reading the lock's key through the other members: %v", err)
 				}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dlock-go/dlock/etcddriver/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // These tests run dlock processes against real etcd members, from
@@ -50,9 +51,11 @@ while [ ! -e "$D/go" ]; do sleep 0.02; done
 	if err != nil || fence <= 0 {
 		t.Fatalf("DLOCK_FENCE %q: want a positive number", readFile(t, filepath.Join(dir, "fence")))
 	}
-	resp, err := cli.Get(t.Context(), prefix+"/"+key)
+	// The lock's entries: one per token under the key (see etcddriver's
+	// package doc), the holder's alone while nobody waits.
+	resp, err := cli.Get(t.Context(), prefix+"/"+key+"\x00", clientv3.WithPrefix())
 	if err != nil || len(resp.Kvs) != 1 {
-		t.Fatalf("the lock's etcd key %q: %v, %v; want one key", prefix+"/"+key, resp, err)
+		t.Fatalf("the lock's etcd entries under %q: %v, %v; want one", prefix+"/"+key, resp, err)
 	}
 	if got := resp.Kvs[0].CreateRevision; got != fence {
 		t.Errorf("DLOCK_FENCE is %d, the key's create revision %d", fence, got)

@@ -37,7 +37,7 @@ func (d *locker) AcquireQueued(ctx context.Context, req driver.Request, q driver
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	sent := time.Now()
-	if res, ok := d.queuedRenewal(ctx, ek, dig, asked, q.Attempt, sent); ok {
+	if res, ok := d.queuedRenewal(ctx, ek, dig, asked, sent); ok {
 		return res, nil
 	}
 	g, err := d.entryLease(ctx, ek, dig, asked)
@@ -84,16 +84,18 @@ func mustLease(resp *clientv3.TxnResponse, g attemptGrant) int64 {
 }
 
 // queuedRenewal answers a queued attempt sent at sent, of a waiter whose
-// entry its subscription sees, with one keep-alive of the entry's lease
-// instead of a transaction (a raft proposal, as is every transaction that
-// may write, whichever branch it takes). A lease found alive was renewed
-// after the attempt's start, and the entry attached to it still exists;
-// an entry the watch saw first holds the key (it stays first until it is
-// deleted), otherwise it waits, renewed by this attempt. ok is false when
-// the driver must make the whole attempt: no subscription, an entry the
-// watch has not seen, or a keep-alive that failed or found the lease
-// gone.
-func (d *locker) queuedRenewal(ctx context.Context, ek, dig string, asked int64, attempt uint64, sent time.Time) (res driver.Result, ok bool) {
+// subscription sees its entry first, with one keep-alive of the entry's
+// lease instead of a transaction (a raft proposal, as is every
+// transaction that may write, whichever branch it takes). A lease found
+// alive was renewed after the attempt's start, and the entry attached to
+// it still exists; an entry the watch saw first holds the key (it stays
+// first until it is deleted). A waiter the watch shows behind others
+// makes the whole attempt, which reads the queue from etcd: the watch
+// lags etcd (the delete that made the entry first may not have reached
+// it yet), and a "busy" taken from it would deny the token a key it
+// holds (tests/linearize caught such an answer). ok is false when the
+// driver must make the whole attempt.
+func (d *locker) queuedRenewal(ctx context.Context, ek, dig string, asked int64, sent time.Time) (res driver.Result, ok bool) {
 	d.mu.Lock()
 	s := d.handoffs[grantKey{ek, dig}]
 	gr, known := d.grants[grantKey{ek, dig}]
@@ -103,9 +105,9 @@ func (d *locker) queuedRenewal(ctx context.Context, ek, dig string, asked int64,
 	}
 	s.mu.Lock()
 	rev := s.attemptRev
-	seen := rev != 0 && s.seenRev == rev
+	first := rev != 0 && s.seenRev == rev && s.first
 	s.mu.Unlock()
-	if !seen {
+	if !first {
 		return res, false
 	}
 	granted, err := d.keepAlive(ctx, gr.lease)
@@ -113,16 +115,8 @@ func (d *locker) queuedRenewal(ctx context.Context, ek, dig string, asked int64,
 		return res, false
 	}
 	d.remember(ek, dig, gr.lease, asked, granted, sent)
-	s.mu.Lock()
-	first := s.first && s.seenRev == rev
-	s.mu.Unlock()
-	if first {
-		d.noteQueued(ek, dig, 0, rev, true)
-		return driver.Result{Acquired: true, Fence: uint64(rev)}, true
-	}
-	d.setQueued(ek, dig, true)
-	d.noteQueued(ek, dig, attempt, rev, false)
-	return res, true
+	d.noteQueued(ek, dig, 0, rev, true)
+	return driver.Result{Acquired: true, Fence: uint64(rev)}, true
 }
 
 // entryLease returns the lease for a queued attempt on ek by the token of

@@ -85,9 +85,10 @@ func ParseURL(rawURL string) (*url.URL, url.Values, error) {
 	if !ok || !strings.HasPrefix(rest, "//") {
 		return nil, nil, bad("want SCHEME://[USER:PASSWORD@]HOST[:PORT][/PATH][?PARAMS], for example redis://127.0.0.1:6379/0")
 	}
-	authority := rest[2:]
-	if i := strings.IndexAny(authority, "/?#"); i >= 0 {
-		authority, rest = authority[:i], authority[i:]
+	// What follows the authority: an '@' there is a password's unescaped
+	// '/', '?' or '#'.
+	if i := strings.IndexAny(rest[2:], "/?#"); i >= 0 {
+		rest = rest[2+i:]
 	} else {
 		rest = ""
 	}

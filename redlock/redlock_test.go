@@ -313,18 +313,6 @@ func TestFenceWriteBack(t *testing.T) {
 	}
 }
 
-// failing is a node whose every call fails as unavailable.
-type failing struct{}
-
-func (failing) Acquire(context.Context, driver.Request) (driver.Result, error) {
-	return driver.Result{}, driver.ErrUnavailable
-}
-func (failing) Refresh(context.Context, string, string, time.Duration) error {
-	return driver.ErrUnavailable
-}
-func (failing) Release(context.Context, string, string) error { return driver.ErrUnavailable }
-func (failing) Close() error                                  { return nil }
-
 func rand() string { return fmt.Sprint(time.Now().UnixNano(), randN.Add(1)) }
 
 var randN atomic.Int64

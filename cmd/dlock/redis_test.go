@@ -308,7 +308,7 @@ while :; do sleep 30 & wait $!; done
 	// that its command's SIGTERM handler runs before the server frees the
 	// key even on a loaded machine.
 	e1 := elect("e1", "redis://"+px.Addr()+"/?drift=300ms")
-	s := waitStarts(1, "e1's command to start")
+	waitStarts(1, "e1's command to start")
 	e2 := elect("e2", "redis://"+srv.Addr())
 	e3 := elect("e3", "redis://"+srv.Addr())
 	for _, p := range []*proc{e2, e3} {
@@ -323,7 +323,7 @@ while :; do sleep 30 & wait $!; done
 	// Partition e1: its command is terminated, another takes over.
 	cut := time.Now()
 	px.Partition()
-	s = waitStarts(2, "a standby's command to start after e1's partition")
+	s := waitStarts(2, "a standby's command to start after e1's partition")
 	if d := s[1].at.Sub(cut); d > ttl+time.Second {
 		t.Errorf("takeover after the partition took %v, want at most TTL+1s", d)
 	}

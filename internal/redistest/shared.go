@@ -13,7 +13,6 @@ import (
 type lifetime struct {
 	mu    sync.Mutex
 	fns   []func()
-	dir   string
 	swept sync.Once
 }
 

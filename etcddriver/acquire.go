@@ -13,18 +13,38 @@ import (
 )
 
 // entryRange returns the range [lo, hi) of the entries of key, a lock's
-// or a semaphore's: PREFIX+KEY, a NUL byte, then the digest of an entry's
-// token. Every token that holds or waits for key has one entry there.
+// or a semaphore's: PREFIX+KEY, a NUL byte, then the entry's name (see
+// names.go). Every token that holds or waits for key has one entry there,
+// whose value names the token's digest.
 func (d *locker) entryRange(key string) (lo, hi string) {
 	return d.prefix + key + "\x00", d.prefix + key + "\x01"
 }
 
-// entryKey returns the etcd key of the entry of key of the token of dig.
-// Only that token can have it: the digest cannot be guessed without the
-// token, nor collide with another token's.
-func (d *locker) entryKey(key, dig string) string {
-	lo, _ := d.entryRange(key)
-	return lo + dig
+// digestIs returns the comparisons that hold if ek exists and its value
+// names the token of dig (see lockValue): a value compare on a missing
+// key fails in etcd.
+func digestIs(ek, dig string) []clientv3.Cmp {
+	head := valueMagic + " " + dig
+	return []clientv3.Cmp{
+		clientv3.Compare(clientv3.Value(ek), ">", head+" "),
+		clientv3.Compare(clientv3.Value(ek), "<", head+"!"),
+	}
+}
+
+// isToken reports whether kv is the entry of the token of dig.
+func isToken(kv *mvccpb.KeyValue, dig string) bool {
+	lv, ok := decodeValue(kv.Value)
+	return ok && lv.digest == dig
+}
+
+// entryOf returns the entry of the token of dig among kvs, or nil.
+func entryOf(kvs []*mvccpb.KeyValue, dig string) *mvccpb.KeyValue {
+	for _, kv := range kvs {
+		if isToken(kv, dig) {
+			return kv
+		}
+	}
+	return nil
 }
 
 // byCreate are the options of a read of an entry range, up to hi, that
@@ -51,7 +71,9 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	if err := d.check(); err != nil {
 		return driver.Result{}, err
 	}
-	ek, dig, asked := d.entryKey(req.Key, digest(req.Token)), digest(req.Token), seconds(req.TTL)
+	dig, asked := digest(req.Token), seconds(req.TTL)
+	ek, unpin := d.pinName(req.Key, dig)
+	defer unpin()
 	lo, hi := d.entryRange(req.Key)
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
@@ -78,8 +100,11 @@ func (d *locker) Acquire(ctx context.Context, req driver.Request) (driver.Result
 	}
 	kv := resp.Responses[0].GetResponseRange().GetKvs()[0]
 	switch {
-	case string(kv.Key) == ek:
-		// Held by this token already: the same grant again, renewed.
+	case isToken(kv, dig):
+		// Held by this token already: the same grant again, renewed
+		// (its entry perhaps made by another driver, under a name of
+		// its own).
+		ek = string(kv.Key)
 		held, _ := decodeValue(kv.Value)
 		if err := d.renewHeld(ctx, req.Key, ek, kv, held, asked, g.LeaseGrantResponse, sent); err != nil {
 			return driver.Result{}, err

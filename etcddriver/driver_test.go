@@ -77,7 +77,7 @@ func TestRefreshMovesLeaseAcrossDrivers(t *testing.T) {
 	}
 	granted := func() int64 {
 		t.Helper()
-		r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok))
+		r, err := etcddriver.TokenEntry(ctx, cl, etcddriver.DefaultPrefix, key, tok)
 		if err != nil || len(r.Kvs) != 1 {
 			t.Fatalf("Get = %v, %v; want the key", r, err)
 		}
@@ -104,7 +104,7 @@ func TestRefreshMovesLeaseAcrossDrivers(t *testing.T) {
 	if err := d1.Release(ctx, key, tok); err != nil {
 		t.Fatalf("Release through the driver whose lease was replaced = %v", err)
 	}
-	if r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok)); err != nil || len(r.Kvs) != 0 {
+	if r, err := etcddriver.TokenEntry(ctx, cl, etcddriver.DefaultPrefix, key, tok); err != nil || len(r.Kvs) != 0 {
 		t.Errorf("the key after Release = %v, %v; want it gone", r, err)
 	}
 	if err := d2.Refresh(ctx, key, tok, 7*time.Second); !errors.Is(err, driver.ErrNotHeld) {
@@ -140,7 +140,7 @@ func TestBusyAttemptLeaseRenewedForNext(t *testing.T) {
 	if err != nil || !res.Acquired {
 		t.Fatalf("waiter's Acquire after the release = %+v, %v; want the key", res, err)
 	}
-	r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, key, "waiter"))
+	r, err := etcddriver.TokenEntry(ctx, cl, etcddriver.DefaultPrefix, key, "waiter")
 	if err != nil || len(r.Kvs) != 1 {
 		t.Fatalf("Get = %v, %v", r, err)
 	}
@@ -172,7 +172,7 @@ func TestReleasedLeaseReusedRenewed(t *testing.T) {
 	const ttl = 3 * time.Second
 	leaseOf := func(key string) clientv3.LeaseID {
 		t.Helper()
-		r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, key, key[len(key)-1:]))
+		r, err := etcddriver.TokenEntry(ctx, cl, etcddriver.DefaultPrefix, key, key[len(key)-1:])
 		if err != nil || len(r.Kvs) != 1 {
 			t.Fatalf("Get %s = %v, %v; want the key", key, r, err)
 		}
@@ -230,7 +230,7 @@ func TestReusedLeaseGone(t *testing.T) {
 	if res, err := d.Acquire(ctx, driverRequest("gone/a", "a", ttl)); err != nil || !res.Acquired {
 		t.Fatalf("Acquire a = %+v, %v", res, err)
 	}
-	r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, "gone/a", "a"))
+	r, err := etcddriver.TokenEntry(ctx, cl, etcddriver.DefaultPrefix, "gone/a", "a")
 	if err != nil || len(r.Kvs) != 1 {
 		t.Fatalf("Get = %v, %v", r, err)
 	}
@@ -244,7 +244,7 @@ func TestReusedLeaseGone(t *testing.T) {
 	if err == nil || res.Acquired || !errors.Is(err, driver.ErrUnavailable) {
 		t.Errorf("Acquire on a reused lease that is gone = %+v, %v; want ErrUnavailable", res, err)
 	}
-	if g, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, "gone/b", "b")); err != nil || len(g.Kvs) != 0 {
+	if g, err := etcddriver.TokenEntry(ctx, cl, etcddriver.DefaultPrefix, "gone/b", "b"); err != nil || len(g.Kvs) != 0 {
 		t.Errorf("key after the failed attempt = %v, %v; want it free", g, err)
 	}
 	if res, err := d.Acquire(ctx, driverRequest("gone/b", "b", ttl)); err != nil || !res.Acquired {

@@ -92,6 +92,11 @@ type locker struct {
 	// handoffs are the lock waiters' subscriptions, by their token's
 	// entry (see SubscribeHandoff).
 	handoffs map[grantKey]*handoffSub
+	// names are the names of the tokens' entries, and slots the slot
+	// numbers in use, by key (see names.go).
+	instance string
+	names    map[nameKey]*entryName
+	slots    map[string]map[int]bool
 
 	ka keepAlives // the one keep-alive stream
 }
@@ -100,7 +105,8 @@ func newLocker(client *clientv3.Client, opts *Options, owned bool) *locker {
 	if opts == nil {
 		opts = &Options{}
 	}
-	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune, spares: make(map[grantKey]grant), pool: make(map[int64][]grant), handoffs: make(map[grantKey]*handoffSub)}
+	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune, spares: make(map[grantKey]grant), pool: make(map[int64][]grant), handoffs: make(map[grantKey]*handoffSub),
+		instance: newInstance(), names: make(map[nameKey]*entryName), slots: make(map[string]map[int]bool)}
 	if d.prefix == "" {
 		d.prefix = DefaultPrefix
 	}
@@ -190,10 +196,12 @@ func (d *locker) remember(ek, digest string, lease clientv3.LeaseID, asked, gran
 		for k, g := range d.grants {
 			if now.After(g.stales) {
 				delete(d.grants, k)
+				d.gcGrant(k)
 			}
 		}
 		d.prune = max(minPrune, 2*len(d.grants))
 	}
+	d.adoptName(ek, digest)
 	// The server keeps a lease up to one check period of its lessor
 	// (500 ms) past its TTL; a second of margin covers it.
 	d.grants[grantKey{ek, digest}] = grant{lease: lease, asked: asked, granted: granted, stales: sent.Add(time.Duration(granted)*time.Second + time.Second)}
@@ -203,6 +211,7 @@ func (d *locker) forget(ek, digest string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.grants, grantKey{ek, digest})
+	d.gcGrant(grantKey{ek, digest})
 }
 
 // digest returns the text that stands for token in etcd: its SHA-256,
@@ -228,7 +237,9 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	dig := digest(token)
-	return d.refresh(ctx, key, d.entryKey(key, dig), dig, seconds(ttl))
+	ek, unpin := d.pinName(key, dig)
+	defer unpin()
+	return d.refresh(ctx, key, ek, dig, seconds(ttl))
 }
 
 // refresh renews the grant of ek (the lock or a slot of key) held by the
@@ -246,34 +257,33 @@ func (d *locker) refresh(ctx context.Context, key, ek, dig string, asked int64) 
 		}
 		d.forget(ek, dig)
 	}
-	return d.refreshRead(ctx, key, ek, dig, asked, sent)
+	return d.refreshRead(ctx, key, dig, asked, sent)
 }
 
 // refreshRead refreshes a grant the driver does not remember: it reads
-// the key to find the grant's lease.
-func (d *locker) refreshRead(ctx context.Context, key, ek, dig string, asked int64, sent time.Time) error {
-	kv, lv, err := d.held(ctx, "refresh", key, ek, dig)
+// the entries of key to find the token's, and its lease.
+func (d *locker) refreshRead(ctx context.Context, key, dig string, asked int64, sent time.Time) error {
+	kv, lv, err := d.held(ctx, "refresh", key, dig)
 	if err != nil {
 		return err
 	}
-	return d.renewHeld(ctx, key, ek, kv, lv, asked, nil, sent)
+	return d.renewHeld(ctx, key, string(kv.Key), kv, lv, asked, nil, sent)
 }
 
-// held reads ek and returns it if the token of dig holds it, else an
-// error wrapping ErrNotHeld.
-func (d *locker) held(ctx context.Context, op, key, ek, dig string) (*mvccpb.KeyValue, lockValue, error) {
-	resp, err := d.client.Get(ctx, ek)
+// held reads the entries of key and returns the token of dig's, if it
+// has one, else an error wrapping ErrNotHeld. The entry's name may be
+// another driver's.
+func (d *locker) held(ctx context.Context, op, key, dig string) (*mvccpb.KeyValue, lockValue, error) {
+	lo, hi := d.entryRange(key)
+	resp, err := d.client.Get(ctx, lo, clientv3.WithRange(hi))
 	if err != nil {
 		return nil, lockValue{}, d.notApplied(op, key, err)
 	}
-	if len(resp.Kvs) == 0 {
+	kv := entryOf(resp.Kvs, dig)
+	if kv == nil {
 		return nil, lockValue{}, d.notHeld(op, key)
 	}
-	kv := resp.Kvs[0]
-	lv, ok := decodeValue(kv.Value)
-	if !ok || lv.digest != dig {
-		return nil, lockValue{}, d.notHeld(op, key)
-	}
+	lv, _ := decodeValue(kv.Value)
 	return kv, lv, nil
 }
 
@@ -284,13 +294,16 @@ func (d *locker) Release(ctx context.Context, key, token string) error {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	dig := digest(token)
-	return d.release(ctx, key, d.entryKey(key, dig), dig)
+	ek, unpin := d.pinName(key, dig)
+	defer unpin()
+	return d.release(ctx, key, ek, dig)
 }
 
 // release deletes ek, the entry of key of the token of dig (a lock's
-// holder or waiter, or a semaphore's slot): a plain delete, since no
-// other token can have that key. Its lease, free of keys then, is kept
-// for a later attempt (see deleted).
+// holder or waiter, or a semaphore's slot), and nothing of another
+// token's: a name may serve another token once the driver that made it
+// forgot this one's grant. Its lease, free of keys then, is kept for a later attempt (see
+// deleted).
 func (d *locker) release(ctx context.Context, key, ek, dig string) error {
 	g, ok := d.lookup(ek, dig)
 	if ok && g.uncertain {
@@ -304,13 +317,22 @@ func (d *locker) release(ctx context.Context, key, ek, dig string) error {
 	}
 	// A grant the driver made or renewed as the holder's: an entry that
 	// is first stays first until it is deleted.
+	if !d.ownName(ek) {
+		// Another driver's name, which it may give another token once
+		// it forgot this one's.
+		return d.releaseChecked(ctx, key, ek, dig)
+	}
+	// A name of this driver serves no other token while the driver
+	// remembers the grant: whatever is there is the token's entry (a
+	// plain delete, which costs etcd less than a transaction's compare).
 	resp, err := d.client.Delete(ctx, ek, clientv3.WithPrevKV())
 	if err != nil {
 		return d.wrap("release", key, err)
 	}
 	if len(resp.PrevKvs) == 0 {
+		// Gone; perhaps made again by another driver of the token.
 		d.forget(ek, dig)
-		return d.notHeld("release", key)
+		return d.releaseChecked(ctx, key, ek, dig)
 	}
 	d.deleted(ctx, ek, dig, resp.PrevKvs[0])
 	return nil
@@ -318,25 +340,37 @@ func (d *locker) release(ctx context.Context, key, ek, dig string) error {
 
 // releaseChecked deletes ek, the entry of key of the token of dig, in a
 // transaction that reads the entries first: the token may be a waiter,
-// whose release deletes its entry but reports ErrNotHeld.
+// whose release deletes its entry but reports ErrNotHeld. An entry of the
+// token found under another name (another driver's) is deleted by a
+// second transaction.
 func (d *locker) releaseChecked(ctx context.Context, key, ek, dig string) error {
 	lo, hi := d.entryRange(key)
-	resp, err := d.client.Txn(ctx).
-		Then(clientv3.OpGet(lo, byCreate(hi, 0)...), clientv3.OpDelete(ek, clientv3.WithPrevKV())).
-		Commit()
-	if err != nil {
-		return d.wrap("release", key, err)
+	for range 2 {
+		resp, err := d.client.Txn(ctx).
+			If(digestIs(ek, dig)...).
+			Then(clientv3.OpGet(lo, byCreate(hi, 0)...), clientv3.OpDelete(ek, clientv3.WithPrevKV())).
+			Else(clientv3.OpGet(lo, byCreate(hi, 0)...)).
+			Commit()
+		if err != nil {
+			return d.wrap("release", key, err)
+		}
+		kvs := resp.Responses[0].GetResponseRange().GetKvs()
+		if !resp.Succeeded {
+			d.forget(ek, dig)
+			kv := entryOf(kvs, dig)
+			if kv == nil {
+				return d.notHeld("release", key)
+			}
+			ek = string(kv.Key)
+			continue
+		}
+		d.deleted(ctx, ek, dig, resp.Responses[1].GetResponseDeleteRange().PrevKvs[0])
+		if !holds(kvs, ek) {
+			return d.notHeld("release", key)
+		}
+		return nil
 	}
-	del := resp.Responses[1].GetResponseDeleteRange()
-	if len(del.PrevKvs) == 0 {
-		d.forget(ek, dig)
-		return d.notHeld("release", key)
-	}
-	d.deleted(ctx, ek, dig, del.PrevKvs[0])
-	if !holds(resp.Responses[0].GetResponseRange().GetKvs(), ek) {
-		return d.notHeld("release", key)
-	}
-	return nil
+	return d.notHeld("release", key)
 }
 
 // holds reports whether ek is among the holders of kvs, the entries of a
@@ -431,12 +465,12 @@ func (d *locker) holder(ctx context.Context, kv *mvccpb.KeyValue) (h driver.Hold
 }
 
 func (d *locker) RefreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
-	return d.refreshBatch(ctx, reqs, d.entryKey)
+	return d.refreshBatch(ctx, reqs)
 }
 
 // refreshBatch refreshes reqs in one round trip, as Refresh would, the
-// grant of each request's etcd key ek(Key, digest of Token).
-func (d *locker) refreshBatch(ctx context.Context, reqs []driver.RefreshRequest, ek func(key, dig string) string) []error {
+// grant of each request's entry.
+func (d *locker) refreshBatch(ctx context.Context, reqs []driver.RefreshRequest) []error {
 	errs := make([]error, len(reqs))
 	if err := d.check(); err != nil {
 		for i := range errs {
@@ -457,7 +491,9 @@ func (d *locker) refreshBatch(ctx context.Context, reqs []driver.RefreshRequest,
 	var ids []clientv3.LeaseID
 	for i, r := range reqs {
 		dig := digest(r.Token)
-		it := item{ek: ek(r.Key, dig), dig: dig, asked: seconds(r.TTL)}
+		ek, unpin := d.pinName(r.Key, dig)
+		defer unpin()
+		it := item{ek: ek, dig: dig, asked: seconds(r.TTL)}
 		if g, ok := d.lookup(it.ek, dig); ok && g.asked == it.asked {
 			it.lease = g.lease
 			ids = append(ids, g.lease)
@@ -489,7 +525,7 @@ func (d *locker) refreshBatch(ctx context.Context, reqs []driver.RefreshRequest,
 			if !it.read {
 				d.forget(it.ek, it.dig)
 			}
-			wg.Go(func() { errs[i] = d.refreshRead(ctx, key, it.ek, it.dig, it.asked, sent) })
+			wg.Go(func() { errs[i] = d.refreshRead(ctx, key, it.dig, it.asked, sent) })
 		}
 	}
 	wg.Wait()

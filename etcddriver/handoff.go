@@ -46,7 +46,9 @@ func (d *locker) SubscribeHandoff(ctx context.Context, key, token string) (<-cha
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &handoffSub{d: d, gk: grantKey{d.entryKey(key, dig), dig}, turns: make(chan driver.Turn, 1), done: make(chan struct{})}
+	ek, unpin := d.pinName(key, dig)
+	defer unpin()
+	s := &handoffSub{d: d, gk: grantKey{ek, dig}, turns: make(chan driver.Turn, 1), done: make(chan struct{})}
 	queue := make(map[string]int64, len(snap.Kvs))
 	for _, kv := range snap.Kvs {
 		queue[string(kv.Key)] = kv.CreateRevision
@@ -204,6 +206,7 @@ func (s *handoffSub) unregister() {
 	defer s.d.mu.Unlock()
 	if s.d.handoffs[s.gk] == s {
 		delete(s.d.handoffs, s.gk)
+		s.d.gcGrant(s.gk)
 	}
 }
 
@@ -220,7 +223,12 @@ func (s *handoffSub) end() {
 	d := s.d
 	ctx, cancel := d.bound(context.Background())
 	defer cancel()
-	resp, err := d.client.Delete(ctx, s.gk.ek, clientv3.WithPrevKV())
+	// The name may serve another token by now: the delete checks that
+	// the entry is still the token's.
+	resp, err := d.client.Txn(ctx).
+		If(digestIs(s.gk.ek, s.gk.digest)...).
+		Then(clientv3.OpDelete(s.gk.ek, clientv3.WithPrevKV())).
+		Commit()
 	if err != nil {
 		// Perhaps the holder: the caller releases the token.
 		select {
@@ -231,8 +239,8 @@ func (s *handoffSub) end() {
 		return
 	}
 	var prev *mvccpb.KeyValue
-	if len(resp.PrevKvs) > 0 {
-		prev = resp.PrevKvs[0]
+	if resp.Succeeded {
+		prev = resp.Responses[0].GetResponseDeleteRange().PrevKvs[0]
 	}
 	d.deleted(ctx, s.gk.ek, s.gk.digest, prev)
 }

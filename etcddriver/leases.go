@@ -23,6 +23,7 @@ func (d *locker) attemptLease(ctx context.Context, ek, dig string, asked int64) 
 	d.mu.Lock()
 	sp, ok := d.spares[grantKey{ek, dig}]
 	delete(d.spares, grantKey{ek, dig})
+	d.gcGrant(grantKey{ek, dig})
 	now := time.Now()
 	ok = ok && sp.asked == asked && now.Before(sp.stales)
 	from = spareLease
@@ -95,6 +96,7 @@ func (d *locker) keepSpare(ek, dig string, g *clientv3.LeaseGrantResponse, asked
 		for k, sp := range d.spares {
 			if now.After(sp.stales) {
 				delete(d.spares, k)
+				d.gcGrant(k)
 			}
 		}
 	}

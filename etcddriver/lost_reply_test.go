@@ -179,7 +179,7 @@ func TestAcquireRetriedAfterLostReply(t *testing.T) {
 	if !driver.OutcomeUnknown(err) {
 		t.Fatalf("Acquire with its reply lost = %v; want an unknown outcome", err)
 	}
-	r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok))
+	r, err := etcddriver.TokenEntry(ctx, cl, etcddriver.DefaultPrefix, key, tok)
 	if err != nil || len(r.Kvs) != 1 {
 		t.Fatalf("Get = %v, %v; want the key put by the first attempt", r, err)
 	}
@@ -198,7 +198,7 @@ func TestAcquireRetriedAfterLostReply(t *testing.T) {
 	if err := d.Release(ctx, key, tok); err != nil {
 		t.Fatalf("Release = %v", err)
 	}
-	if r, err := cl.Get(ctx, etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok)); err != nil || len(r.Kvs) != 0 {
+	if r, err := etcddriver.TokenEntry(ctx, cl, etcddriver.DefaultPrefix, key, tok); err != nil || len(r.Kvs) != 0 {
 		t.Errorf("the key after Release = %v, %v; want it gone", r, err)
 	}
 }
@@ -260,7 +260,6 @@ func TestReleaseOfLatePut(t *testing.T) {
 	for _, first := range []bool{true, false} {
 		t.Run(fmt.Sprint("Before=", first), func(t *testing.T) {
 			key, tok := fmt.Sprint("lost/late-put-", first), fmt.Sprint("late-", first)
-			ek := etcddriver.EntryKey(etcddriver.DefaultPrefix, key, tok)
 			start, err := cl.Get(ctx, "any")
 			if err != nil {
 				t.Fatal(err)
@@ -271,7 +270,7 @@ func TestReleaseOfLatePut(t *testing.T) {
 				t.Fatalf("Acquire whose transaction is held back = %v; want an unknown outcome", err)
 			}
 			relErr := d.Release(ctx, key, tok)
-			end, err := cl.Get(ctx, ek)
+			end, err := etcddriver.TokenEntry(ctx, cl, etcddriver.DefaultPrefix, key, tok)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -282,7 +281,7 @@ func TestReleaseOfLatePut(t *testing.T) {
 			// few revisions to read.)
 			put := false
 			for rev := start.Header.Revision + 1; rev <= end.Header.Revision; rev++ {
-				r, err := cl.Get(ctx, ek, clientv3.WithRev(rev))
+				r, err := etcddriver.TokenEntry(ctx, cl, etcddriver.DefaultPrefix, key, tok, clientv3.WithRev(rev))
 				if err != nil {
 					t.Fatal(err)
 				}

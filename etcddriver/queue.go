@@ -32,7 +32,8 @@ func (d *locker) AcquireQueued(ctx context.Context, req driver.Request, q driver
 		return driver.Result{}, err
 	}
 	dig, asked := digest(req.Token), seconds(req.TTL)
-	ek := d.entryKey(req.Key, dig)
+	ek, unpin := d.pinName(req.Key, dig)
+	defer unpin()
 	lo, hi := d.entryRange(req.Key)
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
@@ -146,6 +147,13 @@ func (d *locker) queuedEntry(ctx context.Context, key, ek, dig string, asked int
 		return resp.Header.Revision, nil
 	}
 	kv := resp.Responses[0].GetResponseRange().GetKvs()[0]
+	if !isToken(kv, dig) {
+		d.forget(ek, dig)
+		if g.from != heldLease {
+			d.revokeSpare(ctx, g.ID)
+		}
+		return 0, d.nameTaken("acquire", key, ek)
+	}
 	if kv.Lease == int64(g.ID) {
 		d.remember(ek, dig, g.ID, asked, g.TTL, sent)
 		return kv.CreateRevision, nil

@@ -204,7 +204,7 @@ func TestHandoffCancelDeleteFails(t *testing.T) {
 	if err != nil || res.Acquired {
 		t.Fatalf("queued attempt = %+v, %v; want busy", res, err)
 	}
-	lc.lose(true, methodDelete)
+	lc.lose(true, methodTxn)
 	cancel()
 	lc.lose(false)
 	select {

@@ -28,7 +28,8 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 		return driver.Result{}, err
 	}
 	dig, asked := digest(req.Token), seconds(req.TTL)
-	sk := d.entryKey(req.Key, dig)
+	sk, unpin := d.pinName(req.Key, dig)
+	defer unpin()
 	lo, hi := d.entryRange(req.Key)
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
@@ -52,20 +53,48 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 		return driver.Result{}, d.unknownPut("acquire slot", req.Key, sk, dig, g, asked, sent, err)
 	}
 	inner := resp.Responses[0].GetResponseTxn()
-	if !inner.Succeeded {
+	slots := resp.Responses[1].GetResponseRange().GetKvs()
+	// kv is the token's entry from before, if it has one; spare the
+	// attempt's lease, if no key is attached to it.
+	var kv *mvccpb.KeyValue
+	spare := g
+	switch {
+	case !inner.Succeeded:
+		kv = inner.Responses[0].GetResponseRange().GetKvs()[0]
+		if !isToken(kv, dig) {
+			d.revokeSpare(ctx, g.ID)
+			return driver.Result{}, d.nameTaken("acquire slot", req.Key, sk)
+		}
+	default:
+		// An entry of the token under another driver's name: the new
+		// one goes, the token keeps its place.
+		for _, o := range slots {
+			if string(o.Key) != sk && isToken(o, dig) {
+				kv = o
+				break
+			}
+		}
+		if kv != nil {
+			if err := d.dropSlot(ctx, req.Key, g.ID, nil); err != nil {
+				return driver.Result{}, err
+			}
+			spare = nil
+		}
+	}
+	if kv != nil {
 		// The token has a slot key already: the same grant again.
-		kv := inner.Responses[0].GetResponseRange().GetKvs()[0]
 		held, _ := decodeValue(kv.Value)
 		if held.limit != limit {
-			d.revokeSpare(ctx, g.ID)
+			if spare != nil {
+				d.revokeSpare(ctx, spare.ID)
+			}
 			return driver.Result{}, d.mismatch(req.Key, limit, held.limit)
 		}
-		if err := d.renewHeld(ctx, req.Key, sk, kv, held, asked, g, sent); err != nil {
+		if err := d.renewHeld(ctx, req.Key, string(kv.Key), kv, held, asked, spare, sent); err != nil {
 			return driver.Result{}, err
 		}
 		return driver.Result{Acquired: true, Fence: uint64(kv.CreateRevision)}, nil
 	}
-	slots := resp.Responses[1].GetResponseRange().GetKvs()
 	older := 0
 	for _, kv := range slots {
 		if string(kv.Key) == sk {
@@ -100,6 +129,17 @@ func (d *locker) dropSlot(ctx context.Context, key string, lease clientv3.LeaseI
 	return d.dropEntry(ctx, "acquire slot", key, lease, why)
 }
 
+// nameTaken is the error of an attempt whose entry's name holds another
+// token's entry: a grant this driver forgot (its lease renewed elsewhere
+// by the token's holder). Nothing was written; the token's next attempt
+// takes another name.
+func (d *locker) nameTaken(op, key, ek string) error {
+	d.mu.Lock()
+	d.burnName(ek)
+	d.mu.Unlock()
+	return fmt.Errorf("etcddriver: %s %q: %w: the entry name %q is another token's", op, key, driver.ErrUnavailable, ek)
+}
+
 func (d *locker) mismatch(key string, limit, held int) error {
 	return fmt.Errorf("etcddriver: acquire slot %q with limit %d: its slots are held under limit %d: %w", key, limit, held, driver.ErrLimitMismatch)
 }
@@ -112,13 +152,15 @@ func (d *locker) RefreshSlot(ctx context.Context, key, token string, ttl time.Du
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	dig := digest(token)
-	return d.refresh(ctx, key, d.entryKey(key, dig), dig, seconds(ttl))
+	ek, unpin := d.pinName(key, dig)
+	defer unpin()
+	return d.refresh(ctx, key, ek, dig, seconds(ttl))
 }
 
 // RefreshSlots implements [driver.Semaphore]: as RefreshBatch, on the
 // slot keys, in one round trip.
 func (d *locker) RefreshSlots(ctx context.Context, reqs []driver.RefreshRequest) []error {
-	return d.refreshBatch(ctx, reqs, d.entryKey)
+	return d.refreshBatch(ctx, reqs)
 }
 
 // ReleaseSlot implements [driver.Semaphore]: as Release, on the slot key.
@@ -129,7 +171,9 @@ func (d *locker) ReleaseSlot(ctx context.Context, key, token string) error {
 	ctx, cancel := d.bound(ctx)
 	defer cancel()
 	dig := digest(token)
-	return d.release(ctx, key, d.entryKey(key, dig), dig)
+	ek, unpin := d.pinName(key, dig)
+	defer unpin()
+	return d.release(ctx, key, ek, dig)
 }
 
 // InspectSlots implements [driver.Semaphore]: it reads the slot keys and

@@ -51,19 +51,29 @@
 // # Locks, leases and fences
 //
 // Every token that holds or waits for KEY has an entry of its own, the
-// etcd key PREFIX+KEY, a NUL byte, then a digest of the token (SHA-256,
-// shortened to 128 bits: it cannot be guessed without the token, which
-// never leaves the process, nor collide with another token's). The entry
-// is attached to an etcd lease of its own: one lease per grant, never
+// etcd key PREFIX+KEY, a NUL byte, then a name the driver chose: its
+// instance id (64 random bits, new for every driver) and the lowest slot
+// number it did not use on KEY at the time, so that a driver reuses a
+// few names per key rather than writing a new one per grant (etcd keeps
+// every name ever deleted in its index until a compaction, and every
+// attempt's compare over the entries of a key walks them all). The
+// entry's value holds a digest of the token (SHA-256, shortened to 128
+// bits: it cannot be guessed without the token, which never leaves the
+// process, nor collide with another token's), the owner and the TTL asked
+// for; the digest, not the name, says whose entry it is. A name serves
+// one token at a time in its driver, and every write that could land on
+// a name another token now has is guarded in its transaction (a put only
+// if the name is free, a delete only if the value names the token). A
+// second driver with the same token (another process) finds the token's
+// entry by reading the entries of KEY for its digest. The entry is
+// attached to an etcd lease of its own: one lease per grant, never
 // shared, so that renewing or revoking that lease renews or releases that
-// grant and nothing else. Its value holds the owner, the TTL asked for and
-// the digest. The entries of KEY are a queue in create-revision order, as
-// in concurrency.Mutex: the first one holds the lock. As dlock's tokens
-// are new at every acquire, every grant and every queued wait writes an
-// etcd key of its own; etcd keeps a deleted key in its index until a
-// compaction, and reads of the entries of a key scan them: run etcd with
-// auto-compaction (--auto-compaction-retention), as any etcd in
-// production should.
+// grant and nothing else. The entries of KEY are a queue in
+// create-revision order, as in concurrency.Mutex: the first one holds the
+// lock; a name put again is a new entry with a new, higher create
+// revision. Running etcd with auto-compaction
+// (--auto-compaction-retention), as any etcd in production should, still
+// keeps the index small.
 //
 //   - Acquire puts the token's entry, in one transaction, if KEY has no
 //     entry at all (no holder, no waiter: the range's create revisions are
@@ -80,13 +90,15 @@
 //     and returns the same fence. Acquire never queues: a waiter's place
 //     is kept by AcquireQueued (see Waiting).
 //   - Refresh sends one keep-alive of the grant's lease; Release is a
-//     plain delete of the token's entry (no other token can have that
-//     key, so nothing needs comparing), and keeps the lease for the
+//     plain delete of the token's entry when the driver that made it
+//     remembers the grant (while it does, it gives the name to no other
+//     token, so nothing needs comparing; a transaction that compares the
+//     value otherwise), and keeps the lease for the
 //     driver's next attempt with the same TTL (which renews it with a
 //     keep-alive rather than grant a new one). One round trip each, when
 //     the driver that made the grant remembers its lease (it does for the
-//     grants it made or renewed); another driver reads the key first to
-//     refresh, and revokes the lease the deleted entry was on.
+//     grants it made or renewed); another driver reads the entries first
+//     to refresh, and revokes the lease the deleted entry was on.
 //   - RefreshBatch ([driver.BatchRefresher]) sends the keep-alives of all
 //     its leases on one stream: one round trip for any number of leases.
 //     Every keep-alive of a driver (these, Refresh's, and the renewal of a

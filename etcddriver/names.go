@@ -102,14 +102,31 @@ func (d *locker) adoptName(ek, dig string) {
 	if old != nil && old.ek == ek {
 		return
 	}
+	slot := d.takeSlot(ek)
 	if old == nil {
-		d.names[nk] = &entryName{ek: ek, slot: -1}
+		d.names[nk] = &entryName{ek: ek, slot: slot}
 		return
 	}
 	// Calls running with the old name finish with it; the token's next
 	// ones use ek.
 	d.freeSlot(nk.key, old.slot)
-	old.ek, old.slot = ek, -1
+	old.ek, old.slot = ek, slot
+}
+
+// takeSlot marks the slot of ek taken and returns it, if ek is a name of
+// this driver; else it returns -1. Under mu.
+func (d *locker) takeSlot(ek string) int {
+	key := d.keyOf(ek)
+	lo, _ := d.entryRange(key)
+	slot, err := strconv.Atoi(strings.TrimPrefix(ek, lo+d.instance+"."))
+	if err != nil || !d.ownName(ek) || slot < 0 {
+		return -1
+	}
+	if d.slots[key] == nil {
+		d.slots[key] = make(map[int]bool)
+	}
+	d.slots[key][slot] = true
+	return slot
 }
 
 // gcName frees the name of nk if nothing keeps it. Under mu.
@@ -156,13 +173,7 @@ func (d *locker) gcGrant(gk grantKey) {
 // Under mu.
 func (d *locker) burnName(ek string) {
 	key := d.keyOf(ek)
-	lo, _ := d.entryRange(key)
-	if slot, err := strconv.Atoi(strings.TrimPrefix(ek, lo+d.instance+".")); err == nil {
-		if d.slots[key] == nil {
-			d.slots[key] = make(map[int]bool)
-		}
-		d.slots[key][slot] = true
-	}
+	d.takeSlot(ek)
 	for nk, n := range d.names {
 		if nk.key == key && n.ek == ek {
 			n.ek, n.slot = d.newSlot(key)

@@ -408,7 +408,10 @@ func (d *locker) releaseUncertain(ctx context.Context, key, ek, dig string, g gr
 			return false, d.wrap("release", key, err)
 		}
 		for _, kv := range before.Kvs {
-			if string(kv.Key) != ek || kv.Lease != int64(g.lease) {
+			// The name and the lease alone do not tell the token: a
+			// name of this driver and a lease of its pool, both
+			// reused, were another token's grant before.
+			if string(kv.Key) != ek || kv.Lease != int64(g.lease) || !isToken(kv, dig) {
 				continue
 			}
 			if !holds(before.Kvs, ek) {

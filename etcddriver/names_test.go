@@ -120,3 +120,35 @@ func TestReleaseLeavesAnotherTokensEntry(t *testing.T) {
 		t.Errorf("b's entry after a's release elsewhere = %v, %v; want it, fence %d", r, err, res.Fence)
 	}
 }
+
+// TestUncertainReleaseOnReusedName releases a token whose one attempt
+// had an unknown outcome (its transaction never reached etcd), made
+// right after another token's grant on the same key was released by the
+// same driver: the attempt took that grant's entry name and its lease,
+// both reused, and the release's look at the key just before its revoke
+// finds the other token's entry there. The release must not take it for
+// the token's: ErrNotHeld (tests/linearize found a release reported ok,
+// and so a grant, for a token that never held the key).
+func TestUncertainReleaseOnReusedName(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	lc := newLossy(t, c)
+	d := etcddriver.NewDriver(lc.Client, nil)
+	t.Cleanup(func() { d.Close() })
+	const key, ttl = "names/uncertain", 30 * time.Second
+	if res, err := d.Acquire(ctx, driverRequest(key, "a", ttl)); err != nil || !res.Acquired {
+		t.Fatalf("Acquire(a) = %+v, %v", res, err)
+	}
+	if err := d.Release(ctx, key, "a"); err != nil {
+		t.Fatal(err)
+	}
+	lc.lose(true, methodTxn)
+	_, err := d.Acquire(ctx, driverRequest(key, "b", ttl))
+	lc.lose(false)
+	if !driver.OutcomeUnknown(err) {
+		t.Fatalf("Acquire(b) whose transaction is lost = %v; want an unknown outcome", err)
+	}
+	if err := d.Release(ctx, key, "b"); !errors.Is(err, driver.ErrNotHeld) {
+		t.Errorf("Release(b), whose attempt never reached etcd = %v; want ErrNotHeld", err)
+	}
+}

@@ -152,3 +152,63 @@ func TestUncertainReleaseOnReusedName(t *testing.T) {
 		t.Errorf("Release(b), whose attempt never reached etcd = %v; want ErrNotHeld", err)
 	}
 }
+
+// TestSameTokenTwoDrivers acquires a lock and a semaphore slot with one
+// token through two drivers (two processes, say), whose entry names
+// differ: the second acquire must find the first's entry by the token's
+// digest, return its fence, and leave one entry; either driver's release
+// frees it.
+func TestSameTokenTwoDrivers(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	cl := c.Client(t)
+	d1, d2 := etcddriver.NewDriver(c.Client(t), nil), etcddriver.NewDriver(c.Client(t), nil)
+	t.Cleanup(func() { d1.Close(); d2.Close() })
+	const ttl = 30 * time.Second
+	entries := func(key string) int {
+		t.Helper()
+		r, err := cl.Get(ctx, etcddriver.DefaultPrefix+key+"\x00", clientv3.WithRange(etcddriver.DefaultPrefix+key+"\x01"), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(r.Count)
+	}
+	const lock = "names/two-lock"
+	first, err := d1.Acquire(ctx, driverRequest(lock, "tok", ttl))
+	if err != nil || !first.Acquired {
+		t.Fatalf("Acquire through d1 = %+v, %v", first, err)
+	}
+	again, err := d2.Acquire(ctx, driverRequest(lock, "tok", ttl))
+	if err != nil || !again.Acquired || again.Fence != first.Fence {
+		t.Errorf("Acquire of the same token through d2 = %+v, %v; want fence %d", again, err, first.Fence)
+	}
+	if n := entries(lock); n != 1 {
+		t.Errorf("%d entries after two acquires of one token; want 1", n)
+	}
+	if err := d2.Release(ctx, lock, "tok"); err != nil {
+		t.Errorf("Release through d2 = %v", err)
+	}
+	if n := entries(lock); n != 0 {
+		t.Errorf("%d entries after the release; want 0", n)
+	}
+
+	const sem = "names/two-sem"
+	s1, s2 := d1.(driver.Semaphore), d2.(driver.Semaphore)
+	first, err = s1.AcquireSlot(ctx, driverRequest(sem, "tok", ttl), 2)
+	if err != nil || !first.Acquired {
+		t.Fatalf("AcquireSlot through d1 = %+v, %v", first, err)
+	}
+	again, err = s2.AcquireSlot(ctx, driverRequest(sem, "tok", ttl), 2)
+	if err != nil || !again.Acquired || again.Fence != first.Fence {
+		t.Errorf("AcquireSlot of the same token through d2 = %+v, %v; want fence %d", again, err, first.Fence)
+	}
+	if n := entries(sem); n != 1 {
+		t.Errorf("%d slot entries after two acquires of one token; want 1", n)
+	}
+	if err := s1.ReleaseSlot(ctx, sem, "tok"); err != nil {
+		t.Errorf("ReleaseSlot through d1 = %v", err)
+	}
+	if n := entries(sem); n != 0 {
+		t.Errorf("%d slot entries after the release; want 0", n)
+	}
+}

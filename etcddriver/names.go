@@ -30,7 +30,10 @@ import (
 // names the token (digestIs). A token whose entry another driver made (a
 // second process with the same token) is found by reading the key's
 // entries for its digest (entryOf), and its entry's name is then the one
-// the driver uses for that token.
+// the driver uses for that token: by Acquire, AcquireSlot, Refresh and
+// Release. A waiter's queued attempts (AcquireQueued) go through the
+// driver of its subscription, as dlock makes them: they look for the
+// token's entry under that driver's name alone.
 
 // nameKey is a token's place in the name table: the key and the digest
 // of the token.

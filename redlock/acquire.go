@@ -130,15 +130,21 @@ func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing b
 		return calls[i]
 	}
 	for i := range n {
-		if err := l.acquireBarred(req.Token, i); err != nil {
-			// Not asked (see tokenCalls), nor queued: nothing to undo.
+		queued[i].acquire, queued[i].key = true, req.Key
+	}
+	l.queueRound(req.Token, queued, func(i int) bool {
+		if err := l.acquireBarredLocked(req.Token, i); err != nil {
 			calls[i] = answer{i: i, err: err}
+			return false
+		}
+		return true
+	}, answers, call)
+	for i := range n {
+		if queued[i].q == nil {
+			// Not asked (see tokenCalls), nor queued: nothing to undo.
 			answers <- calls[i]
 			returned()
-			continue
 		}
-		queued[i].acquire, queued[i].key = true, req.Key
-		l.queue(req.Token, i, &queued[i], answers, call)
 	}
 	return calls, queued, answers
 }
@@ -320,12 +326,11 @@ func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer
 		}
 		return answer{i: i, err: err}
 	}
+	l.queueRound(req.Token, queued, func(i int) bool { return acquires[i].q != nil }, out, undo)
 	for i := range n {
 		if acquires[i].q == nil {
 			out <- answer{i: i} // not asked: free of this attempt
-			continue
 		}
-		l.queue(req.Token, i, &queued[i], out, undo)
 	}
 	timer := time.NewTimer(max(timeout/4, time.Millisecond))
 	defer timer.Stop()

@@ -159,9 +159,9 @@ type acquireRound struct {
 }
 
 // collectAcquires takes the nodes' answers until a majority granted (with
-// fencing, a fence a majority agrees on, or any; see fence), a majority
-// can no longer grant and the others had as long again, timeout passes,
-// or ctx ends.
+// fencing, a fence a majority agrees on, or any; see fence), the attempt
+// is decided busy or failed (see acquireDecided) and the others had as
+// long again, timeout passes, or ctx ends.
 func (l *locker) collectAcquires(ctx context.Context, answers <-chan answer, fencing bool, start time.Time, timeout time.Duration) *acquireRound {
 	n := len(l.nodes)
 	r := &acquireRound{res: make([]driver.Result, n), errs: make([]error, n), answered: make([]bool, n)}
@@ -183,10 +183,12 @@ func (l *locker) collectAcquires(ctx context.Context, answers <-chan answer, fen
 			if len(r.got) >= l.quorum && (!fencing || agreed(r.got, r.res, l.quorum) != 0) {
 				return r // granted
 			}
-			if received-len(r.got) > n-l.quorum && grace == nil {
-				// Decided: a majority can no longer grant. The other
-				// answers only refine the holder's expiry hint; they get
-				// as long again as the decision took.
+			if l.acquireDecided(r, received) && grace == nil {
+				// Decided: a majority can no longer grant, and the
+				// answers show whether the key is busy or the attempt
+				// failed. The other answers only refine the holder's
+				// expiry hint or the error; they get as long again as
+				// the decision took.
 				g := time.NewTimer(max(time.Since(start), time.Millisecond))
 				defer g.Stop()
 				grace = g.C
@@ -200,6 +202,22 @@ func (l *locker) collectAcquires(ctx context.Context, answers <-chan answer, fen
 		}
 	}
 	return r
+}
+
+// acquireDecided reports whether an attempt with r, received answers,
+// cannot be granted and is known busy or failed: a majority can no longer
+// grant, and either a majority answered, granting or busy (the key is
+// busy), or too few nodes are left to make one (it failed). Until then
+// the answers still to come decide between busy and failed: a node not
+// asked because an earlier attempt of the token has not returned there
+// (see tokenCalls) and one busy node leave it to the third node.
+func (l *locker) acquireDecided(r *acquireRound, received int) bool {
+	n := len(l.nodes)
+	if received-len(r.got) <= n-l.quorum {
+		return false
+	}
+	answeredFor := len(r.got) + r.busy
+	return answeredFor >= l.quorum || answeredFor+n-received < l.quorum
 }
 
 var errBusy = errors.New("held by another token")

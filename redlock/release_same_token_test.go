@@ -17,10 +17,10 @@ import (
 // one server would: exactly one frees the lock, the other finds it not
 // held. The token holds the key on nodes 0 and 1 of 3, a majority; the
 // second Release is queued while the first has queued its call on node
-// 0 only. When each Release reached its nodes in an order of its own,
-// the first freed node 0 and the second node 1, and each found the rest
-// free: both answered ErrNotHeld, although the token held a majority
-// until they ran (tests/linearize Redlock/Shared failed so, once).
+// 0. If each Release reached its nodes in an order of its own, the first
+// would free node 0 and the second node 1, each would find the rest free,
+// and both would answer ErrNotHeld of a lock the token held until they
+// ran.
 func TestConcurrentReleasesOfOneToken(t *testing.T) {
 	ctx := t.Context()
 	var nodes []driver.Locker

@@ -323,8 +323,9 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 // [QuorumError.OutcomeUnknown]); abandon waits until a majority of nodes is
 // known not to hold the token, for at most a quarter of the node timeout
 // (the nodes whose acquire is unknown failed to answer once already), and
-// the rest goes on in the background. Release errors are dropped; those
-// locks expire with the TTL.
+// the rest goes on in the background, where this driver's next acquires
+// of the key wait for it (see lateReleases). Release errors are dropped;
+// those locks expire with the TTL.
 func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, acquires []nodeCall, timeout time.Duration) {
 	n := len(l.nodes)
 	out := make(chan answer, n)
@@ -345,6 +346,11 @@ func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer
 		return answer{i: i, err: err}
 	}
 	l.queueRound(req.Token, queued, func(i int) bool { return acquires[i].q != nil }, out, undo)
+	defer func() {
+		l.mu.Lock()
+		l.late.record(req.Key, queued)
+		l.mu.Unlock()
+	}()
 	for i := range n {
 		if acquires[i].q == nil {
 			out <- answer{i: i} // not asked: free of this attempt

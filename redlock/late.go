@@ -2,13 +2,16 @@ package redlock
 
 // lateReleases records, per key, the node releases that were still
 // running when their Release returned (it returns at the majority's
-// answers): by node, the last such call, until it returns. An acquire of
-// the key on this driver waits on each of those nodes for that release
-// before it is sent there, so that it finds the node free rather than
-// still held by the released token: a caller that releases and acquires
-// again at once, while one node fails, still finds the majority it needs
-// (two nodes of three, both free). Another client's acquire is not
-// ordered so, and may find such a node busy for the release's round trip.
+// answers), and the undos of a failed acquire still running when it
+// returned (see abandon): by node, the last such call, until it returns.
+// An acquire of the key on this driver waits on each of those nodes for
+// that release before it is sent there, so that it finds the node free
+// rather than still held by the released token: a caller that releases
+// and acquires again at once, while one node fails, still finds the
+// majority it needs (two nodes of three, both free), and the undos of two
+// failed attempts do not make a third answer busy while nobody holds the
+// key. Another client's acquire is not ordered so, and may find such a
+// node busy for the release's round trip.
 type lateReleases map[string][]*nodeCall
 
 // record records the calls of a Release of key that have not returned

@@ -123,7 +123,11 @@ func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing b
 		err := errUnsureRelease
 		// A release queued before it may have given up meanwhile.
 		if !l.unsureOn(req.Token, i) {
+			late := !l.unsentReturned(&queued[i])
 			r, err = l.nodes[i].acquire(callCtx, req, fencing, floor)
+			if late && err == nil && !r.Acquired {
+				r, err = driver.Result{}, errLateUndo
+			}
 		}
 		calls[i] = answer{i: i, res: r, err: err}
 		returned()

@@ -55,6 +55,10 @@ type nodeCall struct {
 	// its key there returned (see lateReleases); each is nil if there
 	// is nothing to wait for.
 	prev, release <-chan struct{}
+	// unsent is, for an acquire, the late release of its key on its
+	// node that had not been sent when it was queued, and is not waited
+	// for (see lateReleases); nil if none.
+	unsent *nodeCall
 	// key is the call's key, set on an acquire (to find the late
 	// releases it waits for) and on a release recorded in l.late.
 	key  string
@@ -78,7 +82,11 @@ func (l *locker) enqueueLocked(token string, i int, c *nodeCall) {
 	}
 	if c.acquire {
 		if r := l.late[c.key]; r != nil && r[i] != nil {
-			c.release = r[i].awaited()
+			if r[i].sent() {
+				c.release = r[i].awaited()
+			} else {
+				c.unsent = r[i]
+			}
 		}
 	}
 	q.nodes[i].tail = c
@@ -96,6 +104,40 @@ func (c *nodeCall) awaited() <-chan struct{} {
 		c.waiting = make(chan struct{})
 	}
 	return c.waiting
+}
+
+// sent reports whether c, queued and not returned, no longer waits for
+// the calls queued before it on its node, so that its own node call,
+// bounded by the node timeout, is all that is left of it. l.mu must be
+// held.
+func (c *nodeCall) sent() bool {
+	if c.prev == nil {
+		return true
+	}
+	select {
+	case <-c.prev:
+		return true
+	default:
+		return false
+	}
+}
+
+// errLateUndo is an acquire's answer for a node that answered busy while
+// a release of its key by this driver, queued behind an acquire of the
+// released token there, had not returned (see lateReleases): the node
+// may be held by that token alone, which nobody holds, so busy would be
+// untrue. The node surely did not grant the attempt.
+var errLateUndo = fmt.Errorf("busy, maybe only with an attempt of this driver whose release there has not returned: %w", driver.ErrUnavailable)
+
+// unsentReturned reports whether c's unsent late release (see nodeCall)
+// returned, or there is none.
+func (l *locker) unsentReturned(c *nodeCall) bool {
+	if c.unsent == nil {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return c.unsent.done
 }
 
 // acquireBarredLocked returns why an acquire of token may not go to node

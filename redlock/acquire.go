@@ -56,7 +56,7 @@ func (l *locker) acquire(ctx context.Context, req driver.Request, floor uint64) 
 	} else {
 		req.NoFence = true
 	}
-	calls, queued, answers := l.sendAcquires(ctx, req, fencing, floor, window)
+	calls, queued, answers := l.sendAcquires(ctx, req, fencing, floor, window, timeout)
 	r := l.collectAcquires(ctx, answers, fencing, start, timeout)
 	if len(r.got) >= l.quorum {
 		var fence uint64
@@ -104,11 +104,12 @@ func (l *locker) notSent(key string, err error) error {
 }
 
 // sendAcquires queues req's acquire on every node (see queue), each call
-// bounded by window, and returns the calls' answers: calls[i] is node i's,
+// bounded by window, each waiting at most half of timeout for a late
+// release of the key on its node, and returns the calls' answers: calls[i] is node i's,
 // written by its call and read by the calls queued after it on that node
 // (the undo); queued[i] is node i's place in the token's queue; answers
 // receives each answer as it comes.
-func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing bool, floor uint64, window time.Duration) (calls []answer, queued []nodeCall, answers chan answer) {
+func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing bool, floor uint64, window, timeout time.Duration) (calls []answer, queued []nodeCall, answers chan answer) {
 	n := len(l.nodes)
 	calls = make([]answer, n)
 	queued = make([]nodeCall, n)
@@ -123,7 +124,7 @@ func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing b
 		err := errUnsureRelease
 		// A release queued before it may have given up meanwhile.
 		if !l.unsureOn(req.Token, i) {
-			late := !l.unsentReturned(&queued[i])
+			late := !l.lateReturned(&queued[i])
 			r, err = l.nodes[i].acquire(callCtx, req, fencing, floor)
 			if late && err == nil && !r.Acquired {
 				r, err = driver.Result{}, errLateUndo
@@ -134,7 +135,9 @@ func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing b
 		return calls[i]
 	}
 	for i := range n {
-		queued[i].acquire, queued[i].key = true, req.Key
+		// Half the node timeout for a late release of the key there
+		// (see lateReleases), half for the node's answer.
+		queued[i].acquire, queued[i].key, queued[i].lateWait = true, req.Key, max(timeout/2, time.Millisecond)
 	}
 	l.queueRound(req.Token, queued, func(i int) bool {
 		if err := l.acquireBarredLocked(req.Token, i); err != nil {

@@ -89,24 +89,23 @@ func (d refusing) Acquire(ctx context.Context, req driver.Request) (driver.Resul
 	return d.Locker.Acquire(ctx, req)
 }
 
-// slowNode delays the reply to each Acquire and Release by d, as the
-// network does the replies of a slow node: the node applies the call at
-// once, and the caller hears of it d later.
+// slowNode is a slow node: it applies an Acquire at once and its reply
+// arrives acquire later; a Release reaches it release after it is sent,
+// and its reply at once.
 type slowNode struct {
 	driver.Locker
-	d time.Duration
+	acquire, release time.Duration
 }
 
 func (s slowNode) Acquire(ctx context.Context, req driver.Request) (driver.Result, error) {
 	res, err := s.Locker.Acquire(ctx, req)
-	time.Sleep(s.d)
+	time.Sleep(s.acquire)
 	return res, err
 }
 
 func (s slowNode) Release(ctx context.Context, key, token string) error {
-	err := s.Locker.Release(ctx, key, token)
-	time.Sleep(s.d)
-	return err
+	time.Sleep(s.release)
+	return s.Locker.Release(context.WithoutCancel(ctx), key, token)
 }
 
 // TestLateUndosDoNotConvoy: a caller polls a held key, each attempt with
@@ -123,7 +122,7 @@ func TestLateUndosDoNotConvoy(t *testing.T) {
 		ctx := t.Context()
 		c := newMemCluster(3)
 		down := &atomic.Bool{}
-		nodes := []driver.Locker{c.raw(t, 0), refusing{c.raw(t, 1), down}, slowNode{c.raw(t, 2), 60 * time.Millisecond}}
+		nodes := []driver.Locker{c.raw(t, 0), refusing{c.raw(t, 1), down}, slowNode{c.raw(t, 2), 60 * time.Millisecond, 60 * time.Millisecond}}
 		d, err := redlock.NewDriver(nodes, &redlock.Options{DisableFencing: true, NodeTimeout: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -157,22 +156,24 @@ func TestLateUndosDoNotConvoy(t *testing.T) {
 	})
 }
 
-// TestUnsentUndoNeverAnswersBusy: an attempt is sent to a node at once,
-// without waiting, while this driver's undo of an earlier attempt there
-// still waits for that attempt's acquire (see TestLateUndosDoNotConvoy);
-// if the node answers busy meanwhile, it may be held by the undone token
-// alone, which nobody holds, and the attempt must not answer busy. Node 2
-// replies 60ms late: the first attempt's acquire holds it from 0ms, its
-// undo, sent at 60ms, frees it then; the key is free of any holder from
-// 10ms, and the second attempt, at 20ms, with node 1 down, finds node 0
-// free and node 2 held by the undone token.
-func TestUnsentUndoNeverAnswersBusy(t *testing.T) {
+// TestLateUndoNeverAnswersBusy: an attempt waits on a node for this
+// driver's undo of an earlier attempt there for at most half the node
+// timeout (see TestLateUndosDoNotConvoy), and is then sent; if the node
+// answers busy while the undo has not returned, it may be held by the
+// undone token alone, which nobody holds, and the attempt must not answer
+// busy. Node 2 (node timeout 200ms) replies to an acquire 60ms after
+// applying it, and applies a release 100ms after it is sent: the first
+// attempt's acquire holds it from 0ms, its undo, sent at 60ms, frees it at
+// 160ms; the key is free of any holder from 10ms, and the second attempt,
+// at 20ms, with node 1 down, finds node 0 free and, at 120ms, node 2 held
+// by the undone token.
+func TestLateUndoNeverAnswersBusy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		c := newMemCluster(3)
 		down := &atomic.Bool{}
-		nodes := []driver.Locker{c.raw(t, 0), refusing{c.raw(t, 1), down}, slowNode{c.raw(t, 2), 60 * time.Millisecond}}
-		d, err := redlock.NewDriver(nodes, &redlock.Options{DisableFencing: true, NodeTimeout: 100 * time.Millisecond})
+		nodes := []driver.Locker{c.raw(t, 0), refusing{c.raw(t, 1), down}, slowNode{c.raw(t, 2), 60 * time.Millisecond, 100 * time.Millisecond}}
+		d, err := redlock.NewDriver(nodes, &redlock.Options{DisableFencing: true, NodeTimeout: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,15 +10,15 @@ package redlock
 // and acquires again at once, while one node fails, still finds the
 // majority it needs (two nodes of three, both free), and the undos of two
 // failed attempts do not make a third answer busy while nobody holds the
-// key. It does not wait for a release that itself still waits for an
-// acquire of its token there (see nodeCall.sent), which listens for its
-// answer for up to the validity window: such waits would chain each
-// attempt's acquire behind the last attempt's undo, and a lost request
-// would keep the node from the key's acquires for nearly the TTL. The
-// acquire goes to the node at once instead, and a busy answer there,
-// while that release has not returned, counts as the node failing, not
-// as busy (errLateUndo). Another client's acquire is not ordered so, and
-// may find such a node busy for the release's round trip.
+// key. The acquire waits for at most half its node timeout: the release
+// may itself wait for an acquire of its token there, which listens for its
+// answer for up to the validity window, and unbounded waits would chain
+// each attempt's acquire behind the last attempt's undo, or keep the node
+// from the key for nearly the TTL behind a lost request. The acquire is
+// then sent, and a busy answer, while the release has not returned,
+// counts as the node failing, not as busy (errLateUndo). Another client's
+// acquire is not ordered so, and may find such a node busy for the
+// release's round trip.
 type lateReleases map[string][]*nodeCall
 
 // record records the calls of a Release of key that have not returned

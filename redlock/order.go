@@ -55,10 +55,11 @@ type nodeCall struct {
 	// its key there returned (see lateReleases); each is nil if there
 	// is nothing to wait for.
 	prev, release <-chan struct{}
-	// unsent is, for an acquire, the late release of its key on its
-	// node that had not been sent when it was queued, and is not waited
-	// for (see lateReleases); nil if none.
-	unsent *nodeCall
+	// after is, for an acquire, the late release of its key on its node
+	// that release waits for (see lateReleases), nil if none; lateWait
+	// bounds that wait, if not zero.
+	after    *nodeCall
+	lateWait time.Duration
 	// key is the call's key, set on an acquire (to find the late
 	// releases it waits for) and on a release recorded in l.late.
 	key  string
@@ -82,11 +83,7 @@ func (l *locker) enqueueLocked(token string, i int, c *nodeCall) {
 	}
 	if c.acquire {
 		if r := l.late[c.key]; r != nil && r[i] != nil {
-			if r[i].sent() {
-				c.release = r[i].awaited()
-			} else {
-				c.unsent = r[i]
-			}
+			c.after, c.release = r[i], r[i].awaited()
 		}
 	}
 	q.nodes[i].tail = c
@@ -106,38 +103,22 @@ func (c *nodeCall) awaited() <-chan struct{} {
 	return c.waiting
 }
 
-// sent reports whether c, queued and not returned, no longer waits for
-// the calls queued before it on its node, so that its own node call,
-// bounded by the node timeout, is all that is left of it. l.mu must be
-// held.
-func (c *nodeCall) sent() bool {
-	if c.prev == nil {
-		return true
-	}
-	select {
-	case <-c.prev:
-		return true
-	default:
-		return false
-	}
-}
-
 // errLateUndo is an acquire's answer for a node that answered busy while
-// a release of its key by this driver, queued behind an acquire of the
-// released token there, had not returned (see lateReleases): the node
-// may be held by that token alone, which nobody holds, so busy would be
-// untrue. The node surely did not grant the attempt.
-var errLateUndo = fmt.Errorf("busy, maybe only with an attempt of this driver whose release there has not returned: %w", driver.ErrUnavailable)
+// a release of its key by this driver there had not returned when the
+// acquire was sent (see lateReleases): the node may be held by the
+// released token alone, which nobody holds, so busy would be untrue. The
+// node surely did not grant the attempt.
+var errLateUndo = fmt.Errorf("busy, maybe only with a token this driver is releasing there: %w", driver.ErrUnavailable)
 
-// unsentReturned reports whether c's unsent late release (see nodeCall)
-// returned, or there is none.
-func (l *locker) unsentReturned(c *nodeCall) bool {
-	if c.unsent == nil {
+// lateReturned reports whether the late release that c, an acquire, waits
+// for returned, or there is none.
+func (l *locker) lateReturned(c *nodeCall) bool {
+	if c.after == nil {
 		return true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return c.unsent.done
+	return c.after.done
 }
 
 // acquireBarredLocked returns why an acquire of token may not go to node
@@ -211,7 +192,7 @@ func (l *locker) start(token string, i int, c *nodeCall, out chan<- answer, call
 				<-c.prev
 			}
 			if c.release != nil {
-				<-c.release
+				awaitAtMost(c.release, c.lateWait)
 			}
 			waited = c.prev != nil || c.release != nil
 		}
@@ -221,6 +202,20 @@ func (l *locker) start(token string, i int, c *nodeCall, out chan<- answer, call
 		}
 		out <- a
 	})
+}
+
+// awaitAtMost waits until ch is closed, for at most d if d is not zero.
+func awaitAtMost(ch <-chan struct{}, d time.Duration) {
+	if d == 0 {
+		<-ch
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
 }
 
 // lastOf returns a function that runs f when it has been called n times.

@@ -104,11 +104,12 @@ func (l *locker) notSent(key string, err error) error {
 }
 
 // sendAcquires queues req's acquire on every node (see queue), each call
-// bounded by window, each waiting at most half of timeout for a late
-// release of the key on its node, and returns the calls' answers: calls[i] is node i's,
-// written by its call and read by the calls queued after it on that node
-// (the undo); queued[i] is node i's place in the token's queue; answers
-// receives each answer as it comes.
+// bounded by window and waiting at most half of timeout for a late
+// release of the key on its node (see lateReleases), and returns the
+// calls' answers: calls[i] is node i's, written by its call and read by
+// the calls queued after it on that node (the undo); queued[i] is node
+// i's place in the token's queue; answers receives each answer as it
+// comes.
 func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing bool, floor uint64, window, timeout time.Duration) (calls []answer, queued []nodeCall, answers chan answer) {
 	n := len(l.nodes)
 	calls = make([]answer, n)

@@ -56,7 +56,7 @@ func (l *locker) acquire(ctx context.Context, req driver.Request, floor uint64) 
 	} else {
 		req.NoFence = true
 	}
-	calls, queued, answers := l.sendAcquires(ctx, req, fencing, floor, window)
+	calls, queued, answers := l.sendAcquires(ctx, req, fencing, floor, window, timeout)
 	r := l.collectAcquires(ctx, answers, fencing, start, timeout)
 	if len(r.got) >= l.quorum {
 		var fence uint64
@@ -104,11 +104,13 @@ func (l *locker) notSent(key string, err error) error {
 }
 
 // sendAcquires queues req's acquire on every node (see queue), each call
-// bounded by window, and returns the calls' answers: calls[i] is node i's,
-// written by its call and read by the calls queued after it on that node
-// (the undo); queued[i] is node i's place in the token's queue; answers
-// receives each answer as it comes.
-func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing bool, floor uint64, window time.Duration) (calls []answer, queued []nodeCall, answers chan answer) {
+// bounded by window and waiting at most half of timeout for a late
+// release of the key on its node (see lateReleases), and returns the
+// calls' answers: calls[i] is node i's, written by its call and read by
+// the calls queued after it on that node (the undo); queued[i] is node
+// i's place in the token's queue; answers receives each answer as it
+// comes.
+func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing bool, floor uint64, window, timeout time.Duration) (calls []answer, queued []nodeCall, answers chan answer) {
 	n := len(l.nodes)
 	calls = make([]answer, n)
 	queued = make([]nodeCall, n)
@@ -123,22 +125,34 @@ func (l *locker) sendAcquires(ctx context.Context, req driver.Request, fencing b
 		err := errUnsureRelease
 		// A release queued before it may have given up meanwhile.
 		if !l.unsureOn(req.Token, i) {
+			late := !l.lateReturned(&queued[i])
 			r, err = l.nodes[i].acquire(callCtx, req, fencing, floor)
+			if late && err == nil && !r.Acquired {
+				r, err = driver.Result{}, errLateUndo
+			}
 		}
 		calls[i] = answer{i: i, res: r, err: err}
 		returned()
 		return calls[i]
 	}
 	for i := range n {
-		if err := l.acquireBarred(req.Token, i); err != nil {
-			// Not asked (see tokenCalls), nor queued: nothing to undo.
+		// Half the node timeout for a late release of the key there
+		// (see lateReleases), half for the node's answer.
+		queued[i].acquire, queued[i].key, queued[i].lateWait = true, req.Key, max(timeout/2, time.Millisecond)
+	}
+	l.queueRound(req.Token, queued, func(i int) bool {
+		if err := l.acquireBarredLocked(req.Token, i); err != nil {
 			calls[i] = answer{i: i, err: err}
+			return false
+		}
+		return true
+	}, answers, call)
+	for i := range n {
+		if queued[i].q == nil {
+			// Not asked (see tokenCalls), nor queued: nothing to undo.
 			answers <- calls[i]
 			returned()
-			continue
 		}
-		queued[i].acquire, queued[i].key = true, req.Key
-		l.queue(req.Token, i, &queued[i], answers, call)
 	}
 	return calls, queued, answers
 }
@@ -153,9 +167,9 @@ type acquireRound struct {
 }
 
 // collectAcquires takes the nodes' answers until a majority granted (with
-// fencing, a fence a majority agrees on, or any; see fence), a majority
-// can no longer grant and the others had as long again, timeout passes,
-// or ctx ends.
+// fencing, a fence a majority agrees on, or any; see fence), the attempt
+// is decided busy or failed (see acquireDecided) and the others had as
+// long again, timeout passes, or ctx ends.
 func (l *locker) collectAcquires(ctx context.Context, answers <-chan answer, fencing bool, start time.Time, timeout time.Duration) *acquireRound {
 	n := len(l.nodes)
 	r := &acquireRound{res: make([]driver.Result, n), errs: make([]error, n), answered: make([]bool, n)}
@@ -177,10 +191,12 @@ func (l *locker) collectAcquires(ctx context.Context, answers <-chan answer, fen
 			if len(r.got) >= l.quorum && (!fencing || agreed(r.got, r.res, l.quorum) != 0) {
 				return r // granted
 			}
-			if received-len(r.got) > n-l.quorum && grace == nil {
-				// Decided: a majority can no longer grant. The other
-				// answers only refine the holder's expiry hint; they get
-				// as long again as the decision took.
+			if l.acquireDecided(r, received) && grace == nil {
+				// Decided: a majority can no longer grant, and the
+				// answers show whether the key is busy or the attempt
+				// failed. The other answers only refine the holder's
+				// expiry hint or the error; they get as long again as
+				// the decision took.
 				g := time.NewTimer(max(time.Since(start), time.Millisecond))
 				defer g.Stop()
 				grace = g.C
@@ -194,6 +210,22 @@ func (l *locker) collectAcquires(ctx context.Context, answers <-chan answer, fen
 		}
 	}
 	return r
+}
+
+// acquireDecided reports whether an attempt with r, received answers,
+// cannot be granted and is known busy or failed: a majority can no longer
+// grant, and either a majority answered, granting or busy (the key is
+// busy), or too few nodes are left to make one (it failed). Until then
+// the answers still to come decide between busy and failed: a node not
+// asked because an earlier attempt of the token has not returned there
+// (see tokenCalls) and one busy node leave it to the third node.
+func (l *locker) acquireDecided(r *acquireRound, received int) bool {
+	n := len(l.nodes)
+	if received-len(r.got) <= n-l.quorum {
+		return false
+	}
+	answeredFor := len(r.got) + r.busy
+	return answeredFor >= l.quorum || answeredFor+n-received < l.quorum
 }
 
 var errBusy = errors.New("held by another token")
@@ -299,8 +331,9 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 // [QuorumError.OutcomeUnknown]); abandon waits until a majority of nodes is
 // known not to hold the token, for at most a quarter of the node timeout
 // (the nodes whose acquire is unknown failed to answer once already), and
-// the rest goes on in the background. Release errors are dropped; those
-// locks expire with the TTL.
+// the rest goes on in the background, where this driver's next acquires
+// of the key wait for it (see lateReleases). Release errors are dropped;
+// those locks expire with the TTL.
 func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, acquires []nodeCall, timeout time.Duration) {
 	n := len(l.nodes)
 	out := make(chan answer, n)
@@ -320,12 +353,16 @@ func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer
 		}
 		return answer{i: i, err: err}
 	}
+	l.queueRound(req.Token, queued, func(i int) bool { return acquires[i].q != nil }, out, undo)
+	defer func() {
+		l.mu.Lock()
+		l.late.record(req.Key, queued)
+		l.mu.Unlock()
+	}()
 	for i := range n {
 		if acquires[i].q == nil {
 			out <- answer{i: i} // not asked: free of this attempt
-			continue
 		}
-		l.queue(req.Token, i, &queued[i], out, undo)
 	}
 	timer := time.NewTimer(max(timeout/4, time.Millisecond))
 	defer timer.Stop()

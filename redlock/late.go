@@ -2,13 +2,23 @@ package redlock
 
 // lateReleases records, per key, the node releases that were still
 // running when their Release returned (it returns at the majority's
-// answers): by node, the last such call, until it returns. An acquire of
-// the key on this driver waits on each of those nodes for that release
-// before it is sent there, so that it finds the node free rather than
-// still held by the released token: a caller that releases and acquires
-// again at once, while one node fails, still finds the majority it needs
-// (two nodes of three, both free). Another client's acquire is not
-// ordered so, and may find such a node busy for the release's round trip.
+// answers), and the undos of a failed acquire still running when it
+// returned (see abandon): by node, the last such call, until it returns.
+// An acquire of the key on this driver waits on each of those nodes for
+// that release before it is sent there, so that it finds the node free
+// rather than still held by the released token: a caller that releases
+// and acquires again at once, while one node fails, still finds the
+// majority it needs (two nodes of three, both free), and the undos of two
+// failed attempts do not make a third answer busy while nobody holds the
+// key. The acquire waits for at most half its node timeout: the release
+// may itself wait for an acquire of its token there, which listens for its
+// answer for up to the validity window, and unbounded waits would chain
+// each attempt's acquire behind the last attempt's undo, or keep the node
+// from the key for nearly the TTL behind a lost request. The acquire is
+// then sent, and a busy answer, while the release has not returned,
+// counts as the node failing, not as busy (errLateUndo). Another client's
+// acquire is not ordered so, and may find such a node busy for the
+// release's round trip.
 type lateReleases map[string][]*nodeCall
 
 // record records the calls of a Release of key that have not returned

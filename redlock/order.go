@@ -17,12 +17,19 @@ import (
 // reaches a node only after that node answered the acquire or gave up on
 // it, never before an acquire still on its way (see [locker.Acquire]); and
 // a later attempt with the same token reaches it only after the undo of
-// the attempt before.
+// the attempt before. A round queues its calls on every node at once
+// (see queueRound), so two rounds of one token are in the same order on
+// every node: two Releases of one token at once (dlock's Close frees the
+// leases it ends while their holders release them too) answer as two
+// releases on one server would, the first freeing the lock and the second
+// finding it free. Queued node by node, each could reach some nodes
+// first, free them, find the others freed by the other, and both would
+// report ErrNotHeld of a lock the token held.
 //
 // An acquire is not sent to a node where an earlier acquire of its token
 // has not returned, nor where a release of it may still land (see
 // unsureReleases): it is answered at once as not sent (see
-// locker.acquireBarred). Otherwise each attempt of a waiting caller on a
+// locker.acquireBarredLocked). Otherwise each attempt of a waiting caller on a
 // hung node would queue an acquire and an undo behind the last, two
 // goroutines per attempt for as long as the node hangs.
 type tokenCalls struct {
@@ -38,11 +45,21 @@ type nodeQueue struct {
 
 // nodeCall is one call of a token queued on one node.
 type nodeCall struct {
-	q       *tokenCalls
+	q       *tokenCalls // nil until queued
 	node    int
 	acquire bool          // an acquire, not a release
 	done    bool          // it returned
 	waiting chan struct{} // made by a call that waits for it; closed once it returned
+	// prev is closed once the calls queued before it on its node have
+	// returned, and release, for an acquire, once the late release of
+	// its key there returned (see lateReleases); each is nil if there
+	// is nothing to wait for.
+	prev, release <-chan struct{}
+	// after is, for an acquire, the late release of its key on its node
+	// that release waits for (see lateReleases), nil if none; lateWait
+	// bounds that wait, if not zero.
+	after    *nodeCall
+	lateWait time.Duration
 	// key is the call's key, set on an acquire (to find the late
 	// releases it waits for) and on a release recorded in l.late.
 	key  string
@@ -53,24 +70,20 @@ type nodeCall struct {
 // acquire of its token has not returned: not sent, so surely not applied.
 var errEarlierAcquire = fmt.Errorf("not asked: an earlier acquire of this token there has not returned: %w", driver.ErrUnavailable)
 
-// enqueue queues c, a call of token on node i. It returns a channel closed
-// once the calls queued before it on that node have returned, or nil if
-// they have already; and, for an acquire, one closed once the late
-// release of its key on that node returned (see lateReleases), or nil.
-func (l *locker) enqueue(token string, i int, c *nodeCall) (prev, release <-chan struct{}) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// enqueueLocked queues c, a call of token on node i, and sets what it
+// waits for before it starts. l.mu must be held.
+func (l *locker) enqueueLocked(token string, i int, c *nodeCall) {
 	q := l.queues[token]
 	if q == nil {
 		q = &tokenCalls{nodes: make([]nodeQueue, len(l.nodes))}
 		l.queues[token] = q
 	}
 	if t := q.nodes[i].tail; t != nil && !t.done {
-		prev = t.awaited()
+		c.prev = t.awaited()
 	}
 	if c.acquire {
 		if r := l.late[c.key]; r != nil && r[i] != nil {
-			release = r[i].awaited()
+			c.after, c.release = r[i], r[i].awaited()
 		}
 	}
 	q.nodes[i].tail = c
@@ -79,7 +92,6 @@ func (l *locker) enqueue(token string, i int, c *nodeCall) (prev, release <-chan
 	if c.acquire {
 		q.nodes[i].acquires++
 	}
-	return prev, release
 }
 
 // awaited returns a channel closed once c returned; c has not. l.mu must
@@ -91,11 +103,27 @@ func (c *nodeCall) awaited() <-chan struct{} {
 	return c.waiting
 }
 
-// acquireBarred returns why an acquire of token may not go to node i (see
-// tokenCalls), or nil if it may.
-func (l *locker) acquireBarred(token string, i int) error {
+// errLateUndo is an acquire's answer for a node that answered busy while
+// a release of its key by this driver there had not returned when the
+// acquire was sent (see lateReleases): the node may be held by the
+// released token alone, which nobody holds, so busy would be untrue. The
+// node surely did not grant the attempt.
+var errLateUndo = fmt.Errorf("busy, maybe only with a token this driver is releasing there: %w", driver.ErrUnavailable)
+
+// lateReturned reports whether the late release that c, an acquire, waits
+// for returned, or there is none.
+func (l *locker) lateReturned(c *nodeCall) bool {
+	if c.after == nil {
+		return true
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return c.after.done
+}
+
+// acquireBarredLocked returns why an acquire of token may not go to node
+// i (see tokenCalls), or nil if it may. l.mu must be held.
+func (l *locker) acquireBarredLocked(token string, i int) error {
 	if q := l.queues[token]; q != nil && q.nodes[i].acquires > 0 {
 		return errEarlierAcquire
 	}
@@ -124,33 +152,70 @@ func (l *locker) finish(token string, c *nodeCall) {
 	}
 }
 
-// queue runs call for node i on a worker and sends its answer to out,
-// which must have room for it. If c is not nil, it is a call of token,
-// which starts after the calls of token queued before it on that node
-// (see tokenCalls) and, if an acquire, after the late release of its key
-// there (see lateReleases); waited tells call whether it had to wait. The
-// call belongs to the locker: Close waits for it (see Close), however
-// long its caller waits.
-func (l *locker) queue(token string, i int, c *nodeCall, out chan<- answer, call func(i int, waited bool) answer) {
-	var prev, release <-chan struct{}
-	if c != nil {
-		prev, release = l.enqueue(token, i, c)
+// queueRound queues a round of token's calls, calls[i] on node i (see
+// tokenCalls), on every node i that ask (if not nil), called with l.mu
+// held, lets it go to: all under one hold of l.mu, so that on each node
+// the round comes after the rounds of token queued before it and before
+// those queued after it. Then it runs call for each queued node, as
+// start does. A node left out keeps calls[i].q nil.
+func (l *locker) queueRound(token string, calls []nodeCall, ask func(i int) bool, out chan<- answer, call func(i int, waited bool) answer) {
+	l.mu.Lock()
+	for i := range calls {
+		if ask == nil || ask(i) {
+			l.enqueueLocked(token, i, &calls[i])
+		}
 	}
+	l.mu.Unlock()
+	for i := range calls {
+		if calls[i].q == nil {
+			continue
+		}
+		if l.testHookQueued != nil {
+			l.testHookQueued(token, i)
+		}
+		l.start(token, i, &calls[i], out, call)
+	}
+}
+
+// start runs call for node i on a worker and sends its answer to out,
+// which must have room for it. If c is not nil, it is a call of token
+// that queueRound queued: it starts once what it waits for returned, and
+// waited tells call whether it had to wait. The call belongs to the
+// locker: Close waits for it (see Close), however long its caller waits.
+func (l *locker) start(token string, i int, c *nodeCall, out chan<- answer, call func(i int, waited bool) answer) {
 	l.bg.add()
 	l.workers.do(func() {
 		defer l.bg.done()
-		if prev != nil {
-			<-prev
+		waited := false
+		if c != nil {
+			if c.prev != nil {
+				<-c.prev
+			}
+			if c.release != nil {
+				awaitAtMost(c.release, c.lateWait)
+			}
+			waited = c.prev != nil || c.release != nil
 		}
-		if release != nil {
-			<-release
-		}
-		a := call(i, prev != nil || release != nil)
+		a := call(i, waited)
 		if c != nil {
 			l.finish(token, c)
 		}
 		out <- a
 	})
+}
+
+// awaitAtMost waits until ch is closed, for at most d if d is not zero.
+func awaitAtMost(ch <-chan struct{}, d time.Duration) {
+	if d == 0 {
+		<-ch
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
 }
 
 // lastOf returns a function that runs f when it has been called n times.

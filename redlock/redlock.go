@@ -55,6 +55,10 @@ type locker struct {
 	queues map[string]*tokenCalls // by token: its acquires and releases in flight, see tokenCalls
 	unsure unsureReleases         // by token: nodes where a release of it may still land
 	late   lateReleases           // by key: releases running after their Release returned
+
+	// testHookQueued, if set, runs once node's call of token is
+	// queued, before the call starts (see queueRound).
+	testHookQueued func(token string, node int)
 }
 
 // The capabilities. Go cannot implement an interface conditionally, so

@@ -59,7 +59,7 @@ func (l *locker) decide(ctx context.Context, timeout time.Duration, call func(i 
 	returned := lastOf(n, cancel)
 	out := make(chan answer, n)
 	for i := range n {
-		l.queue("", i, nil, out, func(i int, _ bool) answer {
+		l.start("", i, nil, out, func(i int, _ bool) answer {
 			defer returned()
 			return call(i, callCtx)
 		})

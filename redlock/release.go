@@ -107,9 +107,7 @@ func (l *locker) sendReleases(ctx context.Context, key, token string, timeout ti
 		}
 		return answer{i: i, err: err}
 	}
-	for i := range n {
-		l.queue(token, i, &queued[i], out, call)
-	}
+	l.queueRound(token, queued, nil, out, call)
 	return queued, out
 }
 

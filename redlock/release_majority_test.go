@@ -71,3 +71,51 @@ func TestReleaseReturnsAtMajority(t *testing.T) {
 		}
 	})
 }
+
+// TestAcquireAfterUndoWaitsForIt: a failed attempt returns once a majority
+// is known free of its token, and its undo on a node that answers
+// releases 50ms late goes on in the background. The holder then frees
+// its nodes and node 2 refuses calls: the next attempt on this driver,
+// with another token, must wait for the undo on node 0 and be granted by
+// nodes 0 and 1, rather than find node 0 still held by the failed
+// attempt and answer busy while nobody holds the key.
+func TestAcquireAfterUndoWaitsForIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		c := newMemCluster(3)
+		holder := driver.Request{Key: "k", Token: rand(), TTL: time.Minute, Owner: "holder"}
+		for _, i := range []int{1, 2} {
+			if res, err := c.raw(t, i).Acquire(ctx, holder); err != nil || !res.Acquired {
+				t.Fatalf("node %d: Acquire = %+v, %v", i, res, err)
+			}
+		}
+		refusing := conformance.Faulty(c.raw(t, 2))
+		d, err := redlock.NewDriver([]driver.Locker{slowRelease{c.raw(t, 0), 50 * time.Millisecond}, c.raw(t, 1), refusing},
+			&redlock.Options{DisableFencing: true, NodeTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		failed := driver.Request{Key: "k", Token: rand(), TTL: time.Minute, Owner: "failed"}
+		if res, err := d.Acquire(ctx, failed); err != nil || res.Acquired {
+			t.Fatalf("attempt with nodes 1 and 2 held = %+v, %v; want busy", res, err)
+		}
+		if h, held := c.holder(t, 0, "k"); !held || h.Owner != failed.Owner {
+			t.Fatalf("node 0 held = %v by %q when the failed attempt returned; the test needs its undo still running", held, h.Owner)
+		}
+		for _, i := range []int{1, 2} {
+			if err := c.raw(t, i).Release(ctx, holder.Key, holder.Token); err != nil {
+				t.Fatalf("node %d: Release = %v", i, err)
+			}
+		}
+		refusing.Refuse()
+		next := driver.Request{Key: "k", Token: rand(), TTL: time.Minute, Owner: "next"}
+		start := time.Now()
+		if res, err := d.Acquire(ctx, next); err != nil || !res.Acquired {
+			t.Fatalf("attempt of a free key, node 2 refusing = %+v, %v; want granted by nodes 0 and 1 once the undo on node 0 landed", res, err)
+		}
+		if took := time.Since(start); took != 50*time.Millisecond {
+			t.Errorf("attempt took %v; want it to wait for the undo on node 0, 50ms", took)
+		}
+	})
+}

@@ -97,6 +97,7 @@ type locker struct {
 	instance string
 	names    map[nameKey]*entryName
 	slots    map[string]map[int]bool
+	burned   map[string]bool // names never handed out again (burnName)
 
 	ka keepAlives // the one keep-alive stream
 }
@@ -106,7 +107,7 @@ func newLocker(client *clientv3.Client, opts *Options, owned bool) *locker {
 		opts = &Options{}
 	}
 	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune, spares: make(map[grantKey]grant), pool: make(map[int64][]grant), handoffs: make(map[grantKey]*handoffSub),
-		instance: newInstance(), names: make(map[nameKey]*entryName), slots: make(map[string]map[int]bool)}
+		instance: newInstance(), names: make(map[nameKey]*entryName), slots: make(map[string]map[int]bool), burned: make(map[string]bool)}
 	if d.prefix == "" {
 		d.prefix = DefaultPrefix
 	}
@@ -327,6 +328,12 @@ func (d *locker) release(ctx context.Context, key, ek, dig string) error {
 	// plain delete, which costs etcd less than a transaction's compare).
 	resp, err := d.client.Delete(ctx, ek, clientv3.WithPrevKV())
 	if err != nil {
+		// The delete may land later, after a release that succeeds
+		// frees the name: the name must then serve no other token,
+		// whose entry it would delete.
+		d.mu.Lock()
+		d.burnName(ek)
+		d.mu.Unlock()
 		return d.wrap("release", key, err)
 	}
 	if len(resp.PrevKvs) == 0 {

@@ -122,7 +122,8 @@ func (d *locker) takeSlot(ek string) int {
 	key := d.keyOf(ek)
 	lo, _ := d.entryRange(key)
 	slot, err := strconv.Atoi(strings.TrimPrefix(ek, lo+d.instance+"."))
-	if err != nil || !d.ownName(ek) || slot < 0 {
+	if err != nil || !d.ownName(ek) || slot < 0 || d.burned[ek] {
+		// A burned name's slot stays taken: no entryName frees it.
 		return -1
 	}
 	if d.slots[key] == nil {
@@ -171,12 +172,15 @@ func (d *locker) gcGrant(gk grantKey) {
 }
 
 // burnName stops handing out ek, an entry name of this driver found
-// holding another token's entry: its slot stays taken for the driver's
-// life, and the tokens that had it get another name at their next call.
-// Under mu.
+// holding another token's entry, or that a delete of unknown outcome
+// may still reach: its slot stays taken for the driver's life, and the
+// tokens that had it get another name at their next call. Under mu.
 func (d *locker) burnName(ek string) {
 	key := d.keyOf(ek)
 	d.takeSlot(ek)
+	// Found again as the token's entry (adoptName), it still never
+	// frees its slot.
+	d.burned[ek] = true
 	for nk, n := range d.names {
 		if nk.key == key && n.ek == ek {
 			n.ek, n.slot = d.newSlot(key)

@@ -188,10 +188,17 @@ func (d *locker) lookup(ek, digest string) (grant, bool) {
 }
 
 // remember records a grant renewed by a request sent at sent, whose lease
-// was granted for granted seconds.
+// was granted for granted seconds. A grant whose entry has another
+// driver's name is not recorded: that driver may release it and pool its
+// lease (toPool) for another token's grant, which a keep-alive of the
+// lease, taken for this token's refresh, would then renew. Calls of its
+// token read the key's entries instead.
 func (d *locker) remember(ek, digest string, lease clientv3.LeaseID, asked, granted int64, sent time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if !d.ownName(ek) {
+		return
+	}
 	if len(d.grants) >= d.prune {
 		now := time.Now()
 		for k, g := range d.grants {

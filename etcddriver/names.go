@@ -29,9 +29,8 @@ import (
 // free (or, for Acquire, the whole key), a delete only if the value
 // names the token (digestIs). A token whose entry another driver made (a
 // second process with the same token) is found by reading the key's
-// entries for its digest (entryOf), and its entry's name is then the one
-// the driver uses for that token: by Acquire, AcquireSlot, Refresh and
-// Release. A waiter's queued attempts (AcquireQueued) go through the
+// entries for its digest (entryOf), at each call: the driver remembers
+// no grant under another driver's name (see remember). A waiter's queued attempts (AcquireQueued) go through the
 // driver of its subscription, as dlock makes them: they look for the
 // token's entry under that driver's name alone.
 

@@ -254,18 +254,46 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 // token of dig, for asked seconds.
 func (d *locker) refresh(ctx context.Context, key, ek, dig string, asked int64) error {
 	sent := time.Now()
-	if g, ok := d.lookup(ek, dig); ok && g.asked == asked {
+	if g, ok := d.lookup(ek, dig); ok && g.holds(asked) {
 		granted, err := d.keepAlive(ctx, g.lease)
 		if err != nil {
 			return d.wrap("refresh", key, err)
 		}
-		if granted > 0 {
-			d.remember(ek, dig, g.lease, asked, granted, sent)
+		if granted > 0 && d.renewed(ek, dig, g.lease, granted, sent) {
 			return nil
 		}
-		d.forget(ek, dig)
+		if granted <= 0 {
+			d.forget(ek, dig)
+		}
 	}
 	return d.refreshRead(ctx, key, dig, asked, sent)
+}
+
+// holds reports whether a keep-alive of g's lease alone renews a grant
+// of asked seconds: g is a holder's grant of that TTL. The lease of an
+// attempt of unknown outcome, or of a waiter's entry, is alive whether or
+// not its token holds the key.
+func (g grant) holds(asked int64) bool {
+	return g.asked == asked && !g.uncertain && !g.queued
+}
+
+// renewed records the renewal, by a keep-alive sent at sent, of the grant
+// of ek of the token of dig on lease, which etcd granted for granted
+// seconds, if the driver still remembers that grant; it reports whether
+// it did. A release made meanwhile forgot the grant and kept its lease,
+// alive and free, for another token's attempt: recording it again would
+// make the token's next Refresh renew that lease and report the key held.
+func (d *locker) renewed(ek, dig string, lease clientv3.LeaseID, granted int64, sent time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	gk := grantKey{ek, dig}
+	g, ok := d.grants[gk]
+	if !ok || g.lease != lease {
+		return false
+	}
+	g.granted, g.stales, g.queued = granted, sent.Add(time.Duration(granted)*time.Second+time.Second), false
+	d.grants[gk] = g
+	return true
 }
 
 // refreshRead refreshes a grant the driver does not remember: it reads
@@ -279,16 +307,16 @@ func (d *locker) refreshRead(ctx context.Context, key, dig string, asked int64, 
 }
 
 // held reads the entries of key and returns the token of dig's, if it
-// has one, else an error wrapping ErrNotHeld. The entry's name may be
-// another driver's.
+// has one and it holds the key (a waiter's entry does not), else an
+// error wrapping ErrNotHeld. The entry's name may be another driver's.
 func (d *locker) held(ctx context.Context, op, key, dig string) (*mvccpb.KeyValue, lockValue, error) {
 	lo, hi := d.entryRange(key)
-	resp, err := d.client.Get(ctx, lo, clientv3.WithRange(hi))
+	resp, err := d.client.Get(ctx, lo, byCreate(hi, 0)...)
 	if err != nil {
 		return nil, lockValue{}, d.notApplied(op, key, err)
 	}
 	kv := entryOf(resp.Kvs, dig)
-	if kv == nil {
+	if kv == nil || !holds(resp.Kvs, string(kv.Key)) {
 		return nil, lockValue{}, d.notHeld(op, key)
 	}
 	lv, _ := decodeValue(kv.Value)
@@ -511,7 +539,7 @@ func (d *locker) refreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		ek, unpin := d.pinName(r.Key, dig)
 		defer unpin()
 		it := item{ek: ek, dig: dig, asked: seconds(r.TTL)}
-		if g, ok := d.lookup(it.ek, dig); ok && g.asked == it.asked {
+		if g, ok := d.lookup(it.ek, dig); ok && g.holds(it.asked) {
 			it.lease = g.lease
 			ids = append(ids, g.lease)
 		} else {
@@ -536,10 +564,9 @@ func (d *locker) refreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		key := reqs[i].Key
 		switch {
 		case errs[i] != nil:
-		case !it.read && ttls[it.lease] > 0:
-			d.remember(it.ek, it.dig, it.lease, it.asked, ttls[it.lease], sent)
+		case !it.read && ttls[it.lease] > 0 && d.renewed(it.ek, it.dig, it.lease, ttls[it.lease], sent):
 		default:
-			if !it.read {
+			if !it.read && ttls[it.lease] <= 0 {
 				d.forget(it.ek, it.dig)
 			}
 			wg.Go(func() { errs[i] = d.refreshRead(ctx, key, it.dig, it.asked, sent) })

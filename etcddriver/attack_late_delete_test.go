@@ -25,6 +25,7 @@ type holdback struct {
 	*clientv3.Client
 	mu     sync.Mutex
 	method string // the method whose next call is held back
+	block  bool   // the held call fails when its context ends, not at once
 	held   func() // sends the held call
 }
 
@@ -42,11 +43,12 @@ func newHoldback(t *testing.T, c *etcdtest.Cluster) *holdback {
 	return h
 }
 
-// holdNext holds the next call of method back.
-func (h *holdback) holdNext(method string) {
+// holdNext holds the next call of method back; if block, its caller
+// waits for its context to end, as for a reply that does not come.
+func (h *holdback) holdNext(method string, block bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.method = method
+	h.method, h.block = method, block
 }
 
 // sendHeld sends the call held back, and waits for etcd's answer.
@@ -70,7 +72,12 @@ func (h *holdback) intercept(ctx context.Context, method string, req, reply any,
 	}
 	h.method = ""
 	h.held = func() { invoker(context.Background(), method, req, reply, cc, opts...) }
+	block := h.block
 	h.mu.Unlock()
+	if block {
+		<-ctx.Done()
+		return status.FromContextError(ctx.Err()).Err()
+	}
 	return status.Error(codes.Unavailable, "transport is closing (holdback test client)")
 }
 
@@ -106,7 +113,7 @@ func testLateReleaseDelete(t *testing.T, c *etcdtest.Cluster, refresh bool) {
 	if res, err := d.Acquire(ctx, driverRequest(key, "a", ttl)); err != nil || !res.Acquired {
 		t.Fatalf("Acquire(a) = %+v, %v", res, err)
 	}
-	hb.holdNext(methodDelete)
+	hb.holdNext(methodDelete, false)
 	if err := d.Release(ctx, key, "a"); !driver.OutcomeUnknown(err) {
 		t.Fatalf("Release(a) with its delete held back = %v; want an unknown outcome", err)
 	}
@@ -133,5 +140,43 @@ func testLateReleaseDelete(t *testing.T, c *etcdtest.Cluster, refresh bool) {
 	r, err := etcddriver.TokenEntry(ctx, c.Client(t), etcddriver.DefaultPrefix, key, "b")
 	if err != nil || len(r.Kvs) != 1 || r.Kvs[0].CreateRevision != int64(b.Fence) {
 		t.Errorf("b's entry after a's late delete = %v, %v; want it, fence %d", r, err, b.Fence)
+	}
+}
+
+// TestLateLeaseReleaseSparesNextLease is the hazard of
+// TestLateReleaseDeleteSparesNextTokensEntry through dlock: a
+// Lease.Release whose caller gives up while its delete is on its way
+// frees the key with a second release of its own, and the Locker's next
+// lease takes the key under the same entry name; the first delete
+// landing then must leave that lease's key held.
+func TestLateLeaseReleaseSparesNextLease(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	ctx := testCtx(t)
+	hb := newHoldback(t, c)
+	l := etcddriver.New(hb.Client, nil)
+	other := etcddriver.New(c.Client(t), nil)
+	t.Cleanup(func() { l.Close(); other.Close() })
+	const key = "attack/late-lease-release"
+
+	a, err := l.TryAcquire(ctx, key, nil)
+	if err != nil {
+		t.Fatalf("TryAcquire(a) = %v", err)
+	}
+	hb.holdNext(methodDelete, true)
+	rctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err = a.Release(rctx)
+	cancel()
+	if err != nil {
+		t.Fatalf("Release(a) given up while its delete was on its way = %v; want nil (freed by a second release)", err)
+	}
+	b, err := l.TryAcquire(ctx, key, nil)
+	if err != nil {
+		t.Fatalf("TryAcquire(b) = %v", err)
+	}
+	defer b.Release(ctx)
+	hb.sendHeld(t)
+	if got, err := other.TryAcquire(ctx, key, nil); err == nil {
+		got.Release(ctx)
+		t.Errorf("another Locker's TryAcquire while b holds, after a's late delete landed, got the key (fence %d after b's %d): two holders", got.Fence(), b.Fence())
 	}
 }

@@ -89,6 +89,7 @@ type locker struct {
 	prune  int                // len(grants) at which remember next drops stale grants
 	spares map[grantKey]grant // leases of busy lock attempts, for the token's next; see attemptLease
 	pool   map[int64][]grant  // leases of released grants by TTL asked, for any next attempt; see release
+	pooled uint64             // leases given to toPool so far (see rememberIf)
 	// handoffs are the lock waiters' subscriptions, by their token's
 	// entry (see SubscribeHandoff).
 	handoffs map[grantKey]*handoffSub
@@ -196,6 +197,11 @@ func (d *locker) lookup(ek, digest string) (grant, bool) {
 func (d *locker) remember(ek, digest string, lease clientv3.LeaseID, asked, granted int64, sent time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.rememberLocked(ek, digest, lease, asked, granted, sent)
+}
+
+// rememberLocked is remember, under mu.
+func (d *locker) rememberLocked(ek, digest string, lease clientv3.LeaseID, asked, granted int64, sent time.Time) {
 	if !d.ownName(ek) {
 		return
 	}

@@ -89,6 +89,7 @@ type locker struct {
 	prune  int                // len(grants) at which remember next drops stale grants
 	spares map[grantKey]grant // leases of busy lock attempts, for the token's next; see attemptLease
 	pool   map[int64][]grant  // leases of released grants by TTL asked, for any next attempt; see release
+	pooled uint64             // leases given to toPool so far (see rememberIf)
 	// handoffs are the lock waiters' subscriptions, by their token's
 	// entry (see SubscribeHandoff).
 	handoffs map[grantKey]*handoffSub
@@ -97,6 +98,7 @@ type locker struct {
 	instance string
 	names    map[nameKey]*entryName
 	slots    map[string]map[int]bool
+	burned   map[string]bool // names never handed out again (burnName)
 
 	ka keepAlives // the one keep-alive stream
 }
@@ -106,7 +108,7 @@ func newLocker(client *clientv3.Client, opts *Options, owned bool) *locker {
 		opts = &Options{}
 	}
 	d := &locker{client: client, owned: owned, prefix: opts.Prefix, grants: make(map[grantKey]grant), prune: minPrune, spares: make(map[grantKey]grant), pool: make(map[int64][]grant), handoffs: make(map[grantKey]*handoffSub),
-		instance: newInstance(), names: make(map[nameKey]*entryName), slots: make(map[string]map[int]bool)}
+		instance: newInstance(), names: make(map[nameKey]*entryName), slots: make(map[string]map[int]bool), burned: make(map[string]bool)}
 	if d.prefix == "" {
 		d.prefix = DefaultPrefix
 	}
@@ -187,10 +189,22 @@ func (d *locker) lookup(ek, digest string) (grant, bool) {
 }
 
 // remember records a grant renewed by a request sent at sent, whose lease
-// was granted for granted seconds.
+// was granted for granted seconds. A grant whose entry has another
+// driver's name is not recorded: that driver may release it and pool its
+// lease (toPool) for another token's grant, which a keep-alive of the
+// lease, taken for this token's refresh, would then renew. Calls of its
+// token read the key's entries instead.
 func (d *locker) remember(ek, digest string, lease clientv3.LeaseID, asked, granted int64, sent time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.rememberLocked(ek, digest, lease, asked, granted, sent)
+}
+
+// rememberLocked is remember, under mu.
+func (d *locker) rememberLocked(ek, digest string, lease clientv3.LeaseID, asked, granted int64, sent time.Time) {
+	if !d.ownName(ek) {
+		return
+	}
 	if len(d.grants) >= d.prune {
 		now := time.Now()
 		for k, g := range d.grants {
@@ -246,18 +260,46 @@ func (d *locker) Refresh(ctx context.Context, key, token string, ttl time.Durati
 // token of dig, for asked seconds.
 func (d *locker) refresh(ctx context.Context, key, ek, dig string, asked int64) error {
 	sent := time.Now()
-	if g, ok := d.lookup(ek, dig); ok && g.asked == asked {
+	if g, ok := d.lookup(ek, dig); ok && g.holds(asked) {
 		granted, err := d.keepAlive(ctx, g.lease)
 		if err != nil {
 			return d.wrap("refresh", key, err)
 		}
-		if granted > 0 {
-			d.remember(ek, dig, g.lease, asked, granted, sent)
+		if granted > 0 && d.renewed(ek, dig, g.lease, granted, sent) {
 			return nil
 		}
-		d.forget(ek, dig)
+		if granted <= 0 {
+			d.forget(ek, dig)
+		}
 	}
 	return d.refreshRead(ctx, key, dig, asked, sent)
+}
+
+// holds reports whether a keep-alive of g's lease alone renews a grant
+// of asked seconds: g is a holder's grant of that TTL. The lease of an
+// attempt of unknown outcome, or of a waiter's entry, is alive whether or
+// not its token holds the key.
+func (g grant) holds(asked int64) bool {
+	return g.asked == asked && !g.uncertain && !g.queued
+}
+
+// renewed records the renewal, by a keep-alive sent at sent, of the grant
+// of ek of the token of dig on lease, which etcd granted for granted
+// seconds, if the driver still remembers that grant; it reports whether
+// it did. A release made meanwhile forgot the grant and kept its lease,
+// alive and free, for another token's attempt: recording it again would
+// make the token's next Refresh renew that lease and report the key held.
+func (d *locker) renewed(ek, dig string, lease clientv3.LeaseID, granted int64, sent time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	gk := grantKey{ek, dig}
+	g, ok := d.grants[gk]
+	if !ok || g.lease != lease {
+		return false
+	}
+	g.granted, g.stales, g.queued = granted, sent.Add(time.Duration(granted)*time.Second+time.Second), false
+	d.grants[gk] = g
+	return true
 }
 
 // refreshRead refreshes a grant the driver does not remember: it reads
@@ -271,16 +313,16 @@ func (d *locker) refreshRead(ctx context.Context, key, dig string, asked int64, 
 }
 
 // held reads the entries of key and returns the token of dig's, if it
-// has one, else an error wrapping ErrNotHeld. The entry's name may be
-// another driver's.
+// has one and it holds the key (a waiter's entry does not), else an
+// error wrapping ErrNotHeld. The entry's name may be another driver's.
 func (d *locker) held(ctx context.Context, op, key, dig string) (*mvccpb.KeyValue, lockValue, error) {
 	lo, hi := d.entryRange(key)
-	resp, err := d.client.Get(ctx, lo, clientv3.WithRange(hi))
+	resp, err := d.client.Get(ctx, lo, byCreate(hi, 0)...)
 	if err != nil {
 		return nil, lockValue{}, d.notApplied(op, key, err)
 	}
 	kv := entryOf(resp.Kvs, dig)
-	if kv == nil {
+	if kv == nil || !holds(resp.Kvs, string(kv.Key)) {
 		return nil, lockValue{}, d.notHeld(op, key)
 	}
 	lv, _ := decodeValue(kv.Value)
@@ -327,6 +369,12 @@ func (d *locker) release(ctx context.Context, key, ek, dig string) error {
 	// plain delete, which costs etcd less than a transaction's compare).
 	resp, err := d.client.Delete(ctx, ek, clientv3.WithPrevKV())
 	if err != nil {
+		// The delete may land later, after a release that succeeds
+		// frees the name: the name must then serve no other token,
+		// whose entry it would delete.
+		d.mu.Lock()
+		d.burnName(ek)
+		d.mu.Unlock()
 		return d.wrap("release", key, err)
 	}
 	if len(resp.PrevKvs) == 0 {
@@ -497,7 +545,7 @@ func (d *locker) refreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		ek, unpin := d.pinName(r.Key, dig)
 		defer unpin()
 		it := item{ek: ek, dig: dig, asked: seconds(r.TTL)}
-		if g, ok := d.lookup(it.ek, dig); ok && g.asked == it.asked {
+		if g, ok := d.lookup(it.ek, dig); ok && g.holds(it.asked) {
 			it.lease = g.lease
 			ids = append(ids, g.lease)
 		} else {
@@ -522,10 +570,9 @@ func (d *locker) refreshBatch(ctx context.Context, reqs []driver.RefreshRequest)
 		key := reqs[i].Key
 		switch {
 		case errs[i] != nil:
-		case !it.read && ttls[it.lease] > 0:
-			d.remember(it.ek, it.dig, it.lease, it.asked, ttls[it.lease], sent)
+		case !it.read && ttls[it.lease] > 0 && d.renewed(it.ek, it.dig, it.lease, ttls[it.lease], sent):
 		default:
-			if !it.read {
+			if !it.read && ttls[it.lease] <= 0 {
 				d.forget(it.ek, it.dig)
 			}
 			wg.Go(func() { errs[i] = d.refreshRead(ctx, key, it.dig, it.asked, sent) })

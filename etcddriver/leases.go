@@ -71,6 +71,23 @@ var errReusedExpired = errors.New("the reused lease expired before its renewal")
 // poolSize bounds the released leases the driver keeps for each TTL.
 const poolSize = 16
 
+// poolGen returns the number of leases toPool was given so far.
+func (d *locker) poolGen() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pooled
+}
+
+// rememberIf is remember, unless toPool was given a lease since
+// poolGen returned gen.
+func (d *locker) rememberIf(gen uint64, ek, digest string, lease clientv3.LeaseID, asked, granted int64, sent time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pooled == gen {
+		d.rememberLocked(ek, digest, lease, asked, granted, sent)
+	}
+}
+
 // toPool keeps the lease of a grant just released (no key is attached to
 // it any more) for the next attempt that asks for its TTL, if it will
 // not expire within a second.
@@ -80,6 +97,7 @@ func (d *locker) toPool(g grant) {
 	// g.stales is a second past the lease's expiry; keep it to a second
 	// before.
 	g.stales = g.stales.Add(-2 * time.Second)
+	d.pooled++
 	if len(d.pool[g.asked]) < poolSize && time.Now().Before(g.stales) {
 		d.pool[g.asked] = append(d.pool[g.asked], g)
 	}
@@ -166,7 +184,21 @@ func (d *locker) renewHeld(ctx context.Context, key, ek string, kv *mvccpb.KeyVa
 		case granted <= 0:
 			return d.notHeld("refresh", key)
 		}
-		d.remember(ek, lv.digest, old, asked, granted, sent)
+		if !d.ownName(ek) {
+			return nil // not recorded (see remember)
+		}
+		// A release of the token by this driver may have deleted the
+		// entry after it was read, and kept the lease, alive and free,
+		// in the pool: the renewal stands before that release, but
+		// the grant must not be recorded again (the token's next
+		// Refresh would renew the pooled lease and report the key
+		// held). Recorded only if the entry is still on the lease
+		// after the keep-alive, and no lease went to the pool since
+		// that was checked.
+		gen := d.poolGen()
+		if d.attached(ctx, old, ek) {
+			d.rememberIf(gen, ek, lv.digest, old, asked, granted, sent)
+		}
 		return nil
 	}
 	if spare == nil {
@@ -193,6 +225,22 @@ func (d *locker) renewHeld(ctx context.Context, key, ek string, kv *mvccpb.KeyVa
 	// The old lease holds no key now; if this revoke fails it expires.
 	d.revokeSpare(ctx, old)
 	return nil
+}
+
+// attached reports whether ek is still attached to lease, after a
+// keep-alive of it (false if that cannot be read: the grant is then
+// not recorded, and the token's next call reads the key).
+func (d *locker) attached(ctx context.Context, lease clientv3.LeaseID, ek string) bool {
+	r, err := d.client.TimeToLive(ctx, lease, clientv3.WithAttachedKeys())
+	if err != nil {
+		return false
+	}
+	for _, k := range r.Keys {
+		if string(k) == ek {
+			return true
+		}
+	}
+	return false
 }
 
 // keepAlive renews lease once and returns the TTL it was granted with,

@@ -29,9 +29,8 @@ import (
 // free (or, for Acquire, the whole key), a delete only if the value
 // names the token (digestIs). A token whose entry another driver made (a
 // second process with the same token) is found by reading the key's
-// entries for its digest (entryOf), and its entry's name is then the one
-// the driver uses for that token: by Acquire, AcquireSlot, Refresh and
-// Release. A waiter's queued attempts (AcquireQueued) go through the
+// entries for its digest (entryOf), at each call: the driver remembers
+// no grant under another driver's name (see remember). A waiter's queued attempts (AcquireQueued) go through the
 // driver of its subscription, as dlock makes them: they look for the
 // token's entry under that driver's name alone.
 
@@ -122,7 +121,8 @@ func (d *locker) takeSlot(ek string) int {
 	key := d.keyOf(ek)
 	lo, _ := d.entryRange(key)
 	slot, err := strconv.Atoi(strings.TrimPrefix(ek, lo+d.instance+"."))
-	if err != nil || !d.ownName(ek) || slot < 0 {
+	if err != nil || !d.ownName(ek) || slot < 0 || d.burned[ek] {
+		// A burned name's slot stays taken: no entryName frees it.
 		return -1
 	}
 	if d.slots[key] == nil {
@@ -171,12 +171,15 @@ func (d *locker) gcGrant(gk grantKey) {
 }
 
 // burnName stops handing out ek, an entry name of this driver found
-// holding another token's entry: its slot stays taken for the driver's
-// life, and the tokens that had it get another name at their next call.
-// Under mu.
+// holding another token's entry, or that a delete of unknown outcome
+// may still reach: its slot stays taken for the driver's life, and the
+// tokens that had it get another name at their next call. Under mu.
 func (d *locker) burnName(ek string) {
 	key := d.keyOf(ek)
 	d.takeSlot(ek)
+	// Found again as the token's entry (adoptName), it still never
+	// frees its slot.
+	d.burned[ek] = true
 	for nk, n := range d.names {
 		if nk.key == key && n.ek == ek {
 			n.ek, n.slot = d.newSlot(key)

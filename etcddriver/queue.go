@@ -112,10 +112,9 @@ func (d *locker) queuedRenewal(ctx context.Context, ek, dig string, asked int64,
 		return res, false
 	}
 	granted, err := d.keepAlive(ctx, gr.lease)
-	if err != nil || granted <= 0 {
+	if err != nil || granted <= 0 || !d.renewed(ek, dig, gr.lease, granted, sent) {
 		return res, false
 	}
-	d.remember(ek, dig, gr.lease, asked, granted, sent)
 	d.noteQueued(ek, dig, 0, rev, true)
 	return driver.Result{Acquired: true, Fence: uint64(rev)}, true
 }

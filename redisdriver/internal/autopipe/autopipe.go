@@ -2,6 +2,8 @@ package autopipe
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -311,9 +313,19 @@ func (p *Pipeline) node(ctx context.Context, key string) (*batcher, error) {
 }
 
 func (p *Pipeline) newBatcher() *batcher {
-	b := &batcher{client: p.client, left: &p.left, frees: p.frees, bound: p.bound, queued: p.queued, lanes: MaxInFlight, yield: !p.eager}
+	b := &batcher{client: p.client, left: &p.left, frees: p.frees, bound: p.bound, queued: p.queued, lanes: MaxInFlight, direct: DirectBelow, yield: !p.eager}
+	if d := os.Getenv("AUTOPIPE_DIRECT"); d != "" {
+		b.direct, _ = strconv.Atoi(d)
+	}
+	if d := os.Getenv("AUTOPIPE_LANES"); d != "" {
+		b.lanes, _ = strconv.Atoi(d)
+	}
 	if p.lanes > 0 {
 		b.lanes = p.lanes
+		b.direct = min(b.direct, p.lanes)
+		if p.lanes == 1<<30 {
+			b.direct = p.lanes
+		}
 	}
 	b.gone.L = &b.mu
 	return b

@@ -2,8 +2,6 @@ package autopipe
 
 import (
 	"context"
-	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -120,7 +118,8 @@ func (p *Pipeline) SetQueued(f func()) {
 
 // SetLanes makes p send up to lanes commands or batches at once, its
 // senders yielding unless eager; for tests, before p's first call. lanes
-// 1<<30 sends every command directly.
+// AllDirect sends every command directly, from its caller, as if there
+// were no batcher.
 func (p *Pipeline) SetLanes(lanes int, eager bool) {
 	p.lanes, p.eager = lanes, eager
 	if p.one != nil {
@@ -313,19 +312,9 @@ func (p *Pipeline) node(ctx context.Context, key string) (*batcher, error) {
 }
 
 func (p *Pipeline) newBatcher() *batcher {
-	b := &batcher{client: p.client, left: &p.left, frees: p.frees, bound: p.bound, queued: p.queued, lanes: MaxInFlight, direct: DirectBelow, yield: !p.eager}
-	if d := os.Getenv("AUTOPIPE_DIRECT"); d != "" {
-		b.direct, _ = strconv.Atoi(d)
-	}
-	if d := os.Getenv("AUTOPIPE_LANES"); d != "" {
-		b.lanes, _ = strconv.Atoi(d)
-	}
+	b := &batcher{client: p.client, left: &p.left, frees: p.frees, bound: p.bound, queued: p.queued, lanes: MaxInFlight, yield: !p.eager}
 	if p.lanes > 0 {
 		b.lanes = p.lanes
-		b.direct = min(b.direct, p.lanes)
-		if p.lanes == 1<<30 {
-			b.direct = p.lanes
-		}
 	}
 	b.gone.L = &b.mu
 	return b

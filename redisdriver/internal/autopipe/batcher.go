@@ -67,10 +67,6 @@ type batcher struct {
 	// flushing is set while a flush goroutine is on its way to take
 	// the queue.
 	flushing bool
-	// direct: a command goes out alone, from its caller, while fewer
-	// than direct commands or batches are in flight (DirectBelow, or a
-	// test's).
-	direct int
 
 	// senders counts the goroutines that send queued batches, each
 	// started when a command in flight is answered with others queued
@@ -128,9 +124,9 @@ func (c *call) reply() *redis.Cmd {
 // would: batches form only beyond that, and are then the largest.
 const MaxInFlight = 4
 
-// DirectBelow: a command goes out alone, from its caller, while fewer
-// than DirectBelow commands or batches are in flight.
-const DirectBelow = 1
+// AllDirect, as a test's lanes (see [Pipeline.SetLanes]), sends every
+// command alone, from its caller: no command is ever queued.
+const AllDirect = 1 << 30
 
 // Do runs the command args as client.Do would, alone or in a batch.
 func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
@@ -143,7 +139,7 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 // the caller leaves (see [Pipeline.Awaited]).
 func (b *batcher) do(ctx context.Context, awaited bool, args []any) *redis.Cmd {
 	b.mu.Lock()
-	if b.busy < b.direct && len(b.queue) == 0 {
+	if b.busy == 0 && len(b.queue) == 0 || b.lanes == AllDirect {
 		b.busy++
 		if awaited && b.cutByCaller(ctx) {
 			b.senders++ // in the same critical section: wait sees it

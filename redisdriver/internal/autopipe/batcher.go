@@ -25,13 +25,12 @@ import (
 // yields once (a Gosched, not a timer) so that the callers already
 // runnable (woken by the same reply, most often) join the queue first,
 // then takes the whole queue and sends it on a connection of its own,
-// while the batches before it are still in flight. Batches are so as
-// large as the callers that came together, and a lone caller never meets
-// one. This is what rueidis does on its one connection (its writer
+// while the batches before it are still in flight. Batches are as large
+// as the callers that came together, and a lone caller never meets one. This is what rueidis does on its one connection (its writer
 // flushes whatever queued while it wrote), with go-redis connections: the
-// commands of 8 goroutines making lock pairs travel in about 0.4 round
-// trips per pair instead of 2, where the first version (a command went
-// out alone while fewer than four were in flight) made 0.9 (see
+// commands of 8 goroutines making lock pairs travel in 0.3 to 0.55 round
+// trips per pair instead of 2, where the earlier rule (a command went out
+// alone while fewer than four were in flight) made 0.9 (see
 // TestBatchesFormAtEightCallers).
 //
 // At most MaxInFlight commands or batches are in flight at once. A
@@ -109,19 +108,19 @@ func (c *call) reply() *redis.Cmd {
 }
 
 // MaxInFlight bounds the commands and batches of a batcher in flight at
-// once, each on its own connection. Measured with the benchmarks
-// module's pair scenarios (pinned layout, the variants side by side in
-// one run): two lanes without the senders' yield (the first version),
-// direct calls only, and four lanes with it made, with 8 goroutines,
-// 16.3k, 21.4k and 29.5k pairs/s (p50 363, 233 and 250 µs); with 32,
-// 24.0k, 19.4k and 38.1k; with 128, 45.1k, 45.5k and 68.6k. In sweeps
-// of 2 to 8 lanes, senders yielding, 8 goroutines did as well as direct
-// calls with four or more lanes and worse with fewer (p50 242 µs with
-// four, 419 with two: batches of four waited behind each other while
-// the server had time to spare), and 32 and 128 did about as well with
-// anything from two to eight, within the noise of a shared machine.
-// Four it is, the fewest that serve a few callers as direct calls
-// would: batches form only beyond that, and are then the largest.
+// once, each on its own connection: the connections a driver takes from
+// the client's pool under load. Commands that find that many in flight
+// wait for one to be answered, and leave as the next batch on its lane.
+// Measured with the benchmarks module's pair scenarios (pinned layout)
+// when a command went out alone while fewer than MaxInFlight were in
+// flight: in sweeps of 2 to 8 lanes, 8 goroutines did as well as direct
+// calls with four or more and worse with fewer (p50 242 µs with four,
+// 419 with two: batches waited behind each other while the server had
+// time to spare), and 32 and 128 did about as well with anything from
+// two to eight. Now that a command that finds another in flight waits
+// only for the flush, the sweep of 4 and 8 (BenchmarkPipelinePairs, and
+// the benchmarks module on a machine loaded 4 to 13) showed no
+// difference above the noise: four it stays.
 const MaxInFlight = 4
 
 // AllDirect, as a test's lanes (see [Pipeline.SetLanes]), sends every

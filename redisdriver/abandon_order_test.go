@@ -31,13 +31,13 @@ import (
 func TestCancelledTryAcquireLeavesNoKeyHeld(t *testing.T) {
 	for _, mode := range []struct {
 		name    string
-		lanes   int           // 0: the driver's own; 1<<30: every call direct
+		lanes   int           // 0: the driver's own; AllDirectForTest: every call direct
 		latency time.Duration // of the replies, through a TCP proxy
 	}{
 		{"batched", 0, 0},
-		{"direct", 1 << 30, 0},
+		{"direct", redisdriver.AllDirectForTest, 0},
 		{"batched/proxy", 0, 2 * time.Millisecond},
-		{"direct/proxy", 1 << 30, 2 * time.Millisecond},
+		{"direct/proxy", redisdriver.AllDirectForTest, 2 * time.Millisecond},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			s := redistest.Shared(t)

@@ -18,14 +18,16 @@
 // release. A release with waiters queued hands the key to the first one
 // still listening within that round trip (see Waiting and handoff).
 //
-// Calls made at the same time share round trips. A call goes out at once,
-// on the caller's goroutine, while fewer than four of the driver's calls
-// are in flight; calls made while four are in flight leave together as
-// one go-redis pipeline when one of those is answered (on a Cluster, one
-// such queue per master). The single Redis thread then reads and answers
-// many calls with one system call each way, which is most of what a call
-// costs it. A lone caller never waits for a batch. The client's hooks see
-// such a batch as a pipeline.
+// Calls made at the same time share round trips. A call that finds none
+// of the driver's calls in flight goes out at once, on the caller's
+// goroutine: a lone caller never waits for a batch. Calls that find
+// others in flight leave together as one go-redis pipeline, as soon as
+// the driver's flush goroutine runs, without waiting for the replies of
+// those in flight; only while four round trips are in flight do they
+// wait for one of them (on a Cluster, one such queue per master). The
+// single Redis thread then reads and answers many calls with one system
+// call each way, which is most of what a call costs it. The client's
+// hooks see such a batch as a pipeline.
 //
 // # URLs
 //

@@ -40,7 +40,7 @@ func BenchmarkPipelinePairs(b *testing.B) {
 	}{
 		{"batched", redisdriver.MaxInFlightForTest, false},
 		{"two-lanes", 2, true},
-		{"direct", 1 << 30, true},
+		{"direct", redisdriver.AllDirectForTest, true},
 	}
 	for _, g := range []int{1, 8, 32, 128} {
 		for _, m := range modes {

@@ -147,9 +147,7 @@ func TestPipelineClusterPerNode(t *testing.T) {
 	t.Cleanup(release)
 	for _, k := range keys(base+"/slow/gate", slowNode, true, redisdriver.MaxInFlightForTest) {
 		go d.(driver.Inspector).Inspect(ctx, k)
-	}
-	for range redisdriver.MaxInFlightForTest {
-		<-held
+		<-held // one round trip each (see occupy)
 	}
 	before := rt.count()
 	const n = 4

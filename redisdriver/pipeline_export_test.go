@@ -16,7 +16,7 @@ func SetQueuedHookForTest(d driver.Locker, f func()) {
 
 // SetLanesForTest makes d, a driver of NewDriver, send up to lanes
 // commands or batches at once, its senders yielding unless eager; before
-// its first call. lanes 1<<30 sends every command directly.
+// its first call. lanes AllDirectForTest sends every command directly.
 func SetLanesForTest(d driver.Locker, lanes int, eager bool) {
 	d.(*locker).pipe.SetLanes(lanes, eager)
 }
@@ -24,6 +24,10 @@ func SetLanesForTest(d driver.Locker, lanes int, eager bool) {
 // MaxInFlightForTest is how many commands or batches go out before calls
 // queue for the next batch.
 const MaxInFlightForTest = autopipe.MaxInFlight
+
+// AllDirectForTest, as lanes of SetLanesForTest, sends every command
+// alone, from its caller, as if there were no batcher.
+const AllDirectForTest = autopipe.AllDirect
 
 // PipelineDoForTest runs the command args through the batchers of d, a
 // driver of NewDriver, as its calls on one key do.

@@ -94,7 +94,9 @@ func (r *roundTrips) holdAll(s string) (held <-chan struct{}, release func()) {
 
 // occupy starts as many inspections of keys under base as the driver
 // sends at once, holds them, and returns when all are in flight: calls
-// made then queue for the next batch until release is called.
+// made then queue for the next batch until release is called. It starts
+// each once the one before is held, so that each is a round trip of its
+// own (started together, they would leave in fewer).
 func occupy(t *testing.T, d driver.Locker, rt *roundTrips, base string) (release func()) {
 	t.Helper()
 	held, release := rt.holdAll(base + "/gate")
@@ -102,8 +104,6 @@ func occupy(t *testing.T, d driver.Locker, rt *roundTrips, base string) (release
 	ctx := testCtx(t)
 	for i := range redisdriver.MaxInFlightForTest {
 		go d.(driver.Inspector).Inspect(ctx, fmt.Sprintf("%s/gate/%d", base, i))
-	}
-	for range redisdriver.MaxInFlightForTest {
 		<-held
 	}
 	return release

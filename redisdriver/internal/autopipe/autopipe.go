@@ -118,7 +118,8 @@ func (p *Pipeline) SetQueued(f func()) {
 
 // SetLanes makes p send up to lanes commands or batches at once, its
 // senders yielding unless eager; for tests, before p's first call. lanes
-// 1<<30 sends every command directly.
+// AllDirect sends every command directly, from its caller, as if there
+// were no batcher.
 func (p *Pipeline) SetLanes(lanes int, eager bool) {
 	p.lanes, p.eager = lanes, eager
 	if p.one != nil {

@@ -16,25 +16,27 @@ import (
 // one system call each way instead of one per caller, which is most of
 // what a lock costs the server (see issue 15 and benchmarks/README.md).
 //
-// It never waits to fill a batch. While fewer than MaxInFlight commands
-// or batches are in flight, a command goes out at once, as client.Do, on
-// the caller's goroutine and context: a lone caller pays nothing, and a
-// few callers each get a connection of their own. Commands that arrive
-// while MaxInFlight are in flight queue up, and leave together as the
-// next batch as soon as one of those is answered. So batches form only
-// when the driver already keeps MaxInFlight round trips busy, and grow
-// with the load.
+// It never waits to fill a batch, and never holds a batch back for a
+// reply. A command that finds nothing in flight and nothing queued goes
+// out at once, as client.Do, on the caller's goroutine and context: a
+// lone caller pays nothing. A command that finds another in flight joins
+// the queue, and the queue leaves as one batch as soon as a flush
+// goroutine gets the CPU: the first command queued starts one, which
+// yields once (a Gosched, not a timer) so that the callers already
+// runnable (woken by the same reply, most often) join the queue first,
+// then takes the whole queue and sends it on a connection of its own,
+// while the batches before it are still in flight. Batches are as large
+// as the callers that came together, and a lone caller never meets one. This is what rueidis does on its one connection (its writer
+// flushes whatever queued while it wrote), with go-redis connections: the
+// commands of 8 goroutines making lock pairs travel in 0.3 to 0.55 round
+// trips per pair instead of 2, where the earlier rule (a command went out
+// alone while fewer than four were in flight) made 0.9 (see
+// TestBatchesFormAtEightCallers).
 //
-// A sender that got the replies of a batch yields once (a Gosched, not
-// a timer) to the callers it woke before it takes the queue: under load
-// they make their next call at once, find every lane still busy and
-// queue, and the sender takes them all as the next batch on the lane it
-// still holds. Without the yield the sender would free its lane, the
-// first of them would take it for one command alone, and the others
-// would wait behind it for a whole round trip: that is what made the
-// first version (two lanes, no yield) slower than direct calls with 8
-// goroutines. A lone caller never meets a sender: it sends its own
-// command.
+// At most MaxInFlight commands or batches are in flight at once. A
+// command that arrives while that many are queues until one of them is
+// answered; its sender, after a yield to the callers it woke, takes the
+// queue as the next batch on the connection it still holds.
 //
 // Each command keeps its own reply and error (go-redis pipelines are per
 // command). A batch that a hook of the user's refuses fails each of its
@@ -61,6 +63,9 @@ type batcher struct {
 	mu    sync.Mutex
 	busy  int     // commands or batches in flight, at most lanes
 	queue []*call // the next batch
+	// flushing is set while a flush goroutine is on its way to take
+	// the queue.
+	flushing bool
 
 	// senders counts the goroutines that send queued batches, each
 	// started when a command in flight is answered with others queued
@@ -70,7 +75,8 @@ type batcher struct {
 	senders int
 	gone    sync.Cond
 
-	// queued, if set (by tests), runs after a command joins the queue.
+	// queued, if set (by tests), runs after a command joins the queue
+	// with every lane busy: it waits for a reply before it goes out.
 	queued func()
 }
 
@@ -102,20 +108,24 @@ func (c *call) reply() *redis.Cmd {
 }
 
 // MaxInFlight bounds the commands and batches of a batcher in flight at
-// once, each on its own connection. Measured with the benchmarks
-// module's pair scenarios (pinned layout, the variants side by side in
-// one run): two lanes without the senders' yield (the first version),
-// direct calls only, and four lanes with it made, with 8 goroutines,
-// 16.3k, 21.4k and 29.5k pairs/s (p50 363, 233 and 250 µs); with 32,
-// 24.0k, 19.4k and 38.1k; with 128, 45.1k, 45.5k and 68.6k. In sweeps
-// of 2 to 8 lanes, senders yielding, 8 goroutines did as well as direct
-// calls with four or more lanes and worse with fewer (p50 242 µs with
-// four, 419 with two: batches of four waited behind each other while
-// the server had time to spare), and 32 and 128 did about as well with
-// anything from two to eight, within the noise of a shared machine.
-// Four it is, the fewest that serve a few callers as direct calls
-// would: batches form only beyond that, and are then the largest.
+// once, each on its own connection: the connections a driver takes from
+// the client's pool under load. Commands that find that many in flight
+// wait for one to be answered, and leave as the next batch on its lane.
+// Measured with the benchmarks module's pair scenarios (pinned layout)
+// when a command went out alone while fewer than MaxInFlight were in
+// flight: in sweeps of 2 to 8 lanes, 8 goroutines did as well as direct
+// calls with four or more and worse with fewer (p50 242 µs with four,
+// 419 with two: batches waited behind each other while the server had
+// time to spare), and 32 and 128 did about as well with anything from
+// two to eight. Now that a command that finds another in flight waits
+// only for the flush, the sweep of 4 and 8 (BenchmarkPipelinePairs, and
+// the benchmarks module on a machine loaded 4 to 13) showed no
+// difference above the noise: four it stays.
 const MaxInFlight = 4
+
+// AllDirect, as a test's lanes (see [Pipeline.SetLanes]), sends every
+// command alone, from its caller: no command is ever queued.
+const AllDirect = 1 << 30
 
 // Do runs the command args as client.Do would, alone or in a batch.
 func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
@@ -128,7 +138,7 @@ func (b *batcher) Do(ctx context.Context, args ...any) *redis.Cmd {
 // the caller leaves (see [Pipeline.Awaited]).
 func (b *batcher) do(ctx context.Context, awaited bool, args []any) *redis.Cmd {
 	b.mu.Lock()
-	if b.busy < b.lanes {
+	if b.busy == 0 && len(b.queue) == 0 || b.lanes == AllDirect {
 		b.busy++
 		if awaited && b.cutByCaller(ctx) {
 			b.senders++ // in the same critical section: wait sees it
@@ -143,8 +153,14 @@ func (b *batcher) do(ctx context.Context, awaited bool, args []any) *redis.Cmd {
 	}
 	c := &call{ctx: ctx, args: args, done: make(chan struct{})}
 	b.queue = append(b.queue, c)
+	full := b.busy >= b.lanes
+	if !full && !b.flushing {
+		b.flushing = true
+		b.senders++ // in the same critical section: wait sees it
+		go b.flush()
+	}
 	b.mu.Unlock()
-	if b.queued != nil {
+	if full && b.queued != nil {
 		b.queued()
 	}
 	return b.await(c)
@@ -233,6 +249,31 @@ func (b *batcher) takeLocked() []*call {
 	clear(b.queue)
 	b.queue = b.queue[:0]
 	return batch
+}
+
+// flush takes the queue once the callers made runnable meanwhile had
+// their turn to join it, and sends it on a lane of its own; unless the
+// queue is empty (a sender took it) or every lane is busy (a sender
+// will take it).
+func (b *batcher) flush() {
+	if b.yield {
+		runtime.Gosched()
+	}
+	b.mu.Lock()
+	b.flushing = false
+	var batch []*call
+	if b.busy < b.lanes {
+		batch = b.takeLocked()
+	}
+	if len(batch) == 0 {
+		b.senders--
+		b.gone.Broadcast()
+		b.mu.Unlock()
+		return
+	}
+	b.busy++
+	b.mu.Unlock()
+	b.send(batch)
 }
 
 // send sends batch, then every batch that queued up meanwhile, until the

@@ -13,8 +13,8 @@ import (
 // finds another in flight leaves with the calls that came with it, in
 // the next flush. Counted in round trips, not time: sent directly, each
 // call is one (2 per pair); batched, 0.3 to 0.55 here (GOMAXPROCS 1 or
-// 2, with and without -race), where batches that formed only behind
-// four calls in flight made 0.87 to 0.94.
+// 2, with and without -race) and 0.75 on a machine loaded to 7, where
+// batches that formed only behind four calls in flight made 0.87 to 0.94.
 func TestBatchesFormAtEightCallers(t *testing.T) {
 	const goroutines, n = 8, 2000
 	for _, m := range []struct {
@@ -22,7 +22,7 @@ func TestBatchesFormAtEightCallers(t *testing.T) {
 		lanes    int
 		min, max float64 // round trips per pair
 	}{
-		{"batched", redisdriver.MaxInFlightForTest, 0, 0.75},
+		{"batched", redisdriver.MaxInFlightForTest, 0, 0.82},
 		{"direct", redisdriver.AllDirectForTest, 2, 2},
 	} {
 		t.Run(m.name, func(t *testing.T) {
@@ -40,7 +40,7 @@ func TestBatchesFormAtEightCallers(t *testing.T) {
 			perPair := float64(trips.n.Load()-t0) / n
 			t.Logf("%s: %.2f round trips per pair", m.name, perPair)
 			if perPair < m.min || perPair > m.max {
-				t.Errorf("%s, %d goroutines: %.2f round trips per pair, want %.1f to %.1f", m.name, goroutines, perPair, m.min, m.max)
+				t.Errorf("%s, %d goroutines: %.2f round trips per pair, want %.2f to %.2f", m.name, goroutines, perPair, m.min, m.max)
 			}
 		})
 	}

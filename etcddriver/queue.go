@@ -183,13 +183,20 @@ func (d *locker) dropEntry(ctx context.Context, op, key string, lease clientv3.L
 // deleted finishes the delete of the entry ek of the token of dig, whose
 // previous value was prev (nil if there was none): the driver forgets the
 // grant, and keeps its lease for a later attempt if the entry was on it
-// (no key is attached to it now); an entry on another lease (a grant
-// moved by another driver) has that lease revoked.
+// (no key is attached to it now) and the grant is not of unknown
+// outcome; an entry on another lease (a grant moved by another driver),
+// or on the lease of an attempt of unknown outcome, has that lease
+// revoked.
 func (d *locker) deleted(ctx context.Context, ek, dig string, prev *mvccpb.KeyValue) {
 	g, ok := d.lookup(ek, dig)
 	d.forget(ek, dig)
 	switch {
 	case prev == nil:
+	case ok && prev.Lease == int64(g.lease) && g.uncertain:
+		// The lease of an attempt of unknown outcome: the revoke of a
+		// release given up may still land on it, and would delete the
+		// entry of the grant a pooled lease went to.
+		d.revokeSpare(ctx, g.lease)
 	case ok && prev.Lease == int64(g.lease):
 		d.toPool(g)
 	case prev.Lease != 0:

@@ -90,6 +90,16 @@ func (d *locker) AcquireSlot(ctx context.Context, req driver.Request, limit int)
 			}
 			return driver.Result{}, d.mismatch(req.Key, limit, held.limit)
 		}
+		if !holds(slots, string(kv.Key)) {
+			// A waiting entry, left by a busy attempt whose drop
+			// failed (see dropSlot): it holds no slot, and goes as
+			// that drop would have made it go.
+			if spare != nil {
+				d.revokeSpare(ctx, spare.ID)
+			}
+			d.forget(string(kv.Key), dig)
+			return driver.Result{}, d.dropSlot(ctx, req.Key, clientv3.LeaseID(kv.Lease), nil)
+		}
 		if err := d.renewHeld(ctx, req.Key, string(kv.Key), kv, held, asked, spare, sent); err != nil {
 			return driver.Result{}, err
 		}

@@ -15,10 +15,9 @@ import (
 )
 
 // TestSlotLeftoverEntryHoldsNoSlot: a busy AcquireSlot drops its entry by
-// revoking its lease (dropSlot); when that revoke fails (etcd without a
-// leader answers ErrNoLeader, which the driver reports as ErrUnavailable,
-// a known failure, so dlock retries with the same token and releases
-// nothing), the token's entry stays behind the holders. The token's next
+// revoking its lease (dropSlot); when that revoke fails (an unknown
+// outcome, see TestRefusedDropIsUnknown, whose undo may fail too), the
+// token's entry stays behind the holders. The token's next
 // AcquireSlot must find the key busy: its entry is beyond the limit. The
 // entry is written here as the failed revoke leaves it, under the name of
 // the driver that made the attempt, and under another driver's name (a

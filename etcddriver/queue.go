@@ -172,10 +172,12 @@ func (d *locker) queuedEntry(ctx context.Context, key, ek, dig string, asked int
 // and returns why. If the revoke fails, the outcome of the attempt is
 // unknown to the caller, whom it leaves an entry that stands in the queue
 // (or counts against a semaphore's limit) until it expires: dlock then
-// undoes the attempt with a release of its token.
+// undoes the attempt with a release of its token. That holds for every
+// failure, a refusal too (no leader): the entry was put, so the error is
+// never ErrUnavailable, which would say nothing was applied.
 func (d *locker) dropEntry(ctx context.Context, op, key string, lease clientv3.LeaseID, why error) error {
 	if _, err := d.client.Revoke(ctx, lease); err != nil {
-		return d.wrap(op, key, err)
+		return fmt.Errorf("etcddriver: %s %q: %w: dropping the refused attempt's entry: %w", op, key, driver.ErrOutcomeUnknown, err)
 	}
 	return why
 }

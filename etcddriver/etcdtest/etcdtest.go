@@ -160,8 +160,22 @@ func (c *Cluster) Stop() { c.stop() }
 
 // startCluster starts n members, each by the command line argv0 then the
 // member's arguments, and waits for a leader. It returns the cluster
-// (to stop) whenever its directory was made, also with an error.
+// (to stop) whenever its directory was made, also with an error. A port
+// that was free when chosen may be taken before a member binds it (by
+// another test's server): the cluster is then started again on other
+// ports, a few times.
 func startCluster(ctx context.Context, argv0 []string, n int) (*Cluster, error) {
+	for try := 1; ; try++ {
+		c, err := startClusterOnce(ctx, argv0, n)
+		if err == nil || c == nil || try == 5 || !strings.Contains(c.logs(), "address already in use") {
+			return c, err
+		}
+		c.stop()
+	}
+}
+
+// startClusterOnce is one attempt of startCluster.
+func startClusterOnce(ctx context.Context, argv0 []string, n int) (*Cluster, error) {
 	base := "/dev/shm"
 	if st, err := os.Stat(base); err != nil || !st.IsDir() {
 		base = ""
@@ -217,7 +231,9 @@ func startCluster(ctx context.Context, argv0 []string, n int) (*Cluster, error) 
 	return c, nil
 }
 
-func freePort() (int, error) {
+// freePort returns a loopback TCP port that was free a moment ago. A
+// variable, so that a test can hand out a taken one.
+var freePort = func() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
@@ -332,6 +348,13 @@ func (c *Cluster) waitLeader(ctx context.Context, ms []*Member) (*Member, error)
 			return l, nil
 		}
 		last = err
+		for _, m := range ms {
+			if !m.running() {
+				// It will not answer: a member that could not bind its
+				// port, say.
+				return nil, fmt.Errorf("no leader agreed by %d members: %s exited", len(ms), m.Name)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("no leader agreed by %d members: %v", len(ms), last)

@@ -73,7 +73,7 @@ func (l *locker) acquire(ctx context.Context, req driver.Request, floor uint64) 
 			}
 		}
 	}
-	l.abandon(ctx, req, calls, queued, r.answered, start, timeout)
+	l.abandon(ctx, req, calls, queued, start, timeout)
 	switch {
 	case err != nil:
 		return driver.Result{}, err
@@ -329,20 +329,19 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 // undo of every node is then certain to be sent, after its acquire, so the
 // attempt is undone (see [QuorumError.OutcomeUnknown]).
 //
-// abandon waits for the undo on every node whose acquire answered before
-// the attempt was decided (answered[i]), so that when Acquire answers busy
-// no such node is held by the attempt: another client's attempt right
-// after would otherwise find a node held by this undone token alone, and
-// with one other node held or failing answer busy while nobody holds the
-// key. It waits until the node timeout from start, and at least a quarter
-// of it (the attempt may have spent the node timeout on a node that does
-// not answer). It does not wait for a node that had not answered: its undo
-// waits for its acquire, which listens for up to the validity window, and
-// a busy answer comes at the majority's speed, not the slowest node's. The
-// rest goes on in the background, where this driver's next acquires of
-// the key wait for it (see lateReleases); another client may find such a
-// node held. Release errors are dropped; those locks expire with the TTL.
-func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, acquires []nodeCall, answered []bool, start time.Time, timeout time.Duration) {
+// abandon waits until every node is known not to hold the token, so that
+// when Acquire answers busy no node is held by it: another client's
+// attempt right after would otherwise find a node held by this undone
+// token alone, and with one other node held or failing answer busy while
+// nobody holds the key. It waits until the node timeout from start, and at
+// least a quarter of it (the attempt may have spent the node timeout
+// waiting for a node that does not answer): an undo waits for its node's
+// acquire, which listens for up to the validity window, and a hung node
+// must not hold the attempt that long. The rest goes on in the background,
+// where this driver's next acquires of the key wait for it (see
+// lateReleases). Release errors are dropped; those locks expire with the
+// TTL.
+func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, acquires []nodeCall, start time.Time, timeout time.Duration) {
 	n := len(l.nodes)
 	out := make(chan answer, n)
 	queued := make([]nodeCall, n)
@@ -369,18 +368,15 @@ func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer
 	}()
 	pending := 0
 	for i := range n {
-		if acquires[i].q != nil && answered[i] {
+		if acquires[i].q != nil {
 			pending++
 		}
 	}
 	timer := time.NewTimer(max(time.Until(start.Add(timeout)), timeout/4, time.Millisecond))
 	defer timer.Stop()
-	for pending > 0 {
+	for ; pending > 0; pending-- {
 		select {
-		case a := <-out:
-			if answered[a.i] {
-				pending--
-			}
+		case <-out:
 		case <-timer.C:
 			return
 		}

@@ -73,7 +73,7 @@ func (l *locker) acquire(ctx context.Context, req driver.Request, floor uint64) 
 			}
 		}
 	}
-	l.abandon(ctx, req, calls, queued, timeout)
+	l.abandon(ctx, req, calls, queued, start, timeout)
 	switch {
 	case err != nil:
 		return driver.Result{}, err
@@ -321,20 +321,27 @@ func (l *locker) fence(ctx context.Context, req driver.Request, got []int, res [
 	return f, nil
 }
 
-// abandon undoes the failed acquire of req, whose node answers calls holds
-// and whose node calls are acquires: on each node asked (acquires[i] was
-// queued; see tokenCalls), once the node answered its acquire or the call
-// gave up, it releases
-// the token unless the answer shows that the node does not hold it (busy,
-// or surely not applied). The undo of every node is then certain to be
-// sent, after its acquire, so the attempt is undone (see
-// [QuorumError.OutcomeUnknown]); abandon waits until a majority of nodes is
-// known not to hold the token, for at most a quarter of the node timeout
-// (the nodes whose acquire is unknown failed to answer once already), and
-// the rest goes on in the background, where this driver's next acquires
-// of the key wait for it (see lateReleases). Release errors are dropped;
-// those locks expire with the TTL.
-func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, acquires []nodeCall, timeout time.Duration) {
+// abandon undoes the failed acquire of req, started at start, whose node
+// answers calls holds and whose node calls are acquires: on each node
+// asked (acquires[i] was queued; see tokenCalls), once the node answered
+// its acquire or the call gave up, it releases the token unless the answer
+// shows that the node does not hold it (busy, or surely not applied). The
+// undo of every node is then certain to be sent, after its acquire, so the
+// attempt is undone (see [QuorumError.OutcomeUnknown]).
+//
+// abandon waits until every node is known not to hold the token, so that
+// when Acquire answers busy no node is held by it: another client's
+// attempt right after would otherwise find a node held by this undone
+// token alone, and with one other node held or failing answer busy while
+// nobody holds the key. It waits until the node timeout from start, and at
+// least a quarter of it (the attempt may have spent the node timeout
+// waiting for a node that does not answer): an undo waits for its node's
+// acquire, which listens for up to the validity window, and a hung node
+// must not hold the attempt that long. The rest goes on in the background,
+// where this driver's next acquires of the key wait for it (see
+// lateReleases). Release errors are dropped; those locks expire with the
+// TTL.
+func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer, acquires []nodeCall, start time.Time, timeout time.Duration) {
 	n := len(l.nodes)
 	out := make(chan answer, n)
 	queued := make([]nodeCall, n)
@@ -359,21 +366,17 @@ func (l *locker) abandon(ctx context.Context, req driver.Request, calls []answer
 		l.late.record(req.Key, queued)
 		l.mu.Unlock()
 	}()
+	pending := 0
 	for i := range n {
-		if acquires[i].q == nil {
-			out <- answer{i: i} // not asked: free of this attempt
+		if acquires[i].q != nil {
+			pending++
 		}
 	}
-	timer := time.NewTimer(max(timeout/4, time.Millisecond))
+	timer := time.NewTimer(max(time.Until(start.Add(timeout)), timeout/4, time.Millisecond))
 	defer timer.Stop()
-	for free, failed := 0, 0; free < l.quorum && failed <= n-l.quorum; {
+	for ; pending > 0; pending-- {
 		select {
-		case a := <-out:
-			if a.err != nil {
-				failed++
-			} else {
-				free++
-			}
+		case <-out:
 		case <-timer.C:
 			return
 		}

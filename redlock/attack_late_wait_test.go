@@ -156,24 +156,25 @@ func TestLateUndosDoNotConvoy(t *testing.T) {
 	})
 }
 
-// TestLateUndoNeverAnswersBusy: an attempt waits on a node for this
-// driver's undo of an earlier attempt there for at most half the node
-// timeout (see TestLateUndosDoNotConvoy), and is then sent; if the node
-// answers busy while the undo has not returned, it may be held by the
-// undone token alone, which nobody holds, and the attempt must not answer
-// busy. Node 2 (node timeout 200ms) replies to an acquire 60ms after
-// applying it, and applies a release 100ms after it is sent: the first
-// attempt's acquire holds it from 0ms, its undo, sent at 60ms, frees it at
-// 160ms; the key is free of any holder from 10ms, and the second attempt,
-// at 20ms, with node 1 down, finds node 0 free and, at 120ms, node 2 held
-// by the undone token.
+// TestLateUndoNeverAnswersBusy: a failed attempt waits for its undos for
+// the node timeout, and an attempt waits on a node for this driver's undo
+// of an earlier attempt there for at most half the node timeout (see
+// TestLateUndosDoNotConvoy), and is then sent; if the node answers busy
+// while the undo has not returned, it may be held by the undone token
+// alone, which nobody holds, and the attempt must not answer busy. Node 2
+// (node timeout 100ms) replies to an acquire 30ms after applying it, and
+// applies a release 150ms after it is sent: the first attempt's acquire
+// holds it from 0ms, its undo, sent at 30ms, frees it at 180ms, and the
+// first attempt returns at 100ms; the key is free of any holder from
+// 110ms, and the second attempt, then, with node 1 down, finds node 0 free
+// and, at 160ms, node 2 held by the undone token.
 func TestLateUndoNeverAnswersBusy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		c := newMemCluster(3)
 		down := &atomic.Bool{}
-		nodes := []driver.Locker{c.raw(t, 0), refusing{c.raw(t, 1), down}, slowNode{c.raw(t, 2), 60 * time.Millisecond, 100 * time.Millisecond}}
-		d, err := redlock.NewDriver(nodes, &redlock.Options{DisableFencing: true, NodeTimeout: 200 * time.Millisecond})
+		nodes := []driver.Locker{c.raw(t, 0), refusing{c.raw(t, 1), down}, slowNode{c.raw(t, 2), 30 * time.Millisecond, 150 * time.Millisecond}}
+		d, err := redlock.NewDriver(nodes, &redlock.Options{DisableFencing: true, NodeTimeout: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,16 +190,15 @@ func TestLateUndoNeverAnswersBusy(t *testing.T) {
 		if res, err := d.Acquire(ctx, driver.Request{Key: key, Token: rand(), TTL: time.Minute, Owner: "first"}); err != nil || res.Acquired {
 			t.Fatalf("first attempt = %+v, %v; want busy (nodes 0 and 1 held)", res, err)
 		}
-		time.Sleep(10*time.Millisecond - time.Since(start))
+		time.Sleep(110*time.Millisecond - time.Since(start))
 		for _, i := range []int{0, 1} {
 			if err := c.raw(t, i).Release(ctx, key, holder.Token); err != nil {
 				t.Fatalf("node %d: Release = %v", i, err)
 			}
 		}
 		down.Store(true)
-		time.Sleep(20*time.Millisecond - time.Since(start))
 		if h, held := c.holder(t, 2, key); !held || h.Owner != "first" {
-			t.Fatalf("node 2 held = %v by %q at 20ms; the test needs the first attempt's grant there, not yet undone", held, h.Owner)
+			t.Fatalf("node 2 held = %v by %q at 110ms; the test needs the first attempt's grant there, not yet undone", held, h.Owner)
 		}
 		res, err := d.Acquire(ctx, driver.Request{Key: key, Token: rand(), TTL: time.Minute, Owner: "second"})
 		if err == nil && !res.Acquired {

@@ -46,8 +46,9 @@
 // validity window (the client's read timeout may cut that short), so that a
 // slow answer is known and undone after it, and a grant that lands after a
 // lease was released is released after it. A failed acquire waits for its
-// undo to free a majority of nodes (for a quarter of the node timeout at
-// most); the other nodes are undone in the background. A release or undo
+// undo on every node (until the node timeout from its start), so that a
+// busy answer leaves no node held by it for another client to find; an
+// undo still running then goes on in the background. A release or undo
 // whose outcome is unknown may still land after later requests: for the
 // lock's TTL (at least a minute) a later acquire with that token is not
 // sent to that node, whose late release would free it under the lease. Nor

@@ -74,10 +74,9 @@ func (e *QuorumError) Timeout() bool {
 // majority although it failed (see [driver.OutcomeUnknown]): a node timed
 // out and the driver did not undo the attempt itself. A failed acquire is
 // undone by the driver on every node that may hold it, each once its
-// acquire answered or gave up (a majority before Acquire returns, unless
-// that takes more than a quarter of the node timeout; the others in the
-// background), so it is a known failure and dlock does not release it a
-// second time.
+// acquire answered or gave up (all before Acquire returns, unless that
+// takes longer than the node timeout; the others in the background), so it
+// is a known failure and dlock does not release it a second time.
 func (e *QuorumError) OutcomeUnknown() bool { return !e.undone && e.Timeout() }
 
 // nodeErr names node n in err, keeping err in the chain.

@@ -3,7 +3,8 @@ package redlock
 // lateReleases records, per key, the node releases that were still
 // running when their Release returned (it returns at the majority's
 // answers), and the undos of a failed acquire still running when it
-// returned (see abandon): by node, the last such call, until it returns.
+// returned (it waits for them for the node timeout; see abandon): by
+// node, the last such call, until it returns.
 // An acquire of the key on this driver waits on each of those nodes for
 // that release before it is sent there, so that it finds the node free
 // rather than still held by the released token: a caller that releases
@@ -18,7 +19,8 @@ package redlock
 // then sent, and a busy answer, while the release has not returned,
 // counts as the node failing, not as busy (errLateUndo). Another client's
 // acquire is not ordered so, and may find such a node busy for the
-// release's round trip.
+// release's round trip: a Release's late call, or an undo that outlasted
+// the node timeout.
 type lateReleases map[string][]*nodeCall
 
 // record records the calls of a Release of key that have not returned

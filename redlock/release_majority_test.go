@@ -72,13 +72,15 @@ func TestReleaseReturnsAtMajority(t *testing.T) {
 	})
 }
 
-// TestAcquireAfterUndoWaitsForIt: a failed attempt returns once a majority
-// is known free of its token, and its undo on a node that answers
-// releases 50ms late goes on in the background. The holder then frees
+// TestAcquireAfterUndoWaitsForIt: a failed attempt returns once its undos
+// answered, or the node timeout (100ms) passed, and the rest goes on in
+// the background. Node 0 answers acquires and applies releases 60ms late:
+// the failed attempt's undo there, sent once its acquire answered, at
+// 60ms, lands at 120ms, after the attempt returned. The holder then frees
 // its nodes and node 2 refuses calls: the next attempt on this driver,
 // with another token, must wait for the undo on node 0 and be granted by
-// nodes 0 and 1, rather than find node 0 still held by the failed
-// attempt and answer busy while nobody holds the key.
+// nodes 0 and 1, rather than find node 0 still held by the failed attempt
+// and answer busy while nobody holds the key.
 func TestAcquireAfterUndoWaitsForIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
@@ -90,8 +92,8 @@ func TestAcquireAfterUndoWaitsForIt(t *testing.T) {
 			}
 		}
 		refusing := conformance.Faulty(c.raw(t, 2))
-		d, err := redlock.NewDriver([]driver.Locker{slowRelease{c.raw(t, 0), 50 * time.Millisecond}, c.raw(t, 1), refusing},
-			&redlock.Options{DisableFencing: true, NodeTimeout: time.Second})
+		d, err := redlock.NewDriver([]driver.Locker{slowNode{c.raw(t, 0), 60 * time.Millisecond, 60 * time.Millisecond}, c.raw(t, 1), refusing},
+			&redlock.Options{DisableFencing: true, NodeTimeout: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,8 +116,8 @@ func TestAcquireAfterUndoWaitsForIt(t *testing.T) {
 		if res, err := d.Acquire(ctx, next); err != nil || !res.Acquired {
 			t.Fatalf("attempt of a free key, node 2 refusing = %+v, %v; want granted by nodes 0 and 1 once the undo on node 0 landed", res, err)
 		}
-		if took := time.Since(start); took != 50*time.Millisecond {
-			t.Errorf("attempt took %v; want it to wait for the undo on node 0, 50ms", took)
+		if took := time.Since(start); took != 80*time.Millisecond {
+			t.Errorf("attempt took %v; want it to wait for the undo on node 0, 20ms, and node 0's answer, 60ms", took)
 		}
 	})
 }

@@ -82,11 +82,12 @@ func TestUndoNeverOvertakesAcquire(t *testing.T) {
 }
 
 // TestQuorumCallsAtMajoritySpeed: with one node of three answering 1s
-// late (a proxy's latency on its replies), Acquire, a busy TryAcquire,
-// Refresh and Release each return with the majority's answers, and the
-// slow node's late grant is released: after Release and Close no node
-// holds the key. A busy attempt and Refresh waited for every node, here
-// the node timeout.
+// late (a proxy's latency on its replies), Acquire, Refresh and Release
+// each return with the majority's answers, and the slow node's late grant
+// is released: after Release and Close no node holds the key. Refresh
+// waited for every node, here the node timeout. A busy attempt waits for
+// its undo on the slow node, which goes out once that node answered (see
+// abandon): two of its round trips, within the node timeout.
 func TestQuorumCallsAtMajoritySpeed(t *testing.T) {
 	t.Parallel()
 	nodes := startRedis(t, 3)
@@ -121,8 +122,12 @@ func TestQuorumCallsAtMajoritySpeed(t *testing.T) {
 	}
 	// The key is held on the two fast nodes; another token is busy.
 	busyReq := driver.Request{Key: req.Key, Token: rand(), TTL: time.Minute}
-	if err := quick("busy Acquire", func() (err error) { res, err = d.Acquire(ctx, busyReq); return err }); err != nil || res.Acquired {
+	start := time.Now()
+	if res, err := d.Acquire(ctx, busyReq); err != nil || res.Acquired {
 		t.Errorf("Acquire of a held key = %+v, %v; want busy", res, err)
+	}
+	if took := time.Since(start); took >= opts.NodeTimeout {
+		t.Errorf("busy Acquire took %v with one node %v slow; want its undo there, within the node timeout %v", took, slow, opts.NodeTimeout)
 	}
 	if err := quick("Refresh", func() error { return d.Refresh(ctx, req.Key, req.Token, time.Minute) }); err != nil {
 		t.Errorf("Refresh = %v", err)

@@ -75,10 +75,13 @@ type nodeToken struct {
 // may have been (unknown outcome: not busy, not surely unapplied), and ends
 // at the return of the first Release of the token on that node called after
 // the Acquire returned that shows the key free of the token then: one that
-// released it, or, for a granted Acquire, one that found it not held (an
-// Acquire of unknown outcome may land after such a Release). Without one,
-// the span lasts to the end of the history. Nothing else frees a node's
-// key: no lease expires in a run (see leaseTTL).
+// released it or found it not held. (The quorum undoes an Acquire of
+// unknown outcome once the Acquire returned; were its command to land
+// after the undo, the node would keep the key to the end of the run, as a
+// leftover, and busy answers it caused would go unexcused: the run would
+// fail, not pass.) Without such a Release, the span lasts to the end of
+// the history. Nothing else frees a node's key: no lease expires in a run
+// (see leaseTTL).
 func nodeHolds(nodes [][]porcupine.Operation) map[string][]span {
 	holds := map[string][]span{}
 	for _, ops := range nodes {
@@ -97,8 +100,7 @@ func nodeHolds(nodes [][]porcupine.Operation) map[string][]span {
 			end := int64(math.MaxInt64)
 			for _, rel := range releases[nodeToken{in.Key, in.Token}] {
 				r := rel.Output.(Output).Result
-				freed := r == OK || r == NotHeld && out.Result == OK
-				if freed && rel.Call >= op.Return && rel.Return < end {
+				if (r == OK || r == NotHeld) && rel.Call >= op.Return && rel.Return < end {
 					end = rel.Return
 				}
 			}

@@ -205,18 +205,20 @@ func TestNodeHoldsExcuse(t *testing.T) {
 	node(2, Release, "k2", "f", OK, 50, 55)
 	busy("k2", "g", 52, 53) // excused
 	busy("k2", "g", 56, 57) // not
-	// An acquire of unknown outcome may land after a release that found
-	// the key not held.
+	// An acquire of unknown outcome holds until a release shows the
+	// key free of its token, not past a release of unknown outcome.
 	node(0, Attempt, "k3", "u", Unknown, 60, 61)
-	node(0, Release, "k3", "u", NotHeld, 62, 63)
-	busy("k3", "v", 70, 71) // excused
+	node(0, Release, "k3", "u", Unknown, 62, 63)
+	node(0, Release, "k3", "u", NotHeld, 64, 65)
+	busy("k3", "v", 64, 65) // excused
+	busy("k3", "v", 66, 67) // not
 	// Node answers busy, or surely not applied: no hold.
 	node(1, Attempt, "k4", "x", Busy, 80, 81)
 	node(2, Attempt, "k4", "x", NotApplied, 80, 81)
 	busy("k4", "y", 80, 81) // not
 
 	want := map[string]bool{"k b 10": true, "k c 20": false, "k d 30": false, "k e 30": true,
-		"k2 g 52": true, "k2 g 56": false, "k3 v 70": true, "k4 y 80": false}
+		"k2 g 52": true, "k2 g 56": false, "k3 v 64": true, "k3 v 66": false, "k4 y 80": false}
 	got := map[string]bool{}
 	for _, op := range h.Operations() {
 		in := op.Input.(Input)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anishathalye/porcupine"
 	"github.com/dlock-go/dlock/driver"
 	"github.com/dlock-go/dlock/memdriver"
 	"github.com/dlock-go/dlock/redisdriver"
@@ -232,5 +233,38 @@ func TestNodeHoldsExcuse(t *testing.T) {
 	holds := nodeHolds(h.nodeOperations())
 	if s := holds["k"]; !slices.Contains(s, span{"d", 25, math.MaxInt64}) || !slices.Contains(s, span{"a", 1, 12}) {
 		t.Errorf("holds of k = %v", s)
+	}
+}
+
+// TestQuorumLeftoversExplainBusy checks a history of Redlock's split vote:
+// B, D and E each take one of three nodes of a free key and answer busy;
+// their undos free the nodes after their calls returned (issue 28), B's
+// and D's late, so that C's attempt finds a majority held while nobody
+// holds the key. The nodes' histories excuse C's busy answer; with the
+// undos done before C's attempt, nothing does, and the history is
+// rejected.
+func TestQuorumLeftoversExplainBusy(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		undo int64 // when B's and D's undos return
+		want porcupine.CheckResult
+	}{
+		{"UndosLate", 20, porcupine.Ok},
+		{"UndosDone", 8, porcupine.Illegal},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHistory()
+			for i, tok := range []string{"b", "d", "e"} {
+				undo := map[string]int64{"b": tt.undo, "d": tt.undo, "e": 6}[tok]
+				h.Node(i).Add(0, Input{Kind: Attempt, Key: "k", Token: tok}, 0, Output{Result: OK, Fence: 1}, 4)
+				h.Node(i).Add(0, Input{Kind: Release, Key: "k", Token: tok}, 5, Output{Result: OK}, undo)
+				h.Add(i, Input{Kind: Attempt, Key: "k", Token: tok}, 0, Output{Result: Busy}, 5)
+			}
+			h.Add(3, Input{Kind: Attempt, Key: "k", Token: "c"}, 10, Output{Result: Busy}, 11)
+			h.Add(4, Input{Kind: Attempt, Key: "k", Token: "f"}, 25, Output{Result: OK, Fence: 2}, 26)
+			if got := porcupine.CheckOperationsTimeout(Model.ToModel(), h.Operations(), 0); got != tt.want {
+				t.Errorf("check = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -26,7 +26,11 @@
 //
 // A backend is one function that starts what it needs (with cleanup on
 // t) and returns a Backend: a constructor of drivers, and a probe of keys
-// left held ([HeldOn] makes one from the backend's nodes' Inspectors).
+// left held ([HeldOn] makes one from the backend's nodes' Inspectors). A
+// quorum backend constructs its drivers with [Backend.NewQuorum] instead,
+// from nodes that the run wraps in Recorders: a quorum may answer busy
+// for a key that nobody holds, held on a minority of nodes each by other
+// tokens, and only the nodes' histories tell when it may ([Input.Excused]).
 // A test then calls Check for each workload:
 //
 //	func TestLinearizableMyDB(t *testing.T) {

@@ -26,13 +26,22 @@ type Backend struct {
 	// NewDriver returns a new client of the backend. The run wraps it in
 	// a [Recorder] and a dlock.Locker, and closes it with the Locker.
 	NewDriver func(t *testing.T) driver.Locker
+	// NewQuorum, set instead of NewDriver for a quorum backend (whose
+	// clients hold a key when a majority of nodes grant it), returns a
+	// new client made of the node drivers that node returns: node(i, d)
+	// wraps d, the client's driver of the backend's i-th node, in a
+	// [Recorder] of the run's [History.Node](i). A quorum's attempt may
+	// find a key busy that nobody holds, on a majority of nodes that
+	// other tokens hold in part (a minority each, which a split vote's
+	// undo or a release's late call frees after the quorum's call
+	// returned); the nodes' histories tell when they may have (see
+	// [Input.Excused]). The run fails if a node lacks a capability that
+	// a quorum looks for on its nodes (see nodeCapabilities).
+	NewQuorum func(t *testing.T, node func(i int, d driver.Locker) driver.Locker) driver.Locker
 	// Held reports which of keys are held, once the run has closed
 	// every Locker: each key held on at least one node, with the number
 	// of nodes that hold it. [HeldOn] makes it from Inspectors.
 	Held func(ctx context.Context, keys []string) ([]Leftover, error)
-	// Quorum says that a busy attempt may come from a split vote with
-	// nobody holding the key (see [Input.Excused]).
-	Quorum bool
 }
 
 // Leftover is a key held after a run, when no lease of it is valid.
@@ -220,7 +229,7 @@ func Run(t *testing.T, b Backend, w Workload) *Report {
 		}
 	}
 	rep.Leftovers = left
-	rep.Ops = r.h.Operations(b.Quorum)
+	rep.Ops = r.h.Operations()
 	rep.Counts = map[string]int{}
 	for _, op := range rep.Ops {
 		in, out := op.Input.(Input), op.Output.(Output)
@@ -277,8 +286,22 @@ func (s *slot) swap(l *dlock.Locker) *dlock.Locker {
 	return old
 }
 
+// newDriver returns a new client of the backend for the Lockers of slot
+// i: for a quorum backend, made of nodes that Recorders wrap.
+func (r *runner) newDriver(i int) driver.Locker {
+	if r.b.NewQuorum == nil {
+		return r.b.NewDriver(r.t)
+	}
+	return r.b.NewQuorum(r.t, func(n int, d driver.Locker) driver.Locker {
+		if missing := missingCapabilities(d); len(missing) > 0 {
+			r.errorf("node %d (%T) lacks %v, which its Recorder would claim to the quorum", n, d, missing)
+		}
+		return &Recorder{Locker: d, H: r.h.Node(n), Client: i}
+	})
+}
+
 func (r *runner) newLocker(i int) *dlock.Locker {
-	rec := &Recorder{Locker: r.b.NewDriver(r.t), H: r.h, Client: i}
+	rec := &Recorder{Locker: r.newDriver(i), H: r.h, Client: i}
 	r.mu.Lock()
 	r.recs = append(r.recs, rec)
 	for len(r.opened) <= i {

@@ -110,7 +110,8 @@ func clusterBackend(t *testing.T, opts *redis.ClusterOptions) Backend {
 }
 
 // redlockBackend is Redlock over three servers, each behind a proxy that
-// adds latency if it is not zero, with a PSUBSCRIBE * client on each.
+// adds latency if it is not zero, with a PSUBSCRIBE * client on each. The
+// run records every node's calls (see Backend.NewQuorum).
 func redlockBackend(t *testing.T, latency time.Duration) Backend {
 	var srvs []*redistest.Server
 	var addrs []string
@@ -131,11 +132,10 @@ func redlockBackend(t *testing.T, latency time.Duration) Backend {
 		probes = append(probes, probe.(driver.Inspector))
 	}
 	return Backend{
-		Quorum: true,
-		NewDriver: func(t *testing.T) driver.Locker {
+		NewQuorum: func(t *testing.T, node func(int, driver.Locker) driver.Locker) driver.Locker {
 			nodes := make([]driver.Locker, len(srvs))
 			for i, s := range srvs {
-				nodes[i] = redisdriver.NewDriver(client(t, s, addrs[i]), nil)
+				nodes[i] = node(i, redisdriver.NewDriver(client(t, s, addrs[i]), nil))
 			}
 			d, err := redlock.NewDriver(nodes, nil)
 			if err != nil {

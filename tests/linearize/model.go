@@ -68,10 +68,13 @@ type Input struct {
 	// a token the history does not show holding it: one that overlaps the
 	// handoff subscription of a waiter with another token, to which a
 	// release may have handed the key as the waiter stopped listening
-	// (a grant the waiter finds in its channel and releases), or, for a quorum
-	// driver, an attempt of another token that was not granted (a split
-	// vote, which the quorum driver undoes itself). Such an attempt proves
-	// nothing about the key.
+	// (a grant the waiter finds in its channel and releases), or, for a
+	// quorum driver, a time when the nodes' histories ([History.Node]) show
+	// that another token may have held the key on a node: a minority
+	// that a split vote's undo, or a release's late call, frees after the
+	// quorum's call returned (two such minorities make a busy majority with
+	// nobody holding the key). Such an attempt proves nothing about the
+	// key.
 	Excused bool
 	// Granted marks an Attempt of unknown outcome, or a [HandedOff] of
 	// unknown fence, that must have been granted: a Release of its token

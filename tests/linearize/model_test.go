@@ -130,7 +130,7 @@ func TestOperations(t *testing.T) {
 		{client: 5, key: "k", tokens: map[string]int64{"z": -1}, ret: 95},
 	}
 	var got []string
-	for _, op := range h.Operations(false) {
+	for _, op := range h.Operations() {
 		in, out := op.Input.(Input), op.Output.(Output)
 		got = append(got, fmt.Sprintf("%v %s %v fence %d excused %v [%d, %d]", in.Kind, in.Token, out.Result, out.Fence, in.Excused, op.Call, op.Return))
 	}
@@ -152,7 +152,7 @@ func TestOperations(t *testing.T) {
 		"give-up x ok fence 0 excused false [85, 85]",
 		"give-up z ok fence 0 excused false [95, 95]",
 	}
-	for _, op := range h.Operations(false) {
+	for _, op := range h.Operations() {
 		if in := op.Input.(Input); in.Granted != (in.Kind == Attempt && in.Token == "x" || in.Kind == HandedOff && in.Token == "u") || in.Void != (in.Kind == Attempt && in.Token == "z") {
 			t.Errorf("%v %s: Granted = %v, Void = %v", in.Kind, in.Token, in.Granted, in.Void)
 		}

@@ -40,9 +40,10 @@ import (
 //
 // A busy attempt is excused (see [Input.Excused]) if it overlaps the
 // handoff subscription of another token, from its start to its call's
-// return, or, if quorum is set, an attempt of another token that was not
-// granted.
-func (h *History) Operations(quorum bool) []porcupine.Operation {
+// return, or, for a quorum backend (one with [History.Node] histories), a
+// span during which another token may have held the key on a node (see
+// nodeHolds).
+func (h *History) Operations() []porcupine.Operation {
 	h.mu.Lock()
 	ops := append([]porcupine.Operation(nil), h.ops...)
 	calls := append([]returned(nil), h.calls...)
@@ -51,13 +52,8 @@ func (h *History) Operations(quorum bool) []porcupine.Operation {
 	f := newTokenFacts(ops, calls)
 	f.shapeUnknownAttempts(ops)
 	ops, unseen := f.callOperations(ops, calls)
-	if quorum {
-		for _, op := range ops {
-			in, out := op.Input.(Input), op.Output.(Output)
-			if in.Kind == Attempt && out.Result != OK {
-				unseen[in.Key] = append(unseen[in.Key], span{in.Token, op.Call, op.Return})
-			}
-		}
+	for key, spans := range nodeHolds(h.nodeOperations()) {
+		unseen[key] = append(unseen[key], spans...)
 	}
 	excuse(ops, unseen)
 	return ops

@@ -21,6 +21,7 @@ type History struct {
 	mu    sync.Mutex
 	ops   []porcupine.Operation
 	calls []returned
+	nodes []*History // a quorum backend's nodes' histories, by node (see Node)
 }
 
 // returned is a dlock call that returned, as [History.Returned] notes it.
@@ -130,8 +131,9 @@ func (t *CallTokens) snapshot() map[string]int64 {
 //     are recorded item by item).
 //   - [driver.FenceRaiser] and [redlock.FloorAcquirer], which only a
 //     quorum driver uses of its nodes, so that a Recorder may stand for a
-//     node. Acquire, AcquireQueued and AcquireFloor are recorded alike, as
-//     attempts.
+//     node (a quorum backend's runs record every node so, in
+//     [History.Node]). Acquire, AcquireQueued and AcquireFloor are
+//     recorded alike, as attempts.
 //
 // Where the wrapped driver lacks a capability, its methods answer errors
 // wrapping errors.ErrUnsupported, as the driver package's rule for
